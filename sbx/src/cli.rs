@@ -1,0 +1,92 @@
+//! Command-line flags, as clap types only. Validation into a policy happens in
+//! `config` and `policy`; nothing here touches the host.
+
+use std::{ffi::OsString, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sbx",
+    version,
+    about = "Run an untrusted command in a sandbox: bubblewrap, Landlock and seccomp, a filtering proxy, and a kernel tracer that reports every denial.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in the sandbox.
+    Run(RunArgs),
+    /// Report what this host can enforce and observe, with the reason for each verdict.
+    Doctor(DoctorArgs),
+    /// Show, or start, the policy file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List the built-in policy templates.
+    Templates,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Append the session's events to FILE as JSON Lines.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Fail (exit 125) unless these layers are enforced: landlock, seccomp, netns.
+    #[arg(long, value_name = "LAYERS", value_delimiter = ',')]
+    pub require: Vec<Layer>,
+    /// Run this shell command with /bin/sh -c.
+    #[arg(short = 'c', value_name = "SHELL CMD", conflicts_with = "argv")]
+    pub shell: Option<OsString>,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub argv: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Policy file (JSON or JSONC, fence's field names).
+    #[arg(short = 's', long = "settings", value_name = "FILE", conflicts_with = "template")]
+    pub settings: Option<PathBuf>,
+    /// Built-in policy template (see `sbx templates`).
+    #[arg(short = 't', long = "template", value_name = "NAME")]
+    pub template: Option<String>,
+}
+
+/// A layer of enforcement that `--require` can insist on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layer {
+    Landlock,
+    Seccomp,
+    Netns,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the checks as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the merged policy and where each part came from.
+    Show {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Write a commented starter policy file (default: ./sbx.jsonc).
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "sbx.jsonc")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}

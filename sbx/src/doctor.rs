@@ -1,0 +1,301 @@
+//! `sbx doctor`: what this host can enforce and observe. Each check has a
+//! verdict and its reason, and when something is missing, the consequence
+//! for sbx and the fix. The eBPF check proves itself by loading and attaching
+//! the embedded probe programs, not by reading version numbers.
+
+use std::{path::Path, process::Command};
+
+use serde::Serialize;
+
+use crate::{monitor::ebpf, sys};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    /// What was found, and how.
+    pub detail: String,
+    /// What a non-ok verdict means for sbx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consequence: Option<String>,
+    /// How to make it ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Self {
+        Self { name, verdict: Verdict::Ok, detail: detail.into(), consequence: None, fix: None }
+    }
+    fn bad(name: &'static str, verdict: Verdict, detail: impl Into<String>, consequence: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { name, verdict, detail: detail.into(), consequence: Some(consequence.into()), fix: Some(fix.into()) }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.verdict == Verdict::Fail)
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut out = String::from("sbx doctor: what this host can enforce and observe\n");
+        for c in &self.checks {
+            let mark = match c.verdict {
+                Verdict::Ok => "ok  ",
+                Verdict::Warn => "WARN",
+                Verdict::Fail => "FAIL",
+            };
+            out.push_str(&format!("  {mark}  {:<22} {}\n", c.name, c.detail));
+            if let Some(consequence) = &c.consequence {
+                out.push_str(&format!("        {:<22} -> {consequence}\n", ""));
+            }
+            if let Some(fix) = &c.fix {
+                out.push_str(&format!("        {:<22}    fix: {fix}\n", ""));
+            }
+        }
+        out
+    }
+}
+
+pub fn run() -> Report {
+    let privileged = is_privileged();
+    let mut checks = vec![privileges(privileged)];
+    let bwrap = bwrap_version();
+    let have_bwrap = bwrap.verdict == Verdict::Ok;
+    checks.push(bwrap);
+    for (name, flag, consequence) in [
+        ("user namespace", "--unshare-user", "unprivileged users cannot run sandboxes (bwrap is not setuid)"),
+        ("pid namespace", "--unshare-pid", "host processes would be visible to the command"),
+        ("net namespace", "--unshare-net", "the network cannot be confined to the proxy"),
+    ] {
+        checks.push(namespace(name, flag, consequence, have_bwrap));
+    }
+    checks.push(landlock());
+    checks.push(seccomp());
+    checks.push(btf());
+    checks.push(tracefs());
+    checks.push(ebpf_attach(privileged));
+    checks.push(unprivileged_userns());
+    Report { checks }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn is_privileged() -> bool {
+    is_root() || (sys::has_effective_cap(sys::CAP_BPF) && sys::has_effective_cap(sys::CAP_PERFMON))
+}
+
+fn privileges(privileged: bool) -> Check {
+    let name = "privileges";
+    if is_root() {
+        Check::ok(name, "running as root")
+    } else if privileged {
+        Check::ok(name, format!("uid {} with CAP_BPF and CAP_PERFMON", nix::unistd::geteuid()))
+    } else {
+        Check::bad(
+            name,
+            Verdict::Warn,
+            format!("uid {} without CAP_BPF and CAP_PERFMON", nix::unistd::geteuid()),
+            "monitoring unavailable: not root (sandboxes still run; denials from the kernel tracer are not recorded)",
+            "run sbx as root, or grant it CAP_BPF and CAP_PERFMON (setcap cap_bpf,cap_perfmon+ep $(command -v sbx))",
+        )
+    }
+}
+
+fn bwrap_version() -> Check {
+    let name = "bubblewrap";
+    match Command::new("bwrap").arg("--version").output() {
+        Ok(out) if out.status.success() => Check::ok(name, String::from_utf8_lossy(&out.stdout).trim().to_string()),
+        Ok(out) => Check::bad(
+            name,
+            Verdict::Fail,
+            format!("`bwrap --version` failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            "sbx run cannot start sandboxes",
+            "reinstall bubblewrap: apt-get install --reinstall bubblewrap",
+        ),
+        Err(_) => Check::bad(
+            name,
+            Verdict::Fail,
+            "bwrap is not on PATH",
+            "sbx run cannot start sandboxes",
+            "apt-get install bubblewrap",
+        ),
+    }
+}
+
+fn namespace(name: &'static str, flag: &str, consequence: &str, have_bwrap: bool) -> Check {
+    if !have_bwrap {
+        return Check::bad(name, Verdict::Fail, "not checked: bubblewrap is missing", consequence, "apt-get install bubblewrap");
+    }
+    let out = Command::new("bwrap").args(["--ro-bind", "/", "/", flag, "--", "/bin/true"]).output();
+    match out {
+        Ok(out) if out.status.success() => Check::ok(name, format!("`bwrap {flag}` works")),
+        Ok(out) => Check::bad(
+            name,
+            Verdict::Fail,
+            format!("`bwrap {flag}` failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            consequence,
+            "allow user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04, kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap)",
+        ),
+        Err(e) => Check::bad(name, Verdict::Fail, format!("cannot run bwrap: {e}"), consequence, "apt-get install bubblewrap"),
+    }
+}
+
+fn landlock() -> Check {
+    let name = "landlock";
+    let abi = sys::landlock_abi();
+    let fix = "boot a kernel with CONFIG_SECURITY_LANDLOCK=y and landlock in the lsm= list (Linux 6.15+ for ABI 7)";
+    match abi {
+        0 => Check::bad(name, Verdict::Fail, "not available", "filesystem rules rest on bubblewrap's mounts alone", fix),
+        1..=6 => Check::bad(
+            name,
+            Verdict::Warn,
+            format!("ABI {abi}"),
+            match abi {
+                1..=3 => "no TCP port rules, no signal/abstract-socket scoping, no audit records",
+                4..=5 => "no signal/abstract-socket scoping, no audit records",
+                _ => "no Landlock audit records",
+            },
+            fix,
+        ),
+        _ => Check::ok(name, format!("ABI {abi} (filesystem, TCP ports, scoping, audit)")),
+    }
+}
+
+fn seccomp() -> Check {
+    let name = "seccomp";
+    match std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail") {
+        Ok(actions) => {
+            let actions = actions.trim();
+            if actions.split_whitespace().any(|a| a == "user_notif") {
+                Check::ok(name, format!("filter mode; actions: {actions} (user_notif available)"))
+            } else {
+                Check::bad(
+                    name,
+                    Verdict::Warn,
+                    format!("actions: {actions}"),
+                    "blocked syscalls fail with EPERM but cannot be reported with their arguments",
+                    "use Linux 5.0 or newer (seccomp user notification)",
+                )
+            }
+        }
+        Err(e) => Check::bad(
+            name,
+            Verdict::Fail,
+            format!("cannot read /proc/sys/kernel/seccomp/actions_avail: {e}"),
+            "no syscall filter can be installed",
+            "boot a kernel with CONFIG_SECCOMP_FILTER=y",
+        ),
+    }
+}
+
+fn btf() -> Check {
+    let name = "btf";
+    let path = Path::new("/sys/kernel/btf/vmlinux");
+    match std::fs::metadata(path) {
+        Ok(m) => Check::ok(name, format!("{} ({} KiB)", path.display(), m.len() / 1024)),
+        Err(_) => Check::bad(
+            name,
+            Verdict::Fail,
+            format!("{} is missing", path.display()),
+            "monitoring unavailable: tp_btf and fexit programs need the kernel's BTF",
+            "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        ),
+    }
+}
+
+fn tracefs() -> Check {
+    let name = "tracefs";
+    if Path::new("/sys/kernel/tracing/events").is_dir() {
+        Check::ok(name, "mounted at /sys/kernel/tracing")
+    } else {
+        Check::bad(
+            name,
+            Verdict::Warn,
+            "not mounted at /sys/kernel/tracing",
+            "sbx's tracer does not need it (tp_btf and fexit attach through BTF), but tracepoint-based tools do",
+            "mount -t tracefs tracefs /sys/kernel/tracing",
+        )
+    }
+}
+
+fn ebpf_attach(privileged: bool) -> Check {
+    let name = "ebpf load+attach";
+    if !privileged {
+        return Check::bad(
+            name,
+            Verdict::Fail,
+            "not tried: loading eBPF programs needs root or CAP_BPF+CAP_PERFMON",
+            "monitoring unavailable: not root",
+            "run `sudo sbx doctor` (or grant CAP_BPF and CAP_PERFMON)",
+        );
+    }
+    match ebpf::probe_attach() {
+        Ok(p) if p.fork_hits > 0 && p.file_open_hits > 0 => Check::ok(
+            name,
+            format!(
+                "tp_btf/sched_process_fork and fexit/security_file_open loaded, attached, fired ({} and {} hits) and detached in {} ms",
+                p.fork_hits,
+                p.file_open_hits,
+                p.elapsed.as_millis()
+            ),
+        ),
+        Ok(p) => Check::bad(
+            name,
+            Verdict::Fail,
+            format!("attached, but the probes did not fire (fork {} hits, file_open {} hits)", p.fork_hits, p.file_open_hits),
+            "monitoring unavailable: the kernel does not run sbx's programs",
+            "report this with the output of `sbx doctor --json` and `uname -a`",
+        ),
+        Err(e) => Check::bad(
+            name,
+            Verdict::Fail,
+            e.to_string(),
+            "monitoring unavailable: the tracer cannot run on this kernel",
+            "use a kernel with BTF, fentry/fexit and tp_btf (Linux 5.5+), and kernel.unprivileged_bpf_disabled not blocking root",
+        ),
+    }
+}
+
+fn unprivileged_userns() -> Check {
+    let name = "unprivileged userns";
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Check::bad(
+            name,
+            Verdict::Warn,
+            "kernel.unprivileged_userns_clone=0",
+            "users other than root cannot run sandboxes",
+            "sysctl -w kernel.unprivileged_userns_clone=1",
+        );
+    }
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return Check::bad(
+            name,
+            Verdict::Warn,
+            "kernel.apparmor_restrict_unprivileged_userns=1 (Ubuntu 24.04's default)",
+            "users other than root cannot run sandboxes unless bwrap has an AppArmor profile",
+            "add an AppArmor profile for /usr/bin/bwrap with `userns,` or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+        );
+    }
+    let max = read("/proc/sys/user/max_user_namespaces").unwrap_or_else(|| "?".into());
+    if max == "0" {
+        return Check::bad(name, Verdict::Warn, "user.max_user_namespaces=0", "nobody can create user namespaces", "sysctl -w user.max_user_namespaces=15000");
+    }
+    Check::ok(name, format!("allowed (user.max_user_namespaces={max})"))
+}

@@ -1,0 +1,491 @@
+//! From a validated `Policy` to a running sandbox: resolve the policy against
+//! this host into a `Plan` (bwrap arguments and the stage-2 plan), start
+//! bubblewrap, relay signals to the command and return its exit status.
+//!
+//! The mount order, which decides what covers what (later wins):
+//! 1. the root view: `/` read-only, or under defaultDenyRead only the system
+//!    paths, the workspace and allowRead;
+//! 2. a minimal `/dev`, a fresh `/proc` (own pid namespace), a private `/tmp`;
+//! 3. writable binds: the workspace, then allowWrite;
+//! 4. read-only binds over the mandatory protections and denyWrite, so deny
+//!    wins over allow for writes;
+//! 5. denyRead masks (an empty read-only tmpfs over a directory, /dev/null
+//!    over a file), last, so deny wins over allow for reads too.
+
+pub mod bwrap;
+pub mod glob;
+pub mod seccomp;
+pub mod stage2;
+
+use std::{
+    ffi::OsString,
+    fs::File,
+    io,
+    os::{
+        fd::{AsRawFd as _, OwnedFd, RawFd},
+        unix::process::ExitStatusExt as _,
+    },
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+
+use crate::{
+    policy::{Policy, SYSTEM_READ, UNSAFE_ENV},
+    sys,
+};
+use bwrap::{Arg, Invocation};
+
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    #[error("bubblewrap (bwrap) is not installed or not on PATH: install it with `apt-get install bubblewrap`")]
+    BwrapMissing,
+    #[error("cannot start bubblewrap: {0}")]
+    Spawn(#[source] io::Error),
+    #[error("cannot {what}: {source}")]
+    Io { what: &'static str, source: io::Error },
+    #[error("bubblewrap could not set up the sandbox (its message is above)")]
+    SetupFailed,
+    #[error("the sandbox's stage-2 could not confine the command (its message is above)")]
+    Stage2Failed,
+    #[error("layer {0} is required (--require) but is not enforced on this host: {1}")]
+    Required(&'static str, String),
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> LaunchError {
+    move |source| LaunchError::Io { what, source }
+}
+
+/// What the plan needs to know about the host, gathered once so that
+/// `plan` stays pure and testable.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    /// The terminal stays the command's own when stdin is a TTY: no new
+    /// session (TIOCSTI is refused by seccomp instead).
+    pub stdin_is_tty: bool,
+    /// Descriptor of sbx's own executable, inherited by bwrap: stage-2 is
+    /// started as /proc/self/fd/N, so it works wherever sbx is installed,
+    /// even under a /tmp that the sandbox replaces.
+    pub exe_fd: RawFd,
+    /// Descriptor of the stage-2 plan.
+    pub plan_fd: RawFd,
+    /// Where bwrap writes its JSON status.
+    pub status_fd: RawFd,
+    /// Where stage-2 reports what it enforced.
+    pub report_fd: RawFd,
+    /// Which candidate paths exist on the host, and what kind they are.
+    pub probe: fn(&Path) -> PathKind,
+    /// The paths a glob rule matches on the host now.
+    pub expand: fn(&Path) -> glob::Expansion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Missing,
+    Dir,
+    File,
+    Symlink,
+}
+
+/// What a path is on this host, without following a final symlink.
+pub fn probe_path(path: &Path) -> PathKind {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => PathKind::Missing,
+        Ok(m) if m.file_type().is_symlink() => PathKind::Symlink,
+        Ok(m) if m.is_dir() => PathKind::Dir,
+        Ok(_) => PathKind::File,
+    }
+}
+
+/// The whole launch, resolved for this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub bwrap: Invocation,
+    pub stage2: stage2::Plan,
+    /// Things the user should know before the command runs (a glob rule
+    /// whose expansion was cut short).
+    pub warnings: Vec<String>,
+}
+
+/// The first argument that makes `sbx` run as stage-2.
+pub const STAGE2_ARG: &str = "__sbx_stage2";
+
+/// Resolves `policy` and `command` against the host into a plan.
+pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan {
+    let probe = facts.probe;
+    let exists = |p: &Path| probe(p) != PathKind::Missing;
+    let mut warnings = Vec::new();
+    // Glob rules become the paths they match now. Files created later under
+    // a glob are not covered by mounts; Landlock still confines writes.
+    let mut expand = |list: &[PathBuf]| -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for path in list {
+            if crate::policy::is_glob(path) {
+                let e = (facts.expand)(path);
+                if e.truncated {
+                    warnings.push(format!(
+                        "the rule {} matched more than {} entries deep; only the first part of the tree is covered",
+                        path.display(),
+                        glob::MAX_ENTRIES
+                    ));
+                }
+                out.extend(e.matches);
+            } else {
+                out.push(path.clone());
+            }
+        }
+        out
+    };
+    let allow_read = expand(&policy.fs.allow_read);
+    let deny_read = expand(&policy.fs.deny_read);
+    let mut policy = policy.clone();
+    policy.fs.allow_write = expand(&policy.fs.allow_write);
+    policy.fs.deny_write = expand(&policy.fs.deny_write);
+    let policy = &policy;
+    let mut args = vec![
+        Arg::UnshareUser,
+        Arg::DisableUserns,
+        Arg::UnsharePid,
+        Arg::UnshareIpc,
+        Arg::UnshareUts,
+        Arg::UnshareNet,
+        Arg::UnshareCgroupTry,
+        Arg::DieWithParent,
+        Arg::CapDropAll,
+        Arg::Hostname("sbx".into()),
+    ];
+    if !facts.stdin_is_tty {
+        args.push(Arg::NewSession);
+    }
+
+    // 1. The root view.
+    let mut readable: Vec<PathBuf> = Vec::new();
+    if policy.fs.default_deny_read {
+        for sys_path in SYSTEM_READ.iter().map(PathBuf::from).chain(allow_read.iter().cloned()) {
+            match probe(&sys_path) {
+                PathKind::Missing => {}
+                PathKind::Symlink => {
+                    if let Ok(target) = std::fs::read_link(&sys_path) {
+                        args.push(Arg::Symlink { target, dst: sys_path.clone() });
+                    }
+                }
+                PathKind::Dir | PathKind::File => {
+                    args.push(Arg::RoBind { src: sys_path.clone(), dst: sys_path.clone() });
+                    readable.push(sys_path);
+                }
+            }
+        }
+        args.push(Arg::RoBind { src: policy.workspace.clone(), dst: policy.workspace.clone() });
+        readable.push(policy.workspace.clone());
+    } else {
+        args.push(Arg::RoBind { src: "/".into(), dst: "/".into() });
+        readable.push("/".into());
+    }
+
+    // 2. Kernel filesystems and a private /tmp.
+    args.push(Arg::Dev("/dev".into()));
+    args.push(Arg::Proc("/proc".into()));
+    args.push(Arg::Tmpfs("/tmp".into()));
+    readable.extend(["/dev", "/proc", "/tmp"].map(PathBuf::from));
+
+    // 3. Writable binds. A bind's source is resolved in the host's view, so
+    // a workspace under /tmp is the host's directory, not the new tmpfs.
+    let mut writable = vec![PathBuf::from("/tmp"), PathBuf::from("/dev")];
+    for path in policy.writable() {
+        if exists(&path) {
+            args.push(Arg::Bind { src: path.clone(), dst: path.clone() });
+            writable.push(path);
+        }
+    }
+
+    // 4. Read-only islands inside writable directories.
+    for path in policy.read_only_within_writable() {
+        if exists(&path) && writable.iter().any(|w| path.starts_with(w)) {
+            args.push(Arg::RoBind { src: path.clone(), dst: path });
+        }
+    }
+
+    // 5. Hidden paths.
+    for path in &deny_read {
+        match probe(path) {
+            PathKind::Missing => {}
+            PathKind::Dir => {
+                args.push(Arg::Tmpfs(path.clone()));
+                args.push(Arg::RemountRo(path.clone()));
+            }
+            PathKind::File | PathKind::Symlink => {
+                args.push(Arg::RoBind { src: "/dev/null".into(), dst: path.clone() });
+            }
+        }
+    }
+
+    args.push(Arg::Chdir(policy.workspace.clone()));
+    for var in UNSAFE_ENV {
+        args.push(Arg::UnsetEnv((*var).into()));
+    }
+    args.push(Arg::SetEnv("SBX_SANDBOX".into(), "1".into()));
+    args.push(Arg::JsonStatusFd(facts.status_fd));
+
+    let bwrap = Invocation {
+        args,
+        command: vec![
+            format!("/proc/self/fd/{}", facts.exe_fd).into(),
+            STAGE2_ARG.into(),
+            facts.plan_fd.to_string().into(),
+        ],
+    };
+    let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd) };
+    Plan { bwrap, stage2, warnings }
+}
+
+/// What each layer really enforced, as stage-2 reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enforcement {
+    pub landlock: Option<stage2::LandlockReport>,
+    pub seccomp: bool,
+    /// The network namespace: bwrap's `--unshare-net` fails the launch if it
+    /// cannot be created, so reaching stage-2 proves it.
+    pub netns: bool,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The status to exit with: the command's own, 128+N for signal N, or
+    /// 126/127 when it could not be executed.
+    Exited(u8),
+}
+
+/// The descriptors handed to bwrap, kept open until it has started.
+struct Handoff {
+    args: File,
+    exe: File,
+    plan: File,
+    report_w: OwnedFd,
+    status_w: OwnedFd,
+}
+
+fn find_bwrap() -> Result<PathBuf, LaunchError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())
+        .ok_or(LaunchError::BwrapMissing)
+}
+
+/// Starts the sandbox and waits for the command. `on_enforced` sees what the
+/// layers enforced before the command runs; returning an error there stops
+/// the launch (used by `--require`).
+pub async fn run(
+    policy: &Policy,
+    command: Vec<OsString>,
+    on_enforced: impl FnOnce(&Enforcement) -> Result<(), LaunchError>,
+) -> Result<Outcome, LaunchError> {
+    let bwrap_path = find_bwrap()?;
+    let exe = File::open("/proc/self/exe").map_err(io_err("open sbx's own executable"))?;
+    let (report_r, report_w) = sys::pipe().map_err(io_err("create a pipe"))?;
+    let (status_r, status_w) = sys::pipe().map_err(io_err("create a pipe"))?;
+    // The plan's descriptor numbers are needed before the plan exists; the
+    // memfd for it is created with a placeholder and filled afterwards.
+    let plan_file = sys::sealed_memfd(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
+    let facts = HostFacts {
+        stdin_is_tty: sys::is_tty(&io::stdin()),
+        exe_fd: exe.as_raw_fd(),
+        plan_fd: plan_file.as_raw_fd(),
+        status_fd: status_w.as_raw_fd(),
+        report_fd: report_w.as_raw_fd(),
+        probe: probe_path,
+        expand: glob::expand,
+    };
+    let plan = plan(policy, command, &facts);
+    for w in &plan.warnings {
+        eprintln!("sbx: warning: {w}");
+    }
+    {
+        use std::io::{Seek as _, Write as _};
+        let mut f = &plan_file;
+        f.write_all(&plan.stage2.encode()).map_err(io_err("write the stage-2 plan"))?;
+        f.seek(io::SeekFrom::Start(0)).map_err(io_err("write the stage-2 plan"))?;
+    }
+    let args = sys::sealed_memfd(c"sbx-bwrap-args", &plan.bwrap.encode_options()).map_err(io_err("create a memfd"))?;
+    let handoff = Handoff { args, exe, plan: plan_file, report_w, status_w };
+
+    let mut cmd = tokio::process::Command::new(&bwrap_path);
+    cmd.arg("--args").arg(handoff.args.as_raw_fd().to_string()).arg("--").args(&plan.bwrap.command);
+    let inherited: [RawFd; 5] = [
+        handoff.args.as_raw_fd(),
+        handoff.exe.as_raw_fd(),
+        handoff.plan.as_raw_fd(),
+        handoff.report_w.as_raw_fd(),
+        handoff.status_w.as_raw_fd(),
+    ];
+    // SAFETY: the closure runs between fork and exec; it only calls fcntl on
+    // integers captured by value, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in inherited {
+                sys::inherit(fd)?;
+            }
+            Ok(())
+        });
+    }
+    cmd.kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LaunchError::BwrapMissing),
+        Err(e) => return Err(LaunchError::Spawn(e)),
+    };
+    // Our copies of the write ends must go, or EOF never comes.
+    drop(handoff);
+
+    let mut status = BufReader::new(
+        tokio::net::unix::pipe::Receiver::from_owned_fd(status_r).map_err(io_err("watch bwrap's status"))?,
+    );
+    let mut report = tokio::net::unix::pipe::Receiver::from_owned_fd(report_r).map_err(io_err("read stage-2's report"))?;
+
+    // bwrap's first status document names the sandbox's pid 1 on the host.
+    let mut first = String::new();
+    let sandbox_init = match status.read_line(&mut first).await {
+        Ok(n) if n > 0 => serde_json::from_str::<serde_json::Value>(&first)
+            .ok()
+            .and_then(|v| v.get("child-pid").and_then(serde_json::Value::as_i64))
+            .map(|pid| pid as i32),
+        _ => None,
+    };
+
+    let mut report_text = String::new();
+    report.read_to_string(&mut report_text).await.map_err(io_err("read stage-2's report"))?;
+    let reports = stage2::Report::parse_all(&report_text);
+    let mut enforcement = Enforcement::default();
+    let mut reached_exec = false;
+    let mut stage2_failed = false;
+    for r in reports {
+        match r {
+            stage2::Report::Landlock(l) => enforcement.landlock = Some(l),
+            stage2::Report::Seccomp => enforcement.seccomp = true,
+            stage2::Report::Exec => reached_exec = true,
+            stage2::Report::Failed => stage2_failed = true,
+        }
+    }
+    // Stage-2 runs only once bwrap has created every namespace it was asked
+    // for, --unshare-net included.
+    enforcement.netns = enforcement.landlock.is_some();
+
+    if !reached_exec {
+        let _ = child.wait().await;
+        return Err(if stage2_failed { LaunchError::Stage2Failed } else { LaunchError::SetupFailed });
+    }
+    // The command has already started; a `--require` failure kills it.
+    if let Err(e) = on_enforced(&enforcement) {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        return Err(e);
+    }
+
+    let new_session = !sys::is_tty(&io::stdin());
+    let status = relay_signals_until_exit(&mut child, sandbox_init, new_session).await?;
+    let code = match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
+        (None, None) => crate::EXIT_SETUP,
+    };
+    Ok(Outcome::Exited(code))
+}
+
+/// Waits for bwrap, passing INT, TERM and HUP on to the command (bwrap's
+/// pid 1 in the sandbox would ignore them).
+async fn relay_signals_until_exit(
+    child: &mut tokio::process::Child,
+    sandbox_init: Option<i32>,
+    new_session: bool,
+) -> Result<std::process::ExitStatus, LaunchError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).map_err(io_err("install a signal handler"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(io_err("install a signal handler"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io_err("install a signal handler"))?;
+    loop {
+        let sig = tokio::select! {
+            status = child.wait() => return status.map_err(io_err("wait for bwrap")),
+            _ = int.recv() => nix::sys::signal::Signal::SIGINT,
+            _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
+            _ = hup.recv() => nix::sys::signal::Signal::SIGHUP,
+        };
+        // On a terminal, Ctrl-C already reached the command's process group:
+        // relaying SIGINT again would deliver it twice.
+        if sig == nix::sys::signal::Signal::SIGINT && !new_session {
+            continue;
+        }
+        if let Some(pid) = sandbox_init.and_then(command_pid) {
+            let target = if new_session { nix::unistd::Pid::from_raw(-pid) } else { nix::unistd::Pid::from_raw(pid) };
+            let _ = nix::sys::signal::kill(target, sig);
+        }
+    }
+}
+
+/// The command's host pid: the one child of the sandbox's pid 1.
+fn command_pid(init: i32) -> Option<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, probe, expand: |_| glob::Expansion::default() }
+    }
+
+    fn fake_host(path: &Path) -> PathKind {
+        match path.to_str().unwrap() {
+            "/w" | "/w/.git/hooks" | "/h" | "/secrets" => PathKind::Dir,
+            "/w/.bashrc" | "/h/.bashrc" | "/w/.env" => PathKind::File,
+            _ => PathKind::Missing,
+        }
+    }
+
+    #[test]
+    fn default_policy_plan_is_exact() {
+        let mut policy = Policy::builtin("/w".into(), Some("/h".into()));
+        policy.fs.deny_read = vec!["/secrets".into(), "/w/.env".into()];
+        let plan = plan(&policy, vec!["true".into()], &facts(fake_host));
+        let mut expected: Vec<OsString> = [
+            "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--cap-drop", "ALL",
+            "--hostname", "sbx", "--new-session",
+            "--ro-bind", "/", "/",
+            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--bind", "/w", "/w",
+            "--ro-bind", "/w/.bashrc", "/w/.bashrc",
+            "--ro-bind", "/w/.git/hooks", "/w/.git/hooks",
+            "--tmpfs", "/secrets", "--remount-ro", "/secrets",
+            "--ro-bind", "/dev/null", "/w/.env",
+            "--chdir", "/w",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        for var in UNSAFE_ENV {
+            expected.extend(["--unsetenv".into(), (*var).into()]);
+        }
+        expected.extend(
+            ["--setenv", "SBX_SANDBOX", "1", "--json-status-fd", "12", "--", "/proc/self/fd/10", STAGE2_ARG, "11"]
+                .iter()
+                .map(Into::into),
+        );
+        assert_eq!(plan.bwrap.argv(), expected);
+        assert_eq!(plan.stage2.read, ["/", "/dev", "/proc", "/tmp"].map(PathBuf::from));
+        assert_eq!(plan.stage2.write, ["/tmp", "/dev", "/w"].map(PathBuf::from));
+        assert_eq!(plan.stage2.command, vec![OsString::from("true")]);
+    }
+
+    #[test]
+    fn tty_keeps_the_session() {
+        let policy = Policy::builtin("/w".into(), None);
+        let mut f = facts(fake_host);
+        f.stdin_is_tty = true;
+        let plan = plan(&policy, vec!["sh".into()], &f);
+        assert!(!plan.bwrap.args.contains(&Arg::NewSession));
+    }
+}

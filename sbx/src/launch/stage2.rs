@@ -1,0 +1,319 @@
+//! Stage-2: sbx re-executed inside the sandbox (as `/proc/self/fd/N
+//! __sbx_stage2 PLANFD`), after bubblewrap has built the filesystem view and
+//! the namespaces. It applies Landlock (the highest ABI this kernel offers),
+//! sets no_new_privs, installs the seccomp filter, reports what was enforced
+//! on a pipe to the sbx process outside, and execs the command.
+//!
+//! The plan arrives on a file descriptor in a small length-prefixed binary
+//! form, so paths are passed as raw bytes and nothing is parsed as text.
+
+use std::{
+    ffi::{CString, OsStr, OsString},
+    fs::File,
+    io::{Read as _, Write as _},
+    os::{
+        fd::{FromRawFd as _, RawFd},
+        unix::ffi::{OsStrExt as _, OsStringExt as _},
+    },
+    path::PathBuf,
+};
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible as _, PathBeneath, PathFd, Ruleset,
+    RulesetAttr as _, RulesetCreatedAttr as _, RulesetStatus, Scope,
+};
+
+use super::seccomp;
+
+/// What stage-2 must do inside the sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Hierarchies the command may read (and execute from).
+    pub read: Vec<PathBuf>,
+    /// Hierarchies the command may write.
+    pub write: Vec<PathBuf>,
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+    /// Where to report what was enforced (a pipe to sbx outside).
+    pub report_fd: Option<RawFd>,
+}
+
+const TAG_READ: u8 = 1;
+const TAG_WRITE: u8 = 2;
+const TAG_ARG: u8 = 3;
+const TAG_REPORT_FD: u8 = 4;
+
+impl Plan {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut put = |tag: u8, bytes: &[u8]| {
+            out.push(tag);
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        };
+        for p in &self.read {
+            put(TAG_READ, p.as_os_str().as_bytes());
+        }
+        for p in &self.write {
+            put(TAG_WRITE, p.as_os_str().as_bytes());
+        }
+        for a in &self.command {
+            put(TAG_ARG, a.as_bytes());
+        }
+        if let Some(fd) = self.report_fd {
+            put(TAG_REPORT_FD, fd.to_string().as_bytes());
+        }
+        out
+    }
+
+    pub fn decode(mut bytes: &[u8]) -> Result<Self, String> {
+        let mut plan = Plan::default();
+        while !bytes.is_empty() {
+            if bytes.len() < 5 {
+                return Err("truncated record header".into());
+            }
+            let tag = bytes[0];
+            let len = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+            let body = bytes.get(5..5 + len).ok_or("truncated record")?;
+            bytes = &bytes[5 + len..];
+            let os = || OsString::from_vec(body.to_vec());
+            match tag {
+                TAG_READ => plan.read.push(os().into()),
+                TAG_WRITE => plan.write.push(os().into()),
+                TAG_ARG => plan.command.push(os()),
+                TAG_REPORT_FD => {
+                    let fd = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).ok_or("bad report fd")?;
+                    plan.report_fd = Some(fd);
+                }
+                other => return Err(format!("unknown record tag {other}")),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Landlock's outcome, as data: the ABI used and how fully it was enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LandlockReport {
+    /// The ABI version the kernel offers (0: none).
+    pub abi: u32,
+    pub status: LandlockStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LandlockStatus {
+    Full,
+    Partial,
+    None,
+}
+
+impl LandlockStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LandlockStatus::Full => "full",
+            LandlockStatus::Partial => "partial",
+            LandlockStatus::None => "none",
+        }
+    }
+}
+
+/// One line stage-2 writes to sbx outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Landlock(LandlockReport),
+    Seccomp,
+    /// Everything is in place; the next step is execve.
+    Exec,
+    /// Stage-2 failed before exec and has said why on stderr.
+    Failed,
+}
+
+impl Report {
+    fn line(&self) -> String {
+        match self {
+            Report::Landlock(l) => format!("landlock {} {}\n", l.abi, l.status.as_str()),
+            Report::Seccomp => "seccomp\n".into(),
+            Report::Exec => "exec\n".into(),
+            Report::Failed => "failed\n".into(),
+        }
+    }
+
+    pub fn parse_all(text: &str) -> Vec<Report> {
+        text.lines()
+            .filter_map(|line| {
+                let mut words = line.split(' ');
+                match words.next()? {
+                    "landlock" => {
+                        let abi = words.next()?.parse().ok()?;
+                        let status = match words.next()? {
+                            "full" => LandlockStatus::Full,
+                            "partial" => LandlockStatus::Partial,
+                            _ => LandlockStatus::None,
+                        };
+                        Some(Report::Landlock(LandlockReport { abi, status }))
+                    }
+                    "seccomp" => Some(Report::Seccomp),
+                    "exec" => Some(Report::Exec),
+                    "failed" => Some(Report::Failed),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Stage-2's entry point. Never returns: it execs the command or exits.
+pub fn main(plan_fd: &OsStr) -> ! {
+    let code = match run(plan_fd) {
+        Ok(never) => match never {},
+        Err((code, msg)) => {
+            eprintln!("sbx: {msg}");
+            code
+        }
+    };
+    std::process::exit(i32::from(code))
+}
+
+enum Never {}
+
+fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
+    let setup = |msg: String| (crate::EXIT_SETUP, msg);
+    let fd: RawFd = plan_fd
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| setup(format!("stage-2: bad plan descriptor {plan_fd:?}")))?;
+    // SAFETY: sbx outside passed this descriptor for us alone; we own it now.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| setup(format!("stage-2: cannot read the plan: {e}")))?;
+    drop(file);
+    let plan = Plan::decode(&bytes).map_err(|e| setup(format!("stage-2: bad plan: {e}")))?;
+    // Nothing sbx holds may leak into the command: every descriptor above
+    // stdio closes at exec (the report pipe included, which is how sbx
+    // outside learns that exec happened).
+    crate::sys::cloexec_from(3).map_err(|e| setup(format!("stage-2: close_range: {e}")))?;
+    let mut report = plan.report_fd.map(|fd| {
+        // SAFETY: as for the plan descriptor.
+        unsafe { File::from_raw_fd(fd) }
+    });
+    let mut say = |r: Report| {
+        if let Some(f) = report.as_mut() {
+            let _ = f.write_all(r.line().as_bytes());
+        }
+    };
+
+    let result = (|| {
+        let landlock = apply_landlock(&plan).map_err(|e| setup(format!("cannot apply Landlock: {e}")))?;
+        say(Report::Landlock(landlock));
+        let program = seccomp::compile(seccomp::DenyAction::Errno).map_err(|e| setup(format!("cannot build the seccomp filter: {e}")))?;
+        seccomp::install(&program, seccomp::Listener::None).map_err(|e| setup(format!("cannot install the seccomp filter: {e}")))?;
+        say(Report::Seccomp);
+        Ok(())
+    })();
+    if let Err(e) = result {
+        say(Report::Failed);
+        return Err(e);
+    }
+    say(Report::Exec);
+    drop(report);
+    exec(&plan.command)
+}
+
+fn exec(command: &[OsString]) -> Result<Never, (u8, String)> {
+    let Some(program) = command.first() else {
+        return Err((crate::EXIT_SETUP, "no command to run".into()));
+    };
+    let args: Vec<CString> = command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| (crate::EXIT_SETUP, "an argument contains a NUL byte".into()))?;
+    let err = match nix::unistd::execvp(&args[0], &args) {
+        Ok(never) => match never {},
+        Err(err) => err,
+    };
+    let shown = program.to_string_lossy();
+    Err(match err {
+        nix::errno::Errno::ENOENT => (crate::EXIT_NOT_FOUND, format!("{shown}: command not found in the sandbox")),
+        other => (crate::EXIT_NOT_EXECUTABLE, format!("{shown}: cannot execute: {}", other.desc())),
+    })
+}
+
+fn abi_for(version: i64) -> Option<ABI> {
+    Some(match version {
+        ..=0 => return None,
+        1 => ABI::V1,
+        2 => ABI::V2,
+        3 => ABI::V3,
+        4 => ABI::V4,
+        5 => ABI::V5,
+        6 => ABI::V6,
+        7 => ABI::V7,
+        8 => ABI::V8,
+        _ => ABI::V9,
+    })
+}
+
+fn apply_landlock(plan: &Plan) -> Result<LandlockReport, landlock::RulesetError> {
+    let kernel = crate::sys::landlock_abi();
+    let Some(abi) = abi_for(kernel) else {
+        return Ok(LandlockReport { abi: 0, status: LandlockStatus::None });
+    };
+    let rules = |paths: &[PathBuf], access: landlock::BitFlags<AccessFs>| -> Vec<PathBeneath<PathFd>> {
+        paths
+            .iter()
+            .filter_map(|p| {
+                let is_dir = std::fs::metadata(p).map(|m| m.is_dir()).ok()?;
+                let fd = PathFd::new(p).ok()?;
+                let access = if is_dir { access } else { access & AccessFs::from_file(abi) };
+                Some(PathBeneath::new(fd, access))
+            })
+            .collect()
+    };
+    let status = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(abi))?
+        .scope(Scope::from_all(abi))?
+        .create()?
+        .add_rules(rules(&plan.read, AccessFs::from_read(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
+        .add_rules(rules(&plan.write, AccessFs::from_all(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
+        // Keep Landlock's audit records after the exec of the command (ABI 7).
+        .log_new_exec(true)?
+        .restrict_self()?;
+    let status = match status.ruleset {
+        RulesetStatus::FullyEnforced => LandlockStatus::Full,
+        RulesetStatus::PartiallyEnforced => LandlockStatus::Partial,
+        RulesetStatus::NotEnforced => LandlockStatus::None,
+    };
+    Ok(LandlockReport { abi: kernel as u32, status })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_round_trips_raw_bytes() {
+        let plan = Plan {
+            read: vec!["/".into()],
+            write: vec![OsString::from_vec(vec![b'/', 0xfe]).into(), "/w s".into()],
+            command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
+            report_fd: Some(9),
+        };
+        assert_eq!(Plan::decode(&plan.encode()).unwrap(), plan);
+        assert!(Plan::decode(&[TAG_READ, 9, 0, 0, 0, b'/']).is_err());
+    }
+
+    #[test]
+    fn reports_round_trip() {
+        let all = [
+            Report::Landlock(LandlockReport { abi: 7, status: LandlockStatus::Full }),
+            Report::Seccomp,
+            Report::Exec,
+            Report::Failed,
+        ];
+        let text: String = all.iter().map(Report::line).collect();
+        assert_eq!(text, "landlock 7 full\nseccomp\nexec\nfailed\n");
+        assert_eq!(Report::parse_all(&text), all);
+    }
+}

@@ -1,0 +1,24 @@
+//! sbx: run an untrusted command so that it can work on the project and
+//! nothing else. See ARCHITECTURE.md for the code map.
+//!
+//! Data flows one way: `cli` (flags) and `config` (files) -> `policy`
+//! (validated, pure) -> `launch` (a plan resolved on this host: bwrap
+//! arguments and the stage-2 plan) -> bubblewrap -> `launch::stage2` inside
+//! the sandbox (Landlock, seccomp) -> the command.
+
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod launch;
+pub mod monitor;
+pub mod policy;
+pub mod sys;
+
+/// Exit status when sbx itself fails before or while setting up the sandbox
+/// (bad flags, bad config, a missing tool): the convention of `env`, `nice`
+/// and `timeout`, so it cannot be confused with the command's own status.
+pub const EXIT_SETUP: u8 = 125;
+/// The command was found but could not be executed.
+pub const EXIT_NOT_EXECUTABLE: u8 = 126;
+/// The command was not found.
+pub const EXIT_NOT_FOUND: u8 = 127;

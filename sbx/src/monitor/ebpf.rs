@@ -1,0 +1,89 @@
+//! The embedded eBPF object and its loader.
+
+use std::time::{Duration, Instant};
+
+use aya::{
+    Btf, Ebpf,
+    maps::Array,
+    programs::{BtfTracePoint, FExit},
+};
+use sbx_common::probe;
+use thiserror::Error;
+
+/// The kernel programs of `sbx-ebpf`, built by build.rs for bpfel.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sbx-ebpf"));
+
+#[derive(Debug, Error)]
+pub enum EbpfError {
+    #[error("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {0}")]
+    Btf(#[source] aya::BtfError),
+    #[error("cannot load the eBPF object: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("the eBPF object has no program {0:?}")]
+    MissingProgram(&'static str),
+    #[error("the eBPF object has no map {0:?}")]
+    MissingMap(&'static str),
+    #[error("cannot load or attach program {name} ({hook}): {source}")]
+    Program {
+        name: &'static str,
+        hook: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("cannot read map {0}: {1}")]
+    Map(&'static str, #[source] aya::maps::MapError),
+}
+
+/// What the doctor's attach check found.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeOutcome {
+    /// Times the tp_btf probe on sched_process_fork ran while attached.
+    pub fork_hits: u64,
+    /// Times the fexit probe on security_file_open ran while attached.
+    pub file_open_hits: u64,
+    /// Load, attach, trigger and detach, in total.
+    pub elapsed: Duration,
+}
+
+/// Loads the embedded object, attaches the two probes (tp_btf and fexit, the
+/// program types the tracer relies on), makes them fire by starting a
+/// process that opens a file, reads their counters, and detaches everything.
+pub fn probe_attach() -> Result<ProbeOutcome, EbpfError> {
+    let started = Instant::now();
+    let btf = Btf::from_sys_fs().map_err(EbpfError::Btf)?;
+    let mut ebpf = Ebpf::load(OBJECT).map_err(EbpfError::Load)?;
+
+    let name = "sbx_probe_fork";
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(EbpfError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| EbpfError::Program { name, hook: "tp_btf/sched_process_fork", source })?;
+    program
+        .load("sched_process_fork", &btf)
+        .and_then(|()| program.attach().map(drop))
+        .map_err(|source| EbpfError::Program { name, hook: "tp_btf/sched_process_fork", source })?;
+
+    let name = "sbx_probe_file_open";
+    let program: &mut FExit = ebpf
+        .program_mut(name)
+        .ok_or(EbpfError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| EbpfError::Program { name, hook: "fexit/security_file_open", source })?;
+    program
+        .load("security_file_open", &btf)
+        .and_then(|()| program.attach().map(drop))
+        .map_err(|source| EbpfError::Program { name, hook: "fexit/security_file_open", source })?;
+
+    // A fork and an open, so that both probes have something to see.
+    let _ = std::process::Command::new("/bin/true").status();
+    let _ = std::fs::read("/proc/self/stat");
+
+    let map = ebpf.map("PROBE_HITS").ok_or(EbpfError::MissingMap("PROBE_HITS"))?;
+    let hits: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("PROBE_HITS", e))?;
+    let fork_hits = hits.get(&probe::FORK, 0).map_err(|e| EbpfError::Map("PROBE_HITS", e))?;
+    let file_open_hits = hits.get(&probe::FILE_OPEN, 0).map_err(|e| EbpfError::Map("PROBE_HITS", e))?;
+    // Dropping the Ebpf detaches and unloads every program.
+    drop(ebpf);
+    Ok(ProbeOutcome { fork_hits, file_open_hits, elapsed: started.elapsed() })
+}

@@ -1,0 +1,218 @@
+//! The validated policy: what the command may read, write and reach, with
+//! every path absolute. Pure: nothing here touches the host, so the rules are
+//! unit-tested exactly; `launch` turns a `Policy` into a plan for this host.
+
+use std::path::{Component, Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::config::Config;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("\"filesystem.{key}\" entry {value:?} uses `~` but HOME is not set")]
+    NoHome { key: &'static str, value: String },
+    #[error("\"filesystem.{key}\" entry {value:?}: `~user` paths are not supported; write the absolute path")]
+    TildeUser { key: &'static str, value: String },
+}
+
+/// Dotfiles that are read-only in the workspace and in $HOME whatever the
+/// policy says: each is run or read by a shell, git or an editor outside the
+/// sandbox later, so a write would be code execution outside it.
+pub const PROTECTED_FILES: &[&str] = &[
+    ".bashrc",
+    ".bash_profile",
+    ".zshrc",
+    ".zprofile",
+    ".profile",
+    ".gitconfig",
+    ".gitmodules",
+    ".ripgreprc",
+    ".mcp.json",
+];
+/// Directories that are read-only in the workspace and in $HOME.
+pub const PROTECTED_DIRS: &[&str] = &[".vscode", ".idea"];
+
+/// Environment variables removed before the command starts: each changes
+/// what the dynamic loader or an interpreter loads.
+pub const UNSAFE_ENV: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "LD_DEBUG",
+    "LD_DEBUG_OUTPUT",
+    "LD_PROFILE",
+    "LD_ORIGIN_PATH",
+    "LD_DYNAMIC_WEAK",
+    "LD_BIND_NOW",
+    "LD_SHOW_AUXV",
+    "GCONV_PATH",
+    "MALLOC_TRACE",
+    "BASH_ENV",
+    "ENV",
+    "PROMPT_COMMAND",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The project directory: the command's working directory, writable.
+    pub workspace: PathBuf,
+    /// The invoking user's home, for `~` and the mandatory protections.
+    pub home: Option<PathBuf>,
+    pub fs: FsPolicy,
+    pub net: NetPolicy,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsPolicy {
+    /// Only system paths, the workspace and `allow_read` are readable.
+    pub default_deny_read: bool,
+    pub allow_read: Vec<PathBuf>,
+    pub deny_read: Vec<PathBuf>,
+    pub allow_write: Vec<PathBuf>,
+    pub deny_write: Vec<PathBuf>,
+    pub allow_git_config: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetPolicy {
+    pub allowed_domains: Vec<String>,
+    pub denied_domains: Vec<String>,
+}
+
+/// System paths that stay readable under `default_deny_read`: what programs
+/// need to start (loader, libraries, certificates, locale, timezone).
+pub const SYSTEM_READ: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/var/lib", "/run/current-system", "/nix/store"];
+
+impl Policy {
+    /// The built-in default: the whole filesystem readable, the workspace and
+    /// a private /tmp writable, no network, mandatory protections on.
+    pub fn builtin(workspace: PathBuf, home: Option<PathBuf>) -> Self {
+        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default() }
+    }
+
+    /// Validates a merged config for this workspace: `~` becomes the home
+    /// directory, relative paths are taken from the workspace, `.` and `..`
+    /// are resolved lexically. Glob patterns are expanded by `launch`, which
+    /// knows the host; here they are kept as absolute patterns.
+    pub fn from_config(config: &Config, workspace: PathBuf, home: Option<PathBuf>) -> Result<Self, PolicyError> {
+        let fs = &config.filesystem;
+        let resolve = |key: &'static str, list: &[String]| -> Result<Vec<PathBuf>, PolicyError> {
+            list.iter().map(|v| resolve_path(key, v, &workspace, home.as_deref())).collect()
+        };
+        let fs = FsPolicy {
+            default_deny_read: fs.default_deny_read,
+            allow_read: resolve("allowRead", &fs.allow_read)?,
+            deny_read: resolve("denyRead", &fs.deny_read)?,
+            allow_write: resolve("allowWrite", &fs.allow_write)?,
+            deny_write: resolve("denyWrite", &fs.deny_write)?,
+            allow_git_config: fs.allow_git_config,
+        };
+        let net = NetPolicy {
+            allowed_domains: config.network.allowed_domains.clone(),
+            denied_domains: config.network.denied_domains.clone(),
+        };
+        Ok(Self { workspace, home, fs, net })
+    }
+
+    /// Directories and files the command may write, before deny rules.
+    pub fn writable(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.workspace.clone()];
+        out.extend(self.fs.allow_write.iter().cloned());
+        out
+    }
+
+    /// Paths that must be read-only even inside writable directories: the
+    /// mandatory protections plus `denyWrite`. Candidates only: `launch`
+    /// keeps the ones that exist on the host.
+    pub fn read_only_within_writable(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut roots = vec![self.workspace.as_path()];
+        if let Some(home) = &self.home {
+            if home != &self.workspace {
+                roots.push(home);
+            }
+        }
+        for root in roots {
+            for name in PROTECTED_FILES.iter().chain(PROTECTED_DIRS) {
+                out.push(root.join(name));
+            }
+        }
+        out.push(self.workspace.join(".git/hooks"));
+        if !self.fs.allow_git_config {
+            out.push(self.workspace.join(".git/config"));
+        }
+        out.extend(self.fs.deny_write.iter().cloned());
+        out
+    }
+
+    /// Whether `path` is the workspace or inside it.
+    pub fn in_workspace(&self, path: &Path) -> bool {
+        path.starts_with(&self.workspace)
+    }
+}
+
+/// Whether a path pattern has glob syntax (`*`, `?`, `[`).
+pub fn is_glob(path: &Path) -> bool {
+    path.as_os_str().as_encoded_bytes().iter().any(|b| matches!(b, b'*' | b'?' | b'['))
+}
+
+fn resolve_path(key: &'static str, value: &str, workspace: &Path, home: Option<&Path>) -> Result<PathBuf, PolicyError> {
+    let raw = if value == "~" || value.starts_with("~/") {
+        let home = home.ok_or_else(|| PolicyError::NoHome { key, value: value.to_string() })?;
+        home.join(value.trim_start_matches('~').trim_start_matches('/'))
+    } else if value.starts_with('~') {
+        return Err(PolicyError::TildeUser { key, value: value.to_string() });
+    } else if Path::new(value).is_absolute() {
+        PathBuf::from(value)
+    } else {
+        workspace.join(value)
+    };
+    Ok(normalize(&raw))
+}
+
+/// Resolves `.` and `..` without touching the filesystem.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_paths_resolve_against_home_and_workspace() {
+        let mut c = Config::default();
+        c.filesystem.deny_read = vec!["~/.ssh".into(), ".env".into(), "/etc/shadow".into(), "sub/../x".into(), "**/.env".into()];
+        let p = Policy::from_config(&c, "/w".into(), Some("/h".into())).unwrap();
+        assert_eq!(p.fs.deny_read, ["/h/.ssh", "/w/.env", "/etc/shadow", "/w/x", "/w/**/.env"].map(PathBuf::from));
+        assert!(is_glob(&p.fs.deny_read[4]));
+        assert!(!is_glob(&p.fs.deny_read[0]));
+        let err = Policy::from_config(&c, "/w".into(), None).unwrap_err();
+        assert_eq!(err.to_string(), "\"filesystem.denyRead\" entry \"~/.ssh\" uses `~` but HOME is not set");
+    }
+
+    #[test]
+    fn mandatory_protections_cover_workspace_home_and_git() {
+        let p = Policy::builtin("/w".into(), Some("/h".into()));
+        let ro = p.read_only_within_writable();
+        assert!(ro.contains(&PathBuf::from("/w/.bashrc")));
+        assert!(ro.contains(&PathBuf::from("/h/.bashrc")));
+        assert!(ro.contains(&PathBuf::from("/w/.vscode")));
+        assert!(ro.contains(&PathBuf::from("/w/.git/hooks")));
+        assert!(ro.contains(&PathBuf::from("/w/.git/config")));
+        let mut p = p;
+        p.fs.allow_git_config = true;
+        assert!(!p.read_only_within_writable().contains(&PathBuf::from("/w/.git/config")));
+    }
+}

@@ -1,0 +1,271 @@
+//! Host provisioning: idempotent, and nothing comes from anywhere but Debian's
+//! package archive, rustup's components and crates.io.
+//!
+//! - bubblewrap (and, for the tests, the tools they drive) from apt-get;
+//! - the nightly toolchain's `rust-src` component (for `-Z build-std=core`);
+//! - bpf-linker 0.13.0 built from crates.io against the nightly toolchain's
+//!   own libLLVM, cached under `$XDG_CACHE_HOME/sbx/bpf-linker/<key>`, where
+//!   the key names the nightly's version, commit and LLVM version: the binary
+//!   is tied to that nightly's libLLVM file name.
+
+use std::{
+    ffi::OsString,
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const NIGHTLY: &str = "nightly";
+
+/// What the caller is about to do, which decides what must be present.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Build,
+    Test,
+}
+
+/// Where the provisioned tools are.
+pub struct Tools {
+    bpf_linker_bin: PathBuf,
+}
+
+impl Tools {
+    /// PATH with the bpf-linker directory in front.
+    pub fn path_env(&self) -> OsString {
+        let mut paths = vec![self.bpf_linker_bin.clone()];
+        if let Some(path) = std::env::var_os("PATH") {
+            paths.extend(std::env::split_paths(&path));
+        }
+        std::env::join_paths(paths).expect("PATH entries never contain ':' here")
+    }
+}
+
+pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
+    let started = Instant::now();
+    // Packages: (program that proves it is installed, Debian package).
+    let mut packages: Vec<(&str, &str)> = vec![("bwrap", "bubblewrap")];
+    if needs == Needs::Test {
+        packages.extend([
+            ("git", "git"),
+            ("cc", "gcc"),
+            ("python3", "python3"),
+            ("tmux", "tmux"),
+            ("ip", "iproute2"),
+            ("strace", "strace"),
+            ("sudo", "sudo"),
+        ]);
+    }
+    apt_install_missing(&packages)?;
+    rust_src()?;
+    let tools = bpf_linker()?;
+    eprintln!("xtask: provisioned in {:.1?}", started.elapsed());
+    Ok(tools)
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+    })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
+
+fn apt_install_missing(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {}: run `sudo apt-get install -y {}` and try again",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: apt-get install {}", missing.join(" "));
+    let install = |update: bool| -> Result<bool> {
+        if update {
+            let status = Command::new("apt-get")
+                .args(["update", "-q"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .context("running apt-get update")?;
+            if !status.success() {
+                bail!("apt-get update failed: {status}");
+            }
+        }
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get install")?;
+        Ok(status.success())
+    };
+    // A fresh machine may have stale package lists: update only when needed.
+    if !install(false)? && !install(true)? {
+        bail!("apt-get install {} failed", missing.join(" "));
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", out.status);
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("{cmd:?} printed non-UTF-8"))
+}
+
+fn rust_src() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]))
+        .context("the nightly toolchain is needed to build the eBPF programs (`rustup toolchain install nightly`)")?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(());
+    }
+    eprintln!("xtask: rustup component add rust-src --toolchain {NIGHTLY}");
+    let status = Command::new("rustup")
+        .args(["component", "add", "rust-src", "--toolchain", NIGHTLY])
+        .status()
+        .context("running rustup")?;
+    if !status.success() {
+        bail!("rustup component add rust-src --toolchain {NIGHTLY} failed: {status}");
+    }
+    Ok(())
+}
+
+/// The facts of the nightly toolchain that a bpf-linker build depends on.
+struct Nightly {
+    release: String,
+    commit: String,
+    llvm: String,
+    sysroot: PathBuf,
+}
+
+impl Nightly {
+    fn query() -> Result<Self> {
+        let vv = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "-vV"]))?;
+        let field = |name: &str| {
+            vv.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .with_context(|| format!("`rustc +{NIGHTLY} -vV` has no `{name}` line"))
+        };
+        let sysroot = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
+        Ok(Self {
+            release: field("release:")?,
+            commit: field("commit-hash:")?.chars().take(9).collect(),
+            llvm: field("LLVM version:")?,
+            sysroot: PathBuf::from(sysroot.trim()),
+        })
+    }
+
+    fn cache_key(&self) -> String {
+        format!("{}-{}-llvm{}", self.release, self.commit, self.llvm)
+    }
+
+    fn llvm_major(&self) -> Result<&str> {
+        self.llvm
+            .split('.')
+            .next()
+            .filter(|m| !m.is_empty())
+            .with_context(|| format!("unexpected LLVM version {:?}", self.llvm))
+    }
+
+    /// The nightly's own shared libLLVM: `libLLVM.so.<ver>-rust-<release>`.
+    fn libllvm(&self) -> Result<PathBuf> {
+        let lib = self.sysroot.join("lib");
+        let wanted = format!("-rust-{}", self.release);
+        for entry in fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("libLLVM.so.") && name.ends_with(&wanted) {
+                return Ok(lib.join(&*name));
+            }
+        }
+        bail!("no libLLVM.so.*{wanted} in {}: this nightly does not ship a shared libLLVM", lib.display())
+    }
+}
+
+fn cache_home() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cache"))
+}
+
+fn bpf_linker() -> Result<Tools> {
+    let nightly = Nightly::query()?;
+    let prefix = cache_home()?.join("sbx/bpf-linker").join(nightly.cache_key());
+    let bin_dir = prefix.join("bin");
+    let tools = Tools { bpf_linker_bin: bin_dir.clone() };
+    let linker = bin_dir.join("bpf-linker");
+    if works(&linker) {
+        return Ok(tools);
+    }
+
+    // bpf-linker's RUNPATH is <LLVM_PREFIX>/lib, and it links against the
+    // exact soname: both names must point at the nightly's libLLVM, or the
+    // build succeeds and the binary fails to start.
+    let libllvm = nightly.libllvm()?;
+    let llvm_lib = prefix.join("llvm/lib");
+    fs::create_dir_all(&llvm_lib).with_context(|| format!("creating {}", llvm_lib.display()))?;
+    let soname = libllvm.file_name().context("libLLVM path has no file name")?;
+    for link in [llvm_lib.join("libLLVM.so"), llvm_lib.join(soname)] {
+        let _ = fs::remove_file(&link);
+        symlink(&libllvm, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
+
+    let feature = format!("llvm-{}", nightly.llvm_major()?);
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} ({feature}, against {}) into {} (about a minute, once per nightly)",
+        libllvm.display(),
+        prefix.display()
+    );
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        // Outside the workspace so that its .cargo/config.toml does not apply.
+        .current_dir(&prefix)
+        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force", "--no-default-features", "--features", &feature, "--root"])
+        .arg(&prefix)
+        .env("LLVM_PREFIX", prefix.join("llvm"))
+        .env("CARGO_TARGET_DIR", prefix.join("build"))
+        .status()
+        .context("running cargo install bpf-linker")?;
+    if !status.success() {
+        bail!("cargo install bpf-linker {BPF_LINKER_VERSION} failed: {status}");
+    }
+    let _ = fs::remove_dir_all(prefix.join("build"));
+    if !works(&linker) {
+        bail!("{} was built but does not start (`bpf-linker --version` failed)", linker.display());
+    }
+    Ok(tools)
+}
+
+fn works(linker: &Path) -> bool {
+    Command::new(linker)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
