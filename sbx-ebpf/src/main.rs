@@ -2,8 +2,9 @@
 //! embedded in the `sbx` binary.
 //!
 //! The probes (`sbx_probe_*`) exist for `sbx doctor`: it loads and attaches
-//! them for a moment to prove, on this host, that the program types the tracer
-//! relies on (tp_btf and fexit) really load and fire.
+//! them for a moment to prove, on this host, that the program type the tracer
+//! relies on (tp_btf) really loads and fires, and to report whether fexit
+//! (trampoline) programs are allowed, which some kernels refuse.
 #![no_std]
 #![no_main]
 

@@ -1,1 +1,224 @@
+//! Harness for sbx's integration tests: they run the real `sbx` binary (from
+//! `SBX_BIN`, set by `cargo xtask test`) with real bubblewrap, Landlock,
+//! seccomp and eBPF, as root and as an unprivileged user, and check effects
+//! from the host side.
+//!
+//! A test that cannot run here says why, loudly; under `CI=true` that is a
+//! failure, because CI runs on a machine that supports everything.
 
+use std::{
+    ffi::OsStr,
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+};
+
+/// Skips the current test with a reason, or fails it under CI.
+#[macro_export]
+macro_rules! skip {
+    ($($why:tt)*) => {{
+        let why = format!($($why)*);
+        if $crate::under_ci() {
+            panic!("cannot run under CI: {why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }};
+}
+
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The sbx binary under test.
+pub fn sbx_bin() -> PathBuf {
+    let bin = std::env::var_os("SBX_BIN")
+        .map(PathBuf::from)
+        .expect("SBX_BIN is not set: run the integration tests through `cargo xtask test`");
+    assert!(bin.is_file(), "SBX_BIN={} does not exist", bin.display());
+    bin
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Asserts that a program the test drives exists: a missing tool is a test
+/// error, never a pass.
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed; `cargo xtask test` provisions it"))
+}
+
+/// The unprivileged account the tests use, created once (as root).
+pub struct TestUser {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+pub fn test_user() -> &'static TestUser {
+    static USER: OnceLock<TestUser> = OnceLock::new();
+    USER.get_or_init(|| {
+        let name = "sbx-test";
+        let id = |flag: &str| -> Option<u32> {
+            let out = Command::new("id").args([flag, name]).output().ok()?;
+            if !out.status.success() {
+                return None;
+            }
+            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+        };
+        if id("-u").is_none() {
+            let status = Command::new("useradd")
+                .args(["--create-home", "--shell", "/bin/sh", "--user-group", name])
+                .status()
+                .expect("useradd");
+            assert!(status.success() || id("-u").is_some(), "useradd {name} failed");
+        }
+        let home = PathBuf::from(format!("/home/{name}"));
+        std::fs::create_dir_all(&home).unwrap();
+        let (uid, gid) = (id("-u").unwrap(), id("-g").unwrap());
+        chown(&home, uid, gid);
+        TestUser { name, uid, gid, home }
+    })
+}
+
+pub fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+/// A copy of the sbx binary that any user can execute, in a directory of
+/// its own under /tmp: unprivileged runs cannot reach a build tree under
+/// /root, and it proves that sbx works when installed under /tmp.
+pub fn public_sbx() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("sbx-it-bin").tempdir().unwrap().keep();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("sbx");
+        std::fs::copy(sbx_bin(), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    })
+    .clone()
+}
+
+/// Who runs sbx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum As {
+    Root,
+    User,
+}
+
+/// A workspace directory for one test, owned by whoever runs sbx in it.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    pub who: As,
+}
+
+impl Workspace {
+    /// A fresh workspace under `parent` (default: the system temp dir).
+    pub fn new(who: As) -> Self {
+        Self::new_in(who, std::env::temp_dir())
+    }
+
+    pub fn new_in(who: As, parent: impl AsRef<Path>) -> Self {
+        let dir = tempfile::Builder::new().prefix("sbx-it-ws").tempdir_in(parent).unwrap();
+        if who == As::User {
+            let u = test_user();
+            chown(dir.path(), u.uid, u.gid);
+        }
+        Self { dir, who }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file in the workspace (as its owner).
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+            if self.who == As::User {
+                let u = test_user();
+                let mut d = parent.to_path_buf();
+                while d.starts_with(self.path()) {
+                    chown(&d, u.uid, u.gid);
+                    if !d.pop() {
+                        break;
+                    }
+                }
+            }
+        }
+        std::fs::write(&p, contents).unwrap();
+        if self.who == As::User {
+            let u = test_user();
+            chown(&p, u.uid, u.gid);
+        }
+        p
+    }
+
+    /// `sbx ARGS` run in this workspace, as its owner, stdin closed.
+    pub fn sbx<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let bin = match self.who {
+            As::Root => sbx_bin(),
+            As::User => public_sbx(),
+        };
+        let mut cmd = Command::new(bin);
+        cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
+        if self.who == As::User {
+            let u = test_user();
+            cmd.env("HOME", &u.home).env("USER", u.name).env_remove("XDG_CONFIG_HOME");
+            let (uid, gid) = (u.uid, u.gid);
+            // SAFETY: setgroups, setgid and setuid between fork and exec are
+            // async-signal-safe. std's uid()/gid() would switch before our
+            // hook runs, and an unprivileged setgroups fails; so all three
+            // happen here, in the order that works.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd
+    }
+
+    /// Runs `sbx run -- sh -c SCRIPT` here and returns its output.
+    pub fn run_sh(&self, script: &str) -> Output {
+        self.sbx(["run", "--", "/bin/sh", "-c", script]).output().expect("start sbx")
+    }
+}
+
+/// Output as text, for assertions with context.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Skips (or, under CI, fails) a test when not running as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            $crate::skip!("needs root: it runs sandboxes as root and as another user, and loads eBPF programs");
+        }
+    };
+}

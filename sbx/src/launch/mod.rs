@@ -29,7 +29,7 @@ use std::{
 };
 
 use thiserror::Error;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use crate::{
     policy::{Policy, SYSTEM_READ, UNSAFE_ENV},
@@ -283,6 +283,7 @@ pub async fn run(
     on_enforced: impl FnOnce(&Enforcement) -> Result<(), LaunchError>,
 ) -> Result<Outcome, LaunchError> {
     let bwrap_path = find_bwrap()?;
+    let signals = Signals::catch()?;
     let exe = File::open("/proc/self/exe").map_err(io_err("open sbx's own executable"))?;
     let (report_r, report_w) = sys::pipe().map_err(io_err("create a pipe"))?;
     let (status_r, status_w) = sys::pipe().map_err(io_err("create a pipe"))?;
@@ -342,7 +343,7 @@ pub async fn run(
     let mut status = BufReader::new(
         tokio::net::unix::pipe::Receiver::from_owned_fd(status_r).map_err(io_err("watch bwrap's status"))?,
     );
-    let mut report = tokio::net::unix::pipe::Receiver::from_owned_fd(report_r).map_err(io_err("read stage-2's report"))?;
+    let report = tokio::net::unix::pipe::Receiver::from_owned_fd(report_r).map_err(io_err("read stage-2's report"))?;
 
     // bwrap's first status document names the sandbox's pid 1 on the host.
     let mut first = String::new();
@@ -354,18 +355,31 @@ pub async fn run(
         _ => None,
     };
 
-    let mut report_text = String::new();
-    report.read_to_string(&mut report_text).await.map_err(io_err("read stage-2's report"))?;
-    let reports = stage2::Report::parse_all(&report_text);
+    // Read stage-2's lines up to "exec" (or "failed"): bwrap keeps its own
+    // copy of the pipe open for the sandbox's lifetime, so EOF comes only
+    // when bwrap failed before stage-2 or everything has ended.
+    let mut report = BufReader::new(report);
     let mut enforcement = Enforcement::default();
     let mut reached_exec = false;
     let mut stage2_failed = false;
-    for r in reports {
-        match r {
-            stage2::Report::Landlock(l) => enforcement.landlock = Some(l),
-            stage2::Report::Seccomp => enforcement.seccomp = true,
-            stage2::Report::Exec => reached_exec = true,
-            stage2::Report::Failed => stage2_failed = true,
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if report.read_line(&mut line).await.map_err(io_err("read stage-2's report"))? == 0 {
+            break;
+        }
+        match stage2::Report::parse_all(&line).first() {
+            Some(stage2::Report::Landlock(l)) => enforcement.landlock = Some(*l),
+            Some(stage2::Report::Seccomp) => enforcement.seccomp = true,
+            Some(stage2::Report::Exec) => {
+                reached_exec = true;
+                break;
+            }
+            Some(stage2::Report::Failed) => {
+                stage2_failed = true;
+                break;
+            }
+            None => {}
         }
     }
     // Stage-2 runs only once bwrap has created every namespace it was asked
@@ -384,7 +398,7 @@ pub async fn run(
     }
 
     let new_session = !sys::is_tty(&io::stdin());
-    let status = relay_signals_until_exit(&mut child, sandbox_init, new_session).await?;
+    let status = relay_signals_until_exit(&mut child, signals, sandbox_init, new_session).await?;
     let code = match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
@@ -397,13 +411,11 @@ pub async fn run(
 /// pid 1 in the sandbox would ignore them).
 async fn relay_signals_until_exit(
     child: &mut tokio::process::Child,
+    signals: Signals,
     sandbox_init: Option<i32>,
     new_session: bool,
 ) -> Result<std::process::ExitStatus, LaunchError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).map_err(io_err("install a signal handler"))?;
-    let mut term = signal(SignalKind::terminate()).map_err(io_err("install a signal handler"))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(io_err("install a signal handler"))?;
+    let Signals { mut int, mut term, mut hup } = signals;
     loop {
         let sig = tokio::select! {
             status = child.wait() => return status.map_err(io_err("wait for bwrap")),
@@ -417,9 +429,32 @@ async fn relay_signals_until_exit(
             continue;
         }
         if let Some(pid) = sandbox_init.and_then(command_pid) {
-            let target = if new_session { nix::unistd::Pid::from_raw(-pid) } else { nix::unistd::Pid::from_raw(pid) };
+            let pid = nix::unistd::Pid::from_raw(pid);
+            // In its own session the command shares a process group with
+            // the sandbox's pid 1 (bwrap calls setsid there); signal the
+            // group, as a terminal would, so its children hear it too.
+            let target = match nix::unistd::getpgid(Some(pid)) {
+                Ok(group) if new_session => nix::unistd::Pid::from_raw(-group.as_raw()),
+                _ => pid,
+            };
             let _ = nix::sys::signal::kill(target, sig);
         }
+    }
+}
+
+/// The signals sbx relays, caught from before bwrap starts so that none is
+/// lost (or kills sbx without its cleanup) during setup.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn catch() -> Result<Self, LaunchError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let catch = |kind| signal(kind).map_err(io_err("install a signal handler"));
+        Ok(Self { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())?, hup: catch(SignalKind::hangup())? })
     }
 }
 

@@ -219,6 +219,10 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
     exec(&plan.command)
 }
 
+/// Execs the command, searching PATH like a shell does: a directory the
+/// command cannot enter is skipped (glibc's execvp would report EACCES for
+/// the whole search); 127 when no candidate exists, 126 when one exists but
+/// cannot be executed.
 fn exec(command: &[OsString]) -> Result<Never, (u8, String)> {
     let Some(program) = command.first() else {
         return Err((crate::EXIT_SETUP, "no command to run".into()));
@@ -228,14 +232,27 @@ fn exec(command: &[OsString]) -> Result<Never, (u8, String)> {
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
         .map_err(|_| (crate::EXIT_SETUP, "an argument contains a NUL byte".into()))?;
-    let err = match nix::unistd::execvp(&args[0], &args) {
-        Ok(never) => match never {},
-        Err(err) => err,
+    let candidates: Vec<PathBuf> = if program.as_bytes().contains(&b'/') {
+        vec![PathBuf::from(program)]
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&path).map(|dir| dir.join(program)).collect()
     };
     let shown = program.to_string_lossy();
-    Err(match err {
-        nix::errno::Errno::ENOENT => (crate::EXIT_NOT_FOUND, format!("{shown}: command not found in the sandbox")),
-        other => (crate::EXIT_NOT_EXECUTABLE, format!("{shown}: cannot execute: {}", other.desc())),
+    let mut failure = None;
+    for candidate in candidates {
+        if std::fs::metadata(&candidate).is_err() {
+            continue;
+        }
+        let Ok(path) = CString::new(candidate.as_os_str().as_bytes()) else { continue };
+        match nix::unistd::execv(&path, &args) {
+            Ok(never) => match never {},
+            Err(err) => failure = failure.or(Some(err)),
+        }
+    }
+    Err(match failure {
+        None => (crate::EXIT_NOT_FOUND, format!("{shown}: command not found in the sandbox")),
+        Some(err) => (crate::EXIT_NOT_EXECUTABLE, format!("{shown}: cannot execute: {}", err.desc())),
     })
 }
 

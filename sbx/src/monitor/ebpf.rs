@@ -35,45 +35,51 @@ pub enum EbpfError {
 }
 
 /// What the doctor's attach check found.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct ProbeOutcome {
     /// Times the tp_btf probe on sched_process_fork ran while attached.
     pub fork_hits: u64,
-    /// Times the fexit probe on security_file_open ran while attached.
-    pub file_open_hits: u64,
+    /// The fexit probe on security_file_open: how often it ran, or why it
+    /// could not load. Some kernels refuse trampoline programs (fentry,
+    /// fexit, BPF LSM) outright; the tracer does not depend on them.
+    pub fexit: Result<u64, EbpfError>,
     /// Load, attach, trigger and detach, in total.
     pub elapsed: Duration,
 }
 
-/// Loads the embedded object, attaches the two probes (tp_btf and fexit, the
-/// program types the tracer relies on), makes them fire by starting a
-/// process that opens a file, reads their counters, and detaches everything.
+/// Loads the embedded object, attaches the tp_btf probe (the program type
+/// the tracer relies on) and tries the fexit probe, makes them fire by
+/// starting a process that opens a file, reads their counters, and detaches
+/// everything.
 pub fn probe_attach() -> Result<ProbeOutcome, EbpfError> {
     let started = Instant::now();
     let btf = Btf::from_sys_fs().map_err(EbpfError::Btf)?;
     let mut ebpf = Ebpf::load(OBJECT).map_err(EbpfError::Load)?;
 
     let name = "sbx_probe_fork";
+    let hook = "tp_btf/sched_process_fork";
     let program: &mut BtfTracePoint = ebpf
         .program_mut(name)
         .ok_or(EbpfError::MissingProgram(name))?
         .try_into()
-        .map_err(|source| EbpfError::Program { name, hook: "tp_btf/sched_process_fork", source })?;
+        .map_err(|source| EbpfError::Program { name, hook, source })?;
     program
         .load("sched_process_fork", &btf)
         .and_then(|()| program.attach().map(drop))
-        .map_err(|source| EbpfError::Program { name, hook: "tp_btf/sched_process_fork", source })?;
+        .map_err(|source| EbpfError::Program { name, hook, source })?;
 
     let name = "sbx_probe_file_open";
-    let program: &mut FExit = ebpf
+    let hook = "fexit/security_file_open";
+    let fexit = ebpf
         .program_mut(name)
-        .ok_or(EbpfError::MissingProgram(name))?
-        .try_into()
-        .map_err(|source| EbpfError::Program { name, hook: "fexit/security_file_open", source })?;
-    program
-        .load("security_file_open", &btf)
-        .and_then(|()| program.attach().map(drop))
-        .map_err(|source| EbpfError::Program { name, hook: "fexit/security_file_open", source })?;
+        .ok_or(EbpfError::MissingProgram(name))
+        .and_then(|p| {
+            let program: &mut FExit = p.try_into().map_err(|source| EbpfError::Program { name, hook, source })?;
+            program
+                .load("security_file_open", &btf)
+                .and_then(|()| program.attach().map(drop))
+                .map_err(|source| EbpfError::Program { name, hook, source })
+        });
 
     // A fork and an open, so that both probes have something to see.
     let _ = std::process::Command::new("/bin/true").status();
@@ -82,8 +88,11 @@ pub fn probe_attach() -> Result<ProbeOutcome, EbpfError> {
     let map = ebpf.map("PROBE_HITS").ok_or(EbpfError::MissingMap("PROBE_HITS"))?;
     let hits: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("PROBE_HITS", e))?;
     let fork_hits = hits.get(&probe::FORK, 0).map_err(|e| EbpfError::Map("PROBE_HITS", e))?;
-    let file_open_hits = hits.get(&probe::FILE_OPEN, 0).map_err(|e| EbpfError::Map("PROBE_HITS", e))?;
+    let fexit = match fexit {
+        Ok(()) => Ok(hits.get(&probe::FILE_OPEN, 0).map_err(|e| EbpfError::Map("PROBE_HITS", e))?),
+        Err(e) => Err(e),
+    };
     // Dropping the Ebpf detaches and unloads every program.
     drop(ebpf);
-    Ok(ProbeOutcome { fork_hits, file_open_hits, elapsed: started.elapsed() })
+    Ok(ProbeOutcome { fork_hits, fexit, elapsed: started.elapsed() })
 }

@@ -1,0 +1,160 @@
+//! The foundation: `sbx doctor` on this host, exit statuses, and the one
+//! clear sentence for each setup error.
+
+use sbx_integration_tests::{As, Workspace, require_root, require_tool, text};
+
+fn doctor_json(ws: &Workspace) -> (serde_json::Value, std::process::Output) {
+    let out = ws.sbx(["doctor", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", text(&out)));
+    (v, out)
+}
+
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check named {name}: {report:#}"))
+}
+
+#[test]
+fn doctor_as_root_proves_every_layer_on_this_host() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let (report, out) = doctor_json(&ws);
+    assert!(out.status.success(), "{}", text(&out));
+    let landlock = check(&report, "landlock");
+    assert_eq!(landlock["verdict"], "ok", "{report:#}");
+    assert!(landlock["detail"].as_str().unwrap().starts_with("ABI 7"), "{landlock}");
+    let seccomp = check(&report, "seccomp");
+    assert!(seccomp["detail"].as_str().unwrap().contains("user_notif available"), "{seccomp}");
+    assert_eq!(check(&report, "btf")["verdict"], "ok");
+    let ebpf = check(&report, "ebpf load+attach");
+    assert_eq!(ebpf["verdict"], "ok", "the embedded eBPF object must load and attach here: {ebpf}");
+    for ns in ["user namespace", "pid namespace", "net namespace"] {
+        assert_eq!(check(&report, ns)["verdict"], "ok", "{ns}");
+    }
+    // The text form names the same verdicts.
+    let human = ws.sbx(["doctor"]).output().unwrap();
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(human.contains("ABI 7"), "{human}");
+}
+
+#[test]
+fn doctor_as_a_user_says_monitoring_is_unavailable_and_fails() {
+    require_root!();
+    let ws = Workspace::new(As::User);
+    let (report, out) = doctor_json(&ws);
+    assert!(!out.status.success(), "the eBPF check cannot pass unprivileged: {}", text(&out));
+    let ebpf = check(&report, "ebpf load+attach");
+    assert_eq!(ebpf["verdict"], "fail");
+    assert_eq!(ebpf["consequence"], "monitoring unavailable: not root");
+    assert!(ebpf["fix"].as_str().unwrap().contains("sudo"), "{ebpf}");
+    // Landlock and seccomp do not need privileges.
+    assert_eq!(check(&report, "landlock")["verdict"], "ok");
+}
+
+#[test]
+fn exit_status_is_the_commands_own() {
+    require_root!();
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        let code = |script: &str| ws.run_sh(script).status.code();
+        assert_eq!(code("exit 0"), Some(0), "{who:?}");
+        assert_eq!(code("exit 7"), Some(7), "{who:?}");
+        assert_eq!(code("kill -TERM $$"), Some(128 + 15), "{who:?}");
+        assert_eq!(code("kill -KILL $$"), Some(128 + 9), "{who:?}");
+        let out = ws.sbx(["run", "--", "no-such-command-sbx"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(127), "{}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command-sbx: command not found"), "{}", text(&out));
+        let script = ws.write("not-executable.sh", "#!/bin/sh\necho hi\n");
+        let out = ws.sbx(["run", "--"]).arg(&script).output().unwrap();
+        assert_eq!(out.status.code(), Some(126), "{}", text(&out));
+    }
+}
+
+#[test]
+fn stdout_and_stdin_are_the_commands() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let out = ws
+        .sbx(["run", "--", "/bin/sh", "-c", "read line; echo \"got $line\"; echo err >&2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(b"hello\n")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got hello\n", "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+}
+
+#[test]
+fn sigterm_to_sbx_reaches_the_command() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let mut child = ws
+        .sbx(["run", "--", "/bin/sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: kill with a valid pid and signal.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn a_missing_bwrap_is_one_sentence_and_125() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let out = ws.sbx(["run", "--", "true"]).env("PATH", "/nonexistent").output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "sbx: bubblewrap (bwrap) is not installed or not on PATH: install it with `apt-get install bubblewrap`\n"
+    );
+}
+
+#[test]
+fn a_bad_flag_is_one_sentence_and_125() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let out = ws.sbx(["run", "--frobnicate", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "sbx: unexpected argument '--frobnicate' found (see `sbx --help`)\n");
+    let out = ws.sbx(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("sbx: no command given"), "{}", text(&out));
+}
+
+#[test]
+fn a_bad_config_names_the_key_and_line_and_runs_nothing() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    ws.write("sbx.jsonc", "{\n  // comment\n  \"filesystem\": {\n    \"alowWrite\": [\"/x\"]\n  }\n}\n");
+    let out = ws.run_sh("touch ran");
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sbx.jsonc:4:5: unknown key \"filesystem.alowWrite\""), "{err}");
+    assert!(!ws.path().join("ran").exists(), "nothing may run with a bad config");
+}
+
+#[test]
+fn bench_tools_exist() {
+    // The startup bench compares against bare bwrap and true: both must exist.
+    require_tool("bwrap");
+    require_tool("true");
+}
