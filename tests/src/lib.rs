@@ -175,6 +175,15 @@ impl Workspace {
             As::Root => sbx_bin(),
             As::User => public_sbx(),
         };
+        self.sbx_at(&bin, args)
+    }
+
+    /// Like `sbx`, with the binary at `bin` (to test install locations).
+    pub fn sbx_at<I, S>(&self, bin: &Path, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut cmd = Command::new(bin);
         cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
         if self.who == As::User {

@@ -1,0 +1,284 @@
+//! Enforcement: real sandboxes, as root and as an unprivileged user; every
+//! attack is checked from the host side, and legitimate work must succeed.
+
+use std::{os::unix::fs::PermissionsExt as _, path::Path, process::Command};
+
+use sbx_integration_tests::{As, Workspace, chown, require_root, require_tool, test_user, text};
+
+const WHO: [As; 2] = [As::Root, As::User];
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn writes_outside_the_workspace_have_no_effect() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let outside = tempfile::tempdir_in("/var/tmp").unwrap();
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let target = outside.path().join("escape");
+        let out = ws.run_sh(&format!(
+            "echo x > {t}; echo x > /etc/sbx-escape; mkdir /usr/sbx-escape; echo inside > ./inside; echo tmp > /tmp/t && cat /tmp/t",
+            t = target.display()
+        ));
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        assert!(!target.exists(), "{who:?}: wrote outside the workspace");
+        assert!(!Path::new("/etc/sbx-escape").exists());
+        assert!(!Path::new("/usr/sbx-escape").exists());
+        assert_eq!(read(&ws.path().join("inside")), "inside\n", "{who:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "tmp\n", "{who:?}: /tmp is writable");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Read-only file system") || stderr.contains("Permission denied"), "{stderr}");
+    }
+}
+
+#[test]
+fn the_private_tmp_is_not_the_hosts() {
+    require_root!();
+    let marker = tempfile::Builder::new().prefix("sbx-host-marker").tempfile().unwrap();
+    let ws = Workspace::new_in(As::Root, "/var/tmp");
+    let out = ws.run_sh(&format!("test -e {} && echo visible || echo hidden", marker.path().display()));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hidden\n", "{}", text(&out));
+}
+
+#[test]
+fn protected_dotfiles_and_git_hooks_are_read_only() {
+    require_root!();
+    require_tool("git");
+    for who in WHO {
+        let ws = Workspace::new(who);
+        for f in [".bashrc", ".profile", ".gitconfig", ".mcp.json", ".vscode/settings.json", ".idea/workspace.xml"] {
+            ws.write(f, "original\n");
+        }
+        ws.write(".git/hooks/pre-commit", "original\n");
+        ws.write(".git/config", "original\n");
+        let script = "for f in .bashrc .profile .gitconfig .mcp.json .vscode/settings.json .idea/workspace.xml .git/hooks/pre-commit .git/config; do
+                echo evil >> $f; done; rm -f .bashrc; mv .profile moved; echo evil > .vscode/tasks.json; echo evil > .git/hooks/post-checkout; true";
+        let out = ws.run_sh(script);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        for f in [".bashrc", ".profile", ".gitconfig", ".mcp.json", ".vscode/settings.json", ".idea/workspace.xml", ".git/hooks/pre-commit", ".git/config"] {
+            assert_eq!(read(&ws.path().join(f)), "original\n", "{who:?}: {f} was changed");
+        }
+        assert!(!ws.path().join("moved").exists());
+        assert!(!ws.path().join(".vscode/tasks.json").exists(), "{who:?}: created a file in .vscode");
+        assert!(!ws.path().join(".git/hooks/post-checkout").exists(), "{who:?}: created a git hook");
+    }
+}
+
+#[test]
+fn allow_git_config_makes_git_config_writable_but_not_hooks() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    ws.write(".git/config", "original\n");
+    ws.write(".git/hooks/pre-commit", "original\n");
+    ws.write("sbx.jsonc", r#"{ "filesystem": { "allowGitConfig": true } }"#);
+    let out = ws.run_sh("echo changed > .git/config; echo evil > .git/hooks/pre-commit; true");
+    assert_eq!(read(&ws.path().join(".git/config")), "changed\n", "{}", text(&out));
+    assert_eq!(read(&ws.path().join(".git/hooks/pre-commit")), "original\n");
+}
+
+#[test]
+fn home_dotfiles_stay_read_only_when_home_is_writable() {
+    require_root!();
+    let user = test_user();
+    let ws = Workspace::new_in(As::User, &user.home);
+    let bashrc = user.home.join(".bashrc");
+    std::fs::write(&bashrc, "original\n").unwrap();
+    chown(&bashrc, user.uid, user.gid);
+    ws.write("sbx.jsonc", r#"{ "filesystem": { "allowWrite": ["~"] } }"#);
+    let out = ws.run_sh("echo evil >> ~/.bashrc; echo ok > ~/sbx-note && cat ~/sbx-note");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{}", text(&out));
+    assert_eq!(read(&bashrc), "original\n");
+    std::fs::remove_file(user.home.join("sbx-note")).unwrap();
+}
+
+#[test]
+fn symlinks_and_hard_links_do_not_escape() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let outside = tempfile::tempdir_in("/var/tmp").unwrap();
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "original\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::os::unix::fs::symlink(&victim, ws.path().join("file-link")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), ws.path().join("dir-link")).unwrap();
+        let out = ws.run_sh(&format!(
+            "echo evil >> file-link; echo evil > dir-link/new; ln {v} hard; echo evil >> hard; ln -s /etc/passwd pw; echo evil >> pw; true",
+            v = victim.display()
+        ));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(read(&victim), "original\n", "{who:?}: wrote through a link: {}", text(&out));
+        assert!(!outside.path().join("new").exists(), "{who:?}: created a file through a directory symlink");
+        assert!(!read(Path::new("/etc/passwd")).contains("evil"));
+    }
+}
+
+#[test]
+fn deny_read_hides_by_every_route() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let secrets = tempfile::tempdir_in("/var/tmp").unwrap();
+        std::fs::set_permissions(secrets.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let secret_file = secrets.path().join("token");
+        std::fs::write(&secret_file, "TOPSECRET\n").unwrap();
+        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let lone = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+        std::fs::write(lone.path(), "TOPSECRET\n").unwrap();
+        std::fs::set_permissions(lone.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        ws.write(".env", "TOPSECRET\n");
+        ws.write("sub/.env", "TOPSECRET\n");
+        ws.write(
+            "sbx.jsonc",
+            &format!(r#"{{ "filesystem": {{ "denyRead": ["{}", "{}", "**/.env"] }} }}"#, secrets.path().display(), lone.path().display()),
+        );
+        std::os::unix::fs::symlink(&secret_file, ws.path().join("via-symlink")).unwrap();
+        let script = format!(
+            "cat {f} {l} .env sub/.env via-symlink /proc/self/root{f} /proc/1/root{l} 2>/dev/null; ls {d}; ln {l} hard 2>/dev/null && cat hard; cp {f} copy 2>/dev/null && cat copy; true",
+            f = secret_file.display(),
+            l = lone.path().display(),
+            d = secrets.path().display()
+        );
+        let out = ws.run_sh(&script);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("TOPSECRET"), "{who:?}: a denied file was read: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("token"), "{who:?}: a denied directory was listed");
+    }
+}
+
+#[test]
+fn default_deny_read_leaves_system_paths_and_the_workspace() {
+    require_root!();
+    let ws = Workspace::new_in(As::Root, "/var/tmp");
+    ws.write("mine", "mine\n");
+    let other = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::write(other.path().join("theirs"), "theirs\n").unwrap();
+    ws.write("sbx.jsonc", r#"{ "filesystem": { "defaultDenyRead": true } }"#);
+    let out = ws.run_sh(&format!("cat mine; cat {}/theirs; ls /root; head -c 4 /etc/os-release; echo", other.path().display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("mine\n"), "{}", text(&out));
+    assert!(!stdout.contains("theirs"), "{}", text(&out));
+    assert!(stdout.contains("PRET"), "system paths stay readable: {}", text(&out));
+}
+
+#[test]
+fn host_processes_are_invisible_and_unsignalable() {
+    require_root!();
+    let mut victim = Command::new("sleep").arg("600").spawn().unwrap();
+    let pid = victim.id();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let out = ws.run_sh(&format!("kill -9 {pid}; ls /proc | grep -c '^[0-9]'; test -e /proc/{pid} && echo visible || echo invisible"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("invisible"), "{who:?}: {}", text(&out));
+        assert!(victim.try_wait().unwrap().is_none(), "{who:?}: the host process was killed");
+        let procs: usize = stdout.lines().next().unwrap().trim().parse().unwrap();
+        assert!(procs <= 4, "{who:?}: the sandbox sees {procs} processes");
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+#[test]
+fn every_blocked_syscall_fails_inside() {
+    require_root!();
+    require_tool("cc");
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("blocked.c", include_str!("../fixtures/blocked.c"));
+        let out = ws.run_sh("cc -O0 -o blocked blocked.c && ./blocked");
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let mut seen = 0;
+        for line in stdout.lines() {
+            let (name, result) = line.split_once(' ').unwrap();
+            let expected = match name {
+                "clone3" => "ENOSYS",
+                "getpid" | "personality_query" => "OK",
+                _ => "EPERM",
+            };
+            assert_eq!(result, expected, "{who:?}: {name}");
+            seen += 1;
+        }
+        assert_eq!(seen, 44, "{who:?}: every call must report: {stdout}");
+    }
+}
+
+#[test]
+fn no_raw_disks_or_host_devices() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let out = ws.run_sh("ls /dev; for d in /dev/vda /dev/sda /dev/nvme0n1 /dev/mem /dev/kmsg; do head -c1 $d >/dev/null 2>&1 && echo READ $d; done; true");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("READ"), "{who:?}: {}", text(&out));
+        for line in stdout.lines().filter(|l| !l.starts_with("READ")) {
+            assert!(
+                ["core", "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+                    .contains(&line),
+                "{who:?}: unexpected device {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_environment_is_sanitised() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let out = ws
+        .sbx(["run", "--", "/bin/sh", "-c", "echo \"[$LD_PRELOAD][$LD_LIBRARY_PATH][$BASH_ENV][$SBX_SANDBOX][$KEEP]\""])
+        .env("LD_PRELOAD", "/evil.so")
+        .env("LD_LIBRARY_PATH", "/evil")
+        .env("BASH_ENV", "/evil.sh")
+        .env("KEEP", "kept")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[][][][1][kept]\n", "{}", text(&out));
+}
+
+#[test]
+fn legitimate_work_succeeds() {
+    require_root!();
+    for tool in ["git", "cc", "python3"] {
+        require_tool(tool);
+    }
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("hello.c", "#include <stdio.h>\nint main(void){puts(\"compiled\");return 0;}\n");
+        let script = "set -e
+            git init -q . && git -c user.email=t@example.invalid -c user.name=t add hello.c
+            git -c user.email=t@example.invalid -c user.name=t commit -q -m init && git log --oneline | wc -l
+            cc -o hello hello.c && ./hello
+            python3 -c 'import json,sys; print(json.dumps({\"py\": sys.version_info[0]}))'
+            mkdir -p build/out && echo data > build/out/f && cat build/out/f
+            echo t > /tmp/scratch && cat /tmp/scratch";
+        let out = ws.run_sh(script);
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\ncompiled\n{\"py\": 3}\ndata\nt\n", "{who:?}");
+        assert!(ws.path().join(".git/objects").is_dir());
+    }
+}
+
+#[test]
+fn stage2_works_wherever_sbx_is_installed() {
+    require_root!();
+    let user = test_user();
+    // Under the user's home, as ~/.cargo/bin would be, run from a workspace
+    // under that home and from one under /tmp.
+    let bin_dir = user.home.join(".cargo/bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    chown(&user.home.join(".cargo"), user.uid, user.gid);
+    chown(&bin_dir, user.uid, user.gid);
+    let bin = bin_dir.join("sbx");
+    std::fs::copy(sbx_integration_tests::sbx_bin(), &bin).unwrap();
+    chown(&bin, user.uid, user.gid);
+    for ws in [Workspace::new_in(As::User, &user.home), Workspace::new(As::User)] {
+        let out = ws.sbx_at(&bin, ["run", "--", "/bin/sh", "-c", "pwd; echo ok > f && cat f"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\nok\n", ws.path().display()), "{}", text(&out));
+    }
+}
