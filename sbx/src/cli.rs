@@ -37,7 +37,8 @@ pub struct RunArgs {
     /// Append the session's events to FILE as JSON Lines.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// Fail (exit 125) unless these layers are enforced: landlock, seccomp, netns.
+    /// Exit 125 before running anything unless these layers are enforced
+    /// (landlock, seccomp, netns); without it a degraded layer is a warning.
     #[arg(long, value_name = "LAYERS", value_delimiter = ',')]
     pub require: Vec<Layer>,
     /// Run this shell command with /bin/sh -c.

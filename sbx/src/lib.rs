@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod launch;
 pub mod monitor;
 pub mod policy;
+pub mod report;
 pub mod sys;
 
 /// Exit status when sbx itself fails before or while setting up the sandbox

@@ -9,8 +9,9 @@ use sbx::{
     EXIT_SETUP,
     cli::{Cli, Command, ConfigCommand, Layer, PolicyArgs, RunArgs},
     config, doctor,
-    launch::{self, Enforcement, LaunchError, Outcome, stage2::LandlockStatus},
+    launch::{self, LaunchError, Outcome},
     policy::Policy,
+    report,
 };
 
 fn main() -> ExitCode {
@@ -113,6 +114,18 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
             key.key
         );
     }
+    let net = &loaded.config.network;
+    for (key, set) in [
+        ("allowedDomains", !net.allowed_domains.is_empty()),
+        ("allowLocalOutboundPorts", !net.allow_local_outbound_ports.is_empty()),
+        ("allowUnixSockets", !net.allow_unix_sockets.is_empty() && !net.allow_all_unix_sockets),
+    ] {
+        if set {
+            eprintln!(
+                "sbx: warning: \"network.{key}\" is not enforced by this build: the sandbox has no network and no Unix sockets (except with allowAllUnixSockets)"
+            );
+        }
+    }
     let home = home.map(|h| h.canonicalize().unwrap_or(h));
     let policy = Policy::from_config(&loaded.config, workspace, home)?;
     Ok((loaded, policy))
@@ -126,35 +139,60 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if command.is_empty() {
         anyhow::bail!("no command given: put it after `--` (sbx run -- CMD ARGS) or use -c 'SHELL CMD'");
     }
-    let (_, policy) = load_policy(&args.policy)?;
-    let require = args.require;
+    let (loaded, policy) = load_policy(&args.policy)?;
+    check_required(&args.require)?;
+    let mut log = match &args.log {
+        Some(path) => Some(report::Log::create(path).map_err(|e| anyhow::anyhow!("cannot open the log file {} (--log): {e}", path.display()))?),
+        None => None,
+    };
+    let sources = loaded.chain.iter().map(|part| part.origin.label()).collect();
+    let options = launch::Options { require_landlock: args.require.contains(&Layer::Landlock) };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let outcome = runtime.block_on(launch::run(&policy, command, |enforced| check_layers(enforced, &require)));
-    match outcome {
-        Ok(Outcome::Exited(code)) => Ok(ExitCode::from(code)),
-        Err(e) => Err(e.into()),
+    let mut log_error = None;
+    let mut started = false;
+    let outcome = runtime.block_on(launch::run(&policy, command.clone(), &options, |enforcement| {
+        started = true;
+        if let Some(log) = log.as_mut() {
+            let event = report::Event::SessionStart(report::SessionStart {
+                command: command.clone(),
+                policy: policy.clone(),
+                sources,
+                enforcement: enforcement.clone(),
+            });
+            log_error = log.write(&event).err();
+        }
+    }));
+    let code = match &outcome {
+        Ok(Outcome::Exited(code)) => *code,
+        Err(_) => EXIT_SETUP,
+    };
+    if let (Some(log), true) = (log.as_mut(), started) {
+        if let Err(e) = log.write(&report::Event::SessionEnd(report::SessionEnd { exit_code: code })) {
+            log_error.get_or_insert(e);
+        }
     }
+    if let (Some(e), Some(log)) = (log_error, log.as_ref()) {
+        eprintln!("sbx: warning: could not write the log {}: {e}", log.path().display());
+    }
+    outcome?;
+    Ok(ExitCode::from(code))
 }
 
-/// Says, in one line each, which layers are degraded, and refuses to go on
-/// when `--require` names one of them.
-fn check_layers(enforced: &Enforcement, require: &[Layer]) -> Result<(), LaunchError> {
-    let landlock = match enforced.landlock {
-        Some(l) if l.status == LandlockStatus::Full => None,
-        Some(l) => Some(format!("Landlock is {} enforced (kernel ABI {})", l.status.as_str(), l.abi)),
-        None => Some("Landlock was not applied".to_string()),
-    };
-    if let Some(why) = &landlock {
-        if require.contains(&Layer::Landlock) {
-            return Err(LaunchError::Required("landlock", why.clone()));
+/// `--require`: refuse before anything starts when this host cannot
+/// provide a layer. (Stage-2 checks Landlock again, as enforced.)
+fn check_required(require: &[Layer]) -> Result<(), LaunchError> {
+    for layer in require {
+        match layer {
+            Layer::Landlock if sbx::sys::landlock_abi() == 0 => {
+                return Err(LaunchError::Required("landlock", "this kernel offers no Landlock (see `sbx doctor`)"));
+            }
+            Layer::Seccomp if !std::path::Path::new("/proc/sys/kernel/seccomp/actions_avail").exists() => {
+                return Err(LaunchError::Required("seccomp", "this kernel has no seccomp filter mode (see `sbx doctor`)"));
+            }
+            // bwrap fails the launch if it cannot create the network
+            // namespace, so a running sandbox always has one.
+            _ => {}
         }
-        eprintln!("sbx: warning: {why}; bubblewrap's filesystem view still applies");
-    }
-    if !enforced.seccomp && require.contains(&Layer::Seccomp) {
-        return Err(LaunchError::Required("seccomp", "the filter was not installed".into()));
-    }
-    if !enforced.netns && require.contains(&Layer::Netns) {
-        return Err(LaunchError::Required("netns", "no network namespace".into()));
     }
     Ok(())
 }

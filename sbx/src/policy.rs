@@ -78,6 +78,8 @@ pub struct FsPolicy {
 pub struct NetPolicy {
     pub allowed_domains: Vec<String>,
     pub denied_domains: Vec<String>,
+    /// Unix-domain sockets may be created (and so host sockets reached).
+    pub allow_all_unix_sockets: bool,
 }
 
 /// System paths that stay readable under `default_deny_read`: what programs
@@ -111,6 +113,7 @@ impl Policy {
         let net = NetPolicy {
             allowed_domains: config.network.allowed_domains.clone(),
             denied_domains: config.network.denied_domains.clone(),
+            allow_all_unix_sockets: config.network.allow_all_unix_sockets,
         };
         Ok(Self { workspace, home, fs, net })
     }

@@ -282,3 +282,27 @@ fn stage2_works_wherever_sbx_is_installed() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\nok\n", ws.path().display()), "{}", text(&out));
     }
 }
+
+#[test]
+fn host_unix_sockets_are_unreachable_unless_allowed() {
+    require_root!();
+    require_tool("python3");
+    // A listening socket on the host, in a directory the sandbox can see.
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let path = dir.path().join("host.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let script = format!(
+        "python3 -c 'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint(\"connected\")' {} 2>&1; true",
+        path.display()
+    );
+    let ws = Workspace::new(As::Root);
+    let out = ws.run_sh(&script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("connected"), "{}", text(&out));
+    assert!(stdout.contains("Operation not permitted"), "{}", text(&out));
+    assert!(listener.accept().is_err(), "the host socket saw a connection");
+    ws.write("sbx.jsonc", r#"{ "network": { "allowAllUnixSockets": true } }"#);
+    let out = ws.run_sh(&script);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("connected"), "{}", text(&out));
+}

@@ -158,3 +158,77 @@ fn bench_tools_exist() {
     require_tool("bwrap");
     require_tool("true");
 }
+
+#[test]
+fn log_has_session_start_and_end_with_enforcement() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let log = ws.path().join("audit.jsonl");
+    let out = ws.sbx(["run", "--log"]).arg(&log).args(["--", "/bin/sh", "-c", "exit 5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let text_log = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text_log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text_log}");
+    assert_eq!(lines[0]["type"], "session_start");
+    assert_eq!(lines[0]["v"], 1);
+    assert_eq!(lines[0]["seq"], 0);
+    assert_eq!(lines[0]["enforcement"]["landlock"]["enforced"], "full");
+    assert_eq!(lines[0]["enforcement"]["landlock"]["abi"], 7);
+    assert_eq!(lines[0]["enforcement"]["seccomp"]["enforced"], true);
+    assert_eq!(lines[0]["enforcement"]["netns"]["enforced"], true);
+    assert_eq!(lines[0]["command"], serde_json::json!(["/bin/sh", "-c", "exit 5"]));
+    assert_eq!(lines[1]["type"], "session_end");
+    assert_eq!(lines[1]["seq"], 1);
+    assert_eq!(lines[1]["exit_code"], 5);
+    assert!(lines[1]["time"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn log_is_complete_when_the_command_is_killed() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let log = ws.path().join("audit.jsonl");
+    let out = ws.sbx(["run", "--log"]).arg(&log).args(["--", "/bin/sh", "-c", "kill -KILL $$"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(137));
+    let last: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "session_end");
+    assert_eq!(last["exit_code"], 137);
+}
+
+#[test]
+fn require_passes_here_and_an_unwritable_log_is_125() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let out = ws.sbx(["run", "--require", "landlock,seccomp,netns", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(out.stderr.is_empty(), "no warning when every layer is enforced: {}", text(&out));
+    let out = ws.sbx(["run", "--require", "selinux", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let out = ws.sbx(["run", "--log", "/nonexistent-dir/x.jsonl", "--", "touch", "ran"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("sbx: cannot open the log file /nonexistent-dir/x.jsonl (--log):"));
+    assert!(!ws.path().join("ran").exists());
+}
+
+#[test]
+fn config_commands() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let out = ws.sbx(["templates"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for t in ["default", "code", "code-strict", "local-dev-server"] {
+        assert!(listed.lines().any(|l| l.split_whitespace().next() == Some(t)), "{t} missing: {listed}");
+    }
+    let out = ws.sbx(["config", "init"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(ws.path().join("sbx.jsonc").is_file());
+    let again = ws.sbx(["config", "init"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(125), "init must not overwrite");
+    let out = ws.sbx(["config", "show"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(&format!("{}/sbx.jsonc", ws.path().display())), "{shown}");
+    let out = ws.sbx(["config", "show", "-t", "code-strict"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("\"defaultDenyRead\": true"), "{shown}");
+    assert!(shown.contains("code"), "{shown}");
+}

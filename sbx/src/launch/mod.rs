@@ -49,8 +49,8 @@ pub enum LaunchError {
     SetupFailed,
     #[error("the sandbox's stage-2 could not confine the command (its message is above)")]
     Stage2Failed,
-    #[error("layer {0} is required (--require) but is not enforced on this host: {1}")]
-    Required(&'static str, String),
+    #[error("--require {0}: {1}")]
+    Required(&'static str, &'static str),
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> LaunchError {
@@ -74,6 +74,8 @@ pub struct HostFacts {
     pub status_fd: RawFd,
     /// Where stage-2 reports what it enforced.
     pub report_fd: RawFd,
+    /// `--require landlock`: stage-2 refuses to exec without it.
+    pub require_landlock: bool,
     /// Which candidate paths exist on the host, and what kind they are.
     pub probe: fn(&Path) -> PathKind,
     /// The paths a glob rule matches on the host now.
@@ -235,7 +237,10 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
             facts.plan_fd.to_string().into(),
         ],
     };
-    let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd) };
+    let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd),
+        require_landlock: facts.require_landlock,
+        seccomp: seccomp::FilterOptions { block_unix_sockets: !policy.net.allow_all_unix_sockets },
+    };
     Plan { bwrap, stage2, warnings }
 }
 
@@ -274,13 +279,19 @@ fn find_bwrap() -> Result<PathBuf, LaunchError> {
         .ok_or(LaunchError::BwrapMissing)
 }
 
-/// Starts the sandbox and waits for the command. `on_enforced` sees what the
-/// layers enforced before the command runs; returning an error there stops
-/// the launch (used by `--require`).
+/// How to launch, beyond the policy.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub require_landlock: bool,
+}
+
+/// Starts the sandbox and waits for the command. `on_enforced` learns what
+/// the layers enforced as soon as stage-2 has exec'd the command.
 pub async fn run(
     policy: &Policy,
     command: Vec<OsString>,
-    on_enforced: impl FnOnce(&Enforcement) -> Result<(), LaunchError>,
+    options: &Options,
+    on_enforced: impl FnOnce(&Enforcement),
 ) -> Result<Outcome, LaunchError> {
     let bwrap_path = find_bwrap()?;
     let signals = Signals::catch()?;
@@ -296,6 +307,7 @@ pub async fn run(
         plan_fd: plan_file.as_raw_fd(),
         status_fd: status_w.as_raw_fd(),
         report_fd: report_w.as_raw_fd(),
+        require_landlock: options.require_landlock,
         probe: probe_path,
         expand: glob::expand,
     };
@@ -390,12 +402,7 @@ pub async fn run(
         let _ = child.wait().await;
         return Err(if stage2_failed { LaunchError::Stage2Failed } else { LaunchError::SetupFailed });
     }
-    // The command has already started; a `--require` failure kills it.
-    if let Err(e) = on_enforced(&enforcement) {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-        return Err(e);
-    }
+    on_enforced(&enforcement);
 
     let new_session = !sys::is_tty(&io::stdin());
     let status = relay_signals_until_exit(&mut child, signals, sandbox_init, new_session).await?;
@@ -469,7 +476,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, probe, expand: |_| glob::Expansion::default() }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, probe, expand: |_| glob::Expansion::default() }
     }
 
     fn fake_host(path: &Path) -> PathKind {

@@ -353,6 +353,34 @@ pub fn blocked() -> &'static [Blocked] {
     BLOCKED
 }
 
+/// Creating Unix-domain sockets: blocked unless the policy allows every
+/// Unix socket (`allowAllUnixSockets`). A socket file on a read-only mount
+/// still accepts connections (the kernel's read-only check does not cover
+/// sockets), so without this rule the sandbox could reach the host's
+/// docker.sock or ssh-agent. `socketpair` stays allowed: it reaches nothing
+/// outside.
+pub static UNIX_SOCKETS: Blocked = Blocked {
+    name: "socket",
+    nr: libc::SYS_socket,
+    condition: Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
+    outcome: Outcome::Deny,
+    reason: "creating Unix-domain sockets (host services such as docker.sock)",
+};
+
+/// What varies in the filter with the policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterOptions {
+    /// Add [`UNIX_SOCKETS`] to the table.
+    pub block_unix_sockets: bool,
+}
+
+impl FilterOptions {
+    /// The table as compiled with these options.
+    pub fn entries(&self) -> impl Iterator<Item = &'static Blocked> {
+        BLOCKED.iter().chain(self.block_unix_sockets.then_some(&UNIX_SOCKETS))
+    }
+}
+
 /// The native architecture: seccompiler's name for it and its `AUDIT_ARCH_*` value.
 fn native_arch() -> Result<(TargetArch, u32), SeccompError> {
     #[cfg(target_arch = "x86_64")]
@@ -466,11 +494,16 @@ fn rules_for(condition: &Condition) -> Result<Vec<SeccompRule>, seccompiler::Bac
 /// Compile the table into a BPF program for this architecture, with `action` for the
 /// [`Outcome::Deny`] entries. Compile before forking: [`install`] itself does not allocate.
 pub fn compile(action: DenyAction) -> Result<BpfProgram, SeccompError> {
+    compile_with(action, &FilterOptions::default())
+}
+
+/// [`compile`], with the policy-dependent entries of `options`.
+pub fn compile_with(action: DenyAction, options: &FilterOptions) -> Result<BpfProgram, SeccompError> {
     let (target_arch, _) = native_arch()?;
 
     // Entries are merged by number; an entry that applies always wins over conditional ones.
     let mut rules: BTreeMap<i64, Option<Vec<SeccompRule>>> = BTreeMap::new();
-    for entry in BLOCKED.iter().filter(|b| b.outcome == Outcome::Deny) {
+    for entry in options.entries().filter(|b| b.outcome == Outcome::Deny) {
         let mut entry_rules =
             rules_for(&entry.condition).map_err(|source| SeccompError::BuildRule {
                 syscall: entry.name,

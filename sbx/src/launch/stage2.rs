@@ -36,12 +36,18 @@ pub struct Plan {
     pub command: Vec<OsString>,
     /// Where to report what was enforced (a pipe to sbx outside).
     pub report_fd: Option<RawFd>,
+    /// Refuse to exec unless Landlock is fully enforced (`--require landlock`).
+    pub require_landlock: bool,
+    /// The policy-dependent parts of the seccomp filter.
+    pub seccomp: seccomp::FilterOptions,
 }
 
 const TAG_READ: u8 = 1;
 const TAG_WRITE: u8 = 2;
 const TAG_ARG: u8 = 3;
 const TAG_REPORT_FD: u8 = 4;
+const TAG_REQUIRE_LANDLOCK: u8 = 5;
+const TAG_BLOCK_UNIX_SOCKETS: u8 = 6;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -62,6 +68,12 @@ impl Plan {
         }
         if let Some(fd) = self.report_fd {
             put(TAG_REPORT_FD, fd.to_string().as_bytes());
+        }
+        if self.require_landlock {
+            put(TAG_REQUIRE_LANDLOCK, b"");
+        }
+        if self.seccomp.block_unix_sockets {
+            put(TAG_BLOCK_UNIX_SOCKETS, b"");
         }
         out
     }
@@ -85,6 +97,8 @@ impl Plan {
                     let fd = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).ok_or("bad report fd")?;
                     plan.report_fd = Some(fd);
                 }
+                TAG_REQUIRE_LANDLOCK => plan.require_landlock = true,
+                TAG_BLOCK_UNIX_SOCKETS => plan.seccomp.block_unix_sockets = true,
                 other => return Err(format!("unknown record tag {other}")),
             }
         }
@@ -205,7 +219,15 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
     let result = (|| {
         let landlock = apply_landlock(&plan).map_err(|e| setup(format!("cannot apply Landlock: {e}")))?;
         say(Report::Landlock(landlock));
-        let program = seccomp::compile(seccomp::DenyAction::Errno).map_err(|e| setup(format!("cannot build the seccomp filter: {e}")))?;
+        // Said here, before the command runs, in one line.
+        if landlock.status != LandlockStatus::Full {
+            let what = format!("Landlock is {} enforced on this host (kernel ABI {})", landlock.status.as_str(), landlock.abi);
+            if plan.require_landlock {
+                return Err(setup(format!("{what}, and --require landlock was given")));
+            }
+            eprintln!("sbx: warning: {what}; bubblewrap's filesystem view still applies");
+        }
+        let program = seccomp::compile_with(seccomp::DenyAction::Errno, &plan.seccomp).map_err(|e| setup(format!("cannot build the seccomp filter: {e}")))?;
         seccomp::install(&program, seccomp::Listener::None).map_err(|e| setup(format!("cannot install the seccomp filter: {e}")))?;
         say(Report::Seccomp);
         Ok(())
@@ -316,6 +338,8 @@ mod tests {
             write: vec![OsString::from_vec(vec![b'/', 0xfe]).into(), "/w s".into()],
             command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
             report_fd: Some(9),
+            require_landlock: true,
+            seccomp: seccomp::FilterOptions { block_unix_sockets: true },
         };
         assert_eq!(Plan::decode(&plan.encode()).unwrap(), plan);
         assert!(Plan::decode(&[TAG_READ, 9, 0, 0, 0, b'/']).is_err());
