@@ -1,43 +1,241 @@
 //! sbx's kernel programs. Built by `sbx/build.rs` for bpfel-unknown-none and
 //! embedded in the `sbx` binary.
 //!
+//! The tracer (`sbx_sys_enter`, `sbx_sys_exit`, `sbx_exec`, `sbx_exit`)
+//! reports the syscalls of the sandbox's process tree that fail with EACCES,
+//! EPERM or EROFS, and the tree's execs and exits. The tree is the sandbox's
+//! cgroup (v2): every task whose current cgroup id equals `CONFIG[CGROUP_ID]`,
+//! set by user space before attaching, so fork, double fork and threads are
+//! followed without bookkeeping and without races, and nothing else on the
+//! host is ever reported.
+//!
+//! tp_btf hooks only: this kernel refuses fentry/fexit (trampolines) to any
+//! process but pid 1, and tp_btf is the cheaper syscall hook here. There are
+//! no CO-RE relocations in Rust eBPF, so no kernel struct is walked except
+//! `pt_regs`, whose x86_64 layout is ABI.
+//!
 //! The probes (`sbx_probe_*`) exist for `sbx doctor`: it loads and attaches
-//! them for a moment to prove, on this host, that the program type the tracer
-//! relies on (tp_btf) really loads and fires, and to report whether fexit
-//! (trampoline) programs are allowed, which some kernels refuse.
+//! them for a moment to prove that tp_btf programs load and fire here, and
+//! to report whether fexit programs are allowed.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user_str_bytes,
+    },
     macros::{btf_tracepoint, fexit, map},
-    maps::Array,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FExitContext},
 };
-use sbx_common::probe;
+use sbx_common::{
+    FLAG_ENTERED, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RawEvent, Stash, config, probe,
+};
 
 /// Hit counters of the doctor's probes, indexed by `sbx_common::probe::*`.
 #[map]
 static PROBE_HITS: Array<u64> = Array::with_max_entries(probe::SLOTS, 0);
 
+/// Written by user space before attaching: `sbx_common::config::*`.
+#[map]
+static CONFIG: Array<u64> = Array::with_max_entries(config::SLOTS, 0);
+
+/// The one ring buffer of events. User space may resize it at load time.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Per-CPU event sequence numbers, taken before each reservation.
+#[map]
+static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU count of failed ring-buffer reservations.
+#[map]
+static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Arguments of in-flight path syscalls, per thread id.
+#[map]
+static STASH: LruHashMap<u32, Stash> = LruHashMap::with_max_entries(16384, 0);
+
+const EPERM: i64 = 1;
+const EACCES: i64 = 13;
+const EROFS: i64 = 30;
+
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sbx_probe_fork(_ctx: BtfTracePointContext) -> i32 {
-    bump(probe::FORK);
+    bump(&PROBE_HITS, probe::FORK);
     0
 }
 
 #[fexit(function = "security_file_open")]
 pub fn sbx_probe_file_open(_ctx: FExitContext) -> i32 {
-    bump(probe::FILE_OPEN);
+    bump(&PROBE_HITS, probe::FILE_OPEN);
     0
 }
 
-fn bump(slot: u32) {
-    if let Some(ptr) = PROBE_HITS.get_ptr_mut(slot) {
+fn bump(map: &Array<u64>, slot: u32) {
+    if let Some(ptr) = map.get_ptr_mut(slot) {
         // SAFETY: the pointer comes from the kernel's map lookup and stays
         // valid for the program run. A lost increment under a race is
         // harmless: the doctor only asks whether the counter moved.
         unsafe { *ptr = (*ptr).wrapping_add(1) };
     }
+}
+
+#[inline(always)]
+fn traced() -> bool {
+    let Some(&target) = CONFIG.get(config::CGROUP_ID) else { return false };
+    // SAFETY: the helper has no preconditions.
+    target != 0 && unsafe { bpf_get_current_cgroup_id() } == target
+}
+
+/// Which arguments of a syscall are paths: (path, second path). Index 6
+/// means none. x86_64 numbers.
+#[inline(always)]
+fn path_args(nr: i64) -> (usize, usize) {
+    match nr {
+        // open, creat, stat, lstat, access, mkdir, rmdir, unlink, readlink,
+        // chmod, chown, lchown, truncate, utime, utimes, mknod, execve, chdir,
+        // chroot, statfs, *xattr on paths, uselib
+        2 | 85 | 4 | 6 | 21 | 83 | 84 | 87 | 89 | 90 | 92 | 94 | 76 | 132 | 235 | 133 | 59 | 80 | 161 | 137
+        | 188 | 189 | 191 | 192 | 194 | 195 | 197 | 198 | 134 => (0, 6),
+        // openat, openat2, newfstatat, statx, faccessat, faccessat2, mkdirat,
+        // unlinkat, readlinkat, fchmodat, fchmodat2, fchownat, utimensat,
+        // futimesat, mknodat, execveat
+        257 | 437 | 262 | 332 | 269 | 439 | 258 | 263 | 267 | 268 | 452 | 260 | 280 | 261 | 259 | 322 => (1, 6),
+        // rename, link: (old, new) -> report the new name second
+        82 | 86 => (0, 1),
+        // renameat, renameat2, linkat: (olddirfd, old, newdirfd, new)
+        264 | 316 | 265 => (1, 3),
+        // symlink(target, linkpath), symlinkat(target, newdirfd, linkpath)
+        88 => (1, 0),
+        266 => (2, 0),
+        _ => (6, 6),
+    }
+}
+
+#[inline(always)]
+fn regs_args(regs: *const pt_regs) -> Option<(i64, [u64; 6])> {
+    // SAFETY: `regs` is the tracepoint's pt_regs pointer; the helper copes
+    // with any address.
+    let r = unsafe { bpf_probe_read_kernel(regs) }.ok()?;
+    Some((r.orig_rax as i64, [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]))
+}
+
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sbx_sys_enter(ctx: BtfTracePointContext) -> i32 {
+    if !traced() {
+        return 0;
+    }
+    // sys_enter's arguments are (struct pt_regs *regs, long id).
+    let nr: i64 = ctx.arg(1);
+    if path_args(nr).0 == 6 {
+        return 0;
+    }
+    let regs: *const pt_regs = ctx.arg(0);
+    if let Some((_, args)) = regs_args(regs) {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        let _ = STASH.insert(&tid, &Stash { syscall_nr: nr, args }, 0);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
+    if !traced() {
+        return 0;
+    }
+    // sys_exit's arguments are (struct pt_regs *regs, long ret).
+    let ret: i64 = ctx.arg(1);
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the map value is copied out before the entry is removed.
+    let stash = unsafe { STASH.get(&tid) }.copied();
+    if stash.is_some() {
+        let _ = STASH.remove(&tid);
+    }
+    if ret != -EACCES && ret != -EPERM && ret != -EROFS {
+        return 0;
+    }
+    let regs: *const pt_regs = ctx.arg(0);
+    let (nr, args, flags) = match stash {
+        Some(s) => (s.syscall_nr, s.args, FLAG_ENTERED),
+        // Refused before sys_enter (seccomp), or traced from mid-call.
+        None => match regs_args(regs) {
+            Some((nr, args)) => (nr, args, 0),
+            None => return 0,
+        },
+    };
+    emit(KIND_DENIAL, nr, ret, args, flags);
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sbx_exec(_ctx: BtfTracePointContext) -> i32 {
+    if traced() {
+        emit(KIND_EXEC, 0, 0, [0; 6], 0);
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sbx_exit(_ctx: BtfTracePointContext) -> i32 {
+    if traced() {
+        let id = bpf_get_current_pid_tgid();
+        // Only the thread group's leader: one event per process.
+        if id as u32 == (id >> 32) as u32 {
+            emit(KIND_EXIT, 0, 0, [0; 6], 0);
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
+    let Some(seq_ptr) = SEQ.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot from the map lookup; the program runs with
+    // migration disabled, so this CPU's slot is ours for the run.
+    let seq = unsafe {
+        let s = *seq_ptr;
+        *seq_ptr = s + 1;
+        s
+    };
+    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
+        if let Some(lost) = LOST.get_ptr_mut(0) {
+            // SAFETY: as for SEQ.
+            unsafe { *lost += 1 };
+        }
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer
+    // record of the right size; every field is written before submit (the
+    // paths only when their flag says so).
+    unsafe {
+        (*ev).kind = kind;
+        (*ev).cpu = bpf_get_smp_processor_id();
+        (*ev).seq = seq;
+        (*ev).ktime_ns = bpf_ktime_get_ns();
+        (*ev).pid = (id >> 32) as u32;
+        (*ev).tid = id as u32;
+        (*ev).syscall_nr = nr;
+        (*ev).ret = ret;
+        (*ev).args = args;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        if kind == KIND_DENIAL {
+            let (p1, p2) = path_args(nr);
+            if p1 < 6 && bpf_probe_read_user_str_bytes(args[p1] as *const u8, &mut (*ev).path).is_ok() {
+                flags |= FLAG_PATH;
+            }
+            if p2 < 6 && bpf_probe_read_user_str_bytes(args[p2] as *const u8, &mut (*ev).path2).is_ok() {
+                flags |= FLAG_PATH2;
+            }
+        }
+        (*ev).flags = flags;
+        (*ev)._pad = 0;
+    }
+    entry.submit(0);
 }
 
 #[cfg(not(test))]
@@ -46,7 +244,7 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
-/// GPL-compatible so that GPL-only helpers (bpf_d_path) are available.
+/// GPL-compatible so that GPL-only helpers are available.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

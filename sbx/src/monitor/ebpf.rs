@@ -32,6 +32,8 @@ pub enum EbpfError {
     },
     #[error("cannot read map {0}: {1}")]
     Map(&'static str, #[source] aya::maps::MapError),
+    #[error("cannot poll the ring buffer: {0}")]
+    Poll(#[source] std::io::Error),
 }
 
 /// What the doctor's attach check found.

@@ -2,3 +2,4 @@
 //! embedded from `sbx-ebpf`).
 
 pub mod ebpf;
+pub mod tracer;

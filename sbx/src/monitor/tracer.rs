@@ -1,0 +1,218 @@
+//! The kernel tracer, user-space side: the session's cgroup, loading and
+//! attaching the tracer programs for the session only, and draining the ring
+//! buffer with loss accounting.
+//!
+//! Scope: the sandbox's first process is moved into a fresh cgroup (v2)
+//! before it execs bwrap, so the whole tree, through any fork, double fork
+//! or thread, is in it, and the programs report only tasks of that cgroup.
+
+use std::{
+    fs::File,
+    io,
+    os::fd::AsRawFd as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::BtfTracePoint,
+};
+use sbx_common::{RawEvent, config};
+use tokio::io::unix::AsyncFd;
+
+use super::ebpf::{EbpfError, OBJECT};
+
+/// Default ring-buffer size: 4 MiB holds about 6,000 events of 656 bytes.
+pub const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
+
+/// A cgroup (v2) of the session's own, removed when dropped.
+#[derive(Debug)]
+pub struct SessionCgroup {
+    path: PathBuf,
+    id: u64,
+    /// `cgroup.procs`, open for writing: the sandbox's first process writes
+    /// its pid here between fork and exec.
+    procs: File,
+}
+
+impl SessionCgroup {
+    /// Creates `sbx-<pid>-<n>` under the cgroup2 mount.
+    pub fn create() -> io::Result<Self> {
+        let root = cgroup2_mount()?;
+        let name = format!("sbx-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()));
+        let path = root.join(name);
+        std::fs::create_dir(&path)?;
+        use std::os::unix::fs::MetadataExt as _;
+        let id = std::fs::metadata(&path)?.ino();
+        let procs = std::fs::OpenOptions::new().write(true).open(path.join("cgroup.procs"))?;
+        Ok(Self { path, id, procs })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The descriptor of `cgroup.procs`, for `join_self` in a child.
+    pub fn procs_fd(&self) -> std::os::fd::RawFd {
+        self.procs.as_raw_fd()
+    }
+}
+
+/// Moves the calling process into the cgroup whose `cgroup.procs` is open
+/// as `fd`. Async-signal-safe (no allocation): meant for `pre_exec`.
+pub fn join_self(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: getpid cannot fail.
+    let mut pid = unsafe { libc::getpid() } as u32;
+    let mut buf = [0u8; 12];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    // SAFETY: writes from a live stack buffer to an integer fd.
+    let n = unsafe { libc::write(fd, buf[i..].as_ptr().cast(), buf.len() - i) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Drop for SessionCgroup {
+    fn drop(&mut self) {
+        // The sandbox's pid 1 takes every process with it when it exits;
+        // the last ones may still be on their way out.
+        for _ in 0..50 {
+            match std::fs::remove_dir(&self.path) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(Duration::from_millis(2)),
+                _ => return,
+            }
+        }
+        tracing::warn!("could not remove the session cgroup {}", self.path.display());
+    }
+}
+
+/// Where the cgroup2 hierarchy is mounted (the unified one on hybrid hosts).
+pub fn cgroup2_mount() -> io::Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+            (fstype == "cgroup2").then(|| PathBuf::from(dir))
+        })
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 filesystem is mounted"))
+}
+
+/// The attached tracer. Dropping it detaches every program.
+pub struct Tracer {
+    _ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    lost: PerCpuArray<MapData, u64>,
+    /// Next expected per-CPU sequence number.
+    expected: Vec<u64>,
+    gaps: u64,
+    /// Load and attach time.
+    pub startup: Duration,
+}
+
+const PROGRAMS: &[(&str, &str)] = &[
+    ("sbx_sys_enter", "sys_enter"),
+    ("sbx_sys_exit", "sys_exit"),
+    ("sbx_exec", "sched_process_exec"),
+    ("sbx_exit", "sched_process_exit"),
+];
+
+impl Tracer {
+    /// Loads the tracer, scopes it to `cgroup_id` and attaches it.
+    pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
+        let started = Instant::now();
+        let btf = Btf::from_sys_fs().map_err(EbpfError::Btf)?;
+        let mut ebpf = EbpfLoader::new().map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
+        {
+            let map = ebpf.map_mut("CONFIG").ok_or(EbpfError::MissingMap("CONFIG"))?;
+            let mut cfg: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("CONFIG", e))?;
+            cfg.set(config::CGROUP_ID, cgroup_id, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
+        }
+        for &(name, hook) in PROGRAMS {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or(EbpfError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| EbpfError::Program { name, hook, source })?;
+            program.load(hook, &btf).map_err(|source| EbpfError::Program { name, hook, source })?;
+            program.attach().map_err(|source| EbpfError::Program { name, hook, source })?;
+        }
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(EbpfError::MissingMap("EVENTS"))?)
+            .map_err(|e| EbpfError::Map("EVENTS", e))?;
+        // SAFETY: the ring buffer owns its descriptor, which stays open and
+        // the same for as long as the AsyncFd holds it.
+        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| EbpfError::Poll(e.into_parts().1))?;
+        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or(EbpfError::MissingMap("LOST"))?)
+            .map_err(|e| EbpfError::Map("LOST", e))?;
+        let cpus = aya::util::nr_cpus().unwrap_or(1);
+        Ok(Self { _ebpf: ebpf, ring, lost, expected: vec![0; cpus], gaps: 0, startup: started.elapsed() })
+    }
+
+    /// Waits for events and appends every available one to `out`.
+    pub async fn wait_batch(&mut self, out: &mut Vec<RawEvent>) -> io::Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        drain(ring, out, &mut self.expected, &mut self.gaps);
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Takes whatever is in the ring buffer now, without waiting.
+    pub fn drain_now(&mut self, out: &mut Vec<RawEvent>) {
+        drain(self.ring.get_mut(), out, &mut self.expected, &mut self.gaps);
+    }
+
+    /// Events lost so far: the larger of the sequence gaps seen and the
+    /// kernel's count of failed reservations (they agree once drained).
+    pub fn lost(&self) -> u64 {
+        let reserved_failures: u64 = self.lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0);
+        reserved_failures.max(self.gaps)
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>, expected: &mut [u64], gaps: &mut u64) {
+    while let Some(item) = ring.next() {
+        if item.len() < std::mem::size_of::<RawEvent>() {
+            continue;
+        }
+        // SAFETY: the record is a RawEvent written by the kernel program;
+        // read_unaligned copes with the ring's 8-byte alignment.
+        let ev: RawEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        if let Some(next) = expected.get_mut(ev.cpu as usize) {
+            if ev.seq > *next {
+                *gaps += ev.seq - *next;
+            }
+            *next = ev.seq + 1;
+        }
+        out.push(ev);
+    }
+}
+
+/// A NUL-terminated byte field as text.
+pub fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// `/proc/PID/...` path for reading a traced process's state.
+pub fn proc_path(pid: u32, rest: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/{rest}"))
+}
+
