@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in the sandbox.
     Run(RunArgs),
+    /// Run a command in the sandbox and watch what it tried and what was refused.
+    Monitor(MonitorArgs),
     /// Report what this host can enforce and observe, with the reason for each verdict.
     Doctor(DoctorArgs),
     /// Show, or start, the policy file.
@@ -34,7 +36,8 @@ pub enum Command {
 pub struct RunArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Append the session's events to FILE as JSON Lines.
+    /// Append the session's events to FILE as JSON Lines (schema: `sbx::report`);
+    /// with root, the kernel tracer records every denial.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// Exit 125 before running anything unless these layers are enforced
@@ -47,6 +50,19 @@ pub struct RunArgs {
     /// The command and its arguments (after `--`).
     #[arg(last = true, value_name = "CMD")]
     pub argv: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// No dashboard: events go to --log, a summary to stderr at exit.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Size of the kernel tracer's ring buffer in bytes (a power of two,
+    /// at least a page).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024, hide = true)]
+    pub ring_bytes: u32,
 }
 
 #[derive(Debug, Args)]

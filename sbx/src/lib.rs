@@ -13,6 +13,7 @@ pub mod launch;
 pub mod monitor;
 pub mod policy;
 pub mod report;
+pub mod session;
 pub mod sys;
 
 /// Exit status when sbx itself fails before or while setting up the sandbox

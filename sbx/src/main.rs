@@ -9,9 +9,10 @@ use sbx::{
     EXIT_SETUP,
     cli::{Cli, Command, ConfigCommand, Layer, PolicyArgs, RunArgs},
     config, doctor,
-    launch::{self, LaunchError, Outcome},
+    launch::{self, LaunchError},
+    monitor,
     policy::Policy,
-    report,
+    session,
 };
 
 fn main() -> ExitCode {
@@ -54,7 +55,13 @@ fn stage2_main(plan_fd: OsString) -> ! {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, None),
+        Command::Monitor(args) => {
+            if !args.no_tui {
+                anyhow::bail!("the live dashboard is not part of this build yet: run `sbx monitor --no-tui --log FILE -- CMD`");
+            }
+            run(args.run, Some((session::Trace::IfPossible, args.ring_bytes)))
+        }
         Command::Doctor(args) => {
             let report = doctor::run();
             let mut out = std::io::stdout().lock();
@@ -131,7 +138,7 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
     Ok((loaded, policy))
 }
 
-fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run(args: RunArgs, trace: Option<(session::Trace, u32)>) -> anyhow::Result<ExitCode> {
     let command: Vec<OsString> = match args.shell {
         Some(shell) => vec!["/bin/sh".into(), "-c".into(), shell],
         None => args.argv,
@@ -141,40 +148,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (loaded, policy) = load_policy(&args.policy)?;
     check_required(&args.require)?;
-    let mut log = match &args.log {
-        Some(path) => Some(report::Log::create(path).map_err(|e| anyhow::anyhow!("cannot open the log file {} (--log): {e}", path.display()))?),
-        None => None,
+    // `sbx run --log` traces too: a log without the kernel's denials would
+    // mislead whoever reads it. `sbx monitor` always traces.
+    let (trace, ring_bytes, summary) = match trace {
+        Some((t, ring)) => (t, ring, true),
+        None if args.log.is_some() => (session::Trace::IfPossible, monitor::tracer::DEFAULT_RING_BYTES, true),
+        None => (session::Trace::Off, monitor::tracer::DEFAULT_RING_BYTES, false),
     };
-    let sources = loaded.chain.iter().map(|part| part.origin.label()).collect();
-    let options = launch::Options { require_landlock: args.require.contains(&Layer::Landlock) };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut log_error = None;
-    let mut started = false;
-    let outcome = runtime.block_on(launch::run(&policy, command.clone(), &options, |enforcement| {
-        started = true;
-        if let Some(log) = log.as_mut() {
-            let event = report::Event::SessionStart(report::SessionStart {
-                command: command.clone(),
-                policy: policy.clone(),
-                sources,
-                enforcement: enforcement.clone(),
-            });
-            log_error = log.write(&event).err();
-        }
-    }));
-    let code = match &outcome {
-        Ok(Outcome::Exited(code)) => *code,
-        Err(_) => EXIT_SETUP,
+    let options = session::Options {
+        trace,
+        log: args.log,
+        launch: launch::Options { require_landlock: args.require.contains(&Layer::Landlock), cgroup_procs_fd: None },
+        sources: loaded.chain.iter().map(|part| part.origin.label()).collect(),
+        ring_bytes,
+        summary,
     };
-    if let (Some(log), true) = (log.as_mut(), started) {
-        if let Err(e) = log.write(&report::Event::SessionEnd(report::SessionEnd { exit_code: code })) {
-            log_error.get_or_insert(e);
-        }
-    }
-    if let (Some(e), Some(log)) = (log_error, log.as_ref()) {
-        eprintln!("sbx: warning: could not write the log {}: {e}", log.path().display());
-    }
-    outcome?;
+    let code = session::run(&policy, command, options)?;
     Ok(ExitCode::from(code))
 }
 

@@ -25,6 +25,40 @@
 //! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains` |
 //! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool} |
 //!
+//! ## `denial`
+//! Something the sandbox refused. Fields other than `source` are present
+//! when known.
+//!
+//! | field | type | meaning |
+//! |-------|------|---------|
+//! | `source` | string | the layer that most likely refused it: `landlock`, `seccomp`, `proxy`, `mount` (a read-only or hidden part of the sandbox's view), `dac` (file permissions), `other` |
+//! | `syscall` | string | e.g. `openat` |
+//! | `errno` | string | e.g. `EACCES`, `EPERM`, `EROFS` |
+//! | `operation` | string | `read`, `write`, `create`, `delete`, `rename`, `modify`, `exec` |
+//! | `pid`, `tid` | number | host process and thread ids |
+//! | `comm` | string | the process's command name |
+//! | `path` | string | resolved, absolute (against the caller's cwd or dirfd) |
+//! | `requested_path` | string | as the program passed it |
+//! | `host`, `port` | string, number | for network denials |
+//! | `detail` | object | source-specific fields, e.g. `reason` (why this layer), `second_path` (rename, link) |
+//!
+//! ## `process`
+//! | field | type | meaning |
+//! |-------|------|---------|
+//! | `action` | string | `exec` or `exit` |
+//! | `pid` | number | host pid |
+//! | `comm` | string | |
+//! | `argv` | [string] | exec only; read from /proc when the event arrives, empty if the process was already gone |
+//! | `exe` | string | exec only, when known |
+//!
+//! ## `loss`
+//! Events that the kernel could not deliver (the ring buffer was full).
+//!
+//! | field | type | meaning |
+//! |-------|------|---------|
+//! | `source` | string | `ebpf` |
+//! | `count` | number | events lost |
+//!
 //! ## `session_end`
 //! Written when the command has ended, on every exit path sbx controls.
 //!
@@ -33,6 +67,8 @@
 //! | `exit_code` | number | sbx's exit status: the command's own, 128+N for signal N |
 //! | `duration_ms` | number | from session_start |
 //! | `counts` | object | events written, by type |
+//! | `denials` | object | denials written, by source |
+//! | `lost` | number | events lost in total |
 //!
 //! Later versions add event types; a reader must ignore types and fields it
 //! does not know. A change that alters the meaning of an existing field
@@ -58,6 +94,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone)]
 pub enum Event {
     SessionStart(SessionStart),
+    Denial(Denial),
+    Process(Process),
+    Loss(Loss),
     SessionEnd(SessionEnd),
 }
 
@@ -65,9 +104,91 @@ impl Event {
     pub fn type_name(&self) -> &'static str {
         match self {
             Event::SessionStart(_) => "session_start",
+            Event::Denial(_) => "denial",
+            Event::Process(_) => "process",
+            Event::Loss(_) => "loss",
             Event::SessionEnd(_) => "session_end",
         }
     }
+}
+
+/// The layer that refused something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Landlock,
+    Seccomp,
+    Proxy,
+    Mount,
+    Dac,
+    Other,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Landlock => "landlock",
+            Source::Seccomp => "seccomp",
+            Source::Proxy => "proxy",
+            Source::Mount => "mount",
+            Source::Dac => "dac",
+            Source::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub source: Source,
+    pub syscall: Option<String>,
+    pub errno: Option<String>,
+    pub operation: Option<String>,
+    pub pid: Option<u32>,
+    pub tid: Option<u32>,
+    pub comm: Option<String>,
+    pub path: Option<PathBuf>,
+    pub requested_path: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// Source-specific fields, in order.
+    pub detail: Vec<(String, String)>,
+}
+
+impl Denial {
+    /// A few words for the exit summary: "write /etc/x", "mount", "evil.example".
+    pub fn short(&self) -> String {
+        if let Some(host) = &self.host {
+            return host.clone();
+        }
+        let object = self.path.as_ref().map(|p| p.to_string_lossy().into_owned()).or_else(|| self.requested_path.clone());
+        match (self.operation.as_deref(), object, self.syscall.as_deref()) {
+            (Some(op), Some(obj), _) => format!("{op} {obj}"),
+            (None, Some(obj), Some(sc)) => format!("{sc} {obj}"),
+            (_, None, Some(sc)) => sc.to_string(),
+            (_, Some(obj), None) => obj,
+            _ => "?".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessAction {
+    Exec,
+    Exit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub action: ProcessAction,
+    pub pid: u32,
+    pub comm: String,
+    pub argv: Vec<String>,
+    pub exe: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    pub source: &'static str,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +203,8 @@ pub struct SessionStart {
 #[derive(Debug, Clone)]
 pub struct SessionEnd {
     pub exit_code: u8,
+    /// Events lost in total.
+    pub lost: u64,
 }
 
 /// Writes events to a JSON Lines file, flushing each line so that the file
@@ -90,15 +213,22 @@ pub struct Log {
     out: BufWriter<File>,
     path: PathBuf,
     seq: u64,
-    counts: BTreeMap<&'static str, u64>,
+    counts: Counts,
     started: Instant,
+}
+
+/// Events written so far, by type and (denials) by source.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub by_type: BTreeMap<&'static str, u64>,
+    pub denials: BTreeMap<&'static str, u64>,
 }
 
 impl Log {
     /// Opens `path` for appending (a log may hold several sessions).
     pub fn create(path: &Path) -> io::Result<Self> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { out: BufWriter::new(file), path: path.to_path_buf(), seq: 0, counts: BTreeMap::new(), started: Instant::now() })
+        Ok(Self { out: BufWriter::new(file), path: path.to_path_buf(), seq: 0, counts: Counts::default(), started: Instant::now() })
     }
 
     pub fn path(&self) -> &Path {
@@ -109,7 +239,10 @@ impl Log {
         if matches!(event, Event::SessionStart(_)) {
             self.started = Instant::now();
         }
-        *self.counts.entry(event.type_name()).or_default() += 1;
+        *self.counts.by_type.entry(event.type_name()).or_default() += 1;
+        if let Event::Denial(d) = event {
+            *self.counts.denials.entry(d.source.as_str()).or_default() += 1;
+        }
         let line = render(self.seq, SystemTime::now(), event, &self.counts, self.started);
         self.seq += 1;
         serde_json::to_writer(&mut self.out, &line)?;
@@ -123,7 +256,7 @@ fn lossy(items: &[PathBuf]) -> Vec<String> {
 }
 
 /// The JSON object for one event.
-pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &BTreeMap<&'static str, u64>, started: Instant) -> Value {
+pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, started: Instant) -> Value {
     let mut obj = json!({
         "v": SCHEMA_VERSION,
         "type": event.type_name(),
@@ -163,10 +296,51 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &BTreeMap<&'sta
                 },
             })
         }
+        Event::Denial(d) => {
+            let mut o = serde_json::Map::new();
+            o.insert("source".into(), d.source.as_str().into());
+            let mut put = |k: &str, v: Option<Value>| {
+                if let Some(v) = v {
+                    o.insert(k.into(), v);
+                }
+            };
+            put("syscall", d.syscall.clone().map(Value::from));
+            put("errno", d.errno.clone().map(Value::from));
+            put("operation", d.operation.clone().map(Value::from));
+            put("pid", d.pid.map(Value::from));
+            put("tid", d.tid.map(Value::from));
+            put("comm", d.comm.clone().map(Value::from));
+            put("path", d.path.as_ref().map(|p| p.to_string_lossy().into_owned().into()));
+            put("requested_path", d.requested_path.clone().map(Value::from));
+            put("host", d.host.clone().map(Value::from));
+            put("port", d.port.map(Value::from));
+            if !d.detail.is_empty() {
+                let detail: serde_json::Map<String, Value> = d.detail.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
+                o.insert("detail".into(), Value::Object(detail));
+            }
+            Value::Object(o)
+        }
+        Event::Process(p) => {
+            let mut v = json!({
+                "action": match p.action { ProcessAction::Exec => "exec", ProcessAction::Exit => "exit" },
+                "pid": p.pid,
+                "comm": p.comm,
+            });
+            if p.action == ProcessAction::Exec {
+                v["argv"] = json!(p.argv);
+                if let Some(exe) = &p.exe {
+                    v["exe"] = exe.to_string_lossy().into_owned().into();
+                }
+            }
+            v
+        }
+        Event::Loss(l) => json!({ "source": l.source, "count": l.count }),
         Event::SessionEnd(end) => json!({
             "exit_code": end.exit_code,
             "duration_ms": started.elapsed().as_millis() as u64,
-            "counts": counts,
+            "counts": counts.by_type,
+            "denials": counts.denials,
+            "lost": end.lost,
         }),
     };
     if let (Value::Object(obj), Value::Object(fields)) = (&mut obj, fields) {
@@ -192,7 +366,7 @@ mod tests {
             enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: LandlockStatus::Full }), seccomp: true, netns: true },
         });
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let v = render(0, time, &event, &BTreeMap::new(), Instant::now());
+        let v = render(0, time, &event, &Counts::default(), Instant::now());
         let blocked = crate::launch::seccomp::blocked().len() + 1;
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
@@ -215,13 +389,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
         let mut log = Log::create(&path).unwrap();
-        log.write(&Event::SessionEnd(SessionEnd { exit_code: 3 })).unwrap();
-        log.write(&Event::SessionEnd(SessionEnd { exit_code: 4 })).unwrap();
+        log.write(&Event::SessionEnd(SessionEnd { exit_code: 3, lost: 0 })).unwrap();
+        log.write(&Event::SessionEnd(SessionEnd { exit_code: 4, lost: 2 })).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["seq"], 0);
         assert_eq!(lines[1]["seq"], 1);
         assert_eq!(lines[1]["exit_code"], 4);
         assert_eq!(lines[1]["counts"]["session_end"], 2);
+        assert_eq!(lines[1]["lost"], 2);
     }
 }

@@ -244,6 +244,23 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     Plan { bwrap, stage2, warnings }
 }
 
+/// What the caller learns once the command is starting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    pub enforcement: Enforcement,
+    /// CLOCK_MONOTONIC time just before stage-2 exec'd the command: kernel
+    /// events before it belong to bwrap's and stage-2's own setup.
+    pub exec_ns: u64,
+    /// bwrap itself and the sandbox's pid 1 (bwrap's reaper), on the host:
+    /// sbx's machinery, not the command.
+    pub bwrap_pid: Option<u32>,
+    pub sandbox_init: Option<i32>,
+    /// Landlock's roots, as planned.
+    pub read_roots: Vec<PathBuf>,
+    pub write_roots: Vec<PathBuf>,
+    pub seccomp: seccomp::FilterOptions,
+}
+
 /// What each layer really enforced, as stage-2 reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enforcement {
@@ -283,15 +300,17 @@ fn find_bwrap() -> Result<PathBuf, LaunchError> {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub require_landlock: bool,
+    /// `cgroup.procs` of the session's cgroup: bwrap joins it before exec.
+    pub cgroup_procs_fd: Option<RawFd>,
 }
 
-/// Starts the sandbox and waits for the command. `on_enforced` learns what
-/// the layers enforced as soon as stage-2 has exec'd the command.
+/// Starts the sandbox and waits for the command. `on_started` learns what
+/// the layers enforced as soon as stage-2 is about to exec the command.
 pub async fn run(
     policy: &Policy,
     command: Vec<OsString>,
     options: &Options,
-    on_enforced: impl FnOnce(&Enforcement),
+    on_started: impl FnOnce(Started),
 ) -> Result<Outcome, LaunchError> {
     let bwrap_path = find_bwrap()?;
     let signals = Signals::catch()?;
@@ -333,12 +352,16 @@ pub async fn run(
         handoff.report_w.as_raw_fd(),
         handoff.status_w.as_raw_fd(),
     ];
-    // SAFETY: the closure runs between fork and exec; it only calls fcntl on
-    // integers captured by value, which is async-signal-safe.
+    let cgroup_procs = options.cgroup_procs_fd;
+    // SAFETY: the closure runs between fork and exec; it only calls fcntl,
+    // getpid and write on integers captured by value, all async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             for fd in inherited {
                 sys::inherit(fd)?;
+            }
+            if let Some(fd) = cgroup_procs {
+                crate::monitor::tracer::join_self(fd)?;
             }
             Ok(())
         });
@@ -372,7 +395,7 @@ pub async fn run(
     // when bwrap failed before stage-2 or everything has ended.
     let mut report = BufReader::new(report);
     let mut enforcement = Enforcement::default();
-    let mut reached_exec = false;
+    let mut reached_exec = None;
     let mut stage2_failed = false;
     let mut line = String::new();
     loop {
@@ -383,8 +406,8 @@ pub async fn run(
         match stage2::Report::parse_all(&line).first() {
             Some(stage2::Report::Landlock(l)) => enforcement.landlock = Some(*l),
             Some(stage2::Report::Seccomp) => enforcement.seccomp = true,
-            Some(stage2::Report::Exec) => {
-                reached_exec = true;
+            Some(stage2::Report::Exec(ns)) => {
+                reached_exec = Some(*ns);
                 break;
             }
             Some(stage2::Report::Failed) => {
@@ -398,11 +421,19 @@ pub async fn run(
     // for, --unshare-net included.
     enforcement.netns = enforcement.landlock.is_some();
 
-    if !reached_exec {
+    let Some(exec_ns) = reached_exec else {
         let _ = child.wait().await;
         return Err(if stage2_failed { LaunchError::Stage2Failed } else { LaunchError::SetupFailed });
-    }
-    on_enforced(&enforcement);
+    };
+    on_started(Started {
+        enforcement,
+        exec_ns,
+        bwrap_pid: child.id(),
+        sandbox_init,
+        read_roots: plan.stage2.read.clone(),
+        write_roots: plan.stage2.write.clone(),
+        seccomp: plan.stage2.seccomp,
+    });
 
     let new_session = !sys::is_tty(&io::stdin());
     let status = relay_signals_until_exit(&mut child, signals, sandbox_init, new_session).await?;

@@ -136,8 +136,9 @@ impl LandlockStatus {
 pub enum Report {
     Landlock(LandlockReport),
     Seccomp,
-    /// Everything is in place; the next step is execve.
-    Exec,
+    /// Everything is in place; the next step is execve, at this
+    /// CLOCK_MONOTONIC time (the clock of bpf_ktime_get_ns).
+    Exec(u64),
     /// Stage-2 failed before exec and has said why on stderr.
     Failed,
 }
@@ -147,7 +148,7 @@ impl Report {
         match self {
             Report::Landlock(l) => format!("landlock {} {}\n", l.abi, l.status.as_str()),
             Report::Seccomp => "seccomp\n".into(),
-            Report::Exec => "exec\n".into(),
+            Report::Exec(ns) => format!("exec {ns}\n"),
             Report::Failed => "failed\n".into(),
         }
     }
@@ -167,7 +168,7 @@ impl Report {
                         Some(Report::Landlock(LandlockReport { abi, status }))
                     }
                     "seccomp" => Some(Report::Seccomp),
-                    "exec" => Some(Report::Exec),
+                    "exec" => Some(Report::Exec(words.next()?.parse().ok()?)),
                     "failed" => Some(Report::Failed),
                     _ => None,
                 }
@@ -236,7 +237,7 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
         say(Report::Failed);
         return Err(e);
     }
-    say(Report::Exec);
+    say(Report::Exec(monotonic_ns()));
     drop(report);
     exec(&plan.command)
 }
@@ -276,6 +277,13 @@ fn exec(command: &[OsString]) -> Result<Never, (u8, String)> {
         None => (crate::EXIT_NOT_FOUND, format!("{shown}: command not found in the sandbox")),
         Some(err) => (crate::EXIT_NOT_EXECUTABLE, format!("{shown}: cannot execute: {}", err.desc())),
     })
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 fn abi_for(version: i64) -> Option<ABI> {
@@ -350,11 +358,11 @@ mod tests {
         let all = [
             Report::Landlock(LandlockReport { abi: 7, status: LandlockStatus::Full }),
             Report::Seccomp,
-            Report::Exec,
+            Report::Exec(42),
             Report::Failed,
         ];
         let text: String = all.iter().map(Report::line).collect();
-        assert_eq!(text, "landlock 7 full\nseccomp\nexec\nfailed\n");
+        assert_eq!(text, "landlock 7 full\nseccomp\nexec 42\nfailed\n");
         assert_eq!(Report::parse_all(&text), all);
     }
 }

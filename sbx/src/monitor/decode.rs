@@ -1,0 +1,279 @@
+//! From the tracer's raw records to events a person can read: syscall and
+//! errno names, the path resolved against the caller's working directory or
+//! dirfd, the operation, and the layer that most likely refused it.
+
+use std::path::{Component, Path, PathBuf};
+
+use sbx_common::{FLAG_ENTERED, FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
+
+use crate::{
+    launch::seccomp,
+    monitor::tracer::{cstr, proc_path},
+    report::{Denial, Process, ProcessAction, Source},
+};
+
+/// What the sandbox enforced, to tell which layer refused a call.
+#[derive(Debug, Clone, Default)]
+pub struct Attribution {
+    /// Landlock was applied (fully or partly).
+    pub landlock: bool,
+    /// Landlock's readable and writable roots.
+    pub read_roots: Vec<PathBuf>,
+    pub write_roots: Vec<PathBuf>,
+    /// The seccomp table, as compiled for this session.
+    pub seccomp: seccomp::FilterOptions,
+}
+
+/// What a syscall tried to do to its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Read,
+    Write,
+    Create,
+    Delete,
+    Rename,
+    Modify,
+    Exec,
+    Other,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Rename => "rename",
+            Operation::Modify => "modify",
+            Operation::Exec => "exec",
+            Operation::Other => "other",
+        }
+    }
+
+    fn writes(self) -> bool {
+        matches!(self, Operation::Write | Operation::Create | Operation::Delete | Operation::Rename | Operation::Modify)
+    }
+}
+
+const O_ACCMODE: u64 = 0o3;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const AT_FDCWD: i32 = -100;
+const W_OK: u64 = 2;
+
+/// The operation of syscall `nr` with arguments `args` (x86_64 numbers).
+pub fn operation(nr: i64, args: &[u64; 6]) -> Operation {
+    let open_flags = |flags: u64| {
+        if flags & O_CREAT != 0 {
+            Operation::Create
+        } else if flags & O_ACCMODE != 0 || flags & O_TRUNC != 0 {
+            Operation::Write
+        } else {
+            Operation::Read
+        }
+    };
+    match nr {
+        2 => open_flags(args[1]),
+        257 => open_flags(args[2]),
+        // openat2's flags are in a struct we do not copy.
+        437 => Operation::Other,
+        85 => Operation::Create,
+        83 | 258 | 133 | 259 | 88 | 266 | 86 | 265 => Operation::Create,
+        84 | 87 | 263 => Operation::Delete,
+        82 | 264 | 316 => Operation::Rename,
+        90 | 268 | 452 | 92 | 94 | 260 | 76 | 132 | 235 | 280 | 261 | 188 | 189 | 197 | 198 => Operation::Modify,
+        59 | 322 | 134 => Operation::Exec,
+        21 => if args[1] & W_OK != 0 { Operation::Write } else { Operation::Read },
+        269 | 439 => if args[2] & W_OK != 0 { Operation::Write } else { Operation::Read },
+        4 | 6 | 262 | 332 | 89 | 267 | 191 | 192 | 194 | 195 | 137 | 80 | 161 => Operation::Read,
+        _ => Operation::Other,
+    }
+}
+
+/// The dirfd argument that a relative path of `nr` is taken from, if any.
+fn dirfd_arg(nr: i64, second: bool) -> Option<usize> {
+    match (nr, second) {
+        (257 | 437 | 262 | 332 | 269 | 439 | 258 | 263 | 267 | 268 | 452 | 260 | 280 | 261 | 259 | 322, false) => Some(0),
+        (264 | 316 | 265, false) => Some(0),
+        (264 | 316 | 265, true) => Some(2),
+        (266, false) => Some(1),
+        _ => None,
+    }
+}
+
+fn errno_name(ret: i64) -> &'static str {
+    match -ret {
+        1 => "EPERM",
+        13 => "EACCES",
+        30 => "EROFS",
+        _ => "EOTHER",
+    }
+}
+
+/// Resolves `.` and `..` without touching the filesystem.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The absolute form of `requested` as process `pid` meant it, while the
+/// process still exists.
+fn resolve(pid: u32, requested: &str, dirfd: Option<i32>) -> Option<PathBuf> {
+    let requested = Path::new(requested);
+    if requested.is_absolute() {
+        return Some(normalize(requested));
+    }
+    let base = match dirfd {
+        Some(fd) if fd != AT_FDCWD => std::fs::read_link(proc_path(pid, &format!("fd/{fd}"))).ok()?,
+        _ => std::fs::read_link(proc_path(pid, "cwd")).ok()?,
+    };
+    Some(normalize(&base.join(requested)))
+}
+
+fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().any(|r| path.starts_with(r))
+}
+
+pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
+    let nr = ev.syscall_nr;
+    let name = seccomp::syscall_name(nr).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"));
+    let entered = ev.flags & FLAG_ENTERED != 0;
+    let errno = errno_name(ev.ret);
+    let op = operation(nr, &ev.args);
+    let requested = (ev.flags & FLAG_PATH != 0).then(|| cstr(&ev.path));
+    let dirfd = |second| dirfd_arg(nr, second).map(|i| ev.args[i] as i32);
+    let path = requested.as_deref().and_then(|r| resolve(ev.pid, r, dirfd(false)));
+    let second = (ev.flags & FLAG_PATH2 != 0).then(|| cstr(&ev.path2));
+    let second_resolved = second.as_deref().and_then(|r| resolve(ev.pid, r, dirfd(true)));
+
+    let in_seccomp_table = attr.seccomp.entries().any(|b| b.nr == nr);
+    let effective = path.as_deref().or(requested.as_deref().map(Path::new));
+    let (source, reason) = if !entered && in_seccomp_table && errno == "EPERM" {
+        (Source::Seccomp, "the syscall is on sbx's seccomp deny list".to_string())
+    } else if errno == "EROFS" {
+        (Source::Mount, "the path is on a read-only mount of the sandbox's view".to_string())
+    } else if errno == "EACCES" && attr.landlock && effective.is_some_and(|p| {
+        if op.writes() { !under_any(p, &attr.write_roots) } else { !under_any(p, &attr.read_roots) }
+    }) {
+        let what = if op.writes() { "writable" } else { "readable" };
+        (Source::Landlock, format!("the path is outside Landlock's {what} roots"))
+    } else if errno == "EACCES" {
+        (Source::Dac, "file permissions refused it".to_string())
+    } else {
+        (Source::Other, "refused by the kernel (capabilities or another check)".to_string())
+    };
+
+    let mut detail = Vec::new();
+    if let Some(s) = &second {
+        detail.push(("second_requested_path".to_string(), s.clone()));
+    }
+    if let Some(s) = &second_resolved {
+        detail.push(("second_path".to_string(), s.to_string_lossy().into_owned()));
+    }
+    detail.push(("reason".to_string(), reason));
+    Denial {
+        source,
+        syscall: Some(name),
+        errno: Some(errno.to_string()),
+        operation: (op != Operation::Other).then(|| op.as_str().to_string()),
+        pid: Some(ev.pid),
+        tid: Some(ev.tid),
+        comm: Some(cstr(&ev.comm)),
+        path,
+        requested_path: requested,
+        host: None,
+        port: None,
+        detail,
+    }
+}
+
+pub fn process(ev: &RawEvent) -> Process {
+    let action = if ev.kind == KIND_EXEC { ProcessAction::Exec } else { ProcessAction::Exit };
+    let (argv, exe) = if action == ProcessAction::Exec {
+        let argv = std::fs::read(proc_path(ev.pid, "cmdline"))
+            .map(|b| b.split(|&c| c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+            .unwrap_or_default();
+        (argv, std::fs::read_link(proc_path(ev.pid, "exe")).ok())
+    } else {
+        (Vec::new(), None)
+    };
+    Process { action, pid: ev.pid, comm: cstr(&ev.comm), argv, exe }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(nr: i64, ret: i64, args: [u64; 6], path: &str, flags: u32) -> RawEvent {
+        let mut p = [0u8; sbx_common::PATH_LEN];
+        p[..path.len()].copy_from_slice(path.as_bytes());
+        RawEvent {
+            kind: sbx_common::KIND_DENIAL,
+            cpu: 0,
+            seq: 0,
+            ktime_ns: 0,
+            pid: u32::MAX,
+            tid: u32::MAX,
+            syscall_nr: nr,
+            ret,
+            args,
+            flags,
+            _pad: 0,
+            comm: *b"sh\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            path: p,
+            path2: [0; sbx_common::PATH_LEN],
+        }
+    }
+
+    fn attr() -> Attribution {
+        Attribution { landlock: true, read_roots: vec!["/".into()], write_roots: vec!["/w".into(), "/tmp".into()], seccomp: Default::default() }
+    }
+
+    #[test]
+    fn attributes_each_layer() {
+        let a = attr();
+        let entered = FLAG_ENTERED | FLAG_PATH;
+        // openat(AT_FDCWD, "/etc/x", O_WRONLY|O_CREAT) -> EROFS: the ro mount.
+        let d = denial(&raw(257, -30, [AT_FDCWD as u64, 0, 0o101, 0, 0, 0], "/etc/x", entered), &a);
+        assert_eq!((d.source, d.operation.as_deref(), d.errno.as_deref()), (Source::Mount, Some("create"), Some("EROFS")));
+        assert_eq!(d.path, Some(PathBuf::from("/etc/x")));
+        // Writing /proc/sys/x (mounted rw, outside Landlock's writable roots).
+        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 1, 0, 0, 0], "/proc/sys/x", entered), &a);
+        assert_eq!(d.source, Source::Landlock);
+        // A read refused inside the readable roots is file permissions.
+        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/w/secret", entered), &a);
+        assert_eq!((d.source, d.operation.as_deref()), (Source::Dac, Some("read")));
+        // mount never reaches sys_enter: seccomp.
+        let d = denial(&raw(165, -1, [0; 6], "", 0), &a);
+        assert_eq!((d.source, d.syscall.as_deref()), (Source::Seccomp, Some("mount")));
+        // kill -> EPERM with its arguments stashed: another check.
+        let d = denial(&raw(62, -1, [1, 9, 0, 0, 0, 0], "", FLAG_ENTERED), &a);
+        assert_eq!(d.source, Source::Other);
+    }
+
+    #[test]
+    fn operations_from_flags() {
+        assert_eq!(operation(257, &[0, 0, 0, 0, 0, 0]), Operation::Read);
+        assert_eq!(operation(257, &[0, 0, 2, 0, 0, 0]), Operation::Write);
+        assert_eq!(operation(257, &[0, 0, 0o1000, 0, 0, 0]), Operation::Write);
+        assert_eq!(operation(2, &[0, 0o101, 0, 0, 0, 0]), Operation::Create);
+        assert_eq!(operation(263, &[0; 6]), Operation::Delete);
+        assert_eq!(operation(59, &[0; 6]), Operation::Exec);
+        assert_eq!(operation(21, &[0, 2, 0, 0, 0, 0]), Operation::Write);
+    }
+
+    #[test]
+    fn normalizes_lexically() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+}

@@ -1,0 +1,259 @@
+//! A sandboxed session: the launch, the event sources that watch it (the
+//! kernel tracer today), and the one sink they all feed: the audit log and
+//! the exit summary. `sbx run` and `sbx monitor --no-tui` are both sessions.
+
+use std::{
+    cell::RefCell,
+    collections::BTreeMap,
+    ffi::OsString,
+    io,
+    path::PathBuf,
+};
+
+use crate::{
+    launch::{self, LaunchError, Outcome, Started},
+    monitor::{
+        decode::{self, Attribution},
+        tracer::{self, SessionCgroup, Tracer},
+    },
+    policy::Policy,
+    report::{self, Denial, Event, Log},
+};
+use sbx_common::{KIND_DENIAL, RawEvent};
+
+/// Whether the kernel tracer watches the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trace {
+    Off,
+    /// Trace when this host and these privileges allow it; otherwise say
+    /// so in one line and go on without.
+    IfPossible,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub trace: Trace,
+    pub log: Option<PathBuf>,
+    pub launch: launch::Options,
+    /// Where each part of the policy came from, for session_start.
+    pub sources: Vec<String>,
+    pub ring_bytes: u32,
+    /// Print the human summary of denials on stderr at exit.
+    pub summary: bool,
+}
+
+/// Denials remembered per source for the exit summary.
+const SUMMARY_EXAMPLES: usize = 3;
+
+/// Where every event goes.
+struct Sink {
+    log: Option<Log>,
+    log_error: Option<io::Error>,
+    started: Option<Started>,
+    attribution: Attribution,
+    /// Kernel events that arrived before the session was known to have
+    /// started; sorted out once it has.
+    early: Vec<RawEvent>,
+    by_source: BTreeMap<&'static str, (u64, Vec<String>)>,
+}
+
+impl Sink {
+    fn emit(&mut self, event: &Event) {
+        if let Event::Denial(d) = event {
+            self.note(d);
+        }
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.write(event) {
+                self.log_error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn note(&mut self, d: &Denial) {
+        let entry = self.by_source.entry(d.source.as_str()).or_default();
+        entry.0 += 1;
+        let short = d.short();
+        if entry.1.len() < SUMMARY_EXAMPLES && !entry.1.contains(&short) {
+            entry.1.push(short);
+        }
+    }
+
+    fn kernel(&mut self, raw: &[RawEvent]) {
+        let Some(started) = &self.started else {
+            self.early.extend_from_slice(raw);
+            return;
+        };
+        let (exec_ns, init, bwrap) = (started.exec_ns, started.sandbox_init, started.bwrap_pid);
+        for ev in raw {
+            // bwrap's and stage-2's own setup, bwrap and its reaper.
+            if ev.ktime_ns < exec_ns || init.is_some_and(|p| p as u32 == ev.pid) || bwrap == Some(ev.pid) {
+                continue;
+            }
+            let event = if ev.kind == KIND_DENIAL {
+                Event::Denial(decode::denial(ev, &self.attribution))
+            } else {
+                Event::Process(decode::process(ev))
+            };
+            self.emit(&event);
+        }
+    }
+
+    fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String]) {
+        self.attribution = Attribution {
+            landlock: started.enforcement.landlock.is_some_and(|l| l.status != launch::stage2::LandlockStatus::None),
+            read_roots: started.read_roots.clone(),
+            write_roots: started.write_roots.clone(),
+            seccomp: started.seccomp,
+        };
+        self.emit(&Event::SessionStart(report::SessionStart {
+            command: command.to_vec(),
+            policy: policy.clone(),
+            sources: sources.to_vec(),
+            enforcement: started.enforcement.clone(),
+        }));
+        self.started = Some(started);
+        let early = std::mem::take(&mut self.early);
+        self.kernel(&early);
+    }
+
+    /// "3 denials: 2 landlock (write /etc/x, ...), 1 proxy (evil.example)"
+    fn summary(&self) -> String {
+        let total: u64 = self.by_source.values().map(|(n, _)| n).sum();
+        if total == 0 {
+            return "no denials".to_string();
+        }
+        let mut parts: Vec<(&str, &(u64, Vec<String>))> = self.by_source.iter().map(|(k, v)| (*k, v)).collect();
+        parts.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        let parts: Vec<String> = parts
+            .into_iter()
+            .map(|(source, (n, examples))| {
+                let more = if *n as usize > examples.len() { ", ..." } else { "" };
+                format!("{n} {source} ({}{more})", examples.join(", "))
+            })
+            .collect();
+        format!("{total} denial{}: {}", if total == 1 { "" } else { "s" }, parts.join(", "))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot open the log file {path} (--log): {source}")]
+    Log { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error("cannot start the event loop: {0}")]
+    Runtime(#[source] io::Error),
+}
+
+/// Starts the kernel tracer for a new session cgroup, or says in one line
+/// why it cannot.
+fn start_tracer(ring_bytes: u32) -> Option<(SessionCgroup, Tracer)> {
+    let cgroup = match SessionCgroup::create() {
+        Ok(c) => c,
+        Err(e) => {
+            let why = if nix::unistd::geteuid().is_root() { e.to_string() } else { "not root".to_string() };
+            eprintln!(
+                "sbx: monitoring unavailable: {why} (the kernel tracer needs root or CAP_BPF+CAP_PERFMON and a cgroup2 mount); the command runs without it"
+            );
+            return None;
+        }
+    };
+    match Tracer::start(cgroup.id(), ring_bytes) {
+        Ok(t) => {
+            tracing::debug!("tracer attached in {:?} for cgroup {}", t.startup, cgroup.path().display());
+            Some((cgroup, t))
+        }
+        Err(e) => {
+            eprintln!("sbx: monitoring unavailable: {e}; the command runs without it");
+            None
+        }
+    }
+}
+
+/// Runs `command` in the sandbox under `policy`; returns the exit status.
+pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
+    let log = match &opts.log {
+        Some(path) => Some(Log::create(path).map_err(|source| SessionError::Log { path: path.clone(), source })?),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SessionError::Runtime)?;
+    // Registering the ring buffer with the reactor needs the runtime.
+    let _entered = runtime.enter();
+    let mut traced = match opts.trace {
+        Trace::Off => None,
+        Trace::IfPossible => start_tracer(opts.ring_bytes),
+    };
+    let mut launch_opts = opts.launch.clone();
+    launch_opts.cgroup_procs_fd = traced.as_ref().map(|(c, _)| c.procs_fd());
+
+    let sink = RefCell::new(Sink {
+        log,
+        log_error: None,
+        started: None,
+        attribution: Attribution::default(),
+        early: Vec::new(),
+        by_source: BTreeMap::new(),
+    });
+    let done = tokio::sync::Notify::new();
+    let outcome = runtime.block_on(async {
+        let launch = async {
+            let r = launch::run(policy, command.clone(), &launch_opts, |started| {
+                sink.borrow_mut().start(started, &command, policy, &opts.sources)
+            })
+            .await;
+            done.notify_one();
+            r
+        };
+        let watch = async {
+            let Some((_, tracer)) = traced.as_mut() else { return };
+            let mut batch = Vec::new();
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = done.notified() => break,
+                    r = tracer.wait_batch(&mut batch) => {
+                        if let Err(e) = r {
+                            tracing::warn!("the tracer's ring buffer failed: {e}");
+                            break;
+                        }
+                        sink.borrow_mut().kernel(&batch);
+                        batch.clear();
+                    }
+                }
+            }
+            tracer.drain_now(&mut batch);
+            sink.borrow_mut().kernel(&batch);
+        };
+        let (outcome, ()) = tokio::join!(launch, watch);
+        outcome
+    });
+
+    let code = match &outcome {
+        Ok(Outcome::Exited(code)) => *code,
+        Err(_) => crate::EXIT_SETUP,
+    };
+    let lost = traced.as_ref().map_or(0, |(_, t)| t.lost());
+    // Detach before the cgroup goes.
+    drop(traced);
+    let mut sink = sink.into_inner();
+    if sink.started.is_some() {
+        if lost > 0 {
+            sink.emit(&Event::Loss(report::Loss { source: "ebpf", count: lost }));
+        }
+        sink.emit(&Event::SessionEnd(report::SessionEnd { exit_code: code, lost }));
+        if opts.summary {
+            let lost_note = if lost > 0 { format!(" ({lost} events lost)") } else { String::new() };
+            eprintln!("sbx: {}{lost_note}", sink.summary());
+        }
+    }
+    if let (Some(e), Some(log)) = (&sink.log_error, &sink.log) {
+        eprintln!("sbx: warning: could not write the log {}: {e}", log.path().display());
+    }
+    outcome?;
+    Ok(code)
+}
+
+/// The tracer's cgroup mount, for `sbx doctor`.
+pub fn cgroup2_available() -> io::Result<PathBuf> {
+    tracer::cgroup2_mount()
+}
