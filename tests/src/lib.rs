@@ -231,3 +231,47 @@ macro_rules! require_root {
         }
     };
 }
+
+/// Reads a JSON Lines log.
+pub fn read_log(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
+}
+
+/// An event with its volatile fields removed (times, ids, durations, the
+/// version, `seq`, which depends on how many process events came between)
+/// and the workspace path replaced by `$WS`, for golden files.
+pub fn normalize_event(event: &serde_json::Value, workspace: &Path) -> serde_json::Value {
+    let ws = workspace.to_string_lossy().into_owned();
+    fn walk(v: &mut serde_json::Value, ws: &str) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for key in ["time", "pid", "tid", "duration_ms", "sbx_version", "seq"] {
+                    map.remove(key);
+                }
+                for (_, child) in map.iter_mut() {
+                    walk(child, ws);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| walk(i, ws)),
+            serde_json::Value::String(s) if s.contains(ws) => *s = s.replace(ws, "$WS"),
+            _ => {}
+        }
+    }
+    let mut v = event.clone();
+    walk(&mut v, &ws);
+    v
+}
+
+/// Compares `actual` lines with the golden file `tests/golden/NAME`; with
+/// `SBX_BLESS=1` rewrites the file instead.
+pub fn assert_golden(name: &str, actual: &[serde_json::Value]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden").join(name);
+    let rendered: String = actual.iter().map(|v| format!("{}\n", serde_json::to_string(v).unwrap())).collect();
+    if std::env::var_os("SBX_BLESS").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("golden file {}: {e} (SBX_BLESS=1 writes it)", path.display()));
+    assert_eq!(rendered, expected, "the events differ from {}", path.display());
+}
