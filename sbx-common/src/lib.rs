@@ -28,9 +28,6 @@ pub const KIND_EXEC: u32 = 2;
 /// `RawEvent::kind`: a process (thread group) of the tree exited.
 pub const KIND_EXIT: u32 = 3;
 
-/// `RawEvent::flags`: the syscall's arguments were stashed at sys_enter.
-/// Absent for a call that seccomp refused (seccomp runs before sys_enter).
-pub const FLAG_ENTERED: u32 = 1;
 /// `RawEvent::flags`: `path` holds the path argument (possibly truncated).
 pub const FLAG_PATH: u32 = 2;
 /// `RawEvent::flags`: `path2` holds a second path argument (rename, link).
@@ -61,7 +58,7 @@ pub struct RawEvent {
     pub tid: u32,
     pub syscall_nr: i64,
     pub ret: i64,
-    /// The syscall's six arguments, as stashed at sys_enter.
+    /// The syscall's six arguments, from the saved user registers.
     pub args: [u64; 6],
     pub flags: u32,
     pub _pad: u32,
@@ -72,21 +69,9 @@ pub struct RawEvent {
 
 const _: () = assert!(core::mem::size_of::<RawEvent>() == 4 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 48 + 4 + 4 + 16 + 2 * PATH_LEN);
 
-/// The arguments of an in-flight syscall, kept per thread from sys_enter to
-/// sys_exit.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Stash {
-    pub syscall_nr: i64,
-    pub args: [u64; 6],
-}
-
-const _: () = assert!(core::mem::size_of::<Stash>() == 56);
-
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: both are plain #[repr(C)] data with explicit padding, valid
     // for any bit pattern.
     unsafe impl aya::Pod for super::RawEvent {}
-    unsafe impl aya::Pod for super::Stash {}
 }

@@ -61,7 +61,7 @@ pub struct MonitorArgs {
     pub no_tui: bool,
     /// Size of the kernel tracer's ring buffer in bytes (a power of two,
     /// at least a page).
-    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024, hide = true)]
+    #[arg(long, value_name = "BYTES", default_value_t = crate::monitor::tracer::DEFAULT_RING_BYTES, hide = true)]
     pub ring_bytes: u32,
 }
 

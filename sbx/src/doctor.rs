@@ -87,6 +87,7 @@ pub fn run() -> Report {
     checks.push(seccomp());
     checks.push(btf());
     checks.push(tracefs());
+    checks.push(cgroup2());
     checks.extend(ebpf_attach(privileged));
     checks.push(unprivileged_userns());
     Report { checks }
@@ -231,6 +232,20 @@ fn tracefs() -> Check {
             "sbx's tracer does not need it (tp_btf and fexit attach through BTF), but tracepoint-based tools do",
             "mount -t tracefs tracefs /sys/kernel/tracing",
         )
+    }
+}
+
+fn cgroup2() -> Check {
+    let name = "cgroup2";
+    match crate::monitor::tracer::cgroup2_mount() {
+        Ok(dir) => Check::ok(name, format!("mounted at {} (the tracer scopes each session to a cgroup of its own)", dir.display())),
+        Err(_) => Check::bad(
+            name,
+            Verdict::Fail,
+            "no cgroup2 filesystem is mounted",
+            "monitoring unavailable: the tracer follows the sandbox's processes by their cgroup",
+            "mount -t cgroup2 none /sys/fs/cgroup (or /sys/fs/cgroup/unified on hybrid hosts)",
+        ),
     }
 }
 

@@ -247,6 +247,16 @@ impl Log {
         self.seq += 1;
         serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")?;
+        // Lifecycle events reach the file at once; the others at the end
+        // of each batch (`flush`), so that a burst is not a write per line.
+        if matches!(event, Event::SessionStart(_) | Event::SessionEnd(_) | Event::Loss(_)) {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes buffered lines to the file.
+    pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }

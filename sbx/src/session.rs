@@ -96,6 +96,11 @@ impl Sink {
             };
             self.emit(&event);
         }
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.flush() {
+                self.log_error.get_or_insert(e);
+            }
+        }
     }
 
     fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String]) {

@@ -48,7 +48,7 @@ enum Task {
     },
     /// Provision, build in release mode, and run benchmark suites side by side.
     Bench {
-        /// Suite to run (default: all). Known: startup.
+        /// Suite to run (default: all). Known: startup, monitor.
         suite: Option<String>,
         /// Runs per measured command.
         #[arg(long, default_value_t = 200)]
@@ -94,7 +94,7 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Task::Bench { suite, runs } => {
-            let tools = provision::host(&root, provision::Needs::Build)?;
+            let tools = provision::host(&root, provision::Needs::Bench)?;
             let bin = build_sbx(&root, &tools, true)?;
             bench::run(&root, &bin, suite.as_deref(), runs)?;
             Ok(ExitCode::SUCCESS)

@@ -27,6 +27,7 @@ const NIGHTLY: &str = "nightly";
 pub enum Needs {
     Build,
     Test,
+    Bench,
 }
 
 /// Where the provisioned tools are.
@@ -60,7 +61,13 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
             ("sudo", "sudo"),
         ]);
     }
+    if needs == Needs::Bench {
+        packages.extend([("git", "git"), ("cc", "gcc"), ("strace", "strace"), ("bpftrace", "bpftrace")]);
+    }
     apt_install_missing(&packages)?;
+    if needs == Needs::Bench {
+        tracefs()?;
+    }
     rust_src()?;
     let tools = bpf_linker()?;
     eprintln!("xtask: provisioned in {:.1?}", started.elapsed());
@@ -121,6 +128,19 @@ fn apt_install_missing(packages: &[(&str, &str)]) -> Result<()> {
     // A fresh machine may have stale package lists: update only when needed.
     if !install(false)? && !install(true)? {
         bail!("apt-get install {} failed", missing.join(" "));
+    }
+    Ok(())
+}
+
+/// bpftrace's tracepoints (fence's approach, in the monitor bench) need
+/// tracefs; sbx's own tracer does not.
+fn tracefs() -> Result<()> {
+    if Path::new("/sys/kernel/tracing/events").is_dir() || !is_root() {
+        return Ok(());
+    }
+    let status = Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]).status().context("running mount")?;
+    if !status.success() {
+        bail!("mount -t tracefs tracefs /sys/kernel/tracing failed: {status}");
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use sbx_common::{FLAG_ENTERED, FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
+use sbx_common::{FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
 
 use crate::{
     launch::seccomp,
@@ -147,7 +147,6 @@ fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
 pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     let nr = ev.syscall_nr;
     let name = seccomp::syscall_name(nr).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"));
-    let entered = ev.flags & FLAG_ENTERED != 0;
     let errno = errno_name(ev.ret);
     let op = operation(nr, &ev.args);
     let requested = (ev.flags & FLAG_PATH != 0).then(|| cstr(&ev.path));
@@ -158,7 +157,9 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
 
     let in_seccomp_table = attr.seccomp.entries().any(|b| b.nr == nr);
     let effective = path.as_deref().or(requested.as_deref().map(Path::new));
-    let (source, reason) = if !entered && in_seccomp_table && errno == "EPERM" {
+    // seccomp's refusals are EPERM for the syscalls on its list (the
+    // supervisor, when it runs, reports them with their arguments instead).
+    let (source, reason) = if in_seccomp_table && errno == "EPERM" {
         (Source::Seccomp, "the syscall is on sbx's seccomp deny list".to_string())
     } else if errno == "EROFS" {
         (Source::Mount, "the path is on a read-only mount of the sandbox's view".to_string())
@@ -242,7 +243,7 @@ mod tests {
     #[test]
     fn attributes_each_layer() {
         let a = attr();
-        let entered = FLAG_ENTERED | FLAG_PATH;
+        let entered = FLAG_PATH;
         // openat(AT_FDCWD, "/etc/x", O_WRONLY|O_CREAT) -> EROFS: the ro mount.
         let d = denial(&raw(257, -30, [AT_FDCWD as u64, 0, 0o101, 0, 0, 0], "/etc/x", entered), &a);
         assert_eq!((d.source, d.operation.as_deref(), d.errno.as_deref()), (Source::Mount, Some("create"), Some("EROFS")));
@@ -253,11 +254,11 @@ mod tests {
         // A read refused inside the readable roots is file permissions.
         let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/w/secret", entered), &a);
         assert_eq!((d.source, d.operation.as_deref()), (Source::Dac, Some("read")));
-        // mount never reaches sys_enter: seccomp.
+        // mount is on seccomp's list.
         let d = denial(&raw(165, -1, [0; 6], "", 0), &a);
         assert_eq!((d.source, d.syscall.as_deref()), (Source::Seccomp, Some("mount")));
         // kill -> EPERM with its arguments stashed: another check.
-        let d = denial(&raw(62, -1, [1, 9, 0, 0, 0, 0], "", FLAG_ENTERED), &a);
+        let d = denial(&raw(62, -1, [1, 9, 0, 0, 0, 0], "", 0), &a);
         assert_eq!(d.source, Source::Other);
     }
 

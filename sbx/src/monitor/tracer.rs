@@ -24,8 +24,9 @@ use tokio::io::unix::AsyncFd;
 
 use super::ebpf::{EbpfError, OBJECT};
 
-/// Default ring-buffer size: 4 MiB holds about 6,000 events of 656 bytes.
-pub const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
+/// Default ring-buffer size: 16 MiB holds about 25,000 events of 656 bytes,
+/// a tenth of a second of the densest denial burst one process can make.
+pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
 
 /// A cgroup (v2) of the session's own, removed when dropped.
 #[derive(Debug)]
@@ -128,7 +129,6 @@ pub struct Tracer {
 }
 
 const PROGRAMS: &[(&str, &str)] = &[
-    ("sbx_sys_enter", "sys_enter"),
     ("sbx_sys_exit", "sys_exit"),
     ("sbx_exec", "sched_process_exec"),
     ("sbx_exit", "sched_process_exit"),
@@ -139,12 +139,15 @@ impl Tracer {
     pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
         let started = Instant::now();
         let btf = Btf::from_sys_fs().map_err(EbpfError::Btf)?;
-        let mut ebpf = EbpfLoader::new().map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
+        tracing::debug!("kernel BTF parsed after {:?}", started.elapsed());
+        // One parse of the kernel's BTF serves the loader and the attach.
+        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
         {
             let map = ebpf.map_mut("CONFIG").ok_or(EbpfError::MissingMap("CONFIG"))?;
             let mut cfg: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("CONFIG", e))?;
             cfg.set(config::CGROUP_ID, cgroup_id, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
         }
+        tracing::debug!("object loaded after {:?}", started.elapsed());
         for &(name, hook) in PROGRAMS {
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
@@ -153,6 +156,7 @@ impl Tracer {
                 .map_err(|source| EbpfError::Program { name, hook, source })?;
             program.load(hook, &btf).map_err(|source| EbpfError::Program { name, hook, source })?;
             program.attach().map_err(|source| EbpfError::Program { name, hook, source })?;
+            tracing::debug!("{name} attached after {:?}", started.elapsed());
         }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(EbpfError::MissingMap("EVENTS"))?)
             .map_err(|e| EbpfError::Map("EVENTS", e))?;
