@@ -273,5 +273,8 @@ pub fn assert_golden(name: &str, actual: &[serde_json::Value]) {
         return;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("golden file {}: {e} (SBX_BLESS=1 writes it)", path.display()));
-    assert_eq!(rendered, expected, "the events differ from {}", path.display());
+    for (i, (got, want)) in rendered.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(got, want, "line {} differs from {}", i + 1, path.display());
+    }
+    assert_eq!(rendered.lines().count(), expected.lines().count(), "the number of events differs from {}:\n{rendered}", path.display());
 }

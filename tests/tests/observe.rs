@@ -20,8 +20,10 @@ fn scripted_denials_match_the_golden_log() {
     ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["./secret"] } }"#);
     std::fs::create_dir(ws.path().join("secret")).unwrap();
     let log = ws.path().join("audit.jsonl");
-    let script = "echo x > /etc/sbx-golden; mkdir /usr/sbx-golden; cd /etc && touch ./rel-golden; cd \"$OLDPWD\"; \
-                  echo y > /proc/sys/kernel/core_pattern; unshare -U true; touch secret/x; exit 3";
+    // Relative requests come from the long-lived shell itself: the path of
+    // a process that exits at once may not be resolvable (see Cwds).
+    let script = "echo x > /etc/sbx-golden; mkdir /usr/sbx-golden; cd /etc && true > ./rel-golden; cd \"$OLDPWD\"; \
+                  echo y > /proc/sys/kernel/core_pattern; unshare -U true; true > secret/x; sleep 0.5; exit 3";
     let out = monitor(&ws, &log, script);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let events = read_log(&log);
@@ -40,7 +42,7 @@ fn scripted_denials_match_the_golden_log() {
     assert_golden("monitor_denials.jsonl", &stable);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("sbx: 6 denials: 4 mount (create /etc/sbx-golden, create /usr/sbx-golden, create /etc/rel-golden, ...), 1 landlock (create /proc/sys/kernel/core_pattern), 1 seccomp (unshare)"),
+        stderr.contains("sbx: 6 denials: 4 mount (create /etc/sbx-golden, create /usr/sbx-golden, create ./rel-golden, ...), 1 landlock (create /proc/sys/kernel/core_pattern), 1 seccomp (unshare)"),
         "{stderr}"
     );
 }

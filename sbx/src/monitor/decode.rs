@@ -126,18 +126,15 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// The absolute form of `requested` as process `pid` meant it, while the
-/// process still exists.
-fn resolve(pid: u32, requested: &str, dirfd: Option<i32>) -> Option<PathBuf> {
+/// The absolute form of `requested`, when it is absolute already.
+///
+/// A relative request is left unresolved on purpose: the caller's working
+/// directory (or dirfd) at the moment of the call is not captured by the
+/// tracer, and reading /proc later gives the directory of a later moment:
+/// a wrong path would mislead more than a missing one.
+fn resolve(requested: &str) -> Option<PathBuf> {
     let requested = Path::new(requested);
-    if requested.is_absolute() {
-        return Some(normalize(requested));
-    }
-    let base = match dirfd {
-        Some(fd) if fd != AT_FDCWD => std::fs::read_link(proc_path(pid, &format!("fd/{fd}"))).ok()?,
-        _ => std::fs::read_link(proc_path(pid, "cwd")).ok()?,
-    };
-    Some(normalize(&base.join(requested)))
+    requested.is_absolute().then(|| normalize(requested))
 }
 
 fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
@@ -150,10 +147,9 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     let errno = errno_name(ev.ret);
     let op = operation(nr, &ev.args);
     let requested = (ev.flags & FLAG_PATH != 0).then(|| cstr(&ev.path));
-    let dirfd = |second| dirfd_arg(nr, second).map(|i| ev.args[i] as i32);
-    let path = requested.as_deref().and_then(|r| resolve(ev.pid, r, dirfd(false)));
+    let path = requested.as_deref().and_then(resolve);
     let second = (ev.flags & FLAG_PATH2 != 0).then(|| cstr(&ev.path2));
-    let second_resolved = second.as_deref().and_then(|r| resolve(ev.pid, r, dirfd(true)));
+    let second_resolved = second.as_deref().and_then(resolve);
 
     let in_seccomp_table = attr.seccomp.entries().any(|b| b.nr == nr);
     let effective = path.as_deref().or(requested.as_deref().map(Path::new));
@@ -182,6 +178,13 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
         detail.push(("second_path".to_string(), s.to_string_lossy().into_owned()));
     }
     detail.push(("reason".to_string(), reason));
+    if requested.is_some() && path.is_none() {
+        let base = match dirfd_arg(nr, false).map(|i| ev.args[i] as i32) {
+            Some(fd) if fd != AT_FDCWD => format!("directory descriptor {fd}"),
+            _ => "the working directory".to_string(),
+        };
+        detail.push(("path_unresolved".to_string(), format!("relative to {base} of the process at the time of the call")));
+    }
     Denial {
         source,
         syscall: Some(name),
