@@ -158,7 +158,13 @@ fn run(args: RunArgs, trace: Option<(session::Trace, u32)>) -> anyhow::Result<Ex
     let options = session::Options {
         trace,
         log: args.log,
-        launch: launch::Options { require_landlock: args.require.contains(&Layer::Landlock), cgroup_procs_fd: None },
+        launch: launch::Options {
+            require_landlock: args.require.contains(&Layer::Landlock),
+            cgroup_procs_fd: None,
+            // Whenever events are kept, blocked syscalls are reported with
+            // their arguments by the seccomp supervisor.
+            notify: summary,
+        },
         sources: loaded.chain.iter().map(|part| part.origin.label()).collect(),
         ring_bytes,
         summary,

@@ -40,7 +40,7 @@
 //! | `path` | string | resolved, absolute (against the caller's cwd or dirfd) |
 //! | `requested_path` | string | as the program passed it |
 //! | `host`, `port` | string, number | for network denials |
-//! | `detail` | object | source-specific fields, e.g. `reason` (why this layer), `second_path` (rename, link) |
+//! | `detail` | object | source-specific fields: `reason` (why this layer); `path_unresolved` (a relative request); `second_path`, `second_requested_path` (rename, link); for seccomp, `call` (the call in C-like form, e.g. `mount("tmpfs", "/mnt", "tmpfs", 0, NULL)`) and the decoded arguments by name |
 //!
 //! ## `process`
 //! | field | type | meaning |
@@ -56,7 +56,7 @@
 //!
 //! | field | type | meaning |
 //! |-------|------|---------|
-//! | `source` | string | `ebpf` |
+//! | `source` | string | `ebpf` (the kernel tracer's ring buffer was full) or `seccomp` (the supervisor's queue was full; the calls were still refused) |
 //! | `count` | number | events lost |
 //!
 //! ## `session_end`
@@ -158,6 +158,9 @@ impl Denial {
     pub fn short(&self) -> String {
         if let Some(host) = &self.host {
             return host.clone();
+        }
+        if let Some((_, call)) = self.detail.iter().find(|(k, _)| k == "call") {
+            return call.clone();
         }
         let object = self.path.as_ref().map(|p| p.to_string_lossy().into_owned()).or_else(|| self.requested_path.clone());
         match (self.operation.as_deref(), object, self.syscall.as_deref()) {

@@ -14,6 +14,7 @@ use crate::{
     launch::{self, LaunchError, Outcome, Started},
     monitor::{
         decode::{self, Attribution},
+        notify::{self, SeccompDenial},
         tracer::{self, SessionCgroup, Tracer},
     },
     policy::Policy,
@@ -55,6 +56,9 @@ struct Sink {
     /// started; sorted out once it has.
     early: Vec<RawEvent>,
     by_source: BTreeMap<&'static str, (u64, Vec<String>)>,
+    /// The seccomp supervisor reports blocked syscalls; the tracer's view
+    /// of the same EPERM is then a duplicate.
+    supervised: bool,
 }
 
 impl Sink {
@@ -90,12 +94,41 @@ impl Sink {
                 continue;
             }
             let event = if ev.kind == KIND_DENIAL {
-                Event::Denial(decode::denial(ev, &self.attribution))
+                let denial = decode::denial(ev, &self.attribution);
+                if self.supervised && denial.source == report::Source::Seccomp {
+                    continue;
+                }
+                Event::Denial(denial)
             } else {
                 Event::Process(decode::process(ev))
             };
             self.emit(&event);
         }
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.flush() {
+                self.log_error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn seccomp(&mut self, d: SeccompDenial) {
+        let comm = d.comm;
+        let mut detail = vec![("call".to_string(), d.summary)];
+        detail.extend(d.detail.into_iter().map(|(k, v)| (k.to_string(), v)));
+        self.emit(&Event::Denial(Denial {
+            source: report::Source::Seccomp,
+            syscall: Some(d.syscall.to_string()),
+            errno: Some("EPERM".to_string()),
+            operation: None,
+            pid: (d.pid != 0).then_some(d.pid),
+            tid: None,
+            comm,
+            path: d.path,
+            requested_path: d.requested_path,
+            host: None,
+            port: None,
+            detail,
+        }));
         if let Some(log) = self.log.as_mut() {
             if let Err(e) = log.flush() {
                 self.log_error.get_or_insert(e);
@@ -198,16 +231,41 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         attribution: Attribution::default(),
         early: Vec::new(),
         by_source: BTreeMap::new(),
+        supervised: false,
     });
     let done = tokio::sync::Notify::new();
-    let outcome = runtime.block_on(async {
+    // Seccomp denials: the supervisor (spawned once the listener arrives)
+    // sends them here; bounded, it drops and counts when the sink lags.
+    let (seccomp_tx, mut seccomp_rx) = tokio::sync::mpsc::channel::<SeccompDenial>(4096);
+    let seccomp_tx = RefCell::new(Some(seccomp_tx));
+    let supervisor = RefCell::new(None);
+    let (outcome, seccomp_dropped) = runtime.block_on(async {
         let launch = async {
-            let r = launch::run(policy, command.clone(), &launch_opts, |started| {
+            let r = launch::run(policy, command.clone(), &launch_opts, |mut started| {
+                let tx = seccomp_tx.borrow_mut().take();
+                if let (Some(listener), Some(tx)) = (started.listener.take(), tx) {
+                    match notify::Supervisor::spawn(listener, tx, notify::Limits::default()) {
+                        Ok(s) => {
+                            *supervisor.borrow_mut() = Some(s);
+                            sink.borrow_mut().supervised = true;
+                        }
+                        Err(e) => eprintln!("sbx: warning: the seccomp supervisor did not start ({e}); blocked syscalls fail with ENOSYS"),
+                    }
+                }
                 sink.borrow_mut().start(started, &command, policy, &opts.sources)
             })
             .await;
+            // If the supervisor never started, its channel closes here.
+            seccomp_tx.borrow_mut().take();
             done.notify_one();
             r
+        };
+        let seccomp_events = async {
+            // Ends when the supervisor ends: at POLLHUP, when every process
+            // under the filter has exited.
+            while let Some(d) = seccomp_rx.recv().await {
+                sink.borrow_mut().seccomp(d);
+            }
         };
         let watch = async {
             let Some((_, tracer)) = traced.as_mut() else { return };
@@ -229,21 +287,32 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             tracer.drain_now(&mut batch);
             sink.borrow_mut().kernel(&batch);
         };
-        let (outcome, ()) = tokio::join!(launch, watch);
-        outcome
+        let (outcome, (), ()) = tokio::join!(launch, watch, seccomp_events);
+        let supervisor = supervisor.borrow_mut().take();
+        let mut dropped = 0;
+        if let Some(s) = supervisor {
+            match s.wait().await {
+                Ok(stats) => dropped = stats.events_dropped,
+                Err(e) => tracing::warn!("the seccomp supervisor failed: {e}"),
+            }
+        }
+        (outcome, dropped)
     });
 
     let code = match &outcome {
         Ok(Outcome::Exited(code)) => *code,
         Err(_) => crate::EXIT_SETUP,
     };
-    let lost = traced.as_ref().map_or(0, |(_, t)| t.lost());
+    let ebpf_lost = traced.as_ref().map_or(0, |(_, t)| t.lost());
+    let lost = ebpf_lost + seccomp_dropped;
     // Detach before the cgroup goes.
     drop(traced);
     let mut sink = sink.into_inner();
     if sink.started.is_some() {
-        if lost > 0 {
-            sink.emit(&Event::Loss(report::Loss { source: "ebpf", count: lost }));
+        for (source, count) in [("ebpf", ebpf_lost), ("seccomp", seccomp_dropped)] {
+            if count > 0 {
+                sink.emit(&Event::Loss(report::Loss { source, count }));
+            }
         }
         sink.emit(&Event::SessionEnd(report::SessionEnd { exit_code: code, lost }));
         if opts.summary {

@@ -76,6 +76,8 @@ pub struct HostFacts {
     pub report_fd: RawFd,
     /// `--require landlock`: stage-2 refuses to exec without it.
     pub require_landlock: bool,
+    /// Stage-2's end of the socket that carries the seccomp listener.
+    pub notify_fd: Option<RawFd>,
     /// Which candidate paths exist on the host, and what kind they are.
     pub probe: fn(&Path) -> PathKind,
     /// The paths a glob rule matches on the host now.
@@ -240,12 +242,13 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd),
         require_landlock: facts.require_landlock,
         seccomp: seccomp::FilterOptions { block_unix_sockets: !policy.net.allow_all_unix_sockets },
+        notify_fd: facts.notify_fd,
     };
     Plan { bwrap, stage2, warnings }
 }
 
 /// What the caller learns once the command is starting.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Started {
     pub enforcement: Enforcement,
     /// CLOCK_MONOTONIC time just before stage-2 exec'd the command: kernel
@@ -259,6 +262,8 @@ pub struct Started {
     pub read_roots: Vec<PathBuf>,
     pub write_roots: Vec<PathBuf>,
     pub seccomp: seccomp::FilterOptions,
+    /// The seccomp listener, when `Options::notify` asked for one.
+    pub listener: Option<OwnedFd>,
 }
 
 /// What each layer really enforced, as stage-2 reported it.
@@ -286,6 +291,7 @@ struct Handoff {
     plan: File,
     report_w: OwnedFd,
     status_w: OwnedFd,
+    notify: Option<OwnedFd>,
 }
 
 fn find_bwrap() -> Result<PathBuf, LaunchError> {
@@ -302,6 +308,9 @@ pub struct Options {
     pub require_landlock: bool,
     /// `cgroup.procs` of the session's cgroup: bwrap joins it before exec.
     pub cgroup_procs_fd: Option<RawFd>,
+    /// Blocked syscalls are notified to a supervisor instead of failing in
+    /// the filter; `Started::listener` carries the listener.
+    pub notify: bool,
 }
 
 /// Starts the sandbox and waits for the command. `on_started` learns what
@@ -317,6 +326,13 @@ pub async fn run(
     let exe = File::open("/proc/self/exe").map_err(io_err("open sbx's own executable"))?;
     let (report_r, report_w) = sys::pipe().map_err(io_err("create a pipe"))?;
     let (status_r, status_w) = sys::pipe().map_err(io_err("create a pipe"))?;
+    // The seccomp listener travels from stage-2 to us over this pair.
+    let notify_pair = if options.notify {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err("create a socket pair"))?;
+        Some((ours, OwnedFd::from(theirs)))
+    } else {
+        None
+    };
     // The plan's descriptor numbers are needed before the plan exists; the
     // memfd for it is created with a placeholder and filled afterwards.
     let plan_file = sys::sealed_memfd(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
@@ -327,6 +343,7 @@ pub async fn run(
         status_fd: status_w.as_raw_fd(),
         report_fd: report_w.as_raw_fd(),
         require_landlock: options.require_landlock,
+        notify_fd: notify_pair.as_ref().map(|(_, theirs)| theirs.as_raw_fd()),
         probe: probe_path,
         expand: glob::expand,
     };
@@ -341,23 +358,28 @@ pub async fn run(
         f.seek(io::SeekFrom::Start(0)).map_err(io_err("write the stage-2 plan"))?;
     }
     let args = sys::sealed_memfd(c"sbx-bwrap-args", &plan.bwrap.encode_options()).map_err(io_err("create a memfd"))?;
-    let handoff = Handoff { args, exe, plan: plan_file, report_w, status_w };
+    let (notify_ours, notify_theirs) = match notify_pair {
+        Some((ours, theirs)) => (Some(ours), Some(theirs)),
+        None => (None, None),
+    };
+    let handoff = Handoff { args, exe, plan: plan_file, report_w, status_w, notify: notify_theirs };
 
     let mut cmd = tokio::process::Command::new(&bwrap_path);
     cmd.arg("--args").arg(handoff.args.as_raw_fd().to_string()).arg("--").args(&plan.bwrap.command);
-    let inherited: [RawFd; 5] = [
+    let inherited: [RawFd; 6] = [
         handoff.args.as_raw_fd(),
         handoff.exe.as_raw_fd(),
         handoff.plan.as_raw_fd(),
         handoff.report_w.as_raw_fd(),
         handoff.status_w.as_raw_fd(),
+        handoff.notify.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
     ];
     let cgroup_procs = options.cgroup_procs_fd;
     // SAFETY: the closure runs between fork and exec; it only calls fcntl,
     // getpid and write on integers captured by value, all async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            for fd in inherited {
+            for fd in inherited.into_iter().filter(|&fd| fd >= 0) {
                 sys::inherit(fd)?;
             }
             if let Some(fd) = cgroup_procs {
@@ -425,7 +447,16 @@ pub async fn run(
         let _ = child.wait().await;
         return Err(if stage2_failed { LaunchError::Stage2Failed } else { LaunchError::SetupFailed });
     };
+    // Stage-2 sent the listener before it said "seccomp", so it is queued.
+    let listener = match &notify_ours {
+        Some(sock) => Some(crate::monitor::notify::recv_listener(sock).map_err(|e| LaunchError::Io {
+            what: "receive the seccomp listener",
+            source: io::Error::other(e.to_string()),
+        })?),
+        None => None,
+    };
     on_started(Started {
+        listener,
         enforcement,
         exec_ns,
         bwrap_pid: child.id(),
@@ -507,7 +538,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, probe, expand: |_| glob::Expansion::default() }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, notify_fd: None, probe, expand: |_| glob::Expansion::default() }
     }
 
     fn fake_host(path: &Path) -> PathKind {

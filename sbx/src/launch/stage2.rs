@@ -40,6 +40,10 @@ pub struct Plan {
     pub require_landlock: bool,
     /// The policy-dependent parts of the seccomp filter.
     pub seccomp: seccomp::FilterOptions,
+    /// A Unix socket to sbx's supervisor: blocked syscalls are notified
+    /// (USER_NOTIF) and the listener is sent here. Without it they fail
+    /// with EPERM in the filter itself.
+    pub notify_fd: Option<RawFd>,
 }
 
 const TAG_READ: u8 = 1;
@@ -48,6 +52,7 @@ const TAG_ARG: u8 = 3;
 const TAG_REPORT_FD: u8 = 4;
 const TAG_REQUIRE_LANDLOCK: u8 = 5;
 const TAG_BLOCK_UNIX_SOCKETS: u8 = 6;
+const TAG_NOTIFY_FD: u8 = 7;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -75,6 +80,9 @@ impl Plan {
         if self.seccomp.block_unix_sockets {
             put(TAG_BLOCK_UNIX_SOCKETS, b"");
         }
+        if let Some(fd) = self.notify_fd {
+            put(TAG_NOTIFY_FD, fd.to_string().as_bytes());
+        }
         out
     }
 
@@ -99,6 +107,10 @@ impl Plan {
                 }
                 TAG_REQUIRE_LANDLOCK => plan.require_landlock = true,
                 TAG_BLOCK_UNIX_SOCKETS => plan.seccomp.block_unix_sockets = true,
+                TAG_NOTIFY_FD => {
+                    let fd = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).ok_or("bad notify fd")?;
+                    plan.notify_fd = Some(fd);
+                }
                 other => return Err(format!("unknown record tag {other}")),
             }
         }
@@ -228,8 +240,18 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
             }
             eprintln!("sbx: warning: {what}; bubblewrap's filesystem view still applies");
         }
-        let program = seccomp::compile_with(seccomp::DenyAction::Errno, &plan.seccomp).map_err(|e| setup(format!("cannot build the seccomp filter: {e}")))?;
-        seccomp::install(&program, seccomp::Listener::None).map_err(|e| setup(format!("cannot install the seccomp filter: {e}")))?;
+        let (action, listener) = match plan.notify_fd {
+            Some(_) => (seccomp::DenyAction::UserNotif, seccomp::Listener::New),
+            None => (seccomp::DenyAction::Errno, seccomp::Listener::None),
+        };
+        let program = seccomp::compile_with(action, &plan.seccomp).map_err(|e| setup(format!("cannot build the seccomp filter: {e}")))?;
+        let listener = seccomp::install(&program, listener).map_err(|e| setup(format!("cannot install the seccomp filter: {e}")))?;
+        if let (Some(fd), Some(listener)) = (plan.notify_fd, listener) {
+            // SAFETY: sbx outside passed this socket for us alone.
+            let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            // sendmsg is not in the filter, so the handover is never notified.
+            crate::monitor::notify::send_listener(&sock, listener).map_err(|e| setup(format!("cannot hand the seccomp listener to sbx: {e}")))?;
+        }
         say(Report::Seccomp);
         Ok(())
     })();
@@ -348,6 +370,7 @@ mod tests {
             report_fd: Some(9),
             require_landlock: true,
             seccomp: seccomp::FilterOptions { block_unix_sockets: true },
+            notify_fd: Some(12),
         };
         assert_eq!(Plan::decode(&plan.encode()).unwrap(), plan);
         assert!(Plan::decode(&[TAG_READ, 9, 0, 0, 0, b'/']).is_err());

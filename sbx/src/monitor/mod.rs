@@ -1,7 +1,9 @@
 //! Observation of the sandboxed command: the eBPF tracer (kernel programs
-//! embedded from `sbx-ebpf`, `tracer`) and the decoding of what it sees into
-//! events (`decode`).
+//! embedded from `sbx-ebpf`, `tracer`), the decoding of what it sees into
+//! events (`decode`), and the supervisor of seccomp user notifications
+//! (`notify`).
 
 pub mod decode;
 pub mod ebpf;
+pub mod notify;
 pub mod tracer;

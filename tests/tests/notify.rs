@@ -1,0 +1,74 @@
+//! seccomp user notification: every blocked syscall becomes one readable
+//! denial event, and the caller still sees EPERM.
+
+use std::collections::BTreeMap;
+
+use sbx_integration_tests::{As, Workspace, read_log, require_root, require_tool, text};
+
+#[test]
+fn each_blocked_call_is_one_decoded_event_and_eperm() {
+    require_root!();
+    require_tool("cc");
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("blocked.c", include_str!("../fixtures/blocked.c"));
+        let log = ws.path().join("audit.jsonl");
+        let out = ws
+            .sbx(["monitor", "--no-tui", "--log"])
+            .arg(&log)
+            .args(["--", "/bin/sh", "-c", "cc -O0 -o blocked blocked.c && ./blocked"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        // The program saw EPERM for each (ENOSYS for clone3, which is never notified).
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for line in stdout.lines() {
+            let (name, result) = line.split_once(' ').unwrap();
+            let expected = match name {
+                "clone3" => "ENOSYS",
+                "getpid" | "personality_query" => "OK",
+                _ => "EPERM",
+            };
+            assert_eq!(result, expected, "{who:?}: {name}");
+        }
+        let events = read_log(&log);
+        let seccomp: Vec<_> = events.iter().filter(|e| e["type"] == "denial" && e["source"] == "seccomp").collect();
+        let mut per_syscall: BTreeMap<String, usize> = BTreeMap::new();
+        for e in &seccomp {
+            assert_eq!(e["errno"], "EPERM");
+            assert_eq!(e["comm"], "blocked", "{e}");
+            *per_syscall.entry(e["syscall"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+        // Exactly one event per blocked call (ioctl twice: TIOCSTI, TIOCLINUX).
+        for (name, n) in &per_syscall {
+            let expected = if name == "ioctl" { 2 } else { 1 };
+            assert_eq!(*n, expected, "{who:?}: {name} gave {n} events: {per_syscall:?}");
+        }
+        assert_eq!(seccomp.len(), 41, "{who:?}: {per_syscall:?}");
+        let call = |syscall: &str| -> Vec<String> {
+            seccomp
+                .iter()
+                .filter(|e| e["syscall"] == syscall)
+                .map(|e| e["detail"]["call"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(call("mount"), [r#"mount("tmpfs", "/tmp", "tmpfs", 0, NULL)"#]);
+        assert_eq!(call("unshare"), ["unshare(CLONE_NEWUSER)"]);
+        assert_eq!(call("ptrace"), ["ptrace(PTRACE_ATTACH, 1 [bwrap])"]);
+        assert_eq!(call("ioctl"), ["ioctl(0, TIOCSTI)", "ioctl(0, TIOCLINUX)"]);
+        let mount = seccomp.iter().find(|e| e["syscall"] == "mount").unwrap();
+        assert_eq!(mount["path"], "/tmp");
+        // The summary names them too.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("41 seccomp ("), "{stderr}");
+    }
+}
+
+#[test]
+fn plain_run_without_a_log_uses_errno_and_no_supervisor() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let out = ws.run_sh("unshare -U true 2>&1; true");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Operation not permitted"), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("denial"), "no summary without a log: {}", text(&out));
+}
