@@ -42,7 +42,7 @@ fn scripted_denials_match_the_golden_log() {
     assert_golden("monitor_denials.jsonl", &stable);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("sbx: 6 denials: 4 mount (create /etc/sbx-golden, create /usr/sbx-golden, create ./rel-golden, ...), 1 landlock (create /proc/sys/kernel/core_pattern), 1 seccomp (unshare)"),
+        stderr.contains("sbx: 6 denials: 4 mount (create /etc/sbx-golden, create /usr/sbx-golden, create ./rel-golden, ...), 1 landlock (create /proc/sys/kernel/core_pattern), 1 seccomp (unshare(CLONE_NEWUSER))"),
         "{stderr}"
     );
 }
