@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod launch;
 pub mod monitor;
 pub mod policy;
+pub mod proxy;
 pub mod report;
 pub mod session;
 pub mod sys;
