@@ -122,16 +122,10 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
         );
     }
     let net = &loaded.config.network;
-    for (key, set) in [
-        ("allowedDomains", !net.allowed_domains.is_empty()),
-        ("allowLocalOutboundPorts", !net.allow_local_outbound_ports.is_empty()),
-        ("allowUnixSockets", !net.allow_unix_sockets.is_empty() && !net.allow_all_unix_sockets),
-    ] {
-        if set {
-            eprintln!(
-                "sbx: warning: \"network.{key}\" is not enforced by this build: the sandbox has no network and no Unix sockets (except with allowAllUnixSockets)"
-            );
-        }
+    if !net.allow_unix_sockets.is_empty() && !net.allow_all_unix_sockets {
+        eprintln!(
+            "sbx: warning: \"network.allowUnixSockets\" cannot allow single socket paths yet: Unix sockets stay unreachable (allowAllUnixSockets allows every one)"
+        );
     }
     let home = home.map(|h| h.canonicalize().unwrap_or(h));
     let policy = Policy::from_config(&loaded.config, workspace, home)?;

@@ -80,6 +80,10 @@ pub struct NetPolicy {
     pub denied_domains: Vec<String>,
     /// Unix-domain sockets may be created (and so host sockets reached).
     pub allow_all_unix_sockets: bool,
+    /// The command may listen on TCP ports of the sandbox's loopback.
+    pub allow_local_binding: bool,
+    /// Ports of the host's loopback the command may reach.
+    pub allow_local_outbound_ports: Vec<u16>,
 }
 
 /// System paths that stay readable under `default_deny_read`: what programs
@@ -114,6 +118,8 @@ impl Policy {
             allowed_domains: config.network.allowed_domains.clone(),
             denied_domains: config.network.denied_domains.clone(),
             allow_all_unix_sockets: config.network.allow_all_unix_sockets,
+            allow_local_binding: config.network.allow_local_binding,
+            allow_local_outbound_ports: config.network.allow_local_outbound_ports.clone(),
         };
         Ok(Self { workspace, home, fs, net })
     }

@@ -42,6 +42,19 @@
 //! | `host`, `port` | string, number | for network denials |
 //! | `detail` | object | source-specific fields: `reason` (why this layer); `path_unresolved` (a relative request); `second_path`, `second_requested_path` (rename, link); for seccomp, `call` (the call in C-like form, e.g. `mount("tmpfs", "/mnt", "tmpfs", 0, NULL)`) and the decoded arguments by name |
 //!
+//! ## `net`
+//! One decision of sbx's proxy (allowed or denied). A denial is also a
+//! `denial` event with source `proxy`.
+//!
+//! | field | type | meaning |
+//! |-------|------|---------|
+//! | `protocol` | string | `http` (absolute-URI forwarding), `connect` (HTTP CONNECT tunnel), `socks5`, `forward` (allowLocalOutboundPorts) |
+//! | `host`, `port` | string, number | the destination as requested |
+//! | `decision` | string | `allowed` or `denied` |
+//! | `rule` | string | the rule that decided, e.g. `allowedDomains: *.github.com`, `no rule allows it` |
+//! | `resolved` | string | the address connected to, when allowed |
+//! | `client` | string | the sandbox-side peer |
+//!
 //! ## `process`
 //! | field | type | meaning |
 //! |-------|------|---------|
@@ -95,6 +108,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum Event {
     SessionStart(SessionStart),
     Denial(Denial),
+    Net(Net),
     Process(Process),
     Loss(Loss),
     SessionEnd(SessionEnd),
@@ -105,6 +119,7 @@ impl Event {
         match self {
             Event::SessionStart(_) => "session_start",
             Event::Denial(_) => "denial",
+            Event::Net(_) => "net",
             Event::Process(_) => "process",
             Event::Loss(_) => "loss",
             Event::SessionEnd(_) => "session_end",
@@ -171,6 +186,17 @@ impl Denial {
             _ => "?".to_string(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Net {
+    pub protocol: &'static str,
+    pub host: String,
+    pub port: u16,
+    pub allowed: bool,
+    pub rule: String,
+    pub resolved: Option<std::net::IpAddr>,
+    pub client: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,6 +374,20 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             v
         }
         Event::Loss(l) => json!({ "source": l.source, "count": l.count }),
+        Event::Net(n) => {
+            let mut v = json!({
+                "protocol": n.protocol,
+                "host": n.host,
+                "port": n.port,
+                "decision": if n.allowed { "allowed" } else { "denied" },
+                "rule": n.rule,
+                "client": n.client,
+            });
+            if let Some(ip) = n.resolved {
+                v["resolved"] = ip.to_string().into();
+            }
+            v
+        }
         Event::SessionEnd(end) => json!({
             "exit_code": end.exit_code,
             "duration_ms": started.elapsed().as_millis() as u64,

@@ -18,6 +18,7 @@ use crate::{
         tracer::{self, SessionCgroup, Tracer},
     },
     policy::Policy,
+    proxy::{self, NetEvent, Proxy, ProxyConfig},
     report::{self, Denial, Event, Log},
 };
 use sbx_common::{KIND_DENIAL, RawEvent};
@@ -136,6 +137,46 @@ impl Sink {
         }
     }
 
+    fn net(&mut self, n: NetEvent) {
+        let protocol = match n.protocol {
+            proxy::Protocol::Http => "http",
+            proxy::Protocol::Connect => "connect",
+            proxy::Protocol::Socks5 => "socks5",
+            proxy::Protocol::Forward => "forward",
+        };
+        let event = report::Net {
+            protocol,
+            host: n.host,
+            port: n.port,
+            allowed: n.allowed,
+            rule: n.rule,
+            resolved: n.resolved,
+            client: n.client,
+        };
+        self.emit(&Event::Net(event.clone()));
+        if !event.allowed {
+            self.emit(&Event::Denial(Denial {
+                source: report::Source::Proxy,
+                syscall: None,
+                errno: None,
+                operation: Some("connect".to_string()),
+                pid: None,
+                tid: None,
+                comm: None,
+                path: None,
+                requested_path: None,
+                host: Some(event.host),
+                port: Some(event.port),
+                detail: vec![("rule".to_string(), event.rule), ("protocol".to_string(), protocol.to_string())],
+            }));
+        }
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.flush() {
+                self.log_error.get_or_insert(e);
+            }
+        }
+    }
+
     fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String]) {
         self.attribution = Attribution {
             landlock: started.enforcement.landlock.is_some_and(|l| l.status != launch::stage2::LandlockStatus::None),
@@ -179,6 +220,8 @@ pub enum SessionError {
     Log { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error("{0}")]
+    Proxy(#[from] proxy::ProxyError),
     #[error("cannot start the event loop: {0}")]
     Runtime(#[source] io::Error),
 }
@@ -215,6 +258,19 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SessionError::Runtime)?;
+    // The proxy's rules are checked before anything starts.
+    let (net_tx, mut net_rx) = tokio::sync::mpsc::channel::<NetEvent>(4096);
+    let proxy = Proxy::new(
+        &ProxyConfig {
+            allowed_domains: policy.net.allowed_domains.clone(),
+            denied_domains: policy.net.denied_domains.clone(),
+            allow_private_resolution: Vec::new(),
+            allow_local_outbound_ports: policy.net.allow_local_outbound_ports.clone(),
+            limits: proxy::Limits::default(),
+        },
+        std::sync::Arc::new(proxy::SystemResolver),
+        net_tx,
+    )?;
     // Registering the ring buffer with the reactor needs the runtime.
     let _entered = runtime.enter();
     let mut traced = match opts.trace {
@@ -234,6 +290,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         supervised: false,
     });
     let done = tokio::sync::Notify::new();
+    let done_net = tokio::sync::Notify::new();
     // Seccomp denials: the supervisor (spawned once the listener arrives)
     // sends them here; bounded, it drops and counts when the sink lags.
     let (seccomp_tx, mut seccomp_rx) = tokio::sync::mpsc::channel::<SeccompDenial>(4096);
@@ -242,6 +299,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let (outcome, seccomp_dropped) = runtime.block_on(async {
         let launch = async {
             let r = launch::run(policy, command.clone(), &launch_opts, |mut started| {
+                serve_network(&proxy, std::mem::take(&mut started.net_listeners), &started.net);
                 let tx = seccomp_tx.borrow_mut().take();
                 if let (Some(listener), Some(tx)) = (started.listener.take(), tx) {
                     match notify::Supervisor::spawn(listener, tx, notify::Limits::default()) {
@@ -258,6 +316,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             // If the supervisor never started, its channel closes here.
             seccomp_tx.borrow_mut().take();
             done.notify_one();
+            done_net.notify_one();
             r
         };
         let seccomp_events = async {
@@ -265,6 +324,20 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             // under the filter has exited.
             while let Some(d) = seccomp_rx.recv().await {
                 sink.borrow_mut().seccomp(d);
+            }
+        };
+        let net_events = async {
+            // The proxy lives as long as the runtime; its decisions are
+            // taken until the command has ended, then drained.
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(n) = net_rx.recv() => sink.borrow_mut().net(n),
+                    _ = done_net.notified() => break,
+                }
+            }
+            while let Ok(n) = net_rx.try_recv() {
+                sink.borrow_mut().net(n);
             }
         };
         let watch = async {
@@ -287,7 +360,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             tracer.drain_now(&mut batch);
             sink.borrow_mut().kernel(&batch);
         };
-        let (outcome, (), ()) = tokio::join!(launch, watch, seccomp_events);
+        let (outcome, (), (), ()) = tokio::join!(launch, watch, seccomp_events, net_events);
         let supervisor = supervisor.borrow_mut().take();
         let mut dropped = 0;
         if let Some(s) = supervisor {
@@ -325,6 +398,34 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     }
     outcome?;
     Ok(code)
+}
+
+/// Serves the proxy on the listening sockets that stage-2 opened inside the
+/// sandbox (HTTP, SOCKS, then the local ports), for the runtime's lifetime.
+fn serve_network(proxy: &Proxy, listeners: Vec<std::os::fd::OwnedFd>, net: &launch::stage2::NetPlan) {
+    let mut listeners = listeners.into_iter().map(|fd| {
+        let std = std::net::TcpListener::from(fd);
+        std.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(std))
+    });
+    let mut next = |what: &str| match listeners.next() {
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            eprintln!("sbx: warning: cannot serve the {what}: {e}");
+            None
+        }
+        None => None,
+    };
+    if let Some(l) = next("HTTP proxy") {
+        tokio::spawn(proxy::serve_http(l, proxy.clone()));
+    }
+    if let Some(l) = next("SOCKS proxy") {
+        tokio::spawn(proxy::serve_socks5(l, proxy.clone()));
+    }
+    for &port in &net.local_ports {
+        if let Some(l) = next("local port") {
+            tokio::spawn(proxy::serve_forward(l, proxy.clone(), port));
+        }
+    }
 }
 
 /// The tracer's cgroup mount, for `sbx doctor`.

@@ -59,6 +59,7 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
             ("ip", "iproute2"),
             ("strace", "strace"),
             ("sudo", "sudo"),
+            ("curl", "curl"),
         ]);
     }
     if needs == Needs::Bench {

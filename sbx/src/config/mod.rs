@@ -765,7 +765,7 @@ impl Parser<'_> {
                         }
                         Kind::DomainList => {
                             if let Err(reason) = check_domain(s) {
-                                return Err(self.invalid_entry(&at, path, item, reason));
+                                return Err(self.invalid_entry(&at, path, item, &reason));
                             }
                         }
                         _ => {}
@@ -849,30 +849,39 @@ fn describe(value: &Value) -> String {
     }
 }
 
-/// Checks a domain pattern the way fence's `validateDomainPattern` does:
-/// `localhost`, `*`, a domain with a dot, or `*.` followed by one.
-fn check_domain(pattern: &str) -> Result<(), &'static str> {
-    if pattern == "localhost" || pattern == "*" {
-        return Ok(());
-    }
-    if pattern.contains("://") || pattern.contains('/') || pattern.contains(':') {
-        return Err("a domain pattern cannot contain a scheme, path or port");
+/// Checks a domain pattern: the proxy's own parser (`proxy::rules::Pattern`,
+/// so the config accepts exactly what the proxy enforces: an optional
+/// `:port` and IP literals, which fence lacks), then fence's checks of
+/// `validateDomainPattern` on a name: `localhost`, `*`, a domain with a
+/// dot, or `*.` followed by one.
+fn check_domain(pattern: &str) -> Result<(), String> {
+    if pattern.contains("://") || pattern.contains('/') {
+        return Err("a domain pattern cannot contain a scheme or path".into());
     }
     if pattern.chars().any(char::is_whitespace) {
-        return Err("a domain pattern cannot contain spaces");
+        return Err("a domain pattern cannot contain spaces".into());
     }
-    let (wildcard, rest) = match pattern.strip_prefix("*.") {
+    crate::proxy::rules::Pattern::parse(pattern)?;
+    // The host part, without a `:port` suffix (IPv6 literals are bracketed).
+    let host = match pattern.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && !h.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+        _ => pattern,
+    };
+    if host == "localhost" || host == "*" || host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let (wildcard, rest) = match host.strip_prefix("*.") {
         Some(rest) => (true, rest),
-        None => (false, pattern),
+        None => (false, host),
     };
     if rest.contains('*') {
-        return Err("the only wildcard allowed is a leading \"*.\", as in \"*.example.com\"");
+        return Err("the only wildcard allowed is a leading \"*.\", as in \"*.example.com\"".into());
     }
     if wildcard && !rest.contains('.') {
-        return Err("the wildcard is too broad; use \"*.example.com\", not \"*.com\"");
+        return Err("the wildcard is too broad; use \"*.example.com\", not \"*.com\"".into());
     }
     if !rest.contains('.') || rest.split('.').any(str::is_empty) {
-        return Err("it is not a domain name like \"example.com\"");
+        return Err("it is not a domain name like \"example.com\"".into());
     }
     Ok(())
 }

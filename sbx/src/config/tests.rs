@@ -219,7 +219,7 @@ fn ports_must_be_1_to_65535() {
 fn domain_patterns_are_checked_like_fence() {
     assert_eq!(
         parse_err(r#"{"network": {"allowedDomains": ["https://github.com"]}}"#),
-        r#"sbx.jsonc:1:33: "network.allowedDomains" contains "https://github.com", which is not allowed: a domain pattern cannot contain a scheme, path or port"#
+        r#"sbx.jsonc:1:33: "network.allowedDomains" contains "https://github.com", which is not allowed: a domain pattern cannot contain a scheme or path"#
     );
     assert_eq!(
         parse_err(r#"{"network": {"deniedDomains": ["*.com"]}}"#),
@@ -233,6 +233,9 @@ fn domain_patterns_are_checked_like_fence() {
         "",
         "exa mple.com",
         "host:443",
+        "https://example.com",
+        "example.com:0",
+        "example.com:99999",
     ] {
         assert!(check_domain(bad).is_err(), "{bad:?} should be rejected");
     }
@@ -242,6 +245,11 @@ fn domain_patterns_are_checked_like_fence() {
         "example.com",
         "*.example.com",
         "169.254.169.254",
+        "example.com:443",
+        "*.example.com:8443",
+        "127.0.0.1:8080",
+        "[::1]:443",
+        "localhost:5432",
     ] {
         assert_eq!(check_domain(good), Ok(()), "{good:?} should be accepted");
     }

@@ -76,8 +76,10 @@ pub struct HostFacts {
     pub report_fd: RawFd,
     /// `--require landlock`: stage-2 refuses to exec without it.
     pub require_landlock: bool,
-    /// Stage-2's end of the socket that carries the seccomp listener.
-    pub notify_fd: Option<RawFd>,
+    /// Stage-2's end of the control socket (proxy sockets, seccomp listener).
+    pub control_fd: Option<RawFd>,
+    /// Blocked syscalls are notified to sbx's supervisor.
+    pub notify: bool,
     /// Which candidate paths exist on the host, and what kind they are.
     pub probe: fn(&Path) -> PathKind,
     /// The paths a glob rule matches on the host now.
@@ -110,6 +112,19 @@ pub struct Plan {
     /// Things the user should know before the command runs (a glob rule
     /// whose expansion was cut short).
     pub warnings: Vec<String>,
+}
+
+/// The proxy's ports on the sandbox's loopback.
+pub const HTTP_PROXY_PORT: u16 = 3128;
+pub const SOCKS_PROXY_PORT: u16 = 1080;
+
+fn net_plan(policy: &Policy) -> stage2::NetPlan {
+    stage2::NetPlan {
+        http_port: HTTP_PROXY_PORT,
+        socks_port: SOCKS_PROXY_PORT,
+        local_ports: policy.net.allow_local_outbound_ports.clone(),
+        allow_local_binding: policy.net.allow_local_binding,
+    }
 }
 
 /// The first argument that makes `sbx` run as stage-2.
@@ -229,6 +244,22 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         args.push(Arg::UnsetEnv((*var).into()));
     }
     args.push(Arg::SetEnv("SBX_SANDBOX".into(), "1".into()));
+    // The only way out is sbx's proxy; a program that ignores these has no
+    // route and fails closed.
+    let http = format!("http://127.0.0.1:{HTTP_PROXY_PORT}");
+    let socks = format!("socks5h://127.0.0.1:{SOCKS_PROXY_PORT}");
+    for (name, value) in [
+        ("HTTP_PROXY", &http),
+        ("HTTPS_PROXY", &http),
+        ("http_proxy", &http),
+        ("https_proxy", &http),
+        ("ALL_PROXY", &socks),
+        ("all_proxy", &socks),
+        ("NO_PROXY", &"localhost,127.0.0.1,::1".to_string()),
+        ("no_proxy", &"localhost,127.0.0.1,::1".to_string()),
+    ] {
+        args.push(Arg::SetEnv(name.into(), value.into()));
+    }
     args.push(Arg::JsonStatusFd(facts.status_fd));
 
     let bwrap = Invocation {
@@ -242,7 +273,9 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd),
         require_landlock: facts.require_landlock,
         seccomp: seccomp::FilterOptions { block_unix_sockets: !policy.net.allow_all_unix_sockets },
-        notify_fd: facts.notify_fd,
+        control_fd: facts.control_fd,
+        notify: facts.notify,
+        net: net_plan(policy),
     };
     Plan { bwrap, stage2, warnings }
 }
@@ -264,6 +297,10 @@ pub struct Started {
     pub seccomp: seccomp::FilterOptions,
     /// The seccomp listener, when `Options::notify` asked for one.
     pub listener: Option<OwnedFd>,
+    /// The listening sockets inside the sandbox: HTTP proxy, SOCKS proxy,
+    /// then one per `net.local_ports` entry, in that order.
+    pub net_listeners: Vec<OwnedFd>,
+    pub net: stage2::NetPlan,
 }
 
 /// What each layer really enforced, as stage-2 reported it.
@@ -291,7 +328,7 @@ struct Handoff {
     plan: File,
     report_w: OwnedFd,
     status_w: OwnedFd,
-    notify: Option<OwnedFd>,
+    control: OwnedFd,
 }
 
 fn find_bwrap() -> Result<PathBuf, LaunchError> {
@@ -326,13 +363,10 @@ pub async fn run(
     let exe = File::open("/proc/self/exe").map_err(io_err("open sbx's own executable"))?;
     let (report_r, report_w) = sys::pipe().map_err(io_err("create a pipe"))?;
     let (status_r, status_w) = sys::pipe().map_err(io_err("create a pipe"))?;
-    // The seccomp listener travels from stage-2 to us over this pair.
-    let notify_pair = if options.notify {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err("create a socket pair"))?;
-        Some((ours, OwnedFd::from(theirs)))
-    } else {
-        None
-    };
+    // The proxy's sockets and the seccomp listener travel from stage-2 to
+    // us over this pair.
+    let (control_ours, control_theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err("create a socket pair"))?;
+    let control_theirs = OwnedFd::from(control_theirs);
     // The plan's descriptor numbers are needed before the plan exists; the
     // memfd for it is created with a placeholder and filled afterwards.
     let plan_file = sys::sealed_memfd(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
@@ -343,7 +377,8 @@ pub async fn run(
         status_fd: status_w.as_raw_fd(),
         report_fd: report_w.as_raw_fd(),
         require_landlock: options.require_landlock,
-        notify_fd: notify_pair.as_ref().map(|(_, theirs)| theirs.as_raw_fd()),
+        control_fd: Some(control_theirs.as_raw_fd()),
+        notify: options.notify,
         probe: probe_path,
         expand: glob::expand,
     };
@@ -358,11 +393,7 @@ pub async fn run(
         f.seek(io::SeekFrom::Start(0)).map_err(io_err("write the stage-2 plan"))?;
     }
     let args = sys::sealed_memfd(c"sbx-bwrap-args", &plan.bwrap.encode_options()).map_err(io_err("create a memfd"))?;
-    let (notify_ours, notify_theirs) = match notify_pair {
-        Some((ours, theirs)) => (Some(ours), Some(theirs)),
-        None => (None, None),
-    };
-    let handoff = Handoff { args, exe, plan: plan_file, report_w, status_w, notify: notify_theirs };
+    let handoff = Handoff { args, exe, plan: plan_file, report_w, status_w, control: control_theirs };
 
     let mut cmd = tokio::process::Command::new(&bwrap_path);
     cmd.arg("--args").arg(handoff.args.as_raw_fd().to_string()).arg("--").args(&plan.bwrap.command);
@@ -372,7 +403,7 @@ pub async fn run(
         handoff.plan.as_raw_fd(),
         handoff.report_w.as_raw_fd(),
         handoff.status_w.as_raw_fd(),
-        handoff.notify.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        handoff.control.as_raw_fd(),
     ];
     let cgroup_procs = options.cgroup_procs_fd;
     // SAFETY: the closure runs between fork and exec; it only calls fcntl,
@@ -447,16 +478,21 @@ pub async fn run(
         let _ = child.wait().await;
         return Err(if stage2_failed { LaunchError::Stage2Failed } else { LaunchError::SetupFailed });
     };
-    // Stage-2 sent the listener before it said "seccomp", so it is queued.
-    let listener = match &notify_ours {
-        Some(sock) => Some(crate::monitor::notify::recv_listener(sock).map_err(|e| LaunchError::Io {
+    // Stage-2 sent the proxy's sockets, then the seccomp listener, before
+    // it said "exec": both are queued on the control socket.
+    let net_listeners = sys::recv_fds(&control_ours).map_err(io_err("receive the proxy's sockets"))?;
+    let listener = if options.notify {
+        Some(crate::monitor::notify::recv_listener(&control_ours).map_err(|e| LaunchError::Io {
             what: "receive the seccomp listener",
             source: io::Error::other(e.to_string()),
-        })?),
-        None => None,
+        })?)
+    } else {
+        None
     };
     on_started(Started {
         listener,
+        net_listeners,
+        net: plan.stage2.net.clone(),
         enforcement,
         exec_ns,
         bwrap_pid: child.id(),
@@ -538,7 +574,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, notify_fd: None, probe, expand: |_| glob::Expansion::default() }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default() }
     }
 
     fn fake_host(path: &Path) -> PathKind {
@@ -573,11 +609,20 @@ mod tests {
         for var in UNSAFE_ENV {
             expected.extend(["--unsetenv".into(), (*var).into()]);
         }
-        expected.extend(
-            ["--setenv", "SBX_SANDBOX", "1", "--json-status-fd", "12", "--", "/proc/self/fd/10", STAGE2_ARG, "11"]
-                .iter()
-                .map(Into::into),
-        );
+        expected.extend(["--setenv", "SBX_SANDBOX", "1"].iter().map(Into::into));
+        for (k, v) in [
+            ("HTTP_PROXY", "http://127.0.0.1:3128"),
+            ("HTTPS_PROXY", "http://127.0.0.1:3128"),
+            ("http_proxy", "http://127.0.0.1:3128"),
+            ("https_proxy", "http://127.0.0.1:3128"),
+            ("ALL_PROXY", "socks5h://127.0.0.1:1080"),
+            ("all_proxy", "socks5h://127.0.0.1:1080"),
+            ("NO_PROXY", "localhost,127.0.0.1,::1"),
+            ("no_proxy", "localhost,127.0.0.1,::1"),
+        ] {
+            expected.extend(["--setenv".into(), k.into(), v.into()]);
+        }
+        expected.extend(["--json-status-fd", "12", "--", "/proc/self/fd/10", STAGE2_ARG, "11"].iter().map(Into::into));
         assert_eq!(plan.bwrap.argv(), expected);
         assert_eq!(plan.stage2.read, ["/", "/dev", "/proc", "/tmp"].map(PathBuf::from));
         assert_eq!(plan.stage2.write, ["/tmp", "/dev", "/w"].map(PathBuf::from));

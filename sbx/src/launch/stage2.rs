@@ -40,10 +40,29 @@ pub struct Plan {
     pub require_landlock: bool,
     /// The policy-dependent parts of the seccomp filter.
     pub seccomp: seccomp::FilterOptions,
-    /// A Unix socket to sbx's supervisor: blocked syscalls are notified
-    /// (USER_NOTIF) and the listener is sent here. Without it they fail
-    /// with EPERM in the filter itself.
-    pub notify_fd: Option<RawFd>,
+    /// A Unix socket to sbx outside: the proxy's listening sockets go
+    /// there, and the seccomp listener when `notify` is set.
+    pub control_fd: Option<RawFd>,
+    /// Blocked syscalls are notified (USER_NOTIF) to sbx's supervisor
+    /// instead of failing with EPERM in the filter itself.
+    pub notify: bool,
+    /// The sandbox's side of the network.
+    pub net: NetPlan,
+}
+
+/// The ports stage-2 listens on inside the sandbox's network namespace; sbx
+/// outside serves the listening sockets, so nothing of sbx runs inside and
+/// the ports are ready before the command starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetPlan {
+    /// The HTTP proxy (CONNECT and absolute-URI requests).
+    pub http_port: u16,
+    /// The SOCKS5 proxy.
+    pub socks_port: u16,
+    /// allowLocalOutboundPorts: relayed to the same port of the host's loopback.
+    pub local_ports: Vec<u16>,
+    /// allowLocalBinding: without it Landlock refuses every TCP bind.
+    pub allow_local_binding: bool,
 }
 
 const TAG_READ: u8 = 1;
@@ -52,7 +71,12 @@ const TAG_ARG: u8 = 3;
 const TAG_REPORT_FD: u8 = 4;
 const TAG_REQUIRE_LANDLOCK: u8 = 5;
 const TAG_BLOCK_UNIX_SOCKETS: u8 = 6;
-const TAG_NOTIFY_FD: u8 = 7;
+const TAG_CONTROL_FD: u8 = 7;
+const TAG_NOTIFY: u8 = 8;
+const TAG_HTTP_PORT: u8 = 9;
+const TAG_SOCKS_PORT: u8 = 10;
+const TAG_LOCAL_PORT: u8 = 11;
+const TAG_ALLOW_LOCAL_BINDING: u8 = 12;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -80,8 +104,19 @@ impl Plan {
         if self.seccomp.block_unix_sockets {
             put(TAG_BLOCK_UNIX_SOCKETS, b"");
         }
-        if let Some(fd) = self.notify_fd {
-            put(TAG_NOTIFY_FD, fd.to_string().as_bytes());
+        if let Some(fd) = self.control_fd {
+            put(TAG_CONTROL_FD, fd.to_string().as_bytes());
+        }
+        if self.notify {
+            put(TAG_NOTIFY, b"");
+        }
+        put(TAG_HTTP_PORT, &self.net.http_port.to_le_bytes());
+        put(TAG_SOCKS_PORT, &self.net.socks_port.to_le_bytes());
+        for port in &self.net.local_ports {
+            put(TAG_LOCAL_PORT, &port.to_le_bytes());
+        }
+        if self.net.allow_local_binding {
+            put(TAG_ALLOW_LOCAL_BINDING, b"");
         }
         out
     }
@@ -107,10 +142,20 @@ impl Plan {
                 }
                 TAG_REQUIRE_LANDLOCK => plan.require_landlock = true,
                 TAG_BLOCK_UNIX_SOCKETS => plan.seccomp.block_unix_sockets = true,
-                TAG_NOTIFY_FD => {
-                    let fd = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).ok_or("bad notify fd")?;
-                    plan.notify_fd = Some(fd);
+                TAG_CONTROL_FD => {
+                    let fd = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).ok_or("bad control fd")?;
+                    plan.control_fd = Some(fd);
                 }
+                TAG_NOTIFY => plan.notify = true,
+                TAG_HTTP_PORT | TAG_SOCKS_PORT | TAG_LOCAL_PORT => {
+                    let port = u16::from_le_bytes(body.try_into().map_err(|_| "bad port")?);
+                    match tag {
+                        TAG_HTTP_PORT => plan.net.http_port = port,
+                        TAG_SOCKS_PORT => plan.net.socks_port = port,
+                        _ => plan.net.local_ports.push(port),
+                    }
+                }
+                TAG_ALLOW_LOCAL_BINDING => plan.net.allow_local_binding = true,
                 other => return Err(format!("unknown record tag {other}")),
             }
         }
@@ -229,7 +274,18 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
         }
     };
 
+    let control = plan.control_fd.map(|fd| {
+        // SAFETY: sbx outside passed this socket for us alone.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    });
     let result = (|| {
+        // The proxy's ports, bound before Landlock can refuse TCP binds, and
+        // handed to sbx outside, which serves them.
+        if let Some(control) = &control {
+            let listeners = open_listeners(&plan.net).map_err(setup)?;
+            let fds: Vec<RawFd> = listeners.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+            crate::sys::send_fds(control, &fds).map_err(|e| setup(format!("cannot hand the proxy's sockets to sbx: {e}")))?;
+        }
         let landlock = apply_landlock(&plan).map_err(|e| setup(format!("cannot apply Landlock: {e}")))?;
         say(Report::Landlock(landlock));
         // Said here, before the command runs, in one line.
@@ -240,17 +296,15 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
             }
             eprintln!("sbx: warning: {what}; bubblewrap's filesystem view still applies");
         }
-        let (action, listener) = match plan.notify_fd {
-            Some(_) => (seccomp::DenyAction::UserNotif, seccomp::Listener::New),
-            None => (seccomp::DenyAction::Errno, seccomp::Listener::None),
+        let (action, listener) = match (plan.notify, &control) {
+            (true, Some(_)) => (seccomp::DenyAction::UserNotif, seccomp::Listener::New),
+            _ => (seccomp::DenyAction::Errno, seccomp::Listener::None),
         };
         let program = seccomp::compile_with(action, &plan.seccomp).map_err(|e| setup(format!("cannot build the seccomp filter: {e}")))?;
         let listener = seccomp::install(&program, listener).map_err(|e| setup(format!("cannot install the seccomp filter: {e}")))?;
-        if let (Some(fd), Some(listener)) = (plan.notify_fd, listener) {
-            // SAFETY: sbx outside passed this socket for us alone.
-            let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        if let (Some(sock), Some(listener)) = (&control, listener) {
             // sendmsg is not in the filter, so the handover is never notified.
-            crate::monitor::notify::send_listener(&sock, listener).map_err(|e| setup(format!("cannot hand the seccomp listener to sbx: {e}")))?;
+            crate::monitor::notify::send_listener(sock, listener).map_err(|e| setup(format!("cannot hand the seccomp listener to sbx: {e}")))?;
         }
         say(Report::Seccomp);
         Ok(())
@@ -268,6 +322,20 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
 /// command cannot enter is skipped (glibc's execvp would report EACCES for
 /// the whole search); 127 when no candidate exists, 126 when one exists but
 /// cannot be executed.
+/// Listening sockets on the sandbox's loopback: HTTP proxy, SOCKS proxy,
+/// then each local port, in that order.
+fn open_listeners(net: &NetPlan) -> Result<Vec<std::os::fd::OwnedFd>, String> {
+    [net.http_port, net.socks_port]
+        .iter()
+        .chain(&net.local_ports)
+        .map(|&port| {
+            std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+                .map(std::os::fd::OwnedFd::from)
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{port} inside the sandbox: {e}"))
+        })
+        .collect()
+}
+
 fn exec(command: &[OsString]) -> Result<Never, (u8, String)> {
     let Some(program) = command.first() else {
         return Err((crate::EXIT_SETUP, "no command to run".into()));
@@ -339,9 +407,13 @@ fn apply_landlock(plan: &Plan) -> Result<LandlockReport, landlock::RulesetError>
             })
             .collect()
     };
+    // Without allowLocalBinding, every TCP bind is refused (ABI 4+): the
+    // proxy's ports were bound before this point.
+    let net = if plan.net.allow_local_binding { landlock::BitFlags::EMPTY } else { landlock::AccessNet::BindTcp.into() };
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(abi))?
+        .handle_access(net)?
         .scope(Scope::from_all(abi))?
         .create()?
         .add_rules(rules(&plan.read, AccessFs::from_read(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
@@ -370,7 +442,9 @@ mod tests {
             report_fd: Some(9),
             require_landlock: true,
             seccomp: seccomp::FilterOptions { block_unix_sockets: true },
-            notify_fd: Some(12),
+            control_fd: Some(12),
+            notify: true,
+            net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true },
         };
         assert_eq!(Plan::decode(&plan.encode()).unwrap(), plan);
         assert!(Plan::decode(&[TAG_READ, 9, 0, 0, 0, b'/']).is_err());

@@ -61,6 +61,7 @@ const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
 const AT_FDCWD: i32 = -100;
 const W_OK: u64 = 2;
+const SYS_BIND: i64 = 49;
 
 /// The operation of syscall `nr` with arguments `args` (x86_64 numbers).
 pub fn operation(nr: i64, args: &[u64; 6]) -> Operation {
@@ -157,6 +158,8 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     // supervisor, when it runs, reports them with their arguments instead).
     let (source, reason) = if in_seccomp_table && errno == "EPERM" {
         (Source::Seccomp, "the syscall is on sbx's seccomp deny list".to_string())
+    } else if nr == SYS_BIND && errno == "EACCES" && attr.landlock {
+        (Source::Landlock, "TCP ports may not be bound in the sandbox (allowLocalBinding)".to_string())
     } else if errno == "EROFS" {
         (Source::Mount, "the path is on a read-only mount of the sandbox's view".to_string())
     } else if errno == "EACCES" && attr.landlock && effective.is_some_and(|p| {

@@ -47,6 +47,8 @@ impl Listener for UnixListener {
 pub(crate) enum Kind {
     Http,
     Socks5,
+    /// Plain TCP to the host's loopback on this port (allowLocalOutboundPorts).
+    Forward(u16),
 }
 
 /// Errors after which accepting again makes sense (possibly after a pause).
@@ -87,6 +89,7 @@ pub(crate) async fn serve<L: Listener>(listener: L, proxy: Proxy, kind: Kind) ->
                 match kind {
                     Kind::Http => http::handle(&inner, stream, peer).await,
                     Kind::Socks5 => socks::handle(&inner, stream, peer).await,
+                    Kind::Forward(port) => super::forward(&inner, stream, peer, port).await,
                 }
             });
         } else if let Ok(permit) = inner.rejects.clone().try_acquire_owned() {
@@ -96,6 +99,7 @@ pub(crate) async fn serve<L: Listener>(listener: L, proxy: Proxy, kind: Kind) ->
                 match kind {
                     Kind::Http => http::reject_busy(&inner, stream).await,
                     Kind::Socks5 => socks::reject_busy(&inner, stream).await,
+                    Kind::Forward(_) => drop(stream),
                 }
             });
         } else {

@@ -83,6 +83,9 @@ pub enum Protocol {
     Connect,
     /// SOCKS5 `CONNECT`.
     Socks5,
+    /// A direct TCP connection to a port of the host's loopback
+    /// (`allowLocalOutboundPorts`), relayed from the same port inside.
+    Forward,
 }
 
 /// One allow/deny decision.
@@ -198,6 +201,50 @@ impl Proxy {
 /// EMFILE are logged and retried). Cancel-safe: dropping the future aborts its connections.
 pub async fn serve_http<L: Listener>(listener: L, proxy: Proxy) -> std::io::Result<()> {
     listener::serve(listener, proxy, listener::Kind::Http).await
+}
+
+/// Relays every connection on `listener` to port `port` of the host's
+/// loopback; same contract as [`serve_http`]. The port must be in
+/// `allowLocalOutboundPorts` (the decision is still made, and reported, per
+/// connection).
+pub async fn serve_forward<L: Listener>(listener: L, proxy: Proxy, port: u16) -> std::io::Result<()> {
+    listener::serve(listener, proxy, listener::Kind::Forward(port)).await
+}
+
+pub(crate) async fn forward<S>(inner: &Inner, client: S, peer: String, port: u16)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let host = "127.0.0.1";
+    let decision = inner.rules.decide(&Host::Ip(IpAddr::from([127, 0, 0, 1])), port);
+    let mut event = NetEvent {
+        time: SystemTime::now(),
+        protocol: Protocol::Forward,
+        host: host.to_owned(),
+        port,
+        allowed: decision.allowed,
+        rule: decision.rule.clone(),
+        resolved: Some(IpAddr::from([127, 0, 0, 1])),
+        client: peer,
+    };
+    if !decision.allowed {
+        inner.emit(event);
+        return;
+    }
+    match tokio::time::timeout(inner.limits.connect_timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(upstream)) => {
+            inner.emit(event);
+            conn::tunnel(client, upstream, &[], inner.limits.idle_timeout).await;
+        }
+        Ok(Err(e)) => {
+            event.rule = format!("{}; connect failed: {e}", event.rule);
+            inner.emit(event);
+        }
+        Err(_) => {
+            event.rule = format!("{}; connect timed out", event.rule);
+            inner.emit(event);
+        }
+    }
 }
 
 /// Serves the SOCKS5 proxy on `listener`; same contract as [`serve_http`].
