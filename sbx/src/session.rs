@@ -56,7 +56,9 @@ struct Sink {
     /// Kernel events that arrived before the session was known to have
     /// started; sorted out once it has.
     early: Vec<RawEvent>,
-    by_source: BTreeMap<&'static str, (u64, Vec<String>)>,
+    /// Per source: count, the first few distinct examples, and whether
+    /// there were more distinct ones.
+    by_source: BTreeMap<&'static str, (u64, Vec<String>, bool)>,
     /// The seccomp supervisor reports blocked syscalls; the tracer's view
     /// of the same EPERM is then a duplicate.
     supervised: bool,
@@ -78,8 +80,12 @@ impl Sink {
         let entry = self.by_source.entry(d.source.as_str()).or_default();
         entry.0 += 1;
         let short = d.short();
-        if entry.1.len() < SUMMARY_EXAMPLES && !entry.1.contains(&short) {
-            entry.1.push(short);
+        if !entry.1.contains(&short) {
+            if entry.1.len() < SUMMARY_EXAMPLES {
+                entry.1.push(short);
+            } else {
+                entry.2 = true;
+            }
         }
     }
 
@@ -197,16 +203,16 @@ impl Sink {
 
     /// "3 denials: 2 landlock (write /etc/x, ...), 1 proxy (evil.example)"
     fn summary(&self) -> String {
-        let total: u64 = self.by_source.values().map(|(n, _)| n).sum();
+        let total: u64 = self.by_source.values().map(|(n, _, _)| n).sum();
         if total == 0 {
             return "no denials".to_string();
         }
-        let mut parts: Vec<(&str, &(u64, Vec<String>))> = self.by_source.iter().map(|(k, v)| (*k, v)).collect();
+        let mut parts: Vec<(&str, &(u64, Vec<String>, bool))> = self.by_source.iter().map(|(k, v)| (*k, v)).collect();
         parts.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
         let parts: Vec<String> = parts
             .into_iter()
-            .map(|(source, (n, examples))| {
-                let more = if *n as usize > examples.len() { ", ..." } else { "" };
+            .map(|(source, (n, examples, more))| {
+                let more = if *more { ", ..." } else { "" };
                 format!("{n} {source} ({}{more})", examples.join(", "))
             })
             .collect();

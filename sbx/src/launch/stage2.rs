@@ -409,11 +409,11 @@ fn apply_landlock(plan: &Plan) -> Result<LandlockReport, landlock::RulesetError>
     };
     // Without allowLocalBinding, every TCP bind is refused (ABI 4+): the
     // proxy's ports were bound before this point.
-    let net = if plan.net.allow_local_binding { landlock::BitFlags::EMPTY } else { landlock::AccessNet::BindTcp.into() };
-    let status = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(abi))?
-        .handle_access(net)?
+    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(AccessFs::from_all(abi))?;
+    if !plan.net.allow_local_binding {
+        ruleset = ruleset.handle_access(landlock::AccessNet::BindTcp)?;
+    }
+    let status = ruleset
         .scope(Scope::from_all(abi))?
         .create()?
         .add_rules(rules(&plan.read, AccessFs::from_read(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?

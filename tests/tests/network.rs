@@ -1,0 +1,151 @@
+//! The network: only loopback inside, and sbx's proxy as the one way out.
+//! Every server here listens on the host's loopback.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::TcpListener,
+    thread,
+};
+
+use sbx_integration_tests::{As, Workspace, read_log, require_root, require_tool, text};
+
+/// A tiny HTTP server on 127.0.0.1 that answers every request with the
+/// request line it saw.
+fn http_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let body = format!("seen: {}", first.trim_end());
+                let mut stream = stream;
+                let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            });
+        }
+    });
+    port
+}
+
+/// A TCP echo server on 127.0.0.1 (a host "database").
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn only_loopback_inside_and_the_proxy_is_the_way_out() {
+    require_root!();
+    require_tool("curl");
+    let web = http_server();
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["127.0.0.1:{web}"], "deniedDomains": ["denied.example"] }} }}"#));
+        let log = ws.path().join("audit.jsonl");
+        let script = format!(
+            r#"awk -F: 'NR>2 {{gsub(/ /,"",$1); print $1}}' /proc/net/dev; echo "proxy=$HTTP_PROXY socks=$ALL_PROXY"
+               curl -s --noproxy '' -x "$HTTP_PROXY" http://127.0.0.1:{web}/plain; echo
+               curl -s --noproxy '' -x "$ALL_PROXY" http://127.0.0.1:{web}/socks; echo
+               curl -s --noproxy '' -x "$HTTP_PROXY" http://denied.example/; echo
+               curl -s --noproxy '' -x "$HTTP_PROXY" http://unlisted.example/x; echo
+               curl -s --noproxy '' -x "$ALL_PROXY" http://unlisted.example/ || echo "socks refused: $?""#
+        );
+        let out = ws.sbx(["monitor", "--no-tui", "--log"]).arg(&log).args(["--", "/bin/sh", "-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], "lo", "{who:?}: only loopback: {stdout}");
+        assert_eq!(lines[1], "proxy=http://127.0.0.1:3128 socks=socks5h://127.0.0.1:1080");
+        assert_eq!(lines[2], "seen: GET /plain HTTP/1.1", "{who:?}: {stdout}");
+        assert_eq!(lines[3], "seen: GET /socks HTTP/1.1", "{who:?}: {stdout}");
+        assert_eq!(lines[4], "sbx: blocked connection to denied.example:80 (deniedDomains: denied.example)");
+        assert_eq!(lines[5], "sbx: blocked connection to unlisted.example:80 (no rule allows it)");
+        // curl's exit status 97: the SOCKS5 server refused the connection.
+        assert_eq!(lines[6], "socks refused: 97", "{who:?}: {stdout}");
+
+        let events = read_log(&log);
+        let net: Vec<_> = events.iter().filter(|e| e["type"] == "net").collect();
+        let decisions: Vec<(String, String, String)> = net
+            .iter()
+            .map(|e| (e["protocol"].as_str().unwrap().into(), e["host"].as_str().unwrap().into(), e["decision"].as_str().unwrap().into()))
+            .collect();
+        let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+        assert_eq!(
+            decisions,
+            [
+                s("http", "127.0.0.1", "allowed"),
+                s("socks5", "127.0.0.1", "allowed"),
+                s("http", "denied.example", "denied"),
+                s("http", "unlisted.example", "denied"),
+                s("socks5", "unlisted.example", "denied"),
+            ],
+            "{who:?}"
+        );
+        assert_eq!(net[0]["rule"], format!("allowedDomains: 127.0.0.1:{web}"));
+        assert_eq!(net[2]["rule"], "deniedDomains: denied.example");
+        let proxy_denials: Vec<_> = events.iter().filter(|e| e["type"] == "denial" && e["source"] == "proxy").collect();
+        assert_eq!(proxy_denials.len(), 3);
+        assert_eq!(proxy_denials[0]["host"], "denied.example");
+        assert_eq!(proxy_denials[0]["port"], 80);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("3 proxy (denied.example, unlisted.example)"), "{stderr}");
+    }
+}
+
+#[test]
+fn local_outbound_ports_reach_the_host_and_nothing_else() {
+    require_root!();
+    require_tool("python3");
+    let db = echo_server();
+    let other = echo_server();
+    let ws = Workspace::new(As::Root);
+    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowLocalOutboundPorts": [{db}] }} }}"#));
+    let script = format!(
+        r#"python3 - <<'PY'
+import socket
+for port in ({db}, {other}):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(b"ping")
+        print(port == {db}, s.recv(4).decode() or "closed")
+    except OSError as e:
+        print(port == {db}, type(e).__name__)
+PY"#
+    );
+    let out = ws.run_sh(&script);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "True ping\nFalse ConnectionRefusedError\n", "{}", text(&out));
+}
+
+#[test]
+fn local_binding_needs_allow_local_binding() {
+    require_root!();
+    require_tool("python3");
+    let ws = Workspace::new(As::Root);
+    let script = "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 8765)); s.listen(); print(\"listening\")' 2>&1 | tail -1";
+    let out = ws.run_sh(script);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PermissionError: [Errno 13] Permission denied\n", "{}", text(&out));
+    ws.write("sbx.jsonc", r#"{ "network": { "allowLocalBinding": true } }"#);
+    let out = ws.run_sh(script);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "listening\n", "{}", text(&out));
+}
