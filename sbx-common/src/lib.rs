@@ -33,12 +33,59 @@ pub const FLAG_PATH: u32 = 2;
 /// `RawEvent::flags`: `path2` holds a second path argument (rename, link).
 pub const FLAG_PATH2: u32 = 4;
 
+/// `RawEvent::flags`: `cwd` holds the directory a relative `path` was
+/// resolved from (the working directory, or the dirfd's), complete up to
+/// the sandbox's root.
+pub const FLAG_BASE: u32 = 8;
+
+/// Steps of the base-directory walk, one slot each: a component, or an
+/// empty slot where the walk crossed a mount.
+pub const BASE_PARTS: usize = 16;
+/// Bytes per component (a longer name is truncated: user space then
+/// treats the base as unknown).
+pub const BASE_PART_LEN: usize = 32;
+
 /// Slots of the `CONFIG` array, written by user space before attaching.
+/// Besides the cgroup, the byte offsets of the kernel struct members the
+/// base-directory walk follows, read from the kernel's BTF at load time
+/// (Rust eBPF has no CO-RE relocations).
 pub mod config {
     /// The id of the cgroup (v2) whose tasks are traced.
     pub const CGROUP_ID: u32 = 0;
+    /// `task_struct.fs`
+    pub const TASK_FS: u32 = 1;
+    /// `fs_struct.pwd`
+    pub const FS_PWD: u32 = 2;
+    /// `path.mnt`
+    pub const PATH_MNT: u32 = 3;
+    /// `path.dentry`
+    pub const PATH_DENTRY: u32 = 4;
+    /// `dentry.d_parent`
+    pub const DENTRY_PARENT: u32 = 5;
+    /// `dentry.d_name` + `qstr.name`
+    pub const DENTRY_NAME: u32 = 6;
+    /// `mount.mnt` (the embedded `struct vfsmount`)
+    pub const MOUNT_MNT: u32 = 7;
+    /// `mount.mnt_parent`
+    pub const MOUNT_PARENT: u32 = 8;
+    /// `mount.mnt_mountpoint`
+    pub const MOUNT_MOUNTPOINT: u32 = 9;
+    /// `vfsmount.mnt_root`
+    pub const VFSMOUNT_ROOT: u32 = 10;
+    /// `task_struct.files`
+    pub const TASK_FILES: u32 = 11;
+    /// `files_struct.fdt`
+    pub const FILES_FDT: u32 = 12;
+    /// `fdtable.fd`
+    pub const FDTABLE_FD: u32 = 13;
+    /// `fdtable.max_fds`
+    pub const FDTABLE_MAX_FDS: u32 = 14;
+    /// `file.f_path`
+    pub const FILE_PATH: u32 = 15;
+    /// Non-zero once the offsets above are set.
+    pub const OFFSETS_SET: u32 = 16;
     /// Number of slots.
-    pub const SLOTS: u32 = 1;
+    pub const SLOTS: u32 = 17;
 }
 
 /// One event in the ring buffer.
@@ -65,9 +112,18 @@ pub struct RawEvent {
     pub comm: [u8; COMM_LEN],
     pub path: [u8; PATH_LEN],
     pub path2: [u8; PATH_LEN],
+    /// The base directory of a relative `path`, innermost component first
+    /// (`/a/b/c` is `["c", "b", "a"]`), in `base_len` slots; an empty slot
+    /// is a mount crossing.
+    pub base: [[u8; BASE_PART_LEN]; BASE_PARTS],
+    pub base_len: u32,
+    pub _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<RawEvent>() == 4 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 48 + 4 + 4 + 16 + 2 * PATH_LEN);
+const _: () = assert!(
+    core::mem::size_of::<RawEvent>()
+        == 4 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 48 + 4 + 4 + 16 + 2 * PATH_LEN + BASE_PARTS * BASE_PART_LEN + 8
+);
 
 #[cfg(feature = "user")]
 mod user {

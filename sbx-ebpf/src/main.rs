@@ -23,14 +23,17 @@
 use aya_ebpf::{
     bindings::pt_regs,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user_str_bytes,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+        bpf_probe_read_user_str_bytes,
     },
     macros::{btf_tracepoint, fexit, map},
     maps::{Array, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FExitContext},
 };
-use sbx_common::{FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RawEvent, config, probe};
+use sbx_common::{
+    BASE_PARTS, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RawEvent, config, probe,
+};
 
 /// Hit counters of the doctor's probes, indexed by `sbx_common::probe::*`.
 #[map]
@@ -108,6 +111,94 @@ fn path_args(nr: i64) -> (usize, usize) {
         266 => (2, 0),
         _ => (6, 6),
     }
+}
+
+/// Which argument is the directory descriptor a relative path argument `p1`
+/// of syscall `nr` is taken from; 6 for the working directory.
+#[inline(always)]
+fn dirfd_arg(nr: i64) -> usize {
+    match nr {
+        257 | 437 | 262 | 332 | 269 | 439 | 258 | 263 | 267 | 268 | 452 | 260 | 280 | 261 | 259 | 322 | 264
+        | 316 | 265 => 0,
+        266 => 1,
+        _ => 6,
+    }
+}
+
+#[inline(always)]
+fn offset(slot: u32) -> u64 {
+    CONFIG.get(slot).copied().unwrap_or(0)
+}
+
+/// Reads a kernel pointer at `addr`; 0 when it cannot be read.
+#[inline(always)]
+fn read_ptr(addr: u64) -> u64 {
+    // SAFETY: the helper copes with any address.
+    unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0)
+}
+
+const AT_FDCWD: i32 = -100;
+
+/// Fills `ev.base` with the components of the directory a relative path
+/// is taken from (the task's working directory, or the directory of
+/// descriptor `dirfd`), innermost first, up to the root of the task's
+/// mount namespace, crossing mounts. Returns FLAG_BASE when the walk
+/// reached that root within `BASE_PARTS` steps.
+///
+/// Step `i` writes slot `i` (a name, or empty for a mount crossing) so that
+/// every path through the loop has the same shape: the verifier's states
+/// then merge instead of multiplying.
+#[inline(never)]
+fn walk_base(ev: *mut RawEvent, dirfd: i32) -> u32 {
+    if offset(config::OFFSETS_SET) == 0 {
+        return 0;
+    }
+    // SAFETY: the helper has no preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    let path = if dirfd == AT_FDCWD {
+        read_ptr(task + offset(config::TASK_FS)) + offset(config::FS_PWD)
+    } else {
+        let files = read_ptr(task + offset(config::TASK_FILES));
+        let fdt = read_ptr(files + offset(config::FILES_FDT));
+        let max = read_ptr(fdt + offset(config::FDTABLE_MAX_FDS)) as u32;
+        if dirfd < 0 || dirfd as u32 >= max {
+            return 0;
+        }
+        let fds = read_ptr(fdt + offset(config::FDTABLE_FD));
+        read_ptr(fds + dirfd as u64 * 8) + offset(config::FILE_PATH)
+    };
+    let mut vfsmnt = read_ptr(path + offset(config::PATH_MNT));
+    let mut dentry = read_ptr(path + offset(config::PATH_DENTRY));
+    let mut mnt = vfsmnt.wrapping_sub(offset(config::MOUNT_MNT));
+    let mut i: usize = 0;
+    while i < BASE_PARTS {
+        let root = read_ptr(vfsmnt + offset(config::VFSMOUNT_ROOT));
+        let parent = read_ptr(dentry + offset(config::DENTRY_PARENT));
+        let crossing = dentry == root || dentry == parent;
+        // SAFETY: `ev` is the caller's reserved record.
+        let Some(slot) = (unsafe { (*ev).base.get_mut(i) }) else { return 0 };
+        if crossing {
+            let mnt_parent = read_ptr(mnt + offset(config::MOUNT_PARENT));
+            if mnt_parent == mnt {
+                // SAFETY: as above.
+                unsafe { (*ev).base_len = i as u32 };
+                return FLAG_BASE;
+            }
+            slot[0] = 0;
+            dentry = read_ptr(mnt + offset(config::MOUNT_MOUNTPOINT));
+            mnt = mnt_parent;
+            vfsmnt = mnt + offset(config::MOUNT_MNT);
+        } else {
+            let name = read_ptr(dentry + offset(config::DENTRY_NAME));
+            // SAFETY: the helper copes with any address.
+            if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, slot) }.is_err() {
+                slot[0] = 0;
+            }
+            dentry = parent;
+        }
+        i += 1;
+    }
+    0
 }
 
 #[inline(always)]
@@ -198,6 +289,13 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
             let (p1, p2) = path_args(nr);
             if p1 < 6 && bpf_probe_read_user_str_bytes(args[p1] as *const u8, &mut (*ev).path).is_ok() {
                 flags |= FLAG_PATH;
+                // A relative path: capture its base directory now, while
+                // the task still has it.
+                if (*ev).path[0] != b'/' {
+                    let d = dirfd_arg(nr);
+                    let dirfd = if d < 6 { args[d] as i32 } else { AT_FDCWD };
+                    flags |= walk_base(ev, dirfd);
+                }
             }
             if p2 < 6 && bpf_probe_read_user_str_bytes(args[p2] as *const u8, &mut (*ev).path2).is_ok() {
                 flags |= FLAG_PATH2;
@@ -205,6 +303,7 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
         }
         (*ev).flags = flags;
         (*ev)._pad = 0;
+        (*ev)._pad2 = 0;
     }
     entry.submit(0);
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use sbx_common::{FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
+use sbx_common::{BASE_PART_LEN, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
 
 use crate::{
     launch::seccomp,
@@ -127,15 +127,38 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// The absolute form of `requested`, when it is absolute already.
-///
-/// A relative request is left unresolved on purpose: the caller's working
-/// directory (or dirfd) at the moment of the call is not captured by the
-/// tracer, and reading /proc later gives the directory of a later moment:
-/// a wrong path would mislead more than a missing one.
-fn resolve(requested: &str) -> Option<PathBuf> {
+/// The base directory the kernel program captured for a relative path, at
+/// the moment of the call (never from /proc later: the process may have
+/// moved on, and a wrong path would mislead more than a missing one).
+fn base_dir(ev: &RawEvent) -> Option<PathBuf> {
+    if ev.flags & FLAG_BASE == 0 {
+        return None;
+    }
+    let n = (ev.base_len as usize).min(ev.base.len());
+    let mut path = PathBuf::from("/");
+    for part in ev.base[..n].iter().rev() {
+        let name = cstr(part);
+        // An empty slot is a mount crossing.
+        if name.is_empty() {
+            continue;
+        }
+        // A name that fills its slot may have been cut short.
+        if name.len() >= BASE_PART_LEN - 1 || name.contains('/') {
+            return None;
+        }
+        path.push(name);
+    }
+    Some(path)
+}
+
+/// The absolute form of `requested`: as is when absolute, else against the
+/// captured base directory, if any.
+fn resolve(requested: &str, base: Option<&Path>) -> Option<PathBuf> {
     let requested = Path::new(requested);
-    requested.is_absolute().then(|| normalize(requested))
+    if requested.is_absolute() {
+        return Some(normalize(requested));
+    }
+    base.map(|b| normalize(&b.join(requested)))
 }
 
 fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
@@ -148,9 +171,10 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     let errno = errno_name(ev.ret);
     let op = operation(nr, &ev.args);
     let requested = (ev.flags & FLAG_PATH != 0).then(|| cstr(&ev.path));
-    let path = requested.as_deref().and_then(resolve);
+    let base = base_dir(ev);
+    let path = requested.as_deref().and_then(|r| resolve(r, base.as_deref()));
     let second = (ev.flags & FLAG_PATH2 != 0).then(|| cstr(&ev.path2));
-    let second_resolved = second.as_deref().and_then(resolve);
+    let second_resolved = second.as_deref().and_then(|r| resolve(r, None));
 
     let in_seccomp_table = attr.seccomp.entries().any(|b| b.nr == nr);
     let effective = path.as_deref().or(requested.as_deref().map(Path::new));
@@ -239,6 +263,9 @@ mod tests {
             comm: *b"sh\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
             path: p,
             path2: [0; sbx_common::PATH_LEN],
+            base: [[0; BASE_PART_LEN]; sbx_common::BASE_PARTS],
+            base_len: 0,
+            _pad2: 0,
         }
     }
 
@@ -277,6 +304,22 @@ mod tests {
         assert_eq!(operation(263, &[0; 6]), Operation::Delete);
         assert_eq!(operation(59, &[0; 6]), Operation::Exec);
         assert_eq!(operation(21, &[0, 2, 0, 0, 0, 0]), Operation::Write);
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_captured_base() {
+        let mut ev = raw(257, -30, [AT_FDCWD as u64, 0, 0o101, 0, 0, 0], "../x", FLAG_PATH | FLAG_BASE);
+        for (i, part) in ["c", "b", "a"].iter().enumerate() {
+            ev.base[i][..part.len()].copy_from_slice(part.as_bytes());
+        }
+        ev.base_len = 3;
+        let d = denial(&ev, &attr());
+        assert_eq!(d.path, Some(PathBuf::from("/a/b/x")));
+        // Without the base, unresolved, said so.
+        ev.flags = FLAG_PATH;
+        let d = denial(&ev, &attr());
+        assert_eq!(d.path, None);
+        assert!(d.detail.iter().any(|(k, _)| k == "path_unresolved"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! events (`decode`), and the supervisor of seccomp user notifications
 //! (`notify`).
 
+pub mod btf;
 pub mod decode;
 pub mod ebpf;
 pub mod notify;

@@ -146,6 +146,17 @@ impl Tracer {
             let map = ebpf.map_mut("CONFIG").ok_or(EbpfError::MissingMap("CONFIG"))?;
             let mut cfg: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("CONFIG", e))?;
             cfg.set(config::CGROUP_ID, cgroup_id, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
+            // Without the offsets the tracer still runs; relative paths then
+            // stay unresolved.
+            match kernel_offsets() {
+                Ok(offsets) => {
+                    for (slot, value) in offsets {
+                        cfg.set(slot, value, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
+                    }
+                    cfg.set(config::OFFSETS_SET, 1, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
+                }
+                Err(e) => tracing::warn!("relative paths will not be resolved: {e}"),
+            }
         }
         tracing::debug!("object loaded after {:?}", started.elapsed());
         for &(name, hook) in PROGRAMS {
@@ -189,6 +200,30 @@ impl Tracer {
         let reserved_failures: u64 = self.lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0);
         reserved_failures.max(self.gaps)
     }
+}
+
+/// The struct member offsets the base-directory walk follows, for
+/// `sbx_common::config`.
+fn kernel_offsets() -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
+    let btf = super::btf::Btf::from_sys_fs()?;
+    let o = |s: &str, m: &str| btf.offset(s, m);
+    Ok(vec![
+        (config::TASK_FS, o("task_struct", "fs")?),
+        (config::FS_PWD, o("fs_struct", "pwd")?),
+        (config::PATH_MNT, o("path", "mnt")?),
+        (config::PATH_DENTRY, o("path", "dentry")?),
+        (config::DENTRY_PARENT, o("dentry", "d_parent")?),
+        (config::DENTRY_NAME, o("dentry", "d_name")? + o("qstr", "name")?),
+        (config::MOUNT_MNT, o("mount", "mnt")?),
+        (config::MOUNT_PARENT, o("mount", "mnt_parent")?),
+        (config::MOUNT_MOUNTPOINT, o("mount", "mnt_mountpoint")?),
+        (config::VFSMOUNT_ROOT, o("vfsmount", "mnt_root")?),
+        (config::TASK_FILES, o("task_struct", "files")?),
+        (config::FILES_FDT, o("files_struct", "fdt")?),
+        (config::FDTABLE_FD, o("fdtable", "fd")?),
+        (config::FDTABLE_MAX_FDS, o("fdtable", "max_fds")?),
+        (config::FILE_PATH, o("file", "f_path")?),
+    ])
 }
 
 fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>, expected: &mut [u64], gaps: &mut u64) {
