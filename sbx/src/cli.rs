@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// (landlock, seccomp, netns); without it a degraded layer is a warning.
     #[arg(long, value_name = "LAYERS", value_delimiter = ',')]
     pub require: Vec<Layer>,
+    /// Expose port PORT of the sandbox's loopback on the host at ADDR:PORT
+    /// (default 127.0.0.1); the command may bind that port. Repeatable.
+    #[arg(short = 'p', long = "port", value_name = "[ADDR:]PORT", value_parser = parse_port_spec)]
+    pub ports: Vec<PortSpec>,
     /// Run this shell command with /bin/sh -c.
     #[arg(short = 'c', value_name = "SHELL CMD", conflicts_with = "argv")]
     pub shell: Option<OsString>,
@@ -73,6 +77,22 @@ pub struct PolicyArgs {
     /// Built-in policy template (see `sbx templates`).
     #[arg(short = 't', long = "template", value_name = "NAME")]
     pub template: Option<String>,
+}
+
+/// `-p [ADDR:]PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSpec {
+    pub addr: std::net::IpAddr,
+    pub port: u16,
+}
+
+fn parse_port_spec(s: &str) -> Result<PortSpec, String> {
+    let (addr, port) = match s.rsplit_once(':') {
+        Some((a, p)) => (a.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| format!("{a:?} is not an IP address"))?, p),
+        None => (std::net::IpAddr::from([127, 0, 0, 1]), s),
+    };
+    let port: u16 = port.parse().ok().filter(|&p| p != 0).ok_or_else(|| format!("{port:?} is not a port number 1-65535"))?;
+    Ok(PortSpec { addr, port })
 }
 
 /// A layer of enforcement that `--require` can insist on.

@@ -17,8 +17,13 @@ use sbx::{
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == launch::STAGE2_ARG) {
-        stage2_main(args.next().unwrap_or_default());
+    match args.nth(1) {
+        Some(a) if a == launch::STAGE2_ARG => stage2_main(args.next().unwrap_or_default()),
+        Some(a) if a == launch::inbound::CONNECTOR_ARG => {
+            let init = args.next().unwrap_or_default();
+            launch::inbound::main(&init, &args.next().unwrap_or_default())
+        }
+        _ => {}
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -140,7 +145,8 @@ fn run(args: RunArgs, trace: Option<(session::Trace, u32)>) -> anyhow::Result<Ex
     if command.is_empty() {
         anyhow::bail!("no command given: put it after `--` (sbx run -- CMD ARGS) or use -c 'SHELL CMD'");
     }
-    let (loaded, policy) = load_policy(&args.policy)?;
+    let (loaded, mut policy) = load_policy(&args.policy)?;
+    policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
     check_required(&args.require)?;
     // `sbx run --log` traces too: a log without the kernel's denials would
     // mislead whoever reads it. `sbx monitor` always traces.
@@ -158,10 +164,12 @@ fn run(args: RunArgs, trace: Option<(session::Trace, u32)>) -> anyhow::Result<Ex
             // Whenever events are kept, blocked syscalls are reported with
             // their arguments by the seccomp supervisor.
             notify: summary,
+            terminal: None,
         },
         sources: loaded.chain.iter().map(|part| part.origin.label()).collect(),
         ring_bytes,
         summary,
+        inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect(),
     };
     let code = session::run(&policy, command, options)?;
     Ok(ExitCode::from(code))

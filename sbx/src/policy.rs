@@ -84,6 +84,8 @@ pub struct NetPolicy {
     pub allow_local_binding: bool,
     /// Ports of the host's loopback the command may reach.
     pub allow_local_outbound_ports: Vec<u16>,
+    /// Ports exposed on the host (`-p`): the command may bind them.
+    pub inbound_ports: Vec<u16>,
 }
 
 /// System paths that stay readable under `default_deny_read`: what programs
@@ -120,6 +122,7 @@ impl Policy {
             allow_all_unix_sockets: config.network.allow_all_unix_sockets,
             allow_local_binding: config.network.allow_local_binding,
             allow_local_outbound_ports: config.network.allow_local_outbound_ports.clone(),
+            inbound_ports: Vec::new(),
         };
         Ok(Self { workspace, home, fs, net })
     }

@@ -42,6 +42,9 @@ pub struct Options {
     pub ring_bytes: u32,
     /// Print the human summary of denials on stderr at exit.
     pub summary: bool,
+    /// `-p`: host addresses whose connections go to the same port on the
+    /// sandbox's loopback.
+    pub inbound: Vec<std::net::SocketAddr>,
 }
 
 /// Denials remembered per source for the exit summary.
@@ -149,6 +152,7 @@ impl Sink {
             proxy::Protocol::Connect => "connect",
             proxy::Protocol::Socks5 => "socks5",
             proxy::Protocol::Forward => "forward",
+            proxy::Protocol::Inbound => "inbound",
         };
         let event = report::Net {
             protocol,
@@ -230,6 +234,8 @@ pub enum SessionError {
     Proxy(#[from] proxy::ProxyError),
     #[error("cannot start the event loop: {0}")]
     Runtime(#[source] io::Error),
+    #[error("cannot listen on {addr} (--port): {source}")]
+    Inbound { addr: std::net::SocketAddr, source: io::Error },
 }
 
 /// Starts the kernel tracer for a new session cgroup, or says in one line
@@ -264,6 +270,18 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SessionError::Runtime)?;
+    // `-p`: the host's side listens before anything starts, so a port in
+    // use is an error up front.
+    let inbound: Vec<std::net::TcpListener> = opts
+        .inbound
+        .iter()
+        .map(|&addr| {
+            std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| SessionError::Inbound { addr, source })
+        })
+        .collect::<Result<_, _>>()?;
+    let inbound = RefCell::new(inbound);
     // The proxy's rules are checked before anything starts.
     let (net_tx, mut net_rx) = tokio::sync::mpsc::channel::<NetEvent>(4096);
     let proxy = Proxy::new(
@@ -306,6 +324,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         let launch = async {
             let r = launch::run(policy, command.clone(), &launch_opts, |mut started| {
                 serve_network(&proxy, std::mem::take(&mut started.net_listeners), &started.net);
+                serve_inbound(std::mem::take(&mut *inbound.borrow_mut()), started.sandbox_init, &proxy);
                 let tx = seccomp_tx.borrow_mut().take();
                 if let (Some(listener), Some(tx)) = (started.listener.take(), tx) {
                     match notify::Supervisor::spawn(listener, tx, notify::Limits::default()) {
@@ -431,6 +450,58 @@ fn serve_network(proxy: &Proxy, listeners: Vec<std::os::fd::OwnedFd>, net: &laun
         if let Some(l) = next("local port") {
             tokio::spawn(proxy::serve_forward(l, proxy.clone(), port));
         }
+    }
+}
+
+/// `-p`: relays each connection to a host listener to the same port on the
+/// sandbox's loopback, through the connector process.
+fn serve_inbound(listeners: Vec<std::net::TcpListener>, sandbox_init: Option<i32>, proxy: &Proxy) {
+    if listeners.is_empty() {
+        return;
+    }
+    let Some(init) = sandbox_init else {
+        eprintln!("sbx: warning: --port is unavailable: the sandbox's pid 1 is unknown");
+        return;
+    };
+    let connector = match launch::inbound::Connector::spawn(init) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => {
+            eprintln!("sbx: warning: --port is unavailable: cannot start the connector: {e}");
+            return;
+        }
+    };
+    for listener in listeners {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { continue };
+        let connector = connector.clone();
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, peer)) = listener.accept().await else { continue };
+                let Ok(local) = listener.local_addr() else { continue };
+                let port = local.port();
+                let connector = connector.clone();
+                let proxy = proxy.clone();
+                tokio::spawn(async move {
+                    let result = connector.connect(port).await;
+                    proxy.report(proxy::NetEvent {
+                        time: std::time::SystemTime::now(),
+                        protocol: proxy::Protocol::Inbound,
+                        host: local.ip().to_string(),
+                        port,
+                        allowed: result.is_ok(),
+                        rule: match &result {
+                            Ok(_) => format!("--port {local}"),
+                            Err(e) => format!("--port {local}: {e}"),
+                        },
+                        resolved: None,
+                        client: peer.to_string(),
+                    });
+                    if let Ok(mut inside) = result {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut inside).await;
+                    }
+                });
+            }
+        });
     }
 }
 

@@ -80,8 +80,10 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 pub fn send_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     let iov = [io::IoSlice::new(b"f")];
-    let cmsg = [ControlMessage::ScmRights(fds)];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).map_err(io::Error::from)?;
+    let rights = [ControlMessage::ScmRights(fds)];
+    // An empty SCM_RIGHTS message is refused: send the byte alone.
+    let cmsg: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsg, MsgFlags::empty(), None).map_err(io::Error::from)?;
     Ok(())
 }
 

@@ -149,3 +149,41 @@ fn local_binding_needs_allow_local_binding() {
     let out = ws.run_sh(script);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "listening\n", "{}", text(&out));
 }
+
+#[test]
+fn inbound_port_reaches_a_server_inside() {
+    require_root!();
+    require_tool("python3");
+    for who in [As::Root, As::User] {
+        let port = {
+            // A free port on the host (and so inside, where nothing else runs).
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let ws = Workspace::new(who);
+        let server = format!(
+            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {port})); s.listen()\nc,_=s.accept(); c.sendall(b'hello from inside'); c.close()"
+        );
+        let mut child = ws.sbx(["run", "-p", &port.to_string(), "--", "python3", "-c", &server]).spawn().unwrap();
+        // Poll until the server inside listens (the test waits; sbx never sleeps).
+        let mut got = String::new();
+        for _ in 0..100 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.read_to_string(&mut got);
+                if !got.is_empty() {
+                    break;
+                }
+            }
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if got.is_empty() {
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(got, "hello from inside", "{who:?}");
+        assert!(status.success(), "{who:?}");
+        // Another port than the exposed one may not be bound.
+        let out = ws.run_sh(&format!("python3 -c 'import socket; socket.socket().bind((\"127.0.0.1\", {}))' 2>&1 | tail -1", port + 1));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Permission denied"), "{who:?}: {}", text(&out));
+    }
+}

@@ -14,6 +14,7 @@
 
 pub mod bwrap;
 pub mod glob;
+pub mod inbound;
 pub mod seccomp;
 pub mod stage2;
 
@@ -124,6 +125,7 @@ fn net_plan(policy: &Policy) -> stage2::NetPlan {
         socks_port: SOCKS_PROXY_PORT,
         local_ports: policy.net.allow_local_outbound_ports.clone(),
         allow_local_binding: policy.net.allow_local_binding,
+        bind_ports: policy.net.inbound_ports.clone(),
     }
 }
 
@@ -348,6 +350,10 @@ pub struct Options {
     /// Blocked syscalls are notified to a supervisor instead of failing in
     /// the filter; `Started::listener` carries the listener.
     pub notify: bool,
+    /// A terminal (the slave side of a pty) for the command's stdin, stdout
+    /// and stderr, made its controlling terminal: the dashboard shows what
+    /// the command writes and passes keys on.
+    pub terminal: Option<std::sync::Arc<OwnedFd>>,
 }
 
 /// Starts the sandbox and waits for the command. `on_started` learns what
@@ -371,7 +377,7 @@ pub async fn run(
     // memfd for it is created with a placeholder and filled afterwards.
     let plan_file = sys::sealed_memfd(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
     let facts = HostFacts {
-        stdin_is_tty: sys::is_tty(&io::stdin()),
+        stdin_is_tty: options.terminal.is_some() || sys::is_tty(&io::stdin()),
         exe_fd: exe.as_raw_fd(),
         plan_fd: plan_file.as_raw_fd(),
         status_fd: status_w.as_raw_fd(),
@@ -418,6 +424,20 @@ pub async fn run(
             }
             Ok(())
         });
+    }
+    if let Some(tty) = &options.terminal {
+        let dup = |fd: &OwnedFd| fd.try_clone().map(std::process::Stdio::from).map_err(io_err("use the terminal"));
+        cmd.stdin(dup(tty)?).stdout(dup(tty)?).stderr(dup(tty)?);
+        // SAFETY: setsid and ioctl on stdin are async-signal-safe; they
+        // make the terminal bwrap's (and so the command's) controlling one.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     cmd.kill_on_drop(true);
     let mut child = match cmd.spawn() {
@@ -502,7 +522,7 @@ pub async fn run(
         seccomp: plan.stage2.seccomp,
     });
 
-    let new_session = !sys::is_tty(&io::stdin());
+    let new_session = !(options.terminal.is_some() || sys::is_tty(&io::stdin()));
     let status = relay_signals_until_exit(&mut child, signals, sandbox_init, new_session).await?;
     let code = match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,

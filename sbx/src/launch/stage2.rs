@@ -63,6 +63,8 @@ pub struct NetPlan {
     pub local_ports: Vec<u16>,
     /// allowLocalBinding: without it Landlock refuses every TCP bind.
     pub allow_local_binding: bool,
+    /// Ports the command may bind even without allowLocalBinding (`-p`).
+    pub bind_ports: Vec<u16>,
 }
 
 const TAG_READ: u8 = 1;
@@ -77,6 +79,7 @@ const TAG_HTTP_PORT: u8 = 9;
 const TAG_SOCKS_PORT: u8 = 10;
 const TAG_LOCAL_PORT: u8 = 11;
 const TAG_ALLOW_LOCAL_BINDING: u8 = 12;
+const TAG_BIND_PORT: u8 = 13;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -118,6 +121,9 @@ impl Plan {
         if self.net.allow_local_binding {
             put(TAG_ALLOW_LOCAL_BINDING, b"");
         }
+        for port in &self.net.bind_ports {
+            put(TAG_BIND_PORT, &port.to_le_bytes());
+        }
         out
     }
 
@@ -147,12 +153,13 @@ impl Plan {
                     plan.control_fd = Some(fd);
                 }
                 TAG_NOTIFY => plan.notify = true,
-                TAG_HTTP_PORT | TAG_SOCKS_PORT | TAG_LOCAL_PORT => {
+                TAG_HTTP_PORT | TAG_SOCKS_PORT | TAG_LOCAL_PORT | TAG_BIND_PORT => {
                     let port = u16::from_le_bytes(body.try_into().map_err(|_| "bad port")?);
                     match tag {
                         TAG_HTTP_PORT => plan.net.http_port = port,
                         TAG_SOCKS_PORT => plan.net.socks_port = port,
-                        _ => plan.net.local_ports.push(port),
+                        TAG_LOCAL_PORT => plan.net.local_ports.push(port),
+                        _ => plan.net.bind_ports.push(port),
                     }
                 }
                 TAG_ALLOW_LOCAL_BINDING => plan.net.allow_local_binding = true,
@@ -418,6 +425,13 @@ fn apply_landlock(plan: &Plan) -> Result<LandlockReport, landlock::RulesetError>
         .create()?
         .add_rules(rules(&plan.read, AccessFs::from_read(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
         .add_rules(rules(&plan.write, AccessFs::from_all(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
+        .add_rules(
+            plan.net
+                .bind_ports
+                .iter()
+                .filter(|_| !plan.net.allow_local_binding)
+                .map(|&port| Ok::<_, landlock::RulesetError>(landlock::NetPort::new(port, landlock::AccessNet::BindTcp))),
+        )?
         // Keep Landlock's audit records after the exec of the command (ABI 7).
         .log_new_exec(true)?
         .restrict_self()?;
@@ -444,7 +458,7 @@ mod tests {
             seccomp: seccomp::FilterOptions { block_unix_sockets: true },
             control_fd: Some(12),
             notify: true,
-            net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true },
+            net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },
         };
         assert_eq!(Plan::decode(&plan.encode()).unwrap(), plan);
         assert!(Plan::decode(&[TAG_READ, 9, 0, 0, 0, b'/']).is_err());

@@ -86,6 +86,8 @@ pub enum Protocol {
     /// A direct TCP connection to a port of the host's loopback
     /// (`allowLocalOutboundPorts`), relayed from the same port inside.
     Forward,
+    /// A connection from the host to a port exposed with `-p`.
+    Inbound,
 }
 
 /// One allow/deny decision.
@@ -187,6 +189,12 @@ impl Proxy {
     }
 
     /// Events that could not be queued (channel full or closed).
+    /// Reports a decision made outside the proxy's own servers (inbound
+    /// ports), through the same bounded channel.
+    pub fn report(&self, event: NetEvent) {
+        self.inner.emit(event);
+    }
+
     pub fn dropped_events(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
