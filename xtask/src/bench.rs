@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-const SUITES: &[&str] = &["startup", "monitor"];
+const SUITES: &[&str] = &["startup", "monitor", "proxy", "notify"];
 
 pub fn run(root: &Path, sbx: &Path, suite: Option<&str>, runs: usize) -> Result<()> {
     let suites: Vec<&str> = match suite {
@@ -27,6 +27,8 @@ pub fn run(root: &Path, sbx: &Path, suite: Option<&str>, runs: usize) -> Result<
         let report = match suite {
             "startup" => startup(sbx, runs)?,
             "monitor" => monitor(root, sbx, runs)?,
+            "proxy" => proxy(root, sbx, runs)?,
+            "notify" => notify(root, sbx, runs)?,
             _ => unreachable!("checked against SUITES above"),
         };
         report.print();
@@ -48,6 +50,9 @@ struct Report {
     /// Suite-specific figures, by name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     figures: Vec<(String, f64)>,
+    /// Verdicts against the suite's goals, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -80,6 +85,9 @@ impl Report {
         }
         for (name, value) in &self.figures {
             println!("{name}: {value:.3}");
+        }
+        for note in &self.notes {
+            println!("{note}");
         }
     }
 }
@@ -140,21 +148,7 @@ fn measure(suite: &'static str, subjects: &[Subject], runs: usize) -> Result<Rep
             samples[i].push(time_once(s)?.as_secs_f64() * 1e3);
         }
     }
-    let contenders: Vec<Contender> = subjects
-        .iter()
-        .zip(samples.iter_mut())
-        .map(|(s, v)| {
-            v.sort_by(f64::total_cmp);
-            Contender {
-                name: s.name.clone(),
-                command: s.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-                median_ms: percentile(v, 0.5),
-                p10_ms: percentile(v, 0.1),
-                p90_ms: percentile(v, 0.9),
-                mean_ms: v.iter().sum::<f64>() / v.len() as f64,
-            }
-        })
-        .collect();
+    let contenders: Vec<Contender> = subjects.iter().zip(samples).map(|(s, v)| contender(s, v)).collect();
     let first = &contenders[0];
     let ratios = contenders[1..]
         .iter()
@@ -165,7 +159,20 @@ fn measure(suite: &'static str, subjects: &[Subject], runs: usize) -> Result<Rep
             added_ms: first.median_ms - c.median_ms,
         })
         .collect();
-    Ok(Report { suite, runs, contenders, ratios, figures: Vec::new() })
+    Ok(Report { suite, runs, contenders, ratios, figures: Vec::new(), notes: Vec::new() })
+}
+
+/// Median, p10, p90 and mean of one subject's samples (milliseconds).
+fn contender(s: &Subject, mut v: Vec<f64>) -> Contender {
+    v.sort_by(f64::total_cmp);
+    Contender {
+        name: s.name.clone(),
+        command: s.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        median_ms: percentile(&v, 0.5),
+        p10_ms: percentile(&v, 0.1),
+        p90_ms: percentile(&v, 0.9),
+        mean_ms: v.iter().sum::<f64>() / v.len() as f64,
+    }
 }
 
 fn which(program: &str) -> Result<OsString> {
@@ -329,7 +336,7 @@ fn monitor(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
         .filter(|c| c.name.split(':').next() == first.name.split(':').next())
         .map(|c| Ratio { of: first.name.clone(), against: c.name.clone(), ratio: first.median_ms / c.median_ms, added_ms: first.median_ms - c.median_ms })
         .collect();
-    Ok(Report { suite: "monitor", runs, contenders: all, ratios, figures })
+    Ok(Report { suite: "monitor", runs, contenders: all, ratios, figures, notes: Vec::new() })
 }
 
 /// fence's monitor: bpftrace on the sys_exit tracepoints of the syscalls it
@@ -369,4 +376,480 @@ fn fence_bpftrace(dir: &Path, workload: &[OsString], runs: usize) -> Result<Opti
     let _ = drain.join();
     samples.sort_by(f64::total_cmp);
     Ok(Some(percentile(&samples, 0.5)))
+}
+
+/// Runs a subject and returns its stdout; a failure carries its stderr.
+fn output_once(s: &Subject) -> Result<String> {
+    let mut cmd = Command::new(&s.argv[0]);
+    if let Some(dir) = &s.cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd
+        .args(&s.argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {:?}", s.argv))?;
+    if !out.status.success() {
+        bail!("{:?} failed: {}\n{}", s.argv, out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs every subject `runs` times, round-robin, after a warm-up run each,
+/// and turns each run's stdout into one sample with `parse`.
+fn sample(subjects: &[Subject], runs: usize, parse: impl Fn(&str) -> Result<f64>) -> Result<Vec<Vec<f64>>> {
+    let one = |s: &Subject| -> Result<f64> {
+        let out = output_once(s)?;
+        parse(&out).with_context(|| format!("{}: unexpected output {out:?}", s.name))
+    };
+    for s in subjects {
+        one(s)?;
+    }
+    let mut samples = vec![Vec::with_capacity(runs); subjects.len()];
+    for _ in 0..runs {
+        for (i, s) in subjects.iter().enumerate() {
+            samples[i].push(one(s)?);
+        }
+    }
+    Ok(samples)
+}
+
+/// Whitespace-separated numbers of one output line.
+fn numbers(out: &str) -> Result<Vec<f64>> {
+    out.split_whitespace().map(|w| w.parse::<f64>().with_context(|| format!("{w:?} is not a number"))).collect()
+}
+
+/// Bytes of the large download of the proxy suite.
+const PROXY_BIG: u64 = 256 << 20;
+/// Short requests per run of the connection-rate half of the proxy suite.
+const PROXY_CONNS: usize = 500;
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 for the proxy suite: `GET /big`
+/// streams [`PROXY_BIG`] bytes, anything else gets an empty 200; every
+/// response closes its connection, so each request is a new connection.
+fn loopback_server() -> Result<u16> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the bench server on 127.0.0.1")?;
+    let port = listener.local_addr()?.port();
+    let serve = |mut s: std::net::TcpStream| -> std::io::Result<()> {
+        static CHUNK: [u8; 256 << 10] = [b'x'; 256 << 10];
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf)?;
+            if n == 0 || head.len() > 64 << 10 {
+                return Ok(());
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let len = if head.starts_with(b"GET /big ") { PROXY_BIG } else { 0 };
+        write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")?;
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(CHUNK.len() as u64) as usize;
+            s.write_all(&CHUNK[..n])?;
+            left -= n as u64;
+        }
+        // The request was read whole, so closing sends a FIN after the data.
+        s.shutdown(std::net::Shutdown::Write)
+    };
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    Ok(port)
+}
+
+/// The egress proxy against direct loopback, in one run: (a) the throughput
+/// of a 256 MiB download, (b) the cost of a connection (500 short requests,
+/// each on its own connection). Every client is curl; the sandboxed ones run
+/// inside `sbx run`, direct through the forwarded port
+/// (`allowLocalOutboundPorts`) or through the proxy (absolute-URI HTTP,
+/// CONNECT, SOCKS5), and the baseline is bare curl on the host's loopback.
+fn proxy(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
+    let work = root.join("target/bench/proxy-work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let port = loopback_server()?;
+    // The bench's policy: the server's IP literal and its forwarded port.
+    std::fs::write(
+        work.join("sbx.jsonc"),
+        format!(
+            "// Temporary policy of `cargo xtask bench proxy`.\n{{ \"network\": {{ \"allowedDomains\": [\"127.0.0.1:{port}\"], \"allowLocalOutboundPorts\": [{port}] }} }}\n"
+        ),
+    )?;
+    let runs = runs.clamp(5, 15);
+    let os = |s: &str| OsString::from(s);
+    // (name, inside sbx, how curl reaches the server)
+    let routes: [(&str, bool, &str); 5] = [
+        ("bare curl, host loopback", false, "--noproxy '*'"),
+        ("sbx run, forwarded port", true, "--noproxy '*'"),
+        ("sbx run, HTTP proxy", true, r#"--noproxy '' -x "$HTTP_PROXY""#),
+        ("sbx run, HTTP CONNECT", true, r#"--noproxy '' -p -x "$HTTP_PROXY""#),
+        ("sbx run, SOCKS5", true, r#"--noproxy '' -x "$ALL_PROXY""#),
+    ];
+    let subjects = |label: &str, script: &dyn Fn(&str) -> String| -> Vec<Subject> {
+        routes
+            .iter()
+            .map(|(name, in_sbx, how)| {
+                let mut argv: Vec<OsString> = if *in_sbx { vec![sbx.into(), os("run"), os("--")] } else { Vec::new() };
+                argv.extend([os("/bin/sh"), os("-c"), OsString::from(script(how))]);
+                Subject::new(format!("{label}: {name}"), argv).in_dir(&work)
+            })
+            .collect()
+    };
+
+    // (a) Throughput: curl's own transfer time, so sandbox start-up is not in it.
+    let big = subjects("256 MiB", &|how| {
+        format!("exec curl -sS {how} -o /dev/null -w '%{{size_download}} %{{time_total}} %{{http_code}}' http://127.0.0.1:{port}/big")
+    });
+    let samples = sample(&big, runs, |out| match numbers(out)?[..] {
+        [size, secs, code] if size as u64 == PROXY_BIG && code == 200.0 => Ok(secs * 1e3),
+        _ => bail!("expected {PROXY_BIG} bytes with status 200"),
+    })?;
+    let mut contenders: Vec<Contender> = big.iter().zip(samples).map(|(s, v)| contender(s, v)).collect();
+
+    // (b) Connections: 500 requests in one curl (URL globbing), timed inside.
+    let small = subjects("500 connections", &|how| {
+        format!(
+            "t0=$(date +%s%N); n=$(curl -sS {how} -w '%{{http_code}}\\n' 'http://127.0.0.1:{port}/small/[1-{PROXY_CONNS}]' | grep -c '^200$'); t1=$(date +%s%N); echo \"$n $((t1 - t0))\""
+        )
+    });
+    let samples = sample(&small, runs, |out| match numbers(out)?[..] {
+        [n, ns] if n as usize == PROXY_CONNS => Ok(ns / 1e6 / PROXY_CONNS as f64),
+        _ => bail!("expected {PROXY_CONNS} responses with status 200"),
+    })?;
+    contenders.extend(small.iter().zip(samples).map(|(s, v)| contender(s, v)));
+    let _ = std::fs::remove_dir_all(&work);
+
+    let n = routes.len();
+    let mut ratios = Vec::new();
+    let mut figures = Vec::new();
+    let mut notes = Vec::new();
+    let mbps = |c: &Contender| PROXY_BIG as f64 / 1e6 / (c.median_ms / 1e3);
+    for c in &contenders[..n] {
+        figures.push((format!("{}: MB/s", c.name), mbps(c)));
+    }
+    for (half, offset) in [("throughput", 0), ("connections", n)] {
+        let bare = &contenders[offset];
+        let forwarded = &contenders[offset + 1];
+        for proxied in &contenders[offset + 2..offset + n] {
+            for direct in [bare, forwarded] {
+                ratios.push(Ratio {
+                    of: proxied.name.clone(),
+                    against: direct.name.clone(),
+                    ratio: proxied.median_ms / direct.median_ms,
+                    added_ms: proxied.median_ms - direct.median_ms,
+                });
+            }
+            let route = proxied.name.split(": ").nth(1).unwrap_or_default();
+            if half == "throughput" {
+                let of_bare = mbps(proxied) / mbps(bare) * 100.0;
+                let of_forwarded = mbps(proxied) / mbps(forwarded) * 100.0;
+                figures.push((format!("throughput: {route} / bare (%)"), of_bare));
+                figures.push((format!("throughput: {route} / forwarded port (%)"), of_forwarded));
+                let verdict = if of_bare >= 80.0 { "met" } else { "NOT met" };
+                notes.push(format!("goal >= 80% of direct loopback throughput: {route} {of_bare:.0}% of bare: {verdict}"));
+            } else {
+                let added = proxied.median_ms - bare.median_ms;
+                figures.push((format!("connections: {route}: added ms per connection over bare"), added));
+                figures.push((
+                    format!("connections: {route}: added ms per connection over forwarded port"),
+                    proxied.median_ms - forwarded.median_ms,
+                ));
+                let verdict = if added < 1.0 { "met" } else { "NOT met" };
+                notes.push(format!("goal < 1 ms added per connection: {route} +{added:.3} ms over bare: {verdict}"));
+            }
+        }
+    }
+    Ok(Report { suite: "proxy", runs, contenders, ratios, figures, notes })
+}
+
+/// The notify suite's program: N blocked `unshare(CLONE_NEWUSER)` calls
+/// timed with clock_gettime, by one process or split over P processes;
+/// prints ns per blocked call (wall time over all calls), ns per allowed
+/// call (`getppid`, for reference) and how many calls failed with EPERM.
+const BLOCKED_LOOP_C: &str = r#"#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+static long blocked(long n) {
+    long eperm = 0;
+    for (long i = 0; i < n; i++)
+        if (unshare(CLONE_NEWUSER) == -1 && errno == EPERM) eperm++;
+    return eperm;
+}
+
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 100000;
+    int procs = argc > 2 ? atoi(argv[2]) : 1;
+    double t0 = now();
+    for (long i = 0; i < n; i++) syscall(SYS_getppid);
+    double allowed = (now() - t0) / n;
+    long per = n / procs, total = per * procs, eperm = 0;
+    t0 = now();
+    if (procs <= 1) {
+        eperm = blocked(total);
+    } else {
+        for (int p = 0; p < procs; p++)
+            if (fork() == 0) _exit(blocked(per) == per ? 0 : 1);
+        int st, ok = 1;
+        while (wait(&st) > 0)
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) ok = 0;
+        eperm = ok ? total : 0;
+    }
+    double elapsed = now() - t0;
+    printf("%.1f %.1f %ld\n", elapsed / total, allowed, eperm);
+    return eperm == total ? 0 : 1;
+}
+"#;
+/// The floor of the mechanism on this host: a minimal supervisor thread
+/// (RECV, SEND EPERM, nothing else) for the main thread's blocked
+/// `unshare(CLONE_NEWUSER)` calls, outside any sandbox. Prints ns per call,
+/// 0 (no allowed-call reference) and the number of EPERMs, like blocked_loop.
+const NOTIF_FLOOR_C: &str = r#"#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static int listener = -1;
+static int use_poll = 0;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+static void *supervise(void *arg) {
+    (void)arg;
+    while (__atomic_load_n(&listener, __ATOMIC_ACQUIRE) < 0) sched_yield();
+    struct seccomp_notif req;
+    struct seccomp_notif_resp resp;
+    for (;;) {
+        if (use_poll) {
+            struct pollfd p = { .fd = listener, .events = POLLIN };
+            if (poll(&p, 1, -1) < 0 || (p.revents & POLLHUP)) return NULL;
+        }
+        memset(&req, 0, sizeof req);
+        if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) {
+            if (errno == EINTR || errno == ENOENT) continue;
+            return NULL;
+        }
+        memset(&resp, 0, sizeof resp);
+        resp.id = req.id;
+        resp.error = -EPERM;
+        ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    }
+}
+
+int main(int argc, char **argv) {
+    long n = argc > 1 ? atol(argv[1]) : 100000;
+    use_poll = argc > 2 && strcmp(argv[2], "poll") == 0;
+    pthread_t t;
+    pthread_create(&t, NULL, supervise, NULL);
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = 4, .filter = f };
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    int fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (fd < 0) { perror("seccomp"); return 1; }
+    __atomic_store_n(&listener, fd, __ATOMIC_RELEASE);
+    long eperm = 0;
+    double t0 = now();
+    for (long i = 0; i < n; i++)
+        if (unshare(CLONE_NEWUSER) == -1 && errno == EPERM) eperm++;
+    printf("%.1f 0 %ld\n", (now() - t0) / n, eperm);
+    return eperm == n ? 0 : 1;
+}
+"#;
+const NOTIFY_CALLS: u64 = 100_000;
+const NOTIFY_PROCS: u64 = 4;
+
+/// What one session's log says about the seccomp events: denials written,
+/// the session_end's `lost`, and the sum of the `loss` events' counts.
+#[derive(Default, Clone, Copy)]
+struct LogTally {
+    seccomp_denials: u64,
+    lost: u64,
+    loss_events: u64,
+}
+
+fn tally_log(path: &Path) -> Result<LogTally> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut t = LogTally::default();
+    let mut ended = false;
+    for line in text.lines() {
+        // Most lines are denials: a substring test keeps 100,000 of them cheap.
+        if line.contains(r#""type":"denial""#) {
+            if line.contains(r#""source":"seccomp""#) {
+                t.seccomp_denials += 1;
+            }
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("bad log line {line:?}"))?;
+        match v["type"].as_str() {
+            Some("loss") => t.loss_events += v["count"].as_u64().unwrap_or(0),
+            Some("session_end") => {
+                t.lost = v["lost"].as_u64().context("session_end without lost")?;
+                ended = true;
+            }
+            _ => {}
+        }
+    }
+    if !ended {
+        bail!("{} has no session_end", path.display());
+    }
+    Ok(t)
+}
+
+/// The cost of a blocked syscall when the seccomp supervisor answers it
+/// (USER_NOTIF: `sbx monitor --no-tui --log`, `sbx run --log`) against the
+/// plain ERRNO filter (`sbx run`), timed inside the sandbox by a C program;
+/// then the sustained rate of the supervisor with several callers, and
+/// whether events were dropped on the way to the log.
+fn notify(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
+    let work = root.join("target/bench/notify-work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    std::fs::write(work.join("blocked_loop.c"), BLOCKED_LOOP_C)?;
+    std::fs::write(work.join("notif_floor.c"), NOTIF_FLOOR_C)?;
+    check(Command::new("cc").args(["-O2", "-o", "blocked_loop", "blocked_loop.c"]).current_dir(&work))?;
+    check(Command::new("cc").args(["-O2", "-pthread", "-o", "notif_floor", "notif_floor.c"]).current_dir(&work))?;
+    let runs = runs.clamp(5, 9);
+    let os = |s: &str| OsString::from(s);
+    let calls = NOTIFY_CALLS.to_string();
+    let procs = NOTIFY_PROCS.to_string();
+    let prog = |procs: &str| vec![os("--"), os("./blocked_loop"), os(&calls), os(procs)];
+    let with = |prefix: Vec<OsString>, procs: &str| -> Vec<OsString> { prefix.into_iter().chain(prog(procs)).collect() };
+    let log = |name: &str| work.join(name).into_os_string();
+    // (subject, its log): the logs are removed before each run (sbx appends).
+    let cases: Vec<(Subject, Option<OsString>)> = vec![
+        (
+            Subject::new("1 caller: sbx monitor --no-tui --log (USER_NOTIF)", with(vec![sbx.into(), os("monitor"), os("--no-tui"), os("--log"), log("monitor.jsonl")], "1")),
+            Some(log("monitor.jsonl")),
+        ),
+        (
+            Subject::new("1 caller: sbx run --log (USER_NOTIF)", with(vec![sbx.into(), os("run"), os("--log"), log("run.jsonl")], "1")),
+            Some(log("run.jsonl")),
+        ),
+        (Subject::new("1 caller: sbx run (ERRNO)", with(vec![sbx.into(), os("run")], "1")), None),
+        (
+            Subject::new(format!("{procs} callers: sbx monitor --no-tui --log (USER_NOTIF)"), with(vec![sbx.into(), os("monitor"), os("--no-tui"), os("--log"), log("monitor-par.jsonl")], &procs)),
+            Some(log("monitor-par.jsonl")),
+        ),
+        (Subject::new(format!("{procs} callers: sbx run (ERRNO)"), with(vec![sbx.into(), os("run")], &procs)), None),
+        (Subject::new("1 caller: minimal C supervisor, no sandbox (USER_NOTIF floor)", vec![os("./notif_floor"), os(&calls)]), None),
+    ];
+    let cases: Vec<(Subject, Option<OsString>)> = cases.into_iter().map(|(s, l)| (s.in_dir(&work), l)).collect();
+
+    // Samples: ms for all the calls of a run (the program's own clock), and
+    // the allowed call's ns, and per notified case the log's tally.
+    let mut ms: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut allowed_ns = Vec::new();
+    let mut tallies: Vec<Vec<LogTally>> = vec![Vec::new(); cases.len()];
+    for round in 0..=runs {
+        for (i, (subject, log)) in cases.iter().enumerate() {
+            if let Some(log) = log {
+                let _ = std::fs::remove_file(log);
+            }
+            let out = output_once(subject)?;
+            let [per_call, allowed, eperm] = numbers(&out)?[..] else {
+                bail!("{}: unexpected output {out:?}", subject.name);
+            };
+            // NOTIFY_CALLS is a multiple of NOTIFY_PROCS: every case makes them all.
+            if eperm as u64 != NOTIFY_CALLS {
+                bail!("{}: {eperm} of the calls failed with EPERM", subject.name);
+            }
+            if round == 0 {
+                continue; // warm-up
+            }
+            ms[i].push(per_call * NOTIFY_CALLS as f64 / 1e6);
+            if allowed > 0.0 {
+                allowed_ns.push(allowed);
+            }
+            if let Some(log) = log {
+                tallies[i].push(tally_log(Path::new(log))?);
+            }
+        }
+    }
+    for log in cases.iter().filter_map(|(_, l)| l.as_ref()) {
+        let _ = std::fs::remove_file(log);
+    }
+    let contenders: Vec<Contender> = cases.iter().zip(ms).map(|((s, _), v)| contender(s, v)).collect();
+    let ns = |i: usize| contenders[i].median_ms * 1e6 / NOTIFY_CALLS as f64;
+    let mut figures = Vec::new();
+    for (i, c) in contenders.iter().enumerate() {
+        figures.push((format!("{}: ns per blocked call", c.name), ns(i)));
+    }
+    allowed_ns.sort_by(f64::total_cmp);
+    figures.push(("allowed getppid(), for reference: ns per call".into(), percentile(&allowed_ns, 0.5)));
+    figures.push(("1 caller: notified / errno ns per call (monitor)".into(), ns(0) / ns(2)));
+    figures.push(("1 caller: notified / errno ns per call (run --log)".into(), ns(1) / ns(2)));
+    figures.push(("1 caller: added us per blocked call (monitor - errno)".into(), (ns(0) - ns(2)) / 1e3));
+    figures.push(("1 caller: supervisor calls/s (monitor)".into(), 1e9 / ns(0)));
+    figures.push(("1 caller: sbx's supervisor over the USER_NOTIF floor, us per call (monitor - floor)".into(), (ns(0) - ns(5)) / 1e3));
+    figures.push((format!("{procs} callers: supervisor calls/s (monitor, sustained)"), 1e9 / ns(3)));
+    figures.push((format!("{procs} callers: errno calls/s"), 1e9 / ns(4)));
+    let mut notes = Vec::new();
+    for (i, (subject, _)) in cases.iter().enumerate() {
+        let t = &tallies[i];
+        if t.is_empty() {
+            continue;
+        }
+        let expected = NOTIFY_CALLS * t.len() as u64;
+        let logged: u64 = t.iter().map(|x| x.seccomp_denials).sum();
+        let lost: u64 = t.iter().map(|x| x.lost).sum();
+        let loss_events: u64 = t.iter().map(|x| x.loss_events).sum();
+        let worst = t.iter().map(|x| x.lost).max().unwrap_or(0);
+        figures.push((format!("{}: events lost per run (max)", subject.name), worst as f64));
+        notes.push(format!(
+            "{}: {} runs, {logged} of {expected} blocked calls logged as seccomp denials; session_end lost {lost} in total, loss events {loss_events}; unaccounted {}",
+            subject.name,
+            t.len(),
+            expected.saturating_sub(logged + lost),
+        ));
+    }
+    let ratios = [(0, 2), (1, 2), (3, 4), (0, 5)]
+        .into_iter()
+        .map(|(a, b)| Ratio {
+            of: contenders[a].name.clone(),
+            against: contenders[b].name.clone(),
+            ratio: contenders[a].median_ms / contenders[b].median_ms,
+            added_ms: contenders[a].median_ms - contenders[b].median_ms,
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(Report { suite: "notify", runs, contenders, ratios, figures, notes })
 }

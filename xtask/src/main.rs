@@ -48,7 +48,7 @@ enum Task {
     },
     /// Provision, build in release mode, and run benchmark suites side by side.
     Bench {
-        /// Suite to run (default: all). Known: startup, monitor.
+        /// Suite to run (default: all). Known: startup, monitor, proxy, notify.
         suite: Option<String>,
         /// Runs per measured command.
         #[arg(long, default_value_t = 200)]

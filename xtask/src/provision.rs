@@ -60,6 +60,7 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
             ("strace", "strace"),
             ("sudo", "sudo"),
             ("curl", "curl"),
+            ("openssl", "openssl"),
         ]);
     }
     if needs == Needs::Bench {

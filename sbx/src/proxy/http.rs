@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::conn::{Activity, OpenError, Tracked, idle_watch, open_upstream, tunnel};
+use super::conn::{Activity, OpenError, RELAY_BUF, Tracked, idle_watch, open_upstream, tunnel};
 use super::{Inner, Limits, Protocol};
 
 const MAX_HEADERS: usize = 100;
@@ -374,7 +374,7 @@ where
             out.extend_from_slice(&buf[len..]);
             cw.write_all(&out).await?;
         }
-        tokio::io::copy(ur, cw).await?;
+        tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RELAY_BUF, ur), cw).await?;
         return cw.shutdown().await;
     }
     cw.write_all(&bad_gateway("too many interim responses")).await?;

@@ -1,0 +1,677 @@
+//! Test hosts in network namespaces: each test creates its own namespace
+//! joined to the host by a veth pair (198.18.X.1/30 on the host, 198.18.X.2/30
+//! inside; 198.18.0.0/15 is the benchmarking range, public by the proxy's
+//! rules and never routed off this machine), runs HTTP, HTTPS, TCP and UDP
+//! servers in it that record every connection and datagram, and makes test
+//! names resolve to it with lines in /etc/hosts. A guard removes the lines,
+//! the servers, the namespace and the veth, also when the test panics.
+//!
+//! Then, under `sbx monitor --no-tui --log`: an allowed name works through
+//! every front end of the proxy (HTTP, CONNECT, SOCKS5); denied, unlisted and
+//! unlisted-IP destinations are refused and never reach the server; traffic
+//! that ignores the proxy (TCP, UDP, the host's abstract Unix sockets) has
+//! no route; and a name that resolves to a private or loopback address is
+//! refused by the DNS-rebinding defence.
+
+use std::{
+    collections::BTreeSet,
+    fs::{self, OpenOptions},
+    io::{BufRead as _, BufReader},
+    os::{
+        fd::AsRawFd as _,
+        linux::net::SocketAddrExt as _,
+        unix::{fs::PermissionsExt as _, net::{SocketAddr, UnixListener}},
+    },
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use sbx_integration_tests::{As, Workspace, read_log, require_root, require_tool, text};
+
+/// The servers inside the namespace, all bound to 0.0.0.0 so that every
+/// address of the namespace (198.18.X.2 and 10.255.X.2) is served: HTTP on
+/// 80, HTTPS on 443 (cert.pem, key.pem), a TCP listener and a UDP socket on
+/// 9000. Every accepted connection and every datagram is one line in the
+/// events file: `tcp PORT PEER` or `udp PORT PEER`. Prints `ready` once
+/// everything is bound.
+const SERVER_PY: &str = r#"
+import http.server, socket, ssl, sys, threading
+
+events, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
+lock = threading.Lock()
+
+def record(kind, port, peer):
+    with lock, open(events, "a") as f:
+        f.write(f"{kind} {port} {peer[0]}\n")
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"hello from {self.server.scheme} {self.headers.get('Host')} {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port, tls):
+        self.port, self.tls = port, tls
+        self.scheme = "https" if tls else "http"
+        super().__init__(("0.0.0.0", port), Handler)
+
+    def get_request(self):
+        sock, peer = super().get_request()
+        record("tcp", self.port, peer)
+        return sock, peer
+
+    def finish_request(self, request, peer):
+        if self.tls is None:
+            return super().finish_request(request, peer)
+        try:
+            with self.tls.wrap_socket(request, server_side=True) as conn:
+                self.RequestHandlerClass(conn, peer, self)
+        except OSError:
+            pass
+
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(cert, key)
+servers = [Server(80, None), Server(443, tls)]
+
+tcp = socket.create_server(("0.0.0.0", 9000))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("0.0.0.0", 9000))
+
+def accept_tcp():
+    while True:
+        conn, peer = tcp.accept()
+        record("tcp", 9000, peer)
+        conn.close()
+
+def receive_udp():
+    while True:
+        _, peer = udp.recvfrom(2048)
+        record("udp", 9000, peer)
+
+for target in [s.serve_forever for s in servers] + [accept_tcp, receive_udp]:
+    threading.Thread(target=target, daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"#;
+
+/// Serialises changes to /etc/hosts and the choice of subnets, across the
+/// threads of this test binary and any other process using the same lock.
+/// The lock is held while the file is open.
+struct HostLock {
+    _file: fs::File,
+}
+
+impl HostLock {
+    fn take() -> HostLock {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/run/lock/sbx-it-network-hosts.lock")
+            .expect("open the lock file");
+        // SAFETY: flock on an fd we own; the lock goes with the file.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+        HostLock { _file: file }
+    }
+}
+
+/// Rewrites /etc/hosts atomically (rename), so that a lookup made at the same
+/// time by another test's proxy sees the old or the new file, never a
+/// truncated one (which would send the name to real DNS). Needs the lock.
+fn rewrite_hosts(_lock: &HostLock, edit: impl FnOnce(&str) -> String) {
+    let hosts = Path::new("/etc/hosts");
+    let old = fs::read_to_string(hosts).expect("read /etc/hosts");
+    let new = edit(&old);
+    let tmp = PathBuf::from(format!("/etc/.hosts.sbx-it-{}", std::process::id()));
+    fs::write(&tmp, new.as_bytes()).expect("write the new /etc/hosts");
+    let mode = fs::metadata(hosts).map(|m| m.permissions().mode()).unwrap_or(0o644);
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).expect("chmod the new /etc/hosts");
+    if let Err(e) = fs::rename(&tmp, hosts) {
+        // A bind-mounted /etc/hosts (containers) cannot be replaced: rewrite it in place.
+        let _ = fs::remove_file(&tmp);
+        assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "rename over /etc/hosts: {e}");
+        fs::write(hosts, new.as_bytes()).expect("rewrite /etc/hosts in place");
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), text(&out));
+}
+
+/// One test host: a network namespace with servers, its veth, and names in
+/// /etc/hosts. Dropping it removes all of that.
+struct TestHost {
+    /// Unique per test: `<pid>-<n>`.
+    id: String,
+    /// The third octet of 198.18.X.0/30 and 10.255.X.0/30.
+    x: u8,
+    netns: String,
+    veth: String,
+    created_netns: bool,
+    created_veth: bool,
+    server: Option<Child>,
+    /// Lines this host added to /etc/hosts.
+    hosts_lines: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    /// Creates the namespace, the veth pair and the servers, and maps
+    /// `names` (name, address) in /etc/hosts.
+    fn start(names: impl Fn(&TestHost) -> Vec<(String, String)>) -> TestHost {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let mut host = TestHost {
+            id: format!("{pid}-{n}"),
+            x: 0,
+            netns: format!("sbxt-{pid}-{n}"),
+            // At most 15 characters: "sx" + pid (<= 7 digits) + "-" + n.
+            veth: format!("sx{pid}-{n}"),
+            created_netns: false,
+            created_veth: false,
+            server: None,
+            hosts_lines: Vec::new(),
+            dir: tempfile::Builder::new().prefix("sbx-it-nethost").tempdir().unwrap(),
+        };
+        let peer = format!("{}p", host.veth);
+        {
+            // Pick a subnet no address on this host uses yet, and claim it
+            // before another test can look.
+            let _lock = HostLock::take();
+            let out = Command::new("ip").args(["-4", "-o", "addr", "show"]).output().expect("ip addr");
+            let used = String::from_utf8_lossy(&out.stdout).into_owned();
+            host.x = (1..=250u8)
+                .find(|x| !used.contains(&format!(" 198.18.{x}.")) && !used.contains(&format!(" 10.255.{x}.")))
+                .expect("a free 198.18.X.0/30");
+            ip(&["netns", "add", &host.netns]);
+            host.created_netns = true;
+            ip(&["link", "add", &host.veth, "type", "veth", "peer", "name", &peer]);
+            host.created_veth = true;
+            ip(&["addr", "add", &format!("{}/30", host.host_side()), "dev", &host.veth]);
+            ip(&["addr", "add", &format!("10.255.{}.1/30", host.x), "dev", &host.veth]);
+        }
+        ip(&["link", "set", &peer, "netns", &host.netns]);
+        ip(&["-n", &host.netns, "addr", "add", &format!("{}/30", host.addr()), "dev", &peer]);
+        ip(&["-n", &host.netns, "addr", "add", &format!("{}/30", host.private_addr()), "dev", &peer]);
+        ip(&["-n", &host.netns, "link", "set", &peer, "up"]);
+        ip(&["-n", &host.netns, "link", "set", "lo", "up"]);
+        ip(&["link", "set", &host.veth, "up"]);
+
+        // A self-signed certificate for the test's web name.
+        let web = host.name("web");
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+            .args(["-subj", &format!("/CN={web}"), "-addext", &format!("subjectAltName=DNS:{web}")])
+            .arg("-keyout")
+            .arg(host.dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(host.dir.path().join("cert.pem"))
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl req: {}", text(&out));
+
+        fs::write(host.dir.path().join("server.py"), SERVER_PY).unwrap();
+        fs::write(host.events_path(), "").unwrap();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &host.netns, "python3", "-u"])
+            .arg(host.dir.path().join("server.py"))
+            .arg(host.events_path())
+            .arg(host.dir.path().join("cert.pem"))
+            .arg(host.dir.path().join("key.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the servers");
+        let stdout = child.stdout.take().unwrap();
+        host.server = Some(child);
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n", "the servers in {} did not start", host.netns);
+
+        let lines: Vec<String> = names(&host).into_iter().map(|(name, addr)| format!("{addr} {name} # sbx-it {}", host.id)).collect();
+        let lock = HostLock::take();
+        host.hosts_lines = lines.clone();
+        rewrite_hosts(&lock, |old| {
+            let mut new = old.to_string();
+            if !new.is_empty() && !new.ends_with('\n') {
+                new.push('\n');
+            }
+            for l in &lines {
+                new.push_str(l);
+                new.push('\n');
+            }
+            new
+        });
+        host
+    }
+
+    /// A test name of this host: `PREFIX-<id>.sbx-test`.
+    fn name(&self, prefix: &str) -> String {
+        format!("{prefix}-{}.sbx-test", self.id)
+    }
+
+    /// The namespace's public address.
+    fn addr(&self) -> String {
+        format!("198.18.{}.2", self.x)
+    }
+
+    /// The host's end of the veth: where the proxy's connections come from.
+    fn host_side(&self) -> String {
+        format!("198.18.{}.1", self.x)
+    }
+
+    /// A private (RFC 1918) address of the namespace.
+    fn private_addr(&self) -> String {
+        format!("10.255.{}.2", self.x)
+    }
+
+    fn events_path(&self) -> PathBuf {
+        self.dir.path().join("events")
+    }
+
+    /// What the servers saw so far.
+    fn events(&self) -> Vec<String> {
+        fs::read_to_string(self.events_path()).unwrap().lines().map(str::to_string).collect()
+    }
+
+    /// Waits until the servers have recorded `n` events (they are written
+    /// by the server's threads, a moment after the client is done).
+    fn wait_events(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let events = self.events();
+            if events.len() >= n || Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn cert(&self) -> String {
+        fs::read_to_string(self.dir.path().join("cert.pem")).unwrap()
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Never panics: it runs while a failed test unwinds.
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if self.created_netns {
+            let _ = Command::new("ip").args(["netns", "del", &self.netns]).stderr(Stdio::null()).status();
+        }
+        if self.created_veth {
+            // Usually gone with the namespace, which held its peer.
+            let _ = Command::new("ip").args(["link", "del", &self.veth]).stderr(Stdio::null()).status();
+        }
+        if !self.hosts_lines.is_empty() {
+            let lines = std::mem::take(&mut self.hosts_lines);
+            let result = std::panic::catch_unwind(|| {
+                let lock = HostLock::take();
+                rewrite_hosts(&lock, |old| old.lines().filter(|l| !lines.iter().any(|x| x == l)).map(|l| format!("{l}\n")).collect());
+            });
+            if result.is_err() {
+                eprintln!("network_hosts: could not remove the lines of {} from /etc/hosts", self.id);
+            }
+        }
+    }
+}
+
+fn require_tools() {
+    require_root!();
+    for tool in ["ip", "curl", "python3", "openssl"] {
+        require_tool(tool);
+    }
+}
+
+/// Runs `script` under `sbx monitor --no-tui --log` in `ws`; returns the
+/// output and the log's events.
+fn monitor(ws: &Workspace, script: &str) -> (std::process::Output, Vec<serde_json::Value>) {
+    let log = ws.path().join("audit.jsonl");
+    let _ = fs::remove_file(&log);
+    let out = ws.sbx(["monitor", "--no-tui", "--log"]).arg(&log).args(["--", "/bin/sh", "-c", script]).output().unwrap();
+    let events = read_log(&log);
+    (out, events)
+}
+
+/// `(protocol, host, port, decision)` of each `net` event.
+fn net_decisions(events: &[serde_json::Value]) -> Vec<(String, String, u64, String)> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "net")
+        .map(|e| {
+            (
+                e["protocol"].as_str().unwrap().to_string(),
+                e["host"].as_str().unwrap().to_string(),
+                e["port"].as_u64().unwrap(),
+                e["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn decision(protocol: &str, host: &str, port: u64, decision: &str) -> (String, String, u64, String) {
+    (protocol.to_string(), host.to_string(), port, decision.to_string())
+}
+
+/// A shell function for the scripts: `t LABEL CURL-ARGS...` prints one line,
+/// `LABEL exit=N http=CODE connect=CODE body=BODY`.
+const T: &str = r#"t() { label=$1; shift; rm -f body; curl -s --max-time 20 -o body -w 'http=%{http_code} connect=%{http_connect}' "$@" > codes; rc=$?; echo "$label exit=$rc $(cat codes) body=$(cat body 2>/dev/null)"; }"#;
+
+#[test]
+fn an_allowed_name_works_over_http_connect_and_socks5() {
+    require_tools();
+    let host = TestHost::start(|h| vec![(h.name("web"), h.addr())]);
+    let web = host.name("web");
+    for who in [As::Root, As::User] {
+        let before = host.events().len();
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}"] }} }}"#));
+        ws.write("cert.pem", &host.cert());
+        let script = format!(
+            r#"{T}
+               t http -x "$HTTP_PROXY" http://{web}/plain
+               t https -x "$HTTP_PROXY" --cacert cert.pem https://{web}/tunnel
+               t socks -x "$ALL_PROXY" http://{web}/socks
+               t socks-tls -x "$ALL_PROXY" --cacert cert.pem https://{web}/socks-tls"#
+        );
+        let (out, events) = monitor(&ws, &script);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "http exit=0 http=200 connect=000 body=hello from http {web} /plain\n\
+                 https exit=0 http=200 connect=200 body=hello from https {web} /tunnel\n\
+                 socks exit=0 http=200 connect=000 body=hello from http {web} /socks\n\
+                 socks-tls exit=0 http=200 connect=000 body=hello from https {web} /socks-tls\n"
+            ),
+            "{who:?}: {}",
+            text(&out)
+        );
+        // The servers saw exactly these four connections, all from the proxy
+        // on the host's end of the veth.
+        let seen = host.wait_events(before + 4);
+        let from = host.host_side();
+        assert_eq!(
+            seen[before..],
+            [format!("tcp 80 {from}"), format!("tcp 443 {from}"), format!("tcp 80 {from}"), format!("tcp 443 {from}")],
+            "{who:?}"
+        );
+        assert_eq!(
+            net_decisions(&events),
+            [
+                decision("http", &web, 80, "allowed"),
+                decision("connect", &web, 443, "allowed"),
+                decision("socks5", &web, 80, "allowed"),
+                decision("socks5", &web, 443, "allowed"),
+            ],
+            "{who:?}"
+        );
+        for e in events.iter().filter(|e| e["type"] == "net") {
+            assert_eq!(e["rule"], format!("allowedDomains: {web}"), "{who:?}: {e}");
+            assert_eq!(e["resolved"], host.addr(), "{who:?}: {e}");
+        }
+        // (glibc's attempts to reach nscd are seccomp denials, not the proxy's.)
+        assert!(!events.iter().any(|e| e["type"] == "denial" && e["source"] == "proxy"), "{who:?}: {events:?}");
+    }
+}
+
+#[test]
+fn denied_unlisted_and_ip_literal_destinations_never_reach_the_server() {
+    require_tools();
+    // Every name maps to the namespace: if the proxy let one through, the
+    // server would see it.
+    let host = TestHost::start(|h| vec![(h.name("web"), h.addr()), (h.name("denied"), h.addr()), (h.name("other"), h.addr())]);
+    let (web, denied, other, addr) = (host.name("web"), host.name("denied"), host.name("other"), host.addr());
+    for who in [As::Root, As::User] {
+        let before = host.events().len();
+        let ws = Workspace::new(who);
+        // The denied name is allowed too: deny beats allow.
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}", "{denied}"], "deniedDomains": ["{denied}"] }} }}"#));
+        let script = format!(
+            r#"{T}
+               t denied-http -x "$HTTP_PROXY" http://{denied}/
+               t denied-connect -x "$HTTP_PROXY" https://{denied}/
+               t denied-socks -x "$ALL_PROXY" http://{denied}/
+               t other-http -x "$HTTP_PROXY" http://{other}/
+               t other-connect -x "$HTTP_PROXY" -p http://{other}/
+               t other-socks -x "$ALL_PROXY" http://{other}/
+               t ip-http -x "$HTTP_PROXY" http://{addr}/
+               t ip-connect -x "$HTTP_PROXY" -p http://{addr}:9000/
+               t ip-socks -x "$ALL_PROXY" http://{addr}/"#
+        );
+        let (out, events) = monitor(&ws, &script);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        let blocked = |target: &str, rule: &str| format!("sbx: blocked connection to {target} ({rule})");
+        let no_rule = "no rule allows it";
+        let deny_rule = format!("deniedDomains: {denied}");
+        // curl: 56 = the proxy refused the CONNECT, 97 = the SOCKS5 server refused.
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "denied-http exit=0 http=403 connect=000 body={}\n\
+                 denied-connect exit=56 http=000 connect=403 body=\n\
+                 denied-socks exit=97 http=000 connect=000 body=\n\
+                 other-http exit=0 http=403 connect=000 body={}\n\
+                 other-connect exit=56 http=000 connect=403 body=\n\
+                 other-socks exit=97 http=000 connect=000 body=\n\
+                 ip-http exit=0 http=403 connect=000 body={}\n\
+                 ip-connect exit=56 http=000 connect=403 body=\n\
+                 ip-socks exit=97 http=000 connect=000 body=\n",
+                blocked(&format!("{denied}:80"), &deny_rule),
+                blocked(&format!("{other}:80"), no_rule),
+                blocked(&format!("{addr}:80"), no_rule),
+            ),
+            "{who:?}: {}",
+            text(&out)
+        );
+        assert_eq!(
+            net_decisions(&events),
+            [
+                decision("http", &denied, 80, "denied"),
+                decision("connect", &denied, 443, "denied"),
+                decision("socks5", &denied, 80, "denied"),
+                decision("http", &other, 80, "denied"),
+                decision("connect", &other, 80, "denied"),
+                decision("socks5", &other, 80, "denied"),
+                decision("http", &addr, 80, "denied"),
+                decision("connect", &addr, 9000, "denied"),
+                decision("socks5", &addr, 80, "denied"),
+            ],
+            "{who:?}"
+        );
+        let net: Vec<_> = events.iter().filter(|e| e["type"] == "net").collect();
+        let rules: Vec<&str> = net.iter().map(|e| e["rule"].as_str().unwrap()).collect();
+        assert_eq!(rules, [&deny_rule, &deny_rule, &deny_rule, no_rule, no_rule, no_rule, no_rule, no_rule, no_rule], "{who:?}");
+        // Refused before any lookup or connection.
+        assert!(net.iter().all(|e| e.get("resolved").is_none()), "{who:?}: {net:?}");
+        let denials: Vec<(String, u64)> = events
+            .iter()
+            .filter(|e| e["type"] == "denial" && e["source"] == "proxy")
+            .map(|e| (e["host"].as_str().unwrap().to_string(), e["port"].as_u64().unwrap()))
+            .collect();
+        let d = |h: &str, p: u64| (h.to_string(), p);
+        assert_eq!(
+            denials,
+            [d(&denied, 80), d(&denied, 443), d(&denied, 80), d(&other, 80), d(&other, 80), d(&other, 80), d(&addr, 80), d(&addr, 9000), d(&addr, 80)],
+            "{who:?}"
+        );
+        // The server saw nothing at all.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(host.events()[before..], [] as [String; 0], "{who:?}");
+    }
+}
+
+#[test]
+fn traffic_that_ignores_the_proxy_has_no_route() {
+    require_tools();
+    let host = TestHost::start(|h| vec![(h.name("web"), h.addr())]);
+    let (web, addr) = (host.name("web"), host.addr());
+    // A host service on an abstract Unix socket, which a process in the
+    // host's network namespace can reach...
+    let abstract_name = format!("sbx-it-{}", host.id);
+    let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap()).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let bypass_py = format!(
+        r#"import errno, socket
+def attempt(name, f):
+    try:
+        f()
+        print(name, "ok")
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, e.errno))
+def tcp():
+    socket.create_connection(("{addr}", 9000), timeout=5).close()
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"bypass", ("{addr}", 9000))
+def abstract():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect("\0{abstract_name}")
+    s.close()
+attempt("tcp", tcp)
+attempt("udp", udp)
+attempt("abstract", abstract)
+"#
+    );
+    // ...and everything reaches its target from the host: the servers work.
+    let out = Command::new("python3").args(["-c", &bypass_py]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "tcp ok\nudp ok\nabstract ok\n", "{}", text(&out));
+    assert!(listener.accept().is_ok(), "the host's own connection to the abstract socket");
+    let control = host.wait_events(2);
+    assert_eq!(control.len(), 2, "{control:?}");
+
+    let ws = Workspace::new(As::Root);
+    ws.write("bypass.py", &bypass_py);
+    for all_unix in [false, true] {
+        // With allowAllUnixSockets seccomp lets the socket be created, and
+        // the connect itself must fail.
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}"], "allowAllUnixSockets": {all_unix} }} }}"#));
+        let script = format!(
+            "curl -sS --noproxy '*' --max-time 10 http://{addr}/ 2>/dev/null; echo \"direct-http exit=$?\"
+             curl -sS --noproxy '*' --max-time 10 http://{web}/ 2>/dev/null; echo \"direct-name exit=$?\"
+             python3 bypass.py"
+        );
+        let (out, events) = monitor(&ws, &script);
+        assert!(out.status.success(), "{}", text(&out));
+        // curl 7: could not connect (the name resolves through /etc/hosts,
+        // but there is no route). The abstract socket: EPERM from seccomp
+        // (socket(AF_UNIX)); with allowAllUnixSockets, ECONNREFUSED (the
+        // sandbox's own network namespace has no such listener).
+        let abstract_result = if all_unix { "ECONNREFUSED" } else { "EPERM" };
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("direct-http exit=7\ndirect-name exit=7\ntcp ENETUNREACH\nudp ENETUNREACH\nabstract {abstract_result}\n"),
+            "allowAllUnixSockets {all_unix}: {}",
+            text(&out)
+        );
+        assert!(net_decisions(&events).is_empty(), "nothing went through the proxy: {events:?}");
+        let seccomp: Vec<_> = events.iter().filter(|e| e["type"] == "denial" && e["source"] == "seccomp").collect();
+        let python_unix = seccomp
+            .iter()
+            .filter(|e| e["syscall"] == "socket" && e["comm"].as_str().is_some_and(|c| c.starts_with("python")))
+            .map(|e| e["detail"]["call"].as_str().unwrap())
+            .collect::<Vec<_>>();
+        if all_unix {
+            assert!(seccomp.is_empty(), "{seccomp:?}");
+        } else {
+            assert_eq!(python_unix, ["socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0)"], "{seccomp:?}");
+        }
+        // Nothing arrived: no connection, no datagram, no Unix peer.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(host.events(), control, "allowAllUnixSockets {all_unix}");
+        assert_eq!(
+            listener.accept().map(|_| ()).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "allowAllUnixSockets {all_unix}: the host's abstract socket was reached"
+        );
+    }
+}
+
+#[test]
+fn names_that_resolve_to_private_addresses_are_refused() {
+    require_tools();
+    // The private name points at the namespace's 10.255.X.2, where the same
+    // servers listen: were the defence to fail, the connection would land.
+    let host = TestHost::start(|h| vec![(h.name("web"), h.addr()), (h.name("private"), h.private_addr()), (h.name("loop"), "127.0.0.2".into())]);
+    let (web, private, looped, private_addr) = (host.name("web"), host.name("private"), host.name("loop"), host.private_addr());
+    // The namespace really serves the private address (from the host).
+    let out = Command::new("curl").args(["-s", "--noproxy", "*", "--max-time", "10", &format!("http://{private_addr}/control")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("hello from http {private_addr} /control\n"), "{}", text(&out));
+    let control = host.wait_events(1);
+
+    let ws = Workspace::new(As::Root);
+    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}", "{private}", "{looped}"] }} }}"#));
+    let script = format!(
+        r#"{T}
+           t private-http -x "$HTTP_PROXY" http://{private}/
+           t private-connect -x "$HTTP_PROXY" -p http://{private}/
+           t private-socks -x "$ALL_PROXY" http://{private}/
+           t loop-http -x "$HTTP_PROXY" http://{looped}/
+           t web-http -x "$HTTP_PROXY" http://{web}/"#
+    );
+    let (out, events) = monitor(&ws, &script);
+    assert!(out.status.success(), "{}", text(&out));
+    let defence = |class: &str, ip: &str| {
+        format!("resolved to {class} address {ip}, refused: DNS rebinding defence, name not in allowPrivateResolution")
+    };
+    let private_rule = format!("allowedDomains: {private}; {}", defence("private", &private_addr));
+    let loop_rule = format!("allowedDomains: {looped}; {}", defence("loopback", "127.0.0.2"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "private-http exit=0 http=403 connect=000 body=sbx: blocked connection to {private}:80 ({private_rule})\n\
+             private-connect exit=56 http=000 connect=403 body=\n\
+             private-socks exit=97 http=000 connect=000 body=\n\
+             loop-http exit=0 http=403 connect=000 body=sbx: blocked connection to {looped}:80 ({loop_rule})\n\
+             web-http exit=0 http=200 connect=000 body=hello from http {web} /\n"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        net_decisions(&events),
+        [
+            decision("http", &private, 80, "denied"),
+            decision("connect", &private, 80, "denied"),
+            decision("socks5", &private, 80, "denied"),
+            decision("http", &looped, 80, "denied"),
+            decision("http", &web, 80, "allowed"),
+        ]
+    );
+    let net: Vec<_> = events.iter().filter(|e| e["type"] == "net").collect();
+    for e in &net[..3] {
+        assert_eq!(e["rule"], private_rule, "{e}");
+        assert_eq!(e["resolved"], private_addr, "{e}");
+    }
+    assert_eq!(net[3]["rule"], loop_rule);
+    assert_eq!(net[3]["resolved"], "127.0.0.2");
+    let denials: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["type"] == "denial" && e["source"] == "proxy")
+        .map(|e| e["detail"]["rule"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(denials, BTreeSet::from([private_rule.clone(), loop_rule.clone()]));
+    // Only the allowed request reached the namespace, on its public address.
+    let seen = host.wait_events(control.len() + 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(host.events(), seen);
+    assert_eq!(seen[control.len()..], [format!("tcp 80 {}", host.host_side())]);
+}
