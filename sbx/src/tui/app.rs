@@ -439,12 +439,12 @@ impl App {
                     }
                 }
                 ProcessAction::Exit => {
-                    if let Some(proc) = self.procs.get_mut(&p.pid) {
-                        if proc.alive {
-                            proc.alive = false;
-                            self.procs_alive -= 1;
-                            self.exited.push_back((proc.order, p.pid));
-                        }
+                    if let Some(proc) = self.procs.get_mut(&p.pid)
+                        && proc.alive
+                    {
+                        proc.alive = false;
+                        self.procs_alive -= 1;
+                        self.exited.push_back((proc.order, p.pid));
                     }
                 }
             },
@@ -506,13 +506,13 @@ impl App {
         a.last = time;
         a.last_seq = seq;
         a.latest.clone_from(d);
-        if let Some(pid) = d.pid {
-            if !a.procs.iter().any(|(p, _)| *p == pid) {
-                if a.procs.len() < MAX_PROCS_PER_ROW {
-                    a.procs.push((pid, d.comm.clone().unwrap_or_default()));
-                } else {
-                    a.more_procs = true;
-                }
+        if let Some(pid) = d.pid
+            && !a.procs.iter().any(|(p, _)| *p == pid)
+        {
+            if a.procs.len() < MAX_PROCS_PER_ROW {
+                a.procs.push((pid, d.comm.clone().unwrap_or_default()));
+            } else {
+                a.more_procs = true;
             }
         }
         self.views.get_mut().rows_dirty = true;
@@ -608,10 +608,10 @@ impl App {
     /// The selected row's position in `rows()` and its aggregate index.
     pub(super) fn selection(&self) -> Option<(usize, u32)> {
         let rows = self.rows();
-        if let Some(sel) = self.selected {
-            if let Some(pos) = rows.iter().position(|&r| r == sel) {
-                return Some((pos, sel));
-            }
+        if let Some(sel) = self.selected
+            && let Some(pos) = rows.iter().position(|&r| r == sel)
+        {
+            return Some((pos, sel));
         }
         rows.first().map(|&r| (0, r))
     }

@@ -19,6 +19,11 @@
 //! let ui = tui::run(app, rx, |bytes| pty_master_writer.send(bytes), tui::RunOptions::default());
 //! ```
 //!
+//! `run` needs a runtime with the time and signal drivers
+//! (`enable_all`), and a terminal on stdout; it reads the keyboard itself
+//! (crossterm, on a thread of its own), so nothing else may read sbx's
+//! stdin while it runs.
+//!
 //! The session must:
 //! - give the command a pty (not sbx's terminal, which the dashboard owns:
 //!   stdin, stdout and stderr of bwrap and of the command are the pty's
@@ -46,7 +51,8 @@
 //!   contents, after the dashboard is gone.
 //!
 //! `run` handles `Action::Export` itself (it writes the file with `export`
-//! and reports the outcome in the footer) and `Action::SendInput` (through
+//! and reports the outcome in the footer; 100,000 events take a fraction
+//! of a second, during which frames pause) and `Action::SendInput` (through
 //! `on_input`). It restores the terminal (raw mode off, main screen, cursor
 //! shown) when it returns, when its future is dropped, on panic (a panic
 //! hook) and on SIGTERM/SIGHUP (it returns `KillAndQuit`). It renders at a
@@ -84,6 +90,9 @@ pub use terminal::{RunOptions, TerminalGuard, run};
 use crate::report::{self, Event};
 
 /// One input of the dashboard.
+// Events are the bulk of the messages and are moved, not boxed: an
+// allocation per event would cost more than moving ~300 bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Msg {
     /// An event of the session and when it happened.

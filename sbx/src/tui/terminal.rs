@@ -19,7 +19,7 @@ use crossterm::{
     cursor::{Hide, Show},
     event::{self, Event as TermEvent},
     execute,
-    terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
+    terminal::{Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
 };
 use ratatui::{Terminal, backend::CrosstermBackend};
 use tokio::{
@@ -63,10 +63,10 @@ fn restore_terminal() {
 
 fn restore_stderr() {
     // try_lock: a panic while the lock is held must not deadlock the hook.
-    if let Ok(mut saved) = SAVED_STDERR.try_lock() {
-        if let Some(fd) = saved.take() {
-            let _ = nix::unistd::dup2_stderr(&fd);
-        }
+    if let Ok(mut saved) = SAVED_STDERR.try_lock()
+        && let Some(fd) = saved.take()
+    {
+        let _ = nix::unistd::dup2_stderr(&fd);
     }
 }
 
@@ -92,7 +92,7 @@ impl TerminalGuard {
         enable_raw_mode()?;
         OWNED.store(true, Ordering::SeqCst);
         let guard = Self { _private: () };
-        execute!(io::stdout(), EnterAlternateScreen, Hide)?;
+        execute!(io::stdout(), EnterAlternateScreen, Hide, Clear(ClearType::All))?;
         Ok(guard)
     }
 }
@@ -192,8 +192,9 @@ pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, on_input: impl FnMut
     let signals = StopSignals { term: signal(SignalKind::terminate()).ok(), hup: signal(SignalKind::hangup()).ok() };
     let _stderr = opts.stderr_to.as_deref().map(StderrRedirect::to).transpose()?;
     let _guard = TerminalGuard::enter()?;
+    // Not `Terminal::clear`: it asks the terminal for the cursor position,
+    // which a terminal may never answer; the alternate screen starts clear.
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
-    terminal.clear()?;
     let size = terminal.size()?;
     app.update(Msg::Resize(size.width, size.height));
     let (key_tx, mut key_rx) = mpsc::unbounded_channel();

@@ -149,7 +149,12 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
                 _ => ("landlock none".to_string(), false),
             };
             let onoff = |name: &str, on: bool| (format!("{name} {}", if on { "on" } else { "OFF" }), on);
-            let layers = [(ll_text, ll_ok), onoff("seccomp", e.seccomp), onoff("netns", e.netns), onoff("bwrap", true)];
+            let mut layers = vec![(ll_text, ll_ok), onoff("seccomp", e.seccomp), onoff("netns", e.netns)];
+            // bwrap is always enforced once a session has started: the first
+            // to go when room is short.
+            if !narrow {
+                layers.push(onoff("bwrap", true));
+            }
             if !narrow {
                 l2.push(Span::raw("enforcement: "));
             }
@@ -297,7 +302,7 @@ fn render_violations(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
                 _ => vec![
                     Cell::from(count(a.count)),
                     Cell::from(Span::styled(&a.source.as_str()[..4.min(a.source.as_str().len())], source_style)),
-                    Cell::from(format!("{} {object}", a.op)),
+                    Cell::from(if object.starts_with(&a.op) { object } else { format!("{} {object}", a.op) }),
                 ],
             };
             Row::new(cells)
