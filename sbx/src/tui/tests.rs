@@ -387,12 +387,14 @@ fn filter_as_you_type() {
     assert_contains(&s, "Violations 1/3 · sort last seen · filter \"eV\"");
     app.update(key(KeyCode::Esc));
     assert_contains(&screen(&app, 120, 40), "Violations 3/3 · sort last seen ─");
-    // Filtering by process name.
-    for c in "/mount".chars() {
+    // Filtering by process name: "sh" is only in the landlock row's.
+    for c in "/sh".chars() {
         app.update(ch(c));
     }
-    app.update(key(KeyCode::Esc));
-    assert_contains(&screen(&app, 120, 40), "Violations 3/3 · sort last seen ─");
+    app.update(key(KeyCode::Enter));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Violations 1/3 · sort last seen · filter \"sh\"");
+    assert_contains(&s, "│2       landlock write     /etc/x ");
 }
 
 #[test]
