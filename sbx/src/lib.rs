@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod report;
 pub mod session;
 pub mod sys;
+pub mod tui;
 
 /// Exit status when sbx itself fails before or while setting up the sandbox
 /// (bad flags, bad config, a missing tool): the convention of `env`, `nice`

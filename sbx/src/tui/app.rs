@@ -1,0 +1,839 @@
+//! The dashboard's state and `App::update`: every input (an event, the
+//! command's output, a key, a tick) is a `Msg`; every effect the outer loop
+//! must perform is an `Action`. Nothing here does I/O except `App::export`.
+
+use std::{
+    borrow::Cow,
+    cell::{Ref, RefCell},
+    collections::{BTreeMap, HashMap, VecDeque, hash_map::RandomState},
+    ffi::OsString,
+    hash::BuildHasher,
+    io,
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
+};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::{Action, Msg, keys, output::Output};
+use crate::{
+    launch::Enforcement,
+    report::{Denial, Event, ProcessAction, Source},
+};
+
+/// Events kept for the tail and for export; older ones are dropped.
+pub const MAX_HISTORY: usize = 100_000;
+/// Distinct (source, operation, object) rows; further objects are counted
+/// in one "other" row per source.
+pub const MAX_AGGREGATES: usize = 10_000;
+/// Processes remembered (exited ones are forgotten first).
+pub const MAX_PROCESSES: usize = 4096;
+/// Hosts in the network pane; further hosts share one "other" row.
+pub const MAX_HOSTS: usize = 1024;
+/// Distinct processes listed per violation row.
+pub const MAX_PROCS_PER_ROW: usize = 8;
+/// Execs remembered per process (the latest ones).
+pub const MAX_EXECS: usize = 4;
+/// How long a status message (export done, export failed) stays.
+const STATUS_FOR: Duration = Duration::from_secs(8);
+
+pub(super) const SOURCES: [Source; 6] = [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Mount, Source::Dac, Source::Other];
+
+pub(super) fn source_index(s: Source) -> usize {
+    match s {
+        Source::Landlock => 0,
+        Source::Seccomp => 1,
+        Source::Proxy => 2,
+        Source::Mount => 3,
+        Source::Dac => 4,
+        Source::Other => 5,
+    }
+}
+
+/// The panes, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Violations,
+    Output,
+    Tail,
+    Processes,
+    Network,
+}
+
+pub(super) const PANES: [Pane; 5] = [Pane::Violations, Pane::Output, Pane::Tail, Pane::Processes, Pane::Network];
+
+/// The violations table's order (`s` cycles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// Most frequent first.
+    Count,
+    /// Most recent first.
+    LastSeen,
+    /// By layer, then most frequent.
+    Source,
+    /// By object, alphabetically.
+    Object,
+}
+
+impl SortKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortKey::Count => "count",
+            SortKey::LastSeen => "last seen",
+            SortKey::Source => "source",
+            SortKey::Object => "object",
+        }
+    }
+
+    fn next(self) -> Self {
+        match self {
+            SortKey::Count => SortKey::LastSeen,
+            SortKey::LastSeen => SortKey::Source,
+            SortKey::Source => SortKey::Object,
+            SortKey::Object => SortKey::Count,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Exited(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Overlay {
+    None,
+    Detail,
+    Help,
+    ConfirmQuit,
+}
+
+/// One row of the violations table: every denial with the same source,
+/// operation (or syscall) and object.
+#[derive(Debug, Clone)]
+pub(super) struct Aggregate {
+    pub source: Source,
+    pub op: String,
+    pub object: String,
+    pub count: u64,
+    pub first: SystemTime,
+    pub last: SystemTime,
+    pub last_seq: u64,
+    /// (pid, comm) of the processes involved, first `MAX_PROCS_PER_ROW`.
+    pub procs: Vec<(u32, String)>,
+    pub more_procs: bool,
+    /// The latest denial, every field.
+    pub latest: Denial,
+    /// The row that collects objects beyond `MAX_AGGREGATES`.
+    pub overflow: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Proc {
+    pub comm: String,
+    /// argv of the latest execs, oldest first.
+    pub execs: VecDeque<Vec<String>>,
+    pub exe: Option<PathBuf>,
+    pub alive: bool,
+    pub denials: u64,
+    /// Order of first appearance.
+    pub order: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Host {
+    pub allowed: u64,
+    pub denied: u64,
+    pub last_port: u16,
+    pub last_protocol: &'static str,
+    pub last_rule: String,
+    pub last_allowed: bool,
+    pub last_seq: u64,
+}
+
+/// The label of the hosts bucket beyond `MAX_HOSTS`.
+pub(super) const OTHER_HOSTS: &str = "(other hosts)";
+/// The object of a source's bucket beyond `MAX_AGGREGATES`.
+pub(super) const OTHER_OBJECTS: &str = "(other objects: table full)";
+
+/// Orders derived from the maps, rebuilt lazily (at most once per frame
+/// while events flow) rather than on every event.
+#[derive(Debug, Default)]
+pub(super) struct Views {
+    /// Aggregate indices, filtered and sorted.
+    pub rows: Vec<u32>,
+    pub rows_dirty: bool,
+    /// Host names, most recent first.
+    pub hosts: Vec<String>,
+    pub hosts_dirty: bool,
+}
+
+/// The dashboard. Build it with `App::new`, feed it `Msg`s with `update`,
+/// draw it with `render`.
+pub struct App {
+    pub(super) command: String,
+    pub(super) started: Instant,
+    pub(super) now: Instant,
+    pub(super) ended_at: Option<Instant>,
+    pub(super) state: RunState,
+    /// The session's start (SessionStart's time, else the first event's).
+    pub(super) session_time: Option<SystemTime>,
+    pub(super) enforcement: Option<Enforcement>,
+
+    pub(super) denials: [u64; 6],
+    pub(super) net_allowed: u64,
+    pub(super) net_denied: u64,
+    pub(super) lost_reported: u64,
+    pub(super) lost_at_end: u64,
+    /// Events received in total (the next event's sequence number).
+    pub(super) total_events: u64,
+
+    pub(super) history: VecDeque<(Event, SystemTime)>,
+    /// Events dropped from the front of `history`.
+    pub(super) history_dropped: u64,
+    /// SessionStart, kept for export after it has left `history`.
+    session_start: Option<(u64, Event, SystemTime)>,
+
+    pub(super) aggs: Vec<Aggregate>,
+    agg_index: HashMap<u64, u32>,
+    hasher: RandomState,
+    /// Denials counted in the "other objects" rows.
+    pub(super) agg_overflowed: u64,
+
+    pub(super) procs: HashMap<u32, Proc>,
+    /// Processes by order of first appearance.
+    pub(super) proc_order: BTreeMap<u64, u32>,
+    next_proc_order: u64,
+    /// Exited processes, oldest first: the first to forget.
+    exited: VecDeque<(u64, u32)>,
+    pub(super) procs_forgotten: u64,
+    /// Processes in `procs` that have not exited.
+    pub(super) procs_alive: usize,
+
+    pub(super) hosts: HashMap<String, Host>,
+
+    pub(super) output: Output,
+    /// Lines scrolled back from the bottom of the output (0: follow).
+    pub(super) output_scroll: usize,
+
+    pub(super) focus: Pane,
+    /// The pane shown beside the violations on a small terminal.
+    pub(super) secondary: Pane,
+    pub(super) overlay: Overlay,
+    pub(super) sort: SortKey,
+    pub(super) filter: String,
+    pub(super) editing_filter: bool,
+    /// The selected violations row, by aggregate index (follows the row
+    /// when the order changes). `None`: the first row.
+    pub(super) selected: Option<u32>,
+    /// `Some(n)`: the tail shows events before sequence number n.
+    pub(super) tail_paused: Option<u64>,
+    pub(super) proc_scroll: usize,
+    pub(super) host_scroll: usize,
+    /// Rows per page for PgUp/PgDn, from the last Resize.
+    page: usize,
+    pub(super) status: Option<(String, Instant)>,
+
+    pub(super) views: RefCell<Views>,
+}
+
+/// The (operation, object) of a denial's row.
+pub(super) fn row_key(d: &Denial) -> (Cow<'_, str>, Cow<'_, str>) {
+    let op = match (&d.operation, &d.syscall) {
+        (Some(op), _) => Cow::Borrowed(op.as_str()),
+        (None, Some(sc)) => Cow::Borrowed(sc.as_str()),
+        (None, None) if d.host.is_some() => Cow::Borrowed("connect"),
+        _ => Cow::Borrowed("?"),
+    };
+    let object = if let Some(host) = &d.host {
+        match d.port {
+            Some(port) => Cow::Owned(format!("{host}:{port}")),
+            None => Cow::Borrowed(host.as_str()),
+        }
+    } else if let Some((_, call)) = d.detail.iter().find(|(k, _)| k == "call") {
+        Cow::Borrowed(call.as_str())
+    } else if let Some(path) = &d.path {
+        path.to_string_lossy()
+    } else if let Some(req) = &d.requested_path {
+        Cow::Borrowed(req.as_str())
+    } else {
+        Cow::Borrowed("")
+    };
+    (op, object)
+}
+
+/// Case-insensitive (ASCII) substring test without allocating.
+pub(super) fn contains_ci(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+impl App {
+    /// A dashboard for `command`, started at `now` (elapsed time counts from
+    /// here; `Msg::Tick` moves the clock).
+    pub fn new(command: &[OsString], now: Instant) -> Self {
+        Self {
+            command: join_command(command.iter().map(|a| a.to_string_lossy())),
+            started: now,
+            now,
+            ended_at: None,
+            state: RunState::Running,
+            session_time: None,
+            enforcement: None,
+            denials: [0; 6],
+            net_allowed: 0,
+            net_denied: 0,
+            lost_reported: 0,
+            lost_at_end: 0,
+            total_events: 0,
+            history: VecDeque::new(),
+            history_dropped: 0,
+            session_start: None,
+            aggs: Vec::new(),
+            agg_index: HashMap::new(),
+            hasher: RandomState::new(),
+            agg_overflowed: 0,
+            procs: HashMap::new(),
+            proc_order: BTreeMap::new(),
+            next_proc_order: 0,
+            exited: VecDeque::new(),
+            procs_forgotten: 0,
+            procs_alive: 0,
+            hosts: HashMap::new(),
+            output: Output::default(),
+            output_scroll: 0,
+            focus: Pane::Violations,
+            secondary: Pane::Output,
+            overlay: Overlay::None,
+            sort: SortKey::Count,
+            filter: String::new(),
+            editing_filter: false,
+            selected: None,
+            tail_paused: None,
+            proc_scroll: 0,
+            host_scroll: 0,
+            page: 10,
+            status: None,
+            views: RefCell::new(Views { rows_dirty: true, hosts_dirty: true, ..Views::default() }),
+        }
+    }
+
+    /// Applies one input; returns what the outer loop must do.
+    pub fn update(&mut self, msg: Msg) -> Action {
+        match msg {
+            Msg::Event(event, time) => {
+                self.event(event, time);
+                Action::None
+            }
+            Msg::Output(bytes) => {
+                let before = self.output.line_count() + self.output.dropped as usize;
+                self.output.push(&bytes);
+                if self.output_scroll > 0 {
+                    // Keep the lines being read in place.
+                    let added = (self.output.line_count() + self.output.dropped as usize).saturating_sub(before);
+                    self.output_scroll = (self.output_scroll + added).min(self.output.line_count().saturating_sub(1));
+                }
+                Action::None
+            }
+            Msg::Exited(code) => {
+                self.state = RunState::Exited(code);
+                self.ended_at.get_or_insert(self.now);
+                Action::None
+            }
+            Msg::Key(key) => self.key(key),
+            Msg::Resize(_, h) => {
+                self.page = usize::from(h / 2).max(1);
+                Action::None
+            }
+            Msg::Tick(now) => {
+                self.now = now;
+                if self.status.as_ref().is_some_and(|(_, at)| now.saturating_duration_since(*at) > STATUS_FOR) {
+                    self.status = None;
+                }
+                Action::None
+            }
+        }
+    }
+
+    /// The command's state.
+    pub fn state(&self) -> RunState {
+        self.state
+    }
+
+    /// Shows `text` in the footer for a few seconds.
+    pub fn set_status(&mut self, text: impl Into<String>) {
+        self.status = Some((text.into(), self.now));
+    }
+
+    /// Events lost before they reached sbx (Loss events, SessionEnd.lost).
+    pub fn lost(&self) -> u64 {
+        self.lost_reported.max(self.lost_at_end)
+    }
+
+    /// Denials by source, in `report::Source` order.
+    pub fn denial_counts(&self) -> [(Source, u64); 6] {
+        SOURCES.map(|s| (s, self.denials[source_index(s)]))
+    }
+
+    fn event(&mut self, event: Event, time: SystemTime) {
+        let seq = self.total_events;
+        self.total_events += 1;
+        self.session_time.get_or_insert(time);
+        match &event {
+            Event::SessionStart(s) => {
+                self.command = join_command(s.command.iter().map(|a| a.to_string_lossy()));
+                self.enforcement = Some(s.enforcement.clone());
+                self.session_time = Some(time);
+                self.session_start = Some((seq, event.clone(), time));
+            }
+            Event::Denial(d) => {
+                self.denials[source_index(d.source)] += 1;
+                self.aggregate(d, time, seq);
+                if let Some(pid) = d.pid {
+                    let comm = d.comm.as_deref().unwrap_or("?");
+                    self.process(pid, comm).denials += 1;
+                }
+            }
+            Event::Net(n) => {
+                if n.allowed {
+                    self.net_allowed += 1;
+                } else {
+                    self.net_denied += 1;
+                }
+                let full = self.hosts.len() >= MAX_HOSTS && !self.hosts.contains_key(&n.host);
+                let name = if full { OTHER_HOSTS } else { n.host.as_str() };
+                if !self.hosts.contains_key(name) {
+                    self.hosts.insert(
+                        name.to_string(),
+                        Host { allowed: 0, denied: 0, last_port: 0, last_protocol: "", last_rule: String::new(), last_allowed: false, last_seq: 0 },
+                    );
+                }
+                if let Some(h) = self.hosts.get_mut(name) {
+                    if n.allowed {
+                        h.allowed += 1;
+                    } else {
+                        h.denied += 1;
+                    }
+                    h.last_port = n.port;
+                    h.last_protocol = n.protocol;
+                    h.last_rule.clone_from(&n.rule);
+                    h.last_allowed = n.allowed;
+                    h.last_seq = seq;
+                }
+                self.views.get_mut().hosts_dirty = true;
+            }
+            Event::Process(p) => match p.action {
+                ProcessAction::Exec => {
+                    let proc = self.process(p.pid, &p.comm);
+                    proc.comm.clone_from(&p.comm);
+                    let revived = !proc.alive;
+                    proc.alive = true;
+                    if proc.execs.len() >= MAX_EXECS {
+                        proc.execs.pop_front();
+                    }
+                    proc.execs.push_back(p.argv.clone());
+                    proc.exe.clone_from(&p.exe);
+                    if revived {
+                        self.procs_alive += 1;
+                    }
+                }
+                ProcessAction::Exit => {
+                    if let Some(proc) = self.procs.get_mut(&p.pid)
+                        && proc.alive
+                    {
+                        proc.alive = false;
+                        self.procs_alive -= 1;
+                        self.exited.push_back((proc.order, p.pid));
+                    }
+                }
+            },
+            Event::Loss(l) => self.lost_reported += l.count,
+            Event::SessionEnd(end) => {
+                self.lost_at_end = end.lost;
+                if self.state == RunState::Running {
+                    self.state = RunState::Exited(end.exit_code);
+                }
+                self.ended_at.get_or_insert(self.now);
+            }
+        }
+        self.history.push_back((event, time));
+        if self.history.len() > MAX_HISTORY {
+            self.history.pop_front();
+            self.history_dropped += 1;
+        }
+    }
+
+    /// Counts `d` in its row: O(1), no allocation when the row exists
+    /// (except for network rows, whose key is formatted).
+    fn aggregate(&mut self, d: &Denial, time: SystemTime, seq: u64) {
+        let (op, object) = row_key(d);
+        let mut hash = self.hasher.hash_one((d.source, &*op, &*object));
+        let found = loop {
+            match self.agg_index.get(&hash) {
+                Some(&i) => {
+                    let a = &self.aggs[i as usize];
+                    if !a.overflow && a.source == d.source && a.op == op && a.object == object {
+                        break Some(i);
+                    }
+                    // A collision of 64-bit hashes: probe the next slot.
+                    hash = hash.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                }
+                None => break None,
+            }
+        };
+        let index = match found {
+            Some(i) => i,
+            None if self.aggs.len() < MAX_AGGREGATES => {
+                let i = self.aggs.len() as u32;
+                self.aggs.push(Aggregate::new(d, op.into_owned(), object.into_owned(), time, false));
+                self.agg_index.insert(hash, i);
+                i
+            }
+            None => {
+                self.agg_overflowed += 1;
+                match self.aggs.iter().rposition(|a| a.overflow && a.source == d.source) {
+                    Some(i) => i as u32,
+                    None => {
+                        self.aggs.push(Aggregate::new(d, "*".into(), OTHER_OBJECTS.into(), time, true));
+                        (self.aggs.len() - 1) as u32
+                    }
+                }
+            }
+        };
+        let a = &mut self.aggs[index as usize];
+        a.count += 1;
+        a.last = time;
+        a.last_seq = seq;
+        a.latest.clone_from(d);
+        if let Some(pid) = d.pid
+            && !a.procs.iter().any(|(p, _)| *p == pid)
+        {
+            if a.procs.len() < MAX_PROCS_PER_ROW {
+                a.procs.push((pid, d.comm.clone().unwrap_or_default()));
+            } else {
+                a.more_procs = true;
+            }
+        }
+        self.views.get_mut().rows_dirty = true;
+    }
+
+    /// The process `pid`, remembered from now on if it was not.
+    fn process(&mut self, pid: u32, comm: &str) -> &mut Proc {
+        if self.procs.len() >= MAX_PROCESSES && !self.procs.contains_key(&pid) {
+            self.forget_one();
+        }
+        let (next, order, alive) = (&mut self.next_proc_order, &mut self.proc_order, &mut self.procs_alive);
+        self.procs.entry(pid).or_insert_with(|| {
+            let n = *next;
+            *next += 1;
+            order.insert(n, pid);
+            *alive += 1;
+            Proc { comm: comm.to_string(), execs: VecDeque::new(), exe: None, alive: true, denials: 0, order: n }
+        })
+    }
+
+    /// Forgets the oldest exited process, else the oldest one.
+    fn forget_one(&mut self) {
+        while let Some((order, pid)) = self.exited.pop_front() {
+            if self.procs.get(&pid).is_some_and(|p| p.order == order && !p.alive) {
+                self.procs.remove(&pid);
+                self.proc_order.remove(&order);
+                self.procs_forgotten += 1;
+                return;
+            }
+        }
+        if let Some((_, pid)) = self.proc_order.pop_first() {
+            if self.procs.remove(&pid).is_some_and(|p| p.alive) {
+                self.procs_alive -= 1;
+            }
+            self.procs_forgotten += 1;
+        }
+    }
+
+    /// The violations rows in display order (filtered, sorted), rebuilt if
+    /// anything changed since the last call.
+    pub(super) fn rows(&self) -> Ref<'_, Vec<u32>> {
+        {
+            let mut views = self.views.borrow_mut();
+            if views.rows_dirty {
+                views.rows_dirty = false;
+                let filter = self.filter.as_str();
+                let mut rows: Vec<u32> = std::mem::take(&mut views.rows);
+                rows.clear();
+                rows.extend((0..self.aggs.len() as u32).filter(|&i| {
+                    let a = &self.aggs[i as usize];
+                    filter.is_empty()
+                        || contains_ci(&a.object, filter)
+                        || contains_ci(&a.op, filter)
+                        || contains_ci(a.source.as_str(), filter)
+                        || a.procs.iter().any(|(_, c)| contains_ci(c, filter))
+                }));
+                let aggs = &self.aggs;
+                match self.sort {
+                    SortKey::Count => rows.sort_unstable_by(|&a, &b| {
+                        let (a, b) = (&aggs[a as usize], &aggs[b as usize]);
+                        b.count.cmp(&a.count).then(b.last_seq.cmp(&a.last_seq))
+                    }),
+                    SortKey::LastSeen => rows.sort_unstable_by_key(|&a| std::cmp::Reverse(aggs[a as usize].last_seq)),
+                    SortKey::Source => rows.sort_unstable_by(|&a, &b| {
+                        let (a, b) = (&aggs[a as usize], &aggs[b as usize]);
+                        a.source.cmp(&b.source).then(b.count.cmp(&a.count)).then(b.last_seq.cmp(&a.last_seq))
+                    }),
+                    SortKey::Object => rows.sort_unstable_by(|&a, &b| {
+                        let (a, b) = (&aggs[a as usize], &aggs[b as usize]);
+                        a.object.cmp(&b.object).then(a.source.cmp(&b.source)).then(a.op.cmp(&b.op))
+                    }),
+                }
+                views.rows = rows;
+            }
+        }
+        Ref::map(self.views.borrow(), |v| &v.rows)
+    }
+
+    /// Host names, most recent decision first.
+    pub(super) fn host_rows(&self) -> Ref<'_, Vec<String>> {
+        {
+            let mut views = self.views.borrow_mut();
+            if views.hosts_dirty {
+                views.hosts_dirty = false;
+                let mut names: Vec<(u64, &String)> = self.hosts.iter().map(|(k, h)| (h.last_seq, k)).collect();
+                names.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+                views.hosts = names.into_iter().map(|(_, k)| k.clone()).collect();
+            }
+        }
+        Ref::map(self.views.borrow(), |v| &v.hosts)
+    }
+
+    /// The selected row's position in `rows()` and its aggregate index.
+    pub(super) fn selection(&self) -> Option<(usize, u32)> {
+        let rows = self.rows();
+        if let Some(sel) = self.selected
+            && let Some(pos) = rows.iter().position(|&r| r == sel)
+        {
+            return Some((pos, sel));
+        }
+        rows.first().map(|&r| (0, r))
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        let pos = self.selection().map_or(0, |(p, _)| p);
+        let rows = self.rows();
+        if rows.is_empty() {
+            return;
+        }
+        let target = pos.saturating_add_signed(delta).min(rows.len() - 1);
+        let id = rows[target];
+        drop(rows);
+        self.selected = Some(id);
+    }
+
+    fn mark_rows_dirty(&mut self) {
+        self.views.get_mut().rows_dirty = true;
+    }
+
+    /// The file `e` exports to: `sbx-session-<unix time of the session's
+    /// start>.jsonl` in the current directory.
+    pub fn default_export_path(&self) -> PathBuf {
+        let t = self.session_time.unwrap_or_else(SystemTime::now);
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("sbx-session-{secs}.jsonl"))
+    }
+
+    /// Writes the exportable events to `path` (see `export`) and says so
+    /// in the footer; returns how many were written.
+    pub fn export(&mut self, path: &Path) -> io::Result<usize> {
+        let result = super::export_iter(self.exportable(), path);
+        match &result {
+            Ok(n) => {
+                let dropped = if self.history_dropped > 0 { format!(" (the {} oldest were dropped)", self.history_dropped) } else { String::new() };
+                self.set_status(format!("exported {n} events to {}{dropped}", path.display()));
+            }
+            Err(e) => self.set_status(format!("export to {} failed: {e}", path.display())),
+        }
+        result
+    }
+
+    /// The events kept for export: SessionStart (even when it has left the
+    /// history), then the history, oldest first.
+    pub fn exportable(&self) -> impl Iterator<Item = (&Event, SystemTime)> {
+        let start = self.session_start.as_ref().filter(|(seq, _, _)| *seq < self.history_dropped).map(|(_, e, t)| (e, *t));
+        start.into_iter().chain(self.history.iter().map(|(e, t)| (e, *t)))
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Action {
+        if key.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+        match self.overlay {
+            Overlay::ConfirmQuit => {
+                match key.code {
+                    KeyCode::Char('y' | 'Y') => return if self.state == RunState::Running { Action::KillAndQuit } else { Action::Quit },
+                    KeyCode::Char('n' | 'N') | KeyCode::Esc => self.overlay = Overlay::None,
+                    _ => {}
+                }
+                return Action::None;
+            }
+            Overlay::Help => {
+                self.overlay = Overlay::None;
+                return Action::None;
+            }
+            Overlay::Detail => {
+                match key.code {
+                    KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
+                    KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
+                    KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') | KeyCode::Backspace => self.overlay = Overlay::None,
+                    _ => {}
+                }
+                return Action::None;
+            }
+            Overlay::None => {}
+        }
+        if self.editing_filter {
+            match key.code {
+                KeyCode::Enter => self.editing_filter = false,
+                KeyCode::Esc => {
+                    self.editing_filter = false;
+                    self.filter.clear();
+                }
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char('u') if ctrl => self.filter.clear(),
+                KeyCode::Char(c) if !ctrl && self.filter.chars().count() < 200 => self.filter.push(c),
+                _ => return Action::None,
+            }
+            self.mark_rows_dirty();
+            return Action::None;
+        }
+        if self.focus == Pane::Output {
+            let lines = self.output.line_count();
+            match key.code {
+                KeyCode::Tab => self.set_focus(self.next_pane(1)),
+                KeyCode::PageUp if shift => self.output_scroll = (self.output_scroll + self.page).min(lines.saturating_sub(1)),
+                KeyCode::PageDown if shift => self.output_scroll = self.output_scroll.saturating_sub(self.page),
+                KeyCode::Up if shift => self.output_scroll = (self.output_scroll + 1).min(lines.saturating_sub(1)),
+                KeyCode::Down if shift => self.output_scroll = self.output_scroll.saturating_sub(1),
+                _ => return keys::bytes(&key).map_or(Action::None, Action::SendInput),
+            }
+            return Action::None;
+        }
+        match key.code {
+            KeyCode::Tab => self.set_focus(self.next_pane(1)),
+            KeyCode::BackTab => self.set_focus(self.next_pane(-1)),
+            KeyCode::Char(c @ '1'..='5') if !ctrl => self.set_focus(PANES[(c as u8 - b'1') as usize]),
+            KeyCode::Char('?') => self.overlay = Overlay::Help,
+            KeyCode::Char('q') => return self.quit(),
+            KeyCode::Char('c') if ctrl => return self.quit(),
+            KeyCode::Char('e') => return Action::Export(self.default_export_path()),
+            KeyCode::Char(' ') => {
+                self.tail_paused = match self.tail_paused {
+                    Some(_) => None,
+                    None => Some(self.total_events),
+                }
+            }
+            KeyCode::Char('s') => {
+                self.sort = self.sort.next();
+                self.mark_rows_dirty();
+            }
+            KeyCode::Char('/') => {
+                self.editing_filter = true;
+                self.set_focus(Pane::Violations);
+            }
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                self.mark_rows_dirty();
+            }
+            KeyCode::Enter if self.focus == Pane::Violations => {
+                if let Some((_, id)) = self.selection() {
+                    self.selected = Some(id);
+                    self.overlay = Overlay::Detail;
+                }
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.scroll(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.scroll(1),
+            KeyCode::PageUp => self.scroll(-(self.page as isize)),
+            KeyCode::PageDown => self.scroll(self.page as isize),
+            KeyCode::Home | KeyCode::Char('g') => self.scroll(isize::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => self.scroll(isize::MAX / 2),
+            _ => {}
+        }
+        Action::None
+    }
+
+    /// `q`: quits at once after the command has exited, else asks first.
+    fn quit(&mut self) -> Action {
+        if self.state == RunState::Running {
+            self.overlay = Overlay::ConfirmQuit;
+            Action::None
+        } else {
+            Action::Quit
+        }
+    }
+
+    fn scroll(&mut self, delta: isize) {
+        match self.focus {
+            Pane::Violations => self.move_selection(delta),
+            Pane::Processes => self.proc_scroll = self.proc_scroll.saturating_add_signed(delta).min(self.procs.len().saturating_sub(1)),
+            Pane::Network => self.host_scroll = self.host_scroll.saturating_add_signed(delta).min(self.hosts.len().saturating_sub(1)),
+            // Up scrolls back: the offset counts from the bottom.
+            Pane::Output => self.output_scroll = self.output_scroll.saturating_add_signed(-delta).min(self.output.line_count().saturating_sub(1)),
+            Pane::Tail => {}
+        }
+    }
+
+    fn next_pane(&self, step: isize) -> Pane {
+        let i = PANES.iter().position(|&p| p == self.focus).unwrap_or(0);
+        PANES[(i as isize + step).rem_euclid(PANES.len() as isize) as usize]
+    }
+
+    fn set_focus(&mut self, pane: Pane) {
+        self.focus = pane;
+        if pane != Pane::Violations {
+            self.secondary = pane;
+        }
+    }
+
+    /// Elapsed time since `App::new`, frozen when the command exited.
+    pub(super) fn elapsed(&self) -> Duration {
+        self.ended_at.unwrap_or(self.now).saturating_duration_since(self.started)
+    }
+}
+
+impl Aggregate {
+    fn new(d: &Denial, op: String, object: String, time: SystemTime, overflow: bool) -> Self {
+        Self {
+            source: d.source,
+            op,
+            object,
+            count: 0,
+            first: time,
+            last: time,
+            last_seq: 0,
+            procs: Vec::new(),
+            more_procs: false,
+            latest: d.clone(),
+            overflow,
+        }
+    }
+}
+
+/// argv as one line, arguments with spaces quoted.
+pub(super) fn join_command<'a>(args: impl Iterator<Item = Cow<'a, str>>) -> String {
+    let mut out = String::new();
+    for (i, a) in args.enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if a.is_empty() || a.contains([' ', '\t', '"', '\'']) {
+            out.push('\'');
+            out.push_str(&a.replace('\'', "'\\''"));
+            out.push('\'');
+        } else {
+            out.push_str(&a);
+        }
+    }
+    out
+}

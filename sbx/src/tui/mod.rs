@@ -1,0 +1,164 @@
+//! The live dashboard of `sbx monitor`: a view of one session's
+//! `report::Event`s, the command's own output and its keyboard.
+//!
+//! The dashboard is pure: `App` holds all UI state, `App::update` applies
+//! one `Msg` (an event, output bytes, a key, a resize, a clock tick) and
+//! returns the `Action` the outer loop must perform, and `App::render`
+//! draws the state into a ratatui `Frame`. Tests drive it with scripted
+//! messages on ratatui's `TestBackend`. `run` is the only part that touches
+//! the terminal.
+//!
+//! # Integration contract (for `sbx monitor`)
+//!
+//! The session runs on a tokio current-thread runtime; `run` is one more
+//! future on it (`tokio::join!` it with the launch and the event sources):
+//!
+//! ```text
+//! let (tx, rx) = tokio::sync::mpsc::channel::<tui::Msg>(8192);
+//! let app = tui::App::new(&command, Instant::now());
+//! let ui = tui::run(app, rx, |bytes| pty_master_writer.send(bytes), tui::RunOptions::default());
+//! ```
+//!
+//! `run` needs a runtime with the time and signal drivers
+//! (`enable_all`), and a terminal on stdout; it reads the keyboard itself
+//! (crossterm, on a thread of its own), so nothing else may read sbx's
+//! stdin while it runs.
+//!
+//! The session must:
+//! - give the command a pty (not sbx's terminal, which the dashboard owns:
+//!   stdin, stdout and stderr of bwrap and of the command are the pty's
+//!   slave) and forward everything read from the pty master as
+//!   `Msg::Output(bytes)`;
+//! - forward every `report::Event` it emits (the same values the `Log`
+//!   gets) as `Msg::Event(event, SystemTime::now())`. Use `try_send`: when
+//!   the channel is full, count the dropped events and, once there is room,
+//!   send `Event::Loss(Loss { source: "tui", count })` so that the
+//!   dashboard says events are missing. The log file is unaffected;
+//! - send `Msg::Exited(code)` when the command has ended (after
+//!   SessionEnd), with the status sbx will exit with;
+//! - write the bytes of the `on_input` callback to the pty master (they are
+//!   what a terminal would send: `\r` for Enter, 0x7f for Backspace, 0x03
+//!   for Ctrl-C, `ESC [ A` for Up...). The callback runs on the UI's task,
+//!   so it should hand the bytes to a writer task rather than block;
+//! - act on `run`'s result: `Action::KillAndQuit` (the user confirmed, or
+//!   sbx got SIGTERM/SIGHUP) means kill the command's process group, then
+//!   finish the session as usual (SessionEnd, log); `Action::Quit` comes
+//!   only after `Msg::Exited`;
+//! - keep stderr off the screen while `run` runs: `RunOptions::stderr_to`
+//!   sends fd 2 to a file for that time (tracing's subscriber writes to
+//!   stderr, and so do the session's `eprintln!` warnings); after `run`
+//!   returns, fd 2 is the terminal again. Print that file's path, or its
+//!   contents, after the dashboard is gone.
+//!
+//! `run` handles `Action::Export` itself (it writes the file with `export`
+//! and reports the outcome in the footer; 100,000 events take a fraction
+//! of a second, during which frames pause) and `Action::SendInput` (through
+//! `on_input`). It restores the terminal (raw mode off, main screen, cursor
+//! shown) when it returns, when its future is dropped, on panic (a panic
+//! hook) and on SIGTERM/SIGHUP (it returns `KillAndQuit`). It renders at a
+//! fixed rate (`RunOptions::fps`, default 20) whatever the event rate, and
+//! between frames takes every pending message, keys before events.
+//!
+//! # Bounds
+//! Memory does not grow with the session's length: `app::MAX_HISTORY`
+//! events kept (the tail and export; the footer and help say when older ones
+//! were dropped; SessionStart is always kept), `app::MAX_AGGREGATES`
+//! violation rows (then one "other objects" row per source),
+//! `app::MAX_PROCESSES` processes (exited ones forgotten first),
+//! `app::MAX_HOSTS` hosts (then one "other hosts" row), `output::MAX_LINES`
+//! output lines of at most `output::MAX_LINE_CHARS` characters.
+
+mod app;
+mod keys;
+mod output;
+mod terminal;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write as _},
+    path::{Path, PathBuf},
+    time::{Instant, SystemTime},
+};
+
+pub use app::{App, MAX_AGGREGATES, MAX_HISTORY, MAX_HOSTS, MAX_PROCESSES, Pane, RunState, SortKey};
+pub use output::{MAX_LINE_CHARS, MAX_LINES};
+pub use terminal::{RunOptions, TerminalGuard, run};
+
+use crate::report::{self, Event};
+
+/// One input of the dashboard.
+// Events are the bulk of the messages and are moved, not boxed: an
+// allocation per event would cost more than moving ~300 bytes.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Msg {
+    /// An event of the session and when it happened.
+    Event(report::Event, SystemTime),
+    /// Bytes the command wrote to its pty.
+    Output(Vec<u8>),
+    /// The command ended with this status.
+    Exited(u8),
+    Key(crossterm::event::KeyEvent),
+    /// The terminal's new size (columns, rows).
+    Resize(u16, u16),
+    /// The clock: elapsed time and status messages follow it.
+    Tick(Instant),
+}
+
+/// What the outer loop must do after an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    None,
+    /// Leave: the command has exited.
+    Quit,
+    /// Kill the command, then leave (the user confirmed).
+    KillAndQuit,
+    /// Write the session's events to this file (`App::export`).
+    Export(PathBuf),
+    /// Write these bytes to the command's pty.
+    SendInput(Vec<u8>),
+}
+
+impl App {
+    /// Draws the dashboard.
+    pub fn render(&self, frame: &mut ratatui::Frame) {
+        view::render(self, frame);
+    }
+}
+
+/// Writes `events` to `path` (created or truncated) as JSON Lines in
+/// `report`'s schema, numbered from 0, with the counts and durations a
+/// `report::Log` would have written for the same sequence.
+pub fn export(events: &[(Event, SystemTime)], path: &Path) -> io::Result<()> {
+    export_iter(events.iter().map(|(e, t)| (e, *t)), path).map(drop)
+}
+
+pub(crate) fn export_iter<'a>(events: impl Iterator<Item = (&'a Event, SystemTime)>, path: &Path) -> io::Result<usize> {
+    let mut out = BufWriter::new(File::create(path)?);
+    let mut counts = report::Counts::default();
+    let mut session_start: Option<SystemTime> = None;
+    let mut written = 0;
+    for (event, time) in events {
+        if matches!(event, Event::SessionStart(_)) {
+            session_start = Some(time);
+        }
+        *counts.by_type.entry(event.type_name()).or_default() += 1;
+        if let Event::Denial(d) = event {
+            *counts.denials.entry(d.source.as_str()).or_default() += 1;
+        }
+        // `render` takes the session's duration from an Instant: rebuild
+        // one so that session_end's duration_ms is the events' own span.
+        let now = Instant::now();
+        let since_start = session_start.and_then(|s| time.duration_since(s).ok()).unwrap_or_default();
+        let started = now.checked_sub(since_start).unwrap_or(now);
+        let line = report::render(written as u64, time, event, &counts, started);
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
+        written += 1;
+    }
+    out.flush()?;
+    Ok(written)
+}

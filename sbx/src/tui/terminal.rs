@@ -1,0 +1,272 @@
+//! The dashboard on the real terminal: raw mode and the alternate screen
+//! behind a guard, a thread turning crossterm's input into `Msg`s, and the
+//! fixed-rate frame loop.
+
+use std::{
+    fs::OpenOptions,
+    io::{self, IsTerminal as _},
+    os::fd::OwnedFd,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex, Once,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crossterm::{
+    cursor::{Hide, Show},
+    event::{self, Event as TermEvent},
+    execute,
+    terminal::{Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode},
+};
+use ratatui::{Terminal, backend::CrosstermBackend};
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
+};
+
+use super::{Action, App, Msg};
+
+/// Messages taken from the session's channel before the loop looks at the
+/// clock and the keyboard again.
+const BATCH: usize = 4096;
+/// How often the input thread checks whether it should stop.
+const INPUT_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Frames per second, whatever the event rate.
+    pub fps: u32,
+    /// While the dashboard is up, file descriptor 2 is this file (appended
+    /// to), so that nothing written to stderr reaches the screen.
+    pub stderr_to: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { fps: 20, stderr_to: None }
+    }
+}
+
+/// The terminal is in raw mode on the alternate screen.
+static OWNED: AtomicBool = AtomicBool::new(false);
+/// The real stderr while `stderr_to` is in effect.
+static SAVED_STDERR: Mutex<Option<OwnedFd>> = Mutex::new(None);
+static PANIC_HOOK: Once = Once::new();
+
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);
+}
+
+fn restore_stderr() {
+    // try_lock: a panic while the lock is held must not deadlock the hook.
+    if let Ok(mut saved) = SAVED_STDERR.try_lock()
+        && let Some(fd) = saved.take()
+    {
+        let _ = nix::unistd::dup2_stderr(&fd);
+    }
+}
+
+/// Owns the terminal: raw mode and the alternate screen until dropped. A
+/// panic anywhere restores the terminal (and stderr) before the panic
+/// message is printed.
+pub struct TerminalGuard {
+    _private: (),
+}
+
+impl TerminalGuard {
+    pub fn enter() -> io::Result<Self> {
+        PANIC_HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if OWNED.swap(false, Ordering::SeqCst) {
+                    restore_terminal();
+                }
+                restore_stderr();
+                previous(info);
+            }));
+        });
+        enable_raw_mode()?;
+        OWNED.store(true, Ordering::SeqCst);
+        let guard = Self { _private: () };
+        execute!(io::stdout(), EnterAlternateScreen, Hide, Clear(ClearType::All))?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        if OWNED.swap(false, Ordering::SeqCst) {
+            restore_terminal();
+        }
+    }
+}
+
+/// fd 2 to a file until dropped.
+struct StderrRedirect;
+
+impl StderrRedirect {
+    fn to(path: &std::path::Path) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let saved = nix::unistd::dup(io::stderr())?;
+        nix::unistd::dup2_stderr(&file)?;
+        *SAVED_STDERR.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved);
+        Ok(Self)
+    }
+}
+
+impl Drop for StderrRedirect {
+    fn drop(&mut self) {
+        restore_stderr();
+    }
+}
+
+/// Reads the terminal's input on its own thread until dropped.
+struct Input {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Input {
+    fn start(tx: mpsc::UnboundedSender<Msg>) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new().name("sbx-tui-input".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match event::poll(INPUT_POLL) {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(_) => break,
+                }
+                let msg = match event::read() {
+                    Ok(TermEvent::Key(k)) => Msg::Key(k),
+                    Ok(TermEvent::Resize(w, h)) => Msg::Resize(w, h),
+                    Ok(_) => continue,
+                    Err(_) => break,
+                };
+                if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn next_signal(sig: &mut Option<Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The signals that end the dashboard (with `Action::KillAndQuit`).
+#[derive(Default)]
+pub(super) struct StopSignals {
+    term: Option<Signal>,
+    hup: Option<Signal>,
+}
+
+/// Runs the dashboard on this terminal until the user quits; returns
+/// `Action::Quit` or `Action::KillAndQuit`. See the module documentation
+/// for the contract with the session.
+pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, on_input: impl FnMut(Vec<u8>), opts: RunOptions) -> io::Result<Action> {
+    if !io::stdout().is_terminal() {
+        return Err(io::Error::other("the dashboard needs a terminal on stdout (use --no-tui)"));
+    }
+    // Listen before the screen changes, so that a failure leaves it alone.
+    let signals = StopSignals { term: signal(SignalKind::terminate()).ok(), hup: signal(SignalKind::hangup()).ok() };
+    let _stderr = opts.stderr_to.as_deref().map(StderrRedirect::to).transpose()?;
+    let _guard = TerminalGuard::enter()?;
+    // Not `Terminal::clear`: it asks the terminal for the cursor position,
+    // which a terminal may never answer; the alternate screen starts clear.
+    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let size = terminal.size()?;
+    app.update(Msg::Resize(size.width, size.height));
+    let (key_tx, mut key_rx) = mpsc::unbounded_channel();
+    let _input = Input::start(key_tx)?;
+    let draw = |app: &App| terminal.draw(|f| app.render(f)).map(drop);
+    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_input, opts.fps, signals).await
+}
+
+/// The frame loop: a frame every 1/fps second (after a `Msg::Tick`), and
+/// between frames every pending message, the terminal's before the
+/// session's.
+pub(super) async fn event_loop(
+    app: &mut App,
+    rx: &mut mpsc::Receiver<Msg>,
+    keys: &mut mpsc::UnboundedReceiver<Msg>,
+    mut draw: impl FnMut(&App) -> io::Result<()>,
+    mut on_input: impl FnMut(Vec<u8>),
+    fps: u32,
+    mut signals: StopSignals,
+) -> io::Result<Action> {
+    let mut frames = tokio::time::interval(Duration::from_secs(1) / fps.max(1));
+    frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut session_open = true;
+    let mut keys_open = true;
+    let mut handle = |app: &mut App, msg: Msg| -> Option<Action> {
+        match app.update(msg) {
+            Action::None => None,
+            Action::SendInput(bytes) => {
+                on_input(bytes);
+                None
+            }
+            Action::Export(path) => {
+                // The outcome is shown in the footer.
+                let _ = app.export(&path);
+                None
+            }
+            done @ (Action::Quit | Action::KillAndQuit) => Some(done),
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = frames.tick() => {
+                app.update(Msg::Tick(Instant::now()));
+                draw(app)?;
+            }
+            msg = keys.recv(), if keys_open => {
+                let Some(msg) = msg else {
+                    keys_open = false;
+                    continue;
+                };
+                if let Some(done) = handle(app, msg) {
+                    return Ok(done);
+                }
+            }
+            () = next_signal(&mut signals.term) => return Ok(Action::KillAndQuit),
+            () = next_signal(&mut signals.hup) => return Ok(Action::KillAndQuit),
+            msg = rx.recv(), if session_open => {
+                let Some(msg) = msg else {
+                    session_open = false;
+                    continue;
+                };
+                if let Some(done) = handle(app, msg) {
+                    return Ok(done);
+                }
+                for _ in 0..BATCH {
+                    let Ok(msg) = rx.try_recv() else { break };
+                    if let Some(done) = handle(app, msg) {
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,754 @@
+//! Snapshot-style tests: scripted `Msg` sequences rendered on ratatui's
+//! `TestBackend`, compared line by line with the expected screen.
+
+use std::{
+    ffi::OsString,
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime},
+};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
+
+use super::*;
+use crate::{
+    launch::{
+        Enforcement,
+        stage2::{LandlockReport, LandlockStatus},
+    },
+    policy::Policy,
+    report::{Denial, Loss, Net, Process, ProcessAction, SessionEnd, SessionStart, Source},
+};
+
+const T0: u64 = 1_700_000_000;
+
+fn at(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(T0) + Duration::from_millis(ms)
+}
+
+fn command() -> Vec<OsString> {
+    vec!["npm".into(), "install".into()]
+}
+
+fn start(landlock: LandlockStatus, seccomp: bool) -> report::Event {
+    report::Event::SessionStart(SessionStart {
+        command: command(),
+        policy: Policy::builtin("/w".into(), Some("/h".into())),
+        sources: vec!["built-in default".into()],
+        enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, netns: true },
+    })
+}
+
+fn denial(source: Source) -> Denial {
+    Denial {
+        source,
+        syscall: None,
+        errno: None,
+        operation: None,
+        pid: None,
+        tid: None,
+        comm: None,
+        path: None,
+        requested_path: None,
+        host: None,
+        port: None,
+        detail: Vec::new(),
+    }
+}
+
+fn landlock_write(path: &str, pid: u32, comm: &str) -> report::Event {
+    report::Event::Denial(Denial {
+        syscall: Some("openat".into()),
+        errno: Some("EACCES".into()),
+        operation: Some("write".into()),
+        pid: Some(pid),
+        tid: Some(pid),
+        comm: Some(comm.into()),
+        path: Some(PathBuf::from(path)),
+        requested_path: Some(path.trim_start_matches("/etc/").into()),
+        detail: vec![("reason".into(), "not under a writable root".into())],
+        ..denial(Source::Landlock)
+    })
+}
+
+fn seccomp_mount() -> report::Event {
+    report::Event::Denial(Denial {
+        syscall: Some("mount".into()),
+        errno: Some("EPERM".into()),
+        pid: Some(43),
+        comm: Some("mount".into()),
+        detail: vec![
+            ("call".into(), r#"mount("tmpfs", "/mnt", "tmpfs", 0, NULL)"#.into()),
+            ("reason".into(), "mount is blocked by the seccomp filter".into()),
+        ],
+        ..denial(Source::Seccomp)
+    })
+}
+
+fn net(host: &str, port: u16, allowed: bool, rule: &str) -> report::Event {
+    report::Event::Net(Net {
+        protocol: "connect",
+        host: host.into(),
+        port,
+        allowed,
+        rule: rule.into(),
+        resolved: None,
+        client: "127.0.0.1:5555".into(),
+    })
+}
+
+fn proxy_denial(host: &str, port: u16) -> report::Event {
+    report::Event::Denial(Denial {
+        operation: Some("connect".into()),
+        host: Some(host.into()),
+        port: Some(port),
+        detail: vec![("rule".into(), "no rule allows it".into()), ("protocol".into(), "connect".into())],
+        ..denial(Source::Proxy)
+    })
+}
+
+fn exec(pid: u32, argv: &[&str]) -> report::Event {
+    report::Event::Process(Process {
+        action: ProcessAction::Exec,
+        pid,
+        comm: argv[0].into(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        exe: Some(PathBuf::from(format!("/usr/bin/{}", argv[0]))),
+    })
+}
+
+fn key(code: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+fn buffer_lines(buf: &Buffer) -> Vec<String> {
+    let area = buf.area;
+    (0..area.height)
+        .map(|y| {
+            let mut line = String::new();
+            for x in 0..area.width {
+                line.push_str(buf[(x, y)].symbol());
+            }
+            line.trim_end().to_string()
+        })
+        .collect()
+}
+
+fn screen(app: &App, w: u16, h: u16) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal.draw(|f| app.render(f)).unwrap();
+    buffer_lines(terminal.backend().buffer())
+}
+
+/// Prints the screen (seen with --nocapture or when the test fails).
+fn show(screen: &[String]) {
+    println!("{}", screen.join("\n"));
+}
+
+#[track_caller]
+fn assert_contains(screen: &[String], text: &str) {
+    assert!(screen.iter().any(|l| l.contains(text)), "{text:?} not on the screen:\n{}", screen.join("\n"));
+}
+
+#[track_caller]
+fn assert_absent(screen: &[String], text: &str) {
+    assert!(!screen.iter().any(|l| l.contains(text)), "{text:?} on the screen:\n{}", screen.join("\n"));
+}
+
+/// A session with the three denials of the brief, a few seconds apart.
+fn few_denials() -> App {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    for (ms, e) in [
+        (0, start(LandlockStatus::Full, true)),
+        (100, exec(42, &["sh", "-c", "echo x > /etc/x"])),
+        (1_000, landlock_write("/etc/x", 42, "sh")),
+        (2_000, landlock_write("/etc/x", 42, "sh")),
+        (3_000, seccomp_mount()),
+        (4_000, net("evil.example", 443, false, "no rule allows it")),
+        (4_000, proxy_denial("evil.example", 443)),
+        (5_000, net("github.com", 443, true, "allowedDomains: github.com")),
+    ] {
+        app.update(Msg::Event(e, at(ms)));
+    }
+    app.update(Msg::Tick(now + Duration::from_secs(65)));
+    app
+}
+
+#[test]
+fn empty_session() {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    app.update(Msg::Event(start(LandlockStatus::Full, true), at(0)));
+    let s = screen(&app, 120, 40);
+    show(&s);
+    assert_eq!(s[0], " sbx  running 0:00  npm install");
+    assert_eq!(s[1], "enforcement: landlock full (ABI 7)  seccomp on  netns on  bwrap on");
+    assert_eq!(s[2], "denials 0: landlock 0 seccomp 0 proxy 0 mount 0 dac 0 other 0 · net 0 ok 0 denied · lost 0");
+    let full = |s: &str| format!("{s:<118}");
+    assert_eq!(s[3], format!("┌ 1 Violations 0/0 · sort count {}┐", "─".repeat(87)));
+    assert_eq!(s[4], format!("│{}│", full("no denials yet")));
+    assert_eq!(s[5], format!("│{}│", full("")));
+    assert_eq!(s[17], "┌ 4 Processes 0 running / 0 ───────────────────────────────┐┌ 5 Network 0 hosts · 0 ok 0 denied ───────────────────────┐");
+    assert_eq!(s[18], "│(no process seen yet)                                     ││(no connection through the proxy yet)                     │");
+    assert_eq!(s[26], "┌ 2 Output ────────────────────────────────────────────────┐┌ 3 Events 1 ──────────────────────────────────────────────┐");
+    assert_eq!(s[27], "│(no output yet)                                           ││ +0:00 start  npm install                                 │");
+    assert_eq!(s[38], "└──────────────────────────────────────────────────────────┘└──────────────────────────────────────────────────────────┘");
+    assert_eq!(s[39], "q quit ? help Tab pane Enter detail / filter s sort space pause e export");
+}
+
+#[test]
+fn degraded_layers_are_yellow_and_lost_is_red() {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    app.update(Msg::Event(start(LandlockStatus::Partial, false), at(0)));
+    app.update(Msg::Event(report::Event::Loss(Loss { source: "ebpf", count: 7 }), at(10)));
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|f| app.render(f)).unwrap();
+    let buf = terminal.backend().buffer().clone();
+    let s = buffer_lines(&buf);
+    assert_eq!(s[1], "enforcement: landlock partial (ABI 7)  seccomp OFF  netns on  bwrap on");
+    let col = |line: u16, text: &str| s[line as usize].find(text).map(|i| s[line as usize][..i].chars().count() as u16).unwrap();
+    assert_eq!(buf[(col(1, "landlock"), 1)].fg, ratatui::style::Color::Yellow);
+    assert_eq!(buf[(col(1, "seccomp"), 1)].fg, ratatui::style::Color::Yellow);
+    assert_eq!(buf[(col(1, "netns"), 1)].fg, ratatui::style::Color::Green);
+    assert_eq!(buf[(col(2, "lost 7"), 2)].fg, ratatui::style::Color::Red);
+    // SessionEnd's total wins when larger.
+    app.update(Msg::Event(report::Event::SessionEnd(SessionEnd { exit_code: 1, lost: 9 }), at(20)));
+    let s = screen(&app, 120, 40);
+    assert!(s[2].ends_with("lost 9"), "{}", s[2]);
+    assert_eq!(s[0], " sbx  exited 1 0:00  npm install");
+}
+
+#[test]
+fn a_few_denials() {
+    let app = few_denials();
+    let s = screen(&app, 120, 40);
+    show(&s);
+    assert_eq!(s[0], " sbx  running 1:05  npm install");
+    assert_eq!(s[2], "denials 4: landlock 2 seccomp 1 proxy 1 mount 0 dac 0 other 0 · net 1 ok 1 denied · lost 0");
+    let expected = [
+        "┌ 1 Violations 3/3 · sort count ───────────────────────────────────────────────────────────────────────────────────────┐",
+        "│COUNT   SOURCE   OP        OBJECT                                                     PROCESSES        FIRST   LAST   │",
+        "│2       landlock write     /etc/x                                                     sh[42]           +0:01   +0:02  │",
+        "│1       proxy    connect   evil.example:443                                                            +0:04   +0:04  │",
+        "│1       seccomp  mount     mount(\"tmpfs\", \"/mnt\", \"tmpfs\", 0, NULL)                   mount[43]        +0:03   +0:03  │",
+    ];
+    assert_eq!(s[3..8], expected);
+    let expected = [
+        "┌ 4 Processes 2 running / 2 ───────────────────────────────┐┌ 5 Network 2 hosts · 1 ok 1 denied ───────────────────────┐",
+        "│PID     DENIED      COMMAND                               ││OK    DENY  HOST                       LAST DECISION      │",
+        "│42      2      run  sh -c echo x > /etc/x                 ││1     0     github.com:443             ok allowedDomains: │",
+        "│43      1      run  mount                                 ││0     1     evil.example:443           denied no rule allo│",
+    ];
+    assert_eq!(s[17..21], expected);
+    let expected = [
+        "┌ 2 Output ────────────────────────────────────────────────┐┌ 3 Events 8 ──────────────────────────────────────────────┐",
+        "│(no output yet)                                           ││ +0:00 start  npm install                                 │",
+        "│                                                          ││ +0:00 exec   [42] sh -c echo x > /etc/x                  │",
+        "│                                                          ││ +0:01 denied landlock write /etc/x sh[42]                │",
+        "│                                                          ││ +0:02 denied landlock write /etc/x sh[42]                │",
+        "│                                                          ││ +0:03 denied seccomp mount(\"tmpfs\", \"/mnt\", \"tmpfs\", 0, N│",
+        "│                                                          ││ +0:04 net no connect evil.example:443 (no rule allows it)│",
+        "│                                                          ││ +0:04 denied proxy connect evil.example:443              │",
+        "│                                                          ││ +0:05 net ok connect github.com:443 (allowedDomains: gith│",
+    ];
+    assert_eq!(s[26..35], expected);
+}
+
+#[test]
+fn compact_80x24() {
+    let app = few_denials();
+    let s = screen(&app, 80, 24);
+    show(&s);
+    assert_eq!(s[0], " sbx  running 1:05  npm install");
+    assert_eq!(s[1], "enforcement: landlock full (ABI 7)  seccomp on  netns on  bwrap on");
+    assert_eq!(s[2], "denials 4: landlock 2 seccomp 1 proxy 1 · net 1 ok 1 denied · lost 0");
+    assert_eq!(s[3], "┌ 1 Violations 3/3 · sort count ───────────────────────────────────────────────┐");
+    assert_eq!(s[4], "│COUNT  SOURCE   OP       OBJECT                                        LAST   │");
+    assert_eq!(s[5], "│2      landlock write    /etc/x                                        +0:02  │");
+    assert_eq!(s[6], "│1      proxy    connect  evil.example:443                              +0:04  │");
+    assert_eq!(s[7], "│1      seccomp  mount    mount(\"tmpfs\", \"/mnt\", \"tmpfs\", 0, NULL)      +0:03  │");
+    assert_eq!(s[23], "q quit ? help Tab pane Enter detail / filter s sort space pause e export");
+    // The other half shows the output until another pane is chosen.
+    assert_contains(&s, "┌ 2 Output ");
+    let mut app = app;
+    app.update(ch('4'));
+    let s = screen(&app, 80, 24);
+    assert_contains(&s, "┌ 4 Processes 2 running / 2 ");
+    assert_contains(&s, "│42      2      run  sh -c echo x > /etc/x ");
+}
+
+#[test]
+fn narrow_40x12() {
+    let app = few_denials();
+    let s = screen(&app, 40, 12);
+    show(&s);
+    assert_eq!(s[0], " sbx  running 1:05  npm install");
+    assert_eq!(s[1], "landlock full/7 seccomp on netns on");
+    assert_eq!(s[2], "denials 4 · net 1 ok 1 denied · lost 0");
+    assert_eq!(s[3], "┌ 1 Violations 3/3 · sort count ───────┐");
+    assert_eq!(s[4], "│COUNT SRC  OBJECT                     │");
+    assert_eq!(s[5], "│2     land write /etc/x               │");
+    assert_eq!(s[6], "│1     prox connect evil.example:443   │");
+    assert_eq!(s[7], "│1     secc mount(\"tmpfs\", \"/mnt\", \"tmp│");
+    assert_eq!(s[11], "q quit ? help Tab pane");
+}
+
+#[test]
+fn tiny_sizes_do_not_panic() {
+    let mut app = few_denials();
+    app.update(Msg::Output(b"hello\nworld\n".to_vec()));
+    for overlay in [None, Some(KeyCode::Enter), Some(KeyCode::Char('?')), Some(KeyCode::Char('q'))] {
+        let mut app = few_denials();
+        if let Some(k) = overlay {
+            app.update(key(k));
+        }
+        for w in 0..=45 {
+            for h in 0..=14 {
+                screen(&app, w.max(1), h.max(1));
+            }
+        }
+        for pane in ['2', '3', '4', '5'] {
+            app.update(key(KeyCode::Esc));
+            app.update(ch(pane));
+            for (w, h) in [(1, 1), (5, 3), (12, 6), (20, 8), (40, 12)] {
+                screen(&app, w, h);
+            }
+        }
+    }
+}
+
+#[test]
+fn detail_pane() {
+    let mut app = few_denials();
+    app.update(key(KeyCode::Enter));
+    let s = screen(&app, 120, 40);
+    show(&s);
+    assert_contains(&s, "│landlock write /etc/x");
+    assert_contains(&s, "│count          2   first +0:01   last +0:02");
+    assert_contains(&s, "│denied by      landlock");
+    assert_contains(&s, "│why            not under a writable root");
+    assert_contains(&s, "│syscall        openat");
+    assert_contains(&s, "│errno          EACCES");
+    assert_contains(&s, "│path           /etc/x");
+    assert_contains(&s, "│requested path x");
+    assert_contains(&s, "│pid            42");
+    assert_contains(&s, "│comm           sh");
+    assert_contains(&s, "│processes      sh[42]");
+    assert_contains(&s, "│execs of pid 42 (oldest first):");
+    assert_contains(&s, "│  sh -c echo x > /etc/x");
+    assert_contains(&s, "│  exe          /usr/bin/sh");
+    // Down moves to the next row, Esc closes.
+    app.update(key(KeyCode::Down));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "│proxy connect evil.example:443");
+    assert_contains(&s, "│detail.rule    no rule allows it");
+    app.update(key(KeyCode::Esc));
+    let s = screen(&app, 120, 40);
+    assert_absent(&s, "Violation detail");
+}
+
+#[test]
+fn help_screen_lists_every_key() {
+    let mut app = few_denials();
+    app.update(ch('?'));
+    let s = screen(&app, 120, 40);
+    for (k, what) in view::HELP {
+        assert_contains(&s, &format!("{k:<20}{what}"));
+    }
+    assert_eq!(s[39], "any key close help");
+    app.update(ch('x'));
+    assert_absent(&screen(&app, 120, 40), "any key closes");
+}
+
+#[test]
+fn filter_as_you_type() {
+    let mut app = few_denials();
+    app.update(ch('/'));
+    app.update(ch('e'));
+    let s = screen(&app, 120, 40);
+    // "e": every row matches (write, evil, seccomp's source).
+    assert_contains(&s, "Violations 3/3 · sort count · filter \"e\"");
+    app.update(ch('V'));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Violations 1/3 · sort count · filter \"eV\"");
+    assert_contains(&s, "│1       proxy    connect   evil.example:443");
+    assert_absent(&s, "/etc/x                    sh[42]");
+    assert!(s[39].starts_with("filter: eV▏ Enter keep filter Esc clear"), "{}", s[39]);
+    app.update(key(KeyCode::Enter));
+    // Keys are commands again; the filter stays.
+    app.update(ch('s'));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Violations 1/3 · sort last seen · filter \"eV\"");
+    app.update(key(KeyCode::Esc));
+    assert_contains(&screen(&app, 120, 40), "Violations 3/3 · sort last seen ─");
+    // Filtering by process name: "sh" is only in the landlock row's.
+    for c in "/sh".chars() {
+        app.update(ch(c));
+    }
+    app.update(key(KeyCode::Enter));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Violations 1/3 · sort last seen · filter \"sh\"");
+    assert_contains(&s, "│2       landlock write     /etc/x ");
+}
+
+#[test]
+fn sort_cycles() {
+    let mut app = few_denials();
+    let objects = |app: &App| -> Vec<String> { app.rows().iter().map(|&i| app.aggs[i as usize].object.clone()).collect() };
+    assert_eq!(objects(&app), ["/etc/x", "evil.example:443", r#"mount("tmpfs", "/mnt", "tmpfs", 0, NULL)"#]);
+    app.update(ch('s'));
+    assert_contains(&screen(&app, 120, 40), "Violations 3/3 · sort last seen ─");
+    assert_eq!(objects(&app), ["evil.example:443", r#"mount("tmpfs", "/mnt", "tmpfs", 0, NULL)"#, "/etc/x"]);
+    app.update(ch('s'));
+    assert_contains(&screen(&app, 120, 40), "Violations 3/3 · sort source ─");
+    assert_eq!(objects(&app), ["/etc/x", r#"mount("tmpfs", "/mnt", "tmpfs", 0, NULL)"#, "evil.example:443"]);
+    app.update(ch('s'));
+    assert_contains(&screen(&app, 120, 40), "Violations 3/3 · sort object ─");
+    assert_eq!(objects(&app), ["/etc/x", "evil.example:443", r#"mount("tmpfs", "/mnt", "tmpfs", 0, NULL)"#]);
+    app.update(ch('s'));
+    assert_contains(&screen(&app, 120, 40), "Violations 3/3 · sort count ─");
+}
+
+#[test]
+fn selection_follows_the_row() {
+    let mut app = few_denials();
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    assert_eq!(app.selection().map(|(p, _)| p), Some(2));
+    // The seccomp row becomes the most frequent: it moves to the top, and
+    // stays selected.
+    for _ in 0..5 {
+        app.update(Msg::Event(seccomp_mount(), at(6_000)));
+    }
+    let (pos, id) = app.selection().unwrap();
+    assert_eq!((pos, app.aggs[id as usize].source), (0, Source::Seccomp));
+}
+
+#[test]
+fn quit_asks_while_running() {
+    let mut app = few_denials();
+    assert_eq!(app.update(ch('q')), Action::None);
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "│kill the command and quit? y/n");
+    assert_eq!(s[39], "y kill the command and quit n stay");
+    assert_eq!(app.update(ch('x')), Action::None);
+    assert_eq!(app.update(ch('n')), Action::None);
+    assert_absent(&screen(&app, 120, 40), "kill the command");
+    app.update(Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+    assert_eq!(app.update(ch('y')), Action::KillAndQuit);
+    // After the command has exited, q quits at once.
+    let mut app = few_denials();
+    app.update(Msg::Exited(3));
+    assert_eq!(screen(&app, 120, 40)[0], " sbx  exited 3 1:05  npm install");
+    assert_eq!(app.update(ch('q')), Action::Quit);
+}
+
+#[test]
+fn output_pane_and_forwarded_keys() {
+    let mut app = few_denials();
+    app.update(Msg::Output(b"$ npm install\r\nadded 3 packages\r\nprogress 10%\rprogress 100%\r\n\x1b[32mdone\x1b[0m\r\n".to_vec()));
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Output);
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "┌ 2 Output · typing goes to the command, Tab leaves ");
+    assert_contains(&s, "│$ npm install ");
+    assert_contains(&s, "│progress 100% ");
+    assert_contains(&s, "│done ");
+    assert_eq!(s[39], "Tab leave output S-PgUp/PgDn scroll keys go to the command");
+    assert_eq!(app.update(ch('q')), Action::SendInput(b"q".to_vec()));
+    assert_eq!(app.update(ch('?')), Action::SendInput(b"?".to_vec()));
+    assert_eq!(app.update(key(KeyCode::Enter)), Action::SendInput(b"\r".to_vec()));
+    assert_eq!(app.update(key(KeyCode::Backspace)), Action::SendInput(vec![0x7f]));
+    assert_eq!(app.update(key(KeyCode::Up)), Action::SendInput(b"\x1b[A".to_vec()));
+    assert_eq!(app.update(Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL))), Action::SendInput(vec![3]));
+    // Shift-Up scrolls the scrollback instead.
+    assert_eq!(app.update(Msg::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::SHIFT))), Action::None);
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "┌ 2 Output · typing goes to the command, Tab leaves · scrol┐");
+    assert_contains(&s, "│progress 100% ");
+    assert_absent(&s, "│done ");
+    assert_eq!(app.update(key(KeyCode::Tab)), Action::None);
+    assert_eq!(app.focus, Pane::Tail);
+    assert_eq!(app.update(ch('q')), Action::None);
+}
+
+#[test]
+fn tail_pauses() {
+    let mut app = few_denials();
+    app.update(ch(' '));
+    app.update(Msg::Event(landlock_write("/etc/late", 42, "sh"), at(9_000)));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Events 9 · PAUSED (+1 new, space resumes)");
+    assert_absent(&s, "+0:09 denied");
+    app.update(ch(' '));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, " +0:09 denied landlock write /etc/late sh[42]");
+}
+
+#[test]
+fn export_writes_report_lines() {
+    let mut app = few_denials();
+    app.update(Msg::Event(report::Event::SessionEnd(SessionEnd { exit_code: 0, lost: 0 }), at(7_500)));
+    let path = match app.update(ch('e')) {
+        Action::Export(p) => p,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(path, PathBuf::from(format!("sbx-session-{T0}.jsonl")));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(path);
+    assert_eq!(app.export(&path).unwrap(), 9);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["session_start", "process", "denial", "denial", "denial", "net", "denial", "net", "session_end"]);
+    assert_eq!(lines[2]["path"], "/etc/x");
+    assert_eq!(lines[2]["time"], "2023-11-14T22:13:21.000000Z");
+    assert_eq!(lines[8]["seq"], 8);
+    assert_eq!(lines[8]["counts"]["denial"], 4);
+    assert_eq!(lines[8]["denials"]["landlock"], 2);
+    let ms = lines[8]["duration_ms"].as_u64().unwrap();
+    assert!((7_500..7_600).contains(&ms), "{ms}");
+    let s = screen(&app, 120, 40);
+    assert!(s[39].starts_with(&format!("exported 9 events to {}", path.display())), "{}", s[39]);
+    // The free function writes the same.
+    let events: Vec<(report::Event, SystemTime)> = app.history.iter().cloned().collect();
+    let again = dir.path().join("again.jsonl");
+    export(&events, &again).unwrap();
+    assert_eq!(std::fs::read_to_string(&again).unwrap().lines().count(), 9);
+}
+
+#[test]
+fn bounds_hold() {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    app.update(Msg::Event(start(LandlockStatus::Full, true), at(0)));
+    for i in 0..(MAX_AGGREGATES + 50) {
+        app.update(Msg::Event(landlock_write(&format!("/etc/f{i}"), 1_000_000 + i as u32, "w"), at(i as u64)));
+    }
+    for i in 0..(MAX_HOSTS + 10) {
+        app.update(Msg::Event(net(&format!("h{i}.example"), 443, true, "allowedDomains: *"), at(20_000)));
+    }
+    assert_eq!(app.aggs.len(), MAX_AGGREGATES + 1);
+    assert_eq!(app.agg_overflowed, 50);
+    let other = app.aggs.last().unwrap();
+    assert_eq!((other.object.as_str(), other.count), (app::OTHER_OBJECTS, 50));
+    assert_eq!(app.procs.len(), MAX_PROCESSES);
+    assert_eq!(app.hosts.len(), MAX_HOSTS + 1);
+    assert_eq!(app.hosts[app::OTHER_HOSTS].allowed, 10);
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Violations 10001/10001 · sort count · table full");
+    assert_contains(&s, "forgotten");
+    // History: SessionStart is kept for export when it has left the tail.
+    for i in 0..MAX_HISTORY {
+        app.update(Msg::Event(report::Event::Loss(Loss { source: "ebpf", count: 1 }), at(30_000 + i as u64)));
+    }
+    assert_eq!(app.history.len(), MAX_HISTORY);
+    assert!(app.history_dropped > 0);
+    assert_eq!(app.exportable().count(), MAX_HISTORY + 1);
+    assert!(matches!(app.exportable().next(), Some((report::Event::SessionStart(_), _))));
+    let s = screen(&app, 120, 40);
+    assert!(s[0].ends_with("export keeps the last 100000 events (11085 dropped)"), "{}", s[0]);
+    assert_contains(&s, "oldest dropped");
+}
+
+/// 100,000 denials from three sources, then a frame.
+#[test]
+fn flood_of_100k_denials() {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    app.update(Msg::Event(start(LandlockStatus::Full, true), at(0)));
+    let events: Vec<report::Event> = (0..100_000u32)
+        .map(|i| match i % 4 {
+            0 | 1 => landlock_write(&format!("/etc/f{}", i % 500), 100 + i % 50, "w"),
+            2 => seccomp_mount(),
+            _ => proxy_denial(&format!("h{}.example", i % 500), 443),
+        })
+        .collect();
+    let t = Instant::now();
+    for (i, e) in events.into_iter().enumerate() {
+        app.update(Msg::Event(e, at(i as u64 / 100)));
+    }
+    let updated = t.elapsed();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let t = Instant::now();
+    terminal.draw(|f| app.render(f)).unwrap();
+    let rendered = t.elapsed();
+    println!("flood: 100000 updates in {updated:?} ({:.0} events/s), first render (sorting 1001 rows) in {rendered:?}", 100_000.0 / updated.as_secs_f64());
+    let s = buffer_lines(terminal.backend().buffer());
+    assert_eq!(s[0], format!(" sbx  running 0:00  npm install{:>89}", "export keeps the last 100000 events (1 dropped)"));
+    assert_eq!(s[2], "denials 100000: landlock 50000 seccomp 25000 proxy 25000 mount 0 dac 0 other 0 · net 0 ok 0 denied · lost 0");
+    // 250 paths, 125 hosts and one seccomp call.
+    assert_contains(&s, "┌ 1 Violations 376/376 · sort count ─");
+    assert_contains(&s, "│25000   seccomp  mount     mount(\"tmpfs\", \"/mnt\", \"tmpfs\", 0, NULL)     ");
+    assert_contains(&s, "│200     proxy    connect   h499.example:443 ");
+    assert_contains(&s, "│200     landlock write     /etc/f497 ");
+    assert_contains(&s, "Events 100001 · 1 oldest dropped");
+}
+
+/// Resident set size in bytes, from /proc/self/statm.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Figures for the report (printed, not asserted; run with --nocapture).
+#[test]
+fn measurements() {
+    let now = Instant::now();
+    // One frame at 120x40 with 10k aggregates (the sort included, then a
+    // frame without changes).
+    let mut app = App::new(&command(), now);
+    app.update(Msg::Event(start(LandlockStatus::Full, true), at(0)));
+    for i in 0..10_000u32 {
+        app.update(Msg::Event(landlock_write(&format!("/home/u/project/node_modules/pkg{i}/index.js"), 100 + i % 300, "node"), at(u64::from(i))));
+    }
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let t = Instant::now();
+    terminal.draw(|f| app.render(f)).unwrap();
+    let dirty = t.elapsed();
+    let t = Instant::now();
+    let frames = 50;
+    for _ in 0..frames {
+        terminal.draw(|f| app.render(f)).unwrap();
+    }
+    let clean = t.elapsed() / frames;
+    println!("render 120x40 with 10000 rows: {dirty:?} after a change (re-sort), {clean:?} per unchanged frame");
+
+    // Throughput and memory over 1,000,000 events: denials over 20k objects
+    // (past the row bound), with process and net events.
+    drop(app);
+    let before = rss();
+    let mut app = App::new(&command(), now);
+    app.update(Msg::Event(start(LandlockStatus::Full, true), at(0)));
+    let t = Instant::now();
+    let mut generated = Duration::ZERO;
+    for i in 0..1_000_000u32 {
+        let g = Instant::now();
+        let e = match i % 10 {
+            0 => exec(1000 + i % 8000, &["node", "install.js", "--flag"]),
+            1 => net(&format!("h{}.example", i % 2000), 443, i % 3 == 0, "no rule allows it"),
+            2 => seccomp_mount(),
+            _ => landlock_write(&format!("/home/u/project/node_modules/pkg{}/index.js", i % 20_000), 1000 + i % 8000, "node"),
+        };
+        generated += g.elapsed();
+        app.update(Msg::Event(e, at(u64::from(i) / 1000)));
+        if i % 5000 == 0 {
+            // A frame every 5000 events: 20 fps at 100k events/s.
+            terminal.draw(|f| app.render(f)).unwrap();
+        }
+    }
+    let total = t.elapsed() - generated;
+    let after = rss();
+    println!(
+        "1000000 events: {:.0} events/s through update (with a frame every 5000 events; generating them excluded), rss +{} MiB ({} MiB before, {} MiB after)",
+        1_000_000.0 / total.as_secs_f64(),
+        after.saturating_sub(before) / (1 << 20),
+        before / (1 << 20),
+        after / (1 << 20)
+    );
+    println!("size_of report::Event = {} bytes", std::mem::size_of::<report::Event>());
+    assert_eq!(app.history.len(), MAX_HISTORY);
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let n = app.export(&dir.path().join("export.jsonl")).unwrap();
+    println!("export of {n} events: {:?}", t.elapsed());
+}
+
+#[test]
+fn process_list_tracks_exits() {
+    let mut app = few_denials();
+    app.update(Msg::Event(report::Event::Process(Process { action: ProcessAction::Exit, pid: 43, comm: "mount".into(), argv: Vec::new(), exe: None }), at(6_000)));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "┌ 4 Processes 1 running / 2 ─");
+    assert_contains(&s, "│43      1      exit mount ");
+    assert_contains(&s, " +0:06 exit   [43] mount");
+    // The same pid exec'd again is running again.
+    app.update(Msg::Event(exec(43, &["ls", "-l"]), at(7_000)));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "┌ 4 Processes 2 running / 2 ─");
+    assert_contains(&s, "│43      1      run  ls -l ");
+}
+
+/// The frame loop with a scripted session: messages are drained through a
+/// small channel, frames are drawn, input goes to the callback, `q` after
+/// the exit quits.
+#[test]
+fn the_loop_drains_messages_and_draws_frames() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut app = App::new(&command(), Instant::now());
+    let mut frames = 0;
+    let mut input = Vec::new();
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let action = runtime.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let (_key_tx, mut keys) = tokio::sync::mpsc::unbounded_channel();
+        let session = async move {
+            tx.send(Msg::Event(start(LandlockStatus::Full, true), at(0))).await.unwrap();
+            for i in 0..20_000u64 {
+                tx.send(Msg::Event(landlock_write(&format!("/etc/f{}", i % 7), 42, "sh"), at(i))).await.unwrap();
+            }
+            tx.send(Msg::Output(b"hello\r\n".to_vec())).await.unwrap();
+            tx.send(key(KeyCode::Tab)).await.unwrap();
+            tx.send(ch('a')).await.unwrap();
+            tx.send(key(KeyCode::Tab)).await.unwrap();
+            tx.send(Msg::Exited(0)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            tx.send(ch('q')).await.unwrap();
+        };
+        let draw = |app: &App| {
+            frames += 1;
+            term.draw(|f| app.render(f)).map(drop).map_err(|e| match e {})
+        };
+        let ui = terminal::event_loop(&mut app, &mut rx, &mut keys, draw, |b| input.push(b), 50, terminal::StopSignals::default());
+        let (action, ()) = tokio::join!(ui, session);
+        action
+    });
+    assert_eq!(action.unwrap(), Action::Quit);
+    assert!(frames >= 3, "{frames} frames");
+    assert_eq!(input, [b"a".to_vec()]);
+    assert_eq!(app.total_events, 20_001);
+    let s = buffer_lines(term.backend().buffer());
+    show(&s);
+    assert!(s[0].starts_with(" sbx  exited 0 "), "{}", s[0]);
+    assert_eq!(s[2], "denials 20000: landlock 20000 · net 0 ok 0 denied · lost 0");
+}
+
+/// `run` on a real terminal: needs a tty on stdout, so it is ignored by
+/// default. Run it under a pty, typing `q` once the command has exited:
+/// `(sleep 2; printf q) | script -qfec "$TEST_BIN tui::tests::run_on_a_real_terminal --ignored --exact" out.txt`
+/// then check out.txt for the alternate screen's entry and exit.
+#[test]
+#[ignore = "needs a terminal; see the comment"]
+fn run_on_a_real_terminal() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let action = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let session = async move {
+            tx.send(Msg::Event(start(LandlockStatus::Full, true), at(0))).await.unwrap();
+            tx.send(Msg::Event(landlock_write("/etc/x", 42, "sh"), at(10))).await.unwrap();
+            tx.send(Msg::Output(b"hello from the command\r\n".to_vec())).await.unwrap();
+            eprintln!("this line goes to the log, not the screen");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tx.send(Msg::Exited(0)).await.unwrap();
+            // Keep the channel open until the user quits.
+            std::future::pending::<()>().await;
+        };
+        let opts = RunOptions { fps: 20, stderr_to: Some(log.clone()) };
+        tokio::select! {
+            biased;
+            r = run(App::new(&command(), Instant::now()), rx, |_| {}, opts) => r,
+            () = session => unreachable!(),
+        }
+    });
+    println!("run returned {action:?}");
+    assert_eq!(action.unwrap(), Action::Quit);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "this line goes to the log, not the screen\n");
+}

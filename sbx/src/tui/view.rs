@@ -1,0 +1,609 @@
+//! Drawing the `App`: a pure function of its state, O(visible rows) apart
+//! from the lazy re-sort of the violations (at most once per frame while
+//! events flow).
+
+use std::time::{Duration, SystemTime};
+
+use ratatui::{
+    Frame,
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap},
+};
+
+use super::app::{App, Overlay, PANES, Pane, RunState, SOURCES, source_index};
+use crate::{
+    launch::stage2::LandlockStatus,
+    report::{Event, ProcessAction},
+};
+
+/// How much room there is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// Every pane at once (100x30 and up).
+    Wide,
+    /// The violations and one other pane (60x16 and up, e.g. 80x24).
+    Compact,
+    /// The focused pane only.
+    Narrow,
+}
+
+impl Tier {
+    fn of(area: Rect) -> Self {
+        if area.width >= 100 && area.height >= 30 {
+            Tier::Wide
+        } else if area.width >= 60 && area.height >= 16 {
+            Tier::Compact
+        } else {
+            Tier::Narrow
+        }
+    }
+}
+
+const WARN: Style = Style::new().fg(Color::Yellow);
+const BAD: Style = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+const GOOD: Style = Style::new().fg(Color::Green);
+const DIM: Style = Style::new().fg(Color::DarkGray);
+const BOLD: Style = Style::new().add_modifier(Modifier::BOLD);
+const HEAD: Style = Style::new().add_modifier(Modifier::BOLD).add_modifier(Modifier::UNDERLINED);
+
+pub(super) fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    if area.width == 0 || area.height == 0 {
+        return;
+    }
+    let tier = Tier::of(area);
+    let header_h = 3.min(area.height);
+    let footer_h = u16::from(area.height > header_h);
+    let [header, body, footer] = Layout::vertical([Constraint::Length(header_h), Constraint::Min(0), Constraint::Length(footer_h)]).areas(area);
+    render_header(app, frame, header, tier);
+    match tier {
+        Tier::Wide => {
+            let [violations, middle, bottom] =
+                Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(25), Constraint::Percentage(35)]).areas(body);
+            let [procs, net] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
+            let [output, tail] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
+            render_pane(app, frame, Pane::Violations, violations, tier);
+            render_pane(app, frame, Pane::Processes, procs, tier);
+            render_pane(app, frame, Pane::Network, net, tier);
+            render_pane(app, frame, Pane::Output, output, tier);
+            render_pane(app, frame, Pane::Tail, tail, tier);
+        }
+        Tier::Compact => {
+            let [violations, other] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
+            render_pane(app, frame, Pane::Violations, violations, tier);
+            render_pane(app, frame, app.secondary, other, tier);
+        }
+        Tier::Narrow => render_pane(app, frame, app.focus, body, tier),
+    }
+    render_footer(app, frame, footer, tier);
+    // Overlays cover the body (or everything when the body is tiny).
+    let room = if body.height >= 5 { body } else { area };
+    match app.overlay {
+        Overlay::None => {}
+        Overlay::Detail => render_detail(app, frame, inset(room)),
+        Overlay::Help => render_help(app, frame, inset(room)),
+        Overlay::ConfirmQuit => {
+            let w = 40.min(room.width);
+            let h = 3.min(room.height);
+            let r = Rect { x: room.x + (room.width - w) / 2, y: room.y + (room.height - h) / 2, width: w, height: h };
+            frame.render_widget(Clear, r);
+            let block = Block::bordered().border_style(WARN);
+            frame.render_widget(Paragraph::new(Line::styled("kill the command and quit? y/n", BOLD)).block(block), r);
+        }
+    }
+}
+
+/// `room` less a margin, when there is room for one.
+fn inset(room: Rect) -> Rect {
+    let dx = if room.width >= 60 { 2 } else { 0 };
+    let dy = u16::from(room.height >= 16);
+    Rect { x: room.x + dx, y: room.y + dy, width: room.width - 2 * dx, height: room.height - 2 * dy }
+}
+
+pub(super) fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 { format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) } else { format!("{}:{:02}", s / 60, s % 60) }
+}
+
+/// `t` relative to the session's start: "+1:05".
+fn rel(app: &App, t: SystemTime) -> String {
+    let base = app.session_time.unwrap_or(t);
+    format!("+{}", fmt_duration(t.duration_since(base).unwrap_or_default()))
+}
+
+/// 1234 -> "1234", 1234567 -> "1.2M".
+fn count(n: u64) -> String {
+    match n {
+        0..=999_999 => n.to_string(),
+        1_000_000..=999_999_999 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
+fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
+    let mut lines = Vec::with_capacity(3);
+
+    // Line 1: state, elapsed time, command.
+    let mut l1 = vec![Span::styled(" sbx ", Style::new().add_modifier(Modifier::REVERSED)), Span::raw(" ")];
+    match app.state {
+        RunState::Running => l1.push(Span::styled("running", GOOD.add_modifier(Modifier::BOLD))),
+        RunState::Exited(code) => l1.push(Span::styled(format!("exited {code}"), if code == 0 { GOOD.add_modifier(Modifier::BOLD) } else { BAD })),
+    }
+    l1.push(Span::raw(format!(" {}  ", fmt_duration(app.elapsed()))));
+    l1.push(Span::styled(app.command.clone(), BOLD));
+    lines.push(Line::from(l1));
+
+    // Line 2: what each layer enforces.
+    let mut l2 = Vec::new();
+    match &app.enforcement {
+        None => l2.push(Span::styled("enforcement: waiting for the session to start", DIM)),
+        Some(e) => {
+            let narrow = tier == Tier::Narrow;
+            let (ll_text, ll_ok) = match e.landlock {
+                Some(l) if l.status != LandlockStatus::None => {
+                    (if narrow { format!("landlock {}/{}", l.status.as_str(), l.abi) } else { format!("landlock {} (ABI {})", l.status.as_str(), l.abi) }, l.status == LandlockStatus::Full)
+                }
+                Some(l) if l.abi > 0 => (format!("landlock none (ABI {})", l.abi), false),
+                _ => ("landlock none".to_string(), false),
+            };
+            let onoff = |name: &str, on: bool| (format!("{name} {}", if on { "on" } else { "OFF" }), on);
+            let mut layers = vec![(ll_text, ll_ok), onoff("seccomp", e.seccomp), onoff("netns", e.netns)];
+            // bwrap is always enforced once a session has started: the first
+            // to go when room is short.
+            if !narrow {
+                layers.push(onoff("bwrap", true));
+            }
+            if !narrow {
+                l2.push(Span::raw("enforcement: "));
+            }
+            for (i, (text, ok)) in layers.into_iter().enumerate() {
+                if i > 0 {
+                    l2.push(Span::raw(if narrow { " " } else { "  " }));
+                }
+                l2.push(Span::styled(text, if ok { GOOD } else { WARN.add_modifier(Modifier::BOLD) }));
+            }
+        }
+    }
+    lines.push(Line::from(l2));
+
+    // Line 3: counters.
+    let total: u64 = app.denials.iter().sum();
+    let mut l3 = vec![Span::styled(format!("denials {}", count(total)), if total > 0 { BOLD } else { Style::new() })];
+    if tier != Tier::Narrow {
+        let mut parts = Vec::new();
+        for s in SOURCES {
+            let n = app.denials[source_index(s)];
+            if n > 0 || tier == Tier::Wide {
+                parts.push(format!("{} {}", s.as_str(), count(n)));
+            }
+        }
+        if !parts.is_empty() {
+            l3.push(Span::raw(format!(": {}", parts.join(" "))));
+        }
+    }
+    l3.push(Span::raw(" · net "));
+    l3.push(Span::styled(format!("{} ok", count(app.net_allowed)), Style::new()));
+    l3.push(Span::raw(" "));
+    l3.push(Span::styled(format!("{} denied", count(app.net_denied)), if app.net_denied > 0 { WARN } else { Style::new() }));
+    l3.push(Span::raw(" · "));
+    let lost = app.lost();
+    l3.push(Span::styled(format!("lost {}", count(lost)), if lost > 0 { BAD } else { Style::new() }));
+    lines.push(Line::from(l3));
+    frame.render_widget(Paragraph::new(lines), area);
+    // Right of line 1, when it fits: older events cannot be exported.
+    if app.history_dropped > 0 {
+        let note = format!("export keeps the last {} events ({} dropped)", super::app::MAX_HISTORY, count(app.history_dropped));
+        let used = 16 + app.command.chars().count();
+        if used + note.len() + 2 <= usize::from(area.width) {
+            frame.render_widget(Paragraph::new(Line::styled(note, WARN)).alignment(ratatui::layout::Alignment::Right), Rect { height: 1, ..area });
+        }
+    }
+}
+
+fn pane_block(app: &App, pane: Pane, title: String) -> Block<'static> {
+    let focused = app.focus == pane;
+    let n = PANES.iter().position(|&p| p == pane).map_or(0, |i| i + 1);
+    let style = if focused { Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD) } else { Style::new() };
+    Block::new().borders(Borders::ALL).border_style(if focused { Style::new().fg(Color::Cyan) } else { DIM }).title(Span::styled(format!(" {n} {title} "), style))
+}
+
+fn render_pane(app: &App, frame: &mut Frame, pane: Pane, area: Rect, tier: Tier) {
+    if area.width < 3 || area.height < 3 {
+        return;
+    }
+    match pane {
+        Pane::Violations => render_violations(app, frame, area, tier),
+        Pane::Output => render_output(app, frame, area),
+        Pane::Tail => render_tail(app, frame, area),
+        Pane::Processes => render_processes(app, frame, area),
+        Pane::Network => render_network(app, frame, area),
+    }
+}
+
+fn render_violations(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
+    let rows = app.rows();
+    let mut title = format!("Violations {}/{} · sort {}", rows.len(), app.aggs.len(), app.sort.as_str());
+    if !app.filter.is_empty() || app.editing_filter {
+        title.push_str(&format!(" · filter \"{}\"", app.filter));
+    }
+    if app.agg_overflowed > 0 {
+        title.push_str(" · table full");
+    }
+    let block = pane_block(app, Pane::Violations, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if rows.is_empty() {
+        let text = if app.aggs.is_empty() { "no denials yet" } else { "no row matches the filter" };
+        frame.render_widget(Paragraph::new(Line::styled(text, DIM)), inner);
+        return;
+    }
+    let visible = usize::from(inner.height.saturating_sub(1));
+    if visible == 0 {
+        return;
+    }
+    let selected = app.selected.and_then(|s| rows.iter().position(|&r| r == s)).unwrap_or(0);
+    let offset = if selected < visible { 0 } else { selected + 1 - visible };
+    let w = inner.width;
+    let (header, widths): (Vec<&str>, Vec<Constraint>) = if w >= 90 && tier == Tier::Wide {
+        (
+            vec!["COUNT", "SOURCE", "OP", "OBJECT", "PROCESSES", "FIRST", "LAST"],
+            vec![
+                Constraint::Length(7),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Fill(1),
+                Constraint::Length(16),
+                Constraint::Length(7),
+                Constraint::Length(7),
+            ],
+        )
+    } else if w >= 56 {
+        (
+            vec!["COUNT", "SOURCE", "OP", "OBJECT", "LAST"],
+            vec![Constraint::Length(6), Constraint::Length(8), Constraint::Length(8), Constraint::Fill(1), Constraint::Length(7)],
+        )
+    } else {
+        (vec!["COUNT", "SRC", "OBJECT"], vec![Constraint::Length(5), Constraint::Length(4), Constraint::Fill(1)])
+    };
+    let columns = header.len();
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .skip(offset)
+        .take(visible)
+        .map(|&i| {
+            let a = &app.aggs[i as usize];
+            let object = if a.object.is_empty() { "-".to_string() } else { a.object.clone() };
+            let source_style = Style::new().fg(source_color(a.source));
+            let cells: Vec<Cell> = match columns {
+                7 => {
+                    let mut procs: Vec<String> = a.procs.iter().map(|(pid, comm)| format!("{comm}[{pid}]")).collect();
+                    if a.more_procs {
+                        procs.push("…".into());
+                    }
+                    vec![
+                        Cell::from(count(a.count)),
+                        Cell::from(Span::styled(a.source.as_str(), source_style)),
+                        Cell::from(a.op.clone()),
+                        Cell::from(object),
+                        Cell::from(procs.join(",")),
+                        Cell::from(rel(app, a.first)),
+                        Cell::from(rel(app, a.last)),
+                    ]
+                }
+                5 => vec![
+                    Cell::from(count(a.count)),
+                    Cell::from(Span::styled(a.source.as_str(), source_style)),
+                    Cell::from(a.op.clone()),
+                    Cell::from(object),
+                    Cell::from(rel(app, a.last)),
+                ],
+                _ => vec![
+                    Cell::from(count(a.count)),
+                    Cell::from(Span::styled(&a.source.as_str()[..4.min(a.source.as_str().len())], source_style)),
+                    Cell::from(if object.starts_with(&a.op) { object } else { format!("{} {object}", a.op) }),
+                ],
+            };
+            Row::new(cells)
+        })
+        .collect();
+    let highlight = if app.focus == Pane::Violations { Style::new().add_modifier(Modifier::REVERSED) } else { Style::new().add_modifier(Modifier::BOLD) };
+    let table = Table::new(table_rows, widths).header(Row::new(header).style(HEAD)).row_highlight_style(highlight);
+    let mut state = TableState::default().with_selected(Some(selected - offset));
+    frame.render_stateful_widget(table, inner, &mut state);
+}
+
+fn source_color(s: crate::report::Source) -> Color {
+    use crate::report::Source;
+    match s {
+        Source::Landlock => Color::Magenta,
+        Source::Seccomp => Color::Red,
+        Source::Proxy => Color::Blue,
+        Source::Mount => Color::Yellow,
+        Source::Dac => Color::Cyan,
+        Source::Other => Color::Gray,
+    }
+}
+
+fn render_output(app: &App, frame: &mut Frame, area: Rect) {
+    let mut title = "Output".to_string();
+    if app.focus == Pane::Output {
+        title.push_str(" · typing goes to the command, Tab leaves");
+    }
+    if app.output_scroll > 0 {
+        title.push_str(&format!(" · scrolled back {}", app.output_scroll));
+    }
+    let block = pane_block(app, Pane::Output, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let h = usize::from(inner.height);
+    let len = app.output.line_count();
+    if len == 0 {
+        frame.render_widget(Paragraph::new(Line::styled("(no output yet)", DIM)), inner);
+        return;
+    }
+    let end = len.saturating_sub(app.output_scroll);
+    let start = end.saturating_sub(h);
+    let lines: Vec<Line> = (start..end).filter_map(|i| app.output.line(i)).map(Line::from).collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// One event as one line of the tail.
+fn tail_line(app: &App, event: &Event, time: SystemTime) -> Line<'static> {
+    let t = Span::styled(format!("{:>6} ", rel(app, time)), DIM);
+    let (kind, style, text) = match event {
+        Event::SessionStart(s) => ("start", GOOD, super::app::join_command(s.command.iter().map(|a| a.to_string_lossy()))),
+        Event::Denial(d) => {
+            let who = match (&d.comm, d.pid) {
+                (Some(c), Some(p)) => format!(" {c}[{p}]"),
+                (None, Some(p)) => format!(" [{p}]"),
+                (Some(c), None) => format!(" {c}"),
+                (None, None) => String::new(),
+            };
+            let (op, object) = super::app::row_key(d);
+            // A seccomp call names its syscall already.
+            let what = if object.starts_with(&*op) { object.into_owned() } else { format!("{op} {object}") };
+            ("denied", Style::new().fg(source_color(d.source)), format!("{} {what}{who}", d.source.as_str()))
+        }
+        Event::Net(n) => (
+            if n.allowed { "net ok" } else { "net no" },
+            if n.allowed { Style::new() } else { WARN },
+            format!("{} {}:{} ({})", n.protocol, n.host, n.port, n.rule),
+        ),
+        Event::Process(p) => match p.action {
+            ProcessAction::Exec => ("exec", DIM, format!("[{}] {}", p.pid, if p.argv.is_empty() { p.comm.clone() } else { p.argv.join(" ") })),
+            ProcessAction::Exit => ("exit", DIM, format!("[{}] {}", p.pid, p.comm)),
+        },
+        Event::Loss(l) => ("LOST", BAD, format!("{} events ({})", l.count, l.source)),
+        Event::SessionEnd(e) => ("end", BOLD, format!("exit {}, {} lost", e.exit_code, e.lost)),
+    };
+    Line::from(vec![t, Span::styled(format!("{kind:<6} "), style), Span::raw(text)])
+}
+
+fn render_tail(app: &App, frame: &mut Frame, area: Rect) {
+    let end_seq = app.tail_paused.unwrap_or(app.total_events);
+    let mut title = format!("Events {}", count(app.total_events));
+    if let Some(at) = app.tail_paused {
+        title.push_str(&format!(" · PAUSED (+{} new, space resumes)", app.total_events - at));
+    }
+    if app.history_dropped > 0 {
+        title.push_str(&format!(" · {} oldest dropped", count(app.history_dropped)));
+    }
+    let block = pane_block(app, Pane::Tail, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let h = u64::from(inner.height);
+    let end = end_seq.saturating_sub(app.history_dropped) as usize;
+    let start = end.saturating_sub(h as usize);
+    let lines: Vec<Line> = app.history.range(start.min(app.history.len())..end.min(app.history.len())).map(|(e, t)| tail_line(app, e, *t)).collect();
+    if lines.is_empty() {
+        frame.render_widget(Paragraph::new(Line::styled("(no events yet)", DIM)), inner);
+    } else {
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+}
+
+fn render_processes(app: &App, frame: &mut Frame, area: Rect) {
+    let mut title = format!("Processes {} running / {}", app.procs_alive, app.procs.len());
+    if app.procs_forgotten > 0 {
+        title.push_str(&format!(" · {} forgotten", count(app.procs_forgotten)));
+    }
+    let block = pane_block(app, Pane::Processes, title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if app.procs.is_empty() {
+        frame.render_widget(Paragraph::new(Line::styled("(no process seen yet)", DIM)), inner);
+        return;
+    }
+    let visible = usize::from(inner.height.saturating_sub(1));
+    let offset = app.proc_scroll.min(app.procs.len().saturating_sub(visible.max(1)));
+    let rows: Vec<Row> = app
+        .proc_order
+        .values()
+        .skip(offset)
+        .take(visible)
+        .filter_map(|pid| app.procs.get(pid).map(|p| (pid, p)))
+        .map(|(pid, p)| {
+            let argv = p.execs.back().filter(|a| !a.is_empty()).map_or_else(|| p.comm.clone(), |a| a.join(" "));
+            let den_style = if p.denials > 0 { WARN } else { Style::new() };
+            Row::new(vec![
+                Cell::from(pid.to_string()),
+                Cell::from(Span::styled(count(p.denials), den_style)),
+                Cell::from(if p.alive { Span::raw("run") } else { Span::styled("exit", DIM) }),
+                Cell::from(argv),
+            ])
+        })
+        .collect();
+    let table = Table::new(rows, [Constraint::Length(7), Constraint::Length(6), Constraint::Length(4), Constraint::Fill(1)])
+        .header(Row::new(["PID", "DENIED", "", "COMMAND"]).style(HEAD));
+    frame.render_widget(table, inner);
+}
+
+fn render_network(app: &App, frame: &mut Frame, area: Rect) {
+    let block = pane_block(app, Pane::Network, format!("Network {} hosts · {} ok {} denied", app.hosts.len(), count(app.net_allowed), count(app.net_denied)));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let hosts = app.host_rows();
+    if hosts.is_empty() {
+        frame.render_widget(Paragraph::new(Line::styled("(no connection through the proxy yet)", DIM)), inner);
+        return;
+    }
+    let visible = usize::from(inner.height.saturating_sub(1));
+    let offset = app.host_scroll.min(hosts.len().saturating_sub(visible.max(1)));
+    let rows: Vec<Row> = hosts
+        .iter()
+        .skip(offset)
+        .take(visible)
+        .filter_map(|name| app.hosts.get(name).map(|h| (name, h)))
+        .map(|(name, h)| {
+            Row::new(vec![
+                Cell::from(count(h.allowed)),
+                Cell::from(Span::styled(count(h.denied), if h.denied > 0 { WARN } else { Style::new() })),
+                Cell::from(format!("{name}:{}", h.last_port)),
+                Cell::from(Span::styled(format!("{} {}", if h.last_allowed { "ok" } else { "denied" }, h.last_rule), if h.last_allowed { Style::new() } else { WARN })),
+            ])
+        })
+        .collect();
+    let table = Table::new(rows, [Constraint::Length(5), Constraint::Length(5), Constraint::Percentage(45), Constraint::Fill(1)])
+        .header(Row::new(["OK", "DENY", "HOST", "LAST DECISION"]).style(HEAD));
+    frame.render_widget(table, inner);
+}
+
+fn field<'a>(name: &str, value: impl Into<String>) -> Line<'a> {
+    Line::from(vec![Span::styled(format!("{name:<15}"), BOLD), Span::raw(value.into())])
+}
+
+fn render_detail(app: &App, frame: &mut Frame, area: Rect) {
+    let Some((_, id)) = app.selection() else { return };
+    let a = &app.aggs[id as usize];
+    let d = &a.latest;
+    let mut lines = vec![
+        Line::styled(format!("{} {} {}", a.source.as_str(), a.op, a.object), BOLD),
+        field("count", format!("{}   first {}   last {}", a.count, rel(app, a.first), rel(app, a.last))),
+        field("denied by", d.source.as_str()),
+    ];
+    let reason = d.detail.iter().find(|(k, _)| k == "reason").map(|(_, v)| v.as_str());
+    lines.push(field("why", reason.unwrap_or("(no reason recorded)")));
+    let opt = |lines: &mut Vec<Line>, name: &str, v: Option<String>| {
+        if let Some(v) = v {
+            lines.push(field(name, v));
+        }
+    };
+    opt(&mut lines, "syscall", d.syscall.clone());
+    opt(&mut lines, "errno", d.errno.clone());
+    opt(&mut lines, "operation", d.operation.clone());
+    opt(&mut lines, "path", d.path.as_ref().map(|p| p.to_string_lossy().into_owned()));
+    opt(&mut lines, "requested path", d.requested_path.clone());
+    opt(&mut lines, "host", d.host.clone());
+    opt(&mut lines, "port", d.port.map(|p| p.to_string()));
+    opt(&mut lines, "pid", d.pid.map(|p| p.to_string()));
+    opt(&mut lines, "tid", d.tid.map(|p| p.to_string()));
+    opt(&mut lines, "comm", d.comm.clone());
+    for (k, v) in &d.detail {
+        if k != "reason" {
+            lines.push(field(&format!("detail.{k}"), v.clone()));
+        }
+    }
+    let mut procs: Vec<String> = a.procs.iter().map(|(pid, comm)| format!("{comm}[{pid}]")).collect();
+    if a.more_procs {
+        procs.push("and more".into());
+    }
+    lines.push(field("processes", procs.join(", ")));
+    if let Some(pid) = d.pid {
+        match app.procs.get(&pid) {
+            Some(p) if !p.execs.is_empty() => {
+                lines.push(Line::styled(format!("execs of pid {pid} (oldest first):"), BOLD));
+                for argv in &p.execs {
+                    lines.push(Line::raw(format!("  {}", if argv.is_empty() { p.comm.clone() } else { argv.join(" ") })));
+                }
+                if let Some(exe) = &p.exe {
+                    lines.push(field("  exe", exe.to_string_lossy().into_owned()));
+                }
+            }
+            _ => lines.push(Line::styled(format!("no exec of pid {pid} seen"), DIM)),
+        }
+        lines.push(Line::styled("(process events carry no parent pid: ancestry beyond this pid is unknown)", DIM));
+    }
+    frame.render_widget(Clear, area);
+    let block = Block::bordered().border_style(Style::new().fg(Color::Cyan)).title(" Violation detail · Esc closes · ↑↓ previous/next ");
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+}
+
+/// Every key, for the help screen.
+pub(super) const HELP: &[(&str, &str)] = &[
+    ("Tab / Shift-Tab", "next / previous pane (1-5 jump to a pane)"),
+    ("↑ ↓ j k", "select a violation / scroll the focused pane"),
+    ("PgUp PgDn Home End", "page / first / last"),
+    ("Enter", "details of the selected violation (Esc closes)"),
+    ("/", "filter violations as you type (Enter keeps, Esc clears)"),
+    ("s", "sort violations: count, last seen, source, object"),
+    ("Esc", "clear the filter, close a window"),
+    ("space", "pause / resume the event tail"),
+    ("e", "export the session's events as JSON Lines"),
+    ("?", "this help"),
+    ("q / Ctrl-C", "quit (asks first while the command runs: y/n)"),
+    ("Output pane", "keys go to the command; Tab leaves; Shift-PgUp/PgDn/↑/↓ scroll"),
+];
+
+fn render_help(app: &App, frame: &mut Frame, area: Rect) {
+    let mut lines: Vec<Line> = HELP.iter().map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<20}"), BOLD), Span::raw(*v)])).collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::styled(
+        format!(
+            "Bounds: {} events kept for the tail and export, {} violation rows, {} processes, {} hosts, {} output lines.",
+            super::app::MAX_HISTORY,
+            super::app::MAX_AGGREGATES,
+            super::app::MAX_PROCESSES,
+            super::app::MAX_HOSTS,
+            super::output::MAX_LINES
+        ),
+        DIM,
+    ));
+    if app.history_dropped > 0 {
+        lines.push(Line::styled(format!("{} older events were dropped and will not be exported.", app.history_dropped), WARN));
+    }
+    frame.render_widget(Clear, area);
+    let block = Block::bordered().border_style(Style::new().fg(Color::Cyan)).title(" Keys · any key closes ");
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+}
+
+fn render_footer(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
+    if area.height == 0 {
+        return;
+    }
+    let key = |k: &'static str| Span::styled(k, Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD));
+    let mut spans = Vec::new();
+    if let Some((text, _)) = &app.status {
+        spans.push(Span::styled(format!("{text} "), WARN));
+    }
+    let hints: &[(&'static str, &'static str)] = match app.overlay {
+        Overlay::ConfirmQuit => &[("y", "kill the command and quit"), ("n", "stay")],
+        Overlay::Help => &[("any key", "close help")],
+        Overlay::Detail => &[("Esc", "close"), ("↑↓", "previous/next")],
+        Overlay::None if app.editing_filter => &[("Enter", "keep filter"), ("Esc", "clear")],
+        Overlay::None if app.focus == Pane::Output => &[("Tab", "leave output"), ("S-PgUp/PgDn", "scroll"), ("keys", "go to the command")],
+        Overlay::None if tier == Tier::Narrow => &[("q", "quit"), ("?", "help"), ("Tab", "pane")],
+        Overlay::None => &[
+            ("q", "quit"),
+            ("?", "help"),
+            ("Tab", "pane"),
+            ("Enter", "detail"),
+            ("/", "filter"),
+            ("s", "sort"),
+            ("space", "pause"),
+            ("e", "export"),
+        ],
+    };
+    if app.editing_filter && app.overlay == Overlay::None {
+        spans.push(Span::styled(format!("filter: {}▏ ", app.filter), BOLD));
+    }
+    for (i, (k, what)) in hints.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw(" "));
+        }
+        spans.push(key(k));
+        spans.push(Span::raw(format!(" {what}")));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
