@@ -62,10 +62,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args, None),
         Command::Monitor(args) => {
-            if !args.no_tui {
-                anyhow::bail!("the live dashboard is not part of this build yet: run `sbx monitor --no-tui --log FILE -- CMD`");
+            let dashboard = !args.no_tui;
+            if dashboard && !sbx::sys::is_tty(&std::io::stdout()) {
+                anyhow::bail!("the dashboard needs a terminal on stdout: run `sbx monitor --no-tui --log FILE -- CMD` instead");
             }
-            run(args.run, Some((session::Trace::IfPossible, args.ring_bytes)))
+            run(args.run, Some((session::Trace::IfPossible, args.ring_bytes, dashboard)))
         }
         Command::Doctor(args) => {
             let report = doctor::run();
@@ -137,7 +138,7 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
     Ok((loaded, policy))
 }
 
-fn run(args: RunArgs, trace: Option<(session::Trace, u32)>) -> anyhow::Result<ExitCode> {
+fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>) -> anyhow::Result<ExitCode> {
     let command: Vec<OsString> = match args.shell {
         Some(shell) => vec!["/bin/sh".into(), "-c".into(), shell],
         None => args.argv,
@@ -150,10 +151,10 @@ fn run(args: RunArgs, trace: Option<(session::Trace, u32)>) -> anyhow::Result<Ex
     check_required(&args.require)?;
     // `sbx run --log` traces too: a log without the kernel's denials would
     // mislead whoever reads it. `sbx monitor` always traces.
-    let (trace, ring_bytes, summary) = match trace {
-        Some((t, ring)) => (t, ring, true),
-        None if args.log.is_some() => (session::Trace::IfPossible, monitor::tracer::DEFAULT_RING_BYTES, true),
-        None => (session::Trace::Off, monitor::tracer::DEFAULT_RING_BYTES, false),
+    let (trace, ring_bytes, summary, dashboard) = match monitor {
+        Some((t, ring, dashboard)) => (t, ring, true, dashboard),
+        None if args.log.is_some() => (session::Trace::IfPossible, monitor::tracer::DEFAULT_RING_BYTES, true, false),
+        None => (session::Trace::Off, monitor::tracer::DEFAULT_RING_BYTES, false, false),
     };
     let options = session::Options {
         trace,
@@ -170,6 +171,7 @@ fn run(args: RunArgs, trace: Option<(session::Trace, u32)>) -> anyhow::Result<Ex
         ring_bytes,
         summary,
         inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect(),
+        dashboard,
     };
     let code = session::run(&policy, command, options)?;
     Ok(ExitCode::from(code))

@@ -20,6 +20,7 @@ use crate::{
     policy::Policy,
     proxy::{self, NetEvent, Proxy, ProxyConfig},
     report::{self, Denial, Event, Log},
+    tui,
 };
 use sbx_common::{KIND_DENIAL, RawEvent};
 
@@ -45,6 +46,9 @@ pub struct Options {
     /// `-p`: host addresses whose connections go to the same port on the
     /// sandbox's loopback.
     pub inbound: Vec<std::net::SocketAddr>,
+    /// Show the live dashboard (`sbx monitor` on a terminal): the command
+    /// runs on a pty of its own and the dashboard owns sbx's terminal.
+    pub dashboard: bool,
 }
 
 /// Denials remembered per source for the exit summary.
@@ -65,12 +69,27 @@ struct Sink {
     /// The seccomp supervisor reports blocked syscalls; the tracer's view
     /// of the same EPERM is then a duplicate.
     supervised: bool,
+    /// The dashboard's channel; events it had no room for are counted and
+    /// reported to it as a `tui` loss when there is room again.
+    ui: Option<tokio::sync::mpsc::Sender<tui::Msg>>,
+    ui_dropped: u64,
 }
 
 impl Sink {
     fn emit(&mut self, event: &Event) {
         if let Event::Denial(d) = event {
             self.note(d);
+        }
+        if let Some(ui) = &self.ui {
+            if self.ui_dropped > 0 {
+                let loss = Event::Loss(report::Loss { source: "tui", count: self.ui_dropped });
+                if ui.try_send(tui::Msg::Event(loss, std::time::SystemTime::now())).is_ok() {
+                    self.ui_dropped = 0;
+                }
+            }
+            if ui.try_send(tui::Msg::Event(event.clone(), std::time::SystemTime::now())).is_err() {
+                self.ui_dropped += 1;
+            }
         }
         if let Some(log) = self.log.as_mut() {
             if let Err(e) = log.write(event) {
@@ -234,6 +253,8 @@ pub enum SessionError {
     Proxy(#[from] proxy::ProxyError),
     #[error("cannot start the event loop: {0}")]
     Runtime(#[source] io::Error),
+    #[error("cannot open a pty for the command: {0}")]
+    Pty(#[source] io::Error),
     #[error("cannot listen on {addr} (--port): {source}")]
     Inbound { addr: std::net::SocketAddr, source: io::Error },
 }
@@ -312,6 +333,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         early: Vec::new(),
         by_source: BTreeMap::new(),
         supervised: false,
+        ui: None,
+        ui_dropped: 0,
     });
     let done = tokio::sync::Notify::new();
     let done_net = tokio::sync::Notify::new();
@@ -320,9 +343,37 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let (seccomp_tx, mut seccomp_rx) = tokio::sync::mpsc::channel::<SeccompDenial>(4096);
     let seccomp_tx = RefCell::new(Some(seccomp_tx));
     let supervisor = RefCell::new(None);
-    let (outcome, seccomp_dropped) = runtime.block_on(async {
+    // The dashboard: the command gets a pty of its own; the dashboard owns
+    // sbx's terminal, and stderr goes to a file while it does.
+    let (ui_tx, ui_rx) = match opts.dashboard {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<tui::Msg>(8192);
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
+    sink.borrow_mut().ui = ui_tx.clone();
+    let dashboard_stderr = std::env::temp_dir().join(format!("sbx-monitor-{}.stderr", std::process::id()));
+    let pty_master = match opts.dashboard {
+        true => {
+            let size = crossterm::terminal::size().unwrap_or((80, 24));
+            let winsize = nix::pty::Winsize { ws_row: size.1, ws_col: size.0, ws_xpixel: 0, ws_ypixel: 0 };
+            let pty = nix::pty::openpty(Some(&winsize), None).map_err(|e| SessionError::Pty(e.into()))?;
+            nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+                .map_err(|e| SessionError::Pty(e.into()))?;
+            launch_opts.terminal = Some(std::sync::Arc::new(pty.slave));
+            // SAFETY: the master descriptor is owned by the AsyncFd for as
+            // long as it is registered.
+            Some(unsafe { tokio::io::unix::AsyncFd::register(pty.master) }.map_err(|e| SessionError::Pty(e.into_parts().1))?)
+        }
+        false => None,
+    };
+    let done_output = tokio::sync::Notify::new();
+    let bwrap_pid = std::cell::Cell::new(None::<u32>);
+    let (outcome, lost, summary) = runtime.block_on(async {
         let launch = async {
             let r = launch::run(policy, command.clone(), &launch_opts, |mut started| {
+                bwrap_pid.set(started.bwrap_pid);
                 serve_network(&proxy, std::mem::take(&mut started.net_listeners), &started.net);
                 serve_inbound(std::mem::take(&mut *inbound.borrow_mut()), started.sandbox_init, &proxy);
                 let tx = seccomp_tx.borrow_mut().take();
@@ -342,6 +393,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             seccomp_tx.borrow_mut().take();
             done.notify_one();
             done_net.notify_one();
+            done_output.notify_one();
             r
         };
         let seccomp_events = async {
@@ -366,7 +418,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             }
         };
         let watch = async {
-            let Some((_, tracer)) = traced.as_mut() else { return };
+            let Some((_, tracer)) = traced.as_mut() else { return 0 };
             let mut batch = Vec::new();
             loop {
                 tokio::select! {
@@ -384,45 +436,137 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             }
             tracer.drain_now(&mut batch);
             sink.borrow_mut().kernel(&batch);
+            tracer.lost()
         };
-        let (outcome, (), (), ()) = tokio::join!(launch, watch, seccomp_events, net_events);
-        let supervisor = supervisor.borrow_mut().take();
-        let mut dropped = 0;
-        if let Some(s) = supervisor {
-            match s.wait().await {
-                Ok(stats) => dropped = stats.events_dropped,
-                Err(e) => tracing::warn!("the seccomp supervisor failed: {e}"),
+        let output = async {
+            let Some(master) = pty_master.as_ref() else { return };
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                tokio::select! {
+                    biased;
+                    r = read_pty(master, &mut buf) => match r {
+                        Ok(n) if n > 0 => {
+                            if let Some(ui) = &ui_tx {
+                                let _ = ui.send(tui::Msg::Output(buf[..n].to_vec())).await;
+                            }
+                        }
+                        _ => break,
+                    },
+                    _ = done_output.notified() => break,
+                }
             }
-        }
-        (outcome, dropped)
+        };
+        let session = async {
+            let (outcome, ebpf_lost, (), (), ()) = tokio::join!(launch, watch, seccomp_events, net_events, output);
+            let supervisor = supervisor.borrow_mut().take();
+            let mut seccomp_dropped = 0;
+            if let Some(s) = supervisor {
+                match s.wait().await {
+                    Ok(stats) => seccomp_dropped = stats.events_dropped,
+                    Err(e) => tracing::warn!("the seccomp supervisor failed: {e}"),
+                }
+            }
+            let code = match &outcome {
+                Ok(Outcome::Exited(code)) => *code,
+                Err(_) => crate::EXIT_SETUP,
+            };
+            let proxy_dropped = proxy.dropped_events();
+            let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
+            let mut sink = sink.borrow_mut();
+            if sink.started.is_some() {
+                for (source, count) in [("ebpf", ebpf_lost), ("seccomp", seccomp_dropped), ("proxy", proxy_dropped)] {
+                    if count > 0 {
+                        sink.emit(&Event::Loss(report::Loss { source, count }));
+                    }
+                }
+                sink.emit(&Event::SessionEnd(report::SessionEnd { exit_code: code, lost }));
+            }
+            if let Some(ui) = &ui_tx {
+                let _ = ui.send(tui::Msg::Exited(code)).await;
+            }
+            let summary = sink.started.is_some().then(|| sink.summary());
+            (outcome, lost, summary)
+        };
+        let dashboard = async {
+            let Some(rx) = ui_rx else { return };
+            let Some(master) = pty_master.as_ref() else { return };
+            let app = tui::App::new(&command, std::time::Instant::now());
+            let (input_tx, mut input_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+            let writer = async {
+                while let Some(bytes) = input_rx.recv().await {
+                    if write_pty(master, &bytes).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let ui = async {
+                let action = tui::run(app, rx, move |bytes| drop(input_tx.try_send(bytes)), tui::RunOptions {
+                    fps: 20,
+                    stderr_to: Some(dashboard_stderr.clone()),
+                })
+                .await;
+                if matches!(action, Ok(tui::Action::KillAndQuit) | Err(_)) {
+                    // bwrap's death takes the sandbox with it (--die-with-parent
+                    // is set on its children).
+                    if let Some(pid) = bwrap_pid.get() {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+                if let Err(e) = action {
+                    eprintln!("sbx: the dashboard failed: {e}");
+                }
+            };
+            tokio::join!(writer, ui);
+        };
+        let (result, ()) = tokio::join!(session, dashboard);
+        result
     });
 
-    let code = match &outcome {
-        Ok(Outcome::Exited(code)) => *code,
-        Err(_) => crate::EXIT_SETUP,
-    };
-    let ebpf_lost = traced.as_ref().map_or(0, |(_, t)| t.lost());
-    let lost = ebpf_lost + seccomp_dropped;
     // Detach before the cgroup goes.
     drop(traced);
-    let mut sink = sink.into_inner();
-    if sink.started.is_some() {
-        for (source, count) in [("ebpf", ebpf_lost), ("seccomp", seccomp_dropped)] {
-            if count > 0 {
-                sink.emit(&Event::Loss(report::Loss { source, count }));
-            }
+    let sink = sink.into_inner();
+    if opts.dashboard {
+        if let Ok(text) = std::fs::read_to_string(&dashboard_stderr) {
+            eprint!("{text}");
         }
-        sink.emit(&Event::SessionEnd(report::SessionEnd { exit_code: code, lost }));
-        if opts.summary {
-            let lost_note = if lost > 0 { format!(" ({lost} events lost)") } else { String::new() };
-            eprintln!("sbx: {}{lost_note}", sink.summary());
-        }
+        let _ = std::fs::remove_file(&dashboard_stderr);
+    }
+    if let (true, Some(summary)) = (opts.summary, summary) {
+        let lost_note = if lost > 0 { format!(" ({lost} events lost)") } else { String::new() };
+        eprintln!("sbx: {summary}{lost_note}");
     }
     if let (Some(e), Some(log)) = (&sink.log_error, &sink.log) {
         eprintln!("sbx: warning: could not write the log {}: {e}", log.path().display());
     }
-    outcome?;
+    let code = match outcome {
+        Ok(Outcome::Exited(code)) => code,
+        Err(e) => return Err(e.into()),
+    };
     Ok(code)
+}
+
+/// Reads what the command wrote to its terminal.
+async fn read_pty(master: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        let mut guard = master.readable().await?;
+        match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(io::Error::from)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Writes keys to the command's terminal.
+async fn write_pty(master: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let mut guard = master.writable().await?;
+        match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), bytes).map_err(io::Error::from)) {
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
 }
 
 /// Serves the proxy on the listening sockets that stage-2 opened inside the

@@ -719,36 +719,5 @@ fn the_loop_drains_messages_and_draws_frames() {
     assert_eq!(s[2], "denials 20000: landlock 20000 · net 0 ok 0 denied · lost 0");
 }
 
-/// `run` on a real terminal: needs a tty on stdout, so it is ignored by
-/// default. Run it under a pty, typing `q` once the command has exited:
-/// `(sleep 2; printf q) | script -qfec "$TEST_BIN tui::tests::run_on_a_real_terminal --ignored --exact" out.txt`
-/// then check out.txt for the alternate screen's entry and exit.
-#[test]
-#[ignore = "needs a terminal; see the comment"]
-fn run_on_a_real_terminal() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("stderr.log");
-    let action = runtime.block_on(async {
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let session = async move {
-            tx.send(Msg::Event(start(LandlockStatus::Full, true), at(0))).await.unwrap();
-            tx.send(Msg::Event(landlock_write("/etc/x", 42, "sh"), at(10))).await.unwrap();
-            tx.send(Msg::Output(b"hello from the command\r\n".to_vec())).await.unwrap();
-            eprintln!("this line goes to the log, not the screen");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            tx.send(Msg::Exited(0)).await.unwrap();
-            // Keep the channel open until the user quits.
-            std::future::pending::<()>().await;
-        };
-        let opts = RunOptions { fps: 20, stderr_to: Some(log.clone()) };
-        tokio::select! {
-            biased;
-            r = run(App::new(&command(), Instant::now()), rx, |_| {}, opts) => r,
-            () = session => unreachable!(),
-        }
-    });
-    println!("run returned {action:?}");
-    assert_eq!(action.unwrap(), Action::Quit);
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "this line goes to the log, not the screen\n");
-}
+// `run` on a real terminal is tested by tests/tests/dashboard.rs, which
+// drives `sbx monitor` under tmux.

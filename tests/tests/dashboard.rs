@@ -1,0 +1,109 @@
+//! `sbx monitor` on a real terminal: tmux runs it, the test reads the screen
+//! and sends keys.
+
+use std::{process::Command, time::Duration};
+
+use sbx_integration_tests::{As, Workspace, require_root, require_tool, sbx_bin};
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(args).output().expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-t", &self.session, "-p"])
+    }
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+    /// Waits (polling the screen) until `pred` holds; panics with the
+    /// screen after a generous bound. The test waits; sbx never sleeps.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        for _ in 0..200 {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; the screen:\n{}", self.screen());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+    }
+}
+
+#[test]
+fn the_dashboard_shows_denials_takes_keys_and_restores_the_terminal() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("curl");
+    let ws = Workspace::new(As::Root);
+    let done = ws.path().join("exit-status");
+    let script = "echo hello-from-the-command; touch /etc/sbx-dash; unshare -U true; \
+                  curl -s -x $HTTP_PROXY http://evil.example/ >/dev/null; read line; echo got-$line; sleep 60";
+    let shell = format!(
+        "cd {} && {} monitor -- sh -c '{}'; echo $? > {}; sleep 30",
+        ws.path().display(),
+        sbx_bin().display(),
+        script.replace('\'', "'\\''"),
+        done.display()
+    );
+    let t = Tmux { session: format!("sbx-test-{}", std::process::id()) };
+    let status = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // The violations and counters.
+    let screen = t.wait_for("the three denials", |s| s.contains("evil.example:80") && s.contains("/etc/sbx-dash") && s.contains("unshare(CLONE_NEWUSER)"));
+    assert!(screen.contains("landlock full (ABI 7)"), "{screen}");
+    assert!(screen.contains("proxy 1"), "{screen}");
+    assert!(screen.contains("mount 1"), "{screen}");
+    assert!(screen.contains("hello-from-the-command"), "the command's output is shown:\n{screen}");
+
+    // Keys reach the command through its pty when the output pane has focus.
+    t.keys(&["2"]);
+    t.keys(&["abc", "Enter"]);
+    t.wait_for("the command's answer", |s| s.contains("got-abc"));
+    t.keys(&["Tab"]);
+
+    // Filter as you type, then the detail pane.
+    t.keys(&["1", "/", "unsh"]);
+    let screen = t.wait_for("the filter", |s| s.contains("filter \"unsh\""));
+    // One row of the four is left.
+    assert!(screen.contains("Violations 1/"), "filtered:\n{screen}");
+    t.keys(&["Enter", "Enter"]);
+    let screen = t.wait_for("the detail pane", |s| s.contains("Violation detail"));
+    assert!(screen.contains("creating namespaces"), "the reason is shown:\n{screen}");
+    t.keys(&["Escape"]);
+
+    // Help, then quit: it asks first while the command runs.
+    t.keys(&["?"]);
+    t.wait_for("help", |s| s.contains("export"));
+    t.keys(&["Escape"]);
+    t.keys(&["q"]);
+    t.wait_for("the confirmation", |s| s.contains("kill the command and quit"));
+    t.keys(&["y"]);
+    let screen = t.wait_for("the exit summary", |s| s.contains("denials:"));
+    assert!(!screen.contains("Violations"), "the dashboard is gone:\n{screen}");
+    assert!(screen.contains("(create /etc/sbx-dash)"), "{screen}");
+    assert_eq!(t.tmux(&["display-message", "-t", &t.session, "-p", "#{alternate_on}"]).trim(), "0", "left the alternate screen");
+    for _ in 0..100 {
+        if done.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "137", "killed on request");
+}
