@@ -84,8 +84,12 @@ pub mod config {
     pub const FILE_PATH: u32 = 15;
     /// Non-zero once the offsets above are set.
     pub const OFFSETS_SET: u32 = 16;
+    /// `task_struct.real_parent`
+    pub const TASK_REAL_PARENT: u32 = 17;
+    /// `task_struct.tgid`
+    pub const TASK_TGID: u32 = 18;
     /// Number of slots.
-    pub const SLOTS: u32 = 17;
+    pub const SLOTS: u32 = 19;
 }
 
 /// One event in the ring buffer.
@@ -117,7 +121,8 @@ pub struct RawEvent {
     /// is a mount crossing.
     pub base: [[u8; BASE_PART_LEN]; BASE_PARTS],
     pub base_len: u32,
-    pub _pad2: u32,
+    /// For KIND_EXEC: the parent's thread group id (0 when unknown).
+    pub ppid: u32,
 }
 
 const _: () = assert!(

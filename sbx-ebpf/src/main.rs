@@ -201,6 +201,23 @@ fn walk_base(ev: *mut RawEvent, dirfd: i32) -> u32 {
     0
 }
 
+/// The current task's parent's thread group id, through the struct offsets
+/// from the kernel's BTF; 0 when they are not known.
+#[inline(always)]
+fn parent_tgid() -> u32 {
+    if offset(config::OFFSETS_SET) == 0 {
+        return 0;
+    }
+    // SAFETY: the helper has no preconditions.
+    let task = unsafe { bpf_get_current_task() };
+    let parent = read_ptr(task + offset(config::TASK_REAL_PARENT));
+    if parent == 0 {
+        return 0;
+    }
+    // SAFETY: the helper copes with any address.
+    unsafe { bpf_probe_read_kernel((parent + offset(config::TASK_TGID)) as *const u32) }.unwrap_or(0)
+}
+
 #[inline(always)]
 fn regs_args(regs: *const pt_regs) -> Option<(i64, [u64; 6])> {
     // SAFETY: `regs` is the tracepoint's pt_regs pointer; the helper copes
@@ -303,7 +320,7 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
         }
         (*ev).flags = flags;
         (*ev)._pad = 0;
-        (*ev)._pad2 = 0;
+        (*ev).ppid = if kind == KIND_EXEC { parent_tgid() } else { 0 };
     }
     entry.submit(0);
 }

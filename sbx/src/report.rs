@@ -60,6 +60,7 @@
 //! |-------|------|---------|
 //! | `action` | string | `exec` or `exit` |
 //! | `pid` | number | host pid |
+//! | `ppid` | number | exec only: the parent's host pid, when known |
 //! | `comm` | string | |
 //! | `argv` | [string] | exec only; read from /proc when the event arrives, empty if the process was already gone |
 //! | `exe` | string | exec only, when known |
@@ -209,6 +210,8 @@ pub enum ProcessAction {
 pub struct Process {
     pub action: ProcessAction,
     pub pid: u32,
+    /// The parent process (exec only, when known).
+    pub ppid: Option<u32>,
     pub comm: String,
     pub argv: Vec<String>,
     pub exe: Option<PathBuf>,
@@ -366,6 +369,9 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
                 "comm": p.comm,
             });
             if p.action == ProcessAction::Exec {
+                if let Some(ppid) = p.ppid {
+                    v["ppid"] = ppid.into();
+                }
                 v["argv"] = json!(p.argv);
                 if let Some(exe) = &p.exe {
                     v["exe"] = exe.to_string_lossy().into_owned().into();

@@ -238,7 +238,8 @@ pub fn process(ev: &RawEvent) -> Process {
     } else {
         (Vec::new(), None)
     };
-    Process { action, pid: ev.pid, comm: cstr(&ev.comm), argv, exe }
+    let ppid = (action == ProcessAction::Exec && ev.ppid != 0).then_some(ev.ppid);
+    Process { action, pid: ev.pid, ppid, comm: cstr(&ev.comm), argv, exe }
 }
 
 #[cfg(test)]
@@ -265,7 +266,7 @@ mod tests {
             path2: [0; sbx_common::PATH_LEN],
             base: [[0; BASE_PART_LEN]; sbx_common::BASE_PARTS],
             base_len: 0,
-            _pad2: 0,
+            ppid: 0,
         }
     }
 

@@ -223,6 +223,8 @@ fn kernel_offsets() -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
         (config::FDTABLE_FD, o("fdtable", "fd")?),
         (config::FDTABLE_MAX_FDS, o("fdtable", "max_fds")?),
         (config::FILE_PATH, o("file", "f_path")?),
+        (config::TASK_REAL_PARENT, o("task_struct", "real_parent")?),
+        (config::TASK_TGID, o("task_struct", "tgid")?),
     ])
 }
 

@@ -111,6 +111,7 @@ fn exec(pid: u32, argv: &[&str]) -> report::Event {
     report::Event::Process(Process {
         action: ProcessAction::Exec,
         pid,
+        ppid: None,
         comm: argv[0].into(),
         argv: argv.iter().map(|s| s.to_string()).collect(),
         exe: Some(PathBuf::from(format!("/usr/bin/{}", argv[0]))),
@@ -663,7 +664,7 @@ fn measurements() {
 #[test]
 fn process_list_tracks_exits() {
     let mut app = few_denials();
-    app.update(Msg::Event(report::Event::Process(Process { action: ProcessAction::Exit, pid: 43, comm: "mount".into(), argv: Vec::new(), exe: None }), at(6_000)));
+    app.update(Msg::Event(report::Event::Process(Process { action: ProcessAction::Exit, pid: 43, ppid: None, comm: "mount".into(), argv: Vec::new(), exe: None }), at(6_000)));
     let s = screen(&app, 120, 40);
     assert_contains(&s, "┌ 4 Processes 1 running / 2 ─");
     assert_contains(&s, "│43      1      exit mount ");
