@@ -211,6 +211,7 @@ impl Sink {
             landlock: started.enforcement.landlock.is_some_and(|l| l.status != launch::stage2::LandlockStatus::None),
             read_roots: started.read_roots.clone(),
             write_roots: started.write_roots.clone(),
+            hidden: started.hidden.clone(),
             seccomp: started.seccomp,
         };
         self.emit(&Event::SessionStart(report::SessionStart {

@@ -246,7 +246,7 @@ pub fn normalize_event(event: &serde_json::Value, workspace: &Path) -> serde_jso
     fn walk(v: &mut serde_json::Value, ws: &str) {
         match v {
             serde_json::Value::Object(map) => {
-                for key in ["time", "pid", "tid", "duration_ms", "sbx_version", "seq"] {
+                for key in ["time", "pid", "tid", "duration_ms", "sbx_version", "seq", "client"] {
                     map.remove(key);
                 }
                 for (_, child) in map.iter_mut() {

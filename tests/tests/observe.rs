@@ -17,13 +17,15 @@ fn of_type<'a>(events: &'a [serde_json::Value], ty: &str) -> Vec<&'a serde_json:
 fn scripted_denials_match_the_golden_log() {
     require_root!();
     let ws = Workspace::new(As::Root);
-    ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["./secret"] } }"#);
+    ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["./secret", "./token"] } }"#);
     std::fs::create_dir(ws.path().join("secret")).unwrap();
+    ws.write("token", "TOPSECRET\n");
     let log = ws.path().join("audit.jsonl");
     // Relative requests are resolved against the base directory the kernel
     // program captured at the call (the shell's cwd after `cd`).
     let script = "echo x > /etc/sbx-golden; mkdir /usr/sbx-golden; cd /etc && true > ./rel-golden; cd \"$OLDPWD\"; \
-                  echo y > /proc/sys/kernel/core_pattern; unshare -U true; true > secret/x; sleep 0.5; exit 3";
+                  echo y > /proc/sys/kernel/core_pattern; unshare -U true; true > secret/x; cat token; \
+                  curl -s -x $HTTP_PROXY http://unlisted.example/; sleep 0.5; exit 3";
     let out = monitor(&ws, &log, script);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let events = read_log(&log);
@@ -46,7 +48,7 @@ fn scripted_denials_match_the_golden_log() {
     assert_golden("monitor_denials.jsonl", &stable);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("sbx: 6 denials: 4 mount (create /etc/sbx-golden, create /usr/sbx-golden, create /etc/rel-golden, ...), 1 landlock (create /proc/sys/kernel/core_pattern), 1 seccomp (unshare(CLONE_NEWUSER))"),
+        stderr.contains("sbx: 10 denials: 5 mount (create /etc/sbx-golden, create /usr/sbx-golden, create /etc/rel-golden, ...), 3 seccomp (unshare(CLONE_NEWUSER), socket(AF_UNIX, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC, 0)), 1 landlock (create /proc/sys/kernel/core_pattern), 1 proxy (unlisted.example)"),
         "{stderr}"
     );
 }

@@ -30,6 +30,8 @@ pub enum Arg {
     RoBind { src: PathBuf, dst: PathBuf },
     Bind { src: PathBuf, dst: PathBuf },
     Tmpfs(PathBuf),
+    /// The mode of the next `Tmpfs` (or data file) bwrap creates.
+    Perms(u32),
     Dev(PathBuf),
     Proc(PathBuf),
     Dir(PathBuf),
@@ -61,6 +63,7 @@ impl Arg {
             Arg::RoBind { src, dst } => push(&[s("--ro-bind"), src.as_os_str(), dst.as_os_str()]),
             Arg::Bind { src, dst } => push(&[s("--bind"), src.as_os_str(), dst.as_os_str()]),
             Arg::Tmpfs(dst) => push(&[s("--tmpfs"), dst.as_os_str()]),
+            Arg::Perms(mode) => push(&[s("--perms"), OsStr::new(&format!("{mode:04o}"))]),
             Arg::Dev(dst) => push(&[s("--dev"), dst.as_os_str()]),
             Arg::Proc(dst) => push(&[s("--proc"), dst.as_os_str()]),
             Arg::Dir(dst) => push(&[s("--dir"), dst.as_os_str()]),

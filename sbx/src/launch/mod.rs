@@ -85,6 +85,8 @@ pub struct HostFacts {
     pub probe: fn(&Path) -> PathKind,
     /// The paths a glob rule matches on the host now.
     pub expand: fn(&Path) -> glob::Expansion,
+    /// An empty host file with mode 000, bound over each hidden file.
+    pub masked_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,8 @@ pub struct Plan {
     /// Things the user should know before the command runs (a glob rule
     /// whose expansion was cut short).
     pub warnings: Vec<String>,
+    /// The paths denyRead hides, as expanded on this host.
+    pub hidden: Vec<PathBuf>,
 }
 
 /// The proxy's ports on the sandbox's loopback.
@@ -227,18 +231,24 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         }
     }
 
-    // 5. Hidden paths.
+    // 5. Hidden paths: an empty, read-only directory or file with mode 000,
+    // so that every attempt to read one fails with EACCES (and is reported)
+    // instead of quietly reading nothing. Without capabilities, not even
+    // the sandbox's root can read or chmod them.
+    let mut hidden = Vec::new();
     for path in &deny_read {
         match probe(path) {
-            PathKind::Missing => {}
+            PathKind::Missing => continue,
             PathKind::Dir => {
+                args.push(Arg::Perms(0));
                 args.push(Arg::Tmpfs(path.clone()));
                 args.push(Arg::RemountRo(path.clone()));
             }
             PathKind::File | PathKind::Symlink => {
-                args.push(Arg::RoBind { src: "/dev/null".into(), dst: path.clone() });
+                args.push(Arg::RoBind { src: facts.masked_file.clone(), dst: path.clone() });
             }
         }
+        hidden.push(path.clone());
     }
 
     args.push(Arg::Chdir(policy.workspace.clone()));
@@ -279,7 +289,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         notify: facts.notify,
         net: net_plan(policy),
     };
-    Plan { bwrap, stage2, warnings }
+    Plan { bwrap, stage2, warnings, hidden }
 }
 
 /// What the caller learns once the command is starting.
@@ -295,6 +305,8 @@ pub struct Started {
     pub sandbox_init: Option<i32>,
     /// Landlock's roots, as planned.
     pub read_roots: Vec<PathBuf>,
+    /// The paths denyRead hides.
+    pub hidden: Vec<PathBuf>,
     pub write_roots: Vec<PathBuf>,
     pub seccomp: seccomp::FilterOptions,
     /// The seccomp listener, when `Options::notify` asked for one.
@@ -321,6 +333,30 @@ pub enum Outcome {
     /// The status to exit with: the command's own, 128+N for signal N, or
     /// 126/127 when it could not be executed.
     Exited(u8),
+}
+
+/// An empty file with mode 000 in the temporary directory, bound over each
+/// file denyRead hides; removed when the launch ends (the bind mounts keep
+/// it alive inside).
+struct MaskedFile {
+    path: PathBuf,
+}
+
+impl MaskedFile {
+    fn create() -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!("sbx-hidden-{}-{nanos}", std::process::id()));
+        // create_new: never follow or reuse what someone else put there.
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(&path)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for MaskedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The descriptors handed to bwrap, kept open until it has started.
@@ -366,6 +402,7 @@ pub async fn run(
 ) -> Result<Outcome, LaunchError> {
     let bwrap_path = find_bwrap()?;
     let signals = Signals::catch()?;
+    let masked = MaskedFile::create().map_err(io_err("create the file that masks hidden files"))?;
     let exe = File::open("/proc/self/exe").map_err(io_err("open sbx's own executable"))?;
     let (report_r, report_w) = sys::pipe().map_err(io_err("create a pipe"))?;
     let (status_r, status_w) = sys::pipe().map_err(io_err("create a pipe"))?;
@@ -387,6 +424,7 @@ pub async fn run(
         notify: options.notify,
         probe: probe_path,
         expand: glob::expand,
+        masked_file: masked.path.clone(),
     };
     let plan = plan(policy, command, &facts);
     for w in &plan.warnings {
@@ -518,6 +556,7 @@ pub async fn run(
         bwrap_pid: child.id(),
         sandbox_init,
         read_roots: plan.stage2.read.clone(),
+        hidden: plan.hidden.clone(),
         write_roots: plan.stage2.write.clone(),
         seccomp: plan.stage2.seccomp,
     });
@@ -594,7 +633,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default() }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into() }
     }
 
     fn fake_host(path: &Path) -> PathKind {
@@ -619,8 +658,8 @@ mod tests {
             "--bind", "/w", "/w",
             "--ro-bind", "/w/.bashrc", "/w/.bashrc",
             "--ro-bind", "/w/.git/hooks", "/w/.git/hooks",
-            "--tmpfs", "/secrets", "--remount-ro", "/secrets",
-            "--ro-bind", "/dev/null", "/w/.env",
+            "--perms", "0000", "--tmpfs", "/secrets", "--remount-ro", "/secrets",
+            "--ro-bind", "/masked", "/w/.env",
             "--chdir", "/w",
         ]
         .iter()

@@ -20,6 +20,8 @@ pub struct Attribution {
     /// Landlock's readable and writable roots.
     pub read_roots: Vec<PathBuf>,
     pub write_roots: Vec<PathBuf>,
+    /// The paths denyRead hides (mode 000, read-only).
+    pub hidden: Vec<PathBuf>,
     /// The seccomp table, as compiled for this session.
     pub seccomp: seccomp::FilterOptions,
 }
@@ -184,6 +186,8 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
         (Source::Seccomp, "the syscall is on sbx's seccomp deny list".to_string())
     } else if nr == SYS_BIND && errno == "EACCES" && attr.landlock {
         (Source::Landlock, "TCP ports may not be bound in the sandbox (allowLocalBinding)".to_string())
+    } else if errno == "EACCES" && effective.is_some_and(|p| under_any(p, &attr.hidden)) {
+        (Source::Mount, "the path is hidden by the policy (denyRead)".to_string())
     } else if errno == "EROFS" {
         (Source::Mount, "the path is on a read-only mount of the sandbox's view".to_string())
     } else if errno == "EACCES" && attr.landlock && effective.is_some_and(|p| {
@@ -271,7 +275,13 @@ mod tests {
     }
 
     fn attr() -> Attribution {
-        Attribution { landlock: true, read_roots: vec!["/".into()], write_roots: vec!["/w".into(), "/tmp".into()], seccomp: Default::default() }
+        Attribution {
+            landlock: true,
+            read_roots: vec!["/".into()],
+            write_roots: vec!["/w".into(), "/tmp".into()],
+            hidden: vec!["/h/secret".into()],
+            seccomp: Default::default(),
+        }
     }
 
     #[test]
@@ -288,6 +298,9 @@ mod tests {
         // A read refused inside the readable roots is file permissions.
         let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/w/secret", entered), &a);
         assert_eq!((d.source, d.operation.as_deref()), (Source::Dac, Some("read")));
+        // A hidden file.
+        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &a);
+        assert_eq!((d.source, d.operation.as_deref()), (Source::Mount, Some("read")));
         // mount is on seccomp's list.
         let d = denial(&raw(165, -1, [0; 6], "", 0), &a);
         assert_eq!((d.source, d.syscall.as_deref()), (Source::Seccomp, Some("mount")));
