@@ -24,15 +24,15 @@ use aya_ebpf::{
     bindings::pt_regs,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
-        bpf_probe_read_user_str_bytes,
+        bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user_str_bytes,
+        generated as raw,
     },
     macros::{btf_tracepoint, fexit, map},
     maps::{Array, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FExitContext},
 };
 use sbx_common::{
-    BASE_PARTS, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RawEvent, config, probe,
+    BASE_PART_LEN, BASE_PARTS, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RawEvent, config, probe,
 };
 
 /// Hit counters of the doctor's probes, indexed by `sbx_common::probe::*`.
@@ -138,6 +138,8 @@ fn read_ptr(addr: u64) -> u64 {
 }
 
 const AT_FDCWD: i32 = -100;
+/// `walk_from` when no walk is needed.
+const NO_WALK: i64 = i64::MIN;
 
 /// Fills `ev.base` with the components of the directory a relative path
 /// is taken from (the task's working directory, or the directory of
@@ -174,25 +176,31 @@ fn walk_base(ev: *mut RawEvent, dirfd: i32) -> u32 {
     while i < BASE_PARTS {
         let root = read_ptr(vfsmnt + offset(config::VFSMOUNT_ROOT));
         let parent = read_ptr(dentry + offset(config::DENTRY_PARENT));
-        let crossing = dentry == root || dentry == parent;
-        // SAFETY: `ev` is the caller's reserved record.
-        let Some(slot) = (unsafe { (*ev).base.get_mut(i) }) else { return 0 };
-        if crossing {
+        // SAFETY: `ev` is the caller's reserved record and `i` is below
+        // BASE_PARTS, the slot count.
+        let slot = unsafe { (*ev).base[i].as_mut_ptr() };
+        if dentry == root || dentry == parent {
             let mnt_parent = read_ptr(mnt + offset(config::MOUNT_PARENT));
             if mnt_parent == mnt {
                 // SAFETY: as above.
                 unsafe { (*ev).base_len = i as u32 };
                 return FLAG_BASE;
             }
-            slot[0] = 0;
+            // SAFETY: as above.
+            unsafe { *slot = 0 };
             dentry = read_ptr(mnt + offset(config::MOUNT_MOUNTPOINT));
             mnt = mnt_parent;
             vfsmnt = mnt + offset(config::MOUNT_MNT);
         } else {
             let name = read_ptr(dentry + offset(config::DENTRY_NAME));
-            // SAFETY: the helper copes with any address.
-            if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, slot) }.is_err() {
-                slot[0] = 0;
+            // The raw helper: the checked wrapper's slice arithmetic gives
+            // the verifier many more states to walk through.
+            // SAFETY: the helper writes at most BASE_PART_LEN bytes at `slot`
+            // and copes with any source address.
+            let n = unsafe { raw::bpf_probe_read_kernel_str(slot.cast(), BASE_PART_LEN as u32, name as *const _) };
+            if n < 0 {
+                // SAFETY: as above.
+                unsafe { *slot = 0 };
             }
             dentry = parent;
         }
@@ -302,16 +310,18 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
         (*ev).ret = ret;
         (*ev).args = args;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        // The base-directory walk runs last, once `flags` is stored, so
+        // that only `ev` and the dirfd are live across the call: the
+        // verifier then checks the walk for a handful of states, not for
+        // every path through the argument decoding.
+        let mut walk_from: i64 = NO_WALK;
         if kind == KIND_DENIAL {
             let (p1, p2) = path_args(nr);
             if p1 < 6 && bpf_probe_read_user_str_bytes(args[p1] as *const u8, &mut (*ev).path).is_ok() {
                 flags |= FLAG_PATH;
-                // A relative path: capture its base directory now, while
-                // the task still has it.
                 if (*ev).path[0] != b'/' {
                     let d = dirfd_arg(nr);
-                    let dirfd = if d < 6 { args[d] as i32 } else { AT_FDCWD };
-                    flags |= walk_base(ev, dirfd);
+                    walk_from = if d < 6 { i64::from(args[d] as i32) } else { i64::from(AT_FDCWD) };
                 }
             }
             if p2 < 6 && bpf_probe_read_user_str_bytes(args[p2] as *const u8, &mut (*ev).path2).is_ok() {
@@ -321,6 +331,9 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
         (*ev).flags = flags;
         (*ev)._pad = 0;
         (*ev).ppid = if kind == KIND_EXEC { parent_tgid() } else { 0 };
+        if walk_from != NO_WALK {
+            (*ev).flags |= walk_base(ev, walk_from as i32);
+        }
     }
     entry.submit(0);
 }

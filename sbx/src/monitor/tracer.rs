@@ -138,6 +138,9 @@ impl Tracer {
     /// Loads the tracer, scopes it to `cgroup_id` and attaches it.
     pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
         let started = Instant::now();
+        // The struct offsets come from a second reading of the BTF, on a
+        // thread of its own while aya parses it for the loader.
+        let offsets = std::thread::spawn(kernel_offsets);
         let btf = Btf::from_sys_fs().map_err(EbpfError::Btf)?;
         tracing::debug!("kernel BTF parsed after {:?}", started.elapsed());
         // One parse of the kernel's BTF serves the loader and the attach.
@@ -148,7 +151,7 @@ impl Tracer {
             cfg.set(config::CGROUP_ID, cgroup_id, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
             // Without the offsets the tracer still runs; relative paths then
             // stay unresolved.
-            match kernel_offsets() {
+            match offsets.join().unwrap_or_else(|_| Err(super::btf::BtfError::Malformed("the offset reader panicked"))) {
                 Ok(offsets) => {
                     for (slot, value) in offsets {
                         cfg.set(slot, value, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
