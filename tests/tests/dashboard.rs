@@ -86,12 +86,16 @@ fn the_dashboard_shows_denials_takes_keys_and_restores_the_terminal() {
     t.keys(&["Enter", "Enter"]);
     let screen = t.wait_for("the detail pane", |s| s.contains("Violation detail"));
     assert!(screen.contains("creating namespaces"), "the reason is shown:\n{screen}");
+    // A key right after Escape would read as Alt+key: wait for each effect.
     t.keys(&["Escape"]);
+    t.wait_for("the detail pane to close", |s| !s.contains("Violation detail"));
 
     // Help, then quit: it asks first while the command runs.
     t.keys(&["?"]);
-    t.wait_for("help", |s| s.contains("export"));
+    t.wait_for("help", |s| s.contains("this help"));
     t.keys(&["Escape"]);
+    t.wait_for("help to close", |s| !s.contains("this help"));
+    std::thread::sleep(Duration::from_millis(200));
     t.keys(&["q"]);
     t.wait_for("the confirmation", |s| s.contains("kill the command and quit"));
     t.keys(&["y"]);
