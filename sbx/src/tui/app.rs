@@ -34,6 +34,11 @@ pub const MAX_HOSTS: usize = 1024;
 pub const MAX_PROCS_PER_ROW: usize = 8;
 /// Execs remembered per process (the latest ones).
 pub const MAX_EXECS: usize = 4;
+/// Ancestors listed in the violation detail (the nearest ones).
+pub const MAX_ANCESTORS: usize = 8;
+/// Tree levels drawn in the processes pane; deeper rows are drawn at this
+/// level.
+pub const MAX_TREE_INDENT: u32 = 8;
 /// How long a status message (export done, export failed) stays.
 const STATUS_FOR: Duration = Duration::from_secs(8);
 
@@ -135,10 +140,40 @@ pub(super) struct Proc {
     /// argv of the latest execs, oldest first.
     pub execs: VecDeque<Vec<String>>,
     pub exe: Option<PathBuf>,
+    /// The parent's pid, from the latest exec that said.
+    pub ppid: Option<u32>,
     pub alive: bool,
     pub denials: u64,
     /// Order of first appearance.
     pub order: u64,
+}
+
+/// One row of the process tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TreeRow {
+    pub pid: u32,
+    /// 0 for a root.
+    pub depth: u32,
+    /// The last of its parent's children.
+    pub last: bool,
+    /// Bit `l` set: the ancestor at depth `l` has a later sibling (a rail
+    /// is drawn at that level).
+    pub rails: u64,
+}
+
+/// One line of a process's ancestry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Ancestor<'a> {
+    /// A process seen: pid, comm, argv of its latest exec (empty: none seen).
+    Known(u32, &'a str, &'a [String]),
+    /// `child`'s parent `pid` was never seen (or was forgotten).
+    Unseen { pid: u32, child: u32 },
+    /// No exec of `child` said who its parent is.
+    NoParent { child: u32 },
+    /// Nearer ancestors listed already (pids reused): the walk stops.
+    Loop { pid: u32 },
+    /// More ancestors beyond `MAX_ANCESTORS`, not listed.
+    More,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +202,11 @@ pub(super) struct Views {
     /// Host names, most recent first.
     pub hosts: Vec<String>,
     pub hosts_dirty: bool,
+    /// The process tree, depth first, siblings in order of first
+    /// appearance; rebuilt when a process comes, goes or changes parent
+    /// (not on denials or exits).
+    pub procs: Vec<TreeRow>,
+    pub procs_dirty: bool,
 }
 
 /// The dashboard. Build it with `App::new`, feed it `Msg`s with `update`,
@@ -315,7 +355,7 @@ impl App {
             host_scroll: 0,
             page: 10,
             status: None,
-            views: RefCell::new(Views { rows_dirty: true, hosts_dirty: true, ..Views::default() }),
+            views: RefCell::new(Views { rows_dirty: true, hosts_dirty: true, procs_dirty: true, ..Views::default() }),
         }
     }
 
@@ -434,8 +474,14 @@ impl App {
                     }
                     proc.execs.push_back(p.argv.clone());
                     proc.exe.clone_from(&p.exe);
+                    let ppid = p.ppid.or(proc.ppid);
+                    let reparented = proc.ppid != ppid;
+                    proc.ppid = ppid;
                     if revived {
                         self.procs_alive += 1;
+                    }
+                    if reparented {
+                        self.views.get_mut().procs_dirty = true;
                     }
                 }
                 ProcessAction::Exit => {
@@ -523,18 +569,21 @@ impl App {
         if self.procs.len() >= MAX_PROCESSES && !self.procs.contains_key(&pid) {
             self.forget_one();
         }
-        let (next, order, alive) = (&mut self.next_proc_order, &mut self.proc_order, &mut self.procs_alive);
+        let (next, order, alive, views) = (&mut self.next_proc_order, &mut self.proc_order, &mut self.procs_alive, self.views.get_mut());
         self.procs.entry(pid).or_insert_with(|| {
             let n = *next;
             *next += 1;
             order.insert(n, pid);
             *alive += 1;
-            Proc { comm: comm.to_string(), execs: VecDeque::new(), exe: None, alive: true, denials: 0, order: n }
+            views.procs_dirty = true;
+            Proc { comm: comm.to_string(), execs: VecDeque::new(), exe: None, ppid: None, alive: true, denials: 0, order: n }
         })
     }
 
-    /// Forgets the oldest exited process, else the oldest one.
+    /// Forgets the oldest exited process, else the oldest one (its
+    /// children become roots).
     fn forget_one(&mut self) {
+        self.views.get_mut().procs_dirty = true;
         while let Some((order, pid)) = self.exited.pop_front() {
             if self.procs.get(&pid).is_some_and(|p| p.order == order && !p.alive) {
                 self.procs.remove(&pid);
@@ -603,6 +652,118 @@ impl App {
             }
         }
         Ref::map(self.views.borrow(), |v| &v.hosts)
+    }
+
+    /// The process tree in display order, rebuilt (O(processes), no sort)
+    /// if a process came, went or changed parent since the last call.
+    pub(super) fn proc_rows(&self) -> Ref<'_, Vec<TreeRow>> {
+        {
+            let mut views = self.views.borrow_mut();
+            if views.procs_dirty {
+                views.procs_dirty = false;
+                let mut rows = std::mem::take(&mut views.procs);
+                self.build_tree(&mut rows);
+                views.procs = rows;
+            }
+        }
+        Ref::map(self.views.borrow(), |v| &v.procs)
+    }
+
+    /// Depth-first order of the processes: a process is a child of its
+    /// `ppid` when that process is known, else a root; siblings and roots in
+    /// order of first appearance. Iterative (no recursion on deep trees);
+    /// processes on a cycle of parents (pid reuse) are listed from the first
+    /// seen of them.
+    fn build_tree(&self, rows: &mut Vec<TreeRow>) {
+        const NONE: u32 = u32::MAX;
+        rows.clear();
+        let pids: Vec<u32> = self.proc_order.values().copied().collect();
+        let n = pids.len();
+        let index: HashMap<u32, u32> = pids.iter().enumerate().map(|(i, &pid)| (pid, i as u32)).collect();
+        let (mut first_child, mut last_child, mut next_sibling) = (vec![NONE; n], vec![NONE; n], vec![NONE; n]);
+        let mut roots = Vec::new();
+        for (i, pid) in pids.iter().enumerate() {
+            let parent = self.procs.get(pid).and_then(|p| p.ppid).filter(|pp| pp != pid).and_then(|pp| index.get(&pp).copied());
+            match parent {
+                Some(p) => {
+                    let p = p as usize;
+                    if first_child[p] == NONE {
+                        first_child[p] = i as u32;
+                    } else {
+                        next_sibling[last_child[p] as usize] = i as u32;
+                    }
+                    last_child[p] = i as u32;
+                }
+                None => roots.push(i as u32),
+            }
+        }
+        let mut visited = vec![false; n];
+        let mut stack: Vec<(u32, u32, bool, u64)> = Vec::new();
+        let mut children = Vec::new();
+        // Roots, then whatever a cycle kept unreachable.
+        for start in roots.into_iter().chain(0..n as u32) {
+            if visited[start as usize] {
+                continue;
+            }
+            stack.push((start, 0, true, 0));
+            while let Some((i, depth, last, rails)) = stack.pop() {
+                if std::mem::replace(&mut visited[i as usize], true) {
+                    continue;
+                }
+                rows.push(TreeRow { pid: pids[i as usize], depth, last, rails });
+                let rails = if depth > 0 && !last && depth < 64 { rails | (1 << depth) } else { rails };
+                children.clear();
+                let mut c = first_child[i as usize];
+                while c != NONE {
+                    if !visited[c as usize] {
+                        children.push(c);
+                    }
+                    c = next_sibling[c as usize];
+                }
+                let count = children.len();
+                stack.extend(children.iter().enumerate().rev().map(|(k, &c)| (c, depth + 1, k + 1 == count, rails)));
+            }
+        }
+    }
+
+    /// The ancestry of `pid`, innermost first (`pid` itself, its parent,
+    /// ...): at most `MAX_ANCESTORS` ancestors (the nearest), followed by why
+    /// the walk stopped when an ancestor is unknown. Innermost first so that
+    /// the nearest survive when the detail pane is short.
+    pub(super) fn ancestry(&self, pid: u32) -> Vec<Ancestor<'_>> {
+        fn known(pid: u32, p: &Proc) -> Ancestor<'_> {
+            Ancestor::Known(pid, p.comm.as_str(), p.execs.back().map_or(&[][..], |a| a.as_slice()))
+        }
+        let mut out = Vec::new();
+        let Some(mut proc) = self.procs.get(&pid) else {
+            out.push(Ancestor::NoParent { child: pid });
+            return out;
+        };
+        out.push(known(pid, proc));
+        let mut child = pid;
+        let mut seen = vec![pid];
+        loop {
+            let Some(ppid) = proc.ppid else {
+                out.push(Ancestor::NoParent { child });
+                break;
+            };
+            if seen.contains(&ppid) {
+                out.push(Ancestor::Loop { pid: ppid });
+                break;
+            }
+            let Some(parent) = self.procs.get(&ppid) else {
+                out.push(Ancestor::Unseen { pid: ppid, child });
+                break;
+            };
+            if seen.len() > MAX_ANCESTORS {
+                out.push(Ancestor::More);
+                break;
+            }
+            out.push(known(ppid, parent));
+            seen.push(ppid);
+            (child, proc) = (ppid, parent);
+        }
+        out
     }
 
     /// The selected row's position in `rows()` and its aggregate index.

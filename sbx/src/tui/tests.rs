@@ -118,6 +118,18 @@ fn exec(pid: u32, argv: &[&str]) -> report::Event {
     })
 }
 
+/// An exec of `pid` whose parent is `ppid`.
+fn exec_child(pid: u32, ppid: u32, argv: &[&str]) -> report::Event {
+    match exec(pid, argv) {
+        report::Event::Process(p) => report::Event::Process(Process { ppid: Some(ppid), ..p }),
+        _ => unreachable!(),
+    }
+}
+
+fn exit(pid: u32, comm: &str) -> report::Event {
+    report::Event::Process(Process { action: ProcessAction::Exit, pid, ppid: None, comm: comm.into(), argv: Vec::new(), exe: None })
+}
+
 fn key(code: KeyCode) -> Msg {
     Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
 }
@@ -143,6 +155,11 @@ fn screen(app: &App, w: u16, h: u16) -> Vec<String> {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     terminal.draw(|f| app.render(f)).unwrap();
     buffer_lines(terminal.backend().buffer())
+}
+
+/// The text of the detail overlay's lines at 120x40 (inside its borders).
+fn overlay_lines(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| l.chars().skip(3).take(114).collect::<String>().trim_end().to_string()).collect()
 }
 
 /// Prints the screen (seen with --nocapture or when the test fails).
@@ -344,6 +361,18 @@ fn detail_pane() {
     assert_contains(&s, "│execs of pid 42 (oldest first):");
     assert_contains(&s, "│  sh -c echo x > /etc/x");
     assert_contains(&s, "│  exe          /usr/bin/sh");
+    // No exec said who 42's parent is.
+    let i = s.iter().position(|l| l.contains("│ancestry ")).expect("ancestry");
+    assert_eq!(
+        overlay_lines(&s[i..i + 3]),
+        [
+            "ancestry (innermost first, from the execs seen):",
+            "  42 sh: sh -c echo x > /etc/x  (this process)",
+            // No exec said who 42's parent is.
+            "  (parent of 42 unknown: no exec of it with a parent seen)",
+        ]
+    );
+    assert_absent(&s, "carry no parent pid");
     // Down moves to the next row, Esc closes.
     app.update(key(KeyCode::Down));
     let s = screen(&app, 120, 40);
@@ -539,6 +568,7 @@ fn bounds_hold() {
     let other = app.aggs.last().unwrap();
     assert_eq!((other.object.as_str(), other.count), (app::OTHER_OBJECTS, 50));
     assert_eq!(app.procs.len(), MAX_PROCESSES);
+    assert_eq!(app.proc_rows().len(), MAX_PROCESSES);
     assert_eq!(app.hosts.len(), MAX_HOSTS + 1);
     assert_eq!(app.hosts[app::OTHER_HOSTS].allowed, 10);
     let s = screen(&app, 120, 40);
@@ -722,3 +752,141 @@ fn the_loop_drains_messages_and_draws_frames() {
 
 // `run` on a real terminal is tested by tests/tests/dashboard.rs, which
 // drives `sbx monitor` under tmux.
+
+/// sh (10) runs make (11) and cc (12); make runs touch (13), seen after cc.
+fn tree_session() -> App {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    for (ms, e) in [
+        (0, start(LandlockStatus::Full, true)),
+        (100, exec_child(10, 1, &["sh", "-c", "make all"])),
+        (200, exec_child(11, 10, &["make", "all"])),
+        (300, exec_child(12, 10, &["cc", "-c", "a.c"])),
+        (400, exec_child(13, 11, &["touch", "/etc/stamp"])),
+        (1_000, landlock_write("/etc/stamp", 13, "touch")),
+        (1_100, landlock_write("/etc/stamp", 13, "touch")),
+        (1_200, landlock_write("/etc/a.o", 12, "cc")),
+        (1_300, exit(12, "cc")),
+    ] {
+        app.update(Msg::Event(e, at(ms)));
+    }
+    app
+}
+
+#[test]
+fn process_tree() {
+    let app = tree_session();
+    let s = screen(&app, 120, 40);
+    show(&s);
+    let expected = [
+        "┌ 4 Processes 3 running / 4 ───────────────────────────────┐",
+        "│PID     DENIED      COMMAND                               │",
+        "│10      0      run  sh -c make all                        │",
+        "│11      0      run  ├─ make all                           │",
+        "│13      2      run  │  └─ touch /etc/stamp                │",
+        "│12      1      exit └─ cc -c a.c                          │",
+        "│                                                          │",
+    ];
+    let pane: Vec<&str> = s[17..24].iter().map(|l| &l[..l.char_indices().nth(60).map_or(l.len(), |(i, _)| i)]).collect();
+    assert_eq!(pane, expected);
+    // Denials and exits do not rebuild the tree; a new process does.
+    let mut app = app;
+    screen(&app, 120, 40);
+    app.update(Msg::Event(landlock_write("/etc/stamp", 13, "touch"), at(2_000)));
+    app.update(Msg::Event(exit(13, "touch"), at(2_100)));
+    assert!(!app.views.borrow().procs_dirty);
+    app.update(Msg::Event(exec_child(14, 12, &["as", "a.s"]), at(2_200)));
+    assert!(app.views.borrow().procs_dirty);
+    let s = screen(&app, 120, 40);
+    assert!(s[21].starts_with("│13      3      exit │  └─ touch /etc/stamp "), "{}", s[21]);
+    assert!(s[22].starts_with("│12      1      exit └─ cc -c a.c "), "{}", s[22]);
+    assert!(s[23].starts_with("│14      0      run     └─ as a.s "), "{}", s[23]);
+}
+
+#[test]
+fn ancestry_in_the_detail_pane() {
+    let mut app = tree_session();
+    // The top row (count 2) is touch's.
+    app.update(key(KeyCode::Enter));
+    let s = screen(&app, 120, 40);
+    show(&s);
+    let i = s.iter().position(|l| l.contains("│ancestry ")).expect("ancestry");
+    assert_eq!(
+        overlay_lines(&s[i..i + 6]),
+        [
+            "ancestry (innermost first, from the execs seen):",
+            "  13 touch: touch /etc/stamp  (this process)",
+            "  11 make: make all",
+            "  10 sh: sh -c make all",
+            "  (parent 1 of 10 not seen: outside the sandbox, or forgotten)",
+            "",
+        ]
+    );
+    assert_absent(&s, "carry no parent pid");
+    // cc's row.
+    app.update(key(KeyCode::Down));
+    let s = screen(&app, 120, 40);
+    let i = s.iter().position(|l| l.contains("│ancestry ")).expect("ancestry");
+    assert_eq!(
+        overlay_lines(&s[i..i + 4]),
+        [
+            "ancestry (innermost first, from the execs seen):",
+            "  12 cc: cc -c a.c  (this process)",
+            "  10 sh: sh -c make all",
+            "  (parent 1 of 10 not seen: outside the sandbox, or forgotten)",
+        ]
+    );
+}
+
+#[test]
+fn tree_follows_late_parents_and_survives_cycles() {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    // The child is seen first: a root until its parent shows up.
+    app.update(Msg::Event(exec_child(41, 40, &["ls"]), at(0)));
+    assert_eq!(app.proc_rows().iter().map(|r| (r.pid, r.depth)).collect::<Vec<_>>(), [(41, 0)]);
+    app.update(Msg::Event(exec_child(40, 1, &["sh"]), at(1)));
+    assert_eq!(app.proc_rows().iter().map(|r| (r.pid, r.depth)).collect::<Vec<_>>(), [(40, 0), (41, 1)]);
+    // Reused pids can make a cycle: both are listed once, the walk stops.
+    app.update(Msg::Event(exec_child(20, 21, &["a"]), at(2)));
+    app.update(Msg::Event(exec_child(21, 20, &["b"]), at(3)));
+    assert_eq!(app.proc_rows().iter().map(|r| (r.pid, r.depth)).collect::<Vec<_>>(), [(40, 0), (41, 1), (20, 0), (21, 1)]);
+    assert_eq!(app.ancestry(20), [app::Ancestor::Known(20, "a", &["a".to_string()]), app::Ancestor::Known(21, "b", &["b".to_string()]), app::Ancestor::Loop { pid: 20 }]);
+    screen(&app, 120, 40);
+}
+
+/// A chain deeper than the process bound: the oldest are forgotten, the
+/// tree and the ancestry stay bounded.
+#[test]
+fn deep_tree_bounds_hold() {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    let n = MAX_PROCESSES as u32 + 100;
+    for pid in 1..=n {
+        app.update(Msg::Event(exec_child(pid + 1000, pid + 999, &["sh"]), at(u64::from(pid))));
+    }
+    assert_eq!(app.procs.len(), MAX_PROCESSES);
+    assert_eq!(app.procs_forgotten, 100);
+    let rows = app.proc_rows().clone();
+    assert_eq!(rows.len(), MAX_PROCESSES);
+    // The oldest remembered is a root: its parent was forgotten.
+    assert_eq!((rows[0].pid, rows[0].depth), (1101, 0));
+    assert_eq!((rows[MAX_PROCESSES - 1].pid, rows[MAX_PROCESSES - 1].depth), (n + 1000, MAX_PROCESSES as u32 - 1));
+    let ancestry = app.ancestry(n + 1000);
+    assert_eq!(ancestry.len(), app::MAX_ANCESTORS + 2);
+    assert_eq!(ancestry[app::MAX_ANCESTORS + 1], app::Ancestor::More);
+    app.update(Msg::Event(landlock_write("/etc/deep", n + 1000, "sh"), at(100_000)));
+    app.update(ch('4'));
+    app.update(key(KeyCode::End));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Processes 4096 running / 4096 · 100 forgotten");
+    // Indentation stops at MAX_TREE_INDENT levels.
+    let deepest = format!("│{:<8}1      run  {}└─ sh", n + 1000, "   ".repeat(app::MAX_TREE_INDENT as usize - 1));
+    assert!(s.iter().any(|l| l.starts_with(&deepest)), "{deepest:?}\n{}", s.join("\n"));
+    app.update(ch('1'));
+    app.update(key(KeyCode::Enter));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, &format!("(further ancestors not listed: only the {} nearest are)", app::MAX_ANCESTORS));
+    assert_contains(&s, &format!("│  {} sh: sh  (this process)", n + 1000));
+    assert_contains(&s, &format!("│  {} sh: sh ", n + 999));
+}

@@ -12,7 +12,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap},
 };
 
-use super::app::{App, Overlay, PANES, Pane, RunState, SOURCES, source_index};
+use super::app::{Ancestor, App, MAX_TREE_INDENT, Overlay, PANES, Pane, RunState, SOURCES, TreeRow, source_index};
 use crate::{
     launch::stage2::LandlockStatus,
     report::{Event, ProcessAction},
@@ -417,27 +417,40 @@ fn render_processes(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let visible = usize::from(inner.height.saturating_sub(1));
-    let offset = app.proc_scroll.min(app.procs.len().saturating_sub(visible.max(1)));
-    let rows: Vec<Row> = app
-        .proc_order
-        .values()
+    let tree = app.proc_rows();
+    let offset = app.proc_scroll.min(tree.len().saturating_sub(visible.max(1)));
+    let rows: Vec<Row> = tree
+        .iter()
         .skip(offset)
         .take(visible)
-        .filter_map(|pid| app.procs.get(pid).map(|p| (pid, p)))
-        .map(|(pid, p)| {
+        .filter_map(|r| app.procs.get(&r.pid).map(|p| (r, p)))
+        .map(|(r, p)| {
             let argv = p.execs.back().filter(|a| !a.is_empty()).map_or_else(|| p.comm.clone(), |a| a.join(" "));
             let den_style = if p.denials > 0 { WARN } else { Style::new() };
             Row::new(vec![
-                Cell::from(pid.to_string()),
+                Cell::from(r.pid.to_string()),
                 Cell::from(Span::styled(count(p.denials), den_style)),
                 Cell::from(if p.alive { Span::raw("run") } else { Span::styled("exit", DIM) }),
-                Cell::from(argv),
+                Cell::from(Line::from(vec![Span::styled(tree_prefix(r), DIM), Span::raw(argv)])),
             ])
         })
         .collect();
     let table = Table::new(rows, [Constraint::Length(7), Constraint::Length(6), Constraint::Length(4), Constraint::Fill(1)])
         .header(Row::new(["PID", "DENIED", "", "COMMAND"]).style(HEAD));
     frame.render_widget(table, inner);
+}
+
+/// The tree lines left of a process's command: "│ ├─ ", "  └─ "...
+fn tree_prefix(r: &TreeRow) -> String {
+    let depth = r.depth.min(MAX_TREE_INDENT);
+    let mut s = String::new();
+    for level in 1..depth {
+        s.push_str(if level < 64 && r.rails & (1 << level) != 0 { "│  " } else { "   " });
+    }
+    if depth > 0 {
+        s.push_str(if r.last { "└─ " } else { "├─ " });
+    }
+    s
 }
 
 fn render_network(app: &App, frame: &mut Frame, area: Rect) {
@@ -523,7 +536,23 @@ fn render_detail(app: &App, frame: &mut Frame, area: Rect) {
             }
             _ => lines.push(Line::styled(format!("no exec of pid {pid} seen"), DIM)),
         }
-        lines.push(Line::styled("(process events carry no parent pid: ancestry beyond this pid is unknown)", DIM));
+        lines.push(Line::styled("ancestry (innermost first, from the execs seen):", BOLD));
+        let indent = "  ";
+        for a in app.ancestry(pid) {
+            match a {
+                Ancestor::Known(p, comm, argv) => {
+                    let argv = if argv.is_empty() { "(no exec seen)".to_string() } else { argv.join(" ") };
+                    let this = if p == pid { "  (this process)" } else { "" };
+                    lines.push(Line::from(vec![Span::raw(format!("{indent}{p} {comm}: {argv}")), Span::styled(this, DIM)]));
+                }
+                Ancestor::Unseen { pid: parent, child } => {
+                    lines.push(Line::styled(format!("{indent}(parent {parent} of {child} not seen: outside the sandbox, or forgotten)"), DIM));
+                }
+                Ancestor::NoParent { child } => lines.push(Line::styled(format!("{indent}(parent of {child} unknown: no exec of it with a parent seen)"), DIM)),
+                Ancestor::Loop { pid: p } => lines.push(Line::styled(format!("{indent}(pid {p} again: pids were reused, the ancestry stops here)"), DIM)),
+                Ancestor::More => lines.push(Line::styled(format!("{indent}(further ancestors not listed: only the {} nearest are)", super::app::MAX_ANCESTORS), DIM)),
+            }
+        }
     }
     frame.render_widget(Clear, area);
     let block = Block::bordered().border_style(Style::new().fg(Color::Cyan)).title(" Violation detail · Esc closes · ↑↓ previous/next ");
