@@ -140,11 +140,10 @@ impl Policy {
     pub fn read_only_within_writable(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut roots = vec![self.workspace.as_path()];
-        if let Some(home) = &self.home {
-            if home != &self.workspace {
+        if let Some(home) = &self.home
+            && home != &self.workspace {
                 roots.push(home);
             }
-        }
         for root in roots {
             for name in PROTECTED_FILES.iter().chain(PROTECTED_DIRS) {
                 out.push(root.join(name));

@@ -54,6 +54,9 @@ pub struct Options {
 /// Denials remembered per source for the exit summary.
 const SUMMARY_EXAMPLES: usize = 3;
 
+/// One source's denials: count, first distinct examples, more distinct ones.
+type Tally = (u64, Vec<String>, bool);
+
 /// Where every event goes.
 struct Sink {
     log: Option<Log>,
@@ -65,7 +68,7 @@ struct Sink {
     early: Vec<RawEvent>,
     /// Per source: count, the first few distinct examples, and whether
     /// there were more distinct ones.
-    by_source: BTreeMap<&'static str, (u64, Vec<String>, bool)>,
+    by_source: BTreeMap<&'static str, Tally>,
     /// The seccomp supervisor reports blocked syscalls; the tracer's view
     /// of the same EPERM is then a duplicate.
     supervised: bool,
@@ -91,11 +94,10 @@ impl Sink {
                 self.ui_dropped += 1;
             }
         }
-        if let Some(log) = self.log.as_mut() {
-            if let Err(e) = log.write(event) {
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.write(event) {
                 self.log_error.get_or_insert(e);
             }
-        }
     }
 
     fn note(&mut self, d: &Denial) {
@@ -133,11 +135,10 @@ impl Sink {
             };
             self.emit(&event);
         }
-        if let Some(log) = self.log.as_mut() {
-            if let Err(e) = log.flush() {
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.flush() {
                 self.log_error.get_or_insert(e);
             }
-        }
     }
 
     fn seccomp(&mut self, d: SeccompDenial) {
@@ -158,11 +159,10 @@ impl Sink {
             port: None,
             detail,
         }));
-        if let Some(log) = self.log.as_mut() {
-            if let Err(e) = log.flush() {
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.flush() {
                 self.log_error.get_or_insert(e);
             }
-        }
     }
 
     fn net(&mut self, n: NetEvent) {
@@ -199,11 +199,10 @@ impl Sink {
                 detail: vec![("rule".to_string(), event.rule), ("protocol".to_string(), protocol.to_string())],
             }));
         }
-        if let Some(log) = self.log.as_mut() {
-            if let Err(e) = log.flush() {
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.flush() {
                 self.log_error.get_or_insert(e);
             }
-        }
     }
 
     fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String]) {
@@ -231,7 +230,7 @@ impl Sink {
         if total == 0 {
             return "no denials".to_string();
         }
-        let mut parts: Vec<(&str, &(u64, Vec<String>, bool))> = self.by_source.iter().map(|(k, v)| (*k, v)).collect();
+        let mut parts: Vec<(&str, &Tally)> = self.by_source.iter().map(|(k, v)| (*k, v)).collect();
         parts.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
         let parts: Vec<String> = parts
             .into_iter()
@@ -473,19 +472,21 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             };
             let proxy_dropped = proxy.dropped_events();
             let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
-            let mut sink = sink.borrow_mut();
-            if sink.started.is_some() {
-                for (source, count) in [("ebpf", ebpf_lost), ("seccomp", seccomp_dropped), ("proxy", proxy_dropped)] {
-                    if count > 0 {
-                        sink.emit(&Event::Loss(report::Loss { source, count }));
+            let summary = {
+                let mut sink = sink.borrow_mut();
+                if sink.started.is_some() {
+                    for (source, count) in [("ebpf", ebpf_lost), ("seccomp", seccomp_dropped), ("proxy", proxy_dropped)] {
+                        if count > 0 {
+                            sink.emit(&Event::Loss(report::Loss { source, count }));
+                        }
                     }
+                    sink.emit(&Event::SessionEnd(report::SessionEnd { exit_code: code, lost }));
                 }
-                sink.emit(&Event::SessionEnd(report::SessionEnd { exit_code: code, lost }));
-            }
+                sink.started.is_some().then(|| sink.summary())
+            };
             if let Some(ui) = &ui_tx {
                 let _ = ui.send(tui::Msg::Exited(code)).await;
             }
-            let summary = sink.started.is_some().then(|| sink.summary());
             (outcome, lost, summary)
         };
         let dashboard = async {

@@ -151,7 +151,7 @@ impl Tracer {
             cfg.set(config::CGROUP_ID, cgroup_id, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
             // Without the offsets the tracer still runs; relative paths then
             // stay unresolved.
-            match offsets.join().unwrap_or_else(|_| Err(super::btf::BtfError::Malformed("the offset reader panicked"))) {
+            match offsets.join().unwrap_or(Err(super::btf::BtfError::Malformed("the offset reader panicked"))) {
                 Ok(offsets) => {
                     for (slot, value) in offsets {
                         cfg.set(slot, value, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
