@@ -227,7 +227,7 @@ fn check(cmd: &mut Command) -> Result<()> {
 /// repository of 4,000 files for `git status`.
 fn monitor_workdir(root: &Path) -> Result<std::path::PathBuf> {
     let dir = root.join("target/bench/monitor-work");
-    if dir.join(".ready").exists() {
+    if dir.join(".ready-v2").exists() {
         return Ok(dir);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -245,6 +245,25 @@ fn monitor_workdir(root: &Path) -> Result<std::path::PathBuf> {
             std::fs::write(sub.join(format!("f{f}.txt")), format!("file {d}/{f}\n"))?;
         }
     }
+    // A small C project: 24 files, built with make (the realistic workload).
+    let proj = dir.join("cproj");
+    std::fs::create_dir_all(&proj)?;
+    let mut objs = Vec::new();
+    for f in 0..24 {
+        let mut src = String::from("#include <stdio.h>\n#include <string.h>\n#include <stdlib.h>\n");
+        for g in 0..40 {
+            src.push_str(&format!(
+                "int f{f}_{g}(const char *s) {{ char b[64]; snprintf(b, sizeof b, \"%s-{g}\", s); return (int)strlen(b) * {g}; }}\n"
+            ));
+        }
+        std::fs::write(proj.join(format!("m{f}.c")), src)?;
+        objs.push(format!("m{f}.o"));
+    }
+    std::fs::write(proj.join("main.c"), "int main(void) { return 0; }\n")?;
+    std::fs::write(
+        proj.join("Makefile"),
+        format!("prog: main.o {objs}\n\tcc -o $@ $^\n%.o: %.c\n\tcc -O1 -c -o $@ $<\n", objs = objs.join(" ")),
+    )?;
     check(Command::new("git").args(["init", "-q", "."]).current_dir(&repo))?;
     check(Command::new("git").args(["add", "."]).current_dir(&repo))?;
     check(
@@ -252,7 +271,7 @@ fn monitor_workdir(root: &Path) -> Result<std::path::PathBuf> {
             .args(["-c", "user.email=bench@example.invalid", "-c", "user.name=bench", "commit", "-q", "-m", "bench"])
             .current_dir(&repo),
     )?;
-    std::fs::write(dir.join(".ready"), "")?;
+    std::fs::write(dir.join(".ready-v2"), "")?;
     Ok(dir)
 }
 
@@ -270,9 +289,11 @@ fn monitor(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
     let git = which("git")?;
     let mut all = Vec::new();
     let mut figures = Vec::new();
+    let make = which("make")?;
     for (label, dir, workload) in [
         ("stat loop", work.clone(), vec![work.join("stat_loop").into_os_string()]),
         ("git status", work.join("repo"), vec![git.clone(), os("status"), os("--porcelain")]),
+        ("C build", work.join("cproj"), vec![make.clone(), os("-s"), os("-B"), os("-j2")]),
     ] {
         let with = |prefix: Vec<OsString>| -> Vec<OsString> { prefix.into_iter().chain(workload.iter().cloned()).collect() };
         let subjects = [

@@ -64,7 +64,7 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
         ]);
     }
     if needs == Needs::Bench {
-        packages.extend([("git", "git"), ("cc", "gcc"), ("strace", "strace"), ("bpftrace", "bpftrace")]);
+        packages.extend([("git", "git"), ("cc", "gcc"), ("make", "make"), ("strace", "strace"), ("bpftrace", "bpftrace")]);
     }
     apt_install_missing(&packages)?;
     if needs == Needs::Bench {
