@@ -111,3 +111,27 @@ fn the_dashboard_shows_denials_takes_keys_and_restores_the_terminal() {
     }
     assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "137", "killed on request");
 }
+
+/// Regression: when the terminal went away (its window closed), the
+/// dashboard's input thread spun on EOF and sbx never exited.
+#[test]
+fn closing_the_terminal_ends_the_session() {
+    require_root!();
+    require_tool("tmux");
+    let ws = Workspace::new(As::Root);
+    let t = Tmux { session: format!("sbx-test-hup-{}", std::process::id()) };
+    let shell = format!("cd {} && exec {} monitor -- sleep 120", ws.path().display(), sbx_bin().display());
+    assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "100", "-y", "30", &shell]).status().unwrap().success());
+    t.wait_for("the dashboard", |s| s.contains("running"));
+    let pid: i32 = t.tmux(&["display-message", "-t", &t.session, "-p", "#{pane_pid}"]).trim().parse().unwrap();
+    t.tmux(&["kill-session", "-t", &t.session]);
+    for _ in 0..100 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill with a valid pid and signal, to leave nothing behind.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    panic!("sbx monitor (pid {pid}) did not exit after its terminal closed");
+}

@@ -136,6 +136,11 @@ impl Input {
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("sbx-tui-input".into()).spawn(move || {
             while !flag.load(Ordering::Relaxed) {
+                // A terminal that went away (its emulator closed) reads as
+                // endless EOF, on which crossterm's poll would spin: stop.
+                if terminal_hung_up() {
+                    break;
+                }
                 match event::poll(INPUT_POLL) {
                     Ok(false) => continue,
                     Ok(true) => {}
@@ -159,10 +164,23 @@ impl Input {
 impl Drop for Input {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Join only a thread that is about to stop: one blocked on a
+        // terminal that is gone must not hold up the end of the session
+        // (it dies with the process).
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if t.is_finished() || !terminal_hung_up() {
+                let _ = t.join();
+            }
         }
     }
+}
+
+/// Whether stdin, the dashboard's terminal, has hung up.
+fn terminal_hung_up() -> bool {
+    let mut fds = [libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 }];
+    // SAFETY: poll on one valid pollfd with a zero timeout.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    n > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 async fn next_signal(sig: &mut Option<Signal>) {
