@@ -183,7 +183,7 @@ fn resolve_path(key: &'static str, value: &str, workspace: &Path, home: Option<&
 }
 
 /// Resolves `.` and `..` without touching the filesystem.
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

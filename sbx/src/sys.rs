@@ -28,7 +28,7 @@ pub fn landlock_abi() -> i64 {
 /// An anonymous in-memory file holding `bytes`, positioned at its start, to
 /// hand data to a child by file descriptor (bwrap's `--args`, the stage-2
 /// plan). Close-on-exec is set; `Inherit` clears it in the child only.
-pub fn sealed_memfd(name: &std::ffi::CStr, bytes: &[u8]) -> io::Result<File> {
+pub fn memfd_with(name: &std::ffi::CStr, bytes: &[u8]) -> io::Result<File> {
     // SAFETY: `name` is a valid NUL-terminated string; the flags are valid.
     let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn memfd_reads_back_from_the_start() {
-        let mut f = sealed_memfd(c"test", b"a\0b\0").unwrap();
+        let mut f = memfd_with(c"test", b"a\0b\0").unwrap();
         let mut s = Vec::new();
         f.read_to_end(&mut s).unwrap();
         assert_eq!(s, b"a\0b\0");

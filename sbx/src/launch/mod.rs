@@ -412,7 +412,7 @@ pub async fn run(
     let control_theirs = OwnedFd::from(control_theirs);
     // The plan's descriptor numbers are needed before the plan exists; the
     // memfd for it is created with a placeholder and filled afterwards.
-    let plan_file = sys::sealed_memfd(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
+    let plan_file = sys::memfd_with(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
     let facts = HostFacts {
         stdin_is_tty: options.terminal.is_some() || sys::is_tty(&io::stdin()),
         exe_fd: exe.as_raw_fd(),
@@ -436,7 +436,7 @@ pub async fn run(
         f.write_all(&plan.stage2.encode()).map_err(io_err("write the stage-2 plan"))?;
         f.seek(io::SeekFrom::Start(0)).map_err(io_err("write the stage-2 plan"))?;
     }
-    let args = sys::sealed_memfd(c"sbx-bwrap-args", &plan.bwrap.encode_options()).map_err(io_err("create a memfd"))?;
+    let args = sys::memfd_with(c"sbx-bwrap-args", &plan.bwrap.encode_options()).map_err(io_err("create a memfd"))?;
     let handoff = Handoff { args, exe, plan: plan_file, report_w, status_w, control: control_theirs };
 
     let mut cmd = tokio::process::Command::new(&bwrap_path);

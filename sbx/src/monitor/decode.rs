@@ -2,13 +2,14 @@
 //! errno names, the path resolved against the caller's working directory or
 //! dirfd, the operation, and the layer that most likely refused it.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use sbx_common::{BASE_PART_LEN, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
 
 use crate::{
     launch::seccomp,
     monitor::tracer::{cstr, proc_path},
+    policy::normalize,
     report::{Denial, Process, ProcessAction, Source},
 };
 
@@ -114,20 +115,6 @@ fn errno_name(ret: i64) -> &'static str {
     }
 }
 
-/// Resolves `.` and `..` without touching the filesystem.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
 
 /// The base directory the kernel program captured for a relative path, at
 /// the moment of the call (never from /proc later: the process may have
