@@ -278,3 +278,22 @@ pub fn assert_golden(name: &str, actual: &[serde_json::Value]) {
     }
     assert_eq!(rendered.lines().count(), expected.lines().count(), "the number of events differs from {}:\n{rendered}", path.display());
 }
+
+/// Checks the output of `tests/fixtures/blocked.c` (one `name result` line
+/// per call): every blocked call failed with EPERM, clone3 with ENOSYS (so
+/// that libc falls back to clone), and the allowed calls worked. Returns
+/// the number of calls reported.
+pub fn assert_blocked_calls(stdout: &str, who: As) -> usize {
+    let mut seen = 0;
+    for line in stdout.lines() {
+        let (name, result) = line.split_once(' ').unwrap_or_else(|| panic!("{who:?}: bad line {line:?}"));
+        let expected = match name {
+            "clone3" => "ENOSYS",
+            "getpid" | "personality_query" => "OK",
+            _ => "EPERM",
+        };
+        assert_eq!(result, expected, "{who:?}: {name}");
+        seen += 1;
+    }
+    seen
+}

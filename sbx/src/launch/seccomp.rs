@@ -1788,70 +1788,7 @@ mod tests {
 
     // ----- behaviour: user notification ----------------------------------------------------
 
-    fn send_fd(sock: RawFd, fd: RawFd) -> bool {
-        #[repr(C, align(8))]
-        struct Control([u8; 64]);
-        let mut control = Control([0; 64]);
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        // SAFETY: msghdr is plain data; all-zero is a valid empty message.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is arithmetic.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
-        // SAFETY: msg_control points at 64 aligned bytes, more than CMSG_SPACE(4), so the
-        // first header and its data fit; sendmsg reads only what msg describes.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            if cmsg.is_null() {
-                return false;
-            }
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
-            libc::sendmsg(sock, &msg, 0) == 1
-        }
-    }
-
-    fn recv_fd(sock: RawFd) -> Option<OwnedFd> {
-        #[repr(C, align(8))]
-        struct Control([u8; 64]);
-        let mut control = Control([0; 64]);
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: 1,
-        };
-        // SAFETY: msghdr is plain data; all-zero is a valid empty message.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.0.as_mut_ptr().cast();
-        msg.msg_controllen = control.0.len();
-        // SAFETY: recvmsg writes at most iov_len bytes and msg_controllen control bytes into
-        // buffers that live across the call; the header is read back within those bytes.
-        unsafe {
-            if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) != 1 {
-                return None;
-            }
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            if cmsg.is_null()
-                || (*cmsg).cmsg_level != libc::SOL_SOCKET
-                || (*cmsg).cmsg_type != libc::SCM_RIGHTS
-            {
-                return None;
-            }
-            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-            Some(OwnedFd::from_raw_fd(fd))
-        }
-    }
-
+    // The listener travels with sbx's own handover functions (monitor::notify).
     /// Wait until `fd` is readable, at most `ms` milliseconds.
     fn readable(fd: RawFd, ms: i32) -> bool {
         let mut pfd = libc::pollfd {
@@ -1888,9 +1825,9 @@ mod tests {
             let code = match install(&prog, Listener::New) {
                 Ok(Some(listener)) => {
                     // sendmsg is not in the table, so handing over the fd is not notified.
-                    if send_fd(child_sock.as_raw_fd(), listener.as_raw_fd()) {
-                        // The sandboxed side must not keep the listener.
-                        drop(listener);
+                    // send_listener closes our copy: the sandboxed side must
+                    // not keep the listener.
+                    if crate::monitor::notify::send_listener(&child_sock, listener).is_ok() {
                         let mount = sys(libc::SYS_mount, [0, BAD_PTR, BAD_PTR, 0, 0, 0]);
                         // clone3 is never notified (nobody answers it here).
                         if sys(libc::SYS_clone3, [0; 6]) == libc::ENOSYS {
@@ -1918,7 +1855,7 @@ mod tests {
         if !readable(parent_sock.as_raw_fd(), 10_000) {
             kill_and_fail("no listener fd from the child");
         }
-        let Some(listener) = recv_fd(parent_sock.as_raw_fd()) else {
+        let Ok(listener) = crate::monitor::notify::recv_listener(&parent_sock) else {
             kill_and_fail("could not receive the listener fd");
         };
         if !readable(listener.as_raw_fd(), 10_000) {
