@@ -167,10 +167,10 @@ impl Drop for Input {
         // Join only a thread that is about to stop: one blocked on a
         // terminal that is gone must not hold up the end of the session
         // (it dies with the process).
-        if let Some(t) = self.thread.take() {
-            if t.is_finished() || !terminal_hung_up() {
-                let _ = t.join();
-            }
+        if let Some(t) = self.thread.take()
+            && (t.is_finished() || !terminal_hung_up())
+        {
+            let _ = t.join();
         }
     }
 }
