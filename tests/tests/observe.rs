@@ -178,3 +178,30 @@ fn the_log_is_complete_when_sbx_is_terminated() {
     assert_eq!(end["type"], "session_end");
     assert_eq!(end["exit_code"], 143);
 }
+
+/// Regression: a session killed with SIGKILL cannot remove its cgroup; the
+/// next session removes such leftovers (empty, and their sbx is gone).
+#[test]
+fn leftover_session_cgroups_are_removed() {
+    require_root!();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let root = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
+        })
+        .expect("a cgroup2 mount (see sbx doctor)");
+    // A pid that is surely gone: a child we started and reaped.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = root.join(format!("sbx-{dead}-1"));
+    std::fs::create_dir(&stale).unwrap();
+    let ws = Workspace::new(As::Root);
+    let out = ws.sbx(["monitor", "--no-tui", "--", "true"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let gone = !stale.exists();
+    let _ = std::fs::remove_dir(&stale);
+    assert!(gone, "the leftover cgroup {} was not removed", stale.display());
+}

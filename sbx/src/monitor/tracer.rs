@@ -39,9 +39,11 @@ pub struct SessionCgroup {
 }
 
 impl SessionCgroup {
-    /// Creates `sbx-<pid>-<n>` under the cgroup2 mount.
+    /// Creates `sbx-<pid>-<n>` under the cgroup2 mount, after removing the
+    /// empty ones that sessions killed with SIGKILL left behind.
     pub fn create() -> io::Result<Self> {
         let root = cgroup2_mount()?;
+        remove_stale(&root);
         let name = format!("sbx-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()));
         let path = root.join(name);
         std::fs::create_dir(&path)?;
@@ -62,6 +64,19 @@ impl SessionCgroup {
     /// The descriptor of `cgroup.procs`, for `join_self` in a child.
     pub fn procs_fd(&self) -> std::os::fd::RawFd {
         self.procs.as_raw_fd()
+    }
+}
+
+/// Removes `sbx-<pid>-*` cgroups whose sbx process is gone (rmdir only
+/// succeeds on an empty cgroup, so a live session is never touched).
+fn remove_stale(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("sbx-")).and_then(|n| n.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
     }
 }
 
