@@ -100,6 +100,15 @@ impl Sink {
             }
     }
 
+    /// Writes the log's buffered lines (after each batch of events).
+    fn flush(&mut self) {
+        if let Some(log) = self.log.as_mut()
+            && let Err(e) = log.flush()
+        {
+            self.log_error.get_or_insert(e);
+        }
+    }
+
     fn note(&mut self, d: &Denial) {
         let entry = self.by_source.entry(d.source.as_str()).or_default();
         entry.0 += 1;
@@ -135,10 +144,7 @@ impl Sink {
             };
             self.emit(&event);
         }
-        if let Some(log) = self.log.as_mut()
-            && let Err(e) = log.flush() {
-                self.log_error.get_or_insert(e);
-            }
+        self.flush();
     }
 
     fn seccomp(&mut self, d: SeccompDenial) {
@@ -159,10 +165,7 @@ impl Sink {
             port: None,
             detail,
         }));
-        if let Some(log) = self.log.as_mut()
-            && let Err(e) = log.flush() {
-                self.log_error.get_or_insert(e);
-            }
+        self.flush();
     }
 
     fn net(&mut self, n: NetEvent) {
@@ -199,10 +202,7 @@ impl Sink {
                 detail: vec![("rule".to_string(), event.rule), ("protocol".to_string(), protocol.to_string())],
             }));
         }
-        if let Some(log) = self.log.as_mut()
-            && let Err(e) = log.flush() {
-                self.log_error.get_or_insert(e);
-            }
+        self.flush();
     }
 
     fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String]) {

@@ -961,7 +961,7 @@ mod tests {
 
     /// Assert that `call` gets EPERM under the filter, and `unfiltered` without it (a
     /// different errno, which proves that the filter and not the kernel said EPERM).
-    fn assert_denied(what: &str, call: fn() -> i32, unfiltered: i32) {
+    fn assert_denied(what: &str, call: impl Fn() -> i32 + Copy, unfiltered: i32) {
         let prog = deny_prog();
         assert_ne!(unfiltered, libc::EPERM, "{what}: control must not be EPERM");
         assert_eq!(
@@ -1387,46 +1387,22 @@ mod tests {
 
     #[test]
     fn clone_with_any_namespace_flag_is_denied() {
-        assert_denied(
-            "clone(CLONE_NEWNS)",
-            || clone_thread_without_sighand(libc::CLONE_NEWNS as libc::c_ulong),
-            libc::EINVAL,
-        );
-        assert_denied(
-            "clone(CLONE_NEWCGROUP)",
-            || clone_thread_without_sighand(libc::CLONE_NEWCGROUP as libc::c_ulong),
-            libc::EINVAL,
-        );
-        assert_denied(
-            "clone(CLONE_NEWUTS)",
-            || clone_thread_without_sighand(libc::CLONE_NEWUTS as libc::c_ulong),
-            libc::EINVAL,
-        );
-        assert_denied(
-            "clone(CLONE_NEWIPC)",
-            || clone_thread_without_sighand(libc::CLONE_NEWIPC as libc::c_ulong),
-            libc::EINVAL,
-        );
-        assert_denied(
-            "clone(CLONE_NEWUSER)",
-            || clone_thread_without_sighand(libc::CLONE_NEWUSER as libc::c_ulong),
-            libc::EINVAL,
-        );
-        assert_denied(
-            "clone(CLONE_NEWPID)",
-            || clone_thread_without_sighand(libc::CLONE_NEWPID as libc::c_ulong),
-            libc::EINVAL,
-        );
-        assert_denied(
-            "clone(CLONE_NEWNET)",
-            || clone_thread_without_sighand(libc::CLONE_NEWNET as libc::c_ulong),
-            libc::EINVAL,
-        );
-        assert_denied(
-            "clone(CLONE_NEWTIME)",
-            || clone_thread_without_sighand(libc::CLONE_NEWTIME as libc::c_ulong),
-            libc::EINVAL,
-        );
+        for (name, flag) in [
+            ("CLONE_NEWNS", libc::CLONE_NEWNS),
+            ("CLONE_NEWCGROUP", libc::CLONE_NEWCGROUP),
+            ("CLONE_NEWUTS", libc::CLONE_NEWUTS),
+            ("CLONE_NEWIPC", libc::CLONE_NEWIPC),
+            ("CLONE_NEWUSER", libc::CLONE_NEWUSER),
+            ("CLONE_NEWPID", libc::CLONE_NEWPID),
+            ("CLONE_NEWNET", libc::CLONE_NEWNET),
+            ("CLONE_NEWTIME", libc::CLONE_NEWTIME),
+        ] {
+            assert_denied(
+                &format!("clone({name})"),
+                move || clone_thread_without_sighand(flag as libc::c_ulong),
+                libc::EINVAL,
+            );
+        }
         // Bits above 32 change neither the kernel's view nor the filter's.
         assert_denied(
             "clone(1<<32 | CLONE_NEWNS)",

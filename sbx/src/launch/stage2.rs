@@ -143,13 +143,13 @@ impl Plan {
                 TAG_WRITE => plan.write.push(os().into()),
                 TAG_ARG => plan.command.push(os()),
                 TAG_REPORT_FD => {
-                    let fd = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).ok_or("bad report fd")?;
+                    let fd = parse_fd(body).ok_or("bad report fd")?;
                     plan.report_fd = Some(fd);
                 }
                 TAG_REQUIRE_LANDLOCK => plan.require_landlock = true,
                 TAG_BLOCK_UNIX_SOCKETS => plan.seccomp.block_unix_sockets = true,
                 TAG_CONTROL_FD => {
-                    let fd = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).ok_or("bad control fd")?;
+                    let fd = parse_fd(body).ok_or("bad control fd")?;
                     plan.control_fd = Some(fd);
                 }
                 TAG_NOTIFY => plan.notify = true,
@@ -168,6 +168,11 @@ impl Plan {
         }
         Ok(plan)
     }
+}
+
+/// A descriptor number written in decimal.
+fn parse_fd(body: &[u8]) -> Option<RawFd> {
+    std::str::from_utf8(body).ok()?.parse().ok()
 }
 
 /// Landlock's outcome, as data: the ABI used and how fully it was enforced.
