@@ -20,6 +20,7 @@
 //! Unlike Go's `encoding/json`, key names are matched case-sensitively; a key
 //! that differs only in case is reported as unknown with a suggestion.
 
+pub mod edit;
 pub mod jsonc;
 pub mod templates;
 
