@@ -15,6 +15,7 @@ pub mod policy;
 pub mod proxy;
 pub mod report;
 pub mod session;
+pub mod suggest;
 pub mod sys;
 pub mod tui;
 

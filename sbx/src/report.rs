@@ -22,6 +22,7 @@
 //! | `sbx_version` | string | |
 //! | `command` | [string] | argv (lossy UTF-8) |
 //! | `workspace` | string | the writable project directory |
+//! | `home` | string or null | the invoking user's home, as `~` in the policy |
 //! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains` |
 //! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool} |
 //!
@@ -64,6 +65,26 @@
 //! | `comm` | string | |
 //! | `argv` | [string] | exec only; read from /proc when the event arrives, empty if the process was already gone |
 //! | `exe` | string | exec only, when known |
+//!
+//! ## `policy`
+//! A change to the policy that was proposed, applied, held back or decided:
+//! by `sbx policy suggest`, by `sbx learn`, or by the person at the
+//! dashboard answering `sbx monitor --ask`. Written to the session's log
+//! (`--ask`) or appended to the log that `suggest` read, so that a reviewer
+//! sees who allowed what and when.
+//!
+//! | field | type | meaning |
+//! |-------|------|---------|
+//! | `origin` | string | `suggest`, `learn` or `ask` |
+//! | `action` | string | suggest/learn: `proposed` (shown, not written), `applied` (written to the file), `held` (a risky proposal not applied); ask: `allow_once`, `allow_always`, `deny_once`, `deny_always`, `timeout` (no answer: denied) |
+//! | `key` | string | the config key, e.g. `filesystem.allowWrite`, `network.allowedDomains` |
+//! | `change` | string | `add`, `remove` or `set` |
+//! | `value` | string | the entry added or removed, or the value set |
+//! | `config` | string | the policy file, when one is involved |
+//! | `risk` | [string] | why the change was flagged, when it was |
+//! | `answers` | number | how many denials it answers |
+//! | `host`, `port` | string, number | ask: the destination asked about |
+//! | `user` | string | who ran sbx: user name (uid) |
 //!
 //! ## `loss`
 //! Events that the kernel could not deliver (the ring buffer was full).
@@ -113,6 +134,7 @@ pub enum Event {
     Process(Process),
     Loss(Loss),
     SessionEnd(SessionEnd),
+    Policy(PolicyEvent),
 }
 
 impl Event {
@@ -124,6 +146,7 @@ impl Event {
             Event::Process(_) => "process",
             Event::Loss(_) => "loss",
             Event::SessionEnd(_) => "session_end",
+            Event::Policy(_) => "policy",
         }
     }
 }
@@ -217,6 +240,28 @@ pub struct Process {
     pub exe: Option<PathBuf>,
 }
 
+/// A policy change proposed, applied, held or decided (see the schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyEvent {
+    pub origin: &'static str,
+    pub action: &'static str,
+    pub key: String,
+    pub change: &'static str,
+    pub value: String,
+    pub config: Option<PathBuf>,
+    pub risk: Vec<String>,
+    pub answers: Option<u64>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+}
+
+/// "name (uid)" of the user running sbx, for `policy` events.
+pub fn current_user() -> String {
+    let uid = nix::unistd::getuid();
+    let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "?".into());
+    format!("{name} ({uid})")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loss {
     pub source: &'static str,
@@ -259,8 +304,14 @@ pub struct Counts {
 impl Log {
     /// Opens `path` for appending (a log may hold several sessions).
     pub fn create(path: &Path) -> io::Result<Self> {
+        Self::append_at(path, 0)
+    }
+
+    /// Opens `path` for appending events numbered from `seq` (events written
+    /// after a session, such as `sbx policy suggest`'s, continue its numbers).
+    pub fn append_at(path: &Path, seq: u64) -> io::Result<Self> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { out: BufWriter::new(file), path: path.to_path_buf(), seq: 0, counts: Counts::default(), started: Instant::now() })
+        Ok(Self { out: BufWriter::new(file), path: path.to_path_buf(), seq, counts: Counts::default(), started: Instant::now() })
     }
 
     pub fn path(&self) -> &Path {
@@ -281,7 +332,7 @@ impl Log {
         self.out.write_all(b"\n")?;
         // Lifecycle events reach the file at once; the others at the end
         // of each batch (`flush`), so that a burst is not a write per line.
-        if matches!(event, Event::SessionStart(_) | Event::SessionEnd(_) | Event::Loss(_)) {
+        if matches!(event, Event::SessionStart(_) | Event::SessionEnd(_) | Event::Loss(_) | Event::Policy(_)) {
             self.out.flush()?;
         }
         Ok(())
@@ -313,6 +364,7 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
                 "sbx_version": env!("CARGO_PKG_VERSION"),
                 "command": s.command.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
                 "workspace": p.workspace.to_string_lossy(),
+                "home": p.home.as_ref().map(|h| h.to_string_lossy().into_owned()),
                 "policy": {
                     "sources": s.sources,
                     "default_deny_read": p.fs.default_deny_read,
@@ -394,6 +446,32 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             }
             v
         }
+        Event::Policy(p) => {
+            let mut v = json!({
+                "origin": p.origin,
+                "action": p.action,
+                "key": p.key,
+                "change": p.change,
+                "value": p.value,
+                "user": current_user(),
+            });
+            if let Some(c) = &p.config {
+                v["config"] = c.to_string_lossy().into_owned().into();
+            }
+            if !p.risk.is_empty() {
+                v["risk"] = json!(p.risk);
+            }
+            if let Some(n) = p.answers {
+                v["answers"] = n.into();
+            }
+            if let Some(h) = &p.host {
+                v["host"] = h.clone().into();
+            }
+            if let Some(port) = p.port {
+                v["port"] = port.into();
+            }
+            v
+        }
         Event::SessionEnd(end) => json!({
             "exit_code": end.exit_code,
             "duration_ms": started.elapsed().as_millis() as u64,
@@ -432,7 +510,7 @@ mod tests {
             format!(
                 concat!(
                     r#"{{"command":["true"],"enforcement":{{"bwrap":{{"enforced":true}},"landlock":{{"abi":7,"enforced":"full"}},"#,
-                    r#""netns":{{"enforced":true}},"seccomp":{{"blocked_syscalls":{},"enforced":true}}}},"#,
+                    r#""netns":{{"enforced":true}},"seccomp":{{"blocked_syscalls":{},"enforced":true}}}},"home":"/h","#,
                     r#""policy":{{"allow_git_config":false,"allow_read":[],"allow_write":[],"allowed_domains":[],"default_deny_read":false,"#,
                     r#""denied_domains":[],"deny_read":[],"deny_write":[],"sources":["built-in default"]}},"sbx_version":"{}","seq":0,"#,
                     r#""time":"2023-11-14T22:13:20.000000Z","type":"session_start","v":1,"workspace":"/w"}}"#

@@ -1,0 +1,650 @@
+//! Turns observed denials into proposed policy changes: `sbx policy suggest`
+//! reads them from an audit log, `sbx learn` from its own run.
+//!
+//! Each denial is first classified against the current policy (what would
+//! answer it, or why nothing may), then the answers are generalised and
+//! merged into [`Proposal`]s:
+//!
+//! * Paths: files under the home directory collapse into the directory that
+//!   owns them (`~/.npm`, `~/.cache/pip`, `~/.local/share/x`), files created
+//!   elsewhere into their directory when several share it; paths are written
+//!   as `~/...` under the home directory and relative under the workspace.
+//! * Names: three or more subdomains of one domain become `*.domain`
+//!   (flagged); a port other than 80 and 443 is kept as `name:port`.
+//! * Risky proposals are flagged and held back unless accepted: credentials
+//!   (`~/.ssh`, `~/.aws`, `.env` files, keys, ...), writes outside the
+//!   workspace, system paths, wildcard names, IP addresses, and removing an
+//!   explicit deny rule.
+//! * The seccomp deny list and the mandatory protections are never proposed
+//!   without `include_protected`, and then only where a policy key exists
+//!   (`allowGitConfig`, `allowAllUnixSockets`); the rest is reported as
+//!   unanswerable, with the reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::config::{Config, edit::Change};
+use crate::policy::{PROTECTED_DIRS, PROTECTED_FILES, Policy};
+use crate::proxy::rules::{Host, NO_RULE, Rules};
+
+/// One denial read from a log (or observed by `learn`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// 1-based line in the log (0 when not from a log).
+    pub line: usize,
+    pub source: String,
+    pub syscall: Option<String>,
+    pub operation: Option<String>,
+    pub errno: Option<String>,
+    pub path: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub comm: Option<String>,
+    pub reason: Option<String>,
+    pub rule: Option<String>,
+    pub call: Option<String>,
+    pub domain: Option<String>,
+}
+
+/// What an audit log holds for suggestions.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub denials: Vec<Observed>,
+    /// The last session's workspace and home.
+    pub workspace: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    pub sessions: usize,
+    /// The `seq` the next event appended to the log gets.
+    pub next_seq: u64,
+}
+
+/// Reads an sbx audit log (JSON Lines, schema v1).
+pub fn read_log(path: &Path) -> anyhow::Result<Recorded> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the log {}: {e}", path.display()))?;
+    parse_log(&text, path)
+}
+
+/// Parses the text of an audit log; `path` names it in errors.
+pub fn parse_log(text: &str, path: &Path) -> anyhow::Result<Recorded> {
+    let mut out = Recorded::default();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}:{n}: not a JSON event ({e})", path.display()))?;
+        let version = v.get("v").and_then(Value::as_u64);
+        if version != Some(u64::from(crate::report::SCHEMA_VERSION)) {
+            anyhow::bail!("{}:{n}: not an sbx event of schema version 1 (\"v\" is {})", path.display(), v.get("v").map_or("missing".into(), Value::to_string));
+        }
+        if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
+            out.next_seq = seq + 1;
+        }
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+        let detail = |k: &str| v.get("detail").and_then(|d| d.get(k)).and_then(Value::as_str).map(String::from);
+        match v.get("type").and_then(Value::as_str) {
+            Some("session_start") => {
+                out.sessions += 1;
+                out.workspace = s("workspace").map(PathBuf::from);
+                out.home = s("home").map(PathBuf::from);
+            }
+            Some("denial") => out.denials.push(Observed {
+                line: n,
+                source: s("source").unwrap_or_else(|| "other".into()),
+                syscall: s("syscall"),
+                operation: s("operation"),
+                errno: s("errno"),
+                path: s("path").map(PathBuf::from),
+                host: s("host"),
+                port: v.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()),
+                comm: s("comm"),
+                reason: detail("reason"),
+                rule: detail("rule"),
+                call: detail("call"),
+                domain: detail("domain"),
+            }),
+            Some(_) => {}
+            None => anyhow::bail!("{}:{n}: an event without \"type\"", path.display()),
+        }
+    }
+    if out.sessions == 0 {
+        anyhow::bail!("{} holds no session_start event: it is not an sbx audit log (write one with `sbx monitor --no-tui --log FILE -- CMD`)", path.display());
+    }
+    Ok(out)
+}
+
+/// What the suggestions are made against.
+pub struct Context<'a> {
+    /// The policy the config file gives now, for the log's workspace.
+    pub policy: &'a Policy,
+    /// The target file's own entries (removals can only touch these).
+    pub own: &'a Config,
+    /// Propose the switches that weaken a mandatory protection or the
+    /// seccomp deny list (`allowGitConfig`, `allowAllUnixSockets`).
+    pub include_protected: bool,
+    /// Whether a path exists on this host.
+    pub exists: &'a dyn Fn(&Path) -> bool,
+}
+
+/// One proposed change to the policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    /// Dotted key, e.g. `filesystem.allowWrite`.
+    pub key: &'static str,
+    /// `add`, `remove` or `set`.
+    pub op: &'static str,
+    /// The entry as written in the file.
+    pub value: String,
+    /// Indexes of the denials it answers.
+    pub answers: Vec<usize>,
+    /// Why it is flagged; empty when it is not.
+    pub risk: Vec<String>,
+    /// A directory to create so that the entry can take effect.
+    pub create_dir: Option<PathBuf>,
+}
+
+impl Proposal {
+    pub fn change(&self, comment: Option<String>) -> Change {
+        let key: Vec<String> = self.key.split('.').map(String::from).collect();
+        match self.op {
+            "remove" => Change::Remove { key, item: self.value.clone() },
+            "set" => Change::SetBool { key, value: self.value == "true" },
+            _ => Change::Append { key, items: vec![(self.value.clone(), comment)] },
+        }
+    }
+}
+
+/// Denials that no policy change answers, grouped by reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unanswered {
+    pub why: String,
+    pub what: String,
+    pub answers: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Suggestions {
+    pub proposals: Vec<Proposal>,
+    pub unanswered: Vec<Unanswered>,
+    /// Denials the current policy already allows (the log predates it).
+    pub already: Vec<usize>,
+}
+
+/// What would answer one denial.
+enum Need {
+    Write { target: PathBuf, dir: bool },
+    Read(PathBuf),
+    Domain { host: Host, port: u16 },
+    Remove { key: &'static str, entry: String },
+    Set { key: &'static str },
+    Already,
+    No { why: String, what: String },
+}
+
+const CREDENTIAL_DIRS: &[&str] = &[".ssh", ".aws", ".gnupg", ".kube", ".docker", ".azure", ".config/gh", ".config/gcloud", ".password-store", ".local/share/keyrings", ".vault-token"];
+const CREDENTIAL_FILES: &[&str] = &[".netrc", ".git-credentials", ".npmrc", ".pypirc", ".pgpass", "credentials", "credentials.json", ".vault-token"];
+
+/// Why a path holds or is credentials, if it does.
+fn credential(path: &Path, home: Option<&Path>) -> Option<String> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if name == ".env" || name.starts_with(".env.") || name.ends_with(".pem") || name.ends_with(".key") || name.starts_with("id_rsa") || name.starts_with("id_ed25519") || name.starts_with("id_ecdsa") || CREDENTIAL_FILES.contains(&name.as_str()) {
+        return Some(format!("credentials: {name}"));
+    }
+    let home = home?;
+    for dir in CREDENTIAL_DIRS {
+        let cred = home.join(dir);
+        if path.starts_with(&cred) {
+            return Some(format!("credentials: ~/{dir}"));
+        }
+        if cred.starts_with(path) {
+            return Some(format!("contains credentials: ~/{dir}"));
+        }
+    }
+    None
+}
+
+fn is_write(d: &Observed) -> bool {
+    matches!(d.operation.as_deref(), Some("write" | "create" | "delete" | "rename" | "modify")) || d.errno.as_deref() == Some("EROFS")
+}
+
+/// The directory that owns `path` under the home directory: its first
+/// component, or two (three under `.local`) for the XDG containers.
+fn home_anchor(path: &Path, home: &Path) -> Option<PathBuf> {
+    let rest = path.strip_prefix(home).ok()?;
+    let comps: Vec<_> = rest.components().collect();
+    let first = comps.first()?.as_os_str().to_string_lossy().into_owned();
+    let depth = match first.as_str() {
+        ".cache" | ".config" | ".var" => 2,
+        ".local" => match comps.get(1).map(|c| c.as_os_str().to_string_lossy().into_owned()).as_deref() {
+            Some("share" | "state" | "lib") => 3,
+            _ => 2,
+        },
+        _ => 1,
+    };
+    let mut out = home.to_path_buf();
+    for c in comps.iter().take(depth) {
+        out.push(c);
+    }
+    Some(out)
+}
+
+impl Context<'_> {
+    fn home(&self) -> Option<&Path> {
+        self.policy.home.as_deref()
+    }
+
+    /// A path as the policy file writes it: relative in the workspace,
+    /// `~/...` in the home directory, else absolute.
+    pub fn render_path(&self, path: &Path) -> String {
+        if let Ok(rest) = path.strip_prefix(&self.policy.workspace) {
+            return if rest.as_os_str().is_empty() { ".".into() } else { rest.to_string_lossy().into_owned() };
+        }
+        if let Some(home) = self.home()
+            && let Ok(rest) = path.strip_prefix(home)
+        {
+            return if rest.as_os_str().is_empty() { "~".into() } else { format!("~/{}", rest.to_string_lossy()) };
+        }
+        path.to_string_lossy().into_owned()
+    }
+
+    /// The entry of this file's list `key` that resolves to `resolved`.
+    fn own_entry(&self, list: &[String], resolved: &Path) -> Option<String> {
+        list.iter()
+            .find(|e| {
+                let mut c = Config::default();
+                c.filesystem.deny_read = vec![(*e).clone()];
+                Policy::from_config(&c, self.policy.workspace.clone(), self.policy.home.clone()).is_ok_and(|p| p.fs.deny_read.first().is_some_and(|r| r == resolved))
+            })
+            .cloned()
+    }
+
+    fn protected(&self, path: &Path) -> Option<PathBuf> {
+        let ws = &self.policy.workspace;
+        let mut roots = vec![ws.as_path()];
+        if let Some(h) = self.home() {
+            roots.push(h);
+        }
+        for root in roots {
+            for name in PROTECTED_FILES.iter().chain(PROTECTED_DIRS) {
+                let p = root.join(name);
+                if path.starts_with(&p) {
+                    return Some(p);
+                }
+            }
+        }
+        let hooks = ws.join(".git/hooks");
+        path.starts_with(&hooks).then_some(hooks)
+    }
+
+    fn classify(&self, d: &Observed, rules: &Rules) -> Need {
+        let no = |why: &str, what: String| Need::No { why: why.to_string(), what };
+        match d.source.as_str() {
+            "proxy" => {
+                let (Some(raw), Some(port)) = (&d.host, d.port) else { return no("the destination was not recorded", "?".into()) };
+                let rule = d.rule.as_deref().unwrap_or(NO_RULE);
+                if let Some(entry) = rule.strip_prefix("deniedDomains: ") {
+                    return if self.own.network.denied_domains.iter().any(|e| e == entry) {
+                        Need::Remove { key: "network.deniedDomains", entry: entry.to_string() }
+                    } else {
+                        no(&format!("denied by deniedDomains {entry:?} in a file this one extends"), format!("{raw}:{port}"))
+                    };
+                }
+                if rule.starts_with("resolved to") {
+                    return no("the name resolved to a private address (DNS rebinding defence)", format!("{raw}:{port}"));
+                }
+                if rule != NO_RULE {
+                    return no(rule, format!("{raw}:{port}"));
+                }
+                match Host::parse(raw) {
+                    Ok(host) if rules.decide(&host, port).allowed => Need::Already,
+                    Ok(host) => Need::Domain { host, port },
+                    Err(_) => no("not a valid host name", format!("{raw}:{port}")),
+                }
+            }
+            "seccomp" => {
+                let what = d.call.clone().or_else(|| d.syscall.clone()).unwrap_or_else(|| "?".into());
+                if d.syscall.as_deref() == Some("socket") && d.domain.as_deref() == Some("AF_UNIX") {
+                    if self.policy.net.allow_all_unix_sockets {
+                        return Need::Already;
+                    }
+                    return if self.include_protected {
+                        Need::Set { key: "network.allowAllUnixSockets" }
+                    } else {
+                        no("the seccomp deny list: Unix-domain sockets reach host services (pass --include-protected to propose network.allowAllUnixSockets)", "socket(AF_UNIX, ...)".into())
+                    };
+                }
+                no("the seccomp deny list, which no policy changes", what)
+            }
+            _ => {
+                let Some(path) = d.path.clone() else {
+                    return no("the path was not recorded", d.syscall.clone().unwrap_or_else(|| "?".into()));
+                };
+                let op = d.operation.clone().unwrap_or_else(|| "access".into());
+                let what = format!("{op} {}", path.display());
+                if ["/proc", "/sys", "/dev"].iter().any(|k| path.starts_with(k)) {
+                    return no("a kernel interface, never writable or readable beyond the defaults in the sandbox", what);
+                }
+                if is_write(d) {
+                    if path.starts_with(self.policy.workspace.join(".git/config")) {
+                        if self.policy.fs.allow_git_config {
+                            return Need::Already;
+                        }
+                        return if self.include_protected {
+                            Need::Set { key: "filesystem.allowGitConfig" }
+                        } else {
+                            no("a mandatory protection: .git/config (pass --include-protected to propose filesystem.allowGitConfig)", what)
+                        };
+                    }
+                    if let Some(p) = self.protected(&path) {
+                        return no(&format!("a mandatory protection that no policy lifts: {}", self.render_path(&p)), what);
+                    }
+                    if let Some(deny) = self.policy.fs.deny_write.iter().find(|w| path.starts_with(w)) {
+                        return match self.own_entry(&self.own.filesystem.deny_write, deny) {
+                            Some(entry) => Need::Remove { key: "filesystem.denyWrite", entry },
+                            None => no(&format!("denyWrite {} from a file this one extends", self.render_path(deny)), what),
+                        };
+                    }
+                    if self.policy.writable().iter().any(|w| path.starts_with(w)) {
+                        return if d.source == "dac" { no("file permissions on the host, not the policy", what) } else { Need::Already };
+                    }
+                    let dir = matches!(d.syscall.as_deref(), Some("mkdir" | "mkdirat"));
+                    let target = if dir || !matches!(op.as_str(), "create" | "delete" | "rename") {
+                        path
+                    } else {
+                        path.parent().map_or(path.clone(), Path::to_path_buf)
+                    };
+                    Need::Write { dir: dir || target != d.path.clone().unwrap_or_default(), target }
+                } else {
+                    if let Some(deny) = self.policy.fs.deny_read.iter().find(|r| path.starts_with(r)) {
+                        return match self.own_entry(&self.own.filesystem.deny_read, deny) {
+                            Some(entry) => Need::Remove { key: "filesystem.denyRead", entry },
+                            None => no(&format!("denyRead {} from a file this one extends", self.render_path(deny)), what),
+                        };
+                    }
+                    if d.source == "dac" {
+                        return no("file permissions on the host, not the policy", what);
+                    }
+                    let readable = !self.policy.fs.default_deny_read
+                        || path.starts_with(&self.policy.workspace)
+                        || crate::policy::SYSTEM_READ.iter().any(|s| path.starts_with(s))
+                        || self.policy.fs.allow_read.iter().any(|r| path.starts_with(r));
+                    if readable { Need::Already } else { Need::Read(path) }
+                }
+            }
+        }
+    }
+
+    /// Classifies, generalises and merges `denials` into suggestions.
+    pub fn suggest(&self, denials: &[Observed]) -> Suggestions {
+        let p = self.policy;
+        let rules = Rules::new(&p.net.allowed_domains, &p.net.denied_domains, &[], &p.net.allow_local_outbound_ports).unwrap_or_default();
+        let mut out = Suggestions::default();
+        let mut writes: Vec<(PathBuf, bool, usize)> = Vec::new();
+        let mut reads: Vec<(PathBuf, usize)> = Vec::new();
+        let mut domains: Vec<(Host, u16, usize)> = Vec::new();
+        let mut other: BTreeMap<(&'static str, &'static str, String), Vec<usize>> = BTreeMap::new();
+        let mut no: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        for (i, d) in denials.iter().enumerate() {
+            match self.classify(d, &rules) {
+                Need::Write { target, dir } => writes.push((target, dir, i)),
+                Need::Read(path) => reads.push((path, i)),
+                Need::Domain { host, port } => domains.push((host, port, i)),
+                Need::Remove { key, entry } => other.entry((key, "remove", entry)).or_default().push(i),
+                Need::Set { key } => other.entry((key, "set", "true".into())).or_default().push(i),
+                Need::Already => out.already.push(i),
+                Need::No { why, what } => no.entry((why, what)).or_default().push(i),
+            }
+        }
+        out.proposals.extend(self.paths("filesystem.allowWrite", writes));
+        out.proposals.extend(self.paths("filesystem.allowRead", reads.into_iter().map(|(p, i)| (p, false, i)).collect()));
+        out.proposals.extend(self.domains(domains));
+        for ((key, op, value), answers) in other {
+            let risk = match (key, op) {
+                (_, "remove") => vec![format!("removes an explicit deny rule ({key})")],
+                ("filesystem.allowGitConfig", _) => vec!["lifts a mandatory protection: .git/config can set hooks and commands that run outside the sandbox".into()],
+                _ => vec!["weakens the seccomp deny list: every host Unix socket (docker.sock, ssh-agent, ...) becomes reachable".into()],
+            };
+            out.proposals.push(Proposal { key, op, value, answers, risk, create_dir: None });
+        }
+        // A denial may be answered by a credential path: say so on top.
+        for prop in &mut out.proposals {
+            if prop.op == "remove"
+                && let Some(c) = credential(Path::new(&prop.value), None)
+            {
+                prop.risk.push(c);
+            }
+        }
+        let mut unanswered: Vec<Unanswered> = no.into_iter().map(|((why, what), answers)| Unanswered { why, what, answers }).collect();
+        unanswered.sort_by(|a, b| b.answers.len().cmp(&a.answers.len()).then(a.what.cmp(&b.what)));
+        out.unanswered = unanswered;
+        out
+    }
+
+    fn paths(&self, key: &'static str, targets: Vec<(PathBuf, bool, usize)>) -> Vec<Proposal> {
+        let writing = key == "filesystem.allowWrite";
+        // Group by the directory that owns each target.
+        let mut parents: BTreeMap<PathBuf, BTreeSet<PathBuf>> = BTreeMap::new();
+        for (t, _, _) in &targets {
+            if let Some(parent) = t.parent() {
+                parents.entry(parent.to_path_buf()).or_default().insert(t.clone());
+            }
+        }
+        let mut groups: BTreeMap<PathBuf, (Vec<usize>, bool)> = BTreeMap::new();
+        for (target, dir, i) in targets {
+            let anchor = match self.home().and_then(|h| home_anchor(&target, h)) {
+                Some(a) => a,
+                // Elsewhere: several files in one directory become it.
+                None => match target.parent() {
+                    Some(parent) if parents.get(parent).is_some_and(|s| s.len() > 1) => parent.to_path_buf(),
+                    _ => target.clone(),
+                },
+            };
+            let e = groups.entry(anchor.clone()).or_default();
+            e.0.push(i);
+            e.1 |= dir || anchor != target;
+        }
+        groups
+            .into_iter()
+            .map(|(path, (answers, dir))| {
+                let mut risk = Vec::new();
+                if let Some(c) = credential(&path, self.home()) {
+                    risk.push(c);
+                }
+                let in_home = self.home().is_some_and(|h| path.starts_with(h));
+                if self.home().is_some_and(|h| path == h) {
+                    risk.push("the whole home directory".into());
+                } else if path == Path::new("/") {
+                    risk.push("the whole filesystem".into());
+                }
+                if writing {
+                    risk.push(if in_home { "write outside the workspace".into() } else { "write to a system path outside the home directory".into() });
+                }
+                let create_dir = (writing && dir && in_home && !(self.exists)(&path)).then(|| path.clone());
+                Proposal { key, op: "add", value: self.render_path(&path), answers, risk, create_dir }
+            })
+            .collect()
+    }
+
+    fn domains(&self, wanted: Vec<(Host, u16, usize)>) -> Vec<Proposal> {
+        // Subdomains per parent domain (names only).
+        let mut by_parent: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (h, _, _) in &wanted {
+            if let Host::Name(n) = h
+                && let Some((_, parent)) = n.split_once('.')
+                && parent.contains('.')
+            {
+                by_parent.entry(parent.to_string()).or_default().insert(n.clone());
+            }
+        }
+        let mut groups: BTreeMap<String, (Vec<usize>, Vec<String>)> = BTreeMap::new();
+        for (host, port, i) in wanted {
+            let (entry, risk) = match &host {
+                Host::Ip(ip) => (format!("{}:{port}", if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() }), vec!["an IP address: no name to check and no DNS rebinding defence".to_string()]),
+                Host::Name(n) => {
+                    let wild = n.split_once('.').map(|(_, p)| p).filter(|p| by_parent.get(*p).is_some_and(|s| s.len() >= 3));
+                    match wild {
+                        Some(parent) => (format!("*.{parent}"), vec![format!("wildcard name: every subdomain of {parent}")]),
+                        None if port == 80 || port == 443 => (n.clone(), Vec::new()),
+                        None => (format!("{n}:{port}"), Vec::new()),
+                    }
+                }
+            };
+            let e = groups.entry(entry).or_default();
+            e.0.push(i);
+            e.1 = risk;
+        }
+        groups.into_iter().map(|(value, (answers, risk))| Proposal { key: "network.allowedDomains", op: "add", value, answers, risk, create_dir: None }).collect()
+    }
+}
+
+/// The explanation of one proposal: which denials it answers, how often,
+/// by which processes, with examples.
+pub fn explain(denials: &[Observed], answers: &[usize]) -> String {
+    let mut ops: BTreeSet<String> = BTreeSet::new();
+    let mut comms: BTreeMap<String, usize> = BTreeMap::new();
+    let mut examples: Vec<String> = Vec::new();
+    for &i in answers {
+        let d = &denials[i];
+        if let Some(op) = &d.operation {
+            ops.insert(op.clone());
+        }
+        if let Some(c) = &d.comm {
+            *comms.entry(c.clone()).or_default() += 1;
+        }
+        let example = match (&d.path, &d.host) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(h)) => format!("{h}:{}", d.port.unwrap_or(0)),
+            _ => d.call.clone().or_else(|| d.syscall.clone()).unwrap_or_default(),
+        };
+        if examples.len() < 2 && !examples.contains(&example) {
+            examples.push(example);
+        }
+    }
+    let mut comms: Vec<(String, usize)> = comms.into_iter().collect();
+    comms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let n = answers.len();
+    let mut out = format!("{n} denial{}", if n == 1 { "" } else { "s" });
+    if !ops.is_empty() {
+        let _ = write!(out, " ({})", ops.into_iter().collect::<Vec<_>>().join(", "));
+    }
+    if !comms.is_empty() {
+        let list: Vec<String> = comms.iter().take(3).map(|(c, k)| format!("{c} ×{k}")).collect();
+        let more = if comms.len() > 3 { format!(", +{} more", comms.len() - 3) } else { String::new() };
+        let _ = write!(out, " by {}{more}", list.join(", "));
+    }
+    if !examples.is_empty() {
+        let _ = write!(out, "; e.g. {}", examples.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx_with(policy: &Policy, own: &Config, protected: bool, f: impl Fn(&Suggestions)) {
+        let exists = |p: &Path| p == Path::new("/h/.cache");
+        let ctx = Context { policy, own, include_protected: protected, exists: &exists };
+        f(&ctx.suggest(&sample()));
+    }
+
+    fn fs(source: &str, syscall: &str, op: &str, path: &str, comm: &str) -> Observed {
+        Observed { source: source.into(), syscall: Some(syscall.into()), operation: Some(op.into()), path: Some(path.into()), comm: Some(comm.into()), errno: Some("EROFS".into()), ..Default::default() }
+    }
+
+    fn proxy(host: &str, port: u16, rule: &str) -> Observed {
+        Observed { source: "proxy".into(), host: Some(host.into()), port: Some(port), rule: Some(rule.into()), operation: Some("connect".into()), ..Default::default() }
+    }
+
+    fn sample() -> Vec<Observed> {
+        vec![
+            fs("mount", "mkdir", "create", "/h/.npm", "npm"),
+            fs("mount", "openat", "create", "/h/.npm/_cacache/x", "npm"),
+            fs("mount", "openat", "create", "/h/.cache/pip/http/a", "pip"),
+            fs("mount", "mkdir", "create", "/h/.cache/pip", "pip"),
+            fs("mount", "openat", "write", "/h/.bashrc", "sh"),
+            fs("mount", "openat", "write", "/w/.git/config", "git"),
+            fs("mount", "openat", "create", "/h/.ssh/known_hosts", "ssh"),
+            fs("mount", "openat", "create", "/opt/tool/a", "make"),
+            fs("mount", "openat", "create", "/opt/tool/b", "make"),
+            fs("landlock", "openat", "write", "/w/already/x", "sh"),
+            proxy("registry.npmjs.org", 443, NO_RULE),
+            proxy("a.example.com", 443, NO_RULE),
+            proxy("b.example.com", 443, NO_RULE),
+            proxy("c.example.com", 443, NO_RULE),
+            proxy("db.internal", 5432, NO_RULE),
+            proxy("10.1.2.3", 443, NO_RULE),
+            proxy("evil.test", 443, "deniedDomains: evil.test"),
+            proxy("rebind.test", 443, "resolved to private address 10.0.0.1, refused: DNS rebinding defence, name not in allowPrivateResolution"),
+            Observed { source: "seccomp".into(), syscall: Some("socket".into()), domain: Some("AF_UNIX".into()), call: Some("socket(AF_UNIX, SOCK_STREAM, 0)".into()), comm: Some("curl".into()), ..Default::default() },
+            Observed { source: "seccomp".into(), syscall: Some("unshare".into()), call: Some("unshare(CLONE_NEWUSER)".into()), ..Default::default() },
+        ]
+    }
+
+    fn summary(s: &Suggestions) -> Vec<String> {
+        s.proposals.iter().map(|p| format!("{} {} {} {:?} risk={:?} mkdir={:?}", p.key, p.op, p.value, p.answers, p.risk, p.create_dir)).collect()
+    }
+
+    #[test]
+    fn denials_become_generalised_flagged_proposals() {
+        let mut own = Config::default();
+        own.network.denied_domains = vec!["evil.test".into()];
+        own.filesystem.allow_write = vec!["already".into()];
+        let policy = Policy::from_config(&own, "/w".into(), Some("/h".into())).unwrap();
+        ctx_with(&policy, &own, false, |s| {
+            assert_eq!(
+                summary(s),
+                [
+                    r#"filesystem.allowWrite add ~/.cache/pip [2, 3] risk=["write outside the workspace"] mkdir=Some("/h/.cache/pip")"#,
+                    r#"filesystem.allowWrite add ~/.npm [0, 1] risk=["write outside the workspace"] mkdir=Some("/h/.npm")"#,
+                    r#"filesystem.allowWrite add ~/.ssh [6] risk=["credentials: ~/.ssh", "write outside the workspace"] mkdir=Some("/h/.ssh")"#,
+                    r#"filesystem.allowWrite add /opt/tool [7, 8] risk=["write to a system path outside the home directory"] mkdir=None"#,
+                    r#"network.allowedDomains add *.example.com [11, 12, 13] risk=["wildcard name: every subdomain of example.com"] mkdir=None"#,
+                    r#"network.allowedDomains add 10.1.2.3:443 [15] risk=["an IP address: no name to check and no DNS rebinding defence"] mkdir=None"#,
+                    r#"network.allowedDomains add db.internal:5432 [14] risk=[] mkdir=None"#,
+                    r#"network.allowedDomains add registry.npmjs.org [10] risk=[] mkdir=None"#,
+                    r#"network.deniedDomains remove evil.test [16] risk=["removes an explicit deny rule (network.deniedDomains)"] mkdir=None"#,
+                ]
+            );
+            assert_eq!(s.already, [9]);
+            let no: Vec<(&str, &str, usize)> = s.unanswered.iter().map(|u| (u.why.as_str(), u.what.as_str(), u.answers.len())).collect();
+            assert_eq!(no.len(), 5, "{no:?}");
+            assert!(no.iter().any(|(why, what, _)| why.starts_with("a mandatory protection that no policy lifts: ~/.bashrc") && what == &"write /h/.bashrc"));
+            assert!(no.iter().any(|(why, _, _)| why.contains("--include-protected to propose filesystem.allowGitConfig")));
+            assert!(no.iter().any(|(why, _, _)| why.contains("--include-protected to propose network.allowAllUnixSockets")));
+            assert!(no.iter().any(|(why, what, _)| why.contains("which no policy changes") && what == &"unshare(CLONE_NEWUSER)"));
+            assert!(no.iter().any(|(why, _, _)| why.contains("DNS rebinding")));
+        });
+        ctx_with(&policy, &own, true, |s| {
+            let sets: Vec<String> = summary(s).into_iter().filter(|l| l.contains(" set ")).collect();
+            assert_eq!(sets.len(), 2, "{sets:?}");
+            assert!(sets[0].starts_with("filesystem.allowGitConfig set true [5] risk=[\"lifts a mandatory protection"));
+            assert!(sets[1].starts_with("network.allowAllUnixSockets set true [18] risk=[\"weakens the seccomp deny list"));
+        });
+    }
+
+    #[test]
+    fn explanations_name_counts_processes_and_examples() {
+        let d = sample();
+        assert_eq!(explain(&d, &[0, 1]), "2 denials (create) by npm ×2; e.g. /h/.npm, /h/.npm/_cacache/x");
+        assert_eq!(explain(&d, &[10]), "1 denial (connect); e.g. registry.npmjs.org:443");
+    }
+
+    #[test]
+    fn logs_are_read_with_line_numbers_in_errors() {
+        let log = "{\"v\":1,\"type\":\"session_start\",\"seq\":0,\"workspace\":\"/w\",\"home\":\"/h\"}\n{\"v\":1,\"type\":\"denial\",\"seq\":1,\"source\":\"proxy\",\"host\":\"x.io\",\"port\":443,\"detail\":{\"rule\":\"no rule allows it\"}}\n";
+        let r = parse_log(log, Path::new("l.jsonl")).unwrap();
+        assert_eq!((r.sessions, r.next_seq, r.denials.len()), (1, 2, 1));
+        assert_eq!(r.denials[0].rule.as_deref(), Some(NO_RULE));
+        assert_eq!(r.workspace.as_deref(), Some(Path::new("/w")));
+        let err = parse_log("{\"v\":1,\"type\":\"session_start\"}\nnot json\n", Path::new("l.jsonl")).unwrap_err().to_string();
+        assert!(err.starts_with("l.jsonl:2: not a JSON event"), "{err}");
+        let err = parse_log("{\"v\":2,\"type\":\"x\"}\n", Path::new("l.jsonl")).unwrap_err().to_string();
+        assert_eq!(err, "l.jsonl:1: not an sbx event of schema version 1 (\"v\" is 2)");
+        let err = parse_log("", Path::new("l.jsonl")).unwrap_err().to_string();
+        assert!(err.contains("holds no session_start event"), "{err}");
+    }
+}
