@@ -30,6 +30,38 @@ pub enum Command {
     Config(ConfigCommand),
     /// List the built-in policy templates.
     Templates,
+    /// Turn observed denials into a reviewed policy change.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Propose config changes that answer the denials in an audit log,
+    /// explained and shown as a diff; nothing is written without --write.
+    Suggest(SuggestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    /// The audit log (JSON Lines from `--log`); the suggestions are
+    /// recorded in it as `policy` events.
+    #[arg(long = "from", value_name = "LOG")]
+    pub from: PathBuf,
+    /// The policy file to change (default: the nearest sbx.jsonc, else a
+    /// new ./sbx.jsonc).
+    #[arg(short = 's', long = "settings", value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+    /// Edit the file in place (comments and layout are kept).
+    #[arg(long)]
+    pub write: bool,
+    /// Also apply the proposals flagged as risky.
+    #[arg(long)]
+    pub accept_risky: bool,
+    /// Also propose the switches that weaken a mandatory protection or the
+    /// seccomp deny list (filesystem.allowGitConfig, network.allowAllUnixSockets).
+    #[arg(long)]
+    pub include_protected: bool,
 }
 
 #[derive(Debug, Args)]

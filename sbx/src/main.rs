@@ -7,7 +7,7 @@ use std::{ffi::OsString, io::Write as _, path::PathBuf, process::ExitCode};
 use clap::Parser as _;
 use sbx::{
     EXIT_SETUP,
-    cli::{Cli, Command, ConfigCommand, Layer, PolicyArgs, RunArgs},
+    cli::{Cli, Command, ConfigCommand, Layer, PolicyArgs, PolicyCommand, RunArgs},
     config, doctor,
     launch::{self, LaunchError},
     monitor,
@@ -92,6 +92,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("sbx: wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy(PolicyCommand::Suggest(args)) => {
+            let cwd = std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot resolve the working directory: {e}"))?;
+            let (home, xdg) = home_and_xdg();
+            let file = args.settings.clone().or_else(|| config::find_nearest(&cwd)).unwrap_or_else(|| cwd.join("sbx.jsonc"));
+            let target = sbx::suggest::Target::open(&file, &cwd, xdg.as_deref())?;
+            let request = sbx::suggest::SuggestRequest {
+                log: &args.from,
+                target,
+                write: args.write,
+                accept_risky: args.accept_risky,
+                include_protected: args.include_protected,
+                home: home.map(|h| h.canonicalize().unwrap_or(h)),
+                workspace: cwd,
+            };
+            sbx::suggest::suggest_command(request, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Templates => {
             let mut out = std::io::stdout().lock();
             for t in config::templates() {
@@ -102,16 +119,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Finds, parses and validates the policy for the working directory.
-fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
-    let workspace = std::env::current_dir()
-        .and_then(|d| d.canonicalize())
-        .map_err(|e| anyhow::anyhow!("cannot resolve the working directory: {e}"))?;
+/// $HOME and the directory user configs live in ($XDG_CONFIG_HOME or ~/.config).
+fn home_and_xdg() -> (Option<PathBuf>, Option<PathBuf>) {
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|x| !x.is_empty())
         .map(PathBuf::from)
         .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    (home, xdg)
+}
+
+/// Finds, parses and validates the policy for the working directory.
+fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
+    let workspace = std::env::current_dir()
+        .and_then(|d| d.canonicalize())
+        .map_err(|e| anyhow::anyhow!("cannot resolve the working directory: {e}"))?;
+    let (home, xdg) = home_and_xdg();
     let request = config::Request {
         file: args.settings.as_deref(),
         template: args.template.as_deref(),

@@ -142,6 +142,10 @@ pub struct Proposal {
     pub answers: Vec<usize>,
     /// Why it is flagged; empty when it is not.
     pub risk: Vec<String>,
+    /// Flagged as risky: held back unless accepted. A proposal can be
+    /// flagged without being held (a write into the home directory's
+    /// tool directories is outside the workspace, but ordinary).
+    pub hold: bool,
     /// A directory to create so that the entry can take effect.
     pub create_dir: Option<PathBuf>,
 }
@@ -318,6 +322,9 @@ impl Context<'_> {
                 }
                 no("the seccomp deny list, which no policy changes", what)
             }
+            _ if d.syscall.as_deref() == Some("bind") && d.path.is_none() => {
+                if self.policy.net.allow_local_binding { Need::Already } else { Need::Set { key: "network.allowLocalBinding" } }
+            }
             _ => {
                 let Some(path) = d.path.clone() else {
                     return no("the path was not recorded", d.syscall.clone().unwrap_or_else(|| "?".into()));
@@ -405,16 +412,26 @@ impl Context<'_> {
             let risk = match (key, op) {
                 (_, "remove") => vec![format!("removes an explicit deny rule ({key})")],
                 ("filesystem.allowGitConfig", _) => vec!["lifts a mandatory protection: .git/config can set hooks and commands that run outside the sandbox".into()],
-                _ => vec!["weakens the seccomp deny list: every host Unix socket (docker.sock, ssh-agent, ...) becomes reachable".into()],
+                ("network.allowAllUnixSockets", _) => vec!["weakens the seccomp deny list: every host Unix socket (docker.sock, ssh-agent, ...) becomes reachable".into()],
+                // Listening inside the sandbox's own network namespace:
+                // nothing outside can connect unless `-p` exposes a port.
+                _ => Vec::new(),
             };
-            out.proposals.push(Proposal { key, op, value, answers, risk, create_dir: None });
+            let hold = !risk.is_empty();
+            out.proposals.push(Proposal { key, op, value, answers, risk, hold, create_dir: None });
         }
         // A denial may be answered by a credential path: say so on top.
         for prop in &mut out.proposals {
+            let resolved = match prop.value.strip_prefix("~/") {
+                Some(rest) => self.home().map_or_else(|| PathBuf::from(&prop.value), |h| h.join(rest)),
+                None => p.workspace.join(&prop.value),
+            };
             if prop.op == "remove"
-                && let Some(c) = credential(Path::new(&prop.value), None)
+                && prop.key.starts_with("filesystem.")
+                && let Some(c) = credential(&resolved, self.home())
             {
                 prop.risk.push(c);
+                prop.hold = true;
             }
         }
         let mut unanswered: Vec<Unanswered> = no.into_iter().map(|((why, what), answers)| Unanswered { why, what, answers }).collect();
@@ -459,11 +476,12 @@ impl Context<'_> {
                 } else if path == Path::new("/") {
                     risk.push("the whole filesystem".into());
                 }
+                let hold = !risk.is_empty() || (writing && !in_home);
                 if writing {
                     risk.push(if in_home { "write outside the workspace".into() } else { "write to a system path outside the home directory".into() });
                 }
                 let create_dir = (writing && dir && in_home && !(self.exists)(&path)).then(|| path.clone());
-                Proposal { key, op: "add", value: self.render_path(&path), answers, risk, create_dir }
+                Proposal { key, op: "add", value: self.render_path(&path), answers, hold, risk, create_dir }
             })
             .collect()
     }
@@ -496,7 +514,7 @@ impl Context<'_> {
             e.0.push(i);
             e.1 = risk;
         }
-        groups.into_iter().map(|(value, (answers, risk))| Proposal { key: "network.allowedDomains", op: "add", value, answers, risk, create_dir: None }).collect()
+        groups.into_iter().map(|(value, (answers, risk))| Proposal { key: "network.allowedDomains", op: "add", value, answers, hold: !risk.is_empty(), risk, create_dir: None }).collect()
     }
 }
 
@@ -539,6 +557,214 @@ pub fn explain(denials: &[Observed], answers: &[usize]) -> String {
         let _ = write!(out, "; e.g. {}", examples.join(", "));
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// Applying suggestions to a policy file.
+
+/// The policy file that suggestions are written into.
+pub struct Target {
+    pub file: PathBuf,
+    /// Its text now; empty when it does not exist yet.
+    pub text: String,
+    pub exists: bool,
+    /// Its own entries, without `extends`.
+    pub own: Config,
+    /// The merged config it gives (with `extends`), or the default.
+    pub merged: Config,
+}
+
+impl Target {
+    /// Reads `file` (which may not exist yet).
+    pub fn open(file: &Path, cwd: &Path, xdg_config_home: Option<&Path>) -> anyhow::Result<Target> {
+        let file = crate::policy::normalize(&cwd.join(file));
+        let (text, exists) = match std::fs::read_to_string(&file) {
+            Ok(t) => (t, true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), false),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", file.display()),
+        };
+        let own = crate::config::parse_str(&text, &file)?.config;
+        let merged = if exists {
+            crate::config::load(&crate::config::Request { file: Some(&file), template: None, cwd, xdg_config_home })?.config
+        } else {
+            Config::default()
+        };
+        Ok(Target { file, text, exists, own, merged })
+    }
+
+    /// The file's text with `proposals` applied, each added entry with a
+    /// comment saying where it came from; checked by parsing it again.
+    pub fn edited(&self, proposals: &[&Proposal], denials: &[Observed], origin: &str) -> anyhow::Result<String> {
+        let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let today = &today[..10];
+        let changes: Vec<Change> = proposals
+            .iter()
+            .map(|p| {
+                let n = p.answers.len();
+                let mut comms: Vec<&str> = p.answers.iter().filter_map(|&i| denials.get(i).and_then(|d| d.comm.as_deref())).collect();
+                comms.sort_unstable();
+                comms.dedup();
+                let by = if comms.is_empty() { String::new() } else { format!(" by {}", comms.iter().take(3).copied().collect::<Vec<_>>().join(", ")) };
+                p.change(Some(format!("{origin} {today}: {n} denial{}{by}", if n == 1 { "" } else { "s" })))
+            })
+            .collect();
+        let base = if self.exists || !self.text.is_empty() { self.text.clone() } else { format!("// sbx policy, started by `sbx {origin}` on {today}.\n// Field names are fence's; see `sbx config init` for every key.\n{{\n}}\n") };
+        let out = crate::config::edit::apply(&base, &changes).map_err(|e| anyhow::anyhow!("{}: {e}", self.file.display()))?;
+        crate::config::parse_str(&out, &self.file).map_err(|e| anyhow::anyhow!("sbx produced an invalid policy file, nothing was written: {e}"))?;
+        Ok(out)
+    }
+
+    /// A unified diff from the file's text to `new`.
+    pub fn diff(&self, new: &str) -> String {
+        let name = self.file.display().to_string();
+        let old_name = if self.exists { name.clone() } else { "/dev/null".into() };
+        let new_name = name;
+        similar::TextDiff::from_lines(self.text.as_str(), new).unified_diff().context_radius(3).header(&old_name, &new_name).to_string()
+    }
+
+    /// Replaces the file with `new` (through a temporary file and a rename,
+    /// keeping its permissions), so that no reader sees half a file.
+    pub fn write(&self, new: &str) -> anyhow::Result<()> {
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{}.sbx-tmp", self.file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+        let fail = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", self.file.display());
+        std::fs::write(&tmp, new).map_err(fail)?;
+        if let Ok(meta) = std::fs::metadata(&self.file) {
+            std::fs::set_permissions(&tmp, meta.permissions()).map_err(fail)?;
+        }
+        std::fs::rename(&tmp, &self.file).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e)
+        })
+    }
+}
+
+/// The report printed before the diff: each proposal with what it answers
+/// and its flags, then what no change answers.
+pub fn render_report(s: &Suggestions, denials: &[Observed], held: &dyn Fn(&Proposal) -> bool) -> String {
+    let mut out = String::new();
+    for (n, p) in s.proposals.iter().enumerate() {
+        let sign = match p.op {
+            "remove" => "-=",
+            "set" => "=",
+            _ => "+=",
+        };
+        let value = if p.op == "set" { p.value.clone() } else { format!("{:?}", p.value) };
+        let _ = writeln!(out, "{}. {} {sign} {value}", n + 1, p.key);
+        let _ = writeln!(out, "   answers {}", explain(denials, &p.answers));
+        for r in &p.risk {
+            let _ = writeln!(out, "   ! {}: {r}", if p.hold { "risky" } else { "note" });
+        }
+        if let Some(dir) = &p.create_dir {
+            let _ = writeln!(out, "   {} does not exist yet: it is created when this is applied", dir.display());
+        }
+        if held(p) {
+            let _ = writeln!(out, "   held back: pass --accept-risky to apply it");
+        }
+    }
+    if !s.unanswered.is_empty() {
+        let _ = writeln!(out, "Not proposed:");
+        for u in &s.unanswered {
+            let n = u.answers.len();
+            let _ = writeln!(out, "   - {n} denial{}: {}: {}", if n == 1 { "" } else { "s" }, u.what, u.why);
+        }
+    }
+    if !s.already.is_empty() {
+        let _ = writeln!(out, "{} denial{} already allowed by the current policy (the log predates it).", s.already.len(), if s.already.len() == 1 { " is" } else { "s are" });
+    }
+    out
+}
+
+/// The `policy` events for `proposals`.
+pub fn events(s: &Suggestions, origin: &'static str, config: &Path, applied: &dyn Fn(&Proposal) -> &'static str) -> Vec<crate::report::Event> {
+    s.proposals
+        .iter()
+        .map(|p| {
+            crate::report::Event::Policy(crate::report::PolicyEvent {
+                origin,
+                action: applied(p),
+                key: p.key.to_string(),
+                change: p.op,
+                value: p.value.clone(),
+                config: Some(config.to_path_buf()),
+                risk: p.risk.clone(),
+                answers: Some(p.answers.len() as u64),
+                host: None,
+                port: None,
+            })
+        })
+        .collect()
+}
+
+/// `sbx policy suggest`.
+pub struct SuggestRequest<'a> {
+    pub log: &'a Path,
+    pub target: Target,
+    pub write: bool,
+    pub accept_risky: bool,
+    pub include_protected: bool,
+    pub home: Option<PathBuf>,
+    pub workspace: PathBuf,
+}
+
+/// Runs `sbx policy suggest`: prints the report and the diff to `out`,
+/// writes the file with `write`, and appends `policy` events to the log.
+pub fn suggest_command(req: SuggestRequest, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let recorded = read_log(req.log)?;
+    let workspace = recorded.workspace.clone().unwrap_or(req.workspace);
+    let home = recorded.home.clone().or(req.home);
+    let policy = Policy::from_config(&req.target.merged, workspace, home)?;
+    let exists = |p: &Path| p.exists();
+    let ctx = Context { policy: &policy, own: &req.target.own, include_protected: req.include_protected, exists: &exists };
+    let s = ctx.suggest(&recorded.denials);
+    let held = |p: &Proposal| p.hold && !req.accept_risky;
+    writeln!(
+        out,
+        "sbx policy suggest: {} denial{} in {} ({} session{}); policy file {}{}",
+        recorded.denials.len(),
+        if recorded.denials.len() == 1 { "" } else { "s" },
+        req.log.display(),
+        recorded.sessions,
+        if recorded.sessions == 1 { "" } else { "s" },
+        req.target.file.display(),
+        if req.target.exists { "" } else { " (new)" }
+    )?;
+    write!(out, "{}", render_report(&s, &recorded.denials, &held))?;
+    let apply: Vec<&Proposal> = s.proposals.iter().filter(|p| !held(p)).collect();
+    if s.proposals.is_empty() {
+        writeln!(out, "Nothing to propose.")?;
+    }
+    let mut written = false;
+    if !apply.is_empty() {
+        let new = req.target.edited(&apply, &recorded.denials, "policy suggest")?;
+        write!(out, "\n{}", req.target.diff(&new))?;
+        if req.write {
+            for dir in apply.iter().filter_map(|p| p.create_dir.as_ref()) {
+                std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            }
+            req.target.write(&new)?;
+            written = true;
+            writeln!(out, "\nWrote {} change{} to {}.", apply.len(), if apply.len() == 1 { "" } else { "s" }, req.target.file.display())?;
+        } else {
+            writeln!(out, "\nNothing written: pass --write to apply the {} change{} above.", apply.len(), if apply.len() == 1 { "" } else { "s" })?;
+        }
+    }
+    let held_n = s.proposals.iter().filter(|p| held(p)).count();
+    if held_n > 0 {
+        writeln!(out, "{held_n} risky proposal{} held back (--accept-risky applies them after you have read them).", if held_n == 1 { " is" } else { "s are" })?;
+    }
+    // The reviewer's record: what was proposed, applied and held, by whom.
+    let action = |p: &Proposal| if held(p) { "held" } else if written { "applied" } else { "proposed" };
+    match crate::report::Log::append_at(req.log, recorded.next_seq) {
+        Ok(mut log) => {
+            for e in events(&s, "suggest", &req.target.file, &action) {
+                log.write(&e)?;
+            }
+            log.flush()?;
+        }
+        Err(e) => eprintln!("sbx: warning: cannot record the suggestions in {}: {e}", req.log.display()),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -585,7 +811,7 @@ mod tests {
     }
 
     fn summary(s: &Suggestions) -> Vec<String> {
-        s.proposals.iter().map(|p| format!("{} {} {} {:?} risk={:?} mkdir={:?}", p.key, p.op, p.value, p.answers, p.risk, p.create_dir)).collect()
+        s.proposals.iter().map(|p| format!("{} {} {} {:?} {}={:?} mkdir={:?}", p.key, p.op, p.value, p.answers, if p.hold { "hold" } else { "note" }, p.risk, p.create_dir)).collect()
     }
 
     #[test]
@@ -598,15 +824,15 @@ mod tests {
             assert_eq!(
                 summary(s),
                 [
-                    r#"filesystem.allowWrite add ~/.cache/pip [2, 3] risk=["write outside the workspace"] mkdir=Some("/h/.cache/pip")"#,
-                    r#"filesystem.allowWrite add ~/.npm [0, 1] risk=["write outside the workspace"] mkdir=Some("/h/.npm")"#,
-                    r#"filesystem.allowWrite add ~/.ssh [6] risk=["credentials: ~/.ssh", "write outside the workspace"] mkdir=Some("/h/.ssh")"#,
-                    r#"filesystem.allowWrite add /opt/tool [7, 8] risk=["write to a system path outside the home directory"] mkdir=None"#,
-                    r#"network.allowedDomains add *.example.com [11, 12, 13] risk=["wildcard name: every subdomain of example.com"] mkdir=None"#,
-                    r#"network.allowedDomains add 10.1.2.3:443 [15] risk=["an IP address: no name to check and no DNS rebinding defence"] mkdir=None"#,
-                    r#"network.allowedDomains add db.internal:5432 [14] risk=[] mkdir=None"#,
-                    r#"network.allowedDomains add registry.npmjs.org [10] risk=[] mkdir=None"#,
-                    r#"network.deniedDomains remove evil.test [16] risk=["removes an explicit deny rule (network.deniedDomains)"] mkdir=None"#,
+                    r#"filesystem.allowWrite add ~/.cache/pip [2, 3] note=["write outside the workspace"] mkdir=Some("/h/.cache/pip")"#,
+                    r#"filesystem.allowWrite add ~/.npm [0, 1] note=["write outside the workspace"] mkdir=Some("/h/.npm")"#,
+                    r#"filesystem.allowWrite add ~/.ssh [6] hold=["credentials: ~/.ssh", "write outside the workspace"] mkdir=Some("/h/.ssh")"#,
+                    r#"filesystem.allowWrite add /opt/tool [7, 8] hold=["write to a system path outside the home directory"] mkdir=None"#,
+                    r#"network.allowedDomains add *.example.com [11, 12, 13] hold=["wildcard name: every subdomain of example.com"] mkdir=None"#,
+                    r#"network.allowedDomains add 10.1.2.3:443 [15] hold=["an IP address: no name to check and no DNS rebinding defence"] mkdir=None"#,
+                    r#"network.allowedDomains add db.internal:5432 [14] note=[] mkdir=None"#,
+                    r#"network.allowedDomains add registry.npmjs.org [10] note=[] mkdir=None"#,
+                    r#"network.deniedDomains remove evil.test [16] hold=["removes an explicit deny rule (network.deniedDomains)"] mkdir=None"#,
                 ]
             );
             assert_eq!(s.already, [9]);
@@ -621,8 +847,8 @@ mod tests {
         ctx_with(&policy, &own, true, |s| {
             let sets: Vec<String> = summary(s).into_iter().filter(|l| l.contains(" set ")).collect();
             assert_eq!(sets.len(), 2, "{sets:?}");
-            assert!(sets[0].starts_with("filesystem.allowGitConfig set true [5] risk=[\"lifts a mandatory protection"));
-            assert!(sets[1].starts_with("network.allowAllUnixSockets set true [18] risk=[\"weakens the seccomp deny list"));
+            assert!(sets[0].starts_with("filesystem.allowGitConfig set true [5] hold=[\"lifts a mandatory protection"), "{sets:?}");
+            assert!(sets[1].starts_with("network.allowAllUnixSockets set true [18] hold=[\"weakens the seccomp deny list"), "{sets:?}");
         });
     }
 
