@@ -95,6 +95,14 @@ pub struct MonitorArgs {
     /// No dashboard: events go to --log, a summary to stderr at exit.
     #[arg(long)]
     pub no_tui: bool,
+    /// Hold each connection that no rule allows or denies and ask at the
+    /// dashboard: allow once, allow always (written to the policy file),
+    /// deny once, deny always. Unanswered requests are denied.
+    #[arg(long, conflicts_with = "no_tui")]
+    pub ask: bool,
+    /// Seconds a held connection waits for an answer before it is denied.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, requires = "ask", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ask_timeout: u64,
     /// Size of the kernel tracer's ring buffer in bytes (a power of two,
     /// at least a page).
     #[arg(long, value_name = "BYTES", default_value_t = crate::monitor::tracer::DEFAULT_RING_BYTES, hide = true)]

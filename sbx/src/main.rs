@@ -60,13 +60,14 @@ fn stage2_main(plan_fd: OsString) -> ! {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run(args, None),
+        Command::Run(args) => run(args, None, None),
         Command::Monitor(args) => {
             let dashboard = !args.no_tui;
             if dashboard && !sbx::sys::is_tty(&std::io::stdout()) {
                 anyhow::bail!("the dashboard needs a terminal on stdout: run `sbx monitor --no-tui --log FILE -- CMD` instead");
             }
-            run(args.run, Some((session::Trace::IfPossible, args.ring_bytes, dashboard)))
+            let ask = args.ask.then_some(std::time::Duration::from_secs(args.ask_timeout));
+            run(args.run, Some((session::Trace::IfPossible, args.ring_bytes, dashboard)), ask)
         }
         Command::Doctor(args) => {
             let report = doctor::run();
@@ -161,7 +162,7 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
     Ok((loaded, policy))
 }
 
-fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>) -> anyhow::Result<ExitCode> {
+fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
     let command: Vec<OsString> = match args.shell {
         Some(shell) => vec!["/bin/sh".into(), "-c".into(), shell],
         None => args.argv,
@@ -195,6 +196,15 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>) -> anyhow::R
         summary,
         inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect(),
         dashboard,
+        // "Always" answers go to the policy file in use (the one that was
+        // discovered or given), else to a new sbx.jsonc in the workspace.
+        ask: ask.map(|timeout| session::AskOptions {
+            config: match loaded.chain.last().map(|p| &p.origin) {
+                Some(config::Origin::File(f)) => f.clone(),
+                _ => policy.workspace.join("sbx.jsonc"),
+            },
+            timeout,
+        }),
     };
     let code = session::run(&policy, command, options)?;
     Ok(ExitCode::from(code))

@@ -49,6 +49,17 @@ pub struct Options {
     /// Show the live dashboard (`sbx monitor` on a terminal): the command
     /// runs on a pty of its own and the dashboard owns sbx's terminal.
     pub dashboard: bool,
+    /// `sbx monitor --ask` (with the dashboard): connections that no rule
+    /// decides are held while the dashboard asks.
+    pub ask: Option<AskOptions>,
+}
+
+/// Where `--ask`'s "always" answers are written, and how long a held
+/// connection waits for an answer before it is denied.
+#[derive(Debug, Clone)]
+pub struct AskOptions {
+    pub config: PathBuf,
+    pub timeout: std::time::Duration,
 }
 
 /// Denials remembered per source for the exit summary.
@@ -305,6 +316,13 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let inbound = RefCell::new(inbound);
     // The proxy's rules are checked before anything starts.
     let (net_tx, mut net_rx) = tokio::sync::mpsc::channel::<NetEvent>(4096);
+    let (ask_tx, ask_rx) = match (&opts.ask, opts.dashboard) {
+        (Some(_), true) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<proxy::ask::AskRequest>(64);
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
     let proxy = Proxy::new(
         &ProxyConfig {
             allowed_domains: policy.net.allowed_domains.clone(),
@@ -312,6 +330,9 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             allow_private_resolution: Vec::new(),
             allow_local_outbound_ports: policy.net.allow_local_outbound_ports.clone(),
             limits: proxy::Limits::default(),
+            // The proxy's own bound is the prompt's plus a margin, in case
+            // the dashboard is gone without answering.
+            ask: ask_tx.zip(opts.ask.as_ref()).map(|(requests, a)| proxy::ask::Asker { requests, wait: a.timeout + std::time::Duration::from_secs(5) }),
         },
         std::sync::Arc::new(proxy::SystemResolver),
         net_tx,
@@ -494,6 +515,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             let Some(master) = pty_master.as_ref() else { return };
             let app = tui::App::new(&command, std::time::Instant::now());
             let (input_tx, mut input_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+            let (answer_tx, answer_rx) = tokio::sync::mpsc::channel::<(u64, proxy::ask::Answer)>(64);
+            let asker = ask_loop(ask_rx, answer_rx, opts.ask.as_ref(), &sink, ui_tx.as_ref());
             let writer = async {
                 while let Some(bytes) = input_rx.recv().await {
                     if write_pty(master, &bytes).await.is_err() {
@@ -505,6 +528,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 let action = tui::run(app, rx, move |bytes| drop(input_tx.try_send(bytes)), tui::RunOptions {
                     fps: 20,
                     stderr_to: Some(dashboard_stderr.clone()),
+                    answers: Some(answer_tx),
                 })
                 .await;
                 if matches!(action, Ok(tui::Action::KillAndQuit) | Err(_)) {
@@ -518,7 +542,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                     eprintln!("sbx: the dashboard failed: {e}");
                 }
             };
-            tokio::join!(writer, ui);
+            tokio::join!(writer, ui, asker);
         };
         let (result, ()) = tokio::join!(session, dashboard);
         result
@@ -545,6 +569,107 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         Err(e) => return Err(e.into()),
     };
     Ok(code)
+}
+
+/// `--ask`: takes held connections from the proxy to the dashboard and
+/// answers from the dashboard back to the proxy; denies those that wait
+/// longer than the timeout; writes "always" answers to the policy file;
+/// records every decision as a `policy` event. Ends when the dashboard
+/// does (its answer channel closes); connections still held are then
+/// denied by the proxy's own bound.
+async fn ask_loop(
+    requests: Option<tokio::sync::mpsc::Receiver<proxy::ask::AskRequest>>,
+    mut answers: tokio::sync::mpsc::Receiver<(u64, proxy::ask::Answer)>,
+    opts: Option<&AskOptions>,
+    sink: &RefCell<Sink>,
+    ui: Option<&tokio::sync::mpsc::Sender<tui::Msg>>,
+) {
+    use proxy::ask::Answer;
+    let (Some(mut requests), Some(opts), Some(ui)) = (requests, opts, ui) else { return };
+    let mut pending: BTreeMap<u64, (proxy::ask::AskRequest, tokio::time::Instant)> = BTreeMap::new();
+    let mut next_id = 0u64;
+    let config_label = opts.config.display().to_string();
+    // Answers one held connection and records it.
+    let decide = |req: proxy::ask::AskRequest, answer: Answer| {
+        let entry = proxy::Host::parse(&req.host).map_or_else(|_| format!("{}:{}", req.host, req.port), |h| crate::suggest::domain_entry(&h, req.port));
+        let key = if answer.allows() { "network.allowedDomains" } else { "network.deniedDomains" };
+        let always = matches!(answer, Answer::AllowAlways | Answer::DenyAlways);
+        let mut risk = Vec::new();
+        if always {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let written = crate::suggest::Target::open(&opts.config, &cwd, None).and_then(|t| {
+                let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                t.append(key, &entry, format!("{} at the dashboard (sbx monitor --ask) {} by {}", if answer.allows() { "allowed" } else { "denied" }, &date[..10], report::current_user()))
+            });
+            if let Err(e) = written {
+                eprintln!("sbx: warning: could not remember the answer for {entry}: {e:#}");
+                risk.push(format!("not written to the policy file: {e:#}"));
+            }
+        }
+        let _ = req.reply.send(answer);
+        sink.borrow_mut().emit(&Event::Policy(report::PolicyEvent {
+            origin: "ask",
+            action: answer.as_str(),
+            key: key.to_string(),
+            change: if always { "add" } else { "none" },
+            value: entry,
+            config: always.then(|| opts.config.clone()),
+            risk,
+            answers: None,
+            host: Some(req.host),
+            port: Some(req.port),
+        }));
+    };
+    loop {
+        let next_deadline = pending.values().map(|(_, d)| *d).min();
+        tokio::select! {
+            req = requests.recv() => {
+                let Some(req) = req else { break };
+                next_id += 1;
+                let deadline = tokio::time::Instant::now() + opts.timeout;
+                let protocol = match req.protocol {
+                    proxy::Protocol::Http => "http",
+                    proxy::Protocol::Connect => "connect",
+                    proxy::Protocol::Socks5 => "socks5",
+                    proxy::Protocol::Forward => "forward",
+                    proxy::Protocol::Inbound => "inbound",
+                };
+                let ask = tui::Ask { id: next_id, host: req.host.clone(), port: req.port, protocol, config: config_label.clone(), deadline: deadline.into_std() };
+                // A prompt the dashboard cannot take is denied at once.
+                if ui.send(tui::Msg::Ask(ask)).await.is_err() {
+                    decide(req, Answer::DenyOnce);
+                    continue;
+                }
+                pending.insert(next_id, (req, deadline));
+            }
+            answer = answers.recv() => {
+                let Some((id, answer)) = answer else { break };
+                let Some((req, _)) = pending.remove(&id) else { continue };
+                let same = (req.host.clone(), req.port);
+                decide(req, answer);
+                // "Always" settles every other connection to the same place.
+                if matches!(answer, Answer::AllowAlways | Answer::DenyAlways) {
+                    let others: Vec<u64> = pending.iter().filter(|(_, (r, _))| (r.host.as_str(), r.port) == (same.0.as_str(), same.1)).map(|(id, _)| *id).collect();
+                    for id in others {
+                        if let Some((req, _)) = pending.remove(&id) {
+                            let _ = req.reply.send(if answer.allows() { Answer::AllowAlways } else { Answer::DenyAlways });
+                            let _ = ui.try_send(tui::Msg::AskClosed(id));
+                        }
+                    }
+                }
+            }
+            () = async { tokio::time::sleep_until(next_deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if next_deadline.is_some() => {
+                let now = tokio::time::Instant::now();
+                let expired: Vec<u64> = pending.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
+                for id in expired {
+                    if let Some((req, _)) = pending.remove(&id) {
+                        decide(req, Answer::Timeout);
+                        let _ = ui.try_send(tui::Msg::AskClosed(id));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Reads what the command wrote to its terminal.

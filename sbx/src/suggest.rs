@@ -500,21 +500,29 @@ impl Context<'_> {
         let mut groups: BTreeMap<String, (Vec<usize>, Vec<String>)> = BTreeMap::new();
         for (host, port, i) in wanted {
             let (entry, risk) = match &host {
-                Host::Ip(ip) => (format!("{}:{port}", if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() }), vec!["an IP address: no name to check and no DNS rebinding defence".to_string()]),
-                Host::Name(n) => {
-                    let wild = n.split_once('.').map(|(_, p)| p).filter(|p| by_parent.get(*p).is_some_and(|s| s.len() >= 3));
-                    match wild {
-                        Some(parent) => (format!("*.{parent}"), vec![format!("wildcard name: every subdomain of {parent}")]),
-                        None if port == 80 || port == 443 => (n.clone(), Vec::new()),
-                        None => (format!("{n}:{port}"), Vec::new()),
-                    }
-                }
+                Host::Ip(_) => (domain_entry(&host, port), vec!["an IP address: no name to check and no DNS rebinding defence".to_string()]),
+                Host::Name(n) => match n.split_once('.').map(|(_, p)| p).filter(|p| by_parent.get(*p).is_some_and(|s| s.len() >= 3)) {
+                    Some(parent) => (format!("*.{parent}"), vec![format!("wildcard name: every subdomain of {parent}")]),
+                    None => (domain_entry(&host, port), Vec::new()),
+                },
             };
             let e = groups.entry(entry).or_default();
             e.0.push(i);
             e.1 = risk;
         }
         groups.into_iter().map(|(value, (answers, risk))| Proposal { key: "network.allowedDomains", op: "add", value, answers, hold: !risk.is_empty(), risk, create_dir: None }).collect()
+    }
+}
+
+/// How an `allowedDomains`/`deniedDomains` entry names one destination: the
+/// name alone for ports 80 and 443 (an entry without a port covers every
+/// port), `name:port` otherwise, and an IP address always with its port.
+pub fn domain_entry(host: &Host, port: u16) -> String {
+    match host {
+        Host::Ip(ip) if ip.is_ipv6() => format!("[{ip}]:{port}"),
+        Host::Ip(ip) => format!("{ip}:{port}"),
+        Host::Name(n) if port == 80 || port == 443 => n.clone(),
+        Host::Name(n) => format!("{n}:{port}"),
     }
 }
 
@@ -612,6 +620,16 @@ impl Target {
         let out = crate::config::edit::apply(&base, &changes).map_err(|e| anyhow::anyhow!("{}: {e}", self.file.display()))?;
         crate::config::parse_str(&out, &self.file).map_err(|e| anyhow::anyhow!("sbx produced an invalid policy file, nothing was written: {e}"))?;
         Ok(out)
+    }
+
+    /// Appends one entry to the list `key` and writes the file (`--ask`'s
+    /// "always" answers).
+    pub fn append(&self, key: &str, entry: &str, comment: String) -> anyhow::Result<()> {
+        let change = Change::Append { key: key.split('.').map(String::from).collect(), items: vec![(entry.to_string(), Some(comment))] };
+        let base = if self.text.trim().is_empty() { "{\n}\n".to_string() } else { self.text.clone() };
+        let out = crate::config::edit::apply(&base, &[change]).map_err(|e| anyhow::anyhow!("{}: {e}", self.file.display()))?;
+        crate::config::parse_str(&out, &self.file).map_err(|e| anyhow::anyhow!("sbx produced an invalid policy file, nothing was written: {e}"))?;
+        self.write(&out)
     }
 
     /// A unified diff from the file's text to `new`.

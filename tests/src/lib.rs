@@ -297,3 +297,31 @@ pub fn assert_blocked_calls(stdout: &str, who: As) -> usize {
     }
     seen
 }
+
+/// A Python script that fetches `argv[1]` through $HTTP_PROXY and exits 0
+/// when the body is `ok\n`. (Python rather than curl: curl's glibc probes
+/// nscd with socket(AF_UNIX), which the seccomp deny list refuses and
+/// reports, and which no policy change answers.)
+pub const FETCH_PY: &str = "import os, sys, urllib.request\n\
+for k in ('NO_PROXY', 'no_proxy'): os.environ.pop(k, None)\n\
+o = urllib.request.build_opener(urllib.request.ProxyHandler({'http': os.environ['HTTP_PROXY']}))\n\
+sys.exit(0 if o.open(sys.argv[1], timeout=60).read() == b'ok\\n' else 1)\n";
+
+/// A plain HTTP server on the host's loopback that answers every request
+/// with `ok` and counts the connections it accepted.
+pub fn http_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
+        }
+    });
+    (port, hits)
+}

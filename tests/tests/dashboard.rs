@@ -3,7 +3,7 @@
 
 use std::{process::Command, time::Duration};
 
-use sbx_integration_tests::{As, Workspace, require_root, require_tool, sbx_bin};
+use sbx_integration_tests::{As, FETCH_PY, Workspace, http_server, read_log, require_root, require_tool, sbx_bin};
 
 struct Tmux {
     session: String,
@@ -134,4 +134,59 @@ fn closing_the_terminal_ends_the_session() {
     // SAFETY: kill with a valid pid and signal, to leave nothing behind.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     panic!("sbx monitor (pid {pid}) did not exit after its terminal closed");
+}
+
+#[test]
+fn ask_holds_unlisted_connections_until_answered_and_remembers_always() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    let (port, hits) = http_server();
+    let ws = Workspace::new(As::Root);
+    ws.write("fetch.py", FETCH_PY);
+    let config = ws.write("sbx.jsonc", "// mine\n{\n  \"network\": {\n    \"allowedDomains\": [] // none yet\n  }\n}\n");
+    let log = ws.path().join("audit.jsonl");
+    let fetch = |n: &str, ip: &str| format!("/usr/bin/python3 fetch.py http://{ip}:{port}/ 2>/dev/null && echo {n}-ok || echo {n}-denied");
+    let script = format!("{}; {}; {}; sleep 60", fetch("first", "127.0.0.1"), fetch("second", "127.0.0.2"), fetch("third", "127.0.0.2"));
+    let shell = format!("cd {} && {} monitor --ask --log {} -- sh -c '{script}'; sleep 30", ws.path().display(), sbx_bin().display(), log.display());
+    let t = Tmux { session: format!("sbx-ask-{}", std::process::id()) };
+    assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell]).status().unwrap().success());
+
+    // Held: the server has seen nothing while the prompt is up.
+    let screen = t.wait_for("the first prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
+    assert!(screen.contains("allow always") && screen.contains("deny always"), "{screen}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    t.keys(&["a"]);
+    t.wait_for("the second prompt", |s| s.contains(&format!("Reach 127.0.0.2:{port}")));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "allow once let exactly one connection through");
+    t.keys(&["D"]);
+    // The third request is denied by the remembered answer, without a prompt.
+    let screen = t.wait_for("all three outcomes", |s| s.contains("first-ok") && s.contains("second-denied") && s.contains("third-denied"));
+    assert!(!screen.contains("Reach 127.0.0.2"), "{screen}");
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    t.wait_for("the session's end", |_| read_log(&log).iter().any(|e| e["type"] == "session_end"));
+
+    // "Deny always" was written to the policy file in place; "allow once" was not.
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with("// mine\n") && text.contains("// none yet"), "{text}");
+    assert!(text.contains(&format!("\"deniedDomains\": [\n      \"127.0.0.2:{port}\" // denied at the dashboard (sbx monitor --ask)")), "{text}");
+    assert!(!text.contains("127.0.0.1"), "{text}");
+
+    let events = read_log(&log);
+    let policy: Vec<(String, String, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "policy")
+        .map(|e| (e["action"].as_str().unwrap().to_string(), e["host"].as_str().unwrap().to_string(), e["change"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        policy,
+        [("allow_once".into(), "127.0.0.1".into(), "none".into()), ("deny_always".into(), "127.0.0.2".into(), "add".into())]
+    );
+    let always = events.iter().find(|e| e["action"] == "deny_always").unwrap();
+    assert_eq!(always["origin"], "ask");
+    assert_eq!(always["config"].as_str(), Some(config.to_str().unwrap()));
+    let rules: Vec<&str> = events.iter().filter(|e| e["type"] == "net").map(|e| e["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules, ["asked: allowed once", "asked: denied always", "asked: denied always"]);
 }

@@ -3,30 +3,10 @@
 //! produces a config, and the same workload then runs with zero denials
 //! while an unrelated forbidden action is still denied.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sbx_integration_tests::{read_log, require_root, require_tool, sbx_bin, text};
-
-/// A plain HTTP server on the host's loopback that answers every request
-/// with 200 and counts them.
-fn http_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
-        }
-    });
-    (port, hits)
-}
+use sbx_integration_tests::{FETCH_PY, http_server, read_log, require_root, require_tool, sbx_bin, text};
 
 struct Loop {
     _dirs: (tempfile::TempDir, tempfile::TempDir),
@@ -43,7 +23,7 @@ impl Loop {
         std::fs::create_dir_all(home.join(".cache")).unwrap();
         std::fs::write(home.join(".bashrc"), "# rc\n").unwrap();
         let ws = ws_dir.path().to_path_buf();
-        std::fs::write(ws.join("fetch.py"), FETCH).unwrap();
+        std::fs::write(ws.join("fetch.py"), FETCH_PY).unwrap();
         Loop { _dirs: (home_dir, ws_dir), home, ws }
     }
 
@@ -61,14 +41,6 @@ impl Loop {
 fn denials(log: &Path) -> Vec<serde_json::Value> {
     read_log(log).into_iter().filter(|e| e["type"] == "denial").collect()
 }
-
-/// Fetches a URL through $HTTP_PROXY. (Python rather than curl: curl's
-/// glibc probes nscd with socket(AF_UNIX), which the seccomp deny list
-/// refuses and reports, and which no policy change answers.)
-const FETCH: &str = "import os, sys, urllib.request\n\
-for k in ('NO_PROXY', 'no_proxy'): os.environ.pop(k, None)\n\
-o = urllib.request.build_opener(urllib.request.ProxyHandler({'http': os.environ['HTTP_PROXY']}))\n\
-sys.exit(0 if o.open(sys.argv[1], timeout=10).read() == b'ok\\n' else 1)\n";
 
 /// The workload: a build cache under ~/.cache and a download through the
 /// proxy; its exit status counts the steps that failed.

@@ -45,6 +45,20 @@ pub(crate) async fn open_upstream(
         decision.allowed = false;
         decision.rule = "invalid port 0".to_owned();
     }
+    // `--ask`: no rule decided; someone may. Only this connection waits.
+    if let (Some(ask), Some(h)) = (&inner.ask, &host)
+        && !decision.allowed
+        && decision.rule == super::rules::NO_RULE
+        && port != 0
+    {
+        let (allowed, rule) = ask.decide(h, port, protocol, client).await;
+        decision.allowed = allowed;
+        decision.rule = rule;
+        decision.addresses = match h {
+            Host::Ip(_) => AddressPolicy::Unchecked,
+            Host::Name(_) => AddressPolicy::PublicOnly,
+        };
+    }
     let host_text = host.as_ref().map_or_else(|| sanitize(raw_host), Host::to_string);
     let target = host
         .as_ref()

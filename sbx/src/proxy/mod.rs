@@ -12,6 +12,7 @@
 //! 4 × max(limit, 16) short-lived refusal tasks; past that, connections are closed unanswered).
 //! Dropping (aborting) a serve future aborts all of its connections.
 
+pub mod ask;
 mod conn;
 mod http;
 mod listener;
@@ -44,6 +45,8 @@ pub struct ProxyConfig {
     pub allow_local_outbound_ports: Vec<u16>,
     /// Resource limits.
     pub limits: Limits,
+    /// `sbx monitor --ask`: hold connections that no rule decides and ask.
+    pub ask: Option<ask::Asker>,
 }
 
 /// Resource limits; see the defaults in [`Limits::default`].
@@ -130,6 +133,7 @@ pub(crate) struct Inner {
     dropped: AtomicU64,
     pub(crate) conns: Arc<Semaphore>,
     pub(crate) rejects: Arc<Semaphore>,
+    pub(crate) ask: Option<ask::Ask>,
 }
 
 impl Inner {
@@ -184,6 +188,7 @@ impl Proxy {
                 dropped: AtomicU64::new(0),
                 conns: Arc::new(Semaphore::new(limits.max_connections)),
                 rejects: Arc::new(Semaphore::new(limits.max_connections.max(16) * 4)),
+                ask: config.ask.clone().map(ask::Ask::new),
             }),
         })
     }

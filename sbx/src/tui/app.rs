@@ -274,6 +274,8 @@ pub struct App {
     /// Rows per page for PgUp/PgDn, from the last Resize.
     page: usize,
     pub(super) status: Option<(String, Instant)>,
+    /// `--ask`: held connections, oldest first; the first is on screen.
+    pub(super) asks: VecDeque<super::Ask>,
 
     pub(super) views: RefCell<Views>,
 }
@@ -355,6 +357,7 @@ impl App {
             host_scroll: 0,
             page: 10,
             status: None,
+            asks: VecDeque::new(),
             views: RefCell::new(Views { rows_dirty: true, hosts_dirty: true, procs_dirty: true, ..Views::default() }),
         }
     }
@@ -382,6 +385,17 @@ impl App {
                 Action::None
             }
             Msg::Key(key) => self.key(key),
+            Msg::Ask(ask) => {
+                // Bounded like the proxy's connection limit.
+                if self.asks.len() < 1024 {
+                    self.asks.push_back(ask);
+                }
+                Action::None
+            }
+            Msg::AskClosed(id) => {
+                self.asks.retain(|a| a.id != id);
+                Action::None
+            }
             Msg::Resize(_, h) => {
                 self.page = usize::from(h / 2).max(1);
                 Action::None
@@ -829,6 +843,24 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+        // A held connection's prompt takes its four keys before anything.
+        if let Some(ask) = self.asks.front()
+            && !ctrl
+        {
+            use crate::proxy::ask::Answer;
+            let answer = match key.code {
+                KeyCode::Char('a') => Some(Answer::AllowOnce),
+                KeyCode::Char('A') => Some(Answer::AllowAlways),
+                KeyCode::Char('d') => Some(Answer::DenyOnce),
+                KeyCode::Char('D') => Some(Answer::DenyAlways),
+                _ => None,
+            };
+            if let Some(answer) = answer {
+                let id = ask.id;
+                self.asks.pop_front();
+                return Action::Answer(id, answer);
+            }
+        }
         match self.overlay {
             Overlay::ConfirmQuit => {
                 match key.code {

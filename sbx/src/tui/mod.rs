@@ -106,6 +106,25 @@ pub enum Msg {
     Resize(u16, u16),
     /// The clock: elapsed time and status messages follow it.
     Tick(Instant),
+    /// `--ask`: a held connection waits for an answer.
+    Ask(Ask),
+    /// The held connection with this id was decided (answered, timed out,
+    /// or answered by an "always" for the same destination).
+    AskClosed(u64),
+}
+
+/// A connection held by `sbx monitor --ask`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub id: u64,
+    pub host: String,
+    pub port: u16,
+    /// `http`, `connect`, `socks5`.
+    pub protocol: &'static str,
+    /// The policy file "always" writes to.
+    pub config: String,
+    /// When it is denied without an answer.
+    pub deadline: Instant,
 }
 
 /// What the outer loop must do after an update.
@@ -120,6 +139,8 @@ pub enum Action {
     Export(PathBuf),
     /// Write these bytes to the command's pty.
     SendInput(Vec<u8>),
+    /// Answer the held connection with this id (`RunOptions::answers`).
+    Answer(u64, crate::proxy::ask::Answer),
 }
 
 impl App {

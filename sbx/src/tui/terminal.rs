@@ -42,11 +42,13 @@ pub struct RunOptions {
     /// While the dashboard is up, file descriptor 2 is this file (appended
     /// to), so that nothing written to stderr reaches the screen.
     pub stderr_to: Option<PathBuf>,
+    /// Where `Action::Answer`s go (`sbx monitor --ask`).
+    pub answers: Option<tokio::sync::mpsc::Sender<(u64, crate::proxy::ask::Answer)>>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { fps: 20, stderr_to: None }
+        Self { fps: 20, stderr_to: None, answers: None }
     }
 }
 
@@ -218,7 +220,18 @@ pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, on_input: impl FnMut
     let (key_tx, mut key_rx) = mpsc::unbounded_channel();
     let _input = Input::start(key_tx)?;
     let draw = |app: &App| terminal.draw(|f| app.render(f)).map(drop);
-    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_input, opts.fps, signals).await
+    let answers = opts.answers;
+    let mut on_input = on_input;
+    let on_action = move |action: Action| match action {
+        Action::SendInput(bytes) => on_input(bytes),
+        Action::Answer(id, answer) => {
+            if let Some(tx) = &answers {
+                let _ = tx.try_send((id, answer));
+            }
+        }
+        _ => {}
+    };
+    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_action, opts.fps, signals).await
 }
 
 /// The frame loop: a frame every 1/fps second (after a `Msg::Tick`), and
@@ -229,7 +242,7 @@ pub(super) async fn event_loop(
     rx: &mut mpsc::Receiver<Msg>,
     keys: &mut mpsc::UnboundedReceiver<Msg>,
     mut draw: impl FnMut(&App) -> io::Result<()>,
-    mut on_input: impl FnMut(Vec<u8>),
+    mut on_action: impl FnMut(Action),
     fps: u32,
     mut signals: StopSignals,
 ) -> io::Result<Action> {
@@ -240,13 +253,13 @@ pub(super) async fn event_loop(
     let mut handle = |app: &mut App, msg: Msg| -> Option<Action> {
         match app.update(msg) {
             Action::None => None,
-            Action::SendInput(bytes) => {
-                on_input(bytes);
-                None
-            }
             Action::Export(path) => {
                 // The outcome is shown in the footer.
                 let _ = app.export(&path);
+                None
+            }
+            passed @ (Action::SendInput(_) | Action::Answer(..)) => {
+                on_action(passed);
                 None
             }
             done @ (Action::Quit | Action::KillAndQuit) => Some(done),

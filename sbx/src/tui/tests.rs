@@ -736,7 +736,19 @@ fn the_loop_drains_messages_and_draws_frames() {
             frames += 1;
             term.draw(|f| app.render(f)).map(drop).map_err(|e| match e {})
         };
-        let ui = terminal::event_loop(&mut app, &mut rx, &mut keys, draw, |b| input.push(b), 50, terminal::StopSignals::default());
+        let ui = terminal::event_loop(
+            &mut app,
+            &mut rx,
+            &mut keys,
+            draw,
+            |a| {
+                if let Action::SendInput(b) = a {
+                    input.push(b);
+                }
+            },
+            50,
+            terminal::StopSignals::default(),
+        );
         let (action, ()) = tokio::join!(ui, session);
         action
     });

@@ -80,6 +80,10 @@ pub(super) fn render(app: &App, frame: &mut Frame) {
     render_footer(app, frame, footer, tier);
     // Overlays cover the body (or everything when the body is tiny).
     let room = if body.height >= 5 { body } else { area };
+    if let Some(ask) = app.asks.front() {
+        render_ask(app, ask, frame, room);
+        return;
+    }
     match app.overlay {
         Overlay::None => {}
         Overlay::Detail => render_detail(app, frame, inset(room)),
@@ -93,6 +97,26 @@ pub(super) fn render(app: &App, frame: &mut Frame) {
             frame.render_widget(Paragraph::new(Line::styled("kill the command and quit? y/n", BOLD)).block(block), r);
         }
     }
+}
+
+/// The prompt for a connection held by `--ask`.
+fn render_ask(app: &App, ask: &super::Ask, frame: &mut Frame, room: Rect) {
+    let w = 64.min(room.width);
+    let h = 7.min(room.height);
+    let r = Rect { x: room.x + (room.width - w) / 2, y: room.y + (room.height - h) / 2, width: w, height: h };
+    frame.render_widget(Clear, r);
+    let left = ask.deadline.saturating_duration_since(app.now).as_secs();
+    let waiting = app.asks.len() - 1;
+    let more = if waiting > 0 { format!(" · {waiting} more waiting") } else { String::new() };
+    let lines = vec![
+        Line::from(vec![Span::raw("Reach "), Span::styled(format!("{}:{}", ask.host, ask.port), BOLD), Span::raw(format!(" ({})?", ask.protocol))]),
+        Line::styled(format!("No rule allows or denies it. Denied in {left} s{more}."), DIM),
+        Line::from(vec![Span::styled("a", BOLD), Span::raw(" allow once   "), Span::styled("A", BOLD), Span::raw(" allow always")]),
+        Line::from(vec![Span::styled("d", BOLD), Span::raw(" deny once    "), Span::styled("D", BOLD), Span::raw(" deny always")]),
+        Line::styled(format!("always: written to {}", ask.config), DIM),
+    ];
+    let block = Block::bordered().title(" Network request held ").border_style(WARN);
+    frame.render_widget(Paragraph::new(lines).block(block), r);
 }
 
 /// `room` less a margin, when there is room for one.

@@ -53,6 +53,7 @@ pub fn test_config() -> ProxyConfig {
         allow_private_resolution: s(&["allowed.test", "other.test", "meta.test"]),
         allow_local_outbound_ports: vec![],
         limits: Limits::default(),
+        ask: None,
     }
 }
 
