@@ -206,7 +206,15 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
             timeout,
         }),
     };
+    // A policy file the command creates in the workspace is read by the
+    // next run there: say so (an existing one is read-only inside).
+    // (`--ask` may create one itself, with the user's answers.)
+    let ask_config = options.ask.as_ref().map(|a| a.config.clone());
+    let policy_files: Vec<PathBuf> = config::FILE_NAMES.iter().map(|n| policy.workspace.join(n)).filter(|p| !p.exists() && Some(p) != ask_config.as_ref()).collect();
     let code = session::run(&policy, command, options)?;
+    for created in policy_files.iter().filter(|p| p.exists()) {
+        eprintln!("sbx: warning: the command created {}: the next sbx run here reads it as the policy; review it or delete it", created.display());
+    }
     Ok(ExitCode::from(code))
 }
 

@@ -29,9 +29,12 @@ pub const PROTECTED_FILES: &[&str] = &[
     ".gitmodules",
     ".ripgreprc",
     ".mcp.json",
+    // sbx's own policy: a command that could edit it would widen its next run.
+    "sbx.jsonc",
+    "sbx.json",
 ];
 /// Directories that are read-only in the workspace and in $HOME.
-pub const PROTECTED_DIRS: &[&str] = &[".vscode", ".idea"];
+pub const PROTECTED_DIRS: &[&str] = &[".vscode", ".idea", ".config/sbx"];
 
 /// Environment variables removed before the command starts: each changes
 /// what the dynamic loader or an interpreter loads.

@@ -54,13 +54,17 @@ fn protected_dotfiles_and_git_hooks_are_read_only() {
         }
         ws.write(".git/hooks/pre-commit", "original\n");
         ws.write(".git/config", "original\n");
-        let script = "for f in .bashrc .profile .gitconfig .mcp.json .vscode/settings.json .idea/workspace.xml .git/hooks/pre-commit .git/config; do
+        ws.write("sbx.jsonc", "{}\n");
+        let script = "echo '{\"network\":{\"allowedDomains\":[\"*\"]}}' > sbx.jsonc; echo '{}' > sbx.json; for f in .bashrc .profile .gitconfig .mcp.json .vscode/settings.json .idea/workspace.xml .git/hooks/pre-commit .git/config; do
                 echo evil >> $f; done; rm -f .bashrc; mv .profile moved; echo evil > .vscode/tasks.json; echo evil > .git/hooks/post-checkout; true";
         let out = ws.run_sh(script);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         for f in [".bashrc", ".profile", ".gitconfig", ".mcp.json", ".vscode/settings.json", ".idea/workspace.xml", ".git/hooks/pre-commit", ".git/config"] {
             assert_eq!(read(&ws.path().join(f)), "original\n", "{who:?}: {f} was changed");
         }
+        assert_eq!(read(&ws.path().join("sbx.jsonc")), "{}\n", "{who:?}: the policy file was changed");
+        let created = ws.path().join("sbx.json");
+        assert!(text(&out).contains(&format!("sbx: warning: the command created {}: the next sbx run here reads it as the policy", created.display())), "{}", text(&out));
         assert!(!ws.path().join("moved").exists());
         assert!(!ws.path().join(".vscode/tasks.json").exists(), "{who:?}: created a file in .vscode");
         assert!(!ws.path().join(".git/hooks/post-checkout").exists(), "{who:?}: created a git hook");
