@@ -33,6 +33,31 @@ pub enum Command {
     /// Turn observed denials into a reviewed policy change.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run a command until it is refused nothing more, then print the policy
+    /// that lets it run. The command gets the whole network and, in later
+    /// runs, every path it was refused before: only for code you trust.
+    Learn(LearnArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Also append every run's events, and the proposals, to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Write the policy to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Stop after this many runs.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub max_runs: u32,
+    /// Run this shell command with /bin/sh -c.
+    #[arg(short = 'c', value_name = "SHELL CMD", conflicts_with = "argv")]
+    pub shell: Option<OsString>,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub argv: Vec<OsString>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod launch;
+pub mod learn;
 pub mod monitor;
 pub mod policy;
 pub mod proxy;

@@ -110,6 +110,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             sbx::suggest::suggest_command(request, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Learn(args) => learn(args),
         Command::Templates => {
             let mut out = std::io::stdout().lock();
             for t in config::templates() {
@@ -216,6 +217,58 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
         eprintln!("sbx: warning: the command created {}: the next sbx run here reads it as the policy; review it or delete it", created.display());
     }
     Ok(ExitCode::from(code))
+}
+
+/// `sbx learn`: sessions with the tracer on (denials) and the usual
+/// reporting off; the learning loop is `sbx::learn`.
+fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
+    let command: Vec<OsString> = match args.shell {
+        Some(shell) => vec!["/bin/sh".into(), "-c".into(), shell],
+        None => args.argv,
+    };
+    if command.is_empty() {
+        anyhow::bail!("no command given: put it after `--` (sbx learn -- CMD ARGS) or use -c 'SHELL CMD'");
+    }
+    let (loaded, policy) = load_policy(&args.policy)?;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("sbx learn: not root: the kernel tracer is off, so only network destinations and blocked syscalls are learnt, not file access");
+    }
+    let cwd = policy.workspace.clone();
+    let (_, xdg) = home_and_xdg();
+    // The result edits the policy file in use; a template or the default
+    // starts a new file (which then holds only the additions).
+    let file = match loaded.chain.last().map(|p| &p.origin) {
+        Some(config::Origin::File(f)) => f.clone(),
+        _ => cwd.join("sbx.jsonc"),
+    };
+    let mut target = sbx::suggest::Target::open(&file, &cwd, xdg.as_deref())?;
+    target.merged = loaded.config.clone();
+    let sources: Vec<String> = loaded.chain.iter().map(|part| part.origin.label()).collect();
+    let mut run_one = |policy: &Policy, log: &std::path::Path| -> anyhow::Result<u8> {
+        let options = session::Options {
+            trace: session::Trace::IfPossible,
+            log: Some(log.to_path_buf()),
+            launch: launch::Options { require_landlock: false, cgroup_procs_fd: None, notify: true, terminal: None },
+            sources: sources.clone(),
+            ring_bytes: monitor::tracer::DEFAULT_RING_BYTES,
+            summary: false,
+            inbound: Vec::new(),
+            dashboard: false,
+            ask: None,
+        };
+        Ok(session::run(policy, command.clone(), options)?)
+    };
+    let learned = sbx::learn::learn(sbx::learn::Request {
+        command: command.clone(),
+        target,
+        workspace: policy.workspace.clone(),
+        home: policy.home.clone(),
+        log: args.log.as_deref(),
+        output: args.output.as_deref(),
+        max_runs: args.max_runs,
+        run: &mut run_one,
+    })?;
+    Ok(ExitCode::from(if learned.converged { learned.last_exit } else { 1.max(learned.last_exit) }))
 }
 
 /// `--require`: refuse before anything starts when this host cannot

@@ -613,7 +613,8 @@ impl Target {
                 comms.sort_unstable();
                 comms.dedup();
                 let by = if comms.is_empty() { String::new() } else { format!(" by {}", comms.iter().take(3).copied().collect::<Vec<_>>().join(", ")) };
-                p.change(Some(format!("{origin} {today}: {n} denial{}{by}", if n == 1 { "" } else { "s" })))
+                let review = if p.hold { format!("; review: {}", p.risk.join(", ")) } else { String::new() };
+                p.change(Some(format!("{origin} {today}: {n} denial{}{by}{review}", if n == 1 { "" } else { "s" })))
             })
             .collect();
         let base = if self.exists || !self.text.is_empty() { self.text.clone() } else { format!("// sbx policy, started by `sbx {origin}` on {today}.\n// Field names are fence's; see `sbx config init` for every key.\n{{\n}}\n") };

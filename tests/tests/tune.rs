@@ -90,3 +90,38 @@ fn suggest_write_turns_a_denied_workload_into_one_with_zero_denials() {
     assert!(third.iter().any(|d| d["source"] == "proxy" && d["host"] == "127.0.0.2"), "{third:?}");
     assert_eq!(std::fs::read_to_string(l.home.join(".bashrc")).unwrap(), "# rc\n");
 }
+
+#[test]
+fn learn_prints_a_policy_under_which_the_workload_runs_with_zero_denials() {
+    require_root!();
+    require_tool("/usr/bin/python3");
+    let (port, hits) = http_server();
+    let l = Loop::new();
+    let learnt = l.ws.join("learnt.jsonc");
+    let out = l.sbx(&["learn", "-o", learnt.to_str().unwrap(), "-c", &workload(port)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sbx learn: 2 runs; the last one was refused nothing a policy change answers (exit 0)"), "{err}");
+    // Learning reaches every *name*; an IP address is refused in the first
+    // run like any unlisted destination and allowed in the second.
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let config = std::fs::read_to_string(&learnt).unwrap();
+    assert!(config.contains("\"~/.cache/sbx-e2e\" // learn "), "{config}");
+    assert!(config.contains(&format!("\"127.0.0.1:{port}\" // learn ")) && config.contains("review: an IP address"), "{config}");
+    assert!(!config.contains("\"*\""), "learning's allow-everything leaked into the result: {config}");
+
+    // Under enforcement with the learnt policy: zero denials.
+    std::fs::rename(&learnt, l.ws.join("sbx.jsonc")).unwrap();
+    std::fs::remove_dir_all(l.home.join(".cache/sbx-e2e")).unwrap();
+    std::fs::create_dir(l.home.join(".cache/sbx-e2e")).unwrap();
+    let log = l.ws.join("enforced.jsonl");
+    let out = l.monitor(&log, &workload(port));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(denials(&log), Vec::<serde_json::Value>::new());
+    let log = l.ws.join("unrelated.jsonl");
+    let out = l.monitor(&log, "echo x > ~/.cache/elsewhere; /usr/bin/python3 fetch.py http://127.0.0.2:1/ 2>/dev/null; true");
+    assert!(out.status.success(), "{}", text(&out));
+    let unrelated = denials(&log);
+    assert!(unrelated.iter().any(|d| d["path"].as_str().is_some_and(|p| p.ends_with(".cache/elsewhere"))), "{unrelated:?}");
+    assert!(unrelated.iter().any(|d| d["source"] == "proxy" && d["host"] == "127.0.0.2"), "{unrelated:?}");
+}

@@ -1,0 +1,188 @@
+//! `sbx learn`: runs a command until it stops being refused, then prints the
+//! policy that lets it run.
+//!
+//! Each run is a normal, enforced session, except that the proxy allows
+//! every name (each destination is recorded) and the policy grows by what
+//! the runs before were refused, generalised by [`crate::suggest`]; the
+//! kernel tracer and the seccomp supervisor record the denials. Learning
+//! stops when a run is refused nothing that a policy change could answer,
+//! or after `max_runs`. The result is the starting policy file with the
+//! proposals applied (comments kept), printed or written to a file.
+//!
+//! Learning gives the command wider access than the starting policy: the
+//! whole network by name, and in later runs every path it asked for before,
+//! credentials included. It is for code one trusts; the README says so.
+
+use std::ffi::OsString;
+use std::io::{Read as _, Seek as _};
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::suggest::{self, Context, Observed, Proposal, Suggestions, Target};
+
+/// What `sbx learn` was asked to do.
+pub struct Request<'a> {
+    pub command: Vec<OsString>,
+    pub target: Target,
+    pub workspace: PathBuf,
+    pub home: Option<PathBuf>,
+    pub log: Option<&'a Path>,
+    pub output: Option<&'a Path>,
+    pub max_runs: u32,
+    /// Runs one session with this policy, appending its events to the log;
+    /// returns the command's exit status.
+    pub run: &'a mut dyn FnMut(&Policy, &Path) -> anyhow::Result<u8>,
+}
+
+/// The outcome, for the caller's exit status.
+pub struct Learned {
+    pub runs: u32,
+    pub last_exit: u8,
+    /// The last run was refused nothing a policy change answers.
+    pub converged: bool,
+}
+
+/// Adds one proposal to a config (what the file edit does, on the struct).
+fn apply(config: &mut Config, p: &Proposal) {
+    let fs = &mut config.filesystem;
+    let net = &mut config.network;
+    let list = match p.key {
+        "filesystem.allowWrite" => &mut fs.allow_write,
+        "filesystem.allowRead" => &mut fs.allow_read,
+        "filesystem.denyRead" => &mut fs.deny_read,
+        "filesystem.denyWrite" => &mut fs.deny_write,
+        "network.allowedDomains" => &mut net.allowed_domains,
+        "network.deniedDomains" => &mut net.denied_domains,
+        "filesystem.allowGitConfig" => return fs.allow_git_config = true,
+        "network.allowAllUnixSockets" => return net.allow_all_unix_sockets = true,
+        "network.allowLocalBinding" => return net.allow_local_binding = true,
+        _ => return,
+    };
+    match p.op {
+        "remove" => list.retain(|e| e != &p.value),
+        _ if !list.contains(&p.value) => list.push(p.value.clone()),
+        _ => {}
+    }
+}
+
+/// The events a run appended to the log after byte `from`, as observations:
+/// its denials, and each destination the proxy let through (allowed only
+/// because learning allows every name).
+fn observe(log: &Path, from: u64) -> anyhow::Result<Vec<Observed>> {
+    let mut file = std::fs::File::open(log).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", log.display()))?;
+    file.seek(std::io::SeekFrom::Start(from))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let mut out = suggest::parse_log(&text, log)?.denials;
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if v["type"] == "net" && v["decision"] == "allowed" && v["rule"] == LEARN_RULE {
+            out.push(Observed {
+                source: "proxy".into(),
+                host: v["host"].as_str().map(String::from),
+                port: v["port"].as_u64().and_then(|p| u16::try_from(p).ok()),
+                operation: Some("connect".into()),
+                rule: Some(crate::proxy::rules::NO_RULE.into()),
+                ..Observed::default()
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The proxy's rule text for destinations allowed only while learning.
+pub const LEARN_RULE: &str = "allowedDomains: *";
+
+pub fn learn(req: Request) -> anyhow::Result<Learned> {
+    let exists = |p: &Path| p.exists();
+    let base = Policy::from_config(&req.target.merged, req.workspace.clone(), req.home.clone())?;
+    let scratch;
+    let log = match req.log {
+        Some(l) => l.to_path_buf(),
+        None => {
+            scratch = ScratchLog(std::env::temp_dir().join(format!("sbx-learn-{}.jsonl", std::process::id())));
+            scratch.0.clone()
+        }
+    };
+    let mut seen: Vec<Observed> = Vec::new();
+    let mut suggestions = Suggestions::default();
+    let mut runs = 0;
+    let mut last_exit = 0;
+    let mut converged = false;
+    while runs < req.max_runs {
+        runs += 1;
+        let mut config = req.target.merged.clone();
+        for p in &suggestions.proposals {
+            apply(&mut config, p);
+        }
+        // The learning run: the policy so far, and every name reachable.
+        let mut policy = Policy::from_config(&config, req.workspace.clone(), req.home.clone())?;
+        if !policy.net.allowed_domains.iter().any(|d| d == "*") {
+            policy.net.allowed_domains.push("*".into());
+        }
+        for dir in suggestions.proposals.iter().filter_map(|p| p.create_dir.as_ref()) {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+        let from = std::fs::metadata(&log).map_or(0, |m| m.len());
+        eprintln!("sbx learn: run {runs}: {}", describe(&suggestions));
+        last_exit = (req.run)(&policy, &log)?;
+        let new = observe(&log, from)?;
+        seen.extend(new.iter().cloned());
+        let ctx = Context { policy: &base, own: &req.target.own, include_protected: false, exists: &exists };
+        let next = ctx.suggest(&seen);
+        // Done when this run was refused nothing a change answers that the
+        // run did not already have.
+        let grew = next.proposals.iter().any(|p| !suggestions.proposals.iter().any(|q| q.key == p.key && q.value == p.value && q.op == p.op));
+        suggestions = next;
+        if !grew {
+            converged = true;
+            break;
+        }
+    }
+
+    let mut report = String::new();
+    let held = |_: &Proposal| false;
+    report.push_str(&suggest::render_report(&suggestions, &seen, &held));
+    eprint!("{report}");
+    let all: Vec<&Proposal> = suggestions.proposals.iter().collect();
+    let text = req.target.edited(&all, &seen, "learn")?;
+    match req.output {
+        Some(path) => {
+            std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            eprintln!("sbx learn: wrote the policy to {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    if converged {
+        eprintln!("sbx learn: {runs} run{}; the last one was refused nothing a policy change answers (exit {last_exit})", if runs == 1 { "" } else { "s" });
+    } else {
+        eprintln!("sbx learn: stopped after {runs} runs; the last one was still refused something new: run it again with the result");
+    }
+    if req.log.is_some() {
+        let seq = suggest::read_log(&log).map(|r| r.next_seq).unwrap_or(0);
+        let mut out = crate::report::Log::append_at(&log, seq)?;
+        for e in suggest::events(&suggestions, "learn", &req.target.file, &|_| "proposed") {
+            out.write(&e)?;
+        }
+        out.flush()?;
+    }
+    Ok(Learned { runs, last_exit, converged })
+}
+
+fn describe(s: &Suggestions) -> String {
+    if s.proposals.is_empty() {
+        return "the starting policy, every name reachable".into();
+    }
+    let list: Vec<String> = s.proposals.iter().map(|p| format!("{} {}", p.key.rsplit('.').next().unwrap_or(p.key), p.value)).collect();
+    format!("every name reachable, and {}", list.join(", "))
+}
+
+/// A temporary log removed when learning ends.
+struct ScratchLog(PathBuf);
+
+impl Drop for ScratchLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
