@@ -50,6 +50,11 @@
 //!   returns, fd 2 is the terminal again. Print that file's path, or its
 //!   contents, after the dashboard is gone.
 //!
+//! With `--ask`, the session sends `Msg::Ask` for each held connection and
+//! `Msg::AskClosed` when one is decided elsewhere (timeout, an "always"
+//! answer for the same destination); the prompt's answer comes back as
+//! `Action::Answer`, which `run` sends on `RunOptions::answers`.
+//!
 //! `run` handles `Action::Export` itself (it writes the file with `export`
 //! and reports the outcome in the footer; 100,000 events take a fraction
 //! of a second, during which frames pause) and `Action::SendInput` (through
