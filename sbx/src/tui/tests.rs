@@ -902,3 +902,29 @@ fn deep_tree_bounds_hold() {
     assert_contains(&s, &format!("│  {} sh: sh  (this process)", n + 1000));
     assert_contains(&s, &format!("│  {} sh: sh ", n + 999));
 }
+
+#[test]
+fn ask_prompt_answers_with_four_keys_and_queues() {
+    use crate::proxy::ask::Answer;
+    let mut app = few_denials();
+    let ask = |id: u64, host: &str| Ask { id, host: host.into(), port: 443, protocol: "connect", config: "/w/sbx.jsonc".into(), deadline: app.now + Duration::from_secs(30) };
+    let (first, second, third) = (ask(1, "api.example"), ask(2, "cdn.example"), ask(3, "x.example"));
+    app.update(Msg::Ask(first));
+    app.update(Msg::Ask(second));
+    app.update(Msg::Ask(third));
+    let s = screen(&app, 120, 40);
+    show(&s);
+    assert_contains(&s, "Reach api.example:443 (connect)?");
+    assert_contains(&s, "Denied in 30 s · 2 more waiting.");
+    assert_contains(&s, "always: written to /w/sbx.jsonc");
+    // Other keys keep their meaning; the four answer the oldest.
+    assert_eq!(app.update(ch('x')), Action::None);
+    assert_eq!(app.update(ch('A')), Action::Answer(1, Answer::AllowAlways));
+    // Decided elsewhere (timeout, or "always" for the same place): gone.
+    app.update(Msg::AskClosed(2));
+    let s = screen(&app, 80, 24);
+    assert_contains(&s, "Reach x.example:443");
+    assert_eq!(app.update(ch('D')), Action::Answer(3, Answer::DenyAlways));
+    let s = screen(&app, 120, 40);
+    assert_absent(&s, "Network request held");
+}
