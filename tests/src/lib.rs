@@ -255,6 +255,8 @@ pub fn normalize_event(event: &serde_json::Value, workspace: &Path) -> serde_jso
             }
             serde_json::Value::Array(items) => items.iter_mut().for_each(|i| walk(i, ws)),
             serde_json::Value::String(s) if s.contains(ws) => *s = s.replace(ws, "$WS"),
+            // session_start's home is the environment's, not the test's.
+            serde_json::Value::String(s) if std::env::var("HOME").is_ok_and(|h| !h.is_empty() && *s == h) => *s = "$HOME".into(),
             _ => {}
         }
     }
