@@ -52,12 +52,8 @@ pub struct LearnArgs {
     /// Stop after this many runs.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_runs: u32,
-    /// Run this shell command with /bin/sh -c.
-    #[arg(short = 'c', value_name = "SHELL CMD", conflicts_with = "argv")]
-    pub shell: Option<OsString>,
-    /// The command and its arguments (after `--`).
-    #[arg(last = true, value_name = "CMD")]
-    pub argv: Vec<OsString>,
+    #[command(flatten)]
+    pub command: CommandArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +101,13 @@ pub struct RunArgs {
     /// (default 127.0.0.1); the command may bind that port. Repeatable.
     #[arg(short = 'p', long = "port", value_name = "[ADDR:]PORT", value_parser = parse_port_spec)]
     pub ports: Vec<PortSpec>,
+    #[command(flatten)]
+    pub command: CommandArgs,
+}
+
+/// The command to run: `-c 'SHELL CMD'` or the words after `--`.
+#[derive(Debug, Args)]
+pub struct CommandArgs {
     /// Run this shell command with /bin/sh -c.
     #[arg(short = 'c', value_name = "SHELL CMD", conflicts_with = "argv")]
     pub shell: Option<OsString>,

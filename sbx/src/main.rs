@@ -164,13 +164,7 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
 }
 
 fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
-    let command: Vec<OsString> = match args.shell {
-        Some(shell) => vec!["/bin/sh".into(), "-c".into(), shell],
-        None => args.argv,
-    };
-    if command.is_empty() {
-        anyhow::bail!("no command given: put it after `--` (sbx run -- CMD ARGS) or use -c 'SHELL CMD'");
-    }
+    let command = command_of(args.command, "run")?;
     let (loaded, mut policy) = load_policy(&args.policy)?;
     policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
     check_required(&args.require)?;
@@ -222,13 +216,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
 /// `sbx learn`: sessions with the tracer on (denials) and the usual
 /// reporting off; the learning loop is `sbx::learn`.
 fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
-    let command: Vec<OsString> = match args.shell {
-        Some(shell) => vec!["/bin/sh".into(), "-c".into(), shell],
-        None => args.argv,
-    };
-    if command.is_empty() {
-        anyhow::bail!("no command given: put it after `--` (sbx learn -- CMD ARGS) or use -c 'SHELL CMD'");
-    }
+    let command = command_of(args.command, "learn")?;
     let (loaded, policy) = load_policy(&args.policy)?;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("sbx learn: not root: the kernel tracer is off, so only network destinations and blocked syscalls are learnt, not file access");
@@ -269,6 +257,18 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
         run: &mut run_one,
     })?;
     Ok(ExitCode::from(if learned.converged { learned.last_exit } else { 1.max(learned.last_exit) }))
+}
+
+/// The command from `-c 'SHELL CMD'` or the words after `--`.
+fn command_of(args: sbx::cli::CommandArgs, verb: &str) -> anyhow::Result<Vec<OsString>> {
+    let command = match args.shell {
+        Some(shell) => vec!["/bin/sh".into(), "-c".into(), shell],
+        None => args.argv,
+    };
+    if command.is_empty() {
+        anyhow::bail!("no command given: put it after `--` (sbx {verb} -- CMD ARGS) or use -c 'SHELL CMD'");
+    }
+    Ok(command)
 }
 
 /// `--require`: refuse before anything starts when this host cannot

@@ -180,13 +180,7 @@ impl Sink {
     }
 
     fn net(&mut self, n: NetEvent) {
-        let protocol = match n.protocol {
-            proxy::Protocol::Http => "http",
-            proxy::Protocol::Connect => "connect",
-            proxy::Protocol::Socks5 => "socks5",
-            proxy::Protocol::Forward => "forward",
-            proxy::Protocol::Inbound => "inbound",
-        };
+        let protocol = n.protocol.as_str();
         let event = report::Net {
             protocol,
             host: n.host,
@@ -627,14 +621,7 @@ async fn ask_loop(
                 let Some(req) = req else { break };
                 next_id += 1;
                 let deadline = tokio::time::Instant::now() + opts.timeout;
-                let protocol = match req.protocol {
-                    proxy::Protocol::Http => "http",
-                    proxy::Protocol::Connect => "connect",
-                    proxy::Protocol::Socks5 => "socks5",
-                    proxy::Protocol::Forward => "forward",
-                    proxy::Protocol::Inbound => "inbound",
-                };
-                let ask = tui::Ask { id: next_id, host: req.host.clone(), port: req.port, protocol, config: config_label.clone(), deadline: deadline.into_std() };
+                let ask = tui::Ask { id: next_id, host: req.host.clone(), port: req.port, protocol: req.protocol.as_str(), config: config_label.clone(), deadline: deadline.into_std() };
                 // A prompt the dashboard cannot take is denied at once.
                 if ui.send(tui::Msg::Ask(ask)).await.is_err() {
                     decide(req, Answer::DenyOnce);

@@ -93,6 +93,19 @@ pub enum Protocol {
     Inbound,
 }
 
+impl Protocol {
+    /// The name in events (`net.protocol` of the log schema).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Connect => "connect",
+            Protocol::Socks5 => "socks5",
+            Protocol::Forward => "forward",
+            Protocol::Inbound => "inbound",
+        }
+    }
+}
+
 /// One allow/deny decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetEvent {
