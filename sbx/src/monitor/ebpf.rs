@@ -16,6 +16,8 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 #[derive(Debug, Error)]
 pub enum EbpfError {
     #[error("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {0}")]
+    BtfRead(#[source] std::io::Error),
+    #[error("cannot parse the kernel's BTF (/sys/kernel/btf/vmlinux): {0}")]
     Btf(#[source] aya::BtfError),
     #[error("cannot load the eBPF object: {0}")]
     Load(#[source] aya::EbpfError),

@@ -149,14 +149,22 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("sbx_exit", "sched_process_exit"),
 ];
 
+/// The kernel's own BTF.
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
 impl Tracer {
     /// Loads the tracer, scopes it to `cgroup_id` and attaches it.
     pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
         let started = Instant::now();
-        // The struct offsets come from a second reading of the BTF, on a
-        // thread of its own while aya parses it for the loader.
-        let offsets = std::thread::spawn(kernel_offsets);
-        let btf = Btf::from_sys_fs().map_err(EbpfError::Btf)?;
+        // The kernel's BTF is read once (6 MB from sysfs: a read costs
+        // milliseconds); the struct offsets come from it on a thread of
+        // their own while aya parses it for the loader.
+        let data = std::sync::Arc::new(std::fs::read(VMLINUX_BTF).map_err(EbpfError::BtfRead)?);
+        let offsets = std::thread::spawn({
+            let data = data.clone();
+            move || kernel_offsets(&data)
+        });
+        let btf = Btf::parse(&data, aya::Endianness::default()).map_err(EbpfError::Btf)?;
         tracing::debug!("kernel BTF parsed after {:?}", started.elapsed());
         // One parse of the kernel's BTF serves the loader and the attach.
         let mut ebpf = EbpfLoader::new().btf(Some(&btf)).map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
@@ -222,8 +230,8 @@ impl Tracer {
 
 /// The struct member offsets the base-directory walk follows, for
 /// `sbx_common::config`.
-fn kernel_offsets() -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
-    let btf = super::btf::Btf::from_sys_fs()?;
+fn kernel_offsets(vmlinux: &[u8]) -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
+    let btf = super::btf::Btf::parse(vmlinux)?;
     let o = |s: &str, m: &str| btf.offset(s, m);
     Ok(vec![
         (config::TASK_FS, o("task_struct", "fs")?),
