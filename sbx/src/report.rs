@@ -326,9 +326,13 @@ impl Log {
         if let Event::Denial(d) = event {
             *self.counts.denials.entry(d.source.as_str()).or_default() += 1;
         }
-        let line = render(self.seq, SystemTime::now(), event, &self.counts, self.started);
+        // Denials are the bulk of a busy session: written straight to the
+        // file, without building a `Value` (same bytes, see the test).
+        match event {
+            Event::Denial(d) => write_denial(&mut self.out, self.seq, SystemTime::now(), d)?,
+            _ => serde_json::to_writer(&mut self.out, &render(self.seq, SystemTime::now(), event, &self.counts, self.started))?,
+        }
         self.seq += 1;
-        serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")?;
         // Lifecycle events reach the file at once; the others at the end
         // of each batch (`flush`), so that a burst is not a write per line.
@@ -342,6 +346,67 @@ impl Log {
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+/// A denial's line, keys in the order `render`'s sorted map gives them.
+fn write_denial(out: &mut impl io::Write, seq: u64, time: SystemTime, d: &Denial) -> io::Result<()> {
+    use serde::ser::{SerializeMap as _, Serializer as _};
+    /// `detail` as `render` writes it: sorted by key, the last of equal keys.
+    struct Detail<'a>(&'a [(String, String)]);
+    impl serde::Serialize for Detail<'_> {
+        fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+            let mut items: Vec<&(String, String)> = self.0.iter().collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut m = ser.serialize_map(None)?;
+            for (i, (k, v)) in items.iter().map(|kv| (&kv.0, &kv.1)).enumerate() {
+                if items.get(i + 1).is_none_or(|next| &next.0 != k) {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+            m.end()
+        }
+    }
+    let mut ser = serde_json::Serializer::new(out);
+    let mut m = ser.serialize_map(None)?;
+    if let Some(v) = &d.comm {
+        m.serialize_entry("comm", v)?;
+    }
+    if !d.detail.is_empty() {
+        m.serialize_entry("detail", &Detail(&d.detail))?;
+    }
+    if let Some(v) = &d.errno {
+        m.serialize_entry("errno", v)?;
+    }
+    if let Some(v) = &d.host {
+        m.serialize_entry("host", v)?;
+    }
+    if let Some(v) = &d.operation {
+        m.serialize_entry("operation", v)?;
+    }
+    if let Some(v) = &d.path {
+        m.serialize_entry("path", &v.to_string_lossy())?;
+    }
+    if let Some(v) = d.pid {
+        m.serialize_entry("pid", &v)?;
+    }
+    if let Some(v) = d.port {
+        m.serialize_entry("port", &v)?;
+    }
+    if let Some(v) = &d.requested_path {
+        m.serialize_entry("requested_path", v)?;
+    }
+    m.serialize_entry("seq", &seq)?;
+    m.serialize_entry("source", d.source.as_str())?;
+    if let Some(v) = &d.syscall {
+        m.serialize_entry("syscall", v)?;
+    }
+    if let Some(v) = d.tid {
+        m.serialize_entry("tid", &v)?;
+    }
+    m.serialize_entry("time", &format_args!("{}", humantime::format_rfc3339_micros(time)))?;
+    m.serialize_entry("type", "denial")?;
+    m.serialize_entry("v", &SCHEMA_VERSION)?;
+    m.end().map_err(io::Error::from)
 }
 
 fn lossy(items: &[PathBuf]) -> Vec<String> {
@@ -519,6 +584,32 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )
         );
+    }
+
+    #[test]
+    fn denial_lines_are_the_bytes_render_gives() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        let full = Denial {
+            source: Source::Landlock,
+            syscall: Some("openat".into()),
+            errno: Some("EACCES".into()),
+            operation: Some("write".into()),
+            pid: Some(42),
+            tid: Some(43),
+            comm: Some("s\"h\u{1}é".into()),
+            path: Some("/etc/x y".into()),
+            requested_path: Some("x y".into()),
+            host: Some("evil.example".into()),
+            port: Some(443),
+            detail: vec![("reason".into(), "why".into()), ("call".into(), "open(\"x\")".into()), ("reason".into(), "last wins".into())],
+        };
+        let bare = Denial { source: Source::Proxy, syscall: None, errno: None, operation: None, pid: None, tid: None, comm: None, path: None, requested_path: None, host: None, port: None, detail: Vec::new() };
+        for d in [full, bare] {
+            let mut fast = Vec::new();
+            write_denial(&mut fast, 7, time, &d).unwrap();
+            let slow = serde_json::to_vec(&render(7, time, &Event::Denial(d), &Counts::default(), Instant::now())).unwrap();
+            assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(slow).unwrap());
+        }
     }
 
     #[test]
