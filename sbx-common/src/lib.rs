@@ -92,15 +92,17 @@ pub mod config {
     pub const SLOTS: u32 = 19;
 }
 
-/// One event in the ring buffer.
+/// One event in the ring buffer. A record holds only the prefix it needs
+/// (see [`RECORD_SHORT`], [`RECORD_PATH2`]): the parts that are rarely
+/// used (a second path, the base directory) come last.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct RawEvent {
     pub kind: u32,
     /// The CPU whose sequence `seq` belongs to.
     pub cpu: u32,
-    /// Per-CPU sequence number, taken before the ring-buffer reservation:
-    /// a gap means events were lost.
+    /// Per-CPU sequence number, taken before the record is written to the
+    /// ring buffer: a gap means events were lost.
     pub seq: u64,
     pub ktime_ns: u64,
     /// Thread group id (the process).
@@ -112,23 +114,31 @@ pub struct RawEvent {
     /// The syscall's six arguments, from the saved user registers.
     pub args: [u64; 6],
     pub flags: u32,
-    pub _pad: u32,
+    /// Slots of `base` in use (with FLAG_BASE).
+    pub base_len: u32,
     pub comm: [u8; COMM_LEN],
+    /// For KIND_EXEC: the parent's thread group id (0 when unknown).
+    pub ppid: u32,
+    pub _pad: u32,
     pub path: [u8; PATH_LEN],
     pub path2: [u8; PATH_LEN],
     /// The base directory of a relative `path`, innermost component first
     /// (`/a/b/c` is `["c", "b", "a"]`), in `base_len` slots; an empty slot
     /// is a mount crossing.
     pub base: [[u8; BASE_PART_LEN]; BASE_PARTS],
-    pub base_len: u32,
-    /// For KIND_EXEC: the parent's thread group id (0 when unknown).
-    pub ppid: u32,
 }
 
 const _: () = assert!(
     core::mem::size_of::<RawEvent>()
-        == 4 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 48 + 4 + 4 + 16 + 2 * PATH_LEN + BASE_PARTS * BASE_PART_LEN + 8
+        == 4 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 48 + 4 + 4 + 16 + 8 + 2 * PATH_LEN + BASE_PARTS * BASE_PART_LEN
 );
+
+/// Bytes of a record without `path2` and `base` (no FLAG_PATH2, no FLAG_BASE).
+pub const RECORD_SHORT: usize = core::mem::offset_of!(RawEvent, path2);
+/// Bytes of a record with `path2` but without `base`.
+pub const RECORD_PATH2: usize = core::mem::offset_of!(RawEvent, base);
+/// Bytes of a whole record.
+pub const RECORD_FULL: usize = core::mem::size_of::<RawEvent>();
 
 #[cfg(feature = "user")]
 mod user {

@@ -34,7 +34,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FExitContext},
 };
 use sbx_common::{
-    BASE_PART_LEN, BASE_PARTS, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RawEvent, config, probe,
+    BASE_PART_LEN, BASE_PARTS, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RECORD_FULL, RECORD_PATH2,
+    RECORD_SHORT, RawEvent, config, probe,
 };
 
 /// Hit counters of the doctor's probes, indexed by `sbx_common::probe::*`.
@@ -53,9 +54,17 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 #[map]
 static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-CPU count of failed ring-buffer reservations.
+/// Per-CPU count of records the ring buffer had no room for.
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU room where a record is written before its prefix in use goes
+/// to the ring buffer (most records need a third of a whole one). One slot
+/// per program (`kind - 1`): a program may be preempted on its CPU and
+/// another one run there, but never itself (the kernel skips a program
+/// that is already running on the CPU).
+#[map]
+static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(3, 0);
 
 const EPERM: i64 = 1;
 const EACCES: i64 = 13;
@@ -320,18 +329,11 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
         *seq_ptr = s + 1;
         s
     };
-    let Some(mut entry) = EVENTS.reserve::<RawEvent>(0) else {
-        if let Some(lost) = LOST.get_ptr_mut(0) {
-            // SAFETY: as for SEQ.
-            unsafe { *lost += 1 };
-        }
-        return;
-    };
-    let ev = entry.as_mut_ptr();
+    let Some(ev) = SCRATCH.get_ptr_mut(kind - 1) else { return };
     let id = bpf_get_current_pid_tgid();
-    // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer
-    // record of the right size; every field is written before submit (the
-    // paths only when their flag says so).
+    // SAFETY: `ev` is this CPU's scratch record (the program runs with
+    // migration disabled); every field of the prefix sent is written
+    // first (the paths only when their flag says so).
     unsafe {
         (*ev).kind = kind;
         (*ev).cpu = bpf_get_smp_processor_id();
@@ -343,6 +345,8 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
         (*ev).ret = ret;
         (*ev).args = args;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*ev).base_len = 0;
+        (*ev)._pad = 0;
         // The base-directory walk runs last, once `flags` is stored, so
         // that only `ev` and the dirfd are live across the call: the
         // verifier then checks the walk for a handful of states, not for
@@ -362,13 +366,26 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
             }
         }
         (*ev).flags = flags;
-        (*ev)._pad = 0;
         (*ev).ppid = if kind == KIND_EXEC { parent_tgid() } else { 0 };
         if walk_from != NO_WALK {
             (*ev).flags |= walk_base(ev, walk_from as i32);
         }
+        let flags = (*ev).flags;
+        let size = if flags & FLAG_BASE != 0 {
+            RECORD_FULL
+        } else if flags & FLAG_PATH2 != 0 {
+            RECORD_PATH2
+        } else {
+            RECORD_SHORT
+        };
+        // SAFETY: the map pointer is EVENTS' definition, and `size` bytes of
+        // the scratch record are readable.
+        if raw::bpf_ringbuf_output((&raw const EVENTS).cast_mut().cast(), ev.cast(), size as u64, 0) != 0
+            && let Some(lost) = LOST.get_ptr_mut(0)
+        {
+            *lost += 1;
+        }
     }
-    entry.submit(0);
 }
 
 #[cfg(not(test))]

@@ -19,7 +19,7 @@ use aya::{
     maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::BtfTracePoint,
 };
-use sbx_common::{RawEvent, config};
+use sbx_common::{RECORD_FULL, RECORD_SHORT, RawEvent, config};
 use tokio::io::unix::AsyncFd;
 
 use super::ebpf::{EbpfError, OBJECT};
@@ -256,12 +256,18 @@ fn kernel_offsets(vmlinux: &[u8]) -> Result<Vec<(u32, u64)>, super::btf::BtfErro
 
 fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>, expected: &mut [u64], gaps: &mut u64) {
     while let Some(item) = ring.next() {
-        if item.len() < std::mem::size_of::<RawEvent>() {
+        // A record is a prefix of a RawEvent (RECORD_SHORT, RECORD_PATH2 or
+        // all of it); the rest stays zero.
+        if item.len() < RECORD_SHORT || item.len() > RECORD_FULL {
             continue;
         }
-        // SAFETY: the record is a RawEvent written by the kernel program;
-        // read_unaligned copes with the ring's 8-byte alignment.
-        let ev: RawEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        // SAFETY: RawEvent is plain data, valid for any bit pattern (zero
+        // included), and `item.len()` bytes fit in it.
+        let ev: RawEvent = unsafe {
+            let mut ev: RawEvent = std::mem::zeroed();
+            std::ptr::copy_nonoverlapping(item.as_ptr(), (&raw mut ev).cast::<u8>(), item.len());
+            ev
+        };
         if let Some(next) = expected.get_mut(ev.cpu as usize) {
             if ev.seq > *next {
                 *gaps += ev.seq - *next;
