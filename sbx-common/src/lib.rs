@@ -140,6 +140,12 @@ pub const RECORD_PATH2: usize = core::mem::offset_of!(RawEvent, base);
 /// Bytes of a whole record.
 pub const RECORD_FULL: usize = core::mem::size_of::<RawEvent>();
 
+/// The kernel program wakes user space when this many bytes wait in the
+/// ring buffer; user space also drains it every [`DRAIN_INTERVAL_MS`].
+pub const WAKE_BYTES: u64 = 256 * 1024;
+/// How often user space drains the ring buffer without being woken.
+pub const DRAIN_INTERVAL_MS: u64 = 10;
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: both are plain #[repr(C)] data with explicit padding, valid

@@ -23,7 +23,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::pt_regs,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user_str_bytes,
@@ -34,7 +34,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FExitContext},
 };
 use sbx_common::{
-    BASE_PART_LEN, BASE_PARTS, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RECORD_FULL, RECORD_PATH2,
+    BASE_PART_LEN, BASE_PARTS, WAKE_BYTES, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RECORD_FULL, RECORD_PATH2,
     RECORD_SHORT, RawEvent, config, probe,
 };
 
@@ -378,9 +378,19 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
         } else {
             RECORD_SHORT
         };
+        // User space is woken once WAKE_BYTES are waiting, not for every
+        // record: a wake-up per record cost the traced program more than
+        // the record itself. Below that, user space drains on its own
+        // clock (every DRAIN_INTERVAL_MS).
+        let events = (&raw const EVENTS).cast_mut().cast();
+        let wake = if raw::bpf_ringbuf_query(events, u64::from(BPF_RB_AVAIL_DATA)) >= WAKE_BYTES {
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            BPF_RB_NO_WAKEUP
+        };
         // SAFETY: the map pointer is EVENTS' definition, and `size` bytes of
         // the scratch record are readable.
-        if raw::bpf_ringbuf_output((&raw const EVENTS).cast_mut().cast(), ev.cast(), size as u64, 0) != 0
+        if raw::bpf_ringbuf_output(events, ev.cast(), size as u64, u64::from(wake)) != 0
             && let Some(lost) = LOST.get_ptr_mut(0)
         {
             *lost += 1;

@@ -444,8 +444,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                             tracing::warn!("the tracer's ring buffer failed: {e}");
                             break;
                         }
-                        sink.borrow_mut().kernel(&batch);
-                        batch.clear();
+                        if !batch.is_empty() {
+                            sink.borrow_mut().kernel(&batch);
+                            batch.clear();
+                        }
                     }
                 }
             }

@@ -206,12 +206,20 @@ impl Tracer {
         Ok(Self { _ebpf: ebpf, ring, lost, expected: vec![0; cpus], gaps: 0, startup: started.elapsed() })
     }
 
-    /// Waits for events and appends every available one to `out`.
+    /// Waits for events and appends every available one to `out`: when the
+    /// kernel program wakes us (a backlog of `WAKE_BYTES`), or after
+    /// `DRAIN_INTERVAL_MS` at the latest, since it does not wake us for
+    /// every record.
     pub async fn wait_batch(&mut self, out: &mut Vec<RawEvent>) -> io::Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        drain(ring, out, &mut self.expected, &mut self.gaps);
-        guard.clear_ready();
+        let interval = std::time::Duration::from_millis(sbx_common::DRAIN_INTERVAL_MS);
+        match tokio::time::timeout(interval, self.ring.readable_mut()).await {
+            Ok(guard) => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), out, &mut self.expected, &mut self.gaps);
+                guard.clear_ready();
+            }
+            Err(_) => drain(self.ring.get_mut(), out, &mut self.expected, &mut self.gaps),
+        }
         Ok(())
     }
 
