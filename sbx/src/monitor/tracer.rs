@@ -156,18 +156,24 @@ impl Tracer {
     /// Loads the tracer, scopes it to `cgroup_id` and attaches it.
     pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
         let started = Instant::now();
-        // The kernel's BTF is read once (6 MB from sysfs: a read costs
-        // milliseconds); the struct offsets come from it on a thread of
-        // their own while aya parses it for the loader.
+        // The kernel's BTF is read once (6 MB from sysfs); aya's parse of
+        // it for the loader and the struct offsets run on threads of their
+        // own while `EbpfLoader::new` does a parse of its own (aya 0.14
+        // parses the kernel's BTF in `new` whatever `btf` is set to later:
+        // ~20 ms that only running beside it hides).
         let data = std::sync::Arc::new(std::fs::read(VMLINUX_BTF).map_err(EbpfError::BtfRead)?);
         let offsets = std::thread::spawn({
             let data = data.clone();
             move || kernel_offsets(&data)
         });
-        let btf = Btf::parse(&data, aya::Endianness::default()).map_err(EbpfError::Btf)?;
+        let parsed = std::thread::spawn({
+            let data = data.clone();
+            move || Btf::parse(&data, aya::Endianness::default())
+        });
+        let mut loader = EbpfLoader::new();
+        let btf = parsed.join().map_err(|_| EbpfError::BtfRead(io::Error::other("the BTF parser panicked")))?.map_err(EbpfError::Btf)?;
         tracing::debug!("kernel BTF parsed after {:?}", started.elapsed());
-        // One parse of the kernel's BTF serves the loader and the attach.
-        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
+        let mut ebpf = loader.btf(Some(&btf)).map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
         {
             let map = ebpf.map_mut("CONFIG").ok_or(EbpfError::MissingMap("CONFIG"))?;
             let mut cfg: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("CONFIG", e))?;
