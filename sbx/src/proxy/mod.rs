@@ -13,6 +13,8 @@
 //! Dropping (aborting) a serve future aborts all of its connections.
 
 mod conn;
+#[cfg(test)]
+mod fuzz;
 mod http;
 mod listener;
 mod resolve;
