@@ -26,6 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,11 +55,18 @@ impl Resolver for NoResolver {
     }
 }
 
-/// The server end of the duplex, counting what the handler read before its first write.
+/// The server end of the duplex, counting what the handler read before its first write. The
+/// handler owns it (and drops it when done, which the client sees as EOF); the counts are shared.
 struct Probe {
     inner: DuplexStream,
-    read: usize,
-    read_before_write: Option<usize>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    read: AtomicUsize,
+    /// `usize::MAX` until the first write.
+    read_before_write: AtomicUsize,
 }
 
 impl AsyncRead for Probe {
@@ -66,7 +74,7 @@ impl AsyncRead for Probe {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        this.read += buf.filled().len() - before;
+        this.counts.read.fetch_add(buf.filled().len() - before, Ordering::Relaxed);
         r
     }
 }
@@ -74,7 +82,8 @@ impl AsyncRead for Probe {
 impl AsyncWrite for Probe {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        this.read_before_write.get_or_insert(this.read);
+        let read = this.counts.read.load(Ordering::Relaxed);
+        let _ = this.counts.read_before_write.compare_exchange(usize::MAX, read, Ordering::Relaxed, Ordering::Relaxed);
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -125,7 +134,8 @@ fn drive(front: Front, input: &[u8], close: bool) -> Run {
         };
         // Room for the whole input: the client never blocks on a handler that stops reading.
         let (mut client, server) = tokio::io::duplex(input.len() + 64 * 1024);
-        let mut probe = Probe { inner: server, read: 0, read_before_write: None };
+        let counts = Arc::new(Counts { read: AtomicUsize::new(0), read_before_write: AtomicUsize::new(usize::MAX) });
+        let probe = Probe { inner: server, counts: counts.clone() };
         let write = async {
             client.write_all(input).await.map_err(|e| format!("client write: {e}"))?;
             if close {
@@ -137,17 +147,14 @@ fn drive(front: Front, input: &[u8], close: bool) -> Run {
             panic!("{e}");
         }
         let start = tokio::time::Instant::now();
-        let probe_ref = &mut probe;
         let handler = async move {
-            match front {
-                Front::Http => http::handle(&proxy.inner, &mut *probe_ref, "fuzz".to_owned()).await,
-                Front::Socks => socks::handle(&proxy.inner, &mut *probe_ref, "fuzz".to_owned()).await,
-            }
-            let end = tokio::time::Instant::now();
-            // The handler is done with the connection: the client must see EOF even where the
+            // The handler drops the probe when it returns: the client sees EOF even where the
             // handler closed without a word.
-            let _ = probe_ref.inner.shutdown().await;
-            end
+            match front {
+                Front::Http => http::handle(&proxy.inner, probe, "fuzz".to_owned()).await,
+                Front::Socks => socks::handle(&proxy.inner, probe, "fuzz".to_owned()).await,
+            }
+            tokio::time::Instant::now()
         };
         let mut answer = Vec::new();
         let reader = async {
@@ -161,8 +168,11 @@ fn drive(front: Front, input: &[u8], close: bool) -> Run {
         Run {
             answer,
             events,
-            read_before_write: probe.read_before_write.unwrap_or(probe.read),
-            read_total: probe.read,
+            read_before_write: match counts.read_before_write.load(Ordering::Relaxed) {
+                usize::MAX => counts.read.load(Ordering::Relaxed),
+                n => n,
+            },
+            read_total: counts.read.load(Ordering::Relaxed),
             elapsed: end - start,
         }
     })
