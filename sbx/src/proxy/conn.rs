@@ -144,10 +144,11 @@ pub(crate) async fn open_upstream(
     Err(OpenError::Connect { target, err })
 }
 
-/// Buffer of each direction of a relay (tunnels, forwarded responses). tokio's default, 8 KiB,
-/// costs a read and a write per 8 KiB and held a 256 MiB loopback download through the proxy
-/// to about 45% of direct curl (`cargo xtask bench proxy`); 64 KiB gives 65-80%. At most
-/// 2 x 64 KiB x `max_connections` (256) = 32 MiB.
+/// Buffer of each direction of a copying relay (forwarded HTTP responses, and tunnels whose
+/// client is not a socket). tokio's default, 8 KiB, costs a read and a write per 8 KiB; at most
+/// 2 x 64 KiB x `max_connections` (256) = 32 MiB. With it a 256 MiB loopback download through
+/// the proxy ran at 43-47% of direct curl on the 2-core bench machine (`cargo xtask bench
+/// proxy`); tunnels splice instead ([`splice_relay`]), which gave 53-57% there.
 pub(crate) const RELAY_BUF: usize = 64 * 1024;
 
 /// Time of the last byte moved on a connection.
@@ -327,7 +328,8 @@ impl<'a> Socket<'a> {
     }
 }
 
-/// Pipe size of each direction of a spliced tunnel: a larger pipe moves more per splice call.
+/// Pipe size of each direction of a spliced tunnel: a larger pipe moves more per splice call
+/// (1 MiB measured within noise of 256 KiB on the bench, so the smaller bound is kept).
 /// At most 256 KiB x 2 x `max_connections` (256) = 128 MiB of pipe pages; past the per-user
 /// soft limit (`fs.pipe-user-pages-soft`, 64 MiB by default) an unprivileged sbx gets
 /// default-sized pipes instead (see [`pipe`]).
