@@ -426,7 +426,7 @@ mod tests {
         });
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let v = render(0, time, &event, &Counts::default(), Instant::now());
-        let blocked = crate::launch::seccomp::blocked().len() + 1;
+        let blocked = crate::launch::seccomp::blocked().len() + crate::launch::seccomp::UNIX_SOCKETS.len();
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
             format!(

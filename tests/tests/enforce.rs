@@ -273,6 +273,37 @@ fn stage2_works_wherever_sbx_is_installed() {
     }
 }
 
+/// Regression: socketpair(AF_UNIX, SOCK_DGRAM) was allowed, and a datagram socket sends to any
+/// path named in sendto(2), so a sandboxed process reached host datagram sockets (/dev/log,
+/// the journal) although socket(AF_UNIX) was refused.
+#[test]
+fn host_datagram_sockets_are_unreachable_through_socketpairs() {
+    require_root!();
+    require_tool("python3");
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let path = dir.path().join("host-dgram.sock");
+    let host = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    host.set_nonblocking(true).unwrap();
+    let script = format!(
+        "python3 -c 'import socket,sys\na,b=socket.socketpair(socket.AF_UNIX,socket.SOCK_DGRAM)\na.sendto(b\"from the sandbox\",sys.argv[1])\nprint(\"sent\")' {} 2>&1; \
+         python3 -c 'import socket\na,b=socket.socketpair()\na.send(b\"x\")\nprint(\"stream pair\", b.recv(1))'",
+        path.display()
+    );
+    let ws = Workspace::new(As::Root);
+    let out = ws.run_sh(&script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("sent"), "{}", text(&out));
+    assert!(stdout.contains("Operation not permitted"), "{}", text(&out));
+    // Stream pairs (pipes between the command's own processes) still work.
+    assert!(stdout.contains("stream pair b'x'"), "{}", text(&out));
+    let mut buf = [0u8; 64];
+    assert!(host.recv(&mut buf).is_err(), "the host socket received a datagram");
+    ws.write("sbx.jsonc", r#"{ "network": { "allowAllUnixSockets": true } }"#);
+    let out = ws.run_sh(&script);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent"), "{}", text(&out));
+    assert_eq!(host.recv(&mut buf).map(|n| buf[..n].to_vec()).ok(), Some(b"from the sandbox".to_vec()));
+}
+
 #[test]
 fn host_unix_sockets_are_unreachable_unless_allowed() {
     require_root!();

@@ -106,6 +106,16 @@ pub enum Condition {
         /// The only values that are let through.
         allowed: &'static [u32],
     },
+    /// When argument `arg`, masked with `mask`, equals one of `values` (a socket type without
+    /// its `SOCK_NONBLOCK`/`SOCK_CLOEXEC` flags).
+    ArgMaskedIs {
+        /// Argument index, 0 to 5.
+        arg: u8,
+        /// The bits compared.
+        mask: u32,
+        /// The masked values that make the entry apply.
+        values: &'static [u32],
+    },
 }
 
 impl fmt::Display for Condition {
@@ -129,6 +139,10 @@ impl fmt::Display for Condition {
             Condition::ArgIsNot { arg, allowed } => {
                 write!(f, "unless arg{arg} is one of ")?;
                 list(f, allowed)
+            }
+            Condition::ArgMaskedIs { arg, mask, values } => {
+                write!(f, "when arg{arg} & {mask:#x} is one of ")?;
+                list(f, values)
             }
         }
     }
@@ -353,31 +367,51 @@ pub fn blocked() -> &'static [Blocked] {
     BLOCKED
 }
 
-/// Creating Unix-domain sockets: blocked unless the policy allows every
-/// Unix socket (`allowAllUnixSockets`). A socket file on a read-only mount
-/// still accepts connections (the kernel's read-only check does not cover
-/// sockets), so without this rule the sandbox could reach the host's
-/// docker.sock or ssh-agent. `socketpair` stays allowed: it reaches nothing
-/// outside.
-pub static UNIX_SOCKETS: Blocked = Blocked {
-    name: "socket",
-    nr: libc::SYS_socket,
-    condition: Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
-    outcome: Outcome::Deny,
-    reason: "creating Unix-domain sockets (host services such as docker.sock)",
-};
+/// Unix-domain sockets that could reach the host: blocked unless the policy allows every Unix
+/// socket (`allowAllUnixSockets`). A socket file on a read-only mount still accepts connections
+/// (the kernel's read-only check does not cover sockets), so without these rules the sandbox
+/// could reach the host's docker.sock or ssh-agent.
+///
+/// * `socket(AF_UNIX, ...)`, whatever the type.
+/// * `socketpair(..., SOCK_DGRAM, ...)`: a datagram socket sends to any path named in
+///   `sendto`/`sendmsg` (and `connect` re-targets it), even when it came from a socketpair, so
+///   such a pair reached the host's `/dev/log`, the journal's socket or any other datagram
+///   socket. Only `AF_UNIX` (and `AF_TIPC`) implement socketpair, so the family needs no check.
+///   Stream and seqpacket pairs stay allowed: they are connected to each other for good (the
+///   kernel refuses or ignores a destination address on them) and reach nothing outside.
+pub static UNIX_SOCKETS: &[Blocked] = &[
+    Blocked {
+        name: "socket",
+        nr: libc::SYS_socket,
+        condition: Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
+        outcome: Outcome::Deny,
+        reason: "creating Unix-domain sockets (host services such as docker.sock)",
+    },
+    Blocked {
+        name: "socketpair",
+        nr: libc::SYS_socketpair,
+        condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
+        outcome: Outcome::Deny,
+        reason: "Unix datagram socket pairs (they can send to host sockets such as /dev/log)",
+    },
+];
+
+/// The type bits of socket(2)'s and socketpair(2)'s `type` argument (the kernel's
+/// `SOCK_TYPE_MASK`); the bits above are `SOCK_NONBLOCK` and `SOCK_CLOEXEC`.
+const SOCK_TYPE_MASK: u32 = 0xf;
 
 /// What varies in the filter with the policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FilterOptions {
-    /// Add [`UNIX_SOCKETS`] to the table.
+    /// Add the [`UNIX_SOCKETS`] entries to the table.
     pub block_unix_sockets: bool,
 }
 
 impl FilterOptions {
     /// The table as compiled with these options.
     pub fn entries(&self) -> impl Iterator<Item = &'static Blocked> {
-        BLOCKED.iter().chain(self.block_unix_sockets.then_some(&UNIX_SOCKETS))
+        let unix: &'static [Blocked] = if self.block_unix_sockets { UNIX_SOCKETS } else { &[] };
+        BLOCKED.iter().chain(unix)
     }
 }
 
@@ -477,6 +511,10 @@ fn rules_for(condition: &Condition) -> Result<Vec<SeccompRule>, seccompiler::Bac
         Condition::ArgIs { arg, values } => values
             .iter()
             .map(|&v| SeccompRule::new(vec![dword(arg, SeccompCmpOp::Eq, v)?]))
+            .collect(),
+        Condition::ArgMaskedIs { arg, mask, values } => values
+            .iter()
+            .map(|&v| SeccompRule::new(vec![dword(arg, SeccompCmpOp::MaskedEq(u64::from(mask)), v)?]))
             .collect(),
         Condition::ArgIsNot { arg, allowed } => {
             if allowed.is_empty() {
@@ -1558,6 +1596,34 @@ mod tests {
         assert_eq!(run_child(Some(&prog), query), End::Exited(0));
         let linux = || sys(libc::SYS_personality, [PER_LINUX.into(), 0, 0, 0, 0, 0]);
         assert_eq!(run_child(Some(&prog), linux), End::Exited(0));
+    }
+
+    #[test]
+    fn unix_rules_refuse_unix_sockets_and_datagram_pairs_only() {
+        let unix = FilterOptions { block_unix_sockets: true };
+        let prog = compile_with(DenyAction::Errno, &unix).expect("compile_with");
+        let without = deny_prog();
+        let pair = |ty: libc::c_int| {
+            move || {
+                let mut sv = [-1 as libc::c_int; 2];
+                let sv_ptr = sv.as_mut_ptr() as libc::c_ulong;
+                sys(libc::SYS_socketpair, [libc::AF_UNIX as libc::c_ulong, ty as libc::c_ulong, 0, sv_ptr, 0, 0])
+            }
+        };
+        let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        for ty in [libc::SOCK_DGRAM, libc::SOCK_DGRAM | flags] {
+            assert_eq!(run_child(Some(&prog), pair(ty)), End::Exited(libc::EPERM), "socketpair type {ty:#x}");
+            assert_eq!(run_child(Some(&without), pair(ty)), End::Exited(0), "socketpair type {ty:#x} (allowAllUnixSockets)");
+        }
+        for ty in [libc::SOCK_STREAM, libc::SOCK_SEQPACKET | flags] {
+            assert_eq!(run_child(Some(&prog), pair(ty)), End::Exited(0), "socketpair type {ty:#x}");
+        }
+        let unix_socket = || sys(libc::SYS_socket, [libc::AF_UNIX as libc::c_ulong, libc::SOCK_STREAM as libc::c_ulong, 0, 0, 0, 0]);
+        assert_eq!(run_child(Some(&prog), unix_socket), End::Exited(libc::EPERM));
+        assert_eq!(
+            unix.entries().filter(|b| b.name == "socketpair").map(|b| b.condition.to_string()).collect::<Vec<_>>(),
+            ["when arg1 & 0xf is one of 0x2"]
+        );
     }
 
     /// A pipe in the child; `Err(code)` if it could not be made.

@@ -1625,7 +1625,7 @@ fn decode(c: &Captured) -> SeccompDenial {
     };
     if let Some(reason) = seccomp::blocked()
         .iter()
-        .chain(std::iter::once(&seccomp::UNIX_SOCKETS))
+        .chain(seccomp::UNIX_SOCKETS)
         .find(|b| b.nr == c.nr)
         .map(|b| b.reason)
     {
@@ -1774,7 +1774,7 @@ fn decode_args(d: &mut Decoder<'_>, syscall: &str) -> String {
             let fl = d.hex(2, "flags");
             call(s, &[pidfd, targetfd, fl])
         }
-        libc::SYS_socket => {
+        libc::SYS_socket | libc::SYS_socketpair => {
             let family = d.named(0, "domain", ADDRESS_FAMILIES);
             let t = a[1] & 0xffff_ffff;
             let mut ty = name(t & 0xf, SOCKET_TYPES);
@@ -1783,7 +1783,11 @@ fn decode_args(d: &mut Decoder<'_>, syscall: &str) -> String {
             }
             d.push("type", ty.clone());
             let proto = d.int32(2, "protocol");
-            call(s, &[family, ty, proto])
+            if nr == libc::SYS_socketpair {
+                call(s, &[family, ty, proto, "...".to_owned()])
+            } else {
+                call(s, &[family, ty, proto])
+            }
         }
         libc::SYS_ioctl => {
             let fd = d.file_fd(0, "fd");
