@@ -332,7 +332,7 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
                     },
                     "seccomp": {
                         "enforced": e.seccomp,
-                        "blocked_syscalls": crate::launch::seccomp::FilterOptions { block_unix_sockets: !p.net.allow_all_unix_sockets }.entries().count(),
+                        "blocked_syscalls": crate::launch::seccomp::FilterOptions::for_network(&p.net).entries().count(),
                     },
                     "netns": { "enforced": e.netns },
                 },

@@ -67,6 +67,8 @@
 //! has exited (on Linux 6.18 at exit already, zombies need not be reaped).
 
 use crate::launch::seccomp;
+pub use super::connect::UnixSocketPolicy;
+use super::connect::Mediator;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -346,9 +348,20 @@ impl Supervisor {
         tx: mpsc::Sender<SeccompDenial>,
         limits: Limits,
     ) -> Result<Supervisor, NotifyError> {
+        Self::spawn_with(listener, tx, limits, None)
+    }
+
+    /// [`Supervisor::spawn`], mediating connect(2) under `unix` when the filter notifies it
+    /// (`allowUnixSockets`, see [`super::connect`]).
+    pub fn spawn_with(
+        listener: OwnedFd,
+        tx: mpsc::Sender<SeccompDenial>,
+        limits: Limits,
+        unix: Option<UnixSocketPolicy>,
+    ) -> Result<Supervisor, NotifyError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NotifyError::NoRuntime)?;
         Ok(Supervisor {
-            handle: Some(runtime.spawn(supervise(listener, tx, limits))),
+            handle: Some(runtime.spawn(supervise_with(listener, tx, limits, unix))),
         })
     }
 
@@ -387,16 +400,31 @@ pub async fn supervise(
     tx: mpsc::Sender<SeccompDenial>,
     limits: Limits,
 ) -> Result<Stats, NotifyError> {
+    supervise_with(listener, tx, limits, None).await
+}
+
+/// [`supervise`], handing connect(2) notifications to [`super::connect`] when `unix` is given.
+pub async fn supervise_with(
+    listener: OwnedFd,
+    tx: mpsc::Sender<SeccompDenial>,
+    limits: Limits,
+    unix: Option<UnixSocketPolicy>,
+) -> Result<Stats, NotifyError> {
     // SAFETY: the AsyncFd takes `listener` by value and owns it until it is dropped; an
     // OwnedFd's as_raw_fd always returns the same open fd for its whole life.
     let afd = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
         .map_err(|e| NotifyError::Register(e.into_parts().1))?;
     let fd = afd.get_ref().as_raw_fd();
+    let mediator = match unix {
+        Some(policy) => Some(Mediator::new(fd, policy, tx.clone()).map_err(NotifyError::Register)?),
+        None => None,
+    };
     let mut handler = Handler {
         fd,
         tx,
         limits,
         stats: Stats::default(),
+        mediator,
     };
     loop {
         let mut guard = afd.readable().await.map_err(NotifyError::Wait)?;
@@ -466,6 +494,8 @@ struct Handler {
     tx: mpsc::Sender<SeccompDenial>,
     limits: Limits,
     stats: Stats,
+    /// Mediates connect(2) (`allowUnixSockets`); without it connect is never notified.
+    mediator: Option<Mediator>,
 }
 
 impl Handler {
@@ -488,6 +518,13 @@ impl Handler {
             }
         }
         self.stats.notifications += 1;
+        if let Some(mediator) = &self.mediator
+            && i64::from(req.data.nr) == libc::SYS_connect
+        {
+            // A decision, made and answered on the blocking pool (see super::connect).
+            mediator.dispatch(req);
+            return Ok(());
+        }
 
         let room = !self.tx.is_closed() && self.tx.capacity() > 0;
         let captured = room.then(|| capture(&req, &self.limits));
@@ -781,7 +818,7 @@ fn fd_arg(v: u64) -> i32 {
 }
 
 /// Read `buf.len()` bytes at `addr` in process `pid`; the count actually read.
-fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -2257,6 +2294,7 @@ mod tests {
     fn notif_prog() -> BpfProgram {
         let options = FilterOptions {
             block_unix_sockets: true,
+            ..FilterOptions::default()
         };
         seccomp::compile_with(DenyAction::UserNotif, &options).expect("compile")
     }
