@@ -44,7 +44,9 @@
 //!   notifications.
 //! * The supervisor must treat a notification as a report, never as a decision based on the
 //!   pointed-to memory (which the sandboxed process can change after the check); it answers
-//!   with an error such as `-EPERM`, never with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`.
+//!   with an error such as `-EPERM`, never with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`. The
+//!   [`Outcome::Notify`] entry (connect under `allowUnixSockets`) is decided, on a copy, and
+//!   carried out by the supervisor itself (`monitor::connect`).
 
 use std::collections::BTreeMap;
 use std::fmt;

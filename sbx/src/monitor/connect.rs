@@ -71,7 +71,8 @@ enum Verdict {
     Connected(Result<(), i32>),
     /// Refused by the policy: EPERM and an event.
     Refused { what: Refused, requested: Vec<u8>, resolved: Option<PathBuf> },
-    /// The caller is gone (or its pid was reused): nothing to answer.
+    /// The notification is no longer valid (the caller was interrupted or killed, and its pid
+    /// may be another process's by now): nothing was done and nothing is answered.
     Gone,
 }
 
@@ -132,16 +133,22 @@ fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// `pidfd_open(tid, PIDFD_THREAD)`: the notification names a thread.
+/// A pidfd for the notification's task: `PIDFD_THREAD` (Linux 6.9) since the notification
+/// names a thread; without it (older kernels) for a thread-group leader, which is what
+/// single-threaded callers are.
 fn pidfd_open(tid: u32) -> io::Result<OwnedFd> {
     const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::c_long, PIDFD_THREAD) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    let mut last = io::Error::from_raw_os_error(libc::ESRCH);
+    for flags in [PIDFD_THREAD, 0] {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::c_long, flags) };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        last = io::Error::last_os_error();
     }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Err(last)
 }
 
 /// `pidfd_getfd`: a duplicate of the caller's descriptor `fd` (the same open file).
@@ -187,13 +194,16 @@ fn sockaddr_un(path: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Steps 1 to 3 of the module documentation. `still_valid` is NOTIF_ID_VALID, asked after the
-/// caller's pid was turned into a pidfd (the pid could have been reused before).
+/// Steps 1 to 3 of the module documentation. `still_valid` is NOTIF_ID_VALID: asked after
+/// the caller's pid was turned into a pidfd (before, the pid could have been reused), and
+/// again after everything read through `/proc/PID` and the caller's memory and before the
+/// connect (the caller could have been killed and its pid reused meanwhile). Every other
+/// failure is answered with an errno: a caller without an answer would wait for ever.
 fn decide_and_connect(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: impl Fn() -> bool) -> Verdict {
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
     let pidfd = match pidfd_open(req.pid) {
         Ok(p) => p,
-        Err(_) => return Verdict::Gone,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
     };
     if !still_valid() {
         return Verdict::Gone;
@@ -219,6 +229,9 @@ fn decide_and_connect(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, stil
     // Not a Unix socket, or an address the kernel refuses for one (no path, another family):
     // connect as asked; nothing here can name a socket file.
     if domain != libc::AF_UNIX || family != Some(libc::AF_UNIX as u16) || len <= 2 {
+        if !still_valid() {
+            return Verdict::Gone;
+        }
         return Verdict::Connected(connect_raw(&sock, &addr));
     }
     let raw = &addr[2..];
@@ -233,12 +246,12 @@ fn decide_and_connect(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, stil
     } else {
         match std::fs::read_link(format!("/proc/{}/cwd", req.pid)) {
             Ok(cwd) => cwd.join(requested),
-            Err(_) => return Verdict::Gone,
+            Err(e) => return Verdict::Connected(Err(errno(&e))),
         }
     };
     let root = match std::fs::File::open(format!("/proc/{}/root", req.pid)) {
         Ok(r) => r,
-        Err(_) => return Verdict::Gone,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
     };
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
@@ -260,6 +273,9 @@ fn decide_and_connect(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, stil
         .allowed
         .iter()
         .any(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino));
+    if !still_valid() {
+        return Verdict::Gone;
+    }
     if !listed {
         return Verdict::Refused { what: Refused::NotListed, requested: path.to_vec(), resolved: Some(in_sandbox) };
     }

@@ -28,7 +28,9 @@
 //! 4. `SECCOMP_IOCTL_NOTIF_SEND` with `{ val: 0, error: -EPERM, flags: 0 }`. Always EPERM,
 //!    never `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the arguments were read racily (another thread
 //!    of the caller can rewrite them), so they make a report, never a decision. A notification
-//!    whose memory cannot be read still gets its EPERM.
+//!    whose memory cannot be read still gets its EPERM. The exception is connect(2) under
+//!    `allowUnixSockets` ([`supervise_with`]), which [`super::connect`] decides and answers
+//!    with the result of a connect the supervisor makes itself, still never CONTINUE.
 //! 5. After the answer, the decoding into words. The event goes to the
 //!    bounded channel with `try_send`; when it is full (or closed) the event is counted in
 //!    [`Stats::events_dropped`] and nothing waits: a slow consumer never stalls the sandbox and
