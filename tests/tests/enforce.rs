@@ -377,8 +377,12 @@ except OSError as e:
     print("dgram errno", e.errno)
 t = socket.create_connection(("127.0.0.1", 3128))
 print("tcp connected")
+import select
+n = socket.socket()
+n.setblocking(False)
+print("nonblocking tcp", n.connect_ex(("127.0.0.1", 3128)) in (0, 115), select.select([], [n], [], 10)[1] == [n], n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 "#;
-    let expected = "allowed connected\nother errno 1\nabstract errno 1\nsymlink connected\nrelative connected\ndgram errno 1\ntcp connected\n";
+    let expected = "allowed connected\nother errno 1\nabstract errno 1\nsymlink connected\nrelative connected\ndgram errno 1\ntcp connected\nnonblocking tcp True True 0\n";
     for who in [As::Root, As::User] {
         let ws = Workspace::new(who);
         ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowUnixSockets": ["{}"] }} }}"#, allowed.display()));
