@@ -54,6 +54,7 @@ fn apply(config: &mut Config, p: &Proposal) {
         "filesystem.denyWrite" => &mut fs.deny_write,
         "network.allowedDomains" => &mut net.allowed_domains,
         "network.deniedDomains" => &mut net.denied_domains,
+        "network.allowUnixSockets" => &mut net.allow_unix_sockets,
         "filesystem.allowGitConfig" => return fs.allow_git_config = true,
         "network.allowAllUnixSockets" => return net.allow_all_unix_sockets = true,
         "network.allowLocalBinding" => return net.allow_local_binding = true,

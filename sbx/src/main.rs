@@ -152,12 +152,6 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
             key.key
         );
     }
-    let net = &loaded.config.network;
-    if !net.allow_unix_sockets.is_empty() && !net.allow_all_unix_sockets {
-        eprintln!(
-            "sbx: warning: \"network.allowUnixSockets\" cannot allow single socket paths yet: Unix sockets stay unreachable (allowAllUnixSockets allows every one)"
-        );
-    }
     let home = home.map(|h| h.canonicalize().unwrap_or(h));
     let policy = Policy::from_config(&loaded.config, workspace, home)?;
     Ok((loaded, policy))

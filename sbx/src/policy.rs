@@ -83,6 +83,9 @@ pub struct NetPolicy {
     pub denied_domains: Vec<String>,
     /// Unix-domain sockets may be created (and so host sockets reached).
     pub allow_all_unix_sockets: bool,
+    /// `allowUnixSockets`: socket files (absolute, on the host) that the command may connect
+    /// to; the seccomp supervisor mediates every connect(2) when it is not empty.
+    pub allow_unix_sockets: Vec<PathBuf>,
     /// The command may listen on TCP ports of the sandbox's loopback.
     pub allow_local_binding: bool,
     /// Ports of the host's loopback the command may reach.
@@ -123,6 +126,12 @@ impl Policy {
             allowed_domains: config.network.allowed_domains.clone(),
             denied_domains: config.network.denied_domains.clone(),
             allow_all_unix_sockets: config.network.allow_all_unix_sockets,
+            allow_unix_sockets: config
+                .network
+                .allow_unix_sockets
+                .iter()
+                .map(|v| resolve_path("allowUnixSockets", v, &workspace, home.as_deref()))
+                .collect::<Result<_, _>>()?,
             allow_local_binding: config.network.allow_local_binding,
             allow_local_outbound_ports: config.network.allow_local_outbound_ports.clone(),
             inbound_ports: Vec::new(),

@@ -449,7 +449,7 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
                     },
                     "seccomp": {
                         "enforced": e.seccomp,
-                        "blocked_syscalls": crate::launch::seccomp::FilterOptions { block_unix_sockets: !p.net.allow_all_unix_sockets }.entries().count(),
+                        "blocked_syscalls": crate::launch::seccomp::FilterOptions::for_network(&p.net).entries().count(),
                     },
                     "netns": { "enforced": e.netns },
                 },
@@ -569,7 +569,7 @@ mod tests {
         });
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let v = render(0, time, &event, &Counts::default(), Instant::now());
-        let blocked = crate::launch::seccomp::blocked().len() + 1;
+        let blocked = crate::launch::seccomp::blocked().len() + crate::launch::seccomp::UNIX_SOCKETS.len();
         assert_eq!(
             serde_json::to_string(&v).unwrap(),
             format!(

@@ -393,7 +393,12 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 serve_inbound(std::mem::take(&mut *inbound.borrow_mut()), started.sandbox_init, &proxy);
                 let tx = seccomp_tx.borrow_mut().take();
                 if let (Some(listener), Some(tx)) = (started.listener.take(), tx) {
-                    match notify::Supervisor::spawn(listener, tx, notify::Limits::default()) {
+                    // With allowUnixSockets the filter notifies connect(2), which the
+                    // supervisor then decides (monitor::connect).
+                    let unix = launch::seccomp::FilterOptions::for_network(&policy.net)
+                        .mediate_unix_connect
+                        .then(|| notify::UnixSocketPolicy { allowed: policy.net.allow_unix_sockets.clone() });
+                    match notify::Supervisor::spawn_with(listener, tx, notify::Limits::default(), unix) {
                         Ok(s) => {
                             *supervisor.borrow_mut() = Some(s);
                             sink.borrow_mut().supervised = true;

@@ -183,6 +183,8 @@ enum Need {
     Read(PathBuf),
     Domain { host: Host, port: u16 },
     Remove { key: &'static str, entry: String },
+    /// One entry of a list that is not generalised (a socket path).
+    Add { key: &'static str, entry: String },
     Set { key: &'static str },
     Already,
     No { why: String, what: String },
@@ -310,6 +312,14 @@ impl Context<'_> {
             }
             "seccomp" => {
                 let what = d.call.clone().or_else(|| d.syscall.clone()).unwrap_or_else(|| "?".into());
+                // A connect to a Unix socket that allowUnixSockets does not
+                // list (the supervisor resolved its path in the sandbox).
+                if d.syscall.as_deref() == Some("connect") {
+                    return match &d.path {
+                        Some(path) => Need::Add { key: "network.allowUnixSockets", entry: self.render_path(path) },
+                        None => no("abstract Unix sockets are never reachable from the sandbox", what),
+                    };
+                }
                 if d.syscall.as_deref() == Some("socket") && d.domain.as_deref() == Some("AF_UNIX") {
                     if self.policy.net.allow_all_unix_sockets {
                         return Need::Already;
@@ -401,6 +411,7 @@ impl Context<'_> {
                 Need::Domain { host, port } => domains.push((host, port, i)),
                 Need::Remove { key, entry } => other.entry((key, "remove", entry)).or_default().push(i),
                 Need::Set { key } => other.entry((key, "set", "true".into())).or_default().push(i),
+                Need::Add { key, entry } => other.entry((key, "add", entry)).or_default().push(i),
                 Need::Already => out.already.push(i),
                 Need::No { why, what } => no.entry((why, what)).or_default().push(i),
             }
@@ -413,6 +424,7 @@ impl Context<'_> {
                 (_, "remove") => vec![format!("removes an explicit deny rule ({key})")],
                 ("filesystem.allowGitConfig", _) => vec!["lifts a mandatory protection: .git/config can set hooks and commands that run outside the sandbox".into()],
                 ("network.allowAllUnixSockets", _) => vec!["weakens the seccomp deny list: every host Unix socket (docker.sock, ssh-agent, ...) becomes reachable".into()],
+                ("network.allowUnixSockets", _) => vec!["a host service becomes reachable from the sandbox through this socket".into()],
                 // Listening inside the sandbox's own network namespace:
                 // nothing outside can connect unless `-p` exposes a port.
                 _ => Vec::new(),
@@ -826,6 +838,7 @@ mod tests {
             proxy("rebind.test", 443, "resolved to private address 10.0.0.1, refused: DNS rebinding defence, name not in allowPrivateResolution"),
             Observed { source: "seccomp".into(), syscall: Some("socket".into()), domain: Some("AF_UNIX".into()), call: Some("socket(AF_UNIX, SOCK_STREAM, 0)".into()), comm: Some("curl".into()), ..Default::default() },
             Observed { source: "seccomp".into(), syscall: Some("unshare".into()), call: Some("unshare(CLONE_NEWUSER)".into()), ..Default::default() },
+            Observed { source: "seccomp".into(), syscall: Some("connect".into()), path: Some("/h/.docker/run/docker.sock".into()), comm: Some("docker".into()), ..Default::default() },
         ]
     }
 
@@ -851,6 +864,7 @@ mod tests {
                     r#"network.allowedDomains add 10.1.2.3:443 [15] hold=["an IP address: no name to check and no DNS rebinding defence"] mkdir=None"#,
                     r#"network.allowedDomains add db.internal:5432 [14] note=[] mkdir=None"#,
                     r#"network.allowedDomains add registry.npmjs.org [10] note=[] mkdir=None"#,
+                    r#"network.allowUnixSockets add ~/.docker/run/docker.sock [20] hold=["a host service becomes reachable from the sandbox through this socket"] mkdir=None"#,
                     r#"network.deniedDomains remove evil.test [16] hold=["removes an explicit deny rule (network.deniedDomains)"] mkdir=None"#,
                 ]
             );

@@ -454,3 +454,71 @@ async fn invalid_config_names_the_entry() {
         Some("invalid deniedDomains entry \"*.bad.*\": '*' is only allowed as the whole host or a leading '*.' label")
     );
 }
+
+/// A loopback server that reads until the client's EOF, then answers with a digest of what it
+/// got followed by `reply_len` bytes, and closes.
+async fn half_close_server(reply_len: usize) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind((LO, 0)).await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).await.is_err() {
+                    return;
+                }
+                let sum: u64 = got.iter().map(|&b| u64::from(b)).sum();
+                let head = format!("{} {sum}\n", got.len());
+                let body: Vec<u8> = (0..reply_len).map(|i| (i % 251) as u8).collect();
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+            });
+        }
+    });
+    a
+}
+
+/// Sends `up` bytes, half-closes, and checks the server's digest and its `down`-byte reply
+/// through the tunnel, then the EOF.
+async fn check_half_close<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(c: &mut S, up: usize, down: usize) {
+    let data: Vec<u8> = (0..up).map(|i| (i % 253) as u8).collect();
+    c.write_all(&data).await.expect("write");
+    c.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    tokio::time::timeout(T, c.read_to_end(&mut answer)).await.expect("timeout").expect("read");
+    let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    let head = format!("{up} {sum}\n");
+    assert!(answer.starts_with(head.as_bytes()), "{:?}", String::from_utf8_lossy(&answer[..answer.len().min(40)]));
+    let body = &answer[head.len()..];
+    assert_eq!(body.len(), down);
+    assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8), "reply corrupted");
+}
+
+/// Megabytes each way through the spliced relay, with the client's half-close carried to the
+/// upstream and the upstream's reply and EOF carried back: CONNECT, SOCKS5, and a Unix-socket
+/// client.
+#[tokio::test]
+async fn tunnels_carry_half_close_and_large_transfers() {
+    let server = half_close_server(5 << 20).await;
+    let p = start_proxy(test_config()).await;
+    let (head, mut c) = http_connect(p.http, &format!("allowed.test:{}", server.port())).await;
+    assert_eq!(head, "HTTP/1.1 200 Connection established\r\n\r\n");
+    check_half_close(&mut c, 3 << 20, 5 << 20).await;
+
+    let (rep, mut c) = socks_request(p.socks, 1, Addr::Domain("allowed.test"), server.port()).await;
+    assert_eq!(rep, 0);
+    check_half_close(&mut c, 1 << 20, 5 << 20).await;
+
+    let dir = std::env::temp_dir().join(format!("sbx-proxy-half-close-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("http.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind unix");
+    let task = tokio::spawn(serve_http(listener, p.proxy.clone()));
+    let mut c = tokio::net::UnixStream::connect(&path).await.expect("connect unix");
+    c.write_all(format!("CONNECT allowed.test:{} HTTP/1.1\r\n\r\n", server.port()).as_bytes()).await.expect("write");
+    assert_eq!(read_head(&mut c).await, "HTTP/1.1 200 Connection established\r\n\r\n");
+    check_half_close(&mut c, 2 << 20, 5 << 20).await;
+    task.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}

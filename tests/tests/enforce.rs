@@ -277,6 +277,37 @@ fn stage2_works_wherever_sbx_is_installed() {
     }
 }
 
+/// Regression: socketpair(AF_UNIX, SOCK_DGRAM) was allowed, and a datagram socket sends to any
+/// path named in sendto(2), so a sandboxed process reached host datagram sockets (/dev/log,
+/// the journal) although socket(AF_UNIX) was refused.
+#[test]
+fn host_datagram_sockets_are_unreachable_through_socketpairs() {
+    require_root!();
+    require_tool("python3");
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let path = dir.path().join("host-dgram.sock");
+    let host = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    host.set_nonblocking(true).unwrap();
+    let script = format!(
+        "python3 -c 'import socket,sys\na,b=socket.socketpair(socket.AF_UNIX,socket.SOCK_DGRAM)\na.sendto(b\"from the sandbox\",sys.argv[1])\nprint(\"sent\")' {} 2>&1; \
+         python3 -c 'import socket\na,b=socket.socketpair()\na.send(b\"x\")\nprint(\"stream pair\", b.recv(1))'",
+        path.display()
+    );
+    let ws = Workspace::new(As::Root);
+    let out = ws.run_sh(&script);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("sent"), "{}", text(&out));
+    assert!(stdout.contains("Operation not permitted"), "{}", text(&out));
+    // Stream pairs (pipes between the command's own processes) still work.
+    assert!(stdout.contains("stream pair b'x'"), "{}", text(&out));
+    let mut buf = [0u8; 64];
+    assert!(host.recv(&mut buf).is_err(), "the host socket received a datagram");
+    ws.write("sbx.jsonc", r#"{ "network": { "allowAllUnixSockets": true } }"#);
+    let out = ws.run_sh(&script);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent"), "{}", text(&out));
+    assert_eq!(host.recv(&mut buf).map(|n| buf[..n].to_vec()).ok(), Some(b"from the sandbox".to_vec()));
+}
+
 #[test]
 fn host_unix_sockets_are_unreachable_unless_allowed() {
     require_root!();
@@ -299,4 +330,102 @@ fn host_unix_sockets_are_unreachable_unless_allowed() {
     ws.write("sbx.jsonc", r#"{ "network": { "allowAllUnixSockets": true } }"#);
     let out = ws.run_sh(&script);
     assert!(String::from_utf8_lossy(&out.stdout).contains("connected"), "{}", text(&out));
+}
+
+/// `allowUnixSockets`: the listed host socket is reachable (by its path, a relative path and a
+/// symlink in the workspace), another socket file and an abstract socket are not and their
+/// servers see no connection, datagram Unix sockets stay refused, TCP connects (mediated too)
+/// still work, and each refusal is a seccomp denial naming the path in the log.
+#[test]
+fn allow_unix_sockets_reaches_only_the_listed_socket() {
+    use std::io::Read as _;
+    use std::os::linux::net::SocketAddrExt as _;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    require_root!();
+    require_tool("python3");
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let allowed = dir.path().join("allowed.sock");
+    let other = dir.path().join("other.sock");
+    let listen = |p: &Path| {
+        let l = UnixListener::bind(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        l
+    };
+    let (allowed_l, other_l) = (listen(&allowed), listen(&other));
+    let abstract_name = format!("sbx-test-abstract-{}", std::process::id());
+    let abstract_l = UnixListener::bind_addr(&SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap()).unwrap();
+    abstract_l.set_nonblocking(true).unwrap();
+    let script = r#"
+import os, socket, sys
+def attempt(label, addr):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(addr)
+        s.sendall(label.encode())
+        print(label, "connected")
+    except OSError as e:
+        print(label, "errno", e.errno)
+    s.close()
+attempt("allowed", sys.argv[1])
+attempt("other", sys.argv[2])
+attempt("abstract", "\0" + sys.argv[3])
+attempt("symlink", "link.sock")
+os.chdir(os.path.dirname(sys.argv[1]))
+attempt("relative", "allowed.sock")
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    print("dgram created")
+except OSError as e:
+    print("dgram errno", e.errno)
+t = socket.create_connection(("127.0.0.1", 3128))
+print("tcp connected")
+import select
+n = socket.socket()
+n.setblocking(False)
+print("nonblocking tcp", n.connect_ex(("127.0.0.1", 3128)) in (0, 115), select.select([], [n], [], 10)[1] == [n], n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+"#;
+    let expected = "allowed connected\nother errno 1\nabstract errno 1\nsymlink connected\nrelative connected\ndgram errno 1\ntcp connected\nnonblocking tcp True True 0\n";
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowUnixSockets": ["{}"] }} }}"#, allowed.display()));
+        ws.write("probe.py", script);
+        std::os::unix::fs::symlink(&allowed, ws.path().join("link.sock")).unwrap();
+        let log = ws.path().join("audit.jsonl");
+        // Plain `sbx run` (the filter's deny action is ERRNO, connect alone is notified), then
+        // with a log (every blocked call notified).
+        for with_log in [false, true] {
+            let mut cmd = ws.sbx(["run"]);
+            if with_log {
+                cmd.arg("--log").arg(&log);
+            }
+            let args = ["--", "python3", "probe.py", &allowed.to_string_lossy(), &other.to_string_lossy(), &abstract_name];
+            let out = cmd.args(args).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{who:?}, log {with_log}: {}", text(&out));
+            let mut seen = Vec::new();
+            while let Ok((mut s, _)) = allowed_l.accept() {
+                s.set_nonblocking(false).unwrap();
+                let mut label = String::new();
+                s.read_to_string(&mut label).unwrap();
+                seen.push(label);
+            }
+            assert_eq!(seen, ["allowed", "symlink", "relative"], "{who:?}, log {with_log}");
+            assert!(other_l.accept().is_err(), "{who:?}: the other socket saw a connection");
+            assert!(abstract_l.accept().is_err(), "{who:?}: the abstract socket saw a connection");
+        }
+        let events = sbx_integration_tests::read_log(&log);
+        let refused: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e["type"] == "denial" && e["source"] == "seccomp" && e["syscall"] == "connect")
+            .map(|e| (e["path"].as_str().unwrap_or("").to_owned(), e["detail"]["call"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        let other_call = format!("connect(3, {{AF_UNIX, {:?}}}, {})", other.display().to_string(), other.as_os_str().len() + 3);
+        let abstract_call = format!("connect(3, {{AF_UNIX, @{abstract_name:?}}}, {})", abstract_name.len() + 3);
+        assert_eq!(
+            refused,
+            [(other.display().to_string(), other_call), (String::new(), abstract_call)],
+            "{who:?}: {events:?}"
+        );
+    }
 }

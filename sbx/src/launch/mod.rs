@@ -284,7 +284,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     };
     let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd),
         require_landlock: facts.require_landlock,
-        seccomp: seccomp::FilterOptions { block_unix_sockets: !policy.net.allow_all_unix_sockets },
+        seccomp: seccomp::FilterOptions::for_network(&policy.net),
         control_fd: facts.control_fd,
         notify: facts.notify,
         net: net_plan(policy),
@@ -539,7 +539,8 @@ pub async fn run(
     // Stage-2 sent the proxy's sockets, then the seccomp listener, before
     // it said "exec": both are queued on the control socket.
     let net_listeners = sys::recv_fds(&control_ours).map_err(io_err("receive the proxy's sockets"))?;
-    let listener = if options.notify {
+    // The filter has a listener when events are kept, and always when it mediates connects.
+    let listener = if options.notify || plan.stage2.seccomp.mediate_unix_connect {
         Some(crate::monitor::notify::recv_listener(&control_ours).map_err(|e| LaunchError::Io {
             what: "receive the seccomp listener",
             source: io::Error::other(e.to_string()),

@@ -44,7 +44,9 @@
 //!   notifications.
 //! * The supervisor must treat a notification as a report, never as a decision based on the
 //!   pointed-to memory (which the sandboxed process can change after the check); it answers
-//!   with an error such as `-EPERM`, never with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`.
+//!   with an error such as `-EPERM`, never with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`. The
+//!   [`Outcome::Notify`] entry (connect under `allowUnixSockets`) is decided, on a copy, and
+//!   carried out by the supervisor itself (`monitor::connect`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,6 +108,18 @@ pub enum Condition {
         /// The only values that are let through.
         allowed: &'static [u32],
     },
+    /// When argument `arg`, masked with `mask`, equals one of `values` (a socket type without
+    /// its `SOCK_NONBLOCK`/`SOCK_CLOEXEC` flags).
+    ArgMaskedIs {
+        /// Argument index, 0 to 5.
+        arg: u8,
+        /// The bits compared.
+        mask: u32,
+        /// The masked values that make the entry apply.
+        values: &'static [u32],
+    },
+    /// When every one of these conditions holds.
+    All(&'static [Condition]),
 }
 
 impl fmt::Display for Condition {
@@ -130,6 +144,19 @@ impl fmt::Display for Condition {
                 write!(f, "unless arg{arg} is one of ")?;
                 list(f, allowed)
             }
+            Condition::ArgMaskedIs { arg, mask, values } => {
+                write!(f, "when arg{arg} & {mask:#x} is one of ")?;
+                list(f, values)
+            }
+            Condition::All(all) => {
+                for (i, c) in all.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(" and ")?;
+                    }
+                    write!(f, "{c}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -142,6 +169,9 @@ pub enum Outcome {
     /// Always `ERRNO(ENOSYS)`, never notified: the caller is meant to fall back to another
     /// syscall that the filter can inspect (clone3 → clone).
     Enosys,
+    /// Always `SECCOMP_RET_USER_NOTIF`, whatever the [`DenyAction`]: the supervisor decides
+    /// (connect(2) under `allowUnixSockets`, see `monitor::connect`).
+    Notify,
 }
 
 impl fmt::Display for Outcome {
@@ -149,6 +179,7 @@ impl fmt::Display for Outcome {
         f.write_str(match self {
             Outcome::Deny => "denied",
             Outcome::Enosys => "ENOSYS",
+            Outcome::Notify => "decided by the supervisor",
         })
     }
 }
@@ -353,31 +384,101 @@ pub fn blocked() -> &'static [Blocked] {
     BLOCKED
 }
 
-/// Creating Unix-domain sockets: blocked unless the policy allows every
-/// Unix socket (`allowAllUnixSockets`). A socket file on a read-only mount
-/// still accepts connections (the kernel's read-only check does not cover
-/// sockets), so without this rule the sandbox could reach the host's
-/// docker.sock or ssh-agent. `socketpair` stays allowed: it reaches nothing
-/// outside.
-pub static UNIX_SOCKETS: Blocked = Blocked {
-    name: "socket",
-    nr: libc::SYS_socket,
-    condition: Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
-    outcome: Outcome::Deny,
-    reason: "creating Unix-domain sockets (host services such as docker.sock)",
-};
+/// Unix-domain sockets that could reach the host: blocked unless the policy allows every Unix
+/// socket (`allowAllUnixSockets`). A socket file on a read-only mount still accepts connections
+/// (the kernel's read-only check does not cover sockets), so without these rules the sandbox
+/// could reach the host's docker.sock or ssh-agent.
+///
+/// * `socket(AF_UNIX, ...)`, whatever the type.
+/// * `socketpair(..., SOCK_DGRAM, ...)`: a datagram socket sends to any path named in
+///   `sendto`/`sendmsg` (and `connect` re-targets it), even when it came from a socketpair, so
+///   such a pair reached the host's `/dev/log`, the journal's socket or any other datagram
+///   socket. Only `AF_UNIX` (and `AF_TIPC`) implement socketpair, so the family needs no check.
+///   Stream and seqpacket pairs stay allowed: they are connected to each other for good (the
+///   kernel refuses or ignores a destination address on them) and reach nothing outside.
+pub static UNIX_SOCKETS: &[Blocked] = &[
+    Blocked {
+        name: "socket",
+        nr: libc::SYS_socket,
+        condition: Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
+        outcome: Outcome::Deny,
+        reason: "creating Unix-domain sockets (host services such as docker.sock)",
+    },
+    Blocked {
+        name: "socketpair",
+        nr: libc::SYS_socketpair,
+        condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
+        outcome: Outcome::Deny,
+        reason: "Unix datagram socket pairs (they can send to host sockets such as /dev/log)",
+    },
+];
+
+/// The Unix-socket rules when `allowUnixSockets` lists paths: Unix sockets may be created
+/// (stream and seqpacket only) and every connect(2) goes to the supervisor, which connects
+/// the caller's socket itself when the path is allowed (`monitor::connect`). Datagram sockets
+/// stay refused, as pairs too: a datagram socket names its destination in every sendto(2)
+/// and sendmsg(2), which the filter cannot read and the supervisor does not see. Stream and
+/// seqpacket sockets reach a path only through connect(2) (the kernel refuses or ignores an
+/// address in their sendto/sendmsg).
+pub static MEDIATED_UNIX_SOCKETS: &[Blocked] = &[
+    Blocked {
+        name: "socket",
+        nr: libc::SYS_socket,
+        condition: Condition::All(&[
+            Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
+            Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
+        ]),
+        outcome: Outcome::Deny,
+        reason: "creating Unix datagram sockets (they can send to any socket path)",
+    },
+    Blocked {
+        name: "socketpair",
+        nr: libc::SYS_socketpair,
+        condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
+        outcome: Outcome::Deny,
+        reason: "Unix datagram socket pairs (they can send to host sockets such as /dev/log)",
+    },
+    Blocked {
+        name: "connect",
+        nr: libc::SYS_connect,
+        condition: Condition::Always,
+        outcome: Outcome::Notify,
+        reason: "connecting a Unix socket to a path not in allowUnixSockets",
+    },
+];
+
+/// The type bits of socket(2)'s and socketpair(2)'s `type` argument (the kernel's
+/// `SOCK_TYPE_MASK`); the bits above are `SOCK_NONBLOCK` and `SOCK_CLOEXEC`.
+const SOCK_TYPE_MASK: u32 = 0xf;
 
 /// What varies in the filter with the policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FilterOptions {
-    /// Add [`UNIX_SOCKETS`] to the table.
+    /// Add the [`UNIX_SOCKETS`] entries to the table.
     pub block_unix_sockets: bool,
+    /// Add the [`MEDIATED_UNIX_SOCKETS`] entries instead (`allowUnixSockets`): the program
+    /// then notifies connect(2) whatever the [`DenyAction`], so it needs a listener and a
+    /// supervisor that mediates connects.
+    pub mediate_unix_connect: bool,
 }
 
 impl FilterOptions {
+    /// The options for a sandbox with this network policy.
+    pub fn for_network(net: &crate::policy::NetPolicy) -> FilterOptions {
+        FilterOptions {
+            block_unix_sockets: !net.allow_all_unix_sockets,
+            mediate_unix_connect: !net.allow_all_unix_sockets && !net.allow_unix_sockets.is_empty(),
+        }
+    }
+
     /// The table as compiled with these options.
     pub fn entries(&self) -> impl Iterator<Item = &'static Blocked> {
-        BLOCKED.iter().chain(self.block_unix_sockets.then_some(&UNIX_SOCKETS))
+        let unix: &'static [Blocked] = match (self.mediate_unix_connect, self.block_unix_sockets) {
+            (true, _) => MEDIATED_UNIX_SOCKETS,
+            (false, true) => UNIX_SOCKETS,
+            (false, false) => &[],
+        };
+        BLOCKED.iter().chain(unix)
     }
 }
 
@@ -427,6 +528,12 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
 ///
 /// The program then falls into seccompiler's part (at 9).
 pub fn prologue() -> Result<Vec<sock_filter>, SeccompError> {
+    prologue_with(&FilterOptions::default())
+}
+
+/// [`prologue`], followed by `jeq #nr; ret SECCOMP_RET_USER_NOTIF` for each
+/// [`Outcome::Notify`] entry of `options` (connect, under `allowUnixSockets`).
+pub fn prologue_with(options: &FilterOptions) -> Result<Vec<sock_filter>, SeccompError> {
     let (_, audit_arch) = native_arch()?;
     let kill = libc::SECCOMP_RET_KILL_PROCESS;
     let mut prog = vec![
@@ -453,6 +560,14 @@ pub fn prologue() -> Result<Vec<sock_filter>, SeccompError> {
             .map_err(|_| SeccompError::AssembleProgram("syscall number out of range"))?;
         prog.extend([jump(BPF_JEQ_K, nr, 0, 1), stmt(BPF_RET_K, enosys)]);
     }
+    for entry in options.entries().filter(|b| b.outcome == Outcome::Notify) {
+        if entry.condition != Condition::Always {
+            return Err(SeccompError::AssembleProgram("a notify entry must apply always"));
+        }
+        let nr = u32::try_from(entry.nr)
+            .map_err(|_| SeccompError::AssembleProgram("syscall number out of range"))?;
+        prog.extend([jump(BPF_JEQ_K, nr, 0, 1), stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF)]);
+    }
     Ok(prog)
 }
 
@@ -478,6 +593,39 @@ fn rules_for(condition: &Condition) -> Result<Vec<SeccompRule>, seccompiler::Bac
             .iter()
             .map(|&v| SeccompRule::new(vec![dword(arg, SeccompCmpOp::Eq, v)?]))
             .collect(),
+        Condition::ArgMaskedIs { arg, mask, values } => values
+            .iter()
+            .map(|&v| SeccompRule::new(vec![dword(arg, SeccompCmpOp::MaskedEq(u64::from(mask)), v)?]))
+            .collect(),
+        // Each part is an OR of rules (each an AND of comparisons); their AND is every
+        // combination of one rule per part. Only single-comparison rules are combined here
+        // (ArgIs, ArgMaskedIs), which is all the table needs.
+        Condition::All(parts) => {
+            let mut combined: Vec<Vec<SeccompCondition>> = vec![Vec::new()];
+            for part in parts {
+                let alternatives: Vec<SeccompCondition> = match *part {
+                    Condition::ArgIs { arg, values } => {
+                        values.iter().map(|&v| dword(arg, SeccompCmpOp::Eq, v)).collect::<Result<_, _>>()?
+                    }
+                    Condition::ArgMaskedIs { arg, mask, values } => values
+                        .iter()
+                        .map(|&v| dword(arg, SeccompCmpOp::MaskedEq(u64::from(mask)), v))
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(seccompiler::BackendError::EmptyRule),
+                };
+                combined = combined
+                    .into_iter()
+                    .flat_map(|prefix| {
+                        alternatives.iter().map(move |c| {
+                            let mut rule = prefix.clone();
+                            rule.push(c.clone());
+                            rule
+                        })
+                    })
+                    .collect();
+            }
+            combined.into_iter().map(SeccompRule::new).collect()
+        }
         Condition::ArgIsNot { arg, allowed } => {
             if allowed.is_empty() {
                 return Ok(Vec::new());
@@ -549,7 +697,7 @@ pub fn compile_with(action: DenyAction, options: &FilterOptions) -> Result<BpfPr
         ));
     }
 
-    let mut prog = prologue()?;
+    let mut prog = prologue_with(options)?;
     prog.append(&mut body);
     if prog.len() > MAX_INSNS {
         return Err(SeccompError::AssembleProgram(
@@ -936,7 +1084,9 @@ mod tests {
         assert!(pid >= 0, "fork: errno {}", errno());
         if pid == 0 {
             let code = match prog {
-                Some(p) => match install(p, Listener::None) {
+                // A program that notifies (connect under allowUnixSockets) gets a listener that
+                // nobody reads: the bodies never make a notified call.
+                Some(p) => match install(p, if p.iter().any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF) { Listener::New } else { Listener::None }) {
                     Ok(_) => body(),
                     Err(_) => CHILD_INSTALL_FAILED,
                 },
@@ -1558,6 +1708,71 @@ mod tests {
         assert_eq!(run_child(Some(&prog), query), End::Exited(0));
         let linux = || sys(libc::SYS_personality, [PER_LINUX.into(), 0, 0, 0, 0, 0]);
         assert_eq!(run_child(Some(&prog), linux), End::Exited(0));
+    }
+
+    #[test]
+    fn unix_rules_refuse_unix_sockets_and_datagram_pairs_only() {
+        let unix = FilterOptions { block_unix_sockets: true, ..FilterOptions::default() };
+        let prog = compile_with(DenyAction::Errno, &unix).expect("compile_with");
+        let without = deny_prog();
+        let pair = |ty: libc::c_int| {
+            move || {
+                let mut sv = [-1 as libc::c_int; 2];
+                let sv_ptr = sv.as_mut_ptr() as libc::c_ulong;
+                sys(libc::SYS_socketpair, [libc::AF_UNIX as libc::c_ulong, ty as libc::c_ulong, 0, sv_ptr, 0, 0])
+            }
+        };
+        let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        for ty in [libc::SOCK_DGRAM, libc::SOCK_DGRAM | flags] {
+            assert_eq!(run_child(Some(&prog), pair(ty)), End::Exited(libc::EPERM), "socketpair type {ty:#x}");
+            assert_eq!(run_child(Some(&without), pair(ty)), End::Exited(0), "socketpair type {ty:#x} (allowAllUnixSockets)");
+        }
+        for ty in [libc::SOCK_STREAM, libc::SOCK_SEQPACKET | flags] {
+            assert_eq!(run_child(Some(&prog), pair(ty)), End::Exited(0), "socketpair type {ty:#x}");
+        }
+        let unix_socket = || sys(libc::SYS_socket, [libc::AF_UNIX as libc::c_ulong, libc::SOCK_STREAM as libc::c_ulong, 0, 0, 0, 0]);
+        assert_eq!(run_child(Some(&prog), unix_socket), End::Exited(libc::EPERM));
+        assert_eq!(
+            unix.entries().filter(|b| b.name == "socketpair").map(|b| b.condition.to_string()).collect::<Vec<_>>(),
+            ["when arg1 & 0xf is one of 0x2"]
+        );
+    }
+
+    #[test]
+    fn mediated_unix_sockets_allow_stream_sockets_and_notify_connect() {
+        let mediated = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true };
+        let prog = compile_with(DenyAction::Errno, &mediated).expect("compile_with");
+        let socket = |family: libc::c_int, ty: libc::c_int| {
+            move || sys(libc::SYS_socket, [family as libc::c_ulong, ty as libc::c_ulong, 0, 0, 0, 0])
+        };
+        let cloexec = libc::SOCK_CLOEXEC;
+        assert_eq!(run_child(Some(&prog), socket(libc::AF_UNIX, libc::SOCK_STREAM | cloexec)), End::Exited(0));
+        assert_eq!(run_child(Some(&prog), socket(libc::AF_UNIX, libc::SOCK_SEQPACKET)), End::Exited(0));
+        assert_eq!(run_child(Some(&prog), socket(libc::AF_UNIX, libc::SOCK_DGRAM | cloexec)), End::Exited(libc::EPERM));
+        assert_eq!(run_child(Some(&prog), socket(libc::AF_INET, libc::SOCK_DGRAM)), End::Exited(0));
+        let dgram_pair = || {
+            let mut sv = [-1 as libc::c_int; 2];
+            let sv_ptr = sv.as_mut_ptr() as libc::c_ulong;
+            sys(libc::SYS_socketpair, [libc::AF_UNIX as libc::c_ulong, libc::SOCK_DGRAM as libc::c_ulong, 0, sv_ptr, 0, 0])
+        };
+        assert_eq!(run_child(Some(&prog), dgram_pair), End::Exited(libc::EPERM));
+        // connect(2) is notified even with the ERRNO deny action, so the program needs a
+        // listener; the notify entry sits in the prologue, after clone3's.
+        let prologue = prologue_with(&mediated).expect("prologue_with");
+        let connect_nr = u32::try_from(libc::SYS_connect).expect("nr");
+        assert_eq!(
+            prologue[prologue.len() - 2..],
+            [jump(BPF_JEQ_K, connect_nr, 0, 1), stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF)]
+        );
+        assert_eq!(prog[..prologue.len()], prologue[..]);
+        assert!(matches!(install(&prog, Listener::None), Err(SeccompError::CheckProgram(_))));
+        let without = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, ..FilterOptions::default() })
+            .expect("compile_with");
+        assert!(!without.iter().any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF));
+        assert_eq!(
+            mediated.entries().find(|b| b.name == "socket").map(|b| b.condition.to_string()),
+            Some("when arg0 is one of 0x1 and when arg1 & 0xf is one of 0x2".to_owned())
+        );
     }
 
     /// A pipe in the child; `Err(code)` if it could not be made.

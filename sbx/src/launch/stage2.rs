@@ -80,6 +80,7 @@ const TAG_SOCKS_PORT: u8 = 10;
 const TAG_LOCAL_PORT: u8 = 11;
 const TAG_ALLOW_LOCAL_BINDING: u8 = 12;
 const TAG_BIND_PORT: u8 = 13;
+const TAG_MEDIATE_UNIX_CONNECT: u8 = 14;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -106,6 +107,9 @@ impl Plan {
         }
         if self.seccomp.block_unix_sockets {
             put(TAG_BLOCK_UNIX_SOCKETS, b"");
+        }
+        if self.seccomp.mediate_unix_connect {
+            put(TAG_MEDIATE_UNIX_CONNECT, b"");
         }
         if let Some(fd) = self.control_fd {
             put(TAG_CONTROL_FD, fd.to_string().as_bytes());
@@ -148,6 +152,7 @@ impl Plan {
                 }
                 TAG_REQUIRE_LANDLOCK => plan.require_landlock = true,
                 TAG_BLOCK_UNIX_SOCKETS => plan.seccomp.block_unix_sockets = true,
+                TAG_MEDIATE_UNIX_CONNECT => plan.seccomp.mediate_unix_connect = true,
                 TAG_CONTROL_FD => {
                     let fd = parse_fd(body).ok_or("bad control fd")?;
                     plan.control_fd = Some(fd);
@@ -308,8 +313,10 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
             }
             eprintln!("sbx: warning: {what}; bubblewrap's filesystem view still applies");
         }
-        let (action, listener) = match (plan.notify, &control) {
-            (true, Some(_)) => (seccomp::DenyAction::UserNotif, seccomp::Listener::New),
+        let (action, listener) = match (plan.notify, plan.seccomp.mediate_unix_connect, &control) {
+            (true, _, Some(_)) => (seccomp::DenyAction::UserNotif, seccomp::Listener::New),
+            // connect(2) is notified whatever the deny action: the supervisor must run.
+            (false, true, Some(_)) => (seccomp::DenyAction::Errno, seccomp::Listener::New),
             _ => (seccomp::DenyAction::Errno, seccomp::Listener::None),
         };
         let program = seccomp::compile_with(action, &plan.seccomp).map_err(|e| setup(format!("cannot build the seccomp filter: {e}")))?;
@@ -460,7 +467,7 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
             report_fd: Some(9),
             require_landlock: true,
-            seccomp: seccomp::FilterOptions { block_unix_sockets: true },
+            seccomp: seccomp::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true },
             control_fd: Some(12),
             notify: true,
             net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },

@@ -1,9 +1,11 @@
 //! Observation of the sandboxed command: the eBPF tracer (kernel programs
 //! embedded from `sbx-ebpf`, `tracer`), the decoding of what it sees into
 //! events (`decode`), and the supervisor of seccomp user notifications
-//! (`notify`).
+//! (`notify`, which mediates connect(2) for `allowUnixSockets` with
+//! `connect`).
 
 pub mod btf;
+pub mod connect;
 pub mod decode;
 pub mod ebpf;
 pub mod notify;

@@ -28,7 +28,9 @@
 //! 4. `SECCOMP_IOCTL_NOTIF_SEND` with `{ val: 0, error: -EPERM, flags: 0 }`. Always EPERM,
 //!    never `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the arguments were read racily (another thread
 //!    of the caller can rewrite them), so they make a report, never a decision. A notification
-//!    whose memory cannot be read still gets its EPERM.
+//!    whose memory cannot be read still gets its EPERM. The exception is connect(2) under
+//!    `allowUnixSockets` ([`supervise_with`]), which [`super::connect`] decides and answers
+//!    with the result of a connect the supervisor makes itself, still never CONTINUE.
 //! 5. After the answer, the decoding into words. The event goes to the
 //!    bounded channel with `try_send`; when it is full (or closed) the event is counted in
 //!    [`Stats::events_dropped`] and nothing waits: a slow consumer never stalls the sandbox and
@@ -67,6 +69,8 @@
 //! has exited (on Linux 6.18 at exit already, zombies need not be reaped).
 
 use crate::launch::seccomp;
+pub use super::connect::UnixSocketPolicy;
+use super::connect::Mediator;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -346,9 +350,20 @@ impl Supervisor {
         tx: mpsc::Sender<SeccompDenial>,
         limits: Limits,
     ) -> Result<Supervisor, NotifyError> {
+        Self::spawn_with(listener, tx, limits, None)
+    }
+
+    /// [`Supervisor::spawn`], mediating connect(2) under `unix` when the filter notifies it
+    /// (`allowUnixSockets`, see [`super::connect`]).
+    pub fn spawn_with(
+        listener: OwnedFd,
+        tx: mpsc::Sender<SeccompDenial>,
+        limits: Limits,
+        unix: Option<UnixSocketPolicy>,
+    ) -> Result<Supervisor, NotifyError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NotifyError::NoRuntime)?;
         Ok(Supervisor {
-            handle: Some(runtime.spawn(supervise(listener, tx, limits))),
+            handle: Some(runtime.spawn(supervise_with(listener, tx, limits, unix))),
         })
     }
 
@@ -387,16 +402,31 @@ pub async fn supervise(
     tx: mpsc::Sender<SeccompDenial>,
     limits: Limits,
 ) -> Result<Stats, NotifyError> {
+    supervise_with(listener, tx, limits, None).await
+}
+
+/// [`supervise`], handing connect(2) notifications to [`super::connect`] when `unix` is given.
+pub async fn supervise_with(
+    listener: OwnedFd,
+    tx: mpsc::Sender<SeccompDenial>,
+    limits: Limits,
+    unix: Option<UnixSocketPolicy>,
+) -> Result<Stats, NotifyError> {
     // SAFETY: the AsyncFd takes `listener` by value and owns it until it is dropped; an
     // OwnedFd's as_raw_fd always returns the same open fd for its whole life.
     let afd = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
         .map_err(|e| NotifyError::Register(e.into_parts().1))?;
     let fd = afd.get_ref().as_raw_fd();
+    let mediator = match unix {
+        Some(policy) => Some(Mediator::new(fd, policy, tx.clone()).map_err(NotifyError::Register)?),
+        None => None,
+    };
     let mut handler = Handler {
         fd,
         tx,
         limits,
         stats: Stats::default(),
+        mediator,
     };
     loop {
         let mut guard = afd.readable().await.map_err(NotifyError::Wait)?;
@@ -466,6 +496,8 @@ struct Handler {
     tx: mpsc::Sender<SeccompDenial>,
     limits: Limits,
     stats: Stats,
+    /// Mediates connect(2) (`allowUnixSockets`); without it connect is never notified.
+    mediator: Option<Mediator>,
 }
 
 impl Handler {
@@ -488,6 +520,13 @@ impl Handler {
             }
         }
         self.stats.notifications += 1;
+        if let Some(mediator) = &self.mediator
+            && i64::from(req.data.nr) == libc::SYS_connect
+        {
+            // A decision, made and answered on the blocking pool (see super::connect).
+            mediator.dispatch(req);
+            return Ok(());
+        }
 
         let room = !self.tx.is_closed() && self.tx.capacity() > 0;
         let captured = room.then(|| capture(&req, &self.limits));
@@ -781,7 +820,7 @@ fn fd_arg(v: u64) -> i32 {
 }
 
 /// Read `buf.len()` bytes at `addr` in process `pid`; the count actually read.
-fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -1625,7 +1664,7 @@ fn decode(c: &Captured) -> SeccompDenial {
     };
     if let Some(reason) = seccomp::blocked()
         .iter()
-        .chain(std::iter::once(&seccomp::UNIX_SOCKETS))
+        .chain(seccomp::UNIX_SOCKETS)
         .find(|b| b.nr == c.nr)
         .map(|b| b.reason)
     {
@@ -1774,7 +1813,7 @@ fn decode_args(d: &mut Decoder<'_>, syscall: &str) -> String {
             let fl = d.hex(2, "flags");
             call(s, &[pidfd, targetfd, fl])
         }
-        libc::SYS_socket => {
+        libc::SYS_socket | libc::SYS_socketpair => {
             let family = d.named(0, "domain", ADDRESS_FAMILIES);
             let t = a[1] & 0xffff_ffff;
             let mut ty = name(t & 0xf, SOCKET_TYPES);
@@ -1783,7 +1822,11 @@ fn decode_args(d: &mut Decoder<'_>, syscall: &str) -> String {
             }
             d.push("type", ty.clone());
             let proto = d.int32(2, "protocol");
-            call(s, &[family, ty, proto])
+            if nr == libc::SYS_socketpair {
+                call(s, &[family, ty, proto, "...".to_owned()])
+            } else {
+                call(s, &[family, ty, proto])
+            }
         }
         libc::SYS_ioctl => {
             let fd = d.file_fd(0, "fd");
@@ -2253,6 +2296,7 @@ mod tests {
     fn notif_prog() -> BpfProgram {
         let options = FilterOptions {
             block_unix_sockets: true,
+            ..FilterOptions::default()
         };
         seccomp::compile_with(DenyAction::UserNotif, &options).expect("compile")
     }

@@ -236,7 +236,7 @@ fn forward_head(head: &RequestHead, authority: &str, path: &str) -> Vec<u8> {
 /// Serves one HTTP proxy connection.
 pub(crate) async fn handle<S>(inner: &Inner, mut client: S, peer: String)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let lim = inner.limits;
     let read = timeout(lim.header_timeout, read_head(&mut client, Vec::new(), lim.max_head_bytes, parse_request_len)).await;

@@ -14,6 +14,8 @@
 
 pub mod ask;
 mod conn;
+#[cfg(test)]
+mod fuzz;
 mod http;
 mod listener;
 mod resolve;
@@ -239,7 +241,7 @@ pub async fn serve_forward<L: Listener>(listener: L, proxy: Proxy, port: u16) ->
 
 pub(crate) async fn forward<S>(inner: &Inner, client: S, peer: String, port: u16)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let host = "127.0.0.1";
     let decision = inner.rules.decide(&Host::Ip(IpAddr::from([127, 0, 0, 1])), port);

@@ -118,7 +118,7 @@ fn open_error_code(e: &OpenError) -> u8 {
 /// Serves one SOCKS5 connection.
 pub(crate) async fn handle<S>(inner: &Inner, mut client: S, peer: String)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let lim = inner.limits;
     let (host, port) = match timeout(lim.header_timeout, handshake(&mut client)).await {

@@ -1,0 +1,304 @@
+//! The seccomp supervisor's mediation of connect(2) for `allowUnixSockets`: the supervisor
+//! makes the connection itself, on the caller's own socket, and answers with its result.
+//!
+//! # Why the supervisor connects, and never answers CONTINUE
+//!
+//! When `allowUnixSockets` lists paths, the filter lets stream and seqpacket Unix sockets be
+//! created and notifies every connect(2) (`seccomp::MEDIATED_UNIX_SOCKETS`): BPF sees only
+//! the fd number and a pointer, not the socket's family nor the path. Answering
+//! `SECCOMP_USER_NOTIF_FLAG_CONTINUE` after a check would be unsound, for TCP connects too:
+//! the kernel then runs connect(2) again from the original registers, looking the fd number
+//! up again and copying the address from memory again, and another thread of the caller can
+//! meanwhile `dup2` a Unix socket onto that number and write a forbidden path into the buffer.
+//! So for every connect the supervisor:
+//!
+//! 1. takes a duplicate of the caller's socket with `pidfd_getfd` (the same open file: what is
+//!    done to it is done to the caller's socket, with its type, flags and options) and copies
+//!    the address out of the caller's memory once;
+//! 2. decides on that socket's family (`SO_DOMAIN`) and that copy. A socket that is not
+//!    `AF_UNIX` is connected as asked: the sandbox's network namespace has only loopback, so
+//!    the namespace, not this check, is what keeps TCP in. For `AF_UNIX`: abstract names are
+//!    refused; a path is resolved as the caller sees it (`openat2` beneath
+//!    `/proc/PID/root`, `RESOLVE_IN_ROOT`, relative paths from `/proc/PID/cwd`) and opened
+//!    `O_PATH`; it is allowed when that file is a socket and is the same inode (device and
+//!    inode number) as one of the listed host paths. The path must therefore be visible in
+//!    the sandbox, and a listed path reached through another name (a symlink, a bind mount)
+//!    counts as the listed socket;
+//! 3. connects the duplicate: to the copied address, or, for an allowed Unix path, to
+//!    `/proc/self/fd/N` of the `O_PATH` descriptor, which is exactly the inode that was
+//!    checked (a rename or a new file at the path after the check changes nothing);
+//! 4. answers with connect's own result (`0` or its errno); a refused path or abstract name
+//!    gets `EPERM` and a [`SeccompDenial`] (source seccomp, with the path).
+//!
+//! Consequences: the server sees the supervisor (sbx, same uid as the command for an
+//! unprivileged user) as its peer in `SO_PEERCRED`. A blocking connect blocks a thread of
+//! tokio's blocking pool, not the supervisor's loop: each connect is mediated on
+//! `spawn_blocking`, answered from there on a duplicate of the listener.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use tokio::sync::mpsc;
+
+use super::notify::SeccompDenial;
+
+/// The listed socket paths (`allowUnixSockets`), absolute host paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnixSocketPolicy {
+    /// Socket files the command may connect to.
+    pub allowed: Vec<PathBuf>,
+}
+
+/// What the supervisor needs to mediate connects: a listener to answer on from other threads,
+/// the policy, and the event channel.
+#[derive(Clone)]
+pub(crate) struct Mediator {
+    listener: Arc<OwnedFd>,
+    policy: Arc<UnixSocketPolicy>,
+    tx: mpsc::Sender<SeccompDenial>,
+}
+
+/// The outcome of one mediated connect.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Answer with this result of connect(2) (`Ok` or the errno).
+    Connected(Result<(), i32>),
+    /// Refused by the policy: EPERM and an event.
+    Refused { what: Refused, requested: Vec<u8>, resolved: Option<PathBuf> },
+    /// The notification is no longer valid (the caller was interrupted or killed, and its pid
+    /// may be another process's by now): nothing was done and nothing is answered.
+    Gone,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Refused {
+    Abstract,
+    NotListed,
+}
+
+impl Mediator {
+    pub(crate) fn new(listener: RawFd, policy: UnixSocketPolicy, tx: mpsc::Sender<SeccompDenial>) -> io::Result<Mediator> {
+        // SAFETY: F_DUPFD_CLOEXEC on the supervisor's listener, which is open for the whole
+        // call; the duplicate is owned by the OwnedFd from here on.
+        let dup = unsafe { libc::fcntl(listener, libc::F_DUPFD_CLOEXEC, 3) };
+        if dup < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `dup` is a fresh descriptor that nothing else owns.
+        let listener = Arc::new(unsafe { OwnedFd::from_raw_fd(dup) });
+        Ok(Mediator { listener, policy: Arc::new(policy), tx })
+    }
+
+    /// Mediates one connect notification on tokio's blocking pool.
+    pub(crate) fn dispatch(&self, req: libc::seccomp_notif) {
+        let m = self.clone();
+        tokio::task::spawn_blocking(move || m.mediate(&req));
+    }
+
+    fn mediate(&self, req: &libc::seccomp_notif) {
+        let listener = self.listener.as_raw_fd();
+        let verdict = decide_and_connect(req, &self.policy, || id_valid(listener, req.id));
+        let (result, event) = match verdict {
+            Verdict::Gone => return,
+            Verdict::Connected(r) => (r, None),
+            Verdict::Refused { what, requested, resolved } => (Err(libc::EPERM), Some(denial(req, what, &requested, resolved))),
+        };
+        let mut resp = libc::seccomp_notif_resp { id: req.id, val: 0, error: result.err().map_or(0, |e| -e), flags: 0 };
+        loop {
+            // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from `resp`.
+            let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+            if rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        if let Some(event) = event {
+            let _ = self.tx.try_send(event);
+        }
+    }
+}
+
+fn id_valid(listener: RawFd, id: u64) -> bool {
+    let mut id_arg = id;
+    // SAFETY: NOTIF_ID_VALID reads one u64.
+    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id_arg) == 0 }
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// A pidfd for the notification's task: `PIDFD_THREAD` (Linux 6.9) since the notification
+/// names a thread; without it (older kernels) for a thread-group leader, which is what
+/// single-threaded callers are.
+fn pidfd_open(tid: u32) -> io::Result<OwnedFd> {
+    const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
+    let mut last = io::Error::from_raw_os_error(libc::ESRCH);
+    for flags in [PIDFD_THREAD, 0] {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::c_long, flags) };
+        if fd >= 0 {
+            // SAFETY: a fresh descriptor that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+        last = io::Error::last_os_error();
+    }
+    Err(last)
+}
+
+/// `pidfd_getfd`: a duplicate of the caller's descriptor `fd` (the same open file).
+fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_getfd takes two descriptors and flags and returns a new descriptor or -1.
+    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd() as libc::c_long, fd as libc::c_long, 0 as libc::c_long) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
+}
+
+fn socket_domain(sock: &OwnedFd) -> io::Result<i32> {
+    let mut domain: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `domain`.
+    let rc = unsafe {
+        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN, (&raw mut domain).cast(), &mut len)
+    };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(domain) }
+}
+
+/// connect(2) with a raw address; the errno on failure.
+fn connect_raw(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
+    loop {
+        // SAFETY: `addr` is readable for its whole length, which is what we pass.
+        let rc = unsafe { libc::connect(sock.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t) };
+        if rc == 0 {
+            return Ok(());
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            e => return Err(e.unwrap_or(libc::EIO)),
+        }
+    }
+}
+
+fn sockaddr_un(path: &[u8]) -> Vec<u8> {
+    let mut v = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+    v.extend_from_slice(path);
+    v.push(0);
+    v
+}
+
+/// Steps 1 to 3 of the module documentation. `still_valid` is NOTIF_ID_VALID: asked after
+/// the caller's pid was turned into a pidfd (before, the pid could have been reused), and
+/// again after everything read through `/proc/PID` and the caller's memory and before the
+/// connect (the caller could have been killed and its pid reused meanwhile). Every other
+/// failure is answered with an errno: a caller without an answer would wait for ever.
+fn decide_and_connect(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: impl Fn() -> bool) -> Verdict {
+    let [fd, addr_ptr, addr_len, ..] = req.data.args;
+    let pidfd = match pidfd_open(req.pid) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
+    };
+    if !still_valid() {
+        return Verdict::Gone;
+    }
+    let sock = match pidfd_getfd(&pidfd, fd as u32 as i32) {
+        Ok(s) => s,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
+    };
+    let len = addr_len as u32 as usize;
+    if len > size_of::<libc::sockaddr_storage>() {
+        return Verdict::Connected(Err(libc::EINVAL));
+    }
+    let mut addr = vec![0u8; len];
+    match super::notify::read_mem(req.pid, addr_ptr, &mut addr) {
+        Ok(n) if n == len => {}
+        _ => return Verdict::Connected(Err(libc::EFAULT)),
+    }
+    let domain = match socket_domain(&sock) {
+        Ok(d) => d,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
+    };
+    let family = addr.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]));
+    // Not a Unix socket, or an address the kernel refuses for one (no path, another family):
+    // connect as asked; nothing here can name a socket file.
+    if domain != libc::AF_UNIX || family != Some(libc::AF_UNIX as u16) || len <= 2 {
+        if !still_valid() {
+            return Verdict::Gone;
+        }
+        return Verdict::Connected(connect_raw(&sock, &addr));
+    }
+    let raw = &addr[2..];
+    if raw[0] == 0 {
+        return Verdict::Refused { what: Refused::Abstract, requested: raw[1..].to_vec(), resolved: None };
+    }
+    let path = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+    let requested = Path::new(OsStr::from_bytes(path));
+    // The path as the caller sees it, from its root.
+    let in_sandbox = if requested.is_absolute() {
+        requested.to_path_buf()
+    } else {
+        match std::fs::read_link(format!("/proc/{}/cwd", req.pid)) {
+            Ok(cwd) => cwd.join(requested),
+            Err(e) => return Verdict::Connected(Err(errno(&e))),
+        }
+    };
+    let root = match std::fs::File::open(format!("/proc/{}/root", req.pid)) {
+        Ok(r) => r,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let target = match openat2(root.as_fd(), &in_sandbox, how) {
+        Ok(t) => t,
+        // What the kernel would have said for a path that is not there for the caller.
+        Err(e) => return Verdict::Connected(Err(e as i32)),
+    };
+    let st = match nix::sys::stat::fstat(&target) {
+        Ok(st) => st,
+        Err(e) => return Verdict::Connected(Err(e as i32)),
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        // What connect(2) says for a path that is not a socket.
+        return Verdict::Connected(Err(libc::ECONNREFUSED));
+    }
+    let listed = policy
+        .allowed
+        .iter()
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino));
+    if !still_valid() {
+        return Verdict::Gone;
+    }
+    if !listed {
+        return Verdict::Refused { what: Refused::NotListed, requested: path.to_vec(), resolved: Some(in_sandbox) };
+    }
+    let via = format!("/proc/self/fd/{}", target.as_raw_fd());
+    Verdict::Connected(connect_raw(&sock, &sockaddr_un(via.as_bytes())))
+}
+
+fn denial(req: &libc::seccomp_notif, what: Refused, requested: &[u8], resolved: Option<PathBuf>) -> SeccompDenial {
+    let fd = req.data.args[0] as u32 as i32;
+    let len = req.data.args[2] as u32;
+    let shown = String::from_utf8_lossy(requested).into_owned();
+    let (name, reason) = match what {
+        Refused::Abstract => (format!("@{shown:?}"), "abstract Unix sockets are not reachable (allowUnixSockets lists paths)"),
+        Refused::NotListed => (format!("{shown:?}"), "the socket is not in allowUnixSockets"),
+    };
+    SeccompDenial {
+        pid: req.pid,
+        syscall_nr: libc::SYS_connect,
+        syscall: "connect",
+        summary: format!("connect({fd}, {{AF_UNIX, {name}}}, {len})"),
+        detail: vec![("fd", fd.to_string()), ("address", name), ("reason", reason.to_owned())],
+        path: resolved,
+        requested_path: (what == Refused::NotListed).then_some(shown),
+        comm: std::fs::read_to_string(format!("/proc/{}/comm", req.pid)).ok().map(|c| c.trim_end().to_owned()),
+    }
+}
