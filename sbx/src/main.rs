@@ -178,7 +178,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
             // Whenever events are kept, blocked syscalls are reported with
             // their arguments by the seccomp supervisor.
             notify: summary,
-            terminal: None,
+            ..launch::Options::default()
         },
         sources: loaded.chain.iter().map(|part| part.origin.label()).collect(),
         ring_bytes,
@@ -230,7 +230,7 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
         let options = session::Options {
             trace: session::Trace::IfPossible,
             log: Some(log.to_path_buf()),
-            launch: launch::Options { require_landlock: false, cgroup_procs_fd: None, notify: true, terminal: None },
+            launch: launch::Options { notify: true, ..launch::Options::default() },
             sources: sources.clone(),
             ring_bytes: monitor::tracer::DEFAULT_RING_BYTES,
             summary: false,

@@ -264,9 +264,12 @@ pub enum SessionError {
     Inbound { addr: std::net::SocketAddr, source: io::Error },
 }
 
-/// Starts the kernel tracer for a new session cgroup, or says in one line
-/// why it cannot.
-fn start_tracer(ring_bytes: u32) -> Option<(SessionCgroup, Tracer)> {
+/// Creates the session's cgroup and starts loading the kernel tracer for
+/// it on a thread of its own, so that it loads while bubblewrap builds the
+/// sandbox: the tracer (or `None`, said in one line) arrives on the
+/// receiver, and the gate opens when it is attached or has failed; the
+/// command starts only then. `None` when there can be no tracer.
+fn start_tracer(ring_bytes: u32, runtime: tokio::runtime::Handle) -> Option<(SessionCgroup, TracerLoad)> {
     let cgroup = match SessionCgroup::create() {
         Ok(c) => c,
         Err(e) => {
@@ -277,15 +280,42 @@ fn start_tracer(ring_bytes: u32) -> Option<(SessionCgroup, Tracer)> {
             return None;
         }
     };
-    match Tracer::start(cgroup.id(), ring_bytes) {
-        Ok(t) => {
-            tracing::debug!("tracer attached in {:?} for cgroup {}", t.startup, cgroup.path().display());
-            Some((cgroup, t))
-        }
-        Err(e) => {
-            eprintln!("sbx: monitoring unavailable: {e}; the command runs without it");
-            None
-        }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (id, path) = (cgroup.id(), cgroup.path().to_path_buf());
+    let opens = OpenOnDrop(gate.clone());
+    std::thread::spawn(move || {
+        let _opens = opens;
+        // Registering the ring buffer with the reactor needs the runtime.
+        let _entered = runtime.enter();
+        let tracer = match Tracer::start(id, ring_bytes) {
+            Ok(t) => {
+                tracing::debug!("tracer attached in {:?} for cgroup {}", t.startup, path.display());
+                Some(t)
+            }
+            Err(e) => {
+                eprintln!("sbx: monitoring unavailable: {e}; the command runs without it");
+                None
+            }
+        };
+        let _ = tx.send(tracer);
+    });
+    Some((cgroup, TracerLoad { tracer: rx, gate }))
+}
+
+/// A tracer being loaded: see [`start_tracer`].
+struct TracerLoad {
+    tracer: tokio::sync::oneshot::Receiver<Option<Tracer>>,
+    gate: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Opens the gate when dropped, whatever happened (a panic included), so
+/// that the launch never waits forever.
+struct OpenOnDrop(std::sync::Arc<tokio::sync::Notify>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
     }
 }
 
@@ -331,14 +361,18 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         std::sync::Arc::new(proxy::SystemResolver),
         net_tx,
     )?;
-    // Registering the ring buffer with the reactor needs the runtime.
     let _entered = runtime.enter();
-    let mut traced = match opts.trace {
+    let traced = match opts.trace {
         Trace::Off => None,
-        Trace::IfPossible => start_tracer(opts.ring_bytes),
+        Trace::IfPossible => start_tracer(opts.ring_bytes, runtime.handle().clone()),
     };
     let mut launch_opts = opts.launch.clone();
     launch_opts.cgroup_procs_fd = traced.as_ref().map(|(c, _)| c.procs_fd());
+    launch_opts.start_gate = traced.as_ref().map(|(_, load)| load.gate.clone());
+    let (cgroup, tracer_rx) = match traced {
+        Some((cgroup, load)) => (Some(cgroup), Some(load.tracer)),
+        None => (None, None),
+    };
 
     let sink = RefCell::new(Sink {
         log,
@@ -438,7 +472,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             }
         };
         let watch = async {
-            let Some((_, tracer)) = traced.as_mut() else { return 0 };
+            let Some(rx) = tracer_rx else { return 0 };
+            let Ok(Some(mut tracer)) = rx.await else { return 0 };
             let mut batch = Vec::new();
             loop {
                 tokio::select! {
@@ -458,6 +493,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             }
             tracer.drain_now(&mut batch);
             sink.borrow_mut().kernel(&batch);
+            // Detached here, before the cgroup goes.
             tracer.lost()
         };
         let output = async {
@@ -549,8 +585,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         result
     });
 
-    // Detach before the cgroup goes.
-    drop(traced);
+    drop(cgroup);
     let sink = sink.into_inner();
     if opts.dashboard {
         if let Ok(text) = std::fs::read_to_string(&dashboard_stderr) {

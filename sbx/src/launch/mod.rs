@@ -390,6 +390,9 @@ pub struct Options {
     /// and stderr, made its controlling terminal: the dashboard shows what
     /// the command writes and passes keys on.
     pub terminal: Option<std::sync::Arc<OwnedFd>>,
+    /// Stage-2 execs the command only once this is notified (the kernel
+    /// tracer loads while bubblewrap builds the sandbox); none: at once.
+    pub start_gate: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// Starts the sandbox and waits for the command. `on_started` learns what
@@ -485,6 +488,12 @@ pub async fn run(
     };
     // Our copies of the write ends must go, or EOF never comes.
     drop(handoff);
+    // Stage-2 waits for one byte before it execs the command: sent once the
+    // gate opens (it sits in the socket until stage-2 gets there).
+    if let Some(gate) = &options.start_gate {
+        gate.notified().await;
+    }
+    let _ = std::io::Write::write_all(&mut &control_ours, &[1]);
 
     let mut status = BufReader::new(
         tokio::net::unix::pipe::Receiver::from_owned_fd(status_r).map_err(io_err("watch bwrap's status"))?,

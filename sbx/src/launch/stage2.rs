@@ -326,6 +326,18 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
             crate::monitor::notify::send_listener(sock, listener).map_err(|e| setup(format!("cannot hand the seccomp listener to sbx: {e}")))?;
         }
         say(Report::Seccomp);
+        // sbx outside says when the command may start (its kernel tracer
+        // may still be loading): one byte on the control socket.
+        if let Some(control) = &control {
+            let mut go = [0u8; 1];
+            loop {
+                match nix::unistd::read(control, &mut go) {
+                    Ok(1) => break,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    _ => return Err(setup("stage-2: sbx went away before the command could start".into())),
+                }
+            }
+        }
         Ok(())
     })();
     if let Err(e) = result {

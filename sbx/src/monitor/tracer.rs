@@ -156,21 +156,19 @@ impl Tracer {
     /// Loads the tracer, scopes it to `cgroup_id` and attaches it.
     pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
         let started = Instant::now();
-        // The kernel's BTF is read once (6 MB from sysfs); aya's parse of
-        // it for the loader and the struct offsets run on threads of their
-        // own while `EbpfLoader::new` does a parse of its own (aya 0.14
-        // parses the kernel's BTF in `new` whatever `btf` is set to later:
-        // ~20 ms that only running beside it hides).
+        // The kernel's BTF is read once (6 MB from sysfs) and parsed for
+        // aya on one thread while the struct offsets come from it on another
+        // (or from this boot's cache).
         let data = std::sync::Arc::new(std::fs::read(VMLINUX_BTF).map_err(EbpfError::BtfRead)?);
-        let offsets = std::thread::spawn({
-            let data = data.clone();
-            move || kernel_offsets(&data)
-        });
         let parsed = std::thread::spawn({
             let data = data.clone();
             move || Btf::parse(&data, aya::Endianness::default())
         });
-        let mut loader = EbpfLoader::new();
+        let offsets = std::thread::spawn({
+            let data = data.clone();
+            move || cached_offsets(&data)
+        });
+        let mut loader = loader_without_btf();
         let btf = parsed.join().map_err(|_| EbpfError::BtfRead(io::Error::other("the BTF parser panicked")))?.map_err(EbpfError::Btf)?;
         tracing::debug!("kernel BTF parsed after {:?}", started.elapsed());
         let mut ebpf = loader.btf(Some(&btf)).map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
@@ -242,6 +240,57 @@ impl Tracer {
     }
 }
 
+/// aya 0.14's `EbpfLoader::new` parses the kernel's BTF itself (~20 ms of
+/// the start-up) although the loader is then given ours. Built on a thread
+/// of its own whose root directory is an empty, kernel-owned one, it finds
+/// no BTF and skips that. Without CAP_SYS_CHROOT, the plain `new`.
+fn loader_without_btf() -> EbpfLoader<'static> {
+    std::thread::spawn(|| {
+        // CLONE_FS: the root directory changes for this thread only.
+        if nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_ok() {
+            let _ = nix::unistd::chroot("/proc/self/fdinfo");
+        }
+        EbpfLoader::new()
+    })
+    .join()
+    .unwrap_or_else(|_| EbpfLoader::new())
+}
+
+/// The struct offsets, from `/run/sbx/btf-offsets` when it was written in
+/// this boot (the kernel cannot change without a reboot), else read from
+/// the BTF and cached there (root only; a failure to cache is silent).
+fn cached_offsets(vmlinux: &[u8]) -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let key = format!("{} {}", boot.trim(), vmlinux.len());
+    let path = std::path::Path::new("/run/sbx/btf-offsets");
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Some((k, rest)) = text.split_once('\n')
+        && k == key
+    {
+        let parsed: Option<Vec<(u32, u64)>> = rest
+            .lines()
+            .map(|l| {
+                let (slot, value) = l.split_once(' ')?;
+                Some((slot.parse().ok()?, value.parse().ok()?))
+            })
+            .collect();
+        if let Some(offsets) = parsed.filter(|o| o.len() == OFFSET_SLOTS) {
+            return Ok(offsets);
+        }
+    }
+    let offsets = kernel_offsets(vmlinux)?;
+    let text: String = std::iter::once(key).chain(offsets.iter().map(|(s, v)| format!("{s} {v}"))).collect::<Vec<_>>().join("\n");
+    let _ = std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(path.parent().unwrap_or(path));
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+    Ok(offsets)
+}
+
+/// How many offsets `kernel_offsets` gives.
+const OFFSET_SLOTS: usize = 17;
+
 /// The struct member offsets the base-directory walk follows, for
 /// `sbx_common::config`.
 fn kernel_offsets(vmlinux: &[u8]) -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
@@ -303,3 +352,16 @@ pub fn proc_path(pid: u32, rest: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{rest}"))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_offset_is_found_and_the_cache_expects_them_all() {
+        let data = std::fs::read(VMLINUX_BTF).expect("this host has kernel BTF (see `sbx doctor`)");
+        let offsets = kernel_offsets(&data).unwrap();
+        assert_eq!(offsets.len(), OFFSET_SLOTS);
+        assert!(offsets.iter().all(|&(slot, _)| slot < config::SLOTS));
+    }
+}
