@@ -22,10 +22,12 @@ pub enum BtfError {
 }
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -143,12 +145,51 @@ impl Btf {
         None
     }
 
+    /// The id of `typedef name`.
+    pub fn typedef_id(&self, name: &str) -> Option<u32> {
+        self.types.iter().position(|t| t.kind == KIND_TYPEDEF && self.string(t.name) == name).map(|id| id as u32)
+    }
+
     /// Byte offset of `member` in `struct name`.
     pub fn offset(&self, name: &str, member: &str) -> Result<u64, BtfError> {
         let id = *self.structs.get(name).ok_or_else(|| BtfError::NoStruct(name.to_string()))?;
         let bits = self.find(id, member).ok_or_else(|| BtfError::NoMember(name.to_string(), member.to_string()))?;
         Ok(u64::from(bits / 8))
     }
+}
+
+/// A BTF blob that holds the named typedefs at the given ids and nothing
+/// else of substance (every other id up to the largest is a pointer to
+/// void). A tp_btf program's attach looks up one typedef by name and takes
+/// its id, which must be the kernel's: this gives aya that lookup without
+/// a parse of the kernel's whole BTF.
+pub fn typedefs_at(typedefs: &[(&str, u32)]) -> Vec<u8> {
+    let max = typedefs.iter().map(|&(_, id)| id).max().unwrap_or(0);
+    let mut strings = vec![0u8];
+    let mut names = HashMap::new();
+    for &(name, id) in typedefs {
+        names.insert(id, strings.len() as u32);
+        strings.extend_from_slice(name.as_bytes());
+        strings.push(0);
+    }
+    let mut types = Vec::with_capacity(max as usize * 12);
+    for id in 1..=max {
+        let (name, kind) = match names.get(&id) {
+            Some(&off) => (off, KIND_TYPEDEF),
+            None => (0, KIND_PTR),
+        };
+        types.extend_from_slice(&name.to_le_bytes());
+        types.extend_from_slice(&(kind << 24).to_le_bytes());
+        types.extend_from_slice(&0u32.to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(24 + types.len() + strings.len());
+    out.extend_from_slice(&[0x9f, 0xeb, 1, 0]);
+    for v in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&types);
+    out.extend_from_slice(&strings);
+    out
 }
 
 #[cfg(test)]
@@ -169,5 +210,17 @@ mod tests {
         assert_eq!(btf.offset("qstr", "len").unwrap(), 4, "found through the anonymous union and struct");
         assert!(btf.offset("task_struct", "fs").unwrap() > 0);
         assert!(matches!(btf.offset("task_struct", "nonexistent"), Err(BtfError::NoMember(..))));
+        assert!(btf.typedef_id("btf_trace_sys_exit").is_some());
+    }
+
+    #[test]
+    fn typedefs_land_at_their_ids_for_aya() {
+        let blob = typedefs_at(&[("btf_trace_a", 7), ("btf_trace_b", 3)]);
+        let ours = Btf::parse(&blob).unwrap();
+        assert_eq!(ours.typedef_id("btf_trace_a"), Some(7));
+        assert_eq!(ours.typedef_id("btf_trace_b"), Some(3));
+        let aya = aya::Btf::parse(&blob, aya::Endianness::default()).unwrap();
+        assert_eq!(aya.id_by_type_name_kind("btf_trace_a", aya_obj::btf::BtfKind::Typedef).unwrap(), 7);
+        assert_eq!(aya.id_by_type_name_kind("btf_trace_b", aya_obj::btf::BtfKind::Typedef).unwrap(), 3);
     }
 }

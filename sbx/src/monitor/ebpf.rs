@@ -19,6 +19,10 @@ pub enum EbpfError {
     BtfRead(#[source] std::io::Error),
     #[error("cannot parse the kernel's BTF (/sys/kernel/btf/vmlinux): {0}")]
     Btf(#[source] aya::BtfError),
+    #[error("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {0}")]
+    KernelBtf(#[source] super::btf::BtfError),
+    #[error("the kernel's BTF has no tracepoint {hook} (for {name})")]
+    MissingHook { name: &'static str, hook: &'static str },
     #[error("cannot load the eBPF object: {0}")]
     Load(#[source] aya::EbpfError),
     #[error("the eBPF object has no program {0:?}")]

@@ -156,37 +156,40 @@ impl Tracer {
     /// Loads the tracer, scopes it to `cgroup_id` and attaches it.
     pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
         let started = Instant::now();
-        // The kernel's BTF is read once (6 MB from sysfs) and parsed for
-        // aya on one thread while the struct offsets come from it on another
-        // (or from this boot's cache).
-        let data = std::sync::Arc::new(std::fs::read(VMLINUX_BTF).map_err(EbpfError::BtfRead)?);
-        let parsed = std::thread::spawn({
-            let data = data.clone();
-            move || Btf::parse(&data, aya::Endianness::default())
-        });
-        let offsets = std::thread::spawn({
-            let data = data.clone();
-            move || cached_offsets(&data)
-        });
+        // What the load needs from the kernel's BTF: the struct offsets the
+        // walk follows and the ids of the three hooks' typedefs. Cached per
+        // boot; else read from the BTF (6 MB) by our own small reader. A
+        // cache that does not work is dropped and the facts read afresh.
+        let (facts, cached) = kernel_facts(false)?;
+        match Self::start_with(&facts, cgroup_id, ring_bytes, started) {
+            Err(e) if cached => {
+                tracing::debug!("loading with the cached kernel facts failed ({e}); reading them again");
+                let (facts, _) = kernel_facts(true)?;
+                Self::start_with(&facts, cgroup_id, ring_bytes, started)
+            }
+            r => r,
+        }
+    }
+
+    fn start_with(facts: &KernelFacts, cgroup_id: u64, ring_bytes: u32, started: Instant) -> Result<Self, EbpfError> {
+        // aya's attach looks up each hook's typedef by name in a parsed BTF:
+        // given one with just those typedefs at the kernel's ids, it needs
+        // no parse of the kernel's (~20 ms). Our object has no CO-RE
+        // relocations, so the loader needs nothing else from it.
+        let hooks = facts.hooks();
+        let hooks: Vec<(&str, u32)> = hooks.iter().map(|(name, id)| (name.as_str(), *id)).collect();
+        let btf = Btf::parse(&super::btf::typedefs_at(&hooks), aya::Endianness::default()).map_err(EbpfError::Btf)?;
         let mut loader = loader_without_btf();
-        let btf = parsed.join().map_err(|_| EbpfError::BtfRead(io::Error::other("the BTF parser panicked")))?.map_err(EbpfError::Btf)?;
-        tracing::debug!("kernel BTF parsed after {:?}", started.elapsed());
+        tracing::debug!("kernel facts ready after {:?}", started.elapsed());
         let mut ebpf = loader.btf(Some(&btf)).map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
         {
             let map = ebpf.map_mut("CONFIG").ok_or(EbpfError::MissingMap("CONFIG"))?;
             let mut cfg: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("CONFIG", e))?;
             cfg.set(config::CGROUP_ID, cgroup_id, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
-            // Without the offsets the tracer still runs; relative paths then
-            // stay unresolved.
-            match offsets.join().unwrap_or(Err(super::btf::BtfError::Malformed("the offset reader panicked"))) {
-                Ok(offsets) => {
-                    for (slot, value) in offsets {
-                        cfg.set(slot, value, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
-                    }
-                    cfg.set(config::OFFSETS_SET, 1, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
-                }
-                Err(e) => tracing::warn!("relative paths will not be resolved: {e}"),
+            for &(slot, value) in &facts.offsets {
+                cfg.set(slot, value, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
             }
+            cfg.set(config::OFFSETS_SET, 1, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
         }
         tracing::debug!("object loaded after {:?}", started.elapsed());
         for &(name, hook) in PROGRAMS {
@@ -256,36 +259,83 @@ fn loader_without_btf() -> EbpfLoader<'static> {
     .unwrap_or_else(|_| EbpfLoader::new())
 }
 
-/// The struct offsets, from `/run/sbx/btf-offsets` when it was written in
-/// this boot (the kernel cannot change without a reboot), else read from
-/// the BTF and cached there (root only; a failure to cache is silent).
-fn cached_offsets(vmlinux: &[u8]) -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let key = format!("{} {}", boot.trim(), vmlinux.len());
-    let path = std::path::Path::new("/run/sbx/btf-offsets");
-    if let Ok(text) = std::fs::read_to_string(path)
-        && let Some((k, rest)) = text.split_once('\n')
-        && k == key
-    {
-        let parsed: Option<Vec<(u32, u64)>> = rest
-            .lines()
-            .map(|l| {
-                let (slot, value) = l.split_once(' ')?;
-                Some((slot.parse().ok()?, value.parse().ok()?))
-            })
-            .collect();
-        if let Some(offsets) = parsed.filter(|o| o.len() == OFFSET_SLOTS) {
-            return Ok(offsets);
-        }
+/// What the tracer's load needs from the kernel's BTF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KernelFacts {
+    /// `(CONFIG slot, byte offset)` for each struct member the walk follows.
+    offsets: Vec<(u32, u64)>,
+    /// The BTF ids of `btf_trace_<hook>`, in `PROGRAMS` order.
+    hook_ids: Vec<u32>,
+}
+
+impl KernelFacts {
+    fn hooks(&self) -> Vec<(String, u32)> {
+        PROGRAMS.iter().zip(&self.hook_ids).map(|(&(_, hook), &id)| (format!("btf_trace_{hook}"), id)).collect()
     }
-    let offsets = kernel_offsets(vmlinux)?;
-    let text: String = std::iter::once(key).chain(offsets.iter().map(|(s, v)| format!("{s} {v}"))).collect::<Vec<_>>().join("\n");
+
+    fn from_btf(vmlinux: &[u8]) -> Result<Self, EbpfError> {
+        let btf = super::btf::Btf::parse(vmlinux).map_err(EbpfError::KernelBtf)?;
+        let offsets = kernel_offsets(&btf).map_err(EbpfError::KernelBtf)?;
+        let hook_ids = PROGRAMS
+            .iter()
+            .map(|&(name, hook)| {
+                btf.typedef_id(&format!("btf_trace_{hook}")).ok_or(EbpfError::MissingHook { name, hook })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { offsets, hook_ids })
+    }
+
+    /// `key`, then one `slot value` line per offset, then `hook id` lines.
+    fn render(&self, key: &str) -> String {
+        let mut out = format!("{key}\n");
+        for (slot, value) in &self.offsets {
+            out.push_str(&format!("{slot} {value}\n"));
+        }
+        for (i, id) in self.hook_ids.iter().enumerate() {
+            out.push_str(&format!("hook{i} {id}\n"));
+        }
+        out
+    }
+
+    fn parse(text: &str, key: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        if lines.next()? != key {
+            return None;
+        }
+        let (mut offsets, mut hook_ids) = (Vec::new(), Vec::new());
+        for line in lines {
+            let (a, b) = line.split_once(' ')?;
+            match a.strip_prefix("hook") {
+                Some(_) => hook_ids.push(b.parse().ok()?),
+                None => offsets.push((a.parse().ok()?, b.parse().ok()?)),
+            }
+        }
+        (offsets.len() == OFFSET_SLOTS && hook_ids.len() == PROGRAMS.len()).then_some(Self { offsets, hook_ids })
+    }
+}
+
+/// Where [`KernelFacts`] are cached: root's tmpfs, emptied at boot, which
+/// is the only time the kernel can change.
+const FACTS_CACHE: &str = "/run/sbx/kernel-facts";
+
+/// The kernel facts, from this boot's cache or read from the BTF and
+/// cached (root only; a failure to cache is silent).
+/// Whether they came from the cache is the second value; `fresh` skips it.
+fn kernel_facts(fresh: bool) -> Result<(KernelFacts, bool), EbpfError> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let size = std::fs::metadata(VMLINUX_BTF).map_err(EbpfError::BtfRead)?.len();
+    let key = format!("v1 {} {size}", boot.trim());
+    let path = Path::new(FACTS_CACHE);
+    if !fresh && let Some(facts) = std::fs::read_to_string(path).ok().and_then(|t| KernelFacts::parse(&t, &key)) {
+        return Ok((facts, true));
+    }
+    let facts = KernelFacts::from_btf(&std::fs::read(VMLINUX_BTF).map_err(EbpfError::BtfRead)?)?;
     let _ = std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(path.parent().unwrap_or(path));
     let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, text).is_ok() {
+    if std::fs::write(&tmp, facts.render(&key)).is_ok() {
         let _ = std::fs::rename(&tmp, path);
     }
-    Ok(offsets)
+    Ok((facts, false))
 }
 
 /// How many offsets `kernel_offsets` gives.
@@ -293,8 +343,7 @@ const OFFSET_SLOTS: usize = 17;
 
 /// The struct member offsets the base-directory walk follows, for
 /// `sbx_common::config`.
-fn kernel_offsets(vmlinux: &[u8]) -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
-    let btf = super::btf::Btf::parse(vmlinux)?;
+fn kernel_offsets(btf: &super::btf::Btf) -> Result<Vec<(u32, u64)>, super::btf::BtfError> {
     let o = |s: &str, m: &str| btf.offset(s, m);
     Ok(vec![
         (config::TASK_FS, o("task_struct", "fs")?),
@@ -358,10 +407,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_offset_is_found_and_the_cache_expects_them_all() {
+    fn kernel_facts_are_complete_and_round_trip_through_the_cache_text() {
         let data = std::fs::read(VMLINUX_BTF).expect("this host has kernel BTF (see `sbx doctor`)");
-        let offsets = kernel_offsets(&data).unwrap();
-        assert_eq!(offsets.len(), OFFSET_SLOTS);
-        assert!(offsets.iter().all(|&(slot, _)| slot < config::SLOTS));
+        let facts = KernelFacts::from_btf(&data).unwrap();
+        assert_eq!(facts.offsets.len(), OFFSET_SLOTS);
+        assert!(facts.offsets.iter().all(|&(slot, _)| slot < config::SLOTS));
+        assert_eq!(facts.hook_ids.len(), PROGRAMS.len());
+        let text = facts.render("k");
+        assert_eq!(KernelFacts::parse(&text, "k"), Some(facts.clone()));
+        assert_eq!(KernelFacts::parse(&text, "other boot"), None);
+        assert_eq!(KernelFacts::parse("k\n1 2\n", "k"), None, "an incomplete cache is not used");
     }
 }
