@@ -404,14 +404,18 @@ pub static UNIX_SOCKETS: &[Blocked] = &[
         outcome: Outcome::Deny,
         reason: "creating Unix-domain sockets (host services such as docker.sock)",
     },
-    Blocked {
-        name: "socketpair",
-        nr: libc::SYS_socketpair,
-        condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
-        outcome: Outcome::Deny,
-        reason: "Unix datagram socket pairs (they can send to host sockets such as /dev/log)",
-    },
+    DATAGRAM_PAIRS,
 ];
+
+/// socketpair(2) of Unix datagram sockets, refused in both Unix-socket tables: a
+/// datagram socket can send to any socket path (host ones such as /dev/log).
+const DATAGRAM_PAIRS: Blocked = Blocked {
+    name: "socketpair",
+    nr: libc::SYS_socketpair,
+    condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
+    outcome: Outcome::Deny,
+    reason: "Unix datagram socket pairs (they can send to host sockets such as /dev/log)",
+};
 
 /// The Unix-socket rules when `allowUnixSockets` lists paths: Unix sockets may be created
 /// (stream and seqpacket only) and every connect(2) goes to the supervisor, which connects
@@ -431,13 +435,7 @@ pub static MEDIATED_UNIX_SOCKETS: &[Blocked] = &[
         outcome: Outcome::Deny,
         reason: "creating Unix datagram sockets (they can send to any socket path)",
     },
-    Blocked {
-        name: "socketpair",
-        nr: libc::SYS_socketpair,
-        condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
-        outcome: Outcome::Deny,
-        reason: "Unix datagram socket pairs (they can send to host sockets such as /dev/log)",
-    },
+    DATAGRAM_PAIRS,
     Blocked {
         name: "connect",
         nr: libc::SYS_connect,
