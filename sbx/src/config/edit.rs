@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-use super::jsonc;
+use super::jsonc::{self, Node};
 
 /// One change to a policy file. `key` is a member path from the root, such as
 /// `["filesystem", "allowWrite"]`.
@@ -57,7 +57,7 @@ fn apply_one(text: &str, change: &Change) -> Result<String, EditError> {
         base.push_str("{\n}\n");
         return apply_one(&base, change);
     }
-    let root = Node::parse(stripped.as_bytes())?;
+    let root = Node::parse(stripped.as_bytes()).map_err(EditError::Syntax)?;
     let doc = Doc { text, stripped: stripped.as_bytes() };
     let key = match change {
         Change::Append { key, .. } | Change::Remove { key, .. } | Change::SetBool { key, .. } => key,
@@ -289,156 +289,6 @@ fn render_member(path: &[String], value: &NewValue, indent: &str, unit: &str, mu
 
 fn quote(s: &str) -> String {
     serde_json::Value::from(s).to_string()
-}
-
-/// A JSON value with the byte offsets of its parts.
-#[derive(Debug)]
-enum Node {
-    Object { open: usize, close: usize, members: Vec<Member> },
-    Array { open: usize, close: usize, items: Vec<Node> },
-    Scalar { start: usize, end: usize },
-}
-
-#[derive(Debug)]
-struct Member {
-    name: String,
-    /// Offset of the key's opening quote.
-    key: usize,
-    value: Node,
-}
-
-impl Node {
-    fn start(&self) -> usize {
-        match self {
-            Node::Object { open, .. } | Node::Array { open, .. } => *open,
-            Node::Scalar { start, .. } => *start,
-        }
-    }
-
-    /// One past the last byte.
-    fn end(&self) -> usize {
-        match self {
-            Node::Object { close, .. } | Node::Array { close, .. } => close + 1,
-            Node::Scalar { end, .. } => *end,
-        }
-    }
-
-    fn string(&self, s: &[u8]) -> Option<String> {
-        match self {
-            Node::Scalar { start, end } if s[*start] == b'"' => serde_json::from_slice(&s[*start..*end]).ok(),
-            _ => None,
-        }
-    }
-
-    fn parse(s: &[u8]) -> Result<Node, EditError> {
-        let mut p = NodeParser { s, i: 0 };
-        let node = p.value()?;
-        Ok(node)
-    }
-}
-
-struct NodeParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl NodeParser<'_> {
-    fn ws(&mut self) {
-        while matches!(self.s.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    fn expect(&mut self, b: u8) -> Result<(), EditError> {
-        self.ws();
-        if self.s.get(self.i) == Some(&b) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(EditError::Syntax(self.i))
-        }
-    }
-
-    fn value(&mut self) -> Result<Node, EditError> {
-        self.ws();
-        let start = self.i;
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut members = Vec::new();
-                self.ws();
-                if self.s.get(self.i) != Some(&b'}') {
-                    loop {
-                        self.ws();
-                        let key = self.i;
-                        let Node::Scalar { end, .. } = self.string()? else { unreachable!() };
-                        let name = serde_json::from_slice(&self.s[key..end]).map_err(|_| EditError::Syntax(key))?;
-                        self.expect(b':')?;
-                        let value = self.value()?;
-                        members.push(Member { name, key, value });
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b'}') => break,
-                            _ => return Err(EditError::Syntax(self.i)),
-                        }
-                    }
-                }
-                let close = self.i;
-                self.i += 1;
-                Ok(Node::Object { open: start, close, members })
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.s.get(self.i) != Some(&b']') {
-                    loop {
-                        items.push(self.value()?);
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b']') => break,
-                            _ => return Err(EditError::Syntax(self.i)),
-                        }
-                    }
-                }
-                let close = self.i;
-                self.i += 1;
-                Ok(Node::Array { open: start, close, items })
-            }
-            Some(b'"') => self.string(),
-            Some(_) => {
-                while matches!(self.s.get(self.i), Some(b) if !matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')) {
-                    self.i += 1;
-                }
-                if self.i == start {
-                    return Err(EditError::Syntax(start));
-                }
-                Ok(Node::Scalar { start, end: self.i })
-            }
-            None => Err(EditError::Syntax(start)),
-        }
-    }
-
-    fn string(&mut self) -> Result<Node, EditError> {
-        let start = self.i;
-        if self.s.get(self.i) != Some(&b'"') {
-            return Err(EditError::Syntax(start));
-        }
-        self.i += 1;
-        loop {
-            match self.s.get(self.i) {
-                Some(b'\\') => self.i += 2,
-                Some(b'"') => {
-                    self.i += 1;
-                    return Ok(Node::Scalar { start, end: self.i });
-                }
-                Some(_) => self.i += 1,
-                None => return Err(EditError::Syntax(start)),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -161,13 +161,30 @@ impl Span {
 /// member, `network.allowedDomains[2]` for an array item. When a key occurs
 /// twice in one object the last one wins, as in `serde_json`.
 pub fn positions(json: &str) -> HashMap<String, Span> {
-    let mut s = Scanner {
-        b: json.as_bytes(),
-        i: 0,
-        map: HashMap::new(),
-    };
-    s.value(String::new(), None);
-    s.map
+    let mut map = HashMap::new();
+    // A text that does not parse gives no positions (errors then point at
+    // the start); callers pass text serde_json has accepted.
+    if let Ok(root) = Node::parse(json.as_bytes()) {
+        spans(&root, String::new(), None, &mut map);
+    }
+    map
+}
+
+fn spans(node: &Node, path: String, key: Option<usize>, map: &mut HashMap<String, Span>) {
+    match node {
+        Node::Object { members, .. } => {
+            for m in members {
+                spans(&m.value, join_key(&path, &m.name), Some(m.key), map);
+            }
+        }
+        Node::Array { items, .. } => {
+            for (i, item) in items.iter().enumerate() {
+                spans(item, join_index(&path, i), None, map);
+            }
+        }
+        Node::Scalar { .. } => {}
+    }
+    map.insert(path, Span { key, value: node.start() });
 }
 
 /// Joins a member key onto a dotted path.
@@ -184,110 +201,153 @@ pub fn join_index(parent: &str, index: usize) -> String {
     format!("{parent}[{index}]")
 }
 
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
-    map: HashMap<String, Span>,
+/// A JSON value with the byte offsets of its parts.
+#[derive(Debug)]
+pub(crate) enum Node {
+    Object { open: usize, close: usize, members: Vec<Member> },
+    Array { open: usize, close: usize, items: Vec<Node> },
+    Scalar { start: usize, end: usize },
 }
 
-impl Scanner<'_> {
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub(crate) name: String,
+    /// Offset of the key's opening quote.
+    pub(crate) key: usize,
+    pub(crate) value: Node,
+}
+
+impl Node {
+    pub(crate) fn start(&self) -> usize {
+        match self {
+            Node::Object { open, .. } | Node::Array { open, .. } => *open,
+            Node::Scalar { start, .. } => *start,
+        }
+    }
+
+    /// One past the last byte.
+    pub(crate) fn end(&self) -> usize {
+        match self {
+            Node::Object { close, .. } | Node::Array { close, .. } => close + 1,
+            Node::Scalar { end, .. } => *end,
+        }
+    }
+
+    pub(crate) fn string(&self, s: &[u8]) -> Option<String> {
+        match self {
+            Node::Scalar { start, end } if s[*start] == b'"' => serde_json::from_slice(&s[*start..*end]).ok(),
+            _ => None,
+        }
+    }
+
+    /// Parses a stripped, valid JSON text; `Err` holds the offset where
+    /// it stopped making sense.
+    pub(crate) fn parse(s: &[u8]) -> Result<Node, usize> {
+        let mut p = NodeParser { s, i: 0 };
+        let node = p.value()?;
+        Ok(node)
+    }
+}
+
+struct NodeParser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl NodeParser<'_> {
     fn ws(&mut self) {
-        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        while matches!(self.s.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.i += 1;
         }
     }
 
-    fn value(&mut self, path: String, key: Option<usize>) {
+    fn expect(&mut self, b: u8) -> Result<(), usize> {
         self.ws();
-        self.map.insert(path.clone(), Span { key, value: self.i });
-        match self.b.get(self.i) {
-            Some(b'{') => self.object(&path),
-            Some(b'[') => self.array(&path),
-            Some(b'"') => {
-                self.string();
-            }
-            Some(_) => {
-                while let Some(c) = self.b.get(self.i) {
-                    if matches!(c, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r') {
-                        break;
-                    }
-                    self.i += 1;
-                }
-            }
-            None => {}
-        }
-    }
-
-    /// Skips a string starting at the opening quote; returns its raw text
-    /// including the quotes.
-    fn string(&mut self) -> &[u8] {
-        let start = self.i;
-        self.i += 1;
-        while let Some(&c) = self.b.get(self.i) {
+        if self.s.get(self.i) == Some(&b) {
             self.i += 1;
-            match c {
-                b'\\' => self.i += 1,
-                b'"' => break,
-                _ => {}
-            }
+            Ok(())
+        } else {
+            Err(self.i)
         }
-        let end = self.i.min(self.b.len());
-        &self.b[start..end]
     }
 
-    fn object(&mut self, path: &str) {
-        self.i += 1; // '{'
+    fn value(&mut self) -> Result<Node, usize> {
+        self.ws();
+        let start = self.i;
+        match self.s.get(self.i) {
+            Some(b'{') => {
+                self.i += 1;
+                let mut members = Vec::new();
+                self.ws();
+                if self.s.get(self.i) != Some(&b'}') {
+                    loop {
+                        self.ws();
+                        let key = self.i;
+                        let Node::Scalar { end, .. } = self.string()? else { unreachable!() };
+                        let name = serde_json::from_slice(&self.s[key..end]).map_err(|_| key)?;
+                        self.expect(b':')?;
+                        let value = self.value()?;
+                        members.push(Member { name, key, value });
+                        self.ws();
+                        match self.s.get(self.i) {
+                            Some(b',') => self.i += 1,
+                            Some(b'}') => break,
+                            _ => return Err(self.i),
+                        }
+                    }
+                }
+                let close = self.i;
+                self.i += 1;
+                Ok(Node::Object { open: start, close, members })
+            }
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                self.ws();
+                if self.s.get(self.i) != Some(&b']') {
+                    loop {
+                        items.push(self.value()?);
+                        self.ws();
+                        match self.s.get(self.i) {
+                            Some(b',') => self.i += 1,
+                            Some(b']') => break,
+                            _ => return Err(self.i),
+                        }
+                    }
+                }
+                let close = self.i;
+                self.i += 1;
+                Ok(Node::Array { open: start, close, items })
+            }
+            Some(b'"') => self.string(),
+            Some(_) => {
+                while matches!(self.s.get(self.i), Some(b) if !matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')) {
+                    self.i += 1;
+                }
+                if self.i == start {
+                    return Err(start);
+                }
+                Ok(Node::Scalar { start, end: self.i })
+            }
+            None => Err(start),
+        }
+    }
+
+    fn string(&mut self) -> Result<Node, usize> {
+        let start = self.i;
+        if self.s.get(self.i) != Some(&b'"') {
+            return Err(start);
+        }
+        self.i += 1;
         loop {
-            self.ws();
-            match self.b.get(self.i) {
+            match self.s.get(self.i) {
+                Some(b'\\') => self.i += 2,
                 Some(b'"') => {
-                    let key_at = self.i;
-                    let raw = self.string();
-                    let raw = String::from_utf8_lossy(raw).into_owned();
-                    let key = serde_json::from_str::<String>(&raw)
-                        .unwrap_or_else(|_| raw.trim_matches('"').to_string());
-                    self.ws();
-                    if self.b.get(self.i) == Some(&b':') {
-                        self.i += 1;
-                    }
-                    self.value(join_key(path, &key), Some(key_at));
-                    self.ws();
-                    if self.b.get(self.i) == Some(&b',') {
-                        self.i += 1;
-                    }
-                }
-                Some(b'}') => {
                     self.i += 1;
-                    return;
+                    return Ok(Node::Scalar { start, end: self.i });
                 }
-                // Malformed input: stop rather than loop.
-                _ => return,
-            }
-        }
-    }
-
-    fn array(&mut self, path: &str) {
-        self.i += 1; // '['
-        let mut index = 0;
-        loop {
-            self.ws();
-            match self.b.get(self.i) {
-                Some(b']') => {
-                    self.i += 1;
-                    return;
-                }
-                None => return,
-                Some(_) => {
-                    let before = self.i;
-                    self.value(join_index(path, index), None);
-                    index += 1;
-                    self.ws();
-                    if self.b.get(self.i) == Some(&b',') {
-                        self.i += 1;
-                    } else if self.i == before {
-                        return;
-                    }
-                }
+                Some(_) => self.i += 1,
+                None => return Err(start),
             }
         }
     }
