@@ -180,7 +180,9 @@ pub fn is_glob(path: &Path) -> bool {
     path.as_os_str().as_encoded_bytes().iter().any(|b| matches!(b, b'*' | b'?' | b'['))
 }
 
-fn resolve_path(key: &'static str, value: &str, workspace: &Path, home: Option<&Path>) -> Result<PathBuf, PolicyError> {
+/// A policy file's path entry as an absolute path (`~`, relative to the
+/// workspace, `.` and `..`); `key` names the list in errors.
+pub(crate) fn resolve_path(key: &'static str, value: &str, workspace: &Path, home: Option<&Path>) -> Result<PathBuf, PolicyError> {
     let raw = if value == "~" || value.starts_with("~/") {
         let home = home.ok_or_else(|| PolicyError::NoHome { key, value: value.to_string() })?;
         home.join(value.trim_start_matches('~').trim_start_matches('/'))

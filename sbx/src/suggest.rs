@@ -258,13 +258,12 @@ impl Context<'_> {
 
     /// The entry of this file's list `key` that resolves to `resolved`.
     fn own_entry(&self, list: &[String], resolved: &Path) -> Option<String> {
-        list.iter()
-            .find(|e| {
-                let mut c = Config::default();
-                c.filesystem.deny_read = vec![(*e).clone()];
-                Policy::from_config(&c, self.policy.workspace.clone(), self.policy.home.clone()).is_ok_and(|p| p.fs.deny_read.first().is_some_and(|r| r == resolved))
-            })
-            .cloned()
+        list.iter().find(|e| self.resolve(e).is_some_and(|r| r == resolved)).cloned()
+    }
+
+    /// A path entry of the policy file, resolved as the policy resolves it.
+    fn resolve(&self, entry: &str) -> Option<PathBuf> {
+        crate::policy::resolve_path("", entry, &self.policy.workspace, self.home()).ok()
     }
 
     fn protected(&self, path: &Path) -> Option<PathBuf> {
@@ -434,13 +433,9 @@ impl Context<'_> {
         }
         // A denial may be answered by a credential path: say so on top.
         for prop in &mut out.proposals {
-            let resolved = match prop.value.strip_prefix("~/") {
-                Some(rest) => self.home().map_or_else(|| PathBuf::from(&prop.value), |h| h.join(rest)),
-                None => p.workspace.join(&prop.value),
-            };
             if prop.op == "remove"
                 && prop.key.starts_with("filesystem.")
-                && let Some(c) = credential(&resolved, self.home())
+                && let Some(c) = self.resolve(&prop.value).and_then(|r| credential(&r, self.home()))
             {
                 prop.risk.push(c);
                 prop.hold = true;
@@ -630,19 +625,21 @@ impl Target {
             })
             .collect();
         let base = if self.exists || !self.text.is_empty() { self.text.clone() } else { format!("// sbx policy, started by `sbx {origin}` on {today}.\n// Field names are fence's; see `sbx config init` for every key.\n{{\n}}\n") };
-        let out = crate::config::edit::apply(&base, &changes).map_err(|e| anyhow::anyhow!("{}: {e}", self.file.display()))?;
-        crate::config::parse_str(&out, &self.file).map_err(|e| anyhow::anyhow!("sbx produced an invalid policy file, nothing was written: {e}"))?;
-        Ok(out)
+        self.changed(&base, &changes)
     }
 
     /// Appends one entry to the list `key` and writes the file (`--ask`'s
     /// "always" answers).
     pub fn append(&self, key: &str, entry: &str, comment: String) -> anyhow::Result<()> {
         let change = Change::Append { key: key.split('.').map(String::from).collect(), items: vec![(entry.to_string(), Some(comment))] };
-        let base = if self.text.trim().is_empty() { "{\n}\n".to_string() } else { self.text.clone() };
-        let out = crate::config::edit::apply(&base, &[change]).map_err(|e| anyhow::anyhow!("{}: {e}", self.file.display()))?;
+        self.write(&self.changed(&self.text, &[change])?)
+    }
+
+    /// `base` with `changes` applied, checked by parsing it as a policy file.
+    fn changed(&self, base: &str, changes: &[Change]) -> anyhow::Result<String> {
+        let out = crate::config::edit::apply(base, changes).map_err(|e| anyhow::anyhow!("{}: {e}", self.file.display()))?;
         crate::config::parse_str(&out, &self.file).map_err(|e| anyhow::anyhow!("sbx produced an invalid policy file, nothing was written: {e}"))?;
-        self.write(&out)
+        Ok(out)
     }
 
     /// A unified diff from the file's text to `new`.
