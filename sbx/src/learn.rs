@@ -69,13 +69,15 @@ fn apply(config: &mut Config, p: &Proposal) {
 
 /// The events a run appended to the log after byte `from`, as observations:
 /// its denials, and each destination the proxy let through (allowed only
-/// because learning allows every name).
-fn observe(log: &Path, from: u64) -> anyhow::Result<Vec<Observed>> {
+/// because learning allows every name); and the `seq` an event appended
+/// after them gets.
+fn observe(log: &Path, from: u64) -> anyhow::Result<(Vec<Observed>, u64)> {
     let mut file = std::fs::File::open(log).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", log.display()))?;
     file.seek(std::io::SeekFrom::Start(from))?;
     let mut text = String::new();
     file.read_to_string(&mut text)?;
-    let mut out = suggest::parse_log(&text, log)?.denials;
+    let recorded = suggest::parse_log(&text, log)?;
+    let mut out = recorded.denials;
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         if v["type"] == "net" && v["decision"] == "allowed" && v["rule"] == LEARN_RULE {
@@ -89,7 +91,7 @@ fn observe(log: &Path, from: u64) -> anyhow::Result<Vec<Observed>> {
             });
         }
     }
-    Ok(out)
+    Ok((out, recorded.next_seq))
 }
 
 /// The proxy's rule text for destinations allowed only while learning.
@@ -111,6 +113,7 @@ pub fn learn(req: Request) -> anyhow::Result<Learned> {
     let mut runs = 0;
     let mut last_exit = 0;
     let mut converged = false;
+    let mut next_seq = 0;
     while runs < req.max_runs {
         runs += 1;
         let mut config = req.target.merged.clone();
@@ -128,7 +131,8 @@ pub fn learn(req: Request) -> anyhow::Result<Learned> {
         let from = std::fs::metadata(&log).map_or(0, |m| m.len());
         eprintln!("sbx learn: run {runs}: {}", describe(&suggestions));
         last_exit = (req.run)(&policy, &log)?;
-        let new = observe(&log, from)?;
+        let (new, seq) = observe(&log, from)?;
+        next_seq = seq;
         seen.extend(new.iter().cloned());
         let ctx = Context { policy: &base, own: &req.target.own, include_protected: false, exists: &exists };
         let next = ctx.suggest(&seen);
@@ -161,8 +165,7 @@ pub fn learn(req: Request) -> anyhow::Result<Learned> {
         eprintln!("sbx learn: stopped after {runs} runs; the last one was still refused something new: run it again with the result");
     }
     if req.log.is_some() {
-        let seq = suggest::read_log(&log).map(|r| r.next_seq).unwrap_or(0);
-        let mut out = crate::report::Log::append_at(&log, seq)?;
+        let mut out = crate::report::Log::append_at(&log, next_seq)?;
         for e in suggest::events(&suggestions, "learn", &req.target.file, &|_| "proposed") {
             out.write(&e)?;
         }
