@@ -158,11 +158,11 @@ pub(crate) async fn open_upstream(
     Err(OpenError::Connect { target, err })
 }
 
-/// Buffer of each direction of a copying relay (forwarded HTTP responses, and tunnels whose
-/// client is not a socket). tokio's default, 8 KiB, costs a read and a write per 8 KiB; at most
-/// 2 x 64 KiB x `max_connections` (256) = 32 MiB. With it a 256 MiB loopback download through
-/// the proxy ran at 43-47% of direct curl on the 2-core bench machine (`cargo xtask bench
-/// proxy`); tunnels splice instead ([`splice_relay`]), which gave 53-57% there.
+/// Buffer of each direction of a copying relay (a client that is not a socket: the tests'
+/// in-memory streams, or a socket the kernel will not splice). tokio's default, 8 KiB, costs a
+/// read and a write per 8 KiB; at most 2 x 64 KiB x `max_connections` (256) = 32 MiB. Copying
+/// with it, a 256 MiB loopback download through the proxy ran at 43-47% of direct curl on the
+/// 2-core bench machine (`cargo xtask bench proxy`); splicing gave 53-57% there.
 pub(crate) const RELAY_BUF: usize = 64 * 1024;
 
 /// Time of the last byte moved on a connection.
@@ -288,9 +288,11 @@ where
     }
 }
 
-/// A socket of tokio's that splice(2) can read from and write to.
+/// A socket of tokio's that splice(2) can read from and write to. It is also a tokio stream
+/// (through `&`, so one task can read it while another writes), which lets the HTTP front end
+/// exchange heads on the sockets whose bodies it then splices.
 #[derive(Clone, Copy)]
-enum Socket<'a> {
+pub(crate) enum Socket<'a> {
     Tcp(&'a TcpStream),
     Unix(&'a UnixStream),
 }
@@ -298,7 +300,7 @@ enum Socket<'a> {
 impl<'a> Socket<'a> {
     /// The socket under an accepted connection: the listeners' stream types are the only
     /// ones with one (tests drive the handlers over in-memory streams, which copy).
-    fn of<S: 'static>(s: &'a S) -> Option<Socket<'a>> {
+    pub(crate) fn of<S: 'static>(s: &'a S) -> Option<Socket<'a>> {
         let any: &dyn Any = s;
         any.downcast_ref::<TcpStream>()
             .map(Socket::Tcp)
@@ -339,6 +341,73 @@ impl<'a> Socket<'a> {
             Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+impl AsyncRead for Socket<'_> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let ready = match *self {
+                Socket::Tcp(s) => s.poll_read_ready(cx),
+                Socket::Unix(s) => s.poll_read_ready(cx),
+            };
+            std::task::ready!(ready)?;
+            let unfilled = buf.initialize_unfilled();
+            let r = match *self {
+                Socket::Tcp(s) => s.try_read(unfilled),
+                Socket::Unix(s) => s.try_read(unfilled),
+            };
+            match r {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // A stale readiness: it is cleared now, so the next poll registers the waker.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Socket<'_> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let ready = match *self {
+                Socket::Tcp(s) => s.poll_write_ready(cx),
+                Socket::Unix(s) => s.poll_write_ready(cx),
+            };
+            std::task::ready!(ready)?;
+            let r = match *self {
+                Socket::Tcp(s) => s.try_write(buf),
+                Socket::Unix(s) => s.try_write(buf),
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown_write())
+    }
+}
+
+/// One direction until EOF, then a half-close of `to`: with splice(2) through its own pipe, or
+/// by copying when the kernel refuses to splice these sockets (EINVAL before a byte moved).
+/// Every byte moved is activity.
+pub(crate) async fn pump(from: Socket<'_>, to: Socket<'_>, act: &Arc<Activity>) -> io::Result<u64> {
+    let moved = AtomicU64::new(0);
+    match splice_direction(from, to, &pipe()?, act, &moved).await {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) && moved.load(Ordering::Relaxed) == 0 => {
+            let n = tokio::io::copy(&mut Tracked::new(from, act.clone()), &mut { to }).await?;
+            to.shutdown_write()?;
+            Ok(n)
+        }
+        r => r,
     }
 }
 

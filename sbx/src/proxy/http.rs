@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::conn::{Activity, OpenError, RELAY_BUF, Tracked, idle_watch, open_upstream, tunnel};
+use super::conn::{Activity, OpenError, RELAY_BUF, Socket, Tracked, idle_watch, open_upstream, pump, tunnel};
 use super::{Inner, Limits, Protocol};
 
 const MAX_HEADERS: usize = 100;
@@ -292,33 +292,78 @@ where
     }
 }
 
-/// Streams one request (head already rewritten) and its response.
-async fn forward<S>(client: S, upstream: TcpStream, req: Vec<u8>, leftover: Vec<u8>, lim: &Limits)
+/// Streams one request (head already rewritten) and its response. When the client is an accepted
+/// socket, the heads go through tokio and the bodies both ways with splice(2), as in a tunnel
+/// (the forwarded request says `Connection: close`, so the response body is all that follows
+/// its head); otherwise everything is copied.
+async fn forward<S>(client: S, mut upstream: TcpStream, req: Vec<u8>, leftover: Vec<u8>, lim: &Limits)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let act = Arc::new(Activity::new());
-    let (mut cr, mut cw) = tokio::io::split(Tracked::new(client, act.clone()));
-    let (mut ur, mut uw) = upstream.into_split();
-    let up = async {
-        uw.write_all(&req).await?;
-        uw.write_all(&leftover).await?;
-        tokio::io::copy(&mut cr, &mut uw).await?;
-        uw.shutdown().await
-    };
-    let down = relay_response(&mut ur, &mut cw);
     let work = async {
-        tokio::pin!(up, down);
-        // The exchange is over when the response is; a finished (or failed) upload only means
-        // waiting for the response.
-        tokio::select! {
-            r = &mut down => r,
-            _ = &mut up => down.await,
+        if let Some(c) = Socket::of(&client) {
+            let u = Socket::Tcp(&upstream);
+            let t = |s| Tracked::new(s, act.clone());
+            exchange((t(c), t(u)), (t(u), t(c)), Some((c, u)), &req, &leftover, &act).await
+        } else {
+            let (cr, cw) = tokio::io::split(Tracked::new(client, act.clone()));
+            let (ur, uw) = upstream.split();
+            exchange((cr, uw), (ur, cw), None, &req, &leftover, &act).await
         }
     };
     tokio::select! {
         r = work => if let Err(e) = r { tracing::debug!("sbx proxy forward: {e}") },
         () = idle_watch(&act, lim.idle_timeout) => tracing::debug!("sbx proxy forward idle timeout"),
+    }
+}
+
+/// The two directions of [`forward`]: `up` (client to upstream: the request, then the rest of
+/// the client's bytes) and `down` (upstream to client: the response head, then its body);
+/// `sockets` (client, upstream) when the bodies can be spliced.
+async fn exchange<CR, UW, UR, CW>(
+    (mut cr, mut uw): (CR, UW),
+    (mut ur, mut cw): (UR, CW),
+    sockets: Option<(Socket<'_>, Socket<'_>)>,
+    req: &[u8],
+    leftover: &[u8],
+    act: &Arc<Activity>,
+) -> io::Result<()>
+where
+    CR: AsyncRead + Unpin,
+    UW: AsyncWrite + Unpin,
+    UR: AsyncRead + Unpin,
+    CW: AsyncWrite + Unpin,
+{
+    let up = async {
+        uw.write_all(req).await?;
+        uw.write_all(leftover).await?;
+        match sockets {
+            Some((c, u)) => pump(c, u, act).await.map(drop),
+            None => {
+                tokio::io::copy(&mut cr, &mut uw).await?;
+                uw.shutdown().await
+            }
+        }
+    };
+    let down = async {
+        if !relay_response_head(&mut ur, &mut cw).await? {
+            return Ok(());
+        }
+        match sockets {
+            Some((c, u)) => pump(u, c, act).await.map(drop),
+            None => {
+                tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RELAY_BUF, &mut ur), &mut cw).await?;
+                cw.shutdown().await
+            }
+        }
+    };
+    tokio::pin!(up, down);
+    // The exchange is over when the response is; a finished (or failed) upload only means
+    // waiting for the response.
+    tokio::select! {
+        r = &mut down => r,
+        _ = &mut up => down.await,
     }
 }
 
@@ -331,7 +376,10 @@ fn bad_gateway(msg: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn relay_response<R, W>(ur: &mut R, cw: &mut W) -> io::Result<()>
+/// Relays interim responses and the final response head (with the bytes of the body read with
+/// it). True when the body follows; false when the upstream gave no usable response, which the
+/// client was told in a 502 (and its side closed).
+async fn relay_response_head<R, W>(ur: &mut R, cw: &mut W) -> io::Result<bool>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -348,7 +396,7 @@ where
                     HeadError::Malformed(m) => format!("malformed upstream response: {m}"),
                 };
                 cw.write_all(&bad_gateway(&msg)).await?;
-                return cw.shutdown().await;
+                return cw.shutdown().await.map(|()| false);
             }
         };
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -374,11 +422,10 @@ where
             out.extend_from_slice(&buf[len..]);
             cw.write_all(&out).await?;
         }
-        tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(RELAY_BUF, ur), cw).await?;
-        return cw.shutdown().await;
+        return Ok(true);
     }
     cw.write_all(&bad_gateway("too many interim responses")).await?;
-    cw.shutdown().await
+    cw.shutdown().await.map(|()| false)
 }
 
 /// Over the connection limit: read the request head briefly, answer 503, close.
