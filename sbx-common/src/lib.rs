@@ -38,6 +38,15 @@ pub const FLAG_PATH2: u32 = 4;
 /// the sandbox's root.
 pub const FLAG_BASE: u32 = 8;
 
+/// `RawEvent::flags`: `path` holds the first bytes of a socket address
+/// (`struct sockaddr`, at most [`ADDR_LEN`]) that connect, sendto or bind
+/// was given; `args` still holds its length.
+pub const FLAG_ADDR: u32 = 16;
+
+/// Bytes of a socket address the tracer copies: a `sockaddr_un` with its
+/// whole path (the inet ones are shorter).
+pub const ADDR_LEN: usize = 110;
+
 /// Steps of the base-directory walk, one slot each: a component, or an
 /// empty slot where the walk crossed a mount.
 pub const BASE_PARTS: usize = 16;

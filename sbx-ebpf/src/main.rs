@@ -3,7 +3,9 @@
 //!
 //! The tracer (`sbx_sys_exit`, `sbx_exec`, `sbx_exit`)
 //! reports the syscalls of the sandbox's process tree that fail with EACCES,
-//! EPERM or EROFS, and the tree's execs and exits. The tree is the sandbox's
+//! EPERM or EROFS (with their path or socket address), the connects and
+//! sendtos that fail with ENETUNREACH (traffic that bypassed the proxy: the
+//! sandbox's network has only loopback), and the tree's execs and exits. The tree is the sandbox's
 //! cgroup (v2): every task whose current cgroup id equals `CONFIG[CGROUP_ID]`,
 //! set by user space before attaching, so fork, double fork and threads are
 //! followed without bookkeeping and without races, and nothing else on the
@@ -34,7 +36,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FExitContext},
 };
 use sbx_common::{
-    BASE_PART_LEN, BASE_PARTS, WAKE_BYTES, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RECORD_FULL, RECORD_PATH2,
+    ADDR_LEN, BASE_PART_LEN, BASE_PARTS, WAKE_BYTES, FLAG_ADDR, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RECORD_FULL, RECORD_PATH2,
     RECORD_SHORT, RawEvent, config, probe,
 };
 
@@ -69,6 +71,9 @@ static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(3, 0);
 const EPERM: i64 = 1;
 const EACCES: i64 = 13;
 const EROFS: i64 = 30;
+/// What a connection to anything but loopback gets in the sandbox's network
+/// namespace: a program that bypassed the proxy.
+const ENETUNREACH: i64 = 101;
 
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sbx_probe_fork(_ctx: BtfTracePointContext) -> i32 {
@@ -120,6 +125,18 @@ fn path_args(nr: i64) -> (usize, usize) {
         // symlink(target, linkpath), symlinkat(target, newdirfd, linkpath)
         88 => (1, 0),
         266 => (2, 0),
+        _ => (6, 6),
+    }
+}
+
+/// Which argument of syscall `nr` is a socket address, and which its length:
+/// connect and bind (fd, addr, len), sendto (fd, buf, n, flags, addr, len).
+/// (6, 6) for none.
+#[inline(always)]
+fn addr_args(nr: i64) -> (usize, usize) {
+    match nr {
+        42 | 49 => (1, 2),
+        44 => (4, 5),
         _ => (6, 6),
     }
 }
@@ -286,7 +303,7 @@ fn regs_args(regs: *const pt_regs) -> Option<(i64, [u64; 6])> {
 pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
     // sys_exit's arguments are (struct pt_regs *regs, long ret).
     let ret: i64 = ctx.arg(1);
-    if ret != -EACCES && ret != -EPERM && ret != -EROFS {
+    if ret != -EACCES && ret != -EPERM && ret != -EROFS && ret != -ENETUNREACH {
         return 0;
     }
     if !traced() {
@@ -294,7 +311,11 @@ pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
     }
     let regs: *const pt_regs = ctx.arg(0);
     if let Some((nr, args)) = regs_args(regs) {
-        emit(KIND_DENIAL, nr, ret, args, 0);
+        // ENETUNREACH is a denial only where the sandbox's network makes it
+        // one: a connection or datagram to a non-loopback address.
+        if ret != -ENETUNREACH || addr_args(nr).0 < 6 {
+            emit(KIND_DENIAL, nr, ret, args, 0);
+        }
     }
     0
 }
@@ -363,6 +384,17 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
             }
             if p2 < 6 && bpf_probe_read_user_str_bytes(args[p2] as *const u8, &mut (*ev).path2).is_ok() {
                 flags |= FLAG_PATH2;
+            }
+            let (a, l) = addr_args(nr);
+            if a < 6 && l < 6 {
+                // The address's own length, clamped to the buffer's start: a
+                // constant bound the verifier can see.
+                let len = (args[l] as u32).min(ADDR_LEN as u32) & 0x7f;
+                if len >= 2
+                    && raw::bpf_probe_read_user((*ev).path.as_mut_ptr().cast::<c_void>(), len, args[a] as *const c_void) == 0
+                {
+                    flags |= FLAG_ADDR;
+                }
             }
         }
         (*ev).flags = flags;

@@ -32,16 +32,16 @@
 //!
 //! | field | type | meaning |
 //! |-------|------|---------|
-//! | `source` | string | the layer that most likely refused it: `landlock`, `seccomp`, `proxy`, `mount` (a read-only or hidden part of the sandbox's view), `dac` (file permissions), `other` |
+//! | `source` | string | the layer that most likely refused it: `landlock`, `seccomp`, `proxy`, `mount` (a read-only or hidden part of the sandbox's view), `dac` (file permissions), `netns` (the sandbox's network namespace: a connection or datagram to an address other than loopback, which only the proxy reaches; a DNS query is one, to port 53), `other` |
 //! | `syscall` | string | e.g. `openat` |
-//! | `errno` | string | e.g. `EACCES`, `EPERM`, `EROFS` |
-//! | `operation` | string | `read`, `write`, `create`, `delete`, `rename`, `modify`, `exec` |
+//! | `errno` | string | e.g. `EACCES`, `EPERM`, `EROFS`, `ENETUNREACH` |
+//! | `operation` | string | `read`, `write`, `create`, `delete`, `rename`, `modify`, `exec`, `connect` |
 //! | `pid`, `tid` | number | host process and thread ids |
 //! | `comm` | string | the process's command name |
 //! | `path` | string | resolved, absolute (against the caller's cwd or dirfd) |
 //! | `requested_path` | string | as the program passed it |
-//! | `host`, `port` | string, number | for network denials |
-//! | `detail` | object | source-specific fields: `reason` (why this layer); `path_unresolved` (a relative request); `second_path`, `second_requested_path` (rename, link); for seccomp, `call` (the call in C-like form, e.g. `mount("tmpfs", "/mnt", "tmpfs", 0, NULL)`) and the decoded arguments by name |
+//! | `host`, `port` | string, number | for network denials (proxy: the name asked for; kernel: the IP address given to connect, sendto or bind) |
+//! | `detail` | object | source-specific fields: `reason` (why this layer); `path_unresolved` (a relative request); `second_path`, `second_requested_path` (rename, link); `address` (a Unix socket address given to connect, sendto or bind; `@name` is abstract); for seccomp, `call` (the call in C-like form, e.g. `mount("tmpfs", "/mnt", "tmpfs", 0, NULL)`) and the decoded arguments by name |
 //!
 //! ## `net`
 //! One decision of sbx's proxy (allowed or denied). A denial is also a
@@ -159,6 +159,9 @@ pub enum Source {
     Proxy,
     Mount,
     Dac,
+    /// The sandbox's network namespace: a connection to anything but loopback
+    /// (only the proxy leads out).
+    Netns,
     Other,
 }
 
@@ -170,6 +173,7 @@ impl Source {
             Source::Proxy => "proxy",
             Source::Mount => "mount",
             Source::Dac => "dac",
+            Source::Netns => "netns",
             Source::Other => "other",
         }
     }
@@ -193,10 +197,18 @@ pub struct Denial {
 }
 
 impl Denial {
-    /// A few words for the exit summary: "write /etc/x", "mount", "evil.example".
+    /// A few words for the exit summary: "write /etc/x", "mount", "evil.example",
+    /// "connect 10.0.0.1:443".
     pub fn short(&self) -> String {
         if let Some(host) = &self.host {
-            return host.clone();
+            return match (self.source, self.port) {
+                (Source::Proxy, _) | (_, None) => host.clone(),
+                (_, Some(port)) => {
+                    let call = self.operation.as_deref().or(self.syscall.as_deref()).unwrap_or("connect");
+                    let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+                    format!("{call} {host}:{port}")
+                }
+            };
         }
         if let Some((_, call)) = self.detail.iter().find(|(k, _)| k == "call") {
             return call.clone();

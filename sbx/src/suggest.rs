@@ -331,6 +331,18 @@ impl Context<'_> {
                 }
                 no("the seccomp deny list, which no policy changes", what)
             }
+            "netns" => {
+                let what = match (&d.host, d.port) {
+                    (Some(h), Some(p)) if h.contains(':') => format!("[{h}]:{p}"),
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    _ => d.syscall.clone().unwrap_or_else(|| "?".into()),
+                };
+                if d.port == Some(53) {
+                    no("a DNS query from the sandbox, which has no network but loopback: names are resolved by the proxy, so the program should reach its hosts through HTTP_PROXY/ALL_PROXY", what)
+                } else {
+                    no("a direct connection that bypassed the proxy: the sandbox has no network but loopback and no policy adds a route; the program should use HTTP_PROXY/HTTPS_PROXY/ALL_PROXY", what)
+                }
+            }
             _ if d.syscall.as_deref() == Some("bind") && d.path.is_none() => {
                 if self.policy.net.allow_local_binding { Need::Already } else { Need::Set { key: "network.allowLocalBinding" } }
             }

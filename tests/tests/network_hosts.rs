@@ -567,7 +567,8 @@ attempt("abstract", abstract)
         let script = format!(
             "curl -sS --noproxy '*' --max-time 10 http://{addr}/ 2>/dev/null; echo \"direct-http exit=$?\"
              curl -sS --noproxy '*' --max-time 10 http://{web}/ 2>/dev/null; echo \"direct-name exit=$?\"
-             python3 bypass.py"
+             python3 bypass.py
+             python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect((\"{addr}\", 53))' 2>/dev/null; echo \"dns exit=$?\""
         );
         let (out, events) = monitor(&ws, &script);
         assert!(out.status.success(), "{}", text(&out));
@@ -578,11 +579,36 @@ attempt("abstract", abstract)
         let abstract_result = if all_unix { "ECONNREFUSED" } else { "EPERM" };
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            format!("direct-http exit=7\ndirect-name exit=7\ntcp ENETUNREACH\nudp ENETUNREACH\nabstract {abstract_result}\n"),
+            format!("direct-http exit=7\ndirect-name exit=7\ntcp ENETUNREACH\nudp ENETUNREACH\nabstract {abstract_result}\ndns exit=1\n"),
             "allowAllUnixSockets {all_unix}: {}",
             text(&out)
         );
         assert!(net_decisions(&events).is_empty(), "nothing went through the proxy: {events:?}");
+        // Each attempt is a denial of the sandbox's network, with the
+        // address it was given and why there was no route.
+        let network: BTreeSet<_> = events
+            .iter()
+            .filter(|e| e["type"] == "denial" && e["source"] == "netns")
+            .map(|e| {
+                assert!(e["errno"] == "ENETUNREACH" && e["operation"] == "connect", "{e}");
+                let reason = e["detail"]["reason"].as_str().unwrap();
+                let dns = e["port"] == 53;
+                assert!(reason.contains(if dns { "a DNS query" } else { "bypassed sbx's proxy" }), "{e}");
+                let comm = e["comm"].as_str().unwrap();
+                let comm = if comm.starts_with("python") { "python" } else { comm };
+                (comm.to_string(), e["syscall"].as_str().unwrap().to_string(), e["host"].as_str().unwrap().to_string(), e["port"].as_u64().unwrap())
+            })
+            .collect();
+        let want: BTreeSet<_> = [("curl", "connect", 80), ("python", "connect", 9000), ("python", "sendto", 9000), ("python", "connect", 53)]
+            .into_iter()
+            .map(|(comm, call, port)| (comm.to_string(), call.to_string(), addr.to_string(), port))
+            .collect();
+        assert_eq!(network, want, "allowAllUnixSockets {all_unix}");
+        // `policy suggest` explains them and proposes nothing for them.
+        let suggest = ws.sbx(["policy", "suggest", "--from"]).arg(ws.path().join("audit.jsonl")).output().unwrap();
+        let said = String::from_utf8_lossy(&suggest.stdout);
+        assert!(said.contains(&format!("{addr}:9000")) && said.contains("a direct connection that bypassed the proxy"), "{}", text(&suggest));
+        assert!(said.contains(&format!("{addr}:53")) && said.contains("a DNS query from the sandbox"), "{}", text(&suggest));
         let seccomp: Vec<_> = events.iter().filter(|e| e["type"] == "denial" && e["source"] == "seccomp").collect();
         let python_unix = seccomp
             .iter()

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use sbx_common::{BASE_PART_LEN, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use sbx_common::{ADDR_LEN, BASE_PART_LEN, FLAG_ADDR, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
 
 use crate::{
     launch::seccomp,
@@ -111,6 +113,7 @@ fn errno_name(ret: i64) -> &'static str {
         1 => "EPERM",
         13 => "EACCES",
         30 => "EROFS",
+        101 => "ENETUNREACH",
         _ => "EOTHER",
     }
 }
@@ -150,6 +153,40 @@ fn resolve(requested: &str, base: Option<&Path>) -> Option<PathBuf> {
     base.map(|b| normalize(&b.join(requested)))
 }
 
+/// A socket address the tracer copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SockAddr {
+    Inet(IpAddr, u16),
+    /// A path, or `@name` for an abstract socket.
+    Unix(String),
+}
+
+/// The socket address of a connect, sendto or bind, when the tracer copied one.
+fn sock_addr(ev: &RawEvent) -> Option<SockAddr> {
+    if ev.flags & FLAG_ADDR == 0 {
+        return None;
+    }
+    let len_arg = if ev.syscall_nr == 44 { 5 } else { 2 };
+    let len = usize::try_from(ev.args[len_arg]).unwrap_or(0).min(ADDR_LEN);
+    let b = &ev.path[..len];
+    let port = |b: &[u8]| u16::from_be_bytes([b[2], b[3]]);
+    match (u16::from_ne_bytes([b[0], b[1]]) as i32, len) {
+        (libc::AF_INET, 8..) => Some(SockAddr::Inet(IpAddr::V4(Ipv4Addr::new(b[4], b[5], b[6], b[7])), port(b))),
+        (libc::AF_INET6, 24..) => {
+            let ip: [u8; 16] = b[8..24].try_into().ok()?;
+            Some(SockAddr::Inet(IpAddr::V6(Ipv6Addr::from(ip)), port(b)))
+        }
+        (libc::AF_UNIX, 3..) => {
+            let name = &b[2..];
+            Some(SockAddr::Unix(match name.split_first() {
+                Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
+                _ => cstr(name),
+            }))
+        }
+        _ => None,
+    }
+}
+
 fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
     roots.iter().any(|r| path.starts_with(r))
 }
@@ -165,11 +202,20 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     let second = (ev.flags & FLAG_PATH2 != 0).then(|| cstr(&ev.path2));
     let second_resolved = second.as_deref().and_then(|r| resolve(r, None));
 
+    let addr = sock_addr(ev);
     let in_seccomp_table = attr.seccomp.entries().any(|b| b.nr == nr);
     let effective = path.as_deref().or(requested.as_deref().map(Path::new));
     // seccomp's refusals are EPERM for the syscalls on its list (the
     // supervisor, when it runs, reports them with their arguments instead).
-    let (source, reason) = if in_seccomp_table && errno == "EPERM" {
+    let (source, reason) = if errno == "ENETUNREACH" {
+        let dns = matches!(addr, Some(SockAddr::Inet(_, 53)));
+        let why = if dns {
+            "a DNS query: the sandbox's network has only loopback, and names are resolved by sbx's proxy (through HTTP_PROXY, HTTPS_PROXY, ALL_PROXY)"
+        } else {
+            "a direct connection that bypassed sbx's proxy: the sandbox's network has only loopback, and the way out is the proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY)"
+        };
+        (Source::Netns, why.to_string())
+    } else if in_seccomp_table && errno == "EPERM" {
         (Source::Seccomp, "the syscall is on sbx's seccomp deny list".to_string())
     } else if nr == SYS_BIND && errno == "EACCES" && attr.landlock {
         (Source::Landlock, "TCP ports may not be bound in the sandbox (allowLocalBinding)".to_string())
@@ -195,6 +241,9 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     if let Some(s) = &second_resolved {
         detail.push(("second_path".to_string(), s.to_string_lossy().into_owned()));
     }
+    if let Some(SockAddr::Unix(name)) = &addr {
+        detail.push(("address".to_string(), name.clone()));
+    }
     detail.push(("reason".to_string(), reason));
     if requested.is_some() && path.is_none() {
         let base = match dirfd_arg(nr, false).map(|i| ev.args[i] as i32) {
@@ -207,14 +256,23 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
         source,
         syscall: Some(name),
         errno: Some(errno.to_string()),
-        operation: (op != Operation::Other).then(|| op.as_str().to_string()),
+        operation: match (&addr, nr) {
+            (Some(SockAddr::Inet(..)), 42 | 44) => Some("connect".to_string()),
+            _ => (op != Operation::Other).then(|| op.as_str().to_string()),
+        },
         pid: Some(ev.pid),
         tid: Some(ev.tid),
         comm: Some(cstr(&ev.comm)),
         path,
         requested_path: requested,
-        host: None,
-        port: None,
+        host: match addr {
+            Some(SockAddr::Inet(ip, _)) => Some(ip.to_string()),
+            _ => None,
+        },
+        port: match addr {
+            Some(SockAddr::Inet(_, port)) => Some(port),
+            _ => None,
+        },
         detail,
     }
 }
@@ -294,6 +352,55 @@ mod tests {
         // kill -> EPERM with its arguments stashed: another check.
         let d = denial(&raw(62, -1, [1, 9, 0, 0, 0, 0], "", 0), &a);
         assert_eq!(d.source, Source::Other);
+    }
+
+    /// A record of `nr` failing with `ret` whose address argument held `addr`.
+    fn with_addr(nr: i64, ret: i64, addr: &[u8]) -> RawEvent {
+        let len = addr.len() as u64;
+        let args = if nr == 44 { [3, 0, 1, 0, 0, len] } else { [3, 0, len, 0, 0, 0] };
+        let mut ev = raw(nr, ret, args, "", FLAG_ADDR);
+        ev.path[..addr.len()].copy_from_slice(addr);
+        ev
+    }
+
+    fn inet4(ip: [u8; 4], port: u16) -> Vec<u8> {
+        [&(libc::AF_INET as u16).to_ne_bytes()[..], &port.to_be_bytes(), &ip, &[0; 8]].concat()
+    }
+
+    #[test]
+    fn socket_addresses_and_the_network_namespace() {
+        let a = attr();
+        // connect(198.18.0.2:443) -> ENETUNREACH: a direct connection.
+        let d = denial(&with_addr(42, -101, &inet4([198, 18, 0, 2], 443)), &a);
+        assert_eq!((d.source, d.errno.as_deref(), d.operation.as_deref()), (Source::Netns, Some("ENETUNREACH"), Some("connect")));
+        assert_eq!((d.host.as_deref(), d.port), (Some("198.18.0.2"), Some(443)));
+        assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.contains("bypassed sbx's proxy")), "{:?}", d.detail);
+        assert_eq!(d.short(), "connect 198.18.0.2:443");
+        // sendto(..., [2001:db8::1]:53) -> a DNS query.
+        let mut v6 = [&(libc::AF_INET6 as u16).to_ne_bytes()[..], &53u16.to_be_bytes(), &[0; 4]].concat();
+        v6.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&[0; 4]);
+        let d = denial(&with_addr(44, -101, &v6), &a);
+        assert_eq!((d.source, d.syscall.as_deref(), d.host.as_deref(), d.port), (Source::Netns, Some("sendto"), Some("2001:db8::1"), Some(53)));
+        assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.starts_with("a DNS query")), "{:?}", d.detail);
+        assert_eq!(d.short(), "connect [2001:db8::1]:53");
+        // bind(127.0.0.1:8080) -> EACCES under Landlock: the port is kept.
+        let d = denial(&with_addr(49, -13, &inet4([127, 0, 0, 1], 8080)), &a);
+        assert_eq!((d.source, d.port, d.operation.as_deref()), (Source::Landlock, Some(8080), None));
+        assert_eq!(d.short(), "bind 127.0.0.1:8080");
+        // Unix addresses, by path and abstract; a truncated inet address is none.
+        let unix = |name: &[u8]| [&(libc::AF_UNIX as u16).to_ne_bytes()[..], name].concat();
+        let d = denial(&with_addr(42, -1, &unix(b"/run/x.sock\0")), &a);
+        assert_eq!(d.detail[0], ("address".to_string(), "/run/x.sock".to_string()));
+        assert_eq!(d.host, None);
+        let d = denial(&with_addr(42, -1, &unix(b"\0hidden")), &a);
+        assert_eq!(d.detail[0], ("address".to_string(), "@hidden".to_string()));
+        let d = denial(&with_addr(42, -101, &inet4([10, 0, 0, 1], 80)[..6]), &a);
+        assert_eq!((d.host, d.port), (None, None));
+        // Without the flag the bytes are not an address.
+        let mut ev = with_addr(42, -101, &inet4([10, 0, 0, 1], 80));
+        ev.flags = 0;
+        assert_eq!(denial(&ev, &a).host, None);
     }
 
     #[test]

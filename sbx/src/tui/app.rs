@@ -42,16 +42,18 @@ pub const MAX_TREE_INDENT: u32 = 8;
 /// How long a status message (export done, export failed) stays.
 const STATUS_FOR: Duration = Duration::from_secs(8);
 
-pub(super) const SOURCES: [Source; 6] = [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Mount, Source::Dac, Source::Other];
+pub(super) const SOURCES: [Source; 7] =
+    [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Netns, Source::Mount, Source::Dac, Source::Other];
 
 pub(super) fn source_index(s: Source) -> usize {
     match s {
         Source::Landlock => 0,
         Source::Seccomp => 1,
         Source::Proxy => 2,
-        Source::Mount => 3,
-        Source::Dac => 4,
-        Source::Other => 5,
+        Source::Netns => 3,
+        Source::Mount => 4,
+        Source::Dac => 5,
+        Source::Other => 6,
     }
 }
 
@@ -221,7 +223,7 @@ pub struct App {
     pub(super) session_time: Option<SystemTime>,
     pub(super) enforcement: Option<Enforcement>,
 
-    pub(super) denials: [u64; 6],
+    pub(super) denials: [u64; SOURCES.len()],
     pub(super) net_allowed: u64,
     pub(super) net_denied: u64,
     pub(super) lost_reported: u64,
@@ -290,6 +292,7 @@ pub(super) fn row_key(d: &Denial) -> (Cow<'_, str>, Cow<'_, str>) {
     };
     let object = if let Some(host) = &d.host {
         match d.port {
+            Some(port) if host.contains(':') => Cow::Owned(format!("[{host}]:{port}")),
             Some(port) => Cow::Owned(format!("{host}:{port}")),
             None => Cow::Borrowed(host.as_str()),
         }
@@ -323,7 +326,7 @@ impl App {
             state: RunState::Running,
             session_time: None,
             enforcement: None,
-            denials: [0; 6],
+            denials: [0; SOURCES.len()],
             net_allowed: 0,
             net_denied: 0,
             lost_reported: 0,
@@ -426,7 +429,7 @@ impl App {
     }
 
     /// Denials by source, in `report::Source` order.
-    pub fn denial_counts(&self) -> [(Source, u64); 6] {
+    pub fn denial_counts(&self) -> [(Source, u64); SOURCES.len()] {
         SOURCES.map(|s| (s, self.denials[source_index(s)]))
     }
 

@@ -206,7 +206,7 @@ fn empty_session() {
     show(&s);
     assert_eq!(s[0], " sbx  running 0:00  npm install");
     assert_eq!(s[1], "enforcement: landlock full (ABI 7)  seccomp on  netns on  bwrap on");
-    assert_eq!(s[2], "denials 0: landlock 0 seccomp 0 proxy 0 mount 0 dac 0 other 0 · net 0 ok 0 denied · lost 0");
+    assert_eq!(s[2], "denials 0: landlock 0 seccomp 0 proxy 0 netns 0 mount 0 dac 0 other 0 · net 0 ok 0 denied · lost 0");
     let full = |s: &str| format!("{s:<118}");
     assert_eq!(s[3], format!("┌ 1 Violations 0/0 · sort count {}┐", "─".repeat(87)));
     assert_eq!(s[4], format!("│{}│", full("no denials yet")));
@@ -248,7 +248,7 @@ fn a_few_denials() {
     let s = screen(&app, 120, 40);
     show(&s);
     assert_eq!(s[0], " sbx  running 1:05  npm install");
-    assert_eq!(s[2], "denials 4: landlock 2 seccomp 1 proxy 1 mount 0 dac 0 other 0 · net 1 ok 1 denied · lost 0");
+    assert_eq!(s[2], "denials 4: landlock 2 seccomp 1 proxy 1 netns 0 mount 0 dac 0 other 0 · net 1 ok 1 denied · lost 0");
     let expected = [
         "┌ 1 Violations 3/3 · sort count ───────────────────────────────────────────────────────────────────────────────────────┐",
         "│COUNT   SOURCE   OP        OBJECT                                                     PROCESSES        FIRST   LAST   │",
@@ -612,7 +612,7 @@ fn flood_of_100k_denials() {
     println!("flood: 100000 updates in {updated:?} ({:.0} events/s), first render (sorting 1001 rows) in {rendered:?}", 100_000.0 / updated.as_secs_f64());
     let s = buffer_lines(terminal.backend().buffer());
     assert_eq!(s[0], format!(" sbx  running 0:00  npm install{:>89}", "export keeps the last 100000 events (1 dropped)"));
-    assert_eq!(s[2], "denials 100000: landlock 50000 seccomp 25000 proxy 25000 mount 0 dac 0 other 0 · net 0 ok 0 denied · lost 0");
+    assert_eq!(s[2], "denials 100000: landlock 50000 seccomp 25000 proxy 25000 netns 0 mount 0 dac 0 other 0 · net 0 ok 0 denied · lost 0");
     // 250 paths, 125 hosts and one seccomp call.
     assert_contains(&s, "┌ 1 Violations 376/376 · sort count ─");
     assert_contains(&s, "│25000   seccomp  mount     mount(\"tmpfs\", \"/mnt\", \"tmpfs\", 0, NULL)     ");

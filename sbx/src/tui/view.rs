@@ -344,6 +344,7 @@ fn source_color(s: crate::report::Source) -> Color {
         Source::Landlock => Color::Magenta,
         Source::Seccomp => Color::Red,
         Source::Proxy => Color::Blue,
+        Source::Netns => Color::LightBlue,
         Source::Mount => Color::Yellow,
         Source::Dac => Color::Cyan,
         Source::Other => Color::Gray,
