@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use common::*;
-use sbx::proxy::{Limits, Protocol, serve_http};
+use sbx::proxy::{Limits, Protocol, Proxy, serve_http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -103,6 +103,34 @@ async fn absolute_uri_post_streams_body() {
     assert!(resp.ends_with(&body), "body relayed");
 }
 
+/// The HTTP front end served on a Unix socket in a directory of its own (both
+/// removed on drop), as stage-2's clients reach it.
+struct UnixFront {
+    dir: std::path::PathBuf,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl UnixFront {
+    fn start(tag: &str, proxy: &Proxy) -> UnixFront {
+        let dir = std::env::temp_dir().join(format!("sbx-proxy-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let listener = tokio::net::UnixListener::bind(dir.join("http.sock")).expect("bind unix");
+        UnixFront { task: tokio::spawn(serve_http(listener, proxy.clone())), dir }
+    }
+
+    async fn connect(&self) -> tokio::net::UnixStream {
+        tokio::net::UnixStream::connect(self.dir.join("http.sock")).await.expect("connect unix")
+    }
+}
+
+impl Drop for UnixFront {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Absolute-URI forwarding with bodies of megabytes both ways (spliced after the heads when
 /// the client is a socket): a 3 MiB upload echoed back whole, from a TCP and a Unix client.
 #[tokio::test]
@@ -126,16 +154,8 @@ async fn absolute_uri_large_bodies_both_ways() {
     check(&exchange(&mut c, &head, &body).await);
     assert!(seen.recv().await.expect("upstream head").starts_with("POST /big HTTP/1.1\r\n"));
 
-    let dir = std::env::temp_dir().join(format!("sbx-proxy-forward-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let path = dir.join("http.sock");
-    let listener = tokio::net::UnixListener::bind(&path).expect("bind unix");
-    let task = tokio::spawn(serve_http(listener, p.proxy.clone()));
-    let mut c = tokio::net::UnixStream::connect(&path).await.expect("connect unix");
-    check(&exchange(&mut c, &head, &body).await);
-    task.abort();
-    let _ = std::fs::remove_dir_all(&dir);
+    let front = UnixFront::start("forward", &p.proxy);
+    check(&exchange(&mut front.connect().await, &head, &body).await);
 }
 
 #[tokio::test]
@@ -435,22 +455,14 @@ async fn events_never_block_and_drops_are_counted() {
 #[tokio::test]
 async fn unix_listener_is_served() {
     let echo = tcp_echo().await;
-    let dir = std::env::temp_dir().join(format!("sbx-proxy-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let path = dir.join("http.sock");
-    let listener = tokio::net::UnixListener::bind(&path).expect("bind unix");
-    let p = start_proxy(test_config()).await;
-    let mut events = p;
-    let task = tokio::spawn(serve_http(listener, events.proxy.clone()));
-    let mut c = tokio::net::UnixStream::connect(&path).await.expect("connect unix");
+    let mut events = start_proxy(test_config()).await;
+    let front = UnixFront::start("test", &events.proxy);
+    let mut c = front.connect().await;
     c.write_all(format!("CONNECT allowed.test:{} HTTP/1.1\r\n\r\n", echo.port()).as_bytes()).await.expect("write");
     assert_eq!(read_head(&mut c).await, "HTTP/1.1 200 Connection established\r\n\r\n");
     assert_echo(&mut c, b"over unix").await;
     let ev = events.event().await;
     assert!(ev.client.starts_with(&format!("unix:pid={},uid=", std::process::id())), "{}", ev.client);
-    task.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -483,7 +495,7 @@ async fn invalid_config_names_the_entry() {
     let mut cfg = test_config();
     cfg.denied_domains.push("*.bad.*".into());
     let (tx, _rx) = tokio::sync::mpsc::channel(1);
-    let err = sbx::proxy::Proxy::new(&cfg, test_resolver(), tx).err().map(|e| e.to_string());
+    let err = Proxy::new(&cfg, test_resolver(), tx).err().map(|e| e.to_string());
     assert_eq!(
         err.as_deref(),
         Some("invalid deniedDomains entry \"*.bad.*\": '*' is only allowed as the whole host or a leading '*.' label")
@@ -544,16 +556,9 @@ async fn tunnels_carry_half_close_and_large_transfers() {
     assert_eq!(rep, 0);
     check_half_close(&mut c, 1 << 20, 5 << 20).await;
 
-    let dir = std::env::temp_dir().join(format!("sbx-proxy-half-close-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let path = dir.join("http.sock");
-    let listener = tokio::net::UnixListener::bind(&path).expect("bind unix");
-    let task = tokio::spawn(serve_http(listener, p.proxy.clone()));
-    let mut c = tokio::net::UnixStream::connect(&path).await.expect("connect unix");
+    let front = UnixFront::start("half-close", &p.proxy);
+    let mut c = front.connect().await;
     c.write_all(format!("CONNECT allowed.test:{} HTTP/1.1\r\n\r\n", server.port()).as_bytes()).await.expect("write");
     assert_eq!(read_head(&mut c).await, "HTTP/1.1 200 Connection established\r\n\r\n");
     check_half_close(&mut c, 2 << 20, 5 << 20).await;
-    task.abort();
-    let _ = std::fs::remove_dir_all(&dir);
 }
