@@ -5,9 +5,10 @@
 //! reports the syscalls of the sandbox's process tree that fail with EACCES,
 //! EPERM or EROFS (with their path or socket address), the connects and
 //! sendtos that fail with ENETUNREACH (traffic that bypassed the proxy: the
-//! sandbox's network has only loopback), and the tree's execs and exits. The tree is the sandbox's
-//! cgroup (v2): every task whose current cgroup id equals `CONFIG[CGROUP_ID]`,
-//! set by user space before attaching, so fork, double fork and threads are
+//! sandbox's network has only loopback), and the tree's execs and exits.
+//! The tree is the sandbox's cgroup (v2): every task whose current cgroup
+//! id equals `CONFIG[CGROUP_ID]`, set by user space before attaching, so
+//! fork, double fork and threads are
 //! followed without bookkeeping and without races, and nothing else on the
 //! host is ever reported.
 //!
@@ -387,8 +388,8 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
             }
             let (a, l) = addr_args(nr);
             if a < 6 && l < 6 {
-                // The address's own length, clamped to the buffer's start: a
-                // constant bound the verifier can see.
+                // The address's own length, at most ADDR_LEN, and masked so
+                // that the verifier sees the bound.
                 let len = (args[l] as u32).min(ADDR_LEN as u32) & 0x7f;
                 if len >= 2
                     && raw::bpf_probe_read_user((*ev).path.as_mut_ptr().cast::<c_void>(), len, args[a] as *const c_void) == 0

@@ -166,8 +166,13 @@ fn sock_addr(ev: &RawEvent) -> Option<SockAddr> {
     if ev.flags & FLAG_ADDR == 0 {
         return None;
     }
+    // The length the kernel program copied (socklen_t is 32 bits); the rest
+    // of the buffer is an earlier record's.
     let len_arg = if ev.syscall_nr == 44 { 5 } else { 2 };
-    let len = usize::try_from(ev.args[len_arg]).unwrap_or(0).min(ADDR_LEN);
+    let len = (ev.args[len_arg] as u32).min(ADDR_LEN as u32) as usize;
+    if len < 2 {
+        return None;
+    }
     let b = &ev.path[..len];
     let port = |b: &[u8]| u16::from_be_bytes([b[2], b[3]]);
     match (u16::from_ne_bytes([b[0], b[1]]) as i32, len) {
@@ -397,6 +402,13 @@ mod tests {
         assert_eq!(d.detail[0], ("address".to_string(), "@hidden".to_string()));
         let d = denial(&with_addr(42, -101, &inet4([10, 0, 0, 1], 80)[..6]), &a);
         assert_eq!((d.host, d.port), (None, None));
+        // socklen_t is 32 bits: higher bits in the register are not length;
+        // a length too short for a family is no address (and no panic).
+        let mut ev = with_addr(42, -101, &inet4([10, 0, 0, 1], 80));
+        ev.args[2] |= 1 << 32;
+        assert_eq!(denial(&ev, &a).port, Some(80));
+        ev.args[2] = 1;
+        assert_eq!(denial(&ev, &a).host, None);
         // Without the flag the bytes are not an address.
         let mut ev = with_addr(42, -101, &inet4([10, 0, 0, 1], 80));
         ev.flags = 0;
