@@ -158,6 +158,49 @@ async fn absolute_uri_large_bodies_both_ways() {
     check(&exchange(&mut front.connect().await, &head, &body).await);
 }
 
+/// An upstream that reads one request head, writes `reply` and closes.
+async fn scripted_upstream(reply: &'static [u8]) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind((LO, 0)).await.expect("bind");
+    let a = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(reply).await;
+            });
+        }
+    });
+    a
+}
+
+/// What the upstream answers reaches the client over the spliced path as over the copying
+/// one: interim 1xx heads verbatim before the final head, the body after it; no response, or
+/// a malformed one, is a 502 naming the problem.
+#[tokio::test]
+async fn forwarded_responses_interim_heads_and_upstream_failures() {
+    let p = start_proxy(test_config()).await;
+    let get = |a: std::net::SocketAddr| format!("GET http://allowed.test:{}/ HTTP/1.1\r\n\r\n", a.port());
+
+    let up = scripted_upstream(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: 5\r\n\r\nhello").await;
+    let resp = http_exchange(p.http, &get(up)).await;
+    assert_eq!(resp, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+
+    let up = scripted_upstream(b"").await;
+    let resp = http_exchange(p.http, &get(up)).await;
+    assert!(resp.starts_with("HTTP/1.1 502 Bad Gateway\r\n") && resp.ends_with("sbx: upstream closed without a response\n"), "{resp}");
+
+    let up = scripted_upstream(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+    let resp = http_exchange(p.http, &get(up)).await;
+    assert!(resp.starts_with("HTTP/1.1 502 Bad Gateway\r\n") && resp.contains("sbx: malformed upstream response"), "{resp}");
+}
+
 #[tokio::test]
 async fn forward_to_server_ignoring_connection_close_ends_on_idle() {
     let (up, _seen) = http_echo_with(false).await;
