@@ -48,10 +48,24 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sbx: {e:#}");
+            eprintln!("sbx: {}", one_line(&e));
             ExitCode::from(EXIT_SETUP)
         }
     }
+}
+
+/// The error and its causes in one line, each cause once: most of sbx's
+/// messages already end with their cause (`cannot open X: No such file or
+/// directory`), which `{:#}` would repeat.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    line
 }
 
 fn stage2_main(plan_fd: OsString) -> ! {

@@ -75,8 +75,11 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Sends `fds` over the Unix socket `sock` as one message (one data byte
-/// and SCM_RIGHTS).
+/// Most descriptors in one message of [`send_fds`] and [`recv_fds`].
+pub const FDS_PER_MESSAGE: usize = 16;
+
+/// Sends `fds` (at most [`FDS_PER_MESSAGE`]) over the Unix socket `sock` as
+/// one message (one data byte and SCM_RIGHTS).
 pub fn send_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     let iov = [io::IoSlice::new(b"f")];
@@ -87,20 +90,54 @@ pub fn send_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<(
     Ok(())
 }
 
-/// Receives one message of descriptors sent by `send_fds` (at most 16),
-/// close-on-exec.
+/// Receives one message of descriptors sent by `send_fds`, close-on-exec.
+/// A message that carried more than [`FDS_PER_MESSAGE`] (the kernel closes
+/// the ones that did not fit) or none at end of file is an error.
 pub fn recv_fds(sock: &impl std::os::fd::AsRawFd) -> io::Result<Vec<OwnedFd>> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut byte = [0u8; 1];
     let mut iov = [io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; 16]);
+    let mut space = nix::cmsg_space!([RawFd; FDS_PER_MESSAGE]);
     let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(io::Error::from)?;
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    let ended = msg.bytes == 0;
     let mut out = Vec::new();
     for cmsg in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             // SAFETY: the kernel installed these descriptors for us just now.
             out.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
         }
+    }
+    if truncated {
+        return Err(io::Error::other(format!("more than {FDS_PER_MESSAGE} descriptors in one message")));
+    }
+    if ended && out.is_empty() {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(out)
+}
+
+/// Sends `fds`, however many, as messages of [`send_fds`] (one without
+/// descriptors when there are none), for [`recv_all_fds`].
+pub fn send_all_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<()> {
+    if fds.is_empty() {
+        return send_fds(sock, fds);
+    }
+    fds.chunks(FDS_PER_MESSAGE).try_for_each(|chunk| send_fds(sock, chunk))
+}
+
+/// Receives the `n` descriptors [`send_all_fds`] sent.
+pub fn recv_all_fds(sock: &impl std::os::fd::AsRawFd, n: usize) -> io::Result<Vec<OwnedFd>> {
+    let mut out = recv_fds(sock)?;
+    while out.len() < n {
+        let more = recv_fds(sock)?;
+        if more.is_empty() {
+            break;
+        }
+        out.extend(more);
+    }
+    if out.len() != n {
+        return Err(io::Error::other(format!("expected {n} descriptors, received {}", out.len())));
     }
     Ok(out)
 }

@@ -137,6 +137,31 @@ PY"#
     assert_eq!(String::from_utf8_lossy(&out.stdout), "True ping\nFalse ConnectionRefusedError\n", "{}", text(&out));
 }
 
+/// More listed ports than one message of descriptors carries (stage-2 hands
+/// sbx a listening socket per port): every one is served.
+#[test]
+fn many_local_outbound_ports_are_all_served() {
+    require_root!();
+    require_tool("python3");
+    let ports: Vec<u16> = (0..40).map(|_| echo_server()).collect();
+    let list = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    let ws = Workspace::new(As::Root);
+    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowLocalOutboundPorts": [{list}] }} }}"#));
+    let script = format!(
+        r#"python3 - <<'PY'
+import socket
+ok = 0
+for port in ({list}):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"ping")
+    ok += s.recv(4) == b"ping"
+print(ok)
+PY"#
+    );
+    let out = ws.run_sh(&script);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "40\n", "{}", text(&out));
+}
+
 #[test]
 fn local_binding_needs_allow_local_binding() {
     require_root!();

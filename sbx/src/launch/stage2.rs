@@ -301,7 +301,7 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
         if let Some(control) = &control {
             let listeners = open_listeners(&plan.net).map_err(setup)?;
             let fds: Vec<RawFd> = listeners.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
-            crate::sys::send_fds(control, &fds).map_err(|e| setup(format!("cannot hand the proxy's sockets to sbx: {e}")))?;
+            crate::sys::send_all_fds(control, &fds).map_err(|e| setup(format!("cannot hand the proxy's sockets to sbx: {e}")))?;
         }
         let landlock = apply_landlock(&plan).map_err(|e| setup(format!("cannot apply Landlock: {e}")))?;
         say(Report::Landlock(landlock));
