@@ -726,29 +726,23 @@ async fn write_pty(master: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, mut 
 }
 
 /// Serves the proxy on the listening sockets that stage-2 opened inside the
-/// sandbox (HTTP, SOCKS, then the local ports), for the runtime's lifetime.
+/// sandbox (on 127.0.0.1 and ::1), each by its port: the HTTP proxy, the
+/// SOCKS proxy or a local port, for the runtime's lifetime.
 fn serve_network(proxy: &Proxy, listeners: Vec<std::os::fd::OwnedFd>, net: &launch::stage2::NetPlan) {
-    let mut listeners = listeners.into_iter().map(|fd| {
+    for fd in listeners {
         let std = std::net::TcpListener::from(fd);
-        std.set_nonblocking(true).and_then(|()| tokio::net::TcpListener::from_std(std))
-    });
-    let mut next = |what: &str| match listeners.next() {
-        Some(Ok(l)) => Some(l),
-        Some(Err(e)) => {
-            eprintln!("sbx: warning: cannot serve the {what}: {e}");
-            None
-        }
-        None => None,
-    };
-    if let Some(l) = next("HTTP proxy") {
-        tokio::spawn(proxy::serve_http(l, proxy.clone()));
-    }
-    if let Some(l) = next("SOCKS proxy") {
-        tokio::spawn(proxy::serve_socks5(l, proxy.clone()));
-    }
-    for &port in &net.local_ports {
-        if let Some(l) = next("local port") {
-            tokio::spawn(proxy::serve_forward(l, proxy.clone(), port));
+        let listener = std.local_addr().and_then(|a| {
+            std.set_nonblocking(true)?;
+            Ok((a, tokio::net::TcpListener::from_std(std)?))
+        });
+        match listener {
+            Ok((a, l)) if a.port() == net.http_port => drop(tokio::spawn(proxy::serve_http(l, proxy.clone()))),
+            Ok((a, l)) if a.port() == net.socks_port => drop(tokio::spawn(proxy::serve_socks5(l, proxy.clone()))),
+            Ok((a, l)) if net.local_ports.contains(&a.port()) => {
+                drop(tokio::spawn(proxy::serve_forward(l, proxy.clone(), a.port())));
+            }
+            Ok((a, _)) => eprintln!("sbx: warning: stage-2 sent a listening socket on {a}, which nothing serves"),
+            Err(e) => eprintln!("sbx: warning: cannot serve a listening socket of the sandbox: {e}"),
         }
     }
 }

@@ -117,29 +117,24 @@ pub fn recv_fds(sock: &impl std::os::fd::AsRawFd) -> io::Result<Vec<OwnedFd>> {
     Ok(out)
 }
 
-/// Sends `fds`, however many, as messages of [`send_fds`] (one without
-/// descriptors when there are none), for [`recv_all_fds`].
+/// Sends `fds`, however many, as messages of [`send_fds`], then one message
+/// without descriptors that ends them, for [`recv_all_fds`].
 pub fn send_all_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<()> {
-    if fds.is_empty() {
-        return send_fds(sock, fds);
-    }
-    fds.chunks(FDS_PER_MESSAGE).try_for_each(|chunk| send_fds(sock, chunk))
+    fds.chunks(FDS_PER_MESSAGE).try_for_each(|chunk| send_fds(sock, chunk))?;
+    send_fds(sock, &[])
 }
 
-/// Receives the `n` descriptors [`send_all_fds`] sent.
-pub fn recv_all_fds(sock: &impl std::os::fd::AsRawFd, n: usize) -> io::Result<Vec<OwnedFd>> {
-    let mut out = recv_fds(sock)?;
-    while out.len() < n {
+/// Receives what [`send_all_fds`] sent: descriptors until the message
+/// without any.
+pub fn recv_all_fds(sock: &impl std::os::fd::AsRawFd) -> io::Result<Vec<OwnedFd>> {
+    let mut out = Vec::new();
+    loop {
         let more = recv_fds(sock)?;
         if more.is_empty() {
-            break;
+            return Ok(out);
         }
         out.extend(more);
     }
-    if out.len() != n {
-        return Err(io::Error::other(format!("expected {n} descriptors, received {}", out.len())));
-    }
-    Ok(out)
 }
 
 /// Whether the effective capability set holds `cap` (a CAP_* number).

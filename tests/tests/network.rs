@@ -37,7 +37,12 @@ fn http_server() -> u16 {
 
 /// A TCP echo server on 127.0.0.1 (a host "database").
 fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    echo_server_on("127.0.0.1:0")
+}
+
+/// An echo server on `addr` (port 0: a free one); returns its port.
+fn echo_server_on(addr: &str) -> u16 {
+    let listener = TcpListener::bind(addr).unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
@@ -119,22 +124,52 @@ fn local_outbound_ports_reach_the_host_and_nothing_else() {
     require_tool("python3");
     let db = echo_server();
     let other = echo_server();
+    // A host service on ::1 only (the forwarder tries 127.0.0.1, then ::1).
+    let v6 = echo_server_on("[::1]:0");
     let ws = Workspace::new(As::Root);
-    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowLocalOutboundPorts": [{db}] }} }}"#));
+    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowLocalOutboundPorts": [{db}, {v6}] }} }}"#));
+    // From 127.0.0.1 and ::1 inside: the sandbox listens on both.
     let script = format!(
         r#"python3 - <<'PY'
 import socket
-for port in ({db}, {other}):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=2)
-        s.sendall(b"ping")
-        print(port == {db}, s.recv(4).decode() or "closed")
-    except OSError as e:
-        print(port == {db}, type(e).__name__)
+for addr in ("127.0.0.1", "::1"):
+    for port in ({db}, {v6}, {other}):
+        try:
+            s = socket.create_connection((addr, port), timeout=2)
+            s.sendall(b"ping")
+            print(addr, port != {other}, s.recv(4).decode() or "closed")
+        except OSError as e:
+            print(addr, port != {other}, type(e).__name__)
 PY"#
     );
     let out = ws.run_sh(&script);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "True ping\nFalse ConnectionRefusedError\n", "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "127.0.0.1 True ping\n127.0.0.1 True ping\n127.0.0.1 False ConnectionRefusedError\n\
+         ::1 True ping\n::1 True ping\n::1 False ConnectionRefusedError\n",
+        "{}",
+        text(&out)
+    );
+}
+
+/// The proxy's ports answer on ::1 too (a client may resolve `localhost` to
+/// it): HTTP refuses an unlisted name with its 403, SOCKS5 takes a greeting.
+#[test]
+fn the_proxy_listens_on_ipv6_loopback_too() {
+    require_root!();
+    require_tool("python3");
+    let ws = Workspace::new(As::Root);
+    let script = r#"python3 - <<'PY'
+import socket
+s = socket.create_connection(("::1", 3128), timeout=5)
+s.sendall(b"GET http://unlisted.example/ HTTP/1.1\r\nHost: unlisted.example\r\n\r\n")
+print(s.recv(4096).split(b"\r\n")[0].decode())
+s = socket.create_connection(("::1", 1080), timeout=5)
+s.sendall(b"\x05\x01\x00")
+print(s.recv(2).hex())
+PY"#;
+    let out = ws.run_sh(script);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HTTP/1.1 403 Forbidden\n0500\n", "{}", text(&out));
 }
 
 /// More listed ports than one message of descriptors carries (stage-2 hands

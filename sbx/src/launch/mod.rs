@@ -547,8 +547,7 @@ pub async fn run(
     };
     // Stage-2 sent the proxy's sockets, then the seccomp listener, before
     // it said "exec": both are queued on the control socket.
-    let expected = 2 + plan.stage2.net.local_ports.len();
-    let net_listeners = sys::recv_all_fds(&control_ours, expected).map_err(io_err("receive the proxy's sockets"))?;
+    let net_listeners = sys::recv_all_fds(&control_ours).map_err(io_err("receive the proxy's sockets"))?;
     // The filter has a listener when events are kept, and always when it mediates connects.
     let listener = if options.notify || plan.stage2.seccomp.mediate_unix_connect {
         Some(crate::monitor::notify::recv_listener(&control_ours).map_err(|e| LaunchError::Io {

@@ -353,18 +353,25 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
 /// command cannot enter is skipped (glibc's execvp would report EACCES for
 /// the whole search); 127 when no candidate exists, 126 when one exists but
 /// cannot be executed.
-/// Listening sockets on the sandbox's loopback: HTTP proxy, SOCKS proxy,
-/// then each local port, in that order.
+/// Listening sockets on the sandbox's loopback for the HTTP proxy, the SOCKS
+/// proxy and each local port: on 127.0.0.1, which must succeed, and on ::1,
+/// which is skipped where the namespace has no IPv6 (a program may resolve
+/// `localhost` to either). sbx tells them apart by their port.
 fn open_listeners(net: &NetPlan) -> Result<Vec<std::os::fd::OwnedFd>, String> {
-    [net.http_port, net.socks_port]
-        .iter()
-        .chain(&net.local_ports)
-        .map(|&port| {
-            std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
-                .map(std::os::fd::OwnedFd::from)
-                .map_err(|e| format!("cannot listen on 127.0.0.1:{port} inside the sandbox: {e}"))
-        })
-        .collect()
+    let ports: Vec<u16> = [net.http_port, net.socks_port].into_iter().chain(net.local_ports.iter().copied()).collect();
+    let mut out = Vec::with_capacity(ports.len() * 2);
+    for &port in &ports {
+        let l = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+            .map_err(|e| format!("cannot listen on 127.0.0.1:{port} inside the sandbox: {e}"))?;
+        out.push(l.into());
+    }
+    for &port in &ports {
+        // std sets IPV6_V6ONLY for ::1 (it cannot be dual-stack anyway).
+        if let Ok(l) = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, port)) {
+            out.push(l.into());
+        }
+    }
+    Ok(out)
 }
 
 fn exec(command: &[OsString]) -> Result<Never, (u8, String)> {

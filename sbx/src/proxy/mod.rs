@@ -22,7 +22,7 @@ mod resolve;
 pub mod rules;
 mod socks;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -259,8 +259,19 @@ where
         inner.emit(event);
         return;
     }
-    match tokio::time::timeout(inner.limits.connect_timeout, tokio::net::TcpStream::connect((host, port))).await {
+    // The host's service may listen on either loopback address: 127.0.0.1
+    // first, then ::1 when nothing listens there.
+    let connect = async {
+        match tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                tokio::net::TcpStream::connect((Ipv6Addr::LOCALHOST, port)).await.map_err(|_| e)
+            }
+            r => r,
+        }
+    };
+    match tokio::time::timeout(inner.limits.connect_timeout, connect).await {
         Ok(Ok(upstream)) => {
+            event.resolved = upstream.peer_addr().ok().map(|a| a.ip()).or(event.resolved);
             inner.emit(event);
             conn::tunnel(client, upstream, &[], inner.limits.idle_timeout).await;
         }
