@@ -214,15 +214,17 @@ fn local_binding_needs_allow_local_binding() {
 fn inbound_port_reaches_a_server_inside() {
     require_root!();
     require_tool("python3");
-    for who in [As::Root, As::User] {
+    // The command's server on 127.0.0.1, or on ::1 only (the connector tries both).
+    for (who, inside) in [(As::Root, "127.0.0.1"), (As::User, "127.0.0.1"), (As::Root, "::1")] {
         let port = {
             // A free port on the host (and so inside, where nothing else runs).
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let ws = Workspace::new(who);
+        let family = if inside.contains(':') { "socket.AF_INET6" } else { "socket.AF_INET" };
         let server = format!(
-            "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {port})); s.listen()\nc,_=s.accept(); c.sendall(b'hello from inside'); c.close()"
+            "import socket\ns=socket.socket({family}); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('{inside}', {port})); s.listen()\nc,_=s.accept(); c.sendall(b'hello from inside'); c.close()"
         );
         let mut child = ws.sbx(["run", "-p", &port.to_string(), "--", "python3", "-c", &server]).spawn().unwrap();
         // Poll until the server inside listens (the test waits; sbx never sleeps).
@@ -240,8 +242,8 @@ fn inbound_port_reaches_a_server_inside() {
             let _ = child.kill();
         }
         let status = child.wait().unwrap();
-        assert_eq!(got, "hello from inside", "{who:?}");
-        assert!(status.success(), "{who:?}");
+        assert_eq!(got, "hello from inside", "{who:?} {inside}");
+        assert!(status.success(), "{who:?} {inside}");
         // Another port than the exposed one may not be bound.
         let out = ws.run_sh(&format!("python3 -c 'import socket; socket.socket().bind((\"127.0.0.1\", {}))' 2>&1 | tail -1", port + 1));
         assert!(String::from_utf8_lossy(&out.stdout).contains("Permission denied"), "{who:?}: {}", text(&out));

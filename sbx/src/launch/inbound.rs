@@ -128,7 +128,10 @@ fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
             return Ok(());
         }
         let port = u16::from_le_bytes(port);
-        match std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port)) {
+        // The command's server may listen on either loopback address.
+        let stream = std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))
+            .or_else(|_| std::net::TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port)));
+        match stream {
             Ok(stream) => sys::send_fds(&sock, &[stream.as_raw_fd()])?,
             Err(_) => sys::send_fds(&sock, &[])?,
         }
