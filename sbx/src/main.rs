@@ -197,7 +197,8 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
         sources: loaded.chain.iter().map(|part| part.origin.label()).collect(),
         ring_bytes,
         summary,
-        inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect(),
+        // The same -p twice is one (the second would collide with the first on the host).
+        inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
         dashboard,
         // "Always" answers go to the policy file in use (the one that was
         // discovered or given), else to a new sbx.jsonc in the workspace.

@@ -138,6 +138,13 @@ fn a_bad_flag_is_one_sentence_and_125() {
     let out = ws.sbx(["run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("sbx: no command given"), "{}", text(&out));
+    let out = ws.sbx(["run", "-p", "3128", "--", "touch", "ran"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "sbx: invalid value '3128' for '--port <[ADDR:]PORT>': 3128 is the port of sbx's HTTP proxy inside the sandbox (see `sbx --help`)\n"
+    );
+    assert!(!ws.path().join("ran").exists());
 }
 
 #[test]

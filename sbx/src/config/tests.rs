@@ -211,8 +211,13 @@ fn ports_must_be_1_to_65535() {
             )
         );
     }
-    let ok = parse(r#"{"network": {"allowLocalOutboundPorts": [1, 65535]}}"#).unwrap();
-    assert_eq!(ok.config.network.allow_local_outbound_ports, vec![1, 65535]);
+    let ok = parse(r#"{"network": {"allowLocalOutboundPorts": [1, 65535, 1]}}"#).unwrap();
+    assert_eq!(ok.config.network.allow_local_outbound_ports, vec![1, 65535], "a repeated port is one");
+    // The proxy's own ports inside the sandbox.
+    assert_eq!(
+        parse_err(r#"{"network": {"allowLocalOutboundPorts": [5432, 1080]}}"#),
+        r#"sbx.jsonc:1:48: "network.allowLocalOutboundPorts" contains 1080, which is not allowed: 1080 is the port of sbx's SOCKS5 proxy inside the sandbox"#
+    );
 }
 
 #[test]
