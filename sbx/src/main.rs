@@ -175,6 +175,14 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
     let command = command_of(args.command, "run")?;
     let (loaded, mut policy) = load_policy(&args.policy)?;
     policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
+    if let Some(p) = args.ports.iter().find(|p| policy.net.allow_local_outbound_ports.contains(&p.port)) {
+        // Inside, that port is the relay to the host's port, where -p listens: a loop.
+        anyhow::bail!(
+            "-p {}: port {} is also in network.allowLocalOutboundPorts, whose relay inside the sandbox would lead back to it",
+            p.port,
+            p.port
+        );
+    }
     check_required(&args.require)?;
     // `sbx run --log` traces too: a log without the kernel's denials would
     // mislead whoever reads it. `sbx monitor` always traces.

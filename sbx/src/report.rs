@@ -35,7 +35,7 @@
 //! | `source` | string | the layer that most likely refused it: `landlock`, `seccomp`, `proxy`, `mount` (a read-only or hidden part of the sandbox's view), `dac` (file permissions), `netns` (the sandbox's network namespace: a connection or datagram to an address other than loopback, which only the proxy reaches; a DNS query is one, to port 53), `other` |
 //! | `syscall` | string | e.g. `openat` |
 //! | `errno` | string | e.g. `EACCES`, `EPERM`, `EROFS`, `ENETUNREACH` |
-//! | `operation` | string | `read`, `write`, `create`, `delete`, `rename`, `modify`, `exec`, `connect` |
+//! | `operation` | string | `read`, `write`, `create`, `delete`, `rename`, `modify`, `exec`, `connect`, `send` (a datagram to an address) |
 //! | `pid`, `tid` | number | host process and thread ids |
 //! | `comm` | string | the process's command name |
 //! | `path` | string | resolved, absolute (against the caller's cwd or dirfd) |

@@ -561,6 +561,7 @@ pub fn explain(denials: &[Observed], answers: &[usize]) -> String {
         }
         let example = match (&d.path, &d.host) {
             (Some(p), _) => p.display().to_string(),
+            (None, Some(h)) if h.contains(':') => format!("[{h}]:{}", d.port.unwrap_or(0)),
             (None, Some(h)) => format!("{h}:{}", d.port.unwrap_or(0)),
             _ => d.call.clone().or_else(|| d.syscall.clone()).unwrap_or_default(),
         };

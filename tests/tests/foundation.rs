@@ -145,6 +145,15 @@ fn a_bad_flag_is_one_sentence_and_125() {
         "sbx: invalid value '3128' for '--port <[ADDR:]PORT>': 3128 is the port of sbx's HTTP proxy inside the sandbox (see `sbx --help`)\n"
     );
     assert!(!ws.path().join("ran").exists());
+    // -p of a port the policy relays to the host would lead back to itself.
+    ws.write("sbx.jsonc", r#"{ "network": { "allowLocalOutboundPorts": [5433] } }"#);
+    let out = ws.sbx(["run", "-p", "5433", "--", "touch", "ran"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "sbx: -p 5433: port 5433 is also in network.allowLocalOutboundPorts, whose relay inside the sandbox would lead back to it\n"
+    );
+    assert!(!ws.path().join("ran").exists());
 }
 
 #[test]

@@ -590,7 +590,8 @@ attempt("abstract", abstract)
             .iter()
             .filter(|e| e["type"] == "denial" && e["source"] == "netns")
             .map(|e| {
-                assert!(e["errno"] == "ENETUNREACH" && e["operation"] == "connect", "{e}");
+                let op = if e["syscall"] == "sendto" { "send" } else { "connect" };
+                assert!(e["errno"] == "ENETUNREACH" && e["operation"] == op, "{e}");
                 let reason = e["detail"]["reason"].as_str().unwrap();
                 let dns = e["port"] == 53;
                 assert!(reason.contains(if dns { "a DNS query" } else { "bypassed sbx's proxy" }), "{e}");

@@ -311,8 +311,9 @@ pub struct Started {
     pub seccomp: seccomp::FilterOptions,
     /// The seccomp listener, when `Options::notify` asked for one.
     pub listener: Option<OwnedFd>,
-    /// The listening sockets inside the sandbox: HTTP proxy, SOCKS proxy,
-    /// then one per `net.local_ports` entry, in that order.
+    /// The listening sockets inside the sandbox, on 127.0.0.1 and (where the
+    /// namespace has IPv6) ::1: the HTTP proxy's, the SOCKS proxy's and one
+    /// per `net.local_ports` entry, told apart by their port.
     pub net_listeners: Vec<OwnedFd>,
     pub net: stage2::NetPlan,
 }

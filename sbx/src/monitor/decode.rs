@@ -184,7 +184,12 @@ fn sock_addr(ev: &RawEvent) -> Option<SockAddr> {
         (libc::AF_UNIX, 3..) => {
             let name = &b[2..];
             Some(SockAddr::Unix(match name.split_first() {
-                Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
+                // An abstract name given with the whole sockaddr_un's length
+                // ends in NULs, which are padding to a reader.
+                Some((0, rest)) => {
+                    let end = rest.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
+                    format!("@{}", String::from_utf8_lossy(&rest[..end]))
+                }
                 _ => cstr(name),
             }))
         }
@@ -262,7 +267,8 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
         syscall: Some(name),
         errno: Some(errno.to_string()),
         operation: match (&addr, nr) {
-            (Some(SockAddr::Inet(..)), 42 | 44) => Some("connect".to_string()),
+            (Some(SockAddr::Inet(..)), 42) => Some("connect".to_string()),
+            (Some(SockAddr::Inet(..)), 44) => Some("send".to_string()),
             _ => (op != Operation::Other).then(|| op.as_str().to_string()),
         },
         pid: Some(ev.pid),
@@ -388,7 +394,7 @@ mod tests {
         let d = denial(&with_addr(44, -101, &v6), &a);
         assert_eq!((d.source, d.syscall.as_deref(), d.host.as_deref(), d.port), (Source::Netns, Some("sendto"), Some("2001:db8::1"), Some(53)));
         assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.starts_with("a DNS query")), "{:?}", d.detail);
-        assert_eq!(d.short(), "connect [2001:db8::1]:53");
+        assert_eq!(d.short(), "send [2001:db8::1]:53");
         // bind(127.0.0.1:8080) -> EACCES under Landlock: the port is kept.
         let d = denial(&with_addr(49, -13, &inet4([127, 0, 0, 1], 8080)), &a);
         assert_eq!((d.source, d.port, d.operation.as_deref()), (Source::Landlock, Some(8080), None));
@@ -398,7 +404,7 @@ mod tests {
         let d = denial(&with_addr(42, -1, &unix(b"/run/x.sock\0")), &a);
         assert_eq!(d.detail[0], ("address".to_string(), "/run/x.sock".to_string()));
         assert_eq!(d.host, None);
-        let d = denial(&with_addr(42, -1, &unix(b"\0hidden")), &a);
+        let d = denial(&with_addr(42, -1, &unix(b"\0hidden\0\0\0")), &a);
         assert_eq!(d.detail[0], ("address".to_string(), "@hidden".to_string()));
         let d = denial(&with_addr(42, -101, &inet4([10, 0, 0, 1], 80)[..6]), &a);
         assert_eq!((d.host, d.port), (None, None));

@@ -397,11 +397,18 @@ impl AsyncWrite for Socket<'_> {
 }
 
 /// One direction until EOF, then a half-close of `to`: with splice(2) through its own pipe, or
-/// by copying when the kernel refuses to splice these sockets (EINVAL before a byte moved).
-/// Every byte moved is activity.
+/// by copying when there is no pipe to be had (out of descriptors) or the kernel refuses to
+/// splice these sockets (EINVAL before a byte moved). Every byte moved is activity.
 pub(crate) async fn pump(from: Socket<'_>, to: Socket<'_>, act: &Arc<Activity>) -> io::Result<u64> {
     let moved = AtomicU64::new(0);
-    match splice_direction(from, to, &pipe()?, act, &moved).await {
+    let spliced = match pipe() {
+        Ok(p) => splice_direction(from, to, &p, act, &moved).await,
+        Err(e) => {
+            tracing::debug!("sbx proxy: no pipe ({e}), copying instead");
+            Err(io::Error::from_raw_os_error(libc::EINVAL))
+        }
+    };
+    match spliced {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) && moved.load(Ordering::Relaxed) == 0 => {
             let n = tokio::io::copy(&mut Tracked::new(from, act.clone()), &mut { to }).await?;
             to.shutdown_write()?;
