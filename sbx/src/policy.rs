@@ -81,6 +81,9 @@ pub struct FsPolicy {
 pub struct NetPolicy {
     pub allowed_domains: Vec<String>,
     pub denied_domains: Vec<String>,
+    /// `allowPrivateResolution`: allowed names that may resolve to private or
+    /// loopback addresses.
+    pub allow_private_resolution: Vec<String>,
     /// Unix-domain sockets may be created (and so host sockets reached).
     pub allow_all_unix_sockets: bool,
     /// `allowUnixSockets`: socket files (absolute, on the host) that the command may connect
@@ -125,6 +128,7 @@ impl Policy {
         let net = NetPolicy {
             allowed_domains: config.network.allowed_domains.clone(),
             denied_domains: config.network.denied_domains.clone(),
+            allow_private_resolution: config.network.allow_private_resolution.clone(),
             allow_all_unix_sockets: config.network.allow_all_unix_sockets,
             allow_unix_sockets: config
                 .network

@@ -23,7 +23,7 @@
 //! | `command` | [string] | argv (lossy UTF-8) |
 //! | `workspace` | string | the writable project directory |
 //! | `home` | string or null | the invoking user's home, as `~` in the policy |
-//! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains` |
+//! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains`, `allow_private_resolution` |
 //! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool} |
 //!
 //! ## `denial`
@@ -452,6 +452,7 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
                     "allow_git_config": p.fs.allow_git_config,
                     "allowed_domains": p.net.allowed_domains,
                     "denied_domains": p.net.denied_domains,
+                    "allow_private_resolution": p.net.allow_private_resolution,
                 },
                 "enforcement": {
                     "bwrap": { "enforced": true },
@@ -588,7 +589,7 @@ mod tests {
                 concat!(
                     r#"{{"command":["true"],"enforcement":{{"bwrap":{{"enforced":true}},"landlock":{{"abi":7,"enforced":"full"}},"#,
                     r#""netns":{{"enforced":true}},"seccomp":{{"blocked_syscalls":{},"enforced":true}}}},"home":"/h","#,
-                    r#""policy":{{"allow_git_config":false,"allow_read":[],"allow_write":[],"allowed_domains":[],"default_deny_read":false,"#,
+                    r#""policy":{{"allow_git_config":false,"allow_private_resolution":[],"allow_read":[],"allow_write":[],"allowed_domains":[],"default_deny_read":false,"#,
                     r#""denied_domains":[],"deny_read":[],"deny_write":[],"sources":["built-in default"]}},"sbx_version":"{}","seq":0,"#,
                     r#""time":"2023-11-14T22:13:20.000000Z","type":"session_start","v":1,"workspace":"/w"}}"#
                 ),

@@ -351,7 +351,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         &ProxyConfig {
             allowed_domains: policy.net.allowed_domains.clone(),
             denied_domains: policy.net.denied_domains.clone(),
-            allow_private_resolution: Vec::new(),
+            allow_private_resolution: policy.net.allow_private_resolution.clone(),
             allow_local_outbound_ports: policy.net.allow_local_outbound_ports.clone(),
             limits: proxy::Limits::default(),
             // The proxy's own bound is the prompt's plus a margin, in case

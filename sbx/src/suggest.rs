@@ -297,8 +297,17 @@ impl Context<'_> {
                         no(&format!("denied by deniedDomains {entry:?} in a file this one extends"), format!("{raw}:{port}"))
                     };
                 }
-                if rule.starts_with("resolved to") {
-                    return no("the name resolved to a private address (DNS rebinding defence)", format!("{raw}:{port}"));
+                // "allowedDomains: NAME; resolved to private address A, refused: DNS rebinding
+                // defence, ...": the name may be opted in; cloud-metadata never is.
+                if rule.contains("DNS rebinding defence") {
+                    return match Host::parse(raw) {
+                        Ok(Host::Name(_)) if self.policy.net.allow_private_resolution.iter().any(|e| e == raw) => Need::Already,
+                        Ok(Host::Name(_)) => Need::Add { key: "network.allowPrivateResolution", entry: raw.clone() },
+                        _ => no("the name resolved to a private address (DNS rebinding defence)", format!("{raw}:{port}")),
+                    };
+                }
+                if rule.contains("resolved to") {
+                    return no(rule.rsplit("; ").next().unwrap_or(rule), format!("{raw}:{port}"));
                 }
                 if rule != NO_RULE {
                     return no(rule, format!("{raw}:{port}"));
@@ -436,6 +445,9 @@ impl Context<'_> {
                 ("filesystem.allowGitConfig", _) => vec!["lifts a mandatory protection: .git/config can set hooks and commands that run outside the sandbox".into()],
                 ("network.allowAllUnixSockets", _) => vec!["weakens the seccomp deny list: every host Unix socket (docker.sock, ssh-agent, ...) becomes reachable".into()],
                 ("network.allowUnixSockets", _) => vec!["a host service becomes reachable from the sandbox through this socket".into()],
+                ("network.allowPrivateResolution", _) => vec![
+                    "the name may then lead to private and loopback addresses: whoever controls its DNS can point it at services on this machine or network".into(),
+                ],
                 // Listening inside the sandbox's own network namespace:
                 // nothing outside can connect unless `-p` exposes a port.
                 _ => Vec::new(),
@@ -845,10 +857,11 @@ mod tests {
             proxy("db.internal", 5432, NO_RULE),
             proxy("10.1.2.3", 443, NO_RULE),
             proxy("evil.test", 443, "deniedDomains: evil.test"),
-            proxy("rebind.test", 443, "resolved to private address 10.0.0.1, refused: DNS rebinding defence, name not in allowPrivateResolution"),
+            proxy("rebind.test", 443, "allowedDomains: rebind.test; resolved to private address 10.0.0.1, refused: DNS rebinding defence, name not in allowPrivateResolution"),
             Observed { source: "seccomp".into(), syscall: Some("socket".into()), domain: Some("AF_UNIX".into()), call: Some("socket(AF_UNIX, SOCK_STREAM, 0)".into()), comm: Some("curl".into()), ..Default::default() },
             Observed { source: "seccomp".into(), syscall: Some("unshare".into()), call: Some("unshare(CLONE_NEWUSER)".into()), ..Default::default() },
             Observed { source: "seccomp".into(), syscall: Some("connect".into()), path: Some("/h/.docker/run/docker.sock".into()), comm: Some("docker".into()), ..Default::default() },
+            proxy("meta.test", 80, "allowedDomains: meta.test; resolved to cloud-metadata address 169.254.169.254, refused: only reachable when listed as an IP literal"),
         ]
     }
 
@@ -874,6 +887,7 @@ mod tests {
                     r#"network.allowedDomains add 10.1.2.3:443 [15] hold=["an IP address: no name to check and no DNS rebinding defence"] mkdir=None"#,
                     r#"network.allowedDomains add db.internal:5432 [14] note=[] mkdir=None"#,
                     r#"network.allowedDomains add registry.npmjs.org [10] note=[] mkdir=None"#,
+                    r#"network.allowPrivateResolution add rebind.test [17] hold=["the name may then lead to private and loopback addresses: whoever controls its DNS can point it at services on this machine or network"] mkdir=None"#,
                     r#"network.allowUnixSockets add ~/.docker/run/docker.sock [20] hold=["a host service becomes reachable from the sandbox through this socket"] mkdir=None"#,
                     r#"network.deniedDomains remove evil.test [16] hold=["removes an explicit deny rule (network.deniedDomains)"] mkdir=None"#,
                 ]
@@ -885,7 +899,7 @@ mod tests {
             assert!(no.iter().any(|(why, _, _)| why.contains("--include-protected to propose filesystem.allowGitConfig")));
             assert!(no.iter().any(|(why, _, _)| why.contains("--include-protected to propose network.allowAllUnixSockets")));
             assert!(no.iter().any(|(why, what, _)| why.contains("which no policy changes") && what == &"unshare(CLONE_NEWUSER)"));
-            assert!(no.iter().any(|(why, _, _)| why.contains("DNS rebinding")));
+            assert!(no.iter().any(|(why, what, _)| why.starts_with("resolved to cloud-metadata address") && what == &"meta.test:80"));
         });
         ctx_with(&policy, &own, true, |s| {
             let sets: Vec<String> = summary(s).into_iter().filter(|l| l.contains(" set ")).collect();

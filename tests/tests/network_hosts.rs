@@ -701,4 +701,30 @@ fn names_that_resolve_to_private_addresses_are_refused() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(host.events(), seen);
     assert_eq!(seen[control.len()..], [format!("tcp 80 {}", host.host_side())]);
+
+    // Opted in by allowPrivateResolution, the private name works (an internal
+    // registry); the loopback one, not listed there, is still refused.
+    ws.write(
+        "sbx.jsonc",
+        &format!(r#"{{ "network": {{ "allowedDomains": ["{private}", "{looped}"], "allowPrivateResolution": ["{private}"] }} }}"#),
+    );
+    let script = format!(
+        r#"{T}
+           t private-http -x "$HTTP_PROXY" http://{private}/
+           t loop-http -x "$HTTP_PROXY" http://{looped}/"#
+    );
+    let (out, events) = monitor(&ws, &script);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "private-http exit=0 http=200 connect=000 body=hello from http {private} /\n\
+             loop-http exit=0 http=403 connect=000 body=sbx: blocked connection to {looped}:80 ({loop_rule})\n"
+        ),
+        "{}",
+        text(&out)
+    );
+    let start = events.iter().find(|e| e["type"] == "session_start").unwrap();
+    assert_eq!(start["policy"]["allow_private_resolution"], serde_json::json!([private]));
+    let net: Vec<_> = events.iter().filter(|e| e["type"] == "net").collect();
+    assert_eq!((&net[0]["decision"], &net[0]["resolved"]), (&"allowed".into(), &private_addr.as_str().into()), "{net:?}");
 }

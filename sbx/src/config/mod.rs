@@ -57,6 +57,9 @@ pub struct Config {
 pub struct NetworkConfig {
     pub allowed_domains: Vec<String>,
     pub denied_domains: Vec<String>,
+    /// sbx's own: allowed names that may resolve to private or loopback
+    /// addresses (the DNS-rebinding defence is lifted for them alone).
+    pub allow_private_resolution: Vec<String>,
     pub allow_local_binding: bool,
     pub allow_local_outbound_ports: Vec<u16>,
     pub allow_unix_sockets: Vec<String>,
@@ -91,6 +94,7 @@ impl Config {
         let (n, c) = (&mut self.network, &child.network);
         union(&mut n.allowed_domains, &c.allowed_domains);
         union(&mut n.denied_domains, &c.denied_domains);
+        union(&mut n.allow_private_resolution, &c.allow_private_resolution);
         n.allow_local_binding |= c.allow_local_binding;
         union(
             &mut n.allow_local_outbound_ports,
@@ -424,6 +428,7 @@ const TOP: &[Field] = &[
 const NETWORK: &[Field] = &[
     sbx("allowedDomains", Kind::DomainList),
     sbx("deniedDomains", Kind::DomainList),
+    sbx("allowPrivateResolution", Kind::DomainList),
     sbx("allowLocalBinding", Kind::Bool),
     sbx("allowLocalOutboundPorts", Kind::PortList),
     sbx("allowUnixSockets", Kind::PathList),
@@ -810,6 +815,7 @@ impl Parser<'_> {
         match (path, typed) {
             ("network.allowedDomains", Typed::Strings(v)) => c.network.allowed_domains = v,
             ("network.deniedDomains", Typed::Strings(v)) => c.network.denied_domains = v,
+            ("network.allowPrivateResolution", Typed::Strings(v)) => c.network.allow_private_resolution = v,
             ("network.allowLocalBinding", Typed::Bool(b)) => c.network.allow_local_binding = b,
             ("network.allowLocalOutboundPorts", Typed::Ports(v)) => {
                 c.network.allow_local_outbound_ports = v

@@ -300,6 +300,10 @@ pub const STARTER: &str = r#"// sbx policy file. sbx uses the nearest sbx.jsonc 
     "allowedDomains": [],
     // Domains refused even when allowedDomains matches them.
     "deniedDomains": [],
+    // Allowed domains that may resolve to private or loopback addresses
+    // (an internal registry); others that do are refused, so that a name
+    // cannot be pointed at this machine or network (DNS rebinding).
+    "allowPrivateResolution": [],
     // Let the sandbox listen on local ports (its own loopback).
     "allowLocalBinding": false,
     // Ports on the host's loopback the sandbox may connect to, e.g. [5432].

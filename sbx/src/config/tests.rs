@@ -56,6 +56,7 @@ fn parses_every_field() {
   "network": {
     "allowedDomains": ["example.com", "*.example.org"],
     "deniedDomains": ["bad.example.com"],
+    "allowPrivateResolution": ["registry.corp.example"],
     "allowLocalBinding": true,
     "allowLocalOutboundPorts": [5432, 6379],
     "allowUnixSockets": ["/run/docker.sock"],
@@ -78,6 +79,7 @@ fn parses_every_field() {
                 network: NetworkConfig {
                     allowed_domains: strings(&["example.com", "*.example.org"]),
                     denied_domains: strings(&["bad.example.com"]),
+                    allow_private_resolution: strings(&["registry.corp.example"]),
                     allow_local_binding: true,
                     allow_local_outbound_ports: vec![5432, 6379],
                     allow_unix_sockets: strings(&["/run/docker.sock"]),
@@ -945,6 +947,7 @@ fn render_show_output() {
   "network": {{
     "allowedDomains": [],
     "deniedDomains": [],
+    "allowPrivateResolution": [],
     "allowLocalBinding": true,
     "allowLocalOutboundPorts": [
       3000,
