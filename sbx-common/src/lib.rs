@@ -39,8 +39,10 @@ pub const FLAG_PATH2: u32 = 4;
 pub const FLAG_BASE: u32 = 8;
 
 /// `RawEvent::flags`: `path` holds the first bytes of a socket address
-/// (`struct sockaddr`, at most [`ADDR_LEN`]) that connect, sendto or bind
-/// was given; `args` still holds its length.
+/// (`struct sockaddr`, at most [`ADDR_LEN`]) that connect, bind, sendto,
+/// sendmsg or sendmmsg was given; its length is in `args` (connect, bind:
+/// args[2]; the sends: args[5], which for sendmsg and sendmmsg the tracer
+/// sets to the msghdr's `msg_namelen`).
 pub const FLAG_ADDR: u32 = 16;
 
 /// Bytes of a socket address the tracer copies: a `sockaddr_un` with its

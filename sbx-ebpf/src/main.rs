@@ -4,7 +4,7 @@
 //! The tracer (`sbx_sys_exit`, `sbx_exec`, `sbx_exit`)
 //! reports the syscalls of the sandbox's process tree that fail with EACCES,
 //! EPERM or EROFS (with their path or socket address), the connects and
-//! sendtos that fail with ENETUNREACH (traffic that bypassed the proxy: the
+//! sends (sendto, sendmsg, sendmmsg) that fail with ENETUNREACH (traffic that bypassed the proxy: the
 //! sandbox's network has only loopback), and the tree's execs and exits.
 //! The tree is the sandbox's cgroup (v2): every task whose current cgroup
 //! id equals `CONFIG[CGROUP_ID]`, set by user space before attaching, so
@@ -132,15 +132,20 @@ fn path_args(nr: i64) -> (usize, usize) {
 
 /// Which argument of syscall `nr` is a socket address, and which its length:
 /// connect and bind (fd, addr, len), sendto (fd, buf, n, flags, addr, len).
-/// (6, 6) for none.
+/// sendmsg and sendmmsg (fd, msg, ...) give theirs inside the (first)
+/// `struct msghdr`: (MSGHDR, MSGHDR). (6, 6) for none.
 #[inline(always)]
 fn addr_args(nr: i64) -> (usize, usize) {
     match nr {
         42 | 49 => (1, 2),
         44 => (4, 5),
+        46 | 307 => (MSGHDR, MSGHDR),
         _ => (6, 6),
     }
 }
+
+/// [`addr_args`]' mark for an address inside the msghdr at argument 1.
+const MSGHDR: usize = 7;
 
 /// Which argument is the directory descriptor a relative path argument `p1`
 /// of syscall `nr` is taken from; 6 for the working directory.
@@ -314,7 +319,7 @@ pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
     if let Some((nr, args)) = regs_args(regs) {
         // ENETUNREACH is a denial only where the sandbox's network makes it
         // one: a connection or datagram to a non-loopback address.
-        if ret != -ENETUNREACH || addr_args(nr).0 < 6 {
+        if ret != -ENETUNREACH || addr_args(nr).0 != 6 {
             emit(KIND_DENIAL, nr, ret, args, 0);
         }
     }
@@ -386,14 +391,29 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
             if p2 < 6 && bpf_probe_read_user_str_bytes(args[p2] as *const u8, &mut (*ev).path2).is_ok() {
                 flags |= FLAG_PATH2;
             }
+            // (address, its length) from the arguments, or from the msghdr's
+            // first two fields (msg_name, msg_namelen); the length then takes
+            // args[5]'s place in the record (sendmsg has three arguments,
+            // sendmmsg four), where user space looks for it.
             let (a, l) = addr_args(nr);
-            if a < 6 && l < 6 {
+            let addr = if a < 6 && l < 6 {
+                Some((args[a], args[l]))
+            } else if a == MSGHDR {
+                let mut head = [0u64; 2];
+                if raw::bpf_probe_read_user(head.as_mut_ptr().cast::<c_void>(), 16, args[1] as *const c_void) == 0 {
+                    (*ev).args[5] = head[1] & 0xffff_ffff;
+                    Some((head[0], head[1]))
+                } else {
+                    None
+                }
+            } else {
+                None
+            };
+            if let Some((ptr, len)) = addr {
                 // The address's own length, at most ADDR_LEN, and masked so
                 // that the verifier sees the bound.
-                let len = (args[l] as u32).min(ADDR_LEN as u32) & 0x7f;
-                if len >= 2
-                    && raw::bpf_probe_read_user((*ev).path.as_mut_ptr().cast::<c_void>(), len, args[a] as *const c_void) == 0
-                {
+                let len = (len as u32).min(ADDR_LEN as u32) & 0x7f;
+                if len >= 2 && ptr != 0 && raw::bpf_probe_read_user((*ev).path.as_mut_ptr().cast::<c_void>(), len, ptr as *const c_void) == 0 {
                     flags |= FLAG_ADDR;
                 }
             }

@@ -40,8 +40,8 @@
 //! | `comm` | string | the process's command name |
 //! | `path` | string | resolved, absolute (against the caller's cwd or dirfd) |
 //! | `requested_path` | string | as the program passed it |
-//! | `host`, `port` | string, number | for network denials (proxy: the name asked for; kernel: the IP address given to connect, sendto or bind) |
-//! | `detail` | object | source-specific fields: `reason` (why this layer); `path_unresolved` (a relative request); `second_path`, `second_requested_path` (rename, link); `address` (a Unix socket address given to connect, sendto or bind; `@name` is abstract); for seccomp, `call` (the call in C-like form, e.g. `mount("tmpfs", "/mnt", "tmpfs", 0, NULL)`) and the decoded arguments by name |
+//! | `host`, `port` | string, number | for network denials (proxy: the name asked for; kernel: the IP address given to connect, bind, sendto, sendmsg or sendmmsg) |
+//! | `detail` | object | source-specific fields: `reason` (why this layer); `path_unresolved` (a relative request); `second_path`, `second_requested_path` (rename, link); `address` (a Unix socket address given to connect, bind or a send; `@name` is abstract); for seccomp, `call` (the call in C-like form, e.g. `mount("tmpfs", "/mnt", "tmpfs", 0, NULL)`) and the decoded arguments by name |
 //!
 //! ## `net`
 //! One decision of sbx's proxy (allowed or denied). A denial is also a

@@ -568,7 +568,8 @@ attempt("abstract", abstract)
             "curl -sS --noproxy '*' --max-time 10 http://{addr}/ 2>/dev/null; echo \"direct-http exit=$?\"
              curl -sS --noproxy '*' --max-time 10 http://{web}/ 2>/dev/null; echo \"direct-name exit=$?\"
              python3 bypass.py
-             python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect((\"{addr}\", 53))' 2>/dev/null; echo \"dns exit=$?\""
+             python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect((\"{addr}\", 53))' 2>/dev/null; echo \"dns exit=$?\"
+             python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b\"x\"], [], 0, (\"{addr}\", 9001))' 2>/dev/null; echo \"sendmsg exit=$?\""
         );
         let (out, events) = monitor(&ws, &script);
         assert!(out.status.success(), "{}", text(&out));
@@ -579,7 +580,7 @@ attempt("abstract", abstract)
         let abstract_result = if all_unix { "ECONNREFUSED" } else { "EPERM" };
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            format!("direct-http exit=7\ndirect-name exit=7\ntcp ENETUNREACH\nudp ENETUNREACH\nabstract {abstract_result}\ndns exit=1\n"),
+            format!("direct-http exit=7\ndirect-name exit=7\ntcp ENETUNREACH\nudp ENETUNREACH\nabstract {abstract_result}\ndns exit=1\nsendmsg exit=1\n"),
             "allowAllUnixSockets {all_unix}: {}",
             text(&out)
         );
@@ -590,7 +591,7 @@ attempt("abstract", abstract)
             .iter()
             .filter(|e| e["type"] == "denial" && e["source"] == "netns")
             .map(|e| {
-                let op = if e["syscall"] == "sendto" { "send" } else { "connect" };
+                let op = if e["syscall"] == "connect" { "connect" } else { "send" };
                 assert!(e["errno"] == "ENETUNREACH" && e["operation"] == op, "{e}");
                 let reason = e["detail"]["reason"].as_str().unwrap();
                 let dns = e["port"] == 53;
@@ -600,7 +601,8 @@ attempt("abstract", abstract)
                 (comm.to_string(), e["syscall"].as_str().unwrap().to_string(), e["host"].as_str().unwrap().to_string(), e["port"].as_u64().unwrap())
             })
             .collect();
-        let want: BTreeSet<_> = [("curl", "connect", 80), ("python", "connect", 9000), ("python", "sendto", 9000), ("python", "connect", 53)]
+        let want: BTreeSet<_> =
+            [("curl", "connect", 80), ("python", "connect", 9000), ("python", "sendto", 9000), ("python", "connect", 53), ("python", "sendmsg", 9001)]
             .into_iter()
             .map(|(comm, call, port)| (comm.to_string(), call.to_string(), addr.to_string(), port))
             .collect();

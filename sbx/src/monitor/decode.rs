@@ -168,7 +168,7 @@ fn sock_addr(ev: &RawEvent) -> Option<SockAddr> {
     }
     // The length the kernel program copied (socklen_t is 32 bits); the rest
     // of the buffer is an earlier record's.
-    let len_arg = if ev.syscall_nr == 44 { 5 } else { 2 };
+    let len_arg = if matches!(ev.syscall_nr, 44 | 46 | 307) { 5 } else { 2 };
     let len = (ev.args[len_arg] as u32).min(ADDR_LEN as u32) as usize;
     if len < 2 {
         return None;
@@ -268,7 +268,7 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
         errno: Some(errno.to_string()),
         operation: match (&addr, nr) {
             (Some(SockAddr::Inet(..)), 42) => Some("connect".to_string()),
-            (Some(SockAddr::Inet(..)), 44) => Some("send".to_string()),
+            (Some(SockAddr::Inet(..)), 44 | 46 | 307) => Some("send".to_string()),
             _ => (op != Operation::Other).then(|| op.as_str().to_string()),
         },
         pid: Some(ev.pid),
@@ -368,7 +368,7 @@ mod tests {
     /// A record of `nr` failing with `ret` whose address argument held `addr`.
     fn with_addr(nr: i64, ret: i64, addr: &[u8]) -> RawEvent {
         let len = addr.len() as u64;
-        let args = if nr == 44 { [3, 0, 1, 0, 0, len] } else { [3, 0, len, 0, 0, 0] };
+        let args = if matches!(nr, 44 | 46 | 307) { [3, 0, 1, 0, 0, len] } else { [3, 0, len, 0, 0, 0] };
         let mut ev = raw(nr, ret, args, "", FLAG_ADDR);
         ev.path[..addr.len()].copy_from_slice(addr);
         ev
@@ -395,6 +395,9 @@ mod tests {
         assert_eq!((d.source, d.syscall.as_deref(), d.host.as_deref(), d.port), (Source::Netns, Some("sendto"), Some("2001:db8::1"), Some(53)));
         assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.starts_with("a DNS query")), "{:?}", d.detail);
         assert_eq!(d.short(), "send [2001:db8::1]:53");
+        // sendmsg: the length the tracer put in args[5].
+        let d = denial(&with_addr(46, -101, &inet4([198, 18, 0, 2], 9000)), &a);
+        assert_eq!((d.source, d.syscall.as_deref(), d.operation.as_deref(), d.port), (Source::Netns, Some("sendmsg"), Some("send"), Some(9000)));
         // bind(127.0.0.1:8080) -> EACCES under Landlock: the port is kept.
         let d = denial(&with_addr(49, -13, &inet4([127, 0, 0, 1], 8080)), &a);
         assert_eq!((d.source, d.port, d.operation.as_deref()), (Source::Landlock, Some(8080), None));
