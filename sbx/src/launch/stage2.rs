@@ -349,10 +349,6 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
     exec(&plan.command)
 }
 
-/// Execs the command, searching PATH like a shell does: a directory the
-/// command cannot enter is skipped (glibc's execvp would report EACCES for
-/// the whole search); 127 when no candidate exists, 126 when one exists but
-/// cannot be executed.
 /// Listening sockets on the sandbox's loopback for the HTTP proxy, the SOCKS
 /// proxy and each local port: on 127.0.0.1, which must succeed, and on ::1,
 /// which is skipped where the namespace has no IPv6 (a program may resolve
@@ -374,6 +370,10 @@ fn open_listeners(net: &NetPlan) -> Result<Vec<std::os::fd::OwnedFd>, String> {
     Ok(out)
 }
 
+/// Execs the command, searching PATH like a shell does: a directory the
+/// command cannot enter is skipped (glibc's execvp would report EACCES for
+/// the whole search); 127 when no candidate exists, 126 when one exists but
+/// cannot be executed.
 fn exec(command: &[OsString]) -> Result<Never, (u8, String)> {
     let Some(program) = command.first() else {
         return Err((crate::EXIT_SETUP, "no command to run".into()));
