@@ -196,6 +196,11 @@ pub struct Denial {
     pub detail: Vec<(String, String)>,
 }
 
+/// `host:port`, an IPv6 address in brackets (`[::1]:53`).
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
 impl Denial {
     /// A few words for the exit summary: "write /etc/x", "mount", "evil.example",
     /// "connect 10.0.0.1:443".
@@ -205,8 +210,7 @@ impl Denial {
                 (Source::Proxy, _) | (_, None) => host.clone(),
                 (_, Some(port)) => {
                     let call = self.operation.as_deref().or(self.syscall.as_deref()).unwrap_or("connect");
-                    let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-                    format!("{call} {host}:{port}")
+                    format!("{call} {}", host_port(host, port))
                 }
             };
         }

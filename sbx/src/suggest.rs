@@ -342,8 +342,7 @@ impl Context<'_> {
             }
             "netns" => {
                 let what = match (&d.host, d.port) {
-                    (Some(h), Some(p)) if h.contains(':') => format!("[{h}]:{p}"),
-                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    (Some(h), Some(p)) => crate::report::host_port(h, p),
                     _ => d.syscall.clone().unwrap_or_else(|| "?".into()),
                 };
                 if d.port == Some(53) {
@@ -573,8 +572,7 @@ pub fn explain(denials: &[Observed], answers: &[usize]) -> String {
         }
         let example = match (&d.path, &d.host) {
             (Some(p), _) => p.display().to_string(),
-            (None, Some(h)) if h.contains(':') => format!("[{h}]:{}", d.port.unwrap_or(0)),
-            (None, Some(h)) => format!("{h}:{}", d.port.unwrap_or(0)),
+            (None, Some(h)) => crate::report::host_port(h, d.port.unwrap_or(0)),
             _ => d.call.clone().or_else(|| d.syscall.clone()).unwrap_or_default(),
         };
         if examples.len() < 2 && !examples.contains(&example) {

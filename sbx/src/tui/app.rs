@@ -292,8 +292,7 @@ pub(super) fn row_key(d: &Denial) -> (Cow<'_, str>, Cow<'_, str>) {
     };
     let object = if let Some(host) = &d.host {
         match d.port {
-            Some(port) if host.contains(':') => Cow::Owned(format!("[{host}]:{port}")),
-            Some(port) => Cow::Owned(format!("{host}:{port}")),
+            Some(port) => Cow::Owned(crate::report::host_port(host, port)),
             None => Cow::Borrowed(host.as_str()),
         }
     } else if let Some((_, call)) = d.detail.iter().find(|(k, _)| k == "call") {
