@@ -178,6 +178,21 @@ fn drive(front: Front, input: &[u8], close: bool) -> Run {
     })
 }
 
+/// The invariants both front ends share: at most one event per request; a client that closed
+/// is let go at once, a silent one within the head timeout.
+fn check_timing_and_events(close: bool, run: &Run) -> Result<(), String> {
+    if run.events.len() > 1 {
+        return Err(format!("{} events for one request", run.events.len()));
+    }
+    if close && run.elapsed >= Duration::from_secs(1) {
+        return Err(format!("client closed, yet the handler waited {:?} for a timer", run.elapsed));
+    }
+    if !close && run.elapsed > HEADER_TIMEOUT + Duration::from_secs(3) {
+        return Err(format!("silent client held the handler for {:?}", run.elapsed));
+    }
+    Ok(())
+}
+
 /// The invariants of every HTTP run; `Err` says which one broke.
 fn check_http(input: &[u8], close: bool, run: &Run) -> Result<(), String> {
     if run.read_before_write > MAX_HEAD {
@@ -188,15 +203,7 @@ fn check_http(input: &[u8], close: bool, run: &Run) -> Result<(), String> {
     if run.read_total > MAX_HEAD + 64 * 1024 + 4096 {
         return Err(format!("read {} bytes in all", run.read_total));
     }
-    if run.events.len() > 1 {
-        return Err(format!("{} events for one request", run.events.len()));
-    }
-    if close && run.elapsed >= Duration::from_secs(1) {
-        return Err(format!("client closed, yet the handler waited {:?} for a timer", run.elapsed));
-    }
-    if !close && run.elapsed > HEADER_TIMEOUT + Duration::from_secs(3) {
-        return Err(format!("silent client held the handler for {:?}", run.elapsed));
-    }
+    check_timing_and_events(close, run)?;
     // Only a client that sent nothing at all is closed on without an answer.
     let silent = input.is_empty() && close;
     if silent != run.answer.is_empty() {
@@ -230,15 +237,7 @@ fn check_socks(close: bool, run: &Run) -> Result<(), String> {
     if run.read_total > SOCKS_MAX_READ {
         return Err(format!("read {} bytes in all (bound {SOCKS_MAX_READ})", run.read_total));
     }
-    if run.events.len() > 1 {
-        return Err(format!("{} events for one request", run.events.len()));
-    }
-    if close && run.elapsed >= Duration::from_secs(1) {
-        return Err(format!("client closed, yet the handler waited {:?} for a timer", run.elapsed));
-    }
-    if !close && run.elapsed > HEADER_TIMEOUT + Duration::from_secs(3) {
-        return Err(format!("silent client held the handler for {:?}", run.elapsed));
-    }
+    check_timing_and_events(close, run)?;
     // Nothing; a refused method; or the method choice, then (possibly) one failure reply.
     let a = &run.answer;
     let shape = match a.len() {
