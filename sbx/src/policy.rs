@@ -97,6 +97,45 @@ pub struct NetPolicy {
     pub inbound_ports: Vec<u16>,
 }
 
+/// Host secrets hidden from the command when sbx runs as root (the command is then uid 0
+/// without capabilities, which file permissions still treat as the owner of root's files):
+/// password hashes, host keys and credential stores. An unprivileged user cannot read them
+/// anyway. A path named exactly in `allowRead` or `allowWrite` is left visible. Globs are
+/// expanded on the host at start. `/root` itself is handled apart ([`ROOT_HOME`]).
+pub const HOST_SECRETS: &[&str] = &[
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/security/opasswd",
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssl/private",
+    "/etc/krb5.keytab",
+    "/etc/credstore",
+    "/etc/credstore.encrypted",
+    "/etc/wireguard",
+    "/etc/NetworkManager/system-connections",
+    "/var/lib/sss",
+    "/var/lib/private",
+    "/var/lib/polkit-1",
+    "/var/lib/systemd/credential.secret",
+    "/var/lib/NetworkManager",
+    "/var/lib/iwd",
+    "/var/lib/bluetooth",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/libvirt",
+    "/var/lib/machines",
+    "/var/lib/postgresql",
+    "/var/lib/mysql",
+    "/var/lib/redis",
+];
+
+/// root's home, hidden from the command when sbx runs as root, except the workspace and the
+/// paths `allowRead`/`allowWrite` name inside it: a toolchain installed there (`~/.cargo`,
+/// `~/.pyenv`) is used by naming it in `allowRead`.
+pub const ROOT_HOME: &str = "/root";
+
 /// System paths that stay readable under `default_deny_read`: what programs
 /// need to start (loader, libraries, certificates, locale, timezone).
 pub const SYSTEM_READ: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/var/lib", "/run/current-system", "/nix/store"];

@@ -33,7 +33,7 @@ use thiserror::Error;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use crate::{
-    policy::{Policy, SYSTEM_READ, UNSAFE_ENV},
+    policy::{HOST_SECRETS, Policy, ROOT_HOME, SYSTEM_READ, UNSAFE_ENV},
     sys,
 };
 use bwrap::{Arg, Invocation};
@@ -87,6 +87,9 @@ pub struct HostFacts {
     pub expand: fn(&Path) -> glob::Expansion,
     /// An empty host file with mode 000, bound over each hidden file.
     pub masked_file: PathBuf,
+    /// sbx runs as root, so the command is uid 0 (without capabilities, but still the owner
+    /// of root's files): `HOST_SECRETS` and `/root` are hidden.
+    pub hide_host_secrets: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +217,35 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     args.push(Arg::Tmpfs("/tmp".into()));
     readable.extend(["/dev", "/proc", "/tmp"].map(PathBuf::from));
 
+    // 2b. Host secrets, when the command would own root's files: hidden like
+    // denyRead, unless allowRead or allowWrite names the path exactly. root's
+    // home becomes an empty tmpfs that can be crossed but not listed (mode
+    // 0111), so that the workspace and the allowed paths inside it, bound
+    // below, stay reachable; it is made read-only after the last mount.
+    let mut hidden = Vec::new();
+    let mut root_home_masked = false;
+    if facts.hide_host_secrets {
+        let named = |p: &Path| allow_read.iter().chain(&policy.fs.allow_write).any(|a| a == p);
+        for pattern in HOST_SECRETS.iter().map(PathBuf::from) {
+            let paths = if crate::policy::is_glob(&pattern) { (facts.expand)(&pattern).matches } else { vec![pattern] };
+            for path in paths.into_iter().filter(|p| !named(p)) {
+                if mask(&mut args, probe(&path), &path, &facts.masked_file) {
+                    hidden.push(path);
+                }
+            }
+        }
+        let root = Path::new(ROOT_HOME);
+        if probe(root) == PathKind::Dir && !root.starts_with(&policy.workspace) && !named(root) {
+            args.push(Arg::Perms(0o111));
+            args.push(Arg::Tmpfs(root.to_path_buf()));
+            for path in allow_read.iter().filter(|p| p.starts_with(root) && exists(p)) {
+                args.push(Arg::RoBind { src: path.clone(), dst: path.clone() });
+            }
+            hidden.push(root.to_path_buf());
+            root_home_masked = true;
+        }
+    }
+
     // 3. Writable binds. A bind's source is resolved in the host's view, so
     // a workspace under /tmp is the host's directory, not the new tmpfs.
     let mut writable = vec![PathBuf::from("/tmp"), PathBuf::from("/dev")];
@@ -235,20 +267,13 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     // so that every attempt to read one fails with EACCES (and is reported)
     // instead of quietly reading nothing. Without capabilities, not even
     // the sandbox's root can read or chmod them.
-    let mut hidden = Vec::new();
     for path in &deny_read {
-        match probe(path) {
-            PathKind::Missing => continue,
-            PathKind::Dir => {
-                args.push(Arg::Perms(0));
-                args.push(Arg::Tmpfs(path.clone()));
-                args.push(Arg::RemountRo(path.clone()));
-            }
-            PathKind::File | PathKind::Symlink => {
-                args.push(Arg::RoBind { src: facts.masked_file.clone(), dst: path.clone() });
-            }
+        if mask(&mut args, probe(path), path, &facts.masked_file) {
+            hidden.push(path.clone());
         }
-        hidden.push(path.clone());
+    }
+    if root_home_masked {
+        args.push(Arg::RemountRo(ROOT_HOME.into()));
     }
 
     args.push(Arg::Chdir(policy.workspace.clone()));
@@ -290,6 +315,23 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         net: net_plan(policy),
     };
     Plan { bwrap, stage2, warnings, hidden }
+}
+
+/// Hides `path` (of kind `kind` on the host): an empty, read-only tmpfs with mode 000 over a
+/// directory, the masked file over anything else. False when there is nothing to hide.
+fn mask(args: &mut Vec<Arg>, kind: PathKind, path: &Path, masked_file: &Path) -> bool {
+    match kind {
+        PathKind::Missing => return false,
+        PathKind::Dir => {
+            args.push(Arg::Perms(0));
+            args.push(Arg::Tmpfs(path.to_path_buf()));
+            args.push(Arg::RemountRo(path.to_path_buf()));
+        }
+        PathKind::File | PathKind::Symlink => {
+            args.push(Arg::RoBind { src: masked_file.to_path_buf(), dst: path.to_path_buf() });
+        }
+    }
+    true
 }
 
 /// What the caller learns once the command is starting.
@@ -429,6 +471,7 @@ pub async fn run(
         probe: probe_path,
         expand: glob::expand,
         masked_file: masked.path.clone(),
+        hide_host_secrets: nix::unistd::geteuid().is_root(),
     };
     let plan = plan(policy, command, &facts);
     for w in &plan.warnings {
@@ -644,7 +687,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into() }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into(), hide_host_secrets: false }
     }
 
     fn fake_host(path: &Path) -> PathKind {
@@ -697,6 +740,50 @@ mod tests {
         assert_eq!(plan.stage2.read, ["/", "/dev", "/proc", "/tmp"].map(PathBuf::from));
         assert_eq!(plan.stage2.write, ["/tmp", "/dev", "/w"].map(PathBuf::from));
         assert_eq!(plan.stage2.command, vec![OsString::from("true")]);
+    }
+
+    fn secrets_host(path: &Path) -> PathKind {
+        match path.to_str().unwrap() {
+            "/root" | "/root/ws" | "/root/.cargo" | "/etc/ssl/private" | "/var/lib/docker" => PathKind::Dir,
+            "/etc/shadow" | "/etc/gshadow" => PathKind::File,
+            _ => PathKind::Missing,
+        }
+    }
+
+    /// As root: the host secrets that exist are hidden (files by the masked file, directories
+    /// by a mode-000 tmpfs), except one allowRead names; /root becomes a crossable empty tmpfs
+    /// with allowRead's paths bound back, the workspace inside it bound writable after it, and
+    /// it is made read-only after every other mount.
+    #[test]
+    fn root_hides_host_secrets_and_roots_home() {
+        let mut policy = Policy::builtin("/root/ws".into(), Some("/root".into()));
+        policy.fs.allow_read = vec!["/root/.cargo".into(), "/var/lib/docker".into()];
+        let mut f = facts(secrets_host);
+        f.hide_host_secrets = true;
+        let plan = plan(&policy, vec!["true".into()], &f);
+        let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
+        let end = argv.iter().position(|a| a == "--chdir").unwrap();
+        assert_eq!(
+            argv[at..end],
+            [
+                "--ro-bind", "/masked", "/etc/shadow",
+                "--ro-bind", "/masked", "/etc/gshadow",
+                "--perms", "0000", "--tmpfs", "/etc/ssl/private", "--remount-ro", "/etc/ssl/private",
+                "--perms", "0111", "--tmpfs", "/root",
+                "--ro-bind", "/root/.cargo", "/root/.cargo",
+                "--bind", "/root/ws", "/root/ws",
+                "--remount-ro", "/root",
+            ]
+        );
+        assert_eq!(plan.hidden, ["/etc/shadow", "/etc/gshadow", "/etc/ssl/private", "/root"].map(PathBuf::from));
+        // Not as root, or with the workspace at /root itself: nothing of this.
+        let plain = super::plan(&policy, vec!["true".into()], &facts(secrets_host));
+        assert!(!plain.bwrap.argv().iter().any(|a| a == "/etc/shadow" || a == "/root"));
+        let at_home = Policy::builtin("/root".into(), Some("/root".into()));
+        let plan = super::plan(&at_home, vec!["true".into()], &f);
+        assert!(!plan.bwrap.args.contains(&Arg::Tmpfs("/root".into())));
+        assert!(plan.hidden.contains(&PathBuf::from("/etc/shadow")));
     }
 
     #[test]

@@ -377,7 +377,41 @@ static BLOCKED: &[Blocked] = &[
         outcome: Outcome::Deny,
         reason: "injecting terminal input (TIOCSTI, TIOCLINUX)",
     },
+    // Socket families: an allow list. The network namespace isolates IP and
+    // Unix sockets are ruled by the tables below, but some families are not
+    // namespaced at all (AF_VSOCK reaches the hypervisor and the host's vsock
+    // ports) and the rest are kernel attack surface no build or agent needs.
+    Blocked {
+        name: "socket",
+        nr: libc::SYS_socket,
+        condition: Condition::ArgIsNot { arg: 0, allowed: SOCKET_FAMILIES },
+        outcome: Outcome::Deny,
+        reason: "socket families other than Unix, IPv4, IPv6 and netlink (vsock, packet, alg, bluetooth, ...)",
+    },
+    Blocked {
+        name: "socket",
+        nr: libc::SYS_socket,
+        condition: Condition::All(&[
+            Condition::ArgIs { arg: 0, values: &[libc::AF_NETLINK as u32] },
+            Condition::ArgIsNot { arg: 2, allowed: &[libc::NETLINK_ROUTE as u32] },
+        ]),
+        outcome: Outcome::Deny,
+        reason: "netlink protocols other than NETLINK_ROUTE (audit, uevents, sock_diag, ...)",
+    },
+    Blocked {
+        name: "socketpair",
+        nr: libc::SYS_socketpair,
+        condition: Condition::ArgIsNot { arg: 0, allowed: &[libc::AF_UNIX as u32] },
+        outcome: Outcome::Deny,
+        reason: "socket pairs of families other than Unix",
+    },
 ];
+
+/// The socket families the command may create: Unix (ruled further by the Unix-socket
+/// tables), IPv4 and IPv6 (the network namespace has only loopback; the proxy is the way
+/// out) and netlink (NETLINK_ROUTE only: glibc's getaddrinfo and `ip` read addresses with it).
+pub const SOCKET_FAMILIES: &[u32] =
+    &[libc::AF_UNIX as u32, libc::AF_INET as u32, libc::AF_INET6 as u32, libc::AF_NETLINK as u32];
 /// The table of blocked syscalls, in the order `sbx doctor` lists them. Every syscall not in
 /// it is allowed.
 pub fn blocked() -> &'static [Blocked] {
@@ -390,10 +424,13 @@ pub fn blocked() -> &'static [Blocked] {
 /// could reach the host's docker.sock or ssh-agent.
 ///
 /// * `socket(AF_UNIX, ...)`, whatever the type.
-/// * `socketpair(..., SOCK_DGRAM, ...)`: a datagram socket sends to any path named in
-///   `sendto`/`sendmsg` (and `connect` re-targets it), even when it came from a socketpair, so
-///   such a pair reached the host's `/dev/log`, the journal's socket or any other datagram
-///   socket. Only `AF_UNIX` (and `AF_TIPC`) implement socketpair, so the family needs no check.
+/// * `socketpair(AF_UNIX, ...)` of any type but stream and seqpacket: a datagram socket sends
+///   to any path named in `sendto`/`sendmsg` (and `connect` re-targets it), even when it came
+///   from a socketpair, so such a pair reached the host's `/dev/log`, the journal's socket or
+///   any other datagram socket; `SOCK_RAW` is the same thing (the kernel turns a Unix raw
+///   socket into a datagram one), and the other types are refused as an allow list should.
+///   The flag bits (`SOCK_NONBLOCK`, `SOCK_CLOEXEC`) are masked off before the comparison, as
+///   the kernel does; any other bit makes the kernel fail the call with EINVAL.
 ///   Stream and seqpacket pairs stay allowed: they are connected to each other for good (the
 ///   kernel refuses or ignores a destination address on them) and reach nothing outside.
 pub static UNIX_SOCKETS: &[Blocked] = &[
@@ -407,15 +444,21 @@ pub static UNIX_SOCKETS: &[Blocked] = &[
     DATAGRAM_PAIRS,
 ];
 
-/// socketpair(2) of Unix datagram sockets, refused in both Unix-socket tables: a
-/// datagram socket can send to any socket path (host ones such as /dev/log).
+/// socketpair(2) of Unix sockets other than stream and seqpacket, refused in both
+/// Unix-socket tables: a datagram (or raw) socket can send to any socket path (host ones
+/// such as /dev/log).
 const DATAGRAM_PAIRS: Blocked = Blocked {
     name: "socketpair",
     nr: libc::SYS_socketpair,
-    condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
+    condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: UNIX_TYPES_REFUSED },
     outcome: Outcome::Deny,
-    reason: "Unix datagram socket pairs (they can send to host sockets such as /dev/log)",
+    reason: "Unix socket pairs other than stream and seqpacket (a datagram socket can send to host sockets such as /dev/log)",
 };
+
+/// Every value of a socket type's low four bits but `SOCK_STREAM` (1) and `SOCK_SEQPACKET`
+/// (5): the Unix socket types that are refused, as a list because the filter compares a
+/// masked argument for equality only.
+pub const UNIX_TYPES_REFUSED: &[u32] = &[0, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 
 /// The Unix-socket rules when `allowUnixSockets` lists paths: Unix sockets may be created
 /// (stream and seqpacket only) and every connect(2) goes to the supervisor, which connects
@@ -430,10 +473,10 @@ pub static MEDIATED_UNIX_SOCKETS: &[Blocked] = &[
         nr: libc::SYS_socket,
         condition: Condition::All(&[
             Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
-            Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: &[libc::SOCK_DGRAM as u32] },
+            Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: UNIX_TYPES_REFUSED },
         ]),
         outcome: Outcome::Deny,
-        reason: "creating Unix datagram sockets (they can send to any socket path)",
+        reason: "creating Unix sockets other than stream and seqpacket (a datagram socket can send to any socket path)",
     },
     DATAGRAM_PAIRS,
     Blocked {
@@ -596,19 +639,25 @@ fn rules_for(condition: &Condition) -> Result<Vec<SeccompRule>, seccompiler::Bac
             .map(|&v| SeccompRule::new(vec![dword(arg, SeccompCmpOp::MaskedEq(u64::from(mask)), v)?]))
             .collect(),
         // Each part is an OR of rules (each an AND of comparisons); their AND is every
-        // combination of one rule per part. Only single-comparison rules are combined here
-        // (ArgIs, ArgMaskedIs), which is all the table needs.
+        // combination of one rule per part. ArgIs and ArgMaskedIs are one single-comparison
+        // rule per value; ArgIsNot is one rule of several comparisons. That is all the table
+        // needs.
         Condition::All(parts) => {
             let mut combined: Vec<Vec<SeccompCondition>> = vec![Vec::new()];
             for part in parts {
-                let alternatives: Vec<SeccompCondition> = match *part {
-                    Condition::ArgIs { arg, values } => {
-                        values.iter().map(|&v| dword(arg, SeccompCmpOp::Eq, v)).collect::<Result<_, _>>()?
-                    }
+                let alternatives: Vec<Vec<SeccompCondition>> = match *part {
+                    Condition::ArgIs { arg, values } => values
+                        .iter()
+                        .map(|&v| dword(arg, SeccompCmpOp::Eq, v).map(|c| vec![c]))
+                        .collect::<Result<_, _>>()?,
                     Condition::ArgMaskedIs { arg, mask, values } => values
                         .iter()
-                        .map(|&v| dword(arg, SeccompCmpOp::MaskedEq(u64::from(mask)), v))
+                        .map(|&v| dword(arg, SeccompCmpOp::MaskedEq(u64::from(mask)), v).map(|c| vec![c]))
                         .collect::<Result<_, _>>()?,
+                    Condition::ArgIsNot { arg, allowed } if !allowed.is_empty() => vec![allowed
+                        .iter()
+                        .map(|&v| dword(arg, SeccompCmpOp::Ne, v))
+                        .collect::<Result<_, _>>()?],
                     _ => return Err(seccompiler::BackendError::EmptyRule),
                 };
                 combined = combined
@@ -616,7 +665,7 @@ fn rules_for(condition: &Condition) -> Result<Vec<SeccompRule>, seccompiler::Bac
                     .flat_map(|prefix| {
                         alternatives.iter().map(move |c| {
                             let mut rule = prefix.clone();
-                            rule.push(c.clone());
+                            rule.extend(c.iter().cloned());
                             rule
                         })
                     })
@@ -1180,6 +1229,9 @@ mod tests {
                 "ioperm",
                 "iopl",
                 "ioctl",
+                "socket",
+                "socket",
+                "socketpair",
             ]
         );
     }
@@ -1232,12 +1284,15 @@ mod tests {
         );
         // Everything else applies always and is denied with the chosen action.
         for b in blocked() {
-            if !["clone", "clone3", "personality", "ioctl"].contains(&b.name) {
+            if !["clone", "clone3", "personality", "ioctl", "socket", "socketpair"].contains(&b.name) {
                 assert_eq!(b.condition, Condition::Always, "{}", b.name);
                 assert_eq!(b.outcome, Outcome::Deny, "{}", b.name);
             }
             assert!(!b.reason.is_empty(), "{}", b.name);
         }
+        let conditions = |name: &str| blocked().iter().filter(|b| b.name == name).map(|b| b.condition.to_string()).collect::<Vec<_>>();
+        assert_eq!(conditions("socket"), ["unless arg0 is one of 0x1, 0x2, 0xa, 0x10", "when arg0 is one of 0x10 and unless arg2 is one of 0x0"]);
+        assert_eq!(conditions("socketpair"), ["unless arg0 is one of 0x1"]);
         assert_eq!(
             by_name("clone").condition.to_string(),
             "when arg0 & 0x7e020080 != 0"
@@ -1254,14 +1309,22 @@ mod tests {
 
     #[test]
     fn table_has_no_duplicate_names_or_numbers() {
+        // A syscall may have several conditional entries (socket: the family allow list and
+        // netlink's protocols, each with its own reason); they share name and number, and
+        // none applies always (it would make the others meaningless).
+        for b in blocked() {
+            let same: Vec<_> = blocked().iter().filter(|o| o.nr == b.nr || o.name == b.name).collect();
+            if same.len() > 1 {
+                for o in same {
+                    assert_eq!((o.name, o.nr), (b.name, b.nr), "{} shares a name or number with {}", o.name, b.name);
+                    assert_ne!(o.condition, Condition::Always, "{} has several entries", o.name);
+                }
+            }
+        }
         let mut names: Vec<_> = blocked().iter().map(|b| b.name).collect();
-        let mut nrs: Vec<_> = blocked().iter().map(|b| b.nr).collect();
         names.sort_unstable();
         names.dedup();
-        nrs.sort_unstable();
-        nrs.dedup();
-        assert_eq!(names.len(), blocked().len());
-        assert_eq!(nrs.len(), blocked().len());
+        assert_eq!(names.len(), blocked().len() - 1, "socket has two entries, every other syscall one");
     }
 
     #[test]
@@ -1732,7 +1795,7 @@ mod tests {
         assert_eq!(run_child(Some(&prog), unix_socket), End::Exited(libc::EPERM));
         assert_eq!(
             unix.entries().filter(|b| b.name == "socketpair").map(|b| b.condition.to_string()).collect::<Vec<_>>(),
-            ["when arg1 & 0xf is one of 0x2"]
+            ["unless arg0 is one of 0x1", "when arg1 & 0xf is one of 0x0, 0x2, 0x3, 0x4, 0x6, 0x7, 0x8, 0x9, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf"]
         );
     }
 
@@ -1768,9 +1831,85 @@ mod tests {
             .expect("compile_with");
         assert!(!without.iter().any(|i| i.code == BPF_RET_K && i.k == libc::SECCOMP_RET_USER_NOTIF));
         assert_eq!(
-            mediated.entries().find(|b| b.name == "socket").map(|b| b.condition.to_string()),
-            Some("when arg0 is one of 0x1 and when arg1 & 0xf is one of 0x2".to_owned())
+            mediated.entries().filter(|b| b.name == "socket").map(|b| b.condition.to_string()).last(),
+            Some("when arg0 is one of 0x1 and when arg1 & 0xf is one of 0x0, 0x2, 0x3, 0x4, 0x6, 0x7, 0x8, 0x9, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf".to_owned())
         );
+    }
+
+    /// The socket allow list, table-driven on the compiled filters of the three Unix-socket
+    /// policies: (family, type, protocol) and what each policy answers. `0` is "created",
+    /// EPERM is the filter; other errnos come from the kernel (a family this kernel lacks is
+    /// EAFNOSUPPORT without the filter, which the filter's EPERM must beat).
+    #[test]
+    fn socket_families_and_types_are_an_allow_list() {
+        const NONBLOCK: libc::c_int = libc::SOCK_NONBLOCK;
+        const CLOEXEC: libc::c_int = libc::SOCK_CLOEXEC;
+        let blocked = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: false })
+            .expect("blocked");
+        let mediated = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: true })
+            .expect("mediated");
+        let all_unix = deny_prog();
+        const EPERM: i32 = libc::EPERM;
+        // (family, type, protocol, default, allowUnixSockets, allowAllUnixSockets)
+        #[rustfmt::skip]
+        let cases: &[(libc::c_int, libc::c_int, libc::c_int, i32, i32, i32)] = &[
+            (libc::AF_INET, libc::SOCK_STREAM, 0, 0, 0, 0),
+            (libc::AF_INET, libc::SOCK_DGRAM | CLOEXEC, 0, 0, 0, 0),
+            (libc::AF_INET6, libc::SOCK_STREAM | NONBLOCK, 0, 0, 0, 0),
+            (libc::AF_INET6, libc::SOCK_DGRAM, 0, 0, 0, 0),
+            (libc::AF_NETLINK, libc::SOCK_RAW | CLOEXEC, libc::NETLINK_ROUTE, 0, 0, 0),
+            (libc::AF_NETLINK, libc::SOCK_DGRAM, libc::NETLINK_ROUTE, 0, 0, 0),
+            (libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_AUDIT, EPERM, EPERM, EPERM),
+            (libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_KOBJECT_UEVENT, EPERM, EPERM, EPERM),
+            (libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_SOCK_DIAG, EPERM, EPERM, EPERM),
+            (libc::AF_UNIX, libc::SOCK_STREAM, 0, EPERM, 0, 0),
+            (libc::AF_UNIX, libc::SOCK_SEQPACKET | CLOEXEC | NONBLOCK, 0, EPERM, 0, 0),
+            (libc::AF_UNIX, libc::SOCK_DGRAM, 0, EPERM, EPERM, 0),
+            (libc::AF_UNIX, libc::SOCK_RAW, 0, EPERM, EPERM, 0),
+            (libc::AF_UNIX, libc::SOCK_RAW | CLOEXEC, 0, EPERM, EPERM, 0),
+            (libc::AF_UNIX, libc::SOCK_RDM, 0, EPERM, EPERM, libc::ESOCKTNOSUPPORT),
+            (libc::AF_VSOCK, libc::SOCK_STREAM, 0, EPERM, EPERM, EPERM),
+            (libc::AF_VSOCK, libc::SOCK_DGRAM | CLOEXEC, 0, EPERM, EPERM, EPERM),
+            (libc::AF_PACKET, libc::SOCK_RAW, 0, EPERM, EPERM, EPERM),
+            (libc::AF_ALG, libc::SOCK_SEQPACKET, 0, EPERM, EPERM, EPERM),
+            (libc::AF_XDP, libc::SOCK_RAW, 0, EPERM, EPERM, EPERM),
+            (libc::AF_BLUETOOTH, libc::SOCK_STREAM, 0, EPERM, EPERM, EPERM),
+            (libc::AF_TIPC, libc::SOCK_RDM, 0, EPERM, EPERM, EPERM),
+            (libc::AF_RDS, libc::SOCK_SEQPACKET, 0, EPERM, EPERM, EPERM),
+            (libc::AF_KEY, libc::SOCK_RAW, 2, EPERM, EPERM, EPERM),
+            (libc::AF_CAN, libc::SOCK_RAW, 1, EPERM, EPERM, EPERM),
+            (libc::AF_UNSPEC, libc::SOCK_STREAM, 0, EPERM, EPERM, EPERM),
+            (255, libc::SOCK_STREAM, 0, EPERM, EPERM, EPERM),
+        ];
+        for &(family, ty, protocol, default, some_unix, every_unix) in cases {
+            let call = move || sys(libc::SYS_socket, [family as libc::c_ulong, ty as libc::c_ulong, protocol as libc::c_ulong, 0, 0, 0]);
+            for (name, prog, want) in [("default", &blocked, default), ("allowUnixSockets", &mediated, some_unix), ("allowAllUnixSockets", &all_unix, every_unix)] {
+                assert_eq!(run_child(Some(prog), call), End::Exited(want), "socket({family}, {ty:#x}, {protocol}) under {name}");
+            }
+        }
+        // socketpair: Unix stream and seqpacket only, whatever the Unix policy (but every
+        // Unix type under allowAllUnixSockets); other families never.
+        #[rustfmt::skip]
+        let pairs: &[(libc::c_int, libc::c_int, i32, i32)] = &[
+            (libc::AF_UNIX, libc::SOCK_STREAM, 0, 0),
+            (libc::AF_UNIX, libc::SOCK_SEQPACKET | CLOEXEC, 0, 0),
+            (libc::AF_UNIX, libc::SOCK_DGRAM, EPERM, 0),
+            (libc::AF_UNIX, libc::SOCK_RAW | NONBLOCK, EPERM, 0),
+            (libc::AF_UNIX, libc::SOCK_RDM, EPERM, libc::ESOCKTNOSUPPORT),
+            (libc::AF_INET, libc::SOCK_STREAM, EPERM, EPERM),
+            (libc::AF_TIPC, libc::SOCK_RDM, EPERM, EPERM),
+            (libc::AF_VSOCK, libc::SOCK_STREAM, EPERM, EPERM),
+        ];
+        for &(family, ty, confined, every_unix) in pairs {
+            let call = move || {
+                let mut sv = [-1 as libc::c_int; 2];
+                let sv_ptr = sv.as_mut_ptr() as libc::c_ulong;
+                sys(libc::SYS_socketpair, [family as libc::c_ulong, ty as libc::c_ulong, 0, sv_ptr, 0, 0])
+            };
+            for (name, prog, want) in [("default", &blocked, confined), ("allowUnixSockets", &mediated, confined), ("allowAllUnixSockets", &all_unix, every_unix)] {
+                assert_eq!(run_child(Some(prog), call), End::Exited(want), "socketpair({family}, {ty:#x}) under {name}");
+            }
+        }
     }
 
     /// A pipe in the child; `Err(code)` if it could not be made.
