@@ -5,6 +5,8 @@ use std::{ffi::OsString, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::limits::{LimitsConfig, Setting};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sbx",
@@ -102,7 +104,38 @@ pub struct RunArgs {
     #[arg(short = 'p', long = "port", value_name = "[ADDR:]PORT", value_parser = parse_port_spec)]
     pub ports: Vec<PortSpec>,
     #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
     pub command: CommandArgs,
+}
+
+/// Resource limits; each overrides the policy file's `limits` key of the same name, and
+/// `off` lifts it.
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Memory of the whole sandbox, its /tmp and /dev/shm included (e.g. 4G) [default: half the RAM]
+    #[arg(long, value_name = "SIZE", value_parser = crate::limits::parse_size)]
+    pub memory: Option<Setting<u64>>,
+    /// Processes and threads at once [default: 4096]
+    #[arg(long, value_name = "N", value_parser = crate::limits::parse_count)]
+    pub pids: Option<Setting<u64>>,
+    /// CPU time, in CPUs (e.g. 1.5 or 150%) [default: off]
+    #[arg(long, value_name = "CPUS", value_parser = crate::limits::parse_cpu)]
+    pub cpu: Option<Setting<u32>>,
+    /// Size of each of /tmp and /dev/shm [default: 2G]
+    #[arg(long = "tmp-size", value_name = "SIZE", value_parser = crate::limits::parse_size)]
+    pub tmp_size: Option<Setting<u64>>,
+    /// Stop the command after DURATION (SIGTERM, SIGKILL 5 s later; exit 124), e.g. 90s, 10m [default: off]
+    #[arg(long, value_name = "DURATION", value_parser = crate::limits::parse_duration)]
+    pub timeout: Option<Setting<std::time::Duration>>,
+}
+
+impl LimitArgs {
+    /// The flags as a `limits` section, to layer over the policy file's.
+    pub fn as_config(&self) -> LimitsConfig {
+        LimitsConfig { memory: self.memory, pids: self.pids, cpu: self.cpu, tmp_size: self.tmp_size, timeout: self.timeout }
+    }
 }
 
 /// The command to run: `-c 'SHELL CMD'` or the words after `--`.

@@ -237,7 +237,7 @@ fn tracefs() -> Check {
 
 fn cgroup2() -> Check {
     let name = "cgroup2";
-    match crate::monitor::tracer::cgroup2_mount() {
+    match crate::cgroup::cgroup2_mount() {
         Ok(dir) => Check::ok(name, format!("mounted at {} (the tracer scopes each session to a cgroup of its own)", dir.display())),
         Err(_) => Check::bad(
             name,

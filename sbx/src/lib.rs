@@ -6,11 +6,13 @@
 //! arguments and the stage-2 plan) -> bubblewrap -> `launch::stage2` inside
 //! the sandbox (Landlock, seccomp) -> the command.
 
+pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod launch;
 pub mod learn;
+pub mod limits;
 pub mod monitor;
 pub mod policy;
 pub mod proxy;

@@ -167,7 +167,8 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
         );
     }
     let home = home.map(|h| h.canonicalize().unwrap_or(h));
-    let policy = Policy::from_config(&loaded.config, workspace, home)?;
+    let mut policy = Policy::from_config(&loaded.config, workspace, home)?;
+    policy.limits = sbx::limits::Limits::resolve(&loaded.config.limits, sbx::limits::host_memory());
     Ok((loaded, policy))
 }
 
@@ -175,6 +176,9 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
     let command = command_of(args.command, "run")?;
     let (loaded, mut policy) = load_policy(&args.policy)?;
     policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
+    let mut limits = loaded.config.limits;
+    limits.merge_from(&args.limits.as_config());
+    policy.limits = sbx::limits::Limits::resolve(&limits, sbx::limits::host_memory());
     if let Some(p) = args.ports.iter().find(|p| policy.net.allow_local_outbound_ports.contains(&p.port)) {
         // Inside, that port is the relay to the host's port, where -p listens: a loop.
         anyhow::bail!(
@@ -196,7 +200,6 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
         log: args.log,
         launch: launch::Options {
             require_landlock: args.require.contains(&Layer::Landlock),
-            cgroup_procs_fd: None,
             // Whenever events are kept, blocked syscalls are reported with
             // their arguments by the seccomp supervisor.
             notify: summary,

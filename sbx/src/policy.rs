@@ -64,6 +64,8 @@ pub struct Policy {
     pub home: Option<PathBuf>,
     pub fs: FsPolicy,
     pub net: NetPolicy,
+    /// Resource limits, defaults applied.
+    pub limits: crate::limits::Limits,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -144,7 +146,7 @@ impl Policy {
     /// The built-in default: the whole filesystem readable, the workspace and
     /// a private /tmp writable, no network, mandatory protections on.
     pub fn builtin(workspace: PathBuf, home: Option<PathBuf>) -> Self {
-        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default() }
+        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default() }
     }
 
     /// Validates a merged config for this workspace: `~` becomes the home
@@ -179,7 +181,9 @@ impl Policy {
             allow_local_outbound_ports: config.network.allow_local_outbound_ports.clone(),
             inbound_ports: Vec::new(),
         };
-        Ok(Self { workspace, home, fs, net })
+        // The memory default depends on the host: `main` resolves the limits again with it.
+        let limits = crate::limits::Limits::resolve(&config.limits, None);
+        Ok(Self { workspace, home, fs, net, limits })
     }
 
     /// Directories and files the command may write, before deny rules.

@@ -162,6 +162,8 @@ pub enum Source {
     /// The sandbox's network namespace: a connection to anything but loopback
     /// (only the proxy leads out).
     Netns,
+    /// A resource limit (`limits.*`) was reached.
+    Limit,
     Other,
 }
 
@@ -174,6 +176,7 @@ impl Source {
             Source::Mount => "mount",
             Source::Dac => "dac",
             Source::Netns => "netns",
+            Source::Limit => "limit",
             Source::Other => "other",
         }
     }
@@ -205,6 +208,10 @@ impl Denial {
     /// A few words for the exit summary: "write /etc/x", "mount", "evil.example",
     /// "connect 10.0.0.1:443".
     pub fn short(&self) -> String {
+        if self.source == Source::Limit {
+            let detail = |key: &str| self.detail.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str());
+            return format!("{} {}: {}", self.operation.as_deref().unwrap_or("?"), detail("value"), detail("effect"));
+        }
         if let Some(host) = &self.host {
             return match (self.source, self.port) {
                 (Source::Proxy, _) | (_, None) => host.clone(),
@@ -291,6 +298,8 @@ pub struct SessionStart {
     /// Human labels of where each part of the policy came from.
     pub sources: Vec<String>,
     pub enforcement: Enforcement,
+    /// The limits (`policy.limits`) that could not be enforced, and why.
+    pub unenforced_limits: Vec<(crate::limits::Kind, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -425,6 +434,34 @@ fn write_denial(out: &mut impl io::Write, seq: u64, time: SystemTime, d: &Denial
     m.end().map_err(io::Error::from)
 }
 
+/// session_start's `enforcement.limits`: each limit in force, its value and
+/// whether it is enforced (with the reason when not).
+fn limits_json(l: &crate::limits::Limits, unenforced: &[(crate::limits::Kind, String)]) -> Value {
+    use crate::limits::Kind;
+    let mut o = serde_json::Map::new();
+    let values: [(Kind, Option<Value>); 5] = [
+        (Kind::Memory, l.memory.map(|b| json!({ "bytes": b }))),
+        (Kind::Pids, l.pids.map(|n| json!({ "max": n }))),
+        (Kind::Cpu, l.cpu.map(|m| json!({ "cpus": f64::from(m) / 1000.0 }))),
+        (Kind::TmpSize, l.tmp_size.map(|b| json!({ "bytes": b }))),
+        (Kind::Timeout, l.timeout.map(|t| json!({ "seconds": t.as_secs_f64() }))),
+    ];
+    for (kind, value) in values {
+        let Some(Value::Object(mut entry)) = value else { continue };
+        match unenforced.iter().find(|(k, _)| *k == kind) {
+            Some((_, why)) => {
+                entry.insert("enforced".into(), false.into());
+                entry.insert("why".into(), why.clone().into());
+            }
+            None => {
+                entry.insert("enforced".into(), true.into());
+            }
+        }
+        o.insert(kind.key().to_string(), Value::Object(entry));
+    }
+    Value::Object(o)
+}
+
 fn lossy(items: &[PathBuf]) -> Vec<String> {
     items.iter().map(|p| p.to_string_lossy().into_owned()).collect()
 }
@@ -469,6 +506,7 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
                         "blocked_syscalls": crate::launch::seccomp::FilterOptions::for_network(&p.net).entries().count(),
                     },
                     "netns": { "enforced": e.netns },
+                    "limits": limits_json(&p.limits, &s.unenforced_limits),
                 },
             })
         }
@@ -576,6 +614,17 @@ mod tests {
     use crate::launch::stage2::{LandlockReport, LandlockStatus};
 
     #[test]
+    fn limits_say_their_value_and_whether_they_are_enforced() {
+        use crate::limits::{Kind, Limits};
+        let l = Limits { memory: Some(64 << 20), pids: Some(100), timeout: Some(Duration::from_millis(1500)), ..Limits::default() };
+        let v = limits_json(&l, &[(Kind::Memory, "no cgroup".into())]);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"{"memory":{"bytes":67108864,"enforced":false,"why":"no cgroup"},"pids":{"enforced":true,"max":100},"timeout":{"enforced":true,"seconds":1.5}}"#
+        );
+    }
+
+    #[test]
     fn session_start_line_is_exact() {
         let policy = Policy::builtin("/w".into(), Some("/h".into()));
         let event = Event::SessionStart(SessionStart {
@@ -583,6 +632,7 @@ mod tests {
             policy,
             sources: vec!["built-in default".into()],
             enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: LandlockStatus::Full }), seccomp: true, netns: true },
+            unenforced_limits: Vec::new(),
         });
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let v = render(0, time, &event, &Counts::default(), Instant::now());
@@ -591,7 +641,7 @@ mod tests {
             serde_json::to_string(&v).unwrap(),
             format!(
                 concat!(
-                    r#"{{"command":["true"],"enforcement":{{"bwrap":{{"enforced":true}},"landlock":{{"abi":7,"enforced":"full"}},"#,
+                    r#"{{"command":["true"],"enforcement":{{"bwrap":{{"enforced":true}},"landlock":{{"abi":7,"enforced":"full"}},"limits":{{}},"#,
                     r#""netns":{{"enforced":true}},"seccomp":{{"blocked_syscalls":{},"enforced":true}}}},"home":"/h","#,
                     r#""policy":{{"allow_git_config":false,"allow_private_resolution":[],"allow_read":[],"allow_write":[],"allowed_domains":[],"default_deny_read":false,"#,
                     r#""denied_domains":[],"deny_read":[],"deny_write":[],"sources":["built-in default"]}},"sbx_version":"{}","seq":0,"#,

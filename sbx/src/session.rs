@@ -11,11 +11,13 @@ use std::{
 };
 
 use crate::{
+    cgroup::{self, SessionCgroup},
     launch::{self, LaunchError, Outcome, Started},
+    limits::{self, Limits},
     monitor::{
         decode::{self, Attribution},
         notify::{self, SeccompDenial},
-        tracer::{self, SessionCgroup, Tracer},
+        tracer::Tracer,
     },
     policy::Policy,
     proxy::{self, NetEvent, Proxy, ProxyConfig},
@@ -158,6 +160,31 @@ impl Sink {
         self.flush();
     }
 
+    /// A limit was reached: `count` times, with this effect.
+    fn limit(&mut self, kind: limits::Kind, limits: &Limits, count: u64, effect: String) {
+        let value = limits::format_value(kind, limits).unwrap_or_default();
+        self.emit(&Event::Denial(Denial {
+            source: report::Source::Limit,
+            syscall: None,
+            errno: None,
+            operation: Some(kind.key().to_string()),
+            pid: None,
+            tid: None,
+            comm: None,
+            path: None,
+            requested_path: None,
+            host: None,
+            port: None,
+            detail: vec![
+                ("limit".to_string(), kind.to_string()),
+                ("value".to_string(), value),
+                ("count".to_string(), count.to_string()),
+                ("effect".to_string(), effect),
+            ],
+        }));
+        self.flush();
+    }
+
     fn seccomp(&mut self, d: SeccompDenial) {
         let comm = d.comm;
         let mut detail = vec![("call".to_string(), d.summary)];
@@ -210,7 +237,7 @@ impl Sink {
         self.flush();
     }
 
-    fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String]) {
+    fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String], unenforced_limits: &[(limits::Kind, String)]) {
         self.attribution = Attribution {
             landlock: started.enforcement.landlock.is_some_and(|l| l.status != launch::stage2::LandlockStatus::None),
             read_roots: started.read_roots.clone(),
@@ -223,6 +250,7 @@ impl Sink {
             policy: policy.clone(),
             sources: sources.to_vec(),
             enforcement: started.enforcement.clone(),
+            unenforced_limits: unenforced_limits.to_vec(),
         }));
         self.started = Some(started);
         let early = std::mem::take(&mut self.early);
@@ -264,25 +292,55 @@ pub enum SessionError {
     Inbound { addr: std::net::SocketAddr, source: io::Error },
 }
 
-/// Creates the session's cgroup and starts loading the kernel tracer for
-/// it on a thread of its own, so that it loads while bubblewrap builds the
-/// sandbox: the tracer (or `None`, said in one line) arrives on the
-/// receiver, and the gate opens when it is attached or has failed; the
-/// command starts only then. `None` when there can be no tracer.
-fn start_tracer(ring_bytes: u32, runtime: tokio::runtime::Handle) -> Option<(SessionCgroup, TracerLoad)> {
-    let cgroup = match SessionCgroup::create() {
-        Ok(c) => c,
-        Err(e) => {
-            let why = if nix::unistd::geteuid().is_root() { e.to_string() } else { "not root".to_string() };
-            eprintln!(
-                "sbx: monitoring unavailable: {why} (the kernel tracer needs root or CAP_BPF+CAP_PERFMON and a cgroup2 mount); the command runs without it"
-            );
-            return None;
+/// Creates the session's cgroups and applies the limits; says in one line
+/// which limits are not enforced and why. `None` when no cgroup could be had.
+fn session_cgroup(limits: &Limits) -> (Option<SessionCgroup>, Vec<(limits::Kind, String)>) {
+    let wanted: Vec<limits::Kind> = [(limits::Kind::Memory, limits.memory.is_some()), (limits::Kind::Pids, limits.pids.is_some()), (limits::Kind::Cpu, limits.cpu.is_some())]
+        .into_iter()
+        .filter_map(|(k, on)| on.then_some(k))
+        .collect();
+    let (cgroup, unenforced) = match SessionCgroup::create(limits) {
+        Ok(c) => {
+            let u = c.unenforced.clone();
+            (Some(c), u)
         }
+        Err(e) => {
+            let why = match &e {
+                cgroup::CgroupError::Create { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                    "no cgroup is delegated to this user (a systemd user session with cgroup v2 delegates one)".to_string()
+                }
+                other => other.to_string(),
+            };
+            (None, wanted.iter().map(|k| (*k, why.clone())).collect())
+        }
+    };
+    if let Some((_, why)) = unenforced.first() {
+        let names: Vec<String> = unenforced.iter().map(|(k, _)| format!("{k} ({})", limits::format_value(*k, limits).unwrap_or_default())).collect();
+        eprintln!(
+            "sbx: warning: {} {} not enforced: {why}; set {} to off to silence this",
+            names.join(" and "),
+            if names.len() == 1 { "is" } else { "are" },
+            unenforced.iter().map(|(k, _)| k.flag()).collect::<Vec<_>>().join("/"),
+        );
+    }
+    (cgroup, unenforced)
+}
+
+/// Starts loading the kernel tracer for the session's cgroup on a thread of
+/// its own, so that it loads while bubblewrap builds the sandbox: the
+/// tracer (or `None`, said in one line) arrives on the receiver, and the
+/// gate opens when it is attached or has failed; the command starts only
+/// then. `None` when there can be no tracer.
+fn start_tracer(cgroup: Option<&SessionCgroup>, ring_bytes: u32, runtime: tokio::runtime::Handle) -> Option<TracerLoad> {
+    let Some((id, path)) = cgroup.and_then(|c| Some((c.id()?, c.path()?.to_path_buf()))) else {
+        let why = if nix::unistd::geteuid().is_root() { "no cgroup2 hierarchy to scope it to".to_string() } else { "not root".to_string() };
+        eprintln!(
+            "sbx: monitoring unavailable: {why} (the kernel tracer needs root or CAP_BPF+CAP_PERFMON and a cgroup2 mount); the command runs without it"
+        );
+        return None;
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let gate = std::sync::Arc::new(tokio::sync::Notify::new());
-    let (id, path) = (cgroup.id(), cgroup.path().to_path_buf());
     let opens = OpenOnDrop(gate.clone());
     std::thread::spawn(move || {
         let _opens = opens;
@@ -300,7 +358,7 @@ fn start_tracer(ring_bytes: u32, runtime: tokio::runtime::Handle) -> Option<(Ses
         };
         let _ = tx.send(tracer);
     });
-    Some((cgroup, TracerLoad { tracer: rx, gate }))
+    Some(TracerLoad { tracer: rx, gate })
 }
 
 /// A tracer being loaded: see [`start_tracer`].
@@ -362,17 +420,16 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         net_tx,
     )?;
     let _entered = runtime.enter();
+    let (cgroup, unenforced) = session_cgroup(&policy.limits);
     let traced = match opts.trace {
         Trace::Off => None,
-        Trace::IfPossible => start_tracer(opts.ring_bytes, runtime.handle().clone()),
+        Trace::IfPossible => start_tracer(cgroup.as_ref(), opts.ring_bytes, runtime.handle().clone()),
     };
     let mut launch_opts = opts.launch.clone();
-    launch_opts.cgroup_procs_fd = traced.as_ref().map(|(c, _)| c.procs_fd());
-    launch_opts.start_gate = traced.as_ref().map(|(_, load)| load.gate.clone());
-    let (cgroup, tracer_rx) = match traced {
-        Some((cgroup, load)) => (Some(cgroup), Some(load.tracer)),
-        None => (None, None),
-    };
+    launch_opts.cgroup_procs_fds = cgroup.as_ref().map(SessionCgroup::procs_fds).unwrap_or_default();
+    launch_opts.start_gate = traced.as_ref().map(|load| load.gate.clone());
+    let tracer_rx = traced.map(|load| load.tracer);
+    let limits_state = LimitsState { limits: policy.limits, unenforced, counted: std::cell::Cell::new(cgroup::Counters::default()), timed_out: std::cell::Cell::new(false) };
 
     let sink = RefCell::new(Sink {
         log,
@@ -418,11 +475,15 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         false => None,
     };
     let done_output = tokio::sync::Notify::new();
+    let done_limits = tokio::sync::Notify::new();
+    let done_timer = tokio::sync::Notify::new();
     let bwrap_pid = std::cell::Cell::new(None::<u32>);
+    let sandbox_init = std::cell::Cell::new(None::<i32>);
     let (outcome, lost, summary) = runtime.block_on(async {
         let launch = async {
             let r = launch::run(policy, command.clone(), &launch_opts, |mut started| {
                 bwrap_pid.set(started.bwrap_pid);
+                sandbox_init.set(started.sandbox_init);
                 serve_network(&proxy, std::mem::take(&mut started.net_listeners), &started.net);
                 serve_inbound(std::mem::take(&mut *inbound.borrow_mut()), started.sandbox_init, &proxy);
                 let tx = seccomp_tx.borrow_mut().take();
@@ -440,7 +501,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                         Err(e) => eprintln!("sbx: warning: the seccomp supervisor did not start ({e}); blocked syscalls fail with ENOSYS"),
                     }
                 }
-                sink.borrow_mut().start(started, &command, policy, &opts.sources)
+                sink.borrow_mut().start(started, &command, policy, &opts.sources, &limits_state.unenforced)
             })
             .await;
             // If the supervisor never started, its channel closes here.
@@ -448,7 +509,50 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             done.notify_one();
             done_net.notify_one();
             done_output.notify_one();
+            done_limits.notify_one();
+            done_timer.notify_one();
             r
+        };
+        // What the kernel counted against the limits, as it happens (every
+        // quarter second) and once more at the end.
+        let limits_watch = async {
+            let Some(cgroup) = cgroup.as_ref() else { return };
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = done_limits.notified() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => limits_state.observe(cgroup, &sink),
+                }
+            }
+            limits_state.observe(cgroup, &sink);
+        };
+        // limits.timeout: SIGTERM to every process of the command, then
+        // SIGKILL to the whole sandbox after the grace period.
+        let timer = async {
+            let Some(timeout) = policy.limits.timeout else { return };
+            tokio::select! {
+                _ = done_timer.notified() => return,
+                _ = tokio::time::sleep(timeout) => {}
+            }
+            limits_state.timed_out.set(true);
+            sink.borrow_mut().limit(limits::Kind::Timeout, &policy.limits, 1, format!(
+                "the command ran longer than {}: stopped (SIGTERM, then SIGKILL after {})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(limits::TERM_GRACE)
+            ));
+            if let Some(init) = sandbox_init.get() {
+                for pid in launch::descendants(init) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+                }
+            }
+            tokio::select! {
+                _ = done_timer.notified() => return,
+                _ = tokio::time::sleep(limits::TERM_GRACE) => {}
+            }
+            // bwrap's death takes the sandbox with it (--die-with-parent).
+            if let Some(pid) = bwrap_pid.get() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
         };
         let seccomp_events = async {
             // Ends when the supervisor ends: at POLLHUP, when every process
@@ -515,7 +619,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             }
         };
         let session = async {
-            let (outcome, ebpf_lost, (), (), ()) = tokio::join!(launch, watch, seccomp_events, net_events, output);
+            let (outcome, ebpf_lost, (), (), (), (), ()) = tokio::join!(launch, watch, seccomp_events, net_events, output, limits_watch, timer);
             let supervisor = supervisor.borrow_mut().take();
             let mut seccomp_dropped = 0;
             if let Some(s) = supervisor {
@@ -525,6 +629,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 }
             }
             let code = match &outcome {
+                Ok(_) if limits_state.timed_out.get() => limits::EXIT_TIMEOUT,
                 Ok(Outcome::Exited(code)) => *code,
                 Err(_) => crate::EXIT_SETUP,
             };
@@ -597,14 +702,69 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         let lost_note = if lost > 0 { format!(" ({lost} events lost)") } else { String::new() };
         eprintln!("sbx: {summary}{lost_note}");
     }
+    if let Some(line) = limits_state.exit_line(&outcome) {
+        eprintln!("sbx: {line}");
+    }
     if let (Some(e), Some(log)) = (&sink.log_error, &sink.log) {
         eprintln!("sbx: warning: could not write the log {}: {e}", log.path().display());
     }
     let code = match outcome {
+        Ok(_) if limits_state.timed_out.get() => limits::EXIT_TIMEOUT,
         Ok(Outcome::Exited(code)) => code,
         Err(e) => return Err(e.into()),
     };
     Ok(code)
+}
+
+/// The session's limits: what is in force, what could not be, what the
+/// kernel counted against them so far, and whether the timeout fired.
+struct LimitsState {
+    limits: Limits,
+    unenforced: Vec<(limits::Kind, String)>,
+    counted: std::cell::Cell<cgroup::Counters>,
+    timed_out: std::cell::Cell<bool>,
+}
+
+impl LimitsState {
+    /// Reads the cgroup's counters and reports what grew as `limit` denials.
+    fn observe(&self, cgroup: &SessionCgroup, sink: &RefCell<Sink>) {
+        let now = cgroup.counters();
+        let before = self.counted.replace(now);
+        if now.oom_kills > before.oom_kills {
+            let n = now.oom_kills - before.oom_kills;
+            let effect = format!("{n} process{} killed by the kernel's OOM killer", if n == 1 { "" } else { "es" });
+            sink.borrow_mut().limit(limits::Kind::Memory, &self.limits, n, effect);
+        }
+        if now.pids_refused > before.pids_refused {
+            let n = now.pids_refused - before.pids_refused;
+            let effect = format!("{n} fork{} refused (EAGAIN)", if n == 1 { "" } else { "s" });
+            sink.borrow_mut().limit(limits::Kind::Pids, &self.limits, n, effect);
+        }
+    }
+
+    /// The line for stderr at exit when a limit decided how the command
+    /// ended: stopped by the timeout, or killed by the OOM killer (a bare
+    /// 137 otherwise).
+    fn exit_line(&self, outcome: &Result<Outcome, LaunchError>) -> Option<String> {
+        if self.timed_out.get() {
+            let t = self.limits.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default();
+            return Some(format!("the command was stopped by limits.timeout ({t}); exit status {}", limits::EXIT_TIMEOUT));
+        }
+        let counted = self.counted.get();
+        if counted.oom_kills > 0 {
+            let m = limits::format_value(limits::Kind::Memory, &self.limits).unwrap_or_default();
+            let who = match outcome {
+                Ok(Outcome::Exited(137)) => "the command was killed by the kernel's OOM killer",
+                _ => "a process of the sandbox was killed by the kernel's OOM killer",
+            };
+            return Some(format!("{who}: limits.memory ({m}) reached; raise it with --memory or limits.memory"));
+        }
+        if counted.pids_refused > 0 {
+            let p = self.limits.pids.unwrap_or_default();
+            return Some(format!("limits.pids ({p}) reached: {} fork{} refused; raise it with --pids or limits.pids", counted.pids_refused, if counted.pids_refused == 1 { " was" } else { "s were" }));
+        }
+        None
+    }
 }
 
 /// `--ask`: takes held connections from the proxy to the dashboard and
@@ -801,5 +961,5 @@ fn serve_inbound(listeners: Vec<std::net::TcpListener>, sandbox_init: Option<i32
 
 /// The tracer's cgroup mount, for `sbx doctor`.
 pub fn cgroup2_available() -> io::Result<PathBuf> {
-    tracer::cgroup2_mount()
+    cgroup::cgroup2_mount()
 }

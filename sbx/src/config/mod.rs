@@ -31,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::{fs, io};
 
 use serde::Serialize;
+
+use crate::limits::{self, LimitsConfig};
 use serde_json::{Map, Value};
 
 use jsonc::{Span, join_index, join_key, line_col};
@@ -50,6 +52,23 @@ pub const FILE_NAMES: [&str; 2] = ["sbx.jsonc", "sbx.json"];
 pub struct Config {
     pub network: NetworkConfig,
     pub filesystem: FilesystemConfig,
+    /// sbx's own: resource limits (not in fence).
+    #[serde(skip_serializing_if = "limits_unset", serialize_with = "serialize_limits")]
+    pub limits: LimitsConfig,
+}
+
+fn limits_unset(l: &LimitsConfig) -> bool {
+    *l == LimitsConfig::default()
+}
+
+fn serialize_limits<S: serde::Serializer>(l: &LimitsConfig, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let entries = l.entries();
+    let mut map = s.serialize_map(Some(entries.len()))?;
+    for (k, v) in entries {
+        map.serialize_entry(k, &v)?;
+    }
+    map.end()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -110,6 +129,8 @@ impl Config {
         union(&mut f.allow_write, &c.allow_write);
         union(&mut f.deny_write, &c.deny_write);
         f.allow_git_config |= c.allow_git_config;
+
+        self.limits.merge_from(&child.limits);
     }
 }
 
@@ -374,6 +395,14 @@ enum Kind {
     /// Domain patterns as fence validates them.
     DomainList,
     PortList,
+    /// A size (`"512M"`, bytes) or `"off"`.
+    Size,
+    /// A number of tasks or `"off"`.
+    Count,
+    /// CPUs (`1.5`, `"150%"`) or `"off"`.
+    Cpu,
+    /// A duration (`"90s"`, seconds) or `"off"`.
+    Duration,
     Enum(&'static [&'static str]),
     Object(&'static [Field]),
 }
@@ -417,6 +446,7 @@ const TOP: &[Field] = &[
     meta("extends", Kind::Str),
     sbx("network", Kind::Object(NETWORK)),
     sbx("filesystem", Kind::Object(FILESYSTEM)),
+    sbx("limits", Kind::Object(LIMITS)),
     fence("devices", Kind::Object(DEVICES)),
     fence("macos", Kind::Object(MACOS)),
     fence("command", Kind::Object(COMMAND)),
@@ -450,6 +480,15 @@ const FILESYSTEM: &[Field] = &[
     fence("strictDenyRead", Kind::Bool),
     fence("wslInterop", Kind::OptBool),
     fence("allowExecute", Kind::StrList),
+];
+
+/// sbx's own section; fence has no resource limits.
+const LIMITS: &[Field] = &[
+    sbx("memory", Kind::Size),
+    sbx("pids", Kind::Count),
+    sbx("cpu", Kind::Cpu),
+    sbx("tmpSize", Kind::Size),
+    sbx("timeout", Kind::Duration),
 ];
 
 const DEVICES: &[Field] = &[
@@ -572,6 +611,10 @@ enum Typed {
     Str(String),
     Strings(Vec<String>),
     Ports(Vec<u16>),
+    Bytes(limits::Setting<u64>),
+    Count(limits::Setting<u64>),
+    Millicpus(limits::Setting<u32>),
+    Duration(limits::Setting<std::time::Duration>),
     Ignored,
 }
 
@@ -806,6 +849,22 @@ impl Parser<'_> {
                 }
                 Typed::Ports(out)
             }
+            Kind::Size | Kind::Count | Kind::Cpu | Kind::Duration => {
+                // A number is bytes, tasks, CPUs or seconds; a string is parsed as the flag is.
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(false) => "off".to_string(),
+                    other => return Err(self.wrong_type(path, path, limit_expected(kind), other)),
+                };
+                let parsed = match kind {
+                    Kind::Size => limits::parse_size(&text).map(Typed::Bytes),
+                    Kind::Count => limits::parse_count(&text).map(Typed::Count),
+                    Kind::Cpu => limits::parse_cpu(&text).map(Typed::Millicpus),
+                    _ => limits::parse_duration(&text).map(Typed::Duration),
+                };
+                parsed.map_err(|reason| self.invalid_entry(path, path, value, &reason))?
+            }
             Kind::Object(_) => Typed::Ignored, // handled by `object`
         })
     }
@@ -828,9 +887,23 @@ impl Parser<'_> {
             ("filesystem.allowWrite", Typed::Strings(v)) => c.filesystem.allow_write = v,
             ("filesystem.denyWrite", Typed::Strings(v)) => c.filesystem.deny_write = v,
             ("filesystem.allowGitConfig", Typed::Bool(b)) => c.filesystem.allow_git_config = b,
+            ("limits.memory", Typed::Bytes(v)) => c.limits.memory = Some(v),
+            ("limits.pids", Typed::Count(v)) => c.limits.pids = Some(v),
+            ("limits.cpu", Typed::Millicpus(v)) => c.limits.cpu = Some(v),
+            ("limits.tmpSize", Typed::Bytes(v)) => c.limits.tmp_size = Some(v),
+            ("limits.timeout", Typed::Duration(v)) => c.limits.timeout = Some(v),
             // Every Sbx field in the schema tables is listed above.
             _ => {}
         }
+    }
+}
+
+fn limit_expected(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Size => "a size such as \"512M\" or \"4G\", or \"off\"",
+        Kind::Count => "a number of processes, or \"off\"",
+        Kind::Cpu => "a number of CPUs such as 1.5, or \"off\"",
+        _ => "a duration such as \"90s\" or \"10m\", or \"off\"",
     }
 }
 

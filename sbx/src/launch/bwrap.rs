@@ -32,6 +32,8 @@ pub enum Arg {
     Tmpfs(PathBuf),
     /// The mode of the next `Tmpfs` (or data file) bwrap creates.
     Perms(u32),
+    /// The size limit in bytes of the next `Tmpfs`.
+    Size(u64),
     Dev(PathBuf),
     Proc(PathBuf),
     Dir(PathBuf),
@@ -64,6 +66,7 @@ impl Arg {
             Arg::Bind { src, dst } => push(&[s("--bind"), src.as_os_str(), dst.as_os_str()]),
             Arg::Tmpfs(dst) => push(&[s("--tmpfs"), dst.as_os_str()]),
             Arg::Perms(mode) => push(&[s("--perms"), OsStr::new(&format!("{mode:04o}"))]),
+            Arg::Size(bytes) => push(&[s("--size"), OsStr::new(&bytes.to_string())]),
             Arg::Dev(dst) => push(&[s("--dev"), dst.as_os_str()]),
             Arg::Proc(dst) => push(&[s("--proc"), dst.as_os_str()]),
             Arg::Dir(dst) => push(&[s("--dir"), dst.as_os_str()]),

@@ -211,9 +211,17 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         readable.push("/".into());
     }
 
-    // 2. Kernel filesystems and a private /tmp.
+    // 2. Kernel filesystems and a private /tmp. /tmp and /dev/shm are tmpfs
+    // mounts of `limits.tmpSize` each (bwrap's own default is half the RAM).
     args.push(Arg::Dev("/dev".into()));
+    if let Some(size) = policy.limits.tmp_size {
+        args.push(Arg::Size(size));
+        args.push(Arg::Tmpfs("/dev/shm".into()));
+    }
     args.push(Arg::Proc("/proc".into()));
+    if let Some(size) = policy.limits.tmp_size {
+        args.push(Arg::Size(size));
+    }
     args.push(Arg::Tmpfs("/tmp".into()));
     readable.extend(["/dev", "/proc", "/tmp"].map(PathBuf::from));
 
@@ -424,8 +432,8 @@ fn find_bwrap() -> Result<PathBuf, LaunchError> {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub require_landlock: bool,
-    /// `cgroup.procs` of the session's cgroup: bwrap joins it before exec.
-    pub cgroup_procs_fd: Option<RawFd>,
+    /// `cgroup.procs` of each of the session's cgroups: bwrap joins them before exec.
+    pub cgroup_procs_fds: Vec<RawFd>,
     /// Blocked syscalls are notified to a supervisor instead of failing in
     /// the filter; `Started::listener` carries the listener.
     pub notify: bool,
@@ -496,7 +504,7 @@ pub async fn run(
         handoff.status_w.as_raw_fd(),
         handoff.control.as_raw_fd(),
     ];
-    let cgroup_procs = options.cgroup_procs_fd;
+    let cgroup_procs = options.cgroup_procs_fds.clone();
     // SAFETY: the closure runs between fork and exec; it only calls fcntl,
     // getpid and write on integers captured by value, all async-signal-safe.
     unsafe {
@@ -504,9 +512,7 @@ pub async fn run(
             for fd in inherited.into_iter().filter(|&fd| fd >= 0) {
                 sys::inherit(fd)?;
             }
-            if let Some(fd) = cgroup_procs {
-                crate::monitor::tracer::join_self(fd)?;
-            }
+            crate::cgroup::join_self(&cgroup_procs)?;
             Ok(())
         });
     }
@@ -674,6 +680,26 @@ impl Signals {
         let catch = |kind| signal(kind).map_err(io_err("install a signal handler"));
         Ok(Self { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())?, hup: catch(SignalKind::hangup())? })
     }
+}
+
+/// Every process below the sandbox's pid 1 (the command and its children, however deep),
+/// read from `/proc/PID/task/*/children`, parents first.
+pub fn descendants(init: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut queue = vec![init];
+    while let Some(pid) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for task in tasks.flatten() {
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else { continue };
+            for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+                if !out.contains(&child) && out.len() < 1 << 16 {
+                    out.push(child);
+                    queue.push(child);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The command's host pid: the one child of the sandbox's pid 1.

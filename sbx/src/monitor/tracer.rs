@@ -1,15 +1,14 @@
-//! The kernel tracer, user-space side: the session's cgroup, loading and
+//! The kernel tracer, user-space side: loading and
 //! attaching the tracer programs for the session only, and draining the ring
 //! buffer with loss accounting.
 //!
-//! Scope: the sandbox's first process is moved into a fresh cgroup (v2)
-//! before it execs bwrap, so the whole tree, through any fork, double fork
-//! or thread, is in it, and the programs report only tasks of that cgroup.
+//! Scope: the sandbox's first process is moved into the session's cgroup
+//! (`cgroup::SessionCgroup`, v2) before it execs bwrap, so the whole tree,
+//! through any fork, double fork or thread, is in it, and the programs report
+//! only tasks of that cgroup.
 
 use std::{
-    fs::File,
     io,
-    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -27,109 +26,6 @@ use super::ebpf::{EbpfError, OBJECT};
 /// Default ring-buffer size: 16 MiB holds about 25,000 events of 656 bytes,
 /// a tenth of a second of the densest denial burst one process can make.
 pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
-
-/// A cgroup (v2) of the session's own, removed when dropped.
-#[derive(Debug)]
-pub struct SessionCgroup {
-    path: PathBuf,
-    id: u64,
-    /// `cgroup.procs`, open for writing: the sandbox's first process writes
-    /// its pid here between fork and exec.
-    procs: File,
-}
-
-impl SessionCgroup {
-    /// Creates `sbx-<pid>-<n>` under the cgroup2 mount, after removing the
-    /// empty ones that sessions killed with SIGKILL left behind.
-    pub fn create() -> io::Result<Self> {
-        let root = cgroup2_mount()?;
-        remove_stale(&root);
-        let name = format!("sbx-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()));
-        let path = root.join(name);
-        std::fs::create_dir(&path)?;
-        use std::os::unix::fs::MetadataExt as _;
-        let id = std::fs::metadata(&path)?.ino();
-        let procs = std::fs::OpenOptions::new().write(true).open(path.join("cgroup.procs"))?;
-        Ok(Self { path, id, procs })
-    }
-
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The descriptor of `cgroup.procs`, for `join_self` in a child.
-    pub fn procs_fd(&self) -> std::os::fd::RawFd {
-        self.procs.as_raw_fd()
-    }
-}
-
-/// Removes `sbx-<pid>-*` cgroups whose sbx process is gone (rmdir only
-/// succeeds on an empty cgroup, so a live session is never touched).
-fn remove_stale(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("sbx-")).and_then(|n| n.split('-').next()) else { continue };
-        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir(entry.path());
-        }
-    }
-}
-
-/// Moves the calling process into the cgroup whose `cgroup.procs` is open
-/// as `fd`. Async-signal-safe (no allocation): meant for `pre_exec`.
-pub fn join_self(fd: std::os::fd::RawFd) -> io::Result<()> {
-    // SAFETY: getpid cannot fail.
-    let mut pid = unsafe { libc::getpid() } as u32;
-    let mut buf = [0u8; 12];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (pid % 10) as u8;
-        pid /= 10;
-        if pid == 0 {
-            break;
-        }
-    }
-    // SAFETY: writes from a live stack buffer to an integer fd.
-    let n = unsafe { libc::write(fd, buf[i..].as_ptr().cast(), buf.len() - i) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-impl Drop for SessionCgroup {
-    fn drop(&mut self) {
-        // The sandbox's pid 1 takes every process with it when it exits;
-        // the last ones may still be on their way out.
-        for _ in 0..50 {
-            match std::fs::remove_dir(&self.path) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(Duration::from_millis(2)),
-                _ => return,
-            }
-        }
-        tracing::warn!("could not remove the session cgroup {}", self.path.display());
-    }
-}
-
-/// Where the cgroup2 hierarchy is mounted (the unified one on hybrid hosts).
-pub fn cgroup2_mount() -> io::Result<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
-            (fstype == "cgroup2").then(|| PathBuf::from(dir))
-        })
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 filesystem is mounted"))
-}
 
 /// The attached tracer. Dropping it detaches every program.
 pub struct Tracer {

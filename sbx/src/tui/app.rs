@@ -42,8 +42,8 @@ pub const MAX_TREE_INDENT: u32 = 8;
 /// How long a status message (export done, export failed) stays.
 const STATUS_FOR: Duration = Duration::from_secs(8);
 
-pub(super) const SOURCES: [Source; 7] =
-    [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Netns, Source::Mount, Source::Dac, Source::Other];
+pub(super) const SOURCES: [Source; 8] =
+    [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Netns, Source::Mount, Source::Dac, Source::Limit, Source::Other];
 
 pub(super) fn source_index(s: Source) -> usize {
     match s {
@@ -53,7 +53,8 @@ pub(super) fn source_index(s: Source) -> usize {
         Source::Netns => 3,
         Source::Mount => 4,
         Source::Dac => 5,
-        Source::Other => 6,
+        Source::Limit => 6,
+        Source::Other => 7,
     }
 }
 

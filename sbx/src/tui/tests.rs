@@ -36,6 +36,7 @@ fn start(landlock: LandlockStatus, seccomp: bool) -> report::Event {
         policy: Policy::builtin("/w".into(), Some("/h".into())),
         sources: vec!["built-in default".into()],
         enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, netns: true },
+        unenforced_limits: Vec::new(),
     })
 }
 

@@ -347,6 +347,7 @@ fn source_color(s: crate::report::Source) -> Color {
         Source::Netns => Color::LightBlue,
         Source::Mount => Color::Yellow,
         Source::Dac => Color::Cyan,
+        Source::Limit => Color::LightRed,
         Source::Other => Color::Gray,
     }
 }

@@ -1,0 +1,408 @@
+//! The session's cgroups: where the sandbox's whole process tree lives, so that the kernel
+//! tracer reports only its tasks and the resource limits (`limits`) bound it.
+//!
+//! bwrap joins them between fork and exec ([`join_self`], on descriptors opened here), so
+//! every process of the sandbox, through any fork, double fork or thread, is inside.
+//!
+//! * The unified (v2) hierarchy always gets a cgroup when it is mounted: its inode is the id
+//!   `bpf_get_current_cgroup_id()` returns, which scopes the tracer. The limits go there too
+//!   when v2 has the controllers (`memory.max` with `memory.swap.max` 0, `pids.max`,
+//!   `cpu.max`), enabled in the parent's `cgroup.subtree_control`.
+//! * On hybrid hosts (this project's CI machine among them) the memory, pids and cpu
+//!   controllers are bound to v1 hierarchies and v2 has none: the limits then go to a cgroup
+//!   of the same name in each v1 hierarchy (`memory.limit_in_bytes` and, with swap
+//!   accounting, `memory.memsw.limit_in_bytes`; `pids.max`; `cpu.cfs_quota_us`).
+//! * Root creates them at the top of each hierarchy. An unprivileged user can only use a
+//!   cgroup delegated to them (a systemd user session's): sbx tries its own cgroup's
+//!   directory, and otherwise says which limits are not enforced and why.
+//!
+//! Each cgroup is named `sbx-<pid>-<nanos>` and removed at the end; ones left by a session
+//! that was killed are removed by the next (rmdir succeeds only on an empty cgroup).
+
+use std::{
+    fs::File,
+    io,
+    os::fd::{AsRawFd as _, RawFd},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::limits::{Kind, Limits};
+
+/// One cgroup directory and its `cgroup.procs`, open for writing.
+#[derive(Debug)]
+struct Dir {
+    path: PathBuf,
+    procs: File,
+}
+
+impl Dir {
+    fn create(parent: &Path, name: &str) -> io::Result<Dir> {
+        remove_stale(parent);
+        let path = parent.join(name);
+        std::fs::create_dir(&path)?;
+        match std::fs::OpenOptions::new().write(true).open(path.join("cgroup.procs")) {
+            Ok(procs) => Ok(Dir { path, procs }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&path);
+                Err(e)
+            }
+        }
+    }
+
+    fn write(&self, file: &str, value: &str) -> io::Result<()> {
+        std::fs::write(self.path.join(file), value)
+    }
+
+    fn has(&self, file: &str) -> bool {
+        self.path.join(file).exists()
+    }
+
+    /// The value of `key` in a flat-keyed file (`memory.events`, `pids.events`).
+    fn counter(&self, file: &str, key: &str) -> u64 {
+        std::fs::read_to_string(self.path.join(file))
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // The sandbox's pid 1 takes every process with it when it exits;
+        // the last ones may still be on their way out.
+        for _ in 0..50 {
+            match std::fs::remove_dir(&self.path) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::sleep(Duration::from_millis(2)),
+                _ => return,
+            }
+        }
+        tracing::warn!("could not remove the session cgroup {}", self.path.display());
+    }
+}
+
+/// A resource controller sbx uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Controller {
+    Memory,
+    Pids,
+    Cpu,
+}
+
+impl Controller {
+    fn name(self) -> &'static str {
+        match self {
+            Controller::Memory => "memory",
+            Controller::Pids => "pids",
+            Controller::Cpu => "cpu",
+        }
+    }
+
+    fn limit(self) -> Kind {
+        match self {
+            Controller::Memory => Kind::Memory,
+            Controller::Pids => Kind::Pids,
+            Controller::Cpu => Kind::Cpu,
+        }
+    }
+}
+
+/// What the kernel counted against the limits so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Processes the OOM killer killed because of `limits.memory`.
+    pub oom_kills: u64,
+    /// fork/clone calls refused because of `limits.pids`.
+    pub pids_refused: u64,
+}
+
+/// The session's cgroups, removed when dropped.
+#[derive(Debug)]
+pub struct SessionCgroup {
+    unified: Option<Dir>,
+    /// Whether the unified cgroup holds the limits (v2 has the controllers).
+    legacy: Vec<(Controller, Dir)>,
+    limits_in_unified: Vec<Controller>,
+    id: Option<u64>,
+    /// Limits that could not be enforced, with the reason.
+    pub unenforced: Vec<(Kind, String)>,
+}
+
+/// Why the session has no cgroup at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup filesystem is mounted")]
+    NoHierarchy,
+    #[error("cannot create a cgroup under {}: {source}", .parent.display())]
+    Create { parent: PathBuf, source: io::Error },
+}
+
+impl SessionCgroup {
+    /// Creates the session's cgroups and applies `limits` (memory, pids, cpu). Fails only
+    /// when no cgroup at all can be created; a limit that cannot be applied is listed in
+    /// [`SessionCgroup::unenforced`].
+    pub fn create(limits: &Limits) -> Result<SessionCgroup, CgroupError> {
+        let name = format!(
+            "sbx-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let wanted: Vec<(Controller, String)> = [
+            (Controller::Memory, limits.memory.map(|m| m.to_string())),
+            (Controller::Pids, limits.pids.map(|p| p.to_string())),
+            (Controller::Cpu, limits.cpu.map(|c| c.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(c, v)| v.map(|v| (c, v)))
+        .collect();
+
+        let mut first_error = None;
+        let mut unified = None;
+        let mut v2_controllers = Vec::new();
+        if let Some(root) = unified_mount(&mounts) {
+            for parent in candidate_parents(&root) {
+                match Dir::create(&parent, &name) {
+                    Ok(dir) => {
+                        v2_controllers = read_words(&parent.join("cgroup.controllers"));
+                        unified = Some((parent, dir));
+                        break;
+                    }
+                    Err(source) => {
+                        first_error.get_or_insert(CgroupError::Create { parent, source });
+                    }
+                }
+            }
+        }
+        let mut cgroup = SessionCgroup {
+            id: unified.as_ref().and_then(|(_, d)| inode(&d.path)),
+            unified: None,
+            legacy: Vec::new(),
+            limits_in_unified: Vec::new(),
+            unenforced: Vec::new(),
+        };
+        let unified_parent = unified.as_ref().map(|(p, _)| p.clone());
+        cgroup.unified = unified.map(|(_, d)| d);
+
+        for (controller, value) in wanted {
+            let applied = if v2_controllers.iter().any(|c| c == controller.name()) {
+                let (Some(parent), Some(dir)) = (&unified_parent, &cgroup.unified) else { continue };
+                enable(parent, controller).and_then(|()| apply_v2(dir, controller, &value)).map(|()| cgroup.limits_in_unified.push(controller))
+            } else if let Some(hierarchy) = legacy_mount(&mounts, controller) {
+                match Dir::create(&hierarchy, &name) {
+                    Ok(dir) => apply_v1(&dir, controller, &value).map(|()| cgroup.legacy.push((controller, dir))),
+                    Err(e) => Err(e),
+                }
+            } else {
+                Err(io::Error::new(io::ErrorKind::NotFound, format!("this host has no {} cgroup controller", controller.name())))
+            };
+            if let Err(e) = applied {
+                let why = if e.kind() == io::ErrorKind::PermissionDenied {
+                    "no cgroup is delegated to this user (a systemd user session with cgroup v2 delegates one)".to_string()
+                } else {
+                    e.to_string()
+                };
+                cgroup.unenforced.push((controller.limit(), why));
+            }
+        }
+        if cgroup.unified.is_none() && cgroup.legacy.is_empty() {
+            return Err(first_error.unwrap_or(CgroupError::NoHierarchy));
+        }
+        Ok(cgroup)
+    }
+
+    /// The unified cgroup's id (its inode), for the tracer; `None` without one.
+    pub fn id(&self) -> Option<u64> {
+        self.id
+    }
+
+    /// The unified cgroup's directory, for messages.
+    pub fn path(&self) -> Option<&Path> {
+        self.unified.as_ref().map(|d| d.path.as_path())
+    }
+
+    /// The `cgroup.procs` descriptors bwrap writes its pid to ([`join_self`]).
+    pub fn procs_fds(&self) -> Vec<RawFd> {
+        self.unified.iter().chain(self.legacy.iter().map(|(_, d)| d)).map(|d| d.procs.as_raw_fd()).collect()
+    }
+
+    fn dir_of(&self, controller: Controller) -> Option<(&Dir, bool)> {
+        if self.limits_in_unified.contains(&controller) {
+            return self.unified.as_ref().map(|d| (d, true));
+        }
+        self.legacy.iter().find(|(c, _)| *c == controller).map(|(_, d)| (d, false))
+    }
+
+    /// What the kernel counted against the limits so far.
+    pub fn counters(&self) -> Counters {
+        let oom_kills = match self.dir_of(Controller::Memory) {
+            Some((d, true)) => d.counter("memory.events", "oom_kill"),
+            Some((d, false)) => d.counter("memory.oom_control", "oom_kill"),
+            None => 0,
+        };
+        let pids_refused = self.dir_of(Controller::Pids).map_or(0, |(d, _)| d.counter("pids.events", "max"));
+        Counters { oom_kills, pids_refused }
+    }
+}
+
+/// Where a new cgroup may be created: the hierarchy's top for root; for anyone else, the
+/// directory of the cgroup sbx itself is in (a delegated subtree is writable by its owner).
+fn candidate_parents(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    if !nix::unistd::geteuid().is_root()
+        && let Some(own) = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned)))
+    {
+        let own = root.join(own.trim_start_matches('/'));
+        if own != root {
+            out.insert(0, own);
+        }
+    }
+    out
+}
+
+fn enable(parent: &Path, controller: Controller) -> io::Result<()> {
+    let control = parent.join("cgroup.subtree_control");
+    if read_words(&control).iter().any(|c| c == controller.name()) {
+        return Ok(());
+    }
+    std::fs::write(control, format!("+{}", controller.name()))
+}
+
+fn apply_v2(dir: &Dir, controller: Controller, value: &str) -> io::Result<()> {
+    match controller {
+        Controller::Memory => {
+            dir.write("memory.max", value)?;
+            if dir.has("memory.swap.max") {
+                dir.write("memory.swap.max", "0")?;
+            }
+            Ok(())
+        }
+        Controller::Pids => dir.write("pids.max", value),
+        Controller::Cpu => dir.write("cpu.max", &format!("{} {CPU_PERIOD_US}", cpu_quota_us(value))),
+    }
+}
+
+fn apply_v1(dir: &Dir, controller: Controller, value: &str) -> io::Result<()> {
+    match controller {
+        Controller::Memory => {
+            dir.write("memory.limit_in_bytes", value)?;
+            // With swap accounting, memory and swap together stay under the same bound.
+            if dir.has("memory.memsw.limit_in_bytes") {
+                dir.write("memory.memsw.limit_in_bytes", value)?;
+            }
+            Ok(())
+        }
+        Controller::Pids => dir.write("pids.max", value),
+        Controller::Cpu => {
+            dir.write("cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+            dir.write("cpu.cfs_quota_us", &cpu_quota_us(value).to_string())
+        }
+    }
+}
+
+/// The CFS period: 100 ms, the kernel's default.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Thousandths of a CPU as a quota per [`CPU_PERIOD_US`].
+fn cpu_quota_us(millicpus: &str) -> u64 {
+    millicpus.parse::<u64>().unwrap_or(1000) * CPU_PERIOD_US / 1000
+}
+
+fn read_words(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().split_whitespace().map(str::to_owned).collect()
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// Where the cgroup2 hierarchy is mounted (the unified one on hybrid hosts).
+fn unified_mount(mounts: &str) -> Option<PathBuf> {
+    mounts.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(dir))
+    })
+}
+
+/// Where the v1 hierarchy that has `controller` is mounted.
+fn legacy_mount(mounts: &str, controller: Controller) -> Option<PathBuf> {
+    mounts.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let (_, dir, fstype, options) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        (fstype == "cgroup" && options.split(',').any(|o| o == controller.name())).then(|| PathBuf::from(dir))
+    })
+}
+
+/// Where the cgroup2 hierarchy is mounted, for `sbx doctor`.
+pub fn cgroup2_mount() -> io::Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    unified_mount(&mounts).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 filesystem is mounted"))
+}
+
+/// Which limits this host can enforce for the calling user, and why not, for `sbx doctor`:
+/// a trial cgroup with every limit, removed at once.
+pub fn probe() -> Result<Vec<(Kind, String)>, CgroupError> {
+    let limits = Limits { memory: Some(1 << 30), pids: Some(1024), cpu: Some(1000), ..Limits::default() };
+    SessionCgroup::create(&limits).map(|c| c.unenforced.clone())
+}
+
+/// Removes `sbx-<pid>-*` cgroups whose sbx process is gone (rmdir only
+/// succeeds on an empty cgroup, so a live session is never touched).
+fn remove_stale(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("sbx-")).and_then(|n| n.split('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
+/// Moves the calling process into each cgroup whose `cgroup.procs` is open
+/// as one of `fds`. Async-signal-safe (no allocation): meant for `pre_exec`.
+pub fn join_self(fds: &[RawFd]) -> io::Result<()> {
+    // SAFETY: getpid cannot fail.
+    let mut pid = unsafe { libc::getpid() } as u32;
+    let mut buf = [0u8; 12];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    for &fd in fds {
+        // SAFETY: writes from a live stack buffer to an integer fd.
+        let n = unsafe { libc::write(fd, buf[i..].as_ptr().cast(), buf.len() - i) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n\
+        cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n\
+        cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0\n\
+        cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0\n\
+        cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
+
+    #[test]
+    fn mounts_are_found_by_type_and_controller() {
+        assert_eq!(unified_mount(HYBRID), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(legacy_mount(HYBRID, Controller::Memory), Some(PathBuf::from("/sys/fs/cgroup/memory")));
+        // "cpu" is not "cpuacct".
+        assert_eq!(legacy_mount(HYBRID, Controller::Cpu), Some(PathBuf::from("/sys/fs/cgroup/cpu")));
+        assert_eq!(legacy_mount("cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n", Controller::Pids), None);
+        assert_eq!(cpu_quota_us("1500"), 150_000);
+    }
+}
