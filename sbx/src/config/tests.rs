@@ -1,4 +1,5 @@
 use super::*;
+use crate::limits::Setting;
 
 use std::path::{Path, PathBuf};
 
@@ -69,7 +70,8 @@ fn parses_every_field() {
     "allowWrite": ["~/.cache"],
     "denyWrite": ["**/.env"],
     "allowGitConfig": true
-  }
+  },
+  "limits": { "memory": "4G", "pids": 512, "cpu": 1.5, "tmpSize": "off", "timeout": "10m" }
 }"#;
     let parsed = parse(text).unwrap();
     assert_eq!(
@@ -92,6 +94,13 @@ fn parses_every_field() {
                     allow_write: strings(&["~/.cache"]),
                     deny_write: strings(&["**/.env"]),
                     allow_git_config: true,
+                },
+                limits: crate::limits::LimitsConfig {
+                    memory: Some(Setting::Value(4 << 30)),
+                    pids: Some(Setting::Value(512)),
+                    cpu: Some(Setting::Value(1500)),
+                    tmp_size: Some(Setting::Off),
+                    timeout: Some(Setting::Value(std::time::Duration::from_secs(600))),
                 },
             },
             extends: None,
@@ -1006,4 +1015,14 @@ fn a_template_cannot_extend_a_file() {
         err.to_string(),
         r#"<template code>:2:14: "extends" of a built-in template must name another template, not "./base.jsonc""#
     );
+}
+
+#[test]
+fn a_bad_limit_names_the_key_and_line() {
+    let err = parse("{\n  \"limits\": {\n    \"memory\": \"lots\"\n  }\n}").unwrap_err().to_string();
+    assert!(err.starts_with("sbx.jsonc:3:15: \"limits.memory\" contains \"lots\", which is not allowed: \"lots\" is not a size"), "{err}");
+    let err = parse(r#"{ "limits": { "pids": [1] } }"#).unwrap_err().to_string();
+    assert!(err.contains("\"limits.pids\"") && err.contains("a number of processes"), "{err}");
+    let err = parse(r#"{ "limits": { "timeout": "0s" } }"#).unwrap_err().to_string();
+    assert!(err.contains("greater than zero"), "{err}");
 }

@@ -199,7 +199,8 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
         let mut parts = Vec::new();
         for s in SOURCES {
             let n = app.denials[source_index(s)];
-            if n > 0 || tier == Tier::Wide {
+            // Limits are rarely reached: their counter appears when one is.
+            if n > 0 || (tier == Tier::Wide && s != crate::report::Source::Limit) {
                 parts.push(format!("{} {}", s.as_str(), count(n)));
             }
         }
