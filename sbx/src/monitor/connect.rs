@@ -34,14 +34,24 @@
 //! unprivileged user) as its peer in `SO_PEERCRED`. A blocking connect blocks a thread of
 //! tokio's blocking pool, not the supervisor's loop: each connect is mediated on
 //! `spawn_blocking`, answered from there on a duplicate of the listener.
+//!
+//! Bounds, so that a flood of connects that block (a full backlog) costs the flooding
+//! process its own time only: each process (thread group) has at most
+//! [`PER_PROCESS`] connects mediated at once, the rest wait their turn in a task that holds
+//! no thread; and each attempt waits at most [`ATTEMPT_TIMEOUT`] (`SO_SNDTIMEO` on the
+//! socket for the duration of the connect, as the kernel bounds a blocking connect by it;
+//! the caller's own value is put back), after which the caller gets what the kernel says
+//! then (`EAGAIN` for a Unix socket, `EINPROGRESS` for TCP, whose connect goes on).
 
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use tokio::sync::mpsc;
@@ -62,7 +72,16 @@ pub(crate) struct Mediator {
     listener: Arc<OwnedFd>,
     policy: Arc<UnixSocketPolicy>,
     tx: mpsc::Sender<SeccompDenial>,
+    /// Per thread group: the connects it may have mediated at once.
+    turns: Arc<Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>>,
 }
+
+/// Connects one process (thread group) may have mediated at once.
+pub const PER_PROCESS: usize = 4;
+/// The longest one mediated connect may block.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Thread groups remembered before the table of turns is pruned of idle ones.
+const MAX_GROUPS: usize = 1024;
 
 /// The outcome of one mediated connect.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,13 +111,31 @@ impl Mediator {
         }
         // SAFETY: `dup` is a fresh descriptor that nothing else owns.
         let listener = Arc::new(unsafe { OwnedFd::from_raw_fd(dup) });
-        Ok(Mediator { listener, policy: Arc::new(policy), tx })
+        Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default() })
     }
 
-    /// Mediates one connect notification on tokio's blocking pool.
+    /// Mediates one connect notification on tokio's blocking pool, once its process has a
+    /// turn ([`PER_PROCESS`]).
     pub(crate) fn dispatch(&self, req: libc::seccomp_notif) {
         let m = self.clone();
-        tokio::task::spawn_blocking(move || m.mediate(&req));
+        let turn = self.turns_of(thread_group(req.pid));
+        tokio::spawn(async move {
+            let Ok(permit) = turn.acquire_owned().await else { return };
+            let _ = tokio::task::spawn_blocking(move || {
+                m.mediate(&req);
+                drop(permit);
+            })
+            .await;
+        });
+    }
+
+    fn turns_of(&self, tgid: u32) -> Arc<tokio::sync::Semaphore> {
+        let mut turns = self.turns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if turns.len() >= MAX_GROUPS {
+            // Idle groups (every permit back, nobody waiting): only this map holds them.
+            turns.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < PER_PROCESS);
+        }
+        turns.entry(tgid).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_PROCESS))).clone()
     }
 
     fn mediate(&self, req: &libc::seccomp_notif) {
@@ -172,8 +209,50 @@ fn socket_domain(sock: &OwnedFd) -> io::Result<i32> {
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(domain) }
 }
 
-/// connect(2) with a raw address; the errno on failure.
+/// The thread group (process) of thread `tid`, from `/proc`; the tid itself when unknown.
+fn thread_group(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(tid)
+}
+
+/// Sets `SO_SNDTIMEO` on `sock` to [`ATTEMPT_TIMEOUT`] while it lives, then puts the
+/// previous value back (the socket is the caller's).
+struct AttemptTimeout<'a> {
+    sock: &'a OwnedFd,
+    previous: Option<libc::timeval>,
+}
+
+impl<'a> AttemptTimeout<'a> {
+    fn set(sock: &'a OwnedFd) -> AttemptTimeout<'a> {
+        let mut previous = libc::timeval { tv_sec: 0, tv_usec: 0 };
+        let mut len = size_of::<libc::timeval>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `previous`.
+        let got = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&raw mut previous).cast(), &mut len) } == 0;
+        let limit = libc::timeval { tv_sec: ATTEMPT_TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
+        // The shorter of the caller's own timeout and ours.
+        let shorter = got && (previous.tv_sec, previous.tv_usec) != (0, 0) && previous.tv_sec < limit.tv_sec;
+        if got && !shorter {
+            // SAFETY: setsockopt reads one timeval.
+            unsafe { libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&raw const limit).cast(), size_of::<libc::timeval>() as libc::socklen_t) };
+        }
+        AttemptTimeout { sock, previous: (got && !shorter).then_some(previous) }
+    }
+}
+
+impl Drop for AttemptTimeout<'_> {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            // SAFETY: setsockopt reads one timeval.
+            unsafe { libc::setsockopt(self.sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&raw const previous).cast(), size_of::<libc::timeval>() as libc::socklen_t) };
+        }
+    }
+}
+
+/// connect(2) with a raw address, for at most [`ATTEMPT_TIMEOUT`]; the errno on failure.
 fn connect_raw(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
+    let _bounded = AttemptTimeout::set(sock);
     loop {
         // SAFETY: `addr` is readable for its whole length, which is what we pass.
         let rc = unsafe { libc::connect(sock.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t) };
