@@ -88,6 +88,7 @@ pub fn run() -> Report {
     checks.push(btf());
     checks.push(tracefs());
     checks.push(cgroup2());
+    checks.push(limits());
     checks.extend(ebpf_attach(privileged));
     checks.push(unprivileged_userns());
     Report { checks }
@@ -247,6 +248,29 @@ fn cgroup2() -> Check {
             "mount -t cgroup2 none /sys/fs/cgroup (or /sys/fs/cgroup/unified on hybrid hosts)",
         ),
     }
+}
+
+/// Which resource limits this host can enforce for this user: a trial cgroup with every
+/// limit, removed at once. /tmp's size and the timeout need no cgroup.
+fn limits() -> Check {
+    let name = "limits";
+    let always = "limits.tmpSize and limits.timeout are enforced everywhere";
+    let unenforced = match crate::cgroup::probe() {
+        Ok(u) => u,
+        Err(e) => vec![(crate::limits::Kind::Memory, e.to_string()), (crate::limits::Kind::Pids, e.to_string()), (crate::limits::Kind::Cpu, e.to_string())],
+    };
+    if unenforced.is_empty() {
+        return Check::ok(name, format!("limits.memory, limits.pids and limits.cpu are enforced in the session's cgroup; {always}"));
+    }
+    let names: Vec<String> = unenforced.iter().map(|(k, _)| k.to_string()).collect();
+    let why = unenforced.first().map(|(_, w)| w.clone()).unwrap_or_default();
+    Check::bad(
+        name,
+        Verdict::Warn,
+        format!("{} cannot be enforced: {why}; {always}", names.join(", ")),
+        "a fork bomb or a memory hog in the sandbox is bounded only by the host's own limits",
+        "run sbx as root, or from a systemd user session with cgroup v2 delegation (systemd-run --user --scope)",
+    )
 }
 
 fn ebpf_attach(privileged: bool) -> Vec<Check> {

@@ -17,7 +17,7 @@ fn of_type<'a>(events: &'a [serde_json::Value], ty: &str) -> Vec<&'a serde_json:
 fn scripted_denials_match_the_golden_log() {
     require_root!();
     let ws = Workspace::new(As::Root);
-    ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["./secret", "./token"] } }"#);
+    ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["./secret", "./token"] }, "limits": { "memory": "4G" } }"#);
     std::fs::create_dir(ws.path().join("secret")).unwrap();
     ws.write("token", "TOPSECRET\n");
     let log = ws.path().join("audit.jsonl");

@@ -122,6 +122,22 @@ pub enum Condition {
     All(&'static [Condition]),
 }
 
+impl Condition {
+    /// Whether the condition holds for these arguments (compared on their low 32 bits, as
+    /// the filter does): which entry refused a notified call, for its report.
+    pub fn matches(&self, args: &[u64; 6]) -> bool {
+        let arg = |i: u8| args.get(usize::from(i)).map_or(0, |&a| a as u32);
+        match *self {
+            Condition::Always => true,
+            Condition::ArgHasAnyBit { arg: i, bits } => arg(i) & bits != 0,
+            Condition::ArgIs { arg: i, values } => values.contains(&arg(i)),
+            Condition::ArgIsNot { arg: i, allowed } => !allowed.contains(&arg(i)),
+            Condition::ArgMaskedIs { arg: i, mask, values } => values.contains(&(arg(i) & mask)),
+            Condition::All(all) => all.iter().all(|c| c.matches(args)),
+        }
+    }
+}
+
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn list(f: &mut fmt::Formatter<'_>, values: &[u32]) -> fmt::Result {

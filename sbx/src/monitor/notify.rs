@@ -1662,10 +1662,12 @@ fn decode(c: &Captured) -> SeccompDenial {
     } else {
         generic(&mut d, syscall)
     };
+    // The entry whose condition these arguments meet (socket has several).
     if let Some(reason) = seccomp::blocked()
         .iter()
         .chain(seccomp::UNIX_SOCKETS)
-        .find(|b| b.nr == c.nr)
+        .chain(seccomp::MEDIATED_UNIX_SOCKETS)
+        .find(|b| b.nr == c.nr && b.condition.matches(&c.args))
         .map(|b| b.reason)
     {
         d.push("reason", reason.to_owned());
