@@ -190,6 +190,12 @@ fn startup(sbx: &Path, runs: usize) -> Result<Report> {
     let os = |s: &str| OsString::from(s);
     let subjects = [
         Subject::new("sbx run -- true", vec![sbx.into(), os("run"), os("--"), truth.clone()]),
+        // What the limits cost at start-up: the session's cgroups (created, joined, removed)
+        // and the sized tmpfs mounts; the same run with every limit off.
+        Subject::new(
+            "sbx run (limits off) -- true",
+            vec![sbx.into(), os("run"), os("--memory"), os("off"), os("--pids"), os("off"), os("--tmp-size"), os("off"), os("--"), truth.clone()],
+        ),
         Subject::new("bwrap --unshare-all true", vec![bwrap, os("--ro-bind"), os("/"), os("/"), os("--unshare-all"), os("--"), truth.clone()]),
         Subject::new("true", vec![truth]),
     ];
