@@ -146,7 +146,10 @@ fn without_privileges_monitor_says_so_and_still_runs() {
     let out = monitor(&ws, &log, "unshare -U true; exit 4");
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.lines().next().unwrap().starts_with("sbx: monitoring unavailable: not root"), "{stderr}");
+    // Before the command runs: the limits that need a cgroup, then the tracer.
+    let mut lines = stderr.lines();
+    assert!(lines.next().unwrap().starts_with("sbx: warning: limits.memory ("), "{stderr}");
+    assert!(lines.next().unwrap().starts_with("sbx: monitoring unavailable: not root"), "{stderr}");
     let events = read_log(&log);
     assert_eq!(events.first().unwrap()["type"], "session_start");
     assert_eq!(events.last().unwrap()["type"], "session_end");
