@@ -68,10 +68,10 @@ impl LimitsConfig {
             s.map(|s| s.value().map_or_else(|| "off".to_string(), f))
         }
         [
-            ("memory", show(self.memory, |v| format_size(v))),
+            ("memory", show(self.memory, format_size)),
             ("pids", show(self.pids, |v| v.to_string())),
             ("cpu", show(self.cpu, format_cpu)),
-            ("tmpSize", show(self.tmp_size, |v| format_size(v))),
+            ("tmpSize", show(self.tmp_size, format_size)),
             ("timeout", show(self.timeout, |d| humantime::format_duration(d).to_string())),
         ]
         .into_iter()
@@ -242,7 +242,7 @@ pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in UNITS {
         let scale = 1u64 << shift;
         if bytes >= scale {
-            return if bytes % scale == 0 { format!("{} {unit}", bytes / scale) } else { format!("{:.1} {unit}", bytes as f64 / scale as f64) };
+            return if bytes.is_multiple_of(scale) { format!("{} {unit}", bytes / scale) } else { format!("{:.1} {unit}", bytes as f64 / scale as f64) };
         }
     }
     format!("{bytes} B")

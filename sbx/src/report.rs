@@ -128,7 +128,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// An event, before it gets its sequence number and time.
 #[derive(Debug, Clone)]
 pub enum Event {
-    SessionStart(SessionStart),
+    /// Boxed: the policy makes it several times larger than every other event.
+    SessionStart(Box<SessionStart>),
     Denial(Denial),
     Net(Net),
     Process(Process),
@@ -627,13 +628,13 @@ mod tests {
     #[test]
     fn session_start_line_is_exact() {
         let policy = Policy::builtin("/w".into(), Some("/h".into()));
-        let event = Event::SessionStart(SessionStart {
+        let event = Event::SessionStart(Box::new(SessionStart {
             command: vec!["true".into()],
             policy,
             sources: vec!["built-in default".into()],
             enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: LandlockStatus::Full }), seccomp: true, netns: true },
             unenforced_limits: Vec::new(),
-        });
+        }));
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let v = render(0, time, &event, &Counts::default(), Instant::now());
         let blocked = crate::launch::seccomp::blocked().len() + crate::launch::seccomp::UNIX_SOCKETS.len();

@@ -245,13 +245,13 @@ impl Sink {
             hidden: started.hidden.clone(),
             seccomp: started.seccomp,
         };
-        self.emit(&Event::SessionStart(report::SessionStart {
+        self.emit(&Event::SessionStart(Box::new(report::SessionStart {
             command: command.to_vec(),
             policy: policy.clone(),
             sources: sources.to_vec(),
             enforcement: started.enforcement.clone(),
             unenforced_limits: unenforced_limits.to_vec(),
-        }));
+        })));
         self.started = Some(started);
         let early = std::mem::take(&mut self.early);
         self.kernel(&early);

@@ -31,13 +31,13 @@ fn command() -> Vec<OsString> {
 }
 
 fn start(landlock: LandlockStatus, seccomp: bool) -> report::Event {
-    report::Event::SessionStart(SessionStart {
+    report::Event::SessionStart(Box::new(SessionStart {
         command: command(),
         policy: Policy::builtin("/w".into(), Some("/h".into())),
         sources: vec!["built-in default".into()],
         enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, netns: true },
         unenforced_limits: Vec::new(),
-    })
+    }))
 }
 
 fn denial(source: Source) -> Denial {
