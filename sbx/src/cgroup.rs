@@ -1,8 +1,9 @@
 //! The session's cgroups: where the sandbox's whole process tree lives, so that the kernel
 //! tracer reports only its tasks and the resource limits (`limits`) bound it.
 //!
-//! bwrap joins them between fork and exec ([`join_self`], on descriptors opened here), so
-//! every process of the sandbox, through any fork, double fork or thread, is inside.
+//! The sandbox is moved into them while bubblewrap builds it (`launch::run`, on the
+//! `cgroup.procs` descriptors opened here), before the command starts, so every process of
+//! the command, through any fork, double fork or thread, is inside.
 //!
 //! * The unified (v2) hierarchy always gets a cgroup when it is mounted: its inode is the id
 //!   `bpf_get_current_cgroup_id()` returns, which scopes the tracer. The limits go there too
@@ -138,10 +139,11 @@ pub enum CgroupError {
 }
 
 impl SessionCgroup {
-    /// Creates the session's cgroups and applies `limits` (memory, pids, cpu). Fails only
-    /// when no cgroup at all can be created; a limit that cannot be applied is listed in
-    /// [`SessionCgroup::unenforced`].
-    pub fn create(limits: &Limits) -> Result<SessionCgroup, CgroupError> {
+    /// Creates the session's cgroups and applies `limits` (memory, pids, cpu); with
+    /// `for_tracer`, always one in the unified hierarchy (the tracer's scope), otherwise only
+    /// where a limit needs one. Fails only when no cgroup at all can be created; a limit that
+    /// cannot be applied is listed in [`SessionCgroup::unenforced`].
+    pub fn create(limits: &Limits, for_tracer: bool) -> Result<SessionCgroup, CgroupError> {
         let name = format!(
             "sbx-{}-{}",
             std::process::id(),
@@ -160,7 +162,9 @@ impl SessionCgroup {
         let mut first_error = None;
         let mut unified = None;
         let mut v2_controllers = Vec::new();
-        if let Some(root) = unified_mount(&mounts) {
+        let v2_has = |root: &Path, c: Controller| read_words(&root.join("cgroup.controllers")).iter().any(|n| n == c.name());
+        let unified_root = unified_mount(&mounts).filter(|root| for_tracer || wanted.iter().any(|(c, _)| v2_has(root, *c)));
+        if let Some(root) = unified_root {
             for parent in candidate_parents(&root) {
                 match Dir::create(&parent, &name) {
                     Ok(dir) => {
@@ -221,7 +225,7 @@ impl SessionCgroup {
         self.unified.as_ref().map(|d| d.path.as_path())
     }
 
-    /// The `cgroup.procs` descriptors bwrap writes its pid to ([`join_self`]).
+    /// The `cgroup.procs` descriptors the sandbox's pids are written to (`launch::run`).
     pub fn procs_fds(&self) -> Vec<RawFd> {
         self.unified.iter().chain(self.legacy.iter().map(|(_, d)| d)).map(|d| d.procs.as_raw_fd()).collect()
     }
@@ -345,7 +349,7 @@ pub fn cgroup2_mount() -> io::Result<PathBuf> {
 /// a trial cgroup with every limit, removed at once.
 pub fn probe() -> Result<Vec<(Kind, String)>, CgroupError> {
     let limits = Limits { memory: Some(1 << 30), pids: Some(1024), cpu: Some(1000), ..Limits::default() };
-    SessionCgroup::create(&limits).map(|c| c.unenforced.clone())
+    SessionCgroup::create(&limits, false).map(|c| c.unenforced.clone())
 }
 
 /// Removes `sbx-<pid>-*` cgroups whose sbx process is gone (rmdir only
@@ -359,31 +363,6 @@ fn remove_stale(root: &Path) {
             let _ = std::fs::remove_dir(entry.path());
         }
     }
-}
-
-/// Moves the calling process into each cgroup whose `cgroup.procs` is open
-/// as one of `fds`. Async-signal-safe (no allocation): meant for `pre_exec`.
-pub fn join_self(fds: &[RawFd]) -> io::Result<()> {
-    // SAFETY: getpid cannot fail.
-    let mut pid = unsafe { libc::getpid() } as u32;
-    let mut buf = [0u8; 12];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (pid % 10) as u8;
-        pid /= 10;
-        if pid == 0 {
-            break;
-        }
-    }
-    for &fd in fds {
-        // SAFETY: writes from a live stack buffer to an integer fd.
-        let n = unsafe { libc::write(fd, buf[i..].as_ptr().cast(), buf.len() - i) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -294,12 +294,15 @@ pub enum SessionError {
 
 /// Creates the session's cgroups and applies the limits; says in one line
 /// which limits are not enforced and why. `None` when no cgroup could be had.
-fn session_cgroup(limits: &Limits) -> (Option<SessionCgroup>, Vec<(limits::Kind, String)>) {
+fn session_cgroup(limits: &Limits, for_tracer: bool) -> (Option<SessionCgroup>, Vec<(limits::Kind, String)>) {
     let wanted: Vec<limits::Kind> = [(limits::Kind::Memory, limits.memory.is_some()), (limits::Kind::Pids, limits.pids.is_some()), (limits::Kind::Cpu, limits.cpu.is_some())]
         .into_iter()
         .filter_map(|(k, on)| on.then_some(k))
         .collect();
-    let (cgroup, unenforced) = match SessionCgroup::create(limits) {
+    if wanted.is_empty() && !for_tracer {
+        return (None, Vec::new());
+    }
+    let (cgroup, unenforced) = match SessionCgroup::create(limits, for_tracer) {
         Ok(c) => {
             let u = c.unenforced.clone();
             (Some(c), u)
@@ -420,7 +423,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         net_tx,
     )?;
     let _entered = runtime.enter();
-    let (cgroup, unenforced) = session_cgroup(&policy.limits);
+    let (cgroup, unenforced) = session_cgroup(&policy.limits, opts.trace != Trace::Off);
     let traced = match opts.trace {
         Trace::Off => None,
         Trace::IfPossible => start_tracer(cgroup.as_ref(), opts.ring_bytes, runtime.handle().clone()),

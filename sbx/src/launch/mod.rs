@@ -432,7 +432,8 @@ fn find_bwrap() -> Result<PathBuf, LaunchError> {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub require_landlock: bool,
-    /// `cgroup.procs` of each of the session's cgroups: bwrap joins them before exec.
+    /// `cgroup.procs` of each of the session's cgroups: the sandbox is moved into them
+    /// while bubblewrap builds it, before the command starts.
     pub cgroup_procs_fds: Vec<RawFd>,
     /// Blocked syscalls are notified to a supervisor instead of failing in
     /// the filter; `Started::listener` carries the listener.
@@ -504,7 +505,6 @@ pub async fn run(
         handoff.status_w.as_raw_fd(),
         handoff.control.as_raw_fd(),
     ];
-    let cgroup_procs = options.cgroup_procs_fds.clone();
     // SAFETY: the closure runs between fork and exec; it only calls fcntl,
     // getpid and write on integers captured by value, all async-signal-safe.
     unsafe {
@@ -512,7 +512,6 @@ pub async fn run(
             for fd in inherited.into_iter().filter(|&fd| fd >= 0) {
                 sys::inherit(fd)?;
             }
-            crate::cgroup::join_self(&cgroup_procs)?;
             Ok(())
         });
     }
@@ -538,12 +537,6 @@ pub async fn run(
     };
     // Our copies of the write ends must go, or EOF never comes.
     drop(handoff);
-    // Stage-2 waits for one byte before it execs the command: sent once the
-    // gate opens (it sits in the socket until stage-2 gets there).
-    if let Some(gate) = &options.start_gate {
-        gate.notified().await;
-    }
-    let _ = std::io::Write::write_all(&mut &control_ours, &[1]);
 
     let mut status = BufReader::new(
         tokio::net::unix::pipe::Receiver::from_owned_fd(status_r).map_err(io_err("watch bwrap's status"))?,
@@ -559,6 +552,33 @@ pub async fn run(
             .map(|pid| pid as i32),
         _ => None,
     };
+    // The sandbox joins the session's cgroups while bubblewrap builds it: a
+    // move into a cgroup waits for an RCU grace period (milliseconds), which
+    // would otherwise come before bwrap could start. Stage-2 execs nothing
+    // before the gate below, so the command starts inside them.
+    let joined = match (options.cgroup_procs_fds.is_empty(), child.id(), sandbox_init) {
+        (true, _, _) => None,
+        (false, Some(bwrap), Some(init)) => {
+            let fds = options.cgroup_procs_fds.clone();
+            Some(tokio::task::spawn_blocking(move || join_cgroups(&fds, bwrap, init)))
+        }
+        // bwrap failed before it made the sandbox: stage-2's report says so below.
+        (false, _, _) => None,
+    };
+    // Stage-2 waits for one byte before it execs the command: sent once the
+    // gate opens (it sits in the socket until stage-2 gets there).
+    if let Some(gate) = &options.start_gate {
+        gate.notified().await;
+    }
+    if let Some(joined) = joined {
+        let joined = joined.await.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r);
+        if let Err(source) = joined {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(LaunchError::Io { what: "move the sandbox into its cgroup", source });
+        }
+    }
+    let _ = std::io::Write::write_all(&mut &control_ours, &[1]);
 
     // Read stage-2's lines up to "exec" (or "failed"): bwrap keeps its own
     // copy of the pipe open for the sandbox's lifetime, so EOF comes only
@@ -680,6 +700,33 @@ impl Signals {
         let catch = |kind| signal(kind).map_err(io_err("install a signal handler"));
         Ok(Self { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())?, hup: catch(SignalKind::hangup())? })
     }
+}
+
+/// Moves the sandbox into each cgroup whose `cgroup.procs` is open as one of `fds`: bwrap,
+/// the sandbox's pid 1, then pid 1's children. A child forked before pid 1 moved is in its
+/// list once the move returns (fork and migration exclude each other); one forked after is
+/// born inside. Stage-2, the one child, forks nothing before the start gate.
+fn join_cgroups(fds: &[RawFd], bwrap: u32, init: i32) -> io::Result<()> {
+    let write = |pid: i64| -> io::Result<()> {
+        for &fd in fds {
+            // SAFETY: `fd` stays open for the launch (the session owns the cgroup); a borrowed
+            // File writes the pid and is forgotten without closing it.
+            let file = std::mem::ManuallyDrop::new(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+            std::io::Write::write_all(&mut &*file, pid.to_string().as_bytes())?;
+        }
+        Ok(())
+    };
+    write(i64::from(init))?;
+    write(i64::from(bwrap))?;
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+    for child in children.split_whitespace().filter_map(|c| c.parse::<i64>().ok()) {
+        match write(child) {
+            // Gone already (bwrap failed): nothing to confine.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// Every process below the sandbox's pid 1 (the command and its children, however deep),
