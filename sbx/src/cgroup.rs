@@ -195,7 +195,11 @@ impl SessionCgroup {
             } else if let Some(hierarchy) = legacy_mount(&mounts, controller) {
                 match Dir::create(&hierarchy, &name) {
                     Ok(dir) => apply_v1(&dir, controller, &value).map(|()| cgroup.legacy.push((controller, dir))),
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        let source = io::Error::from(e.kind());
+                        first_error.get_or_insert(CgroupError::Create { parent: hierarchy, source });
+                        Err(e)
+                    }
                 }
             } else {
                 Err(io::Error::new(io::ErrorKind::NotFound, format!("this host has no {} cgroup controller", controller.name())))
@@ -213,6 +217,11 @@ impl SessionCgroup {
             return Err(first_error.unwrap_or(CgroupError::NoHierarchy));
         }
         Ok(cgroup)
+    }
+
+    /// Whether `limits.pids` is in force in a cgroup here.
+    pub fn enforces_pids(&self) -> bool {
+        self.dir_of(Controller::Pids).is_some()
     }
 
     /// The unified cgroup's id (its inode), for the tracer; `None` without one.

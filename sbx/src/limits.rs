@@ -11,7 +11,9 @@
 //!   count against it, and swap is off for the sandbox (`memory.swap.max` 0), so the bound
 //!   is real memory.
 //! * `pids`: 4096 tasks (processes and threads). `make -j`, cargo and test runners use a
-//!   few hundred; a fork bomb is stopped within a second.
+//!   few hundred; a fork bomb is stopped within a second. Without a cgroup for it (an
+//!   unprivileged user without delegation) it is the command's `RLIMIT_NPROC`, which the
+//!   kernel counts per user namespace (Linux 5.14+), so it bounds the sandbox's tasks only.
 //! * `cpu`: unlimited. Builds should use every core; a CPU hog harms nothing the kernel's
 //!   scheduler does not already share.
 //! * `tmpSize`: 2 GiB each for `/tmp` and `/dev/shm`: the only memory bound on those when

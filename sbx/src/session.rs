@@ -317,6 +317,9 @@ fn session_cgroup(limits: &Limits, for_tracer: bool) -> (Option<SessionCgroup>, 
             (None, wanted.iter().map(|k| (*k, why.clone())).collect())
         }
     };
+    // Without a cgroup for it, limits.pids becomes the command's RLIMIT_NPROC
+    // (counted in the sandbox's own user namespace): enforced, not reported.
+    let unenforced: Vec<_> = unenforced.into_iter().filter(|(k, _)| *k != limits::Kind::Pids).collect();
     if let Some((_, why)) = unenforced.first() {
         let names: Vec<String> = unenforced.iter().map(|(k, _)| format!("{k} ({})", limits::format_value(*k, limits).unwrap_or_default())).collect();
         eprintln!(
@@ -430,6 +433,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     };
     let mut launch_opts = opts.launch.clone();
     launch_opts.cgroup_procs_fds = cgroup.as_ref().map(SessionCgroup::procs_fds).unwrap_or_default();
+    launch_opts.max_tasks = policy.limits.pids.filter(|_| !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids));
     launch_opts.start_gate = traced.as_ref().map(|load| load.gate.clone());
     let tracer_rx = traced.map(|load| load.tracer);
     let limits_state = LimitsState { limits: policy.limits, unenforced, counted: std::cell::Cell::new(cgroup::Counters::default()), timed_out: std::cell::Cell::new(false) };

@@ -4,6 +4,7 @@
 
 use std::{
     io::{Read as _, Write as _},
+    os::unix::process::CommandExt as _,
     os::unix::net::{UnixDatagram, UnixListener},
     time::{Duration, Instant},
 };
@@ -239,21 +240,44 @@ fn a_memory_hog_is_oom_killed_and_reported() {
     assert_ne!(stdout(&out), "dd=0\n", "96M of tmpfs fitted in a 64M sandbox: {}", text(&out));
 }
 
-/// As a user without a delegated cgroup (this host has none), the limits that need one are
-/// named in one sentence with the reason; the others hold.
+/// As a user without a delegated cgroup (this host has none), the limit that needs one
+/// (memory) is named in one sentence with the reason; the others hold: the timeout, and the
+/// pids limit as RLIMIT_NPROC in the sandbox's own user namespace (a fork bomb is held
+/// inside, while the same user's processes outside are not counted against it).
 #[test]
-fn unenforced_limits_are_named_with_the_reason() {
+fn unenforced_limits_are_named_and_the_rest_hold_without_a_cgroup() {
     require_root!();
     let ws = Workspace::new(As::User);
     let out = ws.sbx(["run", "--timeout", "1s", "--", "sleep", "30"]).output().unwrap();
     assert_eq!(out.status.code(), Some(124), "{}", text(&out));
     let err = stderr(&out);
     let first = err.lines().next().unwrap_or_default();
-    assert!(first.starts_with("sbx: warning: limits.memory (") && first.contains("and limits.pids (4096) are not enforced: "), "{err}");
-    assert!(first.ends_with("; set --memory/--pids to off to silence this"), "{err}");
-    let out = ws.sbx(["run", "--memory", "off", "--pids", "off", "--", "true"]).output().unwrap();
+    assert!(first.starts_with("sbx: warning: limits.memory (") && first.contains(") is not enforced: no cgroup is delegated to this user"), "{err}");
+    assert!(first.ends_with("; set --memory to off to silence this"), "{err}");
+    let out = ws.sbx(["run", "--memory", "off", "--", "true"]).output().unwrap();
     assert!(out.status.success() && out.stderr.is_empty(), "{}", text(&out));
-    let _ = test_user();
+    // Forks until refused under --pids 16, while the same user runs 20 processes outside.
+    let u = test_user();
+    let mut outside: Vec<std::process::Child> = (0..20)
+        .map(|_| {
+            let mut c = std::process::Command::new("sleep");
+            c.arg("20").uid(u.uid).gid(u.gid);
+            c.spawn().unwrap()
+        })
+        .collect();
+    ws.write(
+        "forks.py",
+        "import os, time\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('refused', e.errno)\nprint('forked', n, flush=True)\nos._exit(0)\n",
+    );
+    let out = ws.sbx(["run", "--memory", "off", "--pids", "16", "--timeout", "10s", "--", "python3", "forks.py"]).output().unwrap();
+    for c in &mut outside {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(lines.first().map(String::as_str), Some(format!("refused {}", libc::EAGAIN).as_str()), "{}", text(&out));
+    let forked: usize = lines.get(1).and_then(|l| l.strip_prefix("forked ")).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+    assert!((8..16).contains(&forked), "{forked} forks under --pids 16 (20 of the user's processes run outside): {}", text(&out));
 }
 
 /// Regression: under allowUnixSockets, 600 connects that block (a full backlog) each held an

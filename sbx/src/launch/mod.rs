@@ -90,6 +90,8 @@ pub struct HostFacts {
     /// sbx runs as root, so the command is uid 0 (without capabilities, but still the owner
     /// of root's files): `HOST_SECRETS` and `/root` are hidden.
     pub hide_host_secrets: bool,
+    /// `limits.pids` as the command's `RLIMIT_NPROC`, where no cgroup enforces it.
+    pub max_tasks: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +323,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         control_fd: facts.control_fd,
         notify: facts.notify,
         net: net_plan(policy),
+        max_tasks: facts.max_tasks,
     };
     Plan { bwrap, stage2, warnings, hidden }
 }
@@ -435,6 +438,8 @@ pub struct Options {
     /// `cgroup.procs` of each of the session's cgroups: the sandbox is moved into them
     /// while bubblewrap builds it, before the command starts.
     pub cgroup_procs_fds: Vec<RawFd>,
+    /// `limits.pids` as `RLIMIT_NPROC` inside (when no cgroup enforces it).
+    pub max_tasks: Option<u64>,
     /// Blocked syscalls are notified to a supervisor instead of failing in
     /// the filter; `Started::listener` carries the listener.
     pub notify: bool,
@@ -481,6 +486,7 @@ pub async fn run(
         expand: glob::expand,
         masked_file: masked.path.clone(),
         hide_host_secrets: nix::unistd::geteuid().is_root(),
+        max_tasks: options.max_tasks,
     };
     let plan = plan(policy, command, &facts);
     for w in &plan.warnings {
@@ -760,7 +766,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into(), hide_host_secrets: false }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None }
     }
 
     fn fake_host(path: &Path) -> PathKind {

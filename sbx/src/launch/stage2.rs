@@ -48,6 +48,10 @@ pub struct Plan {
     pub notify: bool,
     /// The sandbox's side of the network.
     pub net: NetPlan,
+    /// `RLIMIT_NPROC` for the command: `limits.pids` where no cgroup enforces it. The
+    /// sandbox has a user namespace of its own, and since Linux 5.14 the kernel counts
+    /// processes per user namespace, so this bounds the sandbox's tasks, not the user's.
+    pub max_tasks: Option<u64>,
 }
 
 /// The ports stage-2 listens on inside the sandbox's network namespace; sbx
@@ -81,6 +85,7 @@ const TAG_LOCAL_PORT: u8 = 11;
 const TAG_ALLOW_LOCAL_BINDING: u8 = 12;
 const TAG_BIND_PORT: u8 = 13;
 const TAG_MEDIATE_UNIX_CONNECT: u8 = 14;
+const TAG_MAX_TASKS: u8 = 15;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -128,6 +133,9 @@ impl Plan {
         for port in &self.net.bind_ports {
             put(TAG_BIND_PORT, &port.to_le_bytes());
         }
+        if let Some(n) = self.max_tasks {
+            put(TAG_MAX_TASKS, &n.to_le_bytes());
+        }
         out
     }
 
@@ -158,6 +166,7 @@ impl Plan {
                     plan.control_fd = Some(fd);
                 }
                 TAG_NOTIFY => plan.notify = true,
+                TAG_MAX_TASKS => plan.max_tasks = Some(u64::from_le_bytes(body.try_into().map_err(|_| "bad task limit")?)),
                 TAG_HTTP_PORT | TAG_SOCKS_PORT | TAG_LOCAL_PORT | TAG_BIND_PORT => {
                     let port = u16::from_le_bytes(body.try_into().map_err(|_| "bad port")?);
                     match tag {
@@ -312,6 +321,13 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
                 return Err(setup(format!("{what}, and --require landlock was given")));
             }
             eprintln!("sbx: warning: {what}; bubblewrap's filesystem view still applies");
+        }
+        if let Some(n) = plan.max_tasks {
+            let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: setrlimit reads one rlimit.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &limit) } != 0 {
+                return Err(setup(format!("cannot set RLIMIT_NPROC for limits.pids: {}", std::io::Error::last_os_error())));
+            }
         }
         let (action, listener) = match (plan.notify, plan.seccomp.mediate_unix_connect, &control) {
             (true, _, Some(_)) => (seccomp::DenyAction::UserNotif, seccomp::Listener::New),
@@ -490,6 +506,7 @@ mod tests {
             control_fd: Some(12),
             notify: true,
             net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },
+            max_tasks: Some(4096),
         };
         assert_eq!(Plan::decode(&plan.encode()).unwrap(), plan);
         assert!(Plan::decode(&[TAG_READ, 9, 0, 0, 0, b'/']).is_err());
