@@ -329,3 +329,61 @@ time.sleep(30)\n",
     drop(listener);
     let _ = std::io::stdout().flush();
 }
+
+/// The configured values reach the kernel: while the command runs, the session's cgroups
+/// (named after sbx's pid) hold memory, pids and cpu as given, swap included in memory where
+/// the host accounts it, and the command's processes are in them; they are gone afterwards.
+#[test]
+fn limits_reach_the_session_cgroups() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let mut child = ws
+        .sbx(["run", "--memory", "96M", "--pids", "300", "--cpu", "0.5", "--", "/bin/sh", "-c", "echo running; sleep 3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = [0u8; 8];
+    child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    assert_eq!(&line, b"running\n");
+    let prefix = format!("sbx-{}-", child.id());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let v2_controllers = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(2) == Some("cgroup2"))
+        .map(|l| std::path::PathBuf::from(l.split(' ').nth(1).unwrap()))
+        .map(|root| std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default())
+        .unwrap_or_default();
+    // Where each controller lives here: a v1 hierarchy of its own, or the unified one.
+    let dir_of = |controller: &str| -> std::path::PathBuf {
+        let root = mounts
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .find(|f| (f[2] == "cgroup" && f[3].split(',').any(|o| o == controller)) || (f[2] == "cgroup2" && v2_controllers.split_whitespace().any(|c| c == controller)))
+            .map(|f| std::path::PathBuf::from(f[1]))
+            .unwrap_or_else(|| panic!("no {controller} controller on this host"));
+        std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix}* cgroup under {}", root.display()))
+    };
+    let read = |dir: &std::path::Path, file: &str| std::fs::read_to_string(dir.join(file)).map(|s| s.trim().to_owned());
+    let memory = dir_of("memory");
+    let limit = read(&memory, "memory.max").or_else(|_| read(&memory, "memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit, (96u64 << 20).to_string());
+    if let Ok(swap) = read(&memory, "memory.swap.max") {
+        assert_eq!(swap, "0");
+    }
+    let pids = dir_of("pids");
+    assert_eq!(read(&pids, "pids.max").unwrap(), "300");
+    let procs = read(&pids, "cgroup.procs").unwrap();
+    assert!(procs.lines().count() >= 3, "bwrap, the sandbox's pid 1 and the command: {procs:?}");
+    let cpu = dir_of("cpu");
+    let quota = read(&cpu, "cpu.max").or_else(|_| read(&cpu, "cpu.cfs_quota_us")).unwrap();
+    assert!(quota == "50000 100000" || quota == "50000", "{quota}");
+    assert!(child.wait().unwrap().success());
+    for dir in [memory, pids, cpu] {
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+}
