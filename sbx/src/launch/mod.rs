@@ -214,12 +214,13 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     }
 
     // 2. Kernel filesystems and a private /tmp. /tmp and /dev/shm are tmpfs
-    // mounts of `limits.tmpSize` each (bwrap's own default is half the RAM).
+    // mounts of `limits.tmpSize` each (bwrap's own default is half the RAM);
+    // /dev itself, another tmpfs, is made read-only after the last mount.
     args.push(Arg::Dev("/dev".into()));
     if let Some(size) = policy.limits.tmp_size {
         args.push(Arg::Size(size));
-        args.push(Arg::Tmpfs("/dev/shm".into()));
     }
+    args.push(Arg::Tmpfs("/dev/shm".into()));
     args.push(Arg::Proc("/proc".into()));
     if let Some(size) = policy.limits.tmp_size {
         args.push(Arg::Size(size));
@@ -285,6 +286,9 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     if root_home_masked {
         args.push(Arg::RemountRo(ROOT_HOME.into()));
     }
+    // Files written to /dev would take memory beyond limits.tmpSize; the
+    // devices, /dev/pts and /dev/shm are mounts of their own and stay as they are.
+    args.push(Arg::RemountRo("/dev".into()));
 
     args.push(Arg::Chdir(policy.workspace.clone()));
     for var in UNSAFE_ENV {
@@ -787,12 +791,13 @@ mod tests {
             "--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--cap-drop", "ALL",
             "--hostname", "sbx", "--new-session",
             "--ro-bind", "/", "/",
-            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", "/w", "/w",
             "--ro-bind", "/w/.bashrc", "/w/.bashrc",
             "--ro-bind", "/w/.git/hooks", "/w/.git/hooks",
             "--perms", "0000", "--tmpfs", "/secrets", "--remount-ro", "/secrets",
             "--ro-bind", "/masked", "/w/.env",
+            "--remount-ro", "/dev",
             "--chdir", "/w",
         ]
         .iter()
@@ -853,6 +858,7 @@ mod tests {
                 "--ro-bind", "/root/.cargo", "/root/.cargo",
                 "--bind", "/root/ws", "/root/ws",
                 "--remount-ro", "/root",
+                "--remount-ro", "/dev",
             ]
         );
         assert_eq!(plan.hidden, ["/etc/shadow", "/etc/gshadow", "/etc/ssl/private", "/root"].map(PathBuf::from));
@@ -863,6 +869,19 @@ mod tests {
         let plan = super::plan(&at_home, vec!["true".into()], &f);
         assert!(!plan.bwrap.args.contains(&Arg::Tmpfs("/root".into())));
         assert!(plan.hidden.contains(&PathBuf::from("/etc/shadow")));
+    }
+
+    /// limits.tmpSize sizes /dev/shm and /tmp; /dev itself is read-only in the end, so
+    /// nothing written there escapes the bound.
+    #[test]
+    fn tmp_size_bounds_tmp_and_dev_shm() {
+        let mut policy = Policy::builtin("/w".into(), None);
+        policy.limits.tmp_size = Some(1 << 30);
+        let argv: Vec<String> = plan(&policy, vec!["true".into()], &facts(fake_host)).bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = argv.iter().position(|a| a == "--dev").unwrap();
+        assert_eq!(argv[at..at + 12], ["--dev", "/dev", "--size", "1073741824", "--tmpfs", "/dev/shm", "--proc", "/proc", "--size", "1073741824", "--tmpfs", "/tmp"]);
+        let chdir = argv.iter().position(|a| a == "--chdir").unwrap();
+        assert_eq!(argv[chdir - 2..chdir], ["--remount-ro", "/dev"]);
     }
 
     #[test]
