@@ -324,6 +324,7 @@ time.sleep(30)\n",
         .find_map(|l| l.strip_prefix("fetched "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("the proxied request did not complete: {text}"));
+    eprintln!("the proxied request took {ms} ms during a flood of 1,000 blocked connects");
     // Before: 65 s. A shared, noisy machine gets slack, far below the flood's timescale.
     assert!(ms < 5_000, "the proxied request took {ms} ms during the flood: {text}");
     drop(listener);
