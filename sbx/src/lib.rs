@@ -9,15 +9,19 @@
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod fsio;
 pub mod launch;
 pub mod learn;
 pub mod monitor;
 pub mod policy;
 pub mod proxy;
 pub mod report;
+pub mod seal;
 pub mod session;
+pub mod state;
 pub mod suggest;
 pub mod sys;
+pub mod termtext;
 pub mod tui;
 
 /// Exit status when sbx itself fails before or while setting up the sandbox

@@ -3,7 +3,6 @@
 //! fixed-rate frame loop.
 
 use std::{
-    fs::OpenOptions,
     io::{self, IsTerminal as _},
     os::fd::OwnedFd,
     path::PathBuf,
@@ -112,7 +111,9 @@ struct StderrRedirect;
 
 impl StderrRedirect {
     fn to(path: &std::path::Path) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // A fresh file in sbx's private runtime directory (never one that
+        // is already there).
+        let file = crate::fsio::create_new(path, 0o600).map_err(io::Error::other)?;
         let saved = nix::unistd::dup(io::stderr())?;
         nix::unistd::dup2_stderr(&file)?;
         *SAVED_STDERR.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved);
