@@ -99,7 +99,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Show { policy }) => {
             let (loaded, _) = load_policy(&policy)?;
-            print!("{}", config::render_show(&loaded));
+            // Paths and entries of policy files (which a command may have
+            // written): escaped line by line.
+            print!("{}", sbx::termtext::escape_lines(&config::render_show(&loaded)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Init { path, force }) => {

@@ -3,7 +3,7 @@
 
 use std::{os::unix::fs::FileTypeExt as _, process::Command, time::Duration};
 
-use sbx_integration_tests::{As, FETCH_PY, Workspace, http_server, read_log, require_root, require_tool, sbx_bin};
+use sbx_integration_tests::{As, FETCH_PY, Workspace, http_server, public_sbx, read_log, require_root, require_tool, sbx_bin, test_user};
 
 struct Tmux {
     session: String,
@@ -204,10 +204,18 @@ fn ask_holds_unlisted_connections_until_answered_and_remembers_always() {
     assert_eq!(rules, ["asked: allowed once", "asked: denied always", "asked: denied always"]);
 }
 
-/// Starts `sbx monitor ARGS -- sh -c SCRIPT` in tmux in `ws`.
+/// Starts `sbx monitor ARGS -- sh -c SCRIPT` in tmux in `ws`, as the
+/// workspace's owner (`runuser` for the unprivileged user).
 fn start(ws: &Workspace, name: &str, args: &str, script: &str) -> Tmux {
-    let shell = format!("cd {} && {} monitor {args} -- sh -c '{}'; sleep 30", ws.path().display(), sbx_bin().display(), script.replace('\'', "'\\''"));
-    let t = Tmux { session: format!("sbx-{name}-{}", std::process::id()) };
+    let sbx = match ws.who {
+        As::Root => sbx_bin().display().to_string(),
+        As::User => {
+            let u = test_user();
+            format!("runuser -u {} -- env HOME={} USER={} {}", u.name, u.home.display(), u.name, public_sbx().display())
+        }
+    };
+    let shell = format!("cd {} && {sbx} monitor {args} -- sh -c '{}'; sleep 30", ws.path().display(), script.replace('\'', "'\\''"));
+    let t = Tmux { session: format!("sbx-{name}-{:?}-{}", ws.who, std::process::id()) };
     assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell]).status().unwrap().success());
     t
 }
@@ -219,8 +227,15 @@ fn typing_into_the_command_while_a_prompt_is_up_answers_nothing() {
     require_root!();
     require_tool("tmux");
     require_tool("/usr/bin/python3");
+    require_tool("runuser");
+    for who in [As::Root, As::User] {
+        typing_into_the_command_while_a_prompt_is_up(who);
+    }
+}
+
+fn typing_into_the_command_while_a_prompt_is_up(who: As) {
     let (port, hits) = http_server();
-    let ws = Workspace::new(As::Root);
+    let ws = Workspace::new(who);
     ws.write("fetch.py", FETCH_PY);
     let log = ws.path().join("audit.jsonl");
     let script = format!(
@@ -262,8 +277,15 @@ fn an_always_answer_into_a_fifo_policy_file_freezes_nothing() {
     require_root!();
     require_tool("tmux");
     require_tool("/usr/bin/python3");
+    require_tool("runuser");
+    for who in [As::Root, As::User] {
+        always_into_a_fifo(who);
+    }
+}
+
+fn always_into_a_fifo(who: As) {
     let (port, _hits) = http_server();
-    let ws = Workspace::new(As::Root);
+    let ws = Workspace::new(who);
     ws.write("fetch.py", FETCH_PY);
     let log = ws.path().join("audit.jsonl");
     let script = format!("mkfifo sbx.jsonc; /usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied; sleep 60");
@@ -321,4 +343,37 @@ fn export_never_writes_through_a_planted_name() {
     t.keys(&["q"]);
     t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
     t.keys(&["y"]);
+}
+
+/// Issue 14, 1, the `--ask` "always" write: the command plants sbx.jsonc
+/// as a symlink to a file of the user's (valid JSONC, so that sbx gets as
+/// far as writing); the answer replaces the link and leaves the file alone.
+#[test]
+fn an_always_answer_never_writes_through_a_planted_policy_symlink() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    let (port, _hits) = http_server();
+    let ws = Workspace::new(As::Root);
+    ws.write("fetch.py", FETCH_PY);
+    let victims = tempfile::tempdir().unwrap();
+    let victim = victims.path().join("settings.json");
+    std::fs::write(&victim, "{}\n").unwrap();
+    let log = ws.path().join("audit.jsonl");
+    let script = format!("ln -s {} sbx.jsonc; /usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied; sleep 60", victim.display());
+    let t = start(&ws, "link", &format!("--ask --log {}", log.display()), &script);
+    t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
+    t.keys(&["Tab"]);
+    t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    std::thread::sleep(Duration::from_millis(600));
+    t.keys(&["A"]);
+    t.wait_for("the fetch", |s| s.contains("fetch-ok"));
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    t.wait_for("the session's end", |_| read_log(&log).iter().any(|e| e["type"] == "session_end"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "{}\n", "written through the symlink");
+    let policy = ws.path().join("sbx.jsonc");
+    assert!(policy.symlink_metadata().unwrap().file_type().is_file(), "the link was not replaced");
+    assert!(std::fs::read_to_string(&policy).unwrap().contains(&format!("\"127.0.0.1:{port}\"")));
 }

@@ -407,17 +407,16 @@ fn a_killed_session_leaves_nothing_in_tmp_and_the_next_one_cleans_up() {
     for who in [As::Root, As::User] {
         let ws = Workspace::new(who);
         let state = outside(who);
-        let in_tmp = || -> Vec<String> {
+        // The names sbx used in /tmp, for this sbx's pid (other sbx
+        // processes on this machine may use /tmp as they please).
+        let in_tmp = |pid: u32| -> Vec<String> {
             std::fs::read_dir("/tmp")
                 .unwrap()
                 .filter_map(|e| e.ok())
-                // Files only: another test plants symlinks at the old names.
-                .filter(|e| e.file_type().is_ok_and(|t| !t.is_symlink()))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("sbx-hidden-") || n.starts_with("sbx-monitor-") || n.starts_with("sbx-learn-"))
+                .filter(|n| n.starts_with(&format!("sbx-hidden-{pid}-")) || *n == format!("sbx-monitor-{pid}.stderr") || *n == format!("sbx-learn-{pid}.jsonl"))
                 .collect()
         };
-        let before = in_tmp();
         let mut child = ws
             .sbx(["run", "--log", "audit.jsonl", "--", "sleep", "60"])
             .env_remove("XDG_RUNTIME_DIR")
@@ -442,9 +441,11 @@ fn a_killed_session_leaves_nothing_in_tmp_and_the_next_one_cleans_up() {
             assert!(started.elapsed() < Duration::from_secs(30), "{who:?}: the session did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+        // While it ran, and after it was killed: nothing in /tmp.
+        assert_eq!(in_tmp(child.id()), Vec::<String>::new(), "{who:?}: sbx created files in /tmp");
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(in_tmp(), before, "{who:?}: sbx created files in /tmp");
+        assert_eq!(in_tmp(child.id()), Vec::<String>::new(), "{who:?}: sbx left files in /tmp");
         assert!(stale.exists(), "{who:?}: the killed session's file is gone already?");
         assert_eq!(std::fs::metadata(&run).unwrap().permissions().mode() & 0o777, 0o700);
         let out = ws.sbx(["run", "--", "/bin/true"]).env_remove("XDG_RUNTIME_DIR").env("XDG_STATE_HOME", state.path()).output().unwrap();
@@ -496,4 +497,27 @@ fn a_planted_symlink_at_the_old_monitor_stderr_name_is_never_used() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
     // Only meaningful when sbx's pid was among the planted names.
     assert!(pid > next && pid < next + 1000, "sbx's pid {pid} was not among the planted names ({next}+1..+1000)");
+}
+
+/// Issue 14, 5, for `sbx learn`: the command appends a forged denial to
+/// the log it is learnt from; learning stops rather than learn it.
+#[test]
+fn learn_refuses_a_run_whose_log_the_command_edited() {
+    require_root!();
+    let forged = r#"{"v":1,"type":"denial","seq":99,"time":"2026-12-07T00:00:00.000000Z","source":"proxy","host":"attacker-c2.example","port":443,"operation":"connect","detail":{"rule":"no rule allows it","protocol":"connect"}}"#;
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("forged.txt", &format!("{forged}\n"));
+        let out = ws.sbx(["learn", "--log", "audit.jsonl", "--", "/bin/sh", "-c", "cat forged.txt >> audit.jsonl"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{who:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.contains("the run's log") && last.contains("fails verification: line") && last.contains("it carries no MAC"), "{who:?}: {err}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("attacker-c2"), "{who:?}: {}", text(&out));
+        // --unverified learns it, marked for review.
+        let out = ws.sbx(["learn", "--unverified", "--max-runs", "1", "--log", "audit2.jsonl", "--", "/bin/sh", "-c", "cat forged.txt >> audit2.jsonl"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("\"attacker-c2.example\"") && stdout.contains("review: from a log that was not verified"), "{who:?}: {}", text(&out));
+        assert_inert(&out.stderr, "learn's messages");
+    }
 }

@@ -831,20 +831,38 @@ impl App {
     }
 
     /// Writes the exportable events to `path` (see `export`) and says so
-    /// in the footer; returns how many were written.
-    /// A file of that name already there (the command can write the
-    /// working directory) is never written through: the export takes the
-    /// next free name (`super::create_export`).
+    /// in the footer; returns how many were written. A file of that name
+    /// already there (the command can write the working directory) is
+    /// never written through: the export takes the next free name
+    /// (`super::create_export`). The dashboard runs the same as
+    /// `export_job` on a thread of its own, then `exported`.
     pub fn export(&mut self, path: &Path) -> io::Result<usize> {
-        let result = super::create_export(path).and_then(|(file, used)| Ok((super::export_iter(self.exportable(), file)?, used)));
-        match &result {
+        let result = self.export_job(path)();
+        self.exported(path, &result);
+        result.map(|(n, _)| n)
+    }
+
+    /// The export of the events kept now, as work for another thread:
+    /// writes them and returns how many, and the file's name.
+    pub fn export_job(&self, path: &Path) -> impl FnOnce() -> io::Result<(usize, PathBuf)> + Send + 'static {
+        let events: Vec<(Event, SystemTime)> = self.exportable().map(|(e, t)| (e.clone(), t)).collect();
+        let path = path.to_path_buf();
+        move || {
+            let (file, used) = super::create_export(&path)?;
+            let n = super::export_iter(events.iter().map(|(e, t)| (e, *t)), file)?;
+            Ok((n, used))
+        }
+    }
+
+    /// Says in the footer how the export to `path` went.
+    pub fn exported(&mut self, path: &Path, result: &io::Result<(usize, PathBuf)>) {
+        match result {
             Ok((n, used)) => {
                 let dropped = if self.history_dropped > 0 { format!(" (the {} oldest were dropped)", self.history_dropped) } else { String::new() };
                 self.set_status(format!("exported {n} events to {}{dropped}", used.display()));
             }
             Err(e) => self.set_status(format!("export to {} failed: {e}", path.display())),
         }
-        result.map(|(n, _)| n)
     }
 
     /// The events kept for export: SessionStart (even when it has left the
