@@ -70,14 +70,19 @@ type Tally = (u64, Vec<String>, bool);
 
 /// The audit log, written on a thread of its own: the runtime thread
 /// serves the proxy and the seccomp supervisor and does no file I/O. Events
-/// go over an unbounded channel (the writer keeps up with the sources; a
-/// bound would stall the proxy instead); the thread ends, having written
-/// everything, when the writer is finished.
+/// go over a bounded channel: when a burst outruns the disk, the sender
+/// waits for room (as it waited for the write itself before), so memory
+/// stays bounded and no line is dropped; the file is a regular file
+/// (`fsio`), so the writer always makes progress. The thread ends, having
+/// written everything, when the writer is finished.
 struct LogWriter {
-    tx: Option<std::sync::mpsc::Sender<LogMsg>>,
+    tx: Option<std::sync::mpsc::SyncSender<LogMsg>>,
     thread: Option<std::thread::JoinHandle<Option<io::Error>>>,
     path: PathBuf,
 }
+
+/// Events waiting for the log's writer, at most.
+const LOG_QUEUE: usize = 16 * 1024;
 
 enum LogMsg {
     Event(Box<Event>),
@@ -88,7 +93,7 @@ enum LogMsg {
 impl LogWriter {
     fn spawn(mut log: Log) -> Result<Self, SessionError> {
         let path = log.path().to_path_buf();
-        let (tx, rx) = std::sync::mpsc::channel::<LogMsg>();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LogMsg>(LOG_QUEUE);
         let thread = std::thread::Builder::new()
             .name("sbx-log".into())
             .spawn(move || {
@@ -390,7 +395,9 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     crate::state::remove_stale();
     let mut policy = policy.clone();
     for dir in crate::state::hidden_in_sandbox() {
-        if !policy.fs.deny_read.contains(&dir) {
+        // Already hidden by the policy's own denyRead (`~/.local`, say): a
+        // mask inside that empty, read-only directory could not be made.
+        if !policy.fs.deny_read.iter().any(|d| dir.starts_with(d)) {
             policy.fs.deny_read.push(dir);
         }
     }

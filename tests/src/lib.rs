@@ -186,6 +186,9 @@ impl Workspace {
     {
         let mut cmd = Command::new(bin);
         cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
+        // sbx's private directories under the home of whoever runs it, the
+        // same on every machine (session_start's denyRead names them).
+        cmd.env_remove("XDG_RUNTIME_DIR").env_remove("XDG_STATE_HOME");
         if self.who == As::User {
             let u = test_user();
             cmd.env("HOME", &u.home).env("USER", u.name).env_remove("XDG_CONFIG_HOME");

@@ -521,3 +521,19 @@ fn learn_refuses_a_run_whose_log_the_command_edited() {
         assert_inert(&out.stderr, "learn's messages");
     }
 }
+
+/// sbx hides its state directory in every session; a policy that already
+/// hides a parent of it (`~/.local`) must still start (a second mask
+/// inside the first could not be made).
+#[test]
+fn a_policy_hiding_a_parent_of_the_state_directory_still_runs() {
+    require_root!();
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["~/.local"] } }"#);
+        let out = ws.sbx(["run", "--log", "audit.jsonl", "--", "/bin/sh", "-c", "ls ~/.local/state/sbx 2>&1; echo ran"]).output().unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("ran") && !stdout.contains("keys"), "{who:?}: {stdout}");
+    }
+}
