@@ -426,4 +426,21 @@ mod tests {
         replace(&d.join("new.jsonc"), b"{}", 0o644).unwrap();
         assert_eq!(std::fs::metadata(d.join("new.jsonc")).unwrap().permissions().mode() & 0o777, 0o644);
     }
+
+    /// The fallback when the private directory is on another filesystem:
+    /// the temporary file next to the target, then the rename, checked.
+    #[test]
+    fn replace_next_to_the_target_works_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = nix::fcntl::open(dir.path(), OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        let target = dir.path().join("sbx.jsonc");
+        std::os::unix::fs::symlink("/etc/passwd", &target).unwrap();
+        write_temp_then_rename(&d, &d, std::ffi::OsStr::new("sbx.jsonc"), &target, b"{}", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "{}");
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["sbx.jsonc"]);
+        // Temporary names are not predictable.
+        assert_ne!(temp_name(std::ffi::OsStr::new("x")).unwrap(), temp_name(std::ffi::OsStr::new("x")).unwrap());
+    }
 }

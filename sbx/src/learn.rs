@@ -205,7 +205,16 @@ fn describe(s: &Suggestions) -> String {
 struct ScratchLog(PathBuf);
 
 impl Drop for ScratchLog {
+    /// Removes the log and the keys that sealed it (no one can verify a
+    /// log that is gone).
     fn drop(&mut self) {
+        if let (Ok(text), Ok(keys)) = (crate::fsio::read_to_string(&self.0), crate::seal::keys_dir()) {
+            for id in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("mac_key")?.as_str().map(String::from)) {
+                if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    let _ = std::fs::remove_file(keys.join(id));
+                }
+            }
+        }
         let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -247,9 +247,12 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
     // next run there: say so (an existing one is read-only inside).
     // (`--ask` may create one itself, with the user's answers.)
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
-    let policy_files: Vec<PathBuf> = config::FILE_NAMES.iter().map(|n| policy.workspace.join(n)).filter(|p| !p.exists() && Some(p) != ask_config.as_ref()).collect();
+    // (Anything of that name counts, a symlink or a FIFO too: the next run
+    // finds it, and refuses what is not a regular file.)
+    let there = |p: &PathBuf| p.symlink_metadata().is_ok();
+    let policy_files: Vec<PathBuf> = config::FILE_NAMES.iter().map(|n| policy.workspace.join(n)).filter(|p| !there(p) && Some(p) != ask_config.as_ref()).collect();
     let code = session::run(&policy, command, options)?;
-    for created in policy_files.iter().filter(|p| p.exists()) {
+    for created in policy_files.iter().filter(|p| there(p)) {
         eprintln!("sbx: warning: the command created {}: the next sbx run here reads it as the policy; review it or delete it", sbx::termtext::path(created));
     }
     Ok(ExitCode::from(code))
