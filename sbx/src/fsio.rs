@@ -44,9 +44,9 @@ use nix::{
 };
 use thiserror::Error;
 
-/// Policy files and logs larger than this are refused: sbx reads them into
-/// memory.
-pub const MAX_READ: u64 = 256 * 1024 * 1024;
+/// Files larger than this are refused: sbx reads policy files and logs
+/// into memory (a busy session's log can be large; a policy file is tiny).
+pub const MAX_READ: u64 = 2 * 1024 * 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum FsError {
