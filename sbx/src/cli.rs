@@ -39,6 +39,20 @@ pub enum Command {
     /// that lets it run. The command gets the whole network and, in later
     /// runs, every path it was refused before: only for code you trust.
     Learn(LearnArgs),
+    /// Audit logs.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Check that an audit log is what sbx wrote: every line's MAC, in
+    /// order, none missing at the end; names the first line that fails.
+    Verify {
+        /// The audit log.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +65,10 @@ pub struct LearnArgs {
     /// Write the policy to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Use a run's events even when they fail verification (the command
+    /// edited the log); every proposal is then marked for review.
+    #[arg(long)]
+    pub unverified: bool,
     /// Stop after this many runs.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_runs: u32,
@@ -85,6 +103,10 @@ pub struct SuggestArgs {
     /// seccomp deny list (filesystem.allowGitConfig, network.allowAllUnixSockets).
     #[arg(long)]
     pub include_protected: bool,
+    /// Read a log that fails `sbx log verify` (edited, truncated, written
+    /// elsewhere); every proposal is then held as risky.
+    #[arg(long)]
+    pub unverified: bool,
 }
 
 #[derive(Debug, Args)]

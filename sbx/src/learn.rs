@@ -14,7 +14,6 @@
 //! credentials included. It is for code one trusts; the README says so.
 
 use std::ffi::OsString;
-use std::io::{Read as _, Seek as _};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -29,6 +28,8 @@ pub struct Request<'a> {
     pub home: Option<PathBuf>,
     pub log: Option<&'a Path>,
     pub output: Option<&'a Path>,
+    /// `--unverified`: use a run's events that fail verification.
+    pub trust: suggest::Trust,
     pub max_runs: u32,
     /// Runs one session with this policy, appending its events to the log;
     /// returns the command's exit status.
@@ -71,11 +72,24 @@ fn apply(config: &mut Config, p: &Proposal) {
 /// its denials, and each destination the proxy let through (allowed only
 /// because learning allows every name); and the `seq` an event appended
 /// after them gets.
-fn observe(log: &Path, from: u64) -> anyhow::Result<(Vec<Observed>, u64)> {
-    let mut file = std::fs::File::open(log).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", log.display()))?;
-    file.seek(std::io::SeekFrom::Start(from))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
+fn observe(log: &Path, from: u64, trust: suggest::Trust) -> anyhow::Result<(Vec<Observed>, u64, bool)> {
+    let text = crate::fsio::read_to_string(log).map_err(|e| anyhow::anyhow!("cannot read the log: {e}"))?;
+    // This run's lines: what it appended after `from` (the command runs
+    // while they are written, and may write the log itself: they must be
+    // the session's own, sealed).
+    let text = text.get(usize::try_from(from).unwrap_or(usize::MAX)..).unwrap_or_default().to_string();
+    let verified = match crate::seal::keys_dir().map_err(|e| e.to_string()).and_then(|k| crate::seal::verify(&text, &k).map_err(|e| e.to_string())) {
+        Ok(_) => true,
+        Err(why) if trust == suggest::Trust::Unverified => {
+            eprintln!("sbx learn: warning: the run's log fails verification ({}); used anyway (--unverified), every proposal marked for review", crate::termtext::escape(&why));
+            false
+        }
+        Err(why) => anyhow::bail!(
+            "the run's log {} fails verification: {}; it may have been edited by the command, so learning stops (--unverified uses it anyway)",
+            crate::termtext::path(log),
+            crate::termtext::escape(&why)
+        ),
+    };
     let recorded = suggest::parse_log(&text, log)?;
     let mut out = recorded.denials;
     for line in text.lines() {
@@ -91,7 +105,7 @@ fn observe(log: &Path, from: u64) -> anyhow::Result<(Vec<Observed>, u64)> {
             });
         }
     }
-    Ok((out, recorded.next_seq))
+    Ok((out, recorded.next_seq, verified))
 }
 
 /// The proxy's rule text for destinations allowed only while learning.
@@ -104,7 +118,7 @@ pub fn learn(req: Request) -> anyhow::Result<Learned> {
     let log = match req.log {
         Some(l) => l.to_path_buf(),
         None => {
-            scratch = ScratchLog(std::env::temp_dir().join(format!("sbx-learn-{}.jsonl", std::process::id())));
+            scratch = ScratchLog(crate::state::session_file("learn", ".jsonl")?);
             scratch.0.clone()
         }
     };
@@ -114,6 +128,7 @@ pub fn learn(req: Request) -> anyhow::Result<Learned> {
     let mut last_exit = 0;
     let mut converged = false;
     let mut next_seq = 0;
+    let mut trusted = true;
     while runs < req.max_runs {
         runs += 1;
         let mut config = req.target.merged.clone();
@@ -129,13 +144,17 @@ pub fn learn(req: Request) -> anyhow::Result<Learned> {
             std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
         let from = std::fs::metadata(&log).map_or(0, |m| m.len());
-        eprintln!("sbx learn: run {runs}: {}", describe(&suggestions));
+        eprintln!("sbx learn: run {runs}: {}", crate::termtext::escape(&describe(&suggestions)));
         last_exit = (req.run)(&policy, &log)?;
-        let (new, seq) = observe(&log, from)?;
+        let (new, seq, verified) = observe(&log, from, req.trust)?;
         next_seq = seq;
+        trusted &= verified;
         seen.extend(new.iter().cloned());
         let ctx = Context { policy: &base, own: &req.target.own, include_protected: false, exists: &exists };
-        let next = ctx.suggest(&seen);
+        let mut next = ctx.suggest(&seen);
+        if !trusted {
+            suggest::distrust(&mut next);
+        }
         // Done when this run was refused nothing a change answers that the
         // run did not already have.
         let grew = next.proposals.iter().any(|p| !suggestions.proposals.iter().any(|q| q.key == p.key && q.value == p.value && q.op == p.op));
@@ -149,15 +168,15 @@ pub fn learn(req: Request) -> anyhow::Result<Learned> {
     let mut report = String::new();
     let held = |_: &Proposal| false;
     report.push_str(&suggest::render_report(&suggestions, &seen, &held));
-    eprint!("{report}");
+    eprint!("{}", crate::termtext::escape_lines(&report));
     let all: Vec<&Proposal> = suggestions.proposals.iter().collect();
     let text = req.target.edited(&all, &seen, "learn")?;
     match req.output {
         Some(path) => {
-            std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-            eprintln!("sbx learn: wrote the policy to {}", path.display());
+            crate::fsio::replace(path, text.as_bytes(), 0o644)?;
+            eprintln!("sbx learn: wrote the policy to {}", crate::termtext::path(path));
         }
-        None => print!("{text}"),
+        None => print!("{}", crate::termtext::escape_lines(&text)),
     }
     if converged {
         eprintln!("sbx learn: {runs} run{}; the last one was refused nothing a policy change answers (exit {last_exit})", if runs == 1 { "" } else { "s" });
@@ -186,7 +205,16 @@ fn describe(s: &Suggestions) -> String {
 struct ScratchLog(PathBuf);
 
 impl Drop for ScratchLog {
+    /// Removes the log and the keys that sealed it (no one can verify a
+    /// log that is gone).
     fn drop(&mut self) {
+        if let (Ok(text), Ok(keys)) = (crate::fsio::read_to_string(&self.0), crate::seal::keys_dir()) {
+            for id in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?.get("mac_key")?.as_str().map(String::from)) {
+                if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    let _ = std::fs::remove_file(keys.join(id));
+                }
+            }
+        }
         let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod fsio;
 pub mod launch;
 pub mod learn;
 pub mod limits;
@@ -17,9 +18,12 @@ pub mod monitor;
 pub mod policy;
 pub mod proxy;
 pub mod report;
+pub mod seal;
 pub mod session;
+pub mod state;
 pub mod suggest;
 pub mod sys;
+pub mod termtext;
 pub mod tui;
 
 /// Exit status when sbx itself fails before or while setting up the sandbox

@@ -7,7 +7,7 @@ use std::{ffi::OsString, io::Write as _, path::PathBuf, process::ExitCode};
 use clap::Parser as _;
 use sbx::{
     EXIT_SETUP,
-    cli::{Cli, Command, ConfigCommand, Layer, PolicyArgs, PolicyCommand, RunArgs},
+    cli::{Cli, Command, ConfigCommand, Layer, LogCommand, PolicyArgs, PolicyCommand, RunArgs},
     config, doctor,
     launch::{self, LaunchError},
     monitor,
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
             // follows on request.
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("sbx: {first} (see `sbx --help`)");
+            eprintln!("sbx: {} (see `sbx --help`)", sbx::termtext::escape(first));
             return ExitCode::from(EXIT_SETUP);
         }
     };
@@ -48,7 +48,9 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sbx: {}", one_line(&e));
+            // Paths, hosts and argv in a message may be the command's
+            // choice: escaped before they reach the terminal.
+            eprintln!("sbx: {}", sbx::termtext::escape(&one_line(&e)));
             ExitCode::from(EXIT_SETUP)
         }
     }
@@ -90,21 +92,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 serde_json::to_writer_pretty(&mut out, &report)?;
                 writeln!(out)?;
             } else {
-                write!(out, "{}", report.render_text())?;
+                // Host facts (kernel strings, paths): escaped line by line.
+                write!(out, "{}", sbx::termtext::escape_lines(&report.render_text()))?;
             }
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Config(ConfigCommand::Show { policy }) => {
             let (loaded, _) = load_policy(&policy)?;
-            print!("{}", config::render_show(&loaded));
+            // Paths and entries of policy files (which a command may have
+            // written): escaped line by line.
+            print!("{}", sbx::termtext::escape_lines(&config::render_show(&loaded)));
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Init { path, force }) => {
-            if path.exists() && !force {
+            if path.symlink_metadata().is_ok() && !force {
                 anyhow::bail!("{} already exists; pass --force to overwrite it", path.display());
             }
-            std::fs::write(&path, config::STARTER).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-            eprintln!("sbx: wrote {}", path.display());
+            if force {
+                sbx::fsio::replace(&path, config::STARTER.as_bytes(), 0o644)?;
+            } else {
+                sbx::fsio::create_new(&path, 0o644)?.write_all(config::STARTER.as_bytes()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            }
+            eprintln!("sbx: wrote {}", sbx::termtext::path(&path));
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCommand::Suggest(args)) => {
@@ -120,11 +129,27 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 include_protected: args.include_protected,
                 home: home.map(|h| h.canonicalize().unwrap_or(h)),
                 workspace: cwd,
+                trust: if args.unverified { sbx::suggest::Trust::Unverified } else { sbx::suggest::Trust::Verified },
             };
             sbx::suggest::suggest_command(request, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Learn(args) => learn(args),
+        Command::Log(LogCommand::Verify { file }) => {
+            let text = sbx::fsio::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read the log: {e}"))?;
+            let keys = sbx::seal::keys_dir()?;
+            let shown = sbx::termtext::path(&file);
+            match sbx::seal::verify(&text, &keys) {
+                Ok(v) => {
+                    println!("{shown}: verified: {} line{} from {} writer{}", v.lines, if v.lines == 1 { "" } else { "s" }, v.segments, if v.segments == 1 { "" } else { "s" });
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{shown}: fails verification at {}", sbx::termtext::escape(&e.to_string()));
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Templates => {
             let mut out = std::io::stdout().lock();
             for t in config::templates() {
@@ -161,9 +186,9 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
     for key in &loaded.unsupported {
         eprintln!(
             "sbx: warning: {}:{}: \"{}\" is a fence setting that sbx does not enforce; it is ignored",
-            key.file.display(),
+            sbx::termtext::path(&key.file),
             key.line,
-            key.key
+            sbx::termtext::escape(&key.key)
         );
     }
     let home = home.map(|h| h.canonicalize().unwrap_or(h));
@@ -225,10 +250,13 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
     // next run there: say so (an existing one is read-only inside).
     // (`--ask` may create one itself, with the user's answers.)
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
-    let policy_files: Vec<PathBuf> = config::FILE_NAMES.iter().map(|n| policy.workspace.join(n)).filter(|p| !p.exists() && Some(p) != ask_config.as_ref()).collect();
+    // (Anything of that name counts, a symlink or a FIFO too: the next run
+    // finds it, and refuses what is not a regular file.)
+    let there = |p: &PathBuf| p.symlink_metadata().is_ok();
+    let policy_files: Vec<PathBuf> = config::FILE_NAMES.iter().map(|n| policy.workspace.join(n)).filter(|p| !there(p) && Some(p) != ask_config.as_ref()).collect();
     let code = session::run(&policy, command, options)?;
-    for created in policy_files.iter().filter(|p| p.exists()) {
-        eprintln!("sbx: warning: the command created {}: the next sbx run here reads it as the policy; review it or delete it", created.display());
+    for created in policy_files.iter().filter(|p| there(p)) {
+        eprintln!("sbx: warning: the command created {}: the next sbx run here reads it as the policy; review it or delete it", sbx::termtext::path(created));
     }
     Ok(ExitCode::from(code))
 }
@@ -273,6 +301,7 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
         home: policy.home.clone(),
         log: args.log.as_deref(),
         output: args.output.as_deref(),
+        trust: if args.unverified { sbx::suggest::Trust::Unverified } else { sbx::suggest::Trust::Verified },
         max_runs: args.max_runs,
         run: &mut run_one,
     })?;

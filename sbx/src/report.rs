@@ -105,6 +105,22 @@
 //! | `denials` | object | denials written, by source |
 //! | `lost` | number | events lost in total |
 //!
+//! ## Integrity: `mac_key` and `mac`
+//! Every line written by this version also carries:
+//!
+//! | field | type | meaning |
+//! |-------|------|---------|
+//! | `mac_key` | string | on the first line of each writer (a session, `policy suggest`'s or `learn`'s record, a dashboard export): the id (32 hex digits) of the key that seals the writer's lines, kept by sbx in `<state>/keys/<id>`, outside the sandbox's view |
+//! | `mac` | string | the last field of every line: HMAC-SHA256 (64 hex digits) with that key over the previous line's MAC of the same writer (32 zero bytes for its first line) followed by the line's bytes without `,"mac":"..."` |
+//!
+//! `sbx log verify FILE` checks the chain, and that no line of a writer is
+//! missing at its end (the key file records how many lines it wrote); `sbx
+//! policy suggest` and `sbx learn` refuse a log that fails. The details are
+//! in the `seal` module. These fields are an addition that readers of v1
+//! ignore, so the schema stays version 1; a log written before them has no
+//! `mac` and does not verify (`--unverified` reads it, with every proposal
+//! held as risky).
+//!
 //! Later versions add event types; a reader must ignore types and fields it
 //! does not know. A change that alters the meaning of an existing field
 //! increments `v`.
@@ -120,7 +136,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{launch::Enforcement, policy::Policy};
+use crate::{launch::Enforcement, policy::Policy, seal::Sealer};
 
 /// The schema version written in every event's `v`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -311,13 +327,36 @@ pub struct SessionEnd {
 }
 
 /// Writes events to a JSON Lines file, flushing each line so that the file
-/// is complete whenever sbx stops.
+/// is complete whenever sbx stops. Each line is sealed (`crate::seal`): the
+/// first one names the key, every one carries its MAC.
 pub struct Log {
     out: BufWriter<File>,
     path: PathBuf,
     seq: u64,
     counts: Counts,
     started: Instant,
+    sealer: Sealer,
+    /// The line being built (reused).
+    line: Vec<u8>,
+}
+
+/// Why a log cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    File(#[from] crate::fsio::FsError),
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+}
+
+impl LogError {
+    /// The cause, for a message that names the log already.
+    pub fn detail(&self) -> String {
+        match self {
+            LogError::File(e) => e.detail(),
+            LogError::Seal(e) => e.to_string(),
+        }
+    }
 }
 
 /// Events written so far, by type and (denials) by source.
@@ -329,15 +368,22 @@ pub struct Counts {
 
 impl Log {
     /// Opens `path` for appending (a log may hold several sessions).
-    pub fn create(path: &Path) -> io::Result<Self> {
+    pub fn create(path: &Path) -> Result<Self, LogError> {
         Self::append_at(path, 0)
     }
 
     /// Opens `path` for appending events numbered from `seq` (events written
     /// after a session, such as `sbx policy suggest`'s, continue its numbers).
-    pub fn append_at(path: &Path, seq: u64) -> io::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { out: BufWriter::new(file), path: path.to_path_buf(), seq, counts: Counts::default(), started: Instant::now() })
+    /// The file is opened as `fsio::append` does (never through a symlink,
+    /// only a regular file of the user's), with a fresh key.
+    pub fn append_at(path: &Path, seq: u64) -> Result<Self, LogError> {
+        Self::open(path, seq, Sealer::new()?)
+    }
+
+    /// [`Log::append_at`] with the given sealer (tests keep keys apart).
+    pub fn open(path: &Path, seq: u64, sealer: Sealer) -> Result<Self, LogError> {
+        let file = crate::fsio::append(path)?;
+        Ok(Self { out: BufWriter::new(file), path: path.to_path_buf(), seq, counts: Counts::default(), started: Instant::now(), sealer, line: Vec::new() })
     }
 
     pub fn path(&self) -> &Path {
@@ -353,24 +399,28 @@ impl Log {
             *self.counts.denials.entry(d.source.as_str()).or_default() += 1;
         }
         // Denials are the bulk of a busy session: written straight to the
-        // file, without building a `Value` (same bytes, see the test).
+        // line, without building a `Value` (same bytes, see the test).
+        self.line.clear();
         match event {
-            Event::Denial(d) => write_denial(&mut self.out, self.seq, SystemTime::now(), d)?,
-            _ => serde_json::to_writer(&mut self.out, &render(self.seq, SystemTime::now(), event, &self.counts, self.started))?,
+            Event::Denial(d) => write_denial(&mut self.line, self.seq, SystemTime::now(), d)?,
+            _ => serde_json::to_writer(&mut self.line, &render(self.seq, SystemTime::now(), event, &self.counts, self.started))?,
         }
+        self.sealer.seal(&mut self.line);
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
         self.seq += 1;
-        self.out.write_all(b"\n")?;
         // Lifecycle events reach the file at once; the others at the end
         // of each batch (`flush`), so that a burst is not a write per line.
         if matches!(event, Event::SessionStart(_) | Event::SessionEnd(_) | Event::Loss(_) | Event::Policy(_)) {
-            self.out.flush()?;
+            self.flush()?;
         }
         Ok(())
     }
 
-    /// Writes buffered lines to the file.
+    /// Writes buffered lines to the file, then records them with the key.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.out.flush()?;
+        self.sealer.record()
     }
 }
 
@@ -681,13 +731,28 @@ mod tests {
     }
 
     #[test]
+    fn a_log_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("bashrc");
+        std::fs::write(&victim, "# rc\n").unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = Log::open(&path, 0, Sealer::in_dir(keys.path()).unwrap()).err().unwrap();
+        assert!(err.to_string().ends_with("is a symbolic link; sbx does not follow symbolic links in the files it reads and writes itself"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "# rc\n");
+    }
+
+    #[test]
     fn log_lines_have_gapless_seq_and_counts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
-        let mut log = Log::create(&path).unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let mut log = Log::open(&path, 0, Sealer::in_dir(keys.path()).unwrap()).unwrap();
         log.write(&Event::SessionEnd(SessionEnd { exit_code: 3, lost: 0 })).unwrap();
         log.write(&Event::SessionEnd(SessionEnd { exit_code: 4, lost: 2 })).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(crate::seal::verify(&text, keys.path()), Ok(crate::seal::Verified { lines: 2, segments: 1 }));
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["seq"], 0);
         assert_eq!(lines[1]["seq"], 1);

@@ -70,10 +70,77 @@ const SUMMARY_EXAMPLES: usize = 3;
 /// One source's denials: count, first distinct examples, more distinct ones.
 type Tally = (u64, Vec<String>, bool);
 
+/// The audit log, written on a thread of its own: the runtime thread
+/// serves the proxy and the seccomp supervisor and does no file I/O. Events
+/// go over a bounded channel: when a burst outruns the disk, the sender
+/// waits for room (as it waited for the write itself before), so memory
+/// stays bounded and no line is dropped; the file is a regular file
+/// (`fsio`), so the writer always makes progress. The thread ends, having
+/// written everything, when the writer is finished.
+struct LogWriter {
+    tx: Option<std::sync::mpsc::SyncSender<LogMsg>>,
+    thread: Option<std::thread::JoinHandle<Option<io::Error>>>,
+    path: PathBuf,
+}
+
+/// Events waiting for the log's writer, at most.
+const LOG_QUEUE: usize = 16 * 1024;
+
+enum LogMsg {
+    Event(Box<Event>),
+    /// The end of a batch: buffered lines go to the file.
+    Flush,
+}
+
+impl LogWriter {
+    fn spawn(mut log: Log) -> Result<Self, SessionError> {
+        let path = log.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<LogMsg>(LOG_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("sbx-log".into())
+            .spawn(move || {
+                let mut error = None;
+                for msg in rx {
+                    let r = match msg {
+                        LogMsg::Event(e) => log.write(&e),
+                        LogMsg::Flush => log.flush(),
+                    };
+                    if let Err(e) = r {
+                        error.get_or_insert(e);
+                    }
+                }
+                if let Err(e) = log.flush() {
+                    error.get_or_insert(e);
+                }
+                error
+            })
+            .map_err(SessionError::Runtime)?;
+        Ok(Self { tx: Some(tx), thread: Some(thread), path })
+    }
+
+    fn send(&self, msg: LogMsg) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(msg);
+        }
+    }
+
+    /// Waits until every event is in the file; the first error, if any.
+    fn finish(&mut self) -> Option<io::Error> {
+        self.tx.take();
+        self.thread.take().and_then(|t| t.join().unwrap_or_else(|_| Some(io::Error::other("the log's writer panicked"))))
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        // Every path out of a session leaves a complete log.
+        let _ = self.finish();
+    }
+}
+
 /// Where every event goes.
 struct Sink {
-    log: Option<Log>,
-    log_error: Option<io::Error>,
+    log: Option<LogWriter>,
     started: Option<Started>,
     attribution: Attribution,
     /// Kernel events that arrived before the session was known to have
@@ -107,18 +174,15 @@ impl Sink {
                 self.ui_dropped += 1;
             }
         }
-        if let Some(log) = self.log.as_mut()
-            && let Err(e) = log.write(event) {
-                self.log_error.get_or_insert(e);
-            }
+        if let Some(log) = &self.log {
+            log.send(LogMsg::Event(Box::new(event.clone())));
+        }
     }
 
     /// Writes the log's buffered lines (after each batch of events).
     fn flush(&mut self) {
-        if let Some(log) = self.log.as_mut()
-            && let Err(e) = log.flush()
-        {
-            self.log_error.get_or_insert(e);
+        if let Some(log) = &self.log {
+            log.send(LogMsg::Flush);
         }
     }
 
@@ -278,8 +342,10 @@ impl Sink {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("cannot open the log file {path} (--log): {source}")]
-    Log { path: PathBuf, source: io::Error },
+    #[error("cannot open the log file {} (--log): {detail}", crate::termtext::path(path))]
+    Log { path: PathBuf, detail: String },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error(transparent)]
     Launch(#[from] LaunchError),
     #[error("{0}")]
@@ -385,8 +451,23 @@ impl Drop for OpenOnDrop {
 
 /// Runs `command` in the sandbox under `policy`; returns the exit status.
 pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
+    // sbx's private directories: created first, so that the sandbox's view
+    // hides them (the logs' keys, sbx's temporary files); files a killed
+    // session left there go now.
+    crate::state::state_dir()?;
+    crate::state::runtime_dir()?;
+    crate::state::remove_stale();
+    let mut policy = policy.clone();
+    for dir in crate::state::hidden_in_sandbox() {
+        // Already hidden by the policy's own denyRead (`~/.local`, say): a
+        // mask inside that empty, read-only directory could not be made.
+        if !policy.fs.deny_read.iter().any(|d| dir.starts_with(d)) {
+            policy.fs.deny_read.push(dir);
+        }
+    }
+    let policy = &policy;
     let log = match &opts.log {
-        Some(path) => Some(Log::create(path).map_err(|source| SessionError::Log { path: path.clone(), source })?),
+        Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
         None => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(SessionError::Runtime)?;
@@ -440,7 +521,6 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
 
     let sink = RefCell::new(Sink {
         log,
-        log_error: None,
         started: None,
         attribution: Attribution::default(),
         early: Vec::new(),
@@ -466,7 +546,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         false => (None, None),
     };
     sink.borrow_mut().ui = ui_tx.clone();
-    let dashboard_stderr = std::env::temp_dir().join(format!("sbx-monitor-{}.stderr", std::process::id()));
+    let dashboard_stderr = crate::state::session_file("monitor", ".stderr")?;
     let pty_master = match opts.dashboard {
         true => {
             let size = crossterm::terminal::size().unwrap_or((80, 24));
@@ -698,22 +778,24 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     });
 
     drop(cgroup);
-    let sink = sink.into_inner();
+    let mut sink = sink.into_inner();
+    let log_error = sink.log.as_mut().and_then(LogWriter::finish);
     if opts.dashboard {
-        if let Ok(text) = std::fs::read_to_string(&dashboard_stderr) {
-            eprint!("{text}");
+        if let Ok(text) = crate::fsio::read_to_string(&dashboard_stderr) {
+            // sbx's own messages, which quote paths and hosts: escaped,
+            // line by line.
+            eprint!("{}", crate::termtext::escape_lines(&text));
         }
         let _ = std::fs::remove_file(&dashboard_stderr);
     }
     if let (true, Some(summary)) = (opts.summary, summary) {
-        let lost_note = if lost > 0 { format!(" ({lost} events lost)") } else { String::new() };
-        eprintln!("sbx: {summary}{lost_note}");
+        eprintln!("{}", summary_line(&summary, lost));
     }
     if let Some(line) = limits_state.exit_line(&outcome) {
         eprintln!("sbx: {line}");
     }
-    if let (Some(e), Some(log)) = (&sink.log_error, &sink.log) {
-        eprintln!("sbx: warning: could not write the log {}: {e}", log.path().display());
+    if let (Some(e), Some(log)) = (&log_error, &sink.log) {
+        eprintln!("sbx: warning: could not write the log {}: {}", crate::termtext::path(&log.path), crate::termtext::escape(&e.to_string()));
     }
     let code = match outcome {
         Ok(_) if limits_state.timed_out.get() => limits::EXIT_TIMEOUT,
@@ -774,6 +856,13 @@ impl LimitsState {
     }
 }
 
+/// The exit summary's line: every example is the command's choice (paths,
+/// hosts, calls), so the whole line is escaped for the terminal.
+fn summary_line(summary: &str, lost: u64) -> String {
+    let lost_note = if lost > 0 { format!(" ({lost} events lost)") } else { String::new() };
+    format!("sbx: {}{lost_note}", crate::termtext::escape(summary))
+}
+
 /// `--ask`: takes held connections from the proxy to the dashboard and
 /// answers from the dashboard back to the proxy; denies those that wait
 /// longer than the timeout; writes "always" answers to the policy file;
@@ -792,24 +881,35 @@ async fn ask_loop(
     let mut pending: BTreeMap<u64, (proxy::ask::AskRequest, tokio::time::Instant)> = BTreeMap::new();
     let mut next_id = 0u64;
     let config_label = opts.config.display().to_string();
-    // Answers one held connection and records it.
-    let decide = |req: proxy::ask::AskRequest, answer: Answer| {
-        let entry = proxy::Host::parse(&req.host).map_or_else(|_| format!("{}:{}", req.host, req.port), |h| crate::suggest::domain_entry(&h, req.port));
+    // Answers one held connection and records it. An "always" answer is
+    // written to the policy file on tokio's blocking pool: this thread
+    // serves the proxy and the seccomp supervisor, and must never wait on
+    // a file (`fsio` refuses FIFOs and devices; a slow disk stays off it too).
+    let decide = |req: proxy::ask::AskRequest, answer: Answer| async move {
+        let proxy::ask::AskRequest { host, port, reply, .. } = req;
+        let entry = proxy::Host::parse(&host).map_or_else(|_| format!("{host}:{port}"), |h| crate::suggest::domain_entry(&h, port));
         let key = if answer.allows() { "network.allowedDomains" } else { "network.deniedDomains" };
         let always = matches!(answer, Answer::AllowAlways | Answer::DenyAlways);
+        // The answer holds for the connection (and, "always", for the
+        // session) whether or not the file can be written.
+        let _ = reply.send(answer);
         let mut risk = Vec::new();
         if always {
-            let cwd = std::env::current_dir().unwrap_or_default();
-            let written = crate::suggest::Target::open(&opts.config, &cwd, None).and_then(|t| {
-                let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-                t.append(key, &entry, format!("{} at the dashboard (sbx monitor --ask) {} by {}", if answer.allows() { "allowed" } else { "denied" }, &date[..10], report::current_user()))
-            });
+            let (config, item) = (opts.config.clone(), entry.clone());
+            let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            let comment = format!("{} at the dashboard (sbx monitor --ask) {} by {}", if answer.allows() { "allowed" } else { "denied" }, &date[..10], report::current_user());
+            let written = tokio::task::spawn_blocking(move || {
+                let cwd = std::env::current_dir().unwrap_or_default();
+                crate::suggest::Target::open(&config, &cwd, None).and_then(|t| t.append(key, &item, comment))
+            })
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the writer failed: {e}")));
             if let Err(e) = written {
-                eprintln!("sbx: warning: could not remember the answer for {entry}: {e:#}");
-                risk.push(format!("not written to the policy file: {e:#}"));
+                let why = crate::termtext::escape(&format!("{e:#}")).into_owned();
+                eprintln!("sbx: warning: could not remember the answer for {}: {why}", crate::termtext::escape(&entry));
+                risk.push(format!("not written to the policy file: {why}"));
             }
         }
-        let _ = req.reply.send(answer);
         sink.borrow_mut().emit(&Event::Policy(report::PolicyEvent {
             origin: "ask",
             action: answer.as_str(),
@@ -819,8 +919,8 @@ async fn ask_loop(
             config: always.then(|| opts.config.clone()),
             risk,
             answers: None,
-            host: Some(req.host),
-            port: Some(req.port),
+            host: Some(host),
+            port: Some(port),
         }));
     };
     loop {
@@ -833,7 +933,7 @@ async fn ask_loop(
                 let ask = tui::Ask { id: next_id, host: req.host.clone(), port: req.port, protocol: req.protocol.as_str(), config: config_label.clone(), deadline: deadline.into_std() };
                 // A prompt the dashboard cannot take is denied at once.
                 if ui.send(tui::Msg::Ask(ask)).await.is_err() {
-                    decide(req, Answer::DenyOnce);
+                    decide(req, Answer::DenyOnce).await;
                     continue;
                 }
                 pending.insert(next_id, (req, deadline));
@@ -842,7 +942,7 @@ async fn ask_loop(
                 let Some((id, answer)) = answer else { break };
                 let Some((req, _)) = pending.remove(&id) else { continue };
                 let same = (req.host.clone(), req.port);
-                decide(req, answer);
+                decide(req, answer).await;
                 // "Always" settles every other connection to the same place.
                 if matches!(answer, Answer::AllowAlways | Answer::DenyAlways) {
                     let others: Vec<u64> = pending.iter().filter(|(_, (r, _))| (r.host.as_str(), r.port) == (same.0.as_str(), same.1)).map(|(id, _)| *id).collect();
@@ -859,7 +959,7 @@ async fn ask_loop(
                 let expired: Vec<u64> = pending.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
                 for id in expired {
                     if let Some((req, _)) = pending.remove(&id) {
-                        decide(req, Answer::Timeout);
+                        decide(req, Answer::Timeout).await;
                         let _ = ui.try_send(tui::Msg::AskClosed(id));
                     }
                 }
@@ -969,4 +1069,69 @@ fn serve_inbound(listeners: Vec<std::net::TcpListener>, sandbox_init: Option<i32
 /// The tracer's cgroup mount, for `sbx doctor`.
 pub fn cgroup2_available() -> io::Result<PathBuf> {
     cgroup::cgroup2_mount()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStringExt as _;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn sink() -> Sink {
+        Sink {
+            log: None,
+            started: None,
+            attribution: Attribution::default(),
+            early: Vec::new(),
+            by_source: BTreeMap::new(),
+            supervised: false,
+            ui: None,
+            ui_dropped: 0,
+        }
+    }
+
+    fn denial(source: report::Source, path: Option<Vec<u8>>, host: Option<String>, call: Option<String>) -> Denial {
+        Denial {
+            source,
+            syscall: Some("openat".into()),
+            errno: None,
+            operation: Some("create".into()),
+            pid: None,
+            tid: None,
+            comm: None,
+            path: path.map(|p| PathBuf::from(OsString::from_vec(p))),
+            requested_path: None,
+            host,
+            port: Some(443),
+            detail: call.map(|c| vec![("call".to_string(), c)]).unwrap_or_default(),
+        }
+    }
+
+    /// The reproduction: a file name that fakes "no denials" and hides the
+    /// rest of the line.
+    #[test]
+    fn the_exit_summary_shows_a_hostile_file_name_escaped() {
+        let mut s = sink();
+        s.note(&denial(report::Source::Mount, Some(b"/etc/x\x1b[2K\rsbx: no denials\n\x1b[8m".to_vec()), None, None));
+        assert_eq!(summary_line(&s.summary(), 0), "sbx: 1 denial: 1 mount (create /etc/x\\x1b[2K\\rsbx: no denials\\n\\x1b[8m)");
+    }
+
+    proptest! {
+        #[test]
+        fn no_summary_holds_a_control_byte(
+            path in proptest::collection::vec(any::<u8>(), 0..40),
+            host in any::<String>(),
+            call in any::<String>(),
+        ) {
+            let mut s = sink();
+            s.note(&denial(report::Source::Landlock, Some(path), None, None));
+            s.note(&denial(report::Source::Proxy, None, Some(host), None));
+            s.note(&denial(report::Source::Seccomp, None, None, Some(call)));
+            let line = summary_line(&s.summary(), 3);
+            prop_assert!(line.bytes().all(|b| b >= 0x20 && b != 0x7f), "{line:?}");
+            prop_assert!(crate::termtext::is_inert(&line));
+        }
+    }
 }

@@ -61,10 +61,55 @@ pub struct Recorded {
     pub next_seq: u64,
 }
 
-/// Reads an sbx audit log (JSON Lines, schema v1).
-pub fn read_log(path: &Path) -> anyhow::Result<Recorded> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the log {}: {e}", path.display()))?;
-    parse_log(&text, path)
+/// Whether a log must pass `sbx log verify` before it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// A log that fails verification is refused.
+    Verified,
+    /// `--unverified`: read it anyway; every proposal is then held as risky.
+    Unverified,
+}
+
+/// Why a log is refused: it fails verification.
+pub fn unverified_refusal(path: &Path, e: &crate::seal::VerifyError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the log {} fails verification at {e}: it may have been edited by a sandboxed command, so it is not used (`sbx log verify` checks it; --unverified reads it anyway, with every proposal held as risky)",
+        crate::termtext::path(path)
+    )
+}
+
+/// The risk note every proposal from an unverified log carries.
+pub const UNVERIFIED_RISK: &str = "from a log that was not verified (--unverified): the sandboxed command could have written it";
+
+/// Reads an sbx audit log (JSON Lines, schema v1), checking its seal unless
+/// `trust` is `Unverified`. Returns whether it verified.
+pub fn read_log(path: &Path, trust: Trust) -> anyhow::Result<(Recorded, bool)> {
+    let text = crate::fsio::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read the log: {e}"))?;
+    let verified = match crate::seal::keys_dir().map_err(|e| e.to_string()).and_then(|keys| crate::seal::verify(&text, &keys).map_err(|e| e.to_string())) {
+        Ok(_) => true,
+        Err(why) if trust == Trust::Unverified => {
+            eprintln!("sbx: warning: the log {} fails verification ({}); read anyway (--unverified), every proposal is held as risky", crate::termtext::path(path), crate::termtext::escape(&why));
+            false
+        }
+        Err(why) => {
+            anyhow::bail!(
+                "the log {} fails verification: {}; it may have been edited by a sandboxed command, so it is not used (`sbx log verify` checks it; --unverified reads it anyway, with every proposal held as risky)",
+                crate::termtext::path(path),
+                crate::termtext::escape(&why)
+            )
+        }
+    };
+    Ok((parse_log(&text, path)?, verified))
+}
+
+/// Holds every proposal as risky (a log that was not verified).
+pub fn distrust(s: &mut Suggestions) {
+    for p in &mut s.proposals {
+        if !p.risk.iter().any(|r| r == UNVERIFIED_RISK) {
+            p.risk.push(UNVERIFIED_RISK.to_string());
+        }
+        p.hold = true;
+    }
 }
 
 /// Parses the text of an audit log; `path` names it in errors.
@@ -616,10 +661,10 @@ impl Target {
     /// Reads `file` (which may not exist yet).
     pub fn open(file: &Path, cwd: &Path, xdg_config_home: Option<&Path>) -> anyhow::Result<Target> {
         let file = crate::policy::normalize(&cwd.join(file));
-        let (text, exists) = match std::fs::read_to_string(&file) {
+        let (text, exists) = match crate::fsio::read_policy(&file) {
             Ok(t) => (t, true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), false),
-            Err(e) => anyhow::bail!("cannot read {}: {e}", file.display()),
+            Err(e) if e.is_not_found() => (String::new(), false),
+            Err(e) => anyhow::bail!("cannot read the policy file: {e}"),
         };
         let own = crate::config::parse_str(&text, &file)?.config;
         let merged = if exists {
@@ -673,20 +718,13 @@ impl Target {
         similar::TextDiff::from_lines(self.text.as_str(), new).unified_diff().context_radius(3).header(&old_name, &new_name).to_string()
     }
 
-    /// Replaces the file with `new` (through a temporary file and a rename,
-    /// keeping its permissions), so that no reader sees half a file.
+    /// Replaces the file with `new` (`fsio::replace`: a temporary file in
+    /// sbx's private directory, then a rename that replaces a symlink rather
+    /// than following it; its permissions are kept), so that no reader sees
+    /// half a file.
     pub fn write(&self, new: &str) -> anyhow::Result<()> {
-        let dir = self.file.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.sbx-tmp", self.file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-        let fail = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", self.file.display());
-        std::fs::write(&tmp, new).map_err(fail)?;
-        if let Ok(meta) = std::fs::metadata(&self.file) {
-            std::fs::set_permissions(&tmp, meta.permissions()).map_err(fail)?;
-        }
-        std::fs::rename(&tmp, &self.file).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            fail(e)
-        })
+        crate::fsio::replace(&self.file, new.as_bytes(), 0o644)?;
+        Ok(())
     }
 }
 
@@ -700,14 +738,14 @@ pub fn render_report(s: &Suggestions, denials: &[Observed], held: &dyn Fn(&Propo
             "set" => "=",
             _ => "+=",
         };
-        let value = if p.op == "set" { p.value.clone() } else { format!("{:?}", p.value) };
+        let value = if p.op == "set" { crate::termtext::escape(&p.value).into_owned() } else { format!("\"{}\"", crate::termtext::escape(&p.value)) };
         let _ = writeln!(out, "{}. {} {sign} {value}", n + 1, p.key);
-        let _ = writeln!(out, "   answers {}", explain(denials, &p.answers));
+        let _ = writeln!(out, "   answers {}", crate::termtext::escape(&explain(denials, &p.answers)));
         for r in &p.risk {
-            let _ = writeln!(out, "   ! {}: {r}", if p.hold { "risky" } else { "note" });
+            let _ = writeln!(out, "   ! {}: {}", if p.hold { "risky" } else { "note" }, crate::termtext::escape(r));
         }
         if let Some(dir) = &p.create_dir {
-            let _ = writeln!(out, "   {} does not exist yet: it is created when this is applied", dir.display());
+            let _ = writeln!(out, "   {} does not exist yet: it is created when this is applied", crate::termtext::path(dir));
         }
         if held(p) {
             let _ = writeln!(out, "   held back: pass --accept-risky to apply it");
@@ -717,7 +755,7 @@ pub fn render_report(s: &Suggestions, denials: &[Observed], held: &dyn Fn(&Propo
         let _ = writeln!(out, "Not proposed:");
         for u in &s.unanswered {
             let n = u.answers.len();
-            let _ = writeln!(out, "   - {n} denial{}: {}: {}", if n == 1 { "" } else { "s" }, u.what, u.why);
+            let _ = writeln!(out, "   - {n} denial{}: {}: {}", if n == 1 { "" } else { "s" }, crate::termtext::escape(&u.what), crate::termtext::escape(&u.why));
         }
     }
     if !s.already.is_empty() {
@@ -756,28 +794,33 @@ pub struct SuggestRequest<'a> {
     pub include_protected: bool,
     pub home: Option<PathBuf>,
     pub workspace: PathBuf,
+    /// `--unverified`: read a log that fails verification.
+    pub trust: Trust,
 }
 
 /// Runs `sbx policy suggest`: prints the report and the diff to `out`,
 /// writes the file with `write`, and appends `policy` events to the log.
 pub fn suggest_command(req: SuggestRequest, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let recorded = read_log(req.log)?;
+    let (recorded, verified) = read_log(req.log, req.trust)?;
     let workspace = recorded.workspace.clone().unwrap_or(req.workspace);
     let home = recorded.home.clone().or(req.home);
     let policy = Policy::from_config(&req.target.merged, workspace, home)?;
     let exists = |p: &Path| p.exists();
     let ctx = Context { policy: &policy, own: &req.target.own, include_protected: req.include_protected, exists: &exists };
-    let s = ctx.suggest(&recorded.denials);
+    let mut s = ctx.suggest(&recorded.denials);
+    if !verified {
+        distrust(&mut s);
+    }
     let held = |p: &Proposal| p.hold && !req.accept_risky;
     writeln!(
         out,
         "sbx policy suggest: {} denial{} in {} ({} session{}); policy file {}{}",
         recorded.denials.len(),
         if recorded.denials.len() == 1 { "" } else { "s" },
-        req.log.display(),
+        crate::termtext::path(req.log),
         recorded.sessions,
         if recorded.sessions == 1 { "" } else { "s" },
-        req.target.file.display(),
+        crate::termtext::path(&req.target.file),
         if req.target.exists { "" } else { " (new)" }
     )?;
     write!(out, "{}", render_report(&s, &recorded.denials, &held))?;
@@ -788,14 +831,14 @@ pub fn suggest_command(req: SuggestRequest, out: &mut dyn std::io::Write) -> any
     let mut written = false;
     if !apply.is_empty() {
         let new = req.target.edited(&apply, &recorded.denials, "policy suggest")?;
-        write!(out, "\n{}", req.target.diff(&new))?;
+        write!(out, "\n{}", crate::termtext::escape_lines(&req.target.diff(&new)))?;
         if req.write {
             for dir in apply.iter().filter_map(|p| p.create_dir.as_ref()) {
-                std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", crate::termtext::path(dir)))?;
             }
             req.target.write(&new)?;
             written = true;
-            writeln!(out, "\nWrote {} change{} to {}.", apply.len(), if apply.len() == 1 { "" } else { "s" }, req.target.file.display())?;
+            writeln!(out, "\nWrote {} change{} to {}.", apply.len(), if apply.len() == 1 { "" } else { "s" }, crate::termtext::path(&req.target.file))?;
         } else {
             writeln!(out, "\nNothing written: pass --write to apply the {} change{} above.", apply.len(), if apply.len() == 1 { "" } else { "s" })?;
         }
@@ -813,7 +856,7 @@ pub fn suggest_command(req: SuggestRequest, out: &mut dyn std::io::Write) -> any
             }
             log.flush()?;
         }
-        Err(e) => eprintln!("sbx: warning: cannot record the suggestions in {}: {e}", req.log.display()),
+        Err(e) => eprintln!("sbx: warning: cannot record the suggestions in {}: {}", crate::termtext::path(req.log), crate::termtext::escape(&e.to_string())),
     }
     Ok(())
 }
@@ -821,6 +864,49 @@ pub fn suggest_command(req: SuggestRequest, out: &mut dyn std::io::Write) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod printed {
+        use std::os::unix::ffi::OsStringExt as _;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// `policy suggest`'s and `learn`'s report, and the diff, hold no
+            /// control character whatever the log's paths, hosts and names.
+            #[test]
+            fn no_report_holds_a_control_character(
+                path in proptest::collection::vec(any::<u8>(), 1..40),
+                host in any::<String>(),
+                comm in any::<String>(),
+                call in any::<String>(),
+            ) {
+                let mut p = b"/w/".to_vec();
+                p.extend(path);
+                let path = PathBuf::from(std::ffi::OsString::from_vec(p));
+                let denials = vec![
+                    Observed { source: "landlock".into(), syscall: Some("openat".into()), operation: Some("create".into()), path: Some(path.clone()), comm: Some(comm.clone()), ..Default::default() },
+                    Observed { source: "landlock".into(), syscall: Some("openat".into()), operation: Some("create".into()), path: Some(PathBuf::from("/opt").join(path.file_name().unwrap_or_default())), comm: Some(comm.clone()), ..Default::default() },
+                    Observed { source: "proxy".into(), host: Some(host), port: Some(8443), rule: Some(NO_RULE.into()), operation: Some("connect".into()), comm: Some(comm), ..Default::default() },
+                    Observed { source: "seccomp".into(), syscall: Some("mount".into()), call: Some(call), ..Default::default() },
+                ];
+                let policy = Policy::builtin("/w".into(), Some("/h".into()));
+                let own = Config::default();
+                let exists = |_: &Path| false;
+                let ctx = Context { policy: &policy, own: &own, include_protected: true, exists: &exists };
+                let mut s = ctx.suggest(&denials);
+                distrust(&mut s);
+                let report = render_report(&s, &denials, &|_| true);
+                prop_assert!(crate::termtext::is_inert(&report), "{report:?}");
+                let target = Target { file: "/w/sbx.jsonc".into(), text: String::new(), exists: false, own: Config::default(), merged: Config::default() };
+                let all: Vec<&Proposal> = s.proposals.iter().collect();
+                if let Ok(new) = target.edited(&all, &denials, "policy suggest") {
+                    prop_assert!(crate::termtext::is_inert(&crate::termtext::escape_lines(&target.diff(&new))));
+                }
+            }
+        }
+    }
 
     fn ctx_with(policy: &Policy, own: &Config, protected: bool, f: impl Fn(&Suggestions)) {
         let exists = |p: &Path| p == Path::new("/h/.cache");

@@ -186,6 +186,9 @@ impl Workspace {
     {
         let mut cmd = Command::new(bin);
         cmd.args(args).current_dir(self.path()).stdin(Stdio::null());
+        // sbx's private directories under the home of whoever runs it, the
+        // same on every machine (session_start's denyRead names them).
+        cmd.env_remove("XDG_RUNTIME_DIR").env_remove("XDG_STATE_HOME");
         if self.who == As::User {
             let u = test_user();
             cmd.env("HOME", &u.home).env("USER", u.name).env_remove("XDG_CONFIG_HOME");
@@ -246,7 +249,7 @@ pub fn normalize_event(event: &serde_json::Value, workspace: &Path) -> serde_jso
     fn walk(v: &mut serde_json::Value, ws: &str) {
         match v {
             serde_json::Value::Object(map) => {
-                for key in ["time", "pid", "tid", "duration_ms", "sbx_version", "seq", "client"] {
+                for key in ["time", "pid", "tid", "duration_ms", "sbx_version", "seq", "client", "mac", "mac_key"] {
                     map.remove(key);
                 }
                 for (_, child) in map.iter_mut() {
@@ -257,6 +260,11 @@ pub fn normalize_event(event: &serde_json::Value, workspace: &Path) -> serde_jso
             serde_json::Value::String(s) if s.contains(ws) => *s = s.replace(ws, "$WS"),
             // session_start's home is the environment's, not the test's.
             serde_json::Value::String(s) if std::env::var("HOME").is_ok_and(|h| !h.is_empty() && *s == h) => *s = "$HOME".into(),
+            // sbx's state directory, hidden in every session's view.
+            serde_json::Value::String(s) if std::env::var("HOME").is_ok_and(|h| !h.is_empty() && s.starts_with(&format!("{h}/.local/state/sbx"))) => {
+                let h = std::env::var("HOME").unwrap_or_default();
+                *s = s.replacen(&h, "$HOME", 1);
+            }
             _ => {}
         }
     }
@@ -326,4 +334,49 @@ pub fn http_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         }
     });
     (port, hits)
+}
+
+/// Seals a recorded log (one writer) the way sbx documents it (`sbx::seal`,
+/// the schema's `mac_key` and `mac`), with a fresh key stored in `keys`
+/// (`<state>/keys` of the home sbx will run with): written independently of
+/// sbx, so that `sbx log verify` accepting it checks the documented scheme.
+pub fn seal_log(raw: &str, keys: &Path) -> String {
+    use hmac::{Hmac, Mac as _};
+    std::fs::create_dir_all(keys).unwrap();
+    let mut dir = keys.to_path_buf();
+    // sbx wants its state directories private.
+    for _ in 0..2 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir.pop();
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut key = [0u8; 32];
+    let mut id = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| {
+        use std::io::Read as _;
+        f.read_exact(&mut key)?;
+        f.read_exact(&mut id)
+    })
+    .unwrap();
+    let id = hex(&id);
+    let mut prev = [0u8; 32];
+    let mut out = String::new();
+    let mut n = 0u64;
+    for (i, line) in raw.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let mut body = line.trim().to_string();
+        if i == 0 {
+            body.insert_str(1, &format!("\"mac_key\":\"{id}\","));
+        }
+        let mut m = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        m.update(&prev);
+        m.update(body.as_bytes());
+        prev = m.finalize().into_bytes().into();
+        body.pop();
+        out.push_str(&format!("{body},\"mac\":\"{}\"}}\n", hex(&prev)));
+        n += 1;
+    }
+    let key_file = keys.join(&id);
+    std::fs::write(&key_file, format!("{}\n{n:020} {}\n", hex(&key), hex(&prev))).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    out
 }

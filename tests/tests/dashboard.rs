@@ -1,9 +1,9 @@
 //! `sbx monitor` on a real terminal: tmux runs it, the test reads the screen
 //! and sends keys.
 
-use std::{process::Command, time::Duration};
+use std::{os::unix::fs::FileTypeExt as _, process::Command, time::Duration};
 
-use sbx_integration_tests::{As, FETCH_PY, Workspace, http_server, read_log, require_root, require_tool, sbx_bin};
+use sbx_integration_tests::{As, FETCH_PY, Workspace, http_server, public_sbx, read_log, require_root, require_tool, sbx_bin, test_user};
 
 struct Tmux {
     session: String,
@@ -154,11 +154,24 @@ fn ask_holds_unlisted_connections_until_answered_and_remembers_always() {
 
     // Held: the server has seen nothing while the prompt is up.
     let screen = t.wait_for("the first prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
-    assert!(screen.contains("allow always") && screen.contains("deny always"), "{screen}");
+    assert!(screen.contains("Tab to answer"), "{screen}");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Until the prompt has the keyboard, its keys answer nothing.
+    t.keys(&["a"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(t.screen().contains(&format!("Reach 127.0.0.1:{port}")), "answered without the keyboard");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    t.keys(&["Tab"]);
+    let screen = t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    assert!(screen.contains("allow always") && screen.contains("deny always"), "{screen}");
+    std::thread::sleep(Duration::from_millis(600));
     t.keys(&["a"]);
     t.wait_for("the second prompt", |s| s.contains(&format!("Reach 127.0.0.2:{port}")));
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "allow once let exactly one connection through");
+    // A new prompt needs the keyboard again.
+    t.keys(&["Tab"]);
+    t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    std::thread::sleep(Duration::from_millis(600));
     t.keys(&["D"]);
     // The third request is denied by the remembered answer, without a prompt.
     let screen = t.wait_for("all three outcomes", |s| s.contains("first-ok") && s.contains("second-denied") && s.contains("third-denied"));
@@ -189,4 +202,178 @@ fn ask_holds_unlisted_connections_until_answered_and_remembers_always() {
     assert_eq!(always["config"].as_str(), Some(config.to_str().unwrap()));
     let rules: Vec<&str> = events.iter().filter(|e| e["type"] == "net").map(|e| e["rule"].as_str().unwrap()).collect();
     assert_eq!(rules, ["asked: allowed once", "asked: denied always", "asked: denied always"]);
+}
+
+/// Starts `sbx monitor ARGS -- sh -c SCRIPT` in tmux in `ws`, as the
+/// workspace's owner (`runuser` for the unprivileged user).
+fn start(ws: &Workspace, name: &str, args: &str, script: &str) -> Tmux {
+    let sbx = match ws.who {
+        As::Root => sbx_bin().display().to_string(),
+        As::User => {
+            let u = test_user();
+            format!("runuser -u {} -- env HOME={} USER={} {}", u.name, u.home.display(), u.name, public_sbx().display())
+        }
+    };
+    let shell = format!("cd {} && {sbx} monitor {args} -- sh -c '{}'; sleep 30", ws.path().display(), script.replace('\'', "'\\''"));
+    let t = Tmux { session: format!("sbx-{name}-{:?}-{}", ws.who, std::process::id()) };
+    assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell]).status().unwrap().success());
+    t
+}
+
+/// Issue 14, 4: "Add unit tests" typed into the command's pane while a
+/// prompt was up answered "allow always", written to sbx.jsonc.
+#[test]
+fn typing_into_the_command_while_a_prompt_is_up_answers_nothing() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    require_tool("runuser");
+    for who in [As::Root, As::User] {
+        typing_into_the_command_while_a_prompt_is_up(who);
+    }
+}
+
+fn typing_into_the_command_while_a_prompt_is_up(who: As) {
+    let (port, hits) = http_server();
+    let ws = Workspace::new(who);
+    ws.write("fetch.py", FETCH_PY);
+    let log = ws.path().join("audit.jsonl");
+    let script = format!(
+        "(/usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied) & read line; echo \"got-$line\"; wait; sleep 60"
+    );
+    let t = start(&ws, "typing", &format!("--ask --log {}", log.display()), &script);
+    t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
+    // The output pane, then the user types for the command.
+    t.keys(&["2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    t.keys(&["-l", "Add unit tests aAdD"]);
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("the command's answer", |s| s.contains("got-Add unit tests aAdD"));
+    assert!(screen.contains(&format!("Reach 127.0.0.1:{port}")), "the prompt was answered:\n{screen}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(!ws.path().join("sbx.jsonc").exists(), "an answer was written");
+    // Answered deliberately.
+    t.keys(&["Tab"]);
+    t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    std::thread::sleep(Duration::from_millis(600));
+    t.keys(&["d"]);
+    t.wait_for("the denial", |s| s.contains("fetch-denied"));
+    // The output pane has the keys again: Tab leaves it, then quit.
+    t.keys(&["Tab"]);
+    std::thread::sleep(Duration::from_millis(300));
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    t.wait_for("the session's end", |_| read_log(&log).iter().any(|e| e["type"] == "session_end"));
+    let answers: Vec<String> = read_log(&log).iter().filter(|e| e["type"] == "policy").map(|e| e["action"].as_str().unwrap().to_string()).collect();
+    assert_eq!(answers, ["deny_once"]);
+}
+
+/// Issue 14, 2: the command makes sbx.jsonc a FIFO, then an "allow always"
+/// answer would have blocked sbx's runtime thread reading it: the
+/// dashboard, proxy and supervisor froze and `q` did nothing.
+#[test]
+fn an_always_answer_into_a_fifo_policy_file_freezes_nothing() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    require_tool("runuser");
+    for who in [As::Root, As::User] {
+        always_into_a_fifo(who);
+    }
+}
+
+fn always_into_a_fifo(who: As) {
+    let (port, _hits) = http_server();
+    let ws = Workspace::new(who);
+    ws.write("fetch.py", FETCH_PY);
+    let log = ws.path().join("audit.jsonl");
+    let script = format!("mkfifo sbx.jsonc; /usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied; sleep 60");
+    let t = start(&ws, "fifo", &format!("--ask --log {}", log.display()), &script);
+    t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
+    assert!(ws.path().join("sbx.jsonc").metadata().unwrap().file_type().is_fifo());
+    t.keys(&["Tab"]);
+    t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    std::thread::sleep(Duration::from_millis(600));
+    t.keys(&["A"]);
+    // The connection goes through (the answer holds for the session) and
+    // the dashboard still answers keys.
+    t.wait_for("the fetch", |s| s.contains("fetch-ok"));
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    let screen = t.wait_for("the exit", |s| s.replace('\n', "").contains("could not remember the answer"));
+    assert!(screen.replace('\n', "").contains("sbx.jsonc is a FIFO (named pipe), not a regular file"), "{screen}");
+    let events = read_log(&log);
+    let always = events.iter().find(|e| e["action"] == "allow_always").expect("the answer is recorded");
+    assert!(always["risk"][0].as_str().unwrap().starts_with("not written to the policy file"), "{always}");
+    assert!(ws.path().join("sbx.jsonc").metadata().unwrap().file_type().is_fifo());
+}
+
+/// Issue 14, 1, the dashboard's export: `e` writes a predictable name in
+/// the working directory, which the command planted as symlinks.
+#[test]
+fn export_never_writes_through_a_planted_name() {
+    require_root!();
+    require_tool("tmux");
+    let ws = Workspace::new(As::Root);
+    let victims = tempfile::tempdir().unwrap();
+    let victim = victims.path().join("bashrc");
+    std::fs::write(&victim, "# my shell\n").unwrap();
+    let script = format!(
+        "now=$(date +%s); for t in $(seq $((now - 5)) $((now + 5))); do ln -s {} sbx-session-$t.jsonl; done; echo planted; sleep 60",
+        victim.display()
+    );
+    let t = start(&ws, "export", "", &script);
+    t.wait_for("the plant", |s| s.contains("planted"));
+    t.keys(&["e"]);
+    let screen = t.wait_for("the export", |s| s.contains("exported "));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "# my shell\n", "written through the symlink");
+    let exported: Vec<std::path::PathBuf> = std::fs::read_dir(ws.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.symlink_metadata().is_ok_and(|m| m.file_type().is_file()) && p.file_name().unwrap().to_string_lossy().starts_with("sbx-session-"))
+        .collect();
+    assert_eq!(exported.len(), 1, "{exported:?}\n{screen}");
+    assert!(exported[0].to_string_lossy().ends_with("-2.jsonl"), "{exported:?}");
+    // The export is sealed like a log.
+    let out = Command::new(sbx_bin()).args(["log", "verify"]).arg(&exported[0]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+}
+
+/// Issue 14, 1, the `--ask` "always" write: the command plants sbx.jsonc
+/// as a symlink to a file of the user's (valid JSONC, so that sbx gets as
+/// far as writing); the answer replaces the link and leaves the file alone.
+#[test]
+fn an_always_answer_never_writes_through_a_planted_policy_symlink() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    let (port, _hits) = http_server();
+    let ws = Workspace::new(As::Root);
+    ws.write("fetch.py", FETCH_PY);
+    let victims = tempfile::tempdir().unwrap();
+    let victim = victims.path().join("settings.json");
+    std::fs::write(&victim, "{}\n").unwrap();
+    let log = ws.path().join("audit.jsonl");
+    let script = format!("ln -s {} sbx.jsonc; /usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied; sleep 60", victim.display());
+    let t = start(&ws, "link", &format!("--ask --log {}", log.display()), &script);
+    t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
+    t.keys(&["Tab"]);
+    t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    std::thread::sleep(Duration::from_millis(600));
+    t.keys(&["A"]);
+    t.wait_for("the fetch", |s| s.contains("fetch-ok"));
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    t.wait_for("the session's end", |_| read_log(&log).iter().any(|e| e["type"] == "session_end"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "{}\n", "written through the symlink");
+    let policy = ws.path().join("sbx.jsonc");
+    assert!(policy.symlink_metadata().unwrap().file_type().is_file(), "the link was not replaced");
+    assert!(std::fs::read_to_string(&policy).unwrap().contains(&format!("\"127.0.0.1:{port}\"")));
 }

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sbx_integration_tests::{read_log, sbx_bin, text};
+use sbx_integration_tests::{read_log, sbx_bin, seal_log, text};
 
 struct Case {
     dir: tempfile::TempDir,
@@ -32,7 +32,10 @@ fn case(name: &str) -> Case {
     std::fs::create_dir_all(&ws).unwrap();
     let raw = std::fs::read_to_string(golden_dir().join(format!("{name}.log.jsonl"))).unwrap();
     let log = dir.path().join("audit.jsonl");
-    std::fs::write(&log, raw.replace("@HOME@", home.to_str().unwrap()).replace("@WS@", ws.to_str().unwrap())).unwrap();
+    let raw = raw.replace("@HOME@", home.to_str().unwrap()).replace("@WS@", ws.to_str().unwrap());
+    // Sealed as sbx would have, with the key where sbx looks for it (the
+    // home suggest runs with): an unsealed log is refused.
+    std::fs::write(&log, seal_log(&raw, &home.join(".local/state/sbx/keys"))).unwrap();
     Case { dir, home, ws, log }
 }
 
@@ -151,10 +154,18 @@ fn a_bad_log_is_one_sentence_naming_the_line() {
     let mut raw = std::fs::read_to_string(&c.log).unwrap();
     raw.push_str("{\"v\":1,\"type\":\"denial\",\n");
     std::fs::write(&c.log, &raw).unwrap();
+    // The added line fails verification first.
     let out = c.suggest(&[]);
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with(&format!("sbx: {}:11: not a JSON event", c.log.display())), "{err}");
+    assert!(err.starts_with(&format!("sbx: the log {} fails verification: line 11: it carries no MAC", c.log.display())), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read_to_string(&c.log).unwrap(), raw, "the log was changed");
+    // Read anyway, the line is a parse error naming it.
+    let out = c.suggest(&["--unverified"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&format!("sbx: {}:11: not a JSON event", c.log.display())), "{err}");
     assert_eq!(std::fs::read_to_string(&c.log).unwrap(), raw, "the log was changed");
 }

@@ -29,7 +29,7 @@ impl Loop {
 
     fn sbx(&self, args: &[&str]) -> Command {
         let mut c = Command::new(sbx_bin());
-        c.current_dir(&self.ws).env("HOME", &self.home).env_remove("XDG_CONFIG_HOME").args(args);
+        c.current_dir(&self.ws).env("HOME", &self.home).env_remove("XDG_CONFIG_HOME").env_remove("XDG_RUNTIME_DIR").env_remove("XDG_STATE_HOME").args(args);
         c
     }
 
@@ -109,6 +109,11 @@ fn learn_prints_a_policy_under_which_the_workload_runs_with_zero_denials() {
     assert!(config.contains("\"~/.cache/sbx-e2e\" // learn "), "{config}");
     assert!(config.contains(&format!("\"127.0.0.1:{port}\" // learn ")) && config.contains("review: an IP address"), "{config}");
     assert!(!config.contains("\"*\""), "learning's allow-everything leaked into the result: {config}");
+    // The scratch log is gone, and so are the keys that sealed it; nothing
+    // of learn's is left in sbx's directories.
+    let state = l.home.join(".local/state/sbx");
+    let left: Vec<_> = ["keys", "run"].iter().flat_map(|d| std::fs::read_dir(state.join(d)).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.path())).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 
     // Under enforcement with the learnt policy: zero denials.
     std::fs::rename(&learnt, l.ws.join("sbx.jsonc")).unwrap();

@@ -224,7 +224,10 @@ impl Doc<'_> {
                 let comma = if i + 1 < items.len() { "," } else { "" };
                 let _ = write!(new, "\n{indent}{}{comma}", quote(v));
                 if let Some(c) = comment {
-                    let _ = write!(new, " // {c}");
+                    // A comment names processes and hosts the command chose:
+                    // a raw newline in one would end the comment and put the
+                    // rest into the policy.
+                    let _ = write!(new, " // {}", crate::termtext::escape(c));
                 }
             }
             edits.push((at, at, new));
@@ -274,7 +277,7 @@ fn render_member(path: &[String], value: &NewValue, indent: &str, unit: &str, mu
                 let comma = if i + 1 < items.len() { "," } else { "" };
                 let _ = write!(out, "\n{indent}{unit}{}{comma}", quote(v));
                 if let Some(c) = comment {
-                    let _ = write!(out, " // {c}");
+                    let _ = write!(out, " // {}", crate::termtext::escape(c));
                 }
             }
             let _ = write!(out, "\n{indent}]");
@@ -307,6 +310,15 @@ mod tests {
         let got = apply(text, changes).unwrap();
         assert_eq!(got, want, "\n--- got ---\n{got}\n--- want ---\n{want}");
         super::super::parse_str(&got, std::path::Path::new("t.jsonc")).unwrap();
+    }
+
+    #[test]
+    fn a_comment_cannot_end_itself_and_add_policy() {
+        let text = "{\n  \"network\": {\n    \"allowedDomains\": [\n      \"a.com\"\n    ]\n  }\n}\n";
+        let got = apply(text, &[append("network.allowedDomains", &[("b.com", Some("by x\n\"*\",\x1b[8m"))])]).unwrap();
+        assert_eq!(got, "{\n  \"network\": {\n    \"allowedDomains\": [\n      \"a.com\",\n      \"b.com\" // by x\\n\"*\",\\x1b[8m\n    ]\n  }\n}\n");
+        let parsed = super::super::parse_str(&got, std::path::Path::new("t.jsonc")).unwrap();
+        assert_eq!(parsed.config.network.allowed_domains, ["a.com", "b.com"]);
     }
 
     #[test]

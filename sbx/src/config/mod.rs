@@ -28,7 +28,7 @@ pub use templates::{STARTER, Template, template, templates};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::{fs, io};
+use std::fs;
 
 use serde::Serialize;
 
@@ -274,11 +274,11 @@ pub enum ConfigError {
         available: String,
     },
 
-    #[error("{}: cannot read the policy file: {source}", .file.display())]
+    #[error("cannot read the policy file: {source}")]
     Read {
         file: PathBuf,
         #[source]
-        source: io::Error,
+        source: crate::fsio::FsError,
     },
 
     #[error("{}:{line}:{column}: invalid JSONC: {message}", .file.display())]
@@ -1099,9 +1099,11 @@ fn normalize(path: &Path) -> PathBuf {
     path.components().collect()
 }
 
-/// The first of `sbx.jsonc`, `sbx.json` that is a file in `dir`.
+/// The first of `sbx.jsonc`, `sbx.json` that exists in `dir`, as anything:
+/// a FIFO or a device of that name is then refused by the reader in one
+/// sentence, rather than skipped.
 fn config_file_in(dir: &Path) -> Option<PathBuf> {
-    FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+    FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.symlink_metadata().is_ok_and(|m| !m.is_dir()))
 }
 
 /// The nearest `sbx.jsonc`/`sbx.json` in `cwd` or one of its parents.
@@ -1174,7 +1176,7 @@ struct Link {
 fn read(source: &Source, how: Discovery) -> Result<Link, ConfigError> {
     let (parsed, dir) = match source {
         Source::File(path) => {
-            let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let text = crate::fsio::read_policy(path).map_err(|source| ConfigError::Read {
                 file: path.clone(),
                 source,
             })?;

@@ -393,7 +393,7 @@ pub enum Outcome {
     Exited(u8),
 }
 
-/// An empty file with mode 000 in the temporary directory, bound over each
+/// An empty file with mode 000 in sbx's runtime directory, bound over each
 /// file denyRead hides; removed when the launch ends (the bind mounts keep
 /// it alive inside).
 struct MaskedFile {
@@ -403,8 +403,9 @@ struct MaskedFile {
 impl MaskedFile {
     fn create() -> io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt as _;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let path = std::env::temp_dir().join(format!("sbx-hidden-{}-{nanos}", std::process::id()));
+        // In sbx's private runtime directory, never a predictable name in
+        // /tmp; a killed session's file is removed by the next session.
+        let path = crate::state::session_file("hidden", "").map_err(io::Error::other)?;
         // create_new: never follow or reuse what someone else put there.
         std::fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(&path)?;
         Ok(Self { path })

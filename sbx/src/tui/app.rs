@@ -39,6 +39,10 @@ pub const MAX_ANCESTORS: usize = 8;
 /// Tree levels drawn in the processes pane; deeper rows are drawn at this
 /// level.
 pub const MAX_TREE_INDENT: u32 = 8;
+/// How long the `--ask` prompt must have had the keyboard before a key
+/// answers it.
+pub const ASK_ARM: Duration = Duration::from_millis(400);
+
 /// How long a status message (export done, export failed) stays.
 const STATUS_FOR: Duration = Duration::from_secs(8);
 
@@ -279,6 +283,10 @@ pub struct App {
     pub(super) status: Option<(String, Instant)>,
     /// `--ask`: held connections, oldest first; the first is on screen.
     pub(super) asks: VecDeque<super::Ask>,
+    /// `Some(t)`: the prompt has the keyboard since `t` (Tab gave it). Only
+    /// then do `a`/`A`/`d`/`D` answer, and only once `ASK_ARM` has passed,
+    /// so that keys typed for the command can never answer.
+    pub(super) ask_focus: Option<Instant>,
 
     pub(super) views: RefCell<Views>,
 }
@@ -361,6 +369,7 @@ impl App {
             page: 10,
             status: None,
             asks: VecDeque::new(),
+            ask_focus: None,
             views: RefCell::new(Views { rows_dirty: true, hosts_dirty: true, procs_dirty: true, ..Views::default() }),
         }
     }
@@ -397,6 +406,9 @@ impl App {
             }
             Msg::AskClosed(id) => {
                 self.asks.retain(|a| a.id != id);
+                if self.asks.is_empty() {
+                    self.ask_focus = None;
+                }
                 Action::None
             }
             Msg::Resize(_, h) => {
@@ -820,17 +832,38 @@ impl App {
     }
 
     /// Writes the exportable events to `path` (see `export`) and says so
-    /// in the footer; returns how many were written.
+    /// in the footer; returns how many were written. A file of that name
+    /// already there (the command can write the working directory) is
+    /// never written through: the export takes the next free name
+    /// (`super::create_export`). The dashboard runs the same as
+    /// `export_job` on a thread of its own, then `exported`.
     pub fn export(&mut self, path: &Path) -> io::Result<usize> {
-        let result = super::export_iter(self.exportable(), path);
-        match &result {
-            Ok(n) => {
+        let result = self.export_job(path)();
+        self.exported(path, &result);
+        result.map(|(n, _)| n)
+    }
+
+    /// The export of the events kept now, as work for another thread:
+    /// writes them and returns how many, and the file's name.
+    pub fn export_job(&self, path: &Path) -> impl FnOnce() -> io::Result<(usize, PathBuf)> + Send + 'static {
+        let events: Vec<(Event, SystemTime)> = self.exportable().map(|(e, t)| (e.clone(), t)).collect();
+        let path = path.to_path_buf();
+        move || {
+            let (file, used) = super::create_export(&path)?;
+            let n = super::export_iter(events.iter().map(|(e, t)| (e, *t)), file)?;
+            Ok((n, used))
+        }
+    }
+
+    /// Says in the footer how the export to `path` went.
+    pub fn exported(&mut self, path: &Path, result: &io::Result<(usize, PathBuf)>) {
+        match result {
+            Ok((n, used)) => {
                 let dropped = if self.history_dropped > 0 { format!(" (the {} oldest were dropped)", self.history_dropped) } else { String::new() };
-                self.set_status(format!("exported {n} events to {}{dropped}", path.display()));
+                self.set_status(format!("exported {n} events to {}{dropped}", used.display()));
             }
             Err(e) => self.set_status(format!("export to {} failed: {e}", path.display())),
         }
-        result
     }
 
     /// The events kept for export: SessionStart (even when it has left the
@@ -846,24 +879,63 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let shift = key.modifiers.contains(KeyModifiers::SHIFT);
-        // A held connection's prompt takes its four keys before anything.
-        if let Some(ask) = self.asks.front()
-            && !ctrl
-        {
+        // A held connection's prompt answers only once it has the keyboard:
+        // Tab gives it (a key that never reaches the command), Esc gives it
+        // back. Until then every key keeps its meaning, and in the output
+        // pane goes to the command: what the user types for the command
+        // ("Add unit tests") must not answer "allow always".
+        if let Some(ask) = self.asks.front() {
             use crate::proxy::ask::Answer;
+            let Some(since) = self.ask_focus else {
+                if matches!(key.code, KeyCode::Tab | KeyCode::BackTab) && !ctrl {
+                    self.ask_focus = Some(self.now);
+                    return Action::None;
+                }
+                return self.key_unprompted(key, ctrl, shift);
+            };
             let answer = match key.code {
-                KeyCode::Char('a') => Some(Answer::AllowOnce),
-                KeyCode::Char('A') => Some(Answer::AllowAlways),
-                KeyCode::Char('d') => Some(Answer::DenyOnce),
-                KeyCode::Char('D') => Some(Answer::DenyAlways),
+                KeyCode::Char('a') if !ctrl => Some(Answer::AllowOnce),
+                KeyCode::Char('A') if !ctrl => Some(Answer::AllowAlways),
+                KeyCode::Char('d') if !ctrl => Some(Answer::DenyOnce),
+                KeyCode::Char('D') if !ctrl => Some(Answer::DenyAlways),
+                KeyCode::Esc | KeyCode::Tab | KeyCode::BackTab => {
+                    self.ask_focus = None;
+                    return Action::None;
+                }
+                KeyCode::Char('c') if ctrl => return self.quit_from_prompt(),
                 _ => None,
             };
-            if let Some(answer) = answer {
+            // Keys typed in the first moments after Tab were meant for
+            // something else (Tab then "dd" in a hurry): ignored.
+            if let Some(answer) = answer
+                && self.now.saturating_duration_since(since) >= ASK_ARM
+            {
                 let id = ask.id;
                 self.asks.pop_front();
+                // The next prompt, if any, keeps the keyboard but must be
+                // armed again: one key answers one prompt.
+                self.ask_focus = if self.asks.is_empty() { None } else { Some(self.now) };
                 return Action::Answer(id, answer);
             }
+            // The prompt has the keyboard: nothing reaches the command.
+            return Action::None;
         }
+        self.key_unprompted(key, ctrl, shift)
+    }
+
+    /// Ctrl-C while the prompt has the keyboard: the prompt lets go, and
+    /// the quit question is asked.
+    fn quit_from_prompt(&mut self) -> Action {
+        self.ask_focus = None;
+        self.quit()
+    }
+
+    /// Whether the `--ask` prompt has the keyboard and takes answers now.
+    pub(super) fn ask_armed(&self) -> Option<bool> {
+        self.ask_focus.map(|since| self.now.saturating_duration_since(since) >= ASK_ARM)
+    }
+
+    fn key_unprompted(&mut self, key: KeyEvent, ctrl: bool, shift: bool) -> Action {
         match self.overlay {
             Overlay::ConfirmQuit => {
                 match key.code {

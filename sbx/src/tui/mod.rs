@@ -159,11 +159,36 @@ impl App {
 /// `report`'s schema, numbered from 0, with the counts and durations a
 /// `report::Log` would have written for the same sequence.
 pub fn export(events: &[(Event, SystemTime)], path: &Path) -> io::Result<()> {
-    export_iter(events.iter().map(|(e, t)| (e, *t)), path).map(drop)
+    let file = crate::fsio::create_new(path, 0o600).map_err(io::Error::other)?;
+    export_iter(events.iter().map(|(e, t)| (e, *t)), file).map(drop)
 }
 
-pub(crate) fn export_iter<'a>(events: impl Iterator<Item = (&'a Event, SystemTime)>, path: &Path) -> io::Result<usize> {
-    let mut out = BufWriter::new(File::create(path)?);
+/// Creates a new export file at `path`, or, when something is already
+/// there (an earlier export, or a name the command planted), at `path`
+/// with `-2`, `-3`, ... before `.jsonl`: never through a symlink, never
+/// over an existing file (`fsio::create_new`). Returns the file and its path.
+pub(crate) fn create_export(path: &Path) -> io::Result<(File, std::path::PathBuf)> {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut candidate = path.to_path_buf();
+    for n in 2..=100 {
+        match crate::fsio::create_new(&candidate, 0o600) {
+            Ok(f) => return Ok((f, candidate)),
+            Err(e) if candidate.symlink_metadata().is_ok() => {
+                tracing::debug!("export: {e}; trying another name");
+                candidate = path.with_file_name(format!("{stem}-{n}.jsonl"));
+            }
+            Err(e) => return Err(io::Error::other(e)),
+        }
+    }
+    Err(io::Error::other(format!("{} and 99 names after it already exist", path.display())))
+}
+
+/// Writes the events to `file`, sealed with a fresh key (`crate::seal`) like
+/// a log.
+pub(crate) fn export_iter<'a>(events: impl Iterator<Item = (&'a Event, SystemTime)>, file: File) -> io::Result<usize> {
+    let mut sealer = crate::seal::Sealer::new().map_err(io::Error::other)?;
+    let mut out = BufWriter::new(file);
+    let mut buf = Vec::new();
     let mut counts = report::Counts::default();
     let mut session_start: Option<SystemTime> = None;
     let mut written = 0;
@@ -181,10 +206,14 @@ pub(crate) fn export_iter<'a>(events: impl Iterator<Item = (&'a Event, SystemTim
         let since_start = session_start.and_then(|s| time.duration_since(s).ok()).unwrap_or_default();
         let started = now.checked_sub(since_start).unwrap_or(now);
         let line = report::render(written as u64, time, event, &counts, started);
-        serde_json::to_writer(&mut out, &line)?;
-        out.write_all(b"\n")?;
+        buf.clear();
+        serde_json::to_writer(&mut buf, &line)?;
+        sealer.seal(&mut buf);
+        buf.push(b'\n');
+        out.write_all(&buf)?;
         written += 1;
     }
     out.flush()?;
+    sealer.record()?;
     Ok(written)
 }

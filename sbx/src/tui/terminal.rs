@@ -3,10 +3,9 @@
 //! fixed-rate frame loop.
 
 use std::{
-    fs::OpenOptions,
     io::{self, IsTerminal as _},
     os::fd::OwnedFd,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex, Once,
         atomic::{AtomicBool, Ordering},
@@ -112,7 +111,9 @@ struct StderrRedirect;
 
 impl StderrRedirect {
     fn to(path: &std::path::Path) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // A fresh file in sbx's private runtime directory (never one that
+        // is already there).
+        let file = crate::fsio::create_new(path, 0o600).map_err(io::Error::other)?;
         let saved = nix::unistd::dup(io::stderr())?;
         nix::unistd::dup2_stderr(&file)?;
         *SAVED_STDERR.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved);
@@ -250,12 +251,22 @@ pub(super) async fn event_loop(
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut session_open = true;
     let mut keys_open = true;
+    // Exports are written on a thread of their own: this one serves the
+    // proxy and the supervisor too. The outcome comes back here.
+    let (exported_tx, mut exported_rx) = mpsc::unbounded_channel::<(PathBuf, io::Result<(usize, PathBuf)>)>();
     let mut handle = |app: &mut App, msg: Msg| -> Option<Action> {
         match app.update(msg) {
             Action::None => None,
             Action::Export(path) => {
-                // The outcome is shown in the footer.
-                let _ = app.export(&path);
+                let job = app.export_job(&path);
+                let tx = exported_tx.clone();
+                let spawned = std::thread::Builder::new().name("sbx-export".into()).spawn(move || {
+                    let result = job();
+                    let _ = tx.send((path, result));
+                });
+                if let Err(e) = spawned {
+                    app.exported(Path::new("the export file"), &Err(e));
+                }
                 None
             }
             passed @ (Action::SendInput(_) | Action::Answer(..)) => {
@@ -281,6 +292,7 @@ pub(super) async fn event_loop(
                     return Ok(done);
                 }
             }
+            Some((path, result)) = exported_rx.recv() => app.exported(&path, &result),
             () = next_signal(&mut signals.term) => return Ok(Action::KillAndQuit),
             () = next_signal(&mut signals.hup) => return Ok(Action::KillAndQuit),
             msg = rx.recv(), if session_open => {

@@ -139,6 +139,12 @@ fn ch(c: char) -> Msg {
     key(KeyCode::Char(c))
 }
 
+/// Moves the dashboard's clock on by `ms`.
+fn tick(app: &mut App, ms: u64) {
+    let now = app.now + Duration::from_millis(ms);
+    app.update(Msg::Tick(now));
+}
+
 fn buffer_lines(buf: &Buffer) -> Vec<String> {
     let area = buf.area;
     (0..area.height)
@@ -905,7 +911,7 @@ fn deep_tree_bounds_hold() {
 }
 
 #[test]
-fn ask_prompt_answers_with_four_keys_and_queues() {
+fn ask_prompt_answers_with_four_keys_once_it_has_the_keyboard_and_queues() {
     use crate::proxy::ask::Answer;
     let mut app = few_denials();
     let ask = |id: u64, host: &str| Ask { id, host: host.into(), port: 443, protocol: "connect", config: "/w/sbx.jsonc".into(), deadline: app.now + Duration::from_secs(30) };
@@ -917,15 +923,74 @@ fn ask_prompt_answers_with_four_keys_and_queues() {
     show(&s);
     assert_contains(&s, "Reach api.example:443 (connect)?");
     assert_contains(&s, "Denied in 30 s · 2 more waiting.");
+    assert_contains(&s, "Tab to answer; until then keys go to the dashboard");
     assert_contains(&s, "always: written to /w/sbx.jsonc");
-    // Other keys keep their meaning; the four answer the oldest.
+    // Without the keyboard, the four keys keep their meaning.
+    assert_eq!(app.update(ch('A')), Action::None);
+    assert_eq!(app.asks.len(), 3);
+    // Tab gives the prompt the keyboard; a key at once is taken as typed
+    // for something else and ignored.
+    assert_eq!(app.update(key(KeyCode::Tab)), Action::None);
+    assert_eq!(app.update(ch('A')), Action::None);
+    assert_eq!(app.asks.len(), 3);
+    tick(&mut app, 500);
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Network request held · answering");
+    assert_contains(&s, "A allow always");
     assert_eq!(app.update(ch('x')), Action::None);
     assert_eq!(app.update(ch('A')), Action::Answer(1, Answer::AllowAlways));
     // Decided elsewhere (timeout, or "always" for the same place): gone.
     app.update(Msg::AskClosed(2));
     let s = screen(&app, 80, 24);
     assert_contains(&s, "Reach x.example:443");
+    // One key answers one prompt: the next must be armed again.
+    assert_eq!(app.update(ch('D')), Action::None);
+    tick(&mut app, 500);
     assert_eq!(app.update(ch('D')), Action::Answer(3, Answer::DenyAlways));
     let s = screen(&app, 120, 40);
     assert_absent(&s, "Network request held");
+    assert_eq!(app.ask_focus, None);
+}
+
+/// The reproduction: "Add unit tests" typed into the command's pane while
+/// a prompt is up goes to the command, and answers nothing.
+#[test]
+fn typing_for_the_command_never_answers_a_prompt() {
+    let mut app = few_denials();
+    while app.focus != Pane::Output {
+        app.update(key(KeyCode::Tab));
+    }
+    let deadline = app.now + Duration::from_secs(30);
+    app.update(Msg::Ask(Ask { id: 7, host: "127.0.0.1".into(), port: 18080, protocol: "connect", config: "/w/sbx.jsonc".into(), deadline }));
+    let s = screen(&app, 120, 40);
+    assert_contains(&s, "Tab to answer; until then keys go to the command");
+    let mut sent = Vec::new();
+    for c in "Add unit tests aAdD".chars() {
+        tick(&mut app, 600);
+        match app.update(ch(c)) {
+            Action::SendInput(b) => sent.extend(b),
+            other => panic!("{c:?}: {other:?}"),
+        }
+    }
+    assert_eq!(String::from_utf8(sent).unwrap(), "Add unit tests aAdD");
+    assert_eq!(app.asks.len(), 1);
+    // Esc hands the keyboard back without answering.
+    app.update(key(KeyCode::Tab));
+    app.update(key(KeyCode::Esc));
+    tick(&mut app, 600);
+    assert!(matches!(app.update(ch('a')), Action::SendInput(_)));
+    assert_eq!(app.asks.len(), 1);
+}
+
+#[test]
+fn the_prompt_shows_the_whole_destination_escaped() {
+    let mut app = few_denials();
+    let host = format!("{}\x1b[8m.evil.example", "a".repeat(90));
+    let deadline = app.now + Duration::from_secs(30);
+    app.update(Msg::Ask(Ask { id: 1, host, port: 8443, protocol: "connect", config: "/w/sbx.jsonc".into(), deadline }));
+    let s = screen(&app, 120, 40);
+    show(&s);
+    // 62 of the 90 on one line of the prompt, the rest on the next.
+    assert_contains(&s, &format!("│{}│", "a".repeat(62)));
+    assert_contains(&s, &format!("│{}\\x1b[8m.evil.example:8443", "a".repeat(28)));
 }

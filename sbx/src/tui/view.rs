@@ -99,24 +99,42 @@ pub(super) fn render(app: &App, frame: &mut Frame) {
     }
 }
 
-/// The prompt for a connection held by `--ask`.
+/// The prompt for a connection held by `--ask`: the whole destination,
+/// escaped (it is the command's choice), wrapped rather than cut; and who
+/// has the keyboard.
 fn render_ask(app: &App, ask: &super::Ask, frame: &mut Frame, room: Rect) {
     let w = 64.min(room.width);
-    let h = 7.min(room.height);
-    let r = Rect { x: room.x + (room.width - w) / 2, y: room.y + (room.height - h) / 2, width: w, height: h };
-    frame.render_widget(Clear, r);
+    let dest = format!("{}:{}", crate::termtext::escape(&ask.host), ask.port);
+    let config = crate::termtext::escape(&ask.config).into_owned();
+    let inner = usize::from(w.saturating_sub(2)).max(1);
+    let wrapped = |s: &str| s.chars().count().div_ceil(inner).max(1) as u16;
+    let armed = app.ask_armed();
+    let mut lines = vec![Line::from(vec![Span::raw("Reach "), Span::styled(dest.clone(), BOLD), Span::raw(format!(" ({})?", ask.protocol))])];
     let left = ask.deadline.saturating_duration_since(app.now).as_secs();
     let waiting = app.asks.len() - 1;
     let more = if waiting > 0 { format!(" · {waiting} more waiting") } else { String::new() };
-    let lines = vec![
-        Line::from(vec![Span::raw("Reach "), Span::styled(format!("{}:{}", ask.host, ask.port), BOLD), Span::raw(format!(" ({})?", ask.protocol))]),
-        Line::styled(format!("No rule allows or denies it. Denied in {left} s{more}."), DIM),
-        Line::from(vec![Span::styled("a", BOLD), Span::raw(" allow once   "), Span::styled("A", BOLD), Span::raw(" allow always")]),
-        Line::from(vec![Span::styled("d", BOLD), Span::raw(" deny once    "), Span::styled("D", BOLD), Span::raw(" deny always")]),
-        Line::styled(format!("always: written to {}", ask.config), DIM),
-    ];
-    let block = Block::bordered().title(" Network request held ").border_style(WARN);
-    frame.render_widget(Paragraph::new(lines).block(block), r);
+    lines.push(Line::styled(format!("No rule allows or denies it. Denied in {left} s{more}."), DIM));
+    match armed {
+        None => {
+            let pane = if app.focus == Pane::Output { "the command" } else { "the dashboard" };
+            lines.push(Line::from(vec![Span::styled("Tab", BOLD), Span::raw(" to answer; until then keys go to "), Span::raw(pane)]));
+        }
+        Some(ready) => {
+            let key = |k: &'static str| Span::styled(k, if ready { BOLD } else { DIM });
+            lines.push(Line::from(vec![key("a"), Span::raw(" allow once   "), key("A"), Span::raw(" allow always")]));
+            lines.push(Line::from(vec![key("d"), Span::raw(" deny once    "), key("D"), Span::raw(" deny always   "), Span::styled("Esc", BOLD), Span::raw(" back")]));
+        }
+    }
+    lines.push(Line::styled(format!("always: written to {config}"), DIM));
+    let h = (wrapped(&format!("Reach {dest} ({})?", ask.protocol)) + wrapped(&format!("always: written to {config}")) + lines.len() as u16).min(room.height);
+    let r = Rect { x: room.x + (room.width - w) / 2, y: room.y + (room.height - h) / 2, width: w, height: h };
+    frame.render_widget(Clear, r);
+    let (title, border) = match armed {
+        Some(_) => (" Network request held · answering ", BOLD.patch(WARN)),
+        None => (" Network request held ", WARN),
+    };
+    let block = Block::bordered().title(title).border_style(border);
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), r);
 }
 
 /// `room` less a margin, when there is room for one.
@@ -601,6 +619,7 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ("?", "this help"),
     ("q / Ctrl-C", "quit (asks first while the command runs: y/n)"),
     ("Output pane", "keys go to the command; Tab leaves; Shift-PgUp/PgDn/↑/↓ scroll"),
+    ("--ask prompt", "Tab takes the keyboard, then a/A allow once/always, d/D deny once/always; Esc gives it back"),
 ];
 
 fn render_help(app: &App, frame: &mut Frame, area: Rect) {
