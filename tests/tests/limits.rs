@@ -388,3 +388,39 @@ fn limits_reach_the_session_cgroups() {
         assert!(!dir.exists(), "{} is left behind", dir.display());
     }
 }
+
+/// Regression (found by an attacker's pass): bwrap follows symlinks on both sides of a bind.
+/// A first run replaced an allowWrite directory by a symlink to /etc (and one to the host's
+/// /var/tmp); the next run had /etc writable as real root. Another planted protected names
+/// (`.vscode -> ../../etc/shadow`, `.idea -> ../../root`) whose read-only binds landed on top
+/// of the secrets' masks, so the next run read /etc/shadow. Now neither is bound through.
+#[test]
+fn symlinks_planted_by_a_run_are_never_bound_through() {
+    require_root!();
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        let canary = tempfile::tempdir_in("/var/tmp").unwrap();
+        if who == As::User {
+            let u = test_user();
+            sbx_integration_tests::chown(canary.path(), u.uid, u.gid);
+        }
+        ws.write("a/out/keep", "");
+        ws.write("sbx.jsonc", r#"{ "filesystem": { "allowWrite": ["./a/out", "./notyet"] } }"#);
+        let depth = ws.path().components().count() + 1;
+        let up = "../".repeat(depth);
+        let plant = format!(
+            "mv a a.old && mkdir a && ln -s {up}{} a/out && ln -s {up}etc notyet && ln -s {up}etc/shadow .vscode && ln -s {up}root .idea && ln -s {up}etc/gshadow .gitconfig && echo planted",
+            canary.path().display().to_string().trim_start_matches('/')
+        );
+        let out = ws.run_sh(&plant);
+        assert_eq!(stdout(&out), "planted\n", "{who:?}: {}", text(&out));
+        let out = ws.run_sh(&format!(
+            "echo x > {0}/proof 2>/dev/null && echo wrote-var-tmp; echo x > notyet/sbx-proof 2>/dev/null && echo wrote-etc; head -c1 .vscode >/dev/null 2>&1 && echo read-shadow; head -c1 .gitconfig >/dev/null 2>&1 && echo read-gshadow; ls .idea/ >/dev/null 2>&1 && echo listed-root; echo done",
+            canary.path().display()
+        ));
+        assert_eq!(stdout(&out), "done\n", "{who:?}: {}", text(&out));
+        assert!(stderr(&out).contains("the allowWrite entry"), "{who:?}: the skipped entry is said: {}", text(&out));
+        assert!(!canary.path().join("proof").exists(), "{who:?}: the host's /var/tmp was written");
+        assert!(!std::path::Path::new("/etc/sbx-proof").exists(), "{who:?}: the host's /etc was written");
+    }
+}

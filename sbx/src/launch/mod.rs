@@ -92,6 +92,10 @@ pub struct HostFacts {
     pub hide_host_secrets: bool,
     /// `limits.pids` as the command's `RLIMIT_NPROC`, where no cgroup enforces it.
     pub max_tasks: Option<u64>,
+    /// The path with every symlink resolved (`realpath`), `None` when it cannot be: a bind
+    /// whose path is not its own real path would follow a symlink that a command may have
+    /// planted in a writable directory.
+    pub canonical: fn(&Path) -> Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,14 +237,29 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     // home becomes an empty tmpfs that can be crossed but not listed (mode
     // 0111), so that the workspace and the allowed paths inside it, bound
     // below, stay reachable; it is made read-only after the last mount.
+    // The secret files and directories are masked after every bind (below),
+    // so that no bind can land on one.
+    let plain = |p: &Path| (facts.canonical)(p).as_deref() == Some(p);
     let mut hidden = Vec::new();
     let mut root_home_masked = false;
+    let mut secret_masks = Vec::new();
     if facts.hide_host_secrets {
         let named = |p: &Path| allow_read.iter().chain(&policy.fs.allow_write).any(|a| a == p);
         for pattern in HOST_SECRETS.iter().map(PathBuf::from) {
             let paths = if crate::policy::is_glob(&pattern) { (facts.expand)(&pattern).matches } else { vec![pattern] };
             for path in paths.into_iter().filter(|p| !named(p)) {
-                if mask(&mut args, probe(&path), &path, &facts.masked_file) {
+                // A link (/var/spool/mail -> ../mail) is masked by its real path.
+                let path = match probe(&path) {
+                    PathKind::Symlink => match (facts.canonical)(&path) {
+                        Some(real) => real,
+                        None => continue,
+                    },
+                    _ => path,
+                };
+                if hidden.contains(&path) {
+                    continue;
+                }
+                if mask(&mut secret_masks, probe(&path), &path, &facts.masked_file) {
                     hidden.push(path);
                 }
             }
@@ -249,7 +268,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         if probe(root) == PathKind::Dir && !root.starts_with(&policy.workspace) && !named(root) {
             args.push(Arg::Perms(0o111));
             args.push(Arg::Tmpfs(root.to_path_buf()));
-            for path in allow_read.iter().filter(|p| p.starts_with(root) && exists(p)) {
+            for path in allow_read.iter().filter(|p| p.starts_with(root) && exists(p) && plain(p)) {
                 args.push(Arg::RoBind { src: path.clone(), dst: path.clone() });
             }
             hidden.push(root.to_path_buf());
@@ -259,18 +278,38 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
 
     // 3. Writable binds. A bind's source is resolved in the host's view, so
     // a workspace under /tmp is the host's directory, not the new tmpfs.
+    // bwrap follows symlinks on both sides of a bind, so an allowWrite entry
+    // that is (or goes through) a symlink would make its target writable,
+    // whatever the target: one planted by an earlier run (`mv a a.old; ln -s
+    // /etc a`) gave the command /etc. Such an entry is not bound.
     let mut writable = vec![PathBuf::from("/tmp"), PathBuf::from("/dev")];
     for path in policy.writable() {
-        if exists(&path) {
-            args.push(Arg::Bind { src: path.clone(), dst: path.clone() });
-            writable.push(path);
+        if !exists(&path) {
+            continue;
         }
+        if !plain(&path) {
+            warnings.push(format!(
+                "the allowWrite entry {} is or goes through a symbolic link, so it is not made writable (a command could have planted the link); name the real path instead",
+                crate::termtext::path(&path)
+            ));
+            continue;
+        }
+        args.push(Arg::Bind { src: path.clone(), dst: path.clone() });
+        writable.push(path);
     }
 
-    // 4. Read-only islands inside writable directories.
+    // 4. Read-only islands inside writable directories. A protected name
+    // that is a symlink protects its target when the target is writable
+    // (bound by its real path); one leading outside the writable
+    // directories is left alone: binding it would bring the target (a
+    // hidden secret, say) into view.
     for path in policy.read_only_within_writable() {
-        if exists(&path) && writable.iter().any(|w| path.starts_with(w)) {
-            args.push(Arg::RoBind { src: path.clone(), dst: path });
+        if !exists(&path) || !writable.iter().any(|w| path.starts_with(w)) {
+            continue;
+        }
+        match (facts.canonical)(&path) {
+            Some(real) if writable.iter().any(|w| real.starts_with(w)) => args.push(Arg::RoBind { src: real.clone(), dst: real }),
+            _ => {}
         }
     }
 
@@ -283,6 +322,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
             hidden.push(path.clone());
         }
     }
+    args.append(&mut secret_masks);
     if root_home_masked {
         args.push(Arg::RemountRo(ROOT_HOME.into()));
     }
@@ -492,6 +532,7 @@ pub async fn run(
         masked_file: masked.path.clone(),
         hide_host_secrets: nix::unistd::geteuid().is_root(),
         max_tasks: options.max_tasks,
+        canonical: |p| std::fs::canonicalize(p).ok(),
     };
     let plan = plan(policy, command, &facts);
     for w in &plan.warnings {
@@ -771,7 +812,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()) }
     }
 
     fn fake_host(path: &Path) -> PathKind {
@@ -852,12 +893,12 @@ mod tests {
         assert_eq!(
             argv[at..end],
             [
-                "--ro-bind", "/masked", "/etc/shadow",
-                "--ro-bind", "/masked", "/etc/gshadow",
-                "--perms", "0000", "--tmpfs", "/etc/ssl/private", "--remount-ro", "/etc/ssl/private",
                 "--perms", "0111", "--tmpfs", "/root",
                 "--ro-bind", "/root/.cargo", "/root/.cargo",
                 "--bind", "/root/ws", "/root/ws",
+                "--ro-bind", "/masked", "/etc/shadow",
+                "--ro-bind", "/masked", "/etc/gshadow",
+                "--perms", "0000", "--tmpfs", "/etc/ssl/private", "--remount-ro", "/etc/ssl/private",
                 "--remount-ro", "/root",
                 "--remount-ro", "/dev",
             ]
@@ -870,6 +911,40 @@ mod tests {
         let plan = super::plan(&at_home, vec!["true".into()], &f);
         assert!(!plan.bwrap.args.contains(&Arg::Tmpfs("/root".into())));
         assert!(plan.hidden.contains(&PathBuf::from("/etc/shadow")));
+    }
+
+    fn planted_host(path: &Path) -> PathKind {
+        match path.to_str().unwrap() {
+            "/w" | "/w/real" => PathKind::Dir,
+            "/w/a/out" | "/w/.vscode" | "/w/.bashrc" | "/w/.idea" => PathKind::Symlink,
+            _ => PathKind::Missing,
+        }
+    }
+
+    /// Symlinks an earlier run planted: `a/out -> /etc` (an allowWrite entry) is not bound
+    /// (and says so), `.vscode -> /etc/shadow` (a protected name) is not bound over the
+    /// secret's mask, `.bashrc -> real` (inside the workspace) protects its target by its
+    /// real path, `.idea` (dangling) is left alone.
+    #[test]
+    fn planted_symlinks_are_never_bound_through() {
+        let mut policy = Policy::builtin("/w".into(), None);
+        policy.fs.allow_write = vec!["/w/a/out".into()];
+        let mut f = facts(planted_host);
+        f.canonical = |p| match p.to_str().unwrap() {
+            "/w/a/out" => Some("/etc".into()),
+            "/w/.vscode" => Some("/etc/shadow".into()),
+            "/w/.bashrc" => Some("/w/real".into()),
+            "/w/.idea" => None,
+            other => Some(other.into()),
+        };
+        let plan = plan(&policy, vec!["true".into()], &f);
+        let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
+        let end = argv.iter().position(|a| a == "--remount-ro").unwrap();
+        assert_eq!(argv[at..end], ["--bind", "/w", "/w", "--ro-bind", "/w/real", "/w/real"]);
+        assert_eq!(plan.warnings.len(), 1);
+        assert!(plan.warnings[0].starts_with("the allowWrite entry /w/a/out is or goes through a symbolic link"), "{}", plan.warnings[0]);
+        assert!(!plan.stage2.write.contains(&PathBuf::from("/w/a/out")));
     }
 
     /// limits.tmpSize sizes /dev/shm and /tmp; /dev itself is read-only in the end, so
