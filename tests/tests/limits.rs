@@ -424,3 +424,41 @@ fn symlinks_planted_by_a_run_are_never_bound_through() {
         assert!(!std::path::Path::new("/etc/sbx-proof").exists(), "{who:?}: the host's /etc was written");
     }
 }
+
+/// Regression (attacker's pass): two processes sharing one socket (a fork after socket())
+/// connected at once to a full backlog; the second mediation took the first one's temporary
+/// 5 s SO_SNDTIMEO for the caller's own and put it back last, so the socket kept it. The
+/// caller's value (none) is what remains.
+#[test]
+fn a_shared_socket_keeps_its_own_send_timeout() {
+    require_root!();
+    require_tool("python3");
+    let dir = shared_dir();
+    let path = dir.path().join("full.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // SAFETY: listen on our own socket with a backlog of 0.
+    assert_eq!(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 0) }, 0);
+    let ws = Workspace::new(As::Root);
+    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowUnixSockets": ["{}"] }} }}"#, path.display()));
+    ws.write(
+        "shared.py",
+        &format!(
+            "import os, socket, struct, time\n\
+s = socket.socket(socket.AF_UNIX)\n\
+first = socket.socket(socket.AF_UNIX)\n\
+try: first.connect('{0}')\n\
+except OSError: pass\n\
+pid = os.fork()\n\
+if pid == 0: time.sleep(0.5)\n\
+try: s.connect('{0}')\n\
+except OSError: pass\n\
+if pid == 0: os._exit(0)\n\
+os.waitpid(pid, 0)\n\
+print('sndtimeo', struct.unpack('ll', s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)))\n",
+            path.display()
+        ),
+    );
+    let out = ws.sbx(["run", "--", "python3", "shared.py"]).output().unwrap();
+    assert_eq!(stdout(&out), "sndtimeo (0, 0)\n", "{}", text(&out));
+    drop(listener);
+}

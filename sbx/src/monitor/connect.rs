@@ -231,8 +231,11 @@ impl<'a> AttemptTimeout<'a> {
         // SAFETY: getsockopt writes at most `len` bytes into `previous`.
         let got = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&raw mut previous).cast(), &mut len) } == 0;
         let limit = libc::timeval { tv_sec: ATTEMPT_TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
-        // The shorter of the caller's own timeout and ours.
-        let shorter = got && (previous.tv_sec, previous.tv_usec) != (0, 0) && previous.tv_sec < limit.tv_sec;
+        // The shorter of the caller's own timeout and ours. Exactly ours is left alone: it is
+        // the caller's own or another mediation's on the same socket (a forked process shares
+        // it), whose value must not be taken for the caller's and put back last.
+        let ours = (previous.tv_sec, previous.tv_usec) == (limit.tv_sec, limit.tv_usec);
+        let shorter = got && (ours || ((previous.tv_sec, previous.tv_usec) != (0, 0) && previous.tv_sec < limit.tv_sec));
         if got && !shorter {
             // SAFETY: setsockopt reads one timeval.
             unsafe { libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&raw const limit).cast(), size_of::<libc::timeval>() as libc::socklen_t) };
