@@ -462,3 +462,81 @@ print('sndtimeo', struct.unpack('ll', s.getsockopt(socket.SOL_SOCKET, socket.SO_
     assert_eq!(stdout(&out), "sndtimeo (0, 0)\n", "{}", text(&out));
     drop(listener);
 }
+
+/// Regression (attacker's pass): with a thread of sbx held by every blocked connect, 300
+/// processes of 4 threads each filled tokio's blocking pool (512 threads) and another
+/// process's connect to a healthy allowed socket waited 7-9 s. Connects now wait in tasks,
+/// not threads: sbx keeps a handful of threads and the other process is answered at once.
+#[test]
+fn many_flooding_processes_hold_no_threads_of_sbx() {
+    require_root!();
+    require_tool("python3");
+    let dir = shared_dir();
+    let full = dir.path().join("full.sock");
+    let ok = dir.path().join("ok.sock");
+    let full_listener = UnixListener::bind(&full).unwrap();
+    // SAFETY: listen on our own socket with a backlog of 0.
+    assert_eq!(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&full_listener), 0) }, 0);
+    let ok_listener = UnixListener::bind(&ok).unwrap();
+    std::thread::spawn(move || {
+        for conn in ok_listener.incoming() {
+            drop(conn);
+        }
+    });
+    let ws = Workspace::new(As::Root);
+    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowUnixSockets": ["{}", "{}"] }} }}"#, full.display(), ok.display()));
+    ws.write(
+        "flood.py",
+        &format!(
+            r#"import os, socket, threading, time
+def hammer():
+    while True:
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect('{0}')
+        except OSError:
+            pass
+        s.close()
+for _ in range(150):
+    if os.fork() == 0:
+        for _ in range(4):
+            threading.Thread(target=hammer, daemon=True).start()
+        time.sleep(20)
+        os._exit(0)
+time.sleep(3)
+t = time.monotonic()
+p = socket.socket(socket.AF_UNIX)
+p.connect('{1}')
+print('probe', int((time.monotonic() - t) * 1000), flush=True)
+time.sleep(1)
+os.killpg(0, 9)
+"#,
+            full.display(),
+            ok.display()
+        ),
+    );
+    let mut child = ws
+        .sbx(["run", "--", "python3", "flood.py"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sbx_pid = child.id();
+    let mut threads_seen = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let status = std::fs::read_to_string(format!("/proc/{sbx_pid}/status")).unwrap_or_default();
+        let n: usize = status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        threads_seen = threads_seen.max(n);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let ms: u64 = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("probe "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the probe did not connect: {}", text(&out)));
+    eprintln!("probe connect took {ms} ms; sbx had at most {threads_seen} threads during the flood");
+    assert!(threads_seen < 64, "sbx grew to {threads_seen} threads");
+    assert!(ms < 2_000, "the healthy connect took {ms} ms during the flood");
+    drop(full_listener);
+}

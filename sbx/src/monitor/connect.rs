@@ -31,17 +31,19 @@
 //!    gets `EPERM` and a [`SeccompDenial`] (source seccomp, with the path).
 //!
 //! Consequences: the server sees the supervisor (sbx, same uid as the command for an
-//! unprivileged user) as its peer in `SO_PEERCRED`. A blocking connect blocks a thread of
-//! tokio's blocking pool, not the supervisor's loop: each connect is mediated on
-//! `spawn_blocking`, answered from there on a duplicate of the listener.
+//! unprivileged user) as its peer in `SO_PEERCRED`. Steps 1 and 2 run on tokio's blocking
+//! pool (they read `/proc` and the caller's memory), briefly; the connect itself holds no
+//! thread: it is made non-blocking (`O_NONBLOCK` on the socket for the duration, the
+//! caller's flags put back after) and waited for in a task, so a connect that would block
+//! (a full backlog, a slow TCP peer) costs a timer, not a thread.
 //!
-//! Bounds, so that a flood of connects that block (a full backlog) costs the flooding
-//! process its own time only: each process (thread group) has at most
-//! [`PER_PROCESS`] connects mediated at once, the rest wait their turn in a task that holds
-//! no thread; and each attempt waits at most [`ATTEMPT_TIMEOUT`] (`SO_SNDTIMEO` on the
-//! socket for the duration of the connect, as the kernel bounds a blocking connect by it;
-//! the caller's own value is put back), after which the caller gets what the kernel says
-//! then (`EAGAIN` for a Unix socket, `EINPROGRESS` for TCP, whose connect goes on).
+//! Bounds, so that a flood of connects that block costs the flooding process its own time
+//! only: each process (thread group) has at most [`PER_PROCESS`] connects mediated at once
+//! (the rest wait their turn); mediations of one socket (shared by a fork) run one after the
+//! other, so that each puts back the caller's own flags; and a blocking caller waits at most
+//! [`ATTEMPT_TIMEOUT`], then gets what a socket timeout gives (`EAGAIN` for a Unix socket
+//! whose backlog stayed full, `EINPROGRESS` for TCP, whose connect goes on). A non-blocking
+//! caller gets its answer at once, as from the kernel.
 
 use std::ffi::OsStr;
 use std::io;
@@ -74,20 +76,27 @@ pub(crate) struct Mediator {
     tx: mpsc::Sender<SeccompDenial>,
     /// Per thread group: the connects it may have mediated at once.
     turns: Arc<Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>>,
+    /// Per socket (device and inode): one mediation at a time.
+    sockets: Arc<Mutex<HashMap<(u64, u64), Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Connects one process (thread group) may have mediated at once.
 pub const PER_PROCESS: usize = 4;
-/// The longest one mediated connect may block.
+/// The longest a blocking caller's mediated connect waits.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest pause between two attempts at a Unix socket whose backlog is full.
+const RETRY_MAX: Duration = Duration::from_millis(50);
 /// Thread groups remembered before the table of turns is pruned of idle ones.
 const MAX_GROUPS: usize = 1024;
 
 /// The outcome of one mediated connect.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Verdict {
     /// Answer with this result of connect(2) (`Ok` or the errno).
     Connected(Result<(), i32>),
+    /// Connect the caller's socket (a duplicate) to this address, then answer with the
+    /// result. `_target` keeps the checked socket file open for its `/proc/self/fd` path.
+    Connect { sock: OwnedFd, addr: Vec<u8>, _target: Option<OwnedFd> },
     /// Refused by the policy: EPERM and an event.
     Refused { what: Refused, requested: Vec<u8>, resolved: Option<PathBuf> },
     /// The notification is no longer valid (the caller was interrupted or killed, and its pid
@@ -111,22 +120,39 @@ impl Mediator {
         }
         // SAFETY: `dup` is a fresh descriptor that nothing else owns.
         let listener = Arc::new(unsafe { OwnedFd::from_raw_fd(dup) });
-        Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default() })
+        Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default(), sockets: Arc::default() })
     }
 
-    /// Mediates one connect notification on tokio's blocking pool, once its process has a
-    /// turn ([`PER_PROCESS`]).
+    /// Mediates one connect notification, once its process has a turn ([`PER_PROCESS`]):
+    /// the decision on tokio's blocking pool, the connect in this task.
     pub(crate) fn dispatch(&self, req: libc::seccomp_notif) {
         let m = self.clone();
         let turn = self.turns_of(thread_group(req.pid));
         tokio::spawn(async move {
-            let Ok(permit) = turn.acquire_owned().await else { return };
-            let _ = tokio::task::spawn_blocking(move || {
-                m.mediate(&req);
-                drop(permit);
-            })
-            .await;
+            let Ok(_permit) = turn.acquire_owned().await else { return };
+            let (policy, listener) = (m.policy.clone(), m.listener.clone());
+            let decided = tokio::task::spawn_blocking(move || decide(&req, &policy, || id_valid(listener.as_raw_fd(), req.id))).await;
+            let verdict = match decided {
+                Ok(Verdict::Connect { sock, addr, _target }) => {
+                    let one_at_a_time = m.lock_of(&sock);
+                    let _held = one_at_a_time.lock().await;
+                    Verdict::Connected(connect_async(&sock, &addr).await)
+                }
+                Ok(v) => v,
+                // The decision panicked: the caller must still get an answer.
+                Err(_) => Verdict::Connected(Err(libc::EIO)),
+            };
+            m.answer(&req, verdict);
         });
+    }
+
+    fn lock_of(&self, sock: &OwnedFd) -> Arc<tokio::sync::Mutex<()>> {
+        let key = nix::sys::stat::fstat(sock).map_or((0, 0), |st| (st.st_dev, st.st_ino));
+        let mut sockets = self.sockets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sockets.len() >= MAX_GROUPS {
+            sockets.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        sockets.entry(key).or_default().clone()
     }
 
     fn turns_of(&self, tgid: u32) -> Arc<tokio::sync::Semaphore> {
@@ -138,12 +164,14 @@ impl Mediator {
         turns.entry(tgid).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_PROCESS))).clone()
     }
 
-    fn mediate(&self, req: &libc::seccomp_notif) {
+    /// Answers the notification with the verdict and reports a refusal.
+    fn answer(&self, req: &libc::seccomp_notif, verdict: Verdict) {
         let listener = self.listener.as_raw_fd();
-        let verdict = decide_and_connect(req, &self.policy, || id_valid(listener, req.id));
         let (result, event) = match verdict {
             Verdict::Gone => return,
             Verdict::Connected(r) => (r, None),
+            // Not reached: `dispatch` connects first.
+            Verdict::Connect { .. } => (Err(libc::EIO), None),
             Verdict::Refused { what, requested, resolved } => (Err(libc::EPERM), Some(denial(req, what, &requested, resolved))),
         };
         let mut resp = libc::seccomp_notif_resp { id: req.id, val: 0, error: result.err().map_or(0, |e| -e), flags: 0 };
@@ -217,45 +245,21 @@ fn thread_group(tid: u32) -> u32 {
         .unwrap_or(tid)
 }
 
-/// Sets `SO_SNDTIMEO` on `sock` to [`ATTEMPT_TIMEOUT`] while it lives, then puts the
-/// previous value back (the socket is the caller's).
-struct AttemptTimeout<'a> {
+/// Puts the socket's file status flags back when dropped (the socket is the caller's).
+struct Flags<'a> {
     sock: &'a OwnedFd,
-    previous: Option<libc::timeval>,
+    flags: libc::c_int,
 }
 
-impl<'a> AttemptTimeout<'a> {
-    fn set(sock: &'a OwnedFd) -> AttemptTimeout<'a> {
-        let mut previous = libc::timeval { tv_sec: 0, tv_usec: 0 };
-        let mut len = size_of::<libc::timeval>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `previous`.
-        let got = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&raw mut previous).cast(), &mut len) } == 0;
-        let limit = libc::timeval { tv_sec: ATTEMPT_TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
-        // The shorter of the caller's own timeout and ours. Exactly ours is left alone: it is
-        // the caller's own or another mediation's on the same socket (a forked process shares
-        // it), whose value must not be taken for the caller's and put back last.
-        let ours = (previous.tv_sec, previous.tv_usec) == (limit.tv_sec, limit.tv_usec);
-        let shorter = got && (ours || ((previous.tv_sec, previous.tv_usec) != (0, 0) && previous.tv_sec < limit.tv_sec));
-        if got && !shorter {
-            // SAFETY: setsockopt reads one timeval.
-            unsafe { libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&raw const limit).cast(), size_of::<libc::timeval>() as libc::socklen_t) };
-        }
-        AttemptTimeout { sock, previous: (got && !shorter).then_some(previous) }
-    }
-}
-
-impl Drop for AttemptTimeout<'_> {
+impl Drop for Flags<'_> {
     fn drop(&mut self) {
-        if let Some(previous) = self.previous {
-            // SAFETY: setsockopt reads one timeval.
-            unsafe { libc::setsockopt(self.sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDTIMEO, (&raw const previous).cast(), size_of::<libc::timeval>() as libc::socklen_t) };
-        }
+        // SAFETY: F_SETFL on a descriptor we own, with flags it had.
+        unsafe { libc::fcntl(self.sock.as_raw_fd(), libc::F_SETFL, self.flags) };
     }
 }
 
-/// connect(2) with a raw address, for at most [`ATTEMPT_TIMEOUT`]; the errno on failure.
-fn connect_raw(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
-    let _bounded = AttemptTimeout::set(sock);
+/// One non-blocking connect(2) with a raw address; the errno on failure.
+fn connect_once(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
     loop {
         // SAFETY: `addr` is readable for its whole length, which is what we pass.
         let rc = unsafe { libc::connect(sock.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t) };
@@ -269,6 +273,60 @@ fn connect_raw(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
     }
 }
 
+/// connect(2) of the caller's socket without blocking a thread: non-blocking for the
+/// duration; a caller whose socket blocks waits here (for at most [`ATTEMPT_TIMEOUT`]) as it
+/// would have in the kernel: TCP until the handshake ends, Unix until the backlog has room.
+async fn connect_async(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
+    // SAFETY: F_GETFL on a descriptor we own.
+    let flags = unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(errno(&io::Error::last_os_error()));
+    }
+    let blocking = flags & libc::O_NONBLOCK == 0;
+    let _restore = blocking.then(|| {
+        // SAFETY: F_SETFL on a descriptor we own.
+        unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+        Flags { sock, flags }
+    });
+    let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match connect_once(sock, addr) {
+            Err(libc::EAGAIN) if blocking && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+            Err(libc::EINPROGRESS) if blocking => return wait_connected(sock, deadline).await,
+            other => return other,
+        }
+    }
+}
+
+/// Waits until a TCP connect in progress ends (writable), then its result (`SO_ERROR`);
+/// `EINPROGRESS` still at the deadline.
+async fn wait_connected(sock: &OwnedFd, deadline: tokio::time::Instant) -> Result<(), i32> {
+    // SAFETY: the duplicate is owned by the AsyncFd for as long as it is registered.
+    let watched = match sock.try_clone().and_then(|d| unsafe { tokio::io::unix::AsyncFd::register_with_interest(d, tokio::io::Interest::WRITABLE) }.map_err(|e| e.into_parts().1)) {
+        Ok(w) => w,
+        Err(e) => return Err(errno(&e)),
+    };
+    match tokio::time::timeout_at(deadline, watched.writable()).await {
+        Err(_elapsed) => Err(libc::EINPROGRESS),
+        Ok(Err(e)) => Err(errno(&e)),
+        Ok(Ok(_ready)) => {
+            let mut err: libc::c_int = 0;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into `err`.
+            let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, (&raw mut err).cast(), &mut len) };
+            match (rc, err) {
+                (0, 0) => Ok(()),
+                (0, e) => Err(e),
+                _ => Err(errno(&io::Error::last_os_error())),
+            }
+        }
+    }
+}
+
 fn sockaddr_un(path: &[u8]) -> Vec<u8> {
     let mut v = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
     v.extend_from_slice(path);
@@ -276,12 +334,12 @@ fn sockaddr_un(path: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Steps 1 to 3 of the module documentation. `still_valid` is NOTIF_ID_VALID: asked after
+/// Steps 1 and 2 of the module documentation; step 3 is `connect_async`. `still_valid` is NOTIF_ID_VALID: asked after
 /// the caller's pid was turned into a pidfd (before, the pid could have been reused), and
 /// again after everything read through `/proc/PID` and the caller's memory and before the
 /// connect (the caller could have been killed and its pid reused meanwhile). Every other
 /// failure is answered with an errno: a caller without an answer would wait for ever.
-fn decide_and_connect(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: impl Fn() -> bool) -> Verdict {
+fn decide(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: impl Fn() -> bool) -> Verdict {
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
     let pidfd = match pidfd_open(req.pid) {
         Ok(p) => p,
@@ -314,7 +372,7 @@ fn decide_and_connect(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, stil
         if !still_valid() {
             return Verdict::Gone;
         }
-        return Verdict::Connected(connect_raw(&sock, &addr));
+        return Verdict::Connect { sock, addr, _target: None };
     }
     let raw = &addr[2..];
     if raw[0] == 0 {
@@ -362,7 +420,7 @@ fn decide_and_connect(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, stil
         return Verdict::Refused { what: Refused::NotListed, requested: path.to_vec(), resolved: Some(in_sandbox) };
     }
     let via = format!("/proc/self/fd/{}", target.as_raw_fd());
-    Verdict::Connected(connect_raw(&sock, &sockaddr_un(via.as_bytes())))
+    Verdict::Connect { sock, addr: sockaddr_un(via.as_bytes()), _target: Some(target) }
 }
 
 fn denial(req: &libc::seccomp_notif, what: Refused, requested: &[u8], resolved: Option<PathBuf>) -> SeccompDenial {
