@@ -515,7 +515,7 @@ os.killpg(0, 9)
             ok.display()
         ),
     );
-    let mut child = ws
+    let child = ws
         .sbx(["run", "--", "python3", "flood.py"])
         .stdout(std::process::Stdio::piped())
         .spawn()

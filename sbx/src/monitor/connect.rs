@@ -77,8 +77,11 @@ pub(crate) struct Mediator {
     /// Per thread group: the connects it may have mediated at once.
     turns: Arc<Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>>,
     /// Per socket (device and inode): one mediation at a time.
-    sockets: Arc<Mutex<HashMap<(u64, u64), Arc<tokio::sync::Mutex<()>>>>>,
+    sockets: Arc<Mutex<HashMap<(u64, u64), OneAtATime>>>,
 }
+
+/// Held while a socket is being connected.
+type OneAtATime = Arc<tokio::sync::Mutex<()>>;
 
 /// Connects one process (thread group) may have mediated at once.
 pub const PER_PROCESS: usize = 4;
@@ -146,7 +149,7 @@ impl Mediator {
         });
     }
 
-    fn lock_of(&self, sock: &OwnedFd) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_of(&self, sock: &OwnedFd) -> OneAtATime {
         let key = nix::sys::stat::fstat(sock).map_or((0, 0), |st| (st.st_dev, st.st_ino));
         let mut sockets = self.sockets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if sockets.len() >= MAX_GROUPS {
