@@ -17,6 +17,7 @@ pub mod glob;
 pub mod inbound;
 pub mod seccomp;
 pub mod stage2;
+pub mod trust;
 
 use std::{
     ffi::OsString,
@@ -40,8 +41,8 @@ use bwrap::{Arg, Invocation};
 
 #[derive(Debug, Error)]
 pub enum LaunchError {
-    #[error("bubblewrap (bwrap) is not installed or not on PATH: install it with `apt-get install bubblewrap`")]
-    BwrapMissing,
+    #[error("no bubblewrap that only root can change was found ({0}): install it with `apt-get install bubblewrap` (sbx never runs a bwrap found through $PATH)")]
+    BwrapMissing(String),
     #[error("cannot start bubblewrap: {0}")]
     Spawn(#[source] io::Error),
     #[error("cannot {what}: {source}")]
@@ -420,12 +421,11 @@ struct Handoff {
     control: OwnedFd,
 }
 
+/// The bubblewrap to execute: a fixed path only root can change (`trust`).
 fn find_bwrap() -> Result<PathBuf, LaunchError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("bwrap"))
-        .find(|p| p.is_file())
-        .ok_or(LaunchError::BwrapMissing)
+    trust::find_bwrap().map(|t| t.path).map_err(|rejected| {
+        LaunchError::BwrapMissing(rejected.iter().map(|r| r.why.as_str()).collect::<Vec<_>>().join("; "))
+    })
 }
 
 /// How to launch, beyond the policy.
@@ -533,7 +533,7 @@ pub async fn run(
     cmd.kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LaunchError::BwrapMissing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LaunchError::BwrapMissing(format!("{}: {e}", bwrap_path.display()))),
         Err(e) => return Err(LaunchError::Spawn(e)),
     };
     // Our copies of the write ends must go, or EOF never comes.

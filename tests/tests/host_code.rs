@@ -1,0 +1,65 @@
+//! Issue 13: nothing the sandboxed command writes may run on the host later.
+//! Each test plants what an attacker would and checks the host's state
+//! afterwards, as root and as an unprivileged user.
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+};
+
+use sbx_integration_tests::{As, Workspace, chown, require_root, test_user, text};
+
+const WHO: [As; 2] = [As::Root, As::User];
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// A directory owned by whoever runs sbx, outside the workspace.
+fn own_dir(who: As) -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    if who == As::User {
+        let u = test_user();
+        chown(dir.path(), u.uid, u.gid);
+    }
+    dir
+}
+
+/// Writes an executable script owned by whoever runs sbx.
+fn script(who: As, path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if who == As::User {
+        let u = test_user();
+        chown(path, u.uid, u.gid);
+    }
+}
+
+/// Reproduction 5: a `bwrap` planted in a directory that comes first on PATH is never
+/// executed, by `sbx run` or by `sbx doctor`, which names the one it uses.
+#[test]
+fn a_bwrap_planted_first_on_path_is_never_run() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let bin = own_dir(who);
+        let canary = bin.path().join("canary");
+        script(who, &bin.path().join("bwrap"), &format!("#!/bin/sh\ntouch {}\nexec /usr/bin/bwrap \"$@\"\n", canary.display()));
+        let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+        let out = ws.sbx(["run", "--", "/bin/sh", "-c", "echo ran"]).env("PATH", &path).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n", "{who:?}");
+        assert!(!canary.exists(), "{who:?}: sbx run executed the bwrap found on PATH");
+        let out = ws.sbx(["doctor", "--json"]).env("PATH", &path).output().unwrap();
+        assert!(!canary.exists(), "{who:?}: sbx doctor executed the bwrap found on PATH");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        let check = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "bubblewrap").unwrap();
+        assert_eq!(check["verdict"], "ok", "{check}");
+        let detail = check["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("/usr/bin/bwrap: it and every directory above it are owned by root and writable by no one else (sbx never takes bwrap from $PATH)"),
+            "{detail}"
+        );
+    }
+}
