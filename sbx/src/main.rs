@@ -175,6 +175,7 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
 fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "run")?;
     let (loaded, mut policy) = load_policy(&args.policy)?;
+    check_workspace(&policy, args.unsafe_workspace)?;
     policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
     let mut limits = loaded.config.limits;
     limits.merge_from(&args.limits.as_config());
@@ -238,6 +239,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
 fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "learn")?;
     let (loaded, policy) = load_policy(&args.policy)?;
+    check_workspace(&policy, args.unsafe_workspace)?;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("sbx learn: not root: the kernel tracer is off, so only network destinations and blocked syscalls are learnt, not file access");
     }
@@ -277,6 +279,15 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
         run: &mut run_one,
     })?;
     Ok(ExitCode::from(if learned.converged { learned.last_exit } else { 1.max(learned.last_exit) }))
+}
+
+/// Refuses `/`, the home directory, a parent of it and system directories as the
+/// workspace unless `--unsafe-workspace` accepts them.
+fn check_workspace(policy: &Policy, accepted: bool) -> anyhow::Result<()> {
+    match sbx::policy::unsafe_workspace(&policy.workspace, policy.home.as_deref()) {
+        Some(refusal) if !accepted => Err(refusal.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The command from `-c 'SHELL CMD'` or the words after `--`.

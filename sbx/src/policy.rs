@@ -14,6 +14,34 @@ pub enum PolicyError {
     NoHome { key: &'static str, value: String },
     #[error("\"filesystem.{key}\" entry {value:?}: `~user` paths are not supported; write the absolute path")]
     TildeUser { key: &'static str, value: String },
+    #[error("the workspace {} is {why}, where a command could change what runs outside the sandbox later; run sbx from a project directory, or pass --unsafe-workspace to accept it", .workspace.display())]
+    UnsafeWorkspace { workspace: PathBuf, why: &'static str },
+}
+
+/// System directories that are never a project: a workspace at or under one is refused
+/// (`--unsafe-workspace` accepts it), except under [`TEMP_DIRS`].
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/var", "/opt", "/srv", "/proc", "/sys",
+    "/dev", "/run", "/nix", "/snap",
+];
+/// Shared temporary directories inside [`SYSTEM_DIRS`] that hold ordinary workspaces.
+const TEMP_DIRS: &[&str] = &["/var/tmp"];
+
+/// Why `workspace` must not be one, if it must not: `/`, the home directory, a parent of
+/// it, or a system directory. Both paths canonical.
+pub fn unsafe_workspace(workspace: &Path, home: Option<&Path>) -> Option<PolicyError> {
+    let why = if workspace == Path::new("/") {
+        "the root directory"
+    } else if home.is_some_and(|h| h == workspace) {
+        "your home directory"
+    } else if home.is_some_and(|h| h.starts_with(workspace)) {
+        "a parent of your home directory"
+    } else if SYSTEM_DIRS.iter().any(|d| workspace.starts_with(d)) && !TEMP_DIRS.iter().any(|t| workspace.starts_with(t)) {
+        "a system directory"
+    } else {
+        return None;
+    };
+    Some(PolicyError::UnsafeWorkspace { workspace: workspace.to_path_buf(), why })
 }
 
 /// Dotfiles that are read-only in the workspace and in $HOME whatever the
@@ -272,6 +300,28 @@ mod tests {
         assert!(!is_glob(&p.fs.deny_read[0]));
         let err = Policy::from_config(&c, "/w".into(), None).unwrap_err();
         assert_eq!(err.to_string(), "\"filesystem.denyRead\" entry \"~/.ssh\" uses `~` but HOME is not set");
+    }
+
+    #[test]
+    fn root_home_its_parents_and_system_directories_are_no_workspace() {
+        let home = Some(Path::new("/home/u"));
+        let why = |w: &str| unsafe_workspace(Path::new(w), home).map(|e| match e {
+            PolicyError::UnsafeWorkspace { why, .. } => why,
+            other => panic!("{other}"),
+        });
+        assert_eq!(why("/"), Some("the root directory"));
+        assert_eq!(why("/home/u"), Some("your home directory"));
+        assert_eq!(why("/home"), Some("a parent of your home directory"));
+        for w in ["/etc", "/usr/bin", "/var", "/var/lib/x", "/run/user/1000", "/opt", "/boot", "/lib64"] {
+            assert_eq!(why(w), Some("a system directory"), "{w}");
+        }
+        for w in ["/home/u/proj", "/tmp/x", "/var/tmp/x", "/srv2", "/work/p", "/usrx"] {
+            assert_eq!(why(w), None, "{w}");
+        }
+        assert_eq!(
+            unsafe_workspace(Path::new("/home/u"), home).unwrap().to_string(),
+            "the workspace /home/u is your home directory, where a command could change what runs outside the sandbox later; run sbx from a project directory, or pass --unsafe-workspace to accept it"
+        );
     }
 
     #[test]

@@ -63,3 +63,62 @@ fn a_bwrap_planted_first_on_path_is_never_run() {
         );
     }
 }
+
+/// Reproduction 6: `/`, the home directory, a parent of it and system directories are
+/// refused as the workspace, in one sentence naming the flag that accepts them.
+#[test]
+fn unsafe_workspaces_are_refused_in_one_sentence() {
+    require_root!();
+    let user = test_user();
+    let home = user.home.canonicalize().unwrap();
+    let cases: [(As, PathBuf, &str); 5] = [
+        (As::Root, "/".into(), "the root directory"),
+        (As::Root, "/etc".into(), "a system directory"),
+        (As::User, home.clone(), "your home directory"),
+        (As::User, home.parent().unwrap().to_path_buf(), "a parent of your home directory"),
+        (As::User, "/usr/bin".into(), "a system directory"),
+    ];
+    for (who, dir, why) in cases {
+        let ws = Workspace::new(who);
+        let canary = ws.path().join("canary");
+        for verb in ["run", "monitor"] {
+            let mut args = vec![verb];
+            if verb == "monitor" {
+                args.push("--no-tui");
+            }
+            let script = format!("touch {}", canary.display());
+            args.extend(["--", "/bin/sh", "-c", &script]);
+            let out = ws.sbx(&args).current_dir(&dir).output().unwrap();
+            assert_eq!(out.status.code(), Some(125), "{who:?} {}: {}", dir.display(), text(&out));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                format!(
+                    "sbx: the workspace {} is {why}, where a command could change what runs outside the sandbox later; run sbx from a project directory, or pass --unsafe-workspace to accept it\n",
+                    dir.display()
+                )
+            );
+            assert!(!canary.exists(), "{who:?} {}: the command ran", dir.display());
+        }
+    }
+}
+
+/// With `--unsafe-workspace` the home is the workspace, and its protections still hold.
+#[test]
+fn an_accepted_home_workspace_keeps_the_home_protections() {
+    require_root!();
+    let user = test_user();
+    let ws = Workspace::new(As::User);
+    let bashrc = user.home.join(".bashrc");
+    std::fs::write(&bashrc, "original\n").unwrap();
+    chown(&bashrc, user.uid, user.gid);
+    let note = user.home.join("sbx-unsafe-note");
+    let out = ws
+        .sbx(["run", "--unsafe-workspace", "--", "/bin/sh", "-c", "echo evil >> .bashrc; echo ok > sbx-unsafe-note"])
+        .current_dir(&user.home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(read(&note), "ok\n");
+    assert_eq!(read(&bashrc), "original\n", "{}", text(&out));
+    std::fs::remove_file(note).unwrap();
+}
