@@ -379,6 +379,8 @@ impl Drop for OpenOnDrop {
 
 /// Runs `command` in the sandbox under `policy`; returns the exit status.
 pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
+    // A deny rule the glob walk cannot cover refuses before anything starts (the dashboard too).
+    launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
     let log = match &opts.log {
         Some(path) => Some(Log::create(path).map_err(|source| SessionError::Log { path: path.clone(), source })?),
         None => None,

@@ -122,3 +122,35 @@ fn an_accepted_home_workspace_keeps_the_home_protections() {
     assert_eq!(read(&bashrc), "original\n", "{}", text(&out));
     std::fs::remove_file(note).unwrap();
 }
+
+/// Reproduction 8: a deny glob whose walk is cut short by planted files refuses to run,
+/// before the command starts, in one sentence with the rule and the count.
+#[test]
+fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    ws.write("config/.env", "TOPSECRET\n");
+    ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["**/.env"] } }"#);
+    let many = ws.path().join("aaa-planted");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..120_000 {
+        std::fs::File::create(many.join(format!("f{i}"))).unwrap();
+    }
+    let root = ws.path().canonicalize().unwrap();
+    for verb in [vec!["run"], vec!["monitor", "--no-tui"]] {
+        let mut args = verb.clone();
+        args.extend(["--", "/bin/cat", "config/.env"]);
+        let out = ws.sbx(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{verb:?}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("TOPSECRET"), "{verb:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "sbx: the denyRead rule {}/**/.env cannot be applied in full: its walk stopped after 50000 entries, so a matching file could stay unprotected; narrow the rule or remove files under {}\n",
+                root.display(),
+                root.display()
+            ),
+            "{verb:?}"
+        );
+    }
+}

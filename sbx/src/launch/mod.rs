@@ -53,6 +53,8 @@ pub enum LaunchError {
     Stage2Failed,
     #[error("--require {0}: {1}")]
     Required(&'static str, &'static str),
+    #[error(transparent)]
+    Glob(#[from] glob::GlobError),
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> LaunchError {
