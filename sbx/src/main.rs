@@ -169,6 +169,10 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
     let home = home.map(|h| h.canonicalize().unwrap_or(h));
     let mut policy = Policy::from_config(&loaded.config, workspace, home)?;
     policy.limits = sbx::limits::Limits::resolve(&loaded.config.limits, sbx::limits::host_memory());
+    // $PATH as the host resolves it: a symlinked entry is protected where it leads.
+    let path_env = std::env::var_os("PATH").unwrap_or_default();
+    let resolved = std::env::join_paths(std::env::split_paths(&path_env).map(|d| d.canonicalize().unwrap_or(d))).unwrap_or(path_env);
+    policy.set_path_dirs(&resolved);
     Ok((loaded, policy))
 }
 
@@ -254,7 +258,11 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     let mut target = sbx::suggest::Target::open(&file, &cwd, xdg.as_deref())?;
     target.merged = loaded.config.clone();
     let sources: Vec<String> = loaded.chain.iter().map(|part| part.origin.label()).collect();
+    // learn rebuilds the policy for every run: the PATH directories carry over.
+    let path_dirs = policy.path_dirs.clone();
     let mut run_one = |policy: &Policy, log: &std::path::Path| -> anyhow::Result<u8> {
+        let mut policy = policy.clone();
+        policy.path_dirs = path_dirs.clone();
         let options = session::Options {
             trace: session::Trace::IfPossible,
             log: Some(log.to_path_buf()),
@@ -266,7 +274,7 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
             dashboard: false,
             ask: None,
         };
-        Ok(session::run(policy, command.clone(), options)?)
+        Ok(session::run(&policy, command.clone(), options)?)
     };
     let learned = sbx::learn::learn(sbx::learn::Request {
         command: command.clone(),

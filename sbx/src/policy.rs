@@ -50,8 +50,13 @@ pub fn unsafe_workspace(workspace: &Path, home: Option<&Path>) -> Option<PolicyE
 pub const PROTECTED_FILES: &[&str] = &[
     ".bashrc",
     ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".zshenv",
     ".zshrc",
     ".zprofile",
+    ".zlogin",
+    ".zlogout",
     ".profile",
     ".gitconfig",
     ".gitmodules",
@@ -63,6 +68,31 @@ pub const PROTECTED_FILES: &[&str] = &[
 ];
 /// Directories that are read-only in the workspace and in $HOME.
 pub const PROTECTED_DIRS: &[&str] = &[".vscode", ".idea", ".config/sbx"];
+/// Paths of $HOME whose contents run outside the sandbox later (desktop and systemd user
+/// startup, ssh, git's XDG configuration, the usual PATH directories of toolchains):
+/// read-only whatever `allowWrite` says, unless an `allowWrite` entry names the exact
+/// path. Every directory of the user's `$PATH` inside the home or the workspace is
+/// treated alike ([`Policy::path_dirs`]).
+pub const HOME_PROTECTED: &[&str] = &[
+    ".xprofile",
+    ".xsessionrc",
+    ".pam_environment",
+    ".ssh",
+    ".config/fish",
+    ".config/autostart",
+    ".config/systemd",
+    ".config/environment.d",
+    ".config/git",
+    ".local/bin",
+    ".cargo/bin",
+    ".bun/bin",
+    ".deno/bin",
+    ".volta/bin",
+    ".npm-global/bin",
+    "go/bin",
+    ".pyenv/shims",
+    ".rbenv/shims",
+];
 
 /// Environment variables removed before the command starts: each changes
 /// what the dynamic loader or an interpreter loads.
@@ -94,6 +124,9 @@ pub struct Policy {
     pub net: NetPolicy,
     /// Resource limits, defaults applied.
     pub limits: crate::limits::Limits,
+    /// The directories of the user's `$PATH` inside the home or the workspace (a program
+    /// planted there runs outside the sandbox): read-only like [`HOME_PROTECTED`].
+    pub path_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -174,7 +207,7 @@ impl Policy {
     /// The built-in default: the whole filesystem readable, the workspace and
     /// a private /tmp writable, no network, mandatory protections on.
     pub fn builtin(workspace: PathBuf, home: Option<PathBuf>) -> Self {
-        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default() }
+        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default(), path_dirs: Vec::new() }
     }
 
     /// Validates a merged config for this workspace: `~` becomes the home
@@ -211,7 +244,7 @@ impl Policy {
         };
         // The memory default depends on the host: `main` resolves the limits again with it.
         let limits = crate::limits::Limits::resolve(&config.limits, None);
-        Ok(Self { workspace, home, fs, net, limits })
+        Ok(Self { workspace, home, fs, net, limits, path_dirs: Vec::new() })
     }
 
     /// Directories and files the command may write, before deny rules.
@@ -240,8 +273,31 @@ impl Policy {
         if !self.fs.allow_git_config {
             out.push(self.workspace.join(".git/config"));
         }
+        // Named exactly in allowWrite: the user's explicit choice.
+        let home_protected = self.home.iter().flat_map(|h| HOME_PROTECTED.iter().map(move |n| h.join(n)));
+        out.extend(home_protected.chain(self.path_dirs.iter().cloned()).filter(|p| !self.fs.allow_write.contains(p)));
         out.extend(self.fs.deny_write.iter().cloned());
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|p| seen.insert(p.clone()));
         out
+    }
+
+    /// Keeps the directories of `path_env` (a `$PATH` value) that are inside the home or the
+    /// workspace, for [`Policy::path_dirs`]. Relative entries are skipped (they name a
+    /// different directory in every working directory), and so are the workspace, the home
+    /// and their parents, which cannot be made read-only as a whole.
+    pub fn set_path_dirs(&mut self, path_env: &std::ffi::OsStr) {
+        let roots: Vec<&Path> = std::iter::once(self.workspace.as_path()).chain(self.home.as_deref()).collect();
+        self.path_dirs = std::env::split_paths(path_env)
+            .filter(|d| d.is_absolute())
+            .map(|d| normalize(&d))
+            .filter(|d| roots.iter().any(|r| d.starts_with(r)) && !roots.iter().any(|r| r.starts_with(d)))
+            .fold(Vec::new(), |mut out, d| {
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+                out
+            });
     }
 
     /// Whether `path` is the workspace or inside it.
@@ -336,5 +392,22 @@ mod tests {
         let mut p = p;
         p.fs.allow_git_config = true;
         assert!(!p.read_only_within_writable().contains(&PathBuf::from("/w/.git/config")));
+    }
+
+    /// The home's startup and PATH directories are read-only even when allowWrite covers
+    /// them, unless an entry names the exact path; so are the user's PATH directories in
+    /// the home or the workspace, but never the workspace or the home themselves.
+    #[test]
+    fn home_startup_and_path_directories_yield_only_to_their_exact_name() {
+        let mut p = Policy::builtin("/w".into(), Some("/h".into()));
+        p.fs.allow_write = vec!["/h".into(), "/h/.cargo/bin".into()];
+        p.set_path_dirs(std::ffi::OsStr::new("/usr/bin:/h/.pyenv/shims:/h/tools/bin:/w/node_modules/.bin:/w:/h:/:rel/bin:/h/tools/bin:/h/x/../.local/bin"));
+        assert_eq!(p.path_dirs, ["/h/.pyenv/shims", "/h/tools/bin", "/w/node_modules/.bin", "/h/.local/bin"].map(PathBuf::from));
+        let ro = p.read_only_within_writable();
+        for path in ["/h/.zshenv", "/w/.bash_login", "/h/.ssh", "/h/.config/autostart", "/h/.config/systemd", "/h/.local/bin", "/h/.bun/bin", "/h/tools/bin", "/w/node_modules/.bin"] {
+            assert!(ro.contains(&PathBuf::from(path)), "{path}");
+        }
+        assert!(!ro.contains(&PathBuf::from("/h/.cargo/bin")), "named exactly in allowWrite");
+        assert!(!ro.iter().any(|r| r == Path::new("/w") || r == Path::new("/h")));
     }
 }

@@ -154,3 +154,95 @@ fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
         );
     }
 }
+
+/// Gives `path` and everything below it to whoever runs sbx.
+fn give(who: As, path: &Path) {
+    if who != As::User {
+        return;
+    }
+    let u = test_user();
+    chown(path, u.uid, u.gid);
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).unwrap().flatten() {
+            give(who, &entry.path());
+        }
+    }
+}
+
+/// Creates `rel` under `root` (a directory when it ends with `/`), owned by `who`.
+fn plant(who: As, root: &Path, rel: &str, contents: &str) -> PathBuf {
+    let path = root.join(rel);
+    if rel.ends_with('/') {
+        std::fs::create_dir_all(&path).unwrap();
+    } else {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+    }
+    give(who, root);
+    path
+}
+
+/// Reproduction 3: with the whole home writable (`allowWrite: ["~"]`), its startup files,
+/// ssh, autostart, systemd units and PATH directories (the usual ones and those of the
+/// user's own $PATH) stay read-only, and renaming their parents does not carry the
+/// protection away; a path named exactly in allowWrite is writable.
+#[test]
+fn home_startup_files_and_path_directories_stay_read_only() {
+    require_root!();
+    for who in WHO {
+        let home_dir = own_dir(who);
+        let home = home_dir.path();
+        for (rel, contents) in [
+            (".zshenv", "original\n"),
+            (".bash_login", "original\n"),
+            (".ssh/authorized_keys", "original\n"),
+            (".ssh/rc", "original\n"),
+            (".config/autostart/", ""),
+            (".config/systemd/user/", ""),
+            (".config/fish/config.fish", "original\n"),
+            (".config/git/config", "original\n"),
+            (".local/bin/", ""),
+            (".bun/bin/", ""),
+            (".bun/install/cache/", ""),
+            (".cargo/bin/", ""),
+            ("tools/bin/", ""),
+        ] {
+            plant(who, home, rel, contents);
+        }
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", r#"{ "filesystem": { "allowWrite": ["~", "~/.cargo/bin"] } }"#);
+        let script = "cd ~; echo evil >> .zshenv; echo evil >> .bash_login; echo evil >> .ssh/authorized_keys; echo evil > .ssh/rc;
+            echo evil > .config/autostart/x.desktop; echo evil > .config/systemd/user/x.service; echo evil >> .config/fish/config.fish;
+            echo evil >> .config/git/config; echo evil > .local/bin/ls; echo evil > .bun/bin/bwrap; echo evil > tools/bin/git;
+            mv .config .config-moved && mkdir -p .config/autostart && echo evil > .config/autostart/y.desktop;
+            mv .local .local-moved; mv .ssh .ssh-moved; mv .bun/bin .bun/bin-moved;
+            echo ok > .bun/install/cache/pkg; echo ok > .cargo/bin/tool; echo ok > note; true";
+        let out = ws
+            .sbx(["run", "--", "/bin/sh", "-c", script])
+            .env("HOME", home)
+            .env("PATH", format!("{}:/usr/bin:/bin", home.join("tools/bin").display()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        for f in [".zshenv", ".bash_login", ".ssh/authorized_keys", ".ssh/rc", ".config/fish/config.fish", ".config/git/config"] {
+            assert_eq!(read(&home.join(f)), "original\n", "{who:?}: {f} was changed: {}", text(&out));
+        }
+        for f in [
+            ".config/autostart/x.desktop",
+            ".config/autostart/y.desktop",
+            ".config/systemd/user/x.service",
+            ".local/bin/ls",
+            ".bun/bin/bwrap",
+            "tools/bin/git",
+            ".config-moved",
+            ".local-moved",
+            ".ssh-moved",
+            ".bun/bin-moved",
+        ] {
+            assert!(!home.join(f).exists(), "{who:?}: {f} exists: {}", text(&out));
+        }
+        for f in [".bun/install/cache/pkg", ".cargo/bin/tool", "note"] {
+            assert_eq!(read(&home.join(f)), "ok\n", "{who:?}: {f}: {}", text(&out));
+        }
+    }
+}

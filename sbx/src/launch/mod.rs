@@ -13,6 +13,7 @@
 //!    over a file), last, so deny wins over allow for reads too.
 
 pub mod bwrap;
+pub mod git;
 pub mod glob;
 pub mod inbound;
 pub mod seccomp;
@@ -88,6 +89,9 @@ pub struct HostFacts {
     pub probe: fn(&Path) -> PathKind,
     /// The paths a glob rule matches on the host now.
     pub expand: fn(&Path) -> glob::Expansion,
+    /// The git administrative paths of the repositories in a workspace (`git::admin_paths`;
+    /// the flag: protect their configuration too).
+    pub git: fn(&Path, bool) -> Vec<PathBuf>,
     /// An empty host file with mode 000, bound over each hidden file.
     pub masked_file: PathBuf,
     /// sbx runs as root, so the command is uid 0 (without capabilities, but still the owner
@@ -267,11 +271,26 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         }
     }
 
-    // 4. Read-only islands inside writable directories.
-    for path in policy.read_only_within_writable() {
-        if exists(&path) && writable.iter().any(|w| path.starts_with(w)) {
-            args.push(Arg::RoBind { src: path.clone(), dst: path });
-        }
+    // 4. Read-only islands inside writable directories: the mandatory protections, the
+    // git administrative files of the workspace's repositories, denyWrite. Every directory
+    // between a writable root and an island is first bound onto itself: the kernel refuses
+    // to rename or remove a mount point (EBUSY), so no rename of an ancestor can carry an
+    // island away and leave a writable copy at its path (`mv .git .git-moved`).
+    let mut islands = policy.read_only_within_writable();
+    islands.extend((facts.git)(&policy.workspace, !policy.fs.allow_git_config));
+    let mut seen = std::collections::BTreeSet::new();
+    islands.retain(|p| exists(p) && writable.iter().any(|w| p.starts_with(w)) && seen.insert(p.clone()));
+    let roots = policy.writable();
+    let mut pins = std::collections::BTreeSet::new();
+    for island in &islands {
+        let Some(root) = roots.iter().filter(|r| island.starts_with(r)).max_by_key(|r| r.components().count()) else { continue };
+        pins.extend(island.ancestors().skip(1).take_while(|a| a != root && a.starts_with(root)).map(Path::to_path_buf));
+    }
+    for dir in pins.into_iter().filter(|d| probe(d) == PathKind::Dir) {
+        args.push(Arg::Bind { src: dir.clone(), dst: dir });
+    }
+    for path in islands {
+        args.push(Arg::RoBind { src: path.clone(), dst: path });
     }
 
     // 5. Hidden paths: an empty, read-only directory or file with mode 000,
@@ -480,6 +499,7 @@ pub async fn run(
         notify: options.notify,
         probe: probe_path,
         expand: glob::expand,
+        git: git::admin_paths,
         masked_file: masked.path.clone(),
         hide_host_secrets: nix::unistd::geteuid().is_root(),
     };
@@ -715,12 +735,12 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into(), hide_host_secrets: false }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), git: |_, _| Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false }
     }
 
     fn fake_host(path: &Path) -> PathKind {
         match path.to_str().unwrap() {
-            "/w" | "/w/.git/hooks" | "/h" | "/secrets" => PathKind::Dir,
+            "/w" | "/w/.git" | "/w/.git/hooks" | "/h" | "/secrets" => PathKind::Dir,
             "/w/.bashrc" | "/h/.bashrc" | "/w/.env" => PathKind::File,
             _ => PathKind::Missing,
         }
@@ -738,6 +758,7 @@ mod tests {
             "--ro-bind", "/", "/",
             "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", "/w", "/w",
+            "--bind", "/w/.git", "/w/.git",
             "--ro-bind", "/w/.bashrc", "/w/.bashrc",
             "--ro-bind", "/w/.git/hooks", "/w/.git/hooks",
             "--perms", "0000", "--tmpfs", "/secrets", "--remount-ro", "/secrets",
@@ -812,6 +833,46 @@ mod tests {
         let plan = super::plan(&at_home, vec!["true".into()], &f);
         assert!(!plan.bwrap.args.contains(&Arg::Tmpfs("/root".into())));
         assert!(plan.hidden.contains(&PathBuf::from("/etc/shadow")));
+    }
+
+    fn nested_host(path: &Path) -> PathKind {
+        match path.to_str().unwrap() {
+            "/w" | "/w/.git" | "/w/.git/hooks" | "/w/vendor" | "/w/vendor/lib" | "/w/vendor/lib/.git" | "/w/vendor/lib/.git/hooks" | "/c" | "/c/.config" | "/c/.config/sbx" => PathKind::Dir,
+            "/w/.git/config" | "/w/vendor/lib/.git/config" => PathKind::File,
+            _ => PathKind::Missing,
+        }
+    }
+
+    /// Every directory between a writable root and a read-only island is pinned (bound onto
+    /// itself, so that no rename can move the island away) before the islands are bound.
+    #[test]
+    fn islands_are_pinned_by_every_directory_above_them() {
+        let mut policy = Policy::builtin("/w".into(), None);
+        policy.fs.allow_write = vec!["/c".into()];
+        policy.fs.deny_write = vec!["/c/.config/sbx".into()];
+        let mut f = facts(nested_host);
+        f.git = |w, _| ["vendor/lib/.git/hooks", "vendor/lib/.git/config", "vendor/lib/.git/commondir", ".git/config"].iter().map(|p| w.join(p)).collect();
+        let plan = plan(&policy, vec!["true".into()], &f);
+        let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
+        let end = argv.iter().position(|a| a == "--chdir").unwrap();
+        assert_eq!(
+            argv[at..end],
+            [
+                "--bind", "/w", "/w",
+                "--bind", "/c", "/c",
+                "--bind", "/c/.config", "/c/.config",
+                "--bind", "/w/.git", "/w/.git",
+                "--bind", "/w/vendor", "/w/vendor",
+                "--bind", "/w/vendor/lib", "/w/vendor/lib",
+                "--bind", "/w/vendor/lib/.git", "/w/vendor/lib/.git",
+                "--ro-bind", "/w/.git/hooks", "/w/.git/hooks",
+                "--ro-bind", "/w/.git/config", "/w/.git/config",
+                "--ro-bind", "/c/.config/sbx", "/c/.config/sbx",
+                "--ro-bind", "/w/vendor/lib/.git/hooks", "/w/vendor/lib/.git/hooks",
+                "--ro-bind", "/w/vendor/lib/.git/config", "/w/vendor/lib/.git/config",
+            ]
+        );
     }
 
     #[test]
