@@ -18,6 +18,7 @@ pub mod policy;
 pub mod proxy;
 pub mod report;
 pub mod session;
+pub mod snapshot;
 pub mod suggest;
 pub mod sys;
 pub mod tui;

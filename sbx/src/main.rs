@@ -180,6 +180,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
     let command = command_of(args.command, "run")?;
     let (loaded, mut policy) = load_policy(&args.policy)?;
     check_workspace(&policy, args.unsafe_workspace)?;
+    check_policy_files(&loaded, &policy)?;
     policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
     let mut limits = loaded.config.limits;
     limits.merge_from(&args.limits.as_config());
@@ -226,14 +227,25 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
             timeout,
         }),
     };
-    // A policy file the command creates in the workspace is read by the
-    // next run there: say so (an existing one is read-only inside).
-    // (`--ask` may create one itself, with the user's answers.)
+    // A policy file the command creates or changes in the workspace is read by a later
+    // run: every one (and every file of the chain) is compared after the session, in
+    // every mode. (`--ask` writes its own answers to `ask_config`.)
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
-    let policy_files: Vec<PathBuf> = config::FILE_NAMES.iter().map(|n| policy.workspace.join(n)).filter(|p| !p.exists() && Some(p) != ask_config.as_ref()).collect();
+    let chain_files = loaded.chain.iter().filter_map(|part| match &part.origin {
+        config::Origin::File(f) => Some(f.clone()),
+        _ => None,
+    });
+    let watched = sbx::snapshot::Snapshot::take(sbx::snapshot::policy_files(&policy.workspace).into_iter().chain(chain_files));
     let code = session::run(&policy, command, options)?;
-    for created in policy_files.iter().filter(|p| p.exists()) {
-        eprintln!("sbx: warning: the command created {}: the next sbx run here reads it as the policy; review it or delete it", created.display());
+    for (file, change) in watched.changes(sbx::snapshot::policy_files(&policy.workspace)) {
+        let dir = file.parent().unwrap_or(&policy.workspace);
+        let reader = if dir == policy.workspace { "the next sbx run here reads it".to_string() } else { format!("an sbx run in {} reads it", dir.display()) };
+        let note = if Some(&file) == ask_config.as_ref() { " (your --ask answers are written there too)" } else { "" };
+        let advice = match change {
+            sbx::snapshot::Change::Removed => String::new(),
+            _ => format!(": {reader} as the policy; review it or delete it"),
+        };
+        eprintln!("sbx: warning: the policy file {} was {} during the session{note}{advice}", file.display(), change.as_str());
     }
     Ok(ExitCode::from(code))
 }
@@ -244,6 +256,7 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "learn")?;
     let (loaded, policy) = load_policy(&args.policy)?;
     check_workspace(&policy, args.unsafe_workspace)?;
+    check_policy_files(&loaded, &policy)?;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("sbx learn: not root: the kernel tracer is off, so only network destinations and blocked syscalls are learnt, not file access");
     }
@@ -296,6 +309,19 @@ fn check_workspace(policy: &Policy, accepted: bool) -> anyhow::Result<()> {
         Some(refusal) if !accepted => Err(refusal.into()),
         _ => Ok(()),
     }
+}
+
+/// Refuses to start when a file of the policy's chain could be changed by the command.
+fn check_policy_files(loaded: &config::Loaded, policy: &Policy) -> anyhow::Result<()> {
+    let files: Vec<PathBuf> = loaded
+        .chain
+        .iter()
+        .filter_map(|part| match &part.origin {
+            config::Origin::File(f) => Some(f.canonicalize().unwrap_or_else(|_| f.clone())),
+            _ => None,
+        })
+        .collect();
+    Ok(policy.check_policy_files(files.iter().map(PathBuf::as_path))?)
 }
 
 /// The command from `-c 'SHELL CMD'` or the words after `--`.

@@ -14,6 +14,8 @@ pub enum PolicyError {
     NoHome { key: &'static str, value: String },
     #[error("\"filesystem.{key}\" entry {value:?}: `~user` paths are not supported; write the absolute path")]
     TildeUser { key: &'static str, value: String },
+    #[error("the policy file {} could be changed by the command it confines (it is inside the writable {}); move it out of the workspace and the allowWrite paths, or make it the workspace's own sbx.jsonc, which is read-only in the sandbox", .file.display(), .writable.display())]
+    WritablePolicyFile { file: PathBuf, writable: PathBuf },
     #[error("the workspace {} is {why}, where a command could change what runs outside the sandbox later; run sbx from a project directory, or pass --unsafe-workspace to accept it", .workspace.display())]
     UnsafeWorkspace { workspace: PathBuf, why: &'static str },
 }
@@ -300,6 +302,22 @@ impl Policy {
             });
     }
 
+    /// Refuses a policy file (`-s`, found, or reached through `extends`; canonical paths)
+    /// that the command could change: inside the workspace or an allowWrite path and not
+    /// under a read-only protection. A policy must not be editable by what it confines.
+    pub fn check_policy_files<'a>(&self, files: impl IntoIterator<Item = &'a Path>) -> Result<(), PolicyError> {
+        let read_only = self.read_only_within_writable();
+        for file in files {
+            if read_only.iter().any(|r| file.starts_with(r)) {
+                continue;
+            }
+            if let Some(w) = self.writable().into_iter().find(|w| file.starts_with(w)) {
+                return Err(PolicyError::WritablePolicyFile { file: file.to_path_buf(), writable: w });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `path` is the workspace or inside it.
     pub fn in_workspace(&self, path: &Path) -> bool {
         path.starts_with(&self.workspace)
@@ -392,6 +410,24 @@ mod tests {
         let mut p = p;
         p.fs.allow_git_config = true;
         assert!(!p.read_only_within_writable().contains(&PathBuf::from("/w/.git/config")));
+    }
+
+    #[test]
+    fn a_policy_file_the_command_could_write_is_refused() {
+        let mut p = Policy::builtin("/w".into(), Some("/h".into()));
+        p.fs.allow_write = vec!["/h/.cache".into()];
+        let ok = ["/w/sbx.jsonc", "/h/.config/sbx/sbx.jsonc", "/etc/sbx/base.jsonc", "/w2/base.jsonc"];
+        assert_eq!(p.check_policy_files(ok.iter().map(Path::new)), Ok(()));
+        for (file, writable) in [("/w/sub/sbx.jsonc", "/w"), ("/w/policies/base.jsonc", "/w"), ("/h/.cache/p.jsonc", "/h/.cache")] {
+            assert_eq!(
+                p.check_policy_files([Path::new(file)]),
+                Err(PolicyError::WritablePolicyFile { file: file.into(), writable: writable.into() })
+            );
+        }
+        assert_eq!(
+            p.check_policy_files([Path::new("/w/base.jsonc")]).unwrap_err().to_string(),
+            "the policy file /w/base.jsonc could be changed by the command it confines (it is inside the writable /w); move it out of the workspace and the allowWrite paths, or make it the workspace's own sbx.jsonc, which is read-only in the sandbox"
+        );
     }
 
     /// The home's startup and PATH directories are read-only even when allowWrite covers

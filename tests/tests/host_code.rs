@@ -123,38 +123,6 @@ fn an_accepted_home_workspace_keeps_the_home_protections() {
     std::fs::remove_file(note).unwrap();
 }
 
-/// Reproduction 8: a deny glob whose walk is cut short by planted files refuses to run,
-/// before the command starts, in one sentence with the rule and the count.
-#[test]
-fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
-    require_root!();
-    let ws = Workspace::new(As::Root);
-    ws.write("config/.env", "TOPSECRET\n");
-    ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["**/.env"] } }"#);
-    let many = ws.path().join("aaa-planted");
-    std::fs::create_dir(&many).unwrap();
-    for i in 0..120_000 {
-        std::fs::File::create(many.join(format!("f{i}"))).unwrap();
-    }
-    let root = ws.path().canonicalize().unwrap();
-    for verb in [vec!["run"], vec!["monitor", "--no-tui"]] {
-        let mut args = verb.clone();
-        args.extend(["--", "/bin/cat", "config/.env"]);
-        let out = ws.sbx(&args).output().unwrap();
-        assert_eq!(out.status.code(), Some(125), "{verb:?}: {}", text(&out));
-        assert!(!String::from_utf8_lossy(&out.stdout).contains("TOPSECRET"), "{verb:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr),
-            format!(
-                "sbx: the denyRead rule {}/**/.env cannot be applied in full: its walk stopped after 50000 entries, so a matching file could stay unprotected; narrow the rule or remove files under {}\n",
-                root.display(),
-                root.display()
-            ),
-            "{verb:?}"
-        );
-    }
-}
-
 /// Gives `path` and everything below it to whoever runs sbx.
 fn give(who: As, path: &Path) {
     if who != As::User {
@@ -244,5 +212,97 @@ fn home_startup_files_and_path_directories_stay_read_only() {
         for f in [".bun/install/cache/pkg", ".cargo/bin/tool", "note"] {
             assert_eq!(read(&home.join(f)), "ok\n", "{who:?}: {f}: {}", text(&out));
         }
+    }
+}
+
+/// Reproduction 7: a policy file reached through `extends` (or given with `-s`) that the
+/// command could write makes sbx refuse to start, in one sentence.
+#[test]
+fn a_policy_file_the_command_could_write_is_refused() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let canary = ws.path().join("canary");
+        ws.write("policies/base.jsonc", "{}\n");
+        ws.write("sbx.jsonc", r#"{ "extends": "./policies/base.jsonc" }"#);
+        ws.write("sub/p.jsonc", "{}\n");
+        let base = ws.path().canonicalize().unwrap().join("policies/base.jsonc");
+        let given = ws.path().canonicalize().unwrap().join("sub/p.jsonc");
+        for (args, file) in [(vec!["run"], &base), (vec!["monitor", "--no-tui"], &base), (vec!["run", "-s", "sub/p.jsonc"], &given)] {
+            let mut args = args.clone();
+            args.extend(["--", "/usr/bin/touch", "canary"]);
+            let out = ws.sbx(&args).output().unwrap();
+            assert_eq!(out.status.code(), Some(125), "{who:?} {args:?}: {}", text(&out));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                format!(
+                    "sbx: the policy file {} could be changed by the command it confines (it is inside the writable {}); move it out of the workspace and the allowWrite paths, or make it the workspace's own sbx.jsonc, which is read-only in the sandbox\n",
+                    file.display(),
+                    ws.path().canonicalize().unwrap().display()
+                ),
+                "{who:?} {args:?}"
+            );
+            assert!(!canary.exists(), "{who:?} {args:?}: the command ran");
+        }
+    }
+}
+
+/// Reproduction 7: a policy file the command creates or changes anywhere in the workspace
+/// (the next run from there reads it) is reported at exit, under `run` and `monitor`.
+#[test]
+fn policy_files_created_or_changed_in_the_workspace_are_reported() {
+    require_root!();
+    for who in WHO {
+        for verb in [vec!["run"], vec!["monitor", "--no-tui"]] {
+            let ws = Workspace::new(who);
+            ws.write("old/sbx.json", "{}\n");
+            let mut args = verb.clone();
+            args.extend(["--", "/bin/sh", "-c", "mkdir -p new/deep && echo '{\"filesystem\":{\"allowWrite\":[\"~\"]}}' > new/deep/sbx.jsonc; echo '{\"extends\":\"code-relaxed\"}' > old/sbx.json"]);
+            let out = ws.sbx(&args).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{who:?} {verb:?}: {}", text(&out));
+            let root = ws.path().canonicalize().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            for (file, change) in [("new/deep/sbx.jsonc", "created"), ("old/sbx.json", "changed")] {
+                let path = root.join(file);
+                let line = format!(
+                    "sbx: warning: the policy file {} was {change} during the session: an sbx run in {} reads it as the policy; review it or delete it\n",
+                    path.display(),
+                    path.parent().unwrap().display()
+                );
+                assert!(stderr.contains(&line), "{who:?} {verb:?}: no {line:?} in {stderr}");
+            }
+        }
+    }
+}
+
+/// Reproduction 8: a deny glob whose walk is cut short by planted files refuses to run,
+/// before the command starts, in one sentence with the rule and the count.
+#[test]
+fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    ws.write("config/.env", "TOPSECRET\n");
+    ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["**/.env"] } }"#);
+    let many = ws.path().join("aaa-planted");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..120_000 {
+        std::fs::File::create(many.join(format!("f{i}"))).unwrap();
+    }
+    let root = ws.path().canonicalize().unwrap();
+    for verb in [vec!["run"], vec!["monitor", "--no-tui"]] {
+        let mut args = verb.clone();
+        args.extend(["--", "/bin/cat", "config/.env"]);
+        let out = ws.sbx(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{verb:?}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("TOPSECRET"), "{verb:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "sbx: the denyRead rule {}/**/.env cannot be applied in full: its walk stopped after 50000 entries, so a matching file could stay unprotected; narrow the rule or remove files under {}\n",
+                root.display(),
+                root.display()
+            ),
+            "{verb:?}"
+        );
     }
 }
