@@ -306,3 +306,118 @@ fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
         );
     }
 }
+
+/// A host command run as `who` (git refuses repositories of another owner).
+fn host(who: As, program: &str, args: &[&str], dir: &Path) -> std::process::Output {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).current_dir(dir).stdin(std::process::Stdio::null()).env("GIT_CONFIG_NOSYSTEM", "1");
+    if who == As::User {
+        let u = test_user();
+        let (uid, gid) = (u.uid, u.gid);
+        cmd.env("HOME", &u.home);
+        // SAFETY: setgroups, setgid and setuid between fork and exec are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn git(who: As, dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"];
+    all.extend_from_slice(args);
+    host(who, "git", &all, dir)
+}
+
+/// The workspace of the git tests: a repository with a hooks path (.husky), two
+/// submodules (separate gitdirs under .git/modules), a nested repository two levels down
+/// and one that the attack moves.
+fn repositories(who: As) -> Workspace {
+    let ws = Workspace::new(who);
+    let w = ws.path();
+    let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
+    for dir in ["", "vendor/lib", "sub"] {
+        plant(who, w, &format!("{dir}/x/"), "");
+        ok(git(who, &w.join(dir), &["init", "-q", "."]));
+    }
+    plant(who, w, ".git/modules/", "");
+    for m in ["m", "n"] {
+        ok(git(who, w, &["init", "-q", "--separate-git-dir", &format!(".git/modules/{m}"), m]));
+    }
+    plant(who, w, ".husky/pre-commit", "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(w.join(".husky/pre-commit"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    ok(git(who, w, &["config", "core.hooksPath", ".husky"]));
+    ws
+}
+
+/// Each way in of reproductions 1 and 2, by the name of the canary its code touches.
+const VECTORS: [&str; 9] = ["root-config", "husky", "sub-hook", "sub-config", "vendor-hook", "vendor-config", "m-hook", "m-config", "n-gitlink"];
+
+/// The attack of reproductions 1 and 2: rename `.git` and directories holding nested
+/// repositories away and copy them back (on main the read-only mounts moved with the
+/// originals), then plant pre-commit hooks and core.fsmonitor commands where git looks:
+/// the workspace's repository (its hooks live in .husky, core.hooksPath), a moved nested
+/// one, a nested one two levels down, a submodule's gitdir, and a submodule's gitlink
+/// pointed at a gitdir of the command's. Each touches its own canary in `dir`.
+fn attack(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"hook() {{ printf '#!/bin/sh\ntouch {d}/%s\n' "$2" > "$1/pre-commit"; chmod +x "$1/pre-commit"; }}
+fsm() {{ printf '[core]\n\tfsmonitor = touch {d}/%s\n' "$2" >> "$1"; }}
+mv .git .git-moved && cp -a .git-moved .git && rm -rf .git-moved
+mv sub sub2 && cp -a sub2 sub && rm -rf sub2
+mv vendor vendor2 && cp -a vendor2 vendor && rm -rf vendor2
+fsm .git/config root-config
+hook .husky husky
+hook sub/.git/hooks sub-hook; fsm sub/.git/config sub-config
+hook vendor/lib/.git/hooks vendor-hook; fsm vendor/lib/.git/config vendor-config
+hook .git/modules/m/hooks m-hook; fsm .git/modules/m/config m-config
+mkdir -p evil && cp -a .git/modules/n/. evil/ && fsm evil/config n-gitlink && printf 'gitdir: ../evil\n' > n/.git
+true"#
+    )
+}
+
+/// After the attack, the host's own `git status` and `git commit` in every repository;
+/// returns the canaries that appeared.
+fn host_git_canaries(who: As, w: &Path, dir: &Path) -> Vec<&'static str> {
+    for repo in ["", "sub", "vendor/lib", "m", "n"] {
+        git(who, &w.join(repo), &["status", "--short"]);
+        git(who, &w.join(repo), &["commit", "-q", "--allow-empty", "-m", "x"]);
+    }
+    VECTORS.into_iter().filter(|v| dir.join(v).exists()).collect()
+}
+
+/// Reproductions 1 and 2: no rename, copy or write makes a git administrative file of the
+/// workspace's repository, a nested repository, a submodule or the core.hooksPath
+/// directory run the command's code in the host's later `git status` or `git commit`.
+/// The same attack run outside the sandbox proves that every canary would appear.
+#[test]
+fn git_administrative_files_cannot_be_moved_or_rewritten() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    for who in WHO {
+        let control_dir = own_dir(who);
+        let control = repositories(who);
+        let out = host(who, "/bin/sh", &["-c", &attack(control_dir.path())], control.path());
+        assert!(out.status.success(), "{who:?}: the control attack failed: {}", text(&out));
+        assert_eq!(host_git_canaries(who, control.path(), control_dir.path()), VECTORS, "{who:?}: the control attack did not reach the host's git");
+
+        let dir = own_dir(who);
+        let ws = repositories(who);
+        let out = ws.sbx(["run", "--", "/bin/sh", "-c", &attack(dir.path())]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Device or resource busy"), "{who:?}: the renames were not refused: {stderr}");
+        assert_eq!(host_git_canaries(who, ws.path(), dir.path()), Vec::<&str>::new(), "{who:?}: the host's git ran the command's code: {}", text(&out));
+        for repo in ["", "sub", "vendor/lib", "m", "n"] {
+            let out = git(who, &ws.path().join(repo), &["status", "--short"]);
+            assert!(out.status.success(), "{who:?}: git status in {repo:?} fails after the session: {}", text(&out));
+        }
+    }
+}
