@@ -381,6 +381,9 @@ impl Drop for OpenOnDrop {
 pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
     // A deny rule the glob walk cannot cover refuses before anything starts (the dashboard too).
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
+    // The protected paths as they are before the command: verified after it (tamper).
+    let guard = crate::snapshot::Guard::take(launch::protected_paths(policy), crate::snapshot::quarantine_root(policy.home.as_deref()));
+    let tampered = RefCell::new(Vec::<report::Tamper>::new());
     let log = match &opts.log {
         Some(path) => Some(Log::create(path).map_err(|source| SessionError::Log { path: path.clone(), source })?),
         None => None,
@@ -637,9 +640,14 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             };
             let proxy_dropped = proxy.dropped_events();
             let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
+            // Every process of the sandbox is gone (its pid namespace ended with bwrap).
+            *tampered.borrow_mut() = guard.verify();
             let summary = {
                 let mut sink = sink.borrow_mut();
                 if sink.started.is_some() {
+                    for t in tampered.borrow().iter() {
+                        sink.emit(&Event::Tamper(t.clone()));
+                    }
                     for (source, count) in [("ebpf", ebpf_lost), ("seccomp", seccomp_dropped), ("proxy", proxy_dropped)] {
                         if count > 0 {
                             sink.emit(&Event::Loss(report::Loss { source, count }));
@@ -706,6 +714,16 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     }
     if let Some(line) = limits_state.exit_line(&outcome) {
         eprintln!("sbx: {line}");
+    }
+    for t in tampered.borrow().iter() {
+        let q = |q: &Option<PathBuf>| q.as_ref().map_or_else(String::new, |q| q.display().to_string());
+        let done = match t.action {
+            "restored" if t.quarantine.is_some() => format!("the original was put back; what the command left is in {}", q(&t.quarantine)),
+            "restored" => "the original was put back".to_string(),
+            "quarantined" => format!("moved to {}", q(&t.quarantine)),
+            _ => format!("left in place: {}", t.error.as_deref().unwrap_or("?")),
+        };
+        eprintln!("sbx: tamper: the protected path {} was {} during the session; {done}", t.path.display(), t.change);
     }
     if let (Some(e), Some(log)) = (&sink.log_error, &sink.log) {
         eprintln!("sbx: warning: could not write the log {}: {e}", log.path().display());

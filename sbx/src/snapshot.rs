@@ -4,6 +4,14 @@
 //! workspace, found by a bounded walk, and the files the policy was read
 //! from) before the command starts, and compares after it ends: a policy file
 //! the command created or changed is reported in every mode.
+//!
+//! [`Guard`] does the same for the protected paths of a session (the mandatory
+//! protections, the git administrative files, the PATH directories): the
+//! second layer behind the read-only mounts, for what the mounts cannot
+//! cover (a protected name that did not exist at start). Whatever differs is
+//! a `tamper` event; what the command left is moved to a quarantine
+//! directory outside the workspace, and a file whose content is known is put
+//! back.
 
 use std::{
     collections::BTreeMap,
@@ -132,6 +140,129 @@ impl Snapshot {
     }
 }
 
+/// The protected paths of one session and their states before it.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    snapshot: Snapshot,
+    /// Where a quarantine directory for this session is made when one is needed.
+    quarantine_root: Option<PathBuf>,
+}
+
+impl Guard {
+    /// Takes the snapshot of `paths` that exist, or whose directory exists (a name
+    /// created inside a new tree, such as a fresh `git init`, is not watched). Policy
+    /// files are left to the policy-file report (`--ask` writes one itself).
+    pub fn take(paths: impl IntoIterator<Item = PathBuf>, quarantine_root: Option<PathBuf>) -> Self {
+        let watched = paths.into_iter().filter(|p| {
+            let named_policy = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
+            !named_policy && (std::fs::symlink_metadata(p).is_ok() || p.parent().is_some_and(Path::is_dir))
+        });
+        Self { snapshot: Snapshot::take(watched), quarantine_root }
+    }
+
+    /// Compares every watched path with its snapshot; quarantines what the command left
+    /// and restores files whose content is known.
+    pub fn verify(&self) -> Vec<crate::report::Tamper> {
+        let mut quarantine: Option<Result<PathBuf, String>> = None;
+        let mut out = Vec::new();
+        for (path, change) in self.snapshot.changes([]) {
+            let before = self.snapshot.states.get(&path).unwrap_or(&State::Missing);
+            let q = quarantine.get_or_insert_with(|| self.make_quarantine()).clone();
+            let (action, moved, error) = match q {
+                Err(e) => ("reported", None, Some(e)),
+                Ok(q) => settle(&path, before, &q),
+            };
+            out.push(crate::report::Tamper { path, change: change.as_str(), action, quarantine: moved, error });
+        }
+        out
+    }
+
+    /// A fresh directory for this session under the quarantine root, owned by the
+    /// invoking user, mode 0700, reached through no symlink (the command may have
+    /// written near it).
+    fn make_quarantine(&self) -> Result<PathBuf, String> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let root = self.quarantine_root.clone().ok_or("no quarantine directory: HOME is not set")?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        if root.canonicalize().ok().as_ref() != Some(&root) {
+            return Err(format!("{} is reached through a symlink", root.display()));
+        }
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+        let dir = root.join(format!("{stamp}-{}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+}
+
+/// The quarantine directory of `home`: `$XDG_STATE_HOME/sbx/quarantine`, else
+/// `~/.local/state/sbx/quarantine`.
+pub fn quarantine_root(home: Option<&Path>) -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute());
+    let state = state.or_else(|| home.map(|h| h.join(".local/state")))?;
+    Some(crate::policy::normalize(&state).join("sbx/quarantine"))
+}
+
+/// Moves what is at `path` now into the quarantine (keeping its absolute path below it)
+/// and puts the original file back when its content is known.
+fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'static str, Option<PathBuf>, Option<String>) {
+    let now = State::of(path);
+    let mut moved = None;
+    if now != State::Missing {
+        let dest = quarantine.join(path.strip_prefix("/").unwrap_or(path));
+        let result = dest.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| move_path(path, &dest));
+        match result {
+            Ok(()) => moved = Some(dest),
+            Err(e) => return ("reported", None, Some(format!("cannot move it to {}: {e}", dest.display()))),
+        }
+    }
+    match before {
+        State::File { content: Some(content), .. } => match restore(path, content) {
+            Ok(()) => ("restored", moved, None),
+            Err(e) => ("quarantined", moved, Some(format!("cannot put the original back: {e}"))),
+        },
+        State::Missing => ("quarantined", moved, None),
+        _ => ("quarantined", moved, Some("the original cannot be put back (not a small file)".into())),
+    }
+}
+
+/// rename(2), or a copy and a removal across filesystems.
+fn move_path(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            copy_tree(from, to)?;
+            if std::fs::symlink_metadata(from)?.is_dir() { std::fs::remove_dir_all(from) } else { std::fs::remove_file(from) }
+        }
+        other => other,
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let m = std::fs::symlink_metadata(from)?;
+    if m.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)
+    } else if m.is_dir() {
+        std::fs::create_dir(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(drop)
+    }
+}
+
+/// Writes `content` as a new file at `path`, refusing a directory reached through a
+/// symlink.
+fn restore(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let parent = path.parent().ok_or_else(|| std::io::Error::other("no directory"))?;
+    if parent.canonicalize()? != parent {
+        return Err(std::io::Error::other(format!("{} is reached through a symlink", parent.display())));
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?.write_all(content)
+}
+
 /// The policy files (`sbx.jsonc`, `sbx.json`) in `workspace` and its subdirectories down
 /// to [`POLICY_DEPTH`] levels (at most [`POLICY_ENTRIES`] entries examined, skipping the
 /// dependency trees the glob walk skips), and the names where one would be found from the
@@ -190,6 +321,51 @@ mod tests {
                 (p("swapped"), Change::Replaced),
             ]
         );
+    }
+
+    /// A created name is moved to the quarantine, a changed or removed small file is put
+    /// back (what was there moved aside); a name in a directory that did not exist at
+    /// start, and policy files, are not watched.
+    #[test]
+    fn the_guard_quarantines_what_was_created_and_restores_what_was_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().canonicalize().unwrap();
+        let q = w.join("q");
+        std::fs::create_dir(w.join(".git")).unwrap();
+        std::fs::write(w.join(".git/config"), "original\n").unwrap();
+        std::fs::write(w.join(".profile"), "original\n").unwrap();
+        std::fs::write(w.join(".bash_login"), "original\n").unwrap();
+        let watched = [".git/config", ".git/commondir", ".profile", ".bash_login", ".vscode", "new/.git/hooks", "sbx.jsonc"].map(|p| w.join(p));
+        let guard = Guard::take(watched, Some(q.clone()));
+        assert_eq!(guard.verify(), []);
+        std::fs::write(w.join(".git/config"), "[core]\n\tfsmonitor = evil\n").unwrap();
+        std::fs::write(w.join(".git/commondir"), "../evil\n").unwrap();
+        std::fs::remove_file(w.join(".profile")).unwrap();
+        std::fs::write(w.join("other"), "original\n").unwrap();
+        std::fs::rename(w.join("other"), w.join(".bash_login")).unwrap();
+        std::fs::create_dir(w.join(".vscode")).unwrap();
+        std::fs::write(w.join(".vscode/tasks.json"), "{}").unwrap();
+        std::fs::create_dir_all(w.join("new/.git/hooks")).unwrap();
+        std::fs::write(w.join("sbx.jsonc"), "{}").unwrap();
+        let got = guard.verify();
+        let session = got[0].quarantine.as_ref().unwrap().ancestors().find(|a| a.parent() == Some(q.as_path())).unwrap().to_path_buf();
+        let inq = |p: &str| Some(session.join(w.join(p).strip_prefix("/").unwrap()));
+        let t = |p: &str, change, action, quarantine| crate::report::Tamper { path: w.join(p), change, action, quarantine, error: None };
+        assert_eq!(
+            got,
+            [
+                t(".bash_login", "replaced", "restored", inq(".bash_login")),
+                t(".git/commondir", "created", "quarantined", inq(".git/commondir")),
+                t(".git/config", "changed", "restored", inq(".git/config")),
+                t(".profile", "removed", "restored", None),
+                t(".vscode", "created", "quarantined", inq(".vscode")),
+            ]
+        );
+        assert_eq!(std::fs::read_to_string(w.join(".git/config")).unwrap(), "original\n");
+        assert_eq!(std::fs::read_to_string(w.join(".profile")).unwrap(), "original\n");
+        assert!(!w.join(".git/commondir").exists() && !w.join(".vscode").exists());
+        assert_eq!(std::fs::read_to_string(session.join(w.join(".vscode/tasks.json").strip_prefix("/").unwrap())).unwrap(), "{}");
+        assert!(w.join("new/.git/hooks").exists() && w.join("sbx.jsonc").exists());
     }
 
     #[test]

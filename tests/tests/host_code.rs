@@ -421,3 +421,65 @@ fn git_administrative_files_cannot_be_moved_or_rewritten() {
         }
     }
 }
+
+/// The exit verification, second layer: a protected name the mounts could not cover
+/// (`.git/commondir` did not exist, reproduction 2) is moved to the quarantine, and a
+/// protected file changed through a hard link made before the session is put back; each
+/// is a `tamper` event and a line on stderr, and the host's git runs nothing afterwards.
+#[test]
+fn tampered_protected_paths_are_reported_quarantined_and_restored() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    for who in WHO {
+        let canaries = own_dir(who);
+        let canary = canaries.path().join("canary");
+        let state = own_dir(who);
+        let ws = Workspace::new(who);
+        let w = ws.path().canonicalize().unwrap();
+        let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
+        ok(git(who, &w, &["init", "-q", "."]));
+        let original = read(&w.join(".git/config"));
+        std::fs::hard_link(w.join(".git/config"), w.join("config-link")).unwrap();
+        let log = canaries.path().join("audit.jsonl");
+        let script = format!(
+            "mkdir -p evil && cp -a .git/. evil/ && printf '[core]\\n\\tfsmonitor = touch {c}\\n' >> evil/config && echo ../evil > .git/commondir;
+             printf '[core]\\n\\tfsmonitor = touch {c}\\n' >> config-link",
+            c = canary.display()
+        );
+        let out = ws
+            .sbx(["run", "--log", log.to_str().unwrap(), "--", "/bin/sh", "-c", &script])
+            .env("XDG_STATE_HOME", state.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let quarantine = state.path().join("sbx/quarantine");
+        let session = std::fs::read_dir(&quarantine).unwrap().next().unwrap().unwrap().path();
+        let inq = |p: &str| session.join(w.join(p).strip_prefix("/").unwrap());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for line in [
+            format!("sbx: tamper: the protected path {} was changed during the session; the original was put back; what the command left is in {}\n", w.join(".git/config").display(), inq(".git/config").display()),
+            format!("sbx: tamper: the protected path {} was created during the session; moved to {}\n", w.join(".git/commondir").display(), inq(".git/commondir").display()),
+        ] {
+            assert!(stderr.contains(&line), "{who:?}: no {line:?} in {stderr}");
+        }
+        assert_eq!(read(&w.join(".git/config")), original, "{who:?}");
+        assert!(!w.join(".git/commondir").exists(), "{who:?}");
+        assert_eq!(read(&inq(".git/commondir")), "../evil\n", "{who:?}");
+        assert!(read(&inq(".git/config")).contains("fsmonitor"), "{who:?}");
+        let tamper: Vec<(String, String, String)> = sbx_integration_tests::read_log(&log)
+            .iter()
+            .filter(|e| e["type"] == "tamper")
+            .map(|e| (e["path"].as_str().unwrap().to_string(), e["change"].as_str().unwrap().to_string(), e["action"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            tamper,
+            [
+                (w.join(".git/commondir").display().to_string(), "created".into(), "quarantined".into()),
+                (w.join(".git/config").display().to_string(), "changed".into(), "restored".into()),
+            ],
+            "{who:?}"
+        );
+        ok(git(who, &w, &["status", "--short"]));
+        assert!(!canary.exists(), "{who:?}: the host's git ran the command's code");
+    }
+}

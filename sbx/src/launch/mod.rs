@@ -347,6 +347,19 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     Plan { bwrap, stage2, warnings, hidden }
 }
 
+/// Every path this session protects inside its writable paths, existing or not: the
+/// mandatory protections, the PATH directories and the git administrative files of the
+/// workspace's repositories (denyWrite, the user's own rules, aside). `snapshot::Guard`
+/// verifies them after the session.
+pub fn protected_paths(policy: &Policy) -> Vec<PathBuf> {
+    let roots = policy.writable();
+    let mut out: Vec<PathBuf> = policy.read_only_within_writable().into_iter().filter(|p| !policy.fs.deny_write.contains(p)).collect();
+    out.extend(git::admin_paths(&policy.workspace, !policy.fs.allow_git_config));
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|p| roots.iter().any(|r| p.starts_with(r)) && seen.insert(p.clone()));
+    out
+}
+
 /// Hides `path` (of kind `kind` on the host): an empty, read-only tmpfs with mode 000 over a
 /// directory, the masked file over anything else. False when there is nothing to hide.
 fn mask(args: &mut Vec<Arg>, kind: PathKind, path: &Path, masked_file: &Path) -> bool {
