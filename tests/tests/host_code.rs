@@ -483,3 +483,48 @@ fn tampered_protected_paths_are_reported_quarantined_and_restored() {
         assert!(!canary.exists(), "{who:?}: the host's git ran the command's code");
     }
 }
+
+/// Reproduction 7 under `monitor --ask` (the dashboard): a policy file the command
+/// creates is reported at exit there too.
+#[test]
+fn a_policy_file_created_under_ask_is_reported() {
+    require_root!();
+    sbx_integration_tests::require_tool("tmux");
+    let ws = Workspace::new(As::Root);
+    let out_dir = own_dir(As::Root);
+    let stderr = out_dir.path().join("stderr");
+    let done = out_dir.path().join("done");
+    let shell = format!(
+        "cd {} && {} monitor --ask -- sh -c 'mkdir -p sub && echo {{}} > sub/sbx.jsonc' 2> {}; touch {}; sleep 30",
+        ws.path().display(),
+        sbx_integration_tests::sbx_bin().display(),
+        stderr.display(),
+        done.display()
+    );
+    let session = format!("sbx-ask-policy-{}", std::process::id());
+    let tmux = |args: &[&str]| std::process::Command::new("tmux").args(args).output().expect("tmux");
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &shell]).status.success());
+    // The command ends at once; the dashboard stays until `q`.
+    let mut quit = false;
+    for _ in 0..300 {
+        if done.exists() {
+            break;
+        }
+        let screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-t", &session, "-p"]).stdout).into_owned();
+        if !quit && screen.contains("exited 0") {
+            tmux(&["send-keys", "-t", &session, "q"]);
+            quit = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert!(done.exists(), "sbx monitor --ask did not end");
+    let file = ws.path().canonicalize().unwrap().join("sub/sbx.jsonc");
+    let text = read(&stderr);
+    let line = format!(
+        "sbx: warning: the policy file {} was created during the session: an sbx run in {} reads it as the policy; review it or delete it\n",
+        file.display(),
+        file.parent().unwrap().display()
+    );
+    assert!(text.contains(&line), "no {line:?} in {text}");
+}
