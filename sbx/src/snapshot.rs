@@ -30,7 +30,7 @@ pub const POLICY_ENTRIES: usize = 50_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     Missing,
-    File { dev: u64, ino: u64, len: u64, mtime_ns: i128, content: Option<Vec<u8>> },
+    File { dev: u64, ino: u64, mode: u32, len: u64, mtime_ns: i128, content: Option<Vec<u8>> },
     Dir { dev: u64, ino: u64 },
     Symlink { dev: u64, ino: u64, target: PathBuf },
     Other { dev: u64, ino: u64 },
@@ -48,7 +48,7 @@ impl State {
             State::Dir { dev, ino }
         } else if t.is_file() {
             let content = (m.len() <= MAX_CONTENT).then(|| read_no_follow(path)).flatten();
-            State::File { dev, ino, len: m.len(), mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()), content }
+            State::File { dev, ino, mode: m.mode() & 0o7777, len: m.len(), mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()), content }
         } else {
             State::Other { dev, ino }
         }
@@ -100,11 +100,12 @@ pub fn compare(before: &State, after: &State) -> Option<Change> {
         (State::Missing, _) => Some(Change::Created),
         (_, State::Missing) => Some(Change::Removed),
         _ if before.identity() != after.identity() || std::mem::discriminant(before) != std::mem::discriminant(after) => Some(Change::Replaced),
-        (State::File { len: l1, mtime_ns: m1, content: c1, .. }, State::File { len: l2, mtime_ns: m2, content: c2, .. }) => {
-            let same = match (c1, c2) {
-                (Some(a), Some(b)) => a == b,
-                _ => l1 == l2 && m1 == m2,
-            };
+        (State::File { mode: p1, len: l1, mtime_ns: m1, content: c1, .. }, State::File { mode: p2, len: l2, mtime_ns: m2, content: c2, .. }) => {
+            let same = p1 == p2
+                && match (c1, c2) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => l1 == l2 && m1 == m2,
+                };
             (!same).then_some(Change::Changed)
         }
         (State::Symlink { target: a, .. }, State::Symlink { target: b, .. }) => (a != b).then_some(Change::Changed),
@@ -216,7 +217,7 @@ fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'static str, Opti
         }
     }
     match before {
-        State::File { content: Some(content), .. } => match restore(path, content) {
+        State::File { content: Some(content), mode, .. } => match restore(path, content, *mode) {
             Ok(()) => ("restored", moved, None),
             Err(e) => ("quarantined", moved, Some(format!("cannot put the original back: {e}"))),
         },
@@ -252,15 +253,17 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Writes `content` as a new file at `path`, refusing a directory reached through a
-/// symlink.
-fn restore(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
+/// Writes `content` as a new file at `path` with `mode`, refusing a directory reached
+/// through a symlink.
+fn restore(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::{io::Write as _, os::unix::fs::PermissionsExt as _};
     let parent = path.parent().ok_or_else(|| std::io::Error::other("no directory"))?;
     if parent.canonicalize()? != parent {
         return Err(std::io::Error::other(format!("{} is reached through a symlink", parent.display())));
     }
-    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?.write_all(content)
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.write_all(content)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
 /// The policy files (`sbx.jsonc`, `sbx.json`) in `workspace` and its subdirectories down
@@ -335,6 +338,7 @@ mod tests {
         std::fs::write(w.join(".git/config"), "original\n").unwrap();
         std::fs::write(w.join(".profile"), "original\n").unwrap();
         std::fs::write(w.join(".bash_login"), "original\n").unwrap();
+        std::fs::set_permissions(w.join(".bash_login"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
         let watched = [".git/config", ".git/commondir", ".profile", ".bash_login", ".vscode", "new/.git/hooks", "sbx.jsonc"].map(|p| w.join(p));
         let guard = Guard::take(watched, Some(q.clone()));
         assert_eq!(guard.verify(), []);
@@ -363,6 +367,7 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(w.join(".git/config")).unwrap(), "original\n");
         assert_eq!(std::fs::read_to_string(w.join(".profile")).unwrap(), "original\n");
+        assert_eq!(std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(w.join(".bash_login")).unwrap()) & 0o7777, 0o640);
         assert!(!w.join(".git/commondir").exists() && !w.join(".vscode").exists());
         assert_eq!(std::fs::read_to_string(session.join(w.join(".vscode/tasks.json").strip_prefix("/").unwrap())).unwrap(), "{}");
         assert!(w.join("new/.git/hooks").exists() && w.join("sbx.jsonc").exists());

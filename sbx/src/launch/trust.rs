@@ -47,6 +47,9 @@ pub enum NodeKind {
     Other,
 }
 
+/// A lookup of one path: what it is, and a symlink's target.
+pub type Lookup = dyn Fn(&Path) -> Option<(Node, Option<PathBuf>)>;
+
 /// The host's view of one path (lstat), and its symlink target.
 pub fn host_node(path: &Path) -> Option<(Node, Option<PathBuf>)> {
     let m = std::fs::symlink_metadata(path).ok()?;
@@ -78,7 +81,7 @@ pub fn find_bwrap() -> Result<TrustedBwrap, Vec<Rejected>> {
 /// `find_bwrap` with the host's lookups passed in, for tests.
 pub fn choose(
     candidates: &[&str],
-    node: &dyn Fn(&Path) -> Option<(Node, Option<PathBuf>)>,
+    node: &Lookup,
     writable: &dyn Fn(&Path) -> bool,
 ) -> Result<TrustedBwrap, Vec<Rejected>> {
     let mut rejected = Vec::new();
@@ -106,7 +109,7 @@ pub fn choose(
 /// resolved path.
 fn check(
     path: &Path,
-    node: &dyn Fn(&Path) -> Option<(Node, Option<PathBuf>)>,
+    node: &Lookup,
     writable: &dyn Fn(&Path) -> bool,
 ) -> Result<PathBuf, String> {
     let trusted = |p: &Path, n: &Node| -> Result<(), String> {
