@@ -382,7 +382,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     // A deny rule the glob walk cannot cover refuses before anything starts (the dashboard too).
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
     // The protected paths as they are before the command: verified after it (tamper).
-    let guard = crate::snapshot::Guard::take(launch::protected_paths(policy), crate::snapshot::quarantine_root(policy.home.as_deref()));
+    let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
+    let guard = crate::snapshot::Guard::take(launch::protected_paths(policy, &git_paths), crate::snapshot::quarantine_root(policy.home.as_deref()));
     let tampered = RefCell::new(Vec::<report::Tamper>::new());
     let log = match &opts.log {
         Some(path) => Some(Log::create(path).map_err(|source| SessionError::Log { path: path.clone(), source })?),
@@ -431,6 +432,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         Trace::IfPossible => start_tracer(cgroup.as_ref(), opts.ring_bytes, runtime.handle().clone()),
     };
     let mut launch_opts = opts.launch.clone();
+    launch_opts.git_paths = Some(git_paths);
     launch_opts.cgroup_procs_fds = cgroup.as_ref().map(SessionCgroup::procs_fds).unwrap_or_default();
     launch_opts.start_gate = traced.as_ref().map(|load| load.gate.clone());
     let tracer_rx = traced.map(|load| load.tracer);

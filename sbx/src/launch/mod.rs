@@ -89,9 +89,9 @@ pub struct HostFacts {
     pub probe: fn(&Path) -> PathKind,
     /// The paths a glob rule matches on the host now.
     pub expand: fn(&Path) -> glob::Expansion,
-    /// The git administrative paths of the repositories in a workspace (`git::admin_paths`;
-    /// the flag: protect their configuration too).
-    pub git: fn(&Path, bool) -> Vec<PathBuf>,
+    /// The git administrative paths of the repositories in the workspace, found at start
+    /// (`git::admin_paths`).
+    pub git_paths: Vec<PathBuf>,
     /// An empty host file with mode 000, bound over each hidden file.
     pub masked_file: PathBuf,
     /// sbx runs as root, so the command is uid 0 (without capabilities, but still the owner
@@ -277,7 +277,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     // to rename or remove a mount point (EBUSY), so no rename of an ancestor can carry an
     // island away and leave a writable copy at its path (`mv .git .git-moved`).
     let mut islands = policy.read_only_within_writable();
-    islands.extend((facts.git)(&policy.workspace, !policy.fs.allow_git_config));
+    islands.extend(facts.git_paths.iter().cloned());
     let mut seen = std::collections::BTreeSet::new();
     islands.retain(|p| exists(p) && writable.iter().any(|w| p.starts_with(w)) && seen.insert(p.clone()));
     let roots = policy.writable();
@@ -351,10 +351,10 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
 /// mandatory protections, the PATH directories and the git administrative files of the
 /// workspace's repositories (denyWrite, the user's own rules, aside). `snapshot::Guard`
 /// verifies them after the session.
-pub fn protected_paths(policy: &Policy) -> Vec<PathBuf> {
+pub fn protected_paths(policy: &Policy, git_paths: &[PathBuf]) -> Vec<PathBuf> {
     let roots = policy.writable();
     let mut out: Vec<PathBuf> = policy.read_only_within_writable().into_iter().filter(|p| !policy.fs.deny_write.contains(p)).collect();
-    out.extend(git::admin_paths(&policy.workspace, !policy.fs.allow_git_config));
+    out.extend(git_paths.iter().cloned());
     let mut seen = std::collections::BTreeSet::new();
     out.retain(|p| roots.iter().any(|r| p.starts_with(r)) && seen.insert(p.clone()));
     out
@@ -478,6 +478,9 @@ pub struct Options {
     /// Stage-2 execs the command only once this is notified (the kernel
     /// tracer loads while bubblewrap builds the sandbox); none: at once.
     pub start_gate: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// The git administrative paths of the workspace's repositories, when the caller
+    /// found them already (`git::admin_paths`); none: found here.
+    pub git_paths: Option<Vec<PathBuf>>,
 }
 
 /// Starts the sandbox and waits for the command. `on_started` learns what
@@ -512,7 +515,7 @@ pub async fn run(
         notify: options.notify,
         probe: probe_path,
         expand: glob::expand,
-        git: git::admin_paths,
+        git_paths: options.git_paths.clone().unwrap_or_else(|| git::admin_paths(&policy.workspace, !policy.fs.allow_git_config)),
         masked_file: masked.path.clone(),
         hide_host_secrets: nix::unistd::geteuid().is_root(),
     };
@@ -748,7 +751,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), git: |_, _| Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false }
     }
 
     fn fake_host(path: &Path) -> PathKind {
@@ -864,7 +867,7 @@ mod tests {
         policy.fs.allow_write = vec!["/c".into()];
         policy.fs.deny_write = vec!["/c/.config/sbx".into()];
         let mut f = facts(nested_host);
-        f.git = |w, _| ["vendor/lib/.git/hooks", "vendor/lib/.git/config", "vendor/lib/.git/commondir", ".git/config"].iter().map(|p| w.join(p)).collect();
+        f.git_paths = ["vendor/lib/.git/hooks", "vendor/lib/.git/config", "vendor/lib/.git/commondir", ".git/config"].iter().map(|p| Path::new("/w").join(p)).collect();
         let plan = plan(&policy, vec!["true".into()], &f);
         let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
