@@ -232,7 +232,8 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
     // every mode. (`--ask` writes its own answers to `ask_config`.)
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
     let chain_files = loaded.chain.iter().filter_map(|part| match &part.origin {
-        config::Origin::File(f) => Some(f.clone()),
+        // As the walk spells them, so that one file is one entry.
+        config::Origin::File(f) => Some(f.canonicalize().unwrap_or_else(|_| f.clone())),
         _ => None,
     });
     let watched = sbx::snapshot::Snapshot::take(sbx::snapshot::policy_files(&policy.workspace).into_iter().chain(chain_files));
