@@ -72,6 +72,10 @@ pub struct LearnArgs {
     /// Stop after this many runs.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub max_runs: u32,
+    /// Accept `/`, the home directory, a parent of it or a system directory as the
+    /// workspace (the mandatory protections of the home still apply).
+    #[arg(long)]
+    pub unsafe_workspace: bool,
     #[command(flatten)]
     pub command: CommandArgs,
 }
@@ -127,6 +131,10 @@ pub struct RunArgs {
     pub ports: Vec<PortSpec>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Accept `/`, the home directory, a parent of it or a system directory as the
+    /// workspace (the mandatory protections of the home still apply).
+    #[arg(long)]
+    pub unsafe_workspace: bool,
     #[command(flatten)]
     pub command: CommandArgs,
 }

@@ -73,15 +73,15 @@ impl Report {
 pub fn run() -> Report {
     let privileged = is_privileged();
     let mut checks = vec![privileges(privileged)];
-    let bwrap = bwrap_version();
-    let have_bwrap = bwrap.verdict == Verdict::Ok;
+    let (bwrap, trusted) = bwrap_version();
+    let have_bwrap = trusted.filter(|_| bwrap.verdict == Verdict::Ok);
     checks.push(bwrap);
     for (name, flag, consequence) in [
         ("user namespace", "--unshare-user", "unprivileged users cannot run sandboxes (bwrap is not setuid)"),
         ("pid namespace", "--unshare-pid", "host processes would be visible to the command"),
         ("net namespace", "--unshare-net", "the network cannot be confined to the proxy"),
     ] {
-        checks.push(namespace(name, flag, consequence, have_bwrap));
+        checks.push(namespace(name, flag, consequence, have_bwrap.as_deref()));
     }
     checks.push(landlock());
     checks.push(seccomp());
@@ -119,32 +119,43 @@ fn privileges(privileged: bool) -> Check {
     }
 }
 
-fn bwrap_version() -> Check {
+/// The bubblewrap `sbx run` executes (never one from `$PATH`), why it is trusted, and its version.
+fn bwrap_version() -> (Check, Option<std::path::PathBuf>) {
     let name = "bubblewrap";
-    match Command::new("bwrap").arg("--version").output() {
-        Ok(out) if out.status.success() => Check::ok(name, String::from_utf8_lossy(&out.stdout).trim().to_string()),
+    let trusted = match crate::launch::trust::find_bwrap() {
+        Ok(t) => t,
+        Err(rejected) => {
+            let why: Vec<String> = rejected.iter().map(|r| r.why.clone()).collect();
+            let check = Check::bad(
+                name,
+                Verdict::Fail,
+                format!("no bwrap that only root can change: {}", why.join("; ")),
+                "sbx run cannot start sandboxes (a bwrap found through $PATH is never used)",
+                "apt-get install bubblewrap",
+            );
+            return (check, None);
+        }
+    };
+    let path = &trusted.path;
+    let check = match Command::new(path).arg("--version").output() {
+        Ok(out) if out.status.success() => Check::ok(name, format!("{}, {}", String::from_utf8_lossy(&out.stdout).trim(), trusted.why)),
         Ok(out) => Check::bad(
             name,
             Verdict::Fail,
-            format!("`bwrap --version` failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            format!("`{} --version` failed: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim()),
             "sbx run cannot start sandboxes",
             "reinstall bubblewrap: apt-get install --reinstall bubblewrap",
         ),
-        Err(_) => Check::bad(
-            name,
-            Verdict::Fail,
-            "bwrap is not on PATH",
-            "sbx run cannot start sandboxes",
-            "apt-get install bubblewrap",
-        ),
-    }
+        Err(e) => Check::bad(name, Verdict::Fail, format!("cannot run {}: {e}", path.display()), "sbx run cannot start sandboxes", "apt-get install bubblewrap"),
+    };
+    (check, Some(trusted.path))
 }
 
-fn namespace(name: &'static str, flag: &str, consequence: &str, have_bwrap: bool) -> Check {
-    if !have_bwrap {
+fn namespace(name: &'static str, flag: &str, consequence: &str, bwrap: Option<&Path>) -> Check {
+    let Some(bwrap) = bwrap else {
         return Check::bad(name, Verdict::Fail, "not checked: bubblewrap is missing", consequence, "apt-get install bubblewrap");
-    }
-    let out = Command::new("bwrap").args(["--ro-bind", "/", "/", flag, "--", "/bin/true"]).output();
+    };
+    let out = Command::new(bwrap).args(["--ro-bind", "/", "/", flag, "--", "/bin/true"]).output();
     match out {
         Ok(out) if out.status.success() => Check::ok(name, format!("`bwrap {flag}` works")),
         Ok(out) => Check::bad(

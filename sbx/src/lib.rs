@@ -21,6 +21,7 @@ pub mod report;
 pub mod seal;
 pub mod session;
 pub mod state;
+pub mod snapshot;
 pub mod suggest;
 pub mod sys;
 pub mod termtext;

@@ -194,12 +194,18 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
     let home = home.map(|h| h.canonicalize().unwrap_or(h));
     let mut policy = Policy::from_config(&loaded.config, workspace, home)?;
     policy.limits = sbx::limits::Limits::resolve(&loaded.config.limits, sbx::limits::host_memory());
+    // $PATH as the host resolves it: a symlinked entry is protected where it leads.
+    let path_env = std::env::var_os("PATH").unwrap_or_default();
+    let resolved = std::env::join_paths(std::env::split_paths(&path_env).map(|d| d.canonicalize().unwrap_or(d))).unwrap_or(path_env);
+    policy.set_path_dirs(&resolved);
     Ok((loaded, policy))
 }
 
 fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "run")?;
     let (loaded, mut policy) = load_policy(&args.policy)?;
+    check_workspace(&policy, args.unsafe_workspace)?;
+    check_policy_files(&loaded, &policy)?;
     policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
     let mut limits = loaded.config.limits;
     limits.merge_from(&args.limits.as_config());
@@ -246,17 +252,26 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
             timeout,
         }),
     };
-    // A policy file the command creates in the workspace is read by the
-    // next run there: say so (an existing one is read-only inside).
-    // (`--ask` may create one itself, with the user's answers.)
+    // A policy file the command creates or changes in the workspace is read by a later
+    // run: every one (and every file of the chain) is compared after the session, in
+    // every mode. (`--ask` writes its own answers to `ask_config`.)
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
-    // (Anything of that name counts, a symlink or a FIFO too: the next run
-    // finds it, and refuses what is not a regular file.)
-    let there = |p: &PathBuf| p.symlink_metadata().is_ok();
-    let policy_files: Vec<PathBuf> = config::FILE_NAMES.iter().map(|n| policy.workspace.join(n)).filter(|p| !there(p) && Some(p) != ask_config.as_ref()).collect();
+    let chain_files = loaded.chain.iter().filter_map(|part| match &part.origin {
+        // As the walk spells them, so that one file is one entry.
+        config::Origin::File(f) => Some(f.canonicalize().unwrap_or_else(|_| f.clone())),
+        _ => None,
+    });
+    let watched = sbx::snapshot::Snapshot::take(sbx::snapshot::policy_files(&policy.workspace).into_iter().chain(chain_files));
     let code = session::run(&policy, command, options)?;
-    for created in policy_files.iter().filter(|p| there(p)) {
-        eprintln!("sbx: warning: the command created {}: the next sbx run here reads it as the policy; review it or delete it", sbx::termtext::path(created));
+    for (file, change) in watched.changes(sbx::snapshot::policy_files(&policy.workspace)) {
+        let dir = file.parent().unwrap_or(&policy.workspace);
+        let reader = if dir == policy.workspace { "the next sbx run here reads it".to_string() } else { format!("an sbx run in {} reads it", sbx::termtext::path(dir)) };
+        let note = if Some(&file) == ask_config.as_ref() { " (your --ask answers are written there too)" } else { "" };
+        let advice = match change {
+            sbx::snapshot::Change::Removed => String::new(),
+            _ => format!(": {reader} as the policy; review it or delete it"),
+        };
+        eprintln!("sbx: warning: the policy file {} was {} during the session{note}{advice}", sbx::termtext::path(&file), change.as_str());
     }
     Ok(ExitCode::from(code))
 }
@@ -266,6 +281,8 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
 fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "learn")?;
     let (loaded, policy) = load_policy(&args.policy)?;
+    check_workspace(&policy, args.unsafe_workspace)?;
+    check_policy_files(&loaded, &policy)?;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("sbx learn: not root: the kernel tracer is off, so only network destinations and blocked syscalls are learnt, not file access");
     }
@@ -280,7 +297,11 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     let mut target = sbx::suggest::Target::open(&file, &cwd, xdg.as_deref())?;
     target.merged = loaded.config.clone();
     let sources: Vec<String> = loaded.chain.iter().map(|part| part.origin.label()).collect();
+    // learn rebuilds the policy for every run: the PATH directories carry over.
+    let path_dirs = policy.path_dirs.clone();
     let mut run_one = |policy: &Policy, log: &std::path::Path| -> anyhow::Result<u8> {
+        let mut policy = policy.clone();
+        policy.path_dirs = path_dirs.clone();
         let options = session::Options {
             trace: session::Trace::IfPossible,
             log: Some(log.to_path_buf()),
@@ -292,7 +313,7 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
             dashboard: false,
             ask: None,
         };
-        Ok(session::run(policy, command.clone(), options)?)
+        Ok(session::run(&policy, command.clone(), options)?)
     };
     let learned = sbx::learn::learn(sbx::learn::Request {
         command: command.clone(),
@@ -306,6 +327,28 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
         run: &mut run_one,
     })?;
     Ok(ExitCode::from(if learned.converged { learned.last_exit } else { 1.max(learned.last_exit) }))
+}
+
+/// Refuses `/`, the home directory, a parent of it and system directories as the
+/// workspace unless `--unsafe-workspace` accepts them.
+fn check_workspace(policy: &Policy, accepted: bool) -> anyhow::Result<()> {
+    match sbx::policy::unsafe_workspace(&policy.workspace, policy.home.as_deref()) {
+        Some(refusal) if !accepted => Err(refusal.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses to start when a file of the policy's chain could be changed by the command.
+fn check_policy_files(loaded: &config::Loaded, policy: &Policy) -> anyhow::Result<()> {
+    let files: Vec<PathBuf> = loaded
+        .chain
+        .iter()
+        .filter_map(|part| match &part.origin {
+            config::Origin::File(f) => Some(f.canonicalize().unwrap_or_else(|_| f.clone())),
+            _ => None,
+        })
+        .collect();
+    Ok(policy.check_policy_files(files.iter().map(PathBuf::as_path))?)
 }
 
 /// The command from `-c 'SHELL CMD'` or the words after `--`.

@@ -14,6 +14,36 @@ pub enum PolicyError {
     NoHome { key: &'static str, value: String },
     #[error("\"filesystem.{key}\" entry {value:?}: `~user` paths are not supported; write the absolute path")]
     TildeUser { key: &'static str, value: String },
+    #[error("the policy file {} could be changed by the command it confines (it is inside the writable {}); move it out of the workspace and the allowWrite paths, or make it the workspace's own sbx.jsonc, which is read-only in the sandbox", .file.display(), .writable.display())]
+    WritablePolicyFile { file: PathBuf, writable: PathBuf },
+    #[error("the workspace {} is {why}, where a command could change what runs outside the sandbox later; run sbx from a project directory, or pass --unsafe-workspace to accept it", .workspace.display())]
+    UnsafeWorkspace { workspace: PathBuf, why: &'static str },
+}
+
+/// System directories that are never a project: a workspace at or under one is refused
+/// (`--unsafe-workspace` accepts it), except under [`TEMP_DIRS`].
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/var", "/opt", "/srv", "/proc", "/sys",
+    "/dev", "/run", "/nix", "/snap",
+];
+/// Shared temporary directories inside [`SYSTEM_DIRS`] that hold ordinary workspaces.
+const TEMP_DIRS: &[&str] = &["/var/tmp"];
+
+/// Why `workspace` must not be one, if it must not: `/`, the home directory, a parent of
+/// it, or a system directory. Both paths canonical.
+pub fn unsafe_workspace(workspace: &Path, home: Option<&Path>) -> Option<PolicyError> {
+    let why = if workspace == Path::new("/") {
+        "the root directory"
+    } else if home.is_some_and(|h| h == workspace) {
+        "your home directory"
+    } else if home.is_some_and(|h| h.starts_with(workspace)) {
+        "a parent of your home directory"
+    } else if SYSTEM_DIRS.iter().any(|d| workspace.starts_with(d)) && !TEMP_DIRS.iter().any(|t| workspace.starts_with(t)) {
+        "a system directory"
+    } else {
+        return None;
+    };
+    Some(PolicyError::UnsafeWorkspace { workspace: workspace.to_path_buf(), why })
 }
 
 /// Dotfiles that are read-only in the workspace and in $HOME whatever the
@@ -22,8 +52,13 @@ pub enum PolicyError {
 pub const PROTECTED_FILES: &[&str] = &[
     ".bashrc",
     ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".zshenv",
     ".zshrc",
     ".zprofile",
+    ".zlogin",
+    ".zlogout",
     ".profile",
     ".gitconfig",
     ".gitmodules",
@@ -35,6 +70,31 @@ pub const PROTECTED_FILES: &[&str] = &[
 ];
 /// Directories that are read-only in the workspace and in $HOME.
 pub const PROTECTED_DIRS: &[&str] = &[".vscode", ".idea", ".config/sbx"];
+/// Paths of $HOME whose contents run outside the sandbox later (desktop and systemd user
+/// startup, ssh, git's XDG configuration, the usual PATH directories of toolchains):
+/// read-only whatever `allowWrite` says, unless an `allowWrite` entry names the exact
+/// path. Every directory of the user's `$PATH` inside the home or the workspace is
+/// treated alike ([`Policy::path_dirs`]).
+pub const HOME_PROTECTED: &[&str] = &[
+    ".xprofile",
+    ".xsessionrc",
+    ".pam_environment",
+    ".ssh",
+    ".config/fish",
+    ".config/autostart",
+    ".config/systemd",
+    ".config/environment.d",
+    ".config/git",
+    ".local/bin",
+    ".cargo/bin",
+    ".bun/bin",
+    ".deno/bin",
+    ".volta/bin",
+    ".npm-global/bin",
+    "go/bin",
+    ".pyenv/shims",
+    ".rbenv/shims",
+];
 
 /// Environment variables removed before the command starts: each changes
 /// what the dynamic loader or an interpreter loads.
@@ -66,6 +126,9 @@ pub struct Policy {
     pub net: NetPolicy,
     /// Resource limits, defaults applied.
     pub limits: crate::limits::Limits,
+    /// The directories of the user's `$PATH` inside the home or the workspace (a program
+    /// planted there runs outside the sandbox): read-only like [`HOME_PROTECTED`].
+    pub path_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -166,7 +229,7 @@ impl Policy {
     /// The built-in default: the whole filesystem readable, the workspace and
     /// a private /tmp writable, no network, mandatory protections on.
     pub fn builtin(workspace: PathBuf, home: Option<PathBuf>) -> Self {
-        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default() }
+        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default(), path_dirs: Vec::new() }
     }
 
     /// Validates a merged config for this workspace: `~` becomes the home
@@ -203,7 +266,7 @@ impl Policy {
         };
         // The memory default depends on the host: `main` resolves the limits again with it.
         let limits = crate::limits::Limits::resolve(&config.limits, None);
-        Ok(Self { workspace, home, fs, net, limits })
+        Ok(Self { workspace, home, fs, net, limits, path_dirs: Vec::new() })
     }
 
     /// Directories and files the command may write, before deny rules.
@@ -232,8 +295,47 @@ impl Policy {
         if !self.fs.allow_git_config {
             out.push(self.workspace.join(".git/config"));
         }
+        // Named exactly in allowWrite: the user's explicit choice.
+        let home_protected = self.home.iter().flat_map(|h| HOME_PROTECTED.iter().map(move |n| h.join(n)));
+        out.extend(home_protected.chain(self.path_dirs.iter().cloned()).filter(|p| !self.fs.allow_write.contains(p)));
         out.extend(self.fs.deny_write.iter().cloned());
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|p| seen.insert(p.clone()));
         out
+    }
+
+    /// Keeps the directories of `path_env` (a `$PATH` value) that are inside the home or the
+    /// workspace, for [`Policy::path_dirs`]. Relative entries are skipped (they name a
+    /// different directory in every working directory), and so are the workspace, the home
+    /// and their parents, which cannot be made read-only as a whole.
+    pub fn set_path_dirs(&mut self, path_env: &std::ffi::OsStr) {
+        let roots: Vec<&Path> = std::iter::once(self.workspace.as_path()).chain(self.home.as_deref()).collect();
+        self.path_dirs = std::env::split_paths(path_env)
+            .filter(|d| d.is_absolute())
+            .map(|d| normalize(&d))
+            .filter(|d| roots.iter().any(|r| d.starts_with(r)) && !roots.iter().any(|r| r.starts_with(d)))
+            .fold(Vec::new(), |mut out, d| {
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+                out
+            });
+    }
+
+    /// Refuses a policy file (`-s`, found, or reached through `extends`; canonical paths)
+    /// that the command could change: inside the workspace or an allowWrite path and not
+    /// under a read-only protection. A policy must not be editable by what it confines.
+    pub fn check_policy_files<'a>(&self, files: impl IntoIterator<Item = &'a Path>) -> Result<(), PolicyError> {
+        let read_only = self.read_only_within_writable();
+        for file in files {
+            if read_only.iter().any(|r| file.starts_with(r)) {
+                continue;
+            }
+            if let Some(w) = self.writable().into_iter().find(|w| file.starts_with(w)) {
+                return Err(PolicyError::WritablePolicyFile { file: file.to_path_buf(), writable: w });
+            }
+        }
+        Ok(())
     }
 
     /// Whether `path` is the workspace or inside it.
@@ -295,6 +397,28 @@ mod tests {
     }
 
     #[test]
+    fn root_home_its_parents_and_system_directories_are_no_workspace() {
+        let home = Some(Path::new("/home/u"));
+        let why = |w: &str| unsafe_workspace(Path::new(w), home).map(|e| match e {
+            PolicyError::UnsafeWorkspace { why, .. } => why,
+            other => panic!("{other}"),
+        });
+        assert_eq!(why("/"), Some("the root directory"));
+        assert_eq!(why("/home/u"), Some("your home directory"));
+        assert_eq!(why("/home"), Some("a parent of your home directory"));
+        for w in ["/etc", "/usr/bin", "/var", "/var/lib/x", "/run/user/1000", "/opt", "/boot", "/lib64"] {
+            assert_eq!(why(w), Some("a system directory"), "{w}");
+        }
+        for w in ["/home/u/proj", "/tmp/x", "/var/tmp/x", "/srv2", "/work/p", "/usrx"] {
+            assert_eq!(why(w), None, "{w}");
+        }
+        assert_eq!(
+            unsafe_workspace(Path::new("/home/u"), home).unwrap().to_string(),
+            "the workspace /home/u is your home directory, where a command could change what runs outside the sandbox later; run sbx from a project directory, or pass --unsafe-workspace to accept it"
+        );
+    }
+
+    #[test]
     fn mandatory_protections_cover_workspace_home_and_git() {
         let p = Policy::builtin("/w".into(), Some("/h".into()));
         let ro = p.read_only_within_writable();
@@ -306,5 +430,40 @@ mod tests {
         let mut p = p;
         p.fs.allow_git_config = true;
         assert!(!p.read_only_within_writable().contains(&PathBuf::from("/w/.git/config")));
+    }
+
+    #[test]
+    fn a_policy_file_the_command_could_write_is_refused() {
+        let mut p = Policy::builtin("/w".into(), Some("/h".into()));
+        p.fs.allow_write = vec!["/h/.cache".into()];
+        let ok = ["/w/sbx.jsonc", "/h/.config/sbx/sbx.jsonc", "/etc/sbx/base.jsonc", "/w2/base.jsonc"];
+        assert_eq!(p.check_policy_files(ok.iter().map(Path::new)), Ok(()));
+        for (file, writable) in [("/w/sub/sbx.jsonc", "/w"), ("/w/policies/base.jsonc", "/w"), ("/h/.cache/p.jsonc", "/h/.cache")] {
+            assert_eq!(
+                p.check_policy_files([Path::new(file)]),
+                Err(PolicyError::WritablePolicyFile { file: file.into(), writable: writable.into() })
+            );
+        }
+        assert_eq!(
+            p.check_policy_files([Path::new("/w/base.jsonc")]).unwrap_err().to_string(),
+            "the policy file /w/base.jsonc could be changed by the command it confines (it is inside the writable /w); move it out of the workspace and the allowWrite paths, or make it the workspace's own sbx.jsonc, which is read-only in the sandbox"
+        );
+    }
+
+    /// The home's startup and PATH directories are read-only even when allowWrite covers
+    /// them, unless an entry names the exact path; so are the user's PATH directories in
+    /// the home or the workspace, but never the workspace or the home themselves.
+    #[test]
+    fn home_startup_and_path_directories_yield_only_to_their_exact_name() {
+        let mut p = Policy::builtin("/w".into(), Some("/h".into()));
+        p.fs.allow_write = vec!["/h".into(), "/h/.cargo/bin".into()];
+        p.set_path_dirs(std::ffi::OsStr::new("/usr/bin:/h/.pyenv/shims:/h/tools/bin:/w/node_modules/.bin:/w:/h:/:rel/bin:/h/tools/bin:/h/x/../.local/bin"));
+        assert_eq!(p.path_dirs, ["/h/.pyenv/shims", "/h/tools/bin", "/w/node_modules/.bin", "/h/.local/bin"].map(PathBuf::from));
+        let ro = p.read_only_within_writable();
+        for path in ["/h/.zshenv", "/w/.bash_login", "/h/.ssh", "/h/.config/autostart", "/h/.config/systemd", "/h/.local/bin", "/h/.bun/bin", "/h/tools/bin", "/w/node_modules/.bin"] {
+            assert!(ro.contains(&PathBuf::from(path)), "{path}");
+        }
+        assert!(!ro.contains(&PathBuf::from("/h/.cargo/bin")), "named exactly in allowWrite");
+        assert!(!ro.iter().any(|r| r == Path::new("/w") || r == Path::new("/h")));
     }
 }

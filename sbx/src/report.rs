@@ -86,6 +86,22 @@
 //! | `host`, `port` | string, number | ask: the destination asked about |
 //! | `user` | string | who ran sbx: user name (uid) |
 //!
+//! ## `tamper`
+//! A protected path (a mandatory protection, a git administrative file of a
+//! repository in the workspace, a PATH directory) that differs after the
+//! session from the snapshot sbx took before it: existence, type, inode,
+//! and the content of files up to 256 KiB. A path that did not exist and
+//! whose directory did not exist either is not watched. Written after the
+//! command has ended, before `session_end`; each is also a line on stderr.
+//!
+//! | field | type | meaning |
+//! |-------|------|---------|
+//! | `path` | string | the protected path |
+//! | `change` | string | `created`, `removed`, `replaced` (another file is there) or `changed` (other content) |
+//! | `action` | string | `quarantined` (moved to `quarantine`), `restored` (the original put back; what was there moved to `quarantine`), `reported` (nothing could be done) |
+//! | `quarantine` | string | where what the command left was moved, outside the workspace, when it was |
+//! | `error` | string | why the path could not be restored or moved, when it could not |
+//!
 //! ## `loss`
 //! Events that the kernel could not deliver (the ring buffer was full).
 //!
@@ -152,6 +168,19 @@ pub enum Event {
     Loss(Loss),
     SessionEnd(SessionEnd),
     Policy(PolicyEvent),
+    Tamper(Tamper),
+}
+
+/// A protected path found changed after the session, and what sbx did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tamper {
+    pub path: PathBuf,
+    /// `created`, `removed`, `replaced`, `changed`.
+    pub change: &'static str,
+    /// `quarantined`, `restored`, `reported`.
+    pub action: &'static str,
+    pub quarantine: Option<PathBuf>,
+    pub error: Option<String>,
 }
 
 impl Event {
@@ -164,6 +193,7 @@ impl Event {
             Event::Loss(_) => "loss",
             Event::SessionEnd(_) => "session_end",
             Event::Policy(_) => "policy",
+            Event::Tamper(_) => "tamper",
         }
     }
 }
@@ -411,7 +441,7 @@ impl Log {
         self.seq += 1;
         // Lifecycle events reach the file at once; the others at the end
         // of each batch (`flush`), so that a burst is not a write per line.
-        if matches!(event, Event::SessionStart(_) | Event::SessionEnd(_) | Event::Loss(_) | Event::Policy(_)) {
+        if matches!(event, Event::SessionStart(_) | Event::SessionEnd(_) | Event::Loss(_) | Event::Policy(_) | Event::Tamper(_)) {
             self.flush()?;
         }
         Ok(())
@@ -640,6 +670,16 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             }
             if let Some(port) = p.port {
                 v["port"] = port.into();
+            }
+            v
+        }
+        Event::Tamper(t) => {
+            let mut v = json!({ "path": t.path.to_string_lossy(), "change": t.change, "action": t.action });
+            if let Some(q) = &t.quarantine {
+                v["quarantine"] = q.to_string_lossy().into_owned().into();
+            }
+            if let Some(e) = &t.error {
+                v["error"] = e.clone().into();
             }
             v
         }

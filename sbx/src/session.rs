@@ -466,6 +466,12 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         }
     }
     let policy = &policy;
+    // A deny rule the glob walk cannot cover refuses before anything starts (the dashboard too).
+    launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
+    // The protected paths as they are before the command: verified after it (tamper).
+    let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
+    let guard = crate::snapshot::Guard::take(launch::protected_paths(policy, &git_paths), crate::snapshot::quarantine_root(policy.home.as_deref()));
+    let tampered = RefCell::new(Vec::<report::Tamper>::new());
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
         None => None,
@@ -513,6 +519,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         Trace::IfPossible => start_tracer(cgroup.as_ref(), opts.ring_bytes, runtime.handle().clone()),
     };
     let mut launch_opts = opts.launch.clone();
+    launch_opts.git_paths = Some(git_paths);
     launch_opts.cgroup_procs_fds = cgroup.as_ref().map(SessionCgroup::procs_fds).unwrap_or_default();
     launch_opts.max_tasks = policy.limits.pids.filter(|_| !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids));
     launch_opts.start_gate = traced.as_ref().map(|load| load.gate.clone());
@@ -722,9 +729,14 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             };
             let proxy_dropped = proxy.dropped_events();
             let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
+            // Every process of the sandbox is gone (its pid namespace ended with bwrap).
+            *tampered.borrow_mut() = guard.verify();
             let summary = {
                 let mut sink = sink.borrow_mut();
                 if sink.started.is_some() {
+                    for t in tampered.borrow().iter() {
+                        sink.emit(&Event::Tamper(t.clone()));
+                    }
                     for (source, count) in [("ebpf", ebpf_lost), ("seccomp", seccomp_dropped), ("proxy", proxy_dropped)] {
                         if count > 0 {
                             sink.emit(&Event::Loss(report::Loss { source, count }));
@@ -793,6 +805,16 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     }
     if let Some(line) = limits_state.exit_line(&outcome) {
         eprintln!("sbx: {line}");
+    }
+    for t in tampered.borrow().iter() {
+        let q = |q: &Option<PathBuf>| q.as_ref().map_or_else(String::new, |q| q.display().to_string());
+        let done = match t.action {
+            "restored" if t.quarantine.is_some() => format!("the original was put back; what the command left is in {}", q(&t.quarantine)),
+            "restored" => "the original was put back".to_string(),
+            "quarantined" => format!("moved to {}", q(&t.quarantine)),
+            _ => format!("left in place: {}", t.error.as_deref().unwrap_or("?")),
+        };
+        eprintln!("sbx: tamper: the protected path {} was {} during the session; {}", crate::termtext::path(&t.path), t.change, crate::termtext::escape(&done));
     }
     if let (Some(e), Some(log)) = (&log_error, &sink.log) {
         eprintln!("sbx: warning: could not write the log {}: {}", crate::termtext::path(&log.path), crate::termtext::escape(&e.to_string()));

@@ -257,6 +257,43 @@ fn credential(path: &Path, home: Option<&Path>) -> Option<String> {
     None
 }
 
+/// Agent and editor configuration that holds commands run outside the sandbox (hooks, MCP
+/// servers, tasks), in the home directory or the workspace.
+const AGENT_CONFIG: &[&str] = &[".claude", ".claude.json", ".codex", ".cursor", ".gemini", ".opencode", ".factory", ".copilot", ".amp", ".mcp.json", ".vscode/tasks.json", ".vscode"];
+
+/// Why writing `path` could make something run outside the sandbox later, if it could:
+/// it is (or holds) a home path of `HOME_PROTECTED`, a directory of the user's PATH
+/// (`path_dirs`), or agent or editor configuration.
+fn runs_outside(path: &Path, home: Option<&Path>, workspace: &Path, path_dirs: &[PathBuf]) -> Option<String> {
+    let hit = |p: &Path| path.starts_with(p) || p.starts_with(path);
+    if let Some(d) = path_dirs.iter().find(|d| hit(d)) {
+        return Some(format!("{} is on your PATH: a program placed there runs outside the sandbox", d.display()));
+    }
+    if let Some(home) = home {
+        for name in crate::policy::HOME_PROTECTED {
+            if hit(&home.join(name)) {
+                let what = match *name {
+                    ".config/autostart" => "desktop autostart entries run at your next login",
+                    ".config/systemd" | ".config/environment.d" => "systemd user units and their environment run outside the sandbox",
+                    ".ssh" => "ssh configuration and authorized keys",
+                    ".config/git" => "git configuration can run commands",
+                    n if n.ends_with("bin") || n.ends_with("shims") => "a directory on PATH: a program placed there runs outside the sandbox",
+                    _ => "a startup file of your session",
+                };
+                return Some(format!("~/{name}: {what}"));
+            }
+        }
+    }
+    for root in home.into_iter().chain([workspace]) {
+        for name in AGENT_CONFIG {
+            if hit(&root.join(name)) {
+                return Some(format!("{}: agent or editor configuration, whose hooks, MCP servers and tasks run outside the sandbox", root.join(name).display()));
+            }
+        }
+    }
+    None
+}
+
 fn is_write(d: &Observed) -> bool {
     matches!(d.operation.as_deref(), Some("write" | "create" | "delete" | "rename" | "modify")) || d.errno.as_deref() == Some("EROFS")
 }
@@ -525,8 +562,14 @@ impl Context<'_> {
             }
         }
         let mut groups: BTreeMap<PathBuf, (Vec<usize>, bool)> = BTreeMap::new();
+        // The user's PATH directories in the home and the workspace, as the sandbox protects them.
+        let mut scoped = self.policy.clone();
+        scoped.set_path_dirs(&std::env::var_os("PATH").unwrap_or_default());
+        let path_dirs = scoped.path_dirs;
+        // A path protected unless named exactly is proposed by that name.
+        let exact: Vec<PathBuf> = self.home().iter().flat_map(|h| crate::policy::HOME_PROTECTED.iter().map(|n| h.join(n))).chain(path_dirs.iter().cloned()).collect();
         for (target, dir, i) in targets {
-            let anchor = match self.home().and_then(|h| home_anchor(&target, h)) {
+            let anchor = match exact.iter().find(|p| target.starts_with(p)).cloned().or_else(|| self.home().and_then(|h| home_anchor(&target, h))) {
                 Some(a) => a,
                 // Elsewhere: several files in one directory become it.
                 None => match target.parent() {
@@ -544,6 +587,9 @@ impl Context<'_> {
                 let mut risk = Vec::new();
                 if let Some(c) = credential(&path, self.home()) {
                     risk.push(c);
+                }
+                if writing && let Some(r) = runs_outside(&path, self.home(), &self.policy.workspace, &path_dirs) {
+                    risk.push(r);
                 }
                 let in_home = self.home().is_some_and(|h| path.starts_with(h));
                 if self.home().is_some_and(|h| path == h) {
@@ -953,6 +999,35 @@ mod tests {
         s.proposals.iter().map(|p| format!("{} {} {} {:?} {}={:?} mkdir={:?}", p.key, p.op, p.value, p.answers, if p.hold { "hold" } else { "note" }, p.risk, p.create_dir)).collect()
     }
 
+    /// PATH directories, autostart, systemd units and agent configuration are risky, and
+    /// a path protected unless named exactly is proposed by that exact name.
+    #[test]
+    fn writes_that_would_run_outside_the_sandbox_are_risky() {
+        let own = Config::default();
+        let policy = Policy::from_config(&own, "/w".into(), Some("/h".into())).unwrap();
+        let exists = |_: &Path| true;
+        let ctx = Context { policy: &policy, own: &own, include_protected: false, exists: &exists };
+        let s = ctx.suggest(&[
+            fs("mount", "openat", "create", "/h/.local/bin/ls", "sh"),
+            fs("mount", "openat", "create", "/h/.config/autostart/x.desktop", "sh"),
+            fs("mount", "openat", "create", "/h/.config/systemd/user/x.service", "sh"),
+            fs("mount", "openat", "create", "/h/.bun/bin/bwrap", "sh"),
+            fs("mount", "openat", "write", "/h/.claude/settings.json", "claude"),
+            fs("mount", "openat", "write", "/h/.claude.json", "claude"),
+        ]);
+        assert_eq!(
+            summary(&s),
+            [
+                r#"filesystem.allowWrite add ~/.bun/bin [3] hold=["~/.bun/bin: a directory on PATH: a program placed there runs outside the sandbox", "write outside the workspace"] mkdir=None"#,
+                r#"filesystem.allowWrite add ~/.claude [4] hold=["/h/.claude: agent or editor configuration, whose hooks, MCP servers and tasks run outside the sandbox", "write outside the workspace"] mkdir=None"#,
+                r#"filesystem.allowWrite add ~/.claude.json [5] hold=["/h/.claude.json: agent or editor configuration, whose hooks, MCP servers and tasks run outside the sandbox", "write outside the workspace"] mkdir=None"#,
+                r#"filesystem.allowWrite add ~/.config/autostart [1] hold=["~/.config/autostart: desktop autostart entries run at your next login", "write outside the workspace"] mkdir=None"#,
+                r#"filesystem.allowWrite add ~/.config/systemd [2] hold=["~/.config/systemd: systemd user units and their environment run outside the sandbox", "write outside the workspace"] mkdir=None"#,
+                r#"filesystem.allowWrite add ~/.local/bin [0] hold=["~/.local/bin: a directory on PATH: a program placed there runs outside the sandbox", "write outside the workspace"] mkdir=None"#,
+            ]
+        );
+    }
+
     #[test]
     fn denials_become_generalised_flagged_proposals() {
         let mut own = Config::default();
@@ -965,7 +1040,7 @@ mod tests {
                 [
                     r#"filesystem.allowWrite add ~/.cache/pip [2, 3] note=["write outside the workspace"] mkdir=Some("/h/.cache/pip")"#,
                     r#"filesystem.allowWrite add ~/.npm [0, 1] note=["write outside the workspace"] mkdir=Some("/h/.npm")"#,
-                    r#"filesystem.allowWrite add ~/.ssh [6] hold=["credentials: ~/.ssh", "write outside the workspace"] mkdir=Some("/h/.ssh")"#,
+                    r#"filesystem.allowWrite add ~/.ssh [6] hold=["credentials: ~/.ssh", "~/.ssh: ssh configuration and authorized keys", "write outside the workspace"] mkdir=Some("/h/.ssh")"#,
                     r#"filesystem.allowWrite add /opt/tool [7, 8] hold=["write to a system path outside the home directory"] mkdir=None"#,
                     r#"network.allowedDomains add *.example.com [11, 12, 13] hold=["wildcard name: every subdomain of example.com"] mkdir=None"#,
                     r#"network.allowedDomains add 10.1.2.3:443 [15] hold=["an IP address: no name to check and no DNS rebinding defence"] mkdir=None"#,

@@ -64,7 +64,7 @@ fn protected_dotfiles_and_git_hooks_are_read_only() {
         }
         assert_eq!(read(&ws.path().join("sbx.jsonc")), "{}\n", "{who:?}: the policy file was changed");
         let created = ws.path().join("sbx.json");
-        assert!(text(&out).contains(&format!("sbx: warning: the command created {}: the next sbx run here reads it as the policy", created.display())), "{}", text(&out));
+        assert!(text(&out).contains(&format!("sbx: warning: the policy file {} was created during the session: the next sbx run here reads it as the policy; review it or delete it", created.display())), "{}", text(&out));
         assert!(!ws.path().join("moved").exists());
         assert!(!ws.path().join(".vscode/tasks.json").exists(), "{who:?}: created a file in .vscode");
         assert!(!ws.path().join(".git/hooks/post-checkout").exists(), "{who:?}: created a git hook");

@@ -1,6 +1,8 @@
 //! The foundation: `sbx doctor` on this host, exit statuses, and the one
 //! clear sentence for each setup error.
 
+use std::process::Command;
+
 use sbx_integration_tests::{As, Workspace, require_root, require_tool, text};
 
 fn doctor_json(ws: &Workspace) -> (serde_json::Value, std::process::Output) {
@@ -120,12 +122,24 @@ fn sigterm_to_sbx_reaches_the_command() {
 fn a_missing_bwrap_is_one_sentence_and_125() {
     require_root!();
     let ws = Workspace::new(As::Root);
-    let out = ws.sbx(["run", "--", "true"]).env("PATH", "/nonexistent").output().unwrap();
+    // A bwrap on PATH does not stand in for a missing or untrusted one: sbx runs in a
+    // mount namespace where /usr/bin/bwrap (and so /bin/bwrap) is a mode-0666 device.
+    let bin = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::os::unix::fs::symlink("/usr/bin/true", bin.path().join("bwrap")).unwrap();
+    let out = Command::new("/usr/bin/bwrap")
+        .args(["--dev-bind", "/", "/", "--ro-bind", "/dev/null", "/usr/bin/bwrap", "--"])
+        .arg(sbx_integration_tests::sbx_bin())
+        .args(["run", "--", "true"])
+        .current_dir(ws.path())
+        .env("PATH", bin.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "sbx: bubblewrap (bwrap) is not installed or not on PATH: install it with `apt-get install bubblewrap`\n"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("sbx: no bubblewrap that only root can change was found (/usr/bin/bwrap is writable by everyone (mode 666); /usr/local/bin"), "{stderr}");
+    assert!(stderr.ends_with("): install it with `apt-get install bubblewrap` (sbx never runs a bwrap found through $PATH)\n"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[test]

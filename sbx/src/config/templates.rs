@@ -132,7 +132,9 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "~/.cache",
       "~/.npm/_cacache",
       "~/.npm/_npx",
-      "~/.bun",
+      // Bun's package cache only: ~/.bun/bin is on PATH, so a program planted
+      // there would run outside the sandbox.
+      "~/.bun/install/cache",
       "~/.cargo/registry",
       "~/.cargo/git",
       "~/.cargo/.package-cache",

@@ -13,10 +13,12 @@
 //!    over a file), last, so deny wins over allow for reads too.
 
 pub mod bwrap;
+pub mod git;
 pub mod glob;
 pub mod inbound;
 pub mod seccomp;
 pub mod stage2;
+pub mod trust;
 
 use std::{
     ffi::OsString,
@@ -40,8 +42,8 @@ use bwrap::{Arg, Invocation};
 
 #[derive(Debug, Error)]
 pub enum LaunchError {
-    #[error("bubblewrap (bwrap) is not installed or not on PATH: install it with `apt-get install bubblewrap`")]
-    BwrapMissing,
+    #[error("no bubblewrap that only root can change was found ({0}): install it with `apt-get install bubblewrap` (sbx never runs a bwrap found through $PATH)")]
+    BwrapMissing(String),
     #[error("cannot start bubblewrap: {0}")]
     Spawn(#[source] io::Error),
     #[error("cannot {what}: {source}")]
@@ -52,6 +54,8 @@ pub enum LaunchError {
     Stage2Failed,
     #[error("--require {0}: {1}")]
     Required(&'static str, &'static str),
+    #[error(transparent)]
+    Glob(#[from] glob::GlobError),
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> LaunchError {
@@ -85,6 +89,9 @@ pub struct HostFacts {
     pub probe: fn(&Path) -> PathKind,
     /// The paths a glob rule matches on the host now.
     pub expand: fn(&Path) -> glob::Expansion,
+    /// The git administrative paths of the repositories in the workspace, found at start
+    /// (`git::admin_paths`).
+    pub git_paths: Vec<PathBuf>,
     /// An empty host file with mode 000, bound over each hidden file.
     pub masked_file: PathBuf,
     /// sbx runs as root, so the command is uid 0 (without capabilities, but still the owner
@@ -298,19 +305,34 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         writable.push(path);
     }
 
-    // 4. Read-only islands inside writable directories. A protected name
-    // that is a symlink protects its target when the target is writable
-    // (bound by its real path); one leading outside the writable
-    // directories is left alone: binding it would bring the target (a
-    // hidden secret, say) into view.
-    for path in policy.read_only_within_writable() {
-        if !exists(&path) || !writable.iter().any(|w| path.starts_with(w)) {
-            continue;
-        }
-        match (facts.canonical)(&path) {
-            Some(real) if writable.iter().any(|w| real.starts_with(w)) => args.push(Arg::RoBind { src: real.clone(), dst: real }),
-            _ => {}
-        }
+    // 4. Read-only islands inside writable directories: the mandatory protections, the
+    // git administrative files of the workspace's repositories, denyWrite. Every directory
+    // between a writable root and an island is first bound onto itself: the kernel refuses
+    // to rename or remove a mount point (EBUSY), so no rename of an ancestor can carry an
+    // island away and leave a writable copy at its path (`mv .git .git-moved`). Each is
+    // bound by its real path: bwrap follows symlinks, so a protected name that an earlier
+    // run made a link protects its target when the target is writable, and one leading
+    // outside the writable directories is left alone (binding it would bring the target, a
+    // hidden secret say, into view).
+    let mut islands = policy.read_only_within_writable();
+    islands.extend(facts.git_paths.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    let islands: Vec<PathBuf> = islands
+        .into_iter()
+        .filter(|p| exists(p) && writable.iter().any(|w| p.starts_with(w)))
+        .filter_map(|p| (facts.canonical)(&p))
+        .filter(|real| writable.iter().any(|w| real.starts_with(w)) && seen.insert(real.clone()))
+        .collect();
+    let mut pins = std::collections::BTreeSet::new();
+    for island in &islands {
+        let Some(root) = writable.iter().filter(|r| island.starts_with(r)).max_by_key(|r| r.components().count()) else { continue };
+        pins.extend(island.ancestors().skip(1).take_while(|a| a != root && a.starts_with(root)).map(Path::to_path_buf));
+    }
+    for dir in pins.into_iter().filter(|d| probe(d) == PathKind::Dir && plain(d)) {
+        args.push(Arg::Bind { src: dir.clone(), dst: dir });
+    }
+    for path in islands {
+        args.push(Arg::RoBind { src: path.clone(), dst: path });
     }
 
     // 5. Hidden paths: an empty, read-only directory or file with mode 000,
@@ -370,6 +392,19 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         max_tasks: facts.max_tasks,
     };
     Plan { bwrap, stage2, warnings, hidden }
+}
+
+/// Every path this session protects inside its writable paths, existing or not: the
+/// mandatory protections, the PATH directories and the git administrative files of the
+/// workspace's repositories (denyWrite, the user's own rules, aside). `snapshot::Guard`
+/// verifies them after the session.
+pub fn protected_paths(policy: &Policy, git_paths: &[PathBuf]) -> Vec<PathBuf> {
+    let roots = policy.writable();
+    let mut out: Vec<PathBuf> = policy.read_only_within_writable().into_iter().filter(|p| !policy.fs.deny_write.contains(p)).collect();
+    out.extend(git_paths.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|p| roots.iter().any(|r| p.starts_with(r)) && seen.insert(p.clone()));
+    out
 }
 
 /// Hides `path` (of kind `kind` on the host): an empty, read-only tmpfs with mode 000 over a
@@ -468,12 +503,11 @@ struct Handoff {
     control: OwnedFd,
 }
 
+/// The bubblewrap to execute: a fixed path only root can change (`trust`).
 fn find_bwrap() -> Result<PathBuf, LaunchError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("bwrap"))
-        .find(|p| p.is_file())
-        .ok_or(LaunchError::BwrapMissing)
+    trust::find_bwrap().map(|t| t.path).map_err(|rejected| {
+        LaunchError::BwrapMissing(rejected.iter().map(|r| r.why.as_str()).collect::<Vec<_>>().join("; "))
+    })
 }
 
 /// How to launch, beyond the policy.
@@ -495,6 +529,9 @@ pub struct Options {
     /// Stage-2 execs the command only once this is notified (the kernel
     /// tracer loads while bubblewrap builds the sandbox); none: at once.
     pub start_gate: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// The git administrative paths of the workspace's repositories, when the caller
+    /// found them already (`git::admin_paths`); none: found here.
+    pub git_paths: Option<Vec<PathBuf>>,
 }
 
 /// Starts the sandbox and waits for the command. `on_started` learns what
@@ -529,6 +566,7 @@ pub async fn run(
         notify: options.notify,
         probe: probe_path,
         expand: glob::expand,
+        git_paths: options.git_paths.clone().unwrap_or_else(|| git::admin_paths(&policy.workspace, !policy.fs.allow_git_config)),
         masked_file: masked.path.clone(),
         hide_host_secrets: nix::unistd::geteuid().is_root(),
         max_tasks: options.max_tasks,
@@ -584,7 +622,7 @@ pub async fn run(
     cmd.kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(child) => child,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LaunchError::BwrapMissing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LaunchError::BwrapMissing(format!("{}: {e}", bwrap_path.display()))),
         Err(e) => return Err(LaunchError::Spawn(e)),
     };
     // Our copies of the write ends must go, or EOF never comes.
@@ -812,12 +850,12 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()) }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()) }
     }
 
     fn fake_host(path: &Path) -> PathKind {
         match path.to_str().unwrap() {
-            "/w" | "/w/.git/hooks" | "/h" | "/secrets" => PathKind::Dir,
+            "/w" | "/w/.git" | "/w/.git/hooks" | "/h" | "/secrets" => PathKind::Dir,
             "/w/.bashrc" | "/h/.bashrc" | "/w/.env" => PathKind::File,
             _ => PathKind::Missing,
         }
@@ -835,6 +873,7 @@ mod tests {
             "--ro-bind", "/", "/",
             "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", "/w", "/w",
+            "--bind", "/w/.git", "/w/.git",
             "--ro-bind", "/w/.bashrc", "/w/.bashrc",
             "--ro-bind", "/w/.git/hooks", "/w/.git/hooks",
             "--perms", "0000", "--tmpfs", "/secrets", "--remount-ro", "/secrets",
@@ -921,6 +960,14 @@ mod tests {
         }
     }
 
+    fn nested_host(path: &Path) -> PathKind {
+        match path.to_str().unwrap() {
+            "/w" | "/w/.git" | "/w/.git/hooks" | "/w/vendor" | "/w/vendor/lib" | "/w/vendor/lib/.git" | "/w/vendor/lib/.git/hooks" | "/c" | "/c/.config" | "/c/.config/sbx" => PathKind::Dir,
+            "/w/.git/config" | "/w/vendor/lib/.git/config" => PathKind::File,
+            _ => PathKind::Missing,
+        }
+    }
+
     /// Symlinks an earlier run planted: `a/out -> /etc` (an allowWrite entry) is not bound
     /// (and says so), `.vscode -> /etc/shadow` (a protected name) is not bound over the
     /// secret's mask, `.bashrc -> real` (inside the workspace) protects its target by its
@@ -958,6 +1005,39 @@ mod tests {
         assert_eq!(argv[at..at + 12], ["--dev", "/dev", "--size", "1073741824", "--tmpfs", "/dev/shm", "--proc", "/proc", "--size", "1073741824", "--tmpfs", "/tmp"]);
         let chdir = argv.iter().position(|a| a == "--chdir").unwrap();
         assert_eq!(argv[chdir - 2..chdir], ["--remount-ro", "/dev"]);
+    }
+
+    /// Every directory between a writable root and a read-only island is pinned (bound onto
+    /// itself, so that no rename can move the island away) before the islands are bound.
+    #[test]
+    fn islands_are_pinned_by_every_directory_above_them() {
+        let mut policy = Policy::builtin("/w".into(), None);
+        policy.fs.allow_write = vec!["/c".into()];
+        policy.fs.deny_write = vec!["/c/.config/sbx".into()];
+        let mut f = facts(nested_host);
+        f.git_paths = ["vendor/lib/.git/hooks", "vendor/lib/.git/config", "vendor/lib/.git/commondir", ".git/config"].iter().map(|p| Path::new("/w").join(p)).collect();
+        let plan = plan(&policy, vec!["true".into()], &f);
+        let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
+        let end = argv.iter().position(|a| a == "--chdir").unwrap();
+        assert_eq!(
+            argv[at..end],
+            [
+                "--bind", "/w", "/w",
+                "--bind", "/c", "/c",
+                "--bind", "/c/.config", "/c/.config",
+                "--bind", "/w/.git", "/w/.git",
+                "--bind", "/w/vendor", "/w/vendor",
+                "--bind", "/w/vendor/lib", "/w/vendor/lib",
+                "--bind", "/w/vendor/lib/.git", "/w/vendor/lib/.git",
+                "--ro-bind", "/w/.git/hooks", "/w/.git/hooks",
+                "--ro-bind", "/w/.git/config", "/w/.git/config",
+                "--ro-bind", "/c/.config/sbx", "/c/.config/sbx",
+                "--ro-bind", "/w/vendor/lib/.git/hooks", "/w/vendor/lib/.git/hooks",
+                "--ro-bind", "/w/vendor/lib/.git/config", "/w/vendor/lib/.git/config",
+                "--remount-ro", "/dev",
+            ]
+        );
     }
 
     #[test]

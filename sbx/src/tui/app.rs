@@ -524,7 +524,7 @@ impl App {
                 }
             },
             Event::Loss(l) => self.lost_reported += l.count,
-            Event::Policy(_) => {}
+            Event::Policy(_) | Event::Tamper(_) => {}
             Event::SessionEnd(end) => {
                 self.lost_at_end = end.lost;
                 if self.state == RunState::Running {

@@ -1,0 +1,391 @@
+//! What a path was before the session and what it is after: existence, type,
+//! inode and, for small files, the content itself. sbx takes a snapshot of
+//! the files that decide its next run (every `sbx.jsonc`/`sbx.json` of the
+//! workspace, found by a bounded walk, and the files the policy was read
+//! from) before the command starts, and compares after it ends: a policy file
+//! the command created or changed is reported in every mode.
+//!
+//! [`Guard`] does the same for the protected paths of a session (the mandatory
+//! protections, the git administrative files, the PATH directories): the
+//! second layer behind the read-only mounts, for what the mounts cannot
+//! cover (a protected name that did not exist at start). Whatever differs is
+//! a `tamper` event; what the command left is moved to a quarantine
+//! directory outside the workspace, and a file whose content is known is put
+//! back.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+/// Files up to this size are compared by content; larger ones by size and mtime.
+pub const MAX_CONTENT: u64 = 256 * 1024;
+/// Directory levels below the workspace searched for policy files.
+pub const POLICY_DEPTH: usize = 8;
+/// Directory entries examined per search for policy files.
+pub const POLICY_ENTRIES: usize = 50_000;
+
+/// One path's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Missing,
+    File { dev: u64, ino: u64, mode: u32, len: u64, mtime_ns: i128, content: Option<Vec<u8>> },
+    Dir { dev: u64, ino: u64 },
+    Symlink { dev: u64, ino: u64, target: PathBuf },
+    Other { dev: u64, ino: u64 },
+}
+
+impl State {
+    /// The path's state now, without following a final symlink.
+    pub fn of(path: &Path) -> State {
+        let Ok(m) = std::fs::symlink_metadata(path) else { return State::Missing };
+        let (dev, ino) = (m.dev(), m.ino());
+        let t = m.file_type();
+        if t.is_symlink() {
+            State::Symlink { dev, ino, target: std::fs::read_link(path).unwrap_or_default() }
+        } else if t.is_dir() {
+            State::Dir { dev, ino }
+        } else if t.is_file() {
+            let content = (m.len() <= MAX_CONTENT).then(|| read_no_follow(path)).flatten();
+            State::File { dev, ino, mode: m.mode() & 0o7777, len: m.len(), mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()), content }
+        } else {
+            State::Other { dev, ino }
+        }
+    }
+
+    fn identity(&self) -> Option<(u64, u64)> {
+        match self {
+            State::Missing => None,
+            State::File { dev, ino, .. } | State::Dir { dev, ino } | State::Symlink { dev, ino, .. } | State::Other { dev, ino } => Some((*dev, *ino)),
+        }
+    }
+}
+
+/// Reads a file without following a symlink put in its place meanwhile.
+fn read_no_follow(path: &Path) -> Option<Vec<u8>> {
+    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
+    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
+    let mut out = Vec::new();
+    f.by_ref().take(MAX_CONTENT + 1).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// How a path differs from its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Removed,
+    /// Another file (or another kind of file) is at the path now.
+    Replaced,
+    /// The same file, with other content.
+    Changed,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Removed => "removed",
+            Change::Replaced => "replaced",
+            Change::Changed => "changed",
+        }
+    }
+}
+
+/// The difference between two states of one path, if any.
+pub fn compare(before: &State, after: &State) -> Option<Change> {
+    match (before, after) {
+        (State::Missing, State::Missing) => None,
+        (State::Missing, _) => Some(Change::Created),
+        (_, State::Missing) => Some(Change::Removed),
+        _ if before.identity() != after.identity() || std::mem::discriminant(before) != std::mem::discriminant(after) => Some(Change::Replaced),
+        (State::File { mode: p1, len: l1, mtime_ns: m1, content: c1, .. }, State::File { mode: p2, len: l2, mtime_ns: m2, content: c2, .. }) => {
+            let same = p1 == p2
+                && match (c1, c2) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => l1 == l2 && m1 == m2,
+                };
+            (!same).then_some(Change::Changed)
+        }
+        (State::Symlink { target: a, .. }, State::Symlink { target: b, .. }) => (a != b).then_some(Change::Changed),
+        _ => None,
+    }
+}
+
+/// The states of a set of paths at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub states: BTreeMap<PathBuf, State>,
+}
+
+impl Snapshot {
+    pub fn take(paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        Self { states: paths.into_iter().map(|p| (State::of(&p), p)).map(|(s, p)| (p, s)).collect() }
+    }
+
+    /// Every path of the snapshot, and every path of `also` (found since), that differs
+    /// now, in path order.
+    pub fn changes(&self, also: impl IntoIterator<Item = PathBuf>) -> Vec<(PathBuf, Change)> {
+        let mut paths: Vec<PathBuf> = self.states.keys().cloned().collect();
+        paths.extend(also);
+        paths.sort();
+        paths.dedup();
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let before = self.states.get(&p).unwrap_or(&State::Missing);
+                compare(before, &State::of(&p)).map(|c| (p, c))
+            })
+            .collect()
+    }
+}
+
+/// The protected paths of one session and their states before it.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    snapshot: Snapshot,
+    /// Where a quarantine directory for this session is made when one is needed.
+    quarantine_root: Option<PathBuf>,
+}
+
+impl Guard {
+    /// Takes the snapshot of `paths` that exist, or whose directory exists (a name
+    /// created inside a new tree, such as a fresh `git init`, is not watched). Policy
+    /// files are left to the policy-file report (`--ask` writes one itself).
+    pub fn take(paths: impl IntoIterator<Item = PathBuf>, quarantine_root: Option<PathBuf>) -> Self {
+        let watched = paths.into_iter().filter(|p| {
+            let named_policy = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
+            !named_policy && (std::fs::symlink_metadata(p).is_ok() || p.parent().is_some_and(Path::is_dir))
+        });
+        Self { snapshot: Snapshot::take(watched), quarantine_root }
+    }
+
+    /// Compares every watched path with its snapshot; quarantines what the command left
+    /// and restores files whose content is known.
+    pub fn verify(&self) -> Vec<crate::report::Tamper> {
+        let mut quarantine: Option<Result<PathBuf, String>> = None;
+        let mut out = Vec::new();
+        for (path, change) in self.snapshot.changes([]) {
+            let before = self.snapshot.states.get(&path).unwrap_or(&State::Missing);
+            let q = quarantine.get_or_insert_with(|| self.make_quarantine()).clone();
+            let (action, moved, error) = match q {
+                Err(e) => ("reported", None, Some(e)),
+                Ok(q) => settle(&path, before, &q),
+            };
+            out.push(crate::report::Tamper { path, change: change.as_str(), action, quarantine: moved, error });
+        }
+        out
+    }
+
+    /// A fresh directory for this session under the quarantine root, owned by the
+    /// invoking user, mode 0700, reached through no symlink (the command may have
+    /// written near it).
+    fn make_quarantine(&self) -> Result<PathBuf, String> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let root = self.quarantine_root.clone().ok_or("no quarantine directory: HOME is not set")?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        if root.canonicalize().ok().as_ref() != Some(&root) {
+            return Err(format!("{} is reached through a symlink", root.display()));
+        }
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+        let dir = root.join(format!("{stamp}-{}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+}
+
+/// The quarantine directory of `home`: `$XDG_STATE_HOME/sbx/quarantine`, else
+/// `~/.local/state/sbx/quarantine`.
+pub fn quarantine_root(home: Option<&Path>) -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute());
+    let state = state.or_else(|| home.map(|h| h.join(".local/state")))?;
+    Some(crate::policy::normalize(&state).join("sbx/quarantine"))
+}
+
+/// Moves what is at `path` now into the quarantine (keeping its absolute path below it)
+/// and puts the original file back when its content is known.
+fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'static str, Option<PathBuf>, Option<String>) {
+    let now = State::of(path);
+    let mut moved = None;
+    if now != State::Missing {
+        let dest = quarantine.join(path.strip_prefix("/").unwrap_or(path));
+        let result = dest.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| move_path(path, &dest));
+        match result {
+            Ok(()) => moved = Some(dest),
+            Err(e) => return ("reported", None, Some(format!("cannot move it to {}: {e}", dest.display()))),
+        }
+    }
+    match before {
+        State::File { content: Some(content), mode, .. } => match restore(path, content, *mode) {
+            Ok(()) => ("restored", moved, None),
+            Err(e) => ("quarantined", moved, Some(format!("cannot put the original back: {e}"))),
+        },
+        State::Missing => ("quarantined", moved, None),
+        _ => ("quarantined", moved, Some("the original cannot be put back (not a small file)".into())),
+    }
+}
+
+/// rename(2), or a copy and a removal across filesystems.
+fn move_path(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            copy_tree(from, to)?;
+            if std::fs::symlink_metadata(from)?.is_dir() { std::fs::remove_dir_all(from) } else { std::fs::remove_file(from) }
+        }
+        other => other,
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let m = std::fs::symlink_metadata(from)?;
+    if m.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)
+    } else if m.is_dir() {
+        std::fs::create_dir(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(drop)
+    }
+}
+
+/// Writes `content` as a new file at `path` with `mode`, refusing a directory reached
+/// through a symlink.
+fn restore(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::{io::Write as _, os::unix::fs::PermissionsExt as _};
+    let parent = path.parent().ok_or_else(|| std::io::Error::other("no directory"))?;
+    if parent.canonicalize()? != parent {
+        return Err(std::io::Error::other(format!("{} is reached through a symlink", parent.display())));
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.write_all(content)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+/// The policy files (`sbx.jsonc`, `sbx.json`) in `workspace` and its subdirectories down
+/// to [`POLICY_DEPTH`] levels (at most [`POLICY_ENTRIES`] entries examined, skipping the
+/// dependency trees the glob walk skips), and the names where one would be found from the
+/// workspace: in it and each of its parents.
+pub fn policy_files(workspace: &Path) -> Vec<PathBuf> {
+    let names = crate::config::FILE_NAMES;
+    let mut out: Vec<PathBuf> = workspace.ancestors().flat_map(|d| names.iter().map(move |n| d.join(n))).collect();
+    let mut seen = 0usize;
+    let mut stack = vec![(workspace.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > POLICY_ENTRIES {
+                return out;
+            }
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && depth < POLICY_DEPTH && !crate::launch::glob::SKIPPED_DIRS.contains(&name) {
+                stack.push((entry.path(), depth + 1));
+            } else if !is_dir && names.contains(&name) && depth > 0 {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_removed_replaced_and_changed_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("same"), "x").unwrap();
+        std::fs::write(p("edited"), "x").unwrap();
+        std::fs::write(p("gone"), "x").unwrap();
+        std::fs::write(p("swapped"), "x").unwrap();
+        let snap = Snapshot::take(["same", "edited", "gone", "swapped", "new"].map(p));
+        std::fs::write(p("edited"), "y").unwrap();
+        std::fs::remove_file(p("gone")).unwrap();
+        std::fs::write(p("other"), "x").unwrap();
+        std::fs::rename(p("other"), p("swapped")).unwrap();
+        std::fs::write(p("new"), "").unwrap();
+        std::fs::write(p("found-later"), "").unwrap();
+        assert_eq!(
+            snap.changes([p("found-later")]),
+            [
+                (p("edited"), Change::Changed),
+                (p("found-later"), Change::Created),
+                (p("gone"), Change::Removed),
+                (p("new"), Change::Created),
+                (p("swapped"), Change::Replaced),
+            ]
+        );
+    }
+
+    /// A created name is moved to the quarantine, a changed or removed small file is put
+    /// back (what was there moved aside); a name in a directory that did not exist at
+    /// start, and policy files, are not watched.
+    #[test]
+    fn the_guard_quarantines_what_was_created_and_restores_what_was_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().canonicalize().unwrap();
+        let q = w.join("q");
+        std::fs::create_dir(w.join(".git")).unwrap();
+        std::fs::write(w.join(".git/config"), "original\n").unwrap();
+        std::fs::write(w.join(".profile"), "original\n").unwrap();
+        std::fs::write(w.join(".bash_login"), "original\n").unwrap();
+        std::fs::set_permissions(w.join(".bash_login"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+        let watched = [".git/config", ".git/commondir", ".profile", ".bash_login", ".vscode", "new/.git/hooks", "sbx.jsonc"].map(|p| w.join(p));
+        let guard = Guard::take(watched, Some(q.clone()));
+        assert_eq!(guard.verify(), []);
+        std::fs::write(w.join(".git/config"), "[core]\n\tfsmonitor = evil\n").unwrap();
+        std::fs::write(w.join(".git/commondir"), "../evil\n").unwrap();
+        std::fs::remove_file(w.join(".profile")).unwrap();
+        std::fs::write(w.join("other"), "original\n").unwrap();
+        std::fs::rename(w.join("other"), w.join(".bash_login")).unwrap();
+        std::fs::create_dir(w.join(".vscode")).unwrap();
+        std::fs::write(w.join(".vscode/tasks.json"), "{}").unwrap();
+        std::fs::create_dir_all(w.join("new/.git/hooks")).unwrap();
+        std::fs::write(w.join("sbx.jsonc"), "{}").unwrap();
+        let got = guard.verify();
+        let session = got[0].quarantine.as_ref().unwrap().ancestors().find(|a| a.parent() == Some(q.as_path())).unwrap().to_path_buf();
+        let inq = |p: &str| Some(session.join(w.join(p).strip_prefix("/").unwrap()));
+        let t = |p: &str, change, action, quarantine| crate::report::Tamper { path: w.join(p), change, action, quarantine, error: None };
+        assert_eq!(
+            got,
+            [
+                t(".bash_login", "replaced", "restored", inq(".bash_login")),
+                t(".git/commondir", "created", "quarantined", inq(".git/commondir")),
+                t(".git/config", "changed", "restored", inq(".git/config")),
+                t(".profile", "removed", "restored", None),
+                t(".vscode", "created", "quarantined", inq(".vscode")),
+            ]
+        );
+        assert_eq!(std::fs::read_to_string(w.join(".git/config")).unwrap(), "original\n");
+        assert_eq!(std::fs::read_to_string(w.join(".profile")).unwrap(), "original\n");
+        assert_eq!(std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(w.join(".bash_login")).unwrap()) & 0o7777, 0o640);
+        assert!(!w.join(".git/commondir").exists() && !w.join(".vscode").exists());
+        assert_eq!(std::fs::read_to_string(session.join(w.join(".vscode/tasks.json").strip_prefix("/").unwrap())).unwrap(), "{}");
+        assert!(w.join("new/.git/hooks").exists() && w.join("sbx.jsonc").exists());
+    }
+
+    #[test]
+    fn policy_files_are_found_below_the_workspace_but_not_in_dependency_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path();
+        for f in ["sub/sbx.jsonc", "a/b/sbx.json", "node_modules/x/sbx.jsonc", "sub/other.jsonc"] {
+            std::fs::create_dir_all(ws.join(f).parent().unwrap()).unwrap();
+            std::fs::write(ws.join(f), "{}").unwrap();
+        }
+        let found = policy_files(ws);
+        assert!(found.contains(&ws.join("sbx.jsonc")), "the workspace's own name is watched even when absent");
+        assert!(found.contains(&ws.parent().unwrap().join("sbx.json")));
+        assert!(found.contains(&ws.join("sub/sbx.jsonc")));
+        assert!(found.contains(&ws.join("a/b/sbx.json")));
+        assert!(!found.iter().any(|f| f.starts_with(ws.join("node_modules")) || f.ends_with("other.jsonc")));
+    }
+}

@@ -1,0 +1,530 @@
+//! Issue 13: nothing the sandboxed command writes may run on the host later.
+//! Each test plants what an attacker would and checks the host's state
+//! afterwards, as root and as an unprivileged user.
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+};
+
+use sbx_integration_tests::{As, Workspace, chown, require_root, test_user, text};
+
+const WHO: [As; 2] = [As::Root, As::User];
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// A directory owned by whoever runs sbx, outside the workspace.
+fn own_dir(who: As) -> tempfile::TempDir {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    if who == As::User {
+        let u = test_user();
+        chown(dir.path(), u.uid, u.gid);
+    }
+    dir
+}
+
+/// Writes an executable script owned by whoever runs sbx.
+fn script(who: As, path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if who == As::User {
+        let u = test_user();
+        chown(path, u.uid, u.gid);
+    }
+}
+
+/// Reproduction 5: a `bwrap` planted in a directory that comes first on PATH is never
+/// executed, by `sbx run` or by `sbx doctor`, which names the one it uses.
+#[test]
+fn a_bwrap_planted_first_on_path_is_never_run() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let bin = own_dir(who);
+        let canary = bin.path().join("canary");
+        script(who, &bin.path().join("bwrap"), &format!("#!/bin/sh\ntouch {}\nexec /usr/bin/bwrap \"$@\"\n", canary.display()));
+        let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+        let out = ws.sbx(["run", "--", "/bin/sh", "-c", "echo ran"]).env("PATH", &path).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n", "{who:?}");
+        assert!(!canary.exists(), "{who:?}: sbx run executed the bwrap found on PATH");
+        let out = ws.sbx(["doctor", "--json"]).env("PATH", &path).output().unwrap();
+        assert!(!canary.exists(), "{who:?}: sbx doctor executed the bwrap found on PATH");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        let check = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "bubblewrap").unwrap();
+        assert_eq!(check["verdict"], "ok", "{check}");
+        let detail = check["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("/usr/bin/bwrap: it and every directory above it are owned by root and writable by no one else (sbx never takes bwrap from $PATH)"),
+            "{detail}"
+        );
+    }
+}
+
+/// Reproduction 6: `/`, the home directory, a parent of it and system directories are
+/// refused as the workspace, in one sentence naming the flag that accepts them.
+#[test]
+fn unsafe_workspaces_are_refused_in_one_sentence() {
+    require_root!();
+    let user = test_user();
+    let home = user.home.canonicalize().unwrap();
+    let cases: [(As, PathBuf, &str); 5] = [
+        (As::Root, "/".into(), "the root directory"),
+        (As::Root, "/etc".into(), "a system directory"),
+        (As::User, home.clone(), "your home directory"),
+        (As::User, home.parent().unwrap().to_path_buf(), "a parent of your home directory"),
+        (As::User, "/usr/bin".into(), "a system directory"),
+    ];
+    for (who, dir, why) in cases {
+        let ws = Workspace::new(who);
+        let canary = ws.path().join("canary");
+        for verb in ["run", "monitor"] {
+            let mut args = vec![verb];
+            if verb == "monitor" {
+                args.push("--no-tui");
+            }
+            let script = format!("touch {}", canary.display());
+            args.extend(["--", "/bin/sh", "-c", &script]);
+            let out = ws.sbx(&args).current_dir(&dir).output().unwrap();
+            assert_eq!(out.status.code(), Some(125), "{who:?} {}: {}", dir.display(), text(&out));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                format!(
+                    "sbx: the workspace {} is {why}, where a command could change what runs outside the sandbox later; run sbx from a project directory, or pass --unsafe-workspace to accept it\n",
+                    dir.display()
+                )
+            );
+            assert!(!canary.exists(), "{who:?} {}: the command ran", dir.display());
+        }
+    }
+}
+
+/// With `--unsafe-workspace` the home is the workspace, and its protections still hold.
+#[test]
+fn an_accepted_home_workspace_keeps_the_home_protections() {
+    require_root!();
+    let user = test_user();
+    let ws = Workspace::new(As::User);
+    let bashrc = user.home.join(".bashrc");
+    std::fs::write(&bashrc, "original\n").unwrap();
+    chown(&bashrc, user.uid, user.gid);
+    let note = user.home.join("sbx-unsafe-note");
+    let out = ws
+        .sbx(["run", "--unsafe-workspace", "--", "/bin/sh", "-c", "echo evil >> .bashrc; echo ok > sbx-unsafe-note"])
+        .current_dir(&user.home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(read(&note), "ok\n");
+    assert_eq!(read(&bashrc), "original\n", "{}", text(&out));
+    std::fs::remove_file(note).unwrap();
+}
+
+/// Gives `path` and everything below it to whoever runs sbx.
+fn give(who: As, path: &Path) {
+    if who != As::User {
+        return;
+    }
+    let u = test_user();
+    chown(path, u.uid, u.gid);
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).unwrap().flatten() {
+            give(who, &entry.path());
+        }
+    }
+}
+
+/// Creates `rel` under `root` (a directory when it ends with `/`), owned by `who`.
+fn plant(who: As, root: &Path, rel: &str, contents: &str) -> PathBuf {
+    let path = root.join(rel);
+    if rel.ends_with('/') {
+        std::fs::create_dir_all(&path).unwrap();
+    } else {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+    }
+    give(who, root);
+    path
+}
+
+/// Reproduction 3: with the whole home writable (`allowWrite: ["~"]`), its startup files,
+/// ssh, autostart, systemd units and PATH directories (the usual ones and those of the
+/// user's own $PATH) stay read-only, and renaming their parents does not carry the
+/// protection away; a path named exactly in allowWrite is writable.
+#[test]
+fn home_startup_files_and_path_directories_stay_read_only() {
+    require_root!();
+    for who in WHO {
+        let home_dir = own_dir(who);
+        let home = home_dir.path();
+        for (rel, contents) in [
+            (".zshenv", "original\n"),
+            (".bash_login", "original\n"),
+            (".ssh/authorized_keys", "original\n"),
+            (".ssh/rc", "original\n"),
+            (".config/autostart/", ""),
+            (".config/systemd/user/", ""),
+            (".config/fish/config.fish", "original\n"),
+            (".config/git/config", "original\n"),
+            (".local/bin/", ""),
+            (".bun/bin/", ""),
+            (".bun/install/cache/", ""),
+            (".cargo/bin/", ""),
+            ("tools/bin/", ""),
+        ] {
+            plant(who, home, rel, contents);
+        }
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", r#"{ "filesystem": { "allowWrite": ["~", "~/.cargo/bin"] } }"#);
+        let script = "cd ~; echo evil >> .zshenv; echo evil >> .bash_login; echo evil >> .ssh/authorized_keys; echo evil > .ssh/rc;
+            echo evil > .config/autostart/x.desktop; echo evil > .config/systemd/user/x.service; echo evil >> .config/fish/config.fish;
+            echo evil >> .config/git/config; echo evil > .local/bin/ls; echo evil > .bun/bin/bwrap; echo evil > tools/bin/git;
+            mv .config .config-moved && mkdir -p .config/autostart && echo evil > .config/autostart/y.desktop;
+            mv .local .local-moved; mv .ssh .ssh-moved; mv .bun/bin .bun/bin-moved;
+            echo ok > .bun/install/cache/pkg; echo ok > .cargo/bin/tool; echo ok > note; true";
+        let out = ws
+            .sbx(["run", "--", "/bin/sh", "-c", script])
+            .env("HOME", home)
+            .env("PATH", format!("{}:/usr/bin:/bin", home.join("tools/bin").display()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        for f in [".zshenv", ".bash_login", ".ssh/authorized_keys", ".ssh/rc", ".config/fish/config.fish", ".config/git/config"] {
+            assert_eq!(read(&home.join(f)), "original\n", "{who:?}: {f} was changed: {}", text(&out));
+        }
+        for f in [
+            ".config/autostart/x.desktop",
+            ".config/autostart/y.desktop",
+            ".config/systemd/user/x.service",
+            ".local/bin/ls",
+            ".bun/bin/bwrap",
+            "tools/bin/git",
+            ".config-moved",
+            ".local-moved",
+            ".ssh-moved",
+            ".bun/bin-moved",
+        ] {
+            assert!(!home.join(f).exists(), "{who:?}: {f} exists: {}", text(&out));
+        }
+        for f in [".bun/install/cache/pkg", ".cargo/bin/tool", "note"] {
+            assert_eq!(read(&home.join(f)), "ok\n", "{who:?}: {f}: {}", text(&out));
+        }
+    }
+}
+
+/// Reproduction 7: a policy file reached through `extends` (or given with `-s`) that the
+/// command could write makes sbx refuse to start, in one sentence.
+#[test]
+fn a_policy_file_the_command_could_write_is_refused() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let canary = ws.path().join("canary");
+        ws.write("policies/base.jsonc", "{}\n");
+        ws.write("sbx.jsonc", r#"{ "extends": "./policies/base.jsonc" }"#);
+        ws.write("sub/p.jsonc", "{}\n");
+        let base = ws.path().canonicalize().unwrap().join("policies/base.jsonc");
+        let given = ws.path().canonicalize().unwrap().join("sub/p.jsonc");
+        for (args, file) in [(vec!["run"], &base), (vec!["monitor", "--no-tui"], &base), (vec!["run", "-s", "sub/p.jsonc"], &given)] {
+            let mut args = args.clone();
+            args.extend(["--", "/usr/bin/touch", "canary"]);
+            let out = ws.sbx(&args).output().unwrap();
+            assert_eq!(out.status.code(), Some(125), "{who:?} {args:?}: {}", text(&out));
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                format!(
+                    "sbx: the policy file {} could be changed by the command it confines (it is inside the writable {}); move it out of the workspace and the allowWrite paths, or make it the workspace's own sbx.jsonc, which is read-only in the sandbox\n",
+                    file.display(),
+                    ws.path().canonicalize().unwrap().display()
+                ),
+                "{who:?} {args:?}"
+            );
+            assert!(!canary.exists(), "{who:?} {args:?}: the command ran");
+        }
+    }
+}
+
+/// Reproduction 7: a policy file the command creates or changes anywhere in the workspace
+/// (the next run from there reads it) is reported at exit, under `run` and `monitor`.
+#[test]
+fn policy_files_created_or_changed_in_the_workspace_are_reported() {
+    require_root!();
+    for who in WHO {
+        for verb in [vec!["run"], vec!["monitor", "--no-tui"]] {
+            let ws = Workspace::new(who);
+            ws.write("old/sbx.json", "{}\n");
+            let mut args = verb.clone();
+            args.extend(["--", "/bin/sh", "-c", "mkdir -p new/deep && echo '{\"filesystem\":{\"allowWrite\":[\"~\"]}}' > new/deep/sbx.jsonc; echo '{\"extends\":\"code-relaxed\"}' > old/sbx.json"]);
+            let out = ws.sbx(&args).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{who:?} {verb:?}: {}", text(&out));
+            let root = ws.path().canonicalize().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            for (file, change) in [("new/deep/sbx.jsonc", "created"), ("old/sbx.json", "changed")] {
+                let path = root.join(file);
+                let line = format!(
+                    "sbx: warning: the policy file {} was {change} during the session: an sbx run in {} reads it as the policy; review it or delete it\n",
+                    path.display(),
+                    path.parent().unwrap().display()
+                );
+                assert!(stderr.contains(&line), "{who:?} {verb:?}: no {line:?} in {stderr}");
+            }
+        }
+    }
+}
+
+/// Reproduction 8: a deny glob whose walk is cut short by planted files refuses to run,
+/// before the command starts, in one sentence with the rule and the count.
+#[test]
+fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    ws.write("config/.env", "TOPSECRET\n");
+    ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["**/.env"] } }"#);
+    let many = ws.path().join("aaa-planted");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..120_000 {
+        std::fs::File::create(many.join(format!("f{i}"))).unwrap();
+    }
+    let root = ws.path().canonicalize().unwrap();
+    for verb in [vec!["run"], vec!["monitor", "--no-tui"]] {
+        let mut args = verb.clone();
+        args.extend(["--", "/bin/cat", "config/.env"]);
+        let out = ws.sbx(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{verb:?}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("TOPSECRET"), "{verb:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "sbx: the denyRead rule {}/**/.env cannot be applied in full: its walk stopped after 50000 entries, so a matching file could stay unprotected; narrow the rule or remove files under {}\n",
+                root.display(),
+                root.display()
+            ),
+            "{verb:?}"
+        );
+    }
+}
+
+/// A host command run as `who` (git refuses repositories of another owner).
+fn host(who: As, program: &str, args: &[&str], dir: &Path) -> std::process::Output {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).current_dir(dir).stdin(std::process::Stdio::null()).env("GIT_CONFIG_NOSYSTEM", "1");
+    if who == As::User {
+        let u = test_user();
+        let (uid, gid) = (u.uid, u.gid);
+        cmd.env("HOME", &u.home);
+        // SAFETY: setgroups, setgid and setuid between fork and exec are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.output().unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+fn git(who: As, dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"];
+    all.extend_from_slice(args);
+    host(who, "git", &all, dir)
+}
+
+/// The workspace of the git tests: a repository with a hooks path (.husky), two
+/// submodules (separate gitdirs under .git/modules), a nested repository two levels down
+/// and one that the attack moves.
+fn repositories(who: As) -> Workspace {
+    let ws = Workspace::new(who);
+    let w = ws.path();
+    let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
+    for dir in ["", "vendor/lib", "sub"] {
+        plant(who, w, &format!("{dir}/x/"), "");
+        ok(git(who, &w.join(dir), &["init", "-q", "."]));
+    }
+    plant(who, w, ".git/modules/", "");
+    for m in ["m", "n"] {
+        ok(git(who, w, &["init", "-q", "--separate-git-dir", &format!(".git/modules/{m}"), m]));
+    }
+    plant(who, w, ".husky/pre-commit", "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(w.join(".husky/pre-commit"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    ok(git(who, w, &["config", "core.hooksPath", ".husky"]));
+    ws
+}
+
+/// Each way in of reproductions 1 and 2, by the name of the canary its code touches.
+const VECTORS: [&str; 9] = ["root-config", "husky", "sub-hook", "sub-config", "vendor-hook", "vendor-config", "m-hook", "m-config", "n-gitlink"];
+
+/// The attack of reproductions 1 and 2: rename `.git` and directories holding nested
+/// repositories away and copy them back (on main the read-only mounts moved with the
+/// originals), then plant pre-commit hooks and core.fsmonitor commands where git looks:
+/// the workspace's repository (its hooks live in .husky, core.hooksPath), a moved nested
+/// one, a nested one two levels down, a submodule's gitdir, and a submodule's gitlink
+/// pointed at a gitdir of the command's. Each touches its own canary in `dir`.
+fn attack(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"hook() {{ printf '#!/bin/sh\ntouch {d}/%s\n' "$2" > "$1/pre-commit"; chmod +x "$1/pre-commit"; }}
+fsm() {{ printf '[core]\n\tfsmonitor = touch {d}/%s\n' "$2" >> "$1"; }}
+mv .git .git-moved && cp -a .git-moved .git && rm -rf .git-moved
+mv sub sub2 && cp -a sub2 sub && rm -rf sub2
+mv vendor vendor2 && cp -a vendor2 vendor && rm -rf vendor2
+fsm .git/config root-config
+hook .husky husky
+hook sub/.git/hooks sub-hook; fsm sub/.git/config sub-config
+hook vendor/lib/.git/hooks vendor-hook; fsm vendor/lib/.git/config vendor-config
+hook .git/modules/m/hooks m-hook; fsm .git/modules/m/config m-config
+mkdir -p evil && cp -a .git/modules/n/. evil/ && fsm evil/config n-gitlink && printf 'gitdir: ../evil\n' > n/.git
+true"#
+    )
+}
+
+/// After the attack, the host's own `git status` and `git commit` in every repository;
+/// returns the canaries that appeared.
+fn host_git_canaries(who: As, w: &Path, dir: &Path) -> Vec<&'static str> {
+    for repo in ["", "sub", "vendor/lib", "m", "n"] {
+        git(who, &w.join(repo), &["status", "--short"]);
+        git(who, &w.join(repo), &["commit", "-q", "--allow-empty", "-m", "x"]);
+    }
+    VECTORS.into_iter().filter(|v| dir.join(v).exists()).collect()
+}
+
+/// Reproductions 1 and 2: no rename, copy or write makes a git administrative file of the
+/// workspace's repository, a nested repository, a submodule or the core.hooksPath
+/// directory run the command's code in the host's later `git status` or `git commit`.
+/// The same attack run outside the sandbox proves that every canary would appear.
+#[test]
+fn git_administrative_files_cannot_be_moved_or_rewritten() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    for who in WHO {
+        let control_dir = own_dir(who);
+        let control = repositories(who);
+        let out = host(who, "/bin/sh", &["-c", &attack(control_dir.path())], control.path());
+        assert!(out.status.success(), "{who:?}: the control attack failed: {}", text(&out));
+        assert_eq!(host_git_canaries(who, control.path(), control_dir.path()), VECTORS, "{who:?}: the control attack did not reach the host's git");
+
+        let dir = own_dir(who);
+        let ws = repositories(who);
+        let out = ws.sbx(["run", "--", "/bin/sh", "-c", &attack(dir.path())]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Device or resource busy"), "{who:?}: the renames were not refused: {stderr}");
+        assert_eq!(host_git_canaries(who, ws.path(), dir.path()), Vec::<&str>::new(), "{who:?}: the host's git ran the command's code: {}", text(&out));
+        for repo in ["", "sub", "vendor/lib", "m", "n"] {
+            let out = git(who, &ws.path().join(repo), &["status", "--short"]);
+            assert!(out.status.success(), "{who:?}: git status in {repo:?} fails after the session: {}", text(&out));
+        }
+    }
+}
+
+/// The exit verification, second layer: a protected name the mounts could not cover
+/// (`.git/commondir` did not exist, reproduction 2) is moved to the quarantine, and a
+/// protected file changed through a hard link made before the session is put back; each
+/// is a `tamper` event and a line on stderr, and the host's git runs nothing afterwards.
+#[test]
+fn tampered_protected_paths_are_reported_quarantined_and_restored() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    for who in WHO {
+        let canaries = own_dir(who);
+        let canary = canaries.path().join("canary");
+        let state = own_dir(who);
+        let ws = Workspace::new(who);
+        let w = ws.path().canonicalize().unwrap();
+        let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
+        ok(git(who, &w, &["init", "-q", "."]));
+        let original = read(&w.join(".git/config"));
+        std::fs::hard_link(w.join(".git/config"), w.join("config-link")).unwrap();
+        let log = canaries.path().join("audit.jsonl");
+        let script = format!(
+            "mkdir -p evil && cp -a .git/. evil/ && printf '[core]\\n\\tfsmonitor = touch {c}\\n' >> evil/config && echo ../evil > .git/commondir;
+             printf '[core]\\n\\tfsmonitor = touch {c}\\n' >> config-link",
+            c = canary.display()
+        );
+        let out = ws
+            .sbx(["run", "--log", log.to_str().unwrap(), "--", "/bin/sh", "-c", &script])
+            .env("XDG_STATE_HOME", state.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let quarantine = state.path().join("sbx/quarantine");
+        let session = std::fs::read_dir(&quarantine).unwrap().next().unwrap().unwrap().path();
+        let inq = |p: &str| session.join(w.join(p).strip_prefix("/").unwrap());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for line in [
+            format!("sbx: tamper: the protected path {} was changed during the session; the original was put back; what the command left is in {}\n", w.join(".git/config").display(), inq(".git/config").display()),
+            format!("sbx: tamper: the protected path {} was created during the session; moved to {}\n", w.join(".git/commondir").display(), inq(".git/commondir").display()),
+        ] {
+            assert!(stderr.contains(&line), "{who:?}: no {line:?} in {stderr}");
+        }
+        assert_eq!(read(&w.join(".git/config")), original, "{who:?}");
+        assert!(!w.join(".git/commondir").exists(), "{who:?}");
+        assert_eq!(read(&inq(".git/commondir")), "../evil\n", "{who:?}");
+        assert!(read(&inq(".git/config")).contains("fsmonitor"), "{who:?}");
+        let tamper: Vec<(String, String, String)> = sbx_integration_tests::read_log(&log)
+            .iter()
+            .filter(|e| e["type"] == "tamper")
+            .map(|e| (e["path"].as_str().unwrap().to_string(), e["change"].as_str().unwrap().to_string(), e["action"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            tamper,
+            [
+                (w.join(".git/commondir").display().to_string(), "created".into(), "quarantined".into()),
+                (w.join(".git/config").display().to_string(), "changed".into(), "restored".into()),
+            ],
+            "{who:?}"
+        );
+        ok(git(who, &w, &["status", "--short"]));
+        assert!(!canary.exists(), "{who:?}: the host's git ran the command's code");
+    }
+}
+
+/// Reproduction 7 under `monitor --ask` (the dashboard): a policy file the command
+/// creates is reported at exit there too.
+#[test]
+fn a_policy_file_created_under_ask_is_reported() {
+    require_root!();
+    sbx_integration_tests::require_tool("tmux");
+    let ws = Workspace::new(As::Root);
+    let out_dir = own_dir(As::Root);
+    let stderr = out_dir.path().join("stderr");
+    let done = out_dir.path().join("done");
+    let shell = format!(
+        "cd {} && {} monitor --ask -- sh -c 'mkdir -p sub && echo {{}} > sub/sbx.jsonc' 2> {}; touch {}; sleep 30",
+        ws.path().display(),
+        sbx_integration_tests::sbx_bin().display(),
+        stderr.display(),
+        done.display()
+    );
+    let session = format!("sbx-ask-policy-{}", std::process::id());
+    let tmux = |args: &[&str]| std::process::Command::new("tmux").args(args).output().expect("tmux");
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &shell]).status.success());
+    // The command ends at once; the dashboard stays until `q`.
+    let mut quit = false;
+    for _ in 0..300 {
+        if done.exists() {
+            break;
+        }
+        let screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-t", &session, "-p"]).stdout).into_owned();
+        if !quit && screen.contains("exited 0") {
+            tmux(&["send-keys", "-t", &session, "q"]);
+            quit = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert!(done.exists(), "sbx monitor --ask did not end");
+    let file = ws.path().canonicalize().unwrap().join("sub/sbx.jsonc");
+    let text = read(&stderr);
+    let line = format!(
+        "sbx: warning: the policy file {} was created during the session: an sbx run in {} reads it as the policy; review it or delete it\n",
+        file.display(),
+        file.parent().unwrap().display()
+    );
+    assert!(text.contains(&line), "no {line:?} in {text}");
+}
