@@ -377,3 +377,34 @@ fn an_always_answer_never_writes_through_a_planted_policy_symlink() {
     assert!(policy.symlink_metadata().unwrap().file_type().is_file(), "the link was not replaced");
     assert!(std::fs::read_to_string(&policy).unwrap().contains(&format!("\"127.0.0.1:{port}\"")));
 }
+
+/// Regression: the terminal closed right after "kill the command and quit" (the export test's
+/// end, or a user closing the window): crossterm's reader then read end-of-file for ever, and
+/// sbx waited for it at exit, spinning at a fifth of a CPU for hours. sbx now exits.
+#[test]
+fn sbx_exits_when_its_terminal_closes_as_it_quits() {
+    require_root!();
+    require_tool("tmux");
+    let ws = Workspace::new(As::Root);
+    let marker = format!("sbx-closed-terminal-{}", std::process::id());
+    for _ in 0..3 {
+        let t = start(&ws, "closed", "", &format!("echo ready; sleep 30 # {marker}"));
+        t.wait_for("the command", |s| s.contains("ready"));
+        t.keys(&["q"]);
+        t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+        t.keys(&["y"]);
+        drop(t);
+    }
+    let left = || Command::new("pgrep").args(["-f", &marker]).output().unwrap().stdout;
+    for _ in 0..100 {
+        if left().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pids = String::from_utf8_lossy(&left()).into_owned();
+    for pid in pids.split_whitespace() {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    panic!("sbx (or its command) is still running after its terminal closed: {pids}");
+}

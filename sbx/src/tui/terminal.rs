@@ -167,23 +167,38 @@ impl Input {
 impl Drop for Input {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Join only a thread that is about to stop: one blocked on a
-        // terminal that is gone must not hold up the end of the session
-        // (it dies with the process).
-        if let Some(t) = self.thread.take()
-            && (t.is_finished() || !terminal_hung_up())
-        {
+        // The thread stops within one poll; one caught in a terminal that
+        // went away meanwhile (crossterm then reads EOF for ever) must not
+        // hold up the end of the session: it dies with the process.
+        let Some(t) = self.thread.take() else { return };
+        let deadline = std::time::Instant::now() + INPUT_POLL * 4;
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
             let _ = t.join();
         }
     }
 }
 
 /// Whether stdin, the dashboard's terminal, has hung up.
+/// Whether the terminal went away: a hang-up or error, or readable with
+/// nothing to read (end of file, which a closed pty can give instead of a
+/// hang-up; crossterm would then read it for ever).
 fn terminal_hung_up() -> bool {
     let mut fds = [libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 }];
     // SAFETY: poll on one valid pollfd with a zero timeout.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
-    n > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    if n <= 0 {
+        return false;
+    }
+    if fds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        return true;
+    }
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(0, libc::FIONREAD, &mut pending) };
+    fds[0].revents & libc::POLLIN != 0 && rc == 0 && pending == 0
 }
 
 async fn next_signal(sig: &mut Option<Signal>) {
