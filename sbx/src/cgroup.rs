@@ -121,12 +121,44 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct SessionCgroup {
     unified: Option<Dir>,
-    /// Whether the unified cgroup holds the limits (v2 has the controllers).
+    /// The v1 cgroups, one per controller that v2 does not have here.
     legacy: Vec<(Controller, Dir)>,
+    /// The controllers whose limits the unified cgroup holds.
     limits_in_unified: Vec<Controller>,
     id: Option<u64>,
     /// Limits that could not be enforced, with the reason.
-    pub unenforced: Vec<(Kind, String)>,
+    unenforced: Vec<(Kind, String)>,
+}
+
+/// Why a limit is not enforced for a user who may not create cgroups.
+const NOT_DELEGATED: &str = "no cgroup is delegated to this user (a systemd user session with cgroup v2 delegates one)";
+
+/// The session's cgroups for `limits` (see [`SessionCgroup::create`]; `None` when none can be
+/// had) and the limits left unenforced, with the reason. `limits.pids` is never one of them:
+/// without a cgroup for it, it is the command's `RLIMIT_NPROC`, which the kernel counts in
+/// the sandbox's own user namespace (enforced, but not reported).
+pub fn for_session(limits: &Limits, for_tracer: bool) -> (Option<SessionCgroup>, Vec<(Kind, String)>) {
+    let wanted: Vec<Kind> = [(Kind::Memory, limits.memory.is_some()), (Kind::Cpu, limits.cpu.is_some())]
+        .into_iter()
+        .filter_map(|(k, on)| on.then_some(k))
+        .collect();
+    if wanted.is_empty() && limits.pids.is_none() && !for_tracer {
+        return (None, Vec::new());
+    }
+    let (cgroup, unenforced) = match SessionCgroup::create(limits, for_tracer) {
+        Ok(c) => {
+            let u = c.unenforced.clone();
+            (Some(c), u)
+        }
+        Err(e) => {
+            let why = match &e {
+                CgroupError::Create { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => NOT_DELEGATED.to_string(),
+                other => other.to_string(),
+            };
+            (None, wanted.iter().map(|k| (*k, why.clone())).collect())
+        }
+    };
+    (cgroup, unenforced.into_iter().filter(|(k, _)| *k != Kind::Pids).collect())
 }
 
 /// Why the session has no cgroup at all.
@@ -162,8 +194,10 @@ impl SessionCgroup {
         let mut first_error = None;
         let mut unified = None;
         let mut v2_controllers = Vec::new();
-        let v2_has = |root: &Path, c: Controller| read_words(&root.join("cgroup.controllers")).iter().any(|n| n == c.name());
-        let unified_root = unified_mount(&mounts).filter(|root| for_tracer || wanted.iter().any(|(c, _)| v2_has(root, *c)));
+        let unified_root = unified_mount(&mounts).filter(|root| {
+            let controllers = read_words(&root.join("cgroup.controllers"));
+            for_tracer || wanted.iter().any(|(c, _)| controllers.iter().any(|n| n == c.name()))
+        });
         if let Some(root) = unified_root {
             for parent in candidate_parents(&root) {
                 match Dir::create(&parent, &name) {
@@ -205,11 +239,7 @@ impl SessionCgroup {
                 Err(io::Error::new(io::ErrorKind::NotFound, format!("this host has no {} cgroup controller", controller.name())))
             };
             if let Err(e) = applied {
-                let why = if e.kind() == io::ErrorKind::PermissionDenied {
-                    "no cgroup is delegated to this user (a systemd user session with cgroup v2 delegates one)".to_string()
-                } else {
-                    e.to_string()
-                };
+                let why = if e.kind() == io::ErrorKind::PermissionDenied { NOT_DELEGATED.to_string() } else { e.to_string() };
                 cgroup.unenforced.push((controller.limit(), why));
             }
         }
@@ -354,11 +384,11 @@ pub fn cgroup2_mount() -> io::Result<PathBuf> {
     unified_mount(&mounts).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 filesystem is mounted"))
 }
 
-/// Which limits this host can enforce for the calling user, and why not, for `sbx doctor`:
-/// a trial cgroup with every limit, removed at once.
-pub fn probe() -> Result<Vec<(Kind, String)>, CgroupError> {
+/// Which limits this host cannot enforce for the calling user, and why, for `sbx doctor`:
+/// [`for_session`] with every limit, its cgroups removed at once.
+pub fn probe() -> Vec<(Kind, String)> {
     let limits = Limits { memory: Some(1 << 30), pids: Some(1024), cpu: Some(1000), ..Limits::default() };
-    SessionCgroup::create(&limits, false).map(|c| c.unenforced.clone())
+    for_session(&limits, false).1
 }
 
 /// Removes `sbx-<pid>-*` cgroups whose sbx process is gone (rmdir only

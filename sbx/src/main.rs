@@ -98,7 +98,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Config(ConfigCommand::Show { policy }) => {
-            let (loaded, _) = load_policy(&policy)?;
+            let (loaded, _) = load_policy(&policy, &Default::default())?;
             // Paths and entries of policy files (which a command may have
             // written): escaped line by line.
             print!("{}", sbx::termtext::escape_lines(&config::render_show(&loaded)));
@@ -171,7 +171,7 @@ fn home_and_xdg() -> (Option<PathBuf>, Option<PathBuf>) {
 }
 
 /// Finds, parses and validates the policy for the working directory.
-fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
+fn load_policy(args: &PolicyArgs, limit_flags: &sbx::limits::LimitsConfig) -> anyhow::Result<(config::Loaded, Policy)> {
     let workspace = std::env::current_dir()
         .and_then(|d| d.canonicalize())
         .map_err(|e| anyhow::anyhow!("cannot resolve the working directory: {e}"))?;
@@ -193,7 +193,10 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
     }
     let home = home.map(|h| h.canonicalize().unwrap_or(h));
     let mut policy = Policy::from_config(&loaded.config, workspace, home)?;
-    policy.limits = sbx::limits::Limits::resolve(&loaded.config.limits, sbx::limits::host_memory());
+    // The flags over the files' limits, with the defaults that depend on this host.
+    let mut limits = loaded.config.limits;
+    limits.merge_from(limit_flags);
+    policy.limits = sbx::limits::Limits::resolve(&limits, sbx::limits::host_memory());
     // $PATH as the host resolves it: a symlinked entry is protected where it leads.
     let path_env = std::env::var_os("PATH").unwrap_or_default();
     let resolved = std::env::join_paths(std::env::split_paths(&path_env).map(|d| d.canonicalize().unwrap_or(d))).unwrap_or(path_env);
@@ -203,13 +206,10 @@ fn load_policy(args: &PolicyArgs) -> anyhow::Result<(config::Loaded, Policy)> {
 
 fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "run")?;
-    let (loaded, mut policy) = load_policy(&args.policy)?;
+    let (loaded, mut policy) = load_policy(&args.policy, &args.limits.as_config())?;
     check_workspace(&policy, args.unsafe_workspace)?;
     check_policy_files(&loaded, &policy)?;
     policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
-    let mut limits = loaded.config.limits;
-    limits.merge_from(&args.limits.as_config());
-    policy.limits = sbx::limits::Limits::resolve(&limits, sbx::limits::host_memory());
     if let Some(p) = args.ports.iter().find(|p| policy.net.allow_local_outbound_ports.contains(&p.port)) {
         // Inside, that port is the relay to the host's port, where -p listens: a loop.
         anyhow::bail!(
@@ -280,7 +280,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
 /// reporting off; the learning loop is `sbx::learn`.
 fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "learn")?;
-    let (loaded, policy) = load_policy(&args.policy)?;
+    let (loaded, policy) = load_policy(&args.policy, &Default::default())?;
     check_workspace(&policy, args.unsafe_workspace)?;
     check_policy_files(&loaded, &policy)?;
     if !nix::unistd::geteuid().is_root() {

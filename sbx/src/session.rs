@@ -361,31 +361,7 @@ pub enum SessionError {
 /// Creates the session's cgroups and applies the limits; says in one line
 /// which limits are not enforced and why. `None` when no cgroup could be had.
 fn session_cgroup(limits: &Limits, for_tracer: bool) -> (Option<SessionCgroup>, Vec<(limits::Kind, String)>) {
-    let wanted: Vec<limits::Kind> = [(limits::Kind::Memory, limits.memory.is_some()), (limits::Kind::Pids, limits.pids.is_some()), (limits::Kind::Cpu, limits.cpu.is_some())]
-        .into_iter()
-        .filter_map(|(k, on)| on.then_some(k))
-        .collect();
-    if wanted.is_empty() && !for_tracer {
-        return (None, Vec::new());
-    }
-    let (cgroup, unenforced) = match SessionCgroup::create(limits, for_tracer) {
-        Ok(c) => {
-            let u = c.unenforced.clone();
-            (Some(c), u)
-        }
-        Err(e) => {
-            let why = match &e {
-                cgroup::CgroupError::Create { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
-                    "no cgroup is delegated to this user (a systemd user session with cgroup v2 delegates one)".to_string()
-                }
-                other => other.to_string(),
-            };
-            (None, wanted.iter().map(|k| (*k, why.clone())).collect())
-        }
-    };
-    // Without a cgroup for it, limits.pids becomes the command's RLIMIT_NPROC
-    // (counted in the sandbox's own user namespace): enforced, not reported.
-    let unenforced: Vec<_> = unenforced.into_iter().filter(|(k, _)| *k != limits::Kind::Pids).collect();
+    let (cgroup, unenforced) = cgroup::for_session(limits, for_tracer);
     if let Some((_, why)) = unenforced.first() {
         let names: Vec<String> = unenforced.iter().map(|(k, _)| format!("{k} ({})", limits::format_value(*k, limits).unwrap_or_default())).collect();
         eprintln!(

@@ -823,13 +823,15 @@ fn join_cgroups(fds: &[RawFd], bwrap: u32, init: i32) -> io::Result<()> {
 /// read from `/proc/PID/task/*/children`, parents first.
 pub fn descendants(init: i32) -> Vec<i32> {
     let mut out = Vec::new();
+    // A pid reused while the tree is read must not send the walk round in circles.
+    let mut seen = std::collections::HashSet::new();
     let mut queue = vec![init];
     while let Some(pid) = queue.pop() {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
         for task in tasks.flatten() {
             let Ok(children) = std::fs::read_to_string(task.path().join("children")) else { continue };
             for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
-                if !out.contains(&child) && out.len() < 1 << 16 {
+                if out.len() < 1 << 16 && seen.insert(child) {
                     out.push(child);
                     queue.push(child);
                 }
@@ -907,6 +909,14 @@ mod tests {
         assert_eq!(plan.stage2.command, vec![OsString::from("true")]);
     }
 
+    /// The bwrap arguments after the private /tmp, up to `--chdir`: the mounts a policy adds.
+    fn mounts_after_tmp(plan: &Plan) -> Vec<String> {
+        let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
+        let end = argv.iter().position(|a| a == "--chdir").unwrap();
+        argv[at..end].to_vec()
+    }
+
     fn secrets_host(path: &Path) -> PathKind {
         match path.to_str().unwrap() {
             "/root" | "/root/ws" | "/root/.cargo" | "/etc/ssl/private" | "/var/lib/docker" => PathKind::Dir,
@@ -926,11 +936,8 @@ mod tests {
         let mut f = facts(secrets_host);
         f.hide_host_secrets = true;
         let plan = plan(&policy, vec!["true".into()], &f);
-        let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
-        let end = argv.iter().position(|a| a == "--chdir").unwrap();
         assert_eq!(
-            argv[at..end],
+            mounts_after_tmp(&plan),
             [
                 "--perms", "0111", "--tmpfs", "/root",
                 "--ro-bind", "/root/.cargo", "/root/.cargo",
@@ -985,10 +992,7 @@ mod tests {
             other => Some(other.into()),
         };
         let plan = plan(&policy, vec!["true".into()], &f);
-        let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
-        let end = argv.iter().position(|a| a == "--remount-ro").unwrap();
-        assert_eq!(argv[at..end], ["--bind", "/w", "/w", "--ro-bind", "/w/real", "/w/real"]);
+        assert_eq!(mounts_after_tmp(&plan), ["--bind", "/w", "/w", "--ro-bind", "/w/real", "/w/real", "--remount-ro", "/dev"]);
         assert_eq!(plan.warnings.len(), 1);
         assert!(plan.warnings[0].starts_with("the allowWrite entry /w/a/out is or goes through a symbolic link"), "{}", plan.warnings[0]);
         assert!(!plan.stage2.write.contains(&PathBuf::from("/w/a/out")));
@@ -1017,11 +1021,8 @@ mod tests {
         let mut f = facts(nested_host);
         f.git_paths = ["vendor/lib/.git/hooks", "vendor/lib/.git/config", "vendor/lib/.git/commondir", ".git/config"].iter().map(|p| Path::new("/w").join(p)).collect();
         let plan = plan(&policy, vec!["true".into()], &f);
-        let argv: Vec<String> = plan.bwrap.argv().iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        let at = argv.iter().position(|a| a == "/tmp").unwrap() + 1;
-        let end = argv.iter().position(|a| a == "--chdir").unwrap();
         assert_eq!(
-            argv[at..end],
+            mounts_after_tmp(&plan),
             [
                 "--bind", "/w", "/w",
                 "--bind", "/c", "/c",

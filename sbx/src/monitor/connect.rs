@@ -127,7 +127,8 @@ impl Mediator {
     }
 
     /// Mediates one connect notification, once its process has a turn ([`PER_PROCESS`]):
-    /// the decision on tokio's blocking pool, the connect in this task.
+    /// the decision on tokio's blocking pool, the connect in this task. (The caller's process
+    /// is read from `/proc` here: procfs, which answers at once.)
     pub(crate) fn dispatch(&self, req: libc::seccomp_notif) {
         let m = self.clone();
         let turn = self.turns_of(thread_group(req.pid));
