@@ -142,7 +142,12 @@ fn root_cannot_read_host_secrets() {
         .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with("_key")).collect())
         .unwrap_or_default();
     let key = keys.first().map(|k| k.display().to_string()).unwrap_or_else(|| "/etc/shadow".into());
-    let script = format!("for f in /etc/shadow /etc/gshadow {key} /root/.bashrc; do head -c1 $f >/dev/null 2>&1 && echo \"read $f\"; done; ls /root >/dev/null 2>&1 && echo 'listed /root'; echo done");
+    // Also the other routes an attacker tries: a hard link into the workspace (for a later run
+    // to read), /proc/self/root and /proc/1/root.
+    let script = format!(
+        "for f in /etc/shadow /etc/gshadow {key} /root/.bashrc /proc/self/root/etc/shadow /proc/1/root/etc/shadow; do head -c1 $f >/dev/null 2>&1 && echo \"read $f\"; done; \
+         ls /root >/dev/null 2>&1 && echo 'listed /root'; ln /etc/shadow linked 2>/dev/null && echo linked; echo done"
+    );
     for template in [None, Some("code-strict"), Some("code")] {
         let ws = Workspace::new(As::Root);
         let mut args = vec!["run".to_string()];
@@ -152,6 +157,7 @@ fn root_cannot_read_host_secrets() {
         args.extend(["--".into(), "/bin/sh".into(), "-c".into(), script.clone()]);
         let out = ws.sbx(&args).output().unwrap();
         assert_eq!(stdout(&out), "done\n", "{template:?}: {}", text(&out));
+        assert!(!ws.path().join("linked").exists(), "{template:?}: a hard link to /etc/shadow is in the workspace");
     }
     // A workspace in /root works, and what allowRead names there is readable.
     let ws = Workspace::new_in(As::Root, "/root");
@@ -194,7 +200,9 @@ fn a_fork_bomb_is_contained_and_reported() {
     let out = ws
         .sbx(["run", "--pids", "64", "--timeout", "3s", "--log"])
         .arg(&log)
-        .args(["--", "/bin/sh", "-c", "b(){ b | b & }; b; sleep 600 # sbx-fork-bomb-marker"])
+        // One process leaves the command's session and ignores SIGTERM: the SIGKILL after
+        // the grace period must still take it.
+        .args(["--", "/bin/sh", "-c", "setsid sh -c 'trap \"\" TERM HUP; sleep 600 # sbx-fork-bomb-marker' & b(){ b | b & }; b; sleep 600 # sbx-fork-bomb-marker"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(124), "{}", text(&out));
@@ -267,7 +275,7 @@ fn unenforced_limits_are_named_and_the_rest_hold_without_a_cgroup() {
         .collect();
     ws.write(
         "forks.py",
-        "import os, time\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('refused', e.errno)\nprint('forked', n, flush=True)\nos._exit(0)\n",
+        "import os, resource, time\ntry:\n    resource.setrlimit(resource.RLIMIT_NPROC, (100000, 100000))\n    print('raised')\nexcept (ValueError, OSError):\n    pass\nn = 0\ntry:\n    while n < 100:\n        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('refused', e.errno)\nprint('forked', n, flush=True)\nos._exit(0)\n",
     );
     let out = ws.sbx(["run", "--memory", "off", "--pids", "16", "--timeout", "10s", "--", "python3", "forks.py"]).output().unwrap();
     for c in &mut outside {
@@ -339,7 +347,8 @@ fn limits_reach_the_session_cgroups() {
     require_root!();
     let ws = Workspace::new(As::Root);
     let mut child = ws
-        .sbx(["run", "--memory", "96M", "--pids", "300", "--cpu", "0.5", "--", "/bin/sh", "-c", "echo running; sleep 3"])
+        // The command tries to move itself out, into each hierarchy's top cgroup.
+        .sbx(["run", "--memory", "96M", "--pids", "300", "--cpu", "0.5", "--", "/bin/sh", "-c", "for d in /sys/fs/cgroup/*/; do echo $$ > ${d}cgroup.procs; done 2>/dev/null; echo running; sleep 3"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -380,6 +389,8 @@ fn limits_reach_the_session_cgroups() {
     assert_eq!(read(&pids, "pids.max").unwrap(), "300");
     let procs = read(&pids, "cgroup.procs").unwrap();
     assert!(procs.lines().count() >= 3, "bwrap, the sandbox's pid 1 and the command: {procs:?}");
+    let in_memory = read(&memory, "cgroup.procs").unwrap();
+    assert_eq!(in_memory.lines().count(), procs.lines().count(), "the command left one hierarchy: {in_memory:?} / {procs:?}");
     let cpu = dir_of("cpu");
     let quota = read(&cpu, "cpu.max").or_else(|_| read(&cpu, "cpu.cfs_quota_us")).unwrap();
     assert!(quota == "50000 100000" || quota == "50000", "{quota}");
