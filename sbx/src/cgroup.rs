@@ -1,9 +1,13 @@
 //! The session's cgroups: where the sandbox's whole process tree lives, so that the kernel
 //! tracer reports only its tasks and the resource limits (`limits`) bound it.
 //!
-//! The sandbox is moved into them while bubblewrap builds it (`launch::run`, on the
-//! `cgroup.procs` descriptors opened here), before the command starts, so every process of
-//! the command, through any fork, double fork or thread, is inside.
+//! Every process of the command, through any fork, double fork or thread, is inside before
+//! the command starts. bubblewrap starts inside the v1 cgroups: the forked child writes `0`
+//! to each one's `tasks` before it execs (`launch::run`), which moves only the calling thread
+//! and so skips the global lock that a `cgroup.procs` write takes (an RCU grace period,
+//! about 10 ms here). v2 has no such move for a domain cgroup, so the sandbox is moved into
+//! the unified cgroup through its `cgroup.procs` while bubblewrap builds it, and stage-2
+//! waits for that before it execs the command.
 //!
 //! * The unified (v2) hierarchy always gets a cgroup when it is mounted: its inode is the id
 //!   `bpf_get_current_cgroup_id()` returns, which scopes the tracer. The limits go there too
@@ -30,20 +34,21 @@ use std::{
 
 use crate::limits::{Kind, Limits};
 
-/// One cgroup directory and its `cgroup.procs`, open for writing.
+/// One cgroup directory and the file a process joins it through, open for writing:
+/// `cgroup.procs` in the unified hierarchy, `tasks` in a v1 one.
 #[derive(Debug)]
 struct Dir {
     path: PathBuf,
-    procs: File,
+    join: File,
 }
 
 impl Dir {
-    fn create(parent: &Path, name: &str) -> io::Result<Dir> {
+    fn create(parent: &Path, name: &str, join: &str) -> io::Result<Dir> {
         remove_stale(parent);
         let path = parent.join(name);
         std::fs::create_dir(&path)?;
-        match std::fs::OpenOptions::new().write(true).open(path.join("cgroup.procs")) {
-            Ok(procs) => Ok(Dir { path, procs }),
+        match std::fs::OpenOptions::new().write(true).open(path.join(join)) {
+            Ok(join) => Ok(Dir { path, join }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&path);
                 Err(e)
@@ -200,7 +205,7 @@ impl SessionCgroup {
         });
         if let Some(root) = unified_root {
             for parent in candidate_parents(&root) {
-                match Dir::create(&parent, &name) {
+                match Dir::create(&parent, &name, "cgroup.procs") {
                     Ok(dir) => {
                         v2_controllers = read_words(&parent.join("cgroup.controllers"));
                         unified = Some((parent, dir));
@@ -227,7 +232,7 @@ impl SessionCgroup {
                 let (Some(parent), Some(dir)) = (&unified_parent, &cgroup.unified) else { continue };
                 enable(parent, controller).and_then(|()| apply_v2(dir, controller, &value)).map(|()| cgroup.limits_in_unified.push(controller))
             } else if let Some(hierarchy) = legacy_mount(&mounts, controller) {
-                match Dir::create(&hierarchy, &name) {
+                match Dir::create(&hierarchy, &name, "tasks") {
                     Ok(dir) => apply_v1(&dir, controller, &value).map(|()| cgroup.legacy.push((controller, dir))),
                     Err(e) => {
                         let source = io::Error::from(e.kind());
@@ -264,9 +269,16 @@ impl SessionCgroup {
         self.unified.as_ref().map(|d| d.path.as_path())
     }
 
-    /// The `cgroup.procs` descriptors the sandbox's pids are written to (`launch::run`).
+    /// The unified cgroup's `cgroup.procs`, which the sandbox's pids are written to while
+    /// bubblewrap builds it (`launch::run`).
     pub fn procs_fds(&self) -> Vec<RawFd> {
-        self.unified.iter().chain(self.legacy.iter().map(|(_, d)| d)).map(|d| d.procs.as_raw_fd()).collect()
+        self.unified.iter().map(|d| d.join.as_raw_fd()).collect()
+    }
+
+    /// The v1 cgroups' `tasks`, which bubblewrap's process writes `0` to before it execs
+    /// (`sys::join_own_cgroup`).
+    pub fn tasks_fds(&self) -> Vec<RawFd> {
+        self.legacy.iter().map(|(_, d)| d.join.as_raw_fd()).collect()
     }
 
     fn dir_of(&self, controller: Controller) -> Option<(&Dir, bool)> {

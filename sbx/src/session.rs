@@ -497,6 +497,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let mut launch_opts = opts.launch.clone();
     launch_opts.git_paths = Some(git_paths);
     launch_opts.cgroup_procs_fds = cgroup.as_ref().map(SessionCgroup::procs_fds).unwrap_or_default();
+    launch_opts.cgroup_tasks_fds = cgroup.as_ref().map(SessionCgroup::tasks_fds).unwrap_or_default();
     launch_opts.max_tasks = policy.limits.pids.filter(|_| !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids));
     launch_opts.start_gate = traced.as_ref().map(|load| load.gate.clone());
     let tracer_rx = traced.map(|load| load.tracer);

@@ -57,6 +57,18 @@ pub fn inherit(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the calling thread into the v1 cgroup whose `tasks` file `tasks` is open for
+/// writing. Called between fork and exec, where the thread is the whole process: a move of
+/// the caller alone does not take the lock a whole-process move does (and its RCU grace
+/// period). Async-signal-safe.
+pub fn join_own_cgroup(tasks: RawFd) -> io::Result<()> {
+    // SAFETY: write reads one byte from a static string; a bad fd is reported as EBADF.
+    if unsafe { libc::write(tasks, c"0".as_ptr().cast(), 1) } != 1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets FD_CLOEXEC on every descriptor from `first` up, so that nothing sbx
 /// inherited or opened leaks into the command it execs.
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {

@@ -514,9 +514,12 @@ fn find_bwrap() -> Result<PathBuf, LaunchError> {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub require_landlock: bool,
-    /// `cgroup.procs` of each of the session's cgroups: the sandbox is moved into them
-    /// while bubblewrap builds it, before the command starts.
+    /// `cgroup.procs` of the session's unified cgroup: the sandbox is moved into it while
+    /// bubblewrap builds it, before the command starts.
     pub cgroup_procs_fds: Vec<RawFd>,
+    /// `tasks` of each of the session's v1 cgroups: bubblewrap's process joins them
+    /// before it execs, so the whole sandbox starts inside.
+    pub cgroup_tasks_fds: Vec<RawFd>,
     /// `limits.pids` as `RLIMIT_NPROC` inside (when no cgroup enforces it).
     pub max_tasks: Option<u64>,
     /// Blocked syscalls are notified to a supervisor instead of failing in
@@ -595,12 +598,16 @@ pub async fn run(
         handoff.status_w.as_raw_fd(),
         handoff.control.as_raw_fd(),
     ];
-    // SAFETY: the closure runs between fork and exec; it only calls fcntl,
-    // getpid and write on integers captured by value, all async-signal-safe.
+    // SAFETY: the closure runs between fork and exec; it only calls fcntl and
+    // write on integers it captured (no allocation), all async-signal-safe.
+    let tasks = options.cgroup_tasks_fds.clone();
     unsafe {
         cmd.pre_exec(move || {
             for fd in inherited.into_iter().filter(|&fd| fd >= 0) {
                 sys::inherit(fd)?;
+            }
+            for &fd in &tasks {
+                sys::join_own_cgroup(fd)?;
             }
             Ok(())
         });
@@ -642,10 +649,11 @@ pub async fn run(
             .map(|pid| pid as i32),
         _ => None,
     };
-    // The sandbox joins the session's cgroups while bubblewrap builds it: a
-    // move into a cgroup waits for an RCU grace period (milliseconds), which
-    // would otherwise come before bwrap could start. Stage-2 execs nothing
-    // before the gate below, so the command starts inside them.
+    // The sandbox joins the session's unified cgroup while bubblewrap builds
+    // it: a move through cgroup.procs waits for an RCU grace period
+    // (milliseconds), which would otherwise come before bwrap could start.
+    // Stage-2 execs nothing before the gate below, so the command starts
+    // inside it. (bwrap's process joined the v1 ones itself, before exec.)
     let joined = match (options.cgroup_procs_fds.is_empty(), child.id(), sandbox_init) {
         (true, _, _) => None,
         (false, Some(bwrap), Some(init)) => {
