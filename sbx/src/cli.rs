@@ -135,6 +135,11 @@ pub struct RunArgs {
     /// workspace (the mandatory protections of the home still apply).
     #[arg(long)]
     pub unsafe_workspace: bool,
+    /// Keep the command's changes to agent configuration that runs commands
+    /// (hooks, MCP servers, permission rules in ~/.claude.json, .claude/settings.json,
+    /// ~/.codex/config.toml, ...); they are still reported. Default: reverted.
+    #[arg(long)]
+    pub keep_agent_config: bool,
     #[command(flatten)]
     pub command: CommandArgs,
 }

@@ -6,6 +6,7 @@
 //! arguments and the stage-2 plan) -> bubblewrap -> `launch::stage2` inside
 //! the sandbox (Landlock, seccomp) -> the command.
 
+pub mod agentconf;
 pub mod cgroup;
 pub mod cli;
 pub mod config;

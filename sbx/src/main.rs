@@ -242,6 +242,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
         // The same -p twice is one (the second would collide with the first on the host).
         inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
         dashboard,
+        keep_agent_config: args.keep_agent_config,
         // "Always" answers go to the policy file in use (the one that was
         // discovered or given), else to a new sbx.jsonc in the workspace.
         ask: ask.map(|timeout| session::AskOptions {
@@ -312,6 +313,7 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
             inbound: Vec::new(),
             dashboard: false,
             ask: None,
+            keep_agent_config: false,
         };
         Ok(session::run(&policy, command.clone(), options)?)
     };

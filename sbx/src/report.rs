@@ -177,10 +177,13 @@ pub struct Tamper {
     pub path: PathBuf,
     /// `created`, `removed`, `replaced`, `changed`.
     pub change: &'static str,
-    /// `quarantined`, `restored`, `reported`.
+    /// `quarantined`, `restored`, `reported`; for agent configuration (`agentconf`),
+    /// `reverted` or `kept`.
     pub action: &'static str,
     pub quarantine: Option<PathBuf>,
     pub error: Option<String>,
+    /// For agent configuration: what changed, as `- old` / `+ new` lines.
+    pub diff: Vec<String>,
 }
 
 impl Event {
@@ -680,6 +683,9 @@ pub fn render(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             }
             if let Some(e) = &t.error {
                 v["error"] = e.clone().into();
+            }
+            if !t.diff.is_empty() {
+                v["diff"] = json!(t.diff);
             }
             v
         }

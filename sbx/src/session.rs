@@ -54,6 +54,9 @@ pub struct Options {
     /// `sbx monitor --ask` (with the dashboard): connections that no rule
     /// decides are held while the dashboard asks.
     pub ask: Option<AskOptions>,
+    /// `--keep-agent-config`: changes to agent configuration that runs commands
+    /// (`agentconf`) are reported and kept instead of reverted.
+    pub keep_agent_config: bool,
 }
 
 /// Where `--ask`'s "always" answers are written, and how long a held
@@ -447,6 +450,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     // The protected paths as they are before the command: verified after it (tamper).
     let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
     let guard = crate::snapshot::Guard::take(launch::protected_paths(policy, &git_paths), crate::snapshot::quarantine_root(policy.home.as_deref()));
+    let agent_config = crate::agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace);
     let tampered = RefCell::new(Vec::<report::Tamper>::new());
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
@@ -530,6 +534,14 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         false => (None, None),
     };
     sink.borrow_mut().ui = ui_tx.clone();
+    // The dashboard's answer to its question about agent configuration.
+    let (review_tx, mut review_rx) = match opts.dashboard {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<bool>(1);
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let dashboard_stderr = crate::state::session_file("monitor", ".stderr")?;
     let pty_master = match opts.dashboard {
         true => {
@@ -707,7 +719,20 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             let proxy_dropped = proxy.dropped_events();
             let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
             // Every process of the sandbox is gone (its pid namespace ended with bwrap).
-            *tampered.borrow_mut() = guard.verify();
+            let mut quarantine = crate::snapshot::Quarantine::new(guard.quarantine_root());
+            let mut tampers = guard.verify_into(&mut quarantine);
+            let agent_changes = agent_config.changes();
+            // Reverted unless kept by the flag or, on the dashboard, by the user; a
+            // dashboard that is gone (quit, failed) keeps nothing.
+            let keep = match (&ui_tx, review_rx.as_mut()) {
+                (Some(ui), Some(answer)) if !agent_changes.is_empty() && !opts.keep_agent_config => {
+                    let files = agent_changes.iter().map(|c| tui::ReviewFile { path: c.path.display().to_string(), diff: c.diff.clone() }).collect();
+                    ui.send(tui::Msg::Review(files)).await.is_ok() && answer.recv().await.unwrap_or(false)
+                }
+                _ => opts.keep_agent_config,
+            };
+            tampers.extend(agent_changes.iter().map(|c| crate::agentconf::settle(c, keep, &mut quarantine)));
+            *tampered.borrow_mut() = tampers;
             let summary = {
                 let mut sink = sink.borrow_mut();
                 if sink.started.is_some() {
@@ -747,6 +772,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                     fps: 20,
                     stderr_to: Some(dashboard_stderr.clone()),
                     answers: Some(answer_tx),
+                    review: review_tx,
                 })
                 .await;
                 if matches!(action, Ok(tui::Action::KillAndQuit) | Err(_)) {
@@ -785,6 +811,18 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     }
     for t in tampered.borrow().iter() {
         let q = |q: &Option<PathBuf>| q.as_ref().map_or_else(String::new, |q| q.display().to_string());
+        if !t.diff.is_empty() {
+            let done = match t.action {
+                "reverted" => format!("reverted; what the command wrote is in {}", q(&t.quarantine)),
+                "kept" => "kept (--keep-agent-config)".to_string(),
+                _ => format!("left in place: {}", t.error.as_deref().unwrap_or("?")),
+            };
+            eprintln!("sbx: tamper: the command {} {}, agent configuration that runs commands outside the sandbox; {}", t.change, crate::termtext::path(&t.path), crate::termtext::escape(&done));
+            for line in &t.diff {
+                eprintln!("sbx:   {}", crate::termtext::escape(line));
+            }
+            continue;
+        }
         let done = match t.action {
             "restored" if t.quarantine.is_some() => format!("the original was put back; what the command left is in {}", q(&t.quarantine)),
             "restored" => "the original was put back".to_string(),

@@ -164,35 +164,62 @@ impl Guard {
     /// Compares every watched path with its snapshot; quarantines what the command left
     /// and restores files whose content is known.
     pub fn verify(&self) -> Vec<crate::report::Tamper> {
-        let mut quarantine: Option<Result<PathBuf, String>> = None;
+        let mut quarantine = Quarantine::new(self.quarantine_root.clone());
+        self.verify_into(&mut quarantine)
+    }
+
+    /// [`Guard::verify`], with the session's quarantine directory (made on first use).
+    pub fn verify_into(&self, quarantine: &mut Quarantine) -> Vec<crate::report::Tamper> {
         let mut out = Vec::new();
         for (path, change) in self.snapshot.changes([]) {
             let before = self.snapshot.states.get(&path).unwrap_or(&State::Missing);
-            let q = quarantine.get_or_insert_with(|| self.make_quarantine()).clone();
-            let (action, moved, error) = match q {
+            let (action, moved, error) = match quarantine.dir() {
                 Err(e) => ("reported", None, Some(e)),
                 Ok(q) => settle(&path, before, &q),
             };
-            out.push(crate::report::Tamper { path, change: change.as_str(), action, quarantine: moved, error });
+            out.push(crate::report::Tamper { path, change: change.as_str(), action, quarantine: moved, error, diff: Vec::new() });
         }
         out
     }
 
-    /// A fresh directory for this session under the quarantine root, owned by the
-    /// invoking user, mode 0700, reached through no symlink (the command may have
-    /// written near it).
-    fn make_quarantine(&self) -> Result<PathBuf, String> {
-        use std::os::unix::fs::DirBuilderExt as _;
-        let root = self.quarantine_root.clone().ok_or("no quarantine directory: HOME is not set")?;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-        if root.canonicalize().ok().as_ref() != Some(&root) {
-            return Err(format!("{} is reached through a symlink", root.display()));
-        }
-        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
-        let dir = root.join(format!("{stamp}-{}", std::process::id()));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        Ok(dir)
+    /// Where this session's quarantine directory goes.
+    pub fn quarantine_root(&self) -> Option<PathBuf> {
+        self.quarantine_root.clone()
     }
+}
+
+/// One session's quarantine directory, made the first time something goes there.
+#[derive(Debug)]
+pub struct Quarantine {
+    root: Option<PathBuf>,
+    made: Option<Result<PathBuf, String>>,
+}
+
+impl Quarantine {
+    pub fn new(root: Option<PathBuf>) -> Quarantine {
+        Quarantine { root, made: None }
+    }
+
+    /// The directory: a fresh one under the quarantine root, owned by the invoking
+    /// user, mode 0700, reached through no symlink (the command may have written
+    /// near it).
+    pub fn dir(&mut self) -> Result<PathBuf, String> {
+        let root = self.root.clone();
+        self.made.get_or_insert_with(|| make_quarantine(root)).clone()
+    }
+}
+
+fn make_quarantine(root: Option<PathBuf>) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let root = root.ok_or("no quarantine directory: HOME is not set")?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    if root.canonicalize().ok().as_ref() != Some(&root) {
+        return Err(format!("{} is reached through a symlink", root.display()));
+    }
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
+    let dir = root.join(format!("{stamp}-{}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// The quarantine directory of `home`: `$XDG_STATE_HOME/sbx/quarantine`, else
@@ -227,7 +254,7 @@ fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'static str, Opti
 }
 
 /// rename(2), or a copy and a removal across filesystems.
-fn move_path(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn move_path(from: &Path, to: &Path) -> std::io::Result<()> {
     match std::fs::rename(from, to) {
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
             copy_tree(from, to)?;
@@ -354,7 +381,7 @@ mod tests {
         let got = guard.verify();
         let session = got[0].quarantine.as_ref().unwrap().ancestors().find(|a| a.parent() == Some(q.as_path())).unwrap().to_path_buf();
         let inq = |p: &str| Some(session.join(w.join(p).strip_prefix("/").unwrap()));
-        let t = |p: &str, change, action, quarantine| crate::report::Tamper { path: w.join(p), change, action, quarantine, error: None };
+        let t = |p: &str, change, action, quarantine| crate::report::Tamper { path: w.join(p), change, action, quarantine, error: None, diff: Vec::new() };
         assert_eq!(
             got,
             [

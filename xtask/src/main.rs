@@ -150,12 +150,12 @@ fn test(root: &Path, tools: &provision::Tools, unit_only: bool, filter: &[OsStri
         return Ok(());
     }
     eprintln!("xtask: integration tests (root, real sandboxes) against {}", bin.display());
-    check(
-        cargo(root, tools)
-            .args(["test", "--package", "sbx-integration-tests", "--"])
-            .args(filter)
-            .env("SBX_BIN", &bin),
-    )
+    let mut cmd = cargo(root, tools);
+    cmd.args(["test", "--package", "sbx-integration-tests", "--"]).args(filter).env("SBX_BIN", &bin);
+    if let Some(claude) = &tools.claude {
+        cmd.env("SBX_TEST_CLAUDE", claude);
+    }
+    check(&mut cmd)
 }
 
 fn nix_is_root() -> bool {

@@ -1,7 +1,10 @@
 //! Host provisioning: idempotent, and nothing comes from anywhere but Debian's
-//! package archive, rustup's components and crates.io.
+//! package archive, rustup's components, crates.io and (for the tests) npm.
 //!
 //! - bubblewrap (and, for the tests, the tools they drive) from apt-get;
+//! - for the tests, a real agent CLI (Claude Code, pinned) from the npm
+//!   registry, under `/opt/sbx-test/agents/claude-code-<version>`, readable by
+//!   everyone (the tests run it as root and as another user, inside sandboxes);
 //! - the nightly toolchain's `rust-src` component (for `-Z build-std=core`);
 //! - bpf-linker 0.13.0 built from crates.io against the nightly toolchain's
 //!   own libLLVM, cached under `$XDG_CACHE_HOME/sbx/bpf-linker/<key>`, where
@@ -33,6 +36,8 @@ pub enum Needs {
 /// Where the provisioned tools are.
 pub struct Tools {
     bpf_linker_bin: PathBuf,
+    /// The agent CLI the integration tests start (`Needs::Test` only).
+    pub claude: Option<PathBuf>,
 }
 
 impl Tools {
@@ -61,6 +66,7 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
             ("sudo", "sudo"),
             ("curl", "curl"),
             ("openssl", "openssl"),
+            ("npm", "npm"),
         ]);
     }
     if needs == Needs::Bench {
@@ -71,7 +77,10 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
         tracefs()?;
     }
     rust_src()?;
-    let tools = bpf_linker()?;
+    let mut tools = bpf_linker()?;
+    if needs == Needs::Test && is_root() {
+        tools.claude = Some(claude_code()?);
+    }
     eprintln!("xtask: provisioned in {:.1?}", started.elapsed());
     Ok(tools)
 }
@@ -158,6 +167,35 @@ fn output(cmd: &mut Command) -> Result<String> {
     String::from_utf8(out.stdout).with_context(|| format!("{cmd:?} printed non-UTF-8"))
 }
 
+const CLAUDE_CODE_VERSION: &str = "2.1.197";
+
+/// Claude Code from the npm registry, pinned, installed without running its
+/// install scripts; the native binary of its linux-x64 package is the CLI.
+fn claude_code() -> Result<PathBuf> {
+    let dir = PathBuf::from(format!("/opt/sbx-test/agents/claude-code-{CLAUDE_CODE_VERSION}"));
+    let bin = dir.join("node_modules/@anthropic-ai/claude-code-linux-x64/claude");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: npm install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION} into {}", dir.display());
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let status = Command::new("npm")
+        .args(["install", "--ignore-scripts", "--no-audit", "--no-fund", "--os=linux", "--cpu=x64", "--prefix"])
+        .arg(&dir)
+        .arg(format!("@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"))
+        .status()
+        .context("running npm install")?;
+    if !status.success() || !bin.is_file() {
+        bail!("npm install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION} did not install {}", bin.display());
+    }
+    // Readable and runnable by the tests' unprivileged user.
+    let status = Command::new("chmod").args(["-R", "a+rX", "/opt/sbx-test"]).status().context("running chmod")?;
+    if !status.success() {
+        bail!("chmod -R a+rX /opt/sbx-test failed");
+    }
+    Ok(bin)
+}
+
 fn rust_src() -> Result<()> {
     let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]))
         .context("the nightly toolchain is needed to build the eBPF programs (`rustup toolchain install nightly`)")?;
@@ -240,7 +278,7 @@ fn bpf_linker() -> Result<Tools> {
     let nightly = Nightly::query()?;
     let prefix = cache_home()?.join("sbx/bpf-linker").join(nightly.cache_key());
     let bin_dir = prefix.join("bin");
-    let tools = Tools { bpf_linker_bin: bin_dir.clone() };
+    let tools = Tools { bpf_linker_bin: bin_dir.clone(), claude: None };
     let linker = bin_dir.join("bpf-linker");
     if works(&linker) {
         return Ok(tools);

@@ -287,6 +287,9 @@ pub struct App {
     /// then do `a`/`A`/`d`/`D` answer, and only once `ASK_ARM` has passed,
     /// so that keys typed for the command can never answer.
     pub(super) ask_focus: Option<Instant>,
+    /// `Msg::Review`'s files and when it came (keys typed before `ASK_ARM`
+    /// has passed were meant for something else).
+    pub(super) review: Option<(Vec<super::ReviewFile>, Instant)>,
 
     pub(super) views: RefCell<Views>,
 }
@@ -370,6 +373,7 @@ impl App {
             status: None,
             asks: VecDeque::new(),
             ask_focus: None,
+            review: None,
             views: RefCell::new(Views { rows_dirty: true, hosts_dirty: true, procs_dirty: true, ..Views::default() }),
         }
     }
@@ -402,6 +406,10 @@ impl App {
                 if self.asks.len() < 1024 {
                     self.asks.push_back(ask);
                 }
+                Action::None
+            }
+            Msg::Review(files) => {
+                self.review = Some((files, self.now));
                 Action::None
             }
             Msg::AskClosed(id) => {
@@ -879,6 +887,23 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+        // The command has ended; its changes to agent configuration wait for
+        // a decision, which every key is for.
+        if let Some((_, since)) = &self.review {
+            let answer = match key.code {
+                KeyCode::Char('k' | 'K') if !ctrl => Some(true),
+                KeyCode::Char('r' | 'R') | KeyCode::Enter if !ctrl => Some(false),
+                KeyCode::Char('c') if ctrl => Some(false),
+                _ => None,
+            };
+            if let Some(keep) = answer
+                && self.now.saturating_duration_since(*since) >= ASK_ARM
+            {
+                self.review = None;
+                return Action::Reviewed(keep);
+            }
+            return Action::None;
+        }
         // A held connection's prompt answers only once it has the keyboard:
         // Tab gives it (a key that never reaches the command), Esc gives it
         // back. Until then every key keeps its meaning, and in the output

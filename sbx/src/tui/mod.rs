@@ -53,7 +53,10 @@
 //! With `--ask`, the session sends `Msg::Ask` for each held connection and
 //! `Msg::AskClosed` when one is decided elsewhere (timeout, an "always"
 //! answer for the same destination); the prompt's answer comes back as
-//! `Action::Answer`, which `run` sends on `RunOptions::answers`.
+//! `Action::Answer`, which `run` sends on `RunOptions::answers`. After the
+//! command has ended, `Msg::Review` asks whether to keep the command's changes
+//! to agent configuration; the answer is `Action::Reviewed`, sent on
+//! `RunOptions::review`.
 //!
 //! `run` handles `Action::Export` itself (it writes the file with `export`
 //! and reports the outcome in the footer; 100,000 events take a fraction
@@ -116,6 +119,17 @@ pub enum Msg {
     /// The held connection with this id was decided (answered, timed out,
     /// or answered by an "always" for the same destination).
     AskClosed(u64),
+    /// The command has ended having changed agent configuration that runs
+    /// commands (`agentconf`): keep it or revert it? The answer comes back as
+    /// `Action::Reviewed`.
+    Review(Vec<ReviewFile>),
+}
+
+/// One file of `Msg::Review`: its path and what changed, as `- ` / `+ ` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewFile {
+    pub path: String,
+    pub diff: Vec<String>,
 }
 
 /// A connection held by `sbx monitor --ask`.
@@ -146,6 +160,9 @@ pub enum Action {
     SendInput(Vec<u8>),
     /// Answer the held connection with this id (`RunOptions::answers`).
     Answer(u64, crate::proxy::ask::Answer),
+    /// The answer to `Msg::Review`: keep the changes (`true`) or revert them
+    /// (`RunOptions::review`).
+    Reviewed(bool),
 }
 
 impl App {

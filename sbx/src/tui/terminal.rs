@@ -43,11 +43,13 @@ pub struct RunOptions {
     pub stderr_to: Option<PathBuf>,
     /// Where `Action::Answer`s go (`sbx monitor --ask`).
     pub answers: Option<tokio::sync::mpsc::Sender<(u64, crate::proxy::ask::Answer)>>,
+    /// Where `Action::Reviewed` goes.
+    pub review: Option<tokio::sync::mpsc::Sender<bool>>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { fps: 20, stderr_to: None, answers: None }
+        Self { fps: 20, stderr_to: None, answers: None, review: None }
     }
 }
 
@@ -237,12 +239,18 @@ pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, on_input: impl FnMut
     let _input = Input::start(key_tx)?;
     let draw = |app: &App| terminal.draw(|f| app.render(f)).map(drop);
     let answers = opts.answers;
+    let review = opts.review;
     let mut on_input = on_input;
     let on_action = move |action: Action| match action {
         Action::SendInput(bytes) => on_input(bytes),
         Action::Answer(id, answer) => {
             if let Some(tx) = &answers {
                 let _ = tx.try_send((id, answer));
+            }
+        }
+        Action::Reviewed(keep) => {
+            if let Some(tx) = &review {
+                let _ = tx.try_send(keep);
             }
         }
         _ => {}
@@ -284,7 +292,7 @@ pub(super) async fn event_loop(
                 }
                 None
             }
-            passed @ (Action::SendInput(_) | Action::Answer(..)) => {
+            passed @ (Action::SendInput(_) | Action::Answer(..) | Action::Reviewed(_)) => {
                 on_action(passed);
                 None
             }

@@ -80,6 +80,10 @@ pub(super) fn render(app: &App, frame: &mut Frame) {
     render_footer(app, frame, footer, tier);
     // Overlays cover the body (or everything when the body is tiny).
     let room = if body.height >= 5 { body } else { area };
+    if let Some((files, _)) = &app.review {
+        render_review(files, frame, inset(room));
+        return;
+    }
     if let Some(ask) = app.asks.front() {
         render_ask(app, ask, frame, room);
         return;
@@ -97,6 +101,27 @@ pub(super) fn render(app: &App, frame: &mut Frame) {
             frame.render_widget(Paragraph::new(Line::styled("kill the command and quit? y/n", BOLD)).block(block), r);
         }
     }
+}
+
+/// The question after the command ended having changed agent configuration
+/// that runs commands: each file, escaped, and its diff.
+fn render_review(files: &[super::ReviewFile], frame: &mut Frame, area: Rect) {
+    let mut lines = vec![
+        Line::styled("The command changed agent configuration that runs commands outside the sandbox:", BOLD),
+        Line::raw(""),
+    ];
+    for f in files {
+        lines.push(Line::styled(crate::termtext::escape(&f.path).into_owned(), BOLD));
+        for d in &f.diff {
+            let style = if d.starts_with('+') { Style::new().fg(Color::Green) } else if d.starts_with('-') { Style::new().fg(Color::Red) } else { Style::new() };
+            lines.push(Line::styled(format!("  {}", crate::termtext::escape(d)), style));
+        }
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("r / Enter: revert it (the agent's own state is kept)    k: keep it", BOLD));
+    frame.render_widget(Clear, area);
+    let block = Block::bordered().border_style(WARN).title(" Agent configuration · r revert · k keep ");
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
 }
 
 /// The prompt for a connection held by `--ask`: the whole destination,

@@ -1,0 +1,520 @@
+//! Agent configuration that runs commands on the host.
+//!
+//! The coding templates keep the agents' own state writable (`~/.claude`,
+//! `~/.claude.json`, `~/.codex`, ...) so that an agent run inside the sandbox
+//! keeps working. The same files hold what the agent runs *outside* the sandbox
+//! the next time it starts there: hooks, MCP server commands, permission rules,
+//! status-line and credential helpers, trust of a project. sbx reads those parts
+//! before the command starts and again once it has ended:
+//!
+//! * a JSON file the agent rewrites as it runs (`~/.claude.json`, Claude Code's
+//!   `settings.json`) is compared key by key on the keys that run something
+//!   ([`CLAUDE_SETTINGS`], [`CLAUDE_STATE`]); a change to any other key is the
+//!   agent's state and is left alone;
+//! * any other known file (`~/.codex/config.toml`, `.cursor/mcp.json`, ...) is
+//!   compared whole: those are settings, not state.
+//!
+//! A change is a `tamper` event with a readable diff and a line on stderr. It is
+//! reverted (only the keys that run something; the agent's state stays) unless
+//! the user keeps it (`--keep-agent-config`, or the dashboard's question); what
+//! the command wrote is first copied to the session's quarantine directory.
+//!
+//! This is the second layer for these files: while the session runs, an agent
+//! started in another terminal reads what the command wrote. The workspace's
+//! `.mcp.json`, `.vscode` and `.idea` are read-only instead (`policy`).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+/// Keys of Claude Code's `settings.json` / `settings.local.json` (home and
+/// project) whose values run commands or widen what the agent may run.
+pub const CLAUDE_SETTINGS: &[&str] = &[
+    "hooks",
+    "permissions",
+    "statusLine",
+    "apiKeyHelper",
+    "awsAuthRefresh",
+    "awsCredentialExport",
+    "otelHeadersHelper",
+    "env",
+    "mcpServers",
+    "enableAllProjectMcpServers",
+    "enabledMcpjsonServers",
+    "disabledMcpjsonServers",
+    "enabledPlugins",
+    "extraKnownMarketplaces",
+    "fileSuggestion",
+];
+
+/// Keys of `~/.claude.json` (the agent's state file) that run commands or
+/// widen what the agent may run; `*` is every key of an object.
+pub const CLAUDE_STATE: &[&str] = &[
+    "mcpServers",
+    "projects.*.mcpServers",
+    "projects.*.allowedTools",
+    "projects.*.enabledMcpjsonServers",
+    "projects.*.disabledMcpjsonServers",
+    "projects.*.enableAllProjectMcpServers",
+    "projects.*.hasTrustDialogAccepted",
+];
+
+/// What of a file is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parts {
+    /// These keys of a JSON object (see [`CLAUDE_STATE`] for the syntax).
+    Keys(&'static [&'static str]),
+    /// The whole file.
+    Whole,
+}
+
+/// A known agent configuration file, relative to the home or the workspace.
+#[derive(Debug, Clone, Copy)]
+pub struct Known {
+    pub rel: &'static str,
+    pub parts: Parts,
+}
+
+const fn keys(rel: &'static str, keys: &'static [&'static str]) -> Known {
+    Known { rel, parts: Parts::Keys(keys) }
+}
+
+const fn whole(rel: &'static str) -> Known {
+    Known { rel, parts: Parts::Whole }
+}
+
+/// In the home.
+pub const IN_HOME: &[Known] = &[
+    keys(".claude.json", CLAUDE_STATE),
+    keys(".claude/settings.json", CLAUDE_SETTINGS),
+    keys(".claude/settings.local.json", CLAUDE_SETTINGS),
+    whole(".codex/config.toml"),
+    whole(".cursor/mcp.json"),
+    whole(".cursor/cli-config.json"),
+    whole(".gemini/settings.json"),
+    whole(".config/opencode/opencode.json"),
+    whole(".config/opencode/opencode.jsonc"),
+    whole(".aider.conf.yml"),
+    whole(".continue/config.json"),
+    whole(".continue/config.yaml"),
+];
+
+/// In the workspace (a project's own settings, which the agent loads there).
+pub const IN_WORKSPACE: &[Known] = &[
+    keys(".claude/settings.json", CLAUDE_SETTINGS),
+    keys(".claude/settings.local.json", CLAUDE_SETTINGS),
+    whole(".codex/config.toml"),
+    whole(".cursor/mcp.json"),
+    whole(".gemini/settings.json"),
+    whole("opencode.json"),
+    whole("opencode.jsonc"),
+    whole(".aider.conf.yml"),
+    whole(".continue/config.json"),
+    whole(".continue/config.yaml"),
+];
+
+/// Files larger than this are compared by a digest of their bytes only and
+/// cannot be reverted key by key (no agent writes one this large).
+const MAX_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What a path held at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Content {
+    Missing,
+    File(Vec<u8>),
+    /// Not a regular file (a symlink, a directory, a FIFO), or too large to keep.
+    Other(String),
+}
+
+impl Content {
+    fn of(path: &Path) -> Content {
+        use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
+        let Ok(meta) = std::fs::symlink_metadata(path) else { return Content::Missing };
+        let t = meta.file_type();
+        if t.is_symlink() {
+            return Content::Other(format!("a symbolic link to {}", std::fs::read_link(path).unwrap_or_default().display()));
+        }
+        if !t.is_file() {
+            return Content::Other(if t.is_dir() { "a directory".into() } else { "a special file".into() });
+        }
+        if meta.len() > MAX_BYTES {
+            return Content::Other(format!("a file of {} bytes", meta.len()));
+        }
+        let read = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).and_then(|f| {
+            let mut out = Vec::new();
+            f.take(MAX_BYTES + 1).read_to_end(&mut out).map(|_| out)
+        });
+        match read {
+            Ok(bytes) => Content::File(bytes),
+            Err(e) => Content::Other(format!("a file sbx cannot read ({e})")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Watched {
+    path: PathBuf,
+    parts: Parts,
+    before: Content,
+}
+
+/// The agent configuration of one session as it was before the command.
+#[derive(Debug, Clone, Default)]
+pub struct AgentConfig {
+    files: Vec<Watched>,
+}
+
+/// One changed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: PathBuf,
+    /// `created`, `changed`, `replaced` or `removed`, as `tamper` events say.
+    pub change: &'static str,
+    /// The keys that changed (`hooks`, `projects["/w"].mcpServers`); empty when
+    /// the file is compared whole.
+    pub keys: Vec<String>,
+    /// Readable lines: `- key: old` / `+ key: new`, or the lines of the file.
+    pub diff: Vec<String>,
+    after: Content,
+    /// What the file becomes when the change is reverted: `None` removes it.
+    reverted: Option<Vec<u8>>,
+}
+
+impl AgentConfig {
+    /// Reads the known files of `home` and `workspace` (a workspace that is the
+    /// home is read once).
+    pub fn take(home: Option<&Path>, workspace: &Path) -> AgentConfig {
+        let mut files: Vec<Watched> = Vec::new();
+        let places = home.into_iter().map(|h| (h, IN_HOME)).chain([(workspace, IN_WORKSPACE)]);
+        for (root, known) in places {
+            for k in known {
+                let path = root.join(k.rel);
+                if files.iter().any(|w| w.path == path) {
+                    continue;
+                }
+                let before = Content::of(&path);
+                files.push(Watched { path, parts: k.parts, before });
+            }
+        }
+        AgentConfig { files }
+    }
+
+    /// The files whose commands changed since [`AgentConfig::take`].
+    pub fn changes(&self) -> Vec<Change> {
+        self.files.iter().filter_map(|w| change_of(w, Content::of(&w.path))).collect()
+    }
+}
+
+fn change_of(w: &Watched, after: Content) -> Option<Change> {
+    if after == w.before {
+        return None;
+    }
+    let kind = match (&w.before, &after) {
+        (Content::Missing, _) => "created",
+        (_, Content::Missing) => "removed",
+        (Content::File(_), Content::File(_)) => "changed",
+        _ => "replaced",
+    };
+    let whole = |reverted: Option<Vec<u8>>| {
+        let diff = whole_diff(&w.before, &after);
+        Some(Change { path: w.path.clone(), change: kind, keys: Vec::new(), diff, after: after.clone(), reverted })
+    };
+    let before_bytes = match &w.before {
+        Content::File(b) => Some(b.clone()),
+        Content::Missing => None,
+        // Not a file before: it cannot be put back as it was; reverting removes the file.
+        Content::Other(_) => None,
+    };
+    let Parts::Keys(keys) = w.parts else { return whole(before_bytes) };
+    let parse = |c: &Content| -> Option<Option<Value>> {
+        match c {
+            Content::Missing => Some(None),
+            Content::File(b) => serde_json::from_slice::<Value>(b).ok().filter(Value::is_object).map(Some),
+            Content::Other(_) => None,
+        }
+    };
+    // What cannot be read as a JSON object is compared (and reverted) whole.
+    let (Some(before_v), Some(Some(mut after_v))) = (parse(&w.before), parse(&after)) else { return whole(before_bytes) };
+    let old = exec_parts(before_v.as_ref(), keys);
+    let new = exec_parts(Some(&after_v), keys);
+    let mut changed: Vec<&Vec<String>> = old.keys().chain(new.keys()).filter(|k| old.get(*k) != new.get(*k)).collect();
+    changed.sort();
+    changed.dedup();
+    if changed.is_empty() {
+        // The agent's own state changed, nothing that runs.
+        return None;
+    }
+    let mut diff = Vec::new();
+    for k in &changed {
+        let shown = show_key(k);
+        if let Some(v) = old.get(*k) {
+            diff.push(format!("- {shown}: {}", short_json(v)));
+        }
+        if let Some(v) = new.get(*k) {
+            diff.push(format!("+ {shown}: {}", short_json(v)));
+        }
+        set_path(&mut after_v, k, old.get(*k).cloned());
+    }
+    let reverted = if before_v.is_none() && after_v.as_object().is_some_and(serde_json::Map::is_empty) {
+        None
+    } else {
+        let mut bytes = serde_json::to_vec_pretty(&after_v).unwrap_or_default();
+        bytes.push(b'\n');
+        Some(bytes)
+    };
+    Some(Change { path: w.path.clone(), change: kind, keys: changed.iter().map(|k| show_key(k)).collect(), diff, after, reverted })
+}
+
+/// The values at `keys` in `v`, with every `*` expanded, by concrete key path.
+fn exec_parts(v: Option<&Value>, keys: &[&str]) -> BTreeMap<Vec<String>, Value> {
+    fn walk(v: &Value, segs: &[&str], at: &mut Vec<String>, out: &mut BTreeMap<Vec<String>, Value>) {
+        let Some((first, rest)) = segs.split_first() else {
+            out.insert(at.clone(), v.clone());
+            return;
+        };
+        let Some(obj) = v.as_object() else { return };
+        let matched: Vec<(&String, &Value)> = if *first == "*" { obj.iter().collect() } else { obj.get_key_value(*first).into_iter().collect() };
+        for (k, child) in matched {
+            at.push(k.clone());
+            walk(child, rest, at, out);
+            at.pop();
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Some(v) = v {
+        for key in keys {
+            walk(v, &key.split('.').collect::<Vec<_>>(), &mut Vec::new(), &mut out);
+        }
+    }
+    out
+}
+
+/// Puts `value` at `path` in `root` (creating objects on the way), or removes
+/// what is there when `value` is `None`.
+fn set_path(root: &mut Value, path: &[String], value: Option<Value>) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut at = root;
+    for seg in parents {
+        let Some(obj) = at.as_object_mut() else { return };
+        if value.is_none() && !obj.contains_key(seg) {
+            return;
+        }
+        at = obj.entry(seg.clone()).or_insert_with(|| Value::Object(serde_json::Map::new()));
+    }
+    let Some(obj) = at.as_object_mut() else { return };
+    match value {
+        Some(v) => {
+            obj.insert(last.clone(), v);
+        }
+        None => {
+            obj.remove(last);
+        }
+    }
+}
+
+/// `projects["/w/p"].mcpServers`: plain segments joined with dots.
+fn show_key(path: &[String]) -> String {
+    let mut out = String::new();
+    for (i, seg) in path.iter().enumerate() {
+        if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(seg);
+        } else {
+            out.push('[');
+            out.push_str(&Value::String(seg.clone()).to_string());
+            out.push(']');
+        }
+    }
+    out
+}
+
+const SHOWN_CHARS: usize = 400;
+const SHOWN_LINES: usize = 40;
+
+fn short_json(v: &Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(SHOWN_CHARS) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+/// A line diff of two versions of a file: `- ` removed, `+ ` added lines,
+/// without context; a long one is cut with a count of what is left out.
+fn whole_diff(before: &Content, after: &Content) -> Vec<String> {
+    let lines = |c: &Content| -> Result<Vec<String>, String> {
+        match c {
+            Content::Missing => Ok(Vec::new()),
+            Content::File(b) => Ok(String::from_utf8_lossy(b).lines().map(str::to_owned).collect()),
+            Content::Other(what) => Err(what.clone()),
+        }
+    };
+    let (a, b) = match (lines(before), lines(after)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => {
+            let say = |r: Result<Vec<String>, String>, c: &Content| match (r, c) {
+                (_, Content::Missing) => "nothing".to_string(),
+                (Err(what), _) => what,
+                (Ok(l), _) => format!("a file of {} lines", l.len()),
+            };
+            return vec![format!("- {}", say(a, before)), format!("+ {}", say(b, after))];
+        }
+    };
+    let mut out = Vec::new();
+    if a.len().saturating_mul(b.len()) > 4_000_000 {
+        out.push(format!("- a file of {} lines", a.len()));
+        out.push(format!("+ a file of {} lines", b.len()));
+        return out;
+    }
+    // Longest common subsequence of lines, then a walk that emits the rest.
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        }
+    }
+    if out.len() > SHOWN_LINES {
+        let more = out.len() - SHOWN_LINES;
+        out.truncate(SHOWN_LINES);
+        out.push(format!("… {more} more changed lines"));
+    }
+    out
+}
+
+/// Reverts `change` (`keep`: leaves it, reported as kept): what the command
+/// wrote is copied to `quarantine` first, keeping its absolute path below it.
+pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Quarantine) -> crate::report::Tamper {
+    let tamper = |action: &'static str, quarantine: Option<PathBuf>, error: Option<String>| crate::report::Tamper {
+        path: change.path.clone(),
+        change: change.change,
+        action,
+        quarantine,
+        error,
+        diff: change.diff.clone(),
+    };
+    if keep {
+        return tamper("kept", None, None);
+    }
+    let q = match quarantine.dir() {
+        Ok(q) => q,
+        Err(e) => return tamper("reported", None, Some(e)),
+    };
+    let dest = q.join(change.path.strip_prefix("/").unwrap_or(&change.path));
+    let mut kept_copy = None;
+    if change.after != Content::Missing {
+        let moved = dest.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| match &change.after {
+            // A copy: the file is rewritten in place below (its other keys are the agent's state).
+            Content::File(bytes) => crate::fsio::create_new(&dest, 0o600)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|mut f| std::io::Write::write_all(&mut f, bytes)),
+            // Not a regular file: moved out of the way, whatever it is.
+            _ => crate::snapshot::move_path(&change.path, &dest),
+        });
+        match moved {
+            Ok(()) => kept_copy = Some(dest),
+            Err(e) => return tamper("reported", None, Some(format!("cannot save it to {}: {e}", dest.display()))),
+        }
+    }
+    let applied = match &change.reverted {
+        Some(bytes) => crate::fsio::replace(&change.path, bytes, 0o600).map_err(|e| e.to_string()),
+        None => match std::fs::remove_file(&change.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot remove it: {e}")),
+            _ => Ok(()),
+        },
+    };
+    match applied {
+        Ok(()) => tamper("reverted", kept_copy, None),
+        Err(e) => tamper("reported", kept_copy, Some(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched(parts: Parts, before: &str) -> Watched {
+        let before = if before.is_empty() { Content::Missing } else { Content::File(before.as_bytes().to_vec()) };
+        Watched { path: "/h/.claude.json".into(), parts, before }
+    }
+
+    fn after(s: &str) -> Content {
+        Content::File(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_agents_state_is_not_a_change() {
+        let w = watched(Parts::Keys(CLAUDE_STATE), r#"{"numStartups": 1, "projects": {"/w": {"history": []}}}"#);
+        assert_eq!(change_of(&w, after(r#"{"numStartups": 2, "projects": {"/w": {"history": ["hi"]}, "/x": {}}}"#)), None);
+    }
+
+    #[test]
+    fn an_mcp_server_added_to_a_project_is_named_and_reverted_keeping_the_state() {
+        let w = watched(Parts::Keys(CLAUDE_STATE), r#"{"numStartups": 1, "projects": {"/w/p": {"history": []}}}"#);
+        let c = change_of(&w, after(r#"{"numStartups": 2, "projects": {"/w/p": {"history": ["x"], "mcpServers": {"evil": {"command": "sh"}}}}}"#)).unwrap();
+        assert_eq!(c.change, "changed");
+        assert_eq!(c.keys, vec![r#"projects["/w/p"].mcpServers"#]);
+        assert_eq!(c.diff, vec![r#"+ projects["/w/p"].mcpServers: {"evil":{"command":"sh"}}"#]);
+        let reverted: Value = serde_json::from_slice(c.reverted.as_ref().unwrap()).unwrap();
+        assert_eq!(reverted, serde_json::json!({"numStartups": 2, "projects": {"/w/p": {"history": ["x"]}}}));
+    }
+
+    #[test]
+    fn a_hook_in_a_created_settings_file_removes_the_file() {
+        let w = watched(Parts::Keys(CLAUDE_SETTINGS), "");
+        let c = change_of(&w, after(r#"{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "touch /tmp/x"}]}]}}"#)).unwrap();
+        assert_eq!(c.change, "created");
+        assert_eq!(c.keys, vec!["hooks"]);
+        assert_eq!(c.reverted, None);
+    }
+
+    #[test]
+    fn a_changed_permission_is_put_back() {
+        let w = watched(Parts::Keys(CLAUDE_SETTINGS), r#"{"permissions": {"allow": ["Read"]}, "model": "a"}"#);
+        let c = change_of(&w, after(r#"{"permissions": {"allow": ["Bash(*)"]}, "model": "b"}"#)).unwrap();
+        assert_eq!(c.diff, vec![r#"- permissions: {"allow":["Read"]}"#, r#"+ permissions: {"allow":["Bash(*)"]}"#]);
+        let reverted: Value = serde_json::from_slice(c.reverted.as_ref().unwrap()).unwrap();
+        assert_eq!(reverted, serde_json::json!({"permissions": {"allow": ["Read"]}, "model": "b"}));
+    }
+
+    #[test]
+    fn what_is_not_json_is_compared_and_put_back_whole() {
+        let w = watched(Parts::Keys(CLAUDE_SETTINGS), r#"{"model": "a"}"#);
+        let c = change_of(&w, after("not json")).unwrap();
+        assert_eq!(c.reverted.as_deref(), Some(br#"{"model": "a"}"#.as_slice()));
+        let w = watched(Parts::Keys(CLAUDE_SETTINGS), r#"{"model": "a"}"#);
+        let c = change_of(&w, Content::Other("a symbolic link to /etc/passwd".into())).unwrap();
+        assert_eq!(c.change, "replaced");
+        assert_eq!(c.diff, vec!["- a file of 1 lines", "+ a symbolic link to /etc/passwd"]);
+    }
+
+    #[test]
+    fn a_whole_file_diff_shows_the_changed_lines() {
+        let w = watched(Parts::Whole, "model = \"a\"\n[x]\ny = 1\n");
+        let c = change_of(&w, after("model = \"a\"\nnotify = [\"sh\", \"-c\", \"evil\"]\n[x]\ny = 1\n")).unwrap();
+        assert_eq!(c.diff, vec!["+ notify = [\"sh\", \"-c\", \"evil\"]"]);
+        assert_eq!(c.reverted.as_deref(), Some(b"model = \"a\"\n[x]\ny = 1\n".as_slice()));
+    }
+
+    #[test]
+    fn keys_are_shown_plainly_or_quoted() {
+        assert_eq!(show_key(&["projects".into(), "/a.b".into(), "allowedTools".into()]), r#"projects["/a.b"].allowedTools"#);
+    }
+}
