@@ -15,6 +15,7 @@ pub mod fsio;
 pub mod launch;
 pub mod learn;
 pub mod limits;
+pub mod missing;
 pub mod monitor;
 pub mod policy;
 pub mod proxy;

@@ -449,7 +449,21 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
     // The protected paths as they are before the command: verified after it (tamper).
     let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
-    let guard = crate::snapshot::Guard::take(launch::protected_paths(policy, &git_paths), crate::snapshot::quarantine_root(policy.home.as_deref()));
+    // Protected names missing at start: directories get a placeholder (which the plan
+    // then mounts read-only), files a watch for the session (`missing`).
+    let protected = launch::protected_paths(policy, &git_paths);
+    let (protected_dirs, protected_files): (Vec<PathBuf>, Vec<PathBuf>) =
+        protected.iter().cloned().partition(|p| crate::missing::kind_of(policy, &git_paths, p) == crate::missing::Kind::Dir);
+    let placeholders = crate::missing::Placeholders::make(&protected_dirs, &policy.writable());
+    // Policy files are left to the policy-file report (`--ask` writes one itself).
+    let is_policy_file = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
+    let created_watch = crate::missing::Watch::start(&protected_files.into_iter().filter(|p| !is_policy_file(p)).collect::<Vec<_>>());
+    let guard = crate::snapshot::Guard::take(protected, crate::snapshot::quarantine_root(policy.home.as_deref()));
+    let quarantine = RefCell::new(crate::snapshot::Quarantine::new(guard.quarantine_root()));
+    // Protected names the command created while it ran, each moved away at once; the
+    // second stops the command.
+    let created_live = RefCell::new(Vec::<report::Tamper>::new());
+    let stopped_for = RefCell::new(None::<String>);
     let agent_config = crate::agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace);
     let tampered = RefCell::new(Vec::<report::Tamper>::new());
     let log = match &opts.log {
@@ -559,6 +573,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     };
     let done_output = tokio::sync::Notify::new();
     let done_limits = tokio::sync::Notify::new();
+    let done_created = tokio::sync::Notify::new();
     let done_timer = tokio::sync::Notify::new();
     let bwrap_pid = std::cell::Cell::new(None::<u32>);
     let sandbox_init = std::cell::Cell::new(None::<i32>);
@@ -593,6 +608,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             done_net.notify_one();
             done_output.notify_one();
             done_limits.notify_one();
+            done_created.notify_one();
             done_timer.notify_one();
             r
         };
@@ -608,6 +624,51 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 }
             }
             limits_state.observe(cgroup, &sink);
+        };
+        // A protected name that was missing at start and appears: moved to the quarantine
+        // at once and reported; the second stops the command (`missing`).
+        let created_names = async {
+            let Some(w) = created_watch.as_ref() else { return };
+            // SAFETY: the AsyncFd owns the duplicate descriptor it watches.
+            let fd = match w.fd().and_then(|fd| unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| e.into_parts().1)) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    tracing::warn!("cannot watch for protected names: {e}");
+                    return;
+                }
+            };
+            let settle = |paths: Vec<PathBuf>| {
+                for path in paths {
+                    let (action, moved, error) = match quarantine.borrow_mut().dir() {
+                        Err(e) => ("reported", None, Some(e)),
+                        Ok(q) => crate::snapshot::settle(&path, &crate::snapshot::State::Missing, &q),
+                    };
+                    let t = report::Tamper { path, change: "created", action, quarantine: moved, error, diff: Vec::new() };
+                    sink.borrow_mut().emit(&Event::Tamper(t.clone()));
+                    created_live.borrow_mut().push(t);
+                    if created_live.borrow().len() >= 2 && stopped_for.borrow().is_none() {
+                        let names: Vec<String> = created_live.borrow().iter().map(|t| crate::termtext::path(&t.path).to_string()).collect();
+                        *stopped_for.borrow_mut() = Some(names.join(", "));
+                        // bwrap's death takes the sandbox with it (--die-with-parent).
+                        if let Some(pid) = bwrap_pid.get() {
+                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                        }
+                    }
+                }
+            };
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = done_created.notified() => break,
+                    ready = fd.readable() => {
+                        if let Ok(mut ready) = ready {
+                            ready.clear_ready();
+                        }
+                        settle(w.created());
+                    }
+                }
+            }
+            settle(w.created());
         };
         // limits.timeout: SIGTERM to every process of the command, then
         // SIGKILL to the whole sandbox after the grace period.
@@ -702,7 +763,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             }
         };
         let session = async {
-            let (outcome, ebpf_lost, (), (), (), (), ()) = tokio::join!(launch, watch, seccomp_events, net_events, output, limits_watch, timer);
+            let (outcome, ebpf_lost, (), (), (), (), (), ()) = tokio::join!(launch, watch, seccomp_events, net_events, output, limits_watch, timer, created_names);
             let supervisor = supervisor.borrow_mut().take();
             let mut seccomp_dropped = 0;
             if let Some(s) = supervisor {
@@ -719,7 +780,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             let proxy_dropped = proxy.dropped_events();
             let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
             // Every process of the sandbox is gone (its pid namespace ended with bwrap).
-            let mut quarantine = crate::snapshot::Quarantine::new(guard.quarantine_root());
+            let mut quarantine = quarantine.borrow_mut();
             let mut tampers = guard.verify_into(&mut quarantine);
             let agent_changes = agent_config.changes();
             // Reverted unless kept by the flag or, on the dashboard, by the user; a
@@ -793,6 +854,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     });
 
     drop(cgroup);
+    // Every process of the sandbox is gone: the placeholders (still empty) go too.
+    drop(placeholders);
     let mut sink = sink.into_inner();
     let log_error = sink.log.as_mut().and_then(LogWriter::finish);
     if opts.dashboard {
@@ -809,7 +872,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     if let Some(line) = limits_state.exit_line(&outcome) {
         eprintln!("sbx: {line}");
     }
-    for t in tampered.borrow().iter() {
+    if let Some(names) = stopped_for.borrow().as_ref() {
+        eprintln!("sbx: stopped the command: it created protected names that were missing at start, twice ({}); see the tamper lines", crate::termtext::escape(names));
+    }
+    for t in created_live.borrow().iter().chain(tampered.borrow().iter()) {
         let q = |q: &Option<PathBuf>| q.as_ref().map_or_else(String::new, |q| q.display().to_string());
         if !t.diff.is_empty() {
             let done = match t.action {

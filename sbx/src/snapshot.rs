@@ -232,7 +232,7 @@ pub fn quarantine_root(home: Option<&Path>) -> Option<PathBuf> {
 
 /// Moves what is at `path` now into the quarantine (keeping its absolute path below it)
 /// and puts the original file back when its content is known.
-fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'static str, Option<PathBuf>, Option<String>) {
+pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'static str, Option<PathBuf>, Option<String>) {
     let now = State::of(path);
     let mut moved = None;
     if now != State::Missing {

@@ -134,6 +134,22 @@ fn pid_of(name: &[u8]) -> Option<i32> {
     Some(pid)
 }
 
+/// The session files of `kind` (`<kind>-<pid>-...`) of the other sessions still running.
+pub fn live_session_files(kind: &str) -> Vec<PathBuf> {
+    let Ok(dir) = runtime_dir() else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let prefix = format!("{kind}-");
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            name.as_bytes().starts_with(prefix.as_bytes())
+                && pid_of(name.as_bytes()).is_some_and(|pid| pid != std::process::id() as i32 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(Errno::ESRCH))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
 /// Removes the session files of sessions whose sbx process is gone (killed
 /// before it could clean up), and temporary files sbx left there (a
 /// `.sbx-tmp` whose writer is gone). Returns how many were removed.
@@ -156,6 +172,10 @@ fn remove_stale_in(dir: &Path, alive: &dyn Fn(i32) -> bool) -> usize {
                     && entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 3600)
             }
         };
+        // A killed session's placeholders (`missing`) go with its list.
+        if stale && name.as_bytes().starts_with(b"placeholders-") {
+            crate::missing::remove_listed(&entry.path());
+        }
         if stale && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }

@@ -528,3 +528,128 @@ fn a_policy_file_created_under_ask_is_reported() {
     );
     assert!(text.contains(&line), "no {line:?} in {text}");
 }
+
+/// Protected directories missing at start (a repository without `hooks`, a project
+/// without `.vscode`, a writable home without `~/.local/bin` or `~/.config/autostart`)
+/// get a placeholder: read-only and pinned while the command runs (no create, rename,
+/// removal or symlink in its place), gone after it; the host's git commits without
+/// running anything of the command's.
+#[test]
+fn protected_directories_missing_at_start_cannot_be_created() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    for who in WHO {
+        let home_dir = own_dir(who);
+        let home = home_dir.path();
+        plant(who, home, ".config/", "");
+        let canaries = own_dir(who);
+        let canary = canaries.path().join("canary");
+        let ws = Workspace::new(who);
+        let w = ws.path().canonicalize().unwrap();
+        let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
+        ok(git(who, &w, &["init", "-q", "."]));
+        std::fs::remove_dir_all(w.join(".git/hooks")).unwrap();
+        ws.write("sbx.jsonc", r#"{ "filesystem": { "allowWrite": ["~"] } }"#);
+        let script = format!(
+            "mkdir -p .git/hooks; printf '#!/bin/sh\\ntouch {c}\\n' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit;
+             mv .git/hooks .git/hooks-moved; rmdir .git/hooks; rm -rf .git/hooks; mkdir evil; ln -sfn ../evil .git/hooks;
+             mkdir -p .vscode; echo '{{}}' > .vscode/tasks.json;
+             cd ~; mkdir -p .local/bin; echo evil > .local/bin/ls; mkdir -p .config/autostart; echo evil > .config/autostart/x.desktop; cd -;
+             for f in .git/hooks/pre-commit .vscode/tasks.json ~/.local/bin/ls ~/.config/autostart/x.desktop; do test -e $f && echo PLANTED $f; done; true",
+            c = canary.display()
+        );
+        let out = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).env("HOME", home).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("PLANTED"), "{who:?}: planted while the session ran: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Read-only file system") && stderr.contains("Device or resource busy"), "{who:?}: {stderr}");
+        for p in [w.join(".git/hooks"), w.join(".git/hooks-moved"), w.join(".vscode"), home.join(".local/bin"), home.join(".config/autostart")] {
+            assert!(std::fs::symlink_metadata(&p).is_err(), "{who:?}: {} exists after the session: {}", p.display(), text(&out));
+        }
+        ok(git(who, &w, &["commit", "-q", "--allow-empty", "-m", "after"]));
+        assert!(!canary.exists(), "{who:?}: the host's git ran the command's hook");
+    }
+}
+
+/// A protected file missing at start (`.git/commondir`, reproduction 2) that the command
+/// creates is moved to the quarantine at once, while the command still runs: the host's
+/// git, run meanwhile as from another terminal, runs nothing. Creating one again stops
+/// the command; so does a loop that keeps creating one.
+#[test]
+fn protected_files_created_during_the_session_are_moved_away_at_once_and_a_second_stops_the_command() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    for who in WHO {
+        let canaries = own_dir(who);
+        let canary = canaries.path().join("canary");
+        let ws = Workspace::new(who);
+        let w = ws.path().canonicalize().unwrap();
+        let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
+        ok(git(who, &w, &["init", "-q", "."]));
+        let plant = "echo ../evil > .git/commondir";
+        let script = format!(
+            "mkdir -p evil && cp -a .git/. evil/ && printf '[core]\\n\\tfsmonitor = touch {c}\\n' >> evil/config && {plant} && touch planted;
+             while [ ! -e go ]; do sleep 0.05; done; {plant}; sleep 10; echo survived",
+            c = canary.display()
+        );
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let waited = std::time::Instant::now();
+        while !w.join("planted").exists() && waited.elapsed() < std::time::Duration::from_secs(30) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(w.join("planted").exists(), "{who:?}: the command did not start");
+        // The user's git in another terminal while the command runs.
+        let out = git(who, &w, &["status", "--short"]);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert!(!canary.exists(), "{who:?}: the host's git ran the command's code during the session");
+        assert!(!w.join(".git/commondir").exists(), "{who:?}: the planted commondir is still there");
+        std::fs::write(w.join("go"), "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(137), "{who:?}: the second plant did not stop the command: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("sbx: stopped the command: it created protected names that were missing at start, twice"), "{who:?}: {stderr}");
+        assert_eq!(stderr.matches(&format!("sbx: tamper: the protected path {} was created during the session; moved to", w.join(".git/commondir").display())).count(), 2, "{who:?}: {stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"), "{who:?}");
+        ok(git(who, &w, &["status", "--short"]));
+        assert!(!canary.exists(), "{who:?}: the host's git ran the command's code");
+    }
+    // A loop that keeps planting it is stopped as soon.
+    let canaries = own_dir(As::Root);
+    let canary = canaries.path().join("canary");
+    let ws = Workspace::new(As::Root);
+    let w = ws.path().canonicalize().unwrap();
+    assert!(git(As::Root, &w, &["init", "-q", "."]).status.success());
+    let script = format!(
+        "mkdir -p evil && cp -a .git/. evil/ && printf '[core]\\n\\tfsmonitor = touch {c}\\n' >> evil/config; while :; do echo ../evil > .git/commondir; done",
+        c = canary.display()
+    );
+    let out = ws.sbx(["run", "--timeout", "60s", "--", "/bin/sh", "-c", &script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    assert!(git(As::Root, &w, &["status", "--short"]).status.success());
+    assert!(!canary.exists(), "the host's git ran the command's code");
+}
+
+/// A session killed with SIGKILL leaves its placeholders (empty directories, harmless to
+/// git); the next session removes them.
+#[test]
+fn a_killed_sessions_placeholders_are_removed_by_the_next_one() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    let ws = Workspace::new(As::Root);
+    let w = ws.path().canonicalize().unwrap();
+    assert!(git(As::Root, &w, &["init", "-q", "."]).status.success());
+    std::fs::remove_dir_all(w.join(".git/hooks")).unwrap();
+    let mut child = ws.sbx(["run", "--", "sleep", "30"]).spawn().unwrap();
+    let waited = std::time::Instant::now();
+    while !w.join(".git/hooks").exists() && waited.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(w.join(".git/hooks").is_dir(), "no placeholder was made");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(w.join(".git/hooks").is_dir(), "the killed session removed its placeholder");
+    assert!(git(As::Root, &w, &["status", "--short"]).status.success(), "an empty hooks directory broke git");
+    let out = ws.sbx(["run", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!w.join(".git/hooks").exists(), "the next session left the killed one's placeholder");
+}

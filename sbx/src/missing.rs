@@ -1,0 +1,331 @@
+//! Protected names that do not exist when the session starts.
+//!
+//! A read-only mount needs something to be mounted on, so a protected name that is
+//! missing at start (the `hooks` directory of a repository cloned without one,
+//! `~/.local/bin` before anything was installed there, `.git/commondir`, a project's
+//! `.mcp.json`) would be open to the command. Two answers, by kind:
+//!
+//! * **Directories**: sbx creates an empty placeholder before the sandbox is built, with
+//!   its parent's owner; the plan then mounts it read-only and pins it like any other
+//!   protected directory, so nothing can be created in it, and it cannot be renamed or
+//!   replaced. It is removed at the end when it is still empty, and the placeholders of a
+//!   session that was killed are removed by the next one (a list in sbx's runtime
+//!   directory). An empty directory where one can be is harmless to every tool that reads
+//!   it (git, shells, ssh, editors), so even a crash leaves nothing that breaks them.
+//! * **Files**: a placeholder file would not be harmless (an empty `.bash_profile` hides
+//!   `.profile` from bash; an empty `commondir` breaks every git command), so sbx watches
+//!   their directories with inotify from before the command starts: a protected name that
+//!   appears (created, linked, renamed in, a symlink, a FIFO) is moved to the quarantine at
+//!   once and reported as a `tamper` event; a second one stops the command, so a loop that
+//!   keeps creating one gains nothing. Between the creation and the move (well under a
+//!   millisecond) the name exists: the exit check (`snapshot::Guard`) is the last layer.
+//!
+//! A name whose parent directory does not exist either, and is not a placeholder, is left
+//! to the exit check.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
+
+use crate::policy::{PROTECTED_FILES, Policy};
+
+/// The file names among [`crate::policy::HOME_PROTECTED`] (the rest are directories).
+const HOME_PROTECTED_FILES: &[&str] = &[".xprofile", ".xsessionrc", ".pam_environment"];
+/// The names of git's administrative files (`launch::git`); its other paths (`hooks`,
+/// the directory `core.hooksPath` names) are directories.
+const GIT_FILES: &[&str] = &["config", "commondir", "config.worktree", ".git"];
+
+/// What a protected path is when it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// Whether the protected path `path` is a directory or a file when it exists.
+pub fn kind_of(policy: &Policy, git_paths: &[PathBuf], path: &Path) -> Kind {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if git_paths.iter().any(|g| g == path) {
+        return if GIT_FILES.contains(&name) { Kind::File } else { Kind::Dir };
+    }
+    let home_file = policy.home.as_ref().is_some_and(|h| HOME_PROTECTED_FILES.iter().any(|f| h.join(f) == path));
+    let protected_file = path.parent().is_some_and(|p| p == policy.workspace || policy.home.as_deref() == Some(p)) && PROTECTED_FILES.contains(&name);
+    // A denyWrite path that does not exist: what it would be is unknown; watched.
+    if home_file || protected_file || policy.fs.deny_write.iter().any(|d| d == path) || (name == "config" && path.parent().is_some_and(|p| p.ends_with(".git"))) {
+        Kind::File
+    } else {
+        Kind::Dir
+    }
+}
+
+/// The placeholders one session made, removed (when still empty and still theirs) when
+/// dropped.
+#[derive(Debug, Default)]
+pub struct Placeholders {
+    /// Outermost first.
+    made: Vec<(PathBuf, u64, u64)>,
+    /// The list in the runtime directory, for the next session if this one is killed.
+    list: Option<PathBuf>,
+}
+
+impl Placeholders {
+    /// Creates an empty directory at each path of `dirs` that does not exist and whose
+    /// nearest existing ancestor is inside one of `writable` (elsewhere the command cannot
+    /// create it either), with the directories missing on the way.
+    pub fn make(dirs: &[PathBuf], writable: &[PathBuf]) -> Placeholders {
+        let mut out = Placeholders::default();
+        let _lock = lock();
+        let others = listed_by_others();
+        for dir in dirs {
+            // Another session's placeholder, which that session mounts: this one keeps it
+            // too, so that the first to end does not remove what the other relies on
+            // (removing a directory detaches the mounts on it in every namespace).
+            if let Ok(m) = std::fs::symlink_metadata(dir)
+                && m.is_dir()
+                && others.contains(&(m.dev(), m.ino()))
+            {
+                out.made.push((dir.clone(), m.dev(), m.ino()));
+                continue;
+            }
+            let Some(existing) = dir.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok()) else { continue };
+            if existing == dir.as_path() || !writable.iter().any(|w| existing.starts_with(w)) {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(existing) else { continue };
+            if !meta.is_dir() {
+                continue;
+            }
+            let mut chain: Vec<&Path> = dir.ancestors().take_while(|a| *a != existing).collect();
+            chain.reverse();
+            // Never a `.git` directory: an empty one where there was no repository would
+            // be a stray (the command's own `git init` makes a repository sbx does not
+            // watch; see ARCHITECTURE.md).
+            if chain.iter().any(|d| d.file_name().is_some_and(|n| n == ".git")) {
+                continue;
+            }
+            for d in chain {
+                if let Err(e) = std::fs::create_dir(d) {
+                    tracing::warn!("could not create the placeholder {}: {e}", d.display());
+                    break;
+                }
+                // The owner of what it sits in (root's sbx in a user's tree), never wider
+                // than 0755; `.ssh` 0700 like ssh wants it.
+                let mode = if d.file_name().is_some_and(|n| n == ".ssh") { 0o700 } else { meta.mode() & 0o755 };
+                let _ = std::os::unix::fs::lchown(d, Some(meta.uid()), Some(meta.gid()));
+                let _ = std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(mode));
+                match std::fs::symlink_metadata(d) {
+                    Ok(m) => out.made.push((d.to_path_buf(), m.dev(), m.ino())),
+                    Err(_) => break,
+                }
+            }
+        }
+        // Written before the lock is let go: a session ending meanwhile sees it.
+        if !out.made.is_empty() {
+            out.list = crate::state::session_file("placeholders", "").ok();
+            if let Some(list) = &out.list {
+                let text: String = out.made.iter().map(|(p, dev, ino)| format!("{dev} {ino} {}\n", p.display())).collect();
+                if let Err(e) = crate::fsio::create_new(list, 0o600).and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(|source| crate::fsio::FsError::Io { op: "write", path: list.clone(), source })
+                }) {
+                    tracing::warn!("could not record the placeholders: {e}");
+                }
+            }
+        }
+        out
+    }
+
+    /// The placeholders made, outermost first.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.made.iter().map(|(p, _, _)| p.as_path())
+    }
+}
+
+impl Drop for Placeholders {
+    fn drop(&mut self) {
+        if self.made.is_empty() {
+            return;
+        }
+        let _lock = lock();
+        remove(&self.made);
+        if let Some(list) = &self.list {
+            let _ = std::fs::remove_file(list);
+        }
+    }
+}
+
+/// Serialises making, adopting and removing placeholders among the user's sessions.
+fn lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = crate::state::runtime_dir().ok()?;
+    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(dir.join("placeholders.lock")).ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+}
+
+/// The placeholders (device, inode) that the user's other running sessions made or keep.
+fn listed_by_others() -> BTreeSet<(u64, u64)> {
+    crate::state::live_session_files("placeholders").iter().flat_map(|l| read_list(l)).map(|(_, dev, ino)| (dev, ino)).collect()
+}
+
+fn read_list(list: &Path) -> Vec<(PathBuf, u64, u64)> {
+    let Ok(text) = crate::fsio::read_to_string(list) else { return Vec::new() };
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?))
+        })
+        .map(|(dev, ino, p): (u64, u64, &str)| (PathBuf::from(p), dev, ino))
+        .collect()
+}
+
+/// Removes the directories of `made` (innermost first) that are still empty, still the
+/// ones made (device and inode) and kept by no other running session.
+fn remove(made: &[(PathBuf, u64, u64)]) {
+    let others = listed_by_others();
+    for (path, dev, ino) in made.iter().rev() {
+        if others.contains(&(*dev, *ino)) {
+            continue;
+        }
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && (m.dev(), m.ino()) == (*dev, *ino)) {
+            // Fails, as it should, when something is in it.
+            let _ = std::fs::remove_dir(path);
+        }
+    }
+}
+
+/// Removes the placeholders in a list left by a session that was killed (`state`).
+pub fn remove_listed(list: &Path) {
+    let _lock = lock();
+    remove(&read_list(list));
+}
+
+/// The inotify watch over the directories of protected file names missing at start.
+#[derive(Debug)]
+pub struct Watch {
+    inotify: nix::sys::inotify::Inotify,
+    /// Watch descriptor → the directory and the protected names in it.
+    dirs: BTreeMap<nix::sys::inotify::WatchDescriptor, (PathBuf, BTreeSet<std::ffi::OsString>)>,
+}
+
+impl Watch {
+    /// Watches the parent directory of each path of `files` that does not exist and whose
+    /// parent does; `None` when there is none (or inotify cannot be had, which the exit
+    /// check then covers: a warning).
+    pub fn start(files: &[PathBuf]) -> Option<Watch> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let missing: Vec<&PathBuf> = files.iter().filter(|f| std::fs::symlink_metadata(f).is_err() && f.parent().is_some_and(Path::is_dir)).collect();
+        if missing.is_empty() {
+            return None;
+        }
+        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("sbx: warning: cannot watch for protected names created during the session (inotify: {e}); they are checked at exit only");
+                return None;
+            }
+        };
+        let mut dirs: BTreeMap<_, (PathBuf, BTreeSet<std::ffi::OsString>)> = BTreeMap::new();
+        let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR | AddWatchFlags::IN_DONT_FOLLOW;
+        for f in missing {
+            let (Some(parent), Some(name)) = (f.parent(), f.file_name()) else { continue };
+            match inotify.add_watch(parent, flags) {
+                Ok(wd) => {
+                    dirs.entry(wd).or_insert_with(|| (parent.to_path_buf(), BTreeSet::new())).1.insert(name.to_os_string());
+                }
+                Err(e) => eprintln!("sbx: warning: cannot watch {} for protected names (inotify: {e}); checked at exit only", crate::termtext::path(parent)),
+            }
+        }
+        Some(Watch { inotify, dirs })
+    }
+
+    /// The protected paths that exist now, from the events queued so far (after an
+    /// overflow, from every watched name).
+    pub fn created(&self) -> Vec<PathBuf> {
+        use nix::sys::inotify::AddWatchFlags;
+        let mut out = BTreeSet::new();
+        let mut rescan = false;
+        loop {
+            match self.inotify.read_events() {
+                Ok(events) if !events.is_empty() => {
+                    for e in events {
+                        if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                            rescan = true;
+                        }
+                        if let (Some((dir, names)), Some(name)) = (self.dirs.get(&e.wd), e.name)
+                            && names.contains(&name)
+                        {
+                            out.insert(dir.join(name));
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        if rescan {
+            for (dir, names) in self.dirs.values() {
+                out.extend(names.iter().map(|n| dir.join(n)).filter(|p| std::fs::symlink_metadata(p).is_ok()));
+            }
+        }
+        out.into_iter().filter(|p| std::fs::symlink_metadata(p).is_ok()).collect()
+    }
+}
+
+impl Watch {
+    /// A second descriptor of the same inotify instance, to wait on (`created` reads).
+    pub fn fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd as _;
+        self.inotify.as_fd().try_clone_to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_made_where_the_command_could_create_them_and_removed_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("ws");
+        std::fs::create_dir_all(w.join(".git")).unwrap();
+        let outside = dir.path().join("outside/.local/bin");
+        let wanted = [w.join(".git/hooks"), w.join("a/b/.vscode"), outside.clone(), w.join("sub/.git/hooks")];
+        let p = Placeholders::make(&wanted, std::slice::from_ref(&w));
+        assert!(w.join(".git/hooks").is_dir() && w.join("a/b/.vscode").is_dir());
+        assert!(!dir.path().join("outside").exists(), "not writable: nothing made");
+        assert!(!w.join("sub").exists(), "no .git directory where there was no repository");
+        assert_eq!(p.paths().count(), 4, "hooks, a, a/b, a/b/.vscode");
+        // One was filled meanwhile (by the user, on the host): it and its parents stay.
+        std::fs::write(w.join("a/b/.vscode/settings.json"), "{}").unwrap();
+        drop(p);
+        assert!(!w.join(".git/hooks").exists());
+        assert!(w.join("a/b/.vscode/settings.json").exists());
+    }
+
+    #[test]
+    fn a_killed_sessions_list_removes_its_empty_placeholders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let m = |p: &Path| std::fs::metadata(p).unwrap();
+        let list = dir.path().join("list");
+        // b was replaced by another directory since: not ours any more.
+        std::fs::write(&list, format!("{} {} {}\n{} {} {}\n", m(&a).dev(), m(&a).ino(), a.display(), m(&b).dev(), m(&b).ino() + 1, b.display())).unwrap();
+        remove_listed(&list);
+        assert!(!a.exists() && b.exists());
+    }
+
+    #[test]
+    fn a_created_protected_name_is_seen_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let watch = Watch::start(&[d.join("commondir"), d.join(".mcp.json")]).unwrap();
+        std::fs::write(d.join("other"), "").unwrap();
+        assert_eq!(watch.created(), Vec::<PathBuf>::new());
+        std::fs::write(d.join("tmp"), "").unwrap();
+        std::fs::rename(d.join("tmp"), d.join("commondir")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join(".mcp.json")).unwrap();
+        assert_eq!(watch.created(), vec![d.join(".mcp.json"), d.join("commondir")]);
+    }
+}
