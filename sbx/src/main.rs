@@ -257,24 +257,39 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
     // run: every one (and every file of the chain) is compared after the session, in
     // every mode. (`--ask` writes its own answers to `ask_config`.)
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
-    let chain_files = loaded.chain.iter().filter_map(|part| match &part.origin {
-        // As the walk spells them, so that one file is one entry.
-        config::Origin::File(f) => Some(f.canonicalize().unwrap_or_else(|_| f.clone())),
-        _ => None,
-    });
-    let watched = sbx::snapshot::Snapshot::take(sbx::snapshot::policy_files(&policy.workspace).into_iter().chain(chain_files));
+    let chain_files = chain_files(&loaded);
+    let watched = sbx::snapshot::Snapshot::take(sbx::snapshot::policy_files(&policy.workspace).into_iter().chain(chain_files.clone()));
     let code = session::run(&policy, command, options)?;
-    for (file, change) in watched.changes(sbx::snapshot::policy_files(&policy.workspace)) {
-        let dir = file.parent().unwrap_or(&policy.workspace);
-        let reader = if dir == policy.workspace { "the next sbx run here reads it".to_string() } else { format!("an sbx run in {} reads it", sbx::termtext::path(dir)) };
-        let note = if Some(&file) == ask_config.as_ref() { " (your --ask answers are written there too)" } else { "" };
+    report_policy_files(&watched, &policy.workspace, ask_config.as_ref());
+    Ok(ExitCode::from(code))
+}
+
+/// The files of the policy chain, as the walk for policy files spells them (so that one
+/// file is one entry).
+fn chain_files(loaded: &config::Loaded) -> Vec<PathBuf> {
+    loaded
+        .chain
+        .iter()
+        .filter_map(|part| match &part.origin {
+            config::Origin::File(f) => Some(f.canonicalize().unwrap_or_else(|_| f.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A warning for each policy file of `workspace` (or of the chain) created, changed or
+/// removed since `before`: a later run reads it.
+fn report_policy_files(before: &sbx::snapshot::Snapshot, workspace: &std::path::Path, ask_config: Option<&PathBuf>) {
+    for (file, change) in before.changes(sbx::snapshot::policy_files(workspace)) {
+        let dir = file.parent().unwrap_or(workspace);
+        let reader = if dir == workspace { "the next sbx run here reads it".to_string() } else { format!("an sbx run in {} reads it", sbx::termtext::path(dir)) };
+        let note = if Some(&file) == ask_config { " (your --ask answers are written there too)" } else { "" };
         let advice = match change {
             sbx::snapshot::Change::Removed => String::new(),
             _ => format!(": {reader} as the policy; review it or delete it"),
         };
         eprintln!("sbx: warning: the policy file {} was {} during the session{note}{advice}", sbx::termtext::path(&file), change.as_str());
     }
-    Ok(ExitCode::from(code))
 }
 
 /// `sbx learn`: sessions with the tracer on (denials) and the usual
@@ -300,9 +315,13 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     let sources: Vec<String> = loaded.chain.iter().map(|part| part.origin.label()).collect();
     // learn rebuilds the policy for every run: the PATH directories carry over.
     let path_dirs = policy.path_dirs.clone();
+    let chain = chain_files(&loaded);
     let mut run_one = |policy: &Policy, log: &std::path::Path| -> anyhow::Result<u8> {
         let mut policy = policy.clone();
         policy.path_dirs = path_dirs.clone();
+        // A policy file the command creates or changes is reported after each run (learn
+        // writes its own result only after the last).
+        let watched = sbx::snapshot::Snapshot::take(sbx::snapshot::policy_files(&policy.workspace).into_iter().chain(chain.clone()));
         let options = session::Options {
             trace: session::Trace::IfPossible,
             log: Some(log.to_path_buf()),
@@ -315,7 +334,9 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
             ask: None,
             keep_agent_config: false,
         };
-        Ok(session::run(&policy, command.clone(), options)?)
+        let code = session::run(&policy, command.clone(), options)?;
+        report_policy_files(&watched, &policy.workspace, None);
+        Ok(code)
     };
     let learned = sbx::learn::learn(sbx::learn::Request {
         command: command.clone(),

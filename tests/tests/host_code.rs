@@ -253,7 +253,9 @@ fn a_policy_file_the_command_could_write_is_refused() {
 fn policy_files_created_or_changed_in_the_workspace_are_reported() {
     require_root!();
     for who in WHO {
-        for verb in [vec!["run"], vec!["monitor", "--no-tui"]] {
+        let learned_dir = own_dir(who);
+        let learned = learned_dir.path().join("learned.jsonc");
+        for verb in [vec!["run"], vec!["monitor", "--no-tui"], vec!["learn", "--max-runs", "1", "-o", learned.to_str().unwrap()]] {
             let ws = Workspace::new(who);
             ws.write("old/sbx.json", "{}\n");
             let mut args = verb.clone();
