@@ -780,8 +780,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             let proxy_dropped = proxy.dropped_events();
             let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
             // Every process of the sandbox is gone (its pid namespace ended with bwrap).
-            let mut quarantine = quarantine.borrow_mut();
-            let mut tampers = guard.verify_into(&mut quarantine);
+            let mut tampers = guard.verify_into(&mut quarantine.borrow_mut());
             let agent_changes = agent_config.changes();
             // Reverted unless kept by the flag or, on the dashboard, by the user; a
             // dashboard that is gone (quit, failed) keeps nothing.
@@ -792,7 +791,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 }
                 _ => opts.keep_agent_config,
             };
-            tampers.extend(agent_changes.iter().map(|c| crate::agentconf::settle(c, keep, &mut quarantine)));
+            tampers.extend(agent_changes.iter().map(|c| crate::agentconf::settle(c, keep, &mut quarantine.borrow_mut())));
             *tampered.borrow_mut() = tampers;
             let summary = {
                 let mut sink = sink.borrow_mut();

@@ -994,3 +994,26 @@ fn the_prompt_shows_the_whole_destination_escaped() {
     assert_contains(&s, &format!("│{}│", "a".repeat(62)));
     assert_contains(&s, &format!("│{}\\x1b[8m.evil.example:8443", "a".repeat(28)));
 }
+
+#[test]
+fn the_agent_configuration_question_takes_r_or_k_once_armed_and_shows_the_diff_escaped() {
+    let mut app = few_denials();
+    let files = vec![super::ReviewFile { path: "/h/.claude/settings\x1b[2J.json".into(), diff: vec!["+ hooks: {\"Stop\":[]}".into()] }];
+    app.update(Msg::Review(files));
+    let s = screen(&app, 120, 40);
+    show(&s);
+    assert_contains(&s, "Agent configuration");
+    assert_contains(&s, "/h/.claude/settings\\x1b[2J.json");
+    assert_contains(&s, "+ hooks: {\"Stop\":[]}");
+    // Typed before the question was armed (meant for something else): nothing, and
+    // nothing reaches the command either.
+    assert_eq!(app.update(ch('k')), Action::None);
+    assert_eq!(app.update(ch('x')), Action::None);
+    tick(&mut app, 500);
+    assert_eq!(app.update(ch('x')), Action::None);
+    assert_eq!(app.update(ch('k')), Action::Reviewed(true));
+    assert!(app.review.is_none());
+    app.update(Msg::Review(vec![super::ReviewFile { path: "/w/.claude/settings.json".into(), diff: vec![] }]));
+    tick(&mut app, 500);
+    assert_eq!(app.update(key(KeyCode::Enter)), Action::Reviewed(false));
+}
