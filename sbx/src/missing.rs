@@ -155,11 +155,12 @@ impl Drop for Placeholders {
     }
 }
 
-/// Serialises making, adopting and removing placeholders among the user's sessions.
+/// Serialises making, adopting and removing placeholders among the user's sessions: a
+/// lock on sbx's runtime directory itself (no file is left there).
 fn lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let dir = crate::state::runtime_dir().ok()?;
-    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(dir.join("placeholders.lock")).ok()?;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir).ok()?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
 }
 

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use sbx_integration_tests::{As, Workspace, read_log, require_root, require_tool, sbx_bin, skip, test_user, text};
+use sbx_integration_tests::{As, Workspace, public_sbx, read_log, require_root, require_tool, sbx_bin, skip, test_user, text};
 
 const WHO: [As; 2] = [As::Root, As::User];
 
@@ -174,15 +174,24 @@ fn claude() -> Option<PathBuf> {
 /// Claude Code run on the host as the user would, in `dir`, with no model to reach
 /// (the API address refuses at once, no retries): it starts, runs its
 /// SessionStart hooks, writes its state and exits.
-fn claude_on_host(claude: &Path, home: &Path, dir: &Path) {
-    let out = Command::new(claude)
-        .args(["-p", "hello"])
-        .current_dir(dir)
-        .env("HOME", home)
-        .envs(agent_env())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+fn claude_on_host(who: As, claude: &Path, home: &Path, dir: &Path) {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(claude);
+    cmd.args(["-p", "hello"]).current_dir(dir).env("HOME", home).envs(agent_env()).stdin(std::process::Stdio::null());
+    if who == As::User {
+        let u = test_user();
+        let (uid, gid) = (u.uid, u.gid);
+        // SAFETY: setgroups, setgid and setuid between fork and exec are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = cmd.output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Unable to connect") || !out.status.success(), "{}", text(&out));
 }
 
@@ -197,13 +206,14 @@ fn agent_env() -> [(&'static str, &'static str); 4] {
 fn a_real_agent_under_monitor_keeps_its_state_and_a_planted_hook_waits_for_review() {
     require_root!();
     require_tool("tmux");
+    require_tool("runuser");
     let Some(claude) = claude() else { skip!("Claude Code is not installed: run the tests through `cargo xtask test`") };
-    for (key, kept) in [("r", false), ("k", true)] {
-        let ws = Workspace::new(As::Root);
-        let home = fake_home(As::Root, &[]);
+    for (who, key, kept) in [(As::Root, "r", false), (As::Root, "k", true), (As::User, "r", false), (As::User, "k", true)] {
+        let ws = Workspace::new(who);
+        let home = fake_home(who, &[]);
         let h = home.path();
         // The user's first run of the agent, on the host, makes its state.
-        claude_on_host(&claude, h, ws.path());
+        claude_on_host(who, &claude, h, ws.path());
         let projects = h.join(".claude/projects");
         let sessions_before = count_files(&projects);
         assert!(sessions_before > 0, "the agent wrote no state on the host");
@@ -216,15 +226,16 @@ fn a_real_agent_under_monitor_keeps_its_state_and_a_planted_hook_waits_for_revie
         let env: String = agent_env().iter().map(|(k, v)| format!("{k}={v} ")).collect();
         let done = h.join("exit-status");
         let shell = format!(
-            "cd {ws} && HOME={h} {env}{sbx} monitor -t code -- sh -c '{claude} -p hello; {plant}' 2>{h}/stderr; echo $? > {done}; sleep 30",
+            "cd {ws} && {user}env HOME={h} {env}{sbx} monitor -t code -- sh -c '{claude} -p hello; {plant}' 2>>{h}/stderr; echo $? > {done}; sleep 30",
             ws = ws.path().display(),
             h = h.display(),
-            sbx = sbx_bin().display(),
+            user = if who == As::User { format!("runuser -u {} -- ", test_user().name) } else { String::new() },
+            sbx = if who == As::User { public_sbx() } else { sbx_bin() }.display(),
             claude = claude.display(),
             plant = plant.replace('\'', "'\\''"),
             done = done.display(),
         );
-        let session = format!("sbx-agent-{}-{key}", std::process::id());
+        let session = format!("sbx-agent-{}-{who:?}-{key}", std::process::id());
         let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
         assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "140", "-y", "40", &shell]).status.success());
         let screen = wait_screen(&session, "the review of the agent configuration", |s| s.contains("Agent configuration") && s.contains("+ hooks:"));
@@ -242,14 +253,14 @@ fn a_real_agent_under_monitor_keeps_its_state_and_a_planted_hook_waits_for_revie
         }
         let _ = tmux(&["kill-session", "-t", &session]);
         let stderr = std::fs::read_to_string(h.join("stderr")).unwrap_or_default();
-        assert!(done.exists(), "sbx monitor did not end: {stderr}");
+        assert!(done.exists(), "{who:?}: sbx monitor did not end: {stderr}");
         // The agent kept working inside: it wrote a session of its own, and no state of
         // its was taken for a change of what it runs.
         assert!(count_files(&projects) > sessions_before, "the agent wrote no state inside the sandbox: {stderr}");
         assert_eq!(stderr.matches("sbx: tamper:").count(), 1, "only the planted hook is reported: {stderr}");
         // The host's own next run of the agent.
-        claude_on_host(&claude, h, ws.path());
-        assert_eq!(canary.exists(), kept, "answer {key:?}: the host's agent {} the planted hook; stderr: {stderr}", if kept { "did not run" } else { "ran" });
+        claude_on_host(who, &claude, h, ws.path());
+        assert_eq!(canary.exists(), kept, "{who:?}: answer {key:?}: the host's agent {} the planted hook; stderr: {stderr}", if kept { "did not run" } else { "ran" });
     }
 }
 
