@@ -18,8 +18,10 @@
 //!   of the same name in each v1 hierarchy (`memory.limit_in_bytes` and, with swap
 //!   accounting, `memory.memsw.limit_in_bytes`; `pids.max`; `cpu.cfs_quota_us`).
 //! * Root creates them at the top of each hierarchy. An unprivileged user can only use a
-//!   cgroup delegated to them (a systemd user session's): sbx tries its own cgroup's
-//!   directory, and otherwise says which limits are not enforced and why.
+//!   subtree delegated to them (a systemd user manager's, or one an administrator made
+//!   with `cgcreate -a -t`): sbx tries beside its own cgroup (the parent, when the user may
+//!   write it), then inside it, in v2 and in each v1 hierarchy, and otherwise says which
+//!   limits are not enforced and why.
 //!
 //! Each cgroup is named `sbx-<pid>-<nanos>` and removed at the end; ones left by a session
 //! that was killed are removed by the next (rmdir succeeds only on an empty cgroup).
@@ -204,7 +206,7 @@ impl SessionCgroup {
             for_tracer || wanted.iter().any(|(c, _)| controllers.iter().any(|n| n == c.name()))
         });
         if let Some(root) = unified_root {
-            for parent in candidate_parents(&root) {
+            for parent in candidate_parents(&root, None) {
                 match Dir::create(&parent, &name, "cgroup.procs") {
                     Ok(dir) => {
                         v2_controllers = read_words(&parent.join("cgroup.controllers"));
@@ -232,14 +234,16 @@ impl SessionCgroup {
                 let (Some(parent), Some(dir)) = (&unified_parent, &cgroup.unified) else { continue };
                 enable(parent, controller).and_then(|()| apply_v2(dir, controller, &value)).map(|()| cgroup.limits_in_unified.push(controller))
             } else if let Some(hierarchy) = legacy_mount(&mounts, controller) {
-                match Dir::create(&hierarchy, &name, "tasks") {
-                    Ok(dir) => apply_v1(&dir, controller, &value).map(|()| cgroup.legacy.push((controller, dir))),
-                    Err(e) => {
-                        let source = io::Error::from(e.kind());
-                        first_error.get_or_insert(CgroupError::Create { parent: hierarchy, source });
-                        Err(e)
+                let mut made = Err(io::Error::from(io::ErrorKind::NotFound));
+                for parent in candidate_parents(&hierarchy, Some(controller)) {
+                    made = Dir::create(&parent, &name, "tasks");
+                    if let Err(e) = &made {
+                        first_error.get_or_insert(CgroupError::Create { parent, source: io::Error::from(e.kind()) });
+                    } else {
+                        break;
                     }
                 }
+                made.and_then(|dir| apply_v1(&dir, controller, &value).map(|()| cgroup.legacy.push((controller, dir))))
             } else {
                 Err(io::Error::new(io::ErrorKind::NotFound, format!("this host has no {} cgroup controller", controller.name())))
             };
@@ -300,19 +304,42 @@ impl SessionCgroup {
     }
 }
 
-/// Where a new cgroup may be created: the hierarchy's top for root; for anyone else, the
-/// directory of the cgroup sbx itself is in (a delegated subtree is writable by its owner).
-fn candidate_parents(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![root.to_path_buf()];
+/// Where a new cgroup may be created in the hierarchy mounted at `root` (`controller`: a
+/// v1 hierarchy's, `None` for the unified one): its top for root. Anyone else can only use
+/// a subtree delegated to them (a systemd user manager's, or one made with `cgcreate -a
+/// -t`): the parent of the cgroup sbx is in when they may write it (a sibling of a
+/// cgroup that holds processes can get controllers; the cgroup itself cannot, in v2),
+/// then that cgroup, then the top (which fails with a clear reason).
+fn candidate_parents(root: &Path, controller: Option<Controller>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     if !nix::unistd::geteuid().is_root()
-        && let Some(own) = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned)))
+        && let Some(own) = own_cgroup(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(), controller)
     {
         let own = root.join(own.trim_start_matches('/'));
-        if own != root {
-            out.insert(0, own);
+        let writable = |d: &Path| nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+        if let Some(parent) = own.parent().filter(|p| p.starts_with(root) && *p != root && writable(p)) {
+            out.push(parent.to_path_buf());
+        }
+        if own != root && writable(&own) {
+            out.push(own);
         }
     }
+    out.push(root.to_path_buf());
     out
+}
+
+/// The path of the cgroup this process is in, in the unified hierarchy (`None`) or the v1
+/// hierarchy of `controller`, from `/proc/self/cgroup`.
+fn own_cgroup(proc_cgroup: &str, controller: Option<Controller>) -> Option<String> {
+    proc_cgroup.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        let hit = match controller {
+            None => controllers.is_empty(),
+            Some(c) => controllers.split(',').any(|n| n == c.name()),
+        };
+        hit.then(|| path.to_owned())
+    })
 }
 
 fn enable(parent: &Path, controller: Controller) -> io::Result<()> {
@@ -419,6 +446,15 @@ fn remove_stale(root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_own_cgroup_is_read_per_hierarchy() {
+        let text = "9:name=systemd:/\n8:pids:/user/shell\n4:memory:/user/shell\n1:cpu,cpuacct:/a\n0::/user.slice/app.slice/t.scope\n";
+        assert_eq!(own_cgroup(text, None).as_deref(), Some("/user.slice/app.slice/t.scope"));
+        assert_eq!(own_cgroup(text, Some(Controller::Memory)).as_deref(), Some("/user/shell"));
+        assert_eq!(own_cgroup(text, Some(Controller::Cpu)).as_deref(), Some("/a"));
+        assert_eq!(own_cgroup("0::/\n", Some(Controller::Pids)), None);
+    }
 
     const HYBRID: &str = "cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n\
         cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n\

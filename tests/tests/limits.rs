@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::process::Command;
+
 use sbx_integration_tests::{As, FETCH_PY, Workspace, read_log, require_root, require_tool, test_user, text};
 
 fn stdout(out: &std::process::Output) -> String {
@@ -560,4 +562,86 @@ os.killpg(0, 9)
     assert!(threads_seen < 64, "sbx grew to {threads_seen} threads");
     assert!(ms < 2_000, "the healthy connect took {ms} ms during the flood");
     drop(full_listener);
+}
+
+/// An unprivileged user with a delegated cgroup (made here as an administrator would with
+/// `cgcreate -a USER -t USER`: a subtree the user owns, with their shell inside) gets the
+/// limits enforced there: sbx makes the session's cgroup beside the user's own one, and a
+/// memory hog is OOM-killed and named as for root, with no "not enforced" warning.
+#[test]
+fn a_delegated_cgroup_holds_an_unprivileged_users_limits() {
+    require_root!();
+    require_tool("runuser");
+    require_tool("python3");
+    let u = test_user();
+    let name = format!("sbx-it-deleg-{}", std::process::id());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    // The v1 hierarchies of memory and pids (this host's), else the unified one.
+    let v1: Vec<std::path::PathBuf> = ["memory", "pids"]
+        .iter()
+        .filter_map(|c| {
+            mounts.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == *c)).then(|| std::path::PathBuf::from(f[1]))
+            })
+        })
+        .collect();
+    let roots = if v1.is_empty() {
+        let unified = mounts.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() > 2 && f[2] == "cgroup2").then(|| std::path::PathBuf::from(f[1]))
+        });
+        vec![unified.expect("no cgroup hierarchy is mounted")]
+    } else {
+        v1
+    };
+    struct Delegated(Vec<std::path::PathBuf>);
+    impl Drop for Delegated {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                for e in std::fs::read_dir(d).into_iter().flatten().flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    let delegated = Delegated(roots.iter().map(|r| r.join(&name)).collect());
+    for d in &delegated.0 {
+        std::fs::create_dir(d).unwrap();
+        if roots.len() == 1 && d.parent().is_some_and(|p| p.join("cgroup.subtree_control").exists()) {
+            // v2: the controllers reach the user's subtree.
+            let _ = std::fs::write(d.parent().unwrap().join("cgroup.subtree_control"), "+memory +pids");
+            std::fs::create_dir(d.join("shell")).unwrap();
+            std::fs::write(d.join("cgroup.subtree_control"), "+memory +pids").unwrap();
+        } else {
+            std::fs::create_dir(d.join("shell")).unwrap();
+        }
+        let status = Command::new("chown").arg("-R").arg(format!("{}:{}", u.uid, u.gid)).arg(d).status().unwrap();
+        assert!(status.success());
+    }
+    let ws = Workspace::new(As::User);
+    let log = ws.path().join("audit.jsonl");
+    // A root shell joins the user's cgroups, then becomes the user and runs sbx.
+    let join: String = delegated.0.iter().map(|d| format!("echo $$ > {}/cgroup.procs && ", d.join("shell").display())).collect();
+    let script = format!(
+        "{join}exec runuser -u {} -- env HOME={} {} run --memory 64M --log {} -- python3 -c 'x = bytearray(400 << 20); print(\"allocated\")'",
+        u.name,
+        u.home.display(),
+        sbx_integration_tests::public_sbx().display(),
+        log.display()
+    );
+    let out = Command::new("sh").arg("-c").arg(&script).current_dir(ws.path()).stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    assert!(!stdout(&out).contains("allocated"));
+    let err = stderr(&out);
+    assert!(!err.contains("not enforced"), "{err}");
+    assert!(err.contains("sbx: the command was killed by the kernel's OOM killer: limits.memory (64 MiB) reached"), "{}", text(&out));
+    // The session's cgroup was made in the delegated subtree, and removed at the end.
+    for d in &delegated.0 {
+        let left: Vec<_> = std::fs::read_dir(d).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("sbx-")).map(|e| e.path()).collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+    let memory = read_log(&log).into_iter().find(|e| e["source"] == "limit" && e["operation"] == "memory").expect("a memory limit event");
+    assert_eq!(memory["detail"]["value"], "64 MiB");
 }
