@@ -25,6 +25,7 @@
 
 use std::{
     collections::BTreeMap,
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
 };
 
@@ -420,11 +421,19 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
     let dest = q.join(change.path.strip_prefix("/").unwrap_or(&change.path));
     let mut kept_copy = None;
     if change.after != Content::Missing {
-        let moved = dest.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| match &change.after {
-            // A copy: the file is rewritten in place below (its other keys are the agent's state).
+        let moved = dest.parent().map_or(Ok(()), |p| crate::snapshot::mkdir_owned(p).map_err(std::io::Error::other)).and_then(|()| match &change.after {
+            // A copy: the file is rewritten in place below (its other keys are the agent's
+            // state); the quarantine's owner's (root's sbx for a user under sudo).
             Content::File(bytes) => crate::fsio::create_new(&dest, 0o600)
                 .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|mut f| std::io::Write::write_all(&mut f, bytes)),
+                .and_then(|mut f| {
+                    if nix::unistd::geteuid().is_root()
+                        && let Some(owner) = dest.parent().and_then(|p| std::fs::metadata(p).ok())
+                    {
+                        std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+                    }
+                    std::io::Write::write_all(&mut f, bytes)
+                }),
             // Not a regular file: moved out of the way, whatever it is.
             _ => crate::snapshot::move_path(&change.path, &dest),
         });

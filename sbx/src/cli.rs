@@ -213,6 +213,10 @@ pub struct PolicyArgs {
     /// Built-in policy template (see `sbx templates`).
     #[arg(short = 't', long = "template", value_name = "NAME")]
     pub template: Option<String>,
+    /// Run the command as this user (root only; under sudo or doas, the user who ran it is
+    /// the default): their uid, groups, HOME, and `~` in the policy.
+    #[arg(long = "user", value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 /// `-p [ADDR:]PORT`.

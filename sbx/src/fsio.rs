@@ -252,12 +252,19 @@ fn temp_name(prefix: &std::ffi::OsStr) -> Result<std::ffi::OsString, FsError> {
 /// one gets `new_mode`.
 pub fn replace(path: &Path, contents: &[u8], new_mode: u32) -> Result<(), FsError> {
     let (dir, name) = split(path)?;
-    let mode = match nix::sys::stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) if is_regular(&st) => st.st_mode & 0o7777,
-        Ok(st) if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits() => new_mode,
+    let (mode, owner) = match nix::sys::stat::fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if is_regular(&st) => (st.st_mode & 0o7777, Some((st.st_uid, st.st_gid))),
+        Ok(st) if st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits() => (new_mode, None),
         Ok(st) => return Err(FsError::NotRegular { path: path.to_path_buf(), kind: kind_of(&st) }),
-        Err(Errno::ENOENT) => new_mode,
+        Err(Errno::ENOENT) => (new_mode, None),
         Err(e) => return Err(FsError::io("inspect", path)(e)),
+    };
+    // Root (`sudo sbx ...`) writing a user's file: it stays theirs (a new one: the
+    // directory's owner's).
+    let owner = match (nix::unistd::geteuid().is_root(), owner) {
+        (false, _) => None,
+        (true, Some(o)) => Some(o),
+        (true, None) => nix::sys::stat::fstat(&dir).ok().map(|st| (st.st_uid, st.st_gid)),
     };
     // First choice: the private state directory, which the sandbox cannot
     // see, so no one can swap the temporary file before the rename.
@@ -265,17 +272,17 @@ pub fn replace(path: &Path, contents: &[u8], new_mode: u32) -> Result<(), FsErro
         nix::fcntl::open(&d, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty()).ok()
     });
     if let Some(state) = state {
-        match write_temp_then_rename(&state, &dir, name, path, contents, mode) {
+        match write_temp_then_rename(&state, &dir, name, path, contents, mode, owner) {
             Err(FsError::Io { source, .. }) if source.raw_os_error() == Some(libc::EXDEV) => {}
             other => return other,
         }
     }
     // The state directory is on another filesystem: the temporary file goes
     // next to the target, and the rename is checked.
-    write_temp_then_rename(&dir, &dir, name, path, contents, mode)
+    write_temp_then_rename(&dir, &dir, name, path, contents, mode, owner)
 }
 
-fn write_temp_then_rename(tmp_dir: &impl AsFd, dir: &impl AsFd, name: &std::ffi::OsStr, path: &Path, contents: &[u8], mode: u32) -> Result<(), FsError> {
+fn write_temp_then_rename(tmp_dir: &impl AsFd, dir: &impl AsFd, name: &std::ffi::OsStr, path: &Path, contents: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<(), FsError> {
     let tmp = temp_name(name)?;
     let (mut file, _) = open_regular(tmp_dir, &tmp, path, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, Mode::from_bits_truncate(0o600), "create a temporary file for")?;
     let cleanup = |e: FsError| {
@@ -286,7 +293,11 @@ fn write_temp_then_rename(tmp_dir: &impl AsFd, dir: &impl AsFd, name: &std::ffi:
         .write_all(contents)
         .and_then(|()| file.sync_all())
         .map_err(|source| FsError::Io { op: "write", path: path.to_path_buf(), source })
-        .and_then(|()| nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode)).map_err(FsError::io("set the permissions of", path)));
+        .and_then(|()| nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode)).map_err(FsError::io("set the permissions of", path)))
+        .and_then(|()| match owner {
+            Some((uid, gid)) => nix::unistd::fchown(&file, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).map_err(FsError::io("set the owner of", path)),
+            None => Ok(()),
+        });
     written.map_err(cleanup)?;
     nix::fcntl::renameat(tmp_dir, tmp.as_os_str(), dir, name).map_err(|e| cleanup(FsError::io("replace", path)(e)))?;
     // What is now at the target must be the file sbx wrote (another
@@ -435,7 +446,7 @@ mod tests {
         let d = nix::fcntl::open(dir.path(), OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         let target = dir.path().join("sbx.jsonc");
         std::os::unix::fs::symlink("/etc/passwd", &target).unwrap();
-        write_temp_then_rename(&d, &d, std::ffi::OsStr::new("sbx.jsonc"), &target, b"{}", 0o600).unwrap();
+        write_temp_then_rename(&d, &d, std::ffi::OsStr::new("sbx.jsonc"), &target, b"{}", 0o600, None).unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "{}");
         assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
         let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod fsio;
+pub mod identity;
 pub mod launch;
 pub mod learn;
 pub mod limits;

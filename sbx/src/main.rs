@@ -98,7 +98,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Config(ConfigCommand::Show { policy }) => {
-            let (loaded, _) = load_policy(&policy, &Default::default())?;
+            let run_as = sbx::identity::resolve(policy.user.as_deref())?;
+            let (loaded, _) = load_policy(&policy, &Default::default(), run_as.as_ref())?;
             // Paths and entries of policy files (which a command may have
             // written): escaped line by line.
             print!("{}", sbx::termtext::escape_lines(&config::render_show(&loaded)));
@@ -118,7 +119,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Policy(PolicyCommand::Suggest(args)) => {
             let cwd = std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot resolve the working directory: {e}"))?;
-            let (home, xdg) = home_and_xdg();
+            // Under sudo, the home of the user who ran it.
+            let (home, xdg) = home_and_xdg_for(sbx::identity::resolve(None)?.as_ref());
             let file = args.settings.clone().or_else(|| config::find_nearest(&cwd)).unwrap_or_else(|| cwd.join("sbx.jsonc"));
             let target = sbx::suggest::Target::open(&file, &cwd, xdg.as_deref())?;
             let request = sbx::suggest::SuggestRequest {
@@ -170,12 +172,21 @@ fn home_and_xdg() -> (Option<PathBuf>, Option<PathBuf>) {
     (home, xdg)
 }
 
+/// The home and config directory of the user the command runs as: `run_as`'s from the
+/// user database (root's environment says nothing about them), else sbx's own.
+fn home_and_xdg_for(run_as: Option<&sbx::identity::RunAs>) -> (Option<PathBuf>, Option<PathBuf>) {
+    match run_as {
+        Some(who) => (Some(who.home.clone()), Some(who.home.join(".config"))),
+        None => home_and_xdg(),
+    }
+}
+
 /// Finds, parses and validates the policy for the working directory.
-fn load_policy(args: &PolicyArgs, limit_flags: &sbx::limits::LimitsConfig) -> anyhow::Result<(config::Loaded, Policy)> {
+fn load_policy(args: &PolicyArgs, limit_flags: &sbx::limits::LimitsConfig, run_as: Option<&sbx::identity::RunAs>) -> anyhow::Result<(config::Loaded, Policy)> {
     let workspace = std::env::current_dir()
         .and_then(|d| d.canonicalize())
         .map_err(|e| anyhow::anyhow!("cannot resolve the working directory: {e}"))?;
-    let (home, xdg) = home_and_xdg();
+    let (home, xdg) = home_and_xdg_for(run_as);
     let request = config::Request {
         file: args.settings.as_deref(),
         template: args.template.as_deref(),
@@ -206,7 +217,8 @@ fn load_policy(args: &PolicyArgs, limit_flags: &sbx::limits::LimitsConfig) -> an
 
 fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "run")?;
-    let (loaded, mut policy) = load_policy(&args.policy, &args.limits.as_config())?;
+    let run_as = sbx::identity::resolve(args.policy.user.as_deref())?;
+    let (loaded, mut policy) = load_policy(&args.policy, &args.limits.as_config(), run_as.as_ref())?;
     check_workspace(&policy, args.unsafe_workspace)?;
     check_policy_files(&loaded, &policy)?;
     policy.net.inbound_ports = args.ports.iter().map(|p| p.port).collect();
@@ -234,6 +246,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
             // Whenever events are kept, blocked syscalls are reported with
             // their arguments by the seccomp supervisor.
             notify: summary,
+            run_as,
             ..launch::Options::default()
         },
         sources: loaded.chain.iter().map(|part| part.origin.label()).collect(),
@@ -296,14 +309,15 @@ fn report_policy_files(before: &sbx::snapshot::Snapshot, workspace: &std::path::
 /// reporting off; the learning loop is `sbx::learn`.
 fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "learn")?;
-    let (loaded, policy) = load_policy(&args.policy, &Default::default())?;
+    let run_as = sbx::identity::resolve(args.policy.user.as_deref())?;
+    let (loaded, policy) = load_policy(&args.policy, &Default::default(), run_as.as_ref())?;
     check_workspace(&policy, args.unsafe_workspace)?;
     check_policy_files(&loaded, &policy)?;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("sbx learn: not root: the kernel tracer is off, so only network destinations and blocked syscalls are learnt, not file access");
     }
     let cwd = policy.workspace.clone();
-    let (_, xdg) = home_and_xdg();
+    let (_, xdg) = home_and_xdg_for(run_as.as_ref());
     // The result edits the policy file in use; a template or the default
     // starts a new file (which then holds only the additions).
     let file = match loaded.chain.last().map(|p| &p.origin) {
@@ -325,7 +339,7 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
         let options = session::Options {
             trace: session::Trace::IfPossible,
             log: Some(log.to_path_buf()),
-            launch: launch::Options { notify: true, ..launch::Options::default() },
+            launch: launch::Options { notify: true, run_as: run_as.clone(), ..launch::Options::default() },
             sources: sources.clone(),
             ring_bytes: monitor::tracer::DEFAULT_RING_BYTES,
             summary: false,

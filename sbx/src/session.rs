@@ -437,7 +437,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     crate::state::runtime_dir()?;
     crate::state::remove_stale();
     let mut policy = policy.clone();
-    for dir in crate::state::hidden_in_sandbox() {
+    // As another user (`identity`), root's directories are out of the command's reach,
+    // and bubblewrap (that user) could not mount over them.
+    let own_dirs = if opts.launch.run_as.is_some() { Vec::new() } else { crate::state::hidden_in_sandbox() };
+    for dir in own_dirs {
         // Already hidden by the policy's own denyRead (`~/.local`, say): a
         // mask inside that empty, read-only directory could not be made.
         if !policy.fs.deny_read.iter().any(|d| dir.starts_with(d)) {

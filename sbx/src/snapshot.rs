@@ -210,16 +210,32 @@ impl Quarantine {
 }
 
 fn make_quarantine(root: Option<PathBuf>) -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt as _;
     let root = root.ok_or("no quarantine directory: HOME is not set")?;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    mkdir_owned(&root)?;
     if root.canonicalize().ok().as_ref() != Some(&root) {
         return Err(format!("{} is reached through a symlink", root.display()));
     }
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(':', "");
     let dir = root.join(format!("{stamp}-{}", std::process::id()));
-    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    mkdir_owned(&dir)?;
     Ok(dir)
+}
+
+/// Creates `dir` and the directories missing above it, mode 0700. Root (`sudo sbx ...`)
+/// gives each the owner of the directory it is made in: the quarantine in a user's home
+/// is theirs to read, and their own sbx runs can still make their state there.
+pub(crate) fn mkdir_owned(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| std::fs::symlink_metadata(a).is_err()).collect();
+    for d in missing.into_iter().rev() {
+        std::fs::DirBuilder::new().mode(0o700).create(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        if nix::unistd::geteuid().is_root()
+            && let Some(parent) = d.parent().and_then(|p| std::fs::metadata(p).ok())
+        {
+            let _ = std::os::unix::fs::lchown(d, Some(parent.uid()), Some(parent.gid()));
+        }
+    }
+    Ok(())
 }
 
 /// The quarantine directory of `home`: `$XDG_STATE_HOME/sbx/quarantine`, else
@@ -237,7 +253,7 @@ pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'stati
     let mut moved = None;
     if now != State::Missing {
         let dest = quarantine.join(path.strip_prefix("/").unwrap_or(path));
-        let result = dest.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| move_path(path, &dest));
+        let result = dest.parent().map_or(Ok(()), |p| mkdir_owned(p).map_err(std::io::Error::other)).and_then(|()| move_path(path, &dest));
         match result {
             Ok(()) => moved = Some(dest),
             Err(e) => return ("reported", None, Some(format!("cannot move it to {}: {e}", dest.display()))),

@@ -26,7 +26,7 @@ use std::{
     io,
     os::{
         fd::{AsRawFd as _, OwnedFd, RawFd},
-        unix::process::ExitStatusExt as _,
+        unix::{fs::{DirBuilderExt as _, MetadataExt as _}, process::ExitStatusExt as _},
     },
     path::{Path, PathBuf},
 };
@@ -103,6 +103,10 @@ pub struct HostFacts {
     /// whose path is not its own real path would follow a symlink that a command may have
     /// planted in a writable directory.
     pub canonical: fn(&Path) -> Option<PathBuf>,
+    /// The command runs as another user than sbx (`identity`): their name and home, for
+    /// `USER`, `LOGNAME` and `HOME`, and `PATH` without the directories of sbx's own home
+    /// (root's, out of their reach).
+    pub run_as: Option<(String, PathBuf, OsString)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,6 +361,17 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         args.push(Arg::UnsetEnv((*var).into()));
     }
     args.push(Arg::SetEnv("SBX_SANDBOX".into(), "1".into()));
+    if let Some((name, home, path)) = &facts.run_as {
+        for var in ["USER", "LOGNAME"] {
+            args.push(Arg::SetEnv(var.into(), name.into()));
+        }
+        args.push(Arg::SetEnv("HOME".into(), home.into()));
+        args.push(Arg::SetEnv("PATH".into(), path.clone()));
+        // The command is that user's, not a sudo session's.
+        for var in ["SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SUDO_HOME", "DOAS_USER", "MAIL"] {
+            args.push(Arg::UnsetEnv(var.into()));
+        }
+    }
     // The only way out is sbx's proxy; a program that ignores these has no
     // route and fails closed.
     let http = format!("http://127.0.0.1:{HTTP_PROXY_PORT}");
@@ -476,11 +491,29 @@ struct MaskedFile {
 }
 
 impl MaskedFile {
-    fn create() -> io::Result<Self> {
+    /// `for_other_user`: bubblewrap runs as another user (`identity`), who cannot reach
+    /// root's runtime directory: the file goes to `/run/sbx`, a directory of root's that
+    /// anyone may enter but no one else may write.
+    fn create(for_other_user: bool) -> io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt as _;
         // In sbx's private runtime directory, never a predictable name in
         // /tmp; a killed session's file is removed by the next session.
-        let path = crate::state::session_file("hidden", "").map_err(io::Error::other)?;
+        let path = if for_other_user {
+            let dir = Path::new("/run/sbx");
+            match std::fs::DirBuilder::new().mode(0o711).create(dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+            let meta = std::fs::symlink_metadata(dir)?;
+            if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+                return Err(io::Error::other("/run/sbx is not a directory only root can write"));
+            }
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
+            dir.join(format!("hidden-{}-{}", std::process::id(), bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+        } else {
+            crate::state::session_file("hidden", "").map_err(io::Error::other)?
+        };
         // create_new: never follow or reuse what someone else put there.
         std::fs::OpenOptions::new().write(true).create_new(true).mode(0o000).open(&path)?;
         Ok(Self { path })
@@ -522,6 +555,8 @@ pub struct Options {
     pub cgroup_tasks_fds: Vec<RawFd>,
     /// `limits.pids` as `RLIMIT_NPROC` inside (when no cgroup enforces it).
     pub max_tasks: Option<u64>,
+    /// Run bubblewrap, and so the command, as this user (`identity`).
+    pub run_as: Option<crate::identity::RunAs>,
     /// Blocked syscalls are notified to a supervisor instead of failing in
     /// the filter; `Started::listener` carries the listener.
     pub notify: bool,
@@ -547,7 +582,7 @@ pub async fn run(
 ) -> Result<Outcome, LaunchError> {
     let bwrap_path = find_bwrap()?;
     let signals = Signals::catch()?;
-    let masked = MaskedFile::create().map_err(io_err("create the file that masks hidden files"))?;
+    let masked = MaskedFile::create(options.run_as.is_some()).map_err(io_err("create the file that masks hidden files"))?;
     let exe = File::open("/proc/self/exe").map_err(io_err("open sbx's own executable"))?;
     let (report_r, report_w) = sys::pipe().map_err(io_err("create a pipe"))?;
     let (status_r, status_w) = sys::pipe().map_err(io_err("create a pipe"))?;
@@ -571,9 +606,16 @@ pub async fn run(
         expand: glob::expand,
         git_paths: options.git_paths.clone().unwrap_or_else(|| git::admin_paths(&policy.workspace, !policy.fs.allow_git_config)),
         masked_file: masked.path.clone(),
-        hide_host_secrets: nix::unistd::geteuid().is_root(),
+        // As another user (`identity`), the command cannot read root's files anyway.
+        hide_host_secrets: nix::unistd::geteuid().is_root() && options.run_as.is_none(),
         max_tasks: options.max_tasks,
         canonical: |p| std::fs::canonicalize(p).ok(),
+        run_as: options.run_as.as_ref().map(|r| {
+            let own_home = std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_absolute() && h != Path::new("/"));
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let kept = std::env::split_paths(&path).filter(|d| own_home.as_ref().is_none_or(|h| !d.starts_with(h)));
+            (r.name.clone(), r.home.clone(), std::env::join_paths(kept).unwrap_or(path))
+        }),
     };
     let plan = plan(policy, command, &facts);
     for w in &plan.warnings {
@@ -624,6 +666,16 @@ pub async fn run(
                 }
                 Ok(())
             });
+        }
+    }
+    // Last, once the cgroups are joined and the terminal taken: bwrap runs as the user
+    // the command runs as (`identity`).
+    if let Some(who) = &options.run_as {
+        let (uid, gid, groups) = (who.uid, who.gid, who.groups.clone());
+        // SAFETY: the closure makes three system calls on values prepared before the fork
+        // (no allocation): async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || crate::identity::become_user(uid, gid, &groups));
         }
     }
     cmd.kill_on_drop(true);
@@ -860,7 +912,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()) }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()), run_as: None }
     }
 
     fn fake_host(path: &Path) -> PathKind {
