@@ -408,3 +408,40 @@ fn sbx_exits_when_its_terminal_closes_as_it_quits() {
     }
     panic!("sbx (or its command) is still running after its terminal closed: {pids}");
 }
+
+/// Issue 17, 4: with stdin a pipe and a terminal on stdout, the command reads the pipe and
+/// the dashboard takes its keys from the terminal: `q` works (it hung before).
+#[test]
+fn piped_stdin_goes_to_the_command_and_keys_still_reach_the_dashboard() {
+    require_root!();
+    require_tool("tmux");
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        let done = ws.path().join("exit-status");
+        let sbx = match who {
+            As::Root => sbx_bin().display().to_string(),
+            As::User => {
+                let u = test_user();
+                format!("runuser -u {} -- env HOME={} USER={} {}", u.name, u.home.display(), u.name, public_sbx().display())
+            }
+        };
+        let shell = format!(
+            "cd {} && echo piped-data | {sbx} monitor -- sh -c 'read x; echo got-$x; sleep 60'; echo $? > {}; sleep 30",
+            ws.path().display(),
+            done.display()
+        );
+        let t = Tmux { session: format!("sbx-pipe-{who:?}-{}", std::process::id()) };
+        assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell]).status().unwrap().success());
+        t.wait_for("the command's line", |s| s.contains("got-piped-data"));
+        t.keys(&["q"]);
+        t.wait_for("the quit question", |s| s.contains("kill the command and quit?"));
+        t.keys(&["y"]);
+        for _ in 0..100 {
+            if done.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(done.exists(), "{who:?}: sbx did not quit on q, y; the screen:\n{}", t.screen());
+    }
+}

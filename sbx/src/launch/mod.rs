@@ -656,12 +656,17 @@ pub async fn run(
     }
     if let Some(tty) = &options.terminal {
         let dup = |fd: &OwnedFd| fd.try_clone().map(std::process::Stdio::from).map_err(io_err("use the terminal"));
-        cmd.stdin(dup(tty)?).stdout(dup(tty)?).stderr(dup(tty)?);
-        // SAFETY: setsid and ioctl on stdin are async-signal-safe; they
+        cmd.stdout(dup(tty)?).stderr(dup(tty)?);
+        // sbx's stdin when it is a pipe or a file (`echo data | sbx monitor -- cmd`): the
+        // command reads it; the dashboard takes its keys from the terminal.
+        if sys::is_tty(&io::stdin()) {
+            cmd.stdin(dup(tty)?);
+        }
+        // SAFETY: setsid and ioctl on stdout (the terminal) are async-signal-safe; they
         // make the terminal bwrap's (and so the command's) controlling one.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                if libc::setsid() < 0 || libc::ioctl(1, libc::TIOCSCTTY, 0) < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())

@@ -139,11 +139,15 @@ impl Input {
     fn start(tx: mpsc::UnboundedSender<Msg>) -> io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        // Where crossterm reads keys: stdin when it is the terminal, else /dev/tty (stdin
+        // is then the command's: `echo data | sbx monitor -- cmd`).
+        let tty = if crate::sys::is_tty(&io::stdin()) { None } else { Some(std::fs::File::open("/dev/tty")?) };
         let thread = std::thread::Builder::new().name("sbx-tui-input".into()).spawn(move || {
+            let fd = tty.as_ref().map_or(0, std::os::fd::AsRawFd::as_raw_fd);
             while !flag.load(Ordering::Relaxed) {
                 // A terminal that went away (its emulator closed) reads as
                 // endless EOF, on which crossterm's poll would spin: stop.
-                if terminal_hung_up() {
+                if terminal_hung_up(fd) {
                     break;
                 }
                 match event::poll(INPUT_POLL) {
@@ -187,8 +191,8 @@ impl Drop for Input {
 /// Whether the terminal went away: a hang-up or error, or readable with
 /// nothing to read (end of file, which a closed pty can give instead of a
 /// hang-up; crossterm would then read it for ever).
-fn terminal_hung_up() -> bool {
-    let mut fds = [libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 }];
+fn terminal_hung_up(fd: libc::c_int) -> bool {
+    let mut fds = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
     // SAFETY: poll on one valid pollfd with a zero timeout.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
     if n <= 0 {
@@ -199,7 +203,7 @@ fn terminal_hung_up() -> bool {
     }
     let mut pending: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int.
-    let rc = unsafe { libc::ioctl(0, libc::FIONREAD, &mut pending) };
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut pending) };
     fds[0].revents & libc::POLLIN != 0 && rc == 0 && pending == 0
 }
 
