@@ -94,27 +94,26 @@ pub fn run() -> Report {
     Report { checks }
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
+/// Root of the host (uid 0 in the initial user namespace): what `run` needs for the kernel
+/// tracer and the session's cgroups. Capabilities alone (setcap) are not enough: the
+/// session's cgroup is made under the hierarchy's top, which only root may write.
 fn is_privileged() -> bool {
-    is_root() || (sys::has_effective_cap(sys::CAP_BPF) && sys::has_effective_cap(sys::CAP_PERFMON))
+    nix::unistd::geteuid().is_root() && sys::confinement().initial_userns
 }
 
 fn privileges(privileged: bool) -> Check {
     let name = "privileges";
-    if is_root() {
+    let uid = nix::unistd::geteuid();
+    if privileged {
         Check::ok(name, "running as root")
-    } else if privileged {
-        Check::ok(name, format!("uid {} with CAP_BPF and CAP_PERFMON", nix::unistd::geteuid()))
     } else {
+        let detail = if uid.is_root() { "uid 0 in a user namespace of its own, not the host's root".to_string() } else { format!("uid {uid}, not root") };
         Check::bad(
             name,
             Verdict::Warn,
-            format!("uid {} without CAP_BPF and CAP_PERFMON", nix::unistd::geteuid()),
-            "monitoring unavailable: not root (sandboxes still run; denials from the kernel tracer are not recorded)",
-            "run sbx as root, or grant it CAP_BPF and CAP_PERFMON (setcap cap_bpf,cap_perfmon+ep $(command -v sbx))",
+            detail,
+            "monitoring unavailable: the kernel tracer needs root (sandboxes still run; file denials are not observed)",
+            "on the host, run `sudo sbx monitor -- CMD`: the command still runs as you, only sbx is root",
         )
     }
 }
@@ -153,17 +152,27 @@ fn bwrap_version() -> (Check, Option<std::path::PathBuf>) {
 
 fn namespace(name: &'static str, flag: &str, consequence: &str, bwrap: Option<&Path>) -> Check {
     let Some(bwrap) = bwrap else {
-        return Check::bad(name, Verdict::Fail, "not checked: bubblewrap is missing", consequence, "apt-get install bubblewrap");
+        let fix = crate::launch::namespaces_refused().unwrap_or_else(|| "apt-get install bubblewrap".into());
+        return Check::bad(name, Verdict::Fail, "not checked: no bubblewrap that only root can change", consequence, fix);
     };
-    let out = Command::new(bwrap).args(["--ro-bind", "/", "/", flag, "--", "/bin/true"]).output();
+    // As `run` asks for it: always inside a user namespace of the sandbox's own (a pid or
+    // net namespace alone needs CAP_SYS_ADMIN, which containers drop).
+    let mut args = vec!["--ro-bind", "/", "/", "--unshare-user"];
+    if flag != "--unshare-user" {
+        args.push(flag);
+    }
+    let shown = args[3..].join(" ");
+    let out = Command::new(bwrap).args(&args).args(["--", "/bin/true"]).output();
     match out {
-        Ok(out) if out.status.success() => Check::ok(name, format!("`bwrap {flag}` works")),
+        Ok(out) if out.status.success() => Check::ok(name, format!("`bwrap {shown}` works")),
         Ok(out) => Check::bad(
             name,
             Verdict::Fail,
-            format!("`bwrap {flag}` failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            format!("`bwrap {shown}` failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
             consequence,
-            "allow user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04, kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap)",
+            crate::launch::namespaces_refused().unwrap_or_else(|| {
+                "allow user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04, kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap)".into()
+            }),
         ),
         Err(e) => Check::bad(name, Verdict::Fail, format!("cannot run bwrap: {e}"), consequence, "apt-get install bubblewrap"),
     }
@@ -287,9 +296,9 @@ fn ebpf_attach(privileged: bool) -> Vec<Check> {
         return vec![Check::bad(
             name,
             Verdict::Fail,
-            "not tried: loading eBPF programs needs root or CAP_BPF+CAP_PERFMON",
+            "not tried: the kernel tracer needs the host's root",
             "monitoring unavailable: not root",
-            "run `sudo sbx doctor` (or grant CAP_BPF and CAP_PERFMON)",
+            "run `sudo sbx doctor` on the host",
         )];
     }
     match ebpf::probe_attach() {
@@ -365,5 +374,16 @@ fn unprivileged_userns() -> Check {
     if max == "0" {
         return Check::bad(name, Verdict::Warn, "user.max_user_namespaces=0", "nobody can create user namespaces", "sysctl -w user.max_user_namespaces=15000");
     }
-    Check::ok(name, format!("allowed (user.max_user_namespaces={max})"))
+    // The settings allow them; whether this process may is tried (a container's seccomp
+    // profile, or a sandbox around sbx, refuses them whatever the settings say).
+    if let Err(e) = sys::try_userns() {
+        return Check::bad(
+            name,
+            Verdict::Fail,
+            format!("unshare(CLONE_NEWUSER) fails here: {}", e.desc()),
+            "sbx cannot start sandboxes here",
+            crate::launch::namespaces_refused().unwrap_or_else(|| "run sbx on the host, outside any sandbox or container".into()),
+        );
+    }
+    Check::ok(name, format!("allowed, and this process may create one (user.max_user_namespaces={max})"))
 }

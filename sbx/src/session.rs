@@ -430,6 +430,11 @@ impl Drop for OpenOnDrop {
 
 /// Runs `command` in the sandbox under `policy`; returns the exit status.
 pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
+    // Inside another sandbox or a container that forbids namespaces: one sentence, before
+    // anything is made.
+    if let Some(why) = launch::namespaces_refused() {
+        return Err(LaunchError::NoNamespaces(why).into());
+    }
     // sbx's private directories: created first, so that the sandbox's view
     // hides them (the logs' keys, sbx's temporary files); files a killed
     // session left there go now.

@@ -176,6 +176,48 @@ pub fn is_tty(fd: &impl std::os::fd::AsFd) -> bool {
     nix::unistd::isatty(fd).unwrap_or(false)
 }
 
+/// What already confines this process (a container, another sandbox, sbx itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Confinement {
+    /// A seccomp filter is applied (`Seccomp: 2` in /proc/self/status).
+    pub seccomp_filter: bool,
+    /// The process is in the initial user namespace (its uid_map is the identity of all
+    /// uids): root here is the host's root.
+    pub initial_userns: bool,
+}
+
+/// This process's [`Confinement`], from `/proc/self`.
+pub fn confinement() -> Confinement {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let seccomp_filter = status.lines().any(|l| l.strip_prefix("Seccomp:").is_some_and(|v| v.trim() == "2"));
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let initial_userns = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    Confinement { seccomp_filter, initial_userns }
+}
+
+/// Whether this process may create a user namespace, tried in a child process that calls
+/// `unshare(CLONE_NEWUSER)` and exits with the error (a fork, so not on the fast path).
+pub fn try_userns() -> Result<(), nix::errno::Errno> {
+    // SAFETY: the child calls only unshare and _exit, both async-signal-safe, before it
+    // ends; it touches no lock or allocation the parent's threads may hold.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: as above.
+            unsafe {
+                let code = if libc::unshare(libc::CLONE_NEWUSER) == 0 { 0 } else { *libc::__errno_location() };
+                libc::_exit(code.clamp(0, 255));
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => Err(nix::errno::Errno::from_raw(code)),
+            Ok(_) => Err(nix::errno::Errno::EINVAL),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;

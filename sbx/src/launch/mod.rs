@@ -50,12 +50,35 @@ pub enum LaunchError {
     Io { what: &'static str, source: io::Error },
     #[error("bubblewrap could not set up the sandbox (its message is above)")]
     SetupFailed,
+    #[error("{0}")]
+    NoNamespaces(String),
     #[error("the sandbox's stage-2 could not confine the command (its message is above)")]
     Stage2Failed,
     #[error("--require {0}: {1}")]
     Required(&'static str, &'static str),
     #[error(transparent)]
     Glob(#[from] glob::GlobError),
+}
+
+/// When this process cannot create the namespaces a sandbox needs, the sentence that says
+/// why and what to do; `None` when it can. Tried (a fork) only where something confines sbx
+/// already (a seccomp filter, a user namespace of its own): a plain host pays two small
+/// reads of /proc.
+pub fn namespaces_refused() -> Option<String> {
+    let c = sys::confinement();
+    if !c.seccomp_filter && c.initial_userns {
+        return None;
+    }
+    let errno = sys::try_userns().err()?;
+    let context = match (c.seccomp_filter, c.initial_userns) {
+        (true, false) => "sbx runs inside another sandbox or container (a seccomp filter is applied and this is a user namespace of its own: sbx inside sbx, bwrap --disable-userns, a rootless container)",
+        (true, true) => "a seccomp filter applied to sbx (a container's profile, such as Docker's default) refuses them",
+        _ => "sbx runs in a user namespace that may not create more (bwrap --disable-userns, user.max_user_namespaces)",
+    };
+    Some(format!(
+        "cannot create the namespaces a sandbox needs here (unshare: {}): {context}; run sbx outside it, or let this environment create user namespaces (for Docker, a seccomp profile that allows unshare and clone with namespace flags)",
+        errno.desc()
+    ))
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> LaunchError {

@@ -1,0 +1,70 @@
+//! Issue 17, 3: doctor tells the truth where developers run sbx, and sbx says in one
+//! sentence why it cannot sandbox where namespaces are refused (sbx inside sbx, a
+//! container's profile).
+
+use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, process::Command};
+
+use sbx_integration_tests::{As, Workspace, public_sbx, require_root, require_tool, test_user, text};
+
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check: {report}"))
+}
+
+/// sbx inside sbx (bubblewrap's --disable-userns, a seccomp filter): `run` refuses in one
+/// sentence that names the cause and the way out, and doctor fails the same checks `run`
+/// would, with that sentence as the fix; nothing says "allowed".
+#[test]
+fn nested_sbx_says_why_in_one_sentence_and_doctor_agrees() {
+    require_root!();
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        // Inside, /tmp is the sandbox's own: the inner sbx comes from the workspace.
+        let sbx = ws.path().join("sbx");
+        std::fs::copy(public_sbx(), &sbx).unwrap();
+        std::fs::set_permissions(&sbx, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = ws.sbx(["run", "--memory", "off", "--"]).arg(&sbx).args(["run", "--", "true"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{who:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("sbx: cannot create the namespaces a sandbox needs here (unshare: Operation not permitted): sbx runs inside another sandbox or container")
+                && err.lines().count() == 1,
+            "{who:?}: {err}"
+        );
+        let out = ws.sbx(["run", "--"]).arg(&sbx).args(["doctor", "--json"]).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{who:?}: {e}: {}", text(&out)));
+        for name in ["user namespace", "pid namespace", "net namespace", "unprivileged userns"] {
+            let c = check(&report, name);
+            assert_eq!(c["verdict"], "fail", "{who:?}: {c}");
+            assert!(c["fix"].as_str().unwrap().contains("run sbx outside it"), "{who:?}: {c}");
+        }
+        let p = check(&report, "privileges");
+        assert_eq!(p["verdict"], "warn", "{who:?}: uid 0 in the sandbox's namespace is not the host's root: {p}");
+    }
+}
+
+/// doctor's advice for the tracer works: as a user the privileges check warns and says
+/// `sudo sbx ...`; following it (with a real sudo), the same doctor passes it and loads
+/// the tracer.
+#[test]
+fn doctors_advice_for_the_tracer_is_sudo_and_it_works() {
+    require_root!();
+    require_tool("sudo");
+    require_tool("runuser");
+    let u = test_user();
+    let sbx = public_sbx();
+    let ws = Workspace::new(As::User);
+    let out = ws.sbx(["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let p = check(&report, "privileges");
+    assert_eq!(p["verdict"], "warn", "{p}");
+    assert!(p["fix"].as_str().unwrap().contains("sudo sbx monitor"), "{p}");
+    assert!(!report.to_string().contains("setcap"), "advice that does not work: {report}");
+    let sudoers = PathBuf::from(format!("/etc/sudoers.d/sbx-it-doctor-{}", std::process::id()));
+    std::fs::write(&sudoers, format!("{} ALL=(root) NOPASSWD: {}\n", u.name, sbx.display())).unwrap();
+    std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let out = Command::new("runuser").args(["-u", u.name, "--", "sudo", "-n"]).arg(&sbx).args(["doctor", "--json"]).current_dir(ws.path()).output().unwrap();
+    let _ = std::fs::remove_file(&sudoers);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(check(&report, "privileges")["verdict"], "ok", "{report}");
+    assert_eq!(check(&report, "ebpf load+attach")["verdict"], "ok", "{report}");
+}
