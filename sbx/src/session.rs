@@ -462,6 +462,9 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let protected = launch::protected_paths(policy, &git_paths);
     let (protected_dirs, protected_files): (Vec<PathBuf>, Vec<PathBuf>) =
         protected.iter().cloned().partition(|p| crate::missing::kind_of(policy, &git_paths, p) == crate::missing::Kind::Dir);
+    // `.config/sbx` matters in the home only: no `.config` appears in a project for it.
+    let ws_config = (policy.home.as_ref() != Some(&policy.workspace)).then(|| policy.workspace.join(".config/sbx"));
+    let protected_dirs: Vec<PathBuf> = protected_dirs.into_iter().filter(|p| Some(p) != ws_config.as_ref()).collect();
     let placeholders = crate::missing::Placeholders::make(&protected_dirs, &policy.writable());
     // Policy files are left to the policy-file report (`--ask` writes one itself).
     let is_policy_file = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
