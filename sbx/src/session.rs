@@ -303,7 +303,7 @@ impl Sink {
 
     fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String], unenforced_limits: &[(limits::Kind, String)]) {
         self.attribution = Attribution {
-            landlock: started.enforcement.landlock.is_some_and(|l| l.status != launch::stage2::LandlockStatus::None),
+            landlock: started.enforcement.landlock.is_some_and(|l| l.status != crate::sandbox::LandlockStatus::None),
             read_roots: started.read_roots.clone(),
             write_roots: started.write_roots.clone(),
             hidden: started.hidden.clone(),
@@ -561,7 +561,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 if let (Some(listener), Some(tx)) = (started.listener.take(), tx) {
                     // With allowUnixSockets the filter notifies connect(2), which the
                     // supervisor then decides (monitor::connect).
-                    let unix = launch::seccomp::FilterOptions::for_network(&policy.net)
+                    let unix = started
+                        .seccomp
                         .mediate_unix_connect
                         .then(|| notify::UnixSocketPolicy { allowed: policy.net.allow_unix_sockets.clone() });
                     match notify::Supervisor::spawn_with(listener, tx, notify::Limits::default(), unix) {

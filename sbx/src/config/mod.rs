@@ -832,16 +832,16 @@ impl Parser<'_> {
                 for (i, item) in items.iter().enumerate() {
                     match item.as_u64().and_then(|n| u16::try_from(n).ok()) {
                         // The proxy's own ports inside the sandbox cannot be relayed too.
-                        Some(port @ (crate::launch::HTTP_PROXY_PORT | crate::launch::SOCKS_PROXY_PORT)) => {
-                            let what = if port == crate::launch::HTTP_PROXY_PORT { "HTTP" } else { "SOCKS5" };
-                            let reason = format!("{port} is the port of sbx's {what} proxy inside the sandbox");
-                            return Err(self.invalid_entry(&join_index(path, i), path, item, &reason));
-                        }
-                        Some(port) if port != 0 => {
-                            if !out.contains(&port) {
-                                out.push(port);
+                        Some(port) if port != 0 => match crate::sandbox::ReservedPort::check(port) {
+                            Err(reserved) => {
+                                return Err(self.invalid_entry(&join_index(path, i), path, item, &reserved.to_string()));
                             }
-                        }
+                            Ok(port) => {
+                                if !out.contains(&port) {
+                                    out.push(port);
+                                }
+                            }
+                        },
                         _ => {
                             return Err(self.wrong_type(&join_index(path, i), path, EXPECTED, item));
                         }

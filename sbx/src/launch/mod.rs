@@ -36,6 +36,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use crate::{
     policy::{HOST_SECRETS, Policy, ROOT_HOME, SYSTEM_READ, UNSAFE_ENV},
+    sandbox::{Enforcement, HTTP_PROXY_PORT, SOCKS_PROXY_PORT},
     sys,
 };
 use bwrap::{Arg, Invocation};
@@ -134,10 +135,6 @@ pub struct Plan {
     /// The paths denyRead hides, as expanded on this host.
     pub hidden: Vec<PathBuf>,
 }
-
-/// The proxy's ports on the sandbox's loopback.
-pub const HTTP_PROXY_PORT: u16 = 3128;
-pub const SOCKS_PROXY_PORT: u16 = 1080;
 
 fn net_plan(policy: &Policy) -> stage2::NetPlan {
     stage2::NetPlan {
@@ -385,7 +382,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     };
     let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd),
         require_landlock: facts.require_landlock,
-        seccomp: seccomp::FilterOptions::for_network(&policy.net),
+        seccomp: crate::syscalls::FilterOptions::for_network(&policy.net),
         control_fd: facts.control_fd,
         notify: facts.notify,
         net: net_plan(policy),
@@ -440,7 +437,7 @@ pub struct Started {
     /// The paths denyRead hides.
     pub hidden: Vec<PathBuf>,
     pub write_roots: Vec<PathBuf>,
-    pub seccomp: seccomp::FilterOptions,
+    pub seccomp: crate::syscalls::FilterOptions,
     /// The seccomp listener, when `Options::notify` asked for one.
     pub listener: Option<OwnedFd>,
     /// The listening sockets inside the sandbox, on 127.0.0.1 and (where the
@@ -448,16 +445,6 @@ pub struct Started {
     /// per `net.local_ports` entry, told apart by their port.
     pub net_listeners: Vec<OwnedFd>,
     pub net: stage2::NetPlan,
-}
-
-/// What each layer really enforced, as stage-2 reported it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Enforcement {
-    pub landlock: Option<stage2::LandlockReport>,
-    pub seccomp: bool,
-    /// The network namespace: bwrap's `--unshare-net` fails the launch if it
-    /// cannot be created, so reaching stage-2 proves it.
-    pub netns: bool,
 }
 
 /// How the command ended.
@@ -682,7 +669,7 @@ pub async fn run(
     // copy of the pipe open for the sandbox's lifetime, so EOF comes only
     // when bwrap failed before stage-2 or everything has ended.
     let mut report = BufReader::new(report);
-    let mut enforcement = Enforcement::default();
+    let mut enforcement = Enforcement { blocked_syscalls: plan.stage2.seccomp.entries().count(), ..Enforcement::default() };
     let mut reached_exec = None;
     let mut stage2_failed = false;
     let mut line = String::new();
@@ -718,7 +705,7 @@ pub async fn run(
     let net_listeners = sys::recv_all_fds(&control_ours).map_err(io_err("receive the proxy's sockets"))?;
     // The filter has a listener when events are kept, and always when it mediates connects.
     let listener = if options.notify || plan.stage2.seccomp.mediate_unix_connect {
-        Some(crate::monitor::notify::recv_listener(&control_ours).map_err(|e| LaunchError::Io {
+        Some(sys::recv_listener(&control_ours).map_err(|e| LaunchError::Io {
             what: "receive the seccomp listener",
             source: io::Error::other(e.to_string()),
         })?)

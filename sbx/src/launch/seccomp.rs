@@ -49,7 +49,6 @@
 //!   carried out by the supervisor itself (`monitor::connect`).
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -59,6 +58,8 @@ use seccompiler::{
 };
 
 pub use seccompiler::BpfProgram;
+
+use crate::syscalls::{BLOCKED, Condition, FilterOptions, Outcome, X32_SYSCALL_BIT, native_arch as audit_arch};
 
 /// What the filter does with a blocked syscall whose [`Outcome`] is [`Outcome::Deny`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,142 +78,6 @@ pub enum Listener {
     None,
     /// `SECCOMP_FILTER_FLAG_NEW_LISTENER`: [`install`] returns the listener fd.
     New,
-}
-
-/// When a table entry applies. Argument comparisons look at the low 32 bits of the argument
-/// only, because for every argument we test the kernel itself truncates to 32 bits (clone's
-/// flags through `lower_32_bits`, personality's `unsigned int`, ioctl's `unsigned int cmd`):
-/// the high bits cannot smuggle a call past the check, nor change what the kernel does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
-    /// Whatever the arguments.
-    Always,
-    /// When argument `arg` has any of the bits in `bits` set.
-    ArgHasAnyBit {
-        /// Argument index, 0 to 5.
-        arg: u8,
-        /// The bits, any of which makes the entry apply.
-        bits: u32,
-    },
-    /// When argument `arg` equals one of `values`.
-    ArgIs {
-        /// Argument index, 0 to 5.
-        arg: u8,
-        /// The values that make the entry apply.
-        values: &'static [u32],
-    },
-    /// When argument `arg` equals none of `allowed`.
-    ArgIsNot {
-        /// Argument index, 0 to 5.
-        arg: u8,
-        /// The only values that are let through.
-        allowed: &'static [u32],
-    },
-    /// When argument `arg`, masked with `mask`, equals one of `values` (a socket type without
-    /// its `SOCK_NONBLOCK`/`SOCK_CLOEXEC` flags).
-    ArgMaskedIs {
-        /// Argument index, 0 to 5.
-        arg: u8,
-        /// The bits compared.
-        mask: u32,
-        /// The masked values that make the entry apply.
-        values: &'static [u32],
-    },
-    /// When every one of these conditions holds.
-    All(&'static [Condition]),
-}
-
-impl Condition {
-    /// Whether the condition holds for these arguments (compared on their low 32 bits, as
-    /// the filter does): which entry refused a notified call, for its report.
-    pub fn matches(&self, args: &[u64; 6]) -> bool {
-        let arg = |i: u8| args.get(usize::from(i)).map_or(0, |&a| a as u32);
-        match *self {
-            Condition::Always => true,
-            Condition::ArgHasAnyBit { arg: i, bits } => arg(i) & bits != 0,
-            Condition::ArgIs { arg: i, values } => values.contains(&arg(i)),
-            Condition::ArgIsNot { arg: i, allowed } => !allowed.contains(&arg(i)),
-            Condition::ArgMaskedIs { arg: i, mask, values } => values.contains(&(arg(i) & mask)),
-            Condition::All(all) => all.iter().all(|c| c.matches(args)),
-        }
-    }
-}
-
-impl fmt::Display for Condition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn list(f: &mut fmt::Formatter<'_>, values: &[u32]) -> fmt::Result {
-            for (i, v) in values.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                write!(f, "{v:#x}")?;
-            }
-            Ok(())
-        }
-        match *self {
-            Condition::Always => f.write_str("always"),
-            Condition::ArgHasAnyBit { arg, bits } => write!(f, "when arg{arg} & {bits:#x} != 0"),
-            Condition::ArgIs { arg, values } => {
-                write!(f, "when arg{arg} is one of ")?;
-                list(f, values)
-            }
-            Condition::ArgIsNot { arg, allowed } => {
-                write!(f, "unless arg{arg} is one of ")?;
-                list(f, allowed)
-            }
-            Condition::ArgMaskedIs { arg, mask, values } => {
-                write!(f, "when arg{arg} & {mask:#x} is one of ")?;
-                list(f, values)
-            }
-            Condition::All(all) => {
-                for (i, c) in all.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(" and ")?;
-                    }
-                    write!(f, "{c}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// What a blocked syscall gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The [`DenyAction`] chosen at [`compile`] time (EPERM or a user notification).
-    Deny,
-    /// Always `ERRNO(ENOSYS)`, never notified: the caller is meant to fall back to another
-    /// syscall that the filter can inspect (clone3 → clone).
-    Enosys,
-    /// Always `SECCOMP_RET_USER_NOTIF`, whatever the [`DenyAction`]: the supervisor decides
-    /// (connect(2) under `allowUnixSockets`, see `monitor::connect`).
-    Notify,
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Outcome::Deny => "denied",
-            Outcome::Enosys => "ENOSYS",
-            Outcome::Notify => "decided by the supervisor",
-        })
-    }
-}
-
-/// One entry of the table of blocked syscalls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Blocked {
-    /// The syscall's name, as in `man 2`.
-    pub name: &'static str,
-    /// The syscall's number on this architecture.
-    pub nr: i64,
-    /// When the entry applies.
-    pub condition: Condition,
-    /// What the syscall gets when it applies.
-    pub outcome: Outcome,
-    /// Why it is blocked, for people: "mounting filesystems".
-    pub reason: &'static str,
 }
 
 /// Errors of building and installing the filter; each variant names the operation that failed.
@@ -253,14 +118,6 @@ pub enum SeccompError {
 /// other instruction can carry `SECCOMP_RET_ERRNO | DENY_SENTINEL` by accident.
 pub const DENY_SENTINEL: u32 = 0x0dea;
 
-/// The x32 ABI's bit in the syscall number (`__X32_SYSCALL_BIT`).
-pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
-/// `AUDIT_ARCH_X86_64` = `EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
-pub const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
-/// `AUDIT_ARCH_AARCH64` = `EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
-pub const AUDIT_ARCH_AARCH64: u32 = 183 | 0x8000_0000 | 0x4000_0000;
-
 // Classic BPF opcodes (linux/bpf_common.h), as seccomp uses them.
 const BPF_LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
 const BPF_JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -274,251 +131,6 @@ const SECCOMP_DATA_ARCH: u32 = 4;
 /// The kernel's limit on a classic BPF program (`BPF_MAXINSNS`).
 const MAX_INSNS: usize = libc::BPF_MAXINSNS as usize;
 
-/// `open_tree_attr(2)` (Linux 6.15), not in the libc crate yet; 467 on every architecture
-/// (syscall numbers are unified since 424).
-const SYS_OPEN_TREE_ATTR: i64 = 467;
-
-/// The namespace flags of clone(2)'s first argument. `CLONE_NEWTIME` (0x80) lies in the
-/// exit-signal byte of clone(2), so the kernel never reads it as a namespace flag there (only
-/// unshare and clone3 take it); denying it costs nothing, since no valid signal number has
-/// bit 7 set.
-pub const CLONE_NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
-    | libc::CLONE_NEWCGROUP
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUSER
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWTIME) as u32;
-
-/// `personality(0xffffffff)`: query the current persona without changing it.
-pub const PER_QUERY: u32 = 0xffff_ffff;
-/// `PER_LINUX`: the default persona.
-pub const PER_LINUX: u32 = 0;
-
-/// The ioctl requests that are blocked: `TIOCSTI` (push bytes into a terminal's input queue,
-/// i.e. type commands into the shell that owns the terminal after the sandbox exits) and
-/// `TIOCLINUX` (console selection/paste, same effect on a virtual console).
-pub const BLOCKED_IOCTLS: &[u32] = &[libc::TIOCSTI as u32, libc::TIOCLINUX as u32];
-
-const fn always(name: &'static str, nr: i64, reason: &'static str) -> Blocked {
-    Blocked {
-        name,
-        nr,
-        condition: Condition::Always,
-        outcome: Outcome::Deny,
-        reason,
-    }
-}
-
-#[rustfmt::skip]
-static BLOCKED: &[Blocked] = &[
-    // Other processes.
-    always("ptrace", libc::SYS_ptrace, "tracing or controlling other processes"),
-    always("process_vm_readv", libc::SYS_process_vm_readv, "reading other processes' memory"),
-    always("process_vm_writev", libc::SYS_process_vm_writev, "writing other processes' memory"),
-    always("pidfd_getfd", libc::SYS_pidfd_getfd, "taking file descriptors from other processes"),
-    // Mounts: the old and the new mount API.
-    always("mount", libc::SYS_mount, "mounting filesystems"),
-    always("umount2", libc::SYS_umount2, "unmounting filesystems"),
-    always("pivot_root", libc::SYS_pivot_root, "changing the root filesystem"),
-    always("fsopen", libc::SYS_fsopen, "mounting filesystems (new mount API)"),
-    always("fsconfig", libc::SYS_fsconfig, "mounting filesystems (new mount API)"),
-    always("fsmount", libc::SYS_fsmount, "mounting filesystems (new mount API)"),
-    always("fspick", libc::SYS_fspick, "reconfiguring mounted filesystems"),
-    always("move_mount", libc::SYS_move_mount, "moving mounts"),
-    always("open_tree", libc::SYS_open_tree, "cloning mount trees"),
-    always("open_tree_attr", SYS_OPEN_TREE_ATTR, "cloning mount trees"),
-    always("mount_setattr", libc::SYS_mount_setattr, "changing mount attributes"),
-    // Namespaces.
-    always("unshare", libc::SYS_unshare, "creating namespaces"),
-    always("setns", libc::SYS_setns, "entering namespaces"),
-    Blocked {
-        name: "clone",
-        nr: libc::SYS_clone,
-        condition: Condition::ArgHasAnyBit { arg: 0, bits: CLONE_NAMESPACE_FLAGS },
-        outcome: Outcome::Deny,
-        reason: "creating namespaces (clone with a CLONE_NEW* flag)",
-    },
-    Blocked {
-        name: "clone3",
-        nr: libc::SYS_clone3,
-        condition: Condition::Always,
-        outcome: Outcome::Enosys,
-        reason: "flags unreadable by seccomp; ENOSYS makes libc fall back to clone",
-    },
-    // Kernel keyrings.
-    always("keyctl", libc::SYS_keyctl, "using kernel keyrings"),
-    always("add_key", libc::SYS_add_key, "using kernel keyrings"),
-    always("request_key", libc::SYS_request_key, "using kernel keyrings"),
-    // Large kernel attack surface.
-    always("bpf", libc::SYS_bpf, "loading eBPF programs"),
-    always("perf_event_open", libc::SYS_perf_event_open, "performance monitoring"),
-    always("userfaultfd", libc::SYS_userfaultfd, "handling page faults in user space"),
-    always("io_uring_setup", libc::SYS_io_uring_setup, "io_uring (bypasses seccomp)"),
-    always("io_uring_enter", libc::SYS_io_uring_enter, "io_uring (bypasses seccomp)"),
-    always("io_uring_register", libc::SYS_io_uring_register, "io_uring (bypasses seccomp)"),
-    // File handles bypass path-based checks.
-    always("open_by_handle_at", libc::SYS_open_by_handle_at, "opening files by handle"),
-    always("name_to_handle_at", libc::SYS_name_to_handle_at, "getting file handles"),
-    // The system as a whole.
-    always("kexec_load", libc::SYS_kexec_load, "loading a new kernel"),
-    always("kexec_file_load", libc::SYS_kexec_file_load, "loading a new kernel"),
-    always("init_module", libc::SYS_init_module, "loading kernel modules"),
-    always("finit_module", libc::SYS_finit_module, "loading kernel modules"),
-    always("delete_module", libc::SYS_delete_module, "unloading kernel modules"),
-    always("reboot", libc::SYS_reboot, "rebooting the system"),
-    always("swapon", libc::SYS_swapon, "enabling swap"),
-    always("swapoff", libc::SYS_swapoff, "disabling swap"),
-    always("acct", libc::SYS_acct, "process accounting"),
-    always("syslog", libc::SYS_syslog, "reading the kernel log"),
-    always("quotactl", libc::SYS_quotactl, "managing disk quotas"),
-    always("quotactl_fd", libc::SYS_quotactl_fd, "managing disk quotas"),
-    always("lookup_dcookie", libc::SYS_lookup_dcookie, "kernel profiling"),
-    Blocked {
-        name: "personality",
-        nr: libc::SYS_personality,
-        condition: Condition::ArgIsNot { arg: 0, allowed: &[PER_LINUX, PER_QUERY] },
-        outcome: Outcome::Deny,
-        reason: "changing the execution domain (only the query and PER_LINUX pass)",
-    },
-    #[cfg(target_arch = "x86_64")]
-    always("ioperm", libc::SYS_ioperm, "raw I/O port access"),
-    #[cfg(target_arch = "x86_64")]
-    always("iopl", libc::SYS_iopl, "raw I/O port access"),
-    Blocked {
-        name: "ioctl",
-        nr: libc::SYS_ioctl,
-        condition: Condition::ArgIs { arg: 1, values: BLOCKED_IOCTLS },
-        outcome: Outcome::Deny,
-        reason: "injecting terminal input (TIOCSTI, TIOCLINUX)",
-    },
-    // Socket families: an allow list. The network namespace isolates IP and
-    // Unix sockets are ruled by the tables below, but some families are not
-    // namespaced at all (AF_VSOCK reaches the hypervisor and the host's vsock
-    // ports) and the rest are kernel attack surface no build or agent needs.
-    Blocked {
-        name: "socket",
-        nr: libc::SYS_socket,
-        condition: Condition::ArgIsNot { arg: 0, allowed: SOCKET_FAMILIES },
-        outcome: Outcome::Deny,
-        reason: "socket families other than Unix, IPv4, IPv6 and netlink (vsock, packet, alg, bluetooth, ...)",
-    },
-    Blocked {
-        name: "socket",
-        nr: libc::SYS_socket,
-        condition: Condition::All(&[
-            Condition::ArgIs { arg: 0, values: &[libc::AF_NETLINK as u32] },
-            Condition::ArgIsNot { arg: 2, allowed: &[libc::NETLINK_ROUTE as u32] },
-        ]),
-        outcome: Outcome::Deny,
-        reason: "netlink protocols other than NETLINK_ROUTE (audit, uevents, sock_diag, ...)",
-    },
-    Blocked {
-        name: "socketpair",
-        nr: libc::SYS_socketpair,
-        condition: Condition::ArgIsNot { arg: 0, allowed: &[libc::AF_UNIX as u32] },
-        outcome: Outcome::Deny,
-        reason: "socket pairs of families other than Unix",
-    },
-];
-
-/// The socket families the command may create: Unix (ruled further by the Unix-socket
-/// tables), IPv4 and IPv6 (the network namespace has only loopback; the proxy is the way
-/// out) and netlink (NETLINK_ROUTE only: glibc's getaddrinfo and `ip` read addresses with it).
-pub const SOCKET_FAMILIES: &[u32] =
-    &[libc::AF_UNIX as u32, libc::AF_INET as u32, libc::AF_INET6 as u32, libc::AF_NETLINK as u32];
-/// The table of blocked syscalls, in the order `sbx doctor` lists them. Every syscall not in
-/// it is allowed.
-pub fn blocked() -> &'static [Blocked] {
-    BLOCKED
-}
-
-/// Unix-domain sockets that could reach the host: blocked unless the policy allows every Unix
-/// socket (`allowAllUnixSockets`). A socket file on a read-only mount still accepts connections
-/// (the kernel's read-only check does not cover sockets), so without these rules the sandbox
-/// could reach the host's docker.sock or ssh-agent.
-///
-/// * `socket(AF_UNIX, ...)`, whatever the type.
-/// * `socketpair(AF_UNIX, ...)` of any type but stream and seqpacket: a datagram socket sends
-///   to any path named in `sendto`/`sendmsg` (and `connect` re-targets it), even when it came
-///   from a socketpair, so such a pair reached the host's `/dev/log`, the journal's socket or
-///   any other datagram socket; `SOCK_RAW` is the same thing (the kernel turns a Unix raw
-///   socket into a datagram one), and the other types are refused as an allow list should.
-///   The flag bits (`SOCK_NONBLOCK`, `SOCK_CLOEXEC`) are masked off before the comparison, as
-///   the kernel does; any other bit makes the kernel fail the call with EINVAL.
-///   Stream and seqpacket pairs stay allowed: they are connected to each other for good (the
-///   kernel refuses or ignores a destination address on them) and reach nothing outside.
-pub static UNIX_SOCKETS: &[Blocked] = &[
-    Blocked {
-        name: "socket",
-        nr: libc::SYS_socket,
-        condition: Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
-        outcome: Outcome::Deny,
-        reason: "creating Unix-domain sockets (host services such as docker.sock)",
-    },
-    DATAGRAM_PAIRS,
-];
-
-/// socketpair(2) of Unix sockets other than stream and seqpacket, refused in both
-/// Unix-socket tables: a datagram (or raw) socket can send to any socket path (host ones
-/// such as /dev/log).
-const DATAGRAM_PAIRS: Blocked = Blocked {
-    name: "socketpair",
-    nr: libc::SYS_socketpair,
-    condition: Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: UNIX_TYPES_REFUSED },
-    outcome: Outcome::Deny,
-    reason: "Unix socket pairs other than stream and seqpacket (a datagram socket can send to host sockets such as /dev/log)",
-};
-
-/// Every value of a socket type's low four bits but `SOCK_STREAM` (1) and `SOCK_SEQPACKET`
-/// (5): the Unix socket types that are refused, as a list because the filter compares a
-/// masked argument for equality only.
-pub const UNIX_TYPES_REFUSED: &[u32] = &[0, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
-
-/// The Unix-socket rules when `allowUnixSockets` lists paths: Unix sockets may be created
-/// (stream and seqpacket only) and every connect(2) goes to the supervisor, which connects
-/// the caller's socket itself when the path is allowed (`monitor::connect`). Datagram sockets
-/// stay refused, as pairs too: a datagram socket names its destination in every sendto(2)
-/// and sendmsg(2), which the filter cannot read and the supervisor does not see. Stream and
-/// seqpacket sockets reach a path only through connect(2) (the kernel refuses or ignores an
-/// address in their sendto/sendmsg).
-pub static MEDIATED_UNIX_SOCKETS: &[Blocked] = &[
-    Blocked {
-        name: "socket",
-        nr: libc::SYS_socket,
-        condition: Condition::All(&[
-            Condition::ArgIs { arg: 0, values: &[libc::AF_UNIX as u32] },
-            Condition::ArgMaskedIs { arg: 1, mask: SOCK_TYPE_MASK, values: UNIX_TYPES_REFUSED },
-        ]),
-        outcome: Outcome::Deny,
-        reason: "creating Unix sockets other than stream and seqpacket (a datagram socket can send to any socket path)",
-    },
-    DATAGRAM_PAIRS,
-    Blocked {
-        name: "connect",
-        nr: libc::SYS_connect,
-        condition: Condition::Always,
-        outcome: Outcome::Notify,
-        reason: "connecting a Unix socket to a path not in allowUnixSockets",
-    },
-];
-
-/// The type bits of socket(2)'s and socketpair(2)'s `type` argument (the kernel's
-/// `SOCK_TYPE_MASK`); the bits above are `SOCK_NONBLOCK` and `SOCK_CLOEXEC`.
-const SOCK_TYPE_MASK: u32 = 0xf;
-
-/// What varies in the filter with the policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FilterOptions {
-    /// Add the [`UNIX_SOCKETS`] entries to the table.
-    pub block_unix_sockets: bool,
-    /// Add the [`MEDIATED_UNIX_SOCKETS`] entries instead (`allowUnixSockets`): the program
-    /// then notifies connect(2) whatever the [`DenyAction`], so it needs a listener and a
-    /// supervisor that mediates connects.
-    pub mediate_unix_connect: bool,
-}
-
 impl FilterOptions {
     /// The options for a sandbox with this network policy.
     pub fn for_network(net: &crate::policy::NetPolicy) -> FilterOptions {
@@ -527,32 +139,18 @@ impl FilterOptions {
             mediate_unix_connect: !net.allow_all_unix_sockets && !net.allow_unix_sockets.is_empty(),
         }
     }
-
-    /// The table as compiled with these options.
-    pub fn entries(&self) -> impl Iterator<Item = &'static Blocked> {
-        let unix: &'static [Blocked] = match (self.mediate_unix_connect, self.block_unix_sockets) {
-            (true, _) => MEDIATED_UNIX_SOCKETS,
-            (false, true) => UNIX_SOCKETS,
-            (false, false) => &[],
-        };
-        BLOCKED.iter().chain(unix)
-    }
 }
 
 /// The native architecture: seccompiler's name for it and its `AUDIT_ARCH_*` value.
 fn native_arch() -> Result<(TargetArch, u32), SeccompError> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        Ok((TargetArch::x86_64, AUDIT_ARCH_X86_64))
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        Ok((TargetArch::aarch64, AUDIT_ARCH_AARCH64))
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        Err(SeccompError::SelectArch(std::env::consts::ARCH))
-    }
+    let target = if cfg!(target_arch = "x86_64") {
+        Some(TargetArch::x86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(TargetArch::aarch64)
+    } else {
+        None
+    };
+    target.zip(audit_arch()).ok_or(SeccompError::SelectArch(std::env::consts::ARCH))
 }
 
 fn stmt(code: u16, k: u32) -> sock_filter {
@@ -844,248 +442,10 @@ pub fn install(prog: &BpfProgram, listener: Listener) -> Result<Option<OwnedFd>,
     }
 }
 
-/// The name of syscall `nr` on this architecture, for denial events and reports: every
-/// syscall of [`blocked()`] and the common ones that file, process and network denials come
-/// from. `None` for a number it does not know.
-pub fn syscall_name(nr: i64) -> Option<&'static str> {
-    if nr == SYS_OPEN_TREE_ATTR {
-        return Some("open_tree_attr");
-    }
-    let name = match nr {
-        // Blocked ones.
-        libc::SYS_ptrace => "ptrace",
-        libc::SYS_process_vm_readv => "process_vm_readv",
-        libc::SYS_process_vm_writev => "process_vm_writev",
-        libc::SYS_pidfd_getfd => "pidfd_getfd",
-        libc::SYS_mount => "mount",
-        libc::SYS_umount2 => "umount2",
-        libc::SYS_pivot_root => "pivot_root",
-        libc::SYS_fsopen => "fsopen",
-        libc::SYS_fsconfig => "fsconfig",
-        libc::SYS_fsmount => "fsmount",
-        libc::SYS_fspick => "fspick",
-        libc::SYS_move_mount => "move_mount",
-        libc::SYS_open_tree => "open_tree",
-        libc::SYS_mount_setattr => "mount_setattr",
-        libc::SYS_unshare => "unshare",
-        libc::SYS_setns => "setns",
-        libc::SYS_clone => "clone",
-        libc::SYS_clone3 => "clone3",
-        libc::SYS_keyctl => "keyctl",
-        libc::SYS_add_key => "add_key",
-        libc::SYS_request_key => "request_key",
-        libc::SYS_bpf => "bpf",
-        libc::SYS_perf_event_open => "perf_event_open",
-        libc::SYS_userfaultfd => "userfaultfd",
-        libc::SYS_io_uring_setup => "io_uring_setup",
-        libc::SYS_io_uring_enter => "io_uring_enter",
-        libc::SYS_io_uring_register => "io_uring_register",
-        libc::SYS_open_by_handle_at => "open_by_handle_at",
-        libc::SYS_name_to_handle_at => "name_to_handle_at",
-        libc::SYS_kexec_load => "kexec_load",
-        libc::SYS_kexec_file_load => "kexec_file_load",
-        libc::SYS_init_module => "init_module",
-        libc::SYS_finit_module => "finit_module",
-        libc::SYS_delete_module => "delete_module",
-        libc::SYS_reboot => "reboot",
-        libc::SYS_swapon => "swapon",
-        libc::SYS_swapoff => "swapoff",
-        libc::SYS_acct => "acct",
-        libc::SYS_syslog => "syslog",
-        libc::SYS_quotactl => "quotactl",
-        libc::SYS_quotactl_fd => "quotactl_fd",
-        libc::SYS_lookup_dcookie => "lookup_dcookie",
-        libc::SYS_personality => "personality",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_ioperm => "ioperm",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_iopl => "iopl",
-        libc::SYS_ioctl => "ioctl",
-        // Files: opening, reading, writing.
-        libc::SYS_openat => "openat",
-        libc::SYS_openat2 => "openat2",
-        libc::SYS_close => "close",
-        libc::SYS_read => "read",
-        libc::SYS_write => "write",
-        libc::SYS_readv => "readv",
-        libc::SYS_writev => "writev",
-        libc::SYS_pread64 => "pread64",
-        libc::SYS_pwrite64 => "pwrite64",
-        libc::SYS_lseek => "lseek",
-        libc::SYS_fcntl => "fcntl",
-        libc::SYS_flock => "flock",
-        libc::SYS_fsync => "fsync",
-        libc::SYS_ftruncate => "ftruncate",
-        libc::SYS_truncate => "truncate",
-        libc::SYS_fallocate => "fallocate",
-        libc::SYS_sendfile => "sendfile",
-        libc::SYS_copy_file_range => "copy_file_range",
-        libc::SYS_dup => "dup",
-        libc::SYS_dup3 => "dup3",
-        libc::SYS_pipe2 => "pipe2",
-        libc::SYS_memfd_create => "memfd_create",
-        // Files: metadata and the namespace.
-        libc::SYS_newfstatat => "newfstatat",
-        libc::SYS_fstat => "fstat",
-        libc::SYS_statx => "statx",
-        libc::SYS_faccessat => "faccessat",
-        libc::SYS_faccessat2 => "faccessat2",
-        libc::SYS_readlinkat => "readlinkat",
-        libc::SYS_getdents64 => "getdents64",
-        libc::SYS_getcwd => "getcwd",
-        libc::SYS_chdir => "chdir",
-        libc::SYS_fchdir => "fchdir",
-        libc::SYS_chroot => "chroot",
-        libc::SYS_mkdirat => "mkdirat",
-        libc::SYS_mknodat => "mknodat",
-        libc::SYS_unlinkat => "unlinkat",
-        libc::SYS_renameat2 => "renameat2",
-        libc::SYS_linkat => "linkat",
-        libc::SYS_symlinkat => "symlinkat",
-        libc::SYS_fchmod => "fchmod",
-        libc::SYS_fchmodat => "fchmodat",
-        libc::SYS_fchown => "fchown",
-        libc::SYS_fchownat => "fchownat",
-        libc::SYS_utimensat => "utimensat",
-        libc::SYS_setxattr => "setxattr",
-        libc::SYS_lsetxattr => "lsetxattr",
-        libc::SYS_fsetxattr => "fsetxattr",
-        libc::SYS_getxattr => "getxattr",
-        libc::SYS_lgetxattr => "lgetxattr",
-        libc::SYS_fgetxattr => "fgetxattr",
-        libc::SYS_listxattr => "listxattr",
-        libc::SYS_removexattr => "removexattr",
-        libc::SYS_lremovexattr => "lremovexattr",
-        libc::SYS_fremovexattr => "fremovexattr",
-        libc::SYS_inotify_add_watch => "inotify_add_watch",
-        libc::SYS_fanotify_init => "fanotify_init",
-        libc::SYS_fanotify_mark => "fanotify_mark",
-        // Processes.
-        libc::SYS_execve => "execve",
-        libc::SYS_execveat => "execveat",
-        libc::SYS_exit => "exit",
-        libc::SYS_exit_group => "exit_group",
-        libc::SYS_wait4 => "wait4",
-        libc::SYS_waitid => "waitid",
-        libc::SYS_kill => "kill",
-        libc::SYS_tkill => "tkill",
-        libc::SYS_tgkill => "tgkill",
-        libc::SYS_pidfd_open => "pidfd_open",
-        libc::SYS_pidfd_send_signal => "pidfd_send_signal",
-        libc::SYS_getpid => "getpid",
-        libc::SYS_gettid => "gettid",
-        libc::SYS_getppid => "getppid",
-        libc::SYS_getuid => "getuid",
-        libc::SYS_geteuid => "geteuid",
-        libc::SYS_setuid => "setuid",
-        libc::SYS_setgid => "setgid",
-        libc::SYS_setresuid => "setresuid",
-        libc::SYS_setresgid => "setresgid",
-        libc::SYS_setgroups => "setgroups",
-        libc::SYS_capset => "capset",
-        libc::SYS_prctl => "prctl",
-        libc::SYS_seccomp => "seccomp",
-        libc::SYS_setpriority => "setpriority",
-        libc::SYS_sched_setaffinity => "sched_setaffinity",
-        libc::SYS_prlimit64 => "prlimit64",
-        libc::SYS_sethostname => "sethostname",
-        libc::SYS_setdomainname => "setdomainname",
-        libc::SYS_settimeofday => "settimeofday",
-        libc::SYS_clock_settime => "clock_settime",
-        libc::SYS_landlock_create_ruleset => "landlock_create_ruleset",
-        libc::SYS_landlock_add_rule => "landlock_add_rule",
-        libc::SYS_landlock_restrict_self => "landlock_restrict_self",
-        // Memory.
-        libc::SYS_mmap => "mmap",
-        libc::SYS_mprotect => "mprotect",
-        libc::SYS_munmap => "munmap",
-        libc::SYS_brk => "brk",
-        libc::SYS_mremap => "mremap",
-        libc::SYS_madvise => "madvise",
-        // Network.
-        libc::SYS_socket => "socket",
-        libc::SYS_socketpair => "socketpair",
-        libc::SYS_connect => "connect",
-        libc::SYS_bind => "bind",
-        libc::SYS_listen => "listen",
-        libc::SYS_accept => "accept",
-        libc::SYS_accept4 => "accept4",
-        libc::SYS_sendto => "sendto",
-        libc::SYS_recvfrom => "recvfrom",
-        libc::SYS_sendmsg => "sendmsg",
-        libc::SYS_recvmsg => "recvmsg",
-        libc::SYS_sendmmsg => "sendmmsg",
-        libc::SYS_recvmmsg => "recvmmsg",
-        libc::SYS_setsockopt => "setsockopt",
-        libc::SYS_getsockopt => "getsockopt",
-        libc::SYS_shutdown => "shutdown",
-        // Legacy path-based calls that only x86_64 has (aarch64 has the *at forms only).
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_open => "open",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_creat => "creat",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_stat => "stat",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_lstat => "lstat",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_access => "access",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_readlink => "readlink",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_mkdir => "mkdir",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_rmdir => "rmdir",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_mknod => "mknod",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_unlink => "unlink",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_rename => "rename",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_renameat => "renameat",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_link => "link",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_symlink => "symlink",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_chmod => "chmod",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_chown => "chown",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_lchown => "lchown",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_utime => "utime",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_utimes => "utimes",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_futimesat => "futimesat",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_getdents => "getdents",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_fork => "fork",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_vfork => "vfork",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_pipe => "pipe",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_dup2 => "dup2",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_inotify_init => "inotify_init",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_arch_prctl => "arch_prctl",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_setrlimit => "setrlimit",
-        #[cfg(target_arch = "x86_64")]
-        libc::SYS_fchmodat2 => "fchmodat2",
-        _ => return None,
-    };
-    Some(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syscalls::{CLONE_NAMESPACE_FLAGS, PER_LINUX, PER_QUERY, blocked, syscall_name};
     use std::os::fd::{AsRawFd, RawFd};
 
     // ----- helpers -----------------------------------------------------------------------
@@ -2171,7 +1531,7 @@ mod tests {
                     // sendmsg is not in the table, so handing over the fd is not notified.
                     // send_listener closes our copy: the sandboxed side must
                     // not keep the listener.
-                    if crate::monitor::notify::send_listener(&child_sock, listener).is_ok() {
+                    if crate::sys::send_listener(&child_sock, listener).is_ok() {
                         let mount = sys(libc::SYS_mount, [0, BAD_PTR, BAD_PTR, 0, 0, 0]);
                         // clone3 is never notified (nobody answers it here).
                         if sys(libc::SYS_clone3, [0; 6]) == libc::ENOSYS {
@@ -2199,7 +1559,7 @@ mod tests {
         if !readable(parent_sock.as_raw_fd(), 10_000) {
             kill_and_fail("no listener fd from the child");
         }
-        let Ok(listener) = crate::monitor::notify::recv_listener(&parent_sock) else {
+        let Ok(listener) = crate::sys::recv_listener(&parent_sock) else {
             kill_and_fail("could not receive the listener fd");
         };
         if !readable(listener.as_raw_fd(), 10_000) {

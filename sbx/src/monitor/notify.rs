@@ -5,8 +5,8 @@
 //!
 //! Stage 2 (inside the sandbox) installs the filter compiled with
 //! `DenyAction::UserNotif` and `Listener::New`, hands the listener to sbx with
-//! [`send_listener`] (sendmsg is not in the filter, so the handover is never notified), closes
-//! its own copy and execs the command. sbx takes the fd with [`recv_listener`] and runs
+//! `sys::send_listener` (sendmsg is not in the filter, so the handover is never notified), closes
+//! its own copy and execs the command. sbx takes the fd with `sys::recv_listener` and runs
 //! [`supervise`] (or [`Supervisor::spawn`]) on its tokio runtime.
 //!
 //! # One notification
@@ -68,14 +68,14 @@
 //! The supervisor ends when the listener reports `POLLHUP`: every task that uses the filter
 //! has exited (on Linux 6.18 at exit already, zombies need not be reaped).
 
-use crate::launch::seccomp;
+use crate::syscalls;
 pub use super::connect::UnixSocketPolicy;
 use super::connect::Mediator;
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -90,30 +90,15 @@ const _: () = {
     assert!(libc::SECCOMP_IOCTL_NOTIF_ID_VALID == 0x4008_2102);
 };
 
-/// The byte sent along with the listener fd by [`send_listener`].
-const HANDOVER_BYTE: u8 = b'L';
-
-/// What `readlink /proc/self/fd/N` shows for a seccomp listener.
-const LISTENER_LINK: &str = "anon_inode:seccomp notify";
-
 /// Memory is read page by page so that a string ending before an unmapped page is still read.
 const READ_CHUNK: u64 = 4096;
 
 /// Notifications handled in a row before the task yields to the runtime.
 const BUDGET: u32 = 64;
 
-/// Errors of the handover and of the supervisor; each variant names the operation that failed.
+/// Errors of the supervisor; each variant names the operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    /// `sendmsg` of the listener fd failed.
-    #[error("sending the seccomp listener fd (sendmsg SCM_RIGHTS)")]
-    SendListener(#[source] io::Error),
-    /// `recvmsg` of the listener fd failed.
-    #[error("receiving the seccomp listener fd (recvmsg SCM_RIGHTS)")]
-    RecvListener(#[source] io::Error),
-    /// What arrived is not one seccomp listener fd.
-    #[error("receiving the seccomp listener fd: {0}")]
-    BadHandover(&'static str),
     /// No tokio runtime to spawn the supervisor on.
     #[error("spawning the seccomp supervisor: no tokio runtime")]
     NoRuntime,
@@ -204,134 +189,6 @@ pub struct SeccompDenial {
     pub requested_path: Option<String>,
     /// The caller's command name, when it could be read.
     pub comm: Option<String>,
-}
-
-// ----- handover ---------------------------------------------------------------------------------
-
-/// Control buffer for one fd, aligned for `cmsghdr`.
-#[repr(C, align(8))]
-struct Control([u8; 64]);
-
-/// Send `listener` over the Unix socket `sock` (SCM_RIGHTS, with one data byte) and close it.
-/// Blocking. Async-signal-safe (no allocation), so it may run between fork and exec.
-pub fn send_listener(sock: impl AsFd, listener: OwnedFd) -> Result<(), NotifyError> {
-    let mut control = Control([0; 64]);
-    let mut byte = [HANDOVER_BYTE];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: msghdr is plain data; all-zero is a valid empty message.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE is arithmetic.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) } as usize;
-    // SAFETY: msg_control points at 64 aligned bytes, more than CMSG_SPACE(4), so the first
-    // header and its data lie inside the buffer.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    if cmsg.is_null() {
-        return Err(NotifyError::BadHandover("no room for the control message"));
-    }
-    // SAFETY: `cmsg` points into `control` (checked non-null above), with room for the header
-    // and one int of data.
-    unsafe {
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize;
-        std::ptr::write_unaligned(
-            libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
-            listener.as_raw_fd(),
-        );
-    }
-    loop {
-        // SAFETY: `msg` describes buffers that live across the call; sendmsg only reads them.
-        let n = unsafe { libc::sendmsg(sock.as_fd().as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-        if n == 1 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if n < 0 && err.kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        return Err(NotifyError::SendListener(if n < 0 {
-            err
-        } else {
-            io::Error::from(io::ErrorKind::WriteZero)
-        }));
-    }
-}
-
-/// Receive one seccomp listener fd sent with [`send_listener`] on `sock`. Blocking. The fd
-/// is close-on-exec; anything that is not exactly one seccomp listener is refused (and any
-/// extra fds are closed).
-pub fn recv_listener(sock: impl AsFd) -> Result<OwnedFd, NotifyError> {
-    let mut control = Control([0; 64]);
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: msghdr is plain data; all-zero is a valid empty message.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = control.0.len();
-    let n = loop {
-        // SAFETY: recvmsg writes at most 1 data byte and msg_controllen control bytes into
-        // buffers that live across the call.
-        let n =
-            unsafe { libc::recvmsg(sock.as_fd().as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(NotifyError::RecvListener(err));
-        }
-    };
-    // Take ownership of every fd that arrived before checking anything, so that none leaks.
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    // SAFETY: recvmsg filled `msg`; the CMSG_* macros walk the headers inside msg_control and
-    // msg_controllen, and each SCM_RIGHTS payload holds ints the kernel installed for us.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg);
-                let header = data.offset_from(cmsg.cast::<u8>()) as usize;
-                let count =
-                    ((*cmsg).cmsg_len as usize).saturating_sub(header) / size_of::<libc::c_int>();
-                for i in 0..count {
-                    let fd = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
-                    fds.push(OwnedFd::from_raw_fd(fd));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    if n == 0 {
-        return Err(NotifyError::BadHandover(
-            "the peer closed the socket without sending a listener",
-        ));
-    }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(NotifyError::BadHandover("control data truncated"));
-    }
-    if byte[0] != HANDOVER_BYTE || fds.len() != 1 {
-        return Err(NotifyError::BadHandover("expected exactly one fd"));
-    }
-    let Some(fd) = fds.pop() else {
-        return Err(NotifyError::BadHandover("expected exactly one fd"));
-    };
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .map_err(NotifyError::RecvListener)?;
-    if link.as_os_str() != LISTENER_LINK {
-        return Err(NotifyError::BadHandover("the fd is not a seccomp listener"));
-    }
-    Ok(fd)
 }
 
 // ----- supervisor -------------------------------------------------------------------------------
@@ -745,7 +602,7 @@ fn capture(req: &libc::seccomp_notif, limits: &Limits) -> Captured {
     let pid = req.pid;
     let nr = i64::from(req.data.nr);
     let args = req.data.args;
-    let native = native_arch() == Some(req.data.arch);
+    let native = syscalls::native_arch() == Some(req.data.arch);
     let kinds = if native { kinds(nr, &args) } else { INTS };
     let mut data: [ArgData; 6] = Default::default();
     let mut caller_ns: Option<Option<CallerNs>> = None;
@@ -801,16 +658,6 @@ fn capture(req: &libc::seccomp_notif, limits: &Limits) -> Captured {
         data,
         cwd,
         comm,
-    }
-}
-
-fn native_arch() -> Option<u32> {
-    if cfg!(target_arch = "x86_64") {
-        Some(seccomp::AUDIT_ARCH_X86_64)
-    } else if cfg!(target_arch = "aarch64") {
-        Some(seccomp::AUDIT_ARCH_AARCH64)
-    } else {
-        None
     }
 }
 
@@ -1647,7 +1494,7 @@ fn call(name: &str, args: &[String]) -> String {
 
 fn decode(c: &Captured) -> SeccompDenial {
     let syscall = if c.native {
-        seccomp::syscall_name(c.nr).unwrap_or("unknown")
+        syscalls::syscall_name(c.nr).unwrap_or("unknown")
     } else {
         "unknown"
     };
@@ -1663,10 +1510,10 @@ fn decode(c: &Captured) -> SeccompDenial {
         generic(&mut d, syscall)
     };
     // The entry whose condition these arguments meet (socket has several).
-    if let Some(reason) = seccomp::blocked()
+    if let Some(reason) = syscalls::blocked()
         .iter()
-        .chain(seccomp::UNIX_SOCKETS)
-        .chain(seccomp::MEDIATED_UNIX_SOCKETS)
+        .chain(syscalls::UNIX_SOCKETS)
+        .chain(syscalls::MEDIATED_UNIX_SOCKETS)
         .find(|b| b.nr == c.nr && b.condition.matches(&c.args))
         .map(|b| b.reason)
     {
@@ -2092,7 +1939,10 @@ fn decode_args(d: &mut Decoder<'_>, syscall: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seccomp::{BpfProgram, DenyAction, FilterOptions, Listener};
+    use crate::launch::seccomp::{self, BpfProgram, DenyAction, Listener};
+    use crate::syscalls::FilterOptions;
+    use crate::sys::{recv_listener, send_listener};
+    use std::os::fd::FromRawFd;
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
@@ -2330,24 +2180,6 @@ mod tests {
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.as_str())
-    }
-
-    // ----- handover --------------------------------------------------------------------------
-
-    #[test]
-    fn recv_listener_refuses_what_is_not_a_listener() {
-        let (a, b) = socketpair();
-        let (r, _w) = pipe();
-        send_listener(&a, r).expect("send");
-        assert!(matches!(
-            recv_listener(&b),
-            Err(NotifyError::BadHandover("the fd is not a seccomp listener"))
-        ));
-        drop(a);
-        assert!(matches!(
-            recv_listener(&b),
-            Err(NotifyError::BadHandover(_))
-        ));
     }
 
     // ----- events ----------------------------------------------------------------------------

@@ -17,8 +17,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::{Action, Msg, keys, output::Output};
 use crate::{
-    launch::Enforcement,
     report::{Denial, Event, ProcessAction, Source},
+    sandbox::Enforcement,
 };
 
 /// Events kept for the tail and for export; older ones are dropped.

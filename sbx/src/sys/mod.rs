@@ -2,6 +2,10 @@
 //! wrap the way sbx needs. Every `unsafe` block outside stage-2 and the eBPF
 //! loader lives here, each with its reason.
 
+mod fdpass;
+
+pub use fdpass::{FDS_PER_MESSAGE, HandoverError, recv_all_fds, recv_fds, recv_listener, send_all_fds, send_fds, send_listener};
+
 use std::{
     fs::File,
     io::{self, Seek as _, SeekFrom, Write as _},
@@ -85,68 +89,6 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     Ok((r, w))
-}
-
-/// Most descriptors in one message of [`send_fds`] and [`recv_fds`].
-pub const FDS_PER_MESSAGE: usize = 16;
-
-/// Sends `fds` (at most [`FDS_PER_MESSAGE`]) over the Unix socket `sock` as
-/// one message (one data byte and SCM_RIGHTS).
-pub fn send_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<()> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    let iov = [io::IoSlice::new(b"f")];
-    let rights = [ControlMessage::ScmRights(fds)];
-    // An empty SCM_RIGHTS message is refused: send the byte alone.
-    let cmsg: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsg, MsgFlags::empty(), None).map_err(io::Error::from)?;
-    Ok(())
-}
-
-/// Receives one message of descriptors sent by `send_fds`, close-on-exec.
-/// A message that carried more than [`FDS_PER_MESSAGE`] (the kernel closes
-/// the ones that did not fit) or none at end of file is an error.
-pub fn recv_fds(sock: &impl std::os::fd::AsRawFd) -> io::Result<Vec<OwnedFd>> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut byte = [0u8; 1];
-    let mut iov = [io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; FDS_PER_MESSAGE]);
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(io::Error::from)?;
-    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-    let ended = msg.bytes == 0;
-    let mut out = Vec::new();
-    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            // SAFETY: the kernel installed these descriptors for us just now.
-            out.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-        }
-    }
-    if truncated {
-        return Err(io::Error::other(format!("more than {FDS_PER_MESSAGE} descriptors in one message")));
-    }
-    if ended && out.is_empty() {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(out)
-}
-
-/// Sends `fds`, however many, as messages of [`send_fds`], then one message
-/// without descriptors that ends them, for [`recv_all_fds`].
-pub fn send_all_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<()> {
-    fds.chunks(FDS_PER_MESSAGE).try_for_each(|chunk| send_fds(sock, chunk))?;
-    send_fds(sock, &[])
-}
-
-/// Receives what [`send_all_fds`] sent: descriptors until the message
-/// without any.
-pub fn recv_all_fds(sock: &impl std::os::fd::AsRawFd) -> io::Result<Vec<OwnedFd>> {
-    let mut out = Vec::new();
-    loop {
-        let more = recv_fds(sock)?;
-        if more.is_empty() {
-            return Ok(out);
-        }
-        out.extend(more);
-    }
 }
 
 /// Whether the effective capability set holds `cap` (a CAP_* number).
