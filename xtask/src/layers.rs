@@ -65,10 +65,8 @@ fn modules_of(src: &Path) -> Result<BTreeSet<String>> {
     for entry in fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
         let path = entry?.path();
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
-        if path.is_dir() || path.extension().is_some_and(|e| e == "rs") {
-            if name != "lib" {
-                out.insert(name);
-            }
+        if (path.is_dir() || path.extension().is_some_and(|e| e == "rs")) && name != "lib" {
+            out.insert(name);
         }
     }
     Ok(out)
@@ -298,10 +296,8 @@ fn test_only_files(tokens: &[(Tok, usize)]) -> Vec<String> {
             if ident(tokens.get(k)) == Some("pub") {
                 k += 1;
             }
-            if ident(tokens.get(k)) == Some("mod") {
-                if let (Some(name), Some((Tok::Punct(';'), _))) = (ident(tokens.get(k + 1)), tokens.get(k + 2)) {
-                    out.push(name.to_owned());
-                }
+            if let (Some("mod"), Some(name), Some((Tok::Punct(';'), _))) = (ident(tokens.get(k)), ident(tokens.get(k + 1)), tokens.get(k + 2)) {
+                out.push(name.to_owned());
             }
         }
     }
