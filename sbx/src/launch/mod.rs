@@ -15,8 +15,14 @@
 pub mod bwrap;
 pub mod git;
 pub mod glob;
+// The connector's entry takes its socket from a number on its argv, and spawns with pre_exec.
+#[allow(unsafe_code)]
 pub mod inbound;
+// install: prctl and seccomp(2) with a pointer to the program; its tests fork.
+#[allow(unsafe_code)]
 pub mod seccomp;
+// Takes the descriptors bwrap passed by number, and sets limits between fork and exec.
+#[allow(unsafe_code)]
 pub mod stage2;
 pub mod trust;
 
@@ -588,6 +594,7 @@ pub async fn run(
     // SAFETY: the closure runs between fork and exec; it only calls fcntl and
     // write on integers it captured (no allocation), all async-signal-safe.
     let tasks = options.cgroup_tasks_fds.clone();
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
             for fd in inherited.into_iter().filter(|&fd| fd >= 0) {
@@ -602,15 +609,11 @@ pub async fn run(
     if let Some(tty) = &options.terminal {
         let dup = |fd: &OwnedFd| fd.try_clone().map(std::process::Stdio::from).map_err(io_err("use the terminal"));
         cmd.stdin(dup(tty)?).stdout(dup(tty)?).stderr(dup(tty)?);
-        // SAFETY: setsid and ioctl on stdin are async-signal-safe; they
-        // make the terminal bwrap's (and so the command's) controlling one.
+        // SAFETY: the closure only makes setsid and ioctl calls, which are
+        // async-signal-safe.
+        #[allow(unsafe_code)]
         unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(sys::take_controlling_terminal);
         }
     }
     cmd.kill_on_drop(true);
@@ -794,10 +797,8 @@ impl Signals {
 fn join_cgroups(fds: &[RawFd], bwrap: u32, init: i32) -> io::Result<()> {
     let write = |pid: i64| -> io::Result<()> {
         for &fd in fds {
-            // SAFETY: `fd` stays open for the launch (the session owns the cgroup); a borrowed
-            // File writes the pid and is forgotten without closing it.
-            let file = std::mem::ManuallyDrop::new(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-            std::io::Write::write_all(&mut &*file, pid.to_string().as_bytes())?;
+            // `fd` stays open for the launch (the session owns the cgroup).
+            sys::write_all_raw(fd, pid.to_string().as_bytes())?;
         }
         Ok(())
     };

@@ -80,15 +80,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-
-// The request numbers as the kernel defines them (x86_64 and aarch64 share them).
-const _: () = {
-    assert!(libc::SECCOMP_IOCTL_NOTIF_RECV == 0xc050_2100);
-    assert!(libc::SECCOMP_IOCTL_NOTIF_SEND == 0xc018_2101);
-    assert!(libc::SECCOMP_IOCTL_NOTIF_ID_VALID == 0x4008_2102);
-};
 
 /// Memory is read page by page so that a string ending before an unmapped page is still read.
 const READ_CHUNK: u64 = 4096;
@@ -269,13 +261,10 @@ pub async fn supervise_with(
     limits: Limits,
     unix: Option<UnixSocketPolicy>,
 ) -> Result<Stats, NotifyError> {
-    // SAFETY: the AsyncFd takes `listener` by value and owns it until it is dropped; an
-    // OwnedFd's as_raw_fd always returns the same open fd for its whole life.
-    let afd = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
-        .map_err(|e| NotifyError::Register(e.into_parts().1))?;
+    let afd = crate::sys::async_fd(listener, Interest::READABLE).map_err(NotifyError::Register)?;
     let fd = afd.get_ref().as_raw_fd();
     let mediator = match unix {
-        Some(policy) => Some(Mediator::new(fd, policy, tx.clone()).map_err(NotifyError::Register)?),
+        Some(policy) => Some(Mediator::new(afd.get_ref(), policy, tx.clone()).map_err(NotifyError::Register)?),
         None => None,
     };
     let mut handler = Handler {
@@ -321,27 +310,12 @@ enum Pending {
 
 /// What the listener has now, without blocking.
 fn pending(fd: RawFd) -> Result<Pending, NotifyError> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: poll on one pollfd that lives across the call, with a zero timeout.
-        let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
-        if rc >= 0 {
-            break;
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(NotifyError::Poll(err));
-        }
-    }
-    if pfd.revents & libc::POLLIN != 0 {
+    let revents = crate::sys::poll_now(fd, libc::POLLIN).map_err(NotifyError::Poll)?;
+    if revents & libc::POLLIN != 0 {
         Ok(Pending::Notification)
-    } else if pfd.revents & libc::POLLHUP != 0 {
+    } else if revents & libc::POLLHUP != 0 {
         Ok(Pending::HangUp)
-    } else if pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+    } else if revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
         Err(NotifyError::Poll(io::Error::from_raw_os_error(libc::EBADF)))
     } else {
         Ok(Pending::Nothing)
@@ -359,23 +333,14 @@ struct Handler {
 
 impl Handler {
     fn handle_one(&mut self) -> Result<(), NotifyError> {
-        // SAFETY: seccomp_notif is plain data, and the kernel requires it zeroed for RECV.
-        let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
-        loop {
-            // SAFETY: NOTIF_RECV writes one seccomp_notif into `req`. It blocks only when no
-            // notification is queued; `pending` saw POLLIN and we are the only reader.
-            let rc = unsafe { libc::ioctl(self.fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) };
-            if rc == 0 {
-                break;
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                // The caller was interrupted or killed after queueing the notification.
-                Some(libc::ENOENT) => return Ok(()),
-                _ => return Err(NotifyError::Recv(err)),
-            }
-        }
+        // It blocks only when no notification is queued; `pending` saw POLLIN and we are the
+        // only reader.
+        let req = match crate::sys::notif_recv(self.fd) {
+            Ok(req) => req,
+            // The caller was interrupted or killed after queueing the notification.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(NotifyError::Recv(e)),
+        };
         self.stats.notifications += 1;
         if let Some(mediator) = &self.mediator
             && i64::from(req.data.nr) == libc::SYS_connect
@@ -411,40 +376,12 @@ impl Handler {
 
     /// Whether notification `id` is still waiting for its answer.
     fn id_valid(&self, id: u64) -> Result<bool, NotifyError> {
-        let mut id_arg = id;
-        // SAFETY: NOTIF_ID_VALID reads one u64.
-        let rc = unsafe { libc::ioctl(self.fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id_arg) };
-        if rc == 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ENOENT) => Ok(false),
-            _ => Err(NotifyError::IdValid { id, source: err }),
-        }
+        crate::sys::notif_id_valid(self.fd, id).map_err(|source| NotifyError::IdValid { id, source })
     }
 
     /// Answer `id` with EPERM; `false` if the caller is gone.
     fn answer(&self, id: u64) -> Result<bool, NotifyError> {
-        let mut resp = libc::seccomp_notif_resp {
-            id,
-            val: 0,
-            error: -libc::EPERM,
-            flags: 0,
-        };
-        loop {
-            // SAFETY: NOTIF_SEND reads one seccomp_notif_resp.
-            let rc = unsafe { libc::ioctl(self.fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
-            if rc == 0 {
-                return Ok(true);
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::ENOENT) => return Ok(false),
-                _ => return Err(NotifyError::Send { id, source: err }),
-            }
-        }
+        crate::sys::notif_send(self.fd, id, -libc::EPERM).map_err(|source| NotifyError::Send { id, source })
     }
 }
 
@@ -666,26 +603,6 @@ fn fd_arg(v: u64) -> i32 {
     v as u32 as i32
 }
 
-/// Read `buf.len()` bytes at `addr` in process `pid`; the count actually read.
-pub(crate) fn read_mem(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as usize as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` describes `buf`, writable for its whole length; `remote` is an address
-    // in the other process, which the kernel checks and this process never dereferences.
-    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
 /// Read a NUL-terminated string of at most `max` bytes at `addr`, page by page.
 fn read_cstr(pid: u32, addr: u64, max: usize) -> Text {
     if addr == 0 {
@@ -697,7 +614,7 @@ fn read_cstr(pid: u32, addr: u64, max: usize) -> Text {
         let to_boundary = (READ_CHUNK - cur % READ_CHUNK) as usize;
         let start = bytes.len();
         bytes.resize(start + to_boundary.min(max - start), 0);
-        match read_mem(pid, cur, &mut bytes[start..]) {
+        match crate::sys::read_process_memory(pid, cur, &mut bytes[start..]) {
             Ok(n) if n > 0 => {
                 bytes.truncate(start + n);
                 if let Some(nul) = bytes[start..].iter().position(|&b| b == 0) {
@@ -732,7 +649,7 @@ fn read_bytes(pid: u32, addr: u64, n: usize) -> Option<Vec<u8>> {
         return None;
     }
     let mut buf = vec![0u8; n];
-    match read_mem(pid, addr, &mut buf) {
+    match crate::sys::read_process_memory(pid, addr, &mut buf) {
         Ok(got) if got == n => Some(buf),
         _ => None,
     }
@@ -1937,6 +1854,8 @@ fn decode_args(d: &mut Decoder<'_>, syscall: &str) -> String {
 }
 
 #[cfg(test)]
+// The tests fork children that install filters and make raw syscalls.
+#[allow(unsafe_code)]
 mod tests {
     use super::*;
     use crate::launch::seccomp::{self, BpfProgram, DenyAction, Listener};
