@@ -226,6 +226,18 @@ pub struct Loaded {
     pub unsupported: Vec<UnsupportedKey>,
 }
 
+impl Loaded {
+    /// The policy file that additions go to (`sbx learn`'s result, `--ask`'s "always"
+    /// answers): the file in use (the one discovered or given), else, for a template or the
+    /// built-in default, a new `sbx.jsonc` in the workspace.
+    pub fn edit_target(&self, workspace: &Path) -> PathBuf {
+        match self.chain.last().map(|p| &p.origin) {
+            Some(Origin::File(f)) => f.clone(),
+            _ => workspace.join("sbx.jsonc"),
+        }
+    }
+}
+
 /// What the command line and environment say about where the policy is.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
