@@ -293,6 +293,21 @@ fn test_only_files(tokens: &[(Tok, usize)]) -> Vec<String> {
     for (i, _) in tokens.iter().enumerate() {
         if let Some(after) = cfg_test_at(tokens, i) {
             let mut k = after;
+            // Other attributes between `#[cfg(test)]` and the `mod`.
+            while matches!((tokens.get(k), tokens.get(k + 1)), (Some((Tok::Punct('#'), _)), Some((Tok::Punct('['), _)))) {
+                let mut depth = 0;
+                for (j, (t, _)) in tokens.iter().enumerate().skip(k + 1) {
+                    match t {
+                        Tok::Punct('[') => depth += 1,
+                        Tok::Punct(']') => depth -= 1,
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        k = j + 1;
+                        break;
+                    }
+                }
+            }
             if ident(tokens.get(k)) == Some("pub") {
                 k += 1;
             }
@@ -405,7 +420,7 @@ mod tests {
 
     #[test]
     fn test_only_module_files_are_found() {
-        assert_eq!(test_only_files(&lex("#[cfg(test)]\nmod tests;\nmod real;\n#[cfg(test)]\nmod fuzz;")), ["tests", "fuzz"]);
+        assert_eq!(test_only_files(&lex("#[cfg(test)]\nmod tests;\nmod real;\n#[cfg(test)]\n// why\n#[allow(unsafe_code)]\nmod fuzz;")), ["tests", "fuzz"]);
     }
 
     #[test]
