@@ -422,3 +422,232 @@ impl FilterOptions {
         BLOCKED.iter().chain(unix)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn table_lists_exactly_these_syscalls_in_order() {
+        let names: Vec<_> = blocked().iter().map(|b| b.name).collect();
+        assert_eq!(
+            names,
+            [
+                "ptrace",
+                "process_vm_readv",
+                "process_vm_writev",
+                "pidfd_getfd",
+                "mount",
+                "umount2",
+                "pivot_root",
+                "fsopen",
+                "fsconfig",
+                "fsmount",
+                "fspick",
+                "move_mount",
+                "open_tree",
+                "open_tree_attr",
+                "mount_setattr",
+                "unshare",
+                "setns",
+                "clone",
+                "clone3",
+                "keyctl",
+                "add_key",
+                "request_key",
+                "bpf",
+                "perf_event_open",
+                "userfaultfd",
+                "io_uring_setup",
+                "io_uring_enter",
+                "io_uring_register",
+                "open_by_handle_at",
+                "name_to_handle_at",
+                "kexec_load",
+                "kexec_file_load",
+                "init_module",
+                "finit_module",
+                "delete_module",
+                "reboot",
+                "swapon",
+                "swapoff",
+                "acct",
+                "syslog",
+                "quotactl",
+                "quotactl_fd",
+                "lookup_dcookie",
+                "personality",
+                "ioperm",
+                "iopl",
+                "ioctl",
+                "socket",
+                "socket",
+                "socketpair",
+            ]
+        );
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn table_numbers_are_the_x86_64_ones() {
+        let nr = |name: &str| blocked().iter().find(|b| b.name == name).map(|b| b.nr);
+        assert_eq!(nr("ptrace"), Some(101));
+        assert_eq!(nr("mount"), Some(165));
+        assert_eq!(nr("clone"), Some(56));
+        assert_eq!(nr("clone3"), Some(435));
+        assert_eq!(nr("unshare"), Some(272));
+        assert_eq!(nr("ioctl"), Some(16));
+        assert_eq!(nr("personality"), Some(135));
+        assert_eq!(nr("open_tree_attr"), Some(467));
+        assert_eq!(nr("io_uring_setup"), Some(425));
+    }
+
+    #[test]
+    fn table_conditions_and_outcomes() {
+        let by_name = |name: &str| {
+            *blocked()
+                .iter()
+                .find(|b| b.name == name)
+                .expect("entry in table")
+        };
+        assert_eq!(CLONE_NAMESPACE_FLAGS, 0x7e02_0080);
+        assert_eq!(
+            by_name("clone").condition,
+            Condition::ArgHasAnyBit {
+                arg: 0,
+                bits: 0x7e02_0080
+            }
+        );
+        assert_eq!(by_name("clone3").outcome, Outcome::Enosys);
+        assert_eq!(
+            by_name("personality").condition,
+            Condition::ArgIsNot {
+                arg: 0,
+                allowed: &[0, 0xffff_ffff]
+            }
+        );
+        assert_eq!(
+            by_name("ioctl").condition,
+            Condition::ArgIs {
+                arg: 1,
+                values: &[0x5412, 0x541c]
+            }
+        );
+        // Everything else applies always and is denied with the chosen action.
+        for b in blocked() {
+            if !["clone", "clone3", "personality", "ioctl", "socket", "socketpair"].contains(&b.name) {
+                assert_eq!(b.condition, Condition::Always, "{}", b.name);
+                assert_eq!(b.outcome, Outcome::Deny, "{}", b.name);
+            }
+            assert!(!b.reason.is_empty(), "{}", b.name);
+        }
+        let conditions = |name: &str| blocked().iter().filter(|b| b.name == name).map(|b| b.condition.to_string()).collect::<Vec<_>>();
+        assert_eq!(conditions("socket"), ["unless arg0 is one of 0x1, 0x2, 0xa, 0x10", "when arg0 is one of 0x10 and unless arg2 is one of 0x0"]);
+        assert_eq!(conditions("socketpair"), ["unless arg0 is one of 0x1"]);
+        assert_eq!(
+            by_name("clone").condition.to_string(),
+            "when arg0 & 0x7e020080 != 0"
+        );
+        assert_eq!(
+            by_name("ioctl").condition.to_string(),
+            "when arg1 is one of 0x5412, 0x541c"
+        );
+        assert_eq!(
+            by_name("personality").condition.to_string(),
+            "unless arg0 is one of 0x0, 0xffffffff"
+        );
+    }
+
+    #[test]
+    fn table_has_no_duplicate_names_or_numbers() {
+        // A syscall may have several conditional entries (socket: the family allow list and
+        // netlink's protocols, each with its own reason); they share name and number, and
+        // none applies always (it would make the others meaningless).
+        for b in blocked() {
+            let same: Vec<_> = blocked().iter().filter(|o| o.nr == b.nr || o.name == b.name).collect();
+            if same.len() > 1 {
+                for o in same {
+                    assert_eq!((o.name, o.nr), (b.name, b.nr), "{} shares a name or number with {}", o.name, b.name);
+                    assert_ne!(o.condition, Condition::Always, "{} has several entries", o.name);
+                }
+            }
+        }
+        let mut names: Vec<_> = blocked().iter().map(|b| b.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), blocked().len() - 1, "socket has two entries, every other syscall one");
+    }
+
+    #[test]
+    fn syscall_name_round_trips_every_table_entry() {
+        for b in blocked() {
+            assert_eq!(syscall_name(b.nr), Some(b.name), "nr {}", b.nr);
+        }
+    }
+
+    #[test]
+    fn syscall_name_knows_the_common_ones() {
+        let common = [
+            (libc::SYS_openat, "openat"),
+            (libc::SYS_openat2, "openat2"),
+            (libc::SYS_read, "read"),
+            (libc::SYS_write, "write"),
+            (libc::SYS_execve, "execve"),
+            (libc::SYS_execveat, "execveat"),
+            (libc::SYS_mkdirat, "mkdirat"),
+            (libc::SYS_unlinkat, "unlinkat"),
+            (libc::SYS_renameat2, "renameat2"),
+            (libc::SYS_linkat, "linkat"),
+            (libc::SYS_symlinkat, "symlinkat"),
+            (libc::SYS_fchmodat, "fchmodat"),
+            (libc::SYS_fchownat, "fchownat"),
+            (libc::SYS_truncate, "truncate"),
+            (libc::SYS_connect, "connect"),
+            (libc::SYS_bind, "bind"),
+            (libc::SYS_socket, "socket"),
+            (libc::SYS_kill, "kill"),
+            (libc::SYS_tgkill, "tgkill"),
+            (libc::SYS_newfstatat, "newfstatat"),
+            (libc::SYS_statx, "statx"),
+            (libc::SYS_faccessat, "faccessat"),
+            (libc::SYS_faccessat2, "faccessat2"),
+            (libc::SYS_utimensat, "utimensat"),
+            (libc::SYS_setxattr, "setxattr"),
+            (libc::SYS_removexattr, "removexattr"),
+            (libc::SYS_getpid, "getpid"),
+        ];
+        for (nr, name) in common {
+            assert_eq!(syscall_name(nr), Some(name));
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let legacy = [
+                (2, "open"),
+                (83, "mkdir"),
+                (87, "unlink"),
+                (82, "rename"),
+                (264, "renameat"),
+                (86, "link"),
+                (88, "symlink"),
+                (90, "chmod"),
+                (92, "chown"),
+                (85, "creat"),
+                (21, "access"),
+                (262, "newfstatat"),
+                (332, "statx"),
+                (439, "faccessat2"),
+                (437, "openat2"),
+            ];
+            for (nr, name) in legacy {
+                assert_eq!(syscall_name(nr), Some(name));
+            }
+        }
+        assert_eq!(syscall_name(-1), None);
+        assert_eq!(syscall_name(100_000), None);
+        assert_eq!(
+            syscall_name(i64::from(X32_SYSCALL_BIT) | libc::SYS_mount),
+            None
+        );
+    }
+}
