@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use crate::report::wire::Line;
 
 use crate::config::{Config, edit::Change};
 use crate::policy::{PROTECTED_DIRS, PROTECTED_FILES, Policy};
@@ -120,39 +120,32 @@ pub fn parse_log(text: &str, path: &Path) -> anyhow::Result<Recorded> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}:{n}: not a JSON event ({e})", path.display()))?;
-        let version = v.get("v").and_then(Value::as_u64);
-        if version != Some(u64::from(crate::report::SCHEMA_VERSION)) {
-            anyhow::bail!("{}:{n}: not an sbx event of schema version 1 (\"v\" is {})", path.display(), v.get("v").map_or("missing".into(), Value::to_string));
-        }
-        if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
+        let read = Line::parse(line).map_err(|e| anyhow::anyhow!("{}:{n}: {e}", path.display()))?;
+        if let Some(seq) = read.head.seq {
             out.next_seq = seq + 1;
         }
-        let s = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
-        let detail = |k: &str| v.get("detail").and_then(|d| d.get(k)).and_then(Value::as_str).map(String::from);
-        match v.get("type").and_then(Value::as_str) {
-            Some("session_start") => {
+        match read.line {
+            Some(Line::SessionStart(s)) => {
                 out.sessions += 1;
-                out.workspace = s("workspace").map(PathBuf::from);
-                out.home = s("home").map(PathBuf::from);
+                out.workspace = s.workspace.as_ref().map(PathBuf::from);
+                out.home = s.home.as_ref().map(PathBuf::from);
             }
-            Some("denial") => out.denials.push(Observed {
+            Some(Line::Denial(d)) => out.denials.push(Observed {
                 line: n,
-                source: s("source").unwrap_or_else(|| "other".into()),
-                syscall: s("syscall"),
-                operation: s("operation"),
-                errno: s("errno"),
-                path: s("path").map(PathBuf::from),
-                host: s("host"),
-                port: v.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()),
-                comm: s("comm"),
-                reason: detail("reason"),
-                rule: detail("rule"),
-                call: detail("call"),
-                domain: detail("domain"),
+                source: d.source.as_str().to_owned(),
+                syscall: d.syscall.clone(),
+                operation: d.operation.clone(),
+                errno: d.errno.clone(),
+                path: d.path.as_ref().map(PathBuf::from),
+                host: d.host.clone(),
+                port: d.port,
+                comm: d.comm.clone(),
+                reason: d.detail("reason").map(String::from),
+                rule: d.detail("rule").map(String::from),
+                call: d.detail("call").map(String::from),
+                domain: d.detail("domain").map(String::from),
             }),
-            Some(_) => {}
-            None => anyhow::bail!("{}:{n}: an event without \"type\"", path.display()),
+            _ => {}
         }
     }
     if out.sessions == 0 {
