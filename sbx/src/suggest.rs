@@ -70,14 +70,6 @@ pub enum Trust {
     Unverified,
 }
 
-/// Why a log is refused: it fails verification.
-pub fn unverified_refusal(path: &Path, e: &crate::seal::VerifyError) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the log {} fails verification at {e}: it may have been edited by a sandboxed command, so it is not used (`sbx log verify` checks it; --unverified reads it anyway, with every proposal held as risky)",
-        crate::termtext::path(path)
-    )
-}
-
 /// The risk note every proposal from an unverified log carries.
 pub const UNVERIFIED_RISK: &str = "from a log that was not verified (--unverified): the sandboxed command could have written it";
 

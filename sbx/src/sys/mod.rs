@@ -112,7 +112,6 @@ pub fn has_effective_cap(cap: u32) -> bool {
 }
 
 /// Capability numbers from linux/capability.h that `sbx doctor` checks.
-pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_PERFMON: u32 = 38;
 pub const CAP_BPF: u32 = 39;
 

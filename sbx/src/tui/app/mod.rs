@@ -444,11 +444,6 @@ impl App {
         self.lost_reported.max(self.lost_at_end)
     }
 
-    /// Denials by source, in `report::Source` order.
-    pub fn denial_counts(&self) -> [(Source, u64); SOURCES.len()] {
-        SOURCES.map(|s| (s, self.denials[source_index(s)]))
-    }
-
     fn event(&mut self, event: Event, time: SystemTime) {
         let seq = self.total_events;
         self.total_events += 1;
