@@ -96,6 +96,8 @@ pub struct HostFacts {
     pub probe: fn(&Path) -> PathKind,
     /// The paths a glob rule matches on the host now.
     pub expand: fn(&Path) -> glob::Expansion,
+    /// What a symlink points to (`readlink`), for the system paths that are symlinks.
+    pub read_link: fn(&Path) -> Option<PathBuf>,
     /// The git administrative paths of the repositories in the workspace, found at start
     /// (`git::admin_paths`).
     pub git_paths: Vec<PathBuf>,
@@ -210,7 +212,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
             match probe(&sys_path) {
                 PathKind::Missing => {}
                 PathKind::Symlink => {
-                    if let Ok(target) = std::fs::read_link(&sys_path) {
+                    if let Some(target) = (facts.read_link)(&sys_path) {
                         args.push(Arg::Symlink { target, dst: sys_path.clone() });
                     }
                 }
@@ -562,6 +564,7 @@ pub async fn run(
         notify: options.notify,
         probe: probe_path,
         expand: glob::expand,
+        read_link: |p| std::fs::read_link(p).ok(),
         git_paths: options.git_paths.clone().unwrap_or_else(|| git::admin_paths(&policy.workspace, !policy.fs.allow_git_config)),
         masked_file: masked.path.clone(),
         hide_host_secrets: nix::unistd::geteuid().is_root(),
@@ -848,7 +851,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()) }
+        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), read_link: |_| None, git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()) }
     }
 
     fn fake_host(path: &Path) -> PathKind {
