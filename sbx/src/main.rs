@@ -2,6 +2,8 @@
 //! sentence on stderr and exit status 125. When started as
 //! `sbx __sbx_stage2 FD` inside a sandbox it is stage-2 instead.
 
+#![deny(unsafe_code)]
+
 use std::{ffi::OsString, io::Write as _, path::PathBuf, process::ExitCode};
 
 use clap::Parser as _;
