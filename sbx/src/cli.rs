@@ -232,11 +232,8 @@ fn parse_port_spec(s: &str) -> Result<PortSpec, String> {
         None => (std::net::IpAddr::from([127, 0, 0, 1]), s),
     };
     let port: u16 = port.parse().ok().filter(|&p| p != 0).ok_or_else(|| format!("{port:?} is not a port number 1-65535"))?;
-    match port {
-        crate::launch::HTTP_PROXY_PORT => Err(format!("{port} is the port of sbx's HTTP proxy inside the sandbox")),
-        crate::launch::SOCKS_PROXY_PORT => Err(format!("{port} is the port of sbx's SOCKS5 proxy inside the sandbox")),
-        _ => Ok(PortSpec { addr, port }),
-    }
+    let port = crate::sandbox::ReservedPort::check(port).map_err(|reserved| reserved.to_string())?;
+    Ok(PortSpec { addr, port })
 }
 
 /// A layer of enforcement that `--require` can insist on.

@@ -93,19 +93,6 @@ fn by_name(name: &str, from: &'static str) -> Result<nix::unistd::User, Identity
     }
 }
 
-/// Becomes `who`: supplementary groups, gid, then uid. Called between fork and exec
-/// (async-signal-safe: three system calls on values prepared before the fork).
-pub fn become_user(uid: u32, gid: u32, groups: &[libc::gid_t]) -> std::io::Result<()> {
-    // SAFETY: setgroups reads `groups.len()` ids from a live slice; setgid and setuid take
-    // integers.
-    unsafe {
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

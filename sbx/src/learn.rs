@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::policy::Policy;
+use crate::report::wire::{Decision, Line, Read};
 use crate::suggest::{self, Context, Observed, Proposal, Suggestions, Target};
 
 /// What `sbx learn` was asked to do.
@@ -93,12 +94,12 @@ fn observe(log: &Path, from: u64, trust: suggest::Trust) -> anyhow::Result<(Vec<
     let recorded = suggest::parse_log(&text, log)?;
     let mut out = recorded.denials;
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if v["type"] == "net" && v["decision"] == "allowed" && v["rule"] == LEARN_RULE {
+        let Ok(Read { line: Some(Line::Net(n)), .. }) = Line::parse(line) else { continue };
+        if n.decision == Decision::Allowed && n.rule == LEARN_RULE {
             out.push(Observed {
                 source: "proxy".into(),
-                host: v["host"].as_str().map(String::from),
-                port: v["port"].as_u64().and_then(|p| u16::try_from(p).ok()),
+                host: Some(n.host),
+                port: Some(n.port),
                 operation: Some("connect".into()),
                 rule: Some(crate::proxy::rules::NO_RULE.into()),
                 ..Observed::default()

@@ -6,6 +6,8 @@
 //! arguments and the stage-2 plan) -> bubblewrap -> `launch::stage2` inside
 //! the sandbox (Landlock, seccomp) -> the command.
 
+#![deny(unsafe_code)]
+
 pub mod agentconf;
 pub mod cgroup;
 pub mod cli;
@@ -21,11 +23,18 @@ pub mod monitor;
 pub mod policy;
 pub mod proxy;
 pub mod report;
+pub mod sandbox;
 pub mod seal;
+// The dashboard's pty is registered with tokio (AsyncFd::register); session.rs is left as it is
+// while it changes on main.
+#[allow(unsafe_code)]
 pub mod session;
 pub mod state;
 pub mod snapshot;
 pub mod suggest;
+pub mod syscalls;
+// The raw system calls, each block with its SAFETY comment.
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod termtext;
 pub mod tui;

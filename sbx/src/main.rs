@@ -2,6 +2,8 @@
 //! sentence on stderr and exit status 125. When started as
 //! `sbx __sbx_stage2 FD` inside a sandbox it is stage-2 instead.
 
+#![deny(unsafe_code)]
+
 use std::{ffi::OsString, io::Write as _, path::PathBuf, process::ExitCode};
 
 use clap::Parser as _;
@@ -256,15 +258,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
         inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
         dashboard,
         keep_agent_config: args.keep_agent_config,
-        // "Always" answers go to the policy file in use (the one that was
-        // discovered or given), else to a new sbx.jsonc in the workspace.
-        ask: ask.map(|timeout| session::AskOptions {
-            config: match loaded.chain.last().map(|p| &p.origin) {
-                Some(config::Origin::File(f)) => f.clone(),
-                _ => policy.workspace.join("sbx.jsonc"),
-            },
-            timeout,
-        }),
+        ask: ask.map(|timeout| session::AskOptions { config: loaded.edit_target(&policy.workspace), timeout }),
     };
     // A policy file the command creates or changes in the workspace is read by a later
     // run: every one (and every file of the chain) is compared after the session, in
@@ -318,12 +312,8 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
     }
     let cwd = policy.workspace.clone();
     let (_, xdg) = home_and_xdg_for(run_as.as_ref());
-    // The result edits the policy file in use; a template or the default
-    // starts a new file (which then holds only the additions).
-    let file = match loaded.chain.last().map(|p| &p.origin) {
-        Some(config::Origin::File(f)) => f.clone(),
-        _ => cwd.join("sbx.jsonc"),
-    };
+    // A template or the default starts a new file (which then holds only the additions).
+    let file = loaded.edit_target(&cwd);
     let mut target = sbx::suggest::Target::open(&file, &cwd, xdg.as_deref())?;
     target.merged = loaded.config.clone();
     let sources: Vec<String> = loaded.chain.iter().map(|part| part.origin.label()).collect();

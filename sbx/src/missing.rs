@@ -166,7 +166,7 @@ fn lock() -> Option<nix::fcntl::Flock<std::fs::File>> {
 
 /// The placeholders (device, inode) that the user's other running sessions made or keep.
 fn listed_by_others() -> BTreeSet<(u64, u64)> {
-    crate::state::live_session_files("placeholders").iter().flat_map(|l| read_list(l)).map(|(_, dev, ino)| (dev, ino)).collect()
+    crate::state::session_files_of_others("placeholders", true).iter().flat_map(|l| read_list(l)).map(|(_, dev, ino)| (dev, ino)).collect()
 }
 
 fn read_list(list: &Path) -> Vec<(PathBuf, u64, u64)> {
@@ -195,10 +195,18 @@ fn remove(made: &[(PathBuf, u64, u64)]) {
     }
 }
 
-/// Removes the placeholders in a list left by a session that was killed (`state`).
+/// Removes the placeholders in a list left by a session that was killed.
 pub fn remove_listed(list: &Path) {
     let _lock = lock();
     remove(&read_list(list));
+}
+
+/// Removes the placeholders, and their lists, of the user's sessions that were killed.
+pub fn remove_stale() {
+    for list in crate::state::session_files_of_others("placeholders", false) {
+        remove_listed(&list);
+        let _ = std::fs::remove_file(&list);
+    }
 }
 
 /// The inotify watch over the directories of protected file names missing at start.

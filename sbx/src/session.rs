@@ -306,7 +306,7 @@ impl Sink {
 
     fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String], unenforced_limits: &[(limits::Kind, String)]) {
         self.attribution = Attribution {
-            landlock: started.enforcement.landlock.is_some_and(|l| l.status != launch::stage2::LandlockStatus::None),
+            landlock: started.enforcement.landlock.is_some_and(|l| l.status != crate::sandbox::LandlockStatus::None),
             read_roots: started.read_roots.clone(),
             write_roots: started.write_roots.clone(),
             hidden: started.hidden.clone(),
@@ -441,6 +441,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     crate::state::state_dir()?;
     crate::state::runtime_dir()?;
     crate::state::remove_stale();
+    crate::missing::remove_stale();
     let mut policy = policy.clone();
     // As another user (`identity`), root's directories are out of the command's reach,
     // and bubblewrap (that user) could not mount over them.
@@ -599,7 +600,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 if let (Some(listener), Some(tx)) = (started.listener.take(), tx) {
                     // With allowUnixSockets the filter notifies connect(2), which the
                     // supervisor then decides (monitor::connect).
-                    let unix = launch::seccomp::FilterOptions::for_network(&policy.net)
+                    let unix = started
+                        .seccomp
                         .mediate_unix_connect
                         .then(|| notify::UnixSocketPolicy { allowed: policy.net.allow_unix_sockets.clone() });
                     match notify::Supervisor::spawn_with(listener, tx, notify::Limits::default(), unix) {
@@ -640,8 +642,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         // at once and reported; the second stops the command (`missing`).
         let created_names = async {
             let Some(w) = created_watch.as_ref() else { return };
-            // SAFETY: the AsyncFd owns the duplicate descriptor it watches.
-            let fd = match w.fd().and_then(|fd| unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| e.into_parts().1)) {
+            let fd = match w.fd().and_then(|fd| crate::sys::async_fd(fd, tokio::io::Interest::READABLE)) {
                 Ok(fd) => fd,
                 Err(e) => {
                     tracing::warn!("cannot watch for protected names: {e}");

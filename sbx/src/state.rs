@@ -134,8 +134,9 @@ fn pid_of(name: &[u8]) -> Option<i32> {
     Some(pid)
 }
 
-/// The session files of `kind` (`<kind>-<pid>-...`) of the other sessions still running.
-pub fn live_session_files(kind: &str) -> Vec<PathBuf> {
+/// The session files of `kind` (`<kind>-<pid>-...`) of the other sessions: those still
+/// running (`live`), or those whose sbx is gone.
+pub fn session_files_of_others(kind: &str, live: bool) -> Vec<PathBuf> {
     let Ok(dir) = runtime_dir() else { return Vec::new() };
     let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
     let prefix = format!("{kind}-");
@@ -144,7 +145,9 @@ pub fn live_session_files(kind: &str) -> Vec<PathBuf> {
         .filter(|e| {
             let name = e.file_name();
             name.as_bytes().starts_with(prefix.as_bytes())
-                && pid_of(name.as_bytes()).is_some_and(|pid| pid != std::process::id() as i32 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(Errno::ESRCH))
+                && pid_of(name.as_bytes()).is_some_and(|pid| {
+                    pid != std::process::id() as i32 && (nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) != Err(Errno::ESRCH)) == live
+                })
         })
         .map(|e| e.path())
         .collect()
@@ -172,11 +175,8 @@ fn remove_stale_in(dir: &Path, alive: &dyn Fn(i32) -> bool) -> usize {
                     && entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 3600)
             }
         };
-        // A killed session's placeholders (`missing`) go with its list.
-        if stale && name.as_bytes().starts_with(b"placeholders-") {
-            crate::missing::remove_listed(&entry.path());
-        }
-        if stale && std::fs::remove_file(entry.path()).is_ok() {
+        // A killed session's placeholder list is `missing`'s to remove, with its placeholders.
+        if stale && !name.as_bytes().starts_with(b"placeholders-") && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }

@@ -3,6 +3,7 @@
 //! (unit, then the root-only integration tests) and run the benchmarks.
 
 mod bench;
+mod layers;
 mod provision;
 
 use std::{
@@ -46,6 +47,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         filter: Vec<OsString>,
     },
+    /// Check that no module of sbx imports from a layer above its own (also the first step of `test`).
+    Layers,
     /// Provision, build in release mode, and run benchmark suites side by side.
     Bench {
         /// Suite to run (default: all). Known: startup, monitor, proxy, notify.
@@ -88,7 +91,12 @@ fn run() -> Result<ExitCode> {
                 .with_context(|| format!("running {}", bin.display()))?;
             Ok(ExitCode::from(status.code().map_or(1, |c| c as u8)))
         }
+        Task::Layers => {
+            layers::check(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::Test { unit_only, filter } => {
+            layers::check(&root)?;
             let tools = provision::host(&root, provision::Needs::Test)?;
             test(&root, &tools, unit_only, &filter)?;
             Ok(ExitCode::SUCCESS)

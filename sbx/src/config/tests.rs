@@ -1,4 +1,5 @@
 use super::*;
+use super::discover::resolve_target;
 use crate::limits::Setting;
 
 use std::path::{Path, PathBuf};

@@ -87,26 +87,6 @@ pub fn main(init: &OsStr, fd: &OsStr) -> ! {
     std::process::exit(i32::from(code))
 }
 
-fn setns(fd: &impl std::os::fd::AsRawFd, nstype: libc::c_int) -> io::Result<()> {
-    // SAFETY: setns on an open namespace file descriptor.
-    if unsafe { libc::setns(fd.as_raw_fd(), nstype) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The user namespace that owns the namespace open as `ns` (NS_GET_USERNS).
-fn owning_userns(ns: &std::fs::File) -> io::Result<OwnedFd> {
-    const NS_GET_USERNS: libc::c_ulong = 0xb701;
-    // SAFETY: the ioctl takes no argument and returns a new descriptor.
-    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just created this descriptor for us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
     let bad = || io::Error::new(io::ErrorKind::InvalidInput, "bad connector arguments");
     let init: i32 = init.to_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
@@ -118,9 +98,9 @@ fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
     // --disable-userns the sandbox's processes sit in a nested one, which
     // has no rights over the network namespace).
     let net = std::fs::File::open(format!("/proc/{init}/ns/net"))?;
-    if setns(&net, libc::CLONE_NEWNET).is_err() {
-        setns(&owning_userns(&net)?, libc::CLONE_NEWUSER)?;
-        setns(&net, libc::CLONE_NEWNET)?;
+    if sys::setns(&net, libc::CLONE_NEWNET).is_err() {
+        sys::setns(&sys::owning_userns(&net)?, libc::CLONE_NEWUSER)?;
+        sys::setns(&net, libc::CLONE_NEWNET)?;
     }
     let mut port = [0u8; 2];
     loop {

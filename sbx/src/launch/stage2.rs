@@ -24,6 +24,7 @@ use landlock::{
 };
 
 use super::seccomp;
+use crate::sandbox::{LandlockReport, LandlockStatus};
 
 /// What stage-2 must do inside the sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub struct Plan {
     /// Refuse to exec unless Landlock is fully enforced (`--require landlock`).
     pub require_landlock: bool,
     /// The policy-dependent parts of the seccomp filter.
-    pub seccomp: seccomp::FilterOptions,
+    pub seccomp: crate::syscalls::FilterOptions,
     /// A Unix socket to sbx outside: the proxy's listening sockets go
     /// there, and the seccomp listener when `notify` is set.
     pub control_fd: Option<RawFd>,
@@ -189,31 +190,6 @@ fn parse_fd(body: &[u8]) -> Option<RawFd> {
     std::str::from_utf8(body).ok()?.parse().ok()
 }
 
-/// Landlock's outcome, as data: the ABI used and how fully it was enforced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LandlockReport {
-    /// The ABI version the kernel offers (0: none).
-    pub abi: u32,
-    pub status: LandlockStatus,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LandlockStatus {
-    Full,
-    Partial,
-    None,
-}
-
-impl LandlockStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LandlockStatus::Full => "full",
-            LandlockStatus::Partial => "partial",
-            LandlockStatus::None => "none",
-        }
-    }
-}
-
 /// One line stage-2 writes to sbx outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Report {
@@ -339,7 +315,7 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
         let listener = seccomp::install(&program, listener).map_err(|e| setup(format!("cannot install the seccomp filter: {e}")))?;
         if let (Some(sock), Some(listener)) = (&control, listener) {
             // sendmsg is not in the filter, so the handover is never notified.
-            crate::monitor::notify::send_listener(sock, listener).map_err(|e| setup(format!("cannot hand the seccomp listener to sbx: {e}")))?;
+            crate::sys::send_listener(sock, listener).map_err(|e| setup(format!("cannot hand the seccomp listener to sbx: {e}")))?;
         }
         say(Report::Seccomp);
         // sbx outside says when the command may start (its kernel tracer
@@ -502,7 +478,7 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
             report_fd: Some(9),
             require_landlock: true,
-            seccomp: seccomp::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true },
+            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true },
             control_fd: Some(12),
             notify: true,
             net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },

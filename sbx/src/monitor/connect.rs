@@ -47,7 +47,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::collections::HashMap;
@@ -55,7 +55,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::{FcntlArg, OFlag, OpenHow, ResolveFlag, fcntl, openat2};
+
+use crate::sys;
 use tokio::sync::mpsc;
 
 use super::notify::SeccompDenial;
@@ -114,15 +116,8 @@ enum Refused {
 }
 
 impl Mediator {
-    pub(crate) fn new(listener: RawFd, policy: UnixSocketPolicy, tx: mpsc::Sender<SeccompDenial>) -> io::Result<Mediator> {
-        // SAFETY: F_DUPFD_CLOEXEC on the supervisor's listener, which is open for the whole
-        // call; the duplicate is owned by the OwnedFd from here on.
-        let dup = unsafe { libc::fcntl(listener, libc::F_DUPFD_CLOEXEC, 3) };
-        if dup < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `dup` is a fresh descriptor that nothing else owns.
-        let listener = Arc::new(unsafe { OwnedFd::from_raw_fd(dup) });
+    pub(crate) fn new(listener: &OwnedFd, policy: UnixSocketPolicy, tx: mpsc::Sender<SeccompDenial>) -> io::Result<Mediator> {
+        let listener = Arc::new(listener.try_clone()?);
         Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default(), sockets: Arc::default() })
     }
 
@@ -135,7 +130,7 @@ impl Mediator {
         tokio::spawn(async move {
             let Ok(_permit) = turn.acquire_owned().await else { return };
             let (policy, listener) = (m.policy.clone(), m.listener.clone());
-            let decided = tokio::task::spawn_blocking(move || decide(&req, &policy, || id_valid(listener.as_raw_fd(), req.id))).await;
+            let decided = tokio::task::spawn_blocking(move || decide(&req, &policy, || sys::notif_id_valid(listener.as_raw_fd(), req.id).unwrap_or(false))).await;
             let verdict = match decided {
                 Ok(Verdict::Connect { sock, addr, _target }) => {
                     let one_at_a_time = m.lock_of(&sock);
@@ -178,67 +173,16 @@ impl Mediator {
             Verdict::Connect { .. } => (Err(libc::EIO), None),
             Verdict::Refused { what, requested, resolved } => (Err(libc::EPERM), Some(denial(req, what, &requested, resolved))),
         };
-        let mut resp = libc::seccomp_notif_resp { id: req.id, val: 0, error: result.err().map_or(0, |e| -e), flags: 0 };
-        loop {
-            // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from `resp`.
-            let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
-            if rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
+        // Gone or failed, the caller has nothing more to get.
+        let _ = sys::notif_send(listener, req.id, result.err().map_or(0, |e| -e));
         if let Some(event) = event {
             let _ = self.tx.try_send(event);
         }
     }
 }
 
-fn id_valid(listener: RawFd, id: u64) -> bool {
-    let mut id_arg = id;
-    // SAFETY: NOTIF_ID_VALID reads one u64.
-    unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id_arg) == 0 }
-}
-
 fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-/// A pidfd for the notification's task: `PIDFD_THREAD` (Linux 6.9) since the notification
-/// names a thread; without it (older kernels) for a thread-group leader, which is what
-/// single-threaded callers are.
-fn pidfd_open(tid: u32) -> io::Result<OwnedFd> {
-    const PIDFD_THREAD: libc::c_long = libc::O_EXCL as libc::c_long;
-    let mut last = io::Error::from_raw_os_error(libc::ESRCH);
-    for flags in [PIDFD_THREAD, 0] {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::c_long, flags) };
-        if fd >= 0 {
-            // SAFETY: a fresh descriptor that nothing else owns.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
-        }
-        last = io::Error::last_os_error();
-    }
-    Err(last)
-}
-
-/// `pidfd_getfd`: a duplicate of the caller's descriptor `fd` (the same open file).
-fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_getfd takes two descriptors and flags and returns a new descriptor or -1.
-    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd() as libc::c_long, fd as libc::c_long, 0 as libc::c_long) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
-}
-
-fn socket_domain(sock: &OwnedFd) -> io::Result<i32> {
-    let mut domain: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `domain`.
-    let rc = unsafe {
-        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN, (&raw mut domain).cast(), &mut len)
-    };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(domain) }
 }
 
 /// The thread group (process) of thread `tid`, from `/proc`; the tid itself when unknown.
@@ -252,28 +196,12 @@ fn thread_group(tid: u32) -> u32 {
 /// Puts the socket's file status flags back when dropped (the socket is the caller's).
 struct Flags<'a> {
     sock: &'a OwnedFd,
-    flags: libc::c_int,
+    flags: OFlag,
 }
 
 impl Drop for Flags<'_> {
     fn drop(&mut self) {
-        // SAFETY: F_SETFL on a descriptor we own, with flags it had.
-        unsafe { libc::fcntl(self.sock.as_raw_fd(), libc::F_SETFL, self.flags) };
-    }
-}
-
-/// One non-blocking connect(2) with a raw address; the errno on failure.
-fn connect_once(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
-    loop {
-        // SAFETY: `addr` is readable for its whole length, which is what we pass.
-        let rc = unsafe { libc::connect(sock.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t) };
-        if rc == 0 {
-            return Ok(());
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            e => return Err(e.unwrap_or(libc::EIO)),
-        }
+        let _ = fcntl(self.sock, FcntlArg::F_SETFL(self.flags));
     }
 }
 
@@ -281,21 +209,19 @@ fn connect_once(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
 /// duration; a caller whose socket blocks waits here (for at most [`ATTEMPT_TIMEOUT`]) as it
 /// would have in the kernel: TCP until the handshake ends, Unix until the backlog has room.
 async fn connect_async(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
-    // SAFETY: F_GETFL on a descriptor we own.
-    let flags = unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0 {
-        return Err(errno(&io::Error::last_os_error()));
-    }
-    let blocking = flags & libc::O_NONBLOCK == 0;
+    let flags = match fcntl(sock, FcntlArg::F_GETFL) {
+        Ok(f) => OFlag::from_bits_retain(f),
+        Err(e) => return Err(e as i32),
+    };
+    let blocking = !flags.contains(OFlag::O_NONBLOCK);
     let _restore = blocking.then(|| {
-        // SAFETY: F_SETFL on a descriptor we own.
-        unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+        let _ = fcntl(sock, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK));
         Flags { sock, flags }
     });
     let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;
     let mut pause = Duration::from_millis(2);
     loop {
-        match connect_once(sock, addr) {
+        match sys::connect_raw(sock, addr) {
             Err(libc::EAGAIN) if blocking && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
                 pause = (pause * 2).min(RETRY_MAX);
@@ -309,8 +235,7 @@ async fn connect_async(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
 /// Waits until a TCP connect in progress ends (writable), then its result (`SO_ERROR`);
 /// `EINPROGRESS` still at the deadline.
 async fn wait_connected(sock: &OwnedFd, deadline: tokio::time::Instant) -> Result<(), i32> {
-    // SAFETY: the duplicate is owned by the AsyncFd for as long as it is registered.
-    let watched = match sock.try_clone().and_then(|d| unsafe { tokio::io::unix::AsyncFd::register_with_interest(d, tokio::io::Interest::WRITABLE) }.map_err(|e| e.into_parts().1)) {
+    let watched = match sock.try_clone().and_then(|d| sys::async_fd(d, tokio::io::Interest::WRITABLE)) {
         Ok(w) => w,
         Err(e) => return Err(errno(&e)),
     };
@@ -318,14 +243,10 @@ async fn wait_connected(sock: &OwnedFd, deadline: tokio::time::Instant) -> Resul
         Err(_elapsed) => Err(libc::EINPROGRESS),
         Ok(Err(e)) => Err(errno(&e)),
         Ok(Ok(_ready)) => {
-            let mut err: libc::c_int = 0;
-            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: getsockopt writes at most `len` bytes into `err`.
-            let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, (&raw mut err).cast(), &mut len) };
-            match (rc, err) {
-                (0, 0) => Ok(()),
-                (0, e) => Err(e),
-                _ => Err(errno(&io::Error::last_os_error())),
+            match sys::socket_error(sock) {
+                Ok(0) => Ok(()),
+                Ok(e) => Err(e),
+                Err(e) => Err(errno(&e)),
             }
         }
     }
@@ -345,14 +266,14 @@ fn sockaddr_un(path: &[u8]) -> Vec<u8> {
 /// failure is answered with an errno: a caller without an answer would wait for ever.
 fn decide(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: impl Fn() -> bool) -> Verdict {
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
-    let pidfd = match pidfd_open(req.pid) {
+    let pidfd = match sys::pidfd_open(req.pid) {
         Ok(p) => p,
         Err(e) => return Verdict::Connected(Err(errno(&e))),
     };
     if !still_valid() {
         return Verdict::Gone;
     }
-    let sock = match pidfd_getfd(&pidfd, fd as u32 as i32) {
+    let sock = match sys::pidfd_getfd(&pidfd, fd as u32 as i32) {
         Ok(s) => s,
         Err(e) => return Verdict::Connected(Err(errno(&e))),
     };
@@ -361,11 +282,11 @@ fn decide(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: imp
         return Verdict::Connected(Err(libc::EINVAL));
     }
     let mut addr = vec![0u8; len];
-    match super::notify::read_mem(req.pid, addr_ptr, &mut addr) {
+    match sys::read_process_memory(req.pid, addr_ptr, &mut addr) {
         Ok(n) if n == len => {}
         _ => return Verdict::Connected(Err(libc::EFAULT)),
     }
-    let domain = match socket_domain(&sock) {
+    let domain = match sys::socket_domain(&sock) {
         Ok(d) => d,
         Err(e) => return Verdict::Connected(Err(errno(&e))),
     };

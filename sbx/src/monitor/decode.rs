@@ -9,10 +9,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use sbx_common::{ADDR_LEN, BASE_PART_LEN, FLAG_ADDR, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_EXEC, RawEvent};
 
 use crate::{
-    launch::seccomp,
     monitor::tracer::{cstr, proc_path},
     policy::normalize,
     report::{Denial, Process, ProcessAction, Source},
+    syscalls::{self, FilterOptions},
 };
 
 /// What the sandbox enforced, to tell which layer refused a call.
@@ -26,7 +26,7 @@ pub struct Attribution {
     /// The paths denyRead hides (mode 000, read-only).
     pub hidden: Vec<PathBuf>,
     /// The seccomp table, as compiled for this session.
-    pub seccomp: seccomp::FilterOptions,
+    pub seccomp: FilterOptions,
 }
 
 /// What a syscall tried to do to its path.
@@ -203,7 +203,7 @@ fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
 
 pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     let nr = ev.syscall_nr;
-    let name = seccomp::syscall_name(nr).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"));
+    let name = syscalls::syscall_name(nr).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"));
     let errno = errno_name(ev.ret);
     let op = operation(nr, &ev.args);
     let requested = (ev.flags & FLAG_PATH != 0).then(|| cstr(&ev.path));

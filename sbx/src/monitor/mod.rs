@@ -9,4 +9,6 @@ pub mod connect;
 pub mod decode;
 pub mod ebpf;
 pub mod notify;
+// The ring buffer's records are read as RawEvent; the ring's fd is registered with tokio.
+#[allow(unsafe_code)]
 pub mod tracer;

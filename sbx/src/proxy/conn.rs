@@ -15,7 +15,7 @@ use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::rules::{AddressPolicy, Host, Rules};
+use super::rules::{AddressPolicy, DecisionKind, Host, Rules};
 use super::{Inner, NetEvent, Protocol};
 
 /// Why no upstream connection was made; `target` is `host:port` for messages.
@@ -48,12 +48,12 @@ pub(crate) async fn open_upstream(
     if port == 0 {
         decision.allowed = false;
         decision.rule = "invalid port 0".to_owned();
+        decision.kind = DecisionKind::Invalid;
     }
     // `--ask`: no rule decided; someone may. Only this connection waits.
     if let (Some(ask), Some(h)) = (&inner.ask, &host)
         && !decision.allowed
-        && decision.rule == super::rules::NO_RULE
-        && port != 0
+        && decision.kind == DecisionKind::NoRule
     {
         let (allowed, rule) = ask.decide(h, port, protocol, client).await;
         decision.allowed = allowed;

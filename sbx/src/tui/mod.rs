@@ -217,12 +217,12 @@ pub(crate) fn export_iter<'a>(events: impl Iterator<Item = (&'a Event, SystemTim
         if let Event::Denial(d) = event {
             *counts.denials.entry(d.source.as_str()).or_default() += 1;
         }
-        // `render` takes the session's duration from an Instant: rebuild
+        // `encode` takes the session's duration from an Instant: rebuild
         // one so that session_end's duration_ms is the events' own span.
         let now = Instant::now();
         let since_start = session_start.and_then(|s| time.duration_since(s).ok()).unwrap_or_default();
         let started = now.checked_sub(since_start).unwrap_or(now);
-        let line = report::render(written as u64, time, event, &counts, started);
+        let line = report::encode(written as u64, time, event, &counts, started);
         buf.clear();
         serde_json::to_writer(&mut buf, &line)?;
         sealer.seal(&mut buf);

@@ -192,19 +192,14 @@ impl Drop for Input {
 /// nothing to read (end of file, which a closed pty can give instead of a
 /// hang-up; crossterm would then read it for ever).
 fn terminal_hung_up(fd: libc::c_int) -> bool {
-    let mut fds = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
-    // SAFETY: poll on one valid pollfd with a zero timeout.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
-    if n <= 0 {
-        return false;
-    }
-    if fds[0].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+    let revents = match crate::sys::poll_now(fd, libc::POLLIN) {
+        Ok(r) if r != 0 => r,
+        _ => return false,
+    };
+    if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
         return true;
     }
-    let mut pending: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int.
-    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut pending) };
-    fds[0].revents & libc::POLLIN != 0 && rc == 0 && pending == 0
+    revents & libc::POLLIN != 0 && crate::sys::pending_bytes(fd).is_ok_and(|n| n == 0)
 }
 
 async fn next_signal(sig: &mut Option<Signal>) {

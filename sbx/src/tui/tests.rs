@@ -12,12 +12,9 @@ use ratatui::{Terminal, backend::TestBackend, buffer::Buffer};
 
 use super::*;
 use crate::{
-    launch::{
-        Enforcement,
-        stage2::{LandlockReport, LandlockStatus},
-    },
     policy::Policy,
     report::{Denial, Loss, Net, Process, ProcessAction, SessionEnd, SessionStart, Source},
+    sandbox::{Enforcement, LandlockReport, LandlockStatus},
 };
 
 const T0: u64 = 1_700_000_000;
@@ -35,7 +32,7 @@ fn start(landlock: LandlockStatus, seccomp: bool) -> report::Event {
         command: command(),
         policy: Policy::builtin("/w".into(), Some("/h".into())),
         sources: vec!["built-in default".into()],
-        enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, netns: true },
+        enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, blocked_syscalls: 52, netns: true },
         unenforced_limits: Vec::new(),
     }))
 }

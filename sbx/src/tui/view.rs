@@ -14,8 +14,8 @@ use ratatui::{
 
 use super::app::{Ancestor, App, MAX_TREE_INDENT, Overlay, PANES, Pane, RunState, SOURCES, TreeRow, source_index};
 use crate::{
-    launch::stage2::LandlockStatus,
     report::{Event, ProcessAction},
+    sandbox::LandlockStatus,
 };
 
 /// How much room there is.

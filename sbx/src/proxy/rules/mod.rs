@@ -281,15 +281,29 @@ pub struct Decision {
     /// `"allowedDomains: *.github.com"`, `"deniedDomains: evil.example"`,
     /// `"allowLocalOutboundPorts: 5432"` or `"no rule allows it"`.
     pub rule: String,
+    /// How the policy decided (before any `--ask` answer); `rule` is its text.
+    pub kind: DecisionKind,
     /// Address check to apply after resolution (meaningful when `allowed`).
     pub addresses: AddressPolicy,
 }
 
+/// What decided a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionKind {
+    /// A rule of the policy matched.
+    Rule,
+    /// No rule matched: denied, unless `--ask` gets an answer.
+    NoRule,
+    /// The destination itself is invalid (host name, port 0).
+    Invalid,
+}
+
 impl Decision {
-    fn deny(rule: String) -> Decision {
+    fn deny(rule: String, kind: DecisionKind) -> Decision {
         Decision {
             allowed: false,
             rule,
+            kind,
             addresses: AddressPolicy::PublicOnly,
         }
     }
@@ -342,17 +356,18 @@ impl Rules {
     /// Matches a normalised destination (before resolution).
     pub fn decide(&self, host: &Host, port: u16) -> Decision {
         if let Some(p) = self.denied.iter().find(|p| p.matches(host, port, true)) {
-            return Decision::deny(format!("deniedDomains: {}", p.text));
+            return Decision::deny(format!("deniedDomains: {}", p.text), DecisionKind::Rule);
         }
         if host.is_local() && self.local_ports.contains(&port) {
             return Decision {
                 allowed: true,
                 rule: format!("allowLocalOutboundPorts: {port}"),
+                kind: DecisionKind::Rule,
                 addresses: AddressPolicy::Unchecked,
             };
         }
         let Some(p) = self.allowed.iter().find(|p| p.matches(host, port, false)) else {
-            return Decision::deny(NO_RULE.to_owned());
+            return Decision::deny(NO_RULE.to_owned(), DecisionKind::NoRule);
         };
         let addresses = match host {
             Host::Ip(_) => AddressPolicy::Unchecked,
@@ -364,6 +379,7 @@ impl Rules {
         Decision {
             allowed: true,
             rule: format!("allowedDomains: {}", p.text),
+            kind: DecisionKind::Rule,
             addresses,
         }
     }
@@ -375,7 +391,7 @@ impl Rules {
                 let d = self.decide(&h, port);
                 (Some(h), d)
             }
-            Err(e) => (None, Decision::deny(format!("invalid host name: {e}"))),
+            Err(e) => (None, Decision::deny(format!("invalid host name: {e}"), DecisionKind::Invalid)),
         }
     }
 

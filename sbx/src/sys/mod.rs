@@ -1,6 +1,18 @@
 //! The thin layer of raw system calls that neither `nix` nor `landlock`
-//! wrap the way sbx needs. Every `unsafe` block outside stage-2 and the eBPF
-//! loader lives here, each with its reason.
+//! wrap the way sbx needs: descriptor passing (`fdpass`), the seccomp
+//! notification ioctls, process memory and pidfds (`notif`), sockets on raw
+//! addresses (`socket`), namespaces, polling, memfds, close_range, cgroup
+//! joins. The crate denies `unsafe_code`; this module is where it is allowed
+//! (the few other places are named in ARCHITECTURE.md), each block with its
+//! `SAFETY` reason.
+
+mod fdpass;
+mod notif;
+mod socket;
+
+pub use notif::{notif_id_valid, notif_recv, notif_send, pidfd_getfd, pidfd_open, read_process_memory};
+pub use socket::{connect_raw, socket_domain, socket_error};
+pub use fdpass::{FDS_PER_MESSAGE, HandoverError, recv_all_fds, recv_fds, recv_listener, send_all_fds, send_fds, send_listener};
 
 use std::{
     fs::File,
@@ -87,68 +99,6 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Most descriptors in one message of [`send_fds`] and [`recv_fds`].
-pub const FDS_PER_MESSAGE: usize = 16;
-
-/// Sends `fds` (at most [`FDS_PER_MESSAGE`]) over the Unix socket `sock` as
-/// one message (one data byte and SCM_RIGHTS).
-pub fn send_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<()> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    let iov = [io::IoSlice::new(b"f")];
-    let rights = [ControlMessage::ScmRights(fds)];
-    // An empty SCM_RIGHTS message is refused: send the byte alone.
-    let cmsg: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsg, MsgFlags::empty(), None).map_err(io::Error::from)?;
-    Ok(())
-}
-
-/// Receives one message of descriptors sent by `send_fds`, close-on-exec.
-/// A message that carried more than [`FDS_PER_MESSAGE`] (the kernel closes
-/// the ones that did not fit) or none at end of file is an error.
-pub fn recv_fds(sock: &impl std::os::fd::AsRawFd) -> io::Result<Vec<OwnedFd>> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut byte = [0u8; 1];
-    let mut iov = [io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([RawFd; FDS_PER_MESSAGE]);
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(io::Error::from)?;
-    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-    let ended = msg.bytes == 0;
-    let mut out = Vec::new();
-    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            // SAFETY: the kernel installed these descriptors for us just now.
-            out.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-        }
-    }
-    if truncated {
-        return Err(io::Error::other(format!("more than {FDS_PER_MESSAGE} descriptors in one message")));
-    }
-    if ended && out.is_empty() {
-        return Err(io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(out)
-}
-
-/// Sends `fds`, however many, as messages of [`send_fds`], then one message
-/// without descriptors that ends them, for [`recv_all_fds`].
-pub fn send_all_fds(sock: &impl std::os::fd::AsRawFd, fds: &[RawFd]) -> io::Result<()> {
-    fds.chunks(FDS_PER_MESSAGE).try_for_each(|chunk| send_fds(sock, chunk))?;
-    send_fds(sock, &[])
-}
-
-/// Receives what [`send_all_fds`] sent: descriptors until the message
-/// without any.
-pub fn recv_all_fds(sock: &impl std::os::fd::AsRawFd) -> io::Result<Vec<OwnedFd>> {
-    let mut out = Vec::new();
-    loop {
-        let more = recv_fds(sock)?;
-        if more.is_empty() {
-            return Ok(out);
-        }
-        out.extend(more);
-    }
-}
-
 /// Whether the effective capability set holds `cap` (a CAP_* number).
 pub fn has_effective_cap(cap: u32) -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
@@ -162,7 +112,6 @@ pub fn has_effective_cap(cap: u32) -> bool {
 }
 
 /// Capability numbers from linux/capability.h that `sbx doctor` checks.
-pub const CAP_SYS_ADMIN: u32 = 21;
 pub const CAP_PERFMON: u32 = 38;
 pub const CAP_BPF: u32 = 39;
 
@@ -174,6 +123,19 @@ pub fn raw(fd: &impl std::os::fd::AsRawFd) -> RawFd {
 /// Whether `fd` refers to a terminal.
 pub fn is_tty(fd: &impl std::os::fd::AsFd) -> bool {
     nix::unistd::isatty(fd).unwrap_or(false)
+}
+
+/// Becomes another user: supplementary groups, gid, then uid (`identity`). Called between
+/// fork and exec: three system calls on values prepared before the fork, async-signal-safe.
+pub fn become_user(uid: u32, gid: u32, groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: setgroups reads `groups.len()` ids from a live slice; setgid and setuid take
+    // integers.
+    unsafe {
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// What already confines this process (a container, another sandbox, sbx itself).
@@ -216,6 +178,94 @@ pub fn try_userns() -> Result<(), nix::errno::Errno> {
         },
         Err(e) => Err(e),
     }
+}
+
+/// Writes all of `bytes` to the descriptor `fd`, which the caller keeps open and owns.
+pub fn write_all_raw(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: write reads `bytes.len()` bytes from a live slice; a bad fd is EBADF.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n as usize..];
+    }
+    Ok(())
+}
+
+/// Makes the calling process a session leader whose controlling terminal is its stdout
+/// (`setsid`, `TIOCSCTTY`; stdin may be a pipe the command reads). Meant for a `pre_exec`
+/// hook: async-signal-safe, no allocation.
+pub fn take_controlling_terminal() -> io::Result<()> {
+    // SAFETY: setsid takes no argument; TIOCSCTTY on fd 1 takes an integer argument.
+    if unsafe { libc::setsid() } < 0 || unsafe { libc::ioctl(1, libc::TIOCSCTTY, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What `poll(2)` reports for `fd` now (`revents`; 0 when nothing), without blocking;
+/// retried on EINTR.
+pub fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<libc::c_short> {
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
+    loop {
+        // SAFETY: poll on one pollfd that lives across the call, with a zero timeout.
+        let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if rc >= 0 {
+            return Ok(pfd.revents);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// The bytes waiting to be read on `fd` (`FIONREAD`).
+pub fn pending_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut pending) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pending.max(0) as usize)
+}
+
+/// `setns(2)`: moves the calling thread into the namespace open as `fd`.
+pub fn setns(fd: &impl std::os::fd::AsFd, nstype: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: setns on an open namespace file descriptor.
+    if unsafe { libc::setns(fd.as_fd().as_raw_fd(), nstype) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The user namespace that owns the namespace open as `ns` (`NS_GET_USERNS`).
+pub fn owning_userns(ns: &impl std::os::fd::AsFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd as _;
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: the ioctl takes no argument and returns a new descriptor.
+    let fd = unsafe { libc::ioctl(ns.as_fd().as_raw_fd(), NS_GET_USERNS) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just created this descriptor for us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fd` registered with the current tokio reactor for `interest`.
+pub fn async_fd(fd: OwnedFd, interest: tokio::io::Interest) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd takes `fd` by value and owns it until it is dropped; an OwnedFd's
+    // as_raw_fd always returns the same open fd for its whole life.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts().1)
 }
 
 #[cfg(test)]

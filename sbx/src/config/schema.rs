@@ -1,0 +1,177 @@
+//! The schema: every key sbx or fence accepts, with its type and who implements it. A
+//! table.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Support {
+    /// Implemented by sbx.
+    Sbx,
+    /// Accepted by fence, ignored by sbx (reported as unsupported).
+    Fence,
+    /// `extends` and `$schema`.
+    Meta,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    Bool,
+    /// A boolean that fence's schema also allows to be null.
+    OptBool,
+    Str,
+    Int,
+    StrList,
+    /// Non-empty strings.
+    PathList,
+    /// Domain patterns as fence validates them.
+    DomainList,
+    PortList,
+    /// A size (`"512M"`, bytes) or `"off"`.
+    Size,
+    /// A number of tasks or `"off"`.
+    Count,
+    /// CPUs (`1.5`, `"150%"`) or `"off"`.
+    Cpu,
+    /// A duration (`"90s"`, seconds) or `"off"`.
+    Duration,
+    Enum(&'static [&'static str]),
+    Object(&'static [Field]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Field {
+    pub(super) name: &'static str,
+    pub(super) kind: Kind,
+    pub(super) support: Support,
+}
+
+pub(super) const fn sbx(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        kind,
+        support: Support::Sbx,
+    }
+}
+
+pub(super) const fn fence(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        kind,
+        support: Support::Fence,
+    }
+}
+
+pub(super) const fn meta(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        kind,
+        support: Support::Meta,
+    }
+}
+
+// Field names and types follow fence's `Config` struct
+// (fencesandbox/fence internal/config/config.go) and its JSON schema
+// (docs/schema/fence.schema.json).
+pub(super) const TOP: &[Field] = &[
+    meta("$schema", Kind::Str),
+    meta("extends", Kind::Str),
+    sbx("network", Kind::Object(NETWORK)),
+    sbx("filesystem", Kind::Object(FILESYSTEM)),
+    sbx("limits", Kind::Object(LIMITS)),
+    fence("devices", Kind::Object(DEVICES)),
+    fence("macos", Kind::Object(MACOS)),
+    fence("command", Kind::Object(COMMAND)),
+    fence("ssh", Kind::Object(SSH)),
+    fence("allowPty", Kind::Bool),
+    fence("forceNewSession", Kind::OptBool),
+];
+
+pub(super) const NETWORK: &[Field] = &[
+    sbx("allowedDomains", Kind::DomainList),
+    sbx("deniedDomains", Kind::DomainList),
+    sbx("allowPrivateResolution", Kind::DomainList),
+    sbx("allowLocalBinding", Kind::Bool),
+    sbx("allowLocalOutboundPorts", Kind::PortList),
+    sbx("allowUnixSockets", Kind::PathList),
+    sbx("allowAllUnixSockets", Kind::Bool),
+    fence("allowLocalOutbound", Kind::OptBool),
+    fence("httpProxyPort", Kind::Int),
+    fence("socksProxyPort", Kind::Int),
+    fence("upstreamProxy", Kind::Str),
+    fence("defaultAction", Kind::Enum(&["deny", "proxy"])),
+];
+
+pub(super) const FILESYSTEM: &[Field] = &[
+    sbx("defaultDenyRead", Kind::Bool),
+    sbx("allowRead", Kind::PathList),
+    sbx("denyRead", Kind::PathList),
+    sbx("allowWrite", Kind::PathList),
+    sbx("denyWrite", Kind::PathList),
+    sbx("allowGitConfig", Kind::Bool),
+    fence("strictDenyRead", Kind::Bool),
+    fence("wslInterop", Kind::OptBool),
+    fence("allowExecute", Kind::StrList),
+];
+
+/// sbx's own section; fence has no resource limits.
+pub(super) const LIMITS: &[Field] = &[
+    sbx("memory", Kind::Size),
+    sbx("pids", Kind::Count),
+    sbx("cpu", Kind::Cpu),
+    sbx("tmpSize", Kind::Size),
+    sbx("timeout", Kind::Duration),
+];
+
+pub(super) const DEVICES: &[Field] = &[
+    fence("mode", Kind::Enum(&["auto", "minimal", "host"])),
+    fence("allow", Kind::StrList),
+];
+
+pub(super) const MACOS: &[Field] = &[
+    fence("mach", Kind::Object(MACH)),
+    fence("gpu", Kind::OptBool),
+];
+
+pub(super) const MACH: &[Field] = &[
+    fence("lookup", Kind::StrList),
+    fence("register", Kind::StrList),
+];
+
+pub(super) const COMMAND: &[Field] = &[
+    fence("deny", Kind::StrList),
+    fence("allow", Kind::StrList),
+    fence("useDefaults", Kind::OptBool),
+    fence("acceptSharedBinaryCannotRuntimeDeny", Kind::StrList),
+    fence("runtimeExecPolicy", Kind::Enum(&["path", "argv"])),
+];
+
+pub(super) const SSH: &[Field] = &[
+    fence("allowedHosts", Kind::StrList),
+    fence("deniedHosts", Kind::StrList),
+    fence("allowedCommands", Kind::StrList),
+    fence("deniedCommands", Kind::StrList),
+    fence("allowAllCommands", Kind::Bool),
+    fence("inheritDeny", Kind::Bool),
+];
+
+/// The dotted paths of every key fence accepts that sbx ignores.
+pub fn fence_only_keys() -> Vec<String> {
+    fn walk(fields: &[Field], parent: &str, inherited: Support, out: &mut Vec<String>) {
+        for f in fields {
+            let path = join_key(parent, f.name);
+            let support = if inherited == Support::Fence {
+                Support::Fence
+            } else {
+                f.support
+            };
+            match f.kind {
+                Kind::Object(sub) => walk(sub, &path, support, out),
+                _ if support == Support::Fence => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(TOP, "", Support::Sbx, &mut out);
+    out
+}
