@@ -33,6 +33,16 @@ impl fmt::Display for ReservedPort {
     }
 }
 
+/// What the session could observe: whether the kernel tracer (file denials with their
+/// paths, process events) ran, and when it did not, why, in one sentence. The seccomp
+/// supervisor and the proxy report in every session; without the tracer, a file access a
+/// layer refused is not seen, and nothing may say "no denials" as if it were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    pub kernel_tracer: bool,
+    pub reason: Option<String>,
+}
+
 /// What each layer really enforced, as stage-2 reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enforcement {

@@ -159,6 +159,8 @@ struct Sink {
     /// reported to it as a `tui` loss when there is room again.
     ui: Option<tokio::sync::mpsc::Sender<tui::Msg>>,
     ui_dropped: u64,
+    /// Whether the kernel tracer ran; known at the session's start.
+    observation: crate::sandbox::Observation,
 }
 
 impl Sink {
@@ -304,7 +306,8 @@ impl Sink {
         self.flush();
     }
 
-    fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String], unenforced_limits: &[(limits::Kind, String)]) {
+    fn start(&mut self, started: Started, command: &[OsString], policy: &Policy, sources: &[String], unenforced_limits: &[(limits::Kind, String)], observation: crate::sandbox::Observation) {
+        self.observation = observation.clone();
         self.attribution = Attribution {
             landlock: started.enforcement.landlock.is_some_and(|l| l.status != crate::sandbox::LandlockStatus::None),
             read_roots: started.read_roots.clone(),
@@ -318,6 +321,7 @@ impl Sink {
             sources: sources.to_vec(),
             enforcement: started.enforcement.clone(),
             unenforced_limits: unenforced_limits.to_vec(),
+            observation,
         })));
         self.started = Some(started);
         let early = std::mem::take(&mut self.early);
@@ -327,8 +331,14 @@ impl Sink {
     /// "3 denials: 2 landlock (write /etc/x, ...), 1 proxy (evil.example)"
     fn summary(&self) -> String {
         let total: u64 = self.by_source.values().map(|(n, _, _)| n).sum();
+        // Never "no denials" when file denials could not be seen.
+        let unseen = match (&self.observation.kernel_tracer, &self.observation.reason) {
+            (false, Some(why)) => format!("; file denials were not observed: {why}"),
+            (false, None) => "; file denials were not observed".to_string(),
+            _ => String::new(),
+        };
         if total == 0 {
-            return "no denials".to_string();
+            return if unseen.is_empty() { "no denials".to_string() } else { format!("0 denials seen{unseen}") };
         }
         let mut parts: Vec<(&str, &Tally)> = self.by_source.iter().map(|(k, v)| (*k, v)).collect();
         parts.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
@@ -339,7 +349,7 @@ impl Sink {
                 format!("{n} {source} ({}{more})", examples.join(", "))
             })
             .collect();
-        format!("{total} denial{}: {}", if total == 1 { "" } else { "s" }, parts.join(", "))
+        format!("{total} denial{}: {}{unseen}", if total == 1 { "" } else { "s" }, parts.join(", "))
     }
 }
 
@@ -382,12 +392,17 @@ fn session_cgroup(limits: &Limits, for_tracer: bool) -> (Option<SessionCgroup>, 
 /// tracer (or `None`, said in one line) arrives on the receiver, and the
 /// gate opens when it is attached or has failed; the command starts only
 /// then. `None` when there can be no tracer.
-fn start_tracer(cgroup: Option<&SessionCgroup>, ring_bytes: u32, runtime: tokio::runtime::Handle) -> Option<TracerLoad> {
+fn start_tracer(cgroup: Option<&SessionCgroup>, ring_bytes: u32, runtime: tokio::runtime::Handle, not_observed: std::sync::Arc<std::sync::Mutex<Option<String>>>) -> Option<TracerLoad> {
     let Some((id, path)) = cgroup.and_then(|c| Some((c.id()?, c.path()?.to_path_buf()))) else {
-        let why = if nix::unistd::geteuid().is_root() { "no cgroup2 hierarchy to scope it to".to_string() } else { "not root".to_string() };
-        eprintln!(
-            "sbx: monitoring unavailable: {why} (the kernel tracer needs root or CAP_BPF+CAP_PERFMON and a cgroup2 mount); the command runs without it"
-        );
+        let why = if !nix::unistd::geteuid().is_root() {
+            "the kernel tracer needs root: run sbx with sudo (the command still runs as you)".to_string()
+        } else if !crate::sys::confinement().initial_userns {
+            "the kernel tracer needs the host's root, and sbx is root only in a user namespace of its own".to_string()
+        } else {
+            "the kernel tracer needs a cgroup2 hierarchy to follow the sandbox's processes, and this host has none".to_string()
+        };
+        eprintln!("sbx: monitoring unavailable: {why}; the command runs without it");
+        *not_observed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         return None;
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -403,7 +418,11 @@ fn start_tracer(cgroup: Option<&SessionCgroup>, ring_bytes: u32, runtime: tokio:
                 Some(t)
             }
             Err(e) => {
-                eprintln!("sbx: monitoring unavailable: {e}; the command runs without it");
+                let why = e.reason();
+                tracing::debug!("the tracer failed: {e}");
+                eprintln!("sbx: monitoring unavailable: {why}; the command runs without it");
+                // Set before the gate opens (when `_opens` goes): session_start reads it after.
+                *not_observed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                 None
             }
         };
@@ -520,9 +539,15 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     )?;
     let _entered = runtime.enter();
     let (cgroup, unenforced) = session_cgroup(&policy.limits, opts.trace != Trace::Off);
+    // Why the kernel tracer did not run, once known (`start_tracer`).
+    let not_observed = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let tracing_on = opts.trace != Trace::Off;
+    if !tracing_on {
+        *not_observed.lock().unwrap_or_else(|e| e.into_inner()) = Some("the kernel tracer is off (sbx run without --log)".into());
+    }
     let traced = match opts.trace {
         Trace::Off => None,
-        Trace::IfPossible => start_tracer(cgroup.as_ref(), opts.ring_bytes, runtime.handle().clone()),
+        Trace::IfPossible => start_tracer(cgroup.as_ref(), opts.ring_bytes, runtime.handle().clone(), not_observed.clone()),
     };
     let mut launch_opts = opts.launch.clone();
     launch_opts.git_paths = Some(git_paths);
@@ -542,6 +567,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         supervised: false,
         ui: None,
         ui_dropped: 0,
+        observation: crate::sandbox::Observation::default(),
     });
     let done = tokio::sync::Notify::new();
     let done_net = tokio::sync::Notify::new();
@@ -612,7 +638,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                         Err(e) => eprintln!("sbx: warning: the seccomp supervisor did not start ({e}); blocked syscalls fail with ENOSYS"),
                     }
                 }
-                sink.borrow_mut().start(started, &command, policy, &opts.sources, &limits_state.unenforced)
+                // The tracer has loaded or failed by now (the gate waited for it).
+                let reason = not_observed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let observation = crate::sandbox::Observation { kernel_tracer: tracing_on && reason.is_none(), reason };
+                sink.borrow_mut().start(started, &command, policy, &opts.sources, &limits_state.unenforced, observation)
             })
             .await;
             // If the supervisor never started, its channel closes here.
@@ -659,12 +688,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                     sink.borrow_mut().emit(&Event::Tamper(t.clone()));
                     created_live.borrow_mut().push(t);
                     if created_live.borrow().len() >= 2 && stopped_for.borrow().is_none() {
-                        let names: Vec<String> = created_live.borrow().iter().map(|t| crate::termtext::path(&t.path).to_string()).collect();
+                        let names: std::collections::BTreeSet<String> = created_live.borrow().iter().map(|t| crate::termtext::path(&t.path).to_string()).collect();
+                        let names: Vec<String> = names.into_iter().collect();
                         *stopped_for.borrow_mut() = Some(names.join(", "));
-                        // bwrap's death takes the sandbox with it (--die-with-parent).
-                        if let Some(pid) = bwrap_pid.get() {
-                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-                        }
+                        kill_sandbox(sandbox_init.get(), bwrap_pid.get());
                     }
                 }
             };
@@ -705,10 +732,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 _ = done_timer.notified() => return,
                 _ = tokio::time::sleep(limits::TERM_GRACE) => {}
             }
-            // bwrap's death takes the sandbox with it (--die-with-parent).
-            if let Some(pid) = bwrap_pid.get() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-            }
+            kill_sandbox(sandbox_init.get(), bwrap_pid.get());
         };
         let seccomp_events = async {
             // Ends when the supervisor ends: at POLLHUP, when every process
@@ -848,11 +872,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 })
                 .await;
                 if matches!(action, Ok(tui::Action::KillAndQuit) | Err(_)) {
-                    // bwrap's death takes the sandbox with it (--die-with-parent
-                    // is set on its children).
-                    if let Some(pid) = bwrap_pid.get() {
-                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-                    }
+                    kill_sandbox(sandbox_init.get(), bwrap_pid.get());
                 }
                 if let Err(e) = action {
                     eprintln!("sbx: the dashboard failed: {e}");
@@ -967,6 +987,17 @@ impl LimitsState {
             return Some(format!("limits.pids ({p}) reached: {} fork{} refused; raise it with --pids or limits.pids", counted.pids_refused, if counted.pids_refused == 1 { " was" } else { "s were" }));
         }
         None
+    }
+}
+
+/// Kills the whole sandbox: its pid 1 (`init`), whose death makes the kernel kill every
+/// process of its pid namespace before bwrap, which waits for it, exits; so when the
+/// launch ends, nothing of the command runs any more (the exit checks rely on it). bwrap
+/// itself when pid 1 is not known yet (--die-with-parent takes the rest).
+fn kill_sandbox(init: Option<i32>, bwrap: Option<u32>) {
+    let target = init.or(bwrap.map(|b| b as i32));
+    if let Some(pid) = target {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -1203,6 +1234,7 @@ mod tests {
             supervised: false,
             ui: None,
             ui_dropped: 0,
+            observation: crate::sandbox::Observation { kernel_tracer: true, reason: None },
         }
     }
 

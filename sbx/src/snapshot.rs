@@ -252,7 +252,12 @@ pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'stati
     let now = State::of(path);
     let mut moved = None;
     if now != State::Missing {
-        let dest = quarantine.join(path.strip_prefix("/").unwrap_or(path));
+        // A second one at the same path (a command that kept making it) gets `.1`, `.2`, ...
+        let first = quarantine.join(path.strip_prefix("/").unwrap_or(path));
+        let dest = (0..)
+            .map(|n| if n == 0 { first.clone() } else { PathBuf::from(format!("{}.{n}", first.display())) })
+            .find(|d| std::fs::symlink_metadata(d).is_err())
+            .unwrap_or(first);
         let result = dest.parent().map_or(Ok(()), |p| mkdir_owned(p).map_err(std::io::Error::other)).and_then(|()| move_path(path, &dest));
         match result {
             Ok(()) => moved = Some(dest),

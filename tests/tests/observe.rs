@@ -149,11 +149,43 @@ fn without_privileges_monitor_says_so_and_still_runs() {
     // Before the command runs: the limits that need a cgroup, then the tracer.
     let mut lines = stderr.lines();
     assert!(lines.next().unwrap().starts_with("sbx: warning: limits.memory ("), "{stderr}");
-    assert!(lines.next().unwrap().starts_with("sbx: monitoring unavailable: not root"), "{stderr}");
+    assert!(lines.next().unwrap().starts_with("sbx: monitoring unavailable: the kernel tracer needs root: run sbx with sudo"), "{stderr}");
     let events = read_log(&log);
     assert_eq!(events.first().unwrap()["type"], "session_start");
     assert_eq!(events.last().unwrap()["type"], "session_end");
     assert_eq!(events.last().unwrap()["exit_code"], 4);
+}
+
+/// Issue 17, 1: unprivileged, three refused file operations used to end with "sbx: no
+/// denials" and a log that looked like root's. Now the summary says file denials were not
+/// observed and why, session_start records it, and `policy suggest` says the log lacks them.
+#[test]
+fn without_the_tracer_nothing_claims_no_denials() {
+    require_root!();
+    let ws = Workspace::new(As::User);
+    let log = ws.path().join("audit.jsonl");
+    let out = ws
+        .sbx(["run", "--memory", "off", "--log", "audit.jsonl", "--", "sh", "-c", "cat ~/.ssh/id_rsa; echo > ~/.bashrc; echo > /etc/z; true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("no denials"), "{stderr}");
+    let why = "the kernel tracer needs root: run sbx with sudo (the command still runs as you)";
+    assert!(stderr.contains(&format!("sbx: 0 denials seen; file denials were not observed: {why}\n")), "{stderr}");
+    let start = read_log(&log).into_iter().find(|e| e["type"] == "session_start").unwrap();
+    assert_eq!(start["observation"], serde_json::json!({"kernel_tracer": false, "reason": why}), "{start}");
+    let out = ws.sbx(["policy", "suggest", "--from", "audit.jsonl"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("The log has no kernel denials (file access) from 1 of its sessions: {why}")), "{}", text(&out));
+    // As root, with the tracer: observed, and said so in the log.
+    let ws = Workspace::new(As::Root);
+    let log = ws.path().join("audit.jsonl");
+    let out = ws.sbx(["run", "--log", "audit.jsonl", "--", "sh", "-c", "echo > /etc/z; true"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("not observed"), "{}", text(&out));
+    let start = read_log(&log).into_iter().find(|e| e["type"] == "session_start").unwrap();
+    assert_eq!(start["observation"], serde_json::json!({"kernel_tracer": true}), "{start}");
 }
 
 #[test]

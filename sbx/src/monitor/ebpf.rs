@@ -42,6 +42,37 @@ pub enum EbpfError {
     Poll(#[source] std::io::Error),
 }
 
+impl EbpfError {
+    /// Why the kernel tracer cannot run, in one sentence for the user (the exit summary,
+    /// `session_start.observation`): what the kernel refused, not aya's wording.
+    pub fn reason(&self) -> String {
+        // The system error underneath, when there is one ("Operation not permitted").
+        let os = {
+            let mut source = std::error::Error::source(self);
+            let mut found = None;
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    found = Some(io.to_string());
+                }
+                source = e.source();
+            }
+            found.map(|e| format!(" ({e})")).unwrap_or_default()
+        };
+        match self {
+            EbpfError::BtfRead(_) | EbpfError::Btf(_) | EbpfError::KernelBtf(_) => {
+                "this kernel has no readable BTF (/sys/kernel/btf/vmlinux), which the tracer's programs need".into()
+            }
+            EbpfError::MissingHook { hook, .. } => format!("this kernel has no tracepoint {hook}, which the tracer attaches to"),
+            EbpfError::Load(e) if e.to_string().contains("map") => format!("the kernel refused to create the tracer's eBPF maps{os}"),
+            EbpfError::Load(_) => format!("the kernel refused to load the tracer's eBPF programs{os}"),
+            EbpfError::Program { hook, .. } => {
+                format!("the kernel refused the tracer's program for {hook}{os} (tp_btf programs and bpf_loop need Linux 5.17 or later)")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What the doctor's attach check found.
 #[derive(Debug)]
 pub struct ProbeOutcome {

@@ -29,6 +29,7 @@
 //! | `home` | string or null | the invoking user's home, as `~` in the policy |
 //! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains`, `allow_private_resolution` |
 //! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool} |
+//! | `observation` | object | `kernel_tracer`: whether sbx's kernel tracer ran (file denials with paths, processes); when it did not, `reason`, one sentence (not root; the kernel refused the tracer's maps or programs; ...). Without it, no file denial is in the log, whatever the command did. Absent in logs of earlier versions |
 //!
 //! ## `denial`
 //! Something the sandbox refused. Fields other than `source` are present
@@ -97,12 +98,17 @@
 //! and the content of files up to 256 KiB. A path that did not exist and
 //! whose directory did not exist either is not watched. Written after the
 //! command has ended, before `session_end`; each is also a line on stderr.
+//! A protected file name that did not exist at start is also reported the
+//! moment the command creates it (`missing`), while the command runs.
+//! Agent configuration that runs commands (`agentconf`) is reported the
+//! same way at the end, with a `diff`.
 //!
 //! | field | type | meaning |
 //! |-------|------|---------|
 //! | `path` | string | the protected path |
 //! | `change` | string | `created`, `removed`, `replaced` (another file is there) or `changed` (other content) |
-//! | `action` | string | `quarantined` (moved to `quarantine`), `restored` (the original put back; what was there moved to `quarantine`), `reported` (nothing could be done) |
+//! | `action` | string | `quarantined` (moved to `quarantine`), `restored` (the original put back; what was there moved to `quarantine`), `reported` (nothing could be done); for agent configuration `reverted` (the keys that run commands put back, a copy of what the command wrote in `quarantine`) or `kept` (`--keep-agent-config`, or kept at the dashboard) |
+//! | `diff` | [string] | agent configuration only: what changed, `- key: old` / `+ key: new` (JSON files, by key) or `- line` / `+ line` |
 //! | `quarantine` | string | where what the command left was moved, outside the workspace, when it was |
 //! | `error` | string | why the path could not be restored or moved, when it could not |
 //!
@@ -158,7 +164,7 @@ pub mod wire;
 
 use crate::{policy::Policy, sandbox::Enforcement, seal::Sealer};
 use wire::{
-    Decision, DenialLine, Enforced, EnforcementWire, EventType, LandlockWire, LimitWire, Line, LossLine, NetLine, PolicyLine, PolicyWire, ProcessLine,
+    Decision, DenialLine, Enforced, EnforcementWire, EventType, LandlockWire, LimitWire, Line, LossLine, NetLine, ObservationWire, PolicyLine, PolicyWire, ProcessLine,
     SeccompWire, SessionEndLine, SessionStartLine, TamperLine,
 };
 
@@ -363,6 +369,8 @@ pub struct SessionStart {
     pub enforcement: Enforcement,
     /// The limits (`policy.limits`) that could not be enforced, and why.
     pub unenforced_limits: Vec<(crate::limits::Kind, String)>,
+    /// Whether the kernel tracer ran (and why not).
+    pub observation: crate::sandbox::Observation,
 }
 
 #[derive(Debug, Clone)]
@@ -515,6 +523,7 @@ pub fn encode(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
                     seccomp: SeccompWire { blocked_syscalls: e.blocked_syscalls, enforced: e.seccomp },
                 }),
                 home: p.home.as_deref().map(lossy_path),
+                observation: Some(ObservationWire { kernel_tracer: s.observation.kernel_tracer, reason: s.observation.reason.clone() }),
                 policy: Some(PolicyWire {
                     allow_git_config: p.fs.allow_git_config,
                     allow_private_resolution: Some(p.net.allow_private_resolution.clone()),
@@ -652,6 +661,7 @@ mod tests {
             sources: vec!["built-in default".into()],
             enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: LandlockStatus::Full }), seccomp: true, blocked_syscalls: 52, netns: true },
             unenforced_limits: Vec::new(),
+            observation: crate::sandbox::Observation { kernel_tracer: false, reason: Some("the kernel tracer needs root".into()) },
         }));
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let v = encode(0, time, &event, &Counts::default(), Instant::now());
@@ -662,6 +672,7 @@ mod tests {
                 concat!(
                     r#"{{"command":["true"],"enforcement":{{"bwrap":{{"enforced":true}},"landlock":{{"abi":7,"enforced":"full"}},"limits":{{}},"#,
                     r#""netns":{{"enforced":true}},"seccomp":{{"blocked_syscalls":{},"enforced":true}}}},"home":"/h","#,
+                    r#""observation":{{"kernel_tracer":false,"reason":"the kernel tracer needs root"}},"#,
                     r#""policy":{{"allow_git_config":false,"allow_private_resolution":[],"allow_read":[],"allow_write":[],"allowed_domains":[],"default_deny_read":false,"#,
                     r#""denied_domains":[],"deny_read":[],"deny_write":[],"sources":["built-in default"]}},"sbx_version":"{}","seq":0,"#,
                     r#""time":"2023-11-14T22:13:20.000000Z","type":"session_start","v":1,"workspace":"/w"}}"#

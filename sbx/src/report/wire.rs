@@ -117,6 +117,8 @@ pub struct SessionStartLine {
     /// Written as `null` when the user has no home.
     pub home: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation: Option<ObservationWire>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyWire>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbx_version: Option<String>,
@@ -129,6 +131,14 @@ pub struct SessionStartLine {
     pub v: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
+}
+
+/// `session_start.observation`: whether the kernel tracer ran; `reason` says why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservationWire {
+    pub kernel_tracer: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `session_start.enforcement`.

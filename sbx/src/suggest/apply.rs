@@ -181,6 +181,14 @@ pub fn suggest_command(req: SuggestRequest, out: &mut dyn std::io::Write) -> any
         crate::termtext::path(&req.target.file),
         if req.target.exists { "" } else { " (new)" }
     )?;
+    if let Some(why) = recorded.unobserved.first() {
+        writeln!(
+            out,
+            "The log has no kernel denials (file access) from {} of its sessions: {}; the proposals cover what the proxy and the seccomp supervisor saw.",
+            recorded.unobserved.len(),
+            crate::termtext::escape(why)
+        )?;
+    }
     write!(out, "{}", render_report(&s, &recorded.denials, &held))?;
     let apply: Vec<&Proposal> = s.proposals.iter().filter(|p| !held(p)).collect();
     if s.proposals.is_empty() {

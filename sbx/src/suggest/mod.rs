@@ -65,6 +65,9 @@ pub struct Recorded {
     pub sessions: usize,
     /// The `seq` the next event appended to the log gets.
     pub next_seq: u64,
+    /// Sessions whose kernel tracer did not run (no file denials recorded), with the
+    /// reason each gave.
+    pub unobserved: Vec<String>,
 }
 
 /// Whether a log must pass `sbx log verify` before it is used.
@@ -127,6 +130,9 @@ pub fn parse_log(text: &str, path: &Path) -> anyhow::Result<Recorded> {
                 out.sessions += 1;
                 out.workspace = s.workspace.as_ref().map(PathBuf::from);
                 out.home = s.home.as_ref().map(PathBuf::from);
+                if let Some(o) = s.observation.as_ref().filter(|o| !o.kernel_tracer) {
+                    out.unobserved.push(o.reason.clone().unwrap_or_else(|| "the kernel tracer did not run".into()));
+                }
             }
             Some(Line::Denial(d)) => out.denials.push(Observed {
                 line: n,

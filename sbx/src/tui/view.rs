@@ -258,6 +258,12 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
     l3.push(Span::raw(" · "));
     let lost = app.lost();
     l3.push(Span::styled(format!("lost {}", count(lost)), if lost > 0 { BAD } else { Style::new() }));
+    // Without the kernel tracer, no count above includes file denials: said, with why.
+    if let Some(o) = app.observation.as_ref().filter(|o| !o.kernel_tracer) {
+        let why = o.reason.as_deref().map(crate::termtext::escape).unwrap_or_default();
+        l3.push(Span::raw(" · "));
+        l3.push(Span::styled(format!("file denials not observed: {why}"), WARN.add_modifier(Modifier::BOLD)));
+    }
     lines.push(Line::from(l3));
     frame.render_widget(Paragraph::new(lines), area);
     // Right of line 1, when it fits: older events cannot be exported.

@@ -231,6 +231,8 @@ pub struct App {
     /// The session's start (SessionStart's time, else the first event's).
     pub(super) session_time: Option<SystemTime>,
     pub(super) enforcement: Option<Enforcement>,
+    /// Whether the kernel tracer runs (from SessionStart).
+    pub(super) observation: Option<crate::sandbox::Observation>,
 
     pub(super) denials: [u64; SOURCES.len()],
     pub(super) net_allowed: u64,
@@ -341,6 +343,7 @@ impl App {
             state: RunState::Running,
             session_time: None,
             enforcement: None,
+            observation: None,
             denials: [0; SOURCES.len()],
             net_allowed: 0,
             net_denied: 0,
@@ -460,6 +463,7 @@ impl App {
             Event::SessionStart(s) => {
                 self.command = join_command(s.command.iter().map(|a| a.to_string_lossy()));
                 self.enforcement = Some(s.enforcement.clone());
+                self.observation = Some(s.observation.clone());
                 self.session_time = Some(time);
                 self.session_start = Some((seq, event.clone(), time));
             }
