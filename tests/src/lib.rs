@@ -192,19 +192,7 @@ impl Workspace {
         if self.who == As::User {
             let u = test_user();
             cmd.env("HOME", &u.home).env("USER", u.name).env_remove("XDG_CONFIG_HOME");
-            let (uid, gid) = (u.uid, u.gid);
-            // SAFETY: setgroups, setgid and setuid between fork and exec are
-            // async-signal-safe. std's uid()/gid() would switch before our
-            // hook runs, and an unprivileged setgroups fails; so all three
-            // happen here, in the order that works.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            as_test_user(&mut cmd);
         }
         cmd
     }
@@ -212,6 +200,46 @@ impl Workspace {
     /// Runs `sbx run -- sh -c SCRIPT` here and returns its output.
     pub fn run_sh(&self, script: &str) -> Output {
         self.sbx(["run", "--", "/bin/sh", "-c", script]).output().expect("start sbx")
+    }
+}
+
+/// Makes `cmd` run as the test user (uid, gid, no supplementary groups).
+pub fn as_test_user(cmd: &mut Command) -> &mut Command {
+    let u = test_user();
+    let (uid, gid) = (u.uid, u.gid);
+    // SAFETY: setgroups, setgid and setuid between fork and exec are
+    // async-signal-safe. std's uid()/gid() would switch before our
+    // hook runs, and an unprivileged setgroups fails; so all three
+    // happen here, in the order that works.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// A sudoers entry that lets the test user run `program` as root without a password,
+/// removed when dropped.
+pub struct SudoRule(PathBuf);
+
+impl SudoRule {
+    pub fn allow(program: &Path) -> SudoRule {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = PathBuf::from(format!("/etc/sudoers.d/sbx-it-{}-{n}", std::process::id()));
+        std::fs::write(&path, format!("{} ALL=(root) NOPASSWD: {}\n", test_user().name, program.display())).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+        SudoRule(path)
+    }
+}
+
+impl Drop for SudoRule {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

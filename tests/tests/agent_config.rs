@@ -175,21 +175,10 @@ fn claude() -> Option<PathBuf> {
 /// (the API address refuses at once, no retries): it starts, runs its
 /// SessionStart hooks, writes its state and exits.
 fn claude_on_host(who: As, claude: &Path, home: &Path, dir: &Path) {
-    use std::os::unix::process::CommandExt as _;
     let mut cmd = Command::new(claude);
     cmd.args(["-p", "hello"]).current_dir(dir).env("HOME", home).envs(agent_env()).stdin(std::process::Stdio::null());
     if who == As::User {
-        let u = test_user();
-        let (uid, gid) = (u.uid, u.gid);
-        // SAFETY: setgroups, setgid and setuid between fork and exec are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        sbx_integration_tests::as_test_user(&mut cmd);
     }
     let out = cmd.output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Unable to connect") || !out.status.success(), "{}", text(&out));

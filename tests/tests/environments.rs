@@ -2,9 +2,9 @@
 //! sentence why it cannot sandbox where namespaces are refused (sbx inside sbx, a
 //! container's profile).
 
-use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, process::Command};
+use std::{os::unix::fs::PermissionsExt as _, process::Command};
 
-use sbx_integration_tests::{As, Workspace, public_sbx, require_root, require_tool, test_user, text};
+use sbx_integration_tests::{As, SudoRule, Workspace, public_sbx, require_root, require_tool, test_user, text};
 
 fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check: {report}"))
@@ -59,11 +59,9 @@ fn doctors_advice_for_the_tracer_is_sudo_and_it_works() {
     assert_eq!(p["verdict"], "warn", "{p}");
     assert!(p["fix"].as_str().unwrap().contains("sudo sbx monitor"), "{p}");
     assert!(!report.to_string().contains("setcap"), "advice that does not work: {report}");
-    let sudoers = PathBuf::from(format!("/etc/sudoers.d/sbx-it-doctor-{}", std::process::id()));
-    std::fs::write(&sudoers, format!("{} ALL=(root) NOPASSWD: {}\n", u.name, sbx.display())).unwrap();
-    std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let sudo = SudoRule::allow(&sbx);
     let out = Command::new("runuser").args(["-u", u.name, "--", "sudo", "-n"]).arg(&sbx).args(["doctor", "--json"]).current_dir(ws.path()).output().unwrap();
-    let _ = std::fs::remove_file(&sudoers);
+    drop(sudo);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     assert_eq!(check(&report, "privileges")["verdict"], "ok", "{report}");
     assert_eq!(check(&report, "ebpf load+attach")["verdict"], "ok", "{report}");

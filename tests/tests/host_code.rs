@@ -311,22 +311,11 @@ fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
 
 /// A host command run as `who` (git refuses repositories of another owner).
 fn host(who: As, program: &str, args: &[&str], dir: &Path) -> std::process::Output {
-    use std::os::unix::process::CommandExt as _;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).current_dir(dir).stdin(std::process::Stdio::null()).env("GIT_CONFIG_NOSYSTEM", "1");
     if who == As::User {
-        let u = test_user();
-        let (uid, gid) = (u.uid, u.gid);
-        cmd.env("HOME", &u.home);
-        // SAFETY: setgroups, setgid and setuid between fork and exec are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        cmd.env("HOME", &test_user().home);
+        sbx_integration_tests::as_test_user(&mut cmd);
     }
     cmd.output().unwrap_or_else(|e| panic!("{program}: {e}"))
 }

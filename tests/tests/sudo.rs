@@ -7,7 +7,7 @@ use std::{
     process::Command,
 };
 
-use sbx_integration_tests::{As, Workspace, public_sbx, read_log, require_root, require_tool, test_user, text};
+use sbx_integration_tests::{As, SudoRule, Workspace, public_sbx, read_log, require_root, require_tool, test_user, text};
 
 /// The tests here share the test user's real home (sudo resets HOME to it): one at a time.
 static HOME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -76,10 +76,7 @@ fn sudo_runs_the_command_as_the_user_who_ran_it() {
     let sbx = public_sbx();
     let mut planted = Planted(Vec::new());
     // The test user may run this sbx as root, without a password.
-    let sudoers = PathBuf::from(format!("/etc/sudoers.d/sbx-it-{}", std::process::id()));
-    std::fs::write(&sudoers, format!("{} ALL=(root) NOPASSWD: {}\n", u.name, sbx.display())).unwrap();
-    std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
-    planted.0.push(sudoers);
+    let _sudo = SudoRule::allow(&sbx);
     let key = plant_key(&mut planted);
 
     let ws = Workspace::new(As::User);
@@ -122,10 +119,7 @@ fn under_sudo_what_sbx_writes_in_the_users_home_stays_theirs() {
     let u = test_user();
     let sbx = public_sbx();
     let mut planted = Planted(Vec::new());
-    let sudoers = PathBuf::from(format!("/etc/sudoers.d/sbx-it-q-{}", std::process::id()));
-    std::fs::write(&sudoers, format!("{} ALL=(root) NOPASSWD: {}\n", u.name, sbx.display())).unwrap();
-    std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
-    planted.0.push(sudoers);
+    let _sudo = SudoRule::allow(&sbx);
     let claude = u.home.join(".claude");
     assert!(!claude.exists(), "the test user has a ~/.claude already");
     std::fs::create_dir(&claude).unwrap();
