@@ -281,6 +281,15 @@ impl Watch {
 }
 
 impl Watch {
+    /// Removes every watch. Closing an inotify instance waits for the kernel to free its
+    /// marks (an SRCU grace period, ~8 ms here); removing them first lets that happen in
+    /// the background while the session does its exit checks, and the close is then short.
+    pub fn stop(&self) {
+        for wd in self.dirs.keys() {
+            let _ = self.inotify.rm_watch(*wd);
+        }
+    }
+
     /// A second descriptor of the same inotify instance, to wait on (`created` reads).
     pub fn fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
         use std::os::fd::AsFd as _;

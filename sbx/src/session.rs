@@ -488,7 +488,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let placeholders = crate::missing::Placeholders::make(&protected_dirs, &policy.writable());
     // Policy files are left to the policy-file report (`--ask` writes one itself).
     let is_policy_file = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
-    let created_watch = crate::missing::Watch::start(&protected_files.into_iter().filter(|p| !is_policy_file(p)).collect::<Vec<_>>());
+    let created_watch = RefCell::new(crate::missing::Watch::start(&protected_files.into_iter().filter(|p| !is_policy_file(p)).collect::<Vec<_>>()));
     let guard = crate::snapshot::Guard::take(protected, crate::snapshot::quarantine_root(policy.home.as_deref()));
     let quarantine = RefCell::new(crate::snapshot::Quarantine::new(guard.quarantine_root()));
     // Protected names the command created while it ran, each moved away at once; the
@@ -670,7 +670,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         // A protected name that was missing at start and appears: moved to the quarantine
         // at once and reported; the second stops the command (`missing`).
         let created_names = async {
-            let Some(w) = created_watch.as_ref() else { return };
+            let Some(w) = created_watch.borrow_mut().take() else { return };
             let fd = match w.fd().and_then(|fd| crate::sys::async_fd(fd, tokio::io::Interest::READABLE)) {
                 Ok(fd) => fd,
                 Err(e) => {
@@ -708,6 +708,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 }
             }
             settle(w.created());
+            w.stop();
+            // The close waits for the kernel to free the marks: on a thread of its own, so
+            // that it overlaps the exit checks.
+            let _ = std::thread::Builder::new().name("sbx-inotify-close".into()).spawn(move || drop((fd, w)));
         };
         // limits.timeout: SIGTERM to every process of the command, then
         // SIGKILL to the whole sandbox after the grace period.
