@@ -584,6 +584,8 @@ fn protected_files_created_during_the_session_are_moved_away_at_once_and_a_secon
             c = canary.display()
         );
         let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        // A failed assertion below must not leave the session waiting for `go`.
+        let _go = Go(w.join("go"));
         let waited = std::time::Instant::now();
         while !w.join("planted").exists() && waited.elapsed() < std::time::Duration::from_secs(30) {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -618,6 +620,16 @@ fn protected_files_created_during_the_session_are_moved_away_at_once_and_a_secon
     assert_eq!(out.status.code(), Some(137), "{}", text(&out));
     assert!(git(As::Root, &w, &["status", "--short"]).status.success());
     assert!(!canary.exists(), "the host's git ran the command's code");
+}
+
+/// Writes its file when dropped: the signal a waiting command goes on with, also when the
+/// test fails before it would have sent it.
+struct Go(PathBuf);
+
+impl Drop for Go {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
 }
 
 /// A session killed with SIGKILL leaves its placeholders (empty directories, harmless to
