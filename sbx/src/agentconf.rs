@@ -185,15 +185,15 @@ pub struct Change {
 }
 
 impl AgentConfig {
-    /// Reads the known files of `home` and `workspace` (a workspace that is the
-    /// home is read once).
-    pub fn take(home: Option<&Path>, workspace: &Path) -> AgentConfig {
+    /// Reads the known files of `home` and `workspace` that lie inside one of `writable`
+    /// (the others the command cannot change; a workspace that is the home is read once).
+    pub fn take(home: Option<&Path>, workspace: &Path, writable: &[PathBuf]) -> AgentConfig {
         let mut files: Vec<Watched> = Vec::new();
         let places = home.into_iter().map(|h| (h, IN_HOME)).chain([(workspace, IN_WORKSPACE)]);
         for (root, known) in places {
             for k in known {
                 let path = root.join(k.rel);
-                if files.iter().any(|w| w.path == path) {
+                if files.iter().any(|w| w.path == path) || !writable.iter().any(|w| path.starts_with(w)) {
                     continue;
                 }
                 let before = Content::of(&path);

@@ -495,7 +495,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     // second stops the command.
     let created_live = RefCell::new(Vec::<report::Tamper>::new());
     let stopped_for = RefCell::new(None::<String>);
-    let agent_config = crate::agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace);
+    let agent_config = crate::agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace, &policy.writable());
     let tampered = RefCell::new(Vec::<report::Tamper>::new());
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
