@@ -92,6 +92,12 @@ fn observe(log: &Path, from: u64, trust: suggest::Trust) -> anyhow::Result<(Vec<
         ),
     };
     let recorded = suggest::parse_log(&text, log)?;
+    // Root whose tracer failed: said once per run (not root is said at the start).
+    if let Some(why) = recorded.unobserved.first()
+        && nix::unistd::geteuid().is_root()
+    {
+        eprintln!("sbx learn: this run's file access was not observed ({}): only network destinations and blocked syscalls are learnt", crate::termtext::escape(why));
+    }
     let mut out = recorded.denials;
     for line in text.lines() {
         let Ok(Read { line: Some(Line::Net(n)), .. }) = Line::parse(line) else { continue };
