@@ -74,24 +74,36 @@ fn doctors_advice_for_the_tracer_is_sudo_and_it_works() {
 fn without_cap_sys_admin_doctor_and_run_agree() {
     require_root!();
     require_tool("setpriv");
+    confined_the_same(&["--bounding-set=-sys_admin"]);
+    // no_new_privs already set (systemd's NoNewPrivileges=, some CI runners): the same.
+    confined_the_same(&["--no-new-privs"]);
+}
+
+fn confined_the_same(setpriv: &[&str]) {
     let ws = Workspace::new(As::Root);
     let dropped = |args: &[&str]| {
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--bounding-set=-sys_admin", "--"]).arg(sbx_integration_tests::sbx_bin()).args(args).current_dir(ws.path());
+        cmd.args(setpriv).arg("--").arg(sbx_integration_tests::sbx_bin()).args(args).current_dir(ws.path());
         cmd.output().unwrap()
     };
-    // The capability is really gone for what setpriv starts.
-    let out = Command::new("setpriv").args(["--bounding-set=-sys_admin", "--", "grep", "CapEff", "/proc/self/status"]).output().unwrap();
-    let eff = u64::from_str_radix(String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap(), 16).unwrap();
-    assert_eq!(eff & (1 << 21), 0, "CAP_SYS_ADMIN is still effective: {}", text(&out));
+    // What setpriv sets is really in force for what it starts.
+    let out = Command::new("setpriv").args(setpriv).args(["--", "grep", "-E", "CapEff|NoNewPrivs", "/proc/self/status"]).output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_default().to_owned();
+    if setpriv.contains(&"--no-new-privs") {
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    } else {
+        let eff = u64::from_str_radix(&field("CapEff:"), 16).unwrap();
+        assert_eq!(eff & (1 << 21), 0, "CAP_SYS_ADMIN is still effective: {status}");
+    }
     let out = dropped(&["doctor", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     for name in ["user namespace", "pid namespace", "net namespace", "unprivileged userns"] {
-        assert_eq!(check(&report, name)["verdict"], "ok", "{}", check(&report, name));
+        assert_eq!(check(&report, name)["verdict"], "ok", "{setpriv:?}: {}", check(&report, name));
     }
     let out = dropped(&["run", "--log", "audit.jsonl", "--", "sh", "-c", "echo pid=$$; echo > /etc/z; true"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "pid=2\n", "not in a pid namespace of its own: {}", text(&out));
+    assert!(out.status.success(), "{setpriv:?}: {}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pid=2\n", "{setpriv:?}: not in a pid namespace of its own: {}", text(&out));
     let events = sbx_integration_tests::read_log(&ws.path().join("audit.jsonl"));
-    assert!(events.iter().any(|e| e["type"] == "denial" && e["path"] == "/etc/z"), "{events:?}");
+    assert!(events.iter().any(|e| e["type"] == "denial" && e["path"] == "/etc/z"), "{setpriv:?}: {events:?}");
 }
