@@ -172,8 +172,7 @@ pub struct AgentConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub path: PathBuf,
-    /// `created`, `changed`, `replaced` or `removed`, as `tamper` events say.
-    pub change: &'static str,
+    pub change: crate::report::Change,
     /// The keys that changed (`hooks`, `projects["/w"].mcpServers`); empty when
     /// the file is compared whole.
     pub keys: Vec<String>,
@@ -213,11 +212,12 @@ fn change_of(w: &Watched, after: Content) -> Option<Change> {
     if after == w.before {
         return None;
     }
+    use crate::report::Change as Kind;
     let kind = match (&w.before, &after) {
-        (Content::Missing, _) => "created",
-        (_, Content::Missing) => "removed",
-        (Content::File(_), Content::File(_)) => "changed",
-        _ => "replaced",
+        (Content::Missing, _) => Kind::Created,
+        (_, Content::Missing) => Kind::Removed,
+        (Content::File(_), Content::File(_)) => Kind::Changed,
+        _ => Kind::Replaced,
     };
     let whole = |reverted: Option<Vec<u8>>| {
         let diff = whole_diff(&w.before, &after);
@@ -403,7 +403,8 @@ fn whole_diff(before: &Content, after: &Content) -> Vec<String> {
 /// Reverts `change` (`keep`: leaves it, reported as kept): what the command
 /// wrote is copied to `quarantine` first, keeping its absolute path below it.
 pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Quarantine) -> crate::report::Tamper {
-    let tamper = |action: &'static str, quarantine: Option<PathBuf>, error: Option<String>| crate::report::Tamper {
+    use crate::report::TamperAction;
+    let tamper = |action: TamperAction, quarantine: Option<PathBuf>, error: Option<String>| crate::report::Tamper {
         path: change.path.clone(),
         change: change.change,
         action,
@@ -412,11 +413,11 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
         diff: change.diff.clone(),
     };
     if keep {
-        return tamper("kept", None, None);
+        return tamper(TamperAction::Kept, None, None);
     }
     let q = match quarantine.dir() {
         Ok(q) => q,
-        Err(e) => return tamper("reported", None, Some(e)),
+        Err(e) => return tamper(TamperAction::Reported, None, Some(e)),
     };
     let dest = q.join(change.path.strip_prefix("/").unwrap_or(&change.path));
     let mut kept_copy = None;
@@ -439,7 +440,7 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
         });
         match moved {
             Ok(()) => kept_copy = Some(dest),
-            Err(e) => return tamper("reported", None, Some(format!("cannot save it to {}: {e}", dest.display()))),
+            Err(e) => return tamper(TamperAction::Reported, None, Some(format!("cannot save it to {}: {e}", dest.display()))),
         }
     }
     let applied = match &change.reverted {
@@ -450,8 +451,8 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
         },
     };
     match applied {
-        Ok(()) => tamper("reverted", kept_copy, None),
-        Err(e) => tamper("reported", kept_copy, Some(e)),
+        Ok(()) => tamper(TamperAction::Reverted, kept_copy, None),
+        Err(e) => tamper(TamperAction::Reported, kept_copy, Some(e)),
     }
 }
 
@@ -478,7 +479,7 @@ mod tests {
     fn an_mcp_server_added_to_a_project_is_named_and_reverted_keeping_the_state() {
         let w = watched(Parts::Keys(CLAUDE_STATE), r#"{"numStartups": 1, "projects": {"/w/p": {"history": []}}}"#);
         let c = change_of(&w, after(r#"{"numStartups": 2, "projects": {"/w/p": {"history": ["x"], "mcpServers": {"evil": {"command": "sh"}}}}}"#)).unwrap();
-        assert_eq!(c.change, "changed");
+        assert_eq!(c.change, crate::report::Change::Changed);
         assert_eq!(c.keys, vec![r#"projects["/w/p"].mcpServers"#]);
         assert_eq!(c.diff, vec![r#"+ projects["/w/p"].mcpServers: {"evil":{"command":"sh"}}"#]);
         let reverted: Value = serde_json::from_slice(c.reverted.as_ref().unwrap()).unwrap();
@@ -489,7 +490,7 @@ mod tests {
     fn a_hook_in_a_created_settings_file_removes_the_file() {
         let w = watched(Parts::Keys(CLAUDE_SETTINGS), "");
         let c = change_of(&w, after(r#"{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "touch /tmp/x"}]}]}}"#)).unwrap();
-        assert_eq!(c.change, "created");
+        assert_eq!(c.change, crate::report::Change::Created);
         assert_eq!(c.keys, vec!["hooks"]);
         assert_eq!(c.reverted, None);
     }
@@ -510,7 +511,7 @@ mod tests {
         assert_eq!(c.reverted.as_deref(), Some(br#"{"model": "a"}"#.as_slice()));
         let w = watched(Parts::Keys(CLAUDE_SETTINGS), r#"{"model": "a"}"#);
         let c = change_of(&w, Content::Other("a symbolic link to /etc/passwd".into())).unwrap();
-        assert_eq!(c.change, "replaced");
+        assert_eq!(c.change, crate::report::Change::Replaced);
         assert_eq!(c.diff, vec!["- a file of 1 lines", "+ a symbolic link to /etc/passwd"]);
     }
 

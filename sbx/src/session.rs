@@ -681,10 +681,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             let settle = |paths: Vec<PathBuf>| {
                 for path in paths {
                     let (action, moved, error) = match quarantine.borrow_mut().dir() {
-                        Err(e) => ("reported", None, Some(e)),
+                        Err(e) => (report::TamperAction::Reported, None, Some(e)),
                         Ok(q) => crate::snapshot::settle(&path, &crate::snapshot::State::Missing, &q),
                     };
-                    let t = report::Tamper { path, change: "created", action, quarantine: moved, error, diff: Vec::new() };
+                    let t = report::Tamper { path, change: report::Change::Created, action, quarantine: moved, error, diff: Vec::new() };
                     sink.borrow_mut().emit(&Event::Tamper(t.clone()));
                     created_live.borrow_mut().push(t);
                     if created_live.borrow().len() >= 2 && stopped_for.borrow().is_none() {
@@ -910,27 +910,29 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     if let Some(names) = stopped_for.borrow().as_ref() {
         eprintln!("sbx: stopped the command: it created protected names that were missing at start, twice ({}); see the tamper lines", crate::termtext::escape(names));
     }
+    let keep_flag = opts.keep_agent_config;
     for t in created_live.borrow().iter().chain(tampered.borrow().iter()) {
         let q = |q: &Option<PathBuf>| q.as_ref().map_or_else(String::new, |q| q.display().to_string());
         if !t.diff.is_empty() {
             let done = match t.action {
-                "reverted" => format!("reverted; what the command wrote is in {}", q(&t.quarantine)),
-                "kept" => "kept (--keep-agent-config)".to_string(),
+                report::TamperAction::Reverted => format!("reverted; what the command wrote is in {}", q(&t.quarantine)),
+                report::TamperAction::Kept if keep_flag => "kept (--keep-agent-config)".to_string(),
+                report::TamperAction::Kept => "kept (you kept it at the dashboard)".to_string(),
                 _ => format!("left in place: {}", t.error.as_deref().unwrap_or("?")),
             };
-            eprintln!("sbx: tamper: the command {} {}, agent configuration that runs commands outside the sandbox; {}", t.change, crate::termtext::path(&t.path), crate::termtext::escape(&done));
+            eprintln!("sbx: tamper: the command {} {}, agent configuration that runs commands outside the sandbox; {}", t.change.as_str(), crate::termtext::path(&t.path), crate::termtext::escape(&done));
             for line in &t.diff {
                 eprintln!("sbx:   {}", crate::termtext::escape(line));
             }
             continue;
         }
         let done = match t.action {
-            "restored" if t.quarantine.is_some() => format!("the original was put back; what the command left is in {}", q(&t.quarantine)),
-            "restored" => "the original was put back".to_string(),
-            "quarantined" => format!("moved to {}", q(&t.quarantine)),
+            report::TamperAction::Restored if t.quarantine.is_some() => format!("the original was put back; what the command left is in {}", q(&t.quarantine)),
+            report::TamperAction::Restored => "the original was put back".to_string(),
+            report::TamperAction::Quarantined => format!("moved to {}", q(&t.quarantine)),
             _ => format!("left in place: {}", t.error.as_deref().unwrap_or("?")),
         };
-        eprintln!("sbx: tamper: the protected path {} was {} during the session; {}", crate::termtext::path(&t.path), t.change, crate::termtext::escape(&done));
+        eprintln!("sbx: tamper: the protected path {} was {} during the session; {}", crate::termtext::path(&t.path), t.change.as_str(), crate::termtext::escape(&done));
     }
     if let (Some(e), Some(log)) = (&log_error, &sink.log) {
         eprintln!("sbx: warning: could not write the log {}: {}", crate::termtext::path(&log.path), crate::termtext::escape(&e.to_string()));

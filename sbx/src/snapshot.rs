@@ -13,6 +13,7 @@
 //! directory outside the workspace, and a file whose content is known is put
 //! back.
 
+use crate::report::TamperAction;
 use std::{
     collections::BTreeMap,
     os::unix::fs::MetadataExt as _,
@@ -72,26 +73,7 @@ fn read_no_follow(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// How a path differs from its snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Created,
-    Removed,
-    /// Another file (or another kind of file) is at the path now.
-    Replaced,
-    /// The same file, with other content.
-    Changed,
-}
-
-impl Change {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Change::Created => "created",
-            Change::Removed => "removed",
-            Change::Replaced => "replaced",
-            Change::Changed => "changed",
-        }
-    }
-}
+pub use crate::report::Change;
 
 /// The difference between two states of one path, if any.
 pub fn compare(before: &State, after: &State) -> Option<Change> {
@@ -174,10 +156,10 @@ impl Guard {
         for (path, change) in self.snapshot.changes([]) {
             let before = self.snapshot.states.get(&path).unwrap_or(&State::Missing);
             let (action, moved, error) = match quarantine.dir() {
-                Err(e) => ("reported", None, Some(e)),
+                Err(e) => (TamperAction::Reported, None, Some(e)),
                 Ok(q) => settle(&path, before, &q),
             };
-            out.push(crate::report::Tamper { path, change: change.as_str(), action, quarantine: moved, error, diff: Vec::new() });
+            out.push(crate::report::Tamper { path, change, action, quarantine: moved, error, diff: Vec::new() });
         }
         out
     }
@@ -248,7 +230,7 @@ pub fn quarantine_root(home: Option<&Path>) -> Option<PathBuf> {
 
 /// Moves what is at `path` now into the quarantine (keeping its absolute path below it)
 /// and puts the original file back when its content is known.
-pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'static str, Option<PathBuf>, Option<String>) {
+pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (TamperAction, Option<PathBuf>, Option<String>) {
     let now = State::of(path);
     let mut moved = None;
     if now != State::Missing {
@@ -261,16 +243,16 @@ pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (&'stati
         let result = dest.parent().map_or(Ok(()), |p| mkdir_owned(p).map_err(std::io::Error::other)).and_then(|()| move_path(path, &dest));
         match result {
             Ok(()) => moved = Some(dest),
-            Err(e) => return ("reported", None, Some(format!("cannot move it to {}: {e}", dest.display()))),
+            Err(e) => return (TamperAction::Reported, None, Some(format!("cannot move it to {}: {e}", dest.display()))),
         }
     }
     match before {
         State::File { content: Some(content), mode, .. } => match restore(path, content, *mode) {
-            Ok(()) => ("restored", moved, None),
-            Err(e) => ("quarantined", moved, Some(format!("cannot put the original back: {e}"))),
+            Ok(()) => (TamperAction::Restored, moved, None),
+            Err(e) => (TamperAction::Quarantined, moved, Some(format!("cannot put the original back: {e}"))),
         },
-        State::Missing => ("quarantined", moved, None),
-        _ => ("quarantined", moved, Some("the original cannot be put back (not a small file)".into())),
+        State::Missing => (TamperAction::Quarantined, moved, None),
+        _ => (TamperAction::Quarantined, moved, Some("the original cannot be put back (not a small file)".into())),
     }
 }
 
@@ -406,11 +388,11 @@ mod tests {
         assert_eq!(
             got,
             [
-                t(".bash_login", "replaced", "restored", inq(".bash_login")),
-                t(".git/commondir", "created", "quarantined", inq(".git/commondir")),
-                t(".git/config", "changed", "restored", inq(".git/config")),
-                t(".profile", "removed", "restored", None),
-                t(".vscode", "created", "quarantined", inq(".vscode")),
+                t(".bash_login", Change::Replaced, TamperAction::Restored, inq(".bash_login")),
+                t(".git/commondir", Change::Created, TamperAction::Quarantined, inq(".git/commondir")),
+                t(".git/config", Change::Changed, TamperAction::Restored, inq(".git/config")),
+                t(".profile", Change::Removed, TamperAction::Restored, None),
+                t(".vscode", Change::Created, TamperAction::Quarantined, inq(".vscode")),
             ]
         );
         assert_eq!(std::fs::read_to_string(w.join(".git/config")).unwrap(), "original\n");

@@ -185,15 +185,63 @@ pub enum Event {
     Tamper(Tamper),
 }
 
+/// How a path differs from what it was before the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Removed,
+    /// Another file (or another kind of file) is at the path now.
+    Replaced,
+    /// The same file, with other content.
+    Changed,
+}
+
+impl Change {
+    /// The wire text (`tamper.change`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Removed => "removed",
+            Change::Replaced => "replaced",
+            Change::Changed => "changed",
+        }
+    }
+}
+
+/// What sbx did about a tampered path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TamperAction {
+    /// Moved to the quarantine.
+    Quarantined,
+    /// The original put back (what was there moved to the quarantine).
+    Restored,
+    /// Nothing could be done (`error` says why).
+    Reported,
+    /// Agent configuration: the keys that run commands put back.
+    Reverted,
+    /// Agent configuration: kept, by `--keep-agent-config` or at the dashboard.
+    Kept,
+}
+
+impl TamperAction {
+    /// The wire text (`tamper.action`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TamperAction::Quarantined => "quarantined",
+            TamperAction::Restored => "restored",
+            TamperAction::Reported => "reported",
+            TamperAction::Reverted => "reverted",
+            TamperAction::Kept => "kept",
+        }
+    }
+}
+
 /// A protected path found changed after the session, and what sbx did about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tamper {
     pub path: PathBuf,
-    /// `created`, `removed`, `replaced`, `changed`.
-    pub change: &'static str,
-    /// `quarantined`, `restored`, `reported`; for agent configuration (`agentconf`),
-    /// `reverted` or `kept`.
-    pub action: &'static str,
+    pub change: Change,
+    pub action: TamperAction,
     pub quarantine: Option<PathBuf>,
     pub error: Option<String>,
     /// For agent configuration: what changed, as `- old` / `+ new` lines.
@@ -609,8 +657,8 @@ pub fn encode(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             value: p.value.clone(),
         }),
         Event::Tamper(t) => Line::Tamper(TamperLine {
-            action: t.action.to_owned(),
-            change: t.change.to_owned(),
+            action: t.action.as_str().to_owned(),
+            change: t.change.as_str().to_owned(),
             error: t.error.clone(),
             path: lossy_path(&t.path),
             quarantine: t.quarantine.as_deref().map(lossy_path),

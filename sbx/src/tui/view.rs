@@ -454,7 +454,7 @@ fn tail_line(app: &App, event: &Event, time: SystemTime) -> Line<'static> {
         Event::Loss(l) => ("LOST", BAD, format!("{} events ({})", l.count, l.source)),
         Event::SessionEnd(e) => ("end", BOLD, format!("exit {}, {} lost", e.exit_code, e.lost)),
         Event::Policy(p) => ("policy", GOOD, format!("{} {} {} {}", p.action.replace('_', " "), p.key, p.change, p.value)),
-        Event::Tamper(t) => ("TAMPER", BAD, format!("{} {} ({})", t.change, t.path.display(), t.action)),
+        Event::Tamper(t) => ("TAMPER", BAD, format!("{} {} ({})", t.change.as_str(), t.path.display(), t.action.as_str())),
     };
     Line::from(vec![t, Span::styled(format!("{kind:<6} "), style), Span::raw(text)])
 }
