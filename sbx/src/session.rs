@@ -624,7 +624,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 serve_inbound(std::mem::take(&mut *inbound.borrow_mut()), started.sandbox_init, &proxy);
                 let tx = seccomp_tx.borrow_mut().take();
                 if let (Some(listener), Some(tx)) = (started.listener.take(), tx) {
-                    // With allowUnixSockets the filter notifies connect(2), which the
+                    // Unless allowAllUnixSockets, the filter notifies connect(2), which the
                     // supervisor then decides (monitor::connect).
                     let unix = started
                         .seccomp

@@ -173,12 +173,17 @@ pub struct Plan {
     pub hidden: Vec<PathBuf>,
 }
 
-fn net_plan(policy: &Policy) -> stage2::NetPlan {
+/// The network plan. `own_netns`: the sandbox gets a network namespace of its own (bwrap's
+/// `--unshare-net`), whose only interface is its loopback, which nothing outside reaches but
+/// `-p`. Binding there endangers nothing, so TCP binds are allowed whatever
+/// `allowLocalBinding` says; the key still rules binds in a sandbox that shares the host's
+/// network, where a listening port would be the host's.
+fn net_plan(policy: &Policy, own_netns: bool) -> stage2::NetPlan {
     stage2::NetPlan {
         http_port: HTTP_PROXY_PORT,
         socks_port: SOCKS_PROXY_PORT,
         local_ports: policy.net.allow_local_outbound_ports.clone(),
-        allow_local_binding: policy.net.allow_local_binding,
+        allow_local_binding: policy.net.allow_local_binding || own_netns,
         bind_ports: policy.net.inbound_ports.clone(),
     }
 }
@@ -420,6 +425,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     }
     args.push(Arg::JsonStatusFd(facts.status_fd));
 
+    let own_netns = args.contains(&Arg::UnshareNet);
     let bwrap = Invocation {
         args,
         command: vec![
@@ -433,7 +439,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         seccomp: crate::syscalls::FilterOptions::for_network(&policy.net),
         control_fd: facts.control_fd,
         notify: facts.notify,
-        net: net_plan(policy),
+        net: net_plan(policy, own_netns),
         max_tasks: facts.max_tasks,
     };
     Plan { bwrap, stage2, warnings, hidden }

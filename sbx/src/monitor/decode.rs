@@ -228,7 +228,7 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     } else if in_seccomp_table && errno == "EPERM" {
         (Source::Seccomp, "the syscall is on sbx's seccomp deny list".to_string())
     } else if nr == SYS_BIND && errno == "EACCES" && attr.landlock {
-        (Source::Landlock, "TCP ports may not be bound in the sandbox (allowLocalBinding)".to_string())
+        (Source::Landlock, "TCP ports may not be bound in a sandbox that shares the host's network (allowLocalBinding)".to_string())
     } else if errno == "EACCES" && effective.is_some_and(|p| under_any(p, &attr.hidden)) {
         (Source::Mount, "the path is hidden by the policy (denyRead)".to_string())
     } else if errno == "EROFS" {
