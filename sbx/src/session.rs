@@ -216,7 +216,7 @@ impl Sink {
                 continue;
             }
             let event = if ev.kind == KIND_DENIAL {
-                let denial = decode::denial(ev, &self.attribution);
+                let Some(denial) = decode::denial(ev, &self.attribution) else { continue };
                 if self.supervised && denial.source == report::Source::Seccomp {
                     continue;
                 }
@@ -314,6 +314,8 @@ impl Sink {
             write_roots: started.write_roots.clone(),
             hidden: started.hidden.clone(),
             seccomp: started.seccomp,
+            islands: started.islands.clone(),
+            pins: started.pins.clone(),
         };
         self.emit(&Event::SessionStart(Box::new(report::SessionStart {
             command: command.to_vec(),

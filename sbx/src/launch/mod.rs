@@ -171,6 +171,11 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The paths denyRead hides, as expanded on this host.
     pub hidden: Vec<PathBuf>,
+    /// The read-only islands inside the writable paths, by their real paths: each a mount
+    /// point (a rename onto it is EBUSY, a link or rename across it EXDEV).
+    pub islands: Vec<PathBuf>,
+    /// The directories bound onto themselves between a writable root and an island.
+    pub pins: Vec<PathBuf>,
 }
 
 /// The network plan. `own_netns`: the sandbox gets a network namespace of its own (bwrap's
@@ -367,11 +372,12 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         let Some(root) = writable.iter().filter(|r| island.starts_with(r)).max_by_key(|r| r.components().count()) else { continue };
         pins.extend(island.ancestors().skip(1).take_while(|a| a != root && a.starts_with(root)).map(Path::to_path_buf));
     }
-    for dir in pins.into_iter().filter(|d| probe(d) == PathKind::Dir && plain(d)) {
-        args.push(Arg::Bind { src: dir.clone(), dst: dir });
+    let pins: Vec<PathBuf> = pins.into_iter().filter(|d| probe(d) == PathKind::Dir && plain(d)).collect();
+    for dir in &pins {
+        args.push(Arg::Bind { src: dir.clone(), dst: dir.clone() });
     }
-    for path in islands {
-        args.push(Arg::RoBind { src: path.clone(), dst: path });
+    for path in &islands {
+        args.push(Arg::RoBind { src: path.clone(), dst: path.clone() });
     }
 
     // 5. Hidden paths: an empty, read-only directory or file with mode 000,
@@ -442,7 +448,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         net: net_plan(policy, own_netns),
         max_tasks: facts.max_tasks,
     };
-    Plan { bwrap, stage2, warnings, hidden }
+    Plan { bwrap, stage2, warnings, hidden, islands, pins }
 }
 
 /// Every path this session protects inside its writable paths, existing or not: the
