@@ -491,6 +491,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     // Policy files are left to the policy-file report (`--ask` writes one itself).
     let is_policy_file = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
     let created_watch = crate::missing::Watch::start(&protected_files.into_iter().filter(|p| !is_policy_file(p)).collect::<Vec<_>>());
+    let new_repos = crate::snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config);
     let guard = crate::snapshot::Guard::take(protected, crate::snapshot::quarantine_root(policy.home.as_deref()));
     let quarantine = RefCell::new(crate::snapshot::Quarantine::new(guard.quarantine_root()));
     // Protected names the command created while it ran, each moved away at once; the
@@ -819,6 +820,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
             // Every process of the sandbox is gone (its pid namespace ended with bwrap).
             let mut tampers = guard.verify_into(&mut quarantine.borrow_mut());
+            tampers.extend(new_repos.verify_into(&mut quarantine.borrow_mut()));
             let agent_changes = agent_config.changes();
             // Reverted unless kept by the flag or, on the dashboard, by the user; a
             // dashboard that is gone (quit, failed) keeps nothing.
@@ -910,6 +912,13 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     }
     for t in created_live.borrow().iter().chain(tampered.borrow().iter()) {
         let q = |q: &Option<PathBuf>| q.as_ref().map_or_else(String::new, |q| q.display().to_string());
+        if t.action == "stripped" {
+            eprintln!("sbx: tamper: {} of a repository the command created had keys that run commands; they were removed (the whole file is in {}):", crate::termtext::path(&t.path), q(&t.quarantine));
+            for line in &t.diff {
+                eprintln!("sbx:   {}", crate::termtext::escape(line));
+            }
+            continue;
+        }
         if !t.diff.is_empty() {
             let done = match t.action {
                 "reverted" => format!("reverted; what the command wrote is in {}", q(&t.quarantine)),

@@ -507,3 +507,33 @@ fn refused_renames_and_links_of_protected_files_are_hinted_denials() {
         assert!(read(&config).contains("t@example.invalid"));
     }
 }
+
+/// Issue 18, point 5: a repository made during the session had no read-only mounts (git
+/// must write its configuration to create it), so at exit it keeps only what runs nothing:
+/// safe keys stay (user, remotes, branches), a key that runs something, a hook and the
+/// config's unsafe keys go to the quarantine. A plain `git init` and commit loses nothing.
+#[test]
+fn a_repository_made_in_the_session_keeps_only_what_runs_nothing() {
+    require_root!();
+    require_tool("git");
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let out = ws.run_sh(
+            "git init -q -b main . && git config user.email t@example.invalid && git config user.name t && \
+             echo x > f && git add f && git commit -q -m one && git config core.fsmonitor 'touch /tmp/evil' && \
+             printf '#!/bin/sh\\ntouch evil\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && echo done",
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
+        let config = read(&ws.path().join(".git/config"));
+        assert!(config.contains("email = t@example.invalid") && !config.contains("fsmonitor"), "{who:?}: {config}");
+        assert!(!ws.path().join(".git/hooks/pre-commit").exists(), "{who:?}: the hook stayed");
+        assert!(ws.path().join(".git/hooks/pre-commit.sample").exists());
+        let log = std::process::Command::new("git").arg("-C").arg(ws.path()).args(["-c", "safe.directory=*", "log", "--format=%s"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&log.stdout), "one\n", "{}", text(&log));
+        // A plain repository: nothing to take away.
+        let ws = Workspace::new(who);
+        let out = ws.run_sh("git init -q . && git -c user.email=t@example.invalid -c user.name=t commit -q --allow-empty -m one && echo done");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
+        assert!(!text(&out).contains("quarantine"), "{who:?}: {}", text(&out));
+    }
+}
