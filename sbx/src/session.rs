@@ -477,6 +477,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let policy = &policy;
     // A deny rule the glob walk cannot cover refuses before anything starts (the dashboard too).
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
+    // allowWrite directories written `~/x/` that are missing: made now, so that the plan binds them.
+    for warning in crate::missing::create_write_dirs(policy) {
+        eprintln!("sbx: warning: {warning}");
+    }
     // The protected paths as they are before the command: verified after it (tamper).
     let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
     // Protected names missing at start: directories get a placeholder (which the plan

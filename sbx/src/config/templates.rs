@@ -146,12 +146,14 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       // ~/.yarn/bin, ~/.local/share/pnpm itself: sbx keeps them read-only
       // anyway) nor executable configuration (~/.npmrc, ~/.cargo/config.toml,
       // ~/.gradle/init.d, ~/.m2/settings.xml, ~/.yarnrc).
+      // A trailing "/" names a directory sbx creates when it is missing, so that
+      // a fresh user's first install works (only these, not every tool's).
       // ~/.cache holds pip, uv, poetry, pnpm, yarn classic, Go's build cache.
-      "~/.cache",
+      "~/.cache/",
       // npm: _cacache, _npx, _logs, _update-notifier-last-checked (npm's
       // configuration is ~/.npmrc, outside).
-      "~/.npm",
-      "~/.local/share/pnpm/store",
+      "~/.npm/",
+      "~/.local/share/pnpm/store/",
       "~/.local/state/pnpm",
       "~/.yarn/berry",
       // Bun's package cache only: ~/.bun/bin is on PATH, so a program planted
