@@ -153,7 +153,7 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       // npm: _cacache, _npx, _logs, _update-notifier-last-checked (npm's
       // configuration is ~/.npmrc, outside).
       "~/.npm/",
-      "~/.local/share/pnpm/store/",
+      "~/.local/share/pnpm/store",
       "~/.local/state/pnpm",
       "~/.yarn/berry",
       // Bun's package cache only: ~/.bun/bin is on PATH, so a program planted

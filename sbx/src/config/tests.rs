@@ -511,7 +511,7 @@ fn template_contents() {
     for p in [
         "~/.cache/",
         "~/.npm/",
-        "~/.local/share/pnpm/store/",
+        "~/.local/share/pnpm/store",
         "~/.yarn/berry",
         "~/.bun/install/cache",
         "~/.cargo/registry",
