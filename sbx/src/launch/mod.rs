@@ -238,7 +238,10 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         Arg::UnshareCgroupTry,
         Arg::DieWithParent,
         Arg::CapDropAll,
-        Arg::Hostname("sbx".into()),
+        // A name /etc/hosts resolves: programs look their own host name up (git for its
+        // default identity, Java's getLocalHost, Python's getfqdn), and any other name
+        // would be a DNS query, which the network namespace refuses (a denial).
+        Arg::Hostname("localhost".into()),
     ];
     if !facts.stdin_is_tty {
         args.push(Arg::NewSession);
@@ -505,7 +508,7 @@ mod tests {
         let mut expected: Vec<OsString> = [
             "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--cap-drop", "ALL",
-            "--hostname", "sbx", "--new-session",
+            "--hostname", "localhost", "--new-session",
             "--ro-bind", "/", "/",
             "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", "/w", "/w",
