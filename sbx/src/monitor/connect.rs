@@ -38,7 +38,9 @@
 //! (a full backlog, a slow TCP peer) costs a timer, not a thread.
 //!
 //! Bounds, so that a flood of connects that block costs the flooding process its own time
-//! only: each process (thread group) has at most [`PER_PROCESS`] connects mediated at once
+//! only: at most [`DECIDING`] decisions run at once on the blocking pool (so a flood of
+//! processes cannot grow sbx's threads); each process (thread group) has at most
+//! [`PER_PROCESS`] connects mediated at once
 //! (the rest wait their turn); mediations of one socket (shared by a fork) run one after the
 //! other, so that each puts back the caller's own flags; and a blocking caller waits at most
 //! [`ATTEMPT_TIMEOUT`], then gets what a socket timeout gives (`EAGAIN` for a Unix socket
@@ -80,6 +82,8 @@ pub(crate) struct Mediator {
     turns: Arc<Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>>,
     /// Per socket (device and inode): one mediation at a time.
     sockets: Arc<Mutex<HashMap<(u64, u64), OneAtATime>>>,
+    /// Decisions running on tokio's blocking pool at once, for every process together.
+    deciding: Arc<tokio::sync::Semaphore>,
 }
 
 /// Held while a socket is being connected.
@@ -87,6 +91,11 @@ type OneAtATime = Arc<tokio::sync::Mutex<()>>;
 
 /// Connects one process (thread group) may have mediated at once.
 pub const PER_PROCESS: usize = 4;
+/// Decisions (step 2, which reads `/proc` and the caller's memory on tokio's blocking pool)
+/// running at once across all processes. Each takes well under a millisecond; without this
+/// bound, hundreds of processes each with [`PER_PROCESS`] connects in flight made the pool
+/// start a thread per waiting decision (every connect is mediated by default, issue 18).
+pub const DECIDING: usize = 8;
 /// The longest a blocking caller's mediated connect waits.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest pause between two attempts at a Unix socket whose backlog is full.
@@ -122,7 +131,8 @@ enum Refused {
 impl Mediator {
     pub(crate) fn new(listener: &OwnedFd, policy: UnixSocketPolicy, tx: mpsc::Sender<SeccompDenial>) -> io::Result<Mediator> {
         let listener = Arc::new(listener.try_clone()?);
-        Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default(), sockets: Arc::default() })
+        let deciding = Arc::new(tokio::sync::Semaphore::new(DECIDING));
+        Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default(), sockets: Arc::default(), deciding })
     }
 
     /// Mediates one connect notification, once its process has a turn ([`PER_PROCESS`]):
@@ -134,7 +144,9 @@ impl Mediator {
         tokio::spawn(async move {
             let Ok(_permit) = turn.acquire_owned().await else { return };
             let (policy, listener) = (m.policy.clone(), m.listener.clone());
+            let Ok(deciding) = m.deciding.clone().acquire_owned().await else { return };
             let decided = tokio::task::spawn_blocking(move || decide(&req, &policy, || sys::notif_id_valid(listener.as_raw_fd(), req.id).unwrap_or(false))).await;
+            drop(deciding);
             let verdict = match decided {
                 Ok(Verdict::Connect { sock, addr, _target }) => {
                     let one_at_a_time = m.lock_of(&sock);
