@@ -3,7 +3,8 @@
 //!
 //! The tracer (`sbx_sys_exit`, `sbx_exec`, `sbx_exit`)
 //! reports the syscalls of the sandbox's process tree that fail with EACCES,
-//! EPERM or EROFS (with their path or socket address), the connects and
+//! EPERM or EROFS (with their path or socket address), the renames and links
+//! that fail with EBUSY or EXDEV (a protected mount's answer), the connects and
 //! sends (sendto, sendmsg, sendmmsg) that fail with ENETUNREACH (traffic that bypassed the proxy: the
 //! sandbox's network has only loopback), and the tree's execs and exits.
 //! The tree is the sandbox's cgroup (v2): every task whose current cgroup
@@ -71,6 +72,11 @@ static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(3, 0);
 
 const EPERM: i64 = 1;
 const EACCES: i64 = 13;
+/// What a rename onto, off or of a mount point gets: the sandbox's read-only islands and
+/// their pins are mount points.
+const EBUSY: i64 = 16;
+/// What a hard link or a rename across mounts gets: into or out of a read-only island.
+const EXDEV: i64 = 18;
 const EROFS: i64 = 30;
 /// What a connection to anything but loopback gets in the sandbox's network
 /// namespace: a program that bypassed the proxy.
@@ -309,7 +315,7 @@ fn regs_args(regs: *const pt_regs) -> Option<(i64, [u64; 6])> {
 pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
     // sys_exit's arguments are (struct pt_regs *regs, long ret).
     let ret: i64 = ctx.arg(1);
-    if ret != -EACCES && ret != -EPERM && ret != -EROFS && ret != -ENETUNREACH {
+    if ret != -EACCES && ret != -EPERM && ret != -EROFS && ret != -ENETUNREACH && ret != -EBUSY && ret != -EXDEV {
         return 0;
     }
     if !traced() {
@@ -319,7 +325,16 @@ pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
     if let Some((nr, args)) = regs_args(regs) {
         // ENETUNREACH is a denial only where the sandbox's network makes it
         // one: a connection or datagram to a non-loopback address.
-        if ret != -ENETUNREACH || addr_args(nr).0 != 6 {
+        // EBUSY and EXDEV only from rename, renameat, renameat2, link and linkat: user
+        // space keeps those that touch a protected path (a rename across filesystems is
+        // EXDEV too, and no denial).
+        let renames = matches!(nr, 82 | 86 | 264 | 265 | 316);
+        let kept = match ret {
+            r if r == -ENETUNREACH => addr_args(nr).0 != 6,
+            r if r == -EBUSY || r == -EXDEV => renames,
+            _ => true,
+        };
+        if kept {
             emit(KIND_DENIAL, nr, ret, args, 0);
         }
     }

@@ -297,6 +297,29 @@ impl Watch {
     }
 }
 
+/// Creates the allowWrite directories that are missing (`FsPolicy::create_dirs`: written
+/// with a trailing `/`, inside the home), with the directories missing above them, mode
+/// 0700 and the owner of the directory each is made in (the user's, under their home).
+/// Nothing is made through a symlink: the deepest existing directory above must be its
+/// own real path. Returns a warning for each that could not be made.
+pub fn create_write_dirs(policy: &Policy) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for dir in &policy.fs.create_dirs {
+        if std::fs::symlink_metadata(dir).is_ok() {
+            continue;
+        }
+        let Some(existing) = dir.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok()) else { continue };
+        if existing.canonicalize().ok().as_deref() != Some(existing) || !existing.is_dir() {
+            warnings.push(format!("the allowWrite directory {} was not created: {} is not a plain directory", crate::termtext::path(dir), crate::termtext::path(existing)));
+            continue;
+        }
+        if let Err(e) = crate::snapshot::mkdir_owned(dir) {
+            warnings.push(format!("the allowWrite directory {} was not created: {}", crate::termtext::path(dir), crate::termtext::escape(&e)));
+        }
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,6 +140,11 @@ pub struct FsPolicy {
     pub allow_write: Vec<PathBuf>,
     pub deny_write: Vec<PathBuf>,
     pub allow_git_config: bool,
+    /// allowWrite entries written with a trailing `/` inside the home directory (not the
+    /// home itself, not globs): directories sbx creates before the sandbox starts when they
+    /// are missing (`missing::create_write_dirs`), so that a fresh user's first
+    /// `npm install` finds `~/.npm`.
+    pub create_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -248,6 +253,15 @@ impl Policy {
             allow_write: resolve("allowWrite", &fs.allow_write)?,
             deny_write: resolve("denyWrite", &fs.deny_write)?,
             allow_git_config: fs.allow_git_config,
+            create_dirs: fs
+                .allow_write
+                .iter()
+                .filter(|v| v.ends_with('/') && !is_glob(Path::new(v.as_str())))
+                .map(|v| resolve_path("allowWrite", v, &workspace, home.as_deref()))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|p| home.as_ref().is_some_and(|h| p.starts_with(h) && p != h))
+                .collect(),
         };
         let net = NetPolicy {
             allowed_domains: config.network.allowed_domains.clone(),
@@ -394,6 +408,17 @@ mod tests {
         assert!(!is_glob(&p.fs.deny_read[0]));
         let err = Policy::from_config(&c, "/w".into(), None).unwrap_err();
         assert_eq!(err.to_string(), "\"filesystem.denyRead\" entry \"~/.ssh\" uses `~` but HOME is not set");
+    }
+
+    /// Issue 18, point 3: only allowWrite entries written with a trailing `/` inside the home
+    /// (not the home, not globs, not the workspace) are directories to create.
+    #[test]
+    fn allow_write_directories_to_create_end_in_a_slash_inside_the_home() {
+        let mut c = Config::default();
+        c.filesystem.allow_write = ["~/.npm/", "~/.cargo/.package-cache", "~/", "/h/x/", "build/", "~/**/cache/", "/elsewhere/"].map(String::from).to_vec();
+        let p = Policy::from_config(&c, "/w".into(), Some("/h".into())).unwrap();
+        assert_eq!(p.fs.create_dirs, ["/h/.npm", "/h/x"].map(PathBuf::from));
+        assert_eq!(p.fs.allow_write[0], PathBuf::from("/h/.npm"));
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl Sink {
                 continue;
             }
             let event = if ev.kind == KIND_DENIAL {
-                let denial = decode::denial(ev, &self.attribution);
+                let Some(denial) = decode::denial(ev, &self.attribution) else { continue };
                 if self.supervised && denial.source == report::Source::Seccomp {
                     continue;
                 }
@@ -314,6 +314,8 @@ impl Sink {
             write_roots: started.write_roots.clone(),
             hidden: started.hidden.clone(),
             seccomp: started.seccomp,
+            islands: started.islands.clone(),
+            pins: started.pins.clone(),
         };
         self.emit(&Event::SessionStart(Box::new(report::SessionStart {
             command: command.to_vec(),
@@ -475,6 +477,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let policy = &policy;
     // A deny rule the glob walk cannot cover refuses before anything starts (the dashboard too).
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
+    // allowWrite directories written `~/x/` that are missing: made now, so that the plan binds them.
+    for warning in crate::missing::create_write_dirs(policy) {
+        eprintln!("sbx: warning: {warning}");
+    }
     // The protected paths as they are before the command: verified after it (tamper).
     let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
     // Protected names missing at start: directories get a placeholder (which the plan
@@ -489,6 +495,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     // Policy files are left to the policy-file report (`--ask` writes one itself).
     let is_policy_file = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
     let created_watch = RefCell::new(crate::missing::Watch::start(&protected_files.into_iter().filter(|p| !is_policy_file(p)).collect::<Vec<_>>()));
+    let new_repos = crate::snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config);
     let guard = crate::snapshot::Guard::take(protected, crate::snapshot::quarantine_root(policy.home.as_deref()));
     let quarantine = RefCell::new(crate::snapshot::Quarantine::new(guard.quarantine_root()));
     // Protected names the command created while it ran, each moved away at once; the
@@ -624,7 +631,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 serve_inbound(std::mem::take(&mut *inbound.borrow_mut()), started.sandbox_init, &proxy);
                 let tx = seccomp_tx.borrow_mut().take();
                 if let (Some(listener), Some(tx)) = (started.listener.take(), tx) {
-                    // With allowUnixSockets the filter notifies connect(2), which the
+                    // Unless allowAllUnixSockets, the filter notifies connect(2), which the
                     // supervisor then decides (monitor::connect).
                     let unix = started
                         .seccomp
@@ -821,6 +828,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             let lost = ebpf_lost + seccomp_dropped + proxy_dropped;
             // Every process of the sandbox is gone (its pid namespace ended with bwrap).
             let mut tampers = guard.verify_into(&mut quarantine.borrow_mut());
+            tampers.extend(new_repos.verify_into(&mut quarantine.borrow_mut()));
             let agent_changes = agent_config.changes();
             // Reverted unless kept by the flag or, on the dashboard, by the user; a
             // dashboard that is gone (quit, failed) keeps nothing.
@@ -913,6 +921,13 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let keep_flag = opts.keep_agent_config;
     for t in created_live.borrow().iter().chain(tampered.borrow().iter()) {
         let q = |q: &Option<PathBuf>| q.as_ref().map_or_else(String::new, |q| q.display().to_string());
+        if t.action == report::TamperAction::Stripped {
+            eprintln!("sbx: tamper: {} of a repository the command created had keys that run commands; they were removed (the whole file is in {}):", crate::termtext::path(&t.path), q(&t.quarantine));
+            for line in &t.diff {
+                eprintln!("sbx:   {}", crate::termtext::escape(line));
+            }
+            continue;
+        }
         if !t.diff.is_empty() {
             let done = match t.action {
                 report::TamperAction::Reverted => format!("reverted; what the command wrote is in {}", q(&t.quarantine)),

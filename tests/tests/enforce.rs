@@ -3,7 +3,7 @@
 
 use std::{os::unix::fs::PermissionsExt as _, path::Path, process::Command};
 
-use sbx_integration_tests::{As, Workspace, chown, require_root, require_tool, test_user, text};
+use sbx_integration_tests::{As, Workspace, chown, read_log, require_root, require_tool, test_user, text};
 
 const WHO: [As; 2] = [As::Root, As::User];
 
@@ -427,5 +427,113 @@ print("nonblocking tcp", n.connect_ex(("127.0.0.1", 3128)) in (0, 115), select.s
             [(other.display().to_string(), other_call), (String::new(), abstract_call)],
             "{who:?}: {events:?}"
         );
+    }
+}
+
+/// Issue 18, point 5: `git config user.email` in a repository that existed at start fails
+/// closed (git renames `config.lock` onto the read-only `.git/config`: EBUSY), and the log
+/// holds that refusal as a denial with the protected path, the layer and a hint naming
+/// `allowGitConfig`; a hard link of a protected file (EXDEV) is one too. With allowGitConfig
+/// the same command works and leaves no denial.
+#[test]
+fn refused_renames_and_links_of_protected_files_are_hinted_denials() {
+    require_root!();
+    require_tool("git");
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let init = std::process::Command::new("git").args(["init", "-q"]).arg(ws.path()).output().unwrap();
+        assert!(init.status.success(), "{}", text(&init));
+        if who == As::User {
+            let u = test_user();
+            let owned = std::process::Command::new("chown")
+                .arg("-R")
+                .arg(format!("{}:{}", u.uid, u.gid))
+                .arg(ws.path().join(".git"))
+                .status()
+                .unwrap();
+            assert!(owned.success());
+        }
+        ws.write(".bashrc", "original\n");
+        let log = ws.path().join("audit.jsonl");
+        let out = ws
+            .sbx(["monitor", "--no-tui", "--log"])
+            .arg(&log)
+            .args([
+                "--",
+                "/bin/sh",
+                "-c",
+                "git config user.email t@example.invalid; echo config=$?; ln .bashrc copy; echo link=$?",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("config=") && !stdout.contains("config=0") && stdout.contains("link=1"),
+            "{who:?}: {}",
+            text(&out)
+        );
+        let config = ws.path().join(".git/config");
+        assert!(!read(&config).contains("t@example.invalid"), "{who:?}: {}", text(&out));
+        // An unprivileged sbx has no kernel tracer, so no file denial to check (it says so).
+        let denials: Vec<_> = read_log(&log).into_iter().filter(|e| e["type"] == "denial").collect();
+        if who == As::User {
+            assert!(denials.is_empty() && text(&out).contains("not observed"), "{who:?}: {}", text(&out));
+        }
+        let on = |path: &Path, errno: &str| {
+            denials
+                .iter()
+                .find(|d| d["path"] == path.to_str().unwrap() && d["errno"] == errno)
+                .unwrap_or_else(|| panic!("{who:?}: no {errno} denial of {}: {denials:#?}", path.display()))
+        };
+        if who == As::Root {
+            let d = on(&config, "EBUSY");
+            assert_eq!((d["source"].as_str(), d["operation"].as_str()), (Some("mount"), Some("rename")), "{d}");
+            assert!(d["detail"]["hint"].as_str().unwrap().contains("filesystem.allowGitConfig"), "{d}");
+            let d = on(&ws.path().join(".bashrc"), "EXDEV");
+            assert_eq!(d["source"], "mount", "{d}");
+            assert!(text(&out).contains("denials"), "the summary names them: {}", text(&out));
+        }
+        ws.write("sbx.jsonc", r#"{ "filesystem": { "allowGitConfig": true } }"#);
+        let log = ws.path().join("allowed.jsonl");
+        let out = ws
+            .sbx(["monitor", "--no-tui", "--log"])
+            .arg(&log)
+            .args(["--", "git", "config", "user.email", "t@example.invalid"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        let denials: Vec<_> = read_log(&log).into_iter().filter(|e| e["type"] == "denial").collect();
+        assert!(denials.is_empty(), "{who:?}: {denials:#?}");
+        assert!(read(&config).contains("t@example.invalid"));
+    }
+}
+
+/// Issue 18, point 5: a repository made during the session had no read-only mounts (git
+/// must write its configuration to create it), so at exit it keeps only what runs nothing:
+/// safe keys stay (user, remotes, branches), a key that runs something, a hook and the
+/// config's unsafe keys go to the quarantine. A plain `git init` and commit loses nothing.
+#[test]
+fn a_repository_made_in_the_session_keeps_only_what_runs_nothing() {
+    require_root!();
+    require_tool("git");
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let out = ws.run_sh(
+            "git init -q -b main . && git config user.email t@example.invalid && git config user.name t && \
+             echo x > f && git add f && git commit -q -m one && git config core.fsmonitor 'touch /tmp/evil' && \
+             printf '#!/bin/sh\\ntouch evil\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && echo done",
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
+        let config = read(&ws.path().join(".git/config"));
+        assert!(config.contains("email = t@example.invalid") && !config.contains("fsmonitor"), "{who:?}: {config}");
+        assert!(!ws.path().join(".git/hooks/pre-commit").exists(), "{who:?}: the hook stayed");
+        assert!(ws.path().join(".git/hooks/pre-commit.sample").exists());
+        let log = std::process::Command::new("git").arg("-C").arg(ws.path()).args(["-c", "safe.directory=*", "log", "--format=%s"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&log.stdout), "one\n", "{}", text(&log));
+        // A plain repository: nothing to take away.
+        let ws = Workspace::new(who);
+        let out = ws.run_sh("git init -q . && git -c user.email=t@example.invalid -c user.name=t commit -q --allow-empty -m one && echo done");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
+        assert!(!text(&out).contains("quarantine"), "{who:?}: {}", text(&out));
     }
 }

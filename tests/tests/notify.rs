@@ -64,3 +64,32 @@ fn plain_run_without_a_log_uses_errno_and_no_supervisor() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Operation not permitted"), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("denial"), "no summary without a log: {}", text(&out));
 }
+
+/// Issue 18, point 2: glibc looks users and hosts up through nscd first (socket(AF_UNIX) and
+/// a connect to its socket); that probe, and a connect to a socket path that is not there,
+/// are no denial: the log of a session of `id`, `getent passwd` and such connects holds none.
+#[test]
+fn name_lookups_and_absent_socket_paths_are_no_denial() {
+    require_root!();
+    require_tool("python3");
+    require_tool("getent");
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        let log = ws.path().join("audit.jsonl");
+        let script = r#"id -un >/dev/null && getent passwd root >/dev/null && python3 - <<'PY'
+import socket
+for path in ("/var/run/nscd/socket", "/run/nscd/socket", "/tmp/absent.sock"):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        print("connected", path)
+    except OSError as e:
+        print(e.strerror)
+PY"#;
+        let out = ws.sbx(["monitor", "--no-tui", "--log"]).arg(&log).args(["--", "/bin/sh", "-c", script]).output().unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "No such file or directory\n".repeat(3), "{who:?}: {}", text(&out));
+        let denials: Vec<_> = read_log(&log).into_iter().filter(|e| e["type"] == "denial").collect();
+        assert!(denials.is_empty(), "{who:?}: {denials:?}");
+    }
+}

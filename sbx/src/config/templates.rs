@@ -75,10 +75,21 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
 {
   "network": {
     "allowedDomains": [
-      // LLM APIs
+      // LLM APIs and the agents' sign-in: Claude Code signs in at
+      // platform.claude.com and claude.ai, Codex at auth.openai.com and
+      // chatgpt.com, gemini-cli at Google's OAuth and Code Assist endpoints.
       "api.anthropic.com",
       "*.anthropic.com",
+      "claude.ai",
+      "*.claude.ai",
+      "claude.com",
+      "*.claude.com",
       "api.openai.com",
+      "auth.openai.com",
+      "chatgpt.com",
+      "oauth2.googleapis.com",
+      "accounts.google.com",
+      "cloudcode-pa.googleapis.com",
       "api.githubcopilot.com",
       "*.githubcopilot.com",
       "generativelanguage.googleapis.com",
@@ -123,22 +134,44 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "statsig.anthropic.com",
       "*.sentry.io",
     ],
-    // Agents start dev servers and test servers inside the sandbox.
+    // Agents start dev servers and test servers inside the sandbox. The
+    // sandbox's own loopback is free to bind anyway; this matters only where
+    // the sandbox shares the host's network.
     "allowLocalBinding": true,
   },
   "filesystem": {
     "allowWrite": [
-      // Caches and package stores
-      "~/.cache",
-      "~/.npm/_cacache",
-      "~/.npm/_npx",
+      // Caches, package stores, logs and update checks, from each tool's
+      // documentation. Never a PATH directory (~/.cargo/bin, ~/.bun/bin,
+      // ~/.yarn/bin, ~/.local/share/pnpm itself: sbx keeps them read-only
+      // anyway) nor executable configuration (~/.npmrc, ~/.cargo/config.toml,
+      // ~/.gradle/init.d, ~/.m2/settings.xml, ~/.yarnrc).
+      // A trailing "/" names a directory sbx creates when it is missing, so that
+      // a fresh user's first install works (only these, not every tool's).
+      // ~/.cache holds pip, uv, poetry, pnpm, yarn classic, Go's build cache.
+      "~/.cache/",
+      // npm: _cacache, _npx, _logs, _update-notifier-last-checked (npm's
+      // configuration is ~/.npmrc, outside).
+      "~/.npm/",
+      "~/.local/share/pnpm/store",
+      "~/.local/state/pnpm",
+      "~/.yarn/berry",
       // Bun's package cache only: ~/.bun/bin is on PATH, so a program planted
       // there would run outside the sandbox.
       "~/.bun/install/cache",
+      // Cargo: the registry, git checkouts and the lock and cache-tracking
+      // files (files: writable when they exist; ~/.cargo itself holds
+      // config.toml, so it is not).
       "~/.cargo/registry",
       "~/.cargo/git",
       "~/.cargo/.package-cache",
+      "~/.cargo/.package-cache-mutate",
+      "~/.cargo/.global-cache",
       "~/go/pkg/mod",
+      // Gradle's and Maven's dependency caches (not ~/.gradle/wrapper, whose
+      // distributions ./gradlew runs on the host).
+      "~/.gradle/caches",
+      "~/.m2/repository",
       // The agents' own state
       "~/.claude",
       "~/.claude.json",
@@ -227,6 +260,7 @@ const LOCAL_DEV_SERVER: &str = r#"// Run a dev server inside the sandbox and rea
 // your own file if the sandbox should reach your databases.
 {
   "network": {
+    // Kept for fence files: the sandbox's own loopback is free to bind anyway.
     "allowLocalBinding": true,
     "allowLocalOutboundPorts": [3000, 3001, 4000, 4200, 5000, 5173, 8000, 8080, 8888, 9000],
   },
@@ -306,7 +340,8 @@ pub const STARTER: &str = r#"// sbx policy file. sbx uses the nearest sbx.jsonc 
     // (an internal registry); others that do are refused, so that a name
     // cannot be pointed at this machine or network (DNS rebinding).
     "allowPrivateResolution": [],
-    // Let the sandbox listen on local ports (its own loopback).
+    // Let the sandbox listen on TCP ports where it shares the host's network;
+    // its own network namespace's loopback is free to bind without it.
     "allowLocalBinding": false,
     // Ports on the host's loopback the sandbox may connect to, e.g. [5432].
     "allowLocalOutboundPorts": [],

@@ -507,8 +507,51 @@ fn template_contents() {
     ] {
         assert!(code.filesystem.deny_read.iter().any(|x| x == p), "{p}");
     }
-    for p in ["~/.cache", "~/.npm/_cacache", "~/.cargo/registry"] {
+    // Issue 18, point 3: each tool's caches, logs and state are writable...
+    for p in [
+        "~/.cache/",
+        "~/.npm/",
+        "~/.local/share/pnpm/store",
+        "~/.yarn/berry",
+        "~/.bun/install/cache",
+        "~/.cargo/registry",
+        "~/.cargo/.package-cache-mutate",
+        "~/.cargo/.global-cache",
+        "~/go/pkg/mod",
+        "~/.gradle/caches",
+        "~/.m2/repository",
+    ] {
         assert!(code.filesystem.allow_write.iter().any(|x| x == p), "{p}");
+    }
+    // ... and no PATH directory or executable configuration is, nor anything above one.
+    for never in [
+        "~/.npmrc",
+        "~/.yarnrc",
+        "~/.yarnrc.yml",
+        "~/.cargo/config.toml",
+        "~/.cargo/config",
+        "~/.cargo/bin",
+        "~/.bun/bin",
+        "~/.yarn/bin",
+        "~/.local/share/pnpm/pnpm",
+        "~/.local/bin",
+        "~/.gradle/init.d",
+        "~/.gradle/gradle.properties",
+        "~/.gradle/wrapper",
+        "~/.m2/settings.xml",
+        "~/.config/pip/pip.conf",
+        "~/.pip/pip.conf",
+        "~/.config/uv/uv.toml",
+        "~/.config/pypoetry",
+        "~/go/bin",
+        "~/.bashrc",
+    ] {
+        let w = code.filesystem.allow_write.iter().find(|x| Path::new(never).starts_with(x.trim_end_matches('/')));
+        assert_eq!(w, None, "{never} is writable under code");
+    }
+    // Claude Code signs in at platform.claude.com (issue 18, point 6).
+    for d in ["*.claude.com", "claude.ai", "auth.openai.com", "chatgpt.com"] {
+        assert!(code.network.allowed_domains.iter().any(|x| x == d), "{d}");
     }
     assert!(!code.filesystem.default_deny_read);
 

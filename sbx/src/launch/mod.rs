@@ -171,14 +171,24 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The paths denyRead hides, as expanded on this host.
     pub hidden: Vec<PathBuf>,
+    /// The read-only islands inside the writable paths, by their real paths: each a mount
+    /// point (a rename onto it is EBUSY, a link or rename across it EXDEV).
+    pub islands: Vec<PathBuf>,
+    /// The directories bound onto themselves between a writable root and an island.
+    pub pins: Vec<PathBuf>,
 }
 
-fn net_plan(policy: &Policy) -> stage2::NetPlan {
+/// The network plan. `own_netns`: the sandbox gets a network namespace of its own (bwrap's
+/// `--unshare-net`), whose only interface is its loopback, which nothing outside reaches but
+/// `-p`. Binding there endangers nothing, so TCP binds are allowed whatever
+/// `allowLocalBinding` says; the key still rules binds in a sandbox that shares the host's
+/// network, where a listening port would be the host's.
+fn net_plan(policy: &Policy, own_netns: bool) -> stage2::NetPlan {
     stage2::NetPlan {
         http_port: HTTP_PROXY_PORT,
         socks_port: SOCKS_PROXY_PORT,
         local_ports: policy.net.allow_local_outbound_ports.clone(),
-        allow_local_binding: policy.net.allow_local_binding,
+        allow_local_binding: policy.net.allow_local_binding || own_netns,
         bind_ports: policy.net.inbound_ports.clone(),
     }
 }
@@ -228,7 +238,10 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         Arg::UnshareCgroupTry,
         Arg::DieWithParent,
         Arg::CapDropAll,
-        Arg::Hostname("sbx".into()),
+        // A name /etc/hosts resolves: programs look their own host name up (git for its
+        // default identity, Java's getLocalHost, Python's getfqdn), and any other name
+        // would be a DNS query, which the network namespace refuses (a denial).
+        Arg::Hostname("localhost".into()),
     ];
     if !facts.stdin_is_tty {
         args.push(Arg::NewSession);
@@ -362,11 +375,12 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         let Some(root) = writable.iter().filter(|r| island.starts_with(r)).max_by_key(|r| r.components().count()) else { continue };
         pins.extend(island.ancestors().skip(1).take_while(|a| a != root && a.starts_with(root)).map(Path::to_path_buf));
     }
-    for dir in pins.into_iter().filter(|d| probe(d) == PathKind::Dir && plain(d)) {
-        args.push(Arg::Bind { src: dir.clone(), dst: dir });
+    let pins: Vec<PathBuf> = pins.into_iter().filter(|d| probe(d) == PathKind::Dir && plain(d)).collect();
+    for dir in &pins {
+        args.push(Arg::Bind { src: dir.clone(), dst: dir.clone() });
     }
-    for path in islands {
-        args.push(Arg::RoBind { src: path.clone(), dst: path });
+    for path in &islands {
+        args.push(Arg::RoBind { src: path.clone(), dst: path.clone() });
     }
 
     // 5. Hidden paths: an empty, read-only directory or file with mode 000,
@@ -420,6 +434,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     }
     args.push(Arg::JsonStatusFd(facts.status_fd));
 
+    let own_netns = args.contains(&Arg::UnshareNet);
     let bwrap = Invocation {
         args,
         command: vec![
@@ -433,10 +448,10 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         seccomp: crate::syscalls::FilterOptions::for_network(&policy.net),
         control_fd: facts.control_fd,
         notify: facts.notify,
-        net: net_plan(policy),
+        net: net_plan(policy, own_netns),
         max_tasks: facts.max_tasks,
     };
-    Plan { bwrap, stage2, warnings, hidden }
+    Plan { bwrap, stage2, warnings, hidden, islands, pins }
 }
 
 /// Every path this session protects inside its writable paths, existing or not: the
@@ -493,7 +508,7 @@ mod tests {
         let mut expected: Vec<OsString> = [
             "--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-net", "--unshare-cgroup-try", "--die-with-parent", "--cap-drop", "ALL",
-            "--hostname", "sbx", "--new-session",
+            "--hostname", "localhost", "--new-session",
             "--ro-bind", "/", "/",
             "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", "/w", "/w",

@@ -19,6 +19,9 @@ pub struct Started {
     pub read_roots: Vec<PathBuf>,
     /// The paths denyRead hides.
     pub hidden: Vec<PathBuf>,
+    /// The read-only islands and their pins (`Plan::islands`, `Plan::pins`).
+    pub islands: Vec<PathBuf>,
+    pub pins: Vec<PathBuf>,
     pub write_roots: Vec<PathBuf>,
     pub seccomp: crate::syscalls::FilterOptions,
     /// The seccomp listener, when `Options::notify` asked for one.
@@ -346,6 +349,8 @@ pub async fn run(
         sandbox_init,
         read_roots: plan.stage2.read.clone(),
         hidden: plan.hidden.clone(),
+        islands: plan.islands.clone(),
+        pins: plan.pins.clone(),
         write_roots: plan.stage2.write.clone(),
         seccomp: plan.stage2.seccomp,
     });

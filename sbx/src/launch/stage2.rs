@@ -66,7 +66,8 @@ pub struct NetPlan {
     pub socks_port: u16,
     /// allowLocalOutboundPorts: relayed to the same port of the host's loopback.
     pub local_ports: Vec<u16>,
-    /// allowLocalBinding: without it Landlock refuses every TCP bind.
+    /// TCP binds allowed: the sandbox has a network namespace of its own, or allowLocalBinding
+    /// is set; otherwise Landlock refuses every TCP bind.
     pub allow_local_binding: bool,
     /// Ports the command may bind even without allowLocalBinding (`-p`).
     pub bind_ports: Vec<u16>,
@@ -437,8 +438,8 @@ fn apply_landlock(plan: &Plan) -> Result<LandlockReport, landlock::RulesetError>
             })
             .collect()
     };
-    // Without allowLocalBinding, every TCP bind is refused (ABI 4+): the
-    // proxy's ports were bound before this point.
+    // Without allowLocalBinding in a sandbox sharing the host's network, every TCP bind is
+    // refused (ABI 4+): the proxy's ports were bound before this point.
     let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(AccessFs::from_all(abi))?;
     if !plan.net.allow_local_binding {
         ruleset = ruleset.handle_access(landlock::AccessNet::BindTcp)?;

@@ -38,7 +38,9 @@
 //! (a full backlog, a slow TCP peer) costs a timer, not a thread.
 //!
 //! Bounds, so that a flood of connects that block costs the flooding process its own time
-//! only: each process (thread group) has at most [`PER_PROCESS`] connects mediated at once
+//! only: at most [`DECIDING`] decisions run at once on the blocking pool (so a flood of
+//! processes cannot grow sbx's threads); each process (thread group) has at most
+//! [`PER_PROCESS`] connects mediated at once
 //! (the rest wait their turn); mediations of one socket (shared by a fork) run one after the
 //! other, so that each puts back the caller's own flags; and a blocking caller waits at most
 //! [`ATTEMPT_TIMEOUT`], then gets what a socket timeout gives (`EAGAIN` for a Unix socket
@@ -80,6 +82,8 @@ pub(crate) struct Mediator {
     turns: Arc<Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>>,
     /// Per socket (device and inode): one mediation at a time.
     sockets: Arc<Mutex<HashMap<(u64, u64), OneAtATime>>>,
+    /// Decisions running on tokio's blocking pool at once, for every process together.
+    deciding: Arc<tokio::sync::Semaphore>,
 }
 
 /// Held while a socket is being connected.
@@ -87,12 +91,21 @@ type OneAtATime = Arc<tokio::sync::Mutex<()>>;
 
 /// Connects one process (thread group) may have mediated at once.
 pub const PER_PROCESS: usize = 4;
+/// Decisions (step 2, which reads `/proc` and the caller's memory on tokio's blocking pool)
+/// running at once across all processes. Each takes well under a millisecond; without this
+/// bound, hundreds of processes each with [`PER_PROCESS`] connects in flight made the pool
+/// start a thread per waiting decision (every connect is mediated by default, issue 18).
+pub const DECIDING: usize = 8;
 /// The longest a blocking caller's mediated connect waits.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest pause between two attempts at a Unix socket whose backlog is full.
 const RETRY_MAX: Duration = Duration::from_millis(50);
 /// Thread groups remembered before the table of turns is pruned of idle ones.
 const MAX_GROUPS: usize = 1024;
+
+/// The sockets of the name-service cache daemon, as glibc names them (`_PATH_NSCDSOCKET`,
+/// and the same under `/run`), answered as absent unless `allowUnixSockets` lists them.
+pub const NAME_SERVICE_SOCKETS: &[&str] = &["/var/run/nscd/socket", "/run/nscd/socket"];
 
 /// The outcome of one mediated connect.
 #[derive(Debug)]
@@ -118,7 +131,8 @@ enum Refused {
 impl Mediator {
     pub(crate) fn new(listener: &OwnedFd, policy: UnixSocketPolicy, tx: mpsc::Sender<SeccompDenial>) -> io::Result<Mediator> {
         let listener = Arc::new(listener.try_clone()?);
-        Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default(), sockets: Arc::default() })
+        let deciding = Arc::new(tokio::sync::Semaphore::new(DECIDING));
+        Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default(), sockets: Arc::default(), deciding })
     }
 
     /// Mediates one connect notification, once its process has a turn ([`PER_PROCESS`]):
@@ -130,7 +144,9 @@ impl Mediator {
         tokio::spawn(async move {
             let Ok(_permit) = turn.acquire_owned().await else { return };
             let (policy, listener) = (m.policy.clone(), m.listener.clone());
+            let Ok(deciding) = m.deciding.clone().acquire_owned().await else { return };
             let decided = tokio::task::spawn_blocking(move || decide(&req, &policy, || sys::notif_id_valid(listener.as_raw_fd(), req.id).unwrap_or(false))).await;
+            drop(deciding);
             let verdict = match decided {
                 Ok(Verdict::Connect { sock, addr, _target }) => {
                     let one_at_a_time = m.lock_of(&sock);
@@ -314,6 +330,14 @@ fn decide(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: imp
             Err(e) => return Verdict::Connected(Err(errno(&e))),
         }
     };
+    let nscd = |p: &Path| NAME_SERVICE_SOCKETS.iter().any(|s| p == Path::new(s));
+    if nscd(&in_sandbox) && !policy.allowed.iter().any(|p| nscd(p)) {
+        // glibc probes nscd before every user, group or host lookup and reads the files when
+        // the socket is absent. nscd answers host lookups, which would resolve names past the
+        // proxy, so it stays unreachable; it is answered as absent (whether the host runs it
+        // or not), with no event: the probe is glibc's, not something the command asked for.
+        return Verdict::Connected(Err(libc::ENOENT));
+    }
     let root = match std::fs::File::open(format!("/proc/{}/root", req.pid)) {
         Ok(r) => r,
         Err(e) => return Verdict::Connected(Err(errno(&e))),
@@ -365,5 +389,54 @@ fn denial(req: &libc::seccomp_notif, what: Refused, requested: &[u8], resolved: 
         path: resolved,
         requested_path: (what == Refused::NotListed).then_some(shown),
         comm: std::fs::read_to_string(format!("/proc/{}/comm", req.pid)).ok().map(|c| c.trim_end().to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A notification of connect(2) by this process, of `sock` to `path`.
+    fn request(sock: &impl AsRawFd, addr: &[u8]) -> libc::seccomp_notif {
+        libc::seccomp_notif {
+            id: 0,
+            pid: std::process::id(),
+            flags: 0,
+            data: libc::seccomp_data {
+                nr: libc::SYS_connect as i32,
+                arch: 0,
+                instruction_pointer: 0,
+                args: [sock.as_raw_fd() as u64, addr.as_ptr() as u64, addr.len() as u64, 0, 0, 0],
+            },
+        }
+    }
+
+    fn decided(path: &Path, policy: &UnixSocketPolicy) -> Verdict {
+        let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let addr = sockaddr_un(path.as_os_str().as_bytes());
+        decide(&request(&sock, &addr), policy, || true)
+    }
+
+    /// Issue 18, point 2: glibc's nscd probe and a path that is not there are answered as the
+    /// host would without a denial; a socket that is there and not listed is refused.
+    #[test]
+    fn absent_paths_and_nscd_are_enoent_without_a_denial() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = UnixSocketPolicy::default();
+        for nscd in NAME_SERVICE_SOCKETS {
+            assert!(matches!(decided(Path::new(nscd), &none), Verdict::Connected(Err(libc::ENOENT))), "{nscd}");
+        }
+        assert!(matches!(decided(&dir.path().join("absent.sock"), &none), Verdict::Connected(Err(libc::ENOENT))));
+        let there = dir.path().join("there.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&there).unwrap();
+        assert!(matches!(decided(&there, &none), Verdict::Refused { what: Refused::NotListed, .. }));
+        let listed = UnixSocketPolicy { allowed: vec![there.clone()] };
+        assert!(matches!(decided(&there, &listed), Verdict::Connect { _target: Some(_), .. }));
+        // Listing nscd's socket makes the probe an ordinary connect again (absent here, or
+        // not: it is no longer answered by the rule).
+        let nscd_listed = UnixSocketPolicy { allowed: vec![PathBuf::from(NAME_SERVICE_SOCKETS[0])] };
+        let on_host = Path::new(NAME_SERVICE_SOCKETS[0]).exists();
+        let v = decided(Path::new(NAME_SERVICE_SOCKETS[0]), &nscd_listed);
+        assert_eq!(matches!(v, Verdict::Connected(Err(libc::ENOENT))), !on_host, "{v:?}");
     }
 }

@@ -27,6 +27,12 @@ pub struct Attribution {
     pub hidden: Vec<PathBuf>,
     /// The seccomp table, as compiled for this session.
     pub seccomp: FilterOptions,
+    /// The read-only islands inside the writable paths (mandatory protections, git
+    /// administrative files, denyWrite), each a mount point, by its real path.
+    pub islands: Vec<PathBuf>,
+    /// The directories between a writable root and an island, each bound onto itself (a
+    /// mount point that no rename moves).
+    pub pins: Vec<PathBuf>,
 }
 
 /// What a syscall tried to do to its path.
@@ -112,6 +118,8 @@ fn errno_name(ret: i64) -> &'static str {
     match -ret {
         1 => "EPERM",
         13 => "EACCES",
+        16 => "EBUSY",
+        18 => "EXDEV",
         30 => "EROFS",
         101 => "ENETUNREACH",
         _ => "EOTHER",
@@ -201,7 +209,37 @@ fn under_any(path: &Path, roots: &[PathBuf]) -> bool {
     roots.iter().any(|r| path.starts_with(r))
 }
 
-pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
+/// What a refused rename or link touched that the sandbox protects: the path (an island, a
+/// path inside one, or a pin) and a hint naming what would allow it.
+fn protected_by_mount(paths: [Option<&Path>; 2], attr: &Attribution, errno: &str) -> Option<(PathBuf, usize, String)> {
+    for (i, path) in paths.iter().enumerate() {
+        let Some(path) = path else { continue };
+        let island = attr.islands.iter().find(|i| path.starts_with(i));
+        // EBUSY: the path is itself a mount point (an island or a pin); EXDEV: the path is in
+        // an island, another mount than the writable directory around it.
+        let hit = match errno {
+            "EBUSY" => island.filter(|i| *i == path).or_else(|| attr.pins.iter().find(|p| *p == path)),
+            _ => island,
+        };
+        let Some(hit) = hit else { continue };
+        let git_config = hit.file_name().is_some_and(|n| n == "config") && hit.parent().and_then(Path::file_name).is_some_and(|n| n == ".git");
+        let hint = if git_config {
+            "git's configuration can run commands (hooks path, aliases, filters, pager); filesystem.allowGitConfig: true makes .git/config writable"
+        } else if hit.components().any(|c| c.as_os_str() == ".git") {
+            "git's administrative files (hooks, config) stay read-only; no policy key lifts it"
+        } else if attr.pins.contains(hit) {
+            "the directory holds protected files, pinned for the session so that no rename carries them away"
+        } else {
+            "a protected file (sbx's mandatory protections or denyWrite): allowWrite naming the exact path lifts it where the protection allows"
+        };
+        return Some((hit.clone(), i, hint.to_string()));
+    }
+    None
+}
+
+/// The denial a record describes; `None` for a failure that is no denial (a rename across
+/// filesystems, EXDEV, that touches nothing protected).
+pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
     let nr = ev.syscall_nr;
     let name = syscalls::syscall_name(nr).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"));
     let errno = errno_name(ev.ret);
@@ -210,7 +248,21 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
     let base = base_dir(ev);
     let path = requested.as_deref().and_then(|r| resolve(r, base.as_deref()));
     let second = (ev.flags & FLAG_PATH2 != 0).then(|| cstr(&ev.path2));
-    let second_resolved = second.as_deref().and_then(|r| resolve(r, None));
+    // The second path of rename and link is relative to the same directory as the first
+    // (renameat and linkat: when both name the same directory descriptor).
+    let same_base = matches!(nr, 82 | 86) || (matches!(nr, 264 | 316 | 265) && ev.args[0] as i32 == ev.args[2] as i32);
+    let second_resolved = second.as_deref().and_then(|r| resolve(r, if same_base { base.as_deref() } else { None }));
+    let mut path = path;
+    let mut requested = requested;
+    let mut protected = None;
+    if errno == "EBUSY" || errno == "EXDEV" {
+        let (hit, which, hint) = protected_by_mount([path.as_deref(), second_resolved.as_deref()], attr, errno)?;
+        if which == 1 {
+            requested.clone_from(&second);
+        }
+        path = Some(hit);
+        protected = Some(hint);
+    }
 
     let addr = sock_addr(ev);
     let in_seccomp_table = attr.seccomp.entries().any(|b| b.nr == nr);
@@ -225,10 +277,17 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
             "a direct connection that bypassed sbx's proxy: the sandbox's network has only loopback, and the way out is the proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY)"
         };
         (Source::Netns, why.to_string())
+    } else if protected.is_some() {
+        let why = if errno == "EBUSY" {
+            "the path is a protected mount point of the sandbox's view: it cannot be renamed, replaced or moved"
+        } else {
+            "the path is on a protected read-only mount of the sandbox's view: no hard link or rename crosses it"
+        };
+        (Source::Mount, why.to_string())
     } else if in_seccomp_table && errno == "EPERM" {
         (Source::Seccomp, "the syscall is on sbx's seccomp deny list".to_string())
     } else if nr == SYS_BIND && errno == "EACCES" && attr.landlock {
-        (Source::Landlock, "TCP ports may not be bound in the sandbox (allowLocalBinding)".to_string())
+        (Source::Landlock, "TCP ports may not be bound in a sandbox that shares the host's network (allowLocalBinding)".to_string())
     } else if errno == "EACCES" && effective.is_some_and(|p| under_any(p, &attr.hidden)) {
         (Source::Mount, "the path is hidden by the policy (denyRead)".to_string())
     } else if errno == "EROFS" {
@@ -255,6 +314,9 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
         detail.push(("address".to_string(), name.clone()));
     }
     detail.push(("reason".to_string(), reason));
+    if let Some(hint) = protected {
+        detail.push(("hint".to_string(), hint));
+    }
     if requested.is_some() && path.is_none() {
         let base = match dirfd_arg(nr, false).map(|i| ev.args[i] as i32) {
             Some(fd) if fd != AT_FDCWD => format!("directory descriptor {fd}"),
@@ -262,7 +324,7 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
         };
         detail.push(("path_unresolved".to_string(), format!("relative to {base} of the process at the time of the call")));
     }
-    Denial {
+    Some(Denial {
         source,
         syscall: Some(name),
         errno: Some(errno.to_string()),
@@ -285,7 +347,7 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Denial {
             _ => None,
         },
         detail,
-    }
+    })
 }
 
 pub fn process(ev: &RawEvent) -> Process {
@@ -337,6 +399,8 @@ mod tests {
             write_roots: vec!["/w".into(), "/tmp".into()],
             hidden: vec!["/h/secret".into()],
             seccomp: Default::default(),
+            islands: vec!["/w/.git/config".into(), "/w/.git/hooks".into(), "/w/.bashrc".into()],
+            pins: vec!["/w/.git".into()],
         }
     }
 
@@ -345,23 +409,23 @@ mod tests {
         let a = attr();
         let entered = FLAG_PATH;
         // openat(AT_FDCWD, "/etc/x", O_WRONLY|O_CREAT) -> EROFS: the ro mount.
-        let d = denial(&raw(257, -30, [AT_FDCWD as u64, 0, 0o101, 0, 0, 0], "/etc/x", entered), &a);
+        let d = denial(&raw(257, -30, [AT_FDCWD as u64, 0, 0o101, 0, 0, 0], "/etc/x", entered), &a).unwrap();
         assert_eq!((d.source, d.operation.as_deref(), d.errno.as_deref()), (Source::Mount, Some("create"), Some("EROFS")));
         assert_eq!(d.path, Some(PathBuf::from("/etc/x")));
         // Writing /proc/sys/x (mounted rw, outside Landlock's writable roots).
-        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 1, 0, 0, 0], "/proc/sys/x", entered), &a);
+        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 1, 0, 0, 0], "/proc/sys/x", entered), &a).unwrap();
         assert_eq!(d.source, Source::Landlock);
         // A read refused inside the readable roots is file permissions.
-        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/w/secret", entered), &a);
+        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/w/secret", entered), &a).unwrap();
         assert_eq!((d.source, d.operation.as_deref()), (Source::Dac, Some("read")));
         // A hidden file.
-        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &a);
+        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &a).unwrap();
         assert_eq!((d.source, d.operation.as_deref()), (Source::Mount, Some("read")));
         // mount is on seccomp's list.
-        let d = denial(&raw(165, -1, [0; 6], "", 0), &a);
+        let d = denial(&raw(165, -1, [0; 6], "", 0), &a).unwrap();
         assert_eq!((d.source, d.syscall.as_deref()), (Source::Seccomp, Some("mount")));
         // kill -> EPERM with its arguments stashed: another check.
-        let d = denial(&raw(62, -1, [1, 9, 0, 0, 0, 0], "", 0), &a);
+        let d = denial(&raw(62, -1, [1, 9, 0, 0, 0, 0], "", 0), &a).unwrap();
         assert_eq!(d.source, Source::Other);
     }
 
@@ -382,7 +446,7 @@ mod tests {
     fn socket_addresses_and_the_network_namespace() {
         let a = attr();
         // connect(198.18.0.2:443) -> ENETUNREACH: a direct connection.
-        let d = denial(&with_addr(42, -101, &inet4([198, 18, 0, 2], 443)), &a);
+        let d = denial(&with_addr(42, -101, &inet4([198, 18, 0, 2], 443)), &a).unwrap();
         assert_eq!((d.source, d.errno.as_deref(), d.operation.as_deref()), (Source::Netns, Some("ENETUNREACH"), Some("connect")));
         assert_eq!((d.host.as_deref(), d.port), (Some("198.18.0.2"), Some(443)));
         assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.contains("bypassed sbx's proxy")), "{:?}", d.detail);
@@ -391,37 +455,37 @@ mod tests {
         let mut v6 = [&(libc::AF_INET6 as u16).to_ne_bytes()[..], &53u16.to_be_bytes(), &[0; 4]].concat();
         v6.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
         v6.extend_from_slice(&[0; 4]);
-        let d = denial(&with_addr(44, -101, &v6), &a);
+        let d = denial(&with_addr(44, -101, &v6), &a).unwrap();
         assert_eq!((d.source, d.syscall.as_deref(), d.host.as_deref(), d.port), (Source::Netns, Some("sendto"), Some("2001:db8::1"), Some(53)));
         assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.starts_with("a DNS query")), "{:?}", d.detail);
         assert_eq!(d.short(), "send [2001:db8::1]:53");
         // sendmsg: the length the tracer put in args[5].
-        let d = denial(&with_addr(46, -101, &inet4([198, 18, 0, 2], 9000)), &a);
+        let d = denial(&with_addr(46, -101, &inet4([198, 18, 0, 2], 9000)), &a).unwrap();
         assert_eq!((d.source, d.syscall.as_deref(), d.operation.as_deref(), d.port), (Source::Netns, Some("sendmsg"), Some("send"), Some(9000)));
         // bind(127.0.0.1:8080) -> EACCES under Landlock: the port is kept.
-        let d = denial(&with_addr(49, -13, &inet4([127, 0, 0, 1], 8080)), &a);
+        let d = denial(&with_addr(49, -13, &inet4([127, 0, 0, 1], 8080)), &a).unwrap();
         assert_eq!((d.source, d.port, d.operation.as_deref()), (Source::Landlock, Some(8080), None));
         assert_eq!(d.short(), "bind 127.0.0.1:8080");
         // Unix addresses, by path and abstract; a truncated inet address is none.
         let unix = |name: &[u8]| [&(libc::AF_UNIX as u16).to_ne_bytes()[..], name].concat();
-        let d = denial(&with_addr(42, -1, &unix(b"/run/x.sock\0")), &a);
+        let d = denial(&with_addr(42, -1, &unix(b"/run/x.sock\0")), &a).unwrap();
         assert_eq!(d.detail[0], ("address".to_string(), "/run/x.sock".to_string()));
         assert_eq!(d.host, None);
-        let d = denial(&with_addr(42, -1, &unix(b"\0hidden\0\0\0")), &a);
+        let d = denial(&with_addr(42, -1, &unix(b"\0hidden\0\0\0")), &a).unwrap();
         assert_eq!(d.detail[0], ("address".to_string(), "@hidden".to_string()));
-        let d = denial(&with_addr(42, -101, &inet4([10, 0, 0, 1], 80)[..6]), &a);
+        let d = denial(&with_addr(42, -101, &inet4([10, 0, 0, 1], 80)[..6]), &a).unwrap();
         assert_eq!((d.host, d.port), (None, None));
         // socklen_t is 32 bits: higher bits in the register are not length;
         // a length too short for a family is no address (and no panic).
         let mut ev = with_addr(42, -101, &inet4([10, 0, 0, 1], 80));
         ev.args[2] |= 1 << 32;
-        assert_eq!(denial(&ev, &a).port, Some(80));
+        assert_eq!(denial(&ev, &a).unwrap().port, Some(80));
         ev.args[2] = 1;
-        assert_eq!(denial(&ev, &a).host, None);
+        assert_eq!(denial(&ev, &a).unwrap().host, None);
         // Without the flag the bytes are not an address.
         let mut ev = with_addr(42, -101, &inet4([10, 0, 0, 1], 80));
         ev.flags = 0;
-        assert_eq!(denial(&ev, &a).host, None);
+        assert_eq!(denial(&ev, &a).unwrap().host, None);
     }
 
     #[test]
@@ -442,11 +506,11 @@ mod tests {
             ev.base[i][..part.len()].copy_from_slice(part.as_bytes());
         }
         ev.base_len = 3;
-        let d = denial(&ev, &attr());
+        let d = denial(&ev, &attr()).unwrap();
         assert_eq!(d.path, Some(PathBuf::from("/a/b/x")));
         // Without the base, unresolved, said so.
         ev.flags = FLAG_PATH;
-        let d = denial(&ev, &attr());
+        let d = denial(&ev, &attr()).unwrap();
         assert_eq!(d.path, None);
         assert!(d.detail.iter().any(|(k, _)| k == "path_unresolved"));
     }
@@ -454,5 +518,41 @@ mod tests {
     #[test]
     fn normalizes_lexically() {
         assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+
+    /// A record of rename(2) or link(2) (`nr`) of `old` to `new`, relative to `/w`.
+    fn two_paths(nr: i64, ret: i64, old: &str, new: &str) -> RawEvent {
+        let mut ev = raw(nr, ret, [0; 6], old, FLAG_PATH | FLAG_PATH2 | FLAG_BASE);
+        ev.path2[..new.len()].copy_from_slice(new.as_bytes());
+        ev.base[0][..1].copy_from_slice(b"w");
+        ev.base_len = 1;
+        ev
+    }
+
+    /// Issue 18, point 5: `git config` renames `.git/config.lock` onto the read-only
+    /// `.git/config` (EBUSY); `ln .bashrc x` crosses its mount (EXDEV). Each is a denial with
+    /// the protected path, the mount layer and a hint naming the key; a rename across
+    /// filesystems that touches nothing protected is no denial.
+    #[test]
+    fn a_rename_or_link_refused_by_a_protected_mount_is_a_hinted_denial() {
+        let a = attr();
+        let d = denial(&two_paths(82, -16, ".git/config.lock", ".git/config"), &a).unwrap();
+        assert_eq!((d.source, d.errno.as_deref(), d.operation.as_deref()), (Source::Mount, Some("EBUSY"), Some("rename")));
+        assert_eq!((d.path.as_deref(), d.requested_path.as_deref()), (Some(Path::new("/w/.git/config")), Some(".git/config")));
+        let hint = d.detail.iter().find(|(k, _)| k == "hint").map(|(_, v)| v.as_str()).unwrap();
+        assert!(hint.contains("filesystem.allowGitConfig"), "{hint}");
+        // Renaming the pinned .git away.
+        let d = denial(&two_paths(82, -16, ".git", ".git-moved"), &a).unwrap();
+        assert_eq!(d.path.as_deref(), Some(Path::new("/w/.git")));
+        // A hard link of a protected file.
+        let d = denial(&two_paths(86, -18, ".bashrc", "copy"), &a).unwrap();
+        assert_eq!((d.source, d.errno.as_deref(), d.path.as_deref()), (Source::Mount, Some("EXDEV"), Some(Path::new("/w/.bashrc"))));
+        // A file moved into the hooks directory.
+        let d = denial(&two_paths(82, -18, "hook", ".git/hooks/pre-commit"), &a).unwrap();
+        assert_eq!(d.path.as_deref(), Some(Path::new("/w/.git/hooks")));
+        // A rename from /tmp to the workspace (another filesystem) is no denial, nor EBUSY
+        // on a directory that is no island or pin.
+        assert!(denial(&two_paths(82, -18, "/tmp/x", "y"), &a).is_none());
+        assert!(denial(&two_paths(82, -16, "dir", "other"), &a).is_none());
     }
 }

@@ -101,13 +101,15 @@
 //! A protected file name that did not exist at start is also reported the
 //! moment the command creates it (`missing`), while the command runs.
 //! Agent configuration that runs commands (`agentconf`) is reported the
-//! same way at the end, with a `diff`.
+//! same way at the end, with a `diff`; so are the hooks, `commondir`,
+//! `config.worktree` and configuration keys that run something of a
+//! repository the command created (`snapshot::NewRepositories`).
 //!
 //! | field | type | meaning |
 //! |-------|------|---------|
 //! | `path` | string | the protected path |
 //! | `change` | string | `created`, `removed`, `replaced` (another file is there) or `changed` (other content) |
-//! | `action` | string | `quarantined` (moved to `quarantine`), `restored` (the original put back; what was there moved to `quarantine`), `reported` (nothing could be done); for agent configuration `reverted` (the keys that run commands put back, a copy of what the command wrote in `quarantine`) or `kept` (`--keep-agent-config`, or kept at the dashboard) |
+//! | `action` | string | `quarantined` (moved to `quarantine`), `restored` (the original put back; what was there moved to `quarantine`), `reported` (nothing could be done); for agent configuration `reverted` (the keys that run commands put back, a copy of what the command wrote in `quarantine`) or `kept` (`--keep-agent-config`, or kept at the dashboard); for a new repository's configuration `stripped` (only the keys that run nothing kept; the whole file in `quarantine`, the keys removed in `diff`) |
 //! | `diff` | [string] | agent configuration only: what changed, `- key: old` / `+ key: new` (JSON files, by key) or `- line` / `+ line` |
 //! | `quarantine` | string | where what the command left was moved, outside the workspace, when it was |
 //! | `error` | string | why the path could not be restored or moved, when it could not |
@@ -221,6 +223,9 @@ pub enum TamperAction {
     Reverted,
     /// Agent configuration: kept, by `--keep-agent-config` or at the dashboard.
     Kept,
+    /// The configuration of a repository the command created: the keys that run
+    /// something removed (listed in `diff`).
+    Stripped,
 }
 
 impl TamperAction {
@@ -232,6 +237,7 @@ impl TamperAction {
             TamperAction::Reported => "reported",
             TamperAction::Reverted => "reverted",
             TamperAction::Kept => "kept",
+            TamperAction::Stripped => "stripped",
         }
     }
 }

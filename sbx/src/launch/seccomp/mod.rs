@@ -132,12 +132,13 @@ const SECCOMP_DATA_ARCH: u32 = 4;
 const MAX_INSNS: usize = libc::BPF_MAXINSNS as usize;
 
 impl FilterOptions {
-    /// The options for a sandbox with this network policy.
+    /// The options for a sandbox with this network policy. Unless every Unix socket is
+    /// allowed, connect(2) is mediated (issue 18): a stream or seqpacket Unix socket may be
+    /// created, and its connect reaches only the listed paths, while a path that is not there
+    /// answers ENOENT as the host would. Refusing socket(2) itself instead made every glibc
+    /// lookup (its nscd probe) a denial, and a denial of what was never going to be reached.
     pub fn for_network(net: &crate::policy::NetPolicy) -> FilterOptions {
-        FilterOptions {
-            block_unix_sockets: !net.allow_all_unix_sockets,
-            mediate_unix_connect: !net.allow_all_unix_sockets && !net.allow_unix_sockets.is_empty(),
-        }
+        FilterOptions { block_unix_sockets: !net.allow_all_unix_sockets, mediate_unix_connect: !net.allow_all_unix_sockets }
     }
 }
 

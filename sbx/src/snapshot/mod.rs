@@ -11,7 +11,10 @@
 //! cover (a protected name that did not exist at start). Whatever differs is
 //! a `tamper` event; what the command left is moved to a quarantine
 //! directory outside the workspace, and a file whose content is known is put
-//! back.
+//! back. [`NewRepositories`] does it for the repositories the command created.
+
+mod repos;
+pub use repos::{NewRepositories, SAFE_KEYS};
 
 use crate::report::TamperAction;
 use std::{
