@@ -632,6 +632,41 @@ impl Drop for Go {
     }
 }
 
+/// Every process below `pid`, from /proc's parent links.
+fn descendants(pid: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let me: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((me, ppid))
+        })
+        .collect();
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
+/// SIGKILLs its processes when dropped.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            // SAFETY: kill with a pid and a signal number.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 /// A session killed with SIGKILL leaves its placeholders (empty directories, harmless to
 /// git); the next session removes them.
 #[test]
@@ -648,8 +683,12 @@ fn a_killed_sessions_placeholders_are_removed_by_the_next_one() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(w.join(".git/hooks").is_dir(), "no placeholder was made");
+    // The sandbox outlives a SIGKILLed sbx (its pid 1 is nobody's child any more): this
+    // test cleans it up itself once done.
+    let orphans = descendants(child.id() as i32);
     child.kill().unwrap();
     child.wait().unwrap();
+    let _reap = KillOnDrop(orphans);
     assert!(w.join(".git/hooks").is_dir(), "the killed session removed its placeholder");
     assert!(git(As::Root, &w, &["status", "--short"]).status.success(), "an empty hooks directory broke git");
     let out = ws.sbx(["run", "--", "true"]).output().unwrap();
