@@ -1,0 +1,208 @@
+//! What runs beside the command: the `--ask` loop, the dashboard's pty, the proxy's servers
+//! inside the sandbox and `-p`'s inbound connections.
+
+use super::*;
+
+/// `--ask`: takes held connections from the proxy to the dashboard and
+/// answers from the dashboard back to the proxy; denies those that wait
+/// longer than the timeout; writes "always" answers to the policy file;
+/// records every decision as a `policy` event. Ends when the dashboard
+/// does (its answer channel closes); connections still held are then
+/// denied by the proxy's own bound.
+pub(super) async fn ask_loop(
+    requests: Option<tokio::sync::mpsc::Receiver<proxy::ask::AskRequest>>,
+    mut answers: tokio::sync::mpsc::Receiver<(u64, proxy::ask::Answer)>,
+    opts: Option<&AskOptions>,
+    sink: &RefCell<Sink>,
+    ui: Option<&tokio::sync::mpsc::Sender<tui::Msg>>,
+) {
+    use proxy::ask::Answer;
+    let (Some(mut requests), Some(opts), Some(ui)) = (requests, opts, ui) else { return };
+    let mut pending: BTreeMap<u64, (proxy::ask::AskRequest, tokio::time::Instant)> = BTreeMap::new();
+    let mut next_id = 0u64;
+    let config_label = opts.config.display().to_string();
+    // Answers one held connection and records it. An "always" answer is
+    // written to the policy file on tokio's blocking pool: this thread
+    // serves the proxy and the seccomp supervisor, and must never wait on
+    // a file (`fsio` refuses FIFOs and devices; a slow disk stays off it too).
+    let decide = |req: proxy::ask::AskRequest, answer: Answer| async move {
+        let proxy::ask::AskRequest { host, port, reply, .. } = req;
+        let entry = proxy::Host::parse(&host).map_or_else(|_| format!("{host}:{port}"), |h| crate::suggest::domain_entry(&h, port));
+        let key = if answer.allows() { "network.allowedDomains" } else { "network.deniedDomains" };
+        let always = matches!(answer, Answer::AllowAlways | Answer::DenyAlways);
+        // The answer holds for the connection (and, "always", for the
+        // session) whether or not the file can be written.
+        let _ = reply.send(answer);
+        let mut risk = Vec::new();
+        if always {
+            let (config, item) = (opts.config.clone(), entry.clone());
+            let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            let comment = format!("{} at the dashboard (sbx monitor --ask) {} by {}", if answer.allows() { "allowed" } else { "denied" }, &date[..10], report::current_user());
+            let written = tokio::task::spawn_blocking(move || {
+                let cwd = std::env::current_dir().unwrap_or_default();
+                crate::suggest::Target::open(&config, &cwd, None).and_then(|t| t.append(key, &item, comment))
+            })
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the writer failed: {e}")));
+            if let Err(e) = written {
+                let why = crate::termtext::escape(&format!("{e:#}")).into_owned();
+                eprintln!("sbx: warning: could not remember the answer for {}: {why}", crate::termtext::escape(&entry));
+                risk.push(format!("not written to the policy file: {why}"));
+            }
+        }
+        sink.borrow_mut().emit(&Event::Policy(report::PolicyEvent {
+            origin: "ask",
+            action: answer.as_str(),
+            key: key.to_string(),
+            change: if always { "add" } else { "none" },
+            value: entry,
+            config: always.then(|| opts.config.clone()),
+            risk,
+            answers: None,
+            host: Some(host),
+            port: Some(port),
+        }));
+    };
+    loop {
+        let next_deadline = pending.values().map(|(_, d)| *d).min();
+        tokio::select! {
+            req = requests.recv() => {
+                let Some(req) = req else { break };
+                next_id += 1;
+                let deadline = tokio::time::Instant::now() + opts.timeout;
+                let ask = tui::Ask { id: next_id, host: req.host.clone(), port: req.port, protocol: req.protocol.as_str(), config: config_label.clone(), deadline: deadline.into_std() };
+                // A prompt the dashboard cannot take is denied at once.
+                if ui.send(tui::Msg::Ask(ask)).await.is_err() {
+                    decide(req, Answer::DenyOnce).await;
+                    continue;
+                }
+                pending.insert(next_id, (req, deadline));
+            }
+            answer = answers.recv() => {
+                let Some((id, answer)) = answer else { break };
+                let Some((req, _)) = pending.remove(&id) else { continue };
+                let same = (req.host.clone(), req.port);
+                decide(req, answer).await;
+                // "Always" settles every other connection to the same place.
+                if matches!(answer, Answer::AllowAlways | Answer::DenyAlways) {
+                    let others: Vec<u64> = pending.iter().filter(|(_, (r, _))| (r.host.as_str(), r.port) == (same.0.as_str(), same.1)).map(|(id, _)| *id).collect();
+                    for id in others {
+                        if let Some((req, _)) = pending.remove(&id) {
+                            let _ = req.reply.send(if answer.allows() { Answer::AllowAlways } else { Answer::DenyAlways });
+                            let _ = ui.try_send(tui::Msg::AskClosed(id));
+                        }
+                    }
+                }
+            }
+            () = async { tokio::time::sleep_until(next_deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if next_deadline.is_some() => {
+                let now = tokio::time::Instant::now();
+                let expired: Vec<u64> = pending.iter().filter(|(_, (_, d))| *d <= now).map(|(id, _)| *id).collect();
+                for id in expired {
+                    if let Some((req, _)) = pending.remove(&id) {
+                        decide(req, Answer::Timeout).await;
+                        let _ = ui.try_send(tui::Msg::AskClosed(id));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads what the command wrote to its terminal.
+pub(super) async fn read_pty(master: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        let mut guard = master.readable().await?;
+        match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), buf).map_err(io::Error::from)) {
+            Ok(r) => return r,
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Writes keys to the command's terminal.
+pub(super) async fn write_pty(master: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let mut guard = master.writable().await?;
+        match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), bytes).map_err(io::Error::from)) {
+            Ok(Ok(n)) => bytes = &bytes[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// Serves the proxy on the listening sockets that stage-2 opened inside the
+/// sandbox (on 127.0.0.1 and ::1), each by its port: the HTTP proxy, the
+/// SOCKS proxy or a local port, for the runtime's lifetime.
+pub(super) fn serve_network(proxy: &Proxy, listeners: Vec<std::os::fd::OwnedFd>, net: &launch::stage2::NetPlan) {
+    for fd in listeners {
+        let std = std::net::TcpListener::from(fd);
+        let listener = std.local_addr().and_then(|a| {
+            std.set_nonblocking(true)?;
+            Ok((a, tokio::net::TcpListener::from_std(std)?))
+        });
+        match listener {
+            Ok((a, l)) if a.port() == net.http_port => drop(tokio::spawn(proxy::serve_http(l, proxy.clone()))),
+            Ok((a, l)) if a.port() == net.socks_port => drop(tokio::spawn(proxy::serve_socks5(l, proxy.clone()))),
+            Ok((a, l)) if net.local_ports.contains(&a.port()) => {
+                drop(tokio::spawn(proxy::serve_forward(l, proxy.clone(), a.port())));
+            }
+            Ok((a, _)) => eprintln!("sbx: warning: stage-2 sent a listening socket on {a}, which nothing serves"),
+            Err(e) => eprintln!("sbx: warning: cannot serve a listening socket of the sandbox: {e}"),
+        }
+    }
+}
+
+/// `-p`: relays each connection to a host listener to the same port on the
+/// sandbox's loopback, through the connector process.
+pub(super) fn serve_inbound(listeners: Vec<std::net::TcpListener>, sandbox_init: Option<i32>, proxy: &Proxy) {
+    if listeners.is_empty() {
+        return;
+    }
+    let Some(init) = sandbox_init else {
+        eprintln!("sbx: warning: --port is unavailable: the sandbox's pid 1 is unknown");
+        return;
+    };
+    let connector = match launch::inbound::Connector::spawn(init) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => {
+            eprintln!("sbx: warning: --port is unavailable: cannot start the connector: {e}");
+            return;
+        }
+    };
+    for listener in listeners {
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { continue };
+        let connector = connector.clone();
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, peer)) = listener.accept().await else { continue };
+                let Ok(local) = listener.local_addr() else { continue };
+                let port = local.port();
+                let connector = connector.clone();
+                let proxy = proxy.clone();
+                tokio::spawn(async move {
+                    let result = connector.connect(port).await;
+                    proxy.report(proxy::NetEvent {
+                        time: std::time::SystemTime::now(),
+                        protocol: proxy::Protocol::Inbound,
+                        host: local.ip().to_string(),
+                        port,
+                        allowed: result.is_ok(),
+                        rule: match &result {
+                            Ok(_) => format!("--port {local}"),
+                            Err(e) => format!("--port {local}: {e}"),
+                        },
+                        resolved: None,
+                        client: peer.to_string(),
+                    });
+                    if let Ok(mut inside) = result {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut inside).await;
+                    }
+                });
+            }
+        });
+    }
+}
+
