@@ -107,7 +107,12 @@ impl Placeholders {
             }
             for d in chain {
                 if let Err(e) = std::fs::create_dir(d) {
-                    tracing::warn!("could not create the placeholder {}: {e}", d.display());
+                    // Refused by the file system: the command, no more privileged than sbx,
+                    // cannot create it either (a workspace the user may only read).
+                    match e.raw_os_error() {
+                        Some(libc::EACCES | libc::EPERM | libc::EROFS) => tracing::debug!("no placeholder {}: {e}", d.display()),
+                        _ => tracing::warn!("could not create the placeholder {}: {e}", d.display()),
+                    }
                     break;
                 }
                 // The owner of what it sits in (root's sbx in a user's tree), never wider
