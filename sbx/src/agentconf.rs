@@ -132,7 +132,6 @@ enum Content {
 
 impl Content {
     fn of(path: &Path) -> Content {
-        use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
         let Ok(meta) = std::fs::symlink_metadata(path) else { return Content::Missing };
         let t = meta.file_type();
         if t.is_symlink() {
@@ -144,11 +143,7 @@ impl Content {
         if meta.len() > MAX_BYTES {
             return Content::Other(format!("a file of {} bytes", meta.len()));
         }
-        let read = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).and_then(|f| {
-            let mut out = Vec::new();
-            f.take(MAX_BYTES + 1).read_to_end(&mut out).map(|_| out)
-        });
-        match read {
+        match crate::fsio::read_no_follow(path, MAX_BYTES) {
             Ok(bytes) => Content::File(bytes),
             Err(e) => Content::Other(format!("a file sbx cannot read ({e})")),
         }

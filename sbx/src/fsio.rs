@@ -311,6 +311,46 @@ fn write_temp_then_rename(tmp_dir: &impl AsFd, dir: &impl AsFd, name: &std::ffi:
     Ok(())
 }
 
+/// Up to `max + 1` bytes of the file at `path`, opened without following a symlink put in
+/// its place and without waiting on a FIFO: the comparisons before and after a session
+/// (`snapshot`, `agentconf`), where the command may have replaced the file meanwhile.
+pub fn read_no_follow(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+    let mut out = Vec::new();
+    file.take(max + 1).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Creates `dir` and the directories missing above it, outermost first, each with the
+/// permissions `mode(the directory, the mode of the one it is made in)` and, when sbx is
+/// root, the owner of the directory it is made in: `sudo sbx ...` making a directory in a
+/// user's tree (a quarantine, a placeholder) leaves it theirs. Returns the directories
+/// made, and the directory and error that stopped it if one did.
+pub fn mkdir_owned(dir: &Path, mode: impl Fn(&Path, u32) -> u32) -> (Vec<PathBuf>, Result<(), (PathBuf, io::Error)>) {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| std::fs::symlink_metadata(a).is_err()).collect();
+    let mut made = Vec::new();
+    for d in missing.into_iter().rev() {
+        let parent = match d.parent().map(std::fs::metadata) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return (made, Err((d.to_path_buf(), e))),
+            None => return (made, Err((d.to_path_buf(), io::ErrorKind::NotFound.into()))),
+        };
+        if let Err(e) = std::fs::create_dir(d) {
+            return (made, Err((d.to_path_buf(), e)));
+        }
+        made.push(d.to_path_buf());
+        if nix::unistd::geteuid().is_root() {
+            let _ = std::os::unix::fs::lchown(d, Some(parent.uid()), Some(parent.gid()));
+        }
+        if let Err(e) = std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode(d, parent.mode()))) {
+            return (made, Err((d.to_path_buf(), e)));
+        }
+    }
+    (made, Ok(()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};

@@ -204,16 +204,21 @@ fn ask_holds_unlisted_connections_until_answered_and_remembers_always() {
     assert_eq!(rules, ["asked: allowed once", "asked: denied always", "asked: denied always"]);
 }
 
-/// Starts `sbx monitor ARGS -- sh -c SCRIPT` in tmux in `ws`, as the
-/// workspace's owner (`runuser` for the unprivileged user).
-fn start(ws: &Workspace, name: &str, args: &str, script: &str) -> Tmux {
-    let sbx = match ws.who {
+/// The shell words that run sbx as `who` (`runuser` for the unprivileged user).
+fn sbx_as(who: As) -> String {
+    match who {
         As::Root => sbx_bin().display().to_string(),
         As::User => {
             let u = test_user();
             format!("runuser -u {} -- env HOME={} USER={} {}", u.name, u.home.display(), u.name, public_sbx().display())
         }
-    };
+    }
+}
+
+/// Starts `sbx monitor ARGS -- sh -c SCRIPT` in tmux in `ws`, as the
+/// workspace's owner (`runuser` for the unprivileged user).
+fn start(ws: &Workspace, name: &str, args: &str, script: &str) -> Tmux {
+    let sbx = sbx_as(ws.who);
     let shell = format!("cd {} && {sbx} monitor {args} -- sh -c '{}'; sleep 30", ws.path().display(), script.replace('\'', "'\\''"));
     let t = Tmux { session: format!("sbx-{name}-{:?}-{}", ws.who, std::process::id()) };
     assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell]).status().unwrap().success());
@@ -418,13 +423,7 @@ fn piped_stdin_goes_to_the_command_and_keys_still_reach_the_dashboard() {
     for who in [As::Root, As::User] {
         let ws = Workspace::new(who);
         let done = ws.path().join("exit-status");
-        let sbx = match who {
-            As::Root => sbx_bin().display().to_string(),
-            As::User => {
-                let u = test_user();
-                format!("runuser -u {} -- env HOME={} USER={} {}", u.name, u.home.display(), u.name, public_sbx().display())
-            }
-        };
+        let sbx = sbx_as(who);
         let shell = format!(
             "cd {} && echo piped-data | {sbx} monitor -- sh -c 'read x; echo got-$x; sleep 60'; echo $? > {}; sleep 30",
             ws.path().display(),

@@ -210,17 +210,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let tracer_rx = traced.map(|load| load.tracer);
     let limits_state = LimitsState { limits: policy.limits, unenforced, counted: std::cell::Cell::new(cgroup::Counters::default()), timed_out: std::cell::Cell::new(false) };
 
-    let sink = RefCell::new(Sink {
-        log,
-        started: None,
-        attribution: Attribution::default(),
-        early: Vec::new(),
-        by_source: BTreeMap::new(),
-        supervised: false,
-        ui: None,
-        ui_dropped: 0,
-        observation: crate::sandbox::Observation::default(),
-    });
+    let sink = RefCell::new(Sink::new(log));
     let done = tokio::sync::Notify::new();
     let done_net = tokio::sync::Notify::new();
     // Seccomp denials: the supervisor (spawned once the listener arrives)
@@ -630,17 +620,7 @@ mod tests {
     use super::*;
 
     fn sink() -> Sink {
-        Sink {
-            log: None,
-            started: None,
-            attribution: Attribution::default(),
-            early: Vec::new(),
-            by_source: BTreeMap::new(),
-            supervised: false,
-            ui: None,
-            ui_dropped: 0,
-            observation: crate::sandbox::Observation { kernel_tracer: true, reason: None },
-        }
+        Sink { observation: crate::sandbox::Observation { kernel_tracer: true, reason: None }, ..Sink::new(None) }
     }
 
     fn denial(source: report::Source, path: Option<Vec<u8>>, host: Option<String>, call: Option<String>) -> Denial {

@@ -100,6 +100,22 @@ pub(super) struct Sink {
 }
 
 impl Sink {
+    /// A sink writing to `log` (and later to the dashboard, once `ui` is set), before the
+    /// session has started.
+    pub(super) fn new(log: Option<LogWriter>) -> Sink {
+        Sink {
+            log,
+            started: None,
+            attribution: Attribution::default(),
+            early: Vec::new(),
+            by_source: BTreeMap::new(),
+            supervised: false,
+            ui: None,
+            ui_dropped: 0,
+            observation: crate::sandbox::Observation::default(),
+        }
+    }
+
     pub(super) fn emit(&mut self, event: &Event) {
         if let Event::Denial(d) = event {
             self.note(d);

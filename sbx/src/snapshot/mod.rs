@@ -68,11 +68,7 @@ impl State {
 
 /// Reads a file without following a symlink put in its place meanwhile.
 fn read_no_follow(path: &Path) -> Option<Vec<u8>> {
-    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
-    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
-    let mut out = Vec::new();
-    f.by_ref().take(MAX_CONTENT + 1).read_to_end(&mut out).ok()?;
-    Some(out)
+    crate::fsio::read_no_follow(path, MAX_CONTENT).ok()
 }
 
 /// How a path differs from its snapshot.
@@ -206,21 +202,10 @@ fn make_quarantine(root: Option<PathBuf>) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Creates `dir` and the directories missing above it, mode 0700. Root (`sudo sbx ...`)
-/// gives each the owner of the directory it is made in: the quarantine in a user's home
-/// is theirs to read, and their own sbx runs can still make their state there.
+/// Creates `dir` and the directories missing above it, mode 0700, with the owner of the
+/// directory each is made in when sbx is root (`fsio::mkdir_owned`).
 pub(crate) fn mkdir_owned(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    let missing: Vec<&Path> = dir.ancestors().take_while(|a| std::fs::symlink_metadata(a).is_err()).collect();
-    for d in missing.into_iter().rev() {
-        std::fs::DirBuilder::new().mode(0o700).create(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-        if nix::unistd::geteuid().is_root()
-            && let Some(parent) = d.parent().and_then(|p| std::fs::metadata(p).ok())
-        {
-            let _ = std::os::unix::fs::lchown(d, Some(parent.uid()), Some(parent.gid()));
-        }
-    }
-    Ok(())
+    crate::fsio::mkdir_owned(dir, |_, _| 0o700).1.map_err(|(d, e)| format!("cannot create {}: {e}", d.display()))
 }
 
 /// The quarantine directory of `home`: `$XDG_STATE_HOME/sbx/quarantine`, else
