@@ -90,39 +90,37 @@ impl Placeholders {
                 continue;
             }
             let Some(existing) = dir.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok()) else { continue };
-            if existing == dir.as_path() || !writable.iter().any(|w| existing.starts_with(w)) {
+            if existing == dir.as_path() {
                 continue;
             }
-            let Ok(meta) = std::fs::metadata(existing) else { continue };
-            if !meta.is_dir() {
+            // Inside a writable root, and never through a symlink below it: one there may
+            // be the command's (`~/.config -> /etc`), and sbx would make the placeholder, as
+            // root maybe, wherever it leads.
+            let Some(root) = writable.iter().find(|w| existing.starts_with(w)) else { continue };
+            let plain = root.canonicalize().ok().zip(existing.canonicalize().ok()).is_some_and(|(r, e)| existing.strip_prefix(root).is_ok_and(|rest| r.join(rest) == e));
+            if !existing.is_dir() || !plain {
                 continue;
             }
-            let mut chain: Vec<&Path> = dir.ancestors().take_while(|a| *a != existing).collect();
-            chain.reverse();
             // Never a `.git` directory: an empty one where there was no repository would
             // be a stray (the command's own `git init` makes a repository sbx does not
             // watch; see ARCHITECTURE.md).
-            if chain.iter().any(|d| d.file_name().is_some_and(|n| n == ".git")) {
+            if dir.ancestors().take_while(|a| *a != existing).any(|d| d.file_name().is_some_and(|n| n == ".git")) {
                 continue;
             }
-            for d in chain {
-                if let Err(e) = std::fs::create_dir(d) {
-                    // Refused by the file system: the command, no more privileged than sbx,
-                    // cannot create it either (a workspace the user may only read).
-                    match e.raw_os_error() {
-                        Some(libc::EACCES | libc::EPERM | libc::EROFS) => tracing::debug!("no placeholder {}: {e}", d.display()),
-                        _ => tracing::warn!("could not create the placeholder {}: {e}", d.display()),
-                    }
-                    break;
+            // The owner of what it sits in (root's sbx in a user's tree), never wider than
+            // 0755; `.ssh` 0700 like ssh wants it.
+            let (made, result) = crate::fsio::mkdir_owned(dir, |d, parent| if d.file_name().is_some_and(|n| n == ".ssh") { 0o700 } else { parent & 0o755 });
+            for d in made {
+                if let Ok(m) = std::fs::symlink_metadata(&d) {
+                    out.made.push((d, m.dev(), m.ino()));
                 }
-                // The owner of what it sits in (root's sbx in a user's tree), never wider
-                // than 0755; `.ssh` 0700 like ssh wants it.
-                let mode = if d.file_name().is_some_and(|n| n == ".ssh") { 0o700 } else { meta.mode() & 0o755 };
-                let _ = std::os::unix::fs::lchown(d, Some(meta.uid()), Some(meta.gid()));
-                let _ = std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(mode));
-                match std::fs::symlink_metadata(d) {
-                    Ok(m) => out.made.push((d.to_path_buf(), m.dev(), m.ino())),
-                    Err(_) => break,
+            }
+            if let Err((d, e)) = result {
+                // Refused by the file system: the command, no more privileged than sbx,
+                // cannot create it either (a workspace the user may only read).
+                match e.raw_os_error() {
+                    Some(libc::EACCES | libc::EPERM | libc::EROFS) => tracing::debug!("no placeholder {}: {e}", d.display()),
+                    _ => tracing::warn!("could not create the placeholder {}: {e}", d.display()),
                 }
             }
         }

@@ -552,6 +552,18 @@ fn protected_directories_missing_at_start_cannot_be_created() {
         let out = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).env("HOME", home).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
         assert!(!String::from_utf8_lossy(&out.stdout).contains("PLANTED"), "{who:?}: planted while the session ran: {}", text(&out));
+        // A symlink a previous run left where a placeholder would go through
+        // (`~/.config -> elsewhere`): sbx makes nothing where it leads.
+        let elsewhere = own_dir(who);
+        std::fs::rename(home.join(".config"), home.join(".config-real")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), home.join(".config")).unwrap();
+        let out2 = ws.sbx(["run", "--", "ls", "-A"]).arg(elsewhere.path()).env("HOME", home).output().unwrap();
+        assert_eq!(out2.status.code(), Some(0), "{who:?}: {}", text(&out2));
+        assert_eq!(String::from_utf8_lossy(&out2.stdout), "", "{who:?}: placeholders made through a planted symlink while the session ran");
+        let made: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(made.is_empty(), "{who:?}: left through a planted symlink: {made:?}");
+        std::fs::remove_file(home.join(".config")).unwrap();
+        std::fs::rename(home.join(".config-real"), home.join(".config")).unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("Read-only file system") && stderr.contains("Device or resource busy"), "{who:?}: {stderr}");
         for p in [w.join(".git/hooks"), w.join(".git/hooks-moved"), w.join(".vscode"), home.join(".local/bin"), home.join(".config/autostart")] {
