@@ -707,3 +707,58 @@ fn a_killed_sessions_placeholders_are_removed_by_the_next_one() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!w.join(".git/hooks").exists(), "the next session left the killed one's placeholder");
 }
+
+/// The watch on protected file names, attacked: a hard link and a FIFO made at protected
+/// names are moved away like a file written there, and a flood of creations that
+/// overflows the kernel's event queue does not hide one (sbx then looks at every name).
+#[test]
+fn protected_file_names_made_by_link_fifo_or_behind_a_flood_are_moved_away() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    let ws = Workspace::new(As::Root);
+    let w = ws.path().canonicalize().unwrap();
+    assert!(git(As::Root, &w, &["init", "-q", "."]).status.success());
+    // A hard link first, then (the second) a FIFO: the second stops the command.
+    let script = "echo ../evil > .git/planted && ln .git/planted .git/commondir && echo LINKED; sleep 0.5; test -e .git/commondir && echo LINK-STAYED; mkfifo .mcp.json; sleep 10; echo survived";
+    let out = ws.sbx(["run", "--", "/bin/sh", "-c", script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("LINKED") && !stdout.contains("LINK-STAYED") && !stdout.contains("survived"), "{}", text(&out));
+    assert!(std::fs::symlink_metadata(w.join(".git/commondir")).is_err() && std::fs::symlink_metadata(w.join(".mcp.json")).is_err());
+    // More events than the queue holds (16,384), then the name.
+    let ws = Workspace::new(As::Root);
+    let w = ws.path().canonicalize().unwrap();
+    assert!(git(As::Root, &w, &["init", "-q", "."]).status.success());
+    let script = "mkdir -p flood && i=0; while [ $i -lt 20000 ]; do : > f$i; i=$((i+1)); done; echo ../evil > .git/commondir; sleep 1; test -e .git/commondir && echo STAYED; true";
+    let out = ws.sbx(["run", "--", "/bin/sh", "-c", script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("STAYED"), "a flood hid the protected name: {}", text(&out));
+    assert!(std::fs::symlink_metadata(w.join(".git/commondir")).is_err());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("sbx: tamper: the protected path {} was created during the session", w.join(".git/commondir").display())), "{}", text(&out));
+}
+
+/// Two sessions in one repository without hooks: the first to end must not remove the
+/// placeholder the other still has mounted (removing a directory detaches the mounts on it
+/// in every namespace), or the second could then create `.git/hooks`.
+#[test]
+fn a_placeholder_outlives_the_first_of_two_sessions() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    let ws = Workspace::new(As::Root);
+    let w = ws.path().canonicalize().unwrap();
+    assert!(git(As::Root, &w, &["init", "-q", "."]).status.success());
+    std::fs::remove_dir_all(w.join(".git/hooks")).unwrap();
+    let mut first = ws.sbx(["run", "--", "sleep", "1"]).spawn().unwrap();
+    let waited = std::time::Instant::now();
+    while !w.join(".git/hooks").exists() && waited.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _reap = KillOnDrop(vec![first.id() as i32]);
+    // The second starts while the first runs, and plants once the first has ended.
+    let script = "sleep 2.5; mkdir -p .git/hooks && printf '#!/bin/sh\\n' > .git/hooks/pre-commit && echo PLANTED; true";
+    let out = ws.sbx(["run", "--", "/bin/sh", "-c", script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("PLANTED"), "the second session planted a hook: {}", text(&out));
+    assert!(first.wait().unwrap().success());
+    assert!(!w.join(".git/hooks").exists(), "a placeholder was left");
+}
