@@ -8,7 +8,10 @@
 
 use std::{
     ffi::OsStr,
-    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    os::unix::{
+        fs::{DirBuilderExt as _, PermissionsExt as _},
+        process::CommandExt as _,
+    },
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::OnceLock,
@@ -93,17 +96,51 @@ pub fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
 }
 
-/// A copy of the sbx binary that any user can execute, in a directory of
-/// its own under /tmp: unprivileged runs cannot reach a build tree under
-/// /root, and it proves that sbx works when installed under /tmp.
+/// A copy of the sbx binary that any user can execute, under /tmp:
+/// unprivileged runs cannot reach a build tree under /root, and it proves
+/// that sbx works when installed under /tmp.
+///
+/// One directory per user (`/tmp/sbx-it-bin-<uid>`) holds one copy per
+/// build, named by the build's size and modification time, so every test
+/// binary of a run shares one copy and runs leave no trail (copies of other
+/// builds are removed once they are an hour old: a concurrent run from
+/// another tree may still be using a newer one).
 pub fn public_sbx() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("sbx-it-bin").tempdir().unwrap().keep();
+        use std::os::unix::fs::MetadataExt as _;
+        let src = sbx_bin();
+        let meta = std::fs::metadata(&src).unwrap();
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let uid = unsafe { libc::geteuid() };
+        let dir = PathBuf::from(format!("/tmp/sbx-it-bin-{uid}"));
+        match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("create {}: {e}", dir.display()),
+        }
+        let dmeta = std::fs::symlink_metadata(&dir).unwrap();
+        assert!(
+            dmeta.is_dir() && dmeta.uid() == uid && dmeta.mode() & 0o022 == 0,
+            "{} is not a directory of ours that only we may write: remove it",
+            dir.display()
+        );
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let bin = dir.join("sbx");
-        std::fs::copy(sbx_bin(), &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let name = format!("sbx-{}-{}.{}", meta.len(), meta.mtime(), meta.mtime_nsec());
+        let bin = dir.join(&name);
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let old = entry.file_name();
+            let stale = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            if old != *name && stale.is_some_and(|age| age.as_secs() > 3600) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        if std::fs::metadata(&bin).ok().map(|m| m.len()) != Some(meta.len()) {
+            let part = dir.join(format!(".{name}.{}", std::process::id()));
+            std::fs::copy(&src, &part).unwrap();
+            std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&part, &bin).unwrap();
+        }
         bin
     })
     .clone()
