@@ -47,21 +47,11 @@ pub struct Learned {
 
 /// Adds one proposal to a config (what the file edit does, on the struct).
 fn apply(config: &mut Config, p: &Proposal) {
-    let fs = &mut config.filesystem;
-    let net = &mut config.network;
-    let list = match p.key {
-        "filesystem.allowWrite" => &mut fs.allow_write,
-        "filesystem.allowRead" => &mut fs.allow_read,
-        "filesystem.denyRead" => &mut fs.deny_read,
-        "filesystem.denyWrite" => &mut fs.deny_write,
-        "network.allowedDomains" => &mut net.allowed_domains,
-        "network.deniedDomains" => &mut net.denied_domains,
-        "network.allowUnixSockets" => &mut net.allow_unix_sockets,
-        "filesystem.allowGitConfig" => return fs.allow_git_config = true,
-        "network.allowAllUnixSockets" => return net.allow_all_unix_sockets = true,
-        "network.allowLocalBinding" => return net.allow_local_binding = true,
-        _ => return,
-    };
+    if let Some(flag) = crate::config::flag_mut(config, p.key) {
+        *flag = true;
+        return;
+    }
+    let Some(list) = crate::config::strings_mut(config, p.key) else { return };
     match p.op {
         "remove" => list.retain(|e| e != &p.value),
         _ if !list.contains(&p.value) => list.push(p.value.clone()),
@@ -101,12 +91,12 @@ fn observe(log: &Path, from: u64, trust: suggest::Trust) -> anyhow::Result<(Vec<
     let mut out = recorded.denials;
     for line in text.lines() {
         let Ok(Read { line: Some(Line::Net(n)), .. }) = Line::parse(line) else { continue };
-        if n.decision == Decision::Allowed && n.rule == LEARN_RULE {
+        if n.decision == Decision::Allowed && n.rule == crate::proxy::rules::allowed_by("*") {
             out.push(Observed {
                 source: "proxy".into(),
                 host: Some(n.host),
                 port: Some(n.port),
-                operation: Some("connect".into()),
+                operation: Some(crate::report::Operation::Connect),
                 rule: Some(crate::proxy::rules::NO_RULE.into()),
                 ..Observed::default()
             });
@@ -115,8 +105,6 @@ fn observe(log: &Path, from: u64, trust: suggest::Trust) -> anyhow::Result<(Vec<
     Ok((out, recorded.next_seq, verified))
 }
 
-/// The proxy's rule text for destinations allowed only while learning.
-pub const LEARN_RULE: &str = "allowedDomains: *";
 
 pub fn learn(req: Request) -> anyhow::Result<Learned> {
     let exists = |p: &Path| p.exists();
@@ -192,7 +180,7 @@ pub fn learn(req: Request) -> anyhow::Result<Learned> {
     }
     if req.log.is_some() {
         let mut out = crate::report::Log::append_at(&log, next_seq)?;
-        for e in suggest::events(&suggestions, "learn", &req.target.file, &|_| "proposed") {
+        for e in suggest::events(&suggestions, crate::report::PolicyOrigin::Learn, &req.target.file, &|_| crate::report::PolicyAction::Proposed) {
             out.write(&e)?;
         }
         out.flush()?;

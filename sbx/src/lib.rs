@@ -11,6 +11,7 @@
 pub mod agentconf;
 pub mod cgroup;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod fsio;
@@ -25,9 +26,6 @@ pub mod proxy;
 pub mod report;
 pub mod sandbox;
 pub mod seal;
-// The dashboard's pty is registered with tokio (AsyncFd::register); session.rs is left as it is
-// while it changes on main.
-#[allow(unsafe_code)]
 pub mod session;
 pub mod state;
 pub mod snapshot;

@@ -120,7 +120,7 @@ impl Limits {
 }
 
 /// Which limit, for events and messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Memory,
     Pids,
@@ -130,6 +130,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 5] = [Kind::Memory, Kind::Pids, Kind::Cpu, Kind::TmpSize, Kind::Timeout];
+
     /// The key under `limits` in the policy file.
     pub fn key(self) -> &'static str {
         match self {

@@ -236,6 +236,9 @@ fn a_fifo_socket_or_device_where_sbx_reads_a_policy_is_one_sentence() {
                 assert_eq!(err.lines().count(), 1, "{who:?} {kind:?} {special}: {err}");
                 let name = target.file_name().unwrap().to_string_lossy().into_owned();
                 assert!(err.contains(&format!("{name} {}", kind.words())), "{who:?} {kind:?} {special} {args:?}: {err}");
+                // Each place on its own: the user config is read by the places after it.
+                drop(_keep);
+                let _ = std::fs::remove_file(&target);
             }
         }
     }

@@ -34,7 +34,7 @@ pub mod templates;
 
 pub use discover::{find_nearest, find_user_config, load};
 pub use parse::parse_str;
-pub use schema::fence_only_keys;
+pub use schema::{fence_only_keys, flag_mut, strings_mut};
 pub use show::render_show;
 use parse::*;
 use schema::*;

@@ -326,21 +326,17 @@ impl Parser<'_> {
     fn assign(&mut self, path: &str, typed: Typed) {
         let c = &mut self.out.config;
         match (path, typed) {
-            ("network.allowedDomains", Typed::Strings(v)) => c.network.allowed_domains = v,
-            ("network.deniedDomains", Typed::Strings(v)) => c.network.denied_domains = v,
-            ("network.allowPrivateResolution", Typed::Strings(v)) => c.network.allow_private_resolution = v,
-            ("network.allowLocalBinding", Typed::Bool(b)) => c.network.allow_local_binding = b,
-            ("network.allowLocalOutboundPorts", Typed::Ports(v)) => {
-                c.network.allow_local_outbound_ports = v
+            (key, Typed::Strings(v)) if strings_mut(c, key).is_some() => {
+                if let Some(list) = strings_mut(c, key) {
+                    *list = v;
+                }
             }
-            ("network.allowUnixSockets", Typed::Strings(v)) => c.network.allow_unix_sockets = v,
-            ("network.allowAllUnixSockets", Typed::Bool(b)) => c.network.allow_all_unix_sockets = b,
-            ("filesystem.defaultDenyRead", Typed::Bool(b)) => c.filesystem.default_deny_read = b,
-            ("filesystem.allowRead", Typed::Strings(v)) => c.filesystem.allow_read = v,
-            ("filesystem.denyRead", Typed::Strings(v)) => c.filesystem.deny_read = v,
-            ("filesystem.allowWrite", Typed::Strings(v)) => c.filesystem.allow_write = v,
-            ("filesystem.denyWrite", Typed::Strings(v)) => c.filesystem.deny_write = v,
-            ("filesystem.allowGitConfig", Typed::Bool(b)) => c.filesystem.allow_git_config = b,
+            (key, Typed::Bool(b)) if flag_mut(c, key).is_some() => {
+                if let Some(flag) = flag_mut(c, key) {
+                    *flag = b;
+                }
+            }
+            ("network.allowLocalOutboundPorts", Typed::Ports(v)) => c.network.allow_local_outbound_ports = v,
             ("limits.memory", Typed::Bytes(v)) => c.limits.memory = Some(v),
             ("limits.pids", Typed::Count(v)) => c.limits.pids = Some(v),
             ("limits.cpu", Typed::Millicpus(v)) => c.limits.cpu = Some(v),

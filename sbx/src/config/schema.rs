@@ -175,3 +175,32 @@ pub fn fence_only_keys() -> Vec<String> {
     walk(TOP, "", Support::Sbx, &mut out);
     out
 }
+
+/// The list a key of the schema holds (`"filesystem.allowWrite"`), in `config`: the one
+/// mapping from a key to its field, for the parser and for `learn`'s additions.
+pub fn strings_mut<'a>(config: &'a mut Config, key: &str) -> Option<&'a mut Vec<String>> {
+    let (fs, net) = (&mut config.filesystem, &mut config.network);
+    Some(match key {
+        "network.allowedDomains" => &mut net.allowed_domains,
+        "network.deniedDomains" => &mut net.denied_domains,
+        "network.allowPrivateResolution" => &mut net.allow_private_resolution,
+        "network.allowUnixSockets" => &mut net.allow_unix_sockets,
+        "filesystem.allowRead" => &mut fs.allow_read,
+        "filesystem.denyRead" => &mut fs.deny_read,
+        "filesystem.allowWrite" => &mut fs.allow_write,
+        "filesystem.denyWrite" => &mut fs.deny_write,
+        _ => return None,
+    })
+}
+
+/// The switch a key of the schema holds (`"filesystem.allowGitConfig"`), in `config`.
+pub fn flag_mut<'a>(config: &'a mut Config, key: &str) -> Option<&'a mut bool> {
+    let (fs, net) = (&mut config.filesystem, &mut config.network);
+    Some(match key {
+        "network.allowLocalBinding" => &mut net.allow_local_binding,
+        "network.allowAllUnixSockets" => &mut net.allow_all_unix_sockets,
+        "filesystem.defaultDenyRead" => &mut fs.default_deny_read,
+        "filesystem.allowGitConfig" => &mut fs.allow_git_config,
+        _ => return None,
+    })
+}

@@ -47,7 +47,7 @@ use crate::{
     sys,
 };
 use bwrap::{Arg, Invocation};
-pub use run::{Options, Outcome, Started, descendants, run};
+pub use run::{Options, Outcome, Running, Started, descendants, start};
 
 #[derive(Debug, Error)]
 pub enum LaunchError {

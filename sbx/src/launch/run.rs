@@ -130,14 +130,38 @@ pub struct Options {
     pub git_paths: Option<Vec<PathBuf>>,
 }
 
-/// Starts the sandbox and waits for the command. `on_started` learns what
-/// the layers enforced as soon as stage-2 is about to exec the command.
-pub async fn run(
-    policy: &Policy,
-    command: Vec<OsString>,
-    options: &Options,
-    on_started: impl FnOnce(Started),
-) -> Result<Outcome, LaunchError> {
+/// A sandbox whose command is starting: what the layers enforced, and bwrap to wait for.
+pub struct Running {
+    /// Taken by the caller at will (`std::mem::take`): waiting needs none of it.
+    pub started: Started,
+    sandbox_init: Option<i32>,
+    child: tokio::process::Child,
+    signals: Signals,
+    new_session: bool,
+    /// bwrap's status pipe, stage-2's report pipe and the control socket stay open
+    /// until the end: bwrap writes its exit status to the first (a closed pipe would
+    /// kill it with SIGPIPE).
+    _pipes: (BufReader<tokio::net::unix::pipe::Receiver>, BufReader<tokio::net::unix::pipe::Receiver>, std::os::unix::net::UnixStream),
+    _masked: MaskedFile,
+}
+
+impl Running {
+    /// Waits for the command, relaying INT, TERM and HUP to it; returns how it ended.
+    pub async fn wait(mut self) -> Result<Outcome, LaunchError> {
+        let status = relay_signals_until_exit(&mut self.child, self.signals, self.sandbox_init, self.new_session).await?;
+        let code = match (status.code(), status.signal()) {
+            (Some(code), _) => code as u8,
+            (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
+            (None, None) => crate::EXIT_SETUP,
+        };
+        Ok(Outcome::Exited(code))
+    }
+}
+
+/// Starts the sandbox: returns once stage-2 is about to exec the command (or failed
+/// before), with what the layers enforced. Dropping the result kills bwrap, and so the
+/// sandbox; [`Running::wait`] waits for the command.
+pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -> Result<Running, LaunchError> {
     let bwrap_path = find_bwrap()?;
     let signals = Signals::catch()?;
     let masked = MaskedFile::create(options.run_as.is_some()).map_err(io_err("create the file that masks hidden files"))?;
@@ -339,7 +363,7 @@ pub async fn run(
     } else {
         None
     };
-    on_started(Started {
+    let started = Started {
         listener,
         net_listeners,
         net: plan.stage2.net.clone(),
@@ -353,16 +377,9 @@ pub async fn run(
         pins: plan.pins.clone(),
         write_roots: plan.stage2.write.clone(),
         seccomp: plan.stage2.seccomp,
-    });
-
-    let new_session = !(options.terminal.is_some() || sys::is_tty(&io::stdin()));
-    let status = relay_signals_until_exit(&mut child, signals, sandbox_init, new_session).await?;
-    let code = match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
-        (None, None) => crate::EXIT_SETUP,
     };
-    Ok(Outcome::Exited(code))
+    let new_session = !(options.terminal.is_some() || sys::is_tty(&io::stdin()));
+    Ok(Running { started, sandbox_init, child, signals, new_session, _pipes: (status, report, control_ours), _masked: masked })
 }
 
 /// Waits for bwrap, passing INT, TERM and HUP on to the command (bwrap's

@@ -11,7 +11,7 @@ use sbx_common::{ADDR_LEN, BASE_PART_LEN, FLAG_ADDR, FLAG_BASE, FLAG_PATH, FLAG_
 use crate::{
     monitor::tracer::{cstr, proc_path},
     policy::normalize,
-    report::{Denial, Process, ProcessAction, Source},
+    report::{Denial, Operation, Process, ProcessAction, Source},
     syscalls::{self, FilterOptions},
 };
 
@@ -35,38 +35,6 @@ pub struct Attribution {
     pub pins: Vec<PathBuf>,
 }
 
-/// What a syscall tried to do to its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Read,
-    Write,
-    Create,
-    Delete,
-    Rename,
-    Modify,
-    Exec,
-    Other,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Read => "read",
-            Operation::Write => "write",
-            Operation::Create => "create",
-            Operation::Delete => "delete",
-            Operation::Rename => "rename",
-            Operation::Modify => "modify",
-            Operation::Exec => "exec",
-            Operation::Other => "other",
-        }
-    }
-
-    fn writes(self) -> bool {
-        matches!(self, Operation::Write | Operation::Create | Operation::Delete | Operation::Rename | Operation::Modify)
-    }
-}
-
 const O_ACCMODE: u64 = 0o3;
 const O_CREAT: u64 = 0o100;
 const O_TRUNC: u64 = 0o1000;
@@ -75,7 +43,7 @@ const W_OK: u64 = 2;
 const SYS_BIND: i64 = 49;
 
 /// The operation of syscall `nr` with arguments `args` (x86_64 numbers).
-pub fn operation(nr: i64, args: &[u64; 6]) -> Operation {
+pub fn operation(nr: i64, args: &[u64; 6]) -> Option<Operation> {
     let open_flags = |flags: u64| {
         if flags & O_CREAT != 0 {
             Operation::Create
@@ -85,11 +53,11 @@ pub fn operation(nr: i64, args: &[u64; 6]) -> Operation {
             Operation::Read
         }
     };
-    match nr {
+    Some(match nr {
         2 => open_flags(args[1]),
         257 => open_flags(args[2]),
         // openat2's flags are in a struct we do not copy.
-        437 => Operation::Other,
+        437 => return None,
         85 => Operation::Create,
         83 | 258 | 133 | 259 | 88 | 266 | 86 | 265 => Operation::Create,
         84 | 87 | 263 => Operation::Delete,
@@ -99,8 +67,8 @@ pub fn operation(nr: i64, args: &[u64; 6]) -> Operation {
         21 => if args[1] & W_OK != 0 { Operation::Write } else { Operation::Read },
         269 | 439 => if args[2] & W_OK != 0 { Operation::Write } else { Operation::Read },
         4 | 6 | 262 | 332 | 89 | 267 | 191 | 192 | 194 | 195 | 137 | 80 | 161 => Operation::Read,
-        _ => Operation::Other,
-    }
+        _ => return None,
+    })
 }
 
 /// The dirfd argument that a relative path of `nr` is taken from, if any.
@@ -293,9 +261,9 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
     } else if errno == "EROFS" {
         (Source::Mount, "the path is on a read-only mount of the sandbox's view".to_string())
     } else if errno == "EACCES" && attr.landlock && effective.is_some_and(|p| {
-        if op.writes() { !under_any(p, &attr.write_roots) } else { !under_any(p, &attr.read_roots) }
+        if op.is_some_and(Operation::writes) { !under_any(p, &attr.write_roots) } else { !under_any(p, &attr.read_roots) }
     }) {
-        let what = if op.writes() { "writable" } else { "readable" };
+        let what = if op.is_some_and(Operation::writes) { "writable" } else { "readable" };
         (Source::Landlock, format!("the path is outside Landlock's {what} roots"))
     } else if errno == "EACCES" {
         (Source::Dac, "file permissions refused it".to_string())
@@ -329,9 +297,9 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
         syscall: Some(name),
         errno: Some(errno.to_string()),
         operation: match (&addr, nr) {
-            (Some(SockAddr::Inet(..)), 42) => Some("connect".to_string()),
-            (Some(SockAddr::Inet(..)), 44 | 46 | 307) => Some("send".to_string()),
-            _ => (op != Operation::Other).then(|| op.as_str().to_string()),
+            (Some(SockAddr::Inet(..)), 42) => Some(Operation::Connect),
+            (Some(SockAddr::Inet(..)), 44 | 46 | 307) => Some(Operation::Send),
+            _ => op,
         },
         pid: Some(ev.pid),
         tid: Some(ev.tid),
@@ -410,17 +378,17 @@ mod tests {
         let entered = FLAG_PATH;
         // openat(AT_FDCWD, "/etc/x", O_WRONLY|O_CREAT) -> EROFS: the ro mount.
         let d = denial(&raw(257, -30, [AT_FDCWD as u64, 0, 0o101, 0, 0, 0], "/etc/x", entered), &a).unwrap();
-        assert_eq!((d.source, d.operation.as_deref(), d.errno.as_deref()), (Source::Mount, Some("create"), Some("EROFS")));
+        assert_eq!((d.source, d.operation.map(Operation::as_str), d.errno.as_deref()), (Source::Mount, Some("create"), Some("EROFS")));
         assert_eq!(d.path, Some(PathBuf::from("/etc/x")));
         // Writing /proc/sys/x (mounted rw, outside Landlock's writable roots).
         let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 1, 0, 0, 0], "/proc/sys/x", entered), &a).unwrap();
         assert_eq!(d.source, Source::Landlock);
         // A read refused inside the readable roots is file permissions.
         let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/w/secret", entered), &a).unwrap();
-        assert_eq!((d.source, d.operation.as_deref()), (Source::Dac, Some("read")));
+        assert_eq!((d.source, d.operation.map(Operation::as_str)), (Source::Dac, Some("read")));
         // A hidden file.
         let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &a).unwrap();
-        assert_eq!((d.source, d.operation.as_deref()), (Source::Mount, Some("read")));
+        assert_eq!((d.source, d.operation.map(Operation::as_str)), (Source::Mount, Some("read")));
         // mount is on seccomp's list.
         let d = denial(&raw(165, -1, [0; 6], "", 0), &a).unwrap();
         assert_eq!((d.source, d.syscall.as_deref()), (Source::Seccomp, Some("mount")));
@@ -447,7 +415,7 @@ mod tests {
         let a = attr();
         // connect(198.18.0.2:443) -> ENETUNREACH: a direct connection.
         let d = denial(&with_addr(42, -101, &inet4([198, 18, 0, 2], 443)), &a).unwrap();
-        assert_eq!((d.source, d.errno.as_deref(), d.operation.as_deref()), (Source::Netns, Some("ENETUNREACH"), Some("connect")));
+        assert_eq!((d.source, d.errno.as_deref(), d.operation.map(Operation::as_str)), (Source::Netns, Some("ENETUNREACH"), Some("connect")));
         assert_eq!((d.host.as_deref(), d.port), (Some("198.18.0.2"), Some(443)));
         assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.contains("bypassed sbx's proxy")), "{:?}", d.detail);
         assert_eq!(d.short(), "connect 198.18.0.2:443");
@@ -461,10 +429,10 @@ mod tests {
         assert_eq!(d.short(), "send [2001:db8::1]:53");
         // sendmsg: the length the tracer put in args[5].
         let d = denial(&with_addr(46, -101, &inet4([198, 18, 0, 2], 9000)), &a).unwrap();
-        assert_eq!((d.source, d.syscall.as_deref(), d.operation.as_deref(), d.port), (Source::Netns, Some("sendmsg"), Some("send"), Some(9000)));
+        assert_eq!((d.source, d.syscall.as_deref(), d.operation.map(Operation::as_str), d.port), (Source::Netns, Some("sendmsg"), Some("send"), Some(9000)));
         // bind(127.0.0.1:8080) -> EACCES under Landlock: the port is kept.
         let d = denial(&with_addr(49, -13, &inet4([127, 0, 0, 1], 8080)), &a).unwrap();
-        assert_eq!((d.source, d.port, d.operation.as_deref()), (Source::Landlock, Some(8080), None));
+        assert_eq!((d.source, d.port, d.operation.map(Operation::as_str)), (Source::Landlock, Some(8080), None));
         assert_eq!(d.short(), "bind 127.0.0.1:8080");
         // Unix addresses, by path and abstract; a truncated inet address is none.
         let unix = |name: &[u8]| [&(libc::AF_UNIX as u16).to_ne_bytes()[..], name].concat();
@@ -490,13 +458,13 @@ mod tests {
 
     #[test]
     fn operations_from_flags() {
-        assert_eq!(operation(257, &[0, 0, 0, 0, 0, 0]), Operation::Read);
-        assert_eq!(operation(257, &[0, 0, 2, 0, 0, 0]), Operation::Write);
-        assert_eq!(operation(257, &[0, 0, 0o1000, 0, 0, 0]), Operation::Write);
-        assert_eq!(operation(2, &[0, 0o101, 0, 0, 0, 0]), Operation::Create);
-        assert_eq!(operation(263, &[0; 6]), Operation::Delete);
-        assert_eq!(operation(59, &[0; 6]), Operation::Exec);
-        assert_eq!(operation(21, &[0, 2, 0, 0, 0, 0]), Operation::Write);
+        assert_eq!(operation(257, &[0, 0, 0, 0, 0, 0]), Some(Operation::Read));
+        assert_eq!(operation(257, &[0, 0, 2, 0, 0, 0]), Some(Operation::Write));
+        assert_eq!(operation(257, &[0, 0, 0o1000, 0, 0, 0]), Some(Operation::Write));
+        assert_eq!(operation(2, &[0, 0o101, 0, 0, 0, 0]), Some(Operation::Create));
+        assert_eq!(operation(263, &[0; 6]), Some(Operation::Delete));
+        assert_eq!(operation(59, &[0; 6]), Some(Operation::Exec));
+        assert_eq!(operation(21, &[0, 2, 0, 0, 0, 0]), Some(Operation::Write));
     }
 
     #[test]
@@ -537,7 +505,7 @@ mod tests {
     fn a_rename_or_link_refused_by_a_protected_mount_is_a_hinted_denial() {
         let a = attr();
         let d = denial(&two_paths(82, -16, ".git/config.lock", ".git/config"), &a).unwrap();
-        assert_eq!((d.source, d.errno.as_deref(), d.operation.as_deref()), (Source::Mount, Some("EBUSY"), Some("rename")));
+        assert_eq!((d.source, d.errno.as_deref(), d.operation.map(Operation::as_str)), (Source::Mount, Some("EBUSY"), Some("rename")));
         assert_eq!((d.path.as_deref(), d.requested_path.as_deref()), (Some(Path::new("/w/.git/config")), Some(".git/config")));
         let hint = d.detail.iter().find(|(k, _)| k == "hint").map(|(_, v)| v.as_str()).unwrap();
         assert!(hint.contains("filesystem.allowGitConfig"), "{hint}");

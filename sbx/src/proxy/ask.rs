@@ -28,17 +28,6 @@ impl Answer {
     pub fn allows(self) -> bool {
         matches!(self, Answer::AllowOnce | Answer::AllowAlways)
     }
-
-    /// The `action` of the `policy` event.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Answer::AllowOnce => "allow_once",
-            Answer::AllowAlways => "allow_always",
-            Answer::DenyOnce => "deny_once",
-            Answer::DenyAlways => "deny_always",
-            Answer::Timeout => "timeout",
-        }
-    }
 }
 
 /// A held connection waiting for an answer.

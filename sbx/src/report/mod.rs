@@ -83,7 +83,7 @@
 //! | `origin` | string | `suggest`, `learn` or `ask` |
 //! | `action` | string | suggest/learn: `proposed` (shown, not written), `applied` (written to the file), `held` (a risky proposal not applied); ask: `allow_once`, `allow_always`, `deny_once`, `deny_always`, `timeout` (no answer: denied) |
 //! | `key` | string | the config key, e.g. `filesystem.allowWrite`, `network.allowedDomains` |
-//! | `change` | string | `add`, `remove` or `set` |
+//! | `change` | string | `add`, `remove` or `set`; ask: `add` (allow_always, deny_always) or `none` (an answer for one connection) |
 //! | `value` | string | the entry added or removed, or the value set |
 //! | `config` | string | the policy file, when one is involved |
 //! | `risk` | [string] | why the change was flagged, when it was |
@@ -304,12 +304,100 @@ impl Source {
     }
 }
 
+/// What a refused action tried to do: a denial's `operation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "&'static str", from = "String")]
+pub enum Operation {
+    Read,
+    Write,
+    Create,
+    Delete,
+    Rename,
+    Modify,
+    Exec,
+    Connect,
+    /// A datagram to an address.
+    Send,
+    /// A resource limit reached (`limits.*`): the operation is the limit's key.
+    Limit(crate::limits::Kind),
+    /// What an operation this version does not know reads as.
+    Other,
+}
+
+impl Operation {
+    const NAMED: [Operation; 9] = [
+        Operation::Read,
+        Operation::Write,
+        Operation::Create,
+        Operation::Delete,
+        Operation::Rename,
+        Operation::Modify,
+        Operation::Exec,
+        Operation::Connect,
+        Operation::Send,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Rename => "rename",
+            Operation::Modify => "modify",
+            Operation::Exec => "exec",
+            Operation::Connect => "connect",
+            Operation::Send => "send",
+            Operation::Limit(kind) => kind.key(),
+            Operation::Other => "other",
+        }
+    }
+
+    /// The wire text read back; what this version does not know is `Other`.
+    pub fn parse(text: &str) -> Operation {
+        Operation::NAMED
+            .into_iter()
+            .chain(crate::limits::Kind::ALL.map(Operation::Limit))
+            .find(|op| op.as_str() == text)
+            .unwrap_or(Operation::Other)
+    }
+
+    /// Whether it changes the file system.
+    pub fn writes(self) -> bool {
+        matches!(self, Operation::Write | Operation::Create | Operation::Delete | Operation::Rename | Operation::Modify)
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Operation> for &'static str {
+    fn from(op: Operation) -> &'static str {
+        op.as_str()
+    }
+}
+
+impl From<String> for Operation {
+    fn from(text: String) -> Operation {
+        Operation::parse(&text)
+    }
+}
+
+impl From<&str> for Operation {
+    fn from(text: &str) -> Operation {
+        Operation::parse(text)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub source: Source,
     pub syscall: Option<String>,
     pub errno: Option<String>,
-    pub operation: Option<String>,
+    pub operation: Option<Operation>,
     pub pid: Option<u32>,
     pub tid: Option<u32>,
     pub comm: Option<String>,
@@ -332,13 +420,13 @@ impl Denial {
     pub fn short(&self) -> String {
         if self.source == Source::Limit {
             let detail = |key: &str| self.detail.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str());
-            return format!("{} {}: {}", self.operation.as_deref().unwrap_or("?"), detail("value"), detail("effect"));
+            return format!("{} {}: {}", self.operation.map_or("?", Operation::as_str), detail("value"), detail("effect"));
         }
         if let Some(host) = &self.host {
             return match (self.source, self.port) {
                 (Source::Proxy, _) | (_, None) => host.clone(),
                 (_, Some(port)) => {
-                    let call = self.operation.as_deref().or(self.syscall.as_deref()).unwrap_or("connect");
+                    let call = self.operation.map(Operation::as_str).or(self.syscall.as_deref()).unwrap_or("connect");
                     format!("{call} {}", host_port(host, port))
                 }
             };
@@ -347,7 +435,7 @@ impl Denial {
             return call.clone();
         }
         let object = self.path.as_ref().map(|p| p.to_string_lossy().into_owned()).or_else(|| self.requested_path.clone());
-        match (self.operation.as_deref(), object, self.syscall.as_deref()) {
+        match (self.operation.map(Operation::as_str), object, self.syscall.as_deref()) {
             (Some(op), Some(obj), _) => format!("{op} {obj}"),
             (None, Some(obj), Some(sc)) => format!("{sc} {obj}"),
             (_, None, Some(sc)) => sc.to_string(),
@@ -386,13 +474,107 @@ pub struct Process {
     pub exe: Option<PathBuf>,
 }
 
+/// Who proposed or decided a policy change (`policy.origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyOrigin {
+    Suggest,
+    Learn,
+    Ask,
+    /// What an origin this version does not know reads as.
+    #[serde(other)]
+    Other,
+}
+
+/// What became of a policy change (`policy.action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyAction {
+    /// suggest/learn: shown, not written.
+    Proposed,
+    /// suggest/learn: written to the file.
+    Applied,
+    /// suggest/learn: a risky proposal not applied.
+    Held,
+    /// ask: the answers at the dashboard.
+    AllowOnce,
+    AllowAlways,
+    DenyOnce,
+    DenyAlways,
+    /// ask: no answer in time (denied).
+    Timeout,
+    /// What an action this version does not know reads as.
+    #[serde(other)]
+    Other,
+}
+
+impl PolicyAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyAction::Proposed => "proposed",
+            PolicyAction::Applied => "applied",
+            PolicyAction::Held => "held",
+            PolicyAction::AllowOnce => "allow_once",
+            PolicyAction::AllowAlways => "allow_always",
+            PolicyAction::DenyOnce => "deny_once",
+            PolicyAction::DenyAlways => "deny_always",
+            PolicyAction::Timeout => "timeout",
+            PolicyAction::Other => "other",
+        }
+    }
+}
+
+impl From<crate::proxy::ask::Answer> for PolicyAction {
+    fn from(answer: crate::proxy::ask::Answer) -> PolicyAction {
+        use crate::proxy::ask::Answer;
+        match answer {
+            Answer::AllowOnce => PolicyAction::AllowOnce,
+            Answer::AllowAlways => PolicyAction::AllowAlways,
+            Answer::DenyOnce => PolicyAction::DenyOnce,
+            Answer::DenyAlways => PolicyAction::DenyAlways,
+            Answer::Timeout => PolicyAction::Timeout,
+        }
+    }
+}
+
+/// How a policy change edits its key (`policy.change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyChange {
+    Add,
+    Remove,
+    Set,
+    /// ask: an answer for this connection only, which changes no file.
+    None,
+    /// What a change this version does not know reads as.
+    #[serde(other)]
+    Other,
+}
+
+impl PolicyChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyChange::Add => "add",
+            PolicyChange::Remove => "remove",
+            PolicyChange::Set => "set",
+            PolicyChange::None => "none",
+            PolicyChange::Other => "other",
+        }
+    }
+
+    /// A proposal's operation (`suggest::Proposal::op`).
+    pub fn of(op: &str) -> PolicyChange {
+        [PolicyChange::Add, PolicyChange::Remove, PolicyChange::Set].into_iter().find(|c| c.as_str() == op).unwrap_or(PolicyChange::Other)
+    }
+}
+
 /// A policy change proposed, applied, held or decided (see the schema).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyEvent {
-    pub origin: &'static str,
-    pub action: &'static str,
+    pub origin: PolicyOrigin,
+    pub action: PolicyAction,
     pub key: String,
-    pub change: &'static str,
+    pub change: PolicyChange,
     pub value: String,
     pub config: Option<PathBuf>,
     pub risk: Vec<String>,
@@ -603,7 +785,7 @@ pub fn encode(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             detail: (!d.detail.is_empty()).then(|| d.detail.iter().cloned().collect()),
             errno: d.errno.clone(),
             host: d.host.clone(),
-            operation: d.operation.clone(),
+            operation: d.operation,
             path: d.path.as_deref().map(lossy_path),
             pid: d.pid,
             port: d.port,
@@ -646,13 +828,13 @@ pub fn encode(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             v,
         }),
         Event::Policy(p) => Line::Policy(PolicyLine {
-            action: p.action.to_owned(),
+            action: p.action,
             answers: p.answers,
-            change: p.change.to_owned(),
+            change: p.change,
             config: p.config.as_deref().map(lossy_path),
             host: p.host.clone(),
             key: p.key.clone(),
-            origin: p.origin.to_owned(),
+            origin: p.origin,
             port: p.port,
             risk: (!p.risk.is_empty()).then(|| p.risk.clone()),
             seq,
@@ -744,7 +926,7 @@ mod tests {
             source: Source::Landlock,
             syscall: Some("openat".into()),
             errno: Some("EACCES".into()),
-            operation: Some("write".into()),
+            operation: Some(Operation::Write),
             pid: Some(42),
             tid: Some(43),
             comm: Some("s\"h\u{1}é".into()),

@@ -215,7 +215,7 @@ pub struct DenialLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
+    pub operation: Option<super::Operation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -323,16 +323,16 @@ pub struct SessionEndLine {
 /// `policy`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyLine {
-    pub action: String,
+    pub action: super::PolicyAction,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answers: Option<u64>,
-    pub change: String,
+    pub change: super::PolicyChange,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     pub key: String,
-    pub origin: String,
+    pub origin: super::PolicyOrigin,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -51,10 +51,10 @@ pub(super) async fn ask_loop(
             }
         }
         sink.borrow_mut().emit(&Event::Policy(report::PolicyEvent {
-            origin: "ask",
-            action: answer.as_str(),
+            origin: report::PolicyOrigin::Ask,
+            action: answer.into(),
             key: key.to_string(),
-            change: if always { "add" } else { "none" },
+            change: if always { report::PolicyChange::Add } else { report::PolicyChange::None },
             value: entry,
             config: always.then(|| opts.config.clone()),
             risk,
@@ -206,3 +206,205 @@ pub(super) fn serve_inbound(listeners: Vec<std::net::TcpListener>, sandbox_init:
     }
 }
 
+
+/// The command has ended: every pump that runs until then stops (and drains).
+#[derive(Clone)]
+pub(super) struct Done(tokio::sync::watch::Receiver<bool>);
+
+impl Done {
+    pub(super) fn new() -> (tokio::sync::watch::Sender<bool>, Done) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Done(rx))
+    }
+
+    /// Returns once the command has ended (or the session is gone).
+    pub(super) async fn wait(&mut self) {
+        let _ = self.0.wait_for(|&done| done).await;
+    }
+}
+
+/// The sandbox's processes on the host, once known.
+#[derive(Default)]
+pub(super) struct SandboxPids {
+    bwrap: std::cell::Cell<Option<u32>>,
+    init: std::cell::Cell<Option<i32>>,
+}
+
+impl SandboxPids {
+    pub(super) fn set(&self, started: &Started) {
+        self.bwrap.set(started.bwrap_pid);
+        self.init.set(started.sandbox_init);
+    }
+
+    /// Kills the whole sandbox: its pid 1, whose death makes the kernel kill every
+    /// process of its pid namespace before bwrap, which waits for it, exits; so when the
+    /// launch ends, nothing of the command runs any more (the exit checks rely on it).
+    /// bwrap itself when pid 1 is not known yet (--die-with-parent takes the rest).
+    pub(super) fn kill(&self) {
+        let target = self.init.get().or(self.bwrap.get().map(|b| b as i32));
+        if let Some(pid) = target {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// What the kernel counted against the limits, as it happens (every quarter second) and
+/// once more at the end.
+pub(super) async fn limits_watch(cgroup: Option<&SessionCgroup>, state: &LimitsState, sink: &RefCell<Sink>, mut done: Done) {
+    let Some(cgroup) = cgroup else { return };
+    loop {
+        tokio::select! {
+            biased;
+            () = done.wait() => break,
+            () = tokio::time::sleep(std::time::Duration::from_millis(250)) => state.observe(cgroup, sink),
+        }
+    }
+    state.observe(cgroup, sink);
+}
+
+/// limits.timeout: SIGTERM to every process of the command, then SIGKILL to the whole
+/// sandbox after the grace period.
+pub(super) async fn timer(state: &LimitsState, sink: &RefCell<Sink>, sandbox: &SandboxPids, mut done: Done) {
+    let Some(timeout) = state.limits.timeout else { return };
+    tokio::select! {
+        () = done.wait() => return,
+        () = tokio::time::sleep(timeout) => {}
+    }
+    state.timed_out.set(true);
+    sink.borrow_mut().limit(limits::Kind::Timeout, &state.limits, 1, format!(
+        "the command ran longer than {}: stopped (SIGTERM, then SIGKILL after {})",
+        humantime::format_duration(timeout),
+        humantime::format_duration(limits::TERM_GRACE)
+    ));
+    if let Some(init) = sandbox.init.get() {
+        for pid in launch::descendants(init) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    tokio::select! {
+        () = done.wait() => return,
+        () = tokio::time::sleep(limits::TERM_GRACE) => {}
+    }
+    sandbox.kill();
+}
+
+/// Blocked syscalls, as the supervisor decodes them; ends when the supervisor does (at
+/// POLLHUP, when every process under the filter has exited) or never started.
+pub(super) async fn seccomp_events(mut rx: tokio::sync::mpsc::Receiver<SeccompDenial>, sink: &RefCell<Sink>) {
+    while let Some(d) = rx.recv().await {
+        sink.borrow_mut().seccomp(d);
+    }
+}
+
+/// The proxy's decisions: taken until the command has ended, then drained (the proxy
+/// lives as long as the runtime).
+pub(super) async fn net_events(mut rx: tokio::sync::mpsc::Receiver<NetEvent>, sink: &RefCell<Sink>, mut done: Done) {
+    loop {
+        tokio::select! {
+            biased;
+            Some(n) = rx.recv() => sink.borrow_mut().net(n),
+            () = done.wait() => break,
+        }
+    }
+    while let Ok(n) = rx.try_recv() {
+        sink.borrow_mut().net(n);
+    }
+}
+
+/// The kernel tracer's events, in batches, until the command has ended, then drained.
+/// Returns how many the ring buffer lost; the tracer is detached at the end, before the
+/// cgroup goes.
+pub(super) async fn kernel_events(tracer: Option<tokio::sync::oneshot::Receiver<Option<Tracer>>>, sink: &RefCell<Sink>, mut done: Done) -> u64 {
+    let Some(rx) = tracer else { return 0 };
+    let Ok(Some(mut tracer)) = rx.await else { return 0 };
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = done.wait() => break,
+            r = tracer.wait_batch(&mut batch) => {
+                if let Err(e) = r {
+                    tracing::warn!("the tracer's ring buffer failed: {e}");
+                    break;
+                }
+                if !batch.is_empty() {
+                    sink.borrow_mut().kernel(&batch);
+                    batch.clear();
+                }
+            }
+        }
+    }
+    tracer.drain_now(&mut batch);
+    sink.borrow_mut().kernel(&batch);
+    tracer.lost()
+}
+
+/// What the command writes to its pty, to the dashboard.
+pub(super) async fn pty_output(master: Option<&tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>, ui: Option<&tokio::sync::mpsc::Sender<tui::Msg>>, mut done: Done) {
+    let (Some(master), Some(ui)) = (master, ui) else { return };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            biased;
+            r = read_pty(master, &mut buf) => match r {
+                Ok(n) if n > 0 => {
+                    let _ = ui.send(tui::Msg::Output(buf[..n].to_vec())).await;
+                }
+                _ => break,
+            },
+            () = done.wait() => break,
+        }
+    }
+}
+
+/// Opens the command's pty, the size of sbx's terminal, and gives its slave side to the
+/// launch; returns the master side.
+pub(super) fn open_pty(launch: &mut launch::Options) -> Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, SessionError> {
+    let size = crossterm::terminal::size().unwrap_or((80, 24));
+    let winsize = nix::pty::Winsize { ws_row: size.1, ws_col: size.0, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&winsize), None).map_err(|e| SessionError::Pty(e.into()))?;
+    nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).map_err(|e| SessionError::Pty(e.into()))?;
+    launch.terminal = Some(std::sync::Arc::new(pty.slave));
+    crate::sys::async_fd(pty.master, tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE).map_err(SessionError::Pty)
+}
+
+/// The dashboard's side of a session: the live view, the keys it passes to the
+/// command's pty, and the `--ask` loop. Kills the sandbox when the user quits with
+/// "kill" (or the dashboard fails).
+pub(super) struct Dashboard<'a> {
+    pub(super) rx: tokio::sync::mpsc::Receiver<tui::Msg>,
+    pub(super) master: &'a tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    pub(super) command: &'a [OsString],
+    pub(super) stderr_to: PathBuf,
+    pub(super) ask: Option<&'a AskOptions>,
+    pub(super) ask_rx: Option<tokio::sync::mpsc::Receiver<proxy::ask::AskRequest>>,
+    pub(super) review: Option<tokio::sync::mpsc::Sender<bool>>,
+}
+
+impl Dashboard<'_> {
+    pub(super) async fn run(self, sink: &RefCell<Sink>, ui_tx: Option<&tokio::sync::mpsc::Sender<tui::Msg>>, sandbox: &SandboxPids) {
+        let app = tui::App::new(self.command, std::time::Instant::now());
+        let (input_tx, mut input_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+        let (answer_tx, answer_rx) = tokio::sync::mpsc::channel::<(u64, proxy::ask::Answer)>(64);
+        let asker = ask_loop(self.ask_rx, answer_rx, self.ask, sink, ui_tx);
+        let master = self.master;
+        let writer = async {
+            while let Some(bytes) = input_rx.recv().await {
+                if write_pty(master, &bytes).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let options = tui::RunOptions { fps: 20, stderr_to: Some(self.stderr_to), answers: Some(answer_tx), review: self.review };
+        let ui = async {
+            let action = tui::run(app, self.rx, move |bytes| drop(input_tx.try_send(bytes)), options).await;
+            if matches!(action, Ok(tui::Action::KillAndQuit) | Err(_)) {
+                sandbox.kill();
+            }
+            if let Err(e) = action {
+                eprintln!("sbx: the dashboard failed: {e}");
+            }
+        };
+        tokio::join!(writer, ui, asker);
+    }
+}

@@ -188,7 +188,7 @@ impl Sink {
             source: report::Source::Limit,
             syscall: None,
             errno: None,
-            operation: Some(kind.key().to_string()),
+            operation: Some(report::Operation::Limit(kind)),
             pid: None,
             tid: None,
             comm: None,
@@ -244,7 +244,7 @@ impl Sink {
                 source: report::Source::Proxy,
                 syscall: None,
                 errno: None,
-                operation: Some("connect".to_string()),
+                operation: Some(report::Operation::Connect),
                 pid: None,
                 tid: None,
                 comm: None,
@@ -283,6 +283,23 @@ impl Sink {
     }
 
     /// "3 denials: 2 landlock (write /etc/x, ...), 1 proxy (evil.example)"
+    /// The session's last events (the tampers found after it, what each source lost,
+    /// the end) and the exit summary; nothing when the command never started.
+    pub(super) fn end(&mut self, tampers: &[report::Tamper], losses: [(&'static str, u64); 3], exit_code: u8) -> Option<String> {
+        self.started.as_ref()?;
+        for t in tampers {
+            self.emit(&Event::Tamper(t.clone()));
+        }
+        for (source, count) in losses {
+            if count > 0 {
+                self.emit(&Event::Loss(report::Loss { source, count }));
+            }
+        }
+        let lost = losses.iter().map(|(_, n)| n).sum();
+        self.emit(&Event::SessionEnd(report::SessionEnd { exit_code, lost }));
+        Some(self.summary())
+    }
+
     pub(super) fn summary(&self) -> String {
         let total: u64 = self.by_source.values().map(|(n, _, _)| n).sum();
         // Never "no denials" when file denials could not be seen.

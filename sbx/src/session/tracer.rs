@@ -104,6 +104,16 @@ impl LimitsState {
         }
     }
 
+    /// The status sbx exits with: the command's, or the timeout's, or setup's when the
+    /// command never ran.
+    pub(super) fn exit_code(&self, outcome: &Result<Outcome, LaunchError>) -> u8 {
+        match outcome {
+            Ok(_) if self.timed_out.get() => limits::EXIT_TIMEOUT,
+            Ok(Outcome::Exited(code)) => *code,
+            Err(_) => crate::EXIT_SETUP,
+        }
+    }
+
     /// The line for stderr at exit when a limit decided how the command
     /// ended: stopped by the timeout, or killed by the OOM killer (a bare
     /// 137 otherwise).

@@ -123,7 +123,7 @@ pub fn render_report(s: &Suggestions, denials: &[Observed], held: &dyn Fn(&Propo
 }
 
 /// The `policy` events for `proposals`.
-pub fn events(s: &Suggestions, origin: &'static str, config: &Path, applied: &dyn Fn(&Proposal) -> &'static str) -> Vec<crate::report::Event> {
+pub fn events(s: &Suggestions, origin: crate::report::PolicyOrigin, config: &Path, applied: &dyn Fn(&Proposal) -> crate::report::PolicyAction) -> Vec<crate::report::Event> {
     s.proposals
         .iter()
         .map(|p| {
@@ -131,7 +131,7 @@ pub fn events(s: &Suggestions, origin: &'static str, config: &Path, applied: &dy
                 origin,
                 action: applied(p),
                 key: p.key.to_string(),
-                change: p.op,
+                change: crate::report::PolicyChange::of(p.op),
                 value: p.value.clone(),
                 config: Some(config.to_path_buf()),
                 risk: p.risk.clone(),
@@ -214,10 +214,19 @@ pub fn suggest_command(req: SuggestRequest, out: &mut dyn std::io::Write) -> any
         writeln!(out, "{held_n} risky proposal{} held back (--accept-risky applies them after you have read them).", if held_n == 1 { " is" } else { "s are" })?;
     }
     // The reviewer's record: what was proposed, applied and held, by whom.
-    let action = |p: &Proposal| if held(p) { "held" } else if written { "applied" } else { "proposed" };
+    let action = |p: &Proposal| {
+        use crate::report::PolicyAction;
+        if held(p) {
+            PolicyAction::Held
+        } else if written {
+            PolicyAction::Applied
+        } else {
+            PolicyAction::Proposed
+        }
+    };
     match crate::report::Log::append_at(req.log, recorded.next_seq) {
         Ok(mut log) => {
-            for e in events(&s, "suggest", &req.target.file, &action) {
+            for e in events(&s, crate::report::PolicyOrigin::Suggest, &req.target.file, &action) {
                 log.write(&e)?;
             }
             log.flush()?;

@@ -77,7 +77,7 @@ pub(super) fn runs_outside(path: &Path, home: Option<&Path>, workspace: &Path, p
 }
 
 pub(super) fn is_write(d: &Observed) -> bool {
-    matches!(d.operation.as_deref(), Some("write" | "create" | "delete" | "rename" | "modify")) || d.errno.as_deref() == Some("EROFS")
+    d.operation.is_some_and(crate::report::Operation::writes) || d.errno.as_deref() == Some("EROFS")
 }
 
 /// The directory that owns `path` under the home directory: its first
@@ -222,7 +222,7 @@ impl Context<'_> {
                 let Some(path) = d.path.clone() else {
                     return no("the path was not recorded", d.syscall.clone().unwrap_or_else(|| "?".into()));
                 };
-                let op = d.operation.clone().unwrap_or_else(|| "access".into());
+                let op = d.operation.map_or("access", crate::report::Operation::as_str);
                 let what = format!("{op} {}", path.display());
                 if ["/proc", "/sys", "/dev"].iter().any(|k| path.starts_with(k)) {
                     return no("a kernel interface, never writable or readable beyond the defaults in the sandbox", what);
@@ -251,7 +251,7 @@ impl Context<'_> {
                         return if d.source == "dac" { no("file permissions on the host, not the policy", what) } else { Need::Already };
                     }
                     let dir = matches!(d.syscall.as_deref(), Some("mkdir" | "mkdirat"));
-                    let target = if dir || !matches!(op.as_str(), "create" | "delete" | "rename") {
+                    let target = if dir || !matches!(op, "create" | "delete" | "rename") {
                         path
                     } else {
                         path.parent().map_or(path.clone(), Path::to_path_buf)
@@ -437,8 +437,8 @@ pub fn explain(denials: &[Observed], answers: &[usize]) -> String {
     let mut examples: Vec<String> = Vec::new();
     for &i in answers {
         let d = &denials[i];
-        if let Some(op) = &d.operation {
-            ops.insert(op.clone());
+        if let Some(op) = d.operation {
+            ops.insert(op.to_string());
         }
         if let Some(c) = &d.comm {
             *comms.entry(c.clone()).or_default() += 1;

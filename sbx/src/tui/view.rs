@@ -453,7 +453,7 @@ fn tail_line(app: &App, event: &Event, time: SystemTime) -> Line<'static> {
         },
         Event::Loss(l) => ("LOST", BAD, format!("{} events ({})", l.count, l.source)),
         Event::SessionEnd(e) => ("end", BOLD, format!("exit {}, {} lost", e.exit_code, e.lost)),
-        Event::Policy(p) => ("policy", GOOD, format!("{} {} {} {}", p.action.replace('_', " "), p.key, p.change, p.value)),
+        Event::Policy(p) => ("policy", GOOD, format!("{} {} {} {}", p.action.as_str().replace('_', " "), p.key, p.change.as_str(), p.value)),
         Event::Tamper(t) => ("TAMPER", BAD, format!("{} {} ({})", t.change.as_str(), t.path.display(), t.action.as_str())),
     };
     Line::from(vec![t, Span::styled(format!("{kind:<6} "), style), Span::raw(text)])
@@ -583,7 +583,7 @@ fn render_detail(app: &App, frame: &mut Frame, area: Rect) {
     };
     opt(&mut lines, "syscall", d.syscall.clone());
     opt(&mut lines, "errno", d.errno.clone());
-    opt(&mut lines, "operation", d.operation.clone());
+    opt(&mut lines, "operation", d.operation.map(|o| o.to_string()));
     opt(&mut lines, "path", d.path.as_ref().map(|p| p.to_string_lossy().into_owned()));
     opt(&mut lines, "requested path", d.requested_path.clone());
     opt(&mut lines, "host", d.host.clone());

@@ -312,6 +312,11 @@ impl Decision {
 /// Rule text when nothing matched.
 pub const NO_RULE: &str = "no rule allows it";
 
+/// The rule text of a destination that `allowedDomains`' `pattern` allows.
+pub fn allowed_by(pattern: &str) -> String {
+    format!("allowedDomains: {pattern}")
+}
+
 /// A validated policy.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
@@ -378,7 +383,7 @@ impl Rules {
         };
         Decision {
             allowed: true,
-            rule: format!("allowedDomains: {}", p.text),
+            rule: allowed_by(&p.text),
             kind: DecisionKind::Rule,
             addresses,
         }

@@ -1,0 +1,206 @@
+//! The host-side protections of one session: what is taken before the command starts
+//! (snapshots of the protected paths, placeholders and a watch for the missing ones, the
+//! agent configuration), what happens while it runs (a protected name created is moved
+//! away at once), and what is verified, settled and said after it.
+
+use super::*;
+use crate::{agentconf, missing, snapshot};
+
+pub(super) struct Protections {
+    /// The git administrative paths of the workspace's repositories (`launch::git`).
+    pub(super) git_paths: Vec<PathBuf>,
+    /// Empty read-only directories at protected names that were missing; removed at
+    /// the end, once no process of the sandbox is left.
+    placeholders: missing::Placeholders,
+    created_watch: RefCell<Option<missing::Watch>>,
+    new_repos: snapshot::NewRepositories,
+    guard: snapshot::Guard,
+    quarantine: RefCell<snapshot::Quarantine>,
+    agent_config: agentconf::AgentConfig,
+    /// Protected names the command created while it ran, each moved away at once.
+    created_live: RefCell<Vec<report::Tamper>>,
+    /// Why the command was stopped (the second protected name it created).
+    stopped_for: RefCell<Option<String>>,
+}
+
+/// What the protections found, for the exit lines.
+pub(super) struct Findings {
+    created_live: Vec<report::Tamper>,
+    tampered: Vec<report::Tamper>,
+    stopped_for: Option<String>,
+}
+
+impl Protections {
+    /// Takes every snapshot and makes every placeholder: before anything of the
+    /// sandbox starts.
+    pub(super) fn take(policy: &Policy) -> Self {
+        let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
+        // Protected names missing at start: directories get a placeholder (which the plan
+        // then mounts read-only), files a watch for the session (`missing`).
+        let protected = launch::protected_paths(policy, &git_paths);
+        let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) =
+            protected.iter().cloned().partition(|p| missing::kind_of(policy, &git_paths, p) == missing::Kind::Dir);
+        // `.config/sbx` matters in the home only: no `.config` appears in a project for it.
+        let ws_config = (policy.home.as_ref() != Some(&policy.workspace)).then(|| policy.workspace.join(".config/sbx"));
+        let dirs: Vec<PathBuf> = dirs.into_iter().filter(|p| Some(p) != ws_config.as_ref()).collect();
+        let placeholders = missing::Placeholders::make(&dirs, &policy.writable());
+        // Policy files are left to the policy-file report (`--ask` writes one itself).
+        let is_policy_file = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
+        let files: Vec<PathBuf> = files.into_iter().filter(|p| !is_policy_file(p)).collect();
+        let created_watch = RefCell::new(missing::Watch::start(&files));
+        let new_repos = snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config);
+        let guard = snapshot::Guard::take(protected, snapshot::quarantine_root(policy.home.as_deref()));
+        let quarantine = RefCell::new(snapshot::Quarantine::new(guard.quarantine_root()));
+        let agent_config = agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace, &policy.writable());
+        Self {
+            git_paths,
+            placeholders,
+            created_watch,
+            new_repos,
+            guard,
+            quarantine,
+            agent_config,
+            created_live: RefCell::new(Vec::new()),
+            stopped_for: RefCell::new(None),
+        }
+    }
+
+    /// While the command runs: a protected name that was missing at start and appears
+    /// is moved to the quarantine at once and reported; the second stops the command.
+    pub(super) async fn watch_created(&self, sink: &RefCell<Sink>, sandbox: &SandboxPids, mut done: Done) {
+        let Some(w) = self.created_watch.borrow_mut().take() else { return };
+        let fd = match w.fd().and_then(|fd| crate::sys::async_fd(fd, tokio::io::Interest::READABLE)) {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!("cannot watch for protected names: {e}");
+                return;
+            }
+        };
+        let settle = |paths: Vec<PathBuf>| {
+            for path in paths {
+                let (action, moved, error) = match self.quarantine.borrow_mut().dir() {
+                    Err(e) => (report::TamperAction::Reported, None, Some(e)),
+                    Ok(q) => snapshot::settle(&path, &snapshot::State::Missing, &q),
+                };
+                let t = report::Tamper { path, change: report::Change::Created, action, quarantine: moved, error, diff: Vec::new() };
+                sink.borrow_mut().emit(&Event::Tamper(t.clone()));
+                let mut created = self.created_live.borrow_mut();
+                created.push(t);
+                if created.len() >= 2 && self.stopped_for.borrow().is_none() {
+                    let names: std::collections::BTreeSet<String> = created.iter().map(|t| crate::termtext::path(&t.path).to_string()).collect();
+                    *self.stopped_for.borrow_mut() = Some(names.into_iter().collect::<Vec<_>>().join(", "));
+                    sandbox.kill();
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                biased;
+                () = done.wait() => break,
+                ready = fd.readable() => {
+                    if let Ok(mut ready) = ready {
+                        ready.clear_ready();
+                    }
+                    settle(w.created());
+                }
+            }
+        }
+        settle(w.created());
+        w.stop();
+        // The close waits for the kernel to free the marks: on a thread of its own, so
+        // that it overlaps the exit checks.
+        let _ = std::thread::Builder::new().name("sbx-inotify-close".into()).spawn(move || drop((fd, w)));
+    }
+
+    /// Once every process of the sandbox is gone: the protected paths verified (changes
+    /// restored or quarantined), new repositories stripped, agent configuration
+    /// reverted unless kept (by `keep`, or by the user on the dashboard when `review`
+    /// asks there). Returns the tamper events to emit.
+    pub(super) async fn verify(&self, keep: bool, review: Option<Review<'_>>) -> Vec<report::Tamper> {
+        let mut tampers = {
+            let mut quarantine = self.quarantine.borrow_mut();
+            let mut tampers = self.guard.verify_into(&mut quarantine);
+            tampers.extend(self.new_repos.verify_into(&mut quarantine));
+            tampers
+        };
+        let changes = self.agent_config.changes();
+        // A dashboard that is gone (quit, failed) keeps nothing.
+        let keep = match review {
+            Some(Review { ui, answer }) if !changes.is_empty() && !keep => {
+                let files = changes.iter().map(|c| tui::ReviewFile { path: c.path.display().to_string(), diff: c.diff.clone() }).collect();
+                ui.send(tui::Msg::Review(files)).await.is_ok() && answer.recv().await.unwrap_or(false)
+            }
+            _ => keep,
+        };
+        let mut quarantine = self.quarantine.borrow_mut();
+        tampers.extend(changes.iter().map(|c| agentconf::settle(c, keep, &mut quarantine)));
+        tampers
+    }
+
+    /// The end: the placeholders go (the sandbox is gone, they are still empty).
+    pub(super) fn finish(self, tampered: Vec<report::Tamper>) -> Findings {
+        drop(self.placeholders);
+        Findings { created_live: self.created_live.into_inner(), tampered, stopped_for: self.stopped_for.into_inner() }
+    }
+}
+
+/// The dashboard, asked whether to keep changes to agent configuration.
+pub(super) struct Review<'a> {
+    pub(super) ui: &'a tokio::sync::mpsc::Sender<tui::Msg>,
+    pub(super) answer: &'a mut tokio::sync::mpsc::Receiver<bool>,
+}
+
+impl Findings {
+    /// The exit lines on stderr: why the command was stopped, and one line per tamper
+    /// with what was done about it (and the diff, for configuration).
+    pub(super) fn print(&self, keep_flag: bool) {
+        if let Some(names) = &self.stopped_for {
+            eprintln!("sbx: stopped the command: it created protected names that were missing at start, twice ({}); see the tamper lines", crate::termtext::escape(names));
+        }
+        for t in self.created_live.iter().chain(&self.tampered) {
+            eprintln!("{}", tamper_line(t, keep_flag));
+            for line in &t.diff {
+                eprintln!("sbx:   {}", crate::termtext::escape(line));
+            }
+        }
+    }
+}
+
+/// The one line about a tamper (its diff, if any, follows it).
+fn tamper_line(t: &report::Tamper, keep_flag: bool) -> String {
+    use report::TamperAction;
+    let q = t.quarantine.as_ref().map_or_else(String::new, |q| q.display().to_string());
+    let left = || format!("left in place: {}", t.error.as_deref().unwrap_or("?"));
+    if t.action == TamperAction::Stripped {
+        return format!(
+            "sbx: tamper: {} of a repository the command created had keys that run commands; they were removed (the whole file is in {q}):",
+            crate::termtext::path(&t.path)
+        );
+    }
+    if !t.diff.is_empty() {
+        let done = match t.action {
+            TamperAction::Reverted => format!("reverted; what the command wrote is in {q}"),
+            TamperAction::Kept if keep_flag => "kept (--keep-agent-config)".to_string(),
+            TamperAction::Kept => "kept (you kept it at the dashboard)".to_string(),
+            _ => left(),
+        };
+        return format!(
+            "sbx: tamper: the command {} {}, agent configuration that runs commands outside the sandbox; {}",
+            t.change.as_str(),
+            crate::termtext::path(&t.path),
+            crate::termtext::escape(&done)
+        );
+    }
+    let done = match t.action {
+        TamperAction::Restored if t.quarantine.is_some() => format!("the original was put back; what the command left is in {q}"),
+        TamperAction::Restored => "the original was put back".to_string(),
+        TamperAction::Quarantined => format!("moved to {q}"),
+        _ => left(),
+    };
+    format!(
+        "sbx: tamper: the protected path {} was {} during the session; {}",
+        crate::termtext::path(&t.path),
+        t.change.as_str(),
+        crate::termtext::escape(&done)
+    )
+}
