@@ -169,3 +169,25 @@ fn a_bad_log_is_one_sentence_naming_the_line() {
     assert!(last.starts_with(&format!("sbx: {}:11: not a JSON event", c.log.display())), "{err}");
     assert_eq!(std::fs::read_to_string(&c.log).unwrap(), raw, "the log was changed");
 }
+
+/// `--write` edits the file `sbx run` would read here, as `learn` and `--ask` do: with
+/// only a user config, that file (a new `sbx.jsonc` in the workspace would replace the
+/// user config for every later run, dropping its rules).
+#[test]
+fn write_edits_the_user_config_when_that_is_the_policy_in_use() {
+    let c = case("build-cache");
+    let user = c.home.join(".config/sbx/sbx.jsonc");
+    std::fs::create_dir_all(user.parent().unwrap()).unwrap();
+    std::fs::write(&user, "{\n  \"network\": { \"allowedDomains\": [\"example.com\"] }\n}\n").unwrap();
+    let out = c.suggest(&["--write"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!c.ws.join("sbx.jsonc").exists(), "a new workspace file would hide the user config");
+    let written = std::fs::read_to_string(&user).unwrap();
+    assert!(written.contains("\"example.com\"") && written.contains("~/.cache/demo-build"), "{written}");
+    assert_eq!(policy_events(&c.log)[0]["config"], user.to_str().unwrap());
+    // Given with -s, a file that does not exist yet is the one created.
+    let c = case("build-cache");
+    let out = c.suggest(&["--write", "-s", "other.jsonc"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::read_to_string(c.ws.join("other.jsonc")).unwrap().contains("~/.cache/demo-build"));
+}
