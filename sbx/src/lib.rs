@@ -11,6 +11,7 @@
 pub mod agentconf;
 pub mod cgroup;
 pub mod cli;
+pub mod command_rules;
 pub mod commands;
 pub mod config;
 pub mod doctor;

@@ -10,6 +10,8 @@ use crate::config::Config;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PolicyError {
+    #[error("\"{key}\" entry {entry:?}: {why}")]
+    CommandRule { key: &'static str, entry: String, why: String },
     #[error("\"filesystem.{key}\" entry {value:?} uses `~` but HOME is not set")]
     NoHome { key: &'static str, value: String },
     #[error("\"filesystem.{key}\" entry {value:?}: `~user` paths are not supported; write the absolute path")]
@@ -129,6 +131,8 @@ pub struct Policy {
     /// The directories of the user's `$PATH` inside the home or the workspace (a program
     /// planted there runs outside the sandbox): read-only like [`HOME_PROTECTED`].
     pub path_dirs: Vec<PathBuf>,
+    /// fence's command rules, checked at every exec.
+    pub commands: crate::command_rules::CommandRules,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -234,7 +238,7 @@ impl Policy {
     /// The built-in default: the whole filesystem readable, the workspace and
     /// a private /tmp writable, no network, mandatory protections on.
     pub fn builtin(workspace: PathBuf, home: Option<PathBuf>) -> Self {
-        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default(), path_dirs: Vec::new() }
+        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default(), path_dirs: Vec::new(), commands: crate::command_rules::CommandRules { defaults: true, ..Default::default() } }
     }
 
     /// Validates a merged config for this workspace: `~` becomes the home
@@ -280,7 +284,11 @@ impl Policy {
         };
         // The memory default depends on the host: `main` resolves the limits again with it.
         let limits = crate::limits::Limits::resolve(&config.limits, None);
-        Ok(Self { workspace, home, fs, net, limits, path_dirs: Vec::new() })
+        // The config's parser checked every rule; a rule that is not one here is a bug.
+        let c = &config.command;
+        let commands = crate::command_rules::CommandRules::new(&c.deny, &c.allow, c.use_defaults)
+            .map_err(|(key, entry, why)| PolicyError::CommandRule { key, entry, why })?;
+        Ok(Self { workspace, home, fs, net, limits, path_dirs: Vec::new(), commands })
     }
 
     /// Directories and files the command may write, before deny rules.

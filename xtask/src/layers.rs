@@ -21,7 +21,7 @@ pub const LAYERS: &[Layer] = &[
     Layer { name: "leaf", sideways: false, modules: &["sandbox", "syscalls", "limits", "termtext", "sys", "state", "identity"] },
     Layer { name: "storage", sideways: true, modules: &["fsio", "seal"] },
     Layer { name: "proxy", sideways: false, modules: &["proxy"] },
-    Layer { name: "policy", sideways: true, modules: &["config", "policy"] },
+    Layer { name: "policy", sideways: true, modules: &["command_rules", "config", "policy"] },
     Layer { name: "record", sideways: false, modules: &["report", "cgroup"] },
     Layer { name: "engines", sideways: false, modules: &["launch", "monitor"] },
     Layer { name: "tools", sideways: true, modules: &["snapshot", "suggest", "learn", "doctor", "missing", "agentconf"] },

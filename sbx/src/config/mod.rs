@@ -67,6 +67,9 @@ pub const FILE_NAMES: [&str; 2] = ["sbx.jsonc", "sbx.json"];
 pub struct Config {
     pub network: NetworkConfig,
     pub filesystem: FilesystemConfig,
+    /// fence's command rules, checked at every exec (`command_rules`).
+    #[serde(skip_serializing_if = "CommandConfig::is_unset")]
+    pub command: CommandConfig,
     /// sbx's own: resource limits (not in fence).
     #[serde(skip_serializing_if = "limits_unset", serialize_with = "serialize_limits")]
     pub limits: LimitsConfig,
@@ -98,6 +101,22 @@ pub struct NetworkConfig {
     pub allow_local_outbound_ports: Vec<u16>,
     pub allow_unix_sockets: Vec<String>,
     pub allow_all_unix_sockets: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandConfig {
+    pub deny: Vec<String>,
+    pub allow: Vec<String>,
+    /// fence's default list of dangerous commands: on unless set to false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_defaults: Option<bool>,
+}
+
+impl CommandConfig {
+    fn is_unset(&self) -> bool {
+        *self == CommandConfig::default()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -144,6 +163,12 @@ impl Config {
         union(&mut f.allow_write, &c.allow_write);
         union(&mut f.deny_write, &c.deny_write);
         f.allow_git_config |= c.allow_git_config;
+
+        // Lists add up; useDefaults is the nearest file's that sets it (fence: unset is true).
+        let (m, c) = (&mut self.command, &child.command);
+        union(&mut m.deny, &c.deny);
+        union(&mut m.allow, &c.allow);
+        m.use_defaults = c.use_defaults.or(m.use_defaults);
 
         self.limits.merge_from(&child.limits);
     }

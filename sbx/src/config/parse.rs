@@ -243,7 +243,7 @@ impl Parser<'_> {
                     ));
                 }
             },
-            Kind::StrList | Kind::PathList | Kind::DomainList => {
+            Kind::StrList | Kind::PathList | Kind::DomainList | Kind::CommandList => {
                 let expected = match kind {
                     Kind::DomainList => "a list of domain patterns (strings)",
                     _ => "a list of strings",
@@ -265,6 +265,11 @@ impl Parser<'_> {
                                 item,
                                 "paths must not be empty",
                             ));
+                        }
+                        Kind::CommandList => {
+                            if let Err(reason) = crate::command_rules::Rule::parse(s) {
+                                return Err(self.invalid_entry(&at, path, item, &reason));
+                            }
                         }
                         Kind::DomainList => {
                             if let Err(reason) = check_domain(s) {
@@ -337,6 +342,7 @@ impl Parser<'_> {
                 }
             }
             ("network.allowLocalOutboundPorts", Typed::Ports(v)) => c.network.allow_local_outbound_ports = v,
+            ("command.useDefaults", Typed::Bool(b)) => c.command.use_defaults = Some(b),
             ("limits.memory", Typed::Bytes(v)) => c.limits.memory = Some(v),
             ("limits.pids", Typed::Count(v)) => c.limits.pids = Some(v),
             ("limits.cpu", Typed::Millicpus(v)) => c.limits.cpu = Some(v),

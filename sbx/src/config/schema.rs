@@ -9,7 +9,8 @@ pub(super) enum Support {
     Sbx,
     /// Accepted by fence, ignored by sbx (reported as unsupported).
     Fence,
-    /// `extends` and `$schema`.
+    /// Accepted with no effect: `extends` and `$schema` (read by discovery), and fence keys
+    /// whose purpose sbx serves another way.
     Meta,
 }
 
@@ -25,6 +26,8 @@ pub(super) enum Kind {
     PathList,
     /// Domain patterns as fence validates them.
     DomainList,
+    /// Command rules (`command_rules::Rule`): words, quotes closed.
+    CommandList,
     PortList,
     /// A size (`"512M"`, bytes) or `"off"`.
     Size,
@@ -80,7 +83,7 @@ pub(super) const TOP: &[Field] = &[
     sbx("limits", Kind::Object(LIMITS)),
     fence("devices", Kind::Object(DEVICES)),
     fence("macos", Kind::Object(MACOS)),
-    fence("command", Kind::Object(COMMAND)),
+    sbx("command", Kind::Object(COMMAND)),
     fence("ssh", Kind::Object(SSH)),
     fence("allowPty", Kind::Bool),
     fence("forceNewSession", Kind::OptBool),
@@ -138,11 +141,14 @@ pub(super) const MACH: &[Field] = &[
 ];
 
 pub(super) const COMMAND: &[Field] = &[
-    fence("deny", Kind::StrList),
-    fence("allow", Kind::StrList),
-    fence("useDefaults", Kind::OptBool),
-    fence("acceptSharedBinaryCannotRuntimeDeny", Kind::StrList),
-    fence("runtimeExecPolicy", Kind::Enum(&["path", "argv"])),
+    sbx("deny", Kind::CommandList),
+    sbx("allow", Kind::CommandList),
+    sbx("useDefaults", Kind::OptBool),
+    // fence masks single-word denied binaries and lets this list opt out; sbx masks none
+    // (it checks every exec's argv), so there is nothing to opt out of.
+    meta("acceptSharedBinaryCannotRuntimeDeny", Kind::StrList),
+    // fence's "path" or "argv" enforcement at exec; sbx always checks the argv.
+    meta("runtimeExecPolicy", Kind::Enum(&["path", "argv"])),
 ];
 
 pub(super) const SSH: &[Field] = &[
@@ -185,6 +191,8 @@ pub fn strings_mut<'a>(config: &'a mut Config, key: &str) -> Option<&'a mut Vec<
         "network.deniedDomains" => &mut net.denied_domains,
         "network.allowPrivateResolution" => &mut net.allow_private_resolution,
         "network.allowUnixSockets" => &mut net.allow_unix_sockets,
+        "command.deny" => &mut config.command.deny,
+        "command.allow" => &mut config.command.allow,
         "filesystem.allowRead" => &mut fs.allow_read,
         "filesystem.denyRead" => &mut fs.deny_read,
         "filesystem.allowWrite" => &mut fs.allow_write,

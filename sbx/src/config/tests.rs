@@ -72,6 +72,8 @@ fn parses_every_field() {
     "denyWrite": ["**/.env"],
     "allowGitConfig": true
   },
+  "command": { "deny": ["git push", "git commit -m 'a b'"], "allow": ["git push origin docs"], "useDefaults": false,
+               "runtimeExecPolicy": "argv", "acceptSharedBinaryCannotRuntimeDeny": ["chroot"] },
   "limits": { "memory": "4G", "pids": 512, "cpu": 1.5, "tmpSize": "off", "timeout": "10m" }
 }"#;
     let parsed = parse(text).unwrap();
@@ -95,6 +97,11 @@ fn parses_every_field() {
                     allow_write: strings(&["~/.cache"]),
                     deny_write: strings(&["**/.env"]),
                     allow_git_config: true,
+                },
+                command: CommandConfig {
+                    deny: strings(&["git push", "git commit -m 'a b'"]),
+                    allow: strings(&["git push origin docs"]),
+                    use_defaults: Some(false),
                 },
                 limits: crate::limits::LimitsConfig {
                     memory: Some(Setting::Value(4 << 30)),
@@ -333,8 +340,6 @@ fn fence_only_keys_are_accepted_and_reported() {
             ("network.allowLocalOutbound", 5),
             ("network.defaultAction", 5),
             ("filesystem.strictDenyRead", 6),
-            ("command.deny", 7),
-            ("command.runtimeExecPolicy", 7),
             ("ssh.allowedHosts", 8),
             ("devices.mode", 9),
             ("macos.mach.lookup", 10),
@@ -346,9 +351,11 @@ fn fence_only_keys_are_accepted_and_reported() {
             .iter()
             .all(|u| u.file == Path::new("sbx.jsonc"))
     );
-    // strictDenyRead implies defaultDenyRead (fence's Validate does the same).
+    // strictDenyRead implies defaultDenyRead (fence's Validate does the same); the
+    // command rules are sbx's too.
     let mut expected = Config::default();
     expected.filesystem.default_deny_read = true;
+    expected.command.deny = strings(&["git push"]);
     assert_eq!(parsed.config, expected);
 }
 
@@ -379,7 +386,6 @@ fn fence_only_key_list() {
         "devices.mode",
         "macos.mach.lookup",
         "macos.gpu",
-        "command.acceptSharedBinaryCannotRuntimeDeny",
         "ssh.inheritDeny",
         "allowPty",
         "forceNewSession",
@@ -388,8 +394,8 @@ fn fence_only_key_list() {
     ] {
         assert!(keys.iter().any(|x| x == k), "{k} missing");
     }
-    assert!(!keys.iter().any(|x| x == "network.allowedDomains"));
-    assert_eq!(keys.len(), 26);
+    assert!(!keys.iter().any(|x| x == "network.allowedDomains" || x.starts_with("command.")));
+    assert_eq!(keys.len(), 21);
 }
 
 // --- merge -------------------------------------------------------------------
@@ -953,7 +959,7 @@ fn unsupported_keys_follow_the_chain() {
     let base = write(
         root,
         "base.jsonc",
-        "{\n  \"command\": {\"deny\": [\"git push\"]}\n}",
+        "{\n  \"ssh\": {\"deniedHosts\": [\"x\"]}\n}",
     );
     let top = write(
         root,
@@ -965,7 +971,7 @@ fn unsupported_keys_follow_the_chain() {
         loaded.unsupported,
         vec![
             UnsupportedKey {
-                key: "command.deny".into(),
+                key: "ssh.deniedHosts".into(),
                 file: base,
                 line: 2
             },
@@ -1069,4 +1075,18 @@ fn a_bad_limit_names_the_key_and_line() {
     assert!(err.contains("\"limits.pids\"") && err.contains("a number of processes"), "{err}");
     let err = parse(r#"{ "limits": { "timeout": "0s" } }"#).unwrap_err().to_string();
     assert!(err.contains("greater than zero"), "{err}");
+}
+
+#[test]
+fn command_rules_are_checked_where_they_are_written() {
+    let err = parse("{\n  \"command\": {\n    \"deny\": [\"git push\", \"  \"]\n  }\n}").unwrap_err().to_string();
+    assert!(err.contains(":3:") && err.contains("\"command.deny\" contains \"  \"") && err.contains("must name a command"), "{err}");
+    let err = parse("{\"command\": {\"allow\": [\"git 'push\"]}}").unwrap_err().to_string();
+    assert!(err.contains("command.allow") && err.contains("not closed"), "{err}");
+    // Lists add up along extends; the nearest useDefaults wins.
+    let mut base = parse(r#"{"command": {"deny": ["git push"], "useDefaults": false}}"#).unwrap().config;
+    base.merge_from(&parse(r#"{"command": {"deny": ["npm publish"]}}"#).unwrap().config);
+    assert_eq!((base.command.deny.len(), base.command.use_defaults), (2, Some(false)));
+    base.merge_from(&parse(r#"{"command": {"useDefaults": true}}"#).unwrap().config);
+    assert_eq!(base.command.use_defaults, Some(true));
 }

@@ -445,7 +445,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     };
     let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd),
         require_landlock: facts.require_landlock,
-        seccomp: crate::syscalls::FilterOptions::for_network(&policy.net),
+        seccomp: crate::syscalls::FilterOptions { mediate_exec: policy.commands.active(), ..crate::syscalls::FilterOptions::for_network(&policy.net) },
         control_fd: facts.control_fd,
         notify: facts.notify,
         net: net_plan(policy, own_netns),

@@ -355,7 +355,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     // it said "exec": both are queued on the control socket.
     let net_listeners = sys::recv_all_fds(&control_ours).map_err(io_err("receive the proxy's sockets"))?;
     // The filter has a listener when events are kept, and always when it mediates connects.
-    let listener = if options.notify || plan.stage2.seccomp.mediate_unix_connect {
+    let listener = if options.notify || plan.stage2.seccomp.notifies() {
         Some(sys::recv_listener(&control_ours).map_err(|e| LaunchError::Io {
             what: "receive the seccomp listener",
             source: io::Error::other(e.to_string()),

@@ -88,6 +88,7 @@ const TAG_ALLOW_LOCAL_BINDING: u8 = 12;
 const TAG_BIND_PORT: u8 = 13;
 const TAG_MEDIATE_UNIX_CONNECT: u8 = 14;
 const TAG_MAX_TASKS: u8 = 15;
+const TAG_MEDIATE_EXEC: u8 = 16;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -117,6 +118,9 @@ impl Plan {
         }
         if self.seccomp.mediate_unix_connect {
             put(TAG_MEDIATE_UNIX_CONNECT, b"");
+        }
+        if self.seccomp.mediate_exec {
+            put(TAG_MEDIATE_EXEC, b"");
         }
         if let Some(fd) = self.control_fd {
             put(TAG_CONTROL_FD, fd.to_string().as_bytes());
@@ -163,6 +167,7 @@ impl Plan {
                 TAG_REQUIRE_LANDLOCK => plan.require_landlock = true,
                 TAG_BLOCK_UNIX_SOCKETS => plan.seccomp.block_unix_sockets = true,
                 TAG_MEDIATE_UNIX_CONNECT => plan.seccomp.mediate_unix_connect = true,
+                TAG_MEDIATE_EXEC => plan.seccomp.mediate_exec = true,
                 TAG_CONTROL_FD => {
                     let fd = parse_fd(body).ok_or("bad control fd")?;
                     plan.control_fd = Some(fd);
@@ -306,9 +311,9 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
                 return Err(setup(format!("cannot set RLIMIT_NPROC for limits.pids: {}", std::io::Error::last_os_error())));
             }
         }
-        let (action, listener) = match (plan.notify, plan.seccomp.mediate_unix_connect, &control) {
+        let (action, listener) = match (plan.notify, plan.seccomp.notifies(), &control) {
             (true, _, Some(_)) => (seccomp::DenyAction::UserNotif, seccomp::Listener::New),
-            // connect(2) is notified whatever the deny action: the supervisor must run.
+            // connect(2) and exec are notified whatever the deny action: the supervisor must run.
             (false, true, Some(_)) => (seccomp::DenyAction::Errno, seccomp::Listener::New),
             _ => (seccomp::DenyAction::Errno, seccomp::Listener::None),
         };
@@ -479,7 +484,7 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
             report_fd: Some(9),
             require_landlock: true,
-            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true },
+            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true },
             control_fd: Some(12),
             notify: true,
             net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },

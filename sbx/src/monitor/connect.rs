@@ -389,6 +389,7 @@ fn denial(req: &libc::seccomp_notif, what: Refused, requested: &[u8], resolved: 
         path: resolved,
         requested_path: (what == Refused::NotListed).then_some(shown),
         comm: std::fs::read_to_string(format!("/proc/{}/comm", req.pid)).ok().map(|c| c.trim_end().to_owned()),
+        command: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod btf;
 pub mod connect;
 pub mod decode;
 pub mod ebpf;
+pub mod exec;
 pub mod notify;
 // The ring buffer's records are read as RawEvent; the ring's fd is registered with tokio.
 #[allow(unsafe_code)]

@@ -288,6 +288,8 @@ pub enum Source {
     Netns,
     /// A resource limit (`limits.*`) was reached.
     Limit,
+    /// A command rule (`command.deny`, fence's default list) refused an exec.
+    Command,
     /// Also what a source this version does not know, or none, reads as.
     #[default]
     #[serde(other)]
@@ -304,6 +306,7 @@ impl Source {
             Source::Dac => "dac",
             Source::Netns => "netns",
             Source::Limit => "limit",
+            Source::Command => "command",
             Source::Other => "other",
         }
     }

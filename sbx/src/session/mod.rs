@@ -193,9 +193,13 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 serve_inbound(inbound, started.sandbox_init, &proxy);
                 if let Some(listener) = started.listener.take() {
                     // Unless allowAllUnixSockets, the filter notifies connect(2), which the
-                    // supervisor then decides (monitor::connect).
-                    let unix = started.seccomp.mediate_unix_connect.then(|| notify::UnixSocketPolicy { allowed: policy.net.allow_unix_sockets.clone() });
-                    match notify::Supervisor::spawn_with(listener, seccomp_tx, notify::Limits::default(), unix) {
+                    // supervisor then decides (monitor::connect); with command rules, every
+                    // exec (monitor::exec).
+                    let mediation = notify::Mediation {
+                        unix: started.seccomp.mediate_unix_connect.then(|| notify::UnixSocketPolicy { allowed: policy.net.allow_unix_sockets.clone() }),
+                        commands: started.seccomp.mediate_exec.then(|| policy.commands.clone()),
+                    };
+                    match notify::Supervisor::spawn_mediating(listener, seccomp_tx, notify::Limits::default(), mediation) {
                         Ok(s) => {
                             supervisor = Some(s);
                             sink.borrow_mut().supervised = true;

@@ -208,6 +208,34 @@ impl Sink {
 
     pub(super) fn seccomp(&mut self, d: SeccompDenial) {
         let comm = d.comm;
+        if let Some(refused) = d.command {
+            let how = match refused.list {
+                crate::command_rules::List::Deny => "a command.deny rule refuses it",
+                crate::command_rules::List::Defaults => "fence's default list of dangerous commands refuses it (command.useDefaults: false turns the list off)",
+            };
+            let detail = vec![
+                ("rule".to_string(), format!("{}: {}", refused.list.key(), refused.rule)),
+                ("argv".to_string(), crate::command_rules::join_words(&refused.argv)),
+                ("ancestry".to_string(), refused.ancestry),
+                ("reason".to_string(), format!("{how}; command.allow can make an exception")),
+            ];
+            self.emit(&Event::Denial(Denial {
+                source: report::Source::Command,
+                syscall: Some(d.syscall.to_string()),
+                errno: Some("EPERM".to_string()),
+                operation: Some(report::Operation::Exec),
+                pid: (d.pid != 0).then_some(d.pid),
+                tid: None,
+                comm,
+                path: d.path,
+                requested_path: d.requested_path,
+                host: None,
+                port: None,
+                detail,
+            }));
+            self.flush();
+            return;
+        }
         let mut detail = vec![("call".to_string(), d.summary)];
         detail.extend(d.detail.into_iter().map(|(k, v)| (k.to_string(), v)));
         self.emit(&Event::Denial(Denial {

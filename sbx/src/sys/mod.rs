@@ -10,7 +10,7 @@ mod fdpass;
 mod notif;
 mod socket;
 
-pub use notif::{notif_id_valid, notif_recv, notif_send, pidfd_getfd, pidfd_open, read_process_memory};
+pub use notif::{notif_continue, notif_id_valid, notif_recv, notif_send, pidfd_getfd, pidfd_open, read_process_memory};
 pub use socket::{connect_raw, socket_domain, socket_error};
 pub use fdpass::{FDS_PER_MESSAGE, HandoverError, recv_all_fds, recv_fds, recv_listener, send_all_fds, send_fds, send_listener};
 

@@ -54,7 +54,18 @@ pub fn notif_id_valid(listener: RawFd, id: u64) -> io::Result<bool> {
 /// 0 for success with return value 0), retried on EINTR; `false` if the caller is gone
 /// (ENOENT). Never `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: see `monitor::notify`.
 pub fn notif_send(listener: RawFd, id: u64, error: i32) -> io::Result<bool> {
-    let mut resp = libc::seccomp_notif_resp { id, val: 0, error, flags: 0 };
+    send_response(listener, libc::seccomp_notif_resp { id, val: 0, error, flags: 0 })
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND` with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the kernel runs the
+/// call as if it had not been notified; `false` if the caller is gone. Only for exec under
+/// command rules (`monitor::exec`), where the decision is a guardrail on a copy of the
+/// arguments, as that module says; never for a decision the sandbox's boundary rests on.
+pub fn notif_continue(listener: RawFd, id: u64) -> io::Result<bool> {
+    send_response(listener, libc::seccomp_notif_resp { id, val: 0, error: 0, flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 })
+}
+
+fn send_response(listener: RawFd, mut resp: libc::seccomp_notif_resp) -> io::Result<bool> {
     loop {
         // SAFETY: NOTIF_SEND reads one seccomp_notif_resp.
         let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };

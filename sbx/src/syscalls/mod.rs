@@ -396,6 +396,26 @@ pub static MEDIATED_UNIX_SOCKETS: &[Blocked] = &[
     },
 ];
 
+/// Every exec, when command rules apply (`command_rules`): notified, decided on the argv by
+/// the supervisor (`monitor::exec`), and let through with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`
+/// or refused with EACCES.
+pub static MEDIATED_EXEC: &[Blocked] = &[
+    Blocked {
+        name: "execve",
+        nr: libc::SYS_execve,
+        condition: Condition::Always,
+        outcome: Outcome::Notify,
+        reason: "running a command that a command rule (command.deny) refuses",
+    },
+    Blocked {
+        name: "execveat",
+        nr: libc::SYS_execveat,
+        condition: Condition::Always,
+        outcome: Outcome::Notify,
+        reason: "running a command that a command rule (command.deny) refuses",
+    },
+];
+
 /// The type bits of socket(2)'s and socketpair(2)'s `type` argument (the kernel's
 /// `SOCK_TYPE_MASK`); the bits above are `SOCK_NONBLOCK` and `SOCK_CLOEXEC`.
 const SOCK_TYPE_MASK: u32 = 0xf;
@@ -409,6 +429,9 @@ pub struct FilterOptions {
     /// then notifies connect(2) whatever the `launch::seccomp::DenyAction`, so it needs a listener and a
     /// supervisor that mediates connects.
     pub mediate_unix_connect: bool,
+    /// Add the [`MEDIATED_EXEC`] entries: every exec is notified (command rules), so the
+    /// filter needs a listener and a supervisor that decides execs.
+    pub mediate_exec: bool,
 }
 
 impl FilterOptions {
@@ -419,7 +442,14 @@ impl FilterOptions {
             (false, true) => UNIX_SOCKETS,
             (false, false) => &[],
         };
-        BLOCKED.iter().chain(unix)
+        let exec: &'static [Blocked] = if self.mediate_exec { MEDIATED_EXEC } else { &[] };
+        BLOCKED.iter().chain(unix).chain(exec)
+    }
+
+    /// Whether the filter notifies syscalls whatever the deny action: a supervisor must
+    /// then run.
+    pub fn notifies(&self) -> bool {
+        self.mediate_unix_connect || self.mediate_exec
     }
 }
 

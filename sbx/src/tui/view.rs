@@ -242,8 +242,8 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
         let mut parts = Vec::new();
         for s in SOURCES {
             let n = app.denials[source_index(s)];
-            // Limits are rarely reached: their counter appears when one is.
-            if n > 0 || (tier == Tier::Wide && s != crate::report::Source::Limit) {
+            // Limits and command rules are rarely hit: their counters appear when one is.
+            if n > 0 || (tier == Tier::Wide && !matches!(s, crate::report::Source::Limit | crate::report::Source::Command)) {
                 parts.push(format!("{} {}", s.as_str(), count(n)));
             }
         }
@@ -398,6 +398,7 @@ fn source_color(s: crate::report::Source) -> Color {
         Source::Mount => Color::Yellow,
         Source::Dac => Color::Cyan,
         Source::Limit => Color::LightRed,
+        Source::Command => Color::LightMagenta,
         Source::Other => Color::Gray,
     }
 }

@@ -508,7 +508,7 @@ fn unix_rules_refuse_unix_sockets_and_datagram_pairs_only() {
 
 #[test]
 fn mediated_unix_sockets_allow_stream_sockets_and_notify_connect() {
-    let mediated = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true };
+    let mediated = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: false };
     let prog = compile_with(DenyAction::Errno, &mediated).expect("compile_with");
     let socket = |family: libc::c_int, ty: libc::c_int| {
         move || sys(libc::SYS_socket, [family as libc::c_ulong, ty as libc::c_ulong, 0, 0, 0, 0])
@@ -551,9 +551,9 @@ fn mediated_unix_sockets_allow_stream_sockets_and_notify_connect() {
 fn socket_families_and_types_are_an_allow_list() {
     const NONBLOCK: libc::c_int = libc::SOCK_NONBLOCK;
     const CLOEXEC: libc::c_int = libc::SOCK_CLOEXEC;
-    let blocked = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: false })
+    let blocked = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: false, mediate_exec: false })
         .expect("blocked");
-    let mediated = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: true })
+    let mediated = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true })
         .expect("mediated");
     let all_unix = deny_prog();
     const EPERM: i32 = libc::EPERM;
@@ -940,4 +940,16 @@ fn user_notif_hands_mount_to_the_supervisor() {
         kill_and_fail("SECCOMP_IOCTL_NOTIF_SEND failed");
     }
     assert_eq!(wait(pid), End::Exited(libc::EPERM));
+}
+
+#[test]
+fn command_rules_notify_every_exec_in_the_prologue() {
+    let options = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true };
+    assert!(options.notifies() && FilterOptions { mediate_unix_connect: false, ..options }.notifies());
+    let prologue = prologue_with(&options).expect("prologue_with");
+    let notify = |nr: libc::c_long| [jump(BPF_JEQ_K, u32::try_from(nr).expect("nr"), 0, 1), stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF)];
+    let tail: Vec<_> = [notify(libc::SYS_connect), notify(libc::SYS_execve), notify(libc::SYS_execveat)].concat();
+    assert_eq!(prologue[prologue.len() - 6..], tail[..]);
+    let without = prologue_with(&FilterOptions { mediate_exec: false, ..options }).expect("prologue_with");
+    assert_eq!(without.len(), prologue.len() - 4);
 }

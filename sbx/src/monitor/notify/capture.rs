@@ -98,7 +98,7 @@ pub(super) fn kinds(nr: i64, a: &[u64; 6]) -> [Kind; 6] {
 
 /// A string read from the caller's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Text {
+pub(crate) enum Text {
     /// The pointer was NULL.
     Null,
     /// The bytes before the NUL, or the first `max_string` ones (`truncated`).
@@ -222,7 +222,7 @@ pub(super) fn fd_arg(v: u64) -> i32 {
 }
 
 /// Read a NUL-terminated string of at most `max` bytes at `addr`, page by page.
-pub(super) fn read_cstr(pid: u32, addr: u64, max: usize) -> Text {
+pub(crate) fn read_cstr(pid: u32, addr: u64, max: usize) -> Text {
     if addr == 0 {
         return Text::Null;
     }
@@ -262,7 +262,7 @@ pub(super) fn read_cstr(pid: u32, addr: u64, max: usize) -> Text {
     }
 }
 
-pub(super) fn read_bytes(pid: u32, addr: u64, n: usize) -> Option<Vec<u8>> {
+pub(crate) fn read_bytes(pid: u32, addr: u64, n: usize) -> Option<Vec<u8>> {
     if addr == 0 {
         return None;
     }
@@ -273,7 +273,7 @@ pub(super) fn read_bytes(pid: u32, addr: u64, n: usize) -> Option<Vec<u8>> {
     }
 }
 
-pub(super) fn fd_link(pid: u32, fd: i32) -> Option<PathBuf> {
+pub(crate) fn fd_link(pid: u32, fd: i32) -> Option<PathBuf> {
     if fd < 0 {
         return None;
     }
@@ -312,7 +312,7 @@ pub(super) fn target(host_pid: u32) -> Target {
     }
 }
 
-pub(super) fn comm(pid: u32) -> Option<String> {
+pub(crate) fn comm(pid: u32) -> Option<String> {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     Some(comm.trim_end_matches('\n').to_owned())
 }

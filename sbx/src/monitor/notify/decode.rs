@@ -288,6 +288,7 @@ pub(super) fn decode(c: &Captured) -> SeccompDenial {
         path: d.path,
         requested_path: d.requested_path,
         comm: c.comm.clone(),
+        command: None,
     }
 }
 

@@ -70,6 +70,8 @@
 
 use crate::syscalls;
 pub use super::connect::UnixSocketPolicy;
+pub use super::exec::CommandRefusal;
+use super::exec::{ExecDecider, Verdict};
 use super::connect::Mediator;
 
 use std::io;
@@ -178,6 +180,9 @@ pub struct SeccompDenial {
     pub requested_path: Option<String>,
     /// The caller's command name, when it could be read.
     pub comm: Option<String>,
+    /// An exec a command rule refused (`monitor::exec`): the event is then a denial of
+    /// source `command`.
+    pub command: Option<CommandRefusal>,
 }
 
 // ----- supervisor -------------------------------------------------------------------------------
@@ -207,9 +212,19 @@ impl Supervisor {
         limits: Limits,
         unix: Option<UnixSocketPolicy>,
     ) -> Result<Supervisor, NotifyError> {
+        Self::spawn_mediating(listener, tx, limits, Mediation { unix, commands: None })
+    }
+
+    /// [`Supervisor::spawn`], mediating what `mediation` names.
+    pub fn spawn_mediating(
+        listener: OwnedFd,
+        tx: mpsc::Sender<SeccompDenial>,
+        limits: Limits,
+        mediation: Mediation,
+    ) -> Result<Supervisor, NotifyError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NotifyError::NoRuntime)?;
         Ok(Supervisor {
-            handle: Some(runtime.spawn(supervise_with(listener, tx, limits, unix))),
+            handle: Some(runtime.spawn(supervise_mediating(listener, tx, limits, mediation))),
         })
     }
 
@@ -258,8 +273,29 @@ pub async fn supervise_with(
     limits: Limits,
     unix: Option<UnixSocketPolicy>,
 ) -> Result<Stats, NotifyError> {
+    supervise_mediating(listener, tx, limits, Mediation { unix, commands: None }).await
+}
+
+/// What the supervisor decides instead of reporting, when the filter notifies it.
+#[derive(Debug, Clone, Default)]
+pub struct Mediation {
+    /// connect(2) under `allowUnixSockets` ([`super::connect`]).
+    pub unix: Option<UnixSocketPolicy>,
+    /// execve(2) and execveat(2) under command rules ([`super::exec`]).
+    pub commands: Option<crate::command_rules::CommandRules>,
+}
+
+/// [`supervise`], deciding what `mediation` names.
+pub async fn supervise_mediating(
+    listener: OwnedFd,
+    tx: mpsc::Sender<SeccompDenial>,
+    limits: Limits,
+    mediation: Mediation,
+) -> Result<Stats, NotifyError> {
+    let Mediation { unix, commands } = mediation;
     let afd = crate::sys::async_fd(listener, Interest::READABLE).map_err(NotifyError::Register)?;
     let fd = afd.get_ref().as_raw_fd();
+    let exec = commands.map(ExecDecider::new);
     let mediator = match unix {
         Some(policy) => Some(Mediator::new(afd.get_ref(), policy, tx.clone()).map_err(NotifyError::Register)?),
         None => None,
@@ -270,6 +306,7 @@ pub async fn supervise_with(
         limits,
         stats: Stats::default(),
         mediator,
+        exec,
     };
     loop {
         let mut guard = afd.readable().await.map_err(NotifyError::Wait)?;
@@ -326,6 +363,8 @@ struct Handler {
     stats: Stats,
     /// Mediates connect(2) (`allowUnixSockets`); without it connect is never notified.
     mediator: Option<Mediator>,
+    /// Decides execs (command rules); without it exec is never notified.
+    exec: Option<ExecDecider>,
 }
 
 impl Handler {
@@ -339,6 +378,11 @@ impl Handler {
             Err(e) => return Err(NotifyError::Recv(e)),
         };
         self.stats.notifications += 1;
+        if let Some(exec) = &self.exec
+            && ExecDecider::handles(i64::from(req.data.nr))
+        {
+            return self.exec(exec.decide(&req), &req);
+        }
         if let Some(mediator) = &self.mediator
             && i64::from(req.data.nr) == libc::SYS_connect
         {
@@ -371,6 +415,45 @@ impl Handler {
         Ok(())
     }
 
+    /// Carries out the verdict on an exec: CONTINUE, or EPERM and a `command` denial.
+    fn exec(&mut self, verdict: Verdict, req: &libc::seccomp_notif) -> Result<(), NotifyError> {
+        // What was read belongs to this call only if it still waits (the pid may be reused).
+        if !self.id_valid(req.id)? {
+            self.stats.vanished += 1;
+            return Ok(());
+        }
+        let (path, requested, refusal) = match verdict {
+            Verdict::Continue => {
+                crate::sys::notif_continue(self.fd, req.id).map_err(|source| NotifyError::Send { id: req.id, source })?;
+                return Ok(());
+            }
+            Verdict::Refuse { path, requested, refusal } => (path, requested, refusal),
+        };
+        if crate::sys::notif_send(self.fd, req.id, -libc::EPERM).map_err(|source| NotifyError::Send { id: req.id, source })? {
+            self.stats.answered += 1;
+        }
+        let nr = i64::from(req.data.nr);
+        let syscall = crate::syscalls::syscall_name(nr).unwrap_or("unknown");
+        let argv: Vec<String> = refusal.argv.iter().map(|a| format!("{a:?}")).collect();
+        let shown = path.as_ref().map_or_else(|| format!("{requested:?}"), |p| format!("{:?}", p.display().to_string()));
+        let event = SeccompDenial {
+            pid: req.pid,
+            syscall_nr: nr,
+            syscall,
+            summary: format!("{syscall}({shown}, [{}])", argv.join(", ")),
+            detail: Vec::new(),
+            path,
+            requested_path: requested,
+            comm: comm(req.pid),
+            command: Some(refusal),
+        };
+        match self.tx.try_send(event) {
+            Ok(()) => self.stats.events_sent += 1,
+            Err(_) => self.stats.events_dropped += 1,
+        }
+        Ok(())
+    }
+
     /// Whether notification `id` is still waiting for its answer.
     fn id_valid(&self, id: u64) -> Result<bool, NotifyError> {
         crate::sys::notif_id_valid(self.fd, id).map_err(|source| NotifyError::IdValid { id, source })
@@ -387,6 +470,7 @@ mod decode;
 mod names;
 
 use capture::*;
+pub(crate) use capture::{Text, comm, fd_link, read_bytes, read_cstr};
 use decode::*;
 use names::*;
 

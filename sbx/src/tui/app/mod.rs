@@ -50,8 +50,8 @@ pub const ASK_ARM: Duration = Duration::from_millis(400);
 /// How long a status message (export done, export failed) stays.
 const STATUS_FOR: Duration = Duration::from_secs(8);
 
-pub(super) const SOURCES: [Source; 8] =
-    [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Netns, Source::Mount, Source::Dac, Source::Limit, Source::Other];
+pub(super) const SOURCES: [Source; 9] =
+    [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Netns, Source::Mount, Source::Dac, Source::Limit, Source::Command, Source::Other];
 
 pub(super) fn source_index(s: Source) -> usize {
     match s {
@@ -62,7 +62,8 @@ pub(super) fn source_index(s: Source) -> usize {
         Source::Mount => 4,
         Source::Dac => 5,
         Source::Limit => 6,
-        Source::Other => 7,
+        Source::Command => 7,
+        Source::Other => 8,
     }
 }
 

@@ -1,0 +1,141 @@
+//! Issue 19: fence's command rules, checked at every exec with the real argv (the seccomp
+//! supervisor), as root and as the unprivileged user. Each form of running a denied command
+//! that fence documents, and the ones a shell-line parser misses, is tried against a real
+//! `git push` to a bare repository in the workspace; afterwards the host's copy of that
+//! repository must not have the commit.
+
+use std::path::Path;
+use std::process::Output;
+
+use sbx_integration_tests::{As, Workspace, read_log, require_root, require_tool, text};
+
+const WHO: [As; 2] = [As::Root, As::User];
+/// The test user cannot reach root's toolchains: system paths only.
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// A workspace with a repository (one commit) whose `origin` is a bare repository in the
+/// workspace, and a policy with `rules` (JSON of the `command` section).
+fn repo(who: As, rules: &str) -> Workspace {
+    let ws = Workspace::new(who);
+    ws.write("sbx.jsonc", &format!("{{ \"command\": {rules} }}"));
+    ws.write("Makefile", "publish:\n\tgit push origin main\n");
+    ws.write("push.py", "import subprocess, sys\nsys.exit(subprocess.run(['git', 'push', 'origin', 'main']).returncode)\n");
+    ws.write("src/a.txt", "a\n");
+    let setup = "git init -q --bare remote.git && git -C src init -q -b main && git -C src -c user.email=t@t -c user.name=t commit -q --allow-empty -m one \
+                 && git -C src remote add origin ../remote.git";
+    let out = run(&ws, setup);
+    assert!(out.status.success(), "{who:?} setup: {}", text(&out));
+    ws
+}
+
+fn run(ws: &Workspace, script: &str) -> Output {
+    let mut cmd = ws.sbx(["run", "--", "/bin/sh", "-c", script]);
+    cmd.env("PATH", PATH);
+    cmd.output().expect("start sbx")
+}
+
+/// Whether the bare repository received the branch (the host's view, after the run).
+fn pushed(ws: &Workspace) -> bool {
+    ws.path().join("remote.git/refs/heads/main").exists()
+}
+
+#[test]
+fn a_denied_command_is_refused_however_it_is_run() {
+    require_root!();
+    require_tool("git");
+    require_tool("make");
+    require_tool("python3");
+    for who in WHO {
+        let ws = repo(who, r#"{ "deny": ["git push", "npm publish"], "useDefaults": false }"#);
+        // fence's forms (a shell line), and what a shell-line check cannot see.
+        let forms = [
+            "cd src && git push origin main",
+            "cd src; git push origin main",
+            "cd src && true | git push origin main",
+            "cd src && bash -c 'git push origin main'",
+            "cd src && sh -lc 'ls >/dev/null && git push origin main'",
+            "cd src && make -f ../Makefile publish",
+            "cd src && python3 ../push.py",
+            "cd src && env git push origin main",
+            "cd src && /usr/bin/git push origin main",
+            "cd src && mkdir -p ../bin && cp /usr/bin/git ../bin/git && ../bin/git push origin main",
+            "cd src && ln -sf /usr/bin/git ../g && ../g push origin main",
+        ];
+        for form in forms {
+            let out = run(&ws, form);
+            assert!(!out.status.success(), "{who:?} {form}: the push ran: {}", text(&out));
+            assert!(!pushed(&ws), "{who:?} {form}: the remote has the commit");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{who:?} {form}: {}", text(&out));
+        }
+        // The rest of git runs.
+        let out = run(&ws, "cd src && git status --short && git log --oneline | wc -l");
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        // The command itself, as sbx's argument.
+        let mut cmd = ws.sbx(["run", "--", "git", "push"]);
+        let out = cmd.current_dir(ws.path().join("src")).env("PATH", PATH).output().unwrap();
+        assert!(!out.status.success() && !pushed(&ws), "{who:?}: {}", text(&out));
+    }
+}
+
+#[test]
+fn allow_overrides_deny_and_the_push_it_allows_lands() {
+    require_root!();
+    require_tool("git");
+    for who in WHO {
+        let ws = repo(who, r#"{ "deny": ["git push"], "allow": ["git push origin main"] }"#);
+        let out = run(&ws, "cd src && git push -q origin HEAD:other");
+        assert!(!out.status.success(), "{who:?}: {}", text(&out));
+        assert!(!ws.path().join("remote.git/refs/heads/other").exists(), "{who:?}");
+        let out = run(&ws, "cd src && git push origin main");
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert!(pushed(&ws), "{who:?}: the allowed push did not land");
+    }
+}
+
+#[test]
+fn fences_default_list_applies_unless_turned_off() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", "{}");
+        let out = run(&ws, "dd if=/dev/zero of=zeros bs=1 count=1");
+        assert!(!out.status.success() && !ws.path().join("zeros").exists(), "{who:?}: {}", text(&out));
+        // Another dd, not the default rule's `dd if=`.
+        let out = run(&ws, "echo x | dd of=copy 2>/dev/null && cat copy");
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        ws.write("sbx.jsonc", r#"{ "command": { "useDefaults": false } }"#);
+        let out = run(&ws, "dd if=/dev/zero of=zeros bs=1 count=1 2>/dev/null");
+        assert!(out.status.success() && ws.path().join("zeros").exists(), "{who:?}: {}", text(&out));
+    }
+}
+
+/// The refusal is an event of source `command` with the rule, the argv and the ancestry, and
+/// a line of the exit summary.
+#[test]
+fn a_refusal_is_reported_with_rule_argv_and_ancestry() {
+    require_root!();
+    require_tool("make");
+    for who in WHO {
+        let ws = repo(who, r#"{ "deny": ["git push"] }"#);
+        let log = ws.path().join("audit.jsonl");
+        let mut cmd = ws.sbx(["run", "--log"]);
+        cmd.arg(&log).args(["--", "/bin/sh", "-c", "cd src && make -s -f ../Makefile publish"]).env("PATH", PATH);
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{who:?}: {}", text(&out));
+        let events = read_log(&log);
+        let refusals: Vec<_> = events.iter().filter(|e| e["type"] == "denial" && e["source"] == "command").collect();
+        assert!(!refusals.is_empty(), "{who:?}: no command denial in {events:#?}");
+        let d = refusals[0];
+        assert_eq!(d["detail"]["rule"], "command.deny: git push", "{who:?}: {d}");
+        assert_eq!(d["detail"]["argv"], "git push origin main", "{who:?}: {d}");
+        assert_eq!((d["operation"].as_str(), d["errno"].as_str(), d["syscall"].as_str()), (Some("exec"), Some("EPERM"), Some("execve")), "{who:?}: {d}");
+        let ancestry = d["detail"]["ancestry"].as_str().unwrap();
+        assert!(ancestry.contains("make (") && ancestry.contains("sh ("), "{who:?}: {ancestry}");
+        assert!(Path::new(d["path"].as_str().unwrap()).ends_with("git"), "{who:?}: {d}");
+        // Nothing else reports the same refusal (the kernel tracer leaves EPERM to the supervisor).
+        let others: Vec<_> = events.iter().filter(|e| e["type"] == "denial" && e["source"] != "command").collect();
+        assert!(others.is_empty(), "{who:?}: {others:#?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("command (exec ") && stderr.contains("git"), "{who:?}: {stderr}");
+    }
+}
