@@ -15,8 +15,14 @@
 //! by path: it matches the path passed (made absolute) or the resolved one.
 //!
 //! `allow` overrides `deny` (fence: an exec an allow rule matches is never refused); then the
-//! user's `deny`; then, unless `useDefaults` is `false`, fence's default list of dangerous
-//! commands ([`DEFAULT_DENIED`]).
+//! user's `deny`; then fence's default list of dangerous commands ([`DEFAULT_DENIED`]) when
+//! `useDefaults` is true, or is unset in a policy that has command rules of its own.
+//!
+//! Unset with no rules, sbx does not apply the list (fence does): everything on it is
+//! refused by the sandbox itself (no capabilities for `shutdown`, `insmod`, `chroot` or
+//! `mkfs` on a device; seccomp for `unshare` and `nsenter`; no docker socket unless
+//! `allowUnixSockets` lists it), so it would cost every exec of every session a check and
+//! refuse harmless commands (`dd if=/dev/zero of=./file`) for no added confinement.
 
 /// fence's `DefaultDeniedCommands` (fencesandbox/fence `internal/config/config.go`): system
 /// control, kernel modules, disks, container and namespace escapes.
@@ -192,7 +198,7 @@ pub struct Refusal {
 pub struct CommandRules {
     pub deny: Vec<Rule>,
     pub allow: Vec<Rule>,
-    /// fence's default list applies (`useDefaults`, true unless set to false).
+    /// fence's default list applies (`useDefaults`; unset: when there are rules).
     pub defaults: bool,
 }
 
@@ -202,7 +208,8 @@ impl CommandRules {
         let parse = |key: &'static str, list: &[String]| {
             list.iter().map(|t| Rule::parse(t).map_err(|why| (key, t.clone(), why))).collect::<Result<Vec<_>, _>>()
         };
-        Ok(CommandRules { deny: parse("command.deny", deny)?, allow: parse("command.allow", allow)?, defaults: use_defaults.unwrap_or(true) })
+        let defaults = use_defaults.unwrap_or(!deny.is_empty() || !allow.is_empty());
+        Ok(CommandRules { deny: parse("command.deny", deny)?, allow: parse("command.allow", allow)?, defaults })
     }
 
     /// Whether any rule applies: execs are then checked.
@@ -316,6 +323,11 @@ mod tests {
         assert!(check(&on, "/usr/bin/systemctl", "/usr/bin/systemctl", &["systemctl", "status"]).is_none());
         let off = rules(&[], &[], false);
         assert!(!off.active());
+        // Unset: with rules of the policy's own, as fence; with none, off (see the module).
+        let s = |l: &[&str]| l.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert!(CommandRules::new(&s(&["git push"]), &[], None).unwrap().defaults);
+        assert!(CommandRules::new(&[], &s(&["git push"]), None).unwrap().defaults);
+        assert!(!CommandRules::new(&[], &[], None).unwrap().active());
         assert!(check(&off, "/usr/sbin/chroot", "/usr/sbin/chroot", &["chroot", "/"]).is_none());
         assert_eq!(on.words_needed(), 3);
     }

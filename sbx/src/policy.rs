@@ -238,7 +238,7 @@ impl Policy {
     /// The built-in default: the whole filesystem readable, the workspace and
     /// a private /tmp writable, no network, mandatory protections on.
     pub fn builtin(workspace: PathBuf, home: Option<PathBuf>) -> Self {
-        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default(), path_dirs: Vec::new(), commands: crate::command_rules::CommandRules { defaults: true, ..Default::default() } }
+        Self { workspace, home, fs: FsPolicy::default(), net: NetPolicy::default(), limits: crate::limits::Limits::default(), path_dirs: Vec::new(), commands: crate::command_rules::CommandRules::default() }
     }
 
     /// Validates a merged config for this workspace: `~` becomes the home

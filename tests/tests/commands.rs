@@ -93,17 +93,23 @@ fn allow_overrides_deny_and_the_push_it_allows_lands() {
 }
 
 #[test]
-fn fences_default_list_applies_unless_turned_off() {
+fn fences_default_list_applies_with_rules_or_when_asked() {
     require_root!();
     for who in WHO {
         let ws = Workspace::new(who);
+        // No command rules: no list (the sandbox refuses what it guards against).
         ws.write("sbx.jsonc", "{}");
-        let out = run(&ws, "dd if=/dev/zero of=zeros bs=1 count=1");
-        assert!(!out.status.success() && !ws.path().join("zeros").exists(), "{who:?}: {}", text(&out));
+        let out = run(&ws, "dd if=/dev/zero of=zeros bs=1 count=1 2>/dev/null && rm zeros");
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        for policy in [r#"{ "command": { "deny": ["npm publish"] } }"#, r#"{ "command": { "useDefaults": true } }"#] {
+            ws.write("sbx.jsonc", policy);
+            let out = run(&ws, "dd if=/dev/zero of=zeros bs=1 count=1");
+            assert!(!out.status.success() && !ws.path().join("zeros").exists(), "{who:?} {policy}: {}", text(&out));
+        }
         // Another dd, not the default rule's `dd if=`.
         let out = run(&ws, "echo x | dd of=copy 2>/dev/null && cat copy");
         assert!(out.status.success(), "{who:?}: {}", text(&out));
-        ws.write("sbx.jsonc", r#"{ "command": { "useDefaults": false } }"#);
+        ws.write("sbx.jsonc", r#"{ "command": { "deny": ["npm publish"], "useDefaults": false } }"#);
         let out = run(&ws, "dd if=/dev/zero of=zeros bs=1 count=1 2>/dev/null");
         assert!(out.status.success() && ws.path().join("zeros").exists(), "{who:?}: {}", text(&out));
     }
@@ -137,5 +143,14 @@ fn a_refusal_is_reported_with_rule_argv_and_ancestry() {
         assert!(others.is_empty(), "{who:?}: {others:#?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("command (exec ") && stderr.contains("git"), "{who:?}: {stderr}");
+        // suggest proposes the exception, held as risky until accepted; applied, the push lands.
+        let out = ws.sbx(["policy", "suggest", "--from", "audit.jsonl", "--write"]).output().unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.contains("command.allow") && shown.contains("git push origin main") && shown.contains("an exception to a command rule"), "{who:?}: {}", text(&out));
+        assert!(!std::fs::read_to_string(ws.path().join("sbx.jsonc")).unwrap().contains("allow"), "{who:?}: applied without --accept-risky");
+        let out = ws.sbx(["policy", "suggest", "--from", "audit.jsonl", "--write", "--accept-risky"]).output().unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        let out = run(&ws, "cd src && make -s -f ../Makefile publish");
+        assert!(out.status.success() && pushed(&ws), "{who:?}: {}", text(&out));
     }
 }

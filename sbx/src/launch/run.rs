@@ -320,7 +320,9 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     // copy of the pipe open for the sandbox's lifetime, so EOF comes only
     // when bwrap failed before stage-2 or everything has ended.
     let mut report = BufReader::new(report);
-    let mut enforcement = Enforcement { blocked_syscalls: plan.stage2.seccomp.entries().count(), ..Enforcement::default() };
+    // Execs are notified for command rules, not blocked: not counted.
+    let blocked = crate::syscalls::FilterOptions { mediate_exec: false, ..plan.stage2.seccomp };
+    let mut enforcement = Enforcement { blocked_syscalls: blocked.entries().count(), ..Enforcement::default() };
     let mut reached_exec = None;
     let mut stage2_failed = false;
     let mut line = String::new();

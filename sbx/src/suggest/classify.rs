@@ -204,6 +204,13 @@ impl Context<'_> {
                 }
                 no("the seccomp deny list, which no policy changes", what)
             }
+            "command" => {
+                let argv = d.argv.clone().unwrap_or_default();
+                if argv.is_empty() {
+                    return no("the refused command line was not recorded", "exec ?".into());
+                }
+                Need::Add { key: "command.allow", entry: argv }
+            }
             "netns" => {
                 let what = match (&d.host, d.port) {
                     (Some(h), Some(p)) => crate::report::host_port(h, p),
@@ -308,6 +315,7 @@ impl Context<'_> {
                 ("filesystem.allowGitConfig", _) => vec!["lifts a mandatory protection: .git/config can set hooks and commands that run outside the sandbox".into()],
                 ("network.allowAllUnixSockets", _) => vec!["weakens the seccomp deny list: every host Unix socket (docker.sock, ssh-agent, ...) becomes reachable".into()],
                 ("network.allowUnixSockets", _) => vec!["a host service becomes reachable from the sandbox through this socket".into()],
+                ("command.allow", _) => vec!["an exception to a command rule: this command line (and any that starts with it) runs".into()],
                 ("network.allowPrivateResolution", _) => vec![
                     "the name may then lead to private and loopback addresses: whoever controls its DNS can point it at services on this machine or network".into(),
                 ],

@@ -51,6 +51,8 @@ pub struct Observed {
     pub comm: Option<String>,
     pub reason: Option<String>,
     pub rule: Option<String>,
+    /// A refused exec's command line, as a rule would be written (source `command`).
+    pub argv: Option<String>,
     pub call: Option<String>,
     pub domain: Option<String>,
 }
@@ -146,6 +148,7 @@ pub fn parse_log(text: &str, path: &Path) -> anyhow::Result<Recorded> {
                 comm: d.comm.clone(),
                 reason: d.detail("reason").map(String::from),
                 rule: d.detail("rule").map(String::from),
+                argv: d.detail("argv").map(String::from),
                 call: d.detail("call").map(String::from),
                 domain: d.detail("domain").map(String::from),
             }),
