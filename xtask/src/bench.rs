@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
-const SUITES: &[&str] = &["startup", "monitor", "proxy", "notify"];
+const SUITES: &[&str] = &["startup", "monitor", "proxy", "notify", "commands"];
 
 pub fn run(root: &Path, sbx: &Path, suite: Option<&str>, runs: usize) -> Result<()> {
     let suites: Vec<&str> = match suite {
@@ -29,6 +29,7 @@ pub fn run(root: &Path, sbx: &Path, suite: Option<&str>, runs: usize) -> Result<
             "monitor" => monitor(root, sbx, runs)?,
             "proxy" => proxy(root, sbx, runs)?,
             "notify" => notify(root, sbx, runs)?,
+            "commands" => commands(root, sbx, runs)?,
             _ => unreachable!("checked against SUITES above"),
         };
         report.print();
@@ -364,6 +365,53 @@ fn monitor(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
         .map(|c| Ratio { of: first.name.clone(), against: c.name.clone(), ratio: first.median_ms / c.median_ms, added_ms: first.median_ms - c.median_ms })
         .collect();
     Ok(Report { suite: "monitor", runs, contenders: all, ratios, figures, notes: Vec::new() })
+}
+
+/// Command rules (`command.deny`), which make every exec a round trip to the supervisor:
+/// the C build and a loop of 500 execs of `true`, each under `sbx run` with rules and
+/// without, interleaved; the cost per exec is the loop's difference over 500.
+fn commands(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
+    let work = monitor_workdir(root)?;
+    let runs = runs.clamp(5, 30);
+    let os = |s: &str| OsString::from(s);
+    // Outside the workspaces (cproj, the work dir's own runs use cproj): a policy file the
+    // command could write is refused.
+    let policies = root.join("target/bench/commands-policies");
+    std::fs::create_dir_all(&policies)?;
+    let on = policies.join("rules.jsonc");
+    let off = policies.join("none.jsonc");
+    std::fs::write(&on, r#"{ "command": { "deny": ["git push", "npm publish"] } }"#)?;
+    std::fs::write(&off, "{}")?;
+    let make = which("make")?;
+    let sh = which("sh")?;
+    const EXECS: usize = 500;
+    let mut all = Vec::new();
+    let mut figures = Vec::new();
+    for (label, dir, workload) in [
+        ("C build", work.join("cproj"), vec![make, os("-s"), os("-B"), os("-j2")]),
+        ("500 execs", work.join("cproj"), vec![sh, os("-c"), os(&format!("i=0; while [ $i -lt {EXECS} ]; do /bin/true; i=$((i+1)); done"))]),
+    ] {
+        let with = |policy: &Path| -> Vec<OsString> {
+            [sbx.into(), os("run"), os("-s"), policy.into(), os("--")].into_iter().chain(workload.iter().cloned()).collect()
+        };
+        let subjects = [
+            Subject::new(format!("{label}: sbx run, command rules"), with(&on)).in_dir(&dir),
+            Subject::new(format!("{label}: sbx run, no rules"), with(&off)).in_dir(&dir),
+            Subject::new(format!("{label}: bare"), workload.clone()).in_dir(&dir),
+        ];
+        let report = measure("commands", &subjects, runs)?;
+        let med = |i: usize| report.contenders[i].median_ms;
+        figures.push((format!("{label}: command rules overhead over no rules (%)"), (med(0) / med(1) - 1.0) * 100.0));
+        if label == "500 execs" {
+            figures.push(("cost per exec of the command check (us)".into(), (med(0) - med(1)) * 1000.0 / EXECS as f64));
+        }
+        all.extend(report.contenders);
+    }
+    let ratios = all
+        .chunks(3)
+        .map(|c| Ratio { of: c[0].name.clone(), against: c[1].name.clone(), ratio: c[0].median_ms / c[1].median_ms, added_ms: c[0].median_ms - c[1].median_ms })
+        .collect();
+    Ok(Report { suite: "commands", runs, contenders: all, ratios, figures, notes: Vec::new() })
 }
 
 /// fence's monitor: bpftrace on the sys_exit tracepoints of the syscalls it

@@ -46,7 +46,9 @@
 //!   pointed-to memory (which the sandboxed process can change after the check); it answers
 //!   with an error such as `-EPERM`, never with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`. The
 //!   [`Outcome::Notify`] entry (connect under `allowUnixSockets`) is decided, on a copy, and
-//!   carried out by the supervisor itself (`monitor::connect`).
+//!   carried out by the supervisor itself (`monitor::connect`). The one CONTINUE is exec under
+//!   command rules (`monitor::exec`): a guardrail the sandbox's boundary does not rest on,
+//!   whose race that module and the README state.
 
 use std::collections::BTreeMap;
 use std::io;

@@ -30,7 +30,9 @@
 //!    of the caller can rewrite them), so they make a report, never a decision. A notification
 //!    whose memory cannot be read still gets its EPERM. The exception is connect(2) under
 //!    `allowUnixSockets` ([`supervise_with`]), which [`super::connect`] decides and answers
-//!    with the result of a connect the supervisor makes itself, still never CONTINUE.
+//!    with the result of a connect the supervisor makes itself, still never CONTINUE; and exec
+//!    under command rules ([`supervise_mediating`], [`super::exec`]), answered with CONTINUE
+//!    or EPERM: a guardrail, whose limit that module states.
 //! 5. After the answer, the decoding into words. The event goes to the
 //!    bounded channel with `try_send`; when it is full (or closed) the event is counted in
 //!    [`Stats::events_dropped`] and nothing waits: a slow consumer never stalls the sandbox and
