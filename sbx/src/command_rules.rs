@@ -75,6 +75,11 @@ impl Rule {
         Ok(Rule { text: text.trim().to_string(), words })
     }
 
+    /// The rules of a config list (`key` names it in an error).
+    pub fn parse_list(key: &'static str, list: &[String]) -> Result<Vec<Rule>, (&'static str, String, String)> {
+        list.iter().map(|t| Rule::parse(t).map_err(|why| (key, t.clone(), why))).collect()
+    }
+
     /// How many words of an exec's argv this rule reads.
     pub fn len(&self) -> usize {
         self.words.len()
@@ -104,6 +109,106 @@ impl Rule {
 
 fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Whether the exec's program is `name` by any of its names.
+fn program_is(exec: &Exec<'_>, name: &str) -> bool {
+    [exec.path, exec.resolved, exec.argv.first().map(String::as_str)].iter().any(|p| p.is_some_and(|p| basename(p) == name))
+}
+
+/// ssh's options that take an argument (its getopt string, OpenSSH 9).
+const SSH_OPTS_WITH_ARG: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+
+/// The host and the remote command of ssh's arguments (after the program): options are
+/// skipped (with their arguments, joined or not), the first other word is the destination
+/// (`[user@]host`, `ssh://[user@]host[:port]`), and the words after it are the remote
+/// command, joined with spaces as ssh sends them. `None` when there is no destination.
+pub fn ssh_destination(args: &[String]) -> Option<(String, String)> {
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            i += 1;
+            break;
+        }
+        let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) else { break };
+        // `-p22`, `-vt`, `-oX=y`: the first flag that takes an argument takes the rest of
+        // the word, or the next word.
+        match flags.char_indices().find(|(_, c)| SSH_OPTS_WITH_ARG.contains(*c)) {
+            Some((at, _)) if at + 1 == flags.len() => i += 2,
+            _ => i += 1,
+        }
+    }
+    let dest = args.get(i)?;
+    let dest = dest.strip_prefix("ssh://").map_or(dest.as_str(), |d| d.split(['/', ':']).next().unwrap_or(d));
+    let host = dest.rsplit('@').next().unwrap_or(dest).to_ascii_lowercase();
+    Some((host, args[i + 1..].join(" ")))
+}
+
+/// A host pattern: `*` matches any characters (none included); case does not matter.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    fn glob(p: &[u8], h: &[u8]) -> bool {
+        match p.split_first() {
+            None => h.is_empty(),
+            Some((b'*', rest)) => (0..=h.len()).any(|i| glob(rest, &h[i..])),
+            Some((c, rest)) => h.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && glob(rest, &h[1..]),
+        }
+    }
+    glob(pattern.as_bytes(), host.as_bytes())
+}
+
+/// The simple commands of a shell line, as words: split on `&&`, `||`, `;`, `|`, `&` and
+/// newlines outside quotes and parentheses; a `sh -c 'LINE'` (or bash, zsh, dash, ksh, with
+/// any flags holding `c`) contributes its LINE's commands too. What a remote shell would run,
+/// for rules on it; quotes are removed as the shell would (no expansions).
+pub fn shell_commands(line: &str) -> Vec<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let (mut quote, mut depth) = (None, 0usize);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                current.push(c);
+            }
+            (Some(_), c) => current.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                current.push(c);
+            }
+            (None, '(') => {
+                depth += 1;
+                current.push(c);
+            }
+            (None, ')') => {
+                depth = depth.saturating_sub(1);
+                current.push(c);
+            }
+            (None, ';' | '|' | '&' | '\n') if depth == 0 => {
+                if matches!((c, chars.peek()), ('|', Some('|')) | ('&', Some('&'))) {
+                    chars.next();
+                }
+                parts.push(std::mem::take(&mut current));
+            }
+            (None, c) => current.push(c),
+        }
+    }
+    parts.push(current);
+    let mut out = Vec::new();
+    for part in parts {
+        let Ok(mut ws) = words(part.trim().trim_start_matches('(').trim_end_matches(')')) else { continue };
+        if ws.is_empty() {
+            continue;
+        }
+        let shell = matches!(basename(&ws[0]), "sh" | "bash" | "zsh" | "dash" | "ksh" | "fish");
+        let inner = shell.then(|| ws.iter().position(|w| w.starts_with('-') && !w.starts_with("--") && w.contains('c'))).flatten();
+        let nested = inner.and_then(|i| ws.get(i + 1)).map(|line| shell_commands(line));
+        ws[0] = basename(&ws[0]).to_string();
+        out.push(ws);
+        out.extend(nested.into_iter().flatten());
+    }
+    out
 }
 
 /// Splits a rule on blanks, with single and double quotes (no escapes: fence has none).
@@ -174,6 +279,16 @@ pub enum List {
     Deny,
     /// fence's default list (`command.useDefaults`).
     Defaults,
+    /// `ssh.deniedHosts`.
+    SshDeniedHost,
+    /// `ssh.allowedHosts` (the host matches none).
+    SshAllowedHosts,
+    /// `ssh.deniedCommands`.
+    SshDeniedCommand,
+    /// `ssh.inheritDeny`: `command.deny` or the default list, applied to the remote command.
+    SshInherited,
+    /// `ssh.allowedCommands` (a part of the remote command matches none).
+    SshAllowedCommands,
 }
 
 impl List {
@@ -182,6 +297,11 @@ impl List {
         match self {
             List::Deny => "command.deny",
             List::Defaults => "command.useDefaults",
+            List::SshDeniedHost => "ssh.deniedHosts",
+            List::SshAllowedHosts => "ssh.allowedHosts",
+            List::SshDeniedCommand => "ssh.deniedCommands",
+            List::SshInherited => "ssh.inheritDeny",
+            List::SshAllowedCommands => "ssh.allowedCommands",
         }
     }
 }
@@ -200,21 +320,50 @@ pub struct CommandRules {
     pub allow: Vec<Rule>,
     /// fence's default list applies (`useDefaults`; unset: when there are rules).
     pub defaults: bool,
+    /// fence's `ssh` section, for execs of ssh.
+    pub ssh: SshRules,
+}
+
+/// fence's `ssh` section: which hosts an `ssh` run may reach and which remote commands it
+/// may run. Evaluated in fence's order: denied hosts, allowed hosts, an interactive session
+/// (no remote command) allowed, denied commands, the inherited global denies, all commands
+/// allowed, allowed commands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SshRules {
+    /// Host patterns (`*.example.com`, `prod-*`); `*` matches any characters.
+    pub allowed_hosts: Vec<String>,
+    pub denied_hosts: Vec<String>,
+    pub allowed_commands: Vec<Rule>,
+    pub denied_commands: Vec<Rule>,
+    /// Denylist mode: every remote command that no deny rule matches runs.
+    pub allow_all_commands: bool,
+    /// `command.deny` (and the default list, when on) apply to remote commands too.
+    pub inherit_deny: bool,
+}
+
+impl SshRules {
+    /// Whether the section says anything (fence: no ssh policy, no check).
+    pub fn active(&self) -> bool {
+        *self != SshRules::default()
+    }
 }
 
 impl CommandRules {
     /// From the config's lists; `Err((key, entry, why))` for a rule that is not one.
     pub fn new(deny: &[String], allow: &[String], use_defaults: Option<bool>) -> Result<CommandRules, (&'static str, String, String)> {
-        let parse = |key: &'static str, list: &[String]| {
-            list.iter().map(|t| Rule::parse(t).map_err(|why| (key, t.clone(), why))).collect::<Result<Vec<_>, _>>()
-        };
         let defaults = use_defaults.unwrap_or(!deny.is_empty() || !allow.is_empty());
-        Ok(CommandRules { deny: parse("command.deny", deny)?, allow: parse("command.allow", allow)?, defaults })
+        Ok(CommandRules { deny: Rule::parse_list("command.deny", deny)?, allow: Rule::parse_list("command.allow", allow)?, defaults, ssh: SshRules::default() })
     }
 
     /// Whether any rule applies: execs are then checked.
     pub fn active(&self) -> bool {
-        self.defaults || !self.deny.is_empty()
+        self.defaults || !self.deny.is_empty() || self.ssh.active()
+    }
+
+    /// Whether the whole argv is needed to decide `exec` (an ssh run, under ssh rules: its
+    /// remote command is the rest of the words).
+    pub fn wants_all_words(&self, exec: &Exec<'_>) -> bool {
+        self.ssh.active() && program_is(exec, "ssh")
     }
 
     /// How many words of argv the rules read at most (the program and its arguments).
@@ -225,6 +374,17 @@ impl CommandRules {
 
     /// The verdict on one exec: `None` lets it run.
     pub fn check(&self, exec: &Exec<'_>) -> Option<Refusal> {
+        if let Some(refusal) = self.local(exec) {
+            return Some(refusal);
+        }
+        if self.wants_all_words(exec) {
+            return self.ssh_check(&exec.argv[1.min(exec.argv.len())..]);
+        }
+        None
+    }
+
+    /// `command.allow`, `command.deny` and the default list on one command.
+    fn local(&self, exec: &Exec<'_>) -> Option<Refusal> {
         if self.allow.iter().any(|r| r.matches(exec)) {
             return None;
         }
@@ -237,6 +397,47 @@ impl CommandRules {
                 if rule.matches(exec) {
                     return Some(Refusal { rule: rule.text, list: List::Defaults });
                 }
+            }
+        }
+        None
+    }
+
+    /// An ssh run's arguments (after the program) against the ssh rules.
+    fn ssh_check(&self, args: &[String]) -> Option<Refusal> {
+        let ssh = &self.ssh;
+        let Some((host, remote)) = ssh_destination(args) else {
+            // No destination (`ssh -V`, `ssh -G`-style queries): nothing is reached.
+            return None;
+        };
+        let refuse = |list: List, rule: String| Some(Refusal { rule, list });
+        if let Some(p) = ssh.denied_hosts.iter().find(|p| host_matches(p, &host)) {
+            return refuse(List::SshDeniedHost, p.clone());
+        }
+        if !ssh.allowed_hosts.is_empty() && !ssh.allowed_hosts.iter().any(|p| host_matches(p, &host)) {
+            return refuse(List::SshAllowedHosts, format!("no pattern matches {host}"));
+        }
+        if remote.trim().is_empty() {
+            return None;
+        }
+        let parts = shell_commands(&remote);
+        for part in &parts {
+            let exec = Exec { path: None, resolved: None, argv: part };
+            if let Some(r) = ssh.denied_commands.iter().find(|r| r.matches(&exec)) {
+                return refuse(List::SshDeniedCommand, r.text.clone());
+            }
+            if ssh.inherit_deny
+                && let Some(r) = self.local(&exec)
+            {
+                return refuse(List::SshInherited, format!("{}: {}", r.list.key(), r.rule));
+            }
+        }
+        if ssh.allow_all_commands {
+            return None;
+        }
+        for part in &parts {
+            let exec = Exec { path: None, resolved: None, argv: part };
+            if !ssh.allowed_commands.iter().any(|r| r.matches(&exec)) {
+                return refuse(List::SshAllowedCommands, format!("no rule allows {}", join_words(part)));
             }
         }
         None
@@ -330,5 +531,72 @@ mod tests {
         assert!(!CommandRules::new(&[], &[], None).unwrap().active());
         assert!(check(&off, "/usr/sbin/chroot", "/usr/sbin/chroot", &["chroot", "/"]).is_none());
         assert_eq!(on.words_needed(), 3);
+    }
+
+    fn ssh_rules(f: impl FnOnce(&mut SshRules)) -> CommandRules {
+        let mut r = CommandRules::default();
+        f(&mut r.ssh);
+        r
+    }
+
+    fn ssh(r: &CommandRules, line: &str) -> Option<String> {
+        let argv = words(line).unwrap();
+        r.check(&Exec { path: Some("/usr/bin/ssh"), resolved: Some("/usr/bin/ssh"), argv: &argv }).map(|r| format!("{}: {}", r.list.key(), r.rule))
+    }
+
+    #[test]
+    fn ssh_arguments_give_the_host_and_the_remote_command() {
+        let d = |line: &str| ssh_destination(&words(line).unwrap()[1..]);
+        let some = |h: &str, c: &str| Some((h.to_string(), c.to_string()));
+        assert_eq!(d("ssh server1.example.com"), some("server1.example.com", ""));
+        assert_eq!(d("ssh user@Server1.example.com ls -la"), some("server1.example.com", "ls -la"));
+        assert_eq!(d("ssh -p 2222 -i key -vt -o StrictHostKeyChecking=no -p2222 h 'cat /x'"), some("h", "cat /x"));
+        assert_eq!(d("ssh -l git -- ssh://git@github.com:22/repo git-upload-pack 'r.git'"), some("github.com", "git-upload-pack r.git"));
+        assert_eq!(d("ssh -V"), None);
+    }
+
+    #[test]
+    fn ssh_rules_follow_fences_order() {
+        let r = ssh_rules(|s| {
+            s.allowed_hosts = vec!["*.example.com".into(), "prod-*".into()];
+            s.denied_hosts = vec!["prod-db.example.com".into()];
+            s.allowed_commands = Rule::parse_list("x", &["ls".into(), "cat".into(), "tail -f".into(), "git status".into()]).unwrap();
+        });
+        assert_eq!(ssh(&r, "ssh server1.example.com"), None, "an interactive session");
+        assert_eq!(ssh(&r, "ssh prod-web-01 ls -la"), None);
+        assert_eq!(ssh(&r, "ssh prod-db.example.com ls").as_deref(), Some("ssh.deniedHosts: prod-db.example.com"));
+        assert_eq!(ssh(&r, "ssh other.domain.com ls").as_deref(), Some("ssh.allowedHosts: no pattern matches other.domain.com"));
+        assert_eq!(ssh(&r, "ssh a.example.com tail /var/log/x").as_deref(), Some("ssh.allowedCommands: no rule allows tail /var/log/x"));
+        assert_eq!(ssh(&r, "ssh a.example.com tail -f /var/log/x"), None);
+        // Chains and nested shells do not get past the allowlist.
+        for line in ["ssh a.example.com 'ls && rm -rf /'", "ssh a.example.com 'git status; shutdown'", "ssh a.example.com 'ls | xargs rm'", "ssh a.example.com \"sh -c 'ls; rm x'\""] {
+            assert!(ssh(&r, line).is_some(), "{line}");
+        }
+        assert_eq!(ssh(&r, "ssh a.example.com 'ls && cat f | cat'"), None);
+        // Not ssh: not these rules.
+        let argv = words("scp-like other.domain.com").unwrap();
+        assert_eq!(r.check(&Exec { path: Some("/usr/bin/rsync"), resolved: None, argv: &argv }), None);
+    }
+
+    #[test]
+    fn ssh_denylist_mode_and_inherited_denies() {
+        let r = ssh_rules(|s| {
+            s.allowed_hosts = vec!["*.example.com".into()];
+            s.allow_all_commands = true;
+            s.denied_commands = Rule::parse_list("x", &["rm -rf".into(), "shutdown".into()]).unwrap();
+        });
+        assert_eq!(ssh(&r, "ssh a.example.com apt-get update"), None);
+        assert_eq!(ssh(&r, "ssh a.example.com rm file"), None);
+        assert_eq!(ssh(&r, "ssh a.example.com 'ls && rm -rf /'").as_deref(), Some("ssh.deniedCommands: rm -rf"));
+        let mut r = CommandRules::new(&["git push".into()], &[], Some(true)).unwrap();
+        r.ssh.allowed_hosts = vec!["*.example.com".into()];
+        r.ssh.allow_all_commands = true;
+        assert_eq!(ssh(&r, "ssh a.example.com git push origin main"), None, "not inherited");
+        r.ssh.inherit_deny = true;
+        assert_eq!(ssh(&r, "ssh a.example.com git push origin main").as_deref(), Some("ssh.inheritDeny: command.deny: git push"));
+        assert_eq!(ssh(&r, "ssh a.example.com reboot").as_deref(), Some("ssh.inheritDeny: command.useDefaults: reboot"));
+        assert_eq!(ssh(&r, "ssh a.example.com git status"), None);
+        // No ssh section: ssh is any other program.
+        assert!(!CommandRules::default().ssh.active());
     }
 }

@@ -286,8 +286,18 @@ impl Policy {
         let limits = crate::limits::Limits::resolve(&config.limits, None);
         // The config's parser checked every rule; a rule that is not one here is a bug.
         let c = &config.command;
-        let commands = crate::command_rules::CommandRules::new(&c.deny, &c.allow, c.use_defaults)
+        let mut commands = crate::command_rules::CommandRules::new(&c.deny, &c.allow, c.use_defaults)
             .map_err(|(key, entry, why)| PolicyError::CommandRule { key, entry, why })?;
+        let (s, rules) = (&config.ssh, crate::command_rules::Rule::parse_list);
+        let rule_error = |(key, entry, why)| PolicyError::CommandRule { key, entry, why };
+        commands.ssh = crate::command_rules::SshRules {
+            allowed_hosts: s.allowed_hosts.clone(),
+            denied_hosts: s.denied_hosts.clone(),
+            allowed_commands: rules("ssh.allowedCommands", &s.allowed_commands).map_err(rule_error)?,
+            denied_commands: rules("ssh.deniedCommands", &s.denied_commands).map_err(rule_error)?,
+            allow_all_commands: s.allow_all_commands,
+            inherit_deny: s.inherit_deny,
+        };
         Ok(Self { workspace, home, fs, net, limits, path_dirs: Vec::new(), commands })
     }
 

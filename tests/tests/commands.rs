@@ -154,3 +154,49 @@ fn a_refusal_is_reported_with_rule_argv_and_ancestry() {
         assert!(out.status.success() && pushed(&ws), "{who:?}: {}", text(&out));
     }
 }
+
+/// fence's ssh rules at the exec of ssh (scp and git run ssh, so they are checked too). The
+/// sandbox has no network but loopback, so no sshd is reached either way: an allowed run gets
+/// as far as connecting to a closed port on the sandbox's loopback (ssh's own error), a
+/// refused one never starts (EPERM, a `command` denial naming the ssh rule).
+#[test]
+fn ssh_rules_decide_hosts_and_remote_commands_at_exec() {
+    require_root!();
+    require_tool("ssh");
+    require_tool("git");
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write(
+            "sbx.jsonc",
+            r#"{ "ssh": { "allowedHosts": ["127.0.0.*", "localhost"], "deniedHosts": ["127.0.0.9"],
+                          "allowedCommands": ["ls", "git-upload-pack"] } }"#,
+        );
+        let ssh = "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=2 -p 1";
+        let refused = |out: &Output| String::from_utf8_lossy(&out.stderr).contains("Operation not permitted");
+        for (line, allowed) in [
+            (format!("{ssh} 127.0.0.1 ls -la"), true),
+            (format!("{ssh} user@127.0.0.1"), true),
+            (format!("{ssh} 127.0.0.9 ls"), false),
+            (format!("{ssh} 10.0.0.1 ls"), false),
+            (format!("{ssh} 127.0.0.1 'ls && rm -rf /'"), false),
+            (format!("{ssh} 127.0.0.1 cat /etc/passwd"), false),
+            ("GIT_SSH_COMMAND='ssh -o BatchMode=yes -p 1' git ls-remote ssh://git@127.0.0.1/x.git".to_string(), true),
+            ("GIT_SSH_COMMAND='ssh -o BatchMode=yes -p 1' git ls-remote ssh://git@127.0.0.9/x.git".to_string(), false),
+        ] {
+            let out = run(&ws, &line);
+            assert!(!out.status.success(), "{who:?} {line}: {}", text(&out));
+            assert_eq!(!refused(&out), allowed, "{who:?} {line}: {}", text(&out));
+            if allowed {
+                // ssh itself ran and met the closed port.
+                assert!(String::from_utf8_lossy(&out.stderr).contains("refused"), "{who:?} {line}: {}", text(&out));
+            }
+        }
+        let log = ws.path().join("audit.jsonl");
+        let mut cmd = ws.sbx(["run", "--log"]);
+        cmd.arg(&log).args(["--", "/bin/sh", "-c", &format!("{ssh} 127.0.0.9 ls")]).env("PATH", PATH);
+        cmd.output().unwrap();
+        let d: Vec<_> = read_log(&log).into_iter().filter(|e| e["source"] == "command").collect();
+        // One per attempt: the shell tries /usr/bin/ssh, then /bin/ssh (the same file).
+        assert!(!d.is_empty() && d.iter().all(|d| d["detail"]["rule"] == "ssh.deniedHosts: 127.0.0.9"), "{who:?}: {d:#?}");
+    }
+}

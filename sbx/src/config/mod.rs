@@ -70,6 +70,9 @@ pub struct Config {
     /// fence's command rules, checked at every exec (`command_rules`).
     #[serde(skip_serializing_if = "CommandConfig::is_unset")]
     pub command: CommandConfig,
+    /// fence's ssh rules, checked at every exec of ssh.
+    #[serde(skip_serializing_if = "SshConfig::is_unset")]
+    pub ssh: SshConfig,
     /// sbx's own: resource limits (not in fence).
     #[serde(skip_serializing_if = "limits_unset", serialize_with = "serialize_limits")]
     pub limits: LimitsConfig,
@@ -116,6 +119,23 @@ pub struct CommandConfig {
 impl CommandConfig {
     fn is_unset(&self) -> bool {
         *self == CommandConfig::default()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SshConfig {
+    pub allowed_hosts: Vec<String>,
+    pub denied_hosts: Vec<String>,
+    pub allowed_commands: Vec<String>,
+    pub denied_commands: Vec<String>,
+    pub allow_all_commands: bool,
+    pub inherit_deny: bool,
+}
+
+impl SshConfig {
+    fn is_unset(&self) -> bool {
+        *self == SshConfig::default()
     }
 }
 
@@ -169,6 +189,13 @@ impl Config {
         union(&mut m.deny, &c.deny);
         union(&mut m.allow, &c.allow);
         m.use_defaults = c.use_defaults.or(m.use_defaults);
+        let (s, c) = (&mut self.ssh, &child.ssh);
+        union(&mut s.allowed_hosts, &c.allowed_hosts);
+        union(&mut s.denied_hosts, &c.denied_hosts);
+        union(&mut s.allowed_commands, &c.allowed_commands);
+        union(&mut s.denied_commands, &c.denied_commands);
+        s.allow_all_commands |= c.allow_all_commands;
+        s.inherit_deny |= c.inherit_deny;
 
         self.limits.merge_from(&child.limits);
     }

@@ -84,7 +84,7 @@ pub(super) const TOP: &[Field] = &[
     fence("devices", Kind::Object(DEVICES)),
     fence("macos", Kind::Object(MACOS)),
     sbx("command", Kind::Object(COMMAND)),
-    fence("ssh", Kind::Object(SSH)),
+    sbx("ssh", Kind::Object(SSH)),
     fence("allowPty", Kind::Bool),
     fence("forceNewSession", Kind::OptBool),
 ];
@@ -152,12 +152,12 @@ pub(super) const COMMAND: &[Field] = &[
 ];
 
 pub(super) const SSH: &[Field] = &[
-    fence("allowedHosts", Kind::StrList),
-    fence("deniedHosts", Kind::StrList),
-    fence("allowedCommands", Kind::StrList),
-    fence("deniedCommands", Kind::StrList),
-    fence("allowAllCommands", Kind::Bool),
-    fence("inheritDeny", Kind::Bool),
+    sbx("allowedHosts", Kind::StrList),
+    sbx("deniedHosts", Kind::StrList),
+    sbx("allowedCommands", Kind::CommandList),
+    sbx("deniedCommands", Kind::CommandList),
+    sbx("allowAllCommands", Kind::Bool),
+    sbx("inheritDeny", Kind::Bool),
 ];
 
 /// The dotted paths of every key fence accepts that sbx ignores.
@@ -193,6 +193,10 @@ pub fn strings_mut<'a>(config: &'a mut Config, key: &str) -> Option<&'a mut Vec<
         "network.allowUnixSockets" => &mut net.allow_unix_sockets,
         "command.deny" => &mut config.command.deny,
         "command.allow" => &mut config.command.allow,
+        "ssh.allowedHosts" => &mut config.ssh.allowed_hosts,
+        "ssh.deniedHosts" => &mut config.ssh.denied_hosts,
+        "ssh.allowedCommands" => &mut config.ssh.allowed_commands,
+        "ssh.deniedCommands" => &mut config.ssh.denied_commands,
         "filesystem.allowRead" => &mut fs.allow_read,
         "filesystem.denyRead" => &mut fs.deny_read,
         "filesystem.allowWrite" => &mut fs.allow_write,
@@ -209,6 +213,8 @@ pub fn flag_mut<'a>(config: &'a mut Config, key: &str) -> Option<&'a mut bool> {
         "network.allowAllUnixSockets" => &mut net.allow_all_unix_sockets,
         "filesystem.defaultDenyRead" => &mut fs.default_deny_read,
         "filesystem.allowGitConfig" => &mut fs.allow_git_config,
+        "ssh.allowAllCommands" => &mut config.ssh.allow_all_commands,
+        "ssh.inheritDeny" => &mut config.ssh.inherit_deny,
         _ => return None,
     })
 }

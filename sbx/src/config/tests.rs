@@ -98,6 +98,7 @@ fn parses_every_field() {
                     deny_write: strings(&["**/.env"]),
                     allow_git_config: true,
                 },
+                ssh: Default::default(),
                 command: CommandConfig {
                     deny: strings(&["git push", "git commit -m 'a b'"]),
                     allow: strings(&["git push origin docs"]),
@@ -340,7 +341,6 @@ fn fence_only_keys_are_accepted_and_reported() {
             ("network.allowLocalOutbound", 5),
             ("network.defaultAction", 5),
             ("filesystem.strictDenyRead", 6),
-            ("ssh.allowedHosts", 8),
             ("devices.mode", 9),
             ("macos.mach.lookup", 10),
         ]
@@ -356,6 +356,7 @@ fn fence_only_keys_are_accepted_and_reported() {
     let mut expected = Config::default();
     expected.filesystem.default_deny_read = true;
     expected.command.deny = strings(&["git push"]);
+    expected.ssh.allowed_hosts = strings(&["*.example.com"]);
     assert_eq!(parsed.config, expected);
 }
 
@@ -386,7 +387,6 @@ fn fence_only_key_list() {
         "devices.mode",
         "macos.mach.lookup",
         "macos.gpu",
-        "ssh.inheritDeny",
         "allowPty",
         "forceNewSession",
         "network.upstreamProxy",
@@ -394,8 +394,8 @@ fn fence_only_key_list() {
     ] {
         assert!(keys.iter().any(|x| x == k), "{k} missing");
     }
-    assert!(!keys.iter().any(|x| x == "network.allowedDomains" || x.starts_with("command.")));
-    assert_eq!(keys.len(), 21);
+    assert!(!keys.iter().any(|x| x == "network.allowedDomains" || x.starts_with("command.") || x.starts_with("ssh.")));
+    assert_eq!(keys.len(), 15);
 }
 
 // --- merge -------------------------------------------------------------------
@@ -959,7 +959,7 @@ fn unsupported_keys_follow_the_chain() {
     let base = write(
         root,
         "base.jsonc",
-        "{\n  \"ssh\": {\"deniedHosts\": [\"x\"]}\n}",
+        "{\n  \"devices\": {\"mode\": \"minimal\"}\n}",
     );
     let top = write(
         root,
@@ -971,7 +971,7 @@ fn unsupported_keys_follow_the_chain() {
         loaded.unsupported,
         vec![
             UnsupportedKey {
-                key: "ssh.deniedHosts".into(),
+                key: "devices.mode".into(),
                 file: base,
                 line: 2
             },

@@ -37,6 +37,8 @@ use super::notify::{Text, fd_link, read_bytes, read_cstr};
 const MAX_WORD: usize = 4096;
 /// At most this many arguments are shown in the report of a refused exec.
 const REPORTED_ARGS: usize = 32;
+/// At most this many words of an ssh run are read for its remote command (ssh rules).
+const SSH_ARGS: usize = 256;
 /// Ancestry shown for a refused exec, parents first after the caller.
 const ANCESTORS: usize = 8;
 const AT_EMPTY_PATH: u64 = 0x1000;
@@ -96,9 +98,12 @@ impl ExecDecider {
         if resolved.is_none() {
             return Verdict::Continue;
         }
-        let argv = read_argv(pid, argv_ptr, self.words);
+        let mut argv = read_argv(pid, argv_ptr, self.words);
         let path = absolute.as_ref().map(|p| p.to_string_lossy().into_owned());
         let resolved_text = resolved.as_ref().map(|p| p.to_string_lossy().into_owned());
+        if self.rules.wants_all_words(&Exec { path: path.as_deref(), resolved: resolved_text.as_deref(), argv: &argv }) {
+            argv = read_argv(pid, argv_ptr, SSH_ARGS);
+        }
         let exec = Exec { path: path.as_deref(), resolved: resolved_text.as_deref(), argv: &argv };
         match self.rules.check(&exec) {
             None => Verdict::Continue,

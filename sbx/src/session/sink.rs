@@ -209,15 +209,22 @@ impl Sink {
     pub(super) fn seccomp(&mut self, d: SeccompDenial) {
         let comm = d.comm;
         if let Some(refused) = d.command {
+            use crate::command_rules::List;
             let how = match refused.list {
-                crate::command_rules::List::Deny => "a command.deny rule refuses it",
-                crate::command_rules::List::Defaults => "fence's default list of dangerous commands refuses it (command.useDefaults: false turns the list off)",
+                List::Deny => "a command.deny rule refuses it",
+                List::Defaults => "fence's default list of dangerous commands refuses it (command.useDefaults: false turns the list off)",
+                List::SshDeniedHost => "ssh.deniedHosts refuses the host",
+                List::SshAllowedHosts => "ssh.allowedHosts does not list the host",
+                List::SshDeniedCommand => "ssh.deniedCommands refuses the remote command",
+                List::SshInherited => "ssh.inheritDeny applies command.deny to the remote command",
+                List::SshAllowedCommands => "ssh.allowedCommands does not allow a part of the remote command",
             };
+            let exception = if matches!(refused.list, List::Deny | List::Defaults) { "; command.allow can make an exception" } else { "" };
             let detail = vec![
                 ("rule".to_string(), format!("{}: {}", refused.list.key(), refused.rule)),
                 ("argv".to_string(), crate::command_rules::join_words(&refused.argv)),
                 ("ancestry".to_string(), refused.ancestry),
-                ("reason".to_string(), format!("{how}; command.allow can make an exception")),
+                ("reason".to_string(), format!("{how}{exception}")),
             ];
             self.emit(&Event::Denial(Denial {
                 source: report::Source::Command,

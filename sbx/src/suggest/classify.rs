@@ -209,6 +209,9 @@ impl Context<'_> {
                 if argv.is_empty() {
                     return no("the refused command line was not recorded", "exec ?".into());
                 }
+                if d.rule.as_deref().is_some_and(|r| r.starts_with("ssh.")) {
+                    return no("an ssh rule: the ssh section says which hosts and remote commands ssh may reach; suggest proposes no change to it", argv);
+                }
                 Need::Add { key: "command.allow", entry: argv }
             }
             "netns" => {
