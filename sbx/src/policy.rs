@@ -140,6 +140,9 @@ pub struct FsPolicy {
     /// Only system paths, the workspace and `allow_read` are readable.
     pub default_deny_read: bool,
     pub allow_read: Vec<PathBuf>,
+    /// Under `default_deny_read`: run and read files there, not list directories (fence's
+    /// `allowExecute`: Landlock's EXECUTE and READ_FILE without READ_DIR).
+    pub allow_execute: Vec<PathBuf>,
     pub deny_read: Vec<PathBuf>,
     pub allow_write: Vec<PathBuf>,
     pub deny_write: Vec<PathBuf>,
@@ -253,6 +256,7 @@ impl Policy {
         let fs = FsPolicy {
             default_deny_read: fs.default_deny_read,
             allow_read: resolve("allowRead", &fs.allow_read)?,
+            allow_execute: resolve("allowExecute", &fs.allow_execute)?,
             deny_read: resolve("denyRead", &fs.deny_read)?,
             allow_write: resolve("allowWrite", &fs.allow_write)?,
             deny_write: resolve("denyWrite", &fs.deny_write)?,

@@ -200,3 +200,27 @@ fn ssh_rules_decide_hosts_and_remote_commands_at_exec() {
         assert!(!d.is_empty() && d.iter().all(|d| d["detail"]["rule"] == "ssh.deniedHosts: 127.0.0.9"), "{who:?}: {d:#?}");
     }
 }
+
+/// fence's `allowExecute` under defaultDenyRead: a file there runs and reads, its directory
+/// cannot be listed, and what is beside it in no list stays unreadable.
+#[test]
+fn allow_execute_runs_and_reads_files_without_listing() {
+    require_root!();
+    for who in WHO {
+        // Outside /tmp, which is the sandbox's own.
+        let tools = tempfile::Builder::new().prefix("sbx-it-tools").tempdir_in("/var/tmp").unwrap();
+        let bin = tools.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("hello"), "#!/bin/sh\necho hello from the tool\n").unwrap();
+        std::fs::set_permissions(bin.join("hello"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(tools.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::write(tools.path().join("secret"), "not for the command\n").unwrap();
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", &format!(r#"{{ "filesystem": {{ "defaultDenyRead": true, "allowExecute": ["{}"] }} }}"#, bin.display()));
+        let b = bin.display();
+        let out = run(&ws, &format!("{b}/hello && head -c 9 {b}/hello && echo; ls {b} && echo listed; cat {}/secret && echo read-secret; true", tools.path().display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("hello from the tool") && stdout.contains("#!/bin/sh"), "{who:?}: {}", text(&out));
+        assert!(!stdout.contains("listed") && !stdout.contains("read-secret"), "{who:?}: {}", text(&out));
+    }
+}

@@ -144,6 +144,10 @@ impl SshConfig {
 pub struct FilesystemConfig {
     pub default_deny_read: bool,
     pub allow_read: Vec<String>,
+    /// fence's: under defaultDenyRead, files that may be run and read, in directories
+    /// that may not be listed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_execute: Vec<String>,
     pub deny_read: Vec<String>,
     pub allow_write: Vec<String>,
     pub deny_write: Vec<String>,
@@ -179,6 +183,7 @@ impl Config {
         let (f, c) = (&mut self.filesystem, &child.filesystem);
         f.default_deny_read |= c.default_deny_read;
         union(&mut f.allow_read, &c.allow_read);
+        union(&mut f.allow_execute, &c.allow_execute);
         union(&mut f.deny_read, &c.deny_read);
         union(&mut f.allow_write, &c.allow_write);
         union(&mut f.deny_write, &c.deny_write);

@@ -113,7 +113,7 @@ pub(super) const FILESYSTEM: &[Field] = &[
     sbx("allowGitConfig", Kind::Bool),
     fence("strictDenyRead", Kind::Bool),
     fence("wslInterop", Kind::OptBool),
-    fence("allowExecute", Kind::StrList),
+    sbx("allowExecute", Kind::PathList),
 ];
 
 /// sbx's own section; fence has no resource limits.
@@ -198,6 +198,7 @@ pub fn strings_mut<'a>(config: &'a mut Config, key: &str) -> Option<&'a mut Vec<
         "ssh.allowedCommands" => &mut config.ssh.allowed_commands,
         "ssh.deniedCommands" => &mut config.ssh.denied_commands,
         "filesystem.allowRead" => &mut fs.allow_read,
+        "filesystem.allowExecute" => &mut fs.allow_execute,
         "filesystem.denyRead" => &mut fs.deny_read,
         "filesystem.allowWrite" => &mut fs.allow_write,
         "filesystem.denyWrite" => &mut fs.deny_write,

@@ -93,6 +93,7 @@ fn parses_every_field() {
                 filesystem: FilesystemConfig {
                     default_deny_read: true,
                     allow_read: strings(&["."]),
+                    allow_execute: Vec::new(),
                     deny_read: strings(&["~/.ssh"]),
                     allow_write: strings(&["~/.cache"]),
                     deny_write: strings(&["**/.env"]),
@@ -395,7 +396,7 @@ fn fence_only_key_list() {
         assert!(keys.iter().any(|x| x == k), "{k} missing");
     }
     assert!(!keys.iter().any(|x| x == "network.allowedDomains" || x.starts_with("command.") || x.starts_with("ssh.")));
-    assert_eq!(keys.len(), 15);
+    assert_eq!(keys.len(), 14);
 }
 
 // --- merge -------------------------------------------------------------------

@@ -223,6 +223,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         out
     };
     let allow_read = expand(&policy.fs.allow_read);
+    let allow_execute = expand(&policy.fs.allow_execute);
     let deny_read = expand(&policy.fs.deny_read);
     let mut policy = policy.clone();
     policy.fs.allow_write = expand(&policy.fs.allow_write);
@@ -249,6 +250,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
 
     // 1. The root view.
     let mut readable: Vec<PathBuf> = Vec::new();
+    let mut executable: Vec<PathBuf> = Vec::new();
     if policy.fs.default_deny_read {
         for sys_path in SYSTEM_READ.iter().map(PathBuf::from).chain(allow_read.iter().cloned()) {
             match probe(&sys_path) {
@@ -262,6 +264,13 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
                     args.push(Arg::RoBind { src: sys_path.clone(), dst: sys_path.clone() });
                     readable.push(sys_path);
                 }
+            }
+        }
+        // allowExecute: in the view, runnable and readable as files, not listable (stage-2).
+        for path in &allow_execute {
+            if matches!(probe(path), PathKind::Dir | PathKind::File) && !readable.iter().any(|r| path.starts_with(r)) {
+                args.push(Arg::RoBind { src: path.clone(), dst: path.clone() });
+                executable.push(path.clone());
             }
         }
         args.push(Arg::RoBind { src: policy.workspace.clone(), dst: policy.workspace.clone() });
@@ -443,7 +452,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
             facts.plan_fd.to_string().into(),
         ],
     };
-    let stage2 = stage2::Plan { read: readable, write: writable, command, report_fd: Some(facts.report_fd),
+    let stage2 = stage2::Plan { read: readable, execute: executable, write: writable, command, report_fd: Some(facts.report_fd),
         require_landlock: facts.require_landlock,
         seccomp: crate::syscalls::FilterOptions { mediate_exec: policy.commands.active(), ..crate::syscalls::FilterOptions::for_network(&policy.net) },
         control_fd: facts.control_fd,

@@ -31,6 +31,9 @@ use crate::sandbox::{LandlockReport, LandlockStatus};
 pub struct Plan {
     /// Hierarchies the command may read (and execute from).
     pub read: Vec<PathBuf>,
+    /// Hierarchies whose files the command may run and read, without listing a directory
+    /// (`allowExecute`).
+    pub execute: Vec<PathBuf>,
     /// Hierarchies the command may write.
     pub write: Vec<PathBuf>,
     /// The command and its arguments.
@@ -89,6 +92,7 @@ const TAG_BIND_PORT: u8 = 13;
 const TAG_MEDIATE_UNIX_CONNECT: u8 = 14;
 const TAG_MAX_TASKS: u8 = 15;
 const TAG_MEDIATE_EXEC: u8 = 16;
+const TAG_EXECUTE: u8 = 17;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -103,6 +107,9 @@ impl Plan {
         }
         for p in &self.write {
             put(TAG_WRITE, p.as_os_str().as_bytes());
+        }
+        for p in &self.execute {
+            put(TAG_EXECUTE, p.as_os_str().as_bytes());
         }
         for a in &self.command {
             put(TAG_ARG, a.as_bytes());
@@ -158,6 +165,7 @@ impl Plan {
             let os = || OsString::from_vec(body.to_vec());
             match tag {
                 TAG_READ => plan.read.push(os().into()),
+                TAG_EXECUTE => plan.execute.push(os().into()),
                 TAG_WRITE => plan.write.push(os().into()),
                 TAG_ARG => plan.command.push(os()),
                 TAG_REPORT_FD => {
@@ -453,6 +461,7 @@ fn apply_landlock(plan: &Plan) -> Result<LandlockReport, landlock::RulesetError>
         .scope(Scope::from_all(abi))?
         .create()?
         .add_rules(rules(&plan.read, AccessFs::from_read(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
+        .add_rules(rules(&plan.execute, AccessFs::Execute | AccessFs::ReadFile).into_iter().map(Ok::<_, landlock::RulesetError>))?
         .add_rules(rules(&plan.write, AccessFs::from_all(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
         .add_rules(
             plan.net
@@ -480,6 +489,7 @@ mod tests {
     fn plan_round_trips_raw_bytes() {
         let plan = Plan {
             read: vec!["/".into()],
+            execute: vec!["/nix/store".into()],
             write: vec![OsString::from_vec(vec![b'/', 0xfe]).into(), "/w s".into()],
             command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
             report_fd: Some(9),

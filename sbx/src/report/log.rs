@@ -151,6 +151,7 @@ pub fn encode(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
                     allow_git_config: p.fs.allow_git_config,
                     allow_private_resolution: Some(p.net.allow_private_resolution.clone()),
                     allow_read: lossy(&p.fs.allow_read),
+                    allow_execute: lossy(&p.fs.allow_execute),
                     allow_write: lossy(&p.fs.allow_write),
                     allowed_domains: p.net.allowed_domains.clone(),
                     default_deny_read: p.fs.default_deny_read,

@@ -27,7 +27,7 @@
 //! | `command` | [string] | argv (lossy UTF-8) |
 //! | `workspace` | string | the writable project directory |
 //! | `home` | string or null | the invoking user's home, as `~` in the policy |
-//! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains`, `allow_private_resolution` |
+//! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `allow_execute` (when not empty), `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains`, `allow_private_resolution` |
 //! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool} |
 //! | `observation` | object | `kernel_tracer`: whether sbx's kernel tracer ran (file denials with paths, processes); when it did not, `reason`, one sentence (not root; the kernel refused the tracer's maps or programs; ...). Without it, no file denial is in the log, whatever the command did. Absent in logs of earlier versions |
 //!

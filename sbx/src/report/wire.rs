@@ -189,6 +189,9 @@ pub struct LimitWire {
 /// `session_start.policy`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyWire {
+    /// Absent when empty (and in logs of earlier versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_execute: Vec<String>,
     pub allow_git_config: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_private_resolution: Option<Vec<String>>,
