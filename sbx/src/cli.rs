@@ -42,6 +42,28 @@ pub enum Command {
     /// Audit logs.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Turn another tool's permission rules into an sbx policy (Claude Code's).
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Import Claude Code's permission rules: ~/.claude/settings.json,
+    /// ./.claude/settings.json and ./.claude/settings.local.json, those that exist.
+    #[arg(long, required = true)]
+    pub claude: bool,
+    /// A settings file to read instead (repeatable, in order).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The template the policy extends.
+    #[arg(long, value_name = "TEMPLATE", default_value = "code")]
+    pub extends: String,
+    /// Write the policy to FILE (which must not exist) instead of printing it.
+    #[arg(short = 'o', long = "output", value_name = "FILE", conflicts_with = "write")]
+    pub output: Option<PathBuf>,
+    /// Write the policy to ./sbx.jsonc (which must not exist).
+    #[arg(long)]
+    pub write: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,8 +115,8 @@ pub struct SuggestArgs {
     /// recorded in it as `policy` events.
     #[arg(long = "from", value_name = "LOG")]
     pub from: PathBuf,
-    /// The policy file to change (default: the nearest sbx.jsonc, else a
-    /// new ./sbx.jsonc).
+    /// The policy file to change (default: the one `sbx run` reads here:
+    /// the nearest sbx.jsonc, else the user config, else a new ./sbx.jsonc).
     #[arg(short = 's', long = "settings", value_name = "FILE")]
     pub settings: Option<PathBuf>,
     /// Edit the file in place (comments and layout are kept).

@@ -115,6 +115,48 @@ pub fn log_verify(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `sbx import --claude`: Claude Code's settings as a policy, printed or written.
+pub fn import(args: &crate::cli::ImportArgs) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot resolve the working directory: {e}"))?;
+    if config::template(&args.extends).is_none() {
+        anyhow::bail!("--extends {}: no such template (see `sbx templates`)", crate::termtext::escape(&args.extends));
+    }
+    let (home, _) = home_and_xdg_for(crate::identity::resolve(None)?.as_ref());
+    let defaults = || -> Vec<PathBuf> {
+        home.iter()
+            .map(|h| h.join(".claude/settings.json"))
+            .chain([cwd.join(".claude/settings.json"), cwd.join(".claude/settings.local.json")])
+            .filter(|p| p.exists())
+            .collect()
+    };
+    let files = if args.files.is_empty() { defaults() } else { args.files.iter().map(|f| cwd.join(f)).collect() };
+    if files.is_empty() {
+        anyhow::bail!("no Claude Code settings found (~/.claude/settings.json, ./.claude/settings.json, ./.claude/settings.local.json); name one with -f FILE");
+    }
+    let sources = files
+        .into_iter()
+        .map(|path| {
+            let text = crate::fsio::read_policy(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", crate::termtext::path(&path)))?;
+            Ok(crate::import::Source { path, text })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let policy = crate::import::claude(&sources, &args.extends, &cwd, home.as_deref())?;
+    let target = match (&args.output, args.write) {
+        (Some(out), _) => Some(cwd.join(out)),
+        (None, true) => Some(cwd.join("sbx.jsonc")),
+        (None, false) => None,
+    };
+    match target {
+        None => print!("{}", crate::termtext::escape_lines(&policy)),
+        Some(path) => {
+            let mut file = crate::fsio::create_new(&path, 0o644).map_err(|e| anyhow::anyhow!("cannot create {}: {e} (an existing file is never overwritten)", crate::termtext::path(&path)))?;
+            file.write_all(policy.as_bytes()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", crate::termtext::path(&path)))?;
+            eprintln!("sbx: wrote {}", crate::termtext::path(&path));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `sbx templates`.
 pub fn templates() -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();

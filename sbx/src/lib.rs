@@ -17,6 +17,7 @@ pub mod config;
 pub mod doctor;
 pub mod fsio;
 pub mod identity;
+pub mod import;
 pub mod launch;
 pub mod learn;
 pub mod limits;

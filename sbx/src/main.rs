@@ -83,5 +83,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Learn(args) => commands::learn(args),
         Command::Log(LogCommand::Verify { file }) => commands::log_verify(&file),
         Command::Templates => commands::templates(),
+        Command::Import(args) => commands::import(&args),
     }
 }

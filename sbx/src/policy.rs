@@ -398,7 +398,17 @@ pub(crate) fn resolve_path(key: &'static str, value: &str, workspace: &Path, hom
     } else {
         workspace.join(value)
     };
-    Ok(normalize(&raw))
+    let path = normalize(&raw);
+    // `DIR/**` (everything below a literal directory, as Claude Code and fence users write
+    // it) is the directory itself: one bind or mask instead of one per file below, and it
+    // covers what is created there later.
+    if path.file_name().is_some_and(|n| n == "**")
+        && let Some(dir) = path.parent()
+        && !is_glob(dir)
+    {
+        return Ok(dir.to_path_buf());
+    }
+    Ok(path)
 }
 
 /// Resolves `.` and `..` without touching the filesystem.
@@ -434,6 +444,16 @@ mod tests {
 
     /// Issue 18, point 3: only allowWrite entries written with a trailing `/` inside the home
     /// (not the home, not globs, not the workspace) are directories to create.
+    #[test]
+    fn everything_below_a_directory_is_the_directory() {
+        let (ws, home) = (Path::new("/w"), Some(Path::new("/h")));
+        assert_eq!(resolve_path("denyRead", "~/.ssh/**", ws, home).unwrap(), Path::new("/h/.ssh"));
+        assert_eq!(resolve_path("allowWrite", "src/**", ws, home).unwrap(), Path::new("/w/src"));
+        // Still globs: a glob above, or more after.
+        assert_eq!(resolve_path("denyRead", "**/.env/**", ws, home).unwrap(), Path::new("/w/**/.env/**"));
+        assert_eq!(resolve_path("denyRead", "~/.aws/**/*.pem", ws, home).unwrap(), Path::new("/h/.aws/**/*.pem"));
+    }
+
     #[test]
     fn allow_write_directories_to_create_end_in_a_slash_inside_the_home() {
         let mut c = Config::default();

@@ -224,3 +224,37 @@ fn allow_execute_runs_and_reads_files_without_listing() {
         assert!(!stdout.contains("listed") && !stdout.contains("read-secret"), "{who:?}: {}", text(&out));
     }
 }
+
+/// `sbx import --claude` on a sample of Claude Code's settings: the policy (golden), which
+/// sbx then runs with: the imported deny refuses `git push`, the imported denyRead hides
+/// `.env`, and an existing file is never overwritten.
+#[test]
+fn claude_code_settings_import_as_a_policy_sbx_enforces() {
+    require_root!();
+    require_tool("git");
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/import");
+    for who in WHO {
+        let ws = repo(who, "{}");
+        std::fs::remove_file(ws.path().join("sbx.jsonc")).unwrap();
+        ws.write(".claude/settings.json", &std::fs::read_to_string(golden.join("claude-settings.json")).unwrap());
+        ws.write(".env", "TOKEN=secret\n");
+        let out = ws.sbx(["import", "--claude"]).output().unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        let shown = String::from_utf8_lossy(&out.stdout).replace(&ws.path().display().to_string(), "@WS@");
+        let expected_path = golden.join("claude-settings.jsonc");
+        if std::env::var_os("SBX_BLESS").is_some() {
+            std::fs::write(&expected_path, &shown).unwrap();
+        }
+        assert_eq!(shown, std::fs::read_to_string(&expected_path).unwrap(), "{who:?}: differs from {} (SBX_BLESS=1 rewrites it)", expected_path.display());
+        let out = ws.sbx(["import", "--claude", "--write"]).output().unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        let out = ws.sbx(["import", "--claude", "--write"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{who:?}: an existing sbx.jsonc was overwritten: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{who:?}: {}", text(&out));
+        let out = run(&ws, "cat .env; cd src && git push origin main");
+        assert!(!out.status.success() && !pushed(&ws), "{who:?}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("TOKEN"), "{who:?}: {}", text(&out));
+        let out = run(&ws, "cd src && git status --short >/dev/null && git diff --stat");
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+    }
+}

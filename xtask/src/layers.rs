@@ -24,7 +24,7 @@ pub const LAYERS: &[Layer] = &[
     Layer { name: "policy", sideways: true, modules: &["command_rules", "config", "policy"] },
     Layer { name: "record", sideways: false, modules: &["report", "cgroup"] },
     Layer { name: "engines", sideways: false, modules: &["launch", "monitor"] },
-    Layer { name: "tools", sideways: true, modules: &["snapshot", "suggest", "learn", "doctor", "missing", "agentconf"] },
+    Layer { name: "tools", sideways: true, modules: &["snapshot", "suggest", "learn", "doctor", "missing", "agentconf", "import"] },
     Layer { name: "dashboard", sideways: false, modules: &["tui"] },
     Layer { name: "session", sideways: false, modules: &["session"] },
     Layer { name: "entry", sideways: true, modules: &["cli", "commands", "main"] },
