@@ -85,7 +85,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("the dashboard needs a terminal on stdout: run `sbx monitor --no-tui --log FILE -- CMD` instead");
             }
             let ask = args.ask.then_some(std::time::Duration::from_secs(args.ask_timeout));
-            run(args.run, Some((session::Trace::IfPossible, args.ring_bytes, dashboard)), ask)
+            let start = if args.zoom { sbx::tui::Start::Zoom } else { sbx::tui::Start::Dashboard };
+            run(args.run, Some((session::Trace::IfPossible, args.ring_bytes, dashboard, start)), ask)
         }
         Command::Doctor(args) => {
             let report = doctor::run();
@@ -217,7 +218,7 @@ fn load_policy(args: &PolicyArgs, limit_flags: &sbx::limits::LimitsConfig, run_a
     Ok((loaded, policy))
 }
 
-fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
+fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool, sbx::tui::Start)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "run")?;
     let run_as = sbx::identity::resolve(args.policy.user.as_deref())?;
     let (loaded, mut policy) = load_policy(&args.policy, &args.limits.as_config(), run_as.as_ref())?;
@@ -235,10 +236,10 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
     check_required(&args.require)?;
     // `sbx run --log` traces too: a log without the kernel's denials would
     // mislead whoever reads it. `sbx monitor` always traces.
-    let (trace, ring_bytes, summary, dashboard) = match monitor {
-        Some((t, ring, dashboard)) => (t, ring, true, dashboard),
-        None if args.log.is_some() => (session::Trace::IfPossible, monitor::tracer::DEFAULT_RING_BYTES, true, false),
-        None => (session::Trace::Off, monitor::tracer::DEFAULT_RING_BYTES, false, false),
+    let (trace, ring_bytes, summary, dashboard, dashboard_start) = match monitor {
+        Some((t, ring, dashboard, start)) => (t, ring, true, dashboard, start),
+        None if args.log.is_some() => (session::Trace::IfPossible, monitor::tracer::DEFAULT_RING_BYTES, true, false, sbx::tui::Start::Dashboard),
+        None => (session::Trace::Off, monitor::tracer::DEFAULT_RING_BYTES, false, false, sbx::tui::Start::Dashboard),
     };
     let options = session::Options {
         trace,
@@ -257,6 +258,7 @@ fn run(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<
         // The same -p twice is one (the second would collide with the first on the host).
         inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
         dashboard,
+        dashboard_start,
         keep_agent_config: args.keep_agent_config,
         ask: ask.map(|timeout| session::AskOptions { config: loaded.edit_target(&policy.workspace), timeout }),
     };
@@ -335,6 +337,7 @@ fn learn(args: sbx::cli::LearnArgs) -> anyhow::Result<ExitCode> {
             summary: false,
             inbound: Vec::new(),
             dashboard: false,
+            dashboard_start: sbx::tui::Start::Dashboard,
             ask: None,
             keep_agent_config: false,
         };

@@ -60,6 +60,8 @@ pub struct Options {
     /// Show the live dashboard (`sbx monitor` on a terminal): the command
     /// runs on a pty of its own and the dashboard owns sbx's terminal.
     pub dashboard: bool,
+    /// `sbx monitor --zoom`: the dashboard starts zoomed.
+    pub dashboard_start: tui::Start,
     /// `sbx monitor --ask` (with the dashboard): connections that no rule
     /// decides are held while the dashboard asks.
     pub ask: Option<AskOptions>,
@@ -239,7 +241,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let dashboard_stderr = crate::state::session_file("monitor", ".stderr")?;
     let pty_master = match opts.dashboard {
         true => {
-            let size = crossterm::terminal::size().unwrap_or((80, 24));
+            let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
+            let size = tui::initial_pty_size(cols, rows, opts.dashboard_start);
             let winsize = nix::pty::Winsize { ws_row: size.1, ws_col: size.0, ws_xpixel: 0, ws_ypixel: 0 };
             let pty = nix::pty::openpty(Some(&winsize), None).map_err(|e| SessionError::Pty(e.into()))?;
             nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
@@ -499,7 +502,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         let dashboard = async {
             let Some(rx) = ui_rx else { return };
             let Some(master) = pty_master.as_ref() else { return };
-            let app = tui::App::new(&command, std::time::Instant::now());
+            let app = tui::App::new(&command, std::time::Instant::now()).start(opts.dashboard_start);
             let (input_tx, mut input_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
             let (answer_tx, answer_rx) = tokio::sync::mpsc::channel::<(u64, proxy::ask::Answer)>(64);
             let asker = ask_loop(ask_rx, answer_rx, opts.ask.as_ref(), &sink, ui_tx.as_ref());
@@ -511,7 +514,13 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 }
             };
             let ui = async {
-                let action = tui::run(app, rx, move |bytes| drop(input_tx.try_send(bytes)), tui::RunOptions {
+                let to_command = move |to| match to {
+                    tui::ToCommand::Input(bytes) => drop(input_tx.try_send(bytes)),
+                    // The kernel sends the command SIGWINCH; a pty whose command
+                    // has gone may refuse, which changes nothing.
+                    tui::ToCommand::Resize { cols, rows } => drop(crate::sys::set_window_size(master.get_ref(), cols, rows)),
+                };
+                let action = tui::run(app, rx, to_command, tui::RunOptions {
                     fps: 20,
                     stderr_to: Some(dashboard_stderr.clone()),
                     answers: Some(answer_tx),

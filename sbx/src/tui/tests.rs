@@ -221,7 +221,7 @@ fn empty_session() {
     assert_eq!(s[26], "┌ 2 Output ────────────────────────────────────────────────┐┌ 3 Events 1 ──────────────────────────────────────────────┐");
     assert_eq!(s[27], "│(no output yet)                                           ││ +0:00 start  npm install                                 │");
     assert_eq!(s[38], "└──────────────────────────────────────────────────────────┘└──────────────────────────────────────────────────────────┘");
-    assert_eq!(s[39], "q quit ? help Tab pane Enter detail / filter s sort space pause e export");
+    assert_eq!(s[39], "q quit ? help Tab pane Enter detail / filter s sort space pause e export z zoom");
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn compact_80x24() {
     assert_eq!(s[5], "│2      landlock write    /etc/x                                        +0:02  │");
     assert_eq!(s[6], "│1      proxy    connect  evil.example:443                              +0:04  │");
     assert_eq!(s[7], "│1      seccomp  mount    mount(\"tmpfs\", \"/mnt\", \"tmpfs\", 0, NULL)      +0:03  │");
-    assert_eq!(s[23], "q quit ? help Tab pane Enter detail / filter s sort space pause e export");
+    assert_eq!(s[23], "q quit ? help Tab pane Enter detail / filter s sort space pause e export z zoom");
     // The other half shows the output until another pane is chosen.
     assert_contains(&s, "┌ 2 Output ");
     let mut app = app;
@@ -487,30 +487,149 @@ fn quit_asks_while_running() {
 #[test]
 fn output_pane_and_forwarded_keys() {
     let mut app = few_denials();
+    // The pty takes the pane's size.
+    assert_eq!(app.update(Msg::Resize(120, 40)), Action::ResizePty { cols: 58, rows: 11 });
+    assert_eq!(app.update(Msg::Resize(120, 40)), Action::None);
     app.update(Msg::Output(b"$ npm install\r\nadded 3 packages\r\nprogress 10%\rprogress 100%\r\n\x1b[32mdone\x1b[0m\r\n".to_vec()));
     app.update(key(KeyCode::Tab));
     assert_eq!(app.focus, Pane::Output);
     let s = screen(&app, 120, 40);
-    assert_contains(&s, "┌ 2 Output · typing goes to the command, Tab leaves ");
+    assert_contains(&s, "┌ 2 Output · typing goes to the command, Tab leaves");
     assert_contains(&s, "│$ npm install ");
     assert_contains(&s, "│progress 100% ");
     assert_contains(&s, "│done ");
-    assert_eq!(s[39], "Tab leave output S-PgUp/PgDn scroll keys go to the command");
+    assert_eq!(s[39], "Tab leave output Ctrl-] zoom S-PgUp/PgDn scroll keys go to the command");
     assert_eq!(app.update(ch('q')), Action::SendInput(b"q".to_vec()));
     assert_eq!(app.update(ch('?')), Action::SendInput(b"?".to_vec()));
+    assert_eq!(app.update(ch('z')), Action::SendInput(b"z".to_vec()));
     assert_eq!(app.update(key(KeyCode::Enter)), Action::SendInput(b"\r".to_vec()));
     assert_eq!(app.update(key(KeyCode::Backspace)), Action::SendInput(vec![0x7f]));
     assert_eq!(app.update(key(KeyCode::Up)), Action::SendInput(b"\x1b[A".to_vec()));
     assert_eq!(app.update(Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL))), Action::SendInput(vec![3]));
+    // The command asks for application cursor keys (as vim and less do).
+    app.update(Msg::Output(b"\x1b[?1h".to_vec()));
+    assert_eq!(app.update(key(KeyCode::Up)), Action::SendInput(b"\x1bOA".to_vec()));
     // Shift-Up scrolls the scrollback instead.
+    for i in 0..20 {
+        app.update(Msg::Output(format!("line {i}\r\n").into_bytes()));
+    }
+    // The pane's first row.
+    let top = |app: &App| screen(app, 120, 40)[27].chars().take(10).collect::<String>();
+    assert_eq!(top(&app), "│line 10  ");
     assert_eq!(app.update(Msg::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::SHIFT))), Action::None);
-    let s = screen(&app, 120, 40);
-    assert_contains(&s, "┌ 2 Output · typing goes to the command, Tab leaves · scrol┐");
-    assert_contains(&s, "│progress 100% ");
-    assert_absent(&s, "│done ");
+    assert_contains(&screen(&app, 120, 40), "┌ 2 Output · typing goes to the command, Tab leaves · scrol┐");
+    assert_eq!(top(&app), "│line 9   ");
+    assert_eq!(app.update(Msg::Key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::SHIFT))), Action::None);
+    assert_eq!(top(&app), "│$ npm ins");
+    // Typing goes back to the live screen.
+    assert_eq!(app.update(ch('x')), Action::SendInput(b"x".to_vec()));
+    assert_eq!(top(&app), "│line 10  ");
     assert_eq!(app.update(key(KeyCode::Tab)), Action::None);
     assert_eq!(app.focus, Pane::Tail);
     assert_eq!(app.update(ch('q')), Action::None);
+}
+
+/// The pane is a terminal: colours and attributes, the alternate screen,
+/// wide characters, the cursor; and the pty follows the pane's size.
+#[test]
+fn the_output_pane_is_a_terminal() {
+    let mut app = few_denials();
+    app.update(Msg::Resize(120, 40));
+    app.update(Msg::Output("plain\r\n\x1b[1;31mred\x1b[0m \x1b[7mrev\x1b[0m 漢字\x1b[?1049h\x1b[2J\x1b[1;1Htop\x1b[11;58Hz\x1b[5;3H".as_bytes().to_vec()));
+    app.update(ch('2'));
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|f| app.render(f)).unwrap();
+    let s = buffer_lines(terminal.backend().buffer());
+    show(&s);
+    // The pane's inside is rows 27..=37, columns 1..=58.
+    assert_eq!(s[26], "┌ 2 Output · typing goes to the command, Tab leaves ───────┐┌ 3 Events 8 ──────────────────────────────────────────────┐");
+    assert!(s[27].starts_with("│top                                                       │"), "{}", s[27]);
+    assert!(s[37].starts_with("│                                                         z│"), "{}", s[37]);
+    // The cursor is where the command left it.
+    terminal.backend_mut().assert_cursor_position((1 + 2, 27 + 4));
+    // Back on the main screen: attributes and a wide character.
+    app.update(Msg::Output(b"\x1b[?1049l".to_vec()));
+    terminal.draw(|f| app.render(f)).unwrap();
+    let buf = terminal.backend().buffer();
+    assert!(buffer_lines(buf)[27].starts_with("│plain "));
+    let red = &buf[(1, 28)];
+    assert_eq!((red.symbol(), red.fg, red.modifier.contains(ratatui::style::Modifier::BOLD)), ("r", ratatui::style::Color::Indexed(1), true));
+    assert!(!buf[(4, 28)].modifier.contains(ratatui::style::Modifier::BOLD));
+    assert!(buf[(5, 28)].modifier.contains(ratatui::style::Modifier::REVERSED));
+    assert_eq!([buf[(9, 28)].symbol(), buf[(11, 28)].symbol()], ["漢", "字"]);
+    // A smaller terminal: the compact layout's lower half.
+    assert_eq!(app.update(Msg::Resize(80, 24)), Action::ResizePty { cols: 78, rows: 8 });
+    assert_eq!(crate::tui::initial_pty_size(120, 40, Start::Dashboard), (58, 11));
+    assert_eq!(crate::tui::initial_pty_size(80, 24, Start::Dashboard), (78, 8));
+    assert_eq!(crate::tui::initial_pty_size(80, 24, Start::Zoom), (80, 23));
+    // Narrow, with another pane chosen: the output pane is not drawn and
+    // the pty keeps its size.
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Tail);
+    assert_eq!(app.update(Msg::Resize(50, 14)), Action::None);
+    assert_eq!(app.update(ch('2')), Action::ResizePty { cols: 48, rows: 8 });
+}
+
+/// Zoom: every key but Ctrl-] goes to the command, the status line keeps
+/// the counters, and the pty takes the whole terminal but that line.
+#[test]
+fn zoom_gives_the_command_every_key_but_one() {
+    let mut app = few_denials().start(Start::Zoom);
+    assert_eq!(app.update(Msg::Resize(120, 40)), Action::ResizePty { cols: 120, rows: 39 });
+    app.update(Msg::Output(b"\x1b[2J\x1b[Hvim here\x1b[39;1H-- INSERT --".to_vec()));
+    let s = screen(&app, 120, 40);
+    assert_eq!(s[0], "vim here");
+    assert_eq!(s[38], "-- INSERT --");
+    assert_eq!(s[39], " sbx Ctrl-] dashboard │ running 1:05 │ denials 4: landlock 2 seccomp 1 proxy 1 │ newest: proxy connect evil.example:443");
+    let ctrl = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+    for (k, bytes) in [
+        (ctrl('c'), vec![3]),
+        (key(KeyCode::Esc), vec![0x1b]),
+        (key(KeyCode::Tab), b"\t".to_vec()),
+        (ch('q'), b"q".to_vec()),
+        (ch('z'), b"z".to_vec()),
+        (ch('?'), b"?".to_vec()),
+        (key(KeyCode::BackTab), b"\x1b[Z".to_vec()),
+        (ctrl('\\'), vec![0x1c]),
+    ] {
+        assert_eq!(app.update(k), Action::SendInput(bytes));
+    }
+    assert_eq!(app.overlay, crate::tui::app::Overlay::None);
+    // Ctrl-] as a terminal sends it (0x1d, which crossterm reads as Ctrl-5).
+    assert_eq!(app.update(ctrl('5')), Action::ResizePty { cols: 58, rows: 11 });
+    assert!(!app.zoom);
+    assert_contains(&screen(&app, 120, 40), "┌ 1 Violations 3/3");
+    // `z` zooms from a pane, Ctrl-] from the output pane too.
+    assert_eq!(app.update(ch('z')), Action::ResizePty { cols: 120, rows: 39 });
+    assert_eq!(app.update(ctrl(']')), Action::ResizePty { cols: 58, rows: 11 });
+    app.update(ch('2'));
+    assert_eq!(app.update(ctrl(']')), Action::ResizePty { cols: 120, rows: 39 });
+    // The command ends: the dashboard comes back.
+    assert_eq!(app.update(Msg::Exited(0)), Action::ResizePty { cols: 58, rows: 11 });
+    assert!(!app.zoom);
+}
+
+/// A prompt that arrives while zoomed waits, said on the status line; no
+/// key typed for the command answers it.
+#[test]
+fn a_prompt_waits_while_zoomed() {
+    let mut app = few_denials().start(Start::Zoom);
+    app.update(Msg::Resize(100, 30));
+    let deadline = app.now + Duration::from_secs(30);
+    app.update(Msg::Ask(Ask { id: 7, host: "evil.example".into(), port: 443, protocol: "connect", config: "/w/sbx.jsonc".into(), deadline }));
+    let s = screen(&app, 100, 30);
+    assert!(s[29].starts_with(" sbx Ctrl-] dashboard │ request to evil.example:443 held: Ctrl-], Tab to answer (30 s) │"), "{}", s[29]);
+    assert_absent(&s, "Reach evil.example");
+    for c in "aAdD\t".chars() {
+        tick(&mut app, 600);
+        assert!(matches!(app.update(ch(c)), Action::SendInput(_)));
+    }
+    assert_eq!(app.asks.len(), 1);
+    app.update(Msg::Key(KeyEvent::new(KeyCode::Char(']'), KeyModifiers::CONTROL)));
+    assert_contains(&screen(&app, 100, 30), "Reach evil.example:443 (connect)?");
+    app.update(key(KeyCode::Tab));
+    tick(&mut app, 600);
+    assert_eq!(app.update(ch('d')), Action::Answer(7, crate::proxy::ask::Answer::DenyOnce));
 }
 
 #[test]
