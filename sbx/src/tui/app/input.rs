@@ -45,7 +45,7 @@ impl App {
                 self.zoom = false;
                 return Action::None;
             }
-            return self.to_command(&key);
+            return self.send_to_command(&key);
         }
         // A held connection's prompt answers only once it has the keyboard:
         // Tab gives it (a key that never reaches the command), Esc gives it
@@ -157,7 +157,7 @@ impl App {
                 KeyCode::PageDown if shift => self.output.scroll(-page),
                 KeyCode::Up if shift => self.output.scroll(1),
                 KeyCode::Down if shift => self.output.scroll(-1),
-                _ => return self.to_command(&key),
+                _ => return self.send_to_command(&key),
             }
             return Action::None;
         }
@@ -207,7 +207,7 @@ impl App {
 
     /// `key` as the command's terminal would send it. Typing returns to the
     /// live screen, as in a terminal.
-    fn to_command(&mut self, key: &KeyEvent) -> Action {
+    fn send_to_command(&mut self, key: &KeyEvent) -> Action {
         let cursor = if self.output.screen().application_cursor() { keys::CursorKeys::Application } else { keys::CursorKeys::Normal };
         match keys::bytes(key, cursor) {
             Some(bytes) => {
