@@ -584,7 +584,7 @@ fn less_started_zoomed_looks_as_in_a_terminal() {
 /// A small curses program: a box, colours, a wide character, its size,
 /// redrawn on every resize.
 const CURSES_PY: &str = r#"
-import curses
+import curses, sys
 def draw(s):
     s.erase()
     s.box()
@@ -592,7 +592,8 @@ def draw(s):
     s.addstr(1, 2, "size %dx%d" % (cols, lines), curses.A_BOLD)
     s.addstr(2, 2, "red and reverse", curses.color_pair(1))
     s.addstr(2, 20, "rev", curses.A_REVERSE)
-    s.addstr(3, 2, "\u6f22\u5b57 wide")
+    if sys.argv[1:] != ["ascii"]:
+        s.addstr(3, 2, "\u6f22\u5b57 wide")
     s.refresh()
 def main(s):
     curses.start_color()
@@ -666,4 +667,131 @@ fn zoomed_every_key_but_ctrl_bracket_reaches_the_command() {
     t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
     t.keys(&["y"]);
     t.wait_for("the exit summary", |s| !s.contains("Violations"));
+}
+
+/// Issue 20: outside a UTF-8 locale curses draws lines with the DEC special
+/// graphics set (`ESC ( 0`, then `lqqk`), which the emulator has not: the
+/// pane shows the lines a terminal shows.
+#[test]
+fn curses_line_drawing_outside_utf8_looks_as_in_a_terminal() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    let ws = Workspace::new(As::Root);
+    ws.write("box.py", CURSES_PY);
+    let program = "env LC_ALL=C /usr/bin/python3 box.py ascii";
+    let t = start(&ws, "acs", "", program);
+    t.wait_for("the program in the pane", |s| s.contains("size 58x11"));
+    let direct = Tmux::start("acs-direct", 58, 11, &format!("cd {} && {program}; sleep 30", ws.path().display()));
+    // tmux keeps line-drawing cells as their letters (`capture-pane -p`
+    // shows `lqqk`), marked as such in `-e`'s output (SO ... SI): drawn, and
+    // compared, as the lines tmux shows.
+    let drawn = || {
+        let raw = direct.tmux(&["capture-pane", "-t", &direct.session, "-p", "-e"]);
+        let (mut out, mut graphics, mut chars) = (String::new(), false, raw.chars());
+        while let Some(c) = chars.next() {
+            match c {
+                '\x0e' => graphics = true,
+                '\x0f' => graphics = false,
+                // An SGR sequence: its attributes are not compared here.
+                '\x1b' => for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                },
+                c if graphics => out.push(match c {
+                    'j' => '┘',
+                    'k' => '┐',
+                    'l' => '┌',
+                    'm' => '└',
+                    'q' => '─',
+                    'x' => '│',
+                    other => other,
+                }),
+                c => out.push(c),
+            }
+        }
+        let mut rows: Vec<String> = out.lines().map(|l| l.trim_end().to_string()).collect();
+        while rows.last().is_some_and(|l| l.is_empty()) {
+            rows.pop();
+        }
+        rows
+    };
+    let pane = || output_pane(&t.screen()).map(|(rows, _)| rows).unwrap_or_default();
+    for _ in 0..100 {
+        if drawn().len() == 11 && pane() == drawn() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pane(), drawn(), "curses in the C locale: sbx's pane, then the program run directly");
+    assert!(pane()[0].starts_with("┌───"), "{}", t.screen());
+    t.keys(&["2"]);
+    t.keys(&["q"]);
+    t.wait_for("the command's end", |s| s.contains("exited 0"));
+}
+
+/// Issue 20: an `--ask` request that arrives while the command is zoomed
+/// waits, said on the status line; keys typed for the command (the prompt's
+/// own letters included) answer nothing; Ctrl-] then Tab answers it.
+#[test]
+fn a_prompt_waits_while_zoomed_and_typing_answers_nothing() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    let (port, hits) = http_server();
+    let ws = Workspace::new(As::Root);
+    ws.write("fetch.py", FETCH_PY);
+    let log = ws.path().join("audit.jsonl");
+    let script = format!(
+        "(/usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied) & read line; echo \"got-$line\"; wait; sleep 60"
+    );
+    let t = start(&ws, "zoomask", &format!("--zoom --ask --log {}", log.display()), &script);
+    let screen = t.wait_for("the status line", |s| s.contains(&format!("request to 127.0.0.1:{port} held: Ctrl-], Tab to answer")));
+    assert!(!screen.contains("Reach 127.0.0.1"), "the prompt covers the command:\n{screen}");
+    t.keys(&["-l", "aAdD"]);
+    t.keys(&["Tab", "Enter"]);
+    let screen = t.wait_for("the command's answer", |s| s.contains("got-aAdD"));
+    assert!(screen.contains(&format!("request to 127.0.0.1:{port} held")), "answered:\n{screen}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    t.keys(&["C-]"]);
+    t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
+    t.keys(&["Tab"]);
+    t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    std::thread::sleep(Duration::from_millis(600));
+    t.keys(&["a"]);
+    t.wait_for("the fetch", |s| s.contains("fetch-ok"));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    t.wait_for("the session's end", |_| read_log(&log).iter().any(|e| e["type"] == "session_end"));
+    let answers: Vec<String> = read_log(&log).iter().filter(|e| e["type"] == "policy").map(|e| e["action"].as_str().unwrap().to_string()).collect();
+    assert_eq!(answers, ["allow_once"]);
+}
+
+/// Issue 20: Claude Code under the dashboard showed its messages with the
+/// spaces missing ("UnabletoconnecttoAnthropicservices"): ink places words
+/// with cursor movements, which the line-keeping pane dropped.
+#[test]
+fn claude_code_in_the_pane_keeps_its_spaces() {
+    require_root!();
+    require_tool("tmux");
+    let Some(claude) = std::env::var_os("SBX_TEST_CLAUDE").map(std::path::PathBuf::from).filter(|p| p.is_file()) else {
+        sbx_integration_tests::skip!("Claude Code is not installed: run the tests through `cargo xtask test`")
+    };
+    let ws = Workspace::new(As::Root);
+    let home = tempfile::tempdir().unwrap();
+    // No model to reach: the API address refuses at once, without retries.
+    let shell = format!(
+        "cd {} && env HOME={} ANTHROPIC_API_KEY=sk-test ANTHROPIC_BASE_URL=http://127.0.0.1:9 CLAUDE_CODE_MAX_RETRIES=0 DISABLE_AUTOUPDATER=1 {} monitor -t code -- {}; sleep 30",
+        ws.path().display(),
+        home.path().display(),
+        sbx_bin().display(),
+        claude.display()
+    );
+    let t = Tmux::start("claude", 120, 40, &shell);
+    let screen = t.wait_for("Claude Code's message", |s| output_pane(s).is_some_and(|(rows, _)| rows.iter().any(|r| r.contains("to connect to"))));
+    let (rows, _) = output_pane(&screen).unwrap();
+    assert!(!rows.iter().any(|r| r.contains("toconnectto")), "{screen}");
 }

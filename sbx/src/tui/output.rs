@@ -13,6 +13,10 @@
 //! about 32 bytes per character of kept text, and never more than
 //! `MAX_SCROLLBACK` times the widest row.
 //!
+//! The emulator has no DEC special graphics character set, with which
+//! curses draws lines outside UTF-8 locales (`ESC ( 0`, then `lqqk` for
+//! `┌──┐`): `Charsets` translates those characters to Unicode on the way in.
+//!
 //! The command may ask its terminal questions. Only those whose answer
 //! does not depend on anything the command wrote are answered: the status
 //! report (`CSI 5 n`), the cursor position (`CSI 6 n`, which programs such
@@ -55,8 +59,110 @@ impl vt100::Callbacks for Replies {
     }
 }
 
+/// Where a byte stands in the escape-sequence grammar: only printed
+/// characters are translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Parse {
+    #[default]
+    Ground,
+    /// After ESC.
+    Escape,
+    /// After `ESC (` (G0) or `ESC )` (G1): the set's name follows.
+    Designate(usize),
+    /// After `ESC` and another intermediate byte: one final byte follows.
+    EscapeFinal,
+    /// After `ESC [`: until a final byte in 0x40..=0x7e.
+    Csi,
+    /// After `ESC ]` (and DCS, APC, PM, SOS): until BEL or `ESC \`.
+    String,
+    /// ESC inside a string.
+    StringEscape,
+}
+
+/// The G0 and G1 character sets and which is in use (SO/SI), for DEC
+/// special graphics (line drawing).
+#[derive(Debug, Default)]
+struct Charsets {
+    graphics: [bool; 2],
+    shifted: bool,
+    parse: Parse,
+}
+
+impl Charsets {
+    /// `bytes` with the printed characters of the graphics set as UTF-8;
+    /// borrowed unchanged when the set is not in use and not named.
+    fn translate<'a>(&mut self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if !self.graphics[usize::from(self.shifted)] && !bytes.contains(&0x1b) && !bytes.contains(&0x0e) && self.parse == Parse::Ground {
+            return std::borrow::Cow::Borrowed(bytes);
+        }
+        let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 2);
+        for &b in bytes {
+            match self.parse {
+                Parse::Ground => match b {
+                    0x1b => self.parse = Parse::Escape,
+                    0x0e => self.shifted = true,
+                    0x0f => self.shifted = false,
+                    0x5f..=0x7e if self.graphics[usize::from(self.shifted)] => {
+                        let mut buf = [0; 4];
+                        out.extend_from_slice(dec_graphic(b).encode_utf8(&mut buf).as_bytes());
+                        continue;
+                    }
+                    _ => {}
+                },
+                Parse::Escape => {
+                    self.parse = match b {
+                        b'[' => Parse::Csi,
+                        b']' | b'P' | b'_' | b'^' | b'X' => Parse::String,
+                        b'(' => Parse::Designate(0),
+                        b')' => Parse::Designate(1),
+                        0x20..=0x2f => Parse::EscapeFinal,
+                        b'c' => {
+                            // A full reset: both sets back to ASCII.
+                            *self = Self::default();
+                            Parse::Ground
+                        }
+                        _ => Parse::Ground,
+                    }
+                }
+                Parse::Designate(g) => {
+                    self.graphics[g] = b == b'0';
+                    self.parse = Parse::Ground;
+                }
+                Parse::EscapeFinal => self.parse = Parse::Ground,
+                Parse::Csi => {
+                    if (0x40..=0x7e).contains(&b) {
+                        self.parse = Parse::Ground;
+                    }
+                }
+                Parse::String => match b {
+                    0x07 => self.parse = Parse::Ground,
+                    0x1b => self.parse = Parse::StringEscape,
+                    _ => {}
+                },
+                Parse::StringEscape => self.parse = if b == b'\\' { Parse::Ground } else { Parse::String },
+            }
+            // CAN and SUB cancel a sequence.
+            if matches!(b, 0x18 | 0x1a) {
+                self.parse = Parse::Ground;
+            }
+            out.push(b);
+        }
+        std::borrow::Cow::Owned(out)
+    }
+}
+
+/// The DEC special graphics character for `b` (0x5f..=0x7e), as xterm
+/// draws it.
+fn dec_graphic(b: u8) -> char {
+    const TABLE: [char; 32] = [
+        ' ', '◆', '▒', '␉', '␌', '␍', '␊', '°', '±', '␤', '␋', '┘', '┐', '┌', '└', '┼', '⎺', '⎻', '─', '⎼', '⎽', '├', '┤', '┴', '┬', '│', '≤', '≥', 'π', '≠', '£', '·',
+    ];
+    TABLE[usize::from(b.saturating_sub(0x5f)).min(31)]
+}
+
 pub struct Output {
     parser: vt100::Parser<Replies>,
+    charsets: Charsets,
     /// Bytes received, in total.
     pub bytes: u64,
 }
@@ -75,14 +181,19 @@ fn nonzero(n: u16) -> NonZeroU16 {
 impl Output {
     /// A blank screen of `cols` x `rows` (each at least 1).
     pub fn new(cols: u16, rows: u16) -> Self {
-        Self { parser: vt100::Parser::new_with_callbacks(nonzero(rows), nonzero(cols), MAX_SCROLLBACK, Replies::default()), bytes: 0 }
+        Self {
+            parser: vt100::Parser::new_with_callbacks(nonzero(rows), nonzero(cols), MAX_SCROLLBACK, Replies::default()),
+            charsets: Charsets::default(),
+            bytes: 0,
+        }
     }
 
     /// Feeds the command's bytes; returns the answers to its questions, to
     /// be written to its pty.
     pub fn push(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
         self.bytes += bytes.len() as u64;
-        self.parser.process(bytes);
+        let bytes = self.charsets.translate(bytes);
+        self.parser.process(&bytes);
         let out = &mut self.parser.callbacks_mut().out;
         (!out.is_empty()).then(|| std::mem::take(out).into_bytes())
     }
@@ -154,6 +265,21 @@ mod tests {
         assert_eq!(o.rows_text()[3], "漢字ok");
         assert!(o.screen().cell(3, 0).unwrap().is_wide());
         assert!(o.screen().cell(3, 1).unwrap().is_wide_continuation());
+    }
+
+    #[test]
+    fn dec_line_drawing_becomes_unicode() {
+        let mut o = Output::new(20, 4);
+        // G0 named graphics, with an SGR in between whose final byte (`m`)
+        // is in the graphics range; then back to ASCII.
+        o.push(b"\x1b(0lq\x1b[1mqk\x1b[0m\x1b(B lqk\r\n");
+        // G1 named graphics, shifted in and out, split across two writes.
+        o.push(b"\x1b)0x\x0ex\x1b");
+        o.push(b"]0;title q\x07mj\x0fx");
+        assert_eq!(o.rows_text()[..2], ["┌──┐ lqk", "x│└┘x"]);
+        o.push(b"\x1b(0\x1bc");
+        o.push(b"q");
+        assert_eq!(o.rows_text()[0], "q");
     }
 
     #[test]

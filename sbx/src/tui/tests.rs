@@ -604,9 +604,14 @@ fn zoom_gives_the_command_every_key_but_one() {
     assert_eq!(app.update(ctrl(']')), Action::ResizePty { cols: 58, rows: 11 });
     app.update(ch('2'));
     assert_eq!(app.update(ctrl(']')), Action::ResizePty { cols: 120, rows: 39 });
-    // The command ends: the dashboard comes back.
-    assert_eq!(app.update(Msg::Exited(0)), Action::ResizePty { cols: 58, rows: 11 });
+    // The command ends: the dashboard comes back, and its last screen keeps
+    // its size, which zoom shows whole.
+    assert_eq!(app.update(Msg::Exited(0)), Action::None);
     assert!(!app.zoom);
+    assert_contains(&screen(&app, 120, 40), "┌ 1 Violations 3/3");
+    assert_eq!(app.update(ctrl(']')), Action::None);
+    assert!(app.zoom);
+    assert_eq!(screen(&app, 120, 40)[38], "-- INSERT --");
 }
 
 /// A prompt that arrives while zoomed waits, said on the status line; no
@@ -1133,4 +1138,81 @@ fn the_agent_configuration_question_takes_r_or_k_once_armed_and_shows_the_diff_e
     app.update(Msg::Review(vec![super::ReviewFile { path: "/w/.claude/settings.json".into(), diff: vec![] }]));
     tick(&mut app, 500);
     assert_eq!(app.update(key(KeyCode::Enter)), Action::Reviewed(false));
+}
+
+/// A full screen of `cols` x `rows` as a full-screen program draws it:
+/// every cell coloured (256 colours, bold every third), from the top left;
+/// `seed` changes every cell.
+fn full_screen(cols: u16, rows: u16, seed: u32) -> Vec<u8> {
+    let mut out = b"\x1b[H".to_vec();
+    for row in 0..u32::from(rows) {
+        out.extend_from_slice(format!("\x1b[{};1H", row + 1).as_bytes());
+        for col in 0..u32::from(cols) {
+            let n = (row * 7 + col + seed) % 256;
+            let c = char::from(b'!' + ((row + col + seed) % 90) as u8);
+            let bold = if (col + seed).is_multiple_of(3) { "1;" } else { "" };
+            out.extend_from_slice(format!("\x1b[{bold}38;5;{n}m{c}").as_bytes());
+        }
+        out.extend_from_slice(b"\x1b[0m");
+    }
+    out
+}
+
+/// Figures for `cargo xtask bench tui` (which sets `SBX_BENCH_FIGURES` and
+/// runs it in a release build), one `figure NAME VALUE` line each; nothing
+/// is asserted on them. Under `cargo test` it runs small, and checks that
+/// the scroll-back fills to its bound.
+#[test]
+fn bench_figures() {
+    let full = std::env::var_os("SBX_BENCH_FIGURES").is_some();
+    let figure = |name: &str, value: f64| println!("figure {name} {value:.3}");
+    // Memory first, before anything else has grown the heap: 12,000 lines
+    // of 100 characters through a 120x40 screen fill the 10,000 rows of
+    // scroll-back.
+    let before = rss();
+    let mut output = output::Output::new(120, 40);
+    let line: String = (0..100).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    for i in 0..12_000 {
+        output.push(format!("{i:>6} {line}\r\n").as_bytes());
+    }
+    assert_eq!(output.screen().scrollback_len(), MAX_SCROLLBACK);
+    figure("scrollback_10000_rows_of_107_chars_rss_mib", (rss().saturating_sub(before)) as f64 / f64::from(1 << 20));
+    drop(output);
+
+    // The emulator's throughput on plain lines and on a coloured full screen.
+    let mut output = output::Output::new(120, 40);
+    let text: Vec<u8> = (0..if full { 200_000 } else { 2_000 }).flat_map(|i| format!("{i:>8} {line}\r\n").into_bytes()).collect();
+    let t = Instant::now();
+    output.push(&text);
+    figure("emulator_plain_lines_mib_per_s", text.len() as f64 / f64::from(1 << 20) / t.elapsed().as_secs_f64());
+    let screens: Vec<Vec<u8>> = (0..2).map(|seed| full_screen(200, 49, seed)).collect();
+    let mut output = output::Output::new(200, 49);
+    let t = Instant::now();
+    let mut bytes = 0;
+    for i in 0..if full { 200 } else { 2 } {
+        output.push(&screens[i % 2]);
+        bytes += screens[i % 2].len();
+    }
+    figure("emulator_coloured_full_screens_mib_per_s", bytes as f64 / f64::from(1 << 20) / t.elapsed().as_secs_f64());
+
+    // Frames: zoomed at 200x50 and in the pane at 120x40, each frame with
+    // a new full screen from the command (every cell changes), and without.
+    for (name, start, (w, h)) in [("zoomed_200x50", Start::Zoom, (200, 50)), ("pane_120x40", Start::Dashboard, (120, 40))] {
+        let mut app = few_denials().start(start);
+        let Action::ResizePty { cols, rows } = app.update(Msg::Resize(w, h)) else { panic!("no pty size") };
+        let screens: Vec<Vec<u8>> = (0..2).map(|seed| full_screen(cols, rows, seed)).collect();
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let frames = if full { 200 } else { 2 };
+        let t = Instant::now();
+        for i in 0..frames {
+            app.update(Msg::Output(screens[i % 2].clone()));
+            terminal.draw(|f| app.render(f)).unwrap();
+        }
+        figure(&format!("frame_{name}_new_full_screen_ms"), t.elapsed().as_secs_f64() * 1e3 / frames as f64);
+        let t = Instant::now();
+        for _ in 0..frames {
+            terminal.draw(|f| app.render(f)).unwrap();
+        }
+        figure(&format!("frame_{name}_unchanged_ms"), t.elapsed().as_secs_f64() * 1e3 / frames as f64);
+    }
 }

@@ -419,8 +419,13 @@ impl App {
     }
 
     /// The size of the command's screen wanted now, when it differs from the
-    /// pty's: the emulator takes it at once.
+    /// pty's: the emulator takes it at once. Once the command has ended its
+    /// last screen keeps the size it was drawn at (a narrower one would cut
+    /// its lines): the pane shows its top left, zoom all of it.
     fn resize_pty(&mut self) -> Option<(u16, u16)> {
+        if self.state != RunState::Running {
+            return None;
+        }
         let (w, h) = self.term_size?;
         let area = super::view::output_area(self, ratatui::layout::Rect::new(0, 0, w, h))?;
         let size = (area.width, area.height);
@@ -441,8 +446,8 @@ impl App {
             // The emulator's answers to the command's questions go back to it.
             Msg::Output(bytes) => self.output.push(&bytes).map_or(Action::None, Action::SendInput),
             Msg::Exited(code) => {
-                // What the command left on its screen stays in the output
-                // pane; the dashboard comes back for the review.
+                // What the command left on its screen stays (`z` shows all
+                // of it); the dashboard comes back for the review.
                 self.zoom = false;
                 self.state = RunState::Exited(code);
                 self.ended_at.get_or_insert(self.now);
@@ -457,6 +462,8 @@ impl App {
                 Action::None
             }
             Msg::Review(files) => {
+                // The question needs the dashboard.
+                self.zoom = false;
                 self.review = Some((files, self.now));
                 Action::None
             }
