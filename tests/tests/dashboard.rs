@@ -489,7 +489,8 @@ fn output_pane(screen: &str) -> Option<(Vec<String>, (u16, u16))> {
 /// program's screen run directly in `direct`; panics with both otherwise.
 fn assert_same_screen(what: &str, direct: &Tmux, sbx_rows: impl Fn() -> Vec<String>) {
     let (mut mine, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..100 {
+    // As generous as `Tmux::wait_for`.
+    for _ in 0..200 {
         mine = sbx_rows();
         theirs = direct.rows();
         // capture-pane leaves out trailing blank rows.
@@ -718,7 +719,7 @@ fn curses_line_drawing_outside_utf8_looks_as_in_a_terminal() {
         rows
     };
     let pane = || output_pane(&t.screen()).map(|(rows, _)| rows).unwrap_or_default();
-    for _ in 0..100 {
+    for _ in 0..200 {
         if drawn().len() == 11 && pane() == drawn() {
             break;
         }

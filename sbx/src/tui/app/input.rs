@@ -11,7 +11,7 @@ fn is_zoom_key(key: &KeyEvent) -> bool {
     key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char(']' | '5'))
 }
 
-/// How `ZOOM_KEY` is written on the screen.
+/// The zoom key (`is_zoom_key`) as the screen names it.
 pub const ZOOM_KEY: &str = "Ctrl-]";
 
 impl App {
