@@ -344,6 +344,16 @@ fn tiny_sizes_do_not_panic() {
             }
         }
     }
+    // Zoomed, with a wide character at the right edge, resized through
+    // every small size (the emulator's screen follows).
+    let mut app = few_denials().start(Start::Zoom);
+    for w in 1..=30 {
+        for h in 1..=8 {
+            app.update(Msg::Resize(w, h));
+            app.update(Msg::Output("\x1b[H漢字漢字漢字漢字漢字漢字漢字\x1b[2;3Hx".as_bytes().to_vec()));
+            screen(&app, w, h);
+        }
+    }
 }
 
 #[test]
