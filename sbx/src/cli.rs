@@ -218,6 +218,11 @@ pub struct MonitorArgs {
     /// deny once, deny always. Unanswered requests are denied.
     #[arg(long, conflicts_with = "no_tui")]
     pub ask: bool,
+    /// Start zoomed: the command has the whole terminal but a status line
+    /// (denials, held --ask prompts) and every key but Ctrl-], which shows
+    /// the dashboard.
+    #[arg(long, conflicts_with = "no_tui")]
+    pub zoom: bool,
     /// Seconds a held connection waits for an answer before it is denied.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, requires = "ask", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ask_timeout: u64,

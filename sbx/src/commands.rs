@@ -25,7 +25,8 @@ pub fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("the dashboard needs a terminal on stdout: run `sbx monitor --no-tui --log FILE -- CMD` instead");
     }
     let ask = args.ask.then_some(std::time::Duration::from_secs(args.ask_timeout));
-    sandboxed(args.run, Some((session::Trace::IfPossible, args.ring_bytes, dashboard)), ask)
+    let start = if args.zoom { crate::tui::Start::Zoom } else { crate::tui::Start::Dashboard };
+    sandboxed(args.run, Some((session::Trace::IfPossible, args.ring_bytes, dashboard, start)), ask)
 }
 
 /// `sbx doctor`.
@@ -219,7 +220,7 @@ fn load_policy(args: &PolicyArgs, limit_flags: &crate::limits::LimitsConfig, run
     Ok((loaded, policy))
 }
 
-fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
+fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool, crate::tui::Start)>, ask: Option<std::time::Duration>) -> anyhow::Result<ExitCode> {
     let command = command_of(args.command, "run")?;
     let run_as = crate::identity::resolve(args.policy.user.as_deref())?;
     let (loaded, mut policy) = load_policy(&args.policy, &args.limits.as_config(), run_as.as_ref())?;
@@ -237,10 +238,10 @@ fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: O
     check_required(&args.require)?;
     // `sbx run --log` traces too: a log without the kernel's denials would
     // mislead whoever reads it. `sbx monitor` always traces.
-    let (trace, ring_bytes, summary, dashboard) = match monitor {
-        Some((t, ring, dashboard)) => (t, ring, true, dashboard),
-        None if args.log.is_some() => (session::Trace::IfPossible, monitor::tracer::DEFAULT_RING_BYTES, true, false),
-        None => (session::Trace::Off, monitor::tracer::DEFAULT_RING_BYTES, false, false),
+    let (trace, ring_bytes, summary, dashboard, dashboard_start) = match monitor {
+        Some((t, ring, dashboard, start)) => (t, ring, true, dashboard, start),
+        None if args.log.is_some() => (session::Trace::IfPossible, monitor::tracer::DEFAULT_RING_BYTES, true, false, crate::tui::Start::Dashboard),
+        None => (session::Trace::Off, monitor::tracer::DEFAULT_RING_BYTES, false, false, crate::tui::Start::Dashboard),
     };
     let options = session::Options {
         trace,
@@ -259,6 +260,7 @@ fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool)>, ask: O
         // The same -p twice is one (the second would collide with the first on the host).
         inbound: args.ports.iter().map(|p| std::net::SocketAddr::new(p.addr, p.port)).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
         dashboard,
+        dashboard_start,
         keep_agent_config: args.keep_agent_config,
         ask: ask.map(|timeout| session::AskOptions { config: loaded.edit_target(&policy.workspace), timeout }),
     };
@@ -337,6 +339,7 @@ pub fn learn(args: LearnArgs) -> anyhow::Result<ExitCode> {
             summary: false,
             inbound: Vec::new(),
             dashboard: false,
+            dashboard_start: crate::tui::Start::Dashboard,
             ask: None,
             keep_agent_config: false,
         };

@@ -444,3 +444,355 @@ fn piped_stdin_goes_to_the_command_and_keys_still_reach_the_dashboard() {
         assert!(done.exists(), "{who:?}: sbx did not quit on q, y; the screen:\n{}", t.screen());
     }
 }
+
+impl Tmux {
+    /// A detached tmux session of `cols` x `rows` running `shell`.
+    fn start(name: &str, cols: u16, rows: u16, shell: &str) -> Self {
+        let t = Tmux { session: format!("sbx-{name}-{}", std::process::id()) };
+        let (x, y) = (cols.to_string(), rows.to_string());
+        assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", &x, "-y", &y, shell]).status().unwrap().success());
+        t
+    }
+    /// The screen's rows, trailing blanks removed.
+    fn rows(&self) -> Vec<String> {
+        self.screen().lines().map(|l| l.trim_end().to_string()).collect()
+    }
+    fn resize(&self, cols: u16, rows: u16) {
+        self.tmux(&["resize-window", "-t", &self.session, "-x", &cols.to_string(), "-y", &rows.to_string()]);
+    }
+}
+
+/// The output pane's inside on a dashboard screen (rows between its
+/// borders, trailing blanks removed) and its size (columns, rows).
+fn output_pane(screen: &str) -> Option<(Vec<String>, (u16, u16))> {
+    // Each line as columns: a wide character, then a `None` for its second
+    // column.
+    let columns = |l: &str| -> Vec<Option<char>> {
+        l.chars().flat_map(|c| [Some(Some(c)), (unicode_width::UnicodeWidthChar::width(c) == Some(2)).then_some(None)]).flatten().collect()
+    };
+    let lines: Vec<Vec<Option<char>>> = screen.lines().map(columns).collect();
+    let title: Vec<Option<char>> = columns("┌ 2 Output");
+    let (top, left) = lines.iter().enumerate().find_map(|(i, l)| l.windows(title.len()).position(|w| w == title.as_slice()).map(|c| (i, c)))?;
+    let right = (left + 1..lines[top].len()).find(|&c| lines[top][c] == Some('┐'))?;
+    let mut rows = Vec::new();
+    for line in &lines[top + 1..] {
+        if line.get(left) == Some(&Some('└')) {
+            let size = ((right - left - 1) as u16, rows.len() as u16);
+            return Some((rows, size));
+        }
+        rows.push(line.get(left + 1..right)?.iter().flatten().collect::<String>().trim_end().to_string());
+    }
+    None
+}
+
+/// Waits until `sbx_rows` (what sbx shows of the command) equals the same
+/// program's screen run directly in `direct`; panics with both otherwise.
+fn assert_same_screen(what: &str, direct: &Tmux, sbx_rows: impl Fn() -> Vec<String>) {
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    // As generous as `Tmux::wait_for`.
+    for _ in 0..200 {
+        mine = sbx_rows();
+        theirs = direct.rows();
+        // capture-pane leaves out trailing blank rows.
+        while mine.last().is_some_and(|l| l.is_empty()) {
+            mine.pop();
+        }
+        while theirs.last().is_some_and(|l| l.is_empty()) {
+            theirs.pop();
+        }
+        if mine == theirs && !mine.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: sbx shows\n{}\n---- run directly:\n{}\n----", mine.join("\n"), theirs.join("\n"));
+}
+
+/// A known file of 100 numbered lines in `ws`.
+fn numbered_file(ws: &Workspace) {
+    let text: String = (1..=100).map(|i| format!("line number {i} of the known file\n")).collect();
+    ws.write("file.txt", &text);
+}
+
+/// Issue 20: vim in the output pane, then zoomed, shows what it shows in a
+/// terminal of the same size (cursor addressing, scroll regions, the
+/// alternate screen); the pty follows the pane, then the zoomed screen.
+#[test]
+fn vim_in_the_pane_and_zoomed_looks_as_in_a_terminal() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("vim");
+    let ws = Workspace::new(As::Root);
+    numbered_file(&ws);
+    let vim = "vim -u NONE -n file.txt";
+    let t = start(&ws, "vim", "", vim);
+    let screen = t.wait_for("vim in the pane", |s| output_pane(s).is_some_and(|(rows, _)| rows.iter().any(|r| r.contains("\"file.txt\" 100 lines"))));
+    let (_, (cols, rows)) = output_pane(&screen).unwrap();
+    assert_eq!((cols, rows), (58, 11), "the pane at 120x40:\n{screen}");
+    let direct = Tmux::start("vim-direct", cols, rows, &format!("cd {} && {vim}; sleep 30", ws.path().display()));
+    let pane = || output_pane(&t.screen()).map(|(rows, _)| rows).unwrap_or_default();
+    assert_same_screen("vim in the pane", &direct, pane);
+    // Keys reach vim through the pane: a jump, a deletion (a scroll
+    // region), line numbers (a full redraw).
+    t.keys(&["2"]);
+    for keys in [&["50G"][..], &["d", "d"], &[":set nu", "Enter"]] {
+        t.keys(keys);
+        direct.keys(keys);
+    }
+    assert_same_screen("vim in the pane after 50G, dd, :set nu", &direct, pane);
+    // Zoomed, vim gets the whole terminal but the status line.
+    t.keys(&["C-]"]);
+    direct.resize(120, 39);
+    let zoomed = || t.rows().into_iter().take(39).collect::<Vec<_>>();
+    assert_same_screen("vim zoomed", &direct, zoomed);
+    assert!(t.rows()[39].contains("Ctrl-] dashboard"), "{}", t.screen());
+    for keys in [&["gg"][..], &["/number 7", "Enter"], &["x"]] {
+        t.keys(keys);
+        direct.keys(keys);
+    }
+    assert_same_screen("vim zoomed after gg, /number 7, x", &direct, zoomed);
+    // Back to the dashboard: vim is in the pane again, at the pane's size.
+    t.keys(&["C-]"]);
+    direct.resize(cols, rows);
+    assert_same_screen("vim back in the pane", &direct, pane);
+    t.keys(&[":q!", "Enter"]);
+    t.wait_for("the command's end", |s| s.contains("exited 0"));
+}
+
+/// Issue 20: less, started zoomed (`--zoom`), shows what it shows in a
+/// terminal of the same size; quitting it brings the dashboard back.
+#[test]
+fn less_started_zoomed_looks_as_in_a_terminal() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("less");
+    let ws = Workspace::new(As::Root);
+    numbered_file(&ws);
+    let t = start(&ws, "less", "--zoom", "less file.txt");
+    let direct = Tmux::start("less-direct", 120, 39, &format!("cd {} && less file.txt; sleep 30", ws.path().display()));
+    let zoomed = || t.rows().into_iter().take(39).collect::<Vec<_>>();
+    assert_same_screen("less zoomed", &direct, zoomed);
+    for keys in [&["G"][..], &["/number 42", "Enter"], &["b"]] {
+        t.keys(keys);
+        direct.keys(keys);
+    }
+    assert_same_screen("less zoomed after G, /number 42, b", &direct, zoomed);
+    t.keys(&["q"]);
+    let screen = t.wait_for("the dashboard after less quits", |s| s.contains("exited 0") && s.contains("┌ 1 Violations"));
+    assert!(output_pane(&screen).is_some(), "{screen}");
+}
+
+/// A small curses program: a box, colours, a wide character, its size,
+/// redrawn on every resize.
+const CURSES_PY: &str = r#"
+import curses, sys
+def draw(s):
+    s.erase()
+    s.box()
+    lines, cols = s.getmaxyx()
+    s.addstr(1, 2, "size %dx%d" % (cols, lines), curses.A_BOLD)
+    s.addstr(2, 2, "red and reverse", curses.color_pair(1))
+    s.addstr(2, 20, "rev", curses.A_REVERSE)
+    if sys.argv[1:] != ["ascii"]:
+        s.addstr(3, 2, "\u6f22\u5b57 wide")
+    s.refresh()
+def main(s):
+    curses.start_color()
+    curses.use_default_colors()
+    curses.init_pair(1, curses.COLOR_RED, -1)
+    draw(s)
+    while True:
+        k = s.getch()
+        if k == ord("q"):
+            break
+        if k == curses.KEY_RESIZE:
+            curses.update_lines_cols()
+            draw(s)
+curses.wrapper(main)
+"#;
+
+/// Issue 20: a curses program in the pane looks as in a terminal, and sees
+/// every resize: of the terminal (another layout), zoom and back.
+#[test]
+fn a_curses_program_follows_every_resize() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    let ws = Workspace::new(As::Root);
+    ws.write("box.py", CURSES_PY);
+    let t = start(&ws, "curses", "", "/usr/bin/python3 box.py");
+    let pane = || output_pane(&t.screen()).map(|(rows, _)| rows).unwrap_or_default();
+    let screen = t.wait_for("the program in the pane", |s| s.contains("size 58x11"));
+    let direct = Tmux::start("curses-direct", 58, 11, &format!("cd {} && /usr/bin/python3 box.py; sleep 30", ws.path().display()));
+    assert_same_screen("curses in the pane", &direct, pane);
+    drop(screen);
+    // A smaller terminal: the compact layout, whose lower half is the pane.
+    t.resize(90, 30);
+    let screen = t.wait_for("the new size", |s| output_pane(s).is_some_and(|(_, (c, r))| s.contains(&format!("size {c}x{r}")) && (c, r) != (58, 11)));
+    let (_, (cols, rows)) = output_pane(&screen).unwrap();
+    assert_eq!((cols, rows), (88, 11), "{screen}");
+    direct.resize(cols, rows);
+    assert_same_screen("curses after the terminal's resize", &direct, pane);
+    // Zoom and back.
+    t.keys(&["z"]);
+    t.wait_for("the zoomed size", |s| s.contains("size 90x29"));
+    t.keys(&["C-]"]);
+    t.wait_for("the pane's size again", |s| s.contains("size 88x11"));
+    t.keys(&["2"]);
+    t.keys(&["q"]);
+    t.wait_for("the command's end", |s| s.contains("exited 0"));
+}
+
+/// Issue 20: zoomed, Ctrl-C, Esc, Tab and q go to the command (Ctrl-C as
+/// SIGINT, through the pty's line discipline); only Ctrl-] comes back.
+#[test]
+fn zoomed_every_key_but_ctrl_bracket_reaches_the_command() {
+    require_root!();
+    require_tool("tmux");
+    let ws = Workspace::new(As::Root);
+    let script = r#"trap "echo got-INT" INT; echo ready; while :; do if read -r line; then printf "%s\n" "$line" | cat -A; fi; done"#;
+    let t = start(&ws, "zoomkeys", "--zoom", script);
+    t.wait_for("the command", |s| s.contains("ready"));
+    t.keys(&["C-c"]);
+    t.wait_for("the command's trap", |s| s.contains("got-INT"));
+    t.keys(&["q"]);
+    t.keys(&["Tab"]);
+    t.keys(&["Escape"]);
+    t.keys(&["x", "Enter"]);
+    let screen = t.wait_for("the line read", |s| s.contains("q^I^[x$"));
+    assert!(!screen.contains("kill the command and quit") && !screen.contains("Violations"), "{screen}");
+    assert!(screen.lines().last().is_some_and(|l| l.contains("Ctrl-] dashboard")), "{screen}");
+    t.keys(&["C-]"]);
+    t.wait_for("the dashboard", |s| s.contains("┌ 1 Violations"));
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    t.wait_for("the exit summary", |s| !s.contains("Violations"));
+}
+
+/// Issue 20: outside a UTF-8 locale curses draws lines with the DEC special
+/// graphics set (`ESC ( 0`, then `lqqk`), which the emulator has not: the
+/// pane shows the lines a terminal shows.
+#[test]
+fn curses_line_drawing_outside_utf8_looks_as_in_a_terminal() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    let ws = Workspace::new(As::Root);
+    ws.write("box.py", CURSES_PY);
+    let program = "env LC_ALL=C /usr/bin/python3 box.py ascii";
+    let t = start(&ws, "acs", "", program);
+    t.wait_for("the program in the pane", |s| s.contains("size 58x11"));
+    let direct = Tmux::start("acs-direct", 58, 11, &format!("cd {} && {program}; sleep 30", ws.path().display()));
+    // tmux keeps line-drawing cells as their letters (`capture-pane -p`
+    // shows `lqqk`), marked as such in `-e`'s output (SO ... SI): drawn, and
+    // compared, as the lines tmux shows.
+    let drawn = || {
+        let raw = direct.tmux(&["capture-pane", "-t", &direct.session, "-p", "-e"]);
+        let (mut out, mut graphics, mut chars) = (String::new(), false, raw.chars());
+        while let Some(c) = chars.next() {
+            match c {
+                '\x0e' => graphics = true,
+                '\x0f' => graphics = false,
+                // An SGR sequence: its attributes are not compared here.
+                '\x1b' => for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                },
+                c if graphics => out.push(match c {
+                    'j' => '┘',
+                    'k' => '┐',
+                    'l' => '┌',
+                    'm' => '└',
+                    'q' => '─',
+                    'x' => '│',
+                    other => other,
+                }),
+                c => out.push(c),
+            }
+        }
+        let mut rows: Vec<String> = out.lines().map(|l| l.trim_end().to_string()).collect();
+        while rows.last().is_some_and(|l| l.is_empty()) {
+            rows.pop();
+        }
+        rows
+    };
+    let pane = || output_pane(&t.screen()).map(|(rows, _)| rows).unwrap_or_default();
+    for _ in 0..200 {
+        if drawn().len() == 11 && pane() == drawn() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pane(), drawn(), "curses in the C locale: sbx's pane, then the program run directly");
+    assert!(pane()[0].starts_with("┌───"), "{}", t.screen());
+    t.keys(&["2"]);
+    t.keys(&["q"]);
+    t.wait_for("the command's end", |s| s.contains("exited 0"));
+}
+
+/// Issue 20: an `--ask` request that arrives while the command is zoomed
+/// waits, said on the status line; keys typed for the command (the prompt's
+/// own letters included) answer nothing; Ctrl-] then Tab answers it.
+#[test]
+fn a_prompt_waits_while_zoomed_and_typing_answers_nothing() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("/usr/bin/python3");
+    let (port, hits) = http_server();
+    let ws = Workspace::new(As::Root);
+    ws.write("fetch.py", FETCH_PY);
+    let log = ws.path().join("audit.jsonl");
+    let script = format!(
+        "(/usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied) & read line; echo \"got-$line\"; wait; sleep 60"
+    );
+    let t = start(&ws, "zoomask", &format!("--zoom --ask --log {}", log.display()), &script);
+    let screen = t.wait_for("the status line", |s| s.contains(&format!("request to 127.0.0.1:{port} held: Ctrl-], Tab to answer")));
+    assert!(!screen.contains("Reach 127.0.0.1"), "the prompt covers the command:\n{screen}");
+    t.keys(&["-l", "aAdD"]);
+    t.keys(&["Tab", "Enter"]);
+    let screen = t.wait_for("the command's answer", |s| s.contains("got-aAdD"));
+    assert!(screen.contains(&format!("request to 127.0.0.1:{port} held")), "answered:\n{screen}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    t.keys(&["C-]"]);
+    t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
+    t.keys(&["Tab"]);
+    t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    std::thread::sleep(Duration::from_millis(600));
+    t.keys(&["a"]);
+    t.wait_for("the fetch", |s| s.contains("fetch-ok"));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    t.wait_for("the session's end", |_| read_log(&log).iter().any(|e| e["type"] == "session_end"));
+    let answers: Vec<String> = read_log(&log).iter().filter(|e| e["type"] == "policy").map(|e| e["action"].as_str().unwrap().to_string()).collect();
+    assert_eq!(answers, ["allow_once"]);
+}
+
+/// Issue 20: Claude Code under the dashboard showed its messages with the
+/// spaces missing ("UnabletoconnecttoAnthropicservices"): ink places words
+/// with cursor movements, which the line-keeping pane dropped.
+#[test]
+fn claude_code_in_the_pane_keeps_its_spaces() {
+    require_root!();
+    require_tool("tmux");
+    let Some(claude) = std::env::var_os("SBX_TEST_CLAUDE").map(std::path::PathBuf::from).filter(|p| p.is_file()) else {
+        sbx_integration_tests::skip!("Claude Code is not installed: run the tests through `cargo xtask test`")
+    };
+    let ws = Workspace::new(As::Root);
+    let home = tempfile::tempdir().unwrap();
+    // No model to reach: the API address refuses at once, without retries.
+    let shell = format!(
+        "cd {} && env HOME={} ANTHROPIC_API_KEY=sk-test ANTHROPIC_BASE_URL=http://127.0.0.1:9 CLAUDE_CODE_MAX_RETRIES=0 DISABLE_AUTOUPDATER=1 {} monitor -t code -- {}; sleep 30",
+        ws.path().display(),
+        home.path().display(),
+        sbx_bin().display(),
+        claude.display()
+    );
+    let t = Tmux::start("claude", 120, 40, &shell);
+    let screen = t.wait_for("Claude Code's message", |s| output_pane(s).is_some_and(|(rows, _)| rows.iter().any(|r| r.contains("to connect to"))));
+    let (rows, _) = output_pane(&screen).unwrap();
+    assert!(!rows.iter().any(|r| r.contains("toconnectto")), "{screen}");
+}

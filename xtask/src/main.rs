@@ -51,7 +51,7 @@ enum Task {
     Layers,
     /// Provision, build in release mode, and run benchmark suites side by side.
     Bench {
-        /// Suite to run (default: all). Known: startup, monitor, proxy, notify.
+        /// Suite to run (default: all). Known: startup, monitor, proxy, notify, tui.
         suite: Option<String>,
         /// Runs per measured command.
         #[arg(long, default_value_t = 200)]
@@ -104,7 +104,7 @@ fn run() -> Result<ExitCode> {
         Task::Bench { suite, runs } => {
             let tools = provision::host(&root, provision::Needs::Bench)?;
             let bin = build_sbx(&root, &tools, true)?;
-            bench::run(&root, &bin, suite.as_deref(), runs)?;
+            bench::run(&root, &bin, &|| cargo(&root, &tools), suite.as_deref(), runs)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -67,6 +67,9 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
             ("curl", "curl"),
             ("openssl", "openssl"),
             ("npm", "npm"),
+            // The dashboard's terminal tests compare full-screen programs.
+            ("vim", "vim"),
+            ("less", "less"),
         ]);
     }
     if needs == Needs::Bench {

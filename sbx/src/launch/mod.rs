@@ -101,6 +101,10 @@ pub struct HostFacts {
     /// The terminal stays the command's own when stdin is a TTY: no new
     /// session (TIOCSTI is refused by seccomp instead).
     pub stdin_is_tty: bool,
+    /// The terminal is the command's alone (the dashboard's pty): stage-2
+    /// makes the command its foreground process group
+    /// (`stage2::Plan::foreground`).
+    pub own_terminal: bool,
     /// Descriptor of sbx's own executable, inherited by bwrap: stage-2 is
     /// started as /proc/self/fd/N, so it works wherever sbx is installed,
     /// even under a /tmp that the sandbox replaces.
@@ -459,6 +463,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         notify: facts.notify,
         net: net_plan(policy, own_netns),
         max_tasks: facts.max_tasks,
+        foreground: facts.own_terminal,
     };
     Plan { bwrap, stage2, warnings, hidden, islands, pins }
 }
@@ -498,7 +503,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), read_link: |_| None, git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()), run_as: None }
+        HostFacts { stdin_is_tty: false, own_terminal: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), read_link: |_| None, git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()), run_as: None }
     }
 
     fn fake_host(path: &Path) -> PathKind {

@@ -177,6 +177,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     let plan_file = sys::memfd_with(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
     let facts = HostFacts {
         stdin_is_tty: options.terminal.is_some() || sys::is_tty(&io::stdin()),
+        own_terminal: options.terminal.is_some(),
         exe_fd: exe.as_raw_fd(),
         plan_fd: plan_file.as_raw_fd(),
         status_fd: status_w.as_raw_fd(),

@@ -56,6 +56,12 @@ pub struct Plan {
     /// sandbox has a user namespace of its own, and since Linux 5.14 the kernel counts
     /// processes per user namespace, so this bounds the sandbox's tasks, not the user's.
     pub max_tasks: Option<u64>,
+    /// The command gets a process group of its own, the foreground one of its
+    /// terminal. Set when the terminal is the command's alone (the
+    /// dashboard's pty): the terminal's Ctrl-C then reaches the command, as
+    /// it would under a shell, and not bwrap, which would die of it and end
+    /// the session whatever the command does with SIGINT.
+    pub foreground: bool,
 }
 
 /// The ports stage-2 listens on inside the sandbox's network namespace; sbx
@@ -93,6 +99,7 @@ const TAG_MEDIATE_UNIX_CONNECT: u8 = 14;
 const TAG_MAX_TASKS: u8 = 15;
 const TAG_MEDIATE_EXEC: u8 = 16;
 const TAG_EXECUTE: u8 = 17;
+const TAG_FOREGROUND: u8 = 18;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -131,6 +138,9 @@ impl Plan {
         }
         if let Some(fd) = self.control_fd {
             put(TAG_CONTROL_FD, fd.to_string().as_bytes());
+        }
+        if self.foreground {
+            put(TAG_FOREGROUND, b"");
         }
         if self.notify {
             put(TAG_NOTIFY, b"");
@@ -181,6 +191,7 @@ impl Plan {
                     plan.control_fd = Some(fd);
                 }
                 TAG_NOTIFY => plan.notify = true,
+                TAG_FOREGROUND => plan.foreground = true,
                 TAG_MAX_TASKS => plan.max_tasks = Some(u64::from_le_bytes(body.try_into().map_err(|_| "bad task limit")?)),
                 TAG_HTTP_PORT | TAG_SOCKS_PORT | TAG_LOCAL_PORT | TAG_BIND_PORT => {
                     let port = u16::from_le_bytes(body.try_into().map_err(|_| "bad port")?);
@@ -319,6 +330,12 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
                 return Err(setup(format!("cannot set RLIMIT_NPROC for limits.pids: {}", std::io::Error::last_os_error())));
             }
         }
+        // Not fatal: the command runs all the same, with Ctrl-C ending the session.
+        if plan.foreground
+            && let Err(e) = take_foreground()
+        {
+            eprintln!("sbx: warning: the command is not its terminal's foreground process group ({e}): Ctrl-C ends the sandbox");
+        }
         let (action, listener) = match (plan.notify, plan.seccomp.notifies(), &control) {
             (true, _, Some(_)) => (seccomp::DenyAction::UserNotif, seccomp::Listener::New),
             // connect(2) and exec are notified whatever the deny action: the supervisor must run.
@@ -374,6 +391,24 @@ fn open_listeners(net: &NetPlan) -> Result<Vec<std::os::fd::OwnedFd>, String> {
         }
     }
     Ok(out)
+}
+
+/// Puts this process (the command, once it execs) in a process group of its
+/// own and makes it the foreground group of its terminal (stdout: stdin is
+/// a pipe with `echo data | sbx monitor`), as a shell does for a job.
+fn take_foreground() -> nix::Result<()> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    use nix::unistd::{Pid, getpgrp, setpgid, tcsetpgrp};
+    setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+    // A process of a background group that sets the foreground is stopped
+    // by SIGTTOU unless it ignores it; the default comes back before exec.
+    // SAFETY: SIG_IGN and the previous disposition (the default: stage-2
+    // installs no handler) run no code of ours.
+    let previous = unsafe { signal(Signal::SIGTTOU, SigHandler::SigIgn) }?;
+    let result = tcsetpgrp(std::io::stdout(), getpgrp());
+    // SAFETY: as above.
+    unsafe { signal(Signal::SIGTTOU, previous) }?;
+    result
 }
 
 /// Execs the command, searching PATH like a shell does: a directory the
@@ -499,6 +534,7 @@ mod tests {
             notify: true,
             net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },
             max_tasks: Some(4096),
+            foreground: true,
         };
         assert_eq!(Plan::decode(&plan.encode()).unwrap(), plan);
         assert!(Plan::decode(&[TAG_READ, 9, 0, 0, 0, b'/']).is_err());

@@ -62,6 +62,8 @@ pub struct Options {
     /// Show the live dashboard (`sbx monitor` on a terminal): the command
     /// runs on a pty of its own and the dashboard owns sbx's terminal.
     pub dashboard: bool,
+    /// `sbx monitor --zoom`: the dashboard starts zoomed.
+    pub dashboard_start: tui::Start,
     /// `sbx monitor --ask` (with the dashboard): connections that no rule
     /// decides are held while the dashboard asks.
     pub ask: Option<AskOptions>,
@@ -176,7 +178,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     let (ui_tx, ui_rx) = tokio::sync::mpsc::channel::<tui::Msg>(8192);
     let (review_tx, mut review_rx) = tokio::sync::mpsc::channel::<bool>(1);
     let (ui_tx, pty_master) = match opts.dashboard {
-        true => (Some(ui_tx), Some(open_pty(&mut launch_opts)?)),
+        true => (Some(ui_tx), Some(open_pty(&mut launch_opts, opts.dashboard_start)?)),
         false => (None, None),
     };
     sink.borrow_mut().ui = ui_tx.clone();
@@ -257,6 +259,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 ask: opts.ask.as_ref(),
                 ask_rx,
                 review: Some(review_tx),
+                start: opts.dashboard_start,
             };
             dashboard.run(&sink, ui_tx.as_ref(), &sandbox).await;
         };

@@ -357,10 +357,12 @@ pub(super) async fn pty_output(master: Option<&tokio::io::unix::AsyncFd<std::os:
     }
 }
 
-/// Opens the command's pty, the size of sbx's terminal, and gives its slave side to the
+/// Opens the command's pty, the size of its place on sbx's terminal, and gives its slave side to the
 /// launch; returns the master side.
-pub(super) fn open_pty(launch: &mut launch::Options) -> Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, SessionError> {
-    let size = crossterm::terminal::size().unwrap_or((80, 24));
+pub(super) fn open_pty(launch: &mut launch::Options, start: tui::Start) -> Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, SessionError> {
+    let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
+    // The size the command gets in the pane (or zoomed): the dashboard keeps it so.
+    let size = tui::initial_pty_size(cols, rows, start);
     let winsize = nix::pty::Winsize { ws_row: size.1, ws_col: size.0, ws_xpixel: 0, ws_ypixel: 0 };
     let pty = nix::pty::openpty(Some(&winsize), None).map_err(|e| SessionError::Pty(e.into()))?;
     nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).map_err(|e| SessionError::Pty(e.into()))?;
@@ -379,11 +381,12 @@ pub(super) struct Dashboard<'a> {
     pub(super) ask: Option<&'a AskOptions>,
     pub(super) ask_rx: Option<tokio::sync::mpsc::Receiver<proxy::ask::AskRequest>>,
     pub(super) review: Option<tokio::sync::mpsc::Sender<bool>>,
+    pub(super) start: tui::Start,
 }
 
 impl Dashboard<'_> {
     pub(super) async fn run(self, sink: &RefCell<Sink>, ui_tx: Option<&tokio::sync::mpsc::Sender<tui::Msg>>, sandbox: &SandboxPids) {
-        let app = tui::App::new(self.command, std::time::Instant::now());
+        let app = tui::App::new(self.command, std::time::Instant::now()).start(self.start);
         let (input_tx, mut input_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
         let (answer_tx, answer_rx) = tokio::sync::mpsc::channel::<(u64, proxy::ask::Answer)>(64);
         let asker = ask_loop(self.ask_rx, answer_rx, self.ask, sink, ui_tx);
@@ -397,7 +400,13 @@ impl Dashboard<'_> {
         };
         let options = tui::RunOptions { fps: 20, stderr_to: Some(self.stderr_to), answers: Some(answer_tx), review: self.review };
         let ui = async {
-            let action = tui::run(app, self.rx, move |bytes| drop(input_tx.try_send(bytes)), options).await;
+            let to_command = move |to| match to {
+                tui::ToCommand::Input(bytes) => drop(input_tx.try_send(bytes)),
+                // The kernel sends the command SIGWINCH; a pty whose command has gone may
+                // refuse, which changes nothing.
+                tui::ToCommand::Resize { cols, rows } => drop(crate::sys::set_window_size(master.get_ref(), cols, rows)),
+            };
+            let action = tui::run(app, self.rx, to_command, options).await;
             if matches!(action, Ok(tui::Action::KillAndQuit) | Err(_)) {
                 sandbox.kill();
             }

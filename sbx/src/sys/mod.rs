@@ -228,6 +228,19 @@ pub fn poll_now(fd: RawFd, events: libc::c_short) -> io::Result<libc::c_short> {
     }
 }
 
+/// Sets a terminal's size (`TIOCSWINSZ`); on a pty's master, the kernel
+/// sends SIGWINCH to the slave's foreground process group when the size
+/// changed.
+pub fn set_window_size(fd: &impl std::os::fd::AsFd, cols: u16, rows: u16) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize, which lives across the call.
+    if unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The bytes waiting to be read on `fd` (`FIONREAD`).
 pub fn pending_bytes(fd: RawFd) -> io::Result<usize> {
     let mut pending: libc::c_int = 0;

@@ -1,10 +1,20 @@
 //! Keys forwarded to the command: a crossterm key event as the bytes a
-//! terminal (xterm, in normal cursor mode) would send for it.
+//! terminal (xterm) would send for it.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+/// What the arrow keys, Home and End send: the command chooses
+/// (`CSI ? 1 h`, DECCKM; vim and less ask for application mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorKeys {
+    /// `ESC [ A`.
+    Normal,
+    /// `ESC O A`.
+    Application,
+}
+
 /// The bytes for `key`, or `None` for keys a terminal sends nothing for.
-pub fn bytes(key: &KeyEvent) -> Option<Vec<u8>> {
+pub fn bytes(key: &KeyEvent, cursor: CursorKeys) -> Option<Vec<u8>> {
     let alt = key.modifiers.contains(KeyModifiers::ALT);
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     let mut out = Vec::new();
@@ -38,12 +48,18 @@ pub fn bytes(key: &KeyEvent) -> Option<Vec<u8>> {
         KeyCode::Esc => b"\x1b",
         KeyCode::Tab => b"\t",
         KeyCode::BackTab => b"\x1b[Z",
-        KeyCode::Up => b"\x1b[A",
-        KeyCode::Down => b"\x1b[B",
-        KeyCode::Right => b"\x1b[C",
-        KeyCode::Left => b"\x1b[D",
-        KeyCode::Home => b"\x1b[H",
-        KeyCode::End => b"\x1b[F",
+        KeyCode::Up | KeyCode::Down | KeyCode::Right | KeyCode::Left | KeyCode::Home | KeyCode::End => {
+            out.extend_from_slice(if cursor == CursorKeys::Application { b"\x1bO" } else { b"\x1b[" });
+            out.push(match key.code {
+                KeyCode::Up => b'A',
+                KeyCode::Down => b'B',
+                KeyCode::Right => b'C',
+                KeyCode::Left => b'D',
+                KeyCode::Home => b'H',
+                _ => b'F',
+            });
+            return Some(out);
+        }
         KeyCode::PageUp => b"\x1b[5~",
         KeyCode::PageDown => b"\x1b[6~",
         KeyCode::Insert => b"\x1b[2~",
@@ -74,7 +90,7 @@ mod tests {
     use super::*;
 
     fn key(code: KeyCode, modifiers: KeyModifiers) -> Option<Vec<u8>> {
-        bytes(&KeyEvent::new(code, modifiers))
+        bytes(&KeyEvent::new(code, modifiers), CursorKeys::Normal)
     }
 
     #[test]
@@ -91,5 +107,9 @@ mod tests {
         assert_eq!(key(KeyCode::Left, KeyModifiers::NONE), Some(b"\x1b[D".to_vec()));
         assert_eq!(key(KeyCode::F(5), KeyModifiers::NONE), Some(b"\x1b[15~".to_vec()));
         assert_eq!(key(KeyCode::CapsLock, KeyModifiers::NONE), None);
+        let app = |code| bytes(&KeyEvent::new(code, KeyModifiers::NONE), CursorKeys::Application);
+        assert_eq!(app(KeyCode::Up), Some(b"\x1bOA".to_vec()));
+        assert_eq!(app(KeyCode::End), Some(b"\x1bOF".to_vec()));
+        assert_eq!(app(KeyCode::PageUp), Some(b"\x1b[5~".to_vec()));
     }
 }

@@ -15,8 +15,11 @@
 //!
 //! ```text
 //! let (tx, rx) = tokio::sync::mpsc::channel::<tui::Msg>(8192);
-//! let app = tui::App::new(&command, Instant::now());
-//! let ui = tui::run(app, rx, |bytes| pty_master_writer.send(bytes), tui::RunOptions::default());
+//! let app = tui::App::new(&command, Instant::now()).start(tui::Start::Dashboard);
+//! let ui = tui::run(app, rx, |to| match to {
+//!     tui::ToCommand::Input(bytes) => pty_master_writer.send(bytes),
+//!     tui::ToCommand::Resize { cols, rows } => sys::set_window_size(&master, cols, rows),
+//! }, tui::RunOptions::default());
 //! ```
 //!
 //! `run` needs a runtime with the time and signal drivers
@@ -27,8 +30,8 @@
 //! The session must:
 //! - give the command a pty (not sbx's terminal, which the dashboard owns:
 //!   stdin, stdout and stderr of bwrap and of the command are the pty's
-//!   slave) and forward everything read from the pty master as
-//!   `Msg::Output(bytes)`;
+//!   slave) of `initial_pty_size` and forward everything read from the pty
+//!   master as `Msg::Output(bytes)`;
 //! - forward every `report::Event` it emits (the same values the `Log`
 //!   gets) as `Msg::Event(event, SystemTime::now())`. Use `try_send`: when
 //!   the channel is full, count the dropped events and, once there is room,
@@ -36,10 +39,15 @@
 //!   dashboard says events are missing. The log file is unaffected;
 //! - send `Msg::Exited(code)` when the command has ended (after
 //!   SessionEnd), with the status sbx will exit with;
-//! - write the bytes of the `on_input` callback to the pty master (they are
-//!   what a terminal would send: `\r` for Enter, 0x7f for Backspace, 0x03
-//!   for Ctrl-C, `ESC [ A` for Up...). The callback runs on the UI's task,
-//!   so it should hand the bytes to a writer task rather than block;
+//! - write the bytes of the callback's `ToCommand::Input` to the pty master
+//!   (they are what a terminal would send: `\r` for Enter, 0x7f for
+//!   Backspace, 0x03 for Ctrl-C, `ESC [ A` for Up..., and the emulator's
+//!   answers to the command's questions). The callback runs on the UI's
+//!   task, so it should hand the bytes to a writer task rather than block;
+//! - set the pty's size on `ToCommand::Resize` (`sys::set_window_size`: the
+//!   kernel sends the command SIGWINCH). The size is the output pane's, or
+//!   the whole terminal's less the status line when zoomed, and follows
+//!   every resize of the terminal;
 //! - act on `run`'s result: `Action::KillAndQuit` (the user confirmed, or
 //!   sbx got SIGTERM/SIGHUP) means kill the command's process group, then
 //!   finish the session as usual (SessionEnd, log); `Action::Quit` comes
@@ -60,8 +68,8 @@
 //!
 //! `run` handles `Action::Export` itself (it writes the file with `export`
 //! and reports the outcome in the footer; 100,000 events take a fraction
-//! of a second, during which frames pause) and `Action::SendInput` (through
-//! `on_input`). It restores the terminal (raw mode off, main screen, cursor
+//! of a second, during which frames pause), `Action::SendInput` and
+//! `Action::ResizePty` (through the callback). It restores the terminal (raw mode off, main screen, cursor
 //! shown) when it returns, when its future is dropped, on panic (a panic
 //! hook) and on SIGTERM/SIGHUP (it returns `KillAndQuit`). It renders at a
 //! fixed rate (`RunOptions::fps`, default 20) whatever the event rate, and
@@ -73,8 +81,8 @@
 //! were dropped; SessionStart is always kept), `app::MAX_AGGREGATES`
 //! violation rows (then one "other objects" row per source),
 //! `app::MAX_PROCESSES` processes (exited ones forgotten first),
-//! `app::MAX_HOSTS` hosts (then one "other hosts" row), `output::MAX_LINES`
-//! output lines of at most `output::MAX_LINE_CHARS` characters.
+//! `app::MAX_HOSTS` hosts (then one "other hosts" row), the command's
+//! screen and `output::MAX_SCROLLBACK` rows of its scroll-back.
 
 mod app;
 mod keys;
@@ -92,10 +100,35 @@ use std::{
 };
 
 pub use app::{App, MAX_AGGREGATES, MAX_HISTORY, MAX_HOSTS, MAX_PROCESSES, Pane, RunState, SortKey};
-pub use output::{MAX_LINE_CHARS, MAX_LINES};
+pub use output::MAX_SCROLLBACK;
 pub use terminal::{RunOptions, TerminalGuard, run};
 
 use crate::report::{self, Event};
+
+/// How the dashboard starts (`sbx monitor --zoom`: zoomed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Dashboard,
+    /// The command has the whole terminal but a status line.
+    Zoom,
+}
+
+/// What the dashboard sends to the command's pty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToCommand {
+    /// Bytes to write to the pty master.
+    Input(Vec<u8>),
+    /// The pty's new size.
+    Resize { cols: u16, rows: u16 },
+}
+
+/// The size (columns, rows) the command's pty starts with on a terminal
+/// of `cols` x `rows`: the output pane's, or the zoomed screen's, so that
+/// the command draws for it from its first frame.
+pub fn initial_pty_size(cols: u16, rows: u16, start: Start) -> (u16, u16) {
+    let app = App::new(&[], Instant::now()).start(start);
+    view::output_area(&app, ratatui::layout::Rect::new(0, 0, cols, rows)).map_or((cols.max(1), rows.max(1)), |r| (r.width, r.height))
+}
 
 /// One input of the dashboard.
 // Events are the bulk of the messages and are moved, not boxed: an
@@ -158,6 +191,8 @@ pub enum Action {
     Export(PathBuf),
     /// Write these bytes to the command's pty.
     SendInput(Vec<u8>),
+    /// Set the command's pty to this size.
+    ResizePty { cols: u16, rows: u16 },
     /// Answer the held connection with this id (`RunOptions::answers`).
     Answer(u64, crate::proxy::ask::Answer),
     /// The answer to `Msg::Review`: keep the changes (`true`) or revert them

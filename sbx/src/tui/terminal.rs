@@ -26,7 +26,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use super::{Action, App, Msg};
+use super::{Action, App, Msg, ToCommand};
 
 /// Messages taken from the session's channel before the loop looks at the
 /// clock and the keyboard again.
@@ -221,7 +221,7 @@ pub(super) struct StopSignals {
 /// Runs the dashboard on this terminal until the user quits; returns
 /// `Action::Quit` or `Action::KillAndQuit`. See the module documentation
 /// for the contract with the session.
-pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, on_input: impl FnMut(Vec<u8>), opts: RunOptions) -> io::Result<Action> {
+pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, to_command: impl FnMut(ToCommand), opts: RunOptions) -> io::Result<Action> {
     if !io::stdout().is_terminal() {
         return Err(io::Error::other("the dashboard needs a terminal on stdout (use --no-tui)"));
     }
@@ -232,16 +232,19 @@ pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, on_input: impl FnMut
     // Not `Terminal::clear`: it asks the terminal for the cursor position,
     // which a terminal may never answer; the alternate screen starts clear.
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let mut to_command = to_command;
     let size = terminal.size()?;
-    app.update(Msg::Resize(size.width, size.height));
+    if let Action::ResizePty { cols, rows } = app.update(Msg::Resize(size.width, size.height)) {
+        to_command(ToCommand::Resize { cols, rows });
+    }
     let (key_tx, mut key_rx) = mpsc::unbounded_channel();
     let _input = Input::start(key_tx)?;
     let draw = |app: &App| terminal.draw(|f| app.render(f)).map(drop);
     let answers = opts.answers;
     let review = opts.review;
-    let mut on_input = on_input;
     let on_action = move |action: Action| match action {
-        Action::SendInput(bytes) => on_input(bytes),
+        Action::SendInput(bytes) => to_command(ToCommand::Input(bytes)),
+        Action::ResizePty { cols, rows } => to_command(ToCommand::Resize { cols, rows }),
         Action::Answer(id, answer) => {
             if let Some(tx) = &answers {
                 let _ = tx.try_send((id, answer));
@@ -291,7 +294,7 @@ pub(super) async fn event_loop(
                 }
                 None
             }
-            passed @ (Action::SendInput(_) | Action::Answer(..) | Action::Reviewed(_)) => {
+            passed @ (Action::SendInput(_) | Action::ResizePty { .. } | Action::Answer(..) | Action::Reviewed(_)) => {
                 on_action(passed);
                 None
             }

@@ -221,7 +221,7 @@ fn empty_session() {
     assert_eq!(s[26], "┌ 2 Output ────────────────────────────────────────────────┐┌ 3 Events 1 ──────────────────────────────────────────────┐");
     assert_eq!(s[27], "│(no output yet)                                           ││ +0:00 start  npm install                                 │");
     assert_eq!(s[38], "└──────────────────────────────────────────────────────────┘└──────────────────────────────────────────────────────────┘");
-    assert_eq!(s[39], "q quit ? help Tab pane Enter detail / filter s sort space pause e export");
+    assert_eq!(s[39], "q quit ? help Tab pane Enter detail / filter s sort space pause e export z zoom");
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn compact_80x24() {
     assert_eq!(s[5], "│2      landlock write    /etc/x                                        +0:02  │");
     assert_eq!(s[6], "│1      proxy    connect  evil.example:443                              +0:04  │");
     assert_eq!(s[7], "│1      seccomp  mount    mount(\"tmpfs\", \"/mnt\", \"tmpfs\", 0, NULL)      +0:03  │");
-    assert_eq!(s[23], "q quit ? help Tab pane Enter detail / filter s sort space pause e export");
+    assert_eq!(s[23], "q quit ? help Tab pane Enter detail / filter s sort space pause e export z zoom");
     // The other half shows the output until another pane is chosen.
     assert_contains(&s, "┌ 2 Output ");
     let mut app = app;
@@ -342,6 +342,16 @@ fn tiny_sizes_do_not_panic() {
             for (w, h) in [(1, 1), (5, 3), (12, 6), (20, 8), (40, 12)] {
                 screen(&app, w, h);
             }
+        }
+    }
+    // Zoomed, with a wide character at the right edge, resized through
+    // every small size (the emulator's screen follows).
+    let mut app = few_denials().start(Start::Zoom);
+    for w in 1..=30 {
+        for h in 1..=8 {
+            app.update(Msg::Resize(w, h));
+            app.update(Msg::Output("\x1b[H漢字漢字漢字漢字漢字漢字漢字\x1b[2;3Hx".as_bytes().to_vec()));
+            screen(&app, w, h);
         }
     }
 }
@@ -487,30 +497,154 @@ fn quit_asks_while_running() {
 #[test]
 fn output_pane_and_forwarded_keys() {
     let mut app = few_denials();
+    // The pty takes the pane's size.
+    assert_eq!(app.update(Msg::Resize(120, 40)), Action::ResizePty { cols: 58, rows: 11 });
+    assert_eq!(app.update(Msg::Resize(120, 40)), Action::None);
     app.update(Msg::Output(b"$ npm install\r\nadded 3 packages\r\nprogress 10%\rprogress 100%\r\n\x1b[32mdone\x1b[0m\r\n".to_vec()));
     app.update(key(KeyCode::Tab));
     assert_eq!(app.focus, Pane::Output);
     let s = screen(&app, 120, 40);
-    assert_contains(&s, "┌ 2 Output · typing goes to the command, Tab leaves ");
+    assert_contains(&s, "┌ 2 Output · typing goes to the command, Tab leaves");
     assert_contains(&s, "│$ npm install ");
     assert_contains(&s, "│progress 100% ");
     assert_contains(&s, "│done ");
-    assert_eq!(s[39], "Tab leave output S-PgUp/PgDn scroll keys go to the command");
+    assert_eq!(s[39], "Tab leave output Ctrl-] zoom S-PgUp/PgDn scroll keys go to the command");
     assert_eq!(app.update(ch('q')), Action::SendInput(b"q".to_vec()));
     assert_eq!(app.update(ch('?')), Action::SendInput(b"?".to_vec()));
+    assert_eq!(app.update(ch('z')), Action::SendInput(b"z".to_vec()));
     assert_eq!(app.update(key(KeyCode::Enter)), Action::SendInput(b"\r".to_vec()));
     assert_eq!(app.update(key(KeyCode::Backspace)), Action::SendInput(vec![0x7f]));
     assert_eq!(app.update(key(KeyCode::Up)), Action::SendInput(b"\x1b[A".to_vec()));
     assert_eq!(app.update(Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL))), Action::SendInput(vec![3]));
+    // The command asks for application cursor keys (as vim and less do).
+    app.update(Msg::Output(b"\x1b[?1h".to_vec()));
+    assert_eq!(app.update(key(KeyCode::Up)), Action::SendInput(b"\x1bOA".to_vec()));
     // Shift-Up scrolls the scrollback instead.
+    for i in 0..20 {
+        app.update(Msg::Output(format!("line {i}\r\n").into_bytes()));
+    }
+    // The pane's first row.
+    let top = |app: &App| screen(app, 120, 40)[27].chars().take(10).collect::<String>();
+    assert_eq!(top(&app), "│line 10  ");
     assert_eq!(app.update(Msg::Key(KeyEvent::new(KeyCode::Up, KeyModifiers::SHIFT))), Action::None);
-    let s = screen(&app, 120, 40);
-    assert_contains(&s, "┌ 2 Output · typing goes to the command, Tab leaves · scrol┐");
-    assert_contains(&s, "│progress 100% ");
-    assert_absent(&s, "│done ");
+    assert_contains(&screen(&app, 120, 40), "┌ 2 Output · typing goes to the command, Tab leaves · scrol┐");
+    assert_eq!(top(&app), "│line 9   ");
+    assert_eq!(app.update(Msg::Key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::SHIFT))), Action::None);
+    assert_eq!(top(&app), "│$ npm ins");
+    // Typing goes back to the live screen.
+    assert_eq!(app.update(ch('x')), Action::SendInput(b"x".to_vec()));
+    assert_eq!(top(&app), "│line 10  ");
     assert_eq!(app.update(key(KeyCode::Tab)), Action::None);
     assert_eq!(app.focus, Pane::Tail);
     assert_eq!(app.update(ch('q')), Action::None);
+}
+
+/// The pane is a terminal: colours and attributes, the alternate screen,
+/// wide characters, the cursor; and the pty follows the pane's size.
+#[test]
+fn the_output_pane_is_a_terminal() {
+    let mut app = few_denials();
+    app.update(Msg::Resize(120, 40));
+    app.update(Msg::Output("plain\r\n\x1b[1;31mred\x1b[0m \x1b[7mrev\x1b[0m 漢字\x1b[?1049h\x1b[2J\x1b[1;1Htop\x1b[11;58Hz\x1b[5;3H".as_bytes().to_vec()));
+    app.update(ch('2'));
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|f| app.render(f)).unwrap();
+    let s = buffer_lines(terminal.backend().buffer());
+    show(&s);
+    // The pane's inside is rows 27..=37, columns 1..=58.
+    assert_eq!(s[26], "┌ 2 Output · typing goes to the command, Tab leaves ───────┐┌ 3 Events 8 ──────────────────────────────────────────────┐");
+    assert!(s[27].starts_with("│top                                                       │"), "{}", s[27]);
+    assert!(s[37].starts_with("│                                                         z│"), "{}", s[37]);
+    // The cursor is where the command left it.
+    terminal.backend_mut().assert_cursor_position((1 + 2, 27 + 4));
+    // Back on the main screen: attributes and a wide character.
+    app.update(Msg::Output(b"\x1b[?1049l".to_vec()));
+    terminal.draw(|f| app.render(f)).unwrap();
+    let buf = terminal.backend().buffer();
+    assert!(buffer_lines(buf)[27].starts_with("│plain "));
+    let red = &buf[(1, 28)];
+    assert_eq!((red.symbol(), red.fg, red.modifier.contains(ratatui::style::Modifier::BOLD)), ("r", ratatui::style::Color::Indexed(1), true));
+    assert!(!buf[(4, 28)].modifier.contains(ratatui::style::Modifier::BOLD));
+    assert!(buf[(5, 28)].modifier.contains(ratatui::style::Modifier::REVERSED));
+    assert_eq!([buf[(9, 28)].symbol(), buf[(11, 28)].symbol()], ["漢", "字"]);
+    // A smaller terminal: the compact layout's lower half.
+    assert_eq!(app.update(Msg::Resize(80, 24)), Action::ResizePty { cols: 78, rows: 8 });
+    assert_eq!(crate::tui::initial_pty_size(120, 40, Start::Dashboard), (58, 11));
+    assert_eq!(crate::tui::initial_pty_size(80, 24, Start::Dashboard), (78, 8));
+    assert_eq!(crate::tui::initial_pty_size(80, 24, Start::Zoom), (80, 23));
+    // Narrow, with another pane chosen: the output pane is not drawn and
+    // the pty keeps its size.
+    app.update(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Tail);
+    assert_eq!(app.update(Msg::Resize(50, 14)), Action::None);
+    assert_eq!(app.update(ch('2')), Action::ResizePty { cols: 48, rows: 8 });
+}
+
+/// Zoom: every key but Ctrl-] goes to the command, the status line keeps
+/// the counters, and the pty takes the whole terminal but that line.
+#[test]
+fn zoom_gives_the_command_every_key_but_one() {
+    let mut app = few_denials().start(Start::Zoom);
+    assert_eq!(app.update(Msg::Resize(120, 40)), Action::ResizePty { cols: 120, rows: 39 });
+    app.update(Msg::Output(b"\x1b[2J\x1b[Hvim here\x1b[39;1H-- INSERT --".to_vec()));
+    let s = screen(&app, 120, 40);
+    assert_eq!(s[0], "vim here");
+    assert_eq!(s[38], "-- INSERT --");
+    assert_eq!(s[39], " sbx Ctrl-] dashboard │ running 1:05 │ denials 4: landlock 2 seccomp 1 proxy 1 │ newest: proxy connect evil.example:443");
+    let ctrl = |c| Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+    for (k, bytes) in [
+        (ctrl('c'), vec![3]),
+        (key(KeyCode::Esc), vec![0x1b]),
+        (key(KeyCode::Tab), b"\t".to_vec()),
+        (ch('q'), b"q".to_vec()),
+        (ch('z'), b"z".to_vec()),
+        (ch('?'), b"?".to_vec()),
+        (key(KeyCode::BackTab), b"\x1b[Z".to_vec()),
+        (ctrl('\\'), vec![0x1c]),
+    ] {
+        assert_eq!(app.update(k), Action::SendInput(bytes));
+    }
+    assert_eq!(app.overlay, crate::tui::app::Overlay::None);
+    // Ctrl-] as a terminal sends it (0x1d, which crossterm reads as Ctrl-5).
+    assert_eq!(app.update(ctrl('5')), Action::ResizePty { cols: 58, rows: 11 });
+    assert!(!app.zoom);
+    assert_contains(&screen(&app, 120, 40), "┌ 1 Violations 3/3");
+    // `z` zooms from a pane, Ctrl-] from the output pane too.
+    assert_eq!(app.update(ch('z')), Action::ResizePty { cols: 120, rows: 39 });
+    assert_eq!(app.update(ctrl(']')), Action::ResizePty { cols: 58, rows: 11 });
+    app.update(ch('2'));
+    assert_eq!(app.update(ctrl(']')), Action::ResizePty { cols: 120, rows: 39 });
+    // The command ends: the dashboard comes back, and its last screen keeps
+    // its size, which zoom shows whole.
+    assert_eq!(app.update(Msg::Exited(0)), Action::None);
+    assert!(!app.zoom);
+    assert_contains(&screen(&app, 120, 40), "┌ 1 Violations 3/3");
+    assert_eq!(app.update(ctrl(']')), Action::None);
+    assert!(app.zoom);
+    assert_eq!(screen(&app, 120, 40)[38], "-- INSERT --");
+}
+
+/// A prompt that arrives while zoomed waits, said on the status line; no
+/// key typed for the command answers it.
+#[test]
+fn a_prompt_waits_while_zoomed() {
+    let mut app = few_denials().start(Start::Zoom);
+    app.update(Msg::Resize(100, 30));
+    let deadline = app.now + Duration::from_secs(30);
+    app.update(Msg::Ask(Ask { id: 7, host: "evil.example".into(), port: 443, protocol: "connect", config: "/w/sbx.jsonc".into(), deadline }));
+    let s = screen(&app, 100, 30);
+    assert!(s[29].starts_with(" sbx Ctrl-] dashboard │ request to evil.example:443 held: Ctrl-], Tab to answer (30 s) │"), "{}", s[29]);
+    assert_absent(&s, "Reach evil.example");
+    for c in "aAdD\t".chars() {
+        tick(&mut app, 600);
+        assert!(matches!(app.update(ch(c)), Action::SendInput(_)));
+    }
+    assert_eq!(app.asks.len(), 1);
+    app.update(Msg::Key(KeyEvent::new(KeyCode::Char(']'), KeyModifiers::CONTROL)));
+    assert_contains(&screen(&app, 100, 30), "Reach evil.example:443 (connect)?");
+    app.update(key(KeyCode::Tab));
+    tick(&mut app, 600);
+    assert_eq!(app.update(ch('d')), Action::Answer(7, crate::proxy::ask::Answer::DenyOnce));
 }
 
 #[test]
@@ -1014,4 +1148,81 @@ fn the_agent_configuration_question_takes_r_or_k_once_armed_and_shows_the_diff_e
     app.update(Msg::Review(vec![super::ReviewFile { path: "/w/.claude/settings.json".into(), diff: vec![] }]));
     tick(&mut app, 500);
     assert_eq!(app.update(key(KeyCode::Enter)), Action::Reviewed(false));
+}
+
+/// A full screen of `cols` x `rows` as a full-screen program draws it:
+/// every cell coloured (256 colours, bold every third), from the top left;
+/// `seed` changes every cell.
+fn full_screen(cols: u16, rows: u16, seed: u32) -> Vec<u8> {
+    let mut out = b"\x1b[H".to_vec();
+    for row in 0..u32::from(rows) {
+        out.extend_from_slice(format!("\x1b[{};1H", row + 1).as_bytes());
+        for col in 0..u32::from(cols) {
+            let n = (row * 7 + col + seed) % 256;
+            let c = char::from(b'!' + ((row + col + seed) % 90) as u8);
+            let bold = if (col + seed).is_multiple_of(3) { "1;" } else { "" };
+            out.extend_from_slice(format!("\x1b[{bold}38;5;{n}m{c}").as_bytes());
+        }
+        out.extend_from_slice(b"\x1b[0m");
+    }
+    out
+}
+
+/// Figures for `cargo xtask bench tui` (which sets `SBX_BENCH_FIGURES` and
+/// runs it in a release build), one `figure NAME VALUE` line each; nothing
+/// is asserted on them. Under `cargo test` it runs small, and checks that
+/// the scroll-back fills to its bound.
+#[test]
+fn bench_figures() {
+    let full = std::env::var_os("SBX_BENCH_FIGURES").is_some();
+    let figure = |name: &str, value: f64| println!("figure {name} {value:.3}");
+    // Memory first, before anything else has grown the heap: 12,000 lines
+    // of 100 characters through a 120x40 screen fill the 10,000 rows of
+    // scroll-back.
+    let before = rss();
+    let mut output = output::Output::new(120, 40);
+    let line: String = (0..100).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    for i in 0..12_000 {
+        output.push(format!("{i:>6} {line}\r\n").as_bytes());
+    }
+    assert_eq!(output.screen().scrollback_len(), MAX_SCROLLBACK);
+    figure("scrollback_10000_rows_of_107_chars_rss_mib", (rss().saturating_sub(before)) as f64 / f64::from(1 << 20));
+    drop(output);
+
+    // The emulator's throughput on plain lines and on a coloured full screen.
+    let mut output = output::Output::new(120, 40);
+    let text: Vec<u8> = (0..if full { 200_000 } else { 2_000 }).flat_map(|i| format!("{i:>8} {line}\r\n").into_bytes()).collect();
+    let t = Instant::now();
+    output.push(&text);
+    figure("emulator_plain_lines_mib_per_s", text.len() as f64 / f64::from(1 << 20) / t.elapsed().as_secs_f64());
+    let screens: Vec<Vec<u8>> = (0..2).map(|seed| full_screen(200, 49, seed)).collect();
+    let mut output = output::Output::new(200, 49);
+    let t = Instant::now();
+    let mut bytes = 0;
+    for i in 0..if full { 200 } else { 2 } {
+        output.push(&screens[i % 2]);
+        bytes += screens[i % 2].len();
+    }
+    figure("emulator_coloured_full_screens_mib_per_s", bytes as f64 / f64::from(1 << 20) / t.elapsed().as_secs_f64());
+
+    // Frames: zoomed at 200x50 and in the pane at 120x40, each frame with
+    // a new full screen from the command (every cell changes), and without.
+    for (name, start, (w, h)) in [("zoomed_200x50", Start::Zoom, (200, 50)), ("pane_120x40", Start::Dashboard, (120, 40))] {
+        let mut app = few_denials().start(start);
+        let Action::ResizePty { cols, rows } = app.update(Msg::Resize(w, h)) else { panic!("no pty size") };
+        let screens: Vec<Vec<u8>> = (0..2).map(|seed| full_screen(cols, rows, seed)).collect();
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let frames = if full { 200 } else { 2 };
+        let t = Instant::now();
+        for i in 0..frames {
+            app.update(Msg::Output(screens[i % 2].clone()));
+            terminal.draw(|f| app.render(f)).unwrap();
+        }
+        figure(&format!("frame_{name}_new_full_screen_ms"), t.elapsed().as_secs_f64() * 1e3 / frames as f64);
+        let t = Instant::now();
+        for _ in 0..frames {
+            terminal.draw(|f| app.render(f)).unwrap();
+        }
+        figure(&format!("frame_{name}_unchanged_ms"), t.elapsed().as_secs_f64() * 1e3 / frames as f64);
+    }
 }

@@ -12,7 +12,7 @@ use ratatui::{
     widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap},
 };
 
-use super::app::{Ancestor, App, MAX_TREE_INDENT, Overlay, PANES, Pane, RunState, SOURCES, TreeRow, source_index};
+use super::app::{Ancestor, App, MAX_TREE_INDENT, Overlay, PANES, Pane, RunState, SOURCES, TreeRow, ZOOM_KEY, source_index};
 use crate::{
     report::{Event, ProcessAction},
     sandbox::LandlockStatus,
@@ -48,34 +48,57 @@ const DIM: Style = Style::new().fg(Color::DarkGray);
 const BOLD: Style = Style::new().add_modifier(Modifier::BOLD);
 const HEAD: Style = Style::new().add_modifier(Modifier::BOLD).add_modifier(Modifier::UNDERLINED);
 
-pub(super) fn render(app: &App, frame: &mut Frame) {
-    let area = frame.area();
-    if area.width == 0 || area.height == 0 {
-        return;
-    }
-    let tier = Tier::of(area);
+/// The header, the body and the footer of a terminal of `area`.
+fn frame_areas(area: Rect) -> [Rect; 3] {
     let header_h = 3.min(area.height);
     let footer_h = u16::from(area.height > header_h);
-    let [header, body, footer] = Layout::vertical([Constraint::Length(header_h), Constraint::Min(0), Constraint::Length(footer_h)]).areas(area);
-    render_header(app, frame, header, tier);
+    Layout::vertical([Constraint::Length(header_h), Constraint::Min(0), Constraint::Length(footer_h)]).areas(area)
+}
+
+/// The panes shown in `body`, and where.
+fn panes(app: &App, body: Rect, tier: Tier) -> Vec<(Pane, Rect)> {
     match tier {
         Tier::Wide => {
             let [violations, middle, bottom] =
                 Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(25), Constraint::Percentage(35)]).areas(body);
             let [procs, net] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(middle);
             let [output, tail] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
-            render_pane(app, frame, Pane::Violations, violations, tier);
-            render_pane(app, frame, Pane::Processes, procs, tier);
-            render_pane(app, frame, Pane::Network, net, tier);
-            render_pane(app, frame, Pane::Output, output, tier);
-            render_pane(app, frame, Pane::Tail, tail, tier);
+            vec![(Pane::Violations, violations), (Pane::Processes, procs), (Pane::Network, net), (Pane::Output, output), (Pane::Tail, tail)]
         }
         Tier::Compact => {
             let [violations, other] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
-            render_pane(app, frame, Pane::Violations, violations, tier);
-            render_pane(app, frame, app.secondary, other, tier);
+            vec![(Pane::Violations, violations), (app.secondary, other)]
         }
-        Tier::Narrow => render_pane(app, frame, app.focus, body, tier),
+        Tier::Narrow => vec![(app.focus, body)],
+    }
+}
+
+/// Where the command's screen is drawn on a terminal of `area`: inside the
+/// output pane, or the whole terminal but the status line when zoomed;
+/// `None` when the output pane is not shown (the pty keeps its size).
+pub(super) fn output_area(app: &App, area: Rect) -> Option<Rect> {
+    if app.zoom {
+        return (area.height >= 2 && area.width >= 1).then(|| Rect { height: area.height - 1, ..area });
+    }
+    let [_, body, _] = frame_areas(area);
+    let (_, pane) = panes(app, body, Tier::of(area)).into_iter().find(|(p, _)| *p == Pane::Output)?;
+    (pane.width >= 3 && pane.height >= 3).then(|| Block::bordered().inner(pane))
+}
+
+pub(super) fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    if area.width == 0 || area.height == 0 {
+        return;
+    }
+    if app.zoom {
+        render_zoom(app, frame, area);
+        return;
+    }
+    let tier = Tier::of(area);
+    let [header, body, footer] = frame_areas(area);
+    render_header(app, frame, header, tier);
+    for (pane, rect) in panes(app, body, tier) {
+        render_pane(app, frame, pane, rect, tier);
     }
     render_footer(app, frame, footer, tier);
     // Overlays cover the body (or everything when the body is tiny).
@@ -408,22 +431,129 @@ fn render_output(app: &App, frame: &mut Frame, area: Rect) {
     if app.focus == Pane::Output {
         title.push_str(" · typing goes to the command, Tab leaves");
     }
-    if app.output_scroll > 0 {
-        title.push_str(&format!(" · scrolled back {}", app.output_scroll));
+    let scrolled = app.output.scrolled();
+    if scrolled > 0 {
+        title.push_str(&format!(" · scrolled back {scrolled}"));
     }
     let block = pane_block(app, Pane::Output, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let h = usize::from(inner.height);
-    let len = app.output.line_count();
-    if len == 0 {
+    if app.output.is_empty() {
         frame.render_widget(Paragraph::new(Line::styled("(no output yet)", DIM)), inner);
         return;
     }
-    let end = len.saturating_sub(app.output_scroll);
-    let start = end.saturating_sub(h);
-    let lines: Vec<Line> = (start..end).filter_map(|i| app.output.line(i)).map(Line::from).collect();
-    frame.render_widget(Paragraph::new(lines), inner);
+    draw_screen(app.output.screen(), frame.buffer_mut(), inner);
+    // The command's cursor, where the keys go (none over a prompt).
+    if app.focus == Pane::Output && app.asks.is_empty() && app.overlay == Overlay::None && !app.editing_filter {
+        set_cursor(app, frame, inner);
+    }
+}
+
+/// Shows the command's cursor when it wants one and the live screen is in
+/// view.
+fn set_cursor(app: &App, frame: &mut Frame, area: Rect) {
+    let screen = app.output.screen();
+    let (row, col) = screen.cursor_position();
+    if !screen.hide_cursor() && app.output.scrolled() == 0 && row < area.height && col < area.width {
+        frame.set_cursor_position((area.x + col, area.y + row));
+    }
+}
+
+/// Draws the command's screen into `area`, cell by cell, from its top left
+/// (the screen has the area's size but for a moment after a resize). The
+/// cells hold printed characters only: every control byte and escape
+/// sequence the command wrote was interpreted by the emulator.
+fn draw_screen(screen: &vt100::Screen, buf: &mut ratatui::buffer::Buffer, area: Rect) {
+    let area = area.intersection(buf.area);
+    let (rows, cols) = screen.size();
+    for row in 0..area.height.min(rows.get()) {
+        for col in 0..area.width.min(cols.get()) {
+            let Some(cell) = screen.cell(row, col) else { continue };
+            // The second half of a wide character: the first drew it.
+            if cell.is_wide_continuation() {
+                continue;
+            }
+            let target = &mut buf[(area.x + col, area.y + row)];
+            // A wide character cut by the area's edge would spill over it.
+            let symbol = if !cell.has_contents() || (cell.is_wide() && col + 1 >= area.width) { " " } else { cell.contents() };
+            target.set_symbol(symbol);
+            target.set_style(cell_style(cell));
+        }
+    }
+}
+
+fn cell_style(cell: &vt100::Cell) -> Style {
+    let color = |c: vt100::Color| match c {
+        vt100::Color::Default => Color::Reset,
+        vt100::Color::Idx(i) => Color::Indexed(i),
+        vt100::Color::Rgb(r, g, b) => Color::Rgb(r, g, b),
+    };
+    let mut style = Style::new().fg(color(cell.fgcolor())).bg(color(cell.bgcolor()));
+    for (on, m) in [
+        (cell.bold(), Modifier::BOLD),
+        (cell.dim(), Modifier::DIM),
+        (cell.italic(), Modifier::ITALIC),
+        (cell.underline(), Modifier::UNDERLINED),
+        (cell.inverse(), Modifier::REVERSED),
+    ] {
+        if on {
+            style = style.add_modifier(m);
+        }
+    }
+    style
+}
+
+/// Zoomed: the command's screen on the whole terminal, and one status line
+/// with the counters, the newest denial, the held prompts and the key back.
+fn render_zoom(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(screen) = output_area(app, area) else {
+        frame.render_widget(Paragraph::new(Line::styled(format!("{ZOOM_KEY} dashboard"), BOLD)), area);
+        return;
+    };
+    draw_screen(app.output.screen(), frame.buffer_mut(), screen);
+    set_cursor(app, frame, screen);
+    let status = Rect { y: screen.bottom(), height: 1, ..area };
+    frame.render_widget(Paragraph::new(zoom_status(app)).style(Style::new().add_modifier(Modifier::REVERSED)), status);
+}
+
+/// The zoomed status line, the most important first: a narrow terminal
+/// cuts the end.
+fn zoom_status(app: &App) -> Line<'static> {
+    let sep = || Span::raw(" │ ");
+    let mut spans = vec![Span::styled(" sbx ", BOLD), Span::styled(format!("{ZOOM_KEY} dashboard"), BOLD)];
+    if let Some(ask) = app.asks.front() {
+        let left = ask.deadline.saturating_duration_since(app.now).as_secs();
+        let n = app.asks.len();
+        let what = if n == 1 { format!("request to {}:{} held", crate::termtext::escape(&ask.host), ask.port) } else { format!("{n} requests held") };
+        spans.push(sep());
+        spans.push(Span::styled(format!("{what}: {ZOOM_KEY}, Tab to answer ({left} s)"), BOLD.fg(Color::Yellow)));
+    }
+    spans.push(sep());
+    match app.state {
+        RunState::Running => spans.push(Span::raw(format!("running {}", fmt_duration(app.elapsed())))),
+        RunState::Exited(code) => spans.push(Span::raw(format!("exited {code} {}", fmt_duration(app.elapsed())))),
+    }
+    spans.push(sep());
+    let total: u64 = app.denials.iter().sum();
+    let mut denials = format!("denials {}", count(total));
+    let by_layer: Vec<String> = SOURCES.iter().filter(|&&s| app.denials[source_index(s)] > 0).map(|&s| format!("{} {}", s.as_str(), count(app.denials[source_index(s)]))).collect();
+    if !by_layer.is_empty() {
+        denials.push_str(&format!(": {}", by_layer.join(" ")));
+    }
+    spans.push(Span::styled(denials, if total > 0 { BOLD } else { Style::new() }));
+    let lost = app.lost();
+    if lost > 0 {
+        spans.push(Span::styled(format!(" · lost {}", count(lost)), BOLD.fg(Color::Red)));
+    }
+    if app.observation.as_ref().is_some_and(|o| !o.kernel_tracer) {
+        spans.push(Span::styled(" · file denials not observed", BOLD.fg(Color::Yellow)));
+    }
+    if let Some(a) = app.newest_denial.and_then(|i| app.aggs.get(i as usize)) {
+        spans.push(sep());
+        let what = if a.object.starts_with(&a.op) { a.object.clone() } else { format!("{} {}", a.op, a.object) };
+        spans.push(Span::raw(format!("newest: {} {what}", a.source.as_str())));
+    }
+    Line::from(spans)
 }
 
 /// One event as one line of the tail.
@@ -651,7 +781,8 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ("e", "export the session's events as JSON Lines"),
     ("?", "this help"),
     ("q / Ctrl-C", "quit (asks first while the command runs: y/n)"),
-    ("Output pane", "keys go to the command; Tab leaves; Shift-PgUp/PgDn/↑/↓ scroll"),
+    ("z / Ctrl-]", "zoom: the command gets the whole terminal and every key; Ctrl-] comes back"),
+    ("Output pane", "keys go to the command; Tab leaves; Shift-PgUp/PgDn/↑/↓ scroll back"),
     ("--ask prompt", "Tab takes the keyboard, then a/A allow once/always, d/D deny once/always; Esc gives it back"),
 ];
 
@@ -660,12 +791,12 @@ fn render_help(app: &App, frame: &mut Frame, area: Rect) {
     lines.push(Line::raw(""));
     lines.push(Line::styled(
         format!(
-            "Bounds: {} events kept for the tail and export, {} violation rows, {} processes, {} hosts, {} output lines.",
+            "Bounds: {} events kept for the tail and export, {} violation rows, {} processes, {} hosts, {} rows of the command's scroll-back.",
             super::app::MAX_HISTORY,
             super::app::MAX_AGGREGATES,
             super::app::MAX_PROCESSES,
             super::app::MAX_HOSTS,
-            super::output::MAX_LINES
+            super::output::MAX_SCROLLBACK
         ),
         DIM,
     ));
@@ -691,7 +822,7 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
         Overlay::Help => &[("any key", "close help")],
         Overlay::Detail => &[("Esc", "close"), ("↑↓", "previous/next")],
         Overlay::None if app.editing_filter => &[("Enter", "keep filter"), ("Esc", "clear")],
-        Overlay::None if app.focus == Pane::Output => &[("Tab", "leave output"), ("S-PgUp/PgDn", "scroll"), ("keys", "go to the command")],
+        Overlay::None if app.focus == Pane::Output => &[("Tab", "leave output"), ("Ctrl-]", "zoom"), ("S-PgUp/PgDn", "scroll"), ("keys", "go to the command")],
         Overlay::None if tier == Tier::Narrow => &[("q", "quit"), ("?", "help"), ("Tab", "pane")],
         Overlay::None => &[
             ("q", "quit"),
@@ -702,6 +833,7 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
             ("s", "sort"),
             ("space", "pause"),
             ("e", "export"),
+            ("z", "zoom"),
         ],
     };
     if app.editing_filter && app.overlay == Overlay::None {

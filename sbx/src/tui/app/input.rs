@@ -1,6 +1,18 @@
-//! Keys: what each key does, in the prompt and outside it.
+//! Keys: what each key does, zoomed, in the prompt and outside it.
 
 use super::*;
+
+/// The key that leaves zoom (and zooms from the dashboard): Ctrl-], the
+/// telnet and virsh console's escape, which agents, shells and editors
+/// rarely need (vim's "jump to tag" is the one common use). A terminal
+/// sends 0x1d, which crossterm reads as Ctrl-5; with the kitty keyboard
+/// protocol it is Ctrl-].
+fn is_zoom_key(key: &KeyEvent) -> bool {
+    key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char(']' | '5'))
+}
+
+/// The zoom key (`is_zoom_key`) as the screen names it.
+pub const ZOOM_KEY: &str = "Ctrl-]";
 
 impl App {
     pub(super) fn key(&mut self, key: KeyEvent) -> Action {
@@ -25,6 +37,15 @@ impl App {
                 return Action::Reviewed(keep);
             }
             return Action::None;
+        }
+        // Zoomed, the command has every key but the one that leaves (a
+        // prompt that arrives meanwhile waits: the status line says so).
+        if self.zoom {
+            if is_zoom_key(&key) {
+                self.zoom = false;
+                return Action::None;
+            }
+            return self.send_to_command(&key);
         }
         // A held connection's prompt answers only once it has the keyboard:
         // Tab gives it (a key that never reaches the command), Esc gives it
@@ -124,19 +145,24 @@ impl App {
             self.mark_rows_dirty();
             return Action::None;
         }
+        if is_zoom_key(&key) {
+            self.zoom = true;
+            return Action::None;
+        }
         if self.focus == Pane::Output {
-            let lines = self.output.line_count();
+            let page = self.page as isize;
             match key.code {
                 KeyCode::Tab => self.set_focus(self.next_pane(1)),
-                KeyCode::PageUp if shift => self.output_scroll = (self.output_scroll + self.page).min(lines.saturating_sub(1)),
-                KeyCode::PageDown if shift => self.output_scroll = self.output_scroll.saturating_sub(self.page),
-                KeyCode::Up if shift => self.output_scroll = (self.output_scroll + 1).min(lines.saturating_sub(1)),
-                KeyCode::Down if shift => self.output_scroll = self.output_scroll.saturating_sub(1),
-                _ => return keys::bytes(&key).map_or(Action::None, Action::SendInput),
+                KeyCode::PageUp if shift => self.output.scroll(page),
+                KeyCode::PageDown if shift => self.output.scroll(-page),
+                KeyCode::Up if shift => self.output.scroll(1),
+                KeyCode::Down if shift => self.output.scroll(-1),
+                _ => return self.send_to_command(&key),
             }
             return Action::None;
         }
         match key.code {
+            KeyCode::Char('z') => self.zoom = true,
             KeyCode::Tab => self.set_focus(self.next_pane(1)),
             KeyCode::BackTab => self.set_focus(self.next_pane(-1)),
             KeyCode::Char(c @ '1'..='5') if !ctrl => self.set_focus(PANES[(c as u8 - b'1') as usize]),
@@ -179,6 +205,19 @@ impl App {
         Action::None
     }
 
+    /// `key` as the command's terminal would send it. Typing returns to the
+    /// live screen, as in a terminal.
+    fn send_to_command(&mut self, key: &KeyEvent) -> Action {
+        let cursor = if self.output.screen().application_cursor() { keys::CursorKeys::Application } else { keys::CursorKeys::Normal };
+        match keys::bytes(key, cursor) {
+            Some(bytes) => {
+                self.output.scroll(isize::MIN);
+                Action::SendInput(bytes)
+            }
+            None => Action::None,
+        }
+    }
+
     /// `q`: quits at once after the command has exited, else asks first.
     pub(super) fn quit(&mut self) -> Action {
         if self.state == RunState::Running {
@@ -195,7 +234,7 @@ impl App {
             Pane::Processes => self.proc_scroll = self.proc_scroll.saturating_add_signed(delta).min(self.procs.len().saturating_sub(1)),
             Pane::Network => self.host_scroll = self.host_scroll.saturating_add_signed(delta).min(self.hosts.len().saturating_sub(1)),
             // Up scrolls back: the offset counts from the bottom.
-            Pane::Output => self.output_scroll = self.output_scroll.saturating_add_signed(-delta).min(self.output.line_count().saturating_sub(1)),
+            Pane::Output => self.output.scroll(-delta),
             Pane::Tail => {}
         }
     }

@@ -15,11 +15,12 @@ use std::{
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::{Action, Msg, keys, output::Output};
+use super::{Action, Msg, Start, keys, output::Output};
 
 mod export;
 mod input;
 mod views;
+pub(in crate::tui) use input::ZOOM_KEY;
 use crate::{
     report::{Denial, Event, ProcessAction, Source},
     sandbox::Enforcement,
@@ -267,9 +268,17 @@ pub struct App {
 
     pub(super) hosts: HashMap<String, Host>,
 
+    /// The command's screen.
     pub(super) output: Output,
-    /// Lines scrolled back from the bottom of the output (0: follow).
-    pub(super) output_scroll: usize,
+    /// The size last given to the command's pty (`Action::ResizePty`).
+    pty_size: Option<(u16, u16)>,
+    /// The terminal's size, from the last `Msg::Resize`.
+    term_size: Option<(u16, u16)>,
+    /// The command has the whole terminal but the status line; every key
+    /// but `ZOOM_KEY` goes to it.
+    pub(super) zoom: bool,
+    /// The row of the newest denial.
+    pub(super) newest_denial: Option<u32>,
 
     pub(super) focus: Pane,
     /// The pane shown beside the violations on a small terminal.
@@ -365,8 +374,11 @@ impl App {
             procs_forgotten: 0,
             procs_alive: 0,
             hosts: HashMap::new(),
-            output: Output::default(),
-            output_scroll: 0,
+            output: Output::new(80, 24),
+            pty_size: None,
+            term_size: None,
+            zoom: false,
+            newest_denial: None,
             focus: Pane::Violations,
             secondary: Pane::Output,
             overlay: Overlay::None,
@@ -386,24 +398,58 @@ impl App {
         }
     }
 
-    /// Applies one input; returns what the outer loop must do.
+    /// How the dashboard starts.
+    pub fn start(mut self, start: Start) -> Self {
+        self.zoom = start == Start::Zoom;
+        self
+    }
+
+    /// Applies one input; returns what the outer loop must do. When the
+    /// place the command's screen is drawn in changed size (the terminal
+    /// was resized, the user zoomed or chose another pane), that is
+    /// `Action::ResizePty` (once the input's own action, if any, is done:
+    /// the next input brings it).
     pub fn update(&mut self, msg: Msg) -> Action {
+        let action = self.apply(msg);
+        if action == Action::None
+            && let Some((cols, rows)) = self.resize_pty()
+        {
+            return Action::ResizePty { cols, rows };
+        }
+        action
+    }
+
+    /// The size of the command's screen wanted now, when it differs from the
+    /// pty's: the emulator takes it at once. Once the command has ended its
+    /// last screen keeps the size it was drawn at (a narrower one would cut
+    /// its lines): the pane shows its top left, zoom all of it.
+    fn resize_pty(&mut self) -> Option<(u16, u16)> {
+        if self.state != RunState::Running {
+            return None;
+        }
+        let (w, h) = self.term_size?;
+        let area = super::view::output_area(self, ratatui::layout::Rect::new(0, 0, w, h))?;
+        let size = (area.width, area.height);
+        if self.pty_size == Some(size) {
+            return None;
+        }
+        self.pty_size = Some(size);
+        self.output.set_size(size.0, size.1);
+        Some(size)
+    }
+
+    fn apply(&mut self, msg: Msg) -> Action {
         match msg {
             Msg::Event(event, time) => {
                 self.event(event, time);
                 Action::None
             }
-            Msg::Output(bytes) => {
-                let before = self.output.line_count() + self.output.dropped as usize;
-                self.output.push(&bytes);
-                if self.output_scroll > 0 {
-                    // Keep the lines being read in place.
-                    let added = (self.output.line_count() + self.output.dropped as usize).saturating_sub(before);
-                    self.output_scroll = (self.output_scroll + added).min(self.output.line_count().saturating_sub(1));
-                }
-                Action::None
-            }
+            // The emulator's answers to the command's questions go back to it.
+            Msg::Output(bytes) => self.output.push(&bytes).map_or(Action::None, Action::SendInput),
             Msg::Exited(code) => {
+                // What the command left on its screen stays (`z` shows all
+                // of it); the dashboard comes back for the review.
+                self.zoom = false;
                 self.state = RunState::Exited(code);
                 self.ended_at.get_or_insert(self.now);
                 Action::None
@@ -417,6 +463,8 @@ impl App {
                 Action::None
             }
             Msg::Review(files) => {
+                // The question needs the dashboard.
+                self.zoom = false;
                 self.review = Some((files, self.now));
                 Action::None
             }
@@ -427,7 +475,8 @@ impl App {
                 }
                 Action::None
             }
-            Msg::Resize(_, h) => {
+            Msg::Resize(w, h) => {
+                self.term_size = Some((w, h));
                 self.page = usize::from(h / 2).max(1);
                 Action::None
             }
@@ -589,6 +638,7 @@ impl App {
                 }
             }
         };
+        self.newest_denial = Some(index);
         let a = &mut self.aggs[index as usize];
         a.count += 1;
         a.last = time;
