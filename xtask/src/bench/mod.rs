@@ -1,0 +1,261 @@
+//! `cargo xtask bench [SUITE]`: suites that time sbx side by side with the
+//! alternative a user would pick, in the same run, interleaved so that noise
+//! on this shared machine hits every contender alike. Results are printed as
+//! medians and ratios and written as JSON under target/bench/.
+
+use std::{
+    ffi::OsString,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+
+const SUITES: &[&str] = &["startup", "monitor", "proxy", "notify", "commands", "tui"];
+
+/// `cargo` is a `cargo` command in the workspace with the provisioned tools
+/// on PATH (the `tui` suite builds and runs a unit benchmark).
+pub fn run(root: &Path, sbx: &Path, cargo: &dyn Fn() -> Command, suite: Option<&str>, runs: usize) -> Result<()> {
+    let suites: Vec<&str> = match suite {
+        None => SUITES.to_vec(),
+        Some(name) if SUITES.contains(&name) => vec![name],
+        Some(name) => bail!("unknown bench suite {name:?}; known: {}", SUITES.join(", ")),
+    };
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    for suite in suites {
+        let report = match suite {
+            "startup" => startup(sbx, runs)?,
+            "monitor" => monitor::monitor(root, sbx, runs)?,
+            "proxy" => proxy::proxy(root, sbx, runs)?,
+            "notify" => notify::notify(root, sbx, runs)?,
+            "commands" => monitor::commands(root, sbx, runs)?,
+            "tui" => tui::tui(cargo)?,
+            _ => unreachable!("checked against SUITES above"),
+        };
+        report.print();
+        let path = out_dir.join(format!("{suite}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("xtask: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Report {
+    suite: &'static str,
+    runs: usize,
+    contenders: Vec<Contender>,
+    /// (name, ratio) of the first contender's median against each other's.
+    ratios: Vec<Ratio>,
+    /// Suite-specific figures, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    figures: Vec<(String, f64)>,
+    /// Verdicts against the suite's goals, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Contender {
+    name: String,
+    command: Vec<String>,
+    median_ms: f64,
+    p10_ms: f64,
+    p90_ms: f64,
+    mean_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Ratio {
+    of: String,
+    against: String,
+    ratio: f64,
+    added_ms: f64,
+}
+
+impl Report {
+    fn print(&self) {
+        println!("\n== bench {} ({} runs each, interleaved) ==", self.suite, self.runs);
+        println!("{:<28} {:>10} {:>10} {:>10}", "contender", "median ms", "p10 ms", "p90 ms");
+        for c in &self.contenders {
+            println!("{:<28} {:>10.3} {:>10.3} {:>10.3}", c.name, c.median_ms, c.p10_ms, c.p90_ms);
+        }
+        for r in &self.ratios {
+            println!("{} / {}: {:.2}x (+{:.3} ms)", r.of, r.against, r.ratio, r.added_ms);
+        }
+        for (name, value) in &self.figures {
+            println!("{name}: {value:.3}");
+        }
+        for note in &self.notes {
+            println!("{note}");
+        }
+    }
+}
+
+/// One command to time: its name, argv and working directory.
+struct Subject {
+    name: String,
+    argv: Vec<OsString>,
+    cwd: Option<std::path::PathBuf>,
+}
+
+impl Subject {
+    fn new(name: impl Into<String>, argv: Vec<OsString>) -> Self {
+        Self { name: name.into(), argv, cwd: None }
+    }
+    fn in_dir(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+}
+
+fn time_once(s: &Subject) -> Result<Duration> {
+    let argv = &s.argv;
+    let started = Instant::now();
+    let mut cmd = Command::new(&argv[0]);
+    if let Some(dir) = &s.cwd {
+        cmd.current_dir(dir);
+    }
+    let status = cmd
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("starting {argv:?}"))?;
+    let elapsed = started.elapsed();
+    if !status.success() {
+        // Run again with stderr visible so the failure explains itself.
+        let _ = Command::new(&argv[0]).args(&argv[1..]).status();
+        bail!("{argv:?} failed: {status}");
+    }
+    Ok(elapsed)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+/// Times every subject `runs` times, round-robin, after a warm-up run each.
+fn measure(suite: &'static str, subjects: &[Subject], runs: usize) -> Result<Report> {
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); subjects.len()];
+    for s in subjects {
+        time_once(s)?;
+    }
+    for _ in 0..runs {
+        for (i, s) in subjects.iter().enumerate() {
+            samples[i].push(time_once(s)?.as_secs_f64() * 1e3);
+        }
+    }
+    let contenders: Vec<Contender> = subjects.iter().zip(samples).map(|(s, v)| contender(s, v)).collect();
+    let first = &contenders[0];
+    let ratios = contenders[1..]
+        .iter()
+        .map(|c| Ratio {
+            of: first.name.clone(),
+            against: c.name.clone(),
+            ratio: first.median_ms / c.median_ms,
+            added_ms: first.median_ms - c.median_ms,
+        })
+        .collect();
+    Ok(Report { suite, runs, contenders, ratios, figures: Vec::new(), notes: Vec::new() })
+}
+
+/// Median, p10, p90 and mean of one subject's samples (milliseconds).
+fn contender(s: &Subject, mut v: Vec<f64>) -> Contender {
+    v.sort_by(f64::total_cmp);
+    Contender {
+        name: s.name.clone(),
+        command: s.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        median_ms: percentile(&v, 0.5),
+        p10_ms: percentile(&v, 0.1),
+        p90_ms: percentile(&v, 0.9),
+        mean_ms: v.iter().sum::<f64>() / v.len() as f64,
+    }
+}
+
+fn which(program: &str) -> Result<OsString> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .map(Into::into)
+        .with_context(|| format!("{program} is not on PATH"))
+}
+
+fn startup(sbx: &Path, runs: usize) -> Result<Report> {
+    let truth = which("true")?;
+    let bwrap = which("bwrap")?;
+    let os = |s: &str| OsString::from(s);
+    let subjects = [
+        Subject::new("sbx run -- true", vec![sbx.into(), os("run"), os("--"), truth.clone()]),
+        // What the limits cost at start-up: the session's cgroups (created, joined, removed)
+        // and the sized tmpfs mounts; the same run with every limit off.
+        Subject::new(
+            "sbx run (limits off) -- true",
+            vec![sbx.into(), os("run"), os("--memory"), os("off"), os("--pids"), os("off"), os("--tmp-size"), os("off"), os("--"), truth.clone()],
+        ),
+        Subject::new("bwrap --unshare-all true", vec![bwrap, os("--ro-bind"), os("/"), os("/"), os("--unshare-all"), os("--"), truth.clone()]),
+        Subject::new("true", vec![truth]),
+    ];
+    measure("startup", &subjects, runs)
+}
+
+fn check(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a subject and returns its stdout; a failure carries its stderr.
+fn output_once(s: &Subject) -> Result<String> {
+    let mut cmd = Command::new(&s.argv[0]);
+    if let Some(dir) = &s.cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd
+        .args(&s.argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {:?}", s.argv))?;
+    if !out.status.success() {
+        bail!("{:?} failed: {}\n{}", s.argv, out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs every subject `runs` times, round-robin, after a warm-up run each,
+/// and turns each run's stdout into one sample with `parse`.
+fn sample(subjects: &[Subject], runs: usize, parse: impl Fn(&str) -> Result<f64>) -> Result<Vec<Vec<f64>>> {
+    let one = |s: &Subject| -> Result<f64> {
+        let out = output_once(s)?;
+        parse(&out).with_context(|| format!("{}: unexpected output {out:?}", s.name))
+    };
+    for s in subjects {
+        one(s)?;
+    }
+    let mut samples = vec![Vec::with_capacity(runs); subjects.len()];
+    for _ in 0..runs {
+        for (i, s) in subjects.iter().enumerate() {
+            samples[i].push(one(s)?);
+        }
+    }
+    Ok(samples)
+}
+
+/// Whitespace-separated numbers of one output line.
+fn numbers(out: &str) -> Result<Vec<f64>> {
+    out.split_whitespace().map(|w| w.parse::<f64>().with_context(|| format!("{w:?} is not a number"))).collect()
+}
+
+mod monitor;
+mod notify;
+mod proxy;
+mod tui;

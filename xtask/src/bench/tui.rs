@@ -1,0 +1,35 @@
+//! The dashboard's suite: frames with the terminal emulator, its throughput, the
+//! scroll-back's memory (a unit benchmark of the sbx crate).
+
+use super::*;
+
+/// The dashboard, in process: `tui::tests::bench_figures` in a release build,
+/// at full size (`SBX_BENCH_FIGURES`), prints `figure NAME VALUE` lines: frames of a
+/// full screen of the command's output through the emulator (zoomed at
+/// 200x50, in the pane at 120x40), the emulator's throughput, the memory of
+/// the 10,000 rows of scroll-back. Measured once: each figure is already an
+/// average over many frames.
+pub(super) fn tui(cargo: &dyn Fn() -> Command) -> Result<Report> {
+    let out = cargo()
+        .args(["test", "--release", "--package", "sbx", "--lib", "--", "tui::tests::bench_figures", "--exact", "--nocapture", "--test-threads=1"])
+        .env("SBX_BENCH_FIGURES", "1")
+        .output()
+        .context("running the dashboard's benchmark")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("the dashboard's benchmark failed: {}\n{stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let mut figures = Vec::new();
+    for line in stdout.lines() {
+        // libtest may print its own "test ... " before the first line.
+        let Some((_, rest)) = line.split_once("figure ") else { continue };
+        let (name, value) = rest.split_once(' ').with_context(|| format!("a figure line without a value: {line}"))?;
+        figures.push((name.to_string(), value.parse::<f64>().with_context(|| format!("not a number: {line}"))?));
+    }
+    if figures.is_empty() {
+        bail!("the dashboard's benchmark printed no figure:\n{stdout}");
+    }
+    let frame = figures.iter().find(|(n, _)| n == "frame_zoomed_200x50_new_full_screen_ms").map(|(_, v)| *v);
+    let notes = frame.map(|ms| format!("a full screen of new output, zoomed at 200x50, costs {ms:.2} ms a frame: {:.0}% of the 50 ms between two frames at 20 fps", ms / 50.0 * 100.0)).into_iter().collect();
+    Ok(Report { suite: "tui", runs: 1, contenders: Vec::new(), ratios: Vec::new(), figures, notes })
+}
