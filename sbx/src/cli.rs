@@ -7,10 +7,16 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::limits::{LimitsConfig, Setting};
 
+/// `sbx --version`: the version, then one line each for the git commit, the embedded eBPF
+/// object's hash and the kernel features its programs use (written by build.rs; static, so
+/// `--version` costs nothing at run time). `-V` prints the version alone.
+pub const LONG_VERSION: &str = include_str!(concat!(env!("OUT_DIR"), "/long_version"));
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sbx",
     version,
+    long_version = LONG_VERSION,
     about = "Run an untrusted command in a sandbox: bubblewrap, Landlock and seccomp, a filtering proxy, and a kernel tracer that reports every denial.",
     propagate_version = true
 )]
@@ -42,6 +48,27 @@ pub enum Command {
     /// Audit logs.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Print a completion script for bash, zsh or fish (e.g. `sbx completions bash >
+    /// ~/.local/share/bash-completion/completions/sbx`).
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page sbx(1) (roff: `sbx man | man -l -`), or write it and a page for
+    /// each subcommand into a directory.
+    Man {
+        /// Write sbx.1, sbx-run.1, ... into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// A shell `sbx completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ pub mod agentconf;
 pub mod cgroup;
 pub mod cli;
 pub mod config;
+pub mod docs;
 pub mod doctor;
 pub mod fsio;
 pub mod identity;

@@ -154,6 +154,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&sbx::docs::completions(shell))?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: None } => {
+            let mut page = Vec::new();
+            sbx::docs::man_page(&mut page)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&page)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            let written = sbx::docs::write_man_pages(&dir).map_err(|e| anyhow::anyhow!("cannot write the man pages into {}: {e}", dir.display()))?;
+            eprintln!("sbx: wrote {} man pages into {}", written.len(), sbx::termtext::path(&dir));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Templates => {
             let mut out = std::io::stdout().lock();
             for t in config::templates() {

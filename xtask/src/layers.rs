@@ -27,7 +27,7 @@ pub const LAYERS: &[Layer] = &[
     Layer { name: "tools", sideways: true, modules: &["snapshot", "suggest", "learn", "doctor", "missing", "agentconf"] },
     Layer { name: "dashboard", sideways: false, modules: &["tui"] },
     Layer { name: "session", sideways: false, modules: &["session"] },
-    Layer { name: "entry", sideways: true, modules: &["cli", "main"] },
+    Layer { name: "entry", sideways: true, modules: &["cli", "docs", "main"] },
 ];
 
 /// One row of [`LAYERS`].
