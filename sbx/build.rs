@@ -152,7 +152,8 @@ fn git_commit(dir: &Path) -> String {
     let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
         return "unknown (not built from a git checkout)".into();
     };
-    let mut watched = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    // HEAD's reflog too: a commit on a packed branch creates the loose ref, not yet watched.
+    let mut watched = vec!["HEAD".to_owned(), "logs/HEAD".to_owned(), "packed-refs".to_owned()];
     watched.extend(git(&["rev-parse", "--symbolic-full-name", "HEAD"]));
     for name in watched {
         if let Some(file) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name]).filter(|f| Path::new(f).is_file()) {

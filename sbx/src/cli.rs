@@ -295,3 +295,26 @@ pub enum ConfigCommand {
         force: bool,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use sha2::Digest as _;
+
+    use super::LONG_VERSION;
+
+    #[test]
+    fn long_version_hashes_the_embedded_ebpf_object() {
+        let hex = sha2::Sha256::digest(crate::monitor::ebpf::OBJECT).iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+        let lines: Vec<&str> = LONG_VERSION.lines().collect();
+        assert_eq!(lines.len(), 4, "{LONG_VERSION}");
+        assert_eq!(lines[0], env!("CARGO_PKG_VERSION"));
+        assert!(lines[1].starts_with("commit: "), "{LONG_VERSION}");
+        assert_eq!(lines[2], format!("ebpf: sha256 {hex}"));
+        assert!(lines[3].starts_with("kernel: ") && lines[3].ends_with("; Linux 5.17 or later"), "{LONG_VERSION}");
+    }
+}

@@ -65,7 +65,8 @@ pub fn deb(root: &Path, bin: &Path) -> Result<PathBuf> {
 
     let shlibs = shlib_depends(&stage, &installed)?;
     let installed_kib = du_kib(&stage)?;
-    let description = cargo_field(root, "description")?;
+    // The extended description: lines of at most 79 columns, each indented by one space.
+    let description = wrap(&cargo_field(root, "description")?, 78);
     let control = format!(
         "Package: {PACKAGE}\n\
          Version: {version}\n\
@@ -75,7 +76,7 @@ pub fn deb(root: &Path, bin: &Path) -> Result<PathBuf> {
          Depends: {shlibs}, bubblewrap\n\
          Section: admin\n\
          Priority: optional\n\
-         Description: run untrusted commands in a sandbox\n \
+         Description: run untrusted commands in a sandbox\n\
          {description}\n \
          .\n \
          As root, `sbx monitor` also loads an eBPF tracer that reports every denial\n \
@@ -132,6 +133,20 @@ fn shlib_depends(stage: &Path, bin: &Path) -> Result<String> {
         .find_map(|l| l.strip_prefix("shlibs:Depends="))
         .with_context(|| format!("dpkg-shlibdeps printed no shlibs:Depends for {}: {out}", bin.display()))?;
     Ok(depends.trim().to_owned())
+}
+
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines.iter().map(|l| format!(" {l}")).collect::<Vec<_>>().join("\n")
 }
 
 /// The staged tree's size in KiB, as Installed-Size wants it.
