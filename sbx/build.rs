@@ -132,7 +132,10 @@ fn build_ebpf(ebpf_dir: &Path, out_dir: &Path, path: OsString) -> Result<PathBuf
     }
     let status = child.wait().map_err(|e| format!("cannot wait for the eBPF build: {e}"))?;
     let progress = progress.join().unwrap_or_default();
-    eprint!("{progress}{errors}");
+    // Cargo's order: what it compiled, the diagnostics, then its verdict ("error: could not
+    // compile").
+    let (verdicts, steps): (Vec<&str>, Vec<&str>) = progress.lines().partition(|l| l.starts_with("error"));
+    eprint!("{}\n{errors}{}\n", steps.join("\n"), verdicts.join("\n"));
     if !status.success() {
         return Err(format!("building the eBPF programs of {EBPF_PACKAGE} failed ({status}): the inner build's output is above"));
     }
