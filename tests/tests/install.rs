@@ -245,3 +245,44 @@ fn deb_installs_runs_from_usr_bin_and_purges() {
     assert!(matches!(after.as_deref(), None | Some("not-installed")), "sbx is still known to dpkg after the purge: {after:?}");
     assert!(!bin.exists() && !Path::new("/usr/share/man/man1/sbx.1.gz").exists() && !Path::new("/usr/share/doc/sbx").exists(), "the purge left files behind");
 }
+
+/// The build script cargo last ran for the sbx under test (`target/<profile>/build/sbx-*/`).
+fn sbx_build_script() -> PathBuf {
+    let build = sbx_bin().parent().expect("SBX_BIN is in a profile directory").join("build");
+    let mut scripts: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&build)
+        .unwrap_or_else(|e| panic!("{}: {e}", build.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("sbx-"))
+        .map(|e| e.path().join("build-script-build"))
+        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .collect();
+    scripts.sort();
+    scripts.pop().unwrap_or_else(|| panic!("no sbx-*/build-script-build in {}", build.display())).1
+}
+
+#[test]
+fn a_build_without_bpf_linker_names_cargo_xtask_provision_in_one_paragraph() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let empty_cache = tempfile::tempdir().unwrap();
+    // No bpf-linker on PATH (rustup's directory only, for the nightly's facts), nothing in
+    // the cache; a backtrace would show with RUST_BACKTRACE=1.
+    let rustup = require_tool("rustup");
+    let out = run(Command::new(sbx_build_script())
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", rustup.parent().unwrap().display()))
+        .envs(["HOME", "RUSTUP_HOME", "CARGO_HOME"].iter().filter_map(|k| Some((k, std::env::var_os(k)?))))
+        .env("XDG_CACHE_HOME", empty_cache.path())
+        .env("OUT_DIR", out_dir.path())
+        .env("CARGO_CFG_TARGET_ENDIAN", "little")
+        .env("CARGO_CFG_TARGET_ARCH", "x86_64")
+        .env("RUST_BACKTRACE", "1"));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let paragraph = stderr.trim();
+    assert!(!paragraph.is_empty() && !paragraph.contains('\n'), "not one paragraph: {stderr}");
+    assert!(paragraph.starts_with("bpf-linker is not on PATH, nor provisioned for "), "{paragraph}");
+    assert!(paragraph.contains(&empty_cache.path().join("sbx/bpf-linker").display().to_string()), "{paragraph}");
+    assert!(paragraph.contains("run `cargo xtask provision`"), "{paragraph}");
+    assert!(!stderr.contains("backtrace") && !stderr.contains("panicked"), "{stderr}");
+}

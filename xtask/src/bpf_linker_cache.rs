@@ -58,7 +58,9 @@ fn nightly_rustc(args: &[&str]) -> Result<String, String> {
         .map_err(|e| format!("cannot run rustup ({e}): the eBPF programs are built with rustup's {NIGHTLY} toolchain"))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("`rustup run {NIGHTLY} rustc {}` failed: {}", args.join(" "), why.trim()));
+        // rustup's first line says why ("toolchain 'nightly-...' is not installed").
+        let why = why.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("no reason given");
+        return Err(format!("`rustup run {NIGHTLY} rustc {}` failed ({why})", args.join(" ")));
     }
     String::from_utf8(out.stdout).map_err(|_| format!("`rustup run {NIGHTLY} rustc {}` printed non-UTF-8", args.join(" ")))
 }
