@@ -7,10 +7,16 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::limits::{LimitsConfig, Setting};
 
+/// `sbx --version`: the version, then one line each for the git commit, the embedded eBPF
+/// object's hash and the kernel features its programs use (written by build.rs; static, so
+/// `--version` costs nothing at run time). `-V` prints the version alone.
+pub const LONG_VERSION: &str = include_str!(concat!(env!("OUT_DIR"), "/long_version"));
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sbx",
     version,
+    long_version = LONG_VERSION,
     about = "Run an untrusted command in a sandbox: bubblewrap, Landlock and seccomp, a filtering proxy, and a kernel tracer that reports every denial.",
     propagate_version = true
 )]
@@ -44,6 +50,27 @@ pub enum Command {
     Log(LogCommand),
     /// Turn another tool's permission rules into an sbx policy (Claude Code's).
     Import(ImportArgs),
+    /// Print a completion script for bash, zsh or fish (e.g. `sbx completions bash >
+    /// ~/.local/share/bash-completion/completions/sbx`).
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page sbx(1) (roff: `sbx man | man -l -`), or write it and a page for
+    /// each subcommand into a directory.
+    Man {
+        /// Write sbx.1, sbx-run.1, ... into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// A shell `sbx completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]
@@ -294,4 +321,27 @@ pub enum ConfigCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use sha2::Digest as _;
+
+    use super::LONG_VERSION;
+
+    #[test]
+    fn long_version_hashes_the_embedded_ebpf_object() {
+        let hex = sha2::Sha256::digest(crate::monitor::ebpf::OBJECT).iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        });
+        let lines: Vec<&str> = LONG_VERSION.lines().collect();
+        assert_eq!(lines.len(), 4, "{LONG_VERSION}");
+        assert_eq!(lines[0], env!("CARGO_PKG_VERSION"));
+        assert!(lines[1].starts_with("commit: "), "{LONG_VERSION}");
+        assert_eq!(lines[2], format!("ebpf: sha256 {hex}"));
+        assert!(lines[3].starts_with("kernel: ") && lines[3].ends_with("; Linux 5.17 or later"), "{LONG_VERSION}");
+    }
 }

@@ -158,6 +158,32 @@ pub fn import(args: &crate::cli::ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `sbx completions SHELL`.
+pub fn completions(shell: crate::cli::Shell) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(&crate::docs::completions(shell))?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sbx man [--out-dir DIR]`: the page on stdout, or every page written into DIR.
+pub fn man(out_dir: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    match out_dir {
+        None => {
+            let mut page = Vec::new();
+            crate::docs::man_page(&mut page)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&page)?;
+            out.flush()?;
+        }
+        Some(dir) => {
+            let written = crate::docs::write_man_pages(dir).map_err(|e| anyhow::anyhow!("cannot write the man pages into {}: {e}", crate::termtext::path(dir)))?;
+            eprintln!("sbx: wrote {} man pages into {}", written.len(), crate::termtext::path(dir));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `sbx templates`.
 pub fn templates() -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod command_rules;
 pub mod commands;
 pub mod config;
+pub mod docs;
 pub mod doctor;
 pub mod fsio;
 pub mod identity;

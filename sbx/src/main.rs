@@ -84,5 +84,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Log(LogCommand::Verify { file }) => commands::log_verify(&file),
         Command::Templates => commands::templates(),
         Command::Import(args) => commands::import(&args),
+        Command::Completions { shell } => commands::completions(shell),
+        Command::Man { out_dir } => commands::man(out_dir.as_deref()),
     }
 }

@@ -27,7 +27,7 @@ pub const LAYERS: &[Layer] = &[
     Layer { name: "tools", sideways: true, modules: &["snapshot", "suggest", "learn", "doctor", "missing", "agentconf", "import"] },
     Layer { name: "dashboard", sideways: false, modules: &["tui"] },
     Layer { name: "session", sideways: false, modules: &["session"] },
-    Layer { name: "entry", sideways: true, modules: &["cli", "commands", "main"] },
+    Layer { name: "entry", sideways: true, modules: &["cli", "commands", "docs", "main"] },
 ];
 
 /// One row of [`LAYERS`].

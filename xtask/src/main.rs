@@ -3,6 +3,8 @@
 //! (unit, then the root-only integration tests) and run the benchmarks.
 
 mod bench;
+mod bpf_linker_cache;
+mod dist;
 mod layers;
 mod provision;
 
@@ -47,6 +49,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         filter: Vec<OsString>,
     },
+    /// Provision, build in release mode, and package sbx as a Debian package in target/debian
+    /// (the binary, its man pages and completions; depends on bubblewrap).
+    Dist,
     /// Check that no module of sbx imports from a layer above its own (also the first step of `test`).
     Layers,
     /// Provision, build in release mode, and run benchmark suites side by side.
@@ -90,6 +95,13 @@ fn run() -> Result<ExitCode> {
                 .status()
                 .with_context(|| format!("running {}", bin.display()))?;
             Ok(ExitCode::from(status.code().map_or(1, |c| c as u8)))
+        }
+        Task::Dist => {
+            let tools = provision::host(&root, provision::Needs::Dist)?;
+            let bin = build_sbx(&root, &tools, true)?;
+            let deb = dist::deb(&root, &bin)?;
+            println!("{}", deb.display());
+            Ok(ExitCode::SUCCESS)
         }
         Task::Layers => {
             layers::check(&root)?;
@@ -157,9 +169,12 @@ fn test(root: &Path, tools: &provision::Tools, unit_only: bool, filter: &[OsStri
         eprintln!("xtask: SKIPPED the integration tests: they need root (run `sudo -E cargo xtask test`)");
         return Ok(());
     }
+    // The Debian package, which a test installs, runs from /usr/bin and purges.
+    let release = build_sbx(root, tools, true)?;
+    let deb = dist::deb(root, &release)?;
     eprintln!("xtask: integration tests (root, real sandboxes) against {}", bin.display());
     let mut cmd = cargo(root, tools);
-    cmd.args(["test", "--package", "sbx-integration-tests", "--"]).args(filter).env("SBX_BIN", &bin);
+    cmd.args(["test", "--package", "sbx-integration-tests", "--"]).args(filter).env("SBX_BIN", &bin).env("SBX_DEB", &deb);
     if let Some(claude) = &tools.claude {
         cmd.env("SBX_TEST_CLAUDE", claude);
     }

@@ -22,8 +22,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::bpf_linker_cache::{NIGHTLY, Nightly, cache_home, works};
+
 const BPF_LINKER_VERSION: &str = "0.13.0";
-const NIGHTLY: &str = "nightly";
 
 /// What the caller is about to do, which decides what must be present.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub enum Needs {
     Build,
     Test,
     Bench,
+    /// `cargo xtask dist`: the Debian package.
+    Dist,
 }
 
 /// Where the provisioned tools are.
@@ -55,8 +58,13 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
     let started = Instant::now();
     // Packages: (program that proves it is installed, Debian package).
     let mut packages: Vec<(&str, &str)> = vec![("bwrap", "bubblewrap")];
+    if matches!(needs, Needs::Test | Needs::Dist) {
+        // The package (`cargo xtask test` builds and installs it).
+        packages.extend([("dpkg-deb", "dpkg"), ("dpkg-shlibdeps", "dpkg-dev"), ("strip", "binutils"), ("gzip", "gzip")]);
+    }
     if needs == Needs::Test {
         packages.extend([
+            ("man", "man-db"),
             ("git", "git"),
             ("cc", "gcc"),
             ("python3", "python3"),
@@ -216,70 +224,33 @@ fn rust_src() -> Result<()> {
     Ok(())
 }
 
-/// The facts of the nightly toolchain that a bpf-linker build depends on.
-struct Nightly {
-    release: String,
-    commit: String,
-    llvm: String,
-    sysroot: PathBuf,
+/// The nightly's LLVM major version, for bpf-linker's `llvm-<major>` feature.
+fn llvm_major(nightly: &Nightly) -> Result<&str> {
+    nightly
+        .llvm
+        .split('.')
+        .next()
+        .filter(|m| !m.is_empty())
+        .with_context(|| format!("unexpected LLVM version {:?}", nightly.llvm))
 }
 
-impl Nightly {
-    fn query() -> Result<Self> {
-        let vv = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "-vV"]))?;
-        let field = |name: &str| {
-            vv.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-                .with_context(|| format!("`rustc +{NIGHTLY} -vV` has no `{name}` line"))
-        };
-        let sysroot = output(Command::new("rustc").args([&format!("+{NIGHTLY}"), "--print", "sysroot"]))?;
-        Ok(Self {
-            release: field("release:")?,
-            commit: field("commit-hash:")?.chars().take(9).collect(),
-            llvm: field("LLVM version:")?,
-            sysroot: PathBuf::from(sysroot.trim()),
-        })
-    }
-
-    fn cache_key(&self) -> String {
-        format!("{}-{}-llvm{}", self.release, self.commit, self.llvm)
-    }
-
-    fn llvm_major(&self) -> Result<&str> {
-        self.llvm
-            .split('.')
-            .next()
-            .filter(|m| !m.is_empty())
-            .with_context(|| format!("unexpected LLVM version {:?}", self.llvm))
-    }
-
-    /// The nightly's own shared libLLVM: `libLLVM.so.<ver>-rust-<release>`.
-    fn libllvm(&self) -> Result<PathBuf> {
-        let lib = self.sysroot.join("lib");
-        let wanted = format!("-rust-{}", self.release);
-        for entry in fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with("libLLVM.so.") && name.ends_with(&wanted) {
-                return Ok(lib.join(&*name));
-            }
+/// The nightly's own shared libLLVM: `libLLVM.so.<ver>-rust-<release>`.
+fn libllvm(nightly: &Nightly) -> Result<PathBuf> {
+    let lib = nightly.sysroot.join("lib");
+    let wanted = format!("-rust-{}", nightly.release);
+    for entry in fs::read_dir(&lib).with_context(|| format!("reading {}", lib.display()))? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("libLLVM.so.") && name.ends_with(&wanted) {
+            return Ok(lib.join(&*name));
         }
-        bail!("no libLLVM.so.*{wanted} in {}: this nightly does not ship a shared libLLVM", lib.display())
     }
-}
-
-fn cache_home() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    let home = std::env::var_os("HOME").context("neither XDG_CACHE_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".cache"))
+    bail!("no libLLVM.so.*{wanted} in {}: this nightly does not ship a shared libLLVM", lib.display())
 }
 
 fn bpf_linker() -> Result<Tools> {
-    let nightly = Nightly::query()?;
-    let prefix = cache_home()?.join("sbx/bpf-linker").join(nightly.cache_key());
+    let nightly = Nightly::query().map_err(anyhow::Error::msg)?;
+    let prefix = nightly.cache_prefix(&cache_home().map_err(anyhow::Error::msg)?);
     let bin_dir = prefix.join("bin");
     let tools = Tools { bpf_linker_bin: bin_dir.clone(), claude: None };
     let linker = bin_dir.join("bpf-linker");
@@ -290,7 +261,7 @@ fn bpf_linker() -> Result<Tools> {
     // bpf-linker's RUNPATH is <LLVM_PREFIX>/lib, and it links against the
     // exact soname: both names must point at the nightly's libLLVM, or the
     // build succeeds and the binary fails to start.
-    let libllvm = nightly.libllvm()?;
+    let libllvm = libllvm(&nightly)?;
     let llvm_lib = prefix.join("llvm/lib");
     fs::create_dir_all(&llvm_lib).with_context(|| format!("creating {}", llvm_lib.display()))?;
     let soname = libllvm.file_name().context("libLLVM path has no file name")?;
@@ -299,7 +270,7 @@ fn bpf_linker() -> Result<Tools> {
         symlink(&libllvm, &link).with_context(|| format!("linking {}", link.display()))?;
     }
 
-    let feature = format!("llvm-{}", nightly.llvm_major()?);
+    let feature = format!("llvm-{}", llvm_major(&nightly)?);
     eprintln!(
         "xtask: building bpf-linker {BPF_LINKER_VERSION} ({feature}, against {}) into {} (about a minute, once per nightly)",
         libllvm.display(),
@@ -322,13 +293,4 @@ fn bpf_linker() -> Result<Tools> {
         bail!("{} was built but does not start (`bpf-linker --version` failed)", linker.display());
     }
     Ok(tools)
-}
-
-fn works(linker: &Path) -> bool {
-    Command::new(linker)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
