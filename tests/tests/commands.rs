@@ -258,3 +258,26 @@ fn claude_code_settings_import_as_a_policy_sbx_enforces() {
         assert!(out.status.success(), "{who:?}: {}", text(&out));
     }
 }
+
+/// An attacker's ways around a deny rule's program names: exec through a magic link
+/// (`/proc/self/fd/N`), fexecve of a copy in a memfd (no path at all), and a symlink named
+/// otherwise. Each still carries `git` in argv[0] or in the file it resolves to.
+#[test]
+fn exec_through_a_descriptor_or_a_magic_link_is_still_checked() {
+    require_root!();
+    require_tool("python3");
+    for who in WHO {
+        let ws = repo(who, r#"{ "deny": ["git push"] }"#);
+        let scripts = [
+            // /proc/self/fd/N of an open /usr/bin/git.
+            "import os; fd = os.open('/usr/bin/git', os.O_RDONLY); os.chdir('src'); os.execv(f'/proc/self/fd/{fd}', ['git', 'push', 'origin', 'main'])",
+            // A copy in a memfd, run by descriptor (execveat with AT_EMPTY_PATH).
+            "import os; fd = os.memfd_create('x', 0); os.write(fd, open('/usr/bin/git', 'rb').read()); os.chdir('src'); os.execve(fd, ['git', 'push', 'origin', 'main'], dict(os.environ))",
+        ];
+        for script in scripts {
+            let out = run(&ws, &format!("python3 -c \"{script}\""));
+            assert!(!out.status.success() && !pushed(&ws), "{who:?} {script}: {}", text(&out));
+            assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{who:?} {script}: {}", text(&out));
+        }
+    }
+}

@@ -94,10 +94,18 @@ impl ExecDecider {
             _ => None,
         };
         let absolute = absolute_path(pid, dirfd, requested.as_deref(), flags);
-        let resolved = absolute.as_deref().and_then(|p| resolve_in_root(pid, p));
-        if resolved.is_none() {
-            return Verdict::Continue;
-        }
+        let in_proc = absolute.as_deref().is_some_and(|p| p.starts_with("/proc"));
+        let resolved = match absolute.as_deref().map(|p| if in_proc { proc_fd_target(pid, p).ok_or(nix::errno::Errno::ELOOP) } else { resolve_in_root(pid, p) }) {
+            Some(Ok(p)) => Some(p),
+            // No such file (a shell trying each $PATH directory): the kernel fails it the
+            // same way. Only then: a path in /proc (a magic link to an open file), a
+            // descriptor (fexecve of a memfd) or a path we may not resolve is decided on
+            // its other names.
+            Some(Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR)) if !requested.as_deref().is_some_and(str::is_empty) => {
+                return Verdict::Continue;
+            }
+            _ => None,
+        };
         let mut argv = read_argv(pid, argv_ptr, self.words);
         let path = absolute.as_ref().map(|p| p.to_string_lossy().into_owned());
         let resolved_text = resolved.as_ref().map(|p| p.to_string_lossy().into_owned());
@@ -137,12 +145,25 @@ fn absolute_path(pid: u32, dirfd: Option<i32>, requested: Option<&str>, flags: u
     Some(base.join(requested))
 }
 
-/// The file `path` resolves to in the caller's root, symlinks followed.
-fn resolve_in_root(pid: u32, path: &Path) -> Option<PathBuf> {
-    let root = std::fs::File::open(format!("/proc/{pid}/root")).ok()?;
+/// The file behind `/proc/self/fd/N` (or `thread-self`, or the caller's own pid in the
+/// sandbox, which sbx cannot map): the caller's descriptor N. `/proc/self` inside the
+/// sandbox is the caller; resolved from here it would be sbx.
+fn proc_fd_target(pid: u32, path: &Path) -> Option<PathBuf> {
+    let mut parts = path.strip_prefix("/proc").ok()?.components().map(|c| c.as_os_str().to_str());
+    let (_, fd_dir, fd) = (parts.next()??, parts.next()??, parts.next()??);
+    if fd_dir != "fd" || parts.next().is_some() {
+        return None;
+    }
+    fd_link(pid, fd.parse().ok()?)
+}
+
+/// The file `path` resolves to in the caller's root, symlinks followed (magic links not).
+fn resolve_in_root(pid: u32, path: &Path) -> Result<PathBuf, nix::errno::Errno> {
+    let errno = |e: std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(errno)?;
     let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let file = openat2(root.as_fd(), path, how).ok()?;
-    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+    let file = openat2(root.as_fd(), path, how)?;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(errno)
 }
 
 /// Up to `max` words of the argv array at `addr`.
