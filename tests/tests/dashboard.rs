@@ -796,3 +796,24 @@ fn claude_code_in_the_pane_keeps_its_spaces() {
     let (rows, _) = output_pane(&screen).unwrap();
     assert!(!rows.iter().any(|r| r.contains("toconnectto")), "{screen}");
 }
+
+/// `sbx run` on a terminal it shares with the command (no dashboard): Ctrl-C reaches the
+/// command, which may handle it and go on (a REPL), and no longer kills bubblewrap and the
+/// session with it; a command that does not handle it ends as from a shell (130).
+#[test]
+fn ctrl_c_on_a_shared_terminal_reaches_the_command_not_the_sandbox() {
+    require_root!();
+    require_tool("tmux");
+    require_tool("python3");
+    let ws = Workspace::new(As::Root);
+    ws.write("t.py", "import time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('caught', flush=True)\n    time.sleep(0.5)\n    print('still alive', flush=True)\n");
+    for (command, expect) in [("python3 t.py", "ready\ncaught\nstill alive\nEXIT=0"), ("sh -c 'echo ready; exec sleep 60'", "ready\nEXIT=130")] {
+        let shell = format!("cd {} && {} run -- {command}; echo EXIT=$?; sleep 30", ws.path().display(), sbx_bin().display());
+        let t = Tmux::start("ctrlc", 80, 12, &shell);
+        t.wait_for("the command to start", |s| s.contains("ready"));
+        t.keys(&["C-c"]);
+        let screen = t.wait_for("the exit status", |s| s.contains("EXIT="));
+        let shown: Vec<&str> = screen.lines().map(|l| l.trim_start_matches("^C").trim()).filter(|l| !l.is_empty()).collect();
+        assert_eq!(shown.join("\n"), expect, "{command}: the screen:\n{screen}");
+    }
+}

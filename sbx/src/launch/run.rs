@@ -236,6 +236,10 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
             for &fd in &tasks {
                 sys::join_own_cgroup(fd)?;
             }
+            // On a terminal sbx shares with the command, Ctrl-C reaches the whole job:
+            // bubblewrap would die of it, and the sandbox with it, even when the command
+            // handles SIGINT (a REPL). bwrap ignores it; stage-2 restores it.
+            sys::ignore_interrupts(true)?;
             Ok(())
         });
     }

@@ -369,6 +369,11 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
     }
     say(Report::Exec(monotonic_ns()));
     drop(report);
+    // bwrap was started ignoring SIGINT and SIGQUIT (`launch::run`): the command gets the
+    // default actions, as from a shell.
+    if let Err(e) = crate::sys::ignore_interrupts(false) {
+        eprintln!("sbx: warning: Ctrl-C may not reach the command: {e}");
+    }
     exec(&plan.command)
 }
 

@@ -81,6 +81,21 @@ pub fn join_own_cgroup(tasks: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Ignores (`ignore`) or restores the default action of SIGINT and SIGQUIT, the signals a
+/// terminal sends its foreground process group for Ctrl-C and Ctrl-\. An ignored signal
+/// stays ignored across exec: bubblewrap, started so, is not killed by the Ctrl-C meant
+/// for the command, and stage-2 restores the default for the command. Async-signal-safe.
+pub fn ignore_interrupts(ignore: bool) -> io::Result<()> {
+    let action = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
+    for sig in [libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: signal with SIG_IGN or SIG_DFL installs no handler code.
+        if unsafe { libc::signal(sig, action) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Sets FD_CLOEXEC on every descriptor from `first` up, so that nothing sbx
 /// inherited or opened leaks into the command it execs.
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {
