@@ -8,14 +8,16 @@
 
 use std::path::{Component, Path, PathBuf};
 
-/// Directory entries examined per pattern before the walk gives up.
-pub const MAX_ENTRIES: usize = 50_000;
+/// Directory entries examined per walk before it gives up: a project of 200,000 files is
+/// walked in about 0.15 s warm (0.3 s cold) on this machine, once for every pattern that
+/// starts from it.
+pub const MAX_ENTRIES: usize = 300_000;
 /// Directory levels below the literal prefix.
 pub const MAX_DEPTH: usize = 24;
 /// Trees not entered unless the pattern names them.
 pub const SKIPPED_DIRS: &[&str] = &["node_modules", ".git", "target", ".venv", "venv", "__pycache__", ".cache", ".cargo", ".rustup", ".npm"];
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expansion {
     pub matches: Vec<PathBuf>,
     /// The walk hit `MAX_ENTRIES`: some matches may be missing.
@@ -63,56 +65,131 @@ fn literal_prefix(pattern: &Path) -> PathBuf {
     base
 }
 
+/// The expansion of one pattern: the session's walk when it made one (`Walked`), else a
+/// walk of its own.
 pub fn expand(pattern: &Path) -> Expansion {
-    let Some(text) = pattern.to_str() else {
-        return Expansion::default();
-    };
-    let Ok(glob) = globset::GlobBuilder::new(text).literal_separator(true).build() else {
-        return Expansion::default();
-    };
-    let matcher = glob.compile_matcher();
-    let named: Vec<&str> = pattern
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => s.to_str(),
-            _ => None,
-        })
-        .collect();
-    let base = literal_prefix(pattern);
-    // Only `**` reaches below the pattern's own number of components.
-    let unbounded = named.contains(&"**");
-    let mut out = Expansion::default();
+    if let Some(done) = WALKED.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(pattern)) {
+        return done.clone();
+    }
+    expand_all(&[pattern]).pop().unwrap_or_default()
+}
+
+/// The expansions of a session's glob rules, walked once before anything starts (one walk per
+/// literal directory, whatever the number of patterns from it) and read by [`expand`] (the
+/// deny rules' check, then the plan) until this is dropped.
+pub struct Walked(());
+
+static WALKED: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, Expansion>>> = std::sync::Mutex::new(None);
+
+impl Walked {
+    pub fn walk(patterns: &[PathBuf]) -> Walked {
+        let globs: Vec<&Path> = patterns.iter().map(PathBuf::as_path).filter(|p| crate::policy::is_glob(p)).collect();
+        let map = globs.iter().map(|p| p.to_path_buf()).zip(expand_all(&globs)).collect();
+        *WALKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(map);
+        Walked(())
+    }
+}
+
+impl Drop for Walked {
+    fn drop(&mut self) {
+        *WALKED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// One pattern of a walk.
+struct Pattern<'a> {
+    matcher: Option<globset::GlobMatcher>,
+    /// Its literal components: a skipped tree it names is entered for it.
+    named: Vec<&'a str>,
+    /// Only `**` reaches below the pattern's own number of components.
+    unbounded: bool,
+}
+
+/// Expands `patterns`, in order: the patterns that start from the same literal directory share
+/// one walk (and its [`MAX_ENTRIES`]).
+pub fn expand_all(patterns: &[&Path]) -> Vec<Expansion> {
+    let mut out: Vec<Expansion> = patterns.iter().map(|_| Expansion::default()).collect();
+    let mut bases: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    for (i, p) in patterns.iter().enumerate() {
+        let base = literal_prefix(p);
+        match bases.iter_mut().find(|(b, _)| *b == base) {
+            Some((_, members)) => members.push(i),
+            None => bases.push((base, vec![i])),
+        }
+    }
+    for (base, members) in bases {
+        let compiled: Vec<Pattern> = members
+            .iter()
+            .map(|&i| {
+                let p = patterns[i];
+                let matcher = p.to_str().and_then(|t| globset::GlobBuilder::new(t).literal_separator(true).build().ok()).map(|g| g.compile_matcher());
+                let named: Vec<&str> = p.components().filter_map(|c| match c {
+                    Component::Normal(s) => s.to_str(),
+                    _ => None,
+                }).collect();
+                let unbounded = named.contains(&"**");
+                Pattern { matcher, named, unbounded }
+            })
+            .collect();
+        walk(&base, &compiled, |k, e| match e {
+            Found::Match(path) => out[members[k]].matches.push(path),
+            Found::Truncated => out[members[k]].truncated = true,
+            Found::TooDeep => out[members[k]].too_deep = true,
+        });
+    }
+    for e in &mut out {
+        e.matches.sort();
+    }
+    out
+}
+
+enum Found {
+    Match(PathBuf),
+    Truncated,
+    TooDeep,
+}
+
+/// One bounded walk from `base` for `patterns`; each directory carries the patterns it was
+/// entered for (a skipped tree only for those that name it).
+fn walk(base: &Path, patterns: &[Pattern], mut found: impl FnMut(usize, Found)) {
+    let all: Vec<usize> = (0..patterns.len()).collect();
     let mut seen = 0usize;
-    let mut stack = vec![(base, 0usize)];
-    while let Some((dir, depth)) = stack.pop() {
+    let mut stack = vec![(base.to_path_buf(), 0usize, all)];
+    while let Some((dir, depth, active)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
             seen += 1;
             if seen > MAX_ENTRIES {
-                out.truncated = true;
-                return out;
+                for k in 0..patterns.len() {
+                    found(k, Found::Truncated);
+                }
+                return;
             }
             let path = entry.path();
-            if matcher.is_match(&path) {
-                out.matches.push(path.clone());
-            }
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if is_dir {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if SKIPPED_DIRS.contains(&name.as_ref()) && !named.contains(&name.as_ref()) {
-                    continue;
+            for &k in &active {
+                if patterns[k].matcher.as_ref().is_some_and(|m| m.is_match(&path)) {
+                    found(k, Found::Match(path.clone()));
                 }
-                if depth < MAX_DEPTH {
-                    stack.push((path, depth + 1));
-                } else if unbounded {
-                    out.too_deep = true;
+            }
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let skipped = SKIPPED_DIRS.contains(&name.as_ref());
+            let below: Vec<usize> = active.iter().copied().filter(|&k| !skipped || patterns[k].named.contains(&name.as_ref())).collect();
+            if below.is_empty() {
+                continue;
+            }
+            if depth < MAX_DEPTH {
+                stack.push((path, depth + 1, below));
+            } else {
+                for k in below.into_iter().filter(|&k| patterns[k].unbounded) {
+                    found(k, Found::TooDeep);
                 }
             }
         }
     }
-    out.matches.sort();
-    out
 }
 
 #[cfg(test)]
@@ -150,7 +227,7 @@ mod tests {
         let mut fs = crate::policy::FsPolicy { deny_read: vec![rule.clone()], ..Default::default() };
         let err = check_deny_rules(&fs, expand).unwrap_err();
         assert_eq!(err, GlobError::TooMany { key: "denyRead", rule: rule.clone(), base: root.to_path_buf() });
-        assert!(err.to_string().starts_with(&format!("the denyRead rule {} cannot be applied in full: its walk stopped after 50000 entries", rule.display())));
+        assert!(err.to_string().starts_with(&format!("the denyRead rule {} cannot be applied in full: its walk stopped after {MAX_ENTRIES} entries", rule.display())));
         fs.deny_read.clear();
         fs.allow_read = vec![rule.clone()];
         assert_eq!(check_deny_rules(&fs, expand), Ok(()));
@@ -177,5 +254,33 @@ mod tests {
         std::fs::write(root.join("d/k"), "").unwrap();
         std::fs::write(root.join("d/e/k"), "").unwrap();
         assert_eq!(expand(&root.join("d/*")).matches, [root.join("d/e"), root.join("d/k")]);
+    }
+
+    /// Patterns from one directory share a walk and still get what each would alone: a
+    /// skipped tree is entered only for the pattern that names it.
+    #[test]
+    fn patterns_of_one_directory_share_a_walk_with_their_own_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for p in ["a/.env", "a/k.pem", "node_modules/x/.env", "node_modules/x/y.pem", ".git/hooks/pre-commit", "b/.env.local"] {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "").unwrap();
+        }
+        let patterns = [root.join("**/.env"), root.join("**/*.pem"), root.join("node_modules/**/*.pem"), root.join("**/.git/hooks"), root.join("**/.env.*")];
+        let refs: Vec<&Path> = patterns.iter().map(PathBuf::as_path).collect();
+        let together = expand_all(&refs);
+        for (p, got) in patterns.iter().zip(&together) {
+            assert_eq!(*got, expand(p), "{}", p.display());
+        }
+        assert_eq!(together[0].matches, [root.join("a/.env")]);
+        assert_eq!(together[2].matches, [root.join("node_modules/x/y.pem")]);
+        assert_eq!(together[3].matches, [root.join(".git/hooks")]);
+        // The session's walk is what `expand` reads while it lives, and only then.
+        let walked = Walked::walk(&patterns);
+        std::fs::write(root.join("a/late.pem"), "").unwrap();
+        assert_eq!(expand(&patterns[1]).matches, [root.join("a/k.pem")]);
+        drop(walked);
+        assert_eq!(expand(&patterns[1]).matches, [root.join("a/k.pem"), root.join("a/late.pem")]);
     }
 }

@@ -105,7 +105,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     if let Some(why) = launch::namespaces_refused() {
         return Err(LaunchError::NoNamespaces(why).into());
     }
-    let policy = &prepare(policy, &opts)?;
+    let (policy, _walked) = prepare(policy, &opts)?;
+    let policy = &policy;
     let protections = Protections::take(policy);
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
@@ -295,8 +296,9 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
 /// The host made ready for a session, before anything is taken or started: sbx's private
 /// directories (created first, so that the sandbox's view hides them; files a killed
 /// session left there go now), the glob walk's check of the deny rules, the `allowWrite`
-/// directories to make. Returns the policy with sbx's own directories hidden.
-fn prepare(policy: &Policy, opts: &Options) -> Result<Policy, SessionError> {
+/// directories to make. Returns the policy with sbx's own directories hidden, and the glob
+/// rules' walk, which the plan reads while it lives.
+fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Walked), SessionError> {
     crate::state::state_dir()?;
     crate::state::runtime_dir()?;
     crate::state::remove_stale();
@@ -312,15 +314,18 @@ fn prepare(policy: &Policy, opts: &Options) -> Result<Policy, SessionError> {
             policy.fs.deny_read.push(dir);
         }
     }
-    // A deny rule the glob walk cannot cover refuses before anything starts (the
-    // dashboard too).
+    // Every glob rule walked once (the patterns of one directory together); a deny rule the
+    // walk cannot cover refuses before anything starts (the dashboard too).
+    let fs = &policy.fs;
+    let rules: Vec<PathBuf> = [&fs.allow_read, &fs.allow_execute, &fs.deny_read, &fs.allow_write, &fs.deny_write].into_iter().flatten().cloned().collect();
+    let walked = launch::glob::Walked::walk(&rules);
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
     // allowWrite directories written `~/x/` that are missing: made now, so that the
     // plan binds them.
     for warning in crate::missing::create_write_dirs(&policy) {
         eprintln!("sbx: warning: {warning}");
     }
-    Ok(policy)
+    Ok((policy, walked))
 }
 
 /// The tracer's cgroup mount, for `sbx doctor`.
