@@ -80,6 +80,12 @@ impl Rule {
         list.iter().map(|t| Rule::parse(t).map_err(|why| (key, t.clone(), why))).collect()
     }
 
+    /// Whether one rule's words begin the other's (each would match what the other does).
+    pub fn overlaps(&self, other: &Rule) -> bool {
+        let n = self.words.len().min(other.words.len());
+        self.words[..n] == other.words[..n]
+    }
+
     /// How many words of an exec's argv this rule reads.
     pub fn len(&self) -> usize {
         self.words.len()
@@ -118,31 +124,80 @@ fn program_is(exec: &Exec<'_>, name: &str) -> bool {
 
 /// ssh's options that take an argument (its getopt string, OpenSSH 9).
 const SSH_OPTS_WITH_ARG: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+/// `-o` keys (case does not matter) that name another host, run something, or hide the remote
+/// command: an ssh run with one cannot be checked.
+const SSH_UNCHECKABLE_KEYS: &[&str] = &["hostname", "proxycommand", "proxyjump", "remotecommand", "include", "match", "localcommand", "permitlocalcommand"];
 
-/// The host and the remote command of ssh's arguments (after the program): options are
-/// skipped (with their arguments, joined or not), the first other word is the destination
-/// (`[user@]host`, `ssh://[user@]host[:port]`), and the words after it are the remote
-/// command, joined with spaces as ssh sends them. `None` when there is no destination.
-pub fn ssh_destination(args: &[String]) -> Option<(String, String)> {
+/// An ssh run, as its arguments say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshRun {
+    /// The destination's host, lower case, without a trailing dot.
+    pub host: String,
+    /// The remote command, its words joined with spaces as ssh sends them.
+    pub remote: String,
+    /// Why the rules cannot check it, when they cannot: an option that names another host
+    /// or hides the remote command (`-o HostName=`, `-J`, `-W`, `-F`, ...).
+    pub unchecked: Option<String>,
+}
+
+/// ssh's arguments (after the program), parsed as ssh does: options before and after the
+/// destination (ssh parses options again after it), the first other word the destination
+/// (`[user@]host`, `ssh://[user@]host[:port]`), the words from the next other one the remote
+/// command. `None` when there is no destination.
+pub fn ssh_run(args: &[String]) -> Option<SshRun> {
+    let mut host: Option<String> = None;
+    let mut unchecked: Option<String> = None;
     let mut i = 0;
+    let mut options_done = false;
     while i < args.len() {
         let a = &args[i];
-        if a == "--" {
+        if !options_done && a == "--" {
+            options_done = true;
             i += 1;
+            continue;
+        }
+        let flags = if options_done { None } else { a.strip_prefix('-').filter(|f| !f.is_empty()) };
+        let Some(flags) = flags else {
+            if host.is_none() {
+                host = Some(a.clone());
+                i += 1;
+                continue;
+            }
+            break;
+        };
+        i += 1;
+        for (at, c) in flags.char_indices() {
+            if !SSH_OPTS_WITH_ARG.contains(c) {
+                continue;
+            }
+            let value = if at + 1 < flags.len() {
+                flags[at + 1..].to_string()
+            } else {
+                i += 1;
+                args.get(i - 1).cloned().unwrap_or_default()
+            };
+            let reason = match c {
+                'F' => Some(format!("-F {value}: a configuration file sbx cannot check")),
+                'J' => Some(format!("-J {value}: a jump through another host")),
+                'W' => Some(format!("-W {value}: a forward to another host")),
+                'o' => {
+                    let key = value.split(['=', ' ', '\t']).next().unwrap_or_default().to_ascii_lowercase();
+                    let val = value[key.len()..].trim_start_matches(['=', ' ', '\t']);
+                    let harmless = (key == "remotecommand" && val.eq_ignore_ascii_case("none")) || (key == "permitlocalcommand" && val.eq_ignore_ascii_case("no"));
+                    (SSH_UNCHECKABLE_KEYS.contains(&key.as_str()) && !harmless).then(|| format!("-o {value}: sbx cannot check where that leads or what it runs"))
+                }
+                _ => None,
+            };
+            if let Some(r) = reason {
+                unchecked.get_or_insert(r);
+            }
             break;
         }
-        let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) else { break };
-        // `-p22`, `-vt`, `-oX=y`: the first flag that takes an argument takes the rest of
-        // the word, or the next word.
-        match flags.char_indices().find(|(_, c)| SSH_OPTS_WITH_ARG.contains(*c)) {
-            Some((at, _)) if at + 1 == flags.len() => i += 2,
-            _ => i += 1,
-        }
     }
-    let dest = args.get(i)?;
+    let dest = host?;
     let dest = dest.strip_prefix("ssh://").map_or(dest.as_str(), |d| d.split(['/', ':']).next().unwrap_or(d));
-    let host = dest.rsplit('@').next().unwrap_or(dest).to_ascii_lowercase();
-    Some((host, args[i + 1..].join(" ")))
+    let host = dest.rsplit('@').next().unwrap_or(dest).trim_end_matches('.').to_ascii_lowercase();
+    Some(SshRun { host, remote: args[i.min(args.len())..].join(" "), unchecked })
 }
 
 /// A host pattern: `*` matches any characters (none included); case does not matter.
@@ -209,6 +264,11 @@ pub fn shell_commands(line: &str) -> Vec<Vec<String>> {
         out.extend(nested.into_iter().flatten());
     }
     out
+}
+
+/// A rule's words, or a command line written as [`join_words`] writes it.
+pub fn words_of(text: &str) -> Vec<String> {
+    words(text).unwrap_or_else(|_| text.split_whitespace().map(String::from).collect())
 }
 
 /// Splits a rule on blanks, with single and double quotes (no escapes: fence has none).
@@ -289,6 +349,11 @@ pub enum List {
     SshInherited,
     /// `ssh.allowedCommands` (a part of the remote command matches none).
     SshAllowedCommands,
+    /// An ssh run the ssh rules cannot check (an option that names another host or hides
+    /// the remote command, a command substitution in it): refused.
+    SshUnchecked,
+    /// An exec whose program sbx cannot identify while command rules apply: refused.
+    Unresolved,
 }
 
 impl List {
@@ -302,6 +367,8 @@ impl List {
             List::SshDeniedCommand => "ssh.deniedCommands",
             List::SshInherited => "ssh.inheritDeny",
             List::SshAllowedCommands => "ssh.allowedCommands",
+            List::SshUnchecked => "ssh",
+            List::Unresolved => "command",
         }
     }
 }
@@ -405,11 +472,19 @@ impl CommandRules {
     /// An ssh run's arguments (after the program) against the ssh rules.
     fn ssh_check(&self, args: &[String]) -> Option<Refusal> {
         let ssh = &self.ssh;
-        let Some((host, remote)) = ssh_destination(args) else {
-            // No destination (`ssh -V`, `ssh -G`-style queries): nothing is reached.
+        let Some(SshRun { host, remote, unchecked }) = ssh_run(args) else {
+            // No destination (`ssh -V`): nothing is reached.
             return None;
         };
         let refuse = |list: List, rule: String| Some(Refusal { rule, list });
+        if let Some(why) = unchecked {
+            return refuse(List::SshUnchecked, why);
+        }
+        // What a remote shell expands before it runs anything: not a command the rules see.
+        let hidden: &[&str] = if ssh.allow_all_commands { &["`", "$(", "<(", ">("] } else { &["`", "$(", "<(", ">(", "\\", "{", "}"] };
+        if let Some(h) = hidden.iter().find(|h| remote.contains(**h)) {
+            return refuse(List::SshUnchecked, format!("the remote command holds {h}, which the ssh rules cannot see through"));
+        }
         if let Some(p) = ssh.denied_hosts.iter().find(|p| host_matches(p, &host)) {
             return refuse(List::SshDeniedHost, p.clone());
         }
@@ -546,13 +621,22 @@ mod tests {
 
     #[test]
     fn ssh_arguments_give_the_host_and_the_remote_command() {
-        let d = |line: &str| ssh_destination(&words(line).unwrap()[1..]);
-        let some = |h: &str, c: &str| Some((h.to_string(), c.to_string()));
+        let d = |line: &str| ssh_run(&words(line).unwrap()[1..]).map(|r| (r.host, r.remote, r.unchecked.is_some()));
+        let some = |h: &str, c: &str| Some((h.to_string(), c.to_string(), false));
         assert_eq!(d("ssh server1.example.com"), some("server1.example.com", ""));
-        assert_eq!(d("ssh user@Server1.example.com ls -la"), some("server1.example.com", "ls -la"));
+        assert_eq!(d("ssh user@Server1.example.com. ls -la"), some("server1.example.com", "ls -la"));
         assert_eq!(d("ssh -p 2222 -i key -vt -o StrictHostKeyChecking=no -p2222 h 'cat /x'"), some("h", "cat /x"));
         assert_eq!(d("ssh -l git -- ssh://git@github.com:22/repo git-upload-pack 'r.git'"), some("github.com", "git-upload-pack r.git"));
+        // ssh parses options after the destination too.
+        assert_eq!(d("ssh h -p 22 -v rm -rf /"), some("h", "rm -rf /"));
+        // scp's own options are harmless.
+        assert_eq!(d("ssh -x -oPermitLocalCommand=no -oRemoteCommand=none -oForwardAgent=no -l u -s -- h sftp"), some("h", "sftp"));
         assert_eq!(d("ssh -V"), None);
+        // What names another host or hides the command cannot be checked.
+        for line in ["ssh a.example.com -oHostName=prod-db", "ssh -o 'hostname prod-db' a", "ssh -J jump a ls", "ssh -W db:22 a", "ssh -F cfg a",
+                     "ssh -oProxyCommand='nc db 22' a", "ssh -o RemoteCommand=rm a", "ssh -vJjump a", "ssh -oInclude=x a"] {
+            assert!(d(line).is_some_and(|r| r.2), "{line}");
+        }
     }
 
     #[test]
@@ -573,6 +657,12 @@ mod tests {
             assert!(ssh(&r, line).is_some(), "{line}");
         }
         assert_eq!(ssh(&r, "ssh a.example.com 'ls && cat f | cat'"), None);
+        // The review's bypasses: options after the host, substitutions, escapes, a trailing dot.
+        assert_eq!(ssh(&r, "ssh a.example.com -oHostName=prod-db.example.com ls").as_deref(), Some("ssh: -o HostName=prod-db.example.com: sbx cannot check where that leads or what it runs"));
+        for line in ["ssh a.example.com 'ls $(rm -rf ~)'", "ssh a.example.com 'ls `rm x`'", "ssh a.example.com 'r\\m x'", "ssh a.example.com '{ ls; rm x; }'"] {
+            assert!(ssh(&r, line).is_some_and(|r| r.starts_with("ssh: the remote command holds")), "{line}");
+        }
+        assert_eq!(ssh(&r, "ssh prod-db.example.com. ls").as_deref(), Some("ssh.deniedHosts: prod-db.example.com"));
         // Not ssh: not these rules.
         let argv = words("scp-like other.domain.com").unwrap();
         assert_eq!(r.check(&Exec { path: Some("/usr/bin/rsync"), resolved: None, argv: &argv }), None);

@@ -13,7 +13,9 @@
 //! | `ask` (any of the above) | as `deny`, noted: a sandbox cannot ask per call |
 //!
 //! sbx's command rules are prefixes, so `Bash(x)` (exact in Claude Code) becomes the prefix
-//! `x`: a deny gets broader, an allow too (noted). Paths: `//abs` is `/abs`, `~/x` stays,
+//! `x`: a deny gets broader, an allow too (noted). In Claude Code a deny beats an allow, in
+//! sbx an allow beats a deny (fence's order): a `Bash` allow rule that overlaps a deny rule
+//! (one is a prefix of the other) is not imported, and said so. Paths: `//abs` is `/abs`, `~/x` stays,
 //! `/x` is relative to the directory that holds `.claude` (the project, or the home for the
 //! user's settings), `./x` and `x` to the project. Other rules (a tool with no argument,
 //! `mcp__...`, `Glob`, ...) are listed as not imported.
@@ -33,6 +35,8 @@ struct Entry {
     key: (&'static str, &'static str),
     value: String,
     comment: String,
+    /// The rule and where it was: `Bash(git:*) (permissions.allow in FILE)`.
+    origin: String,
 }
 
 /// The policy text: `extends` the template, with every rule of `sources` that maps.
@@ -60,7 +64,8 @@ pub fn claude(sources: &[Source], extends: &str, project: &Path, home: Option<&P
                             let _ = write!(comment, "; {note}");
                         }
                         if !entries.iter().any(|e| e.key == key && e.value == value) {
-                            entries.push(Entry { key, value, comment });
+                            let origin = format!("{rule} (permissions.{list} in {label})");
+                            entries.push(Entry { key, value, comment, origin });
                         }
                     }
                     None => skipped.push(format!("{rule} (permissions.{list} in {label})")),
@@ -68,6 +73,23 @@ pub fn claude(sources: &[Source], extends: &str, project: &Path, home: Option<&P
             }
         }
     }
+    // An allow that overlaps a deny would override it here (fence's order), not in Claude Code.
+    let denied: Vec<crate::command_rules::Rule> =
+        entries.iter().filter(|e| e.key == ("command", "deny")).filter_map(|e| crate::command_rules::Rule::parse(&e.value).ok()).collect();
+    entries.retain(|e| {
+        if e.key != ("command", "allow") {
+            return true;
+        }
+        let Ok(allow) = crate::command_rules::Rule::parse(&e.value) else { return true };
+        match denied.iter().find(|d| d.overlaps(&allow)) {
+            Some(d) => {
+                skipped.push(format!("{}: it overlaps the deny rule {:?} (in Claude Code the deny wins, in sbx the allow would)", e.origin, d.text));
+                false
+            }
+            None => true,
+        }
+    });
+    entries.sort_by_key(|e| e.key);
     let mut out = String::new();
     let _ = writeln!(out, "// sbx policy imported from Claude Code's permission rules by `sbx import --claude`.");
     let _ = writeln!(out, "// From: {}.", if shown.is_empty() { "no settings file".to_string() } else { shown.join(", ") });
@@ -80,7 +102,7 @@ pub fn claude(sources: &[Source], extends: &str, project: &Path, home: Option<&P
         }
         let _ = write!(out, ",\n  \"{section}\": {{");
         let mut keys: Vec<&str> = in_section.iter().map(|e| e.key.1).collect();
-        keys.dedup();
+        keys.dedup(); // sorted above
         for (k, key) in keys.iter().enumerate() {
             let _ = write!(out, "{}\n    \"{key}\": [", if k == 0 { "" } else { "," });
             let items: Vec<&&Entry> = in_section.iter().filter(|e| e.key.1 == *key).collect();
@@ -185,11 +207,13 @@ mod tests {
         };
         let proj = Source {
             path: project.join(".claude/settings.json"),
-            text: r#"{"permissions": {"allow": ["Edit(/src/**)", "Write(./build)", "Bash(git status)"], "deny": ["Read(.env)", "Edit(/.git/**)"]}}"#.into(),
+            text: r#"{"permissions": {"allow": ["Edit(/src/**)", "Write(./build)", "Bash(git status)", "Bash(git:*)", "Bash(git push origin docs)"], "deny": ["Read(.env)", "Edit(/.git/**)"]}}"#.into(),
         };
         let out = claude(&[user, proj], "code", project, Some(home)).unwrap();
         let config = crate::config::parse_str(&out, Path::new("x")).unwrap().config;
+        // `git` and `git push origin docs` overlap the deny rule `git push`: not imported.
         assert_eq!(config.command.allow, ["git status", "npm run test"]);
+        assert!(out.contains("// Not imported: Bash(git:*) (permissions.allow in ~/proj/.claude/settings.json): it overlaps the deny rule \"git push\""), "{out}");
         assert_eq!(config.command.deny, ["git push", "npm publish"]);
         assert_eq!(config.filesystem.deny_read, ["~/.ssh/**", "/etc/shadow", ".env"]);
         assert_eq!(config.filesystem.allow_read, ["~/.cargo/registry/**"]);

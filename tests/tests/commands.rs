@@ -259,22 +259,32 @@ fn claude_code_settings_import_as_a_policy_sbx_enforces() {
     }
 }
 
-/// An attacker's ways around a deny rule's program names: exec through a magic link
-/// (`/proc/self/fd/N`), fexecve of a copy in a memfd (no path at all), and a symlink named
-/// otherwise. Each still carries `git` in argv[0] or in the file it resolves to.
+/// An attacker's ways around a deny rule's program names (the review's, each a real git
+/// push before): exec through a magic link (`/proc/self/fd/N`), fexecve of a copy in a memfd
+/// (no path at all), `/dev/stdin` and a path that is not UTF-8 with another argv[0], a
+/// script whose `#!` line is the denied command, and the dynamic loader running git.
 #[test]
 fn exec_through_a_descriptor_or_a_magic_link_is_still_checked() {
     require_root!();
     require_tool("python3");
     for who in WHO {
         let ws = repo(who, r#"{ "deny": ["git push"] }"#);
+        let ld = ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"].into_iter().find(|p| Path::new(p).exists()).expect("the dynamic loader");
         let scripts = [
             // /proc/self/fd/N of an open /usr/bin/git.
-            "import os; fd = os.open('/usr/bin/git', os.O_RDONLY); os.chdir('src'); os.execv(f'/proc/self/fd/{fd}', ['git', 'push', 'origin', 'main'])",
+            "import os; fd = os.open('/usr/bin/git', os.O_RDONLY); os.chdir('src'); os.execv(f'/proc/self/fd/{fd}', ['git', 'push', 'origin', 'main'])".to_string(),
             // A copy in a memfd, run by descriptor (execveat with AT_EMPTY_PATH).
-            "import os; fd = os.memfd_create('x', 0); os.write(fd, open('/usr/bin/git', 'rb').read()); os.chdir('src'); os.execve(fd, ['git', 'push', 'origin', 'main'], dict(os.environ))",
+            "import os; fd = os.memfd_create('x', 0); os.write(fd, open('/usr/bin/git', 'rb').read()); os.chdir('src'); os.execve(fd, ['git', 'push', 'origin', 'main'], dict(os.environ))".to_string(),
+            // /dev/stdin (a symlink into /proc/self, which sbx must not resolve as its own), argv[0] another name.
+            "import os; fd = os.open('/usr/bin/git', os.O_RDONLY); os.dup2(fd, 0); os.chdir('src'); os.execv('/dev/stdin', ['ls', 'push', 'origin', 'main'])".to_string(),
+            // A path that is not UTF-8, a symlink to git, argv[0] another name.
+            "import os; os.symlink('/usr/bin/git', b'/tmp/\\xff'); os.chdir('src'); os.execv(b'/tmp/\\xff', [b'ls', b'push', b'origin', b'main'])".to_string(),
+            // A script whose interpreter line is the denied command: the kernel runs git push.
+            "import os; open('/tmp/origin', 'w').write('#!/usr/bin/git push\\n'); os.chmod('/tmp/origin', 0o755); os.chdir('src'); os.execv('/tmp/origin', ['x', 'main'])".to_string(),
+            // The dynamic loader running git: no second exec.
+            format!("import os; os.chdir('src'); os.execv('{ld}', ['{ld}', '/usr/bin/git', 'push', 'origin', 'main'])"),
         ];
-        for script in scripts {
+        for script in &scripts {
             let out = run(&ws, &format!("python3 -c \"{script}\""));
             assert!(!out.status.success() && !pushed(&ws), "{who:?} {script}: {}", text(&out));
             assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{who:?} {script}: {}", text(&out));

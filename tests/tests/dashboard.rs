@@ -807,13 +807,19 @@ fn ctrl_c_on_a_shared_terminal_reaches_the_command_not_the_sandbox() {
     require_tool("python3");
     let ws = Workspace::new(As::Root);
     ws.write("t.py", "import time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('caught', flush=True)\n    time.sleep(0.5)\n    print('still alive', flush=True)\n");
-    for (command, expect) in [("python3 t.py", "ready\ncaught\nstill alive\nEXIT=0"), ("sh -c 'echo ready; exec sleep 60'", "ready\nEXIT=130")] {
+    ws.write("q.py", "import signal, time\nsignal.signal(signal.SIGQUIT, lambda *a: print('quit caught', flush=True))\nprint('ready', flush=True)\ntime.sleep(1.5)\nprint('done', flush=True)\n");
+    for (command, key, expect) in [
+        ("python3 t.py", "C-c", "ready\ncaught\nstill alive\nEXIT=0"),
+        ("sh -c 'echo ready; exec sleep 60'", "C-c", "ready\nEXIT=130"),
+        // Ctrl-\ too: neither bwrap nor sbx dies of it (sbx would skip its exit checks).
+        ("python3 q.py", "C-\\", "ready\nquit caught\ndone\nEXIT=0"),
+    ] {
         let shell = format!("cd {} && {} run -- {command}; echo EXIT=$?; sleep 30", ws.path().display(), sbx_bin().display());
         let t = Tmux::start("ctrlc", 80, 12, &shell);
         t.wait_for("the command to start", |s| s.contains("ready"));
-        t.keys(&["C-c"]);
+        t.keys(&[key]);
         let screen = t.wait_for("the exit status", |s| s.contains("EXIT="));
-        let shown: Vec<&str> = screen.lines().map(|l| l.trim_start_matches("^C").trim()).filter(|l| !l.is_empty()).collect();
+        let shown: Vec<&str> = screen.lines().map(|l| l.trim_start_matches("^C").trim_start_matches("^\\").trim()).filter(|l| !l.is_empty()).collect();
         assert_eq!(shown.join("\n"), expect, "{command}: the screen:\n{screen}");
     }
 }

@@ -389,7 +389,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     Ok(Running { started, sandbox_init, child, signals, new_session, _pipes: (status, report, control_ours), _masked: masked })
 }
 
-/// Waits for bwrap, passing INT, TERM and HUP on to the command (bwrap's
+/// Waits for bwrap, passing INT, TERM, HUP and QUIT on to the command (bwrap's
 /// pid 1 in the sandbox would ignore them).
 pub(super) async fn relay_signals_until_exit(
     child: &mut tokio::process::Child,
@@ -397,17 +397,19 @@ pub(super) async fn relay_signals_until_exit(
     sandbox_init: Option<i32>,
     new_session: bool,
 ) -> Result<std::process::ExitStatus, LaunchError> {
-    let Signals { mut int, mut term, mut hup } = signals;
+    let Signals { mut int, mut term, mut hup, mut quit } = signals;
     loop {
         let sig = tokio::select! {
             status = child.wait() => return status.map_err(io_err("wait for bwrap")),
             _ = int.recv() => nix::sys::signal::Signal::SIGINT,
             _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
             _ = hup.recv() => nix::sys::signal::Signal::SIGHUP,
+            _ = quit.recv() => nix::sys::signal::Signal::SIGQUIT,
         };
-        // On a terminal, Ctrl-C already reached the command's process group:
-        // relaying SIGINT again would deliver it twice.
-        if sig == nix::sys::signal::Signal::SIGINT && !new_session {
+        // On a terminal, Ctrl-C and Ctrl-\ already reached the command's process group:
+        // relaying them again would deliver them twice. (sbx catches them so that neither
+        // kills it before its exit checks: a command can remap the keys with tcsetattr.)
+        if matches!(sig, nix::sys::signal::Signal::SIGINT | nix::sys::signal::Signal::SIGQUIT) && !new_session {
             continue;
         }
         if let Some(pid) = sandbox_init.and_then(command_pid) {
@@ -430,13 +432,14 @@ pub(super) struct Signals {
     pub(super) int: tokio::signal::unix::Signal,
     pub(super) term: tokio::signal::unix::Signal,
     pub(super) hup: tokio::signal::unix::Signal,
+    pub(super) quit: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn catch() -> Result<Self, LaunchError> {
         use tokio::signal::unix::{SignalKind, signal};
         let catch = |kind| signal(kind).map_err(io_err("install a signal handler"));
-        Ok(Self { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())?, hup: catch(SignalKind::hangup())? })
+        Ok(Self { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())?, hup: catch(SignalKind::hangup())?, quit: catch(SignalKind::quit())? })
     }
 }
 

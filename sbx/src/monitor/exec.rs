@@ -24,14 +24,15 @@
 //! the sandbox's boundary is the filesystem, network and syscall policy, which does not rest
 //! on this check.
 
-use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 
 use crate::command_rules::{CommandRules, Exec, List};
 
-use super::notify::{Text, fd_link, read_bytes, read_cstr};
+use super::notify::{Text, read_bytes, read_cstr};
 
 /// At most this many bytes are read of the path and of each argument.
 const MAX_WORD: usize = 4096;
@@ -58,6 +59,8 @@ pub struct CommandRefusal {
 /// What the supervisor does with an exec notification.
 pub(crate) enum Verdict {
     Continue,
+    /// Fail with this errno and no report: what the kernel itself would answer (no such file).
+    Fail(i32),
     Refuse { path: Option<PathBuf>, requested: Option<String>, refusal: CommandRefusal },
 }
 
@@ -67,6 +70,9 @@ pub(crate) struct ExecDecider {
     /// How many words of argv the rules read.
     words: usize,
 }
+
+/// Interpreters the kernel may chain (`#!`), as binfmt_script allows.
+const MAX_INTERPRETERS: usize = 4;
 
 impl ExecDecider {
     pub(crate) fn new(rules: CommandRules) -> ExecDecider {
@@ -81,6 +87,15 @@ impl ExecDecider {
 
     /// The verdict on one exec notification (read before the caller can run again; the
     /// caller's validity is checked by the caller of this, after it).
+    ///
+    /// The file is found as the caller sees it: its path made absolute (cwd or the
+    /// directory descriptor), `/proc/self`, `/proc/thread-self`, the caller's own pid and
+    /// `/dev/fd` mapped to the caller's entries (resolved from sbx, they would be sbx's),
+    /// then resolved beneath the caller's root. A file that does not exist is answered
+    /// ENOENT here, as the kernel would, and never continued: a file that appears after the
+    /// check cannot run unchecked. A path that cannot be resolved otherwise is refused. The
+    /// rules then see every command the kernel will run: a script's interpreter line
+    /// (`#!/usr/bin/git push` runs git) and a program run by the dynamic loader.
     pub(crate) fn decide(&self, req: &libc::seccomp_notif) -> Verdict {
         let pid = req.pid;
         let a = req.data.args;
@@ -90,102 +105,253 @@ impl ExecDecider {
             (None, a[0], a[1], 0)
         };
         let requested = match read_cstr(pid, path_ptr, MAX_WORD) {
-            Text::Read { bytes, .. } => Some(String::from_utf8_lossy(&bytes).into_owned()),
-            _ => None,
+            Text::Read { bytes, truncated: false } => bytes,
+            Text::Read { truncated: true, .. } => return Verdict::Fail(libc::ENAMETOOLONG),
+            _ => return Verdict::Fail(libc::EFAULT),
         };
-        let absolute = absolute_path(pid, dirfd, requested.as_deref(), flags);
-        let in_proc = absolute.as_deref().is_some_and(|p| p.starts_with("/proc"));
-        let resolved = match absolute.as_deref().map(|p| if in_proc { proc_fd_target(pid, p).ok_or(nix::errno::Errno::ELOOP) } else { resolve_in_root(pid, p) }) {
-            Some(Ok(p)) => Some(p),
-            // No such file (a shell trying each $PATH directory): the kernel fails it the
-            // same way. Only then: a path in /proc (a magic link to an open file), a
-            // descriptor (fexecve of a memfd) or a path we may not resolve is decided on
-            // its other names.
-            Some(Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR)) if !requested.as_deref().is_some_and(str::is_empty) => {
-                return Verdict::Continue;
-            }
-            _ => None,
+        let shown = String::from_utf8_lossy(&requested).into_owned();
+        let refuse = |why: String, path: Option<PathBuf>, argv: Vec<String>| Verdict::Refuse {
+            path,
+            requested: Some(shown.clone()),
+            refusal: CommandRefusal { rule: why, list: List::Unresolved, argv, ancestry: ancestry(pid) },
         };
-        let mut argv = read_argv(pid, argv_ptr, self.words);
-        let path = absolute.as_ref().map(|p| p.to_string_lossy().into_owned());
-        let resolved_text = resolved.as_ref().map(|p| p.to_string_lossy().into_owned());
-        if self.rules.wants_all_words(&Exec { path: path.as_deref(), resolved: resolved_text.as_deref(), argv: &argv }) {
-            argv = read_argv(pid, argv_ptr, SSH_ARGS);
+        let Some(absolute) = absolute_path(dirfd, &requested, flags) else {
+            return refuse("the program's path could not be made absolute".into(), None, Vec::new());
+        };
+        let (resolved, file) = match resolve(pid, &absolute) {
+            Ok(found) => found,
+            Err(Unresolved::Missing(errno)) => return Verdict::Fail(errno),
+            Err(Unresolved::Refused(why)) => return refuse(why, Some(absolute), read_argv(pid, argv_ptr, REPORTED_ARGS).0),
+        };
+        let mut want = self.words;
+        let (mut argv, mut complete) = read_argv(pid, argv_ptr, want);
+        let mut commands = self.commands_run(pid, &absolute, (&resolved, &file), &argv);
+        if commands.iter().any(|c| self.rules.wants_all_words(&c.exec())) || commands.len() > 1 {
+            // ssh's whole command line, or the arguments an interpreter gets after its own.
+            want = SSH_ARGS;
+            (argv, complete) = read_argv(pid, argv_ptr, want);
+            commands = self.commands_run(pid, &absolute, (&resolved, &file), &argv);
         }
-        let exec = Exec { path: path.as_deref(), resolved: resolved_text.as_deref(), argv: &argv };
-        match self.rules.check(&exec) {
-            None => Verdict::Continue,
-            Some(refusal) => {
+        for c in &commands {
+            let exec = c.exec();
+            if !complete && self.rules.wants_all_words(&exec) {
+                return refuse(format!("ssh's arguments are longer than sbx reads ({SSH_ARGS} words of {MAX_WORD} bytes): its ssh rules cannot be checked"), Some(resolved), argv);
+            }
+            if let Some(refusal) = self.rules.check(&exec) {
                 // The whole argv for the report (refusals are rare; the decision needed less).
-                let argv = if argv.len() >= self.words { read_argv(pid, argv_ptr, REPORTED_ARGS) } else { argv };
-                Verdict::Refuse {
-                    path: resolved.or(absolute),
-                    requested,
+                let argv = if argv.len() >= want { read_argv(pid, argv_ptr, REPORTED_ARGS.max(want)).0 } else { argv };
+                return Verdict::Refuse {
+                    path: Some(resolved),
+                    requested: Some(shown),
                     refusal: CommandRefusal { rule: refusal.rule, list: refusal.list, argv, ancestry: ancestry(pid) },
-                }
+                };
             }
         }
+        Verdict::Continue
+    }
+
+    /// What the kernel will run for this exec: the program, then, for a script, its
+    /// interpreter with the arguments binfmt_script gives it (and so on, as deep as the
+    /// kernel goes), and for the dynamic loader the program it is asked to load.
+    fn commands_run(&self, pid: u32, path: &Path, (resolved, file): (&Path, &OwnedFd), argv: &[String]) -> Vec<Command> {
+        let mut out = vec![Command { path: path.to_string_lossy().into_owned(), resolved: Some(resolved.to_string_lossy().into_owned()), argv: argv.to_vec() }];
+        let mut file = file.try_clone().ok();
+        let (mut shown, mut args) = (path.to_string_lossy().into_owned(), argv.to_vec());
+        for _ in 0..MAX_INTERPRETERS {
+            let Some((interp, arg)) = file.as_ref().and_then(interpreter_line) else { break };
+            // binfmt_script: [interpreter, optional argument, the script's path, argv[1..]].
+            let mut next: Vec<String> = vec![interp.clone()];
+            next.extend(arg);
+            next.push(shown.clone());
+            next.extend(args.iter().skip(1).cloned());
+            let interp_resolved = resolve(pid, Path::new(&interp)).ok();
+            out.push(Command { path: interp.clone(), resolved: interp_resolved.as_ref().map(|(p, _)| p.to_string_lossy().into_owned()), argv: next.clone() });
+            let Some((_, fd)) = interp_resolved else { break };
+            (file, shown, args) = (Some(fd), interp, next);
+        }
+        if let Some(loaded) = loader_target(out.last().map(|c| c.argv.as_slice()).unwrap_or_default(), out.last().and_then(|c| c.resolved.as_deref())) {
+            let program = Path::new("/proc/self/cwd").join(&loaded[0]);
+            let resolved = resolve(pid, &program).ok().map(|(p, _)| p.to_string_lossy().into_owned());
+            out.push(Command { path: program.to_string_lossy().into_owned(), resolved, argv: loaded });
+        }
+        out
     }
 }
 
-/// The exec's path made absolute as the caller sees it.
-fn absolute_path(pid: u32, dirfd: Option<i32>, requested: Option<&str>, flags: u64) -> Option<PathBuf> {
-    let requested = requested?;
-    if requested.is_empty() {
-        // execveat(fd, "", ..., AT_EMPTY_PATH): the file the descriptor is.
-        return (flags & AT_EMPTY_PATH != 0).then(|| dirfd.and_then(|fd| fd_link(pid, fd))).flatten();
+/// One command the kernel will run, for the rules.
+struct Command {
+    path: String,
+    resolved: Option<String>,
+    argv: Vec<String>,
+}
+
+impl Command {
+    fn exec(&self) -> Exec<'_> {
+        Exec { path: Some(&self.path), resolved: self.resolved.as_deref(), argv: &self.argv }
     }
-    if requested.starts_with('/') {
-        return Some(PathBuf::from(requested));
+}
+
+/// A script's `#!` line: the interpreter and its one optional argument (as the kernel splits
+/// it: the rest of the line after the interpreter, trimmed). Read through the descriptor
+/// `resolve` opened: the very file the path named, wherever it is mounted.
+fn interpreter_line(file: &OwnedFd) -> Option<(String, Option<String>)> {
+    use std::io::Read as _;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_matches(|c| c == ' ' || c == '\t');
+    let (interp, arg) = match line.find([' ', '\t']) {
+        Some(at) => (&line[..at], Some(line[at..].trim_matches(|c| c == ' ' || c == '\t').to_string()).filter(|a| !a.is_empty())),
+        None => (line, None),
+    };
+    (!interp.is_empty()).then(|| (interp.to_string(), arg))
+}
+
+/// The program and argv the dynamic loader runs when it is exec'd as a program
+/// (`ld-linux-x86-64.so.2 [options] PROGRAM ARGS`).
+fn loader_target(argv: &[String], resolved: Option<&str>) -> Option<Vec<String>> {
+    let name = resolved.map(|r| r.rsplit('/').next().unwrap_or(r))?;
+    if !(name.starts_with("ld-") && name.contains(".so")) && name != "ld.so" {
+        return None;
+    }
+    const WITH_ARG: &[&str] = &["--library-path", "--preload", "--audit", "--argv0", "--inhibit-rpath", "--glibc-hwcaps-prepend", "--glibc-hwcaps-mask"];
+    let mut i = 1;
+    let mut argv0 = None;
+    while let Some(a) = argv.get(i) {
+        if a == "--argv0" {
+            argv0 = argv.get(i + 1).cloned();
+        }
+        match a.as_str() {
+            a if WITH_ARG.contains(&a) => i += 2,
+            a if a.starts_with("--") => i += 1,
+            _ => break,
+        }
+    }
+    let mut out: Vec<String> = argv.get(i..)?.to_vec();
+    if out.is_empty() {
+        return None;
+    }
+    if let Some(a0) = argv0 {
+        out.insert(1, a0);
+    }
+    Some(out)
+}
+
+/// The exec's path made absolute as the caller sees it (bytes as they are): relative to its
+/// cwd or directory descriptor through `/proc/self`, which [`resolve`] maps to the caller's.
+fn absolute_path(dirfd: Option<i32>, requested: &[u8], flags: u64) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let requested = Path::new(std::ffi::OsStr::from_bytes(requested));
+    if requested.as_os_str().is_empty() {
+        // execveat(fd, "", ..., AT_EMPTY_PATH): the file the descriptor is.
+        let fd = dirfd.filter(|_| flags & AT_EMPTY_PATH != 0)?;
+        return Some(PathBuf::from(format!("/proc/self/fd/{fd}")));
+    }
+    if requested.is_absolute() {
+        return Some(requested.to_path_buf());
     }
     let base = match dirfd {
-        Some(fd) if fd != libc::AT_FDCWD => fd_link(pid, fd)?,
-        _ => std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?,
+        Some(fd) if fd != libc::AT_FDCWD => PathBuf::from(format!("/proc/self/fd/{fd}")),
+        _ => PathBuf::from("/proc/self/cwd"),
     };
     Some(base.join(requested))
 }
 
-/// The file behind `/proc/self/fd/N` (or `thread-self`, or the caller's own pid in the
-/// sandbox, which sbx cannot map): the caller's descriptor N. `/proc/self` inside the
-/// sandbox is the caller; resolved from here it would be sbx.
-fn proc_fd_target(pid: u32, path: &Path) -> Option<PathBuf> {
-    let mut parts = path.strip_prefix("/proc").ok()?.components().map(|c| c.as_os_str().to_str());
-    let (_, fd_dir, fd) = (parts.next()??, parts.next()??, parts.next()??);
-    if fd_dir != "fd" || parts.next().is_some() {
-        return None;
+/// Why a program's file was not found.
+enum Unresolved {
+    /// It does not exist (the errno the kernel would answer).
+    Missing(i32),
+    /// sbx cannot tell what it is: refused.
+    Refused(String),
+}
+
+/// The file `path` names for process `pid`, as a path sbx can open. `/proc/self/...`,
+/// `/proc/thread-self/...`, `/proc/<the caller's own pid>/...` and `/dev/fd/N`,
+/// `/dev/std{in,out,err}` are the caller's entries (`fd/N`, `exe`, `cwd/...`, `root/...`);
+/// any other path is resolved beneath the caller's root, symlinks followed; a magic link
+/// met on the way (a symlink into /proc) is refused. Returns the file's path (for names and
+/// reports) and an `O_PATH` descriptor of it.
+fn resolve(pid: u32, path: &Path) -> Result<(PathBuf, OwnedFd), Unresolved> {
+    let errno = |e: &std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let text = path.to_string_lossy();
+    let std_fd = match text.as_ref() {
+        "/dev/stdin" => Some("0"),
+        "/dev/stdout" => Some("1"),
+        "/dev/stderr" => Some("2"),
+        _ => None,
+    };
+    let own: Option<PathBuf> = if let Some(fd) = std_fd {
+        Some(PathBuf::from(format!("/proc/{pid}/fd/{fd}")))
+    } else if let Ok(rest) = path.strip_prefix("/dev/fd") {
+        Some(Path::new(&format!("/proc/{pid}/fd")).join(rest))
+    } else if let Ok(rest) = path.strip_prefix("/proc") {
+        let mut parts = rest.components();
+        let who = parts.next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+        let mine = who == "self" || who == "thread-self" || ns_pid(pid).is_some_and(|p| p.to_string() == who);
+        if !mine {
+            return Err(Unresolved::Refused(format!("{} is another process's entry in /proc: sbx cannot tell which program it is", path.display())));
+        }
+        let rest = parts.as_path();
+        let first = rest.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+        if !matches!(first.as_str(), "fd" | "exe" | "cwd" | "root") {
+            return Err(Unresolved::Refused(format!("{} is not a program sbx can resolve", path.display())));
+        }
+        Some(Path::new(&format!("/proc/{pid}")).join(rest))
+    } else {
+        None
+    };
+    if let Some(host) = own {
+        // The caller's own entries, opened from here (sbx may follow those magic links).
+        let file = std::fs::File::options().read(true).custom_flags(libc::O_PATH).open(&host).map_err(|e| Unresolved::Missing(errno(&e)))?;
+        let name = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(|e| Unresolved::Missing(errno(&e)))?;
+        return Ok((name, file.into()));
     }
-    fd_link(pid, fd.parse().ok()?)
-}
-
-/// The file `path` resolves to in the caller's root, symlinks followed (magic links not).
-fn resolve_in_root(pid: u32, path: &Path) -> Result<PathBuf, nix::errno::Errno> {
-    let errno = |e: std::io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(errno)?;
+    let root = std::fs::File::open(format!("/proc/{pid}/root")).map_err(|e| Unresolved::Refused(format!("the caller's root cannot be opened: {e}")))?;
     let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let file = openat2(root.as_fd(), path, how)?;
-    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(errno)
+    match openat2(root.as_fd(), path, how) {
+        Ok(file) => {
+            let name = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(|e| Unresolved::Missing(errno(&e)))?;
+            Ok((name, file))
+        }
+        Err(nix::errno::Errno::ELOOP) => Err(Unresolved::Refused(format!("{} leads through a link into /proc, which sbx does not follow", path.display()))),
+        Err(e) => Err(Unresolved::Missing(e as i32)),
+    }
 }
 
-/// Up to `max` words of the argv array at `addr`.
-fn read_argv(pid: u32, addr: u64, max: usize) -> Vec<String> {
+/// The caller's pid in its own pid namespace (the last field of `NSpid`).
+fn ns_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok()
+}
+
+/// Up to `max` words of the argv array at `addr`, and whether that is all of it (its NULL
+/// reached, no word cut short).
+fn read_argv(pid: u32, addr: u64, max: usize) -> (Vec<String>, bool) {
     let mut out = Vec::new();
     let Some(pointers) = read_bytes(pid, addr, 8 * max).or_else(|| {
         // The array may end before a page boundary that `max` pointers would cross: word by word.
         (1..max).rev().find_map(|n| read_bytes(pid, addr, 8 * n))
     }) else {
-        return out;
+        return (out, addr == 0);
     };
     for chunk in pointers.chunks_exact(8) {
         let ptr = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
         if ptr == 0 {
-            break;
+            return (out, true);
         }
         match read_cstr(pid, ptr, MAX_WORD) {
-            Text::Read { bytes, .. } => out.push(String::from_utf8_lossy(&bytes).into_owned()),
-            _ => break,
+            Text::Read { bytes, truncated } => {
+                out.push(String::from_utf8_lossy(&bytes).into_owned());
+                if truncated {
+                    return (out, false);
+                }
+            }
+            _ => return (out, false),
         }
     }
-    out
+    (out, false)
 }
 
 /// `comm (pid) < parent's comm (pid) < ...`, up to [`ANCESTORS`] parents, stopping at the

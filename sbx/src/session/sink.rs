@@ -218,6 +218,8 @@ impl Sink {
                 List::SshDeniedCommand => "ssh.deniedCommands refuses the remote command",
                 List::SshInherited => "ssh.inheritDeny applies command.deny to the remote command",
                 List::SshAllowedCommands => "ssh.allowedCommands does not allow a part of the remote command",
+                List::SshUnchecked => "the ssh rules cannot check this ssh run, so it is refused",
+                List::Unresolved => "command rules apply and sbx cannot tell which program this is, so it is refused",
             };
             let exception = if matches!(refused.list, List::Deny | List::Defaults) { "; command.allow can make an exception" } else { "" };
             let detail = vec![

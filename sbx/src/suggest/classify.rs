@@ -209,9 +209,16 @@ impl Context<'_> {
                 if argv.is_empty() {
                     return no("the refused command line was not recorded", "exec ?".into());
                 }
-                if d.rule.as_deref().is_some_and(|r| r.starts_with("ssh.")) {
-                    return no("an ssh rule: the ssh section says which hosts and remote commands ssh may reach; suggest proposes no change to it", argv);
+                if d.rule.as_deref().is_some_and(|r| r.starts_with("ssh") || r.starts_with("command:")) || d.rule.is_none() {
+                    return no("an ssh rule or a program sbx could not identify: suggest proposes no change for it", argv);
                 }
+                // The program by the file that ran, not by argv[0], which the command chose
+                // (`execve("/usr/bin/git", ["make", "push"])` must not become "make push").
+                let mut words = crate::command_rules::words_of(&argv);
+                if let (Some(first), Some(file)) = (words.first_mut(), d.path.as_ref().and_then(|p| p.file_name())) {
+                    *first = file.to_string_lossy().into_owned();
+                }
+                let argv = crate::command_rules::join_words(&words);
                 Need::Add { key: "command.allow", entry: argv }
             }
             "netns" => {

@@ -273,7 +273,7 @@ pub(crate) fn read_bytes(pid: u32, addr: u64, n: usize) -> Option<Vec<u8>> {
     }
 }
 
-pub(crate) fn fd_link(pid: u32, fd: i32) -> Option<PathBuf> {
+pub(super) fn fd_link(pid: u32, fd: i32) -> Option<PathBuf> {
     if fd < 0 {
         return None;
     }

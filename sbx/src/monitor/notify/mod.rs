@@ -429,6 +429,10 @@ impl Handler {
                 crate::sys::notif_continue(self.fd, req.id).map_err(|source| NotifyError::Send { id: req.id, source })?;
                 return Ok(());
             }
+            Verdict::Fail(errno) => {
+                crate::sys::notif_send(self.fd, req.id, -errno).map_err(|source| NotifyError::Send { id: req.id, source })?;
+                return Ok(());
+            }
             Verdict::Refuse { path, requested, refusal } => (path, requested, refusal),
         };
         if crate::sys::notif_send(self.fd, req.id, -libc::EPERM).map_err(|source| NotifyError::Send { id: req.id, source })? {
@@ -472,7 +476,7 @@ mod decode;
 mod names;
 
 use capture::*;
-pub(crate) use capture::{Text, comm, fd_link, read_bytes, read_cstr};
+pub(crate) use capture::{Text, comm, read_bytes, read_cstr};
 use decode::*;
 use names::*;
 
