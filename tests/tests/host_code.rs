@@ -287,7 +287,8 @@ fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
     ws.write("sbx.jsonc", r#"{ "filesystem": { "denyRead": ["**/.env"] } }"#);
     let many = ws.path().join("aaa-planted");
     std::fs::create_dir(&many).unwrap();
-    for i in 0..120_000 {
+    // More than the walk's cap (launch::glob::MAX_ENTRIES, 300,000 entries).
+    for i in 0..300_001 {
         std::fs::File::create(many.join(format!("f{i}"))).unwrap();
     }
     let root = ws.path().canonicalize().unwrap();
@@ -300,7 +301,7 @@ fn a_deny_glob_cut_short_by_planted_files_refuses_to_run() {
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
             format!(
-                "sbx: the denyRead rule {}/**/.env cannot be applied in full: its walk stopped after 50000 entries, so a matching file could stay unprotected; narrow the rule or remove files under {}\n",
+                "sbx: the denyRead rule {}/**/.env cannot be applied in full: its walk stopped after 300000 entries, so a matching file could stay unprotected; narrow the rule or remove files under {}\n",
                 root.display(),
                 root.display()
             ),
@@ -696,8 +697,14 @@ fn a_killed_sessions_placeholders_are_removed_by_the_next_one() {
     }
     assert!(w.join(".git/hooks").is_dir(), "no placeholder was made");
     // The sandbox outlives a SIGKILLed sbx (its pid 1 is nobody's child any more): this
-    // test cleans it up itself once done.
+    // test cleans it up itself once done, so it waits for the command to run first (the
+    // placeholder is made before bwrap starts; killed earlier, the sandbox would be missed).
+    let is_sleep = |p: &i32| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep");
+    while !descendants(child.id() as i32).iter().any(is_sleep) && waited.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let orphans = descendants(child.id() as i32);
+    assert!(orphans.iter().any(is_sleep), "the command did not start");
     child.kill().unwrap();
     child.wait().unwrap();
     let _reap = KillOnDrop(orphans);
