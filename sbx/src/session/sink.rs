@@ -207,54 +207,45 @@ impl Sink {
     }
 
     pub(super) fn seccomp(&mut self, d: SeccompDenial) {
-        let comm = d.comm;
-        if let Some(refused) = d.command {
-            use crate::command_rules::List;
-            let how = match refused.list {
-                List::Deny => "a command.deny rule refuses it",
-                List::Defaults => "fence's default list of dangerous commands refuses it (command.useDefaults: false turns the list off)",
-                List::SshDeniedHost => "ssh.deniedHosts refuses the host",
-                List::SshAllowedHosts => "ssh.allowedHosts does not list the host",
-                List::SshDeniedCommand => "ssh.deniedCommands refuses the remote command",
-                List::SshInherited => "ssh.inheritDeny applies command.deny to the remote command",
-                List::SshAllowedCommands => "ssh.allowedCommands does not allow a part of the remote command",
-                List::SshUnchecked => "the ssh rules cannot check this ssh run, so it is refused",
-                List::Unresolved => "command rules apply and sbx cannot tell which program this is, so it is refused",
-            };
-            let exception = if matches!(refused.list, List::Deny | List::Defaults) { "; command.allow can make an exception" } else { "" };
-            let detail = vec![
-                ("rule".to_string(), format!("{}: {}", refused.list.key(), refused.rule)),
-                ("argv".to_string(), crate::command_rules::join_words(&refused.argv)),
-                ("ancestry".to_string(), refused.ancestry),
-                ("reason".to_string(), format!("{how}{exception}")),
-            ];
-            self.emit(&Event::Denial(Denial {
-                source: report::Source::Command,
-                syscall: Some(d.syscall.to_string()),
-                errno: Some("EPERM".to_string()),
-                operation: Some(report::Operation::Exec),
-                pid: (d.pid != 0).then_some(d.pid),
-                tid: None,
-                comm,
-                path: d.path,
-                requested_path: d.requested_path,
-                host: None,
-                port: None,
-                detail,
-            }));
-            self.flush();
-            return;
-        }
-        let mut detail = vec![("call".to_string(), d.summary)];
-        detail.extend(d.detail.into_iter().map(|(k, v)| (k.to_string(), v)));
+        // A refused exec (command rules) is a denial of its own source; every other
+        // notification is a blocked syscall, shown as the call it was.
+        let (source, operation, detail) = match d.command {
+            Some(refused) => {
+                use crate::command_rules::List;
+                let how = match refused.list {
+                    List::Deny => "a command.deny rule refuses it",
+                    List::Defaults => "fence's default list of dangerous commands refuses it (command.useDefaults: false turns the list off)",
+                    List::SshDeniedHost => "ssh.deniedHosts refuses the host",
+                    List::SshAllowedHosts => "ssh.allowedHosts does not list the host",
+                    List::SshDeniedCommand => "ssh.deniedCommands refuses the remote command",
+                    List::SshInherited => "ssh.inheritDeny applies command.deny to the remote command",
+                    List::SshAllowedCommands => "ssh.allowedCommands does not allow a part of the remote command",
+                    List::SshUnchecked => "the ssh rules cannot check this ssh run, so it is refused",
+                    List::Unresolved => "command rules apply and sbx cannot tell which program this is, so it is refused",
+                };
+                let exception = if matches!(refused.list, List::Deny | List::Defaults) { "; command.allow can make an exception" } else { "" };
+                let detail = vec![
+                    ("rule".to_string(), format!("{}: {}", refused.list.key(), refused.rule)),
+                    ("argv".to_string(), crate::command_rules::join_words(&refused.argv)),
+                    ("ancestry".to_string(), refused.ancestry),
+                    ("reason".to_string(), format!("{how}{exception}")),
+                ];
+                (report::Source::Command, Some(report::Operation::Exec), detail)
+            }
+            None => {
+                let mut detail = vec![("call".to_string(), d.summary)];
+                detail.extend(d.detail.into_iter().map(|(k, v)| (k.to_string(), v)));
+                (report::Source::Seccomp, None, detail)
+            }
+        };
         self.emit(&Event::Denial(Denial {
-            source: report::Source::Seccomp,
+            source,
             syscall: Some(d.syscall.to_string()),
             errno: Some("EPERM".to_string()),
-            operation: None,
+            operation,
             pid: (d.pid != 0).then_some(d.pid),
             tid: None,
-            comm,
+            comm: d.comm,
             path: d.path,
             requested_path: d.requested_path,
             host: None,
