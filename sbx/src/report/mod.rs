@@ -163,6 +163,7 @@ use std::{
 };
 
 mod log;
+mod read;
 pub mod wire;
 
 pub use log::{Counts, Log, LogError, encode};
