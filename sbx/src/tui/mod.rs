@@ -87,6 +87,7 @@
 mod app;
 mod keys;
 mod output;
+mod replay;
 mod terminal;
 #[cfg(test)]
 mod tests;
@@ -99,8 +100,9 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-pub use app::{App, MAX_AGGREGATES, MAX_HISTORY, MAX_HOSTS, MAX_PROCESSES, Pane, RunState, SortKey};
+pub use app::{App, MAX_AGGREGATES, MAX_HISTORY, MAX_HOSTS, MAX_PROCESSES, Pane, ReplayInfo, RunState, SortKey, Verification};
 pub use output::MAX_SCROLLBACK;
+pub use replay::{Replay, ReplayError, replay};
 pub use terminal::{RunOptions, TerminalGuard, run};
 
 use crate::report::{self, Event};
@@ -156,6 +158,8 @@ pub enum Msg {
     /// commands (`agentconf`): keep it or revert it? The answer comes back as
     /// `Action::Reviewed`.
     Review(Vec<ReviewFile>),
+    /// `--replay`: the outcome of checking the log's seal (`crate::seal`), or why it fails.
+    Verified(Result<crate::seal::Verified, String>),
 }
 
 /// One file of `Msg::Review`: its path and what changed, as `- ` / `+ ` lines.
@@ -198,6 +202,8 @@ pub enum Action {
     /// The answer to `Msg::Review`: keep the changes (`true`) or revert them
     /// (`RunOptions::review`).
     Reviewed(bool),
+    /// `--replay`: show the state after this many of the log's events (`Replay::seek`).
+    Seek(u64),
 }
 
 impl App {

@@ -257,7 +257,7 @@ pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, to_command: impl FnM
         }
         _ => {}
     };
-    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_action, opts.fps, signals).await
+    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_action, opts.fps, signals, None).await
 }
 
 /// The frame loop: a frame every 1/fps second (after a `Msg::Tick`), and
@@ -271,6 +271,7 @@ pub(super) async fn event_loop(
     mut on_action: impl FnMut(Action),
     fps: u32,
     mut signals: StopSignals,
+    mut replay: Option<&mut super::Replay>,
 ) -> io::Result<Action> {
     let mut frames = tokio::time::interval(Duration::from_secs(1) / fps.max(1));
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -291,6 +292,14 @@ pub(super) async fn event_loop(
                 });
                 if let Err(e) = spawned {
                     app.exported(Path::new("the export file"), &Err(e));
+                }
+                None
+            }
+            Action::Seek(target) => {
+                if let Some(r) = replay.as_deref_mut()
+                    && let Err(e) = r.seek(app, target)
+                {
+                    app.set_status(format!("cannot read the log: {e}"));
                 }
                 None
             }
@@ -337,4 +346,21 @@ pub(super) async fn event_loop(
             }
         }
     }
+}
+
+/// `sbx monitor --replay`: the dashboard on this terminal over `app`, which `replay`
+/// moves through time, until the user quits. `rx` brings the log's verification.
+pub(super) async fn run_replay(mut app: App, mut rx: mpsc::Receiver<Msg>, replay: &mut super::Replay) -> io::Result<()> {
+    if !io::stdout().is_terminal() {
+        return Err(io::Error::other("the dashboard needs a terminal on stdout"));
+    }
+    let signals = StopSignals { term: signal(SignalKind::terminate()).ok(), hup: signal(SignalKind::hangup()).ok() };
+    let _guard = TerminalGuard::enter()?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let size = terminal.size()?;
+    app.update(Msg::Resize(size.width, size.height));
+    let (key_tx, mut key_rx) = mpsc::unbounded_channel();
+    let _input = Input::start(key_tx)?;
+    let draw = |app: &App| terminal.draw(|f| app.render(f)).map(drop);
+    event_loop(&mut app, &mut rx, &mut key_rx, draw, drop, RunOptions::default().fps, signals, Some(replay)).await.map(drop)
 }

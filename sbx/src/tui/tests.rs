@@ -887,6 +887,7 @@ fn the_loop_drains_messages_and_draws_frames() {
             },
             50,
             terminal::StopSignals::default(),
+            None,
         );
         let (action, ()) = tokio::join!(ui, session);
         action
