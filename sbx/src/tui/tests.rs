@@ -17,6 +17,8 @@ use crate::{
     sandbox::{Enforcement, LandlockReport, LandlockStatus},
 };
 
+mod replay;
+
 const T0: u64 = 1_700_000_000;
 
 fn at(ms: u64) -> SystemTime {

@@ -99,7 +99,7 @@ impl App {
             }
             return Some(Action::None);
         }
-        let seek = |target: u64| Some(if target == now { Action::None } else { Action::Seek(target.min(events)) });
+        let seek = |target: u64| Some(if target.min(events) == now { Action::None } else { Action::Seek(target.min(events)) });
         match key.code {
             KeyCode::Left if !ctrl => seek(now.saturating_sub(1)),
             KeyCode::Right if !ctrl => seek(now + 1),
