@@ -1192,6 +1192,10 @@ fn bench_figures() {
     figure("scrollback_10000_rows_of_107_chars_rss_mib", (rss().saturating_sub(before)) as f64 / f64::from(1 << 20));
     drop(output);
 
+    // The replay next, the largest log first (the heap grows once; a later figure
+    // reuses what an earlier one freed).
+    replay::replay_figures(if full { &[1_000_000, 100_000] } else { &[2_000] }, &figure);
+
     // The emulator's throughput on plain lines and on a coloured full screen.
     let mut output = output::Output::new(120, 40);
     let text: Vec<u8> = (0..if full { 200_000 } else { 2_000 }).flat_map(|i| format!("{i:>8} {line}\r\n").into_bytes()).collect();

@@ -222,3 +222,58 @@ fn a_file_without_events_is_refused_in_one_sentence() {
     let err = Replay::open(&dir.path().join("missing"), &mut App::new(&[], Instant::now())).err().unwrap();
     assert!(err.to_string().starts_with(&format!("cannot replay {}/missing: ", dir.path().display())), "{err}");
 }
+
+/// A session of `n` events as a busy agent's: processes that exec and exit, file,
+/// seccomp and proxy denials over 30,000 objects (beyond `MAX_AGGREGATES`), connections
+/// to 2,000 hosts (beyond `MAX_HOSTS`), a millisecond apart.
+pub(super) fn busy_session(n: u64) -> impl Iterator<Item = (report::Event, SystemTime)> {
+    std::iter::once((start(LandlockStatus::Full, true), at(0))).chain((1..n).map(|i| {
+        let pid = 1000 + (i / 10) as u32;
+        let event = match i % 10 {
+            0 => exec_child(pid, 1000 + (i / 50) as u32, &["node", "worker.js", "--task", "build"]),
+            1 | 3 => landlock_write(&format!("/home/u/.cache/f{}", i % 30_000), pid, "node"),
+            2 => seccomp_mount(),
+            4 => net(&format!("h{}.example", i % 2_000), 443, false, "no rule allows it"),
+            5 => proxy_denial(&format!("h{}.example", i % 2_000), 443),
+            6 => net("registry.npmjs.org", 443, true, "allowedDomains: registry.npmjs.org"),
+            7 => landlock_write("/etc/hosts", pid, "node"),
+            8 => net("github.com", 443, true, "allowedDomains: github.com"),
+            _ => exit(pid, "node"),
+        };
+        (event, at(i))
+    }))
+}
+
+/// The replay's figures for `tui::tests::bench_figures`: open time (the log read and
+/// given to the App, to its end), the memory it keeps, a step back from the end (the
+/// log read again to there), the seal's check, for logs of `sizes` events.
+pub(super) fn replay_figures(sizes: &[u64], figure: &dyn Fn(&str, f64)) {
+    for &n in sizes {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, keys) = (dir.path().join("audit.jsonl"), dir.path().join("keys"));
+        std::fs::create_dir(&keys).unwrap();
+        write_log(&log, &keys, busy_session(n));
+        let name = if n >= 1_000_000 { format!("{}m", n / 1_000_000) } else { format!("{}k", n / 1_000) };
+        figure(&format!("replay_{name}_log_mib"), std::fs::metadata(&log).unwrap().len() as f64 / f64::from(1 << 20));
+        let before = rss();
+        let t = Instant::now();
+        let mut app = App::new(&[], Instant::now());
+        let mut replay = Replay::open(&log, &mut app).unwrap();
+        figure(&format!("replay_open_{name}_events_s"), t.elapsed().as_secs_f64());
+        assert_eq!((app.cursor(), replay.events()), (n, n));
+        // The frame after it opens (the violations sorted, the tree built).
+        screen(&app, 120, 40);
+        figure(&format!("replay_open_{name}_rss_mib"), rss().saturating_sub(before) as f64 / f64::from(1 << 20));
+        figure(&format!("replay_{name}_offsets_mib"), replay.index_bytes() as f64 / f64::from(1 << 20));
+        let t = Instant::now();
+        replay.seek(&mut app, n - 1).unwrap();
+        figure(&format!("replay_{name}_step_back_from_the_end_s"), t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        replay.seek(&mut app, n).unwrap();
+        figure(&format!("replay_{name}_step_forward_ms"), t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        assert!(crate::tui::replay::verify_with(&log, &keys).is_ok());
+        figure(&format!("replay_{name}_verify_s"), t.elapsed().as_secs_f64());
+        drop((app, replay));
+    }
+}
