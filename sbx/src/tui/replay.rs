@@ -40,11 +40,9 @@ pub enum ReplayError {
 
 /// A log being replayed: where each of its events starts, and how far the App has read.
 pub struct Replay {
-    reader: BufReader<File>,
+    file: File,
     /// The byte offset of each event's line, in order.
     offsets: Vec<u64>,
-    /// The line being read (reused).
-    line: Vec<u8>,
 }
 
 /// One line of the log, read.
@@ -73,25 +71,70 @@ fn read_line(bytes: &[u8]) -> Read {
     }
 }
 
+/// Lines parsed per message between the two threads of `read_from`.
+const BATCH: usize = 512;
+
+/// Reads `file` from `offset` to its end, parsing on a thread of its own while this one
+/// takes the lines, in order, with `each(offset, line, read)` (line numbers from 1 at
+/// `offset`), until `each` says `false`. Parsing is most of the work, the App the rest:
+/// on two cores the two overlap. At most a few batches are in flight.
+fn read_from(file: &mut File, offset: u64, mut each: impl FnMut(u64, u64, Read) -> bool) -> io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<(u64, u64, Read)>>>(4);
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new().name("sbx-replay-read".into()).spawn_scoped(scope, move || {
+            let mut reader = BufReader::with_capacity(1 << 20, file);
+            let mut line = Vec::with_capacity(4096);
+            let (mut offset, mut number) = (offset, 0u64);
+            let mut batch = Vec::with_capacity(BATCH);
+            loop {
+                line.clear();
+                let n = match reader.read_until(b'\n', &mut line) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                number += 1;
+                batch.push((offset, number, read_line(&line)));
+                offset += n as u64;
+                if batch.len() == BATCH && tx.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(batch));
+        })?;
+        // Dropping the receiver (`each` said stop) ends the parser at its next batch.
+        let result = (|| {
+            for batch in &rx {
+                for (offset, number, read) in batch? {
+                    if !each(offset, number, read) {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })();
+        drop(rx);
+        let _ = parser.join();
+        result
+    })
+}
+
 impl Replay {
     /// Opens the log at `path` and gives `app` every event of it (the cursor at the end);
     /// `app` learns the log's facts (`App::replaying`), its verification still to come.
     pub fn open(path: &Path, app: &mut App) -> Result<Self, ReplayError> {
         let shown = crate::termtext::path(path).into_owned();
-        let file = crate::fsio::open_read(path).map_err(|e| ReplayError::Open { path: shown.clone(), detail: e.detail().into() })?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut file = crate::fsio::open_read(path).map_err(|e| ReplayError::Open { path: shown.clone(), detail: e.detail().into() })?;
         let mut offsets = Vec::new();
         let (mut unreadable, mut first_unreadable) = (0u64, None);
-        let mut line = Vec::with_capacity(4096);
-        let (mut offset, mut number) = (0u64, 0u64);
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|source| ReplayError::Read { path: shown.clone(), source })?;
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            match read_line(&line) {
+        read_from(&mut file, 0, |offset, number, read| {
+            match read {
                 Read::Event(event, time) => {
                     offsets.push(offset);
                     give(app, event, time);
@@ -102,12 +145,14 @@ impl Replay {
                     first_unreadable.get_or_insert_with(|| format!("line {number}: {why}"));
                 }
             }
-            offset += n as u64;
-        }
+            true
+        })
+        .map_err(|source| ReplayError::Read { path: shown.clone(), source })?;
         if offsets.is_empty() {
             let first = first_unreadable.map(|f| format!("; {f}")).unwrap_or_default();
             return Err(ReplayError::NoEvents { path: shown, unreadable, first: crate::termtext::escape(&first).into_owned() });
         }
+        offsets.shrink_to_fit();
         let info = ReplayInfo {
             log: shown,
             events: offsets.len() as u64,
@@ -117,7 +162,7 @@ impl Replay {
             seek_input: None,
         };
         app.replay = Some(info);
-        Ok(Self { reader, offsets, line })
+        Ok(Self { file, offsets })
     }
 
     /// Events in the log.
@@ -136,27 +181,33 @@ impl Replay {
         if target < app.cursor() {
             app.rewind();
         }
-        let from = app.cursor();
-        if from >= target {
+        let from = app.cursor() as usize;
+        if from as u64 >= target {
             return Ok(());
         }
-        let mut offset = self.offsets[from as usize];
-        self.reader.seek(SeekFrom::Start(offset))?;
-        let mut next = from as usize;
-        while (next as u64) < target {
-            self.line.clear();
-            let n = self.reader.read_until(b'\n', &mut self.line)?;
-            if n == 0 {
-                return Err(io::Error::other("the log is shorter than when it was opened"));
+        let offsets = &self.offsets;
+        let mut next = from;
+        let mut changed = None;
+        read_from(&mut self.file, offsets[from], |offset, _, read| {
+            // Lines that are not events lie between the offsets.
+            if offset != offsets[next] {
+                return true;
             }
-            if offset == self.offsets[next] {
-                match read_line(&self.line) {
-                    Read::Event(event, time) => give(app, event, time),
-                    _ => return Err(io::Error::other(format!("the event at byte {offset} changed since the log was opened"))),
+            match read {
+                Read::Event(event, time) => give(app, event, time),
+                _ => {
+                    changed = Some(offset);
+                    return false;
                 }
-                next += 1;
             }
-            offset += n as u64;
+            next += 1;
+            (next as u64) < target
+        })?;
+        if let Some(offset) = changed {
+            return Err(io::Error::other(format!("the event at byte {offset} changed since the log was opened")));
+        }
+        if (next as u64) < target {
+            return Err(io::Error::other("the log is shorter than when it was opened"));
         }
         Ok(())
     }

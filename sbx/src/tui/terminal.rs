@@ -352,7 +352,7 @@ pub(super) async fn event_loop(
 /// moves through time, until the user quits. `rx` brings the log's verification.
 pub(super) async fn run_replay(mut app: App, mut rx: mpsc::Receiver<Msg>, replay: &mut super::Replay) -> io::Result<()> {
     if !io::stdout().is_terminal() {
-        return Err(io::Error::other("the dashboard needs a terminal on stdout"));
+        return Err(io::Error::other("the dashboard needs a terminal on stdout (`sbx log verify` checks a log without one)"));
     }
     let signals = StopSignals { term: signal(SignalKind::terminate()).ok(), hup: signal(SignalKind::hangup()).ok() };
     let _guard = TerminalGuard::enter()?;
