@@ -82,7 +82,15 @@
 //! violation rows (then one "other objects" row per source),
 //! `app::MAX_PROCESSES` processes (exited ones forgotten first),
 //! `app::MAX_HOSTS` hosts (then one "other hosts" row), the command's
-//! screen and `output::MAX_SCROLLBACK` rows of its scroll-back.
+//! screen and `output::MAX_SCROLLBACK` rows of its scroll-back. A replay
+//! (`replay`) adds 8 bytes per event of the log (where its line starts).
+//!
+//! # Replay
+//! `replay(LOG)` (`sbx monitor --replay`) runs the same `App` over a recorded
+//! log instead of a session: `App::replaying` says so (the header shows the time
+//! cursor and the seal's outcome, `Msg::Verified`; no command, so no keys go to
+//! one), and the cursor keys return `Action::Seek(n)`, which the loop hands to
+//! `Replay::seek`.
 
 mod app;
 mod keys;
