@@ -843,7 +843,7 @@ fn replay_shows_a_recorded_session_at_each_event_and_says_when_the_log_fails_ver
     // One event on: the second denial, at the tail's end.
     t.keys(&["Right"]);
     let screen = t.wait_for("one event on", |s| s.contains(&format!("replay event {}/{total}", second + 1)));
-    let tail_end = screen.lines().filter(|l| l.contains("denied")).last().unwrap_or_default().to_string();
+    let tail_end = screen.lines().rfind(|l| l.contains("denied")).unwrap_or_default().to_string();
     assert!(tail_end.contains("/etc/sbx-replay-second"), "{screen}");
     // Its detail, with the ancestry of the process that was refused.
     t.keys(&["/", "second", "Enter"]);

@@ -71,46 +71,86 @@ fn read_line(bytes: &[u8]) -> Read {
     }
 }
 
-/// Lines parsed per message between the two threads of `read_from`.
+/// Lines per batch between the threads of `read_from`.
 const BATCH: usize = 512;
+/// Batches waiting per thread.
+const IN_FLIGHT: usize = 4;
 
-/// Reads `file` from `offset` to its end, parsing on a thread of its own while this one
-/// takes the lines, in order, with `each(offset, line, read)` (line numbers from 1 at
-/// `offset`), until `each` says `false`. Parsing is most of the work, the App the rest:
-/// on two cores the two overlap. At most a few batches are in flight.
+/// Lines read and not parsed yet: their bytes, where each ends, where the first starts.
+struct Raw {
+    offset: u64,
+    number: u64,
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+type Parsed = io::Result<Vec<(u64, u64, Read)>>;
+
+/// Reads `file` from `offset` to its end and hands its lines, parsed, in order, to
+/// `each(offset, line number from 1 at offset, read)` on this thread until it says
+/// `false`. Parsing is most of the work: one thread reads, batch `k` is parsed by worker
+/// `k % workers` (one per core, at least two), and this thread takes the batches round
+/// the workers, so order is kept and the App's work overlaps the parsing. At most a few
+/// batches per thread are in flight, so memory does not grow with the log.
 fn read_from(file: &mut File, offset: u64, mut each: impl FnMut(u64, u64, Read) -> bool) -> io::Result<()> {
+    use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
     file.seek(SeekFrom::Start(offset))?;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<(u64, u64, Read)>>>(4);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    type Channels<T> = (Vec<SyncSender<T>>, Vec<Receiver<T>>);
+    let (raw_tx, raw_rx): Channels<io::Result<Raw>> = (0..workers).map(|_| sync_channel(IN_FLIGHT)).unzip();
+    let (out_tx, out_rx): Channels<Parsed> = (0..workers).map(|_| sync_channel(IN_FLIGHT)).unzip();
     std::thread::scope(|scope| {
-        let parser = std::thread::Builder::new().name("sbx-replay-read".into()).spawn_scoped(scope, move || {
+        let spawn = |name: &str| std::thread::Builder::new().name(format!("sbx-replay-{name}"));
+        spawn("read").spawn_scoped(scope, move || {
             let mut reader = BufReader::with_capacity(1 << 20, file);
-            let mut line = Vec::with_capacity(4096);
             let (mut offset, mut number) = (offset, 0u64);
-            let mut batch = Vec::with_capacity(BATCH);
-            loop {
-                line.clear();
-                let n = match reader.read_until(b'\n', &mut line) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
+            for k in 0.. {
+                let mut raw = Raw { offset, number: number + 1, bytes: Vec::with_capacity(BATCH * 512), ends: Vec::with_capacity(BATCH) };
+                while raw.ends.len() < BATCH {
+                    match reader.read_until(b'\n', &mut raw.bytes) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            raw.ends.push(raw.bytes.len());
+                            offset += n as u64;
+                            number += 1;
+                        }
+                        Err(e) => {
+                            let _ = raw_tx[k % workers].send(Err(e));
+                            return;
+                        }
                     }
-                };
-                if n == 0 {
-                    break;
                 }
-                number += 1;
-                batch.push((offset, number, read_line(&line)));
-                offset += n as u64;
-                if batch.len() == BATCH && tx.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
+                let last = raw.ends.len() < BATCH;
+                if (!raw.ends.is_empty() && raw_tx[k % workers].send(Ok(raw)).is_err()) || last {
                     return;
                 }
             }
-            let _ = tx.send(Ok(batch));
         })?;
-        // Dropping the receiver (`each` said stop) ends the parser at its next batch.
+        for (raws, out) in raw_rx.into_iter().zip(out_tx) {
+            spawn("parse").spawn_scoped(scope, move || {
+                for raw in raws {
+                    let parsed = raw.map(|raw| {
+                        let mut start = 0;
+                        let mut lines = Vec::with_capacity(raw.ends.len());
+                        for (i, &end) in raw.ends.iter().enumerate() {
+                            lines.push((raw.offset + start as u64, raw.number + i as u64, read_line(&raw.bytes[start..end])));
+                            start = end;
+                        }
+                        lines
+                    });
+                    if out.send(parsed).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        }
+        // Round the workers in turn; the first that has ended (its channel closed with
+        // nothing left) marks the end of the log. Then the receivers are dropped, which
+        // stops the threads at their next batch (the scope waits for them).
+        let out_rx = out_rx;
         let result = (|| {
-            for batch in &rx {
+            for k in 0.. {
+                let Ok(batch) = out_rx[k % workers].recv() else { break };
                 for (offset, number, read) in batch? {
                     if !each(offset, number, read) {
                         return Ok(());
@@ -119,8 +159,7 @@ fn read_from(file: &mut File, offset: u64, mut each: impl FnMut(u64, u64, Read) 
             }
             Ok(())
         })();
-        drop(rx);
-        let _ = parser.join();
+        drop(out_rx);
         result
     })
 }
@@ -130,7 +169,7 @@ impl Replay {
     /// `app` learns the log's facts (`App::replaying`), its verification still to come.
     pub fn open(path: &Path, app: &mut App) -> Result<Self, ReplayError> {
         let shown = crate::termtext::path(path).into_owned();
-        let mut file = crate::fsio::open_read(path).map_err(|e| ReplayError::Open { path: shown.clone(), detail: e.detail().into() })?;
+        let mut file = crate::fsio::open_read(path).map_err(|e| ReplayError::Open { path: shown.clone(), detail: e.detail() })?;
         let mut offsets = Vec::new();
         let (mut unreadable, mut first_unreadable) = (0u64, None);
         read_from(&mut file, 0, |offset, number, read| {

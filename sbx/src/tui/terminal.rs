@@ -257,7 +257,15 @@ pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, to_command: impl FnM
         }
         _ => {}
     };
-    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_action, opts.fps, signals, None).await
+    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_action, Loop { fps: opts.fps, signals, replay: None }).await
+}
+
+/// How `event_loop` runs: frames per second, the signals that stop it, the log a
+/// replay moves through (`Action::Seek`).
+pub(super) struct Loop<'a> {
+    pub fps: u32,
+    pub signals: StopSignals,
+    pub replay: Option<&'a mut super::Replay>,
 }
 
 /// The frame loop: a frame every 1/fps second (after a `Msg::Tick`), and
@@ -269,10 +277,9 @@ pub(super) async fn event_loop(
     keys: &mut mpsc::UnboundedReceiver<Msg>,
     mut draw: impl FnMut(&App) -> io::Result<()>,
     mut on_action: impl FnMut(Action),
-    fps: u32,
-    mut signals: StopSignals,
-    mut replay: Option<&mut super::Replay>,
+    options: Loop<'_>,
 ) -> io::Result<Action> {
+    let Loop { fps, mut signals, mut replay } = options;
     let mut frames = tokio::time::interval(Duration::from_secs(1) / fps.max(1));
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut session_open = true;
@@ -362,5 +369,5 @@ pub(super) async fn run_replay(mut app: App, mut rx: mpsc::Receiver<Msg>, replay
     let (key_tx, mut key_rx) = mpsc::unbounded_channel();
     let _input = Input::start(key_tx)?;
     let draw = |app: &App| terminal.draw(|f| app.render(f)).map(drop);
-    event_loop(&mut app, &mut rx, &mut key_rx, draw, drop, RunOptions::default().fps, signals, Some(replay)).await.map(drop)
+    event_loop(&mut app, &mut rx, &mut key_rx, draw, drop, Loop { fps: RunOptions::default().fps, signals, replay: Some(replay) }).await.map(drop)
 }

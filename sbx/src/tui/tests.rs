@@ -887,9 +887,7 @@ fn the_loop_drains_messages_and_draws_frames() {
                     input.push(b);
                 }
             },
-            50,
-            terminal::StopSignals::default(),
-            None,
+            terminal::Loop { fps: 50, signals: terminal::StopSignals::default(), replay: None },
         );
         let (action, ()) = tokio::join!(ui, session);
         action

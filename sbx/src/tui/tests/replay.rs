@@ -277,3 +277,21 @@ pub(super) fn replay_figures(sizes: &[u64], figure: &dyn Fn(&str, f64)) {
         drop((app, replay));
     }
 }
+
+/// A seek that stops early in a long log (the parsing threads ahead of it, their queues
+/// full) returns, and the threads end.
+#[test]
+fn a_short_seek_in_a_long_log_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, keys) = (dir.path().join("audit.jsonl"), dir.path().join("keys"));
+    std::fs::create_dir(&keys).unwrap();
+    write_log(&log, &keys, busy_session(30_000));
+    let mut app = App::new(&[], Instant::now());
+    let mut replay = Replay::open(&log, &mut app).unwrap();
+    assert_eq!(app.cursor(), 30_000);
+    for target in [1, 2, 15_000, 14_999, 0, 29_999] {
+        replay.seek(&mut app, target).unwrap();
+        assert_eq!(app.cursor(), target);
+    }
+    assert_eq!(app.total_events - app.history_dropped, app.history.len() as u64);
+}
