@@ -250,6 +250,11 @@ pub struct MonitorArgs {
     /// the dashboard.
     #[arg(long, conflicts_with = "no_tui")]
     pub zoom: bool,
+    /// Show the dashboard over a recorded log (`--log`) instead of running a command:
+    /// step and seek through the session (← →, [ ], { }, :); the header says whether
+    /// the log's seal holds.
+    #[arg(long, value_name = "LOG", conflicts_with_all = ["no_tui", "ask", "zoom", "log"])]
+    pub replay: Option<PathBuf>,
     /// Seconds a held connection waits for an answer before it is denied.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, requires = "ask", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ask_timeout: u64,

@@ -20,6 +20,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// `sbx monitor`: the dashboard on a terminal, or `--no-tui`.
 pub fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
+    if let Some(log) = &args.replay {
+        return replay(log, &args);
+    }
     let dashboard = !args.no_tui;
     if dashboard && !crate::sys::is_tty(&std::io::stdout()) {
         anyhow::bail!("the dashboard needs a terminal on stdout: run `sbx monitor --no-tui --log FILE -- CMD` instead");
@@ -27,6 +30,16 @@ pub fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
     let ask = args.ask.then_some(std::time::Duration::from_secs(args.ask_timeout));
     let start = if args.zoom { crate::tui::Start::Zoom } else { crate::tui::Start::Dashboard };
     sandboxed(args.run, Some((session::Trace::IfPossible, args.ring_bytes, dashboard, start)), ask)
+}
+
+/// `sbx monitor --replay LOG`: the dashboard over a recorded log; no command runs.
+fn replay(log: &std::path::Path, args: &MonitorArgs) -> anyhow::Result<ExitCode> {
+    if args.run.command.shell.is_some() || !args.run.command.argv.is_empty() {
+        anyhow::bail!("--replay shows a recorded log and runs no command: give either --replay LOG or a command after --, not both");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(crate::tui::replay(log))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `sbx doctor`.

@@ -163,6 +163,13 @@ pub fn read_to_string(path: &Path) -> Result<String, FsError> {
     read_all(file, &st, path)
 }
 
+/// Opens a regular file for reading, however large (a log read line by line: `sbx monitor
+/// --replay`); a symlink is refused.
+pub fn open_read(path: &Path) -> Result<File, FsError> {
+    let (dir, name) = split(path)?;
+    open_regular(&dir, name, path, OFlag::O_RDONLY, Mode::empty(), "read").map(|(file, _)| file)
+}
+
 /// Reads a policy file: like [`read_to_string`], except that a symlink to a
 /// regular file is followed (a policy file kept in a dotfiles repository
 /// is often one). What it leads to must still be a regular file: a FIFO,

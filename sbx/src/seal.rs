@@ -219,16 +219,37 @@ impl Segment {
 
 /// Verifies the MAC chain of every line of `text` with the keys in `keys`.
 pub fn verify(text: &str, keys: &Path) -> Result<Verified, VerifyError> {
-    let mut segment: Option<Segment> = None;
-    let mut segments = 0;
-    let mut n = 0;
+    let mut verifier = Verifier::new(keys);
     let mut rest = text;
     while !rest.is_empty() {
-        n += 1;
         let Some((line, after)) = rest.split_once('\n') else {
-            return Err(VerifyError { line: n, why: "the line is incomplete (no newline at the end of the log)".into() });
+            return Err(verifier.incomplete());
         };
         rest = after;
+        verifier.line(line)?;
+    }
+    verifier.finish()
+}
+
+/// [`verify`] a line at a time, for a log read as a stream (`sbx monitor --replay` checks a
+/// log of any size without holding it).
+pub struct Verifier<'a> {
+    keys: &'a Path,
+    segment: Option<Segment>,
+    segments: usize,
+    /// Lines checked.
+    n: usize,
+}
+
+impl<'a> Verifier<'a> {
+    pub fn new(keys: &'a Path) -> Self {
+        Self { keys, segment: None, segments: 0, n: 0 }
+    }
+
+    /// Checks the next line (without its newline).
+    pub fn line(&mut self, line: &str) -> Result<(), VerifyError> {
+        self.n += 1;
+        let n = self.n;
         let fail = |why: &str| VerifyError { line: n, why: why.to_string() };
         let bytes = line.as_bytes();
         if bytes.len() < MAC_SUFFIX_LEN + 1 || !bytes.ends_with(b"\"}") || &bytes[bytes.len() - MAC_SUFFIX_LEN..][..MAC_PREFIX.len()] != MAC_PREFIX {
@@ -240,14 +261,14 @@ pub fn verify(text: &str, keys: &Path) -> Result<Verified, VerifyError> {
         let value: serde_json::Value = serde_json::from_slice(&body).map_err(|_| fail("it is not a JSON object"))?;
         if let Some(id) = value.get("mac_key") {
             let id = id.as_str().filter(|s| s.len() == 32 && unhex(s).is_some()).ok_or_else(|| fail("its mac_key is not a key id"))?;
-            if let Some(s) = &segment {
+            if let Some(s) = &self.segment {
                 s.close(n)?;
             }
-            let record = load_key(keys, id).map_err(|why| fail(&why))?;
-            segment = Some(Segment { start: n, record, prev: [0; 32], seen: 0 });
-            segments += 1;
+            let record = load_key(self.keys, id).map_err(|why| fail(&why))?;
+            self.segment = Some(Segment { start: n, record, prev: [0; 32], seen: 0 });
+            self.segments += 1;
         }
-        let Some(s) = segment.as_mut() else {
+        let Some(s) = self.segment.as_mut() else {
             return Err(fail("it comes before any line that names a key (mac_key)"));
         };
         if s.seen >= s.record.lines {
@@ -259,12 +280,22 @@ pub fn verify(text: &str, keys: &Path) -> Result<Verified, VerifyError> {
         }
         s.prev = want;
         s.seen += 1;
+        Ok(())
     }
-    match &segment {
-        Some(s) => s.close(n + 1)?,
-        None => return Err(VerifyError { line: 1, why: "the log is empty".into() }),
+
+    /// The error for a last line without its newline.
+    pub fn incomplete(&self) -> VerifyError {
+        VerifyError { line: self.n + 1, why: "the line is incomplete (no newline at the end of the log)".into() }
     }
-    Ok(Verified { lines: n, segments })
+
+    /// The log ends after the lines checked.
+    pub fn finish(self) -> Result<Verified, VerifyError> {
+        match &self.segment {
+            Some(s) => s.close(self.n + 1)?,
+            None => return Err(VerifyError { line: 1, why: "the log is empty".into() }),
+        }
+        Ok(Verified { lines: self.n, segments: self.segments })
+    }
 }
 
 #[cfg(test)]

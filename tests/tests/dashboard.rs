@@ -823,3 +823,102 @@ fn ctrl_c_on_a_shared_terminal_reaches_the_command_not_the_sandbox() {
         assert_eq!(shown.join("\n"), expect, "{command}: the screen:\n{screen}");
     }
 }
+
+/// `sbx monitor --replay LOG` over a real session's log: the dashboard as it was at each
+/// event (the time cursor), the seal verified; then the same log with one line edited,
+/// which still opens, its header saying where it fails verification.
+#[test]
+fn replay_shows_a_recorded_session_at_each_event_and_says_when_the_log_fails_verification() {
+    require_root!();
+    require_tool("tmux");
+    let ws = Workspace::new(As::Root);
+    let log = ws.path().join("audit.jsonl");
+    let run = Command::new(sbx_bin())
+        .current_dir(ws.path())
+        .args(["run", "--log"])
+        .arg(&log)
+        .args(["--", "sh", "-c", "cat /etc/shadow; echo x > /etc/sbx-replay-first; sleep 0.2; echo y > /etc/sbx-replay-second"])
+        .output()
+        .unwrap();
+    assert!(!run.status.success(), "the writes fail: {run:?}");
+    let lines = read_log(&log);
+    let second = lines.iter().position(|l| l["type"] == "denial" && l["path"] == "/etc/sbx-replay-second").expect("the second denial is logged");
+    let total = lines.len();
+
+    let replay = |name: &str, log: &std::path::Path| {
+        let t = Tmux { session: format!("sbx-replay-{name}-{}", std::process::id()) };
+        let shell = format!("{} monitor --replay {}; sleep 30", sbx_bin().display(), log.display());
+        assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell]).status().unwrap().success());
+        t
+    };
+    let t = replay("ok", &log);
+    let screen = t.wait_for("the log's end, verified", |s| s.contains("seal verified"));
+    assert!(screen.contains(&format!("replay event {total}/{total}")), "{screen}");
+    assert!(screen.contains("/etc/sbx-replay-first") && screen.contains("/etc/sbx-replay-second"), "{screen}");
+    assert!(screen.contains("exited "), "{screen}");
+    assert!(screen.contains("sh -c 'cat /etc/shadow"), "the command, from session_start:\n{screen}");
+
+    // To just before the second denial: the first is there, the second not yet, the
+    // session still running; the tail ends with what came before it.
+    t.keys(&[":"]);
+    t.wait_for("the seek prompt", |s| s.contains("go to event"));
+    t.keys(&[&second.to_string(), "Enter"]);
+    let screen = t.wait_for("the cursor", |s| s.contains(&format!("replay event {second}/{total}")));
+    assert!(screen.contains("/etc/sbx-replay-first"), "{screen}");
+    assert!(!screen.contains("/etc/sbx-replay-second"), "not yet:\n{screen}");
+    assert!(screen.contains("running"), "{screen}");
+    // One event on: the second denial, at the tail's end.
+    t.keys(&["Right"]);
+    let screen = t.wait_for("one event on", |s| s.contains(&format!("replay event {}/{total}", second + 1)));
+    let tail_end = screen.lines().rfind(|l| l.contains("denied")).unwrap_or_default().to_string();
+    assert!(tail_end.contains("/etc/sbx-replay-second"), "{screen}");
+    // Its detail, with the ancestry of the process that was refused.
+    t.keys(&["/", "second", "Enter"]);
+    t.wait_for("the filter", |s| s.contains("filter \"second\""));
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("the detail", |s| s.contains("Violation detail"));
+    assert!(screen.contains("path           /etc/sbx-replay-second"), "{screen}");
+    assert!(screen.contains("ancestry"), "{screen}");
+    t.keys(&["Escape"]);
+    t.wait_for("the detail to close", |s| !s.contains("Violation detail"));
+    std::thread::sleep(Duration::from_millis(200));
+    // Back to the start.
+    t.keys(&["{"]);
+    t.wait_for("the start", |s| s.contains(&format!("replay event 0/{total}")) && s.contains("before the session"));
+    t.keys(&["q"]);
+    t.wait_for("the dashboard to go", |s| !s.contains("replay event"));
+    drop(t);
+
+    // One line edited (the first denial's path): it opens, and says where it fails.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let edited = ws.path().join("edited.jsonl");
+    std::fs::write(&edited, text.replacen("\"path\":\"/etc/sbx-replay-first\"", "\"path\":\"/etc/innocent\"", 1)).unwrap();
+    let first = lines.iter().position(|l| l["type"] == "denial" && l["path"] == "/etc/sbx-replay-first").unwrap();
+    let t = replay("edited", &edited);
+    let screen = t.wait_for("the verification's outcome", |s| s.contains("LOG FAILS VERIFICATION"));
+    assert!(screen.contains(&format!("LOG FAILS VERIFICATION at line {}: its MAC does not match", first + 1)), "{screen}");
+    assert!(screen.contains("/etc/innocent"), "{screen}");
+    t.keys(&["q"]);
+    t.wait_for("the dashboard to go", |s| !s.contains("replay event"));
+}
+
+/// `--replay` with a command, or a log that cannot be replayed: one sentence, 125.
+#[test]
+fn replay_refuses_a_command_and_a_missing_log_in_one_sentence() {
+    let ws = Workspace::new(As::Root);
+    let out = Command::new(sbx_bin()).current_dir(ws.path()).args(["monitor", "--replay", "x.jsonl", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "sbx: --replay shows a recorded log and runs no command: give either --replay LOG or a command after --, not both"
+    );
+    let out = Command::new(sbx_bin()).current_dir(ws.path()).args(["monitor", "--replay", "missing.jsonl"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("sbx: cannot replay missing.jsonl: ") && err.trim_end().lines().count() == 1, "{err}");
+    // Not a log: refused before the terminal is looked at.
+    std::fs::write(ws.path().join("notes.txt"), "hello\n").unwrap();
+    let out = Command::new(sbx_bin()).current_dir(ws.path()).args(["monitor", "--replay", "notes.txt"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("sbx: cannot replay notes.txt: it holds no sbx event (1 unreadable line; line 1: not a JSON event"), "{out:?}");
+}

@@ -4,7 +4,9 @@
 //!
 //! [`encode`] turns an [`Event`] into its typed line ([`wire::Line`], one
 //! struct per event type below); the same structs are what readers parse
-//! ([`wire::Line::parse`]: `policy suggest`, `learn`).
+//! ([`wire::Line::parse`]: `policy suggest`, `learn`), and
+//! `Line::into_event` turns a line read back into its `Event`
+//! (`sbx monitor --replay`).
 //!
 //! # Schema v1
 //!
@@ -163,6 +165,7 @@ use std::{
 };
 
 mod log;
+mod read;
 pub mod wire;
 
 pub use log::{Counts, Log, LogError, encode};

@@ -82,11 +82,20 @@
 //! violation rows (then one "other objects" row per source),
 //! `app::MAX_PROCESSES` processes (exited ones forgotten first),
 //! `app::MAX_HOSTS` hosts (then one "other hosts" row), the command's
-//! screen and `output::MAX_SCROLLBACK` rows of its scroll-back.
+//! screen and `output::MAX_SCROLLBACK` rows of its scroll-back. A replay
+//! (`replay`) adds 8 bytes per event of the log (where its line starts).
+//!
+//! # Replay
+//! `replay(LOG)` (`sbx monitor --replay`) runs the same `App` over a recorded
+//! log instead of a session: `App::replaying` says so (the header shows the time
+//! cursor and the seal's outcome, `Msg::Verified`; no command, so no keys go to
+//! one), and the cursor keys return `Action::Seek(n)`, which the loop hands to
+//! `Replay::seek`.
 
 mod app;
 mod keys;
 mod output;
+mod replay;
 mod terminal;
 #[cfg(test)]
 mod tests;
@@ -99,8 +108,9 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-pub use app::{App, MAX_AGGREGATES, MAX_HISTORY, MAX_HOSTS, MAX_PROCESSES, Pane, RunState, SortKey};
+pub use app::{App, MAX_AGGREGATES, MAX_HISTORY, MAX_HOSTS, MAX_PROCESSES, Pane, ReplayInfo, RunState, SortKey, Verification};
 pub use output::MAX_SCROLLBACK;
+pub use replay::{Replay, ReplayError, replay};
 pub use terminal::{RunOptions, TerminalGuard, run};
 
 use crate::report::{self, Event};
@@ -156,6 +166,8 @@ pub enum Msg {
     /// commands (`agentconf`): keep it or revert it? The answer comes back as
     /// `Action::Reviewed`.
     Review(Vec<ReviewFile>),
+    /// `--replay`: the outcome of checking the log's seal (`crate::seal`), or why it fails.
+    Verified(Result<crate::seal::Verified, String>),
 }
 
 /// One file of `Msg::Review`: its path and what changed, as `- ` / `+ ` lines.
@@ -198,6 +210,8 @@ pub enum Action {
     /// The answer to `Msg::Review`: keep the changes (`true`) or revert them
     /// (`RunOptions::review`).
     Reviewed(bool),
+    /// `--replay`: show the state after this many of the log's events (`Replay::seek`).
+    Seek(u64),
 }
 
 impl App {

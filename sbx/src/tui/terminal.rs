@@ -257,7 +257,15 @@ pub async fn run(mut app: App, mut rx: mpsc::Receiver<Msg>, to_command: impl FnM
         }
         _ => {}
     };
-    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_action, opts.fps, signals).await
+    event_loop(&mut app, &mut rx, &mut key_rx, draw, on_action, Loop { fps: opts.fps, signals, replay: None }).await
+}
+
+/// How `event_loop` runs: frames per second, the signals that stop it, the log a
+/// replay moves through (`Action::Seek`).
+pub(super) struct Loop<'a> {
+    pub fps: u32,
+    pub signals: StopSignals,
+    pub replay: Option<&'a mut super::Replay>,
 }
 
 /// The frame loop: a frame every 1/fps second (after a `Msg::Tick`), and
@@ -269,9 +277,9 @@ pub(super) async fn event_loop(
     keys: &mut mpsc::UnboundedReceiver<Msg>,
     mut draw: impl FnMut(&App) -> io::Result<()>,
     mut on_action: impl FnMut(Action),
-    fps: u32,
-    mut signals: StopSignals,
+    options: Loop<'_>,
 ) -> io::Result<Action> {
+    let Loop { fps, mut signals, mut replay } = options;
     let mut frames = tokio::time::interval(Duration::from_secs(1) / fps.max(1));
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut session_open = true;
@@ -291,6 +299,14 @@ pub(super) async fn event_loop(
                 });
                 if let Err(e) = spawned {
                     app.exported(Path::new("the export file"), &Err(e));
+                }
+                None
+            }
+            Action::Seek(target) => {
+                if let Some(r) = replay.as_deref_mut()
+                    && let Err(e) = r.seek(app, target)
+                {
+                    app.set_status(format!("cannot read the log: {e}"));
                 }
                 None
             }
@@ -337,4 +353,21 @@ pub(super) async fn event_loop(
             }
         }
     }
+}
+
+/// `sbx monitor --replay`: the dashboard on this terminal over `app`, which `replay`
+/// moves through time, until the user quits. `rx` brings the log's verification.
+pub(super) async fn run_replay(mut app: App, mut rx: mpsc::Receiver<Msg>, replay: &mut super::Replay) -> io::Result<()> {
+    if !io::stdout().is_terminal() {
+        return Err(io::Error::other("the dashboard needs a terminal on stdout (`sbx log verify` checks a log without one)"));
+    }
+    let signals = StopSignals { term: signal(SignalKind::terminate()).ok(), hup: signal(SignalKind::hangup()).ok() };
+    let _guard = TerminalGuard::enter()?;
+    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    let size = terminal.size()?;
+    app.update(Msg::Resize(size.width, size.height));
+    let (key_tx, mut key_rx) = mpsc::unbounded_channel();
+    let _input = Input::start(key_tx)?;
+    let draw = |app: &App| terminal.draw(|f| app.render(f)).map(drop);
+    event_loop(&mut app, &mut rx, &mut key_rx, draw, drop, Loop { fps: RunOptions::default().fps, signals, replay: Some(replay) }).await.map(drop)
 }

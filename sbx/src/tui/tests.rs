@@ -17,6 +17,8 @@ use crate::{
     sandbox::{Enforcement, LandlockReport, LandlockStatus},
 };
 
+mod replay;
+
 const T0: u64 = 1_700_000_000;
 
 fn at(ms: u64) -> SystemTime {
@@ -885,8 +887,7 @@ fn the_loop_drains_messages_and_draws_frames() {
                     input.push(b);
                 }
             },
-            50,
-            terminal::StopSignals::default(),
+            terminal::Loop { fps: 50, signals: terminal::StopSignals::default(), replay: None },
         );
         let (action, ()) = tokio::join!(ui, session);
         action
@@ -1188,6 +1189,10 @@ fn bench_figures() {
     assert_eq!(output.screen().scrollback_len(), MAX_SCROLLBACK);
     figure("scrollback_10000_rows_of_107_chars_rss_mib", (rss().saturating_sub(before)) as f64 / f64::from(1 << 20));
     drop(output);
+
+    // The replay next, the largest log first (the heap grows once; a later figure
+    // reuses what an earlier one freed).
+    replay::replay_figures(if full { &[1_000_000, 100_000] } else { &[2_000] }, &figure);
 
     // The emulator's throughput on plain lines and on a coloured full screen.
     let mut output = output::Output::new(120, 40);

@@ -212,18 +212,57 @@ fn count(n: u64) -> String {
     }
 }
 
-fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
-    let mut lines = Vec::with_capacity(3);
-
-    // Line 1: state, elapsed time, command.
-    let mut l1 = vec![Span::styled(" sbx ", Style::new().add_modifier(Modifier::REVERSED)), Span::raw(" ")];
+/// Line 1 of a live session: its state, elapsed time, command.
+fn live_header(app: &App, l1: &mut Vec<Span<'static>>) {
     match app.state {
         RunState::Running => l1.push(Span::styled("running", GOOD.add_modifier(Modifier::BOLD))),
         RunState::Exited(code) => l1.push(Span::styled(format!("exited {code}"), if code == 0 { GOOD.add_modifier(Modifier::BOLD) } else { BAD })),
     }
     l1.push(Span::raw(format!(" {}  ", fmt_duration(app.elapsed()))));
     l1.push(Span::styled(app.command.clone(), BOLD));
-    lines.push(Line::from(l1));
+}
+
+/// Line 1 of a replay: the time cursor, the state at that time, the log's seal, the
+/// lines that could not be read, the command.
+fn replay_header(app: &App, r: &super::ReplayInfo, l1: &mut Vec<Span<'static>>) {
+    l1.push(Span::styled("replay", Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)));
+    l1.push(Span::raw(format!(" event {}/{} {} ", count(app.cursor()), count(r.events), rel_elapsed(app))));
+    match app.state {
+        RunState::Running if app.cursor() == 0 => l1.push(Span::styled("before the session", DIM)),
+        RunState::Running => l1.push(Span::styled("running", GOOD)),
+        RunState::Exited(code) => l1.push(Span::styled(format!("exited {code}"), if code == 0 { GOOD } else { BAD })),
+    }
+    l1.push(Span::raw(" · "));
+    match &r.verification {
+        super::Verification::Checking => l1.push(Span::styled("checking the seal", DIM)),
+        super::Verification::Verified(_) => l1.push(Span::styled("seal verified", GOOD)),
+        super::Verification::Failed(why) => l1.push(Span::styled(format!("LOG FAILS VERIFICATION at {}", crate::termtext::escape(why)), BAD.add_modifier(Modifier::REVERSED))),
+    }
+    if r.unreadable > 0 {
+        let first = r.first_unreadable.as_deref().unwrap_or("");
+        l1.push(Span::styled(format!(" · {} unreadable line{} ({first})", count(r.unreadable), if r.unreadable == 1 { "" } else { "s" }), WARN.add_modifier(Modifier::BOLD)));
+    }
+    l1.push(Span::raw("  "));
+    l1.push(Span::styled(app.command.clone(), BOLD));
+}
+
+/// The cursor's time from the session's start: "+1:05".
+fn rel_elapsed(app: &App) -> String {
+    format!("+{}", fmt_duration(app.elapsed()))
+}
+
+fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
+    let mut lines = Vec::with_capacity(3);
+
+    // Line 1: state, elapsed time, command.
+    let mut l1 = vec![Span::styled(" sbx ", Style::new().add_modifier(Modifier::REVERSED)), Span::raw(" ")];
+    if let Some(r) = &app.replay {
+        replay_header(app, r, &mut l1);
+        lines.push(Line::from(l1));
+    } else {
+        live_header(app, &mut l1);
+        lines.push(Line::from(l1));
+    }
 
     // Line 2: what each layer enforces.
     let mut l2 = Vec::new();
@@ -290,7 +329,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
     lines.push(Line::from(l3));
     frame.render_widget(Paragraph::new(lines), area);
     // Right of line 1, when it fits: older events cannot be exported.
-    if app.history_dropped > 0 {
+    if app.history_dropped > 0 && app.replay.is_none() {
         let note = format!("export keeps the last {} events ({} dropped)", super::app::MAX_HISTORY, count(app.history_dropped));
         let used = 16 + app.command.chars().count();
         if used + note.len() + 2 <= usize::from(area.width) {
@@ -438,6 +477,10 @@ fn render_output(app: &App, frame: &mut Frame, area: Rect) {
     let block = pane_block(app, Pane::Output, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    if app.replay.is_some() {
+        frame.render_widget(Paragraph::new(Line::styled("(a replay: the log does not record the command's output)", DIM)).wrap(Wrap { trim: false }), inner);
+        return;
+    }
     if app.output.is_empty() {
         frame.render_widget(Paragraph::new(Line::styled("(no output yet)", DIM)), inner);
         return;
@@ -786,8 +829,17 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ("--ask prompt", "Tab takes the keyboard, then a/A allow once/always, d/D deny once/always; Esc gives it back"),
 ];
 
+/// The keys of `--replay`'s time cursor, for the help screen.
+pub(super) const REPLAY_HELP: &[(&str, &str)] = &[
+    ("← →", "replay: one event back / forward"),
+    ("[ ]", "replay: a twentieth of the log back / forward"),
+    ("{ }", "replay: the start / the end of the log"),
+    (":", "replay: go to event N (type N, Enter)"),
+];
+
 fn render_help(app: &App, frame: &mut Frame, area: Rect) {
-    let mut lines: Vec<Line> = HELP.iter().map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<20}"), BOLD), Span::raw(*v)])).collect();
+    let replay: &[(&str, &str)] = if app.replay.is_some() { REPLAY_HELP } else { &[] };
+    let mut lines: Vec<Line> = replay.iter().chain(HELP).map(|(k, v)| Line::from(vec![Span::styled(format!("{k:<20}"), BOLD), Span::raw(*v)])).collect();
     lines.push(Line::raw(""));
     lines.push(Line::styled(
         format!(
@@ -822,6 +874,20 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
         Overlay::Help => &[("any key", "close help")],
         Overlay::Detail => &[("Esc", "close"), ("↑↓", "previous/next")],
         Overlay::None if app.editing_filter => &[("Enter", "keep filter"), ("Esc", "clear")],
+        Overlay::None if app.replay.as_ref().is_some_and(|r| r.seek_input.is_some()) => &[("Enter", "go"), ("Esc", "cancel")],
+        Overlay::None if app.replay.is_some() && tier == Tier::Narrow => &[("q", "quit"), ("?", "help"), ("←→", "step")],
+        Overlay::None if app.replay.is_some() => &[
+            ("q", "quit"),
+            ("?", "help"),
+            ("←→", "step"),
+            ("[]", "5%"),
+            ("{}", "start/end"),
+            (":", "go to event"),
+            ("Tab", "pane"),
+            ("Enter", "detail"),
+            ("/", "filter"),
+            ("s", "sort"),
+        ],
         Overlay::None if app.focus == Pane::Output => &[("Tab", "leave output"), ("Ctrl-]", "zoom"), ("S-PgUp/PgDn", "scroll"), ("keys", "go to the command")],
         Overlay::None if tier == Tier::Narrow => &[("q", "quit"), ("?", "help"), ("Tab", "pane")],
         Overlay::None => &[
@@ -838,6 +904,9 @@ fn render_footer(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
     };
     if app.editing_filter && app.overlay == Overlay::None {
         spans.push(Span::styled(format!("filter: {}▏ ", app.filter), BOLD));
+    }
+    if let Some(typed) = app.replay.as_ref().and_then(|r| r.seek_input.as_ref()) {
+        spans.push(Span::styled(format!("go to event (0-{}): {typed}▏ ", app.replay.as_ref().map_or(0, |r| r.events)), BOLD));
     }
     for (i, (k, what)) in hints.iter().enumerate() {
         if i > 0 {

@@ -7,7 +7,7 @@ use super::*;
 /// rarely need (vim's "jump to tag" is the one common use). A terminal
 /// sends 0x1d, which crossterm reads as Ctrl-5; with the kitty keyboard
 /// protocol it is Ctrl-].
-fn is_zoom_key(key: &KeyEvent) -> bool {
+pub(super) fn is_zoom_key(key: &KeyEvent) -> bool {
     key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char(']' | '5'))
 }
 
@@ -145,6 +145,11 @@ impl App {
             self.mark_rows_dirty();
             return Action::None;
         }
+        if self.replay.is_some()
+            && let Some(action) = self.replay_key(&key, ctrl)
+        {
+            return action;
+        }
         if is_zoom_key(&key) {
             self.zoom = true;
             return Action::None;
@@ -220,7 +225,7 @@ impl App {
 
     /// `q`: quits at once after the command has exited, else asks first.
     pub(super) fn quit(&mut self) -> Action {
-        if self.state == RunState::Running {
+        if self.state == RunState::Running && self.replay.is_none() {
             self.overlay = Overlay::ConfirmQuit;
             Action::None
         } else {

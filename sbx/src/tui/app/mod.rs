@@ -19,7 +19,9 @@ use super::{Action, Msg, Start, keys, output::Output};
 
 mod export;
 mod input;
+mod replay;
 mod views;
+pub use replay::{ReplayInfo, Verification};
 pub(in crate::tui) use input::ZOOM_KEY;
 use crate::{
     report::{Denial, Event, ProcessAction, Source},
@@ -308,6 +310,11 @@ pub struct App {
     pub(super) review: Option<(Vec<super::ReviewFile>, Instant)>,
 
     pub(super) views: RefCell<Views>,
+
+    /// `--replay`: the log being replayed (no command runs).
+    pub(super) replay: Option<ReplayInfo>,
+    /// The latest event's time (a replay's clock).
+    pub(super) last_time: Option<SystemTime>,
 }
 
 /// The (operation, object) of a denial's row.
@@ -395,6 +402,8 @@ impl App {
             ask_focus: None,
             review: None,
             views: RefCell::new(Views { rows_dirty: true, hosts_dirty: true, procs_dirty: true, ..Views::default() }),
+            replay: None,
+            last_time: None,
         }
     }
 
@@ -424,7 +433,7 @@ impl App {
     /// last screen keeps the size it was drawn at (a narrower one would cut
     /// its lines): the pane shows its top left, zoom all of it.
     fn resize_pty(&mut self) -> Option<(u16, u16)> {
-        if self.state != RunState::Running {
+        if self.state != RunState::Running || self.replay.is_some() {
             return None;
         }
         let (w, h) = self.term_size?;
@@ -480,6 +489,15 @@ impl App {
                 self.page = usize::from(h / 2).max(1);
                 Action::None
             }
+            Msg::Verified(result) => {
+                if let Some(r) = &mut self.replay {
+                    r.verification = match result {
+                        Ok(v) => Verification::Verified(v),
+                        Err(why) => Verification::Failed(why),
+                    };
+                }
+                Action::None
+            }
             Msg::Tick(now) => {
                 self.now = now;
                 if self.status.as_ref().is_some_and(|(_, at)| now.saturating_duration_since(*at) > STATUS_FOR) {
@@ -509,6 +527,7 @@ impl App {
         let seq = self.total_events;
         self.total_events += 1;
         self.session_time.get_or_insert(time);
+        self.last_time = Some(time);
         match &event {
             Event::SessionStart(s) => {
                 self.command = join_command(s.command.iter().map(|a| a.to_string_lossy()));
@@ -694,6 +713,9 @@ impl App {
 
     /// Elapsed time since `App::new`, frozen when the command exited.
     pub(super) fn elapsed(&self) -> Duration {
+        if self.replay.is_some() {
+            return self.last_time.and_then(|t| t.duration_since(self.session_time?).ok()).unwrap_or_default();
+        }
         self.ended_at.unwrap_or(self.now).saturating_duration_since(self.started)
     }
 }
