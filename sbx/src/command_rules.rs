@@ -58,6 +58,12 @@ pub const DEFAULT_DENIED: &[&str] = &[
     "nsenter",
 ];
 
+/// [`DEFAULT_DENIED`] as rules, parsed once (they are checked at every exec).
+fn default_rules() -> &'static [Rule] {
+    static RULES: std::sync::OnceLock<Vec<Rule>> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| DEFAULT_DENIED.iter().map(|t| Rule::parse(t).expect("the default rules parse")).collect())
+}
+
 /// One rule: its text as written, and its words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -458,13 +464,10 @@ impl CommandRules {
         if let Some(r) = self.deny.iter().find(|r| r.matches(exec)) {
             return Some(Refusal { rule: r.text.clone(), list: List::Deny });
         }
-        if self.defaults {
-            for text in DEFAULT_DENIED {
-                let rule = Rule::parse(text).expect("the default rules parse");
-                if rule.matches(exec) {
-                    return Some(Refusal { rule: rule.text, list: List::Defaults });
-                }
-            }
+        if self.defaults
+            && let Some(r) = default_rules().iter().find(|r| r.matches(exec))
+        {
+            return Some(Refusal { rule: r.text.clone(), list: List::Defaults });
         }
         None
     }
