@@ -110,72 +110,94 @@ impl ExecDecider {
             _ => return Verdict::Fail(libc::EFAULT),
         };
         let shown = String::from_utf8_lossy(&requested).into_owned();
-        let refuse = |why: String, path: Option<PathBuf>, argv: Vec<String>| Verdict::Refuse {
+        let refuse = |list: List, rule: String, path: Option<PathBuf>, argv: Vec<String>| Verdict::Refuse {
             path,
             requested: Some(shown.clone()),
-            refusal: CommandRefusal { rule: why, list: List::Unresolved, argv, ancestry: ancestry(pid) },
+            refusal: CommandRefusal { rule, list, argv, ancestry: ancestry(pid) },
         };
         let Some(absolute) = absolute_path(dirfd, &requested, flags) else {
-            return refuse("the program's path could not be made absolute".into(), None, Vec::new());
+            return refuse(List::Unresolved, "the program's path could not be made absolute".into(), None, Vec::new());
         };
         let (resolved, file) = match resolve(pid, &absolute) {
             Ok(found) => found,
             Err(Unresolved::Missing(errno)) => return Verdict::Fail(errno),
-            Err(Unresolved::Refused(why)) => return refuse(why, Some(absolute), read_argv(pid, argv_ptr, REPORTED_ARGS).0),
+            Err(Unresolved::Refused(why)) => return refuse(List::Unresolved, why, Some(absolute), read_argv(pid, argv_ptr, REPORTED_ARGS).0),
         };
+        // The interpreters the kernel will chain (read once); then the commands, which
+        // depend on argv.
+        let chain = interpreters(pid, &file);
         let mut want = self.words;
         let (mut argv, mut complete) = read_argv(pid, argv_ptr, want);
-        let mut commands = self.commands_run(pid, &absolute, (&resolved, &file), &argv);
+        let mut commands = commands_run(pid, &absolute, &resolved, &chain, &argv);
         if commands.iter().any(|c| self.rules.wants_all_words(&c.exec())) || commands.len() > 1 {
             // ssh's whole command line, or the arguments an interpreter gets after its own.
             want = SSH_ARGS;
             (argv, complete) = read_argv(pid, argv_ptr, want);
-            commands = self.commands_run(pid, &absolute, (&resolved, &file), &argv);
+            commands = commands_run(pid, &absolute, &resolved, &chain, &argv);
         }
         for c in &commands {
             let exec = c.exec();
             if !complete && self.rules.wants_all_words(&exec) {
-                return refuse(format!("ssh's arguments are longer than sbx reads ({SSH_ARGS} words of {MAX_WORD} bytes): its ssh rules cannot be checked"), Some(resolved), argv);
+                let why = format!("ssh's arguments are longer than sbx reads ({SSH_ARGS} words of {MAX_WORD} bytes): its ssh rules cannot be checked");
+                return refuse(List::Unresolved, why, Some(resolved), argv);
             }
             if let Some(refusal) = self.rules.check(&exec) {
                 // The whole argv for the report (refusals are rare; the decision needed less).
                 let argv = if argv.len() >= want { read_argv(pid, argv_ptr, REPORTED_ARGS.max(want)).0 } else { argv };
-                return Verdict::Refuse {
-                    path: Some(resolved),
-                    requested: Some(shown),
-                    refusal: CommandRefusal { rule: refusal.rule, list: refusal.list, argv, ancestry: ancestry(pid) },
-                };
+                return refuse(refusal.list, refusal.rule, Some(resolved), argv);
             }
         }
         Verdict::Continue
     }
+}
 
-    /// What the kernel will run for this exec: the program, then, for a script, its
-    /// interpreter with the arguments binfmt_script gives it (and so on, as deep as the
-    /// kernel goes), and for the dynamic loader the program it is asked to load.
-    fn commands_run(&self, pid: u32, path: &Path, (resolved, file): (&Path, &OwnedFd), argv: &[String]) -> Vec<Command> {
-        let mut out = vec![Command { path: path.to_string_lossy().into_owned(), resolved: Some(resolved.to_string_lossy().into_owned()), argv: argv.to_vec() }];
-        let mut file = file.try_clone().ok();
-        let (mut shown, mut args) = (path.to_string_lossy().into_owned(), argv.to_vec());
-        for _ in 0..MAX_INTERPRETERS {
-            let Some((interp, arg)) = file.as_ref().and_then(interpreter_line) else { break };
-            // binfmt_script: [interpreter, optional argument, the script's path, argv[1..]].
-            let mut next: Vec<String> = vec![interp.clone()];
-            next.extend(arg);
-            next.push(shown.clone());
-            next.extend(args.iter().skip(1).cloned());
-            let interp_resolved = resolve(pid, Path::new(&interp)).ok();
-            out.push(Command { path: interp.clone(), resolved: interp_resolved.as_ref().map(|(p, _)| p.to_string_lossy().into_owned()), argv: next.clone() });
-            let Some((_, fd)) = interp_resolved else { break };
-            (file, shown, args) = (Some(fd), interp, next);
+/// An interpreter the kernel runs for a script (`#!`): its path as the line names it, its
+/// one optional argument, and the file it resolves to.
+struct Interpreter {
+    path: String,
+    arg: Option<String>,
+    resolved: Option<PathBuf>,
+}
+
+/// The chain of `#!` interpreters behind `file`, as deep as the kernel goes.
+fn interpreters(pid: u32, file: &OwnedFd) -> Vec<Interpreter> {
+    let mut out = Vec::new();
+    let mut file = file.try_clone().ok();
+    for _ in 0..MAX_INTERPRETERS {
+        let Some((path, arg)) = file.as_ref().and_then(interpreter_line) else { break };
+        let found = resolve(pid, Path::new(&path)).ok();
+        let last = found.is_none();
+        let (resolved, fd) = found.map_or((None, None), |(p, fd)| (Some(p), Some(fd)));
+        out.push(Interpreter { path, arg, resolved });
+        if last {
+            break;
         }
-        if let Some(loaded) = loader_target(out.last().map(|c| c.argv.as_slice()).unwrap_or_default(), out.last().and_then(|c| c.resolved.as_deref())) {
-            let program = Path::new("/proc/self/cwd").join(&loaded[0]);
-            let resolved = resolve(pid, &program).ok().map(|(p, _)| p.to_string_lossy().into_owned());
-            out.push(Command { path: program.to_string_lossy().into_owned(), resolved, argv: loaded });
-        }
-        out
+        file = fd;
     }
+    out
+}
+
+/// What the kernel will run for this exec: the program, then each interpreter of `chain`
+/// with the arguments binfmt_script gives it, and for the dynamic loader the program it is
+/// asked to load.
+fn commands_run(pid: u32, path: &Path, resolved: &Path, chain: &[Interpreter], argv: &[String]) -> Vec<Command> {
+    let mut out = vec![Command { path: path.to_string_lossy().into_owned(), resolved: Some(resolved.to_string_lossy().into_owned()), argv: argv.to_vec() }];
+    let (mut shown, mut args) = (path.to_string_lossy().into_owned(), argv.to_vec());
+    for interp in chain {
+        // binfmt_script: [interpreter, optional argument, the script's path, argv[1..]].
+        let mut next: Vec<String> = vec![interp.path.clone()];
+        next.extend(interp.arg.clone());
+        next.push(shown);
+        next.extend(args.iter().skip(1).cloned());
+        out.push(Command { path: interp.path.clone(), resolved: interp.resolved.as_ref().map(|p| p.to_string_lossy().into_owned()), argv: next.clone() });
+        (shown, args) = (interp.path.clone(), next);
+    }
+    if let Some(loaded) = loader_target(out.last().map(|c| c.argv.as_slice()).unwrap_or_default(), out.last().and_then(|c| c.resolved.as_deref())) {
+        let program = Path::new("/proc/self/cwd").join(&loaded[0]);
+        let resolved = resolve(pid, &program).ok().map(|(p, _)| p.to_string_lossy().into_owned());
+        out.push(Command { path: program.to_string_lossy().into_owned(), resolved, argv: loaded });
+    }
+    out
 }
 
 /// One command the kernel will run, for the rules.
