@@ -411,15 +411,7 @@ fn check_workspace(policy: &Policy, accepted: bool) -> anyhow::Result<()> {
 
 /// Refuses to start when a file of the policy's chain could be changed by the command.
 fn check_policy_files(loaded: &config::Loaded, policy: &Policy) -> anyhow::Result<()> {
-    let files: Vec<PathBuf> = loaded
-        .chain
-        .iter()
-        .filter_map(|part| match &part.origin {
-            config::Origin::File(f) => Some(f.canonicalize().unwrap_or_else(|_| f.clone())),
-            _ => None,
-        })
-        .collect();
-    Ok(policy.check_policy_files(files.iter().map(PathBuf::as_path))?)
+    Ok(policy.check_policy_files(chain_files(loaded).iter().map(PathBuf::as_path))?)
 }
 
 /// The command from `-c 'SHELL CMD'` or the words after `--`.
