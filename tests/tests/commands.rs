@@ -246,6 +246,21 @@ fn claude_code_settings_import_as_a_policy_sbx_enforces() {
             std::fs::write(&expected_path, &shown).unwrap();
         }
         assert_eq!(shown, std::fs::read_to_string(&expected_path).unwrap(), "{who:?}: differs from {} (SBX_BLESS=1 rewrites it)", expected_path.display());
+        // A symlink (or a FIFO) planted where the policy goes, by an earlier sandboxed run: never
+        // written through, never waited on.
+        let elsewhere = ws.path().join("elsewhere.jsonc");
+        ws.write("elsewhere.jsonc", "{}\n");
+        std::os::unix::fs::symlink(&elsewhere, ws.path().join("sbx.jsonc")).unwrap();
+        let fifo = std::ffi::CString::new(ws.path().join("fifo.jsonc").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o666) }, 0);
+        for args in [vec!["import", "--claude", "--write"], vec!["import", "--claude", "-o", "fifo.jsonc"]] {
+            let out = ws.sbx(&args).output().unwrap();
+            assert_eq!(out.status.code(), Some(125), "{who:?} {args:?}: {}", text(&out));
+            assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{who:?} {args:?}: {}", text(&out));
+        }
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "{}\n", "{who:?}: written through the symlink");
+        std::fs::remove_file(ws.path().join("sbx.jsonc")).unwrap();
         let out = ws.sbx(["import", "--claude", "--write"]).output().unwrap();
         assert!(out.status.success(), "{who:?}: {}", text(&out));
         let out = ws.sbx(["import", "--claude", "--write"]).output().unwrap();
