@@ -48,6 +48,9 @@ fn run() -> Result<(), String> {
         sha256_hex(&bytes),
         kernel_features(&bytes)?
     );
+    // The pinned programs' directory name carries the object's hash (`monitor::pins`).
+    let hash = out_dir.join("ebpf_sha256");
+    fs::write(&hash, sha256_hex(&bytes)).map_err(|e| format!("cannot write {}: {e}", hash.display()))?;
     let file = out_dir.join("long_version");
     fs::write(&file, long_version).map_err(|e| format!("cannot write {}: {e}", file.display()))
 }

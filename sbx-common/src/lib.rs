@@ -61,8 +61,9 @@ pub const BASE_PART_LEN: usize = 32;
 /// base-directory walk follows, read from the kernel's BTF at load time
 /// (Rust eBPF has no CO-RE relocations).
 pub mod config {
-    /// The id of the cgroup (v2) whose tasks are traced.
-    pub const CGROUP_ID: u32 = 0;
+    /// Slot 0 is unused (it held the traced cgroup's id before each
+    /// session had links of its own, with the cgroup id as their cookie).
+    pub const UNUSED: u32 = 0;
     /// `task_struct.fs`
     pub const TASK_FS: u32 = 1;
     /// `fs_struct.pwd`
@@ -151,6 +152,21 @@ pub const RECORD_PATH2: usize = core::mem::offset_of!(RawEvent, base);
 /// Bytes of a whole record.
 pub const RECORD_FULL: usize = core::mem::size_of::<RawEvent>();
 
+/// Sessions that can be registered at once (`SESSIONS`, `STATS`).
+pub const MAX_SESSIONS: u32 = 1024;
+
+/// A session's per-CPU counters in `STATS`, by its cgroup id.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct SessionStats {
+    /// The next event's sequence number on this CPU.
+    pub seq: u64,
+    /// Records the session's ring buffer had no room for on this CPU.
+    pub lost: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<SessionStats>() == 16);
+
 /// The kernel program wakes user space when this many bytes wait in the
 /// ring buffer; user space also drains it every [`DRAIN_INTERVAL_MS`].
 pub const WAKE_BYTES: u64 = 256 * 1024;
@@ -162,4 +178,6 @@ mod user {
     // SAFETY: both are plain #[repr(C)] data with explicit padding, valid
     // for any bit pattern.
     unsafe impl aya::Pod for super::RawEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SessionStats {}
 }

@@ -8,10 +8,17 @@
 //! sends (sendto, sendmsg, sendmmsg) that fail with ENETUNREACH (traffic that bypassed the proxy: the
 //! sandbox's network has only loopback), and the tree's execs and exits.
 //! The tree is the sandbox's cgroup (v2): every task whose current cgroup
-//! id equals `CONFIG[CGROUP_ID]`, set by user space before attaching, so
+//! id equals the attach cookie of the link the program runs through, so
 //! fork, double fork and threads are
 //! followed without bookkeeping and without races, and nothing else on the
 //! host is ever reported.
+//!
+//! The programs are loaded once per boot and sbx version, pinned, and shared
+//! by every session (`sbx/src/monitor/pins.rs`): a session attaches them
+//! through links of its own whose cookie is its cgroup id, and registers a
+//! ring buffer of its own in `SESSIONS` under that id. A session's links
+//! close with it (a crash included), so the programs run only while some
+//! session runs, and each session's events go to its own ring only.
 //!
 //! tp_btf hooks only: this kernel refuses fentry/fexit (trampolines) to any
 //! process but pid 1, and tp_btf is the cheaper syscall hook here. There are
@@ -33,34 +40,34 @@ use aya_ebpf::{
         bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user_str_bytes,
         generated as raw,
     },
-    macros::{btf_tracepoint, fexit, map},
-    maps::{Array, PerCpuArray, RingBuf},
+    btf_maps::{HashOfMaps, RingBuf},
+    macros::{btf_map, btf_tracepoint, fexit, map},
+    maps::{Array, PerCpuArray, PerCpuHashMap},
     programs::{BtfTracePointContext, FExitContext},
 };
 use sbx_common::{
-    ADDR_LEN, BASE_PART_LEN, BASE_PARTS, WAKE_BYTES, FLAG_ADDR, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, RECORD_FULL, RECORD_PATH2,
-    RECORD_SHORT, RawEvent, config, probe,
+    ADDR_LEN, BASE_PART_LEN, BASE_PARTS, WAKE_BYTES, FLAG_ADDR, FLAG_BASE, FLAG_PATH, FLAG_PATH2, KIND_DENIAL, KIND_EXEC, KIND_EXIT, MAX_SESSIONS, RECORD_FULL, RECORD_PATH2,
+    RECORD_SHORT, RawEvent, SessionStats, config, probe,
 };
 
 /// Hit counters of the doctor's probes, indexed by `sbx_common::probe::*`.
 #[map]
 static PROBE_HITS: Array<u64> = Array::with_max_entries(probe::SLOTS, 0);
 
-/// Written by user space before attaching: `sbx_common::config::*`.
+/// Written by user space once, when it loads the programs: `sbx_common::config::*`.
 #[map]
 static CONFIG: Array<u64> = Array::with_max_entries(config::SLOTS, 0);
 
-/// The one ring buffer of events. User space sizes it at load time.
-#[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+/// Each running session's ring buffer, by the session's cgroup id (its links'
+/// cookie). The inner template's size is only a template: each session
+/// creates its ring with the size it wants.
+#[btf_map]
+static SESSIONS: HashOfMaps<u64, RingBuf<u8, 4096>, { MAX_SESSIONS as usize }> = HashOfMaps::new();
 
-/// Per-CPU event sequence numbers, taken before each reservation.
+/// Each session's per-CPU event sequence numbers and count of records its
+/// ring buffer had no room for, by cgroup id.
 #[map]
-static SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per-CPU count of records the ring buffer had no room for.
-#[map]
-static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static STATS: PerCpuHashMap<u64, SessionStats> = PerCpuHashMap::with_max_entries(MAX_SESSIONS, 0);
 
 /// Per-CPU room where a record is written before its prefix in use goes
 /// to the ring buffer (most records need a third of a whole one). One slot
@@ -103,12 +110,16 @@ fn bump(map: &Array<u64>, slot: u32) {
     }
 }
 
+/// The cgroup id of the session this run of the program is attached for
+/// (its link's cookie), when the current task is in that cgroup; `None`
+/// otherwise. The cgroup check is what keeps every other process on the
+/// host, and every other session, out.
 #[inline(always)]
-fn traced() -> bool {
-    // The cgroup check is what keeps every other process on the host out.
-    let Some(&target) = CONFIG.get(config::CGROUP_ID) else { return false };
-    // SAFETY: the helper has no preconditions.
-    target != 0 && unsafe { bpf_get_current_cgroup_id() } == target
+fn traced<C: aya_ebpf::EbpfContext>(ctx: &C) -> Option<u64> {
+    // SAFETY: `ctx` is the program's own context; the helpers have no
+    // other preconditions.
+    let target = unsafe { raw::bpf_get_attach_cookie(ctx.as_ptr()) };
+    (target != 0 && unsafe { bpf_get_current_cgroup_id() } == target).then_some(target)
 }
 
 /// Which arguments of a syscall are paths: (path, second path). Index 6
@@ -318,9 +329,7 @@ pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
     if ret != -EACCES && ret != -EPERM && ret != -EROFS && ret != -ENETUNREACH && ret != -EBUSY && ret != -EXDEV {
         return 0;
     }
-    if !traced() {
-        return 0;
-    }
+    let Some(session) = traced(&ctx) else { return 0 };
     let regs: *const pt_regs = ctx.arg(0);
     if let Some((nr, args)) = regs_args(regs) {
         // ENETUNREACH is a denial only where the sandbox's network makes it
@@ -335,40 +344,41 @@ pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
             _ => true,
         };
         if kept {
-            emit(KIND_DENIAL, nr, ret, args, 0);
+            emit(session, KIND_DENIAL, nr, ret, args, 0);
         }
     }
     0
 }
 
 #[btf_tracepoint(function = "sched_process_exec")]
-pub fn sbx_exec(_ctx: BtfTracePointContext) -> i32 {
-    if traced() {
-        emit(KIND_EXEC, 0, 0, [0; 6], 0);
+pub fn sbx_exec(ctx: BtfTracePointContext) -> i32 {
+    if let Some(session) = traced(&ctx) {
+        emit(session, KIND_EXEC, 0, 0, [0; 6], 0);
     }
     0
 }
 
 #[btf_tracepoint(function = "sched_process_exit")]
-pub fn sbx_exit(_ctx: BtfTracePointContext) -> i32 {
-    if traced() {
+pub fn sbx_exit(ctx: BtfTracePointContext) -> i32 {
+    if let Some(session) = traced(&ctx) {
         let id = bpf_get_current_pid_tgid();
         // Only the thread group's leader: one event per process.
         if id as u32 == (id >> 32) as u32 {
-            emit(KIND_EXIT, 0, 0, [0; 6], 0);
+            emit(session, KIND_EXIT, 0, 0, [0; 6], 0);
         }
     }
     0
 }
 
 #[inline(always)]
-fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
-    let Some(seq_ptr) = SEQ.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU slot from the map lookup; the program runs with
-    // migration disabled, so this CPU's slot is ours for the run.
+fn emit(session: u64, kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
+    // An unregistered session (gone, or not yet registered) has no ring.
+    let Some(stats) = STATS.get_ptr_mut(session) else { return };
+    // SAFETY: per-CPU value from the map lookup; the program runs with
+    // migration disabled, so this CPU's value is ours for the run.
     let seq = unsafe {
-        let s = *seq_ptr;
-        *seq_ptr = s + 1;
+        let s = (*stats).seq;
+        (*stats).seq = s + 1;
         s
     };
     let Some(ev) = SCRATCH.get_ptr_mut(kind - 1) else { return };
@@ -450,18 +460,20 @@ fn emit(kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
         // record: a wake-up per record cost the traced program more than
         // the record itself. Below that, user space drains on its own
         // clock (every DRAIN_INTERVAL_MS).
-        let events = (&raw const EVENTS).cast_mut().cast();
+        // The lookup only reads the map; the inner map it returns stays
+        // valid for the program run (RCU), even if the session unregisters
+        // meanwhile.
+        let Some(ring) = SESSIONS.get(&session) else { return };
+        let events = (ring as *const RingBuf<u8, 4096>).cast_mut().cast();
         let wake = if raw::bpf_ringbuf_query(events, u64::from(BPF_RB_AVAIL_DATA)) >= WAKE_BYTES {
             BPF_RB_FORCE_WAKEUP
         } else {
             BPF_RB_NO_WAKEUP
         };
-        // SAFETY: the map pointer is EVENTS' definition, and `size` bytes of
+        // SAFETY: the map pointer is the session's ring, and `size` bytes of
         // the scratch record are readable.
-        if raw::bpf_ringbuf_output(events, ev.cast(), size as u64, u64::from(wake)) != 0
-            && let Some(lost) = LOST.get_ptr_mut(0)
-        {
-            *lost += 1;
+        if raw::bpf_ringbuf_output(events, ev.cast(), size as u64, u64::from(wake)) != 0 {
+            (*stats).lost += 1;
         }
     }
 }

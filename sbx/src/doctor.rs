@@ -7,7 +7,10 @@ use std::{path::Path, process::Command};
 
 use serde::Serialize;
 
-use crate::{monitor::ebpf, sys};
+use crate::{
+    monitor::{ebpf, pins},
+    sys,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +93,9 @@ pub fn run() -> Report {
     checks.push(cgroup2());
     checks.push(limits());
     checks.extend(ebpf_attach(privileged));
+    if privileged {
+        checks.push(tracer_pins());
+    }
     checks.push(unprivileged_userns());
     Report { checks }
 }
@@ -346,6 +352,42 @@ fn ebpf_attach(privileged: bool) -> Vec<Check> {
             "monitoring unavailable: the tracer cannot run on this kernel",
             "use a kernel with BTF and tp_btf (Linux 5.5+), and kernel.unprivileged_bpf_disabled not blocking root",
         )],
+    }
+}
+
+/// The tracer's programs, loaded once and pinned by the first monitored session
+/// (`monitor::pins`): whether they are, for this sbx and kernel, and how many sessions use
+/// them now.
+fn tracer_pins() -> Check {
+    let name = "tracer pins";
+    let s = pins::status();
+    let dir = format!("{}/{}", pins::PIN_ROOT, s.key);
+    let others = if s.others.is_empty() {
+        String::new()
+    } else {
+        format!("; {} other version{} pinned (removed at the next load): {}", s.others.len(), if s.others.len() == 1 { "" } else { "s" }, s.others.join(", "))
+    };
+    if s.root == Some(false) {
+        return Check::bad(
+            name,
+            Verdict::Fail,
+            format!("{} is not a directory of root's with mode 0700", pins::PIN_ROOT),
+            "monitoring unavailable: the tracer refuses pins others could have placed or can reach",
+            format!("remove {} (rm -r); the next monitored session recreates it", pins::PIN_ROOT),
+        );
+    }
+    match s.loaded {
+        Some((ids, sessions)) => {
+            let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+            let attached = match sessions {
+                0 => "no session registered, so nothing is attached (the host pays nothing)".to_string(),
+                1 => "1 session registered and attached".to_string(),
+                n => format!("{n} sessions registered, each attached through links of its own"),
+            };
+            Check::ok(name, format!("loaded and pinned at {dir} (program ids {}); {attached}{others}", ids.join(", ")))
+        }
+        None if !s.bpffs => Check::ok(name, format!("not loaded since boot (bpffs is not mounted at {}: the first monitored session mounts it and pins the programs at {dir}){others}", pins::BPFFS)),
+        None => Check::ok(name, format!("not loaded for this sbx and kernel: the first monitored session loads and pins them at {dir}{others}")),
     }
 }
 

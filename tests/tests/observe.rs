@@ -240,3 +240,257 @@ fn leftover_session_cgroups_are_removed() {
     let _ = std::fs::remove_dir(&stale);
     assert!(gone, "the leftover cgroup {} was not removed", stale.display());
 }
+
+/// The pinned tracer's directory and its programs' ids, as `sbx doctor` reports them.
+fn pinned_tracer(ws: &Workspace) -> (std::path::PathBuf, Vec<u32>) {
+    let out = ws.sbx(["doctor"]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let line = said.lines().find(|l| l.contains("tracer pins")).unwrap_or_else(|| panic!("{}", text(&out)));
+    let rest = line.split("loaded and pinned at ").nth(1).unwrap_or_else(|| panic!("not pinned: {line}"));
+    let (dir, rest) = rest.split_once(" (program ids ").unwrap();
+    let ids = rest.split(')').next().unwrap().split(", ").map(|i| i.parse().unwrap()).collect();
+    (dir.into(), ids)
+}
+
+/// The cgroup ids registered in the pinned `SESSIONS` map at `dir`.
+fn registered_sessions(dir: &Path) -> Vec<u64> {
+    let path = std::ffi::CString::new(dir.join("SESSIONS").into_os_string().into_encoded_bytes()).unwrap();
+    let mut attr = [0u64; 16];
+    attr[0] = path.as_ptr() as u64;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    // SAFETY: a zeroed bpf_attr with the pathname of a live CString.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, attr.as_ptr(), 128) };
+    assert!(fd >= 0, "BPF_OBJ_GET {}: {}", dir.display(), std::io::Error::last_os_error());
+    let (mut keys, mut prev, mut next) = (Vec::new(), None::<u64>, 0u64);
+    loop {
+        let mut attr = [0u64; 16];
+        attr[0] = fd as u64;
+        attr[1] = prev.as_ref().map_or(0, |p| p as *const u64 as u64);
+        attr[2] = (&raw mut next) as u64;
+        // SAFETY: map fd, key and next-key pointers valid for the call.
+        if unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_GET_NEXT_KEY, attr.as_ptr(), 128) } != 0 {
+            break;
+        }
+        keys.push(next);
+        prev = Some(next);
+    }
+    // SAFETY: closing the descriptor we opened.
+    unsafe { libc::close(fd as i32) };
+    keys
+}
+
+/// Which processes hold links (attachments) of the programs `ids`: (pid, comm) per link.
+fn link_holders(ids: &[u32]) -> Vec<(u32, String)> {
+    let mut holders = Vec::new();
+    for proc in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fdinfo")) else { continue };
+        for fd in fds.flatten() {
+            let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+            let field = |k: &str| info.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).map(str::to_owned);
+            if field("link_type:").as_deref() == Some("raw_tracepoint")
+                && field("prog_id:").and_then(|p| p.parse().ok()).is_some_and(|p| ids.contains(&p))
+            {
+                let comm = std::fs::read_to_string(proc.path().join("comm")).unwrap_or_default().trim().to_owned();
+                holders.push((pid, comm));
+            }
+        }
+    }
+    holders
+}
+
+/// The inode (cgroup id) of the session cgroup of sbx process `pid`.
+fn session_cgroup_id(pid: u32) -> (std::path::PathBuf, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let root = mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
+    });
+    let root = root.expect("a cgroup2 mount (see sbx doctor)");
+    let dir = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&format!("sbx-{pid}-")))
+        .unwrap_or_else(|| panic!("no cgroup of sbx {pid} under {}", root.display()))
+        .path();
+    let id = std::fs::metadata(&dir).unwrap().ino();
+    (dir, id)
+}
+
+/// Starts `sbx monitor` on `script`, which prints `ready` once running, and waits for it.
+fn monitor_running(ws: &Workspace, log: &Path, script: &str) -> std::process::Child {
+    let mut child = ws
+        .sbx(["monitor", "--no-tui", "--log"])
+        .arg(log)
+        .args(["--", "/bin/sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
+/// Issue 22: two sessions at once, each making denials and execs while the other runs: each
+/// log has its own and nothing of the other's (each session has its own ring buffer and its
+/// own links, whose cookie is its cgroup).
+#[test]
+fn two_concurrent_sessions_never_see_each_others_events() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    // Each announces itself, waits (at most 10 s) for the other, makes its denials, then
+    // waits for the other to finish its own.
+    let script = |me: &str, other: &str| {
+        format!(
+            "touch started-{me}; i=0; while [ ! -e started-{other} ]; do i=$((i+1)); [ $i -gt 1000 ] && exit 7; sleep 0.01; done; \
+             n=0; while [ $n -lt 40 ]; do n=$((n+1)); touch /etc/sbx-{me}-$n 2>/dev/null; /bin/echo {me} > /dev/null; done; \
+             touch done-{me}; i=0; while [ ! -e done-{other} ]; do i=$((i+1)); [ $i -gt 1000 ] && exit 7; sleep 0.01; done"
+        )
+    };
+    let (log_a, log_b) = (ws.path().join("a.jsonl"), ws.path().join("b.jsonl"));
+    let a = ws.sbx(["monitor", "--no-tui", "--log"]).arg(&log_a).args(["--", "/bin/sh", "-c", &script("a", "b")]).spawn().unwrap();
+    let b = ws.sbx(["monitor", "--no-tui", "--log"]).arg(&log_b).args(["--", "/bin/sh", "-c", &script("b", "a")]).output().unwrap();
+    let a = a.wait_with_output().unwrap();
+    assert!(a.status.success(), "{}", text(&a));
+    assert!(b.status.success(), "{}", text(&b));
+    for (me, other, log) in [("a", "b", &log_a), ("b", "a", &log_b)] {
+        let events = read_log(log);
+        let denials = of_type(&events, "denial");
+        let mine = denials.iter().filter(|d| d["path"].as_str().is_some_and(|p| p.starts_with(&format!("/etc/sbx-{me}-")))).count();
+        assert_eq!(mine, 40, "session {me} saw its 40 denials: {denials:#?}");
+        let foreign = denials.iter().filter(|d| d["path"].as_str().is_some_and(|p| p.starts_with(&format!("/etc/sbx-{other}-")))).count();
+        assert_eq!(foreign, 0, "session {me} saw none of {other}'s denials: {denials:#?}");
+        // Each session's echo execs are its own 40 (argv is read from /proc and may be
+        // missing for one that already exited, so they are counted by comm).
+        let execs = of_type(&events, "process");
+        let echoes = execs.iter().filter(|p| p["action"] == "exec" && p["comm"] == "echo").count();
+        assert_eq!(echoes, 40, "session {me}'s own 40 execs of echo, no more: {execs:#?}");
+        assert!(!execs.iter().any(|p| p["argv"] == serde_json::json!(["/bin/echo", other])), "{execs:#?}");
+    }
+}
+
+/// Issue 22: the programs are loaded once and pinned in a directory only root can reach;
+/// a later session reuses them; they are attached only through the sessions' own links,
+/// which no other process holds (the sandbox never inherits them) and which go with the
+/// session.
+#[test]
+fn the_tracer_is_pinned_for_root_only_reused_and_attached_only_by_sessions() {
+    require_root!();
+    use std::os::unix::fs::MetadataExt as _;
+    let ws = Workspace::new(As::Root);
+    let out = ws.sbx(["monitor", "--no-tui", "--", "true"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (dir, ids) = pinned_tracer(&ws);
+    assert_eq!(ids.len(), 3, "three programs pinned: {ids:?}");
+    let root = dir.parent().unwrap();
+    let meta = std::fs::symlink_metadata(root).unwrap();
+    assert!(meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o777 == 0o700, "{} is root's, 0700: {meta:?}", root.display());
+    // The unprivileged user can neither list the pins nor reach one.
+    let user = sbx_integration_tests::test_user();
+    for target in [root.to_path_buf(), dir.join("SESSIONS")] {
+        let out = Command::new("setpriv")
+            .args(["--reuid", &user.uid.to_string(), "--regid", &user.gid.to_string(), "--clear-groups", "stat"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{}: {}", target.display(), text(&out));
+    }
+    // Reused: the next session loads nothing.
+    let out = ws.sbx(["monitor", "--no-tui", "--", "true"]).env("SBX_LOG", "sbx::session=debug").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(programs loaded now: false)"), "{}", text(&out));
+    // While a session runs, its sbx holds its three links; nothing but sbx processes
+    // (this test's and concurrent tests' sessions) holds any.
+    let log = ws.path().join("audit.jsonl");
+    let child = monitor_running(&ws, &log, "echo ready; sleep 1");
+    let sbx_pid = child.id();
+    let holders = link_holders(&ids);
+    assert_eq!(holders.iter().filter(|(p, _)| *p == sbx_pid).count(), 3, "{holders:?}");
+    assert!(holders.iter().all(|(_, comm)| comm == "sbx"), "only sbx holds the links: {holders:?}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!link_holders(&ids).iter().any(|(p, _)| *p == sbx_pid));
+}
+
+/// Issue 22: a session killed with SIGKILL cannot unregister: its links go with its
+/// descriptors, and its entry in the shared map is removed by the next session (its cgroup
+/// is gone), so nothing grows.
+#[test]
+fn a_killed_session_leaves_nothing_registered_or_attached() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let log = ws.path().join("audit.jsonl");
+    let child = monitor_running(&ws, &log, "echo ready; sleep 30");
+    let (dir, ids) = pinned_tracer(&ws);
+    let (cgroup, id) = session_cgroup_id(child.id());
+    assert!(registered_sessions(&dir).contains(&id), "the running session is registered");
+    let pid = child.id();
+    // SAFETY: kill with a valid pid and signal.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", text(&out));
+    assert!(!link_holders(&ids).iter().any(|(p, _)| *p == pid), "the links went with the process");
+    // The sandbox dies with its sbx; then the cgroup is empty and the next session removes
+    // it, and the entry with it.
+    for _ in 0..500 {
+        if std::fs::read_to_string(cgroup.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(registered_sessions(&dir).contains(&id), "still registered: nothing ran since");
+    let out = ws.sbx(["monitor", "--no-tui", "--", "true"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!cgroup.exists(), "the killed session's cgroup was removed");
+    assert!(!registered_sessions(&dir).contains(&id), "the killed session's entry was removed");
+}
+
+/// Issue 22: the first load after the pins are gone is serialised: sessions that start at
+/// once all trace, and at most one of them loads the programs (the others wait on the lock,
+/// then reuse them).
+#[test]
+fn sessions_starting_at_once_load_the_tracer_once() {
+    require_root!();
+    let ws = Workspace::new(As::Root);
+    let out = ws.sbx(["monitor", "--no-tui", "--", "true"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (dir, _) = pinned_tracer(&ws);
+    {
+        // Under the loaders' lock, so that no load of a concurrent test is cut in half.
+        let root = std::fs::File::open(dir.parent().unwrap()).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&root), libc::LOCK_EX) }, 0);
+        for pin in std::fs::read_dir(&dir).unwrap().flatten() {
+            std::fs::remove_file(pin.path()).unwrap();
+        }
+        std::fs::remove_dir(&dir).unwrap();
+    }
+    let sessions: Vec<_> = (0..3)
+        .map(|n| {
+            let log = ws.path().join(format!("{n}.jsonl"));
+            let child = ws
+                .sbx(["monitor", "--no-tui", "--log"])
+                .arg(&log)
+                .args(["--", "/bin/sh", "-c", &format!("touch /etc/sbx-race-{n}")])
+                .env("SBX_LOG", "sbx::session=debug")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (n, log, child)
+        })
+        .collect();
+    let mut loads = 0;
+    for (n, log, child) in sessions {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.code() == Some(1) || out.status.success(), "{}", text(&out));
+        loads += String::from_utf8_lossy(&out.stderr).matches("(programs loaded now: true)").count();
+        let events = read_log(&log);
+        assert!(of_type(&events, "denial").iter().any(|d| d["path"] == format!("/etc/sbx-race-{n}")), "session {n} traced: {}", text(&out));
+    }
+    assert!(loads <= 1, "{loads} sessions loaded the programs");
+    assert_eq!(pinned_tracer(&ws).1.len(), 3);
+}

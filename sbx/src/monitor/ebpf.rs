@@ -40,6 +40,28 @@ pub enum EbpfError {
     Map(&'static str, #[source] aya::maps::MapError),
     #[error("cannot poll the ring buffer: {0}")]
     Poll(#[source] std::io::Error),
+    #[error("cannot create the session's ring buffer: {0}")]
+    Ring(#[source] std::io::Error),
+    #[error("cannot use the tracer's pins at {}: {source}", path.display())]
+    Pins {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a directory of root's with mode 0700: the tracer will not use pins others could have placed or can reach; remove it", .0.display())]
+    UnsafePins(std::path::PathBuf),
+    #[error("cannot register the session with the pinned tracer: {source}")]
+    Register {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot attach program {name} ({hook}): {source}")]
+    Attach {
+        name: &'static str,
+        hook: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl EbpfError {
@@ -65,6 +87,9 @@ impl EbpfError {
             EbpfError::MissingHook { hook, .. } => format!("this kernel has no tracepoint {hook}, which the tracer attaches to"),
             EbpfError::Load(e) if e.to_string().contains("map") => format!("the kernel refused to create the tracer's eBPF maps{os}"),
             EbpfError::Load(_) => format!("the kernel refused to load the tracer's eBPF programs{os}"),
+            EbpfError::Attach { hook, source, .. } => {
+                format!("the kernel refused to attach the tracer's program to {hook} ({source}; attach cookies of tp_btf programs need Linux 6.10 or later)")
+            }
             EbpfError::Program { hook, .. } => {
                 format!("the kernel refused the tracer's program for {hook}{os} (tp_btf programs and bpf_loop need Linux 5.17 or later)")
             }

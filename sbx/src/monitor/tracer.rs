@@ -1,11 +1,11 @@
-//! The kernel tracer, user-space side: loading and
-//! attaching the tracer programs for the session only, and draining the ring
-//! buffer with loss accounting.
+//! The kernel tracer, user-space side: the session's registration with the
+//! programs loaded once and pinned (`pins`), its own ring buffer, and
+//! draining it with loss accounting.
 //!
 //! Scope: the sandbox's first process is moved into the session's cgroup
 //! (`cgroup::SessionCgroup`, v2) before it execs bwrap, so the whole tree,
 //! through any fork, double fork or thread, is in it, and the programs report
-//! only tasks of that cgroup.
+//! only tasks of that cgroup, into that session's ring.
 
 use std::{
     io,
@@ -14,99 +14,75 @@ use std::{
 };
 
 use aya::{
-    Btf, Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    Btf, EbpfLoader,
+    maps::{Array, Map, MapData, RingBuf},
     programs::BtfTracePoint,
 };
 use sbx_common::{RECORD_FULL, RECORD_SHORT, RawEvent, config};
 use tokio::io::unix::AsyncFd;
 
-use super::ebpf::{EbpfError, OBJECT};
+use super::{
+    ebpf::{EbpfError, OBJECT},
+    pins::{PROGRAMS, Pinned, SHARED_MAPS, Session},
+};
+use crate::sys::bpf;
 
 /// Default ring-buffer size: 16 MiB holds about 25,000 events of 656 bytes,
 /// a tenth of a second of the densest denial burst one process can make.
 pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
 
-/// The attached tracer. Dropping it detaches every program.
+/// The attached tracer. Dropping it detaches this session's links and
+/// unregisters its ring buffer; the programs stay pinned for the next.
 pub struct Tracer {
-    _ebpf: Ebpf,
+    /// First: dropped (detached, unregistered) before the ring is unmapped.
+    session: Session,
     ring: AsyncFd<RingBuf<MapData>>,
-    lost: PerCpuArray<MapData, u64>,
     /// Next expected per-CPU sequence number.
     expected: Vec<u64>,
     gaps: u64,
-    /// Load and attach time.
+    /// Registration and attach time (with the load, when this session
+    /// loaded the programs).
     pub startup: Duration,
+    /// Whether this session loaded and pinned the programs.
+    pub loaded: bool,
 }
-
-const PROGRAMS: &[(&str, &str)] = &[
-    ("sbx_sys_exit", "sys_exit"),
-    ("sbx_exec", "sched_process_exec"),
-    ("sbx_exit", "sched_process_exit"),
-];
 
 /// The kernel's own BTF.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 impl Tracer {
-    /// Loads the tracer, scopes it to `cgroup_id` and attaches it.
-    pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
+    /// Registers a ring buffer of `ring_bytes` for cgroup `cgroup_id` (the
+    /// directory `cgroup`) with the pinned programs, loading and pinning
+    /// them first if this is the first session since boot (or since sbx or
+    /// the kernel changed), and attaches them for the session.
+    pub fn start(cgroup_id: u64, cgroup: &Path, ring_bytes: u32) -> Result<Self, EbpfError> {
         let started = Instant::now();
-        // What the load needs from the kernel's BTF: the struct offsets the
-        // walk follows and the ids of the three hooks' typedefs. Cached per
-        // boot; else read from the BTF (6 MB) by our own small reader. A
-        // cache that does not work is dropped and the facts read afresh.
-        let (facts, cached) = kernel_facts(false)?;
-        match Self::start_with(&facts, cgroup_id, ring_bytes, started) {
-            Err(e) if cached => {
-                tracing::debug!("loading with the cached kernel facts failed ({e}); reading them again");
-                let (facts, _) = kernel_facts(true)?;
-                Self::start_with(&facts, cgroup_id, ring_bytes, started)
+        // A power of two of whole pages, as the kernel wants.
+        let ring_bytes = ring_bytes.max(4096).checked_next_power_of_two().unwrap_or(1 << 31);
+        let ring = bpf::ringbuf_create(ring_bytes, "sbx_events").map_err(EbpfError::Ring)?;
+        let attach = |pinned: Pinned| {
+            Session::register(pinned, cgroup_id, cgroup, &ring, |name| tracing::debug!("{name} attached after {:?}", started.elapsed()))
+        };
+        let (pinned, mut loaded) = Pinned::open_or_load(false, load_and_pin)?;
+        tracing::debug!("pinned programs open after {:?} (loaded now: {loaded})", started.elapsed());
+        let session = match attach(pinned) {
+            Ok(s) => s,
+            // Pins that do not work (left by a load that went wrong): load afresh, once.
+            Err(e) if !loaded => {
+                tracing::debug!("the pinned tracer failed ({e}); loading it again");
+                let (pinned, _) = Pinned::open_or_load(true, load_and_pin)?;
+                loaded = true;
+                attach(pinned)?
             }
-            r => r,
-        }
-    }
-
-    fn start_with(facts: &KernelFacts, cgroup_id: u64, ring_bytes: u32, started: Instant) -> Result<Self, EbpfError> {
-        // aya's attach looks up each hook's typedef by name in a parsed BTF:
-        // given one with just those typedefs at the kernel's ids, it needs
-        // no parse of the kernel's (~20 ms). Our object has no CO-RE
-        // relocations, so the loader needs nothing else from it.
-        let hooks = facts.hooks();
-        let hooks: Vec<(&str, u32)> = hooks.iter().map(|(name, id)| (name.as_str(), *id)).collect();
-        let btf = Btf::parse(&super::btf::typedefs_at(&hooks), aya::Endianness::default()).map_err(EbpfError::Btf)?;
-        let mut loader = loader_without_btf();
-        tracing::debug!("kernel facts ready after {:?}", started.elapsed());
-        let mut ebpf = loader.btf(Some(&btf)).map_max_entries("EVENTS", ring_bytes).load(OBJECT).map_err(EbpfError::Load)?;
-        {
-            let map = ebpf.map_mut("CONFIG").ok_or(EbpfError::MissingMap("CONFIG"))?;
-            let mut cfg: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("CONFIG", e))?;
-            cfg.set(config::CGROUP_ID, cgroup_id, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
-            for &(slot, value) in &facts.offsets {
-                cfg.set(slot, value, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
-            }
-            cfg.set(config::OFFSETS_SET, 1, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
-        }
-        tracing::debug!("object loaded after {:?}", started.elapsed());
-        for &(name, hook) in PROGRAMS {
-            let program: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or(EbpfError::MissingProgram(name))?
-                .try_into()
-                .map_err(|source| EbpfError::Program { name, hook, source })?;
-            program.load(hook, &btf).map_err(|source| EbpfError::Program { name, hook, source })?;
-            program.attach().map_err(|source| EbpfError::Program { name, hook, source })?;
-            tracing::debug!("{name} attached after {:?}", started.elapsed());
-        }
-        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(EbpfError::MissingMap("EVENTS"))?)
-            .map_err(|e| EbpfError::Map("EVENTS", e))?;
+            Err(e) => return Err(e),
+        };
+        let ring = RingBuf::try_from(Map::RingBuf(MapData::from_fd(ring).map_err(|e| EbpfError::Map("ring buffer", e))?))
+            .map_err(|e| EbpfError::Map("ring buffer", e))?;
         // SAFETY: the ring buffer owns its descriptor, which stays open and
         // the same for as long as the AsyncFd holds it.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| EbpfError::Poll(e.into_parts().1))?;
-        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or(EbpfError::MissingMap("LOST"))?)
-            .map_err(|e| EbpfError::Map("LOST", e))?;
         let cpus = aya::util::nr_cpus().unwrap_or(1);
-        Ok(Self { _ebpf: ebpf, ring, lost, expected: vec![0; cpus], gaps: 0, startup: started.elapsed() })
+        Ok(Self { session, ring, expected: vec![0; cpus], gaps: 0, startup: started.elapsed(), loaded })
     }
 
     /// Waits for events and appends every available one to `out`: when the
@@ -134,9 +110,71 @@ impl Tracer {
     /// Events lost so far: the larger of the sequence gaps seen and the
     /// kernel's count of failed reservations (they agree once drained).
     pub fn lost(&self) -> u64 {
-        let reserved_failures: u64 = self.lost.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0);
-        reserved_failures.max(self.gaps)
+        self.session.lost().max(self.gaps)
     }
+}
+
+/// Loads the object's tracer programs and pins them, with the maps the
+/// sessions share, into `dir`; the kernel facts are written to `CONFIG`
+/// first. With cached facts that do not work, reads them afresh once.
+fn load_and_pin(dir: &Path) -> Result<(), EbpfError> {
+    let started = Instant::now();
+    // What the load needs from the kernel's BTF: the struct offsets the
+    // walk follows and the ids of the three hooks' typedefs. Cached per
+    // boot; else read from the BTF (6 MB) by our own small reader.
+    let (facts, cached) = kernel_facts(false)?;
+    match load_with(&facts, dir, started) {
+        Err(e) if cached => {
+            tracing::debug!("loading with the cached kernel facts failed ({e}); reading them again");
+            let (facts, _) = kernel_facts(true)?;
+            load_with(&facts, dir, started)
+        }
+        r => r,
+    }
+}
+
+fn load_with(facts: &KernelFacts, dir: &Path, started: Instant) -> Result<(), EbpfError> {
+    // aya's load looks up each hook's typedef by name in a parsed BTF:
+    // given one with just those typedefs at the kernel's ids, it needs
+    // no parse of the kernel's (~20 ms). Our object has no CO-RE
+    // relocations, so the loader needs nothing else from it.
+    let hooks = facts.hooks();
+    let hooks: Vec<(&str, u32)> = hooks.iter().map(|(name, id)| (name.as_str(), *id)).collect();
+    let btf = Btf::parse(&super::btf::typedefs_at(&hooks), aya::Endianness::default()).map_err(EbpfError::Btf)?;
+    let mut loader = loader_without_btf();
+    tracing::debug!("kernel facts ready after {:?}", started.elapsed());
+    let mut ebpf = loader.btf(Some(&btf)).load(OBJECT).map_err(EbpfError::Load)?;
+    {
+        let map = ebpf.map_mut("CONFIG").ok_or(EbpfError::MissingMap("CONFIG"))?;
+        let mut cfg: Array<_, u64> = Array::try_from(map).map_err(|e| EbpfError::Map("CONFIG", e))?;
+        for &(slot, value) in &facts.offsets {
+            cfg.set(slot, value, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
+        }
+        cfg.set(config::OFFSETS_SET, 1, 0).map_err(|e| EbpfError::Map("CONFIG", e))?;
+    }
+    tracing::debug!("object loaded after {:?}", started.elapsed());
+    let pin_err = |path: PathBuf| move |e: aya::pin::PinError| EbpfError::Pins { path, source: io::Error::other(e.to_string()) };
+    // Maps first, programs last: a session that finds every program pinned
+    // finds the maps too.
+    for &name in SHARED_MAPS {
+        let map = ebpf.map(name).ok_or(EbpfError::MissingMap(name))?;
+        let data: &MapData = match map {
+            Map::HashOfMaps(d) | Map::PerCpuHashMap(d) => d,
+            _ => return Err(EbpfError::MissingMap(name)),
+        };
+        data.pin(dir.join(name)).map_err(pin_err(dir.join(name)))?;
+    }
+    for &(name, hook) in PROGRAMS {
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or(EbpfError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| EbpfError::Program { name, hook, source })?;
+        program.load(hook, &btf).map_err(|source| EbpfError::Program { name, hook, source })?;
+        tracing::debug!("{name} verified after {:?}", started.elapsed());
+        program.pin(dir.join(name)).map_err(pin_err(dir.join(name)))?;
+    }
+    Ok(())
 }
 
 /// aya 0.14's `EbpfLoader::new` parses the kernel's BTF itself (~20 ms of

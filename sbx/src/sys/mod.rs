@@ -6,6 +6,7 @@
 //! (the few other places are named in ARCHITECTURE.md), each block with its
 //! `SAFETY` reason.
 
+pub mod bpf;
 mod fdpass;
 mod notif;
 mod socket;

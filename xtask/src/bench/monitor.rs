@@ -15,6 +15,21 @@ int main(void) {
 }
 "#;
 const DENIALS: u64 = 200_000;
+/// The host's cost of the tracer outside any session: nanoseconds per getppid(2), the
+/// cheapest syscall, over 2,000,000 calls.
+const GETPPID_LOOP_C: &str = r#"#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+int main(void) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < 2000000; i++) syscall(SYS_getppid);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    printf("%.2f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 2e6);
+    return 0;
+}
+"#;
 const DENIAL_BURST_C: &str = r#"#include <fcntl.h>
 int main(void) {
     for (int i = 0; i < 200000; i++) open("/etc/sbx-bench-denied", O_WRONLY | O_CREAT, 0644);
@@ -23,21 +38,22 @@ int main(void) {
 "#;
 
 /// A work directory with the workloads: the C programs and a git
-/// repository of 4,000 files for `git status`.
+/// repository of 10,000 files for `git status`.
 fn monitor_workdir(root: &Path) -> Result<std::path::PathBuf> {
     let dir = root.join("target/bench/monitor-work");
-    if dir.join(".ready-v2").exists() {
+    if dir.join(".ready-v3").exists() {
         return Ok(dir);
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("repo"))?;
     std::fs::write(dir.join("stat_loop.c"), STAT_LOOP_C)?;
     std::fs::write(dir.join("denial_burst.c"), DENIAL_BURST_C)?;
-    for prog in ["stat_loop", "denial_burst"] {
+    std::fs::write(dir.join("getppid_loop.c"), GETPPID_LOOP_C)?;
+    for prog in ["stat_loop", "denial_burst", "getppid_loop"] {
         check(Command::new("cc").args(["-O2", "-o", prog, &format!("{prog}.c")]).current_dir(&dir))?;
     }
     let repo = dir.join("repo");
-    for d in 0..40 {
+    for d in 0..100 {
         let sub = repo.join(format!("src{d}"));
         std::fs::create_dir_all(&sub)?;
         for f in 0..100 {
@@ -70,7 +86,7 @@ fn monitor_workdir(root: &Path) -> Result<std::path::PathBuf> {
             .args(["-c", "user.email=bench@example.invalid", "-c", "user.name=bench", "commit", "-q", "-m", "bench"])
             .current_dir(&repo),
     )?;
-    std::fs::write(dir.join(".ready-v2"), "")?;
+    std::fs::write(dir.join(".ready-v3"), "")?;
     Ok(dir)
 }
 
@@ -127,6 +143,40 @@ pub(super) fn monitor(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
     figures.push(("monitor start-up: load+attach+detach ms (monitor - run, medians)".into(), startup.contenders[0].median_ms - startup.contenders[1].median_ms));
     all.extend(startup.contenders);
 
+    // The host's cost outside any session: nothing pinned, the pinned tracer idle (no
+    // session), and while a session runs elsewhere (attached), interleaved round by round.
+    let loop_ns = || -> Result<f64> {
+        let out = Command::new(work.join("getppid_loop")).output()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().context("getppid_loop's output")
+    };
+    let (mut none, mut idle, mut attached) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        unpin_tracer();
+        none.push(loop_ns()?);
+        check(Command::new(sbx).args(["monitor", "--no-tui", "--", "true"]).stderr(Stdio::null()))?;
+        idle.push(loop_ns()?);
+        let mut session = Command::new(sbx)
+            .args(["monitor", "--no-tui", "--", "sh", "-c", "echo ready; sleep 30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(session.stdout.take().context("session stdout")?), &mut line)?;
+        attached.push(loop_ns()?);
+        // SIGTERM: sbx stops the sandbox and ends the session.
+        let _ = Command::new("kill").arg(session.id().to_string()).status();
+        let _ = session.wait();
+    }
+    for v in [&mut none, &mut idle, &mut attached] {
+        v.sort_by(f64::total_cmp);
+    }
+    let (none, idle, attached) = (percentile(&none, 0.5), percentile(&idle, 0.5), percentile(&attached, 0.5));
+    figures.push(("getppid outside sessions: ns per call, no tracer pinned".into(), none));
+    figures.push(("getppid outside sessions: ns per call, pinned tracer idle (no session)".into(), idle));
+    figures.push(("getppid outside sessions: ns per call, while a session runs (attached)".into(), attached));
+    figures.push(("getppid outside sessions: idle pinned / nothing pinned".into(), idle / none));
+    figures.push(("getppid outside sessions: attached / nothing pinned".into(), attached / none));
+
     // Throughput: 200,000 denials as fast as one process can make them.
     let log = work.join("burst.jsonl");
     let _ = std::fs::remove_file(&log);
@@ -157,6 +207,19 @@ pub(super) fn monitor(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
         .map(|c| Ratio { of: first.name.clone(), against: c.name.clone(), ratio: first.median_ms / c.median_ms, added_ms: first.median_ms - c.median_ms })
         .collect();
     Ok(Report { suite: "monitor", runs, contenders: all, ratios, figures, notes: Vec::new() })
+}
+
+/// Removes sbx's pinned tracer programs (the next monitored session loads them again).
+fn unpin_tracer() {
+    let Ok(dirs) = std::fs::read_dir("/sys/fs/bpf/sbx") else { return };
+    for dir in dirs.flatten() {
+        if let Ok(pins) = std::fs::read_dir(dir.path()) {
+            for pin in pins.flatten() {
+                let _ = std::fs::remove_file(pin.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir.path());
+    }
 }
 
 /// Command rules (`command.deny`), which make every exec a round trip to the supervisor:
