@@ -152,10 +152,11 @@ pub const RECORD_PATH2: usize = core::mem::offset_of!(RawEvent, base);
 /// Bytes of a whole record.
 pub const RECORD_FULL: usize = core::mem::size_of::<RawEvent>();
 
-/// Sessions that can be registered at once (`SESSIONS`, `STATS`).
+/// Sessions that can be traced at once: the slots of `SLOTS`, `RINGS` and
+/// `STATS`. A session's links carry its slot as their cookie.
 pub const MAX_SESSIONS: u32 = 1024;
 
-/// A session's per-CPU counters in `STATS`, by its cgroup id.
+/// A slot's per-CPU counters in `STATS`.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct SessionStats {

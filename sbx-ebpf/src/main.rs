@@ -8,17 +8,20 @@
 //! sends (sendto, sendmsg, sendmmsg) that fail with ENETUNREACH (traffic that bypassed the proxy: the
 //! sandbox's network has only loopback), and the tree's execs and exits.
 //! The tree is the sandbox's cgroup (v2): every task whose current cgroup
-//! id equals the attach cookie of the link the program runs through, so
+//! id is the one of the session the program runs for, so
 //! fork, double fork and threads are
 //! followed without bookkeeping and without races, and nothing else on the
 //! host is ever reported.
 //!
 //! The programs are loaded once per boot and sbx version, pinned, and shared
-//! by every session (`sbx/src/monitor/pins.rs`): a session attaches them
-//! through links of its own whose cookie is its cgroup id, and registers a
-//! ring buffer of its own in `SESSIONS` under that id. A session's links
-//! close with it (a crash included), so the programs run only while some
-//! session runs, and each session's events go to its own ring only.
+//! by every session (`sbx/src/monitor/pins.rs`). A running session holds a
+//! slot: `SLOTS[slot]` is its cgroup id, `RINGS[slot]` its ring buffer,
+//! `STATS[slot]` its counters, and it attaches the programs through links
+//! of its own whose cookie is the slot. A session's links close with it (a
+//! crash included), so the programs run only while some session runs, and
+//! each session's events go to its own ring only. Slots and their rings are
+//! reused, so a session normally updates no map of maps (each such update
+//! waits for an RCU grace period, ~15 ms here).
 //!
 //! tp_btf hooks only: this kernel refuses fentry/fexit (trampolines) to any
 //! process but pid 1, and tp_btf is the cheaper syscall hook here. There are
@@ -40,9 +43,9 @@ use aya_ebpf::{
         bpf_get_smp_processor_id, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user_str_bytes,
         generated as raw,
     },
-    btf_maps::{HashOfMaps, RingBuf},
+    btf_maps::{ArrayOfMaps, RingBuf},
     macros::{btf_map, btf_tracepoint, fexit, map},
-    maps::{Array, PerCpuArray, PerCpuHashMap},
+    maps::{Array, PerCpuArray},
     programs::{BtfTracePointContext, FExitContext},
 };
 use sbx_common::{
@@ -58,16 +61,19 @@ static PROBE_HITS: Array<u64> = Array::with_max_entries(probe::SLOTS, 0);
 #[map]
 static CONFIG: Array<u64> = Array::with_max_entries(config::SLOTS, 0);
 
-/// Each running session's ring buffer, by the session's cgroup id (its links'
-/// cookie). The inner template's size is only a template: each session
-/// creates its ring with the size it wants.
+/// Each slot's ring buffer. The inner template's size is only a template:
+/// each ring has the size its session asked for.
 #[btf_map]
-static SESSIONS: HashOfMaps<u64, RingBuf<u8, 4096>, { MAX_SESSIONS as usize }> = HashOfMaps::new();
+static RINGS: ArrayOfMaps<RingBuf<u8, 4096>, { MAX_SESSIONS as usize }> = ArrayOfMaps::new();
 
-/// Each session's per-CPU event sequence numbers and count of records its
-/// ring buffer had no room for, by cgroup id.
+/// Each slot's session: its cgroup id, 0 for none.
 #[map]
-static STATS: PerCpuHashMap<u64, SessionStats> = PerCpuHashMap::with_max_entries(MAX_SESSIONS, 0);
+static SLOTS: Array<u64> = Array::with_max_entries(MAX_SESSIONS, 0);
+
+/// Each slot's per-CPU event sequence numbers and count of records its ring
+/// buffer had no room for.
+#[map]
+static STATS: PerCpuArray<SessionStats> = PerCpuArray::with_max_entries(MAX_SESSIONS, 0);
 
 /// Per-CPU room where a record is written before its prefix in use goes
 /// to the ring buffer (most records need a third of a whole one). One slot
@@ -110,16 +116,21 @@ fn bump(map: &Array<u64>, slot: u32) {
     }
 }
 
-/// The cgroup id of the session this run of the program is attached for
-/// (its link's cookie), when the current task is in that cgroup; `None`
-/// otherwise. The cgroup check is what keeps every other process on the
-/// host, and every other session, out.
+/// The slot of the session this run of the program is attached for (its
+/// link's cookie), when the current task is in that session's cgroup;
+/// `None` otherwise. The cgroup check is what keeps every other process on
+/// the host, and every other session, out.
 #[inline(always)]
-fn traced<C: aya_ebpf::EbpfContext>(ctx: &C) -> Option<u64> {
-    // SAFETY: `ctx` is the program's own context; the helpers have no
-    // other preconditions.
-    let target = unsafe { raw::bpf_get_attach_cookie(ctx.as_ptr()) };
-    (target != 0 && unsafe { bpf_get_current_cgroup_id() } == target).then_some(target)
+fn traced<C: aya_ebpf::EbpfContext>(ctx: &C) -> Option<u32> {
+    // SAFETY: `ctx` is the program's own context.
+    let slot = unsafe { raw::bpf_get_attach_cookie(ctx.as_ptr()) };
+    if slot >= u64::from(MAX_SESSIONS) {
+        return None;
+    }
+    let slot = slot as u32;
+    let &target = SLOTS.get(slot)?;
+    // SAFETY: the helper has no preconditions.
+    (target != 0 && unsafe { bpf_get_current_cgroup_id() } == target).then_some(slot)
 }
 
 /// Which arguments of a syscall are paths: (path, second path). Index 6
@@ -371,7 +382,7 @@ pub fn sbx_exit(ctx: BtfTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn emit(session: u64, kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
+fn emit(session: u32, kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
     // An unregistered session (gone, or not yet registered) has no ring.
     let Some(stats) = STATS.get_ptr_mut(session) else { return };
     // SAFETY: per-CPU value from the map lookup; the program runs with
@@ -463,7 +474,7 @@ fn emit(session: u64, kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u
         // The lookup only reads the map; the inner map it returns stays
         // valid for the program run (RCU), even if the session unregisters
         // meanwhile.
-        let Some(ring) = SESSIONS.get(&session) else { return };
+        let Some(ring) = RINGS.get(session) else { return };
         let events = (ring as *const RingBuf<u8, 4096>).cast_mut().cast();
         let wake = if raw::bpf_ringbuf_query(events, u64::from(BPF_RB_AVAIL_DATA)) >= WAKE_BYTES {
             BPF_RB_FORCE_WAKEUP

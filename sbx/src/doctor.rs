@@ -377,14 +377,15 @@ fn tracer_pins() -> Check {
         );
     }
     match s.loaded {
-        Some((ids, sessions)) => {
-            let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
-            let attached = match sessions {
-                0 => "no session registered, so nothing is attached (the host pays nothing)".to_string(),
-                1 => "1 session registered and attached".to_string(),
-                n => format!("{n} sessions registered, each attached through links of its own"),
+        Some(l) => {
+            let ids: Vec<String> = l.program_ids.iter().map(u32::to_string).collect();
+            let attached = match l.sessions {
+                0 => "no session running, so nothing is attached (the host pays nothing)".to_string(),
+                1 => "1 session running, attached for it".to_string(),
+                n => format!("{n} sessions running, each attached through links of its own"),
             };
-            Check::ok(name, format!("loaded and pinned at {dir} (program ids {}); {attached}{others}", ids.join(", ")))
+            let rings = format!("{} ring buffer{} kept for reuse ({} KiB)", l.rings, if l.rings == 1 { "" } else { "s" }, l.ring_bytes / 1024);
+            Check::ok(name, format!("loaded and pinned at {dir} (program ids {}); {attached}; {rings}{others}", ids.join(", ")))
         }
         None if !s.bpffs => Check::ok(name, format!("not loaded since boot (bpffs is not mounted at {}: the first monitored session mounts it and pins the programs at {dir}){others}", pins::BPFFS)),
         None => Check::ok(name, format!("not loaded for this sbx and kernel: the first monitored session loads and pins them at {dir}{others}")),

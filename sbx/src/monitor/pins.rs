@@ -9,15 +9,21 @@
 //! another key removes it (sessions still running on it keep their
 //! descriptors, so the old programs live until they end).
 //!
-//! Each session then ([`Session::register`]):
-//! - creates a ring buffer of its own and registers it in the pinned
-//!   `SESSIONS` map of maps under its cgroup id, with its counters in
-//!   `STATS`;
-//! - removes the entries of sessions whose cgroup is gone (a session that
-//!   crashed), so nothing grows;
-//! - attaches the programs through links of its own whose cookie is its
-//!   cgroup id: a program run reports only for the task's session, into its
-//!   ring.
+//! A session then takes a *slot* ([`Session::claim`]): the first slot whose
+//! lock file (`/run/sbx/tracer-slots/<n>`, root's tmpfs) it can `flock`.
+//! The slot's entries in the shared maps are its own while it holds the
+//! lock: `SLOTS[n]` its cgroup id, `RINGS[n]` its ring buffer, `STATS[n]`
+//! its counters. It attaches the programs through links of its own whose
+//! cookie is the slot ([`Session::attach`]): a program run reports only for
+//! the task's session, into its ring.
+//!
+//! A slot's ring buffer is kept for the next session that takes the slot
+//! (emptied first), because creating one and putting it in the map of maps
+//! costs ~20 ms (the kernel waits for an RCU grace period on every update of
+//! a map of maps). So a session normally changes plain array entries only,
+//! and nothing grows: the slots in use at once are bounded by the sessions
+//! that ran at once, and a killed session's slot, lock and entries are simply
+//! the next one's.
 //!
 //! The links are held by the session's descriptors only, never pinned: when
 //! the last session ends, or is killed, the kernel detaches the programs,
@@ -34,7 +40,7 @@ use std::{
     io,
     os::{
         fd::{AsFd as _, OwnedFd},
-        unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _},
+        unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
     },
     path::{Path, PathBuf},
 };
@@ -58,7 +64,9 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("sbx_exit", "sched_process_exit"),
 ];
 /// The maps a session uses, pinned beside the programs.
-pub const SHARED_MAPS: &[&str] = &["SESSIONS", "STATS"];
+pub const SHARED_MAPS: &[&str] = &["RINGS", "SLOTS", "STATS"];
+/// The slots' lock files.
+const SLOT_LOCKS: &str = "/run/sbx/tracer-slots";
 
 /// The eBPF object's SHA-256, from build.rs.
 const OBJECT_SHA256: &str = include_str!(concat!(env!("OUT_DIR"), "/ebpf_sha256"));
@@ -78,7 +86,8 @@ pub struct Pinned {
     pub dir: PathBuf,
     /// In [`PROGRAMS`] order.
     progs: Vec<OwnedFd>,
-    sessions: OwnedFd,
+    rings: OwnedFd,
+    slots: OwnedFd,
     stats: OwnedFd,
 }
 
@@ -90,9 +99,8 @@ impl Pinned {
     /// Opens this build's pins, when every one of them is there.
     fn open(dir: &Path) -> io::Result<Self> {
         let progs = PROGRAMS.iter().map(|(name, _)| bpf::obj_get(&pin_path(dir, name))).collect::<io::Result<Vec<_>>>()?;
-        let sessions = bpf::obj_get(&pin_path(dir, "SESSIONS"))?;
-        let stats = bpf::obj_get(&pin_path(dir, "STATS"))?;
-        Ok(Self { dir: dir.to_path_buf(), progs, sessions, stats })
+        let map = |name| bpf::obj_get(&pin_path(dir, name));
+        Ok(Self { dir: dir.to_path_buf(), progs, rings: map("RINGS")?, slots: map("SLOTS")?, stats: map("STATS")? })
     }
 
     /// This build's pins, loaded by `load` (given the empty directory to pin
@@ -144,6 +152,11 @@ fn remove_pins(dir: &Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// Whether `path` is on bpffs.
+fn on_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::FsType(BPF_FS_MAGIC as _))
+}
+
 /// Checks that `root` is a root-owned directory of mode 0700 on bpffs.
 fn check_root(root: &Path) -> Result<(), EbpfError> {
     let meta = std::fs::symlink_metadata(root).map_err(|source| EbpfError::Pins { path: root.to_path_buf(), source })?;
@@ -157,7 +170,6 @@ fn check_root(root: &Path) -> Result<(), EbpfError> {
 /// (0700) when absent; then [`check_root`].
 fn ensure_root(root: &Path) -> Result<(), EbpfError> {
     let bpffs = Path::new(BPFFS);
-    let on_bpffs = |p: &Path| nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC);
     if !on_bpffs(bpffs) {
         // Two sessions mounting at once stack two mounts: the second hides
         // the first's pins, which the first still holds open, and all later
@@ -177,16 +189,19 @@ fn ensure_root(root: &Path) -> Result<(), EbpfError> {
     check_root(root)
 }
 
-/// A session registered with the pinned programs: its links (the programs
-/// attached for its cgroup) and its entries in the shared maps, all
-/// released on drop.
+/// A session's slot with the pinned programs: its lock, its links (the
+/// programs attached for it) and its entries in the shared maps, released
+/// on drop (the ring buffer stays in the slot for the next session).
 pub struct Session {
     /// Closed first on drop: the programs stop running for this session.
     links: Vec<OwnedFd>,
-    sessions: OwnedFd,
+    progs: Vec<OwnedFd>,
+    slots: OwnedFd,
     stats: OwnedFd,
-    id: u64,
+    slot: u32,
     cpus: usize,
+    /// Held for the session: the slot is ours while it is locked.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 /// `SessionStats` for every possible CPU, as a per-CPU map's value.
@@ -194,48 +209,89 @@ fn stats_bytes(cpus: usize) -> Vec<u8> {
     vec![0u8; cpus * std::mem::size_of::<SessionStats>()]
 }
 
+/// Takes the first free slot: the first lock file that can be locked.
+fn lock_slot() -> Result<(u32, nix::fcntl::Flock<std::fs::File>), EbpfError> {
+    let dir = Path::new(SLOT_LOCKS);
+    let err = |source| EbpfError::Pins { path: dir.to_path_buf(), source };
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir) {
+        return Err(err(e));
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(err)?;
+    if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
+        return Err(EbpfError::UnsafePins(dir.to_path_buf()));
+    }
+    for slot in 0..MAX_SESSIONS {
+        let path = dir.join(slot.to_string());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| EbpfError::Pins { path: path.clone(), source })?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok((slot, lock)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
+            Err((_, e)) => return Err(EbpfError::Pins { path, source: e.into() }),
+        }
+    }
+    Err(EbpfError::Register { source: io::Error::other(format!("all {MAX_SESSIONS} tracer slots are in use")) })
+}
+
 impl Session {
-    /// Registers `ring` for cgroup `id` (its directory `cgroup`, whose
-    /// parent is on the cgroup2 mount the dead sessions' ids are looked up
-    /// in), removes the entries of sessions whose cgroup is gone, and
-    /// attaches the programs for this session. `attached` is called after
-    /// each attach with the program's name, for timings.
-    pub fn register(pinned: Pinned, id: u64, cgroup: &Path, ring: &OwnedFd, mut attached: impl FnMut(&str)) -> Result<Self, EbpfError> {
+    /// Takes a free slot for cgroup `cgroup_id` and returns it with the
+    /// slot's ring buffer: the one a previous session left there when it has
+    /// `ring_bytes`, else a new one put in its place. The programs are not
+    /// attached yet: empty the ring of what a previous session left, then
+    /// [`Session::attach`].
+    pub fn claim(pinned: Pinned, cgroup_id: u64, ring_bytes: u32) -> Result<(Self, OwnedFd), EbpfError> {
+        let (slot, lock) = lock_slot()?;
         let cpus = aya::util::nr_cpus().unwrap_or(1);
-        let key = id.to_ne_bytes();
+        let key = slot.to_ne_bytes();
         let reg = |source| EbpfError::Register { source };
+        let mut id = [0u8; 4];
+        let kept = bpf::map_lookup(pinned.rings.as_fd(), &key, &mut id)
+            .ok()
+            .and_then(|()| bpf::map_by_id(u32::from_ne_bytes(id)).ok())
+            .filter(|ring| bpf::map_max_entries(ring.as_fd()).ok() == Some(ring_bytes));
+        let ring = match kept {
+            Some(ring) => ring,
+            None => {
+                let ring = bpf::ringbuf_create(ring_bytes, "sbx_events").map_err(EbpfError::Ring)?;
+                let fd = (std::os::fd::AsRawFd::as_raw_fd(&ring) as u32).to_ne_bytes();
+                bpf::map_update(pinned.rings.as_fd(), &key, &fd, bpf::BPF_ANY).map_err(reg)?;
+                tracing::debug!("a new ring buffer of {ring_bytes} bytes in tracer slot {slot}");
+                ring
+            }
+        };
         bpf::map_update(pinned.stats.as_fd(), &key, &stats_bytes(cpus), bpf::BPF_ANY).map_err(reg)?;
-        let mut session = Self { links: Vec::new(), sessions: pinned.sessions, stats: pinned.stats, id, cpus };
-        let fd = (std::os::fd::AsRawFd::as_raw_fd(ring) as u32).to_ne_bytes();
-        bpf::map_update(session.sessions.as_fd(), &key, &fd, bpf::BPF_ANY).map_err(reg)?;
-        if let Some(mount) = cgroup.parent().and_then(|p| std::fs::File::open(p).ok()) {
-            session.reap(OwnedFd::from(mount));
-        }
-        for (prog, &(name, hook)) in pinned.progs.iter().zip(PROGRAMS) {
-            let link = bpf::attach_with_cookie(prog.as_fd(), id).map_err(|source| EbpfError::Attach { name, hook, source })?;
-            session.links.push(link);
-            attached(name);
-        }
-        Ok(session)
+        bpf::map_update(pinned.slots.as_fd(), &key, &cgroup_id.to_ne_bytes(), bpf::BPF_ANY).map_err(reg)?;
+        let session = Self { links: Vec::new(), progs: pinned.progs, slots: pinned.slots, stats: pinned.stats, slot, cpus, _lock: lock };
+        Ok((session, ring))
     }
 
-    /// Removes the entries of other sessions whose cgroup no longer exists.
-    fn reap(&self, mount: OwnedFd) {
-        let limit = MAX_SESSIONS as usize * 2;
-        for map in [&self.sessions, &self.stats] {
-            for other in bpf::map_keys_u64(map.as_fd(), limit).unwrap_or_default() {
-                if other != self.id && bpf::cgroup_exists(mount.as_fd(), other) == Some(false) {
-                    tracing::debug!("removing the tracer's entry of cgroup {other}, which is gone");
-                    let _ = bpf::map_delete(map.as_fd(), &other.to_ne_bytes());
-                }
-            }
+    /// Attaches the programs for this session; `attached` is called after
+    /// each with the program's name, for timings.
+    pub fn attach(&mut self, mut attached: impl FnMut(&str)) -> Result<(), EbpfError> {
+        for (prog, &(name, hook)) in self.progs.iter().zip(PROGRAMS) {
+            let link = bpf::attach_with_cookie(prog.as_fd(), u64::from(self.slot)).map_err(|source| EbpfError::Attach { name, hook, source })?;
+            self.links.push(link);
+            attached(name);
         }
+        Ok(())
+    }
+
+    /// The slot this session holds.
+    pub fn slot(&self) -> u32 {
+        self.slot
     }
 
     /// Records this session's ring buffer had no room for, on all CPUs.
     pub fn lost(&self) -> u64 {
         let mut value = stats_bytes(self.cpus);
-        if bpf::map_lookup(self.stats.as_fd(), &self.id.to_ne_bytes(), &mut value).is_err() {
+        if bpf::map_lookup(self.stats.as_fd(), &self.slot.to_ne_bytes(), &mut value).is_err() {
             return 0;
         }
         value.chunks_exact(16).map(|c| u64::from_ne_bytes(c[8..16].try_into().unwrap_or_default())).sum()
@@ -245,9 +301,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.links.clear();
-        let key = self.id.to_ne_bytes();
-        let _ = bpf::map_delete(self.sessions.as_fd(), &key);
-        let _ = bpf::map_delete(self.stats.as_fd(), &key);
+        let _ = bpf::map_update(self.slots.as_fd(), &self.slot.to_ne_bytes(), &0u64.to_ne_bytes(), bpf::BPF_ANY);
     }
 }
 
@@ -260,23 +314,53 @@ pub struct Status {
     pub bpffs: bool,
     /// [`PIN_ROOT`] exists; and whether it is root's and 0700.
     pub root: Option<bool>,
-    /// This build's pins: the kernel's ids of the programs, and the
-    /// sessions registered now (each attached through links of its own).
-    pub loaded: Option<(Vec<u32>, usize)>,
+    /// This build's pins: the kernel's ids of the programs, the sessions
+    /// running now (each attached through links of its own), and the ring
+    /// buffers kept for reuse with their bytes.
+    pub loaded: Option<Loaded>,
     /// Other keys found (another sbx or kernel; removed at the next load).
     pub others: Vec<String>,
 }
 
-/// The pins' state, read without changing anything.
+#[derive(Debug)]
+pub struct Loaded {
+    pub program_ids: Vec<u32>,
+    pub sessions: usize,
+    pub rings: usize,
+    pub ring_bytes: u64,
+}
+
+/// The pins' state, read without changing anything (a slot is in use when
+/// its lock is held).
 pub fn status() -> Status {
     let root = Path::new(PIN_ROOT);
     let key = key();
-    let bpffs = nix::sys::statfs::statfs(BPFFS).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC);
+    let bpffs = on_bpffs(Path::new(BPFFS));
     let root_state = std::fs::symlink_metadata(root).ok().map(|_| check_root(root).is_ok());
     let loaded = Pinned::open(&root.join(&key)).ok().map(|p| {
-        let ids = p.progs.iter().filter_map(|f| bpf::obj_id(f.as_fd()).ok()).collect();
-        let sessions = bpf::map_keys_u64(p.sessions.as_fd(), MAX_SESSIONS as usize * 2).map(|k| k.len()).unwrap_or(0);
-        (ids, sessions)
+        let program_ids = p.progs.iter().filter_map(|f| bpf::obj_id(f.as_fd()).ok()).collect();
+        let (mut rings, mut ring_bytes) = (0, 0u64);
+        for slot in 0..MAX_SESSIONS {
+            let mut id = [0u8; 4];
+            if bpf::map_lookup(p.rings.as_fd(), &slot.to_ne_bytes(), &mut id).is_ok()
+                && let Ok(ring) = bpf::map_by_id(u32::from_ne_bytes(id))
+            {
+                rings += 1;
+                ring_bytes += u64::from(bpf::map_max_entries(ring.as_fd()).unwrap_or(0));
+            }
+        }
+        let sessions = std::fs::read_dir(SLOT_LOCKS)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::File::open(e.path()).ok())
+                    .filter(|f| {
+                        let f = f.try_clone();
+                        f.is_ok_and(|f| matches!(nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock), Err((_, nix::errno::Errno::EWOULDBLOCK))))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        Loaded { program_ids, sessions, rings, ring_bytes }
     });
     let others = std::fs::read_dir(root)
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| *n != key).collect())

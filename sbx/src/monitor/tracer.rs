@@ -1,6 +1,6 @@
-//! The kernel tracer, user-space side: the session's registration with the
-//! programs loaded once and pinned (`pins`), its own ring buffer, and
-//! draining it with loss accounting.
+//! The kernel tracer, user-space side: the session's slot with the programs
+//! loaded once and pinned (`pins`), its own ring buffer, and draining it
+//! with loss accounting.
 //!
 //! Scope: the sandbox's first process is moved into the session's cgroup
 //! (`cgroup::SessionCgroup`, v2) before it execs bwrap, so the whole tree,
@@ -25,16 +25,16 @@ use super::{
     ebpf::{EbpfError, OBJECT},
     pins::{PROGRAMS, Pinned, SHARED_MAPS, Session},
 };
-use crate::sys::bpf;
 
 /// Default ring-buffer size: 16 MiB holds about 25,000 events of 656 bytes,
 /// a tenth of a second of the densest denial burst one process can make.
 pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
 
 /// The attached tracer. Dropping it detaches this session's links and
-/// unregisters its ring buffer; the programs stay pinned for the next.
+/// releases its slot; the programs stay pinned, and the ring in the slot,
+/// for the next session.
 pub struct Tracer {
-    /// First: dropped (detached, unregistered) before the ring is unmapped.
+    /// First: dropped (detached, slot released) before the ring is unmapped.
     session: Session,
     ring: AsyncFd<RingBuf<MapData>>,
     /// Next expected per-CPU sequence number.
@@ -51,36 +51,45 @@ pub struct Tracer {
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 impl Tracer {
-    /// Registers a ring buffer of `ring_bytes` for cgroup `cgroup_id` (the
-    /// directory `cgroup`) with the pinned programs, loading and pinning
-    /// them first if this is the first session since boot (or since sbx or
-    /// the kernel changed), and attaches them for the session.
-    pub fn start(cgroup_id: u64, cgroup: &Path, ring_bytes: u32) -> Result<Self, EbpfError> {
+    /// Takes a slot with a ring buffer of `ring_bytes` for cgroup
+    /// `cgroup_id` with the pinned programs, loading and pinning them first
+    /// if this is the first session since boot (or since sbx or the kernel
+    /// changed), and attaches them for the session.
+    pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
         let started = Instant::now();
         // A power of two of whole pages, as the kernel wants.
         let ring_bytes = ring_bytes.max(4096).checked_next_power_of_two().unwrap_or(1 << 31);
-        let ring = bpf::ringbuf_create(ring_bytes, "sbx_events").map_err(EbpfError::Ring)?;
-        let attach = |pinned: Pinned| {
-            Session::register(pinned, cgroup_id, cgroup, &ring, |name| tracing::debug!("{name} attached after {:?}", started.elapsed()))
-        };
-        let (pinned, mut loaded) = Pinned::open_or_load(false, load_and_pin)?;
+        let (pinned, loaded) = Pinned::open_or_load(false, load_and_pin)?;
         tracing::debug!("pinned programs open after {:?} (loaded now: {loaded})", started.elapsed());
-        let session = match attach(pinned) {
-            Ok(s) => s,
+        match Self::attach(pinned, cgroup_id, ring_bytes, started, loaded) {
             // Pins that do not work (left by a load that went wrong): load afresh, once.
             Err(e) if !loaded => {
                 tracing::debug!("the pinned tracer failed ({e}); loading it again");
                 let (pinned, _) = Pinned::open_or_load(true, load_and_pin)?;
-                loaded = true;
-                attach(pinned)?
+                Self::attach(pinned, cgroup_id, ring_bytes, started, true)
             }
-            Err(e) => return Err(e),
-        };
+            r => r,
+        }
+    }
+
+    fn attach(pinned: Pinned, cgroup_id: u64, ring_bytes: u32, started: Instant, loaded: bool) -> Result<Self, EbpfError> {
+        let (mut session, ring) = Session::claim(pinned, cgroup_id, ring_bytes)?;
+        tracing::debug!("tracer slot {} claimed after {:?}", session.slot(), started.elapsed());
         let ring = RingBuf::try_from(Map::RingBuf(MapData::from_fd(ring).map_err(|e| EbpfError::Map("ring buffer", e))?))
             .map_err(|e| EbpfError::Map("ring buffer", e))?;
         // SAFETY: the ring buffer owns its descriptor, which stays open and
         // the same for as long as the AsyncFd holds it.
-        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| EbpfError::Poll(e.into_parts().1))?;
+        let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| EbpfError::Poll(e.into_parts().1))?;
+        // What a previous session of the slot left (one that was killed):
+        // nothing more can come from it, its links are gone.
+        let mut stale = 0usize;
+        while ring.get_mut().next().is_some() {
+            stale += 1;
+        }
+        if stale > 0 {
+            tracing::debug!("dropped {stale} records a previous session left in the ring");
+        }
+        session.attach(|name| tracing::debug!("{name} attached after {:?}", started.elapsed()))?;
         let cpus = aya::util::nr_cpus().unwrap_or(1);
         Ok(Self { session, ring, expected: vec![0; cpus], gaps: 0, startup: started.elapsed(), loaded })
     }
@@ -159,7 +168,7 @@ fn load_with(facts: &KernelFacts, dir: &Path, started: Instant) -> Result<(), Eb
     for &name in SHARED_MAPS {
         let map = ebpf.map(name).ok_or(EbpfError::MissingMap(name))?;
         let data: &MapData = match map {
-            Map::HashOfMaps(d) | Map::PerCpuHashMap(d) => d,
+            Map::ArrayOfMaps(d) | Map::Array(d) | Map::PerCpuArray(d) => d,
             _ => return Err(EbpfError::MissingMap(name)),
         };
         data.pin(dir.join(name)).map_err(pin_err(dir.join(name)))?;

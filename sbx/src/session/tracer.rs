@@ -43,7 +43,7 @@ pub(super) fn start_tracer(cgroup: Option<&SessionCgroup>, ring_bytes: u32, runt
         let _opens = opens;
         // Registering the ring buffer with the reactor needs the runtime.
         let _entered = runtime.enter();
-        let tracer = match Tracer::start(id, &path, ring_bytes) {
+        let tracer = match Tracer::start(id, ring_bytes) {
             Ok(t) => {
                 tracing::debug!("tracer attached in {:?} for cgroup {} (programs loaded now: {})", t.startup, path.display(), t.loaded);
                 Some(t)

@@ -12,15 +12,12 @@ use std::{
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
-const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_MAP_TYPE_RINGBUF: u32 = 27;
 
-/// `BPF_NOEXIST`: an update that fails when the key is there.
-pub const BPF_NOEXIST: u64 = 1;
 /// `BPF_ANY`.
 pub const BPF_ANY: u64 = 0;
 
@@ -91,36 +88,6 @@ pub fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Resu
     Attr::new().u32(0, fd_u32(map)).u64(8, key.as_ptr() as u64).u64(16, value.as_mut_ptr() as u64).call(BPF_MAP_LOOKUP_ELEM).map(drop)
 }
 
-/// Deletes `key` of map `map`.
-pub fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<()> {
-    Attr::new().u32(0, fd_u32(map)).u64(8, key.as_ptr() as u64).call(BPF_MAP_DELETE_ELEM).map(drop)
-}
-
-/// Every key of map `map` whose keys are u64, in the map's order. A key
-/// deleted meanwhile may make the walk start over: the result is bounded
-/// by `limit`.
-pub fn map_keys_u64(map: BorrowedFd<'_>, limit: usize) -> io::Result<Vec<u64>> {
-    let mut keys = Vec::new();
-    let mut next = 0u64;
-    let mut prev: Option<u64> = None;
-    while keys.len() < limit {
-        let attr = Attr::new().u32(0, fd_u32(map)).u64(16, (&raw mut next) as u64);
-        let attr = match &prev {
-            Some(k) => attr.u64(8, k as *const u64 as u64),
-            None => attr,
-        };
-        match attr.call(BPF_MAP_GET_NEXT_KEY) {
-            Ok(_) => {
-                keys.push(next);
-                prev = Some(next);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(keys)
-}
-
 /// Attaches the tp_btf (or raw tracepoint) program `prog` with `cookie`,
 /// which the program reads with `bpf_get_attach_cookie` (Linux 6.10). The
 /// program stays attached until the returned link is closed.
@@ -132,35 +99,24 @@ pub fn attach_with_cookie(prog: BorrowedFd<'_>, cookie: u64) -> io::Result<Owned
 /// The kernel's id of a program, map or link (the second u32 of each info
 /// struct).
 pub fn obj_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
-    let mut info = [0u32; 2];
-    Attr::new().u32(0, fd_u32(fd)).u32(4, 8).u64(8, info.as_mut_ptr() as u64).call(BPF_OBJ_GET_INFO_BY_FD)?;
-    Ok(info[1])
+    Ok(info_u32s::<2>(fd)?[1])
 }
 
-/// Whether the cgroup (v2) with id `id` still exists, asked of the cgroup2
-/// mount whose root (or any directory) `mount` is open on: cgroup ids are
-/// kernfs node ids, which `open_by_handle_at` takes as a file handle. `None`
-/// when the kernel cannot say (no CAP_DAC_READ_SEARCH, no export support).
-pub fn cgroup_exists(mount: BorrowedFd<'_>, id: u64) -> Option<bool> {
-    /// `struct file_handle` with the 8 bytes of a kernfs handle.
-    #[repr(C)]
-    struct Handle {
-        bytes: u32,
-        kind: i32,
-        id: u64,
-    }
-    const FILEID_KERNFS: i32 = 0xfe;
-    let handle = Handle { bytes: 8, kind: FILEID_KERNFS, id };
-    // SAFETY: `handle` is a valid file_handle of 8 bytes for the call's
-    // duration; a descriptor returned is owned below.
-    let fd = unsafe { libc::syscall(libc::SYS_open_by_handle_at, mount.as_raw_fd(), &raw const handle, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if fd >= 0 {
-        // SAFETY: a fresh descriptor nothing else owns.
-        drop(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-        return Some(true);
-    }
-    match io::Error::last_os_error().raw_os_error() {
-        Some(libc::ESTALE | libc::ENOENT) => Some(false),
-        _ => None,
-    }
+/// A map's `max_entries` (a ring buffer's size in bytes).
+pub fn map_max_entries(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // bpf_map_info: type, id, key_size, value_size, max_entries, ...
+    Ok(info_u32s::<5>(fd)?[4])
 }
+
+/// The first `N` u32 fields of an object's info struct.
+fn info_u32s<const N: usize>(fd: BorrowedFd<'_>) -> io::Result<[u32; N]> {
+    let mut info = [0u32; N];
+    Attr::new().u32(0, fd_u32(fd)).u32(4, (N * 4) as u32).u64(8, info.as_mut_ptr() as u64).call(BPF_OBJ_GET_INFO_BY_FD)?;
+    Ok(info)
+}
+
+/// Opens the map with kernel id `id` (what a map of maps holds).
+pub fn map_by_id(id: u32) -> io::Result<OwnedFd> {
+    Attr::new().u32(0, id).call_fd(BPF_MAP_GET_FD_BY_ID)
+}
+
