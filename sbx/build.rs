@@ -223,6 +223,10 @@ fn kernel_features(elf: &[u8]) -> Result<String, String> {
     if helpers.contains(&181) {
         used.push(("bpf_loop".into(), (5, 17)));
     }
+    // bpf_get_attach_cookie, which tp_btf programs may call from 6.10.
+    if helpers.contains(&174) {
+        used.push(("attach cookie".into(), (6, 10)));
+    }
     if sections.iter().any(|s| s.name == ".BTF") {
         used.push(("BTF".into(), (5, 5)));
     }

@@ -132,6 +132,10 @@ pub struct RawEvent {
     /// For KIND_EXEC: the parent's thread group id (0 when unknown).
     pub ppid: u32,
     pub _pad: u32,
+    /// The cgroup id of the session the record is for: a ring buffer kept
+    /// for reuse may still hold records of the session before, which user
+    /// space drops by this.
+    pub session: u64,
     pub path: [u8; PATH_LEN],
     pub path2: [u8; PATH_LEN],
     /// The base directory of a relative `path`, innermost component first
@@ -142,7 +146,7 @@ pub struct RawEvent {
 
 const _: () = assert!(
     core::mem::size_of::<RawEvent>()
-        == 4 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 48 + 4 + 4 + 16 + 8 + 2 * PATH_LEN + BASE_PARTS * BASE_PART_LEN
+        == 4 + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 48 + 4 + 4 + 16 + 8 + 8 + 2 * PATH_LEN + BASE_PARTS * BASE_PART_LEN
 );
 
 /// Bytes of a record without `path2` and `base` (no FLAG_PATH2, no FLAG_BASE).

@@ -117,11 +117,12 @@ fn bump(map: &Array<u64>, slot: u32) {
 }
 
 /// The slot of the session this run of the program is attached for (its
-/// link's cookie), when the current task is in that session's cgroup;
+/// link's cookie) and the session's cgroup id, when the current task is in
+/// that cgroup;
 /// `None` otherwise. The cgroup check is what keeps every other process on
 /// the host, and every other session, out.
 #[inline(always)]
-fn traced<C: aya_ebpf::EbpfContext>(ctx: &C) -> Option<u32> {
+fn traced<C: aya_ebpf::EbpfContext>(ctx: &C) -> Option<(u32, u64)> {
     // SAFETY: `ctx` is the program's own context.
     let slot = unsafe { raw::bpf_get_attach_cookie(ctx.as_ptr()) };
     if slot >= u64::from(MAX_SESSIONS) {
@@ -130,7 +131,7 @@ fn traced<C: aya_ebpf::EbpfContext>(ctx: &C) -> Option<u32> {
     let slot = slot as u32;
     let &target = SLOTS.get(slot)?;
     // SAFETY: the helper has no preconditions.
-    (target != 0 && unsafe { bpf_get_current_cgroup_id() } == target).then_some(slot)
+    (target != 0 && unsafe { bpf_get_current_cgroup_id() } == target).then_some((slot, target))
 }
 
 /// Which arguments of a syscall are paths: (path, second path). Index 6
@@ -355,7 +356,7 @@ pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
             _ => true,
         };
         if kept {
-            emit(session, KIND_DENIAL, nr, ret, args, 0);
+            emit(session.0, session.1, KIND_DENIAL, nr, ret, args, 0);
         }
     }
     0
@@ -364,7 +365,7 @@ pub fn sbx_sys_exit(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sbx_exec(ctx: BtfTracePointContext) -> i32 {
     if let Some(session) = traced(&ctx) {
-        emit(session, KIND_EXEC, 0, 0, [0; 6], 0);
+        emit(session.0, session.1, KIND_EXEC, 0, 0, [0; 6], 0);
     }
     0
 }
@@ -375,14 +376,14 @@ pub fn sbx_exit(ctx: BtfTracePointContext) -> i32 {
         let id = bpf_get_current_pid_tgid();
         // Only the thread group's leader: one event per process.
         if id as u32 == (id >> 32) as u32 {
-            emit(session, KIND_EXIT, 0, 0, [0; 6], 0);
+            emit(session.0, session.1, KIND_EXIT, 0, 0, [0; 6], 0);
         }
     }
     0
 }
 
 #[inline(always)]
-fn emit(session: u32, kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
+fn emit(session: u32, cgroup: u64, kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u32) {
     // An unregistered session (gone, or not yet registered) has no ring.
     let Some(stats) = STATS.get_ptr_mut(session) else { return };
     // SAFETY: per-CPU value from the map lookup; the program runs with
@@ -410,6 +411,7 @@ fn emit(session: u32, kind: u32, nr: i64, ret: i64, args: [u64; 6], mut flags: u
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*ev).base_len = 0;
         (*ev)._pad = 0;
+        (*ev).session = cgroup;
         // The base-directory walk runs last, once `flags` is stored, so
         // that only `ev` and the dirfd are live across the call: the
         // verifier then checks the walk for a handful of states, not for

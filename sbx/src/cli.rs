@@ -347,6 +347,6 @@ mod tests {
         assert_eq!(lines[0], env!("CARGO_PKG_VERSION"));
         assert!(lines[1].starts_with("commit: "), "{LONG_VERSION}");
         assert_eq!(lines[2], format!("ebpf: sha256 {hex}"));
-        assert!(lines[3].starts_with("kernel: ") && lines[3].ends_with("; Linux 5.17 or later"), "{LONG_VERSION}");
+        assert!(lines[3].starts_with("kernel: ") && lines[3].ends_with("; Linux 6.10 or later"), "{LONG_VERSION}");
     }
 }

@@ -28,7 +28,7 @@ fn version_names_the_commit_the_ebpf_object_and_its_kernel_features() {
     assert_eq!(commit, String::from_utf8_lossy(&head.stdout).trim(), "{stdout}");
     let hash = lines[2].strip_prefix("ebpf: sha256 ").unwrap_or_else(|| panic!("{stdout}"));
     assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{stdout}");
-    for feature in ["tp_btf (", "sys_exit", "fexit (security_file_open)", "ring buffer", "bpf_loop", "BTF", "Linux 5.17 or later"] {
+    for feature in ["tp_btf (", "sys_exit", "fexit (security_file_open)", "ring buffer", "bpf_loop", "attach cookie", "BTF", "Linux 6.10 or later"] {
         assert!(lines[3].starts_with("kernel: ") && lines[3].contains(feature), "no {feature}: {stdout}");
     }
     // -V is the version alone.

@@ -80,7 +80,7 @@ pub fn deb(root: &Path, bin: &Path) -> Result<PathBuf> {
          {description}\n \
          .\n \
          As root, `sbx monitor` also loads an eBPF tracer that reports every denial\n \
-         (Linux 5.17 or later, with BTF); `sbx doctor` says what this host enforces.\n"
+         (Linux 6.10 or later, with BTF); `sbx doctor` says what this host enforces.\n"
     );
     let debian = mkdir(&stage, "DEBIAN")?;
     write(&debian.join("control"), &control)?;

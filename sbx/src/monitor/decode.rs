@@ -351,6 +351,7 @@ mod tests {
             args,
             flags,
             _pad: 0,
+            session: 0,
             comm: *b"sh\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
             path: p,
             path2: [0; sbx_common::PATH_LEN],

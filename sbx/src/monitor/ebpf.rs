@@ -91,7 +91,7 @@ impl EbpfError {
                 format!("the kernel refused to attach the tracer's program to {hook} ({source}; attach cookies of tp_btf programs need Linux 6.10 or later)")
             }
             EbpfError::Program { hook, .. } => {
-                format!("the kernel refused the tracer's program for {hook}{os} (tp_btf programs and bpf_loop need Linux 5.17 or later)")
+                format!("the kernel refused the tracer's program for {hook}{os} (its tp_btf programs use bpf_loop and attach cookies: Linux 6.10 or later)")
             }
             other => other.to_string(),
         }

@@ -300,8 +300,10 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        let started = std::time::Instant::now();
         self.links.clear();
         let _ = bpf::map_update(self.slots.as_fd(), &self.slot.to_ne_bytes(), &0u64.to_ne_bytes(), bpf::BPF_ANY);
+        tracing::debug!("tracer slot {} detached and released in {:?}", self.slot, started.elapsed());
     }
 }
 

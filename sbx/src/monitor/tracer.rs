@@ -37,6 +37,11 @@ pub struct Tracer {
     /// First: dropped (detached, slot released) before the ring is unmapped.
     session: Session,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// The session's cgroup: records for another (left in a reused ring by
+    /// the session before) are dropped.
+    cgroup_id: u64,
+    /// Records dropped so.
+    stale: u64,
     /// Next expected per-CPU sequence number.
     expected: Vec<u64>,
     gaps: u64,
@@ -54,44 +59,42 @@ impl Tracer {
     /// Takes a slot with a ring buffer of `ring_bytes` for cgroup
     /// `cgroup_id` with the pinned programs, loading and pinning them first
     /// if this is the first session since boot (or since sbx or the kernel
-    /// changed), and attaches them for the session.
-    pub fn start(cgroup_id: u64, ring_bytes: u32) -> Result<Self, EbpfError> {
+    /// changed), and attaches them for the session; `attached` is called
+    /// then, before the ring is mapped.
+    pub fn start(cgroup_id: u64, ring_bytes: u32, attached: impl FnOnce()) -> Result<Self, EbpfError> {
         let started = Instant::now();
         // A power of two of whole pages, as the kernel wants.
         let ring_bytes = ring_bytes.max(4096).checked_next_power_of_two().unwrap_or(1 << 31);
         let (pinned, loaded) = Pinned::open_or_load(false, load_and_pin)?;
         tracing::debug!("pinned programs open after {:?} (loaded now: {loaded})", started.elapsed());
-        match Self::attach(pinned, cgroup_id, ring_bytes, started, loaded) {
+        let (session, ring) = match Self::attach(pinned, cgroup_id, ring_bytes, started) {
+            Ok(s) => s,
             // Pins that do not work (left by a load that went wrong): load afresh, once.
             Err(e) if !loaded => {
                 tracing::debug!("the pinned tracer failed ({e}); loading it again");
                 let (pinned, _) = Pinned::open_or_load(true, load_and_pin)?;
-                Self::attach(pinned, cgroup_id, ring_bytes, started, true)
+                Self::attach(pinned, cgroup_id, ring_bytes, started)?
             }
-            r => r,
-        }
-    }
-
-    fn attach(pinned: Pinned, cgroup_id: u64, ring_bytes: u32, started: Instant, loaded: bool) -> Result<Self, EbpfError> {
-        let (mut session, ring) = Session::claim(pinned, cgroup_id, ring_bytes)?;
-        tracing::debug!("tracer slot {} claimed after {:?}", session.slot(), started.elapsed());
+            Err(e) => return Err(e),
+        };
+        // The kernel fills the ring from now on: the command may start while
+        // user space maps it (~2 ms for 16 MiB: the kernel maps every page).
+        attached();
         let ring = RingBuf::try_from(Map::RingBuf(MapData::from_fd(ring).map_err(|e| EbpfError::Map("ring buffer", e))?))
             .map_err(|e| EbpfError::Map("ring buffer", e))?;
         // SAFETY: the ring buffer owns its descriptor, which stays open and
         // the same for as long as the AsyncFd holds it.
-        let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| EbpfError::Poll(e.into_parts().1))?;
-        // What a previous session of the slot left (one that was killed):
-        // nothing more can come from it, its links are gone.
-        let mut stale = 0usize;
-        while ring.get_mut().next().is_some() {
-            stale += 1;
-        }
-        if stale > 0 {
-            tracing::debug!("dropped {stale} records a previous session left in the ring");
-        }
-        session.attach(|name| tracing::debug!("{name} attached after {:?}", started.elapsed()))?;
+        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| EbpfError::Poll(e.into_parts().1))?;
+        tracing::debug!("ring buffer mapped after {:?}", started.elapsed());
         let cpus = aya::util::nr_cpus().unwrap_or(1);
-        Ok(Self { session, ring, expected: vec![0; cpus], gaps: 0, startup: started.elapsed(), loaded })
+        Ok(Self { session, ring, cgroup_id, expected: vec![0; cpus], gaps: 0, stale: 0, startup: started.elapsed(), loaded })
+    }
+
+    fn attach(pinned: Pinned, cgroup_id: u64, ring_bytes: u32, started: Instant) -> Result<(Session, std::os::fd::OwnedFd), EbpfError> {
+        let (mut session, ring) = Session::claim(pinned, cgroup_id, ring_bytes)?;
+        tracing::debug!("tracer slot {} claimed after {:?}", session.slot(), started.elapsed());
+        session.attach(|name| tracing::debug!("{name} attached after {:?}", started.elapsed()))?;
+        Ok((session, ring))
     }
 
     /// Waits for events and appends every available one to `out`: when the
@@ -103,17 +106,20 @@ impl Tracer {
         match tokio::time::timeout(interval, self.ring.readable_mut()).await {
             Ok(guard) => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), out, &mut self.expected, &mut self.gaps);
+                drain(guard.get_inner_mut(), out, self.cgroup_id, &mut self.expected, &mut self.gaps, &mut self.stale);
                 guard.clear_ready();
             }
-            Err(_) => drain(self.ring.get_mut(), out, &mut self.expected, &mut self.gaps),
+            Err(_) => drain(self.ring.get_mut(), out, self.cgroup_id, &mut self.expected, &mut self.gaps, &mut self.stale),
         }
         Ok(())
     }
 
     /// Takes whatever is in the ring buffer now, without waiting.
     pub fn drain_now(&mut self, out: &mut Vec<RawEvent>) {
-        drain(self.ring.get_mut(), out, &mut self.expected, &mut self.gaps);
+        drain(self.ring.get_mut(), out, self.cgroup_id, &mut self.expected, &mut self.gaps, &mut self.stale);
+        if self.stale > 0 {
+            tracing::debug!("dropped {} records of the slot's previous session", self.stale);
+        }
     }
 
     /// Events lost so far: the larger of the sequence gaps seen and the
@@ -309,7 +315,7 @@ fn kernel_offsets(btf: &super::btf::Btf) -> Result<Vec<(u32, u64)>, super::btf::
     ])
 }
 
-fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>, expected: &mut [u64], gaps: &mut u64) {
+fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>, session: u64, expected: &mut [u64], gaps: &mut u64, stale: &mut u64) {
     while let Some(item) = ring.next() {
         // A record is a prefix of a RawEvent (RECORD_SHORT, RECORD_PATH2 or
         // all of it); the rest stays zero.
@@ -323,6 +329,10 @@ fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>, expected: &mut [u
             std::ptr::copy_nonoverlapping(item.as_ptr(), (&raw mut ev).cast::<u8>(), item.len());
             ev
         };
+        if ev.session != session {
+            *stale += 1;
+            continue;
+        }
         if let Some(next) = expected.get_mut(ev.cpu as usize) {
             if ev.seq > *next {
                 *gaps += ev.seq - *next;

@@ -40,10 +40,13 @@ pub(super) fn start_tracer(cgroup: Option<&SessionCgroup>, ring_bytes: u32, runt
     let gate = std::sync::Arc::new(tokio::sync::Notify::new());
     let opens = OpenOnDrop(gate.clone());
     std::thread::spawn(move || {
-        let _opens = opens;
+        let opens = opens;
         // Registering the ring buffer with the reactor needs the runtime.
         let _entered = runtime.enter();
-        let tracer = match Tracer::start(id, ring_bytes) {
+        // The gate opens once the programs are attached for the session: the
+        // ring buffer is mapped while the command starts.
+        let gate = opens.0.clone();
+        let tracer = match Tracer::start(id, ring_bytes, move || gate.notify_one()) {
             Ok(t) => {
                 tracing::debug!("tracer attached in {:?} for cgroup {} (programs loaded now: {})", t.startup, path.display(), t.loaded);
                 Some(t)
@@ -52,7 +55,9 @@ pub(super) fn start_tracer(cgroup: Option<&SessionCgroup>, ring_bytes: u32, runt
                 let why = e.reason();
                 tracing::debug!("the tracer failed: {e}");
                 eprintln!("sbx: monitoring unavailable: {why}; the command runs without it");
-                // Set before the gate opens (when `_opens` goes): session_start reads it after.
+                // Set before the gate opens (when `opens` goes): session_start reads it after.
+                // (A ring that cannot be mapped once the programs are attached, which has
+                // opened the gate, is the one failure said after the start.)
                 *not_observed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                 None
             }
