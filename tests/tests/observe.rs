@@ -394,6 +394,33 @@ fn the_tracer_is_pinned_for_root_only_reused_and_attached_only_by_sessions() {
     assert!(!link_holders(&ids).iter().any(|(p, _)| *p == sbx_pid));
 }
 
+/// Issue 22, as an attacker: a command sandboxed by root (root in its user namespace) tries
+/// to remove, replace or add pins, and to take a tracer slot; the pins and the slots are
+/// untouched afterwards.
+#[test]
+fn a_sandboxed_command_cannot_touch_the_pins_or_the_slots() {
+    require_root!();
+    let _pins = PINS.lock().unwrap_or_else(|e| e.into_inner());
+    let ws = Workspace::new(As::Root);
+    let out = ws.sbx(["monitor", "--no-tui", "--", "true"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (dir, ids) = pinned_tracer(&ws);
+    let script = format!(
+        "rm -rf {d}/* {d}; mkdir {root}/x; touch {d}/y; mv {d} {root}/z; rm -f /run/sbx/tracer-slots/0;          mount -t bpf bpf /sys/fs/bpf; exec 3>/run/sbx/tracer-slots/0; echo done",
+        d = dir.display(),
+        root = dir.parent().unwrap().display()
+    );
+    let out = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("done") || !out.status.success(), "{}", text(&out));
+    assert_eq!(pinned_tracer(&ws), (dir.clone(), ids), "the same programs, pinned at the same place");
+    let names: Vec<String> = std::fs::read_dir(dir.parent().unwrap()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 1, "nothing added beside the pins: {names:?}");
+    assert!(!dir.join("y").exists());
+    let out = monitor(&ws, &ws.path().join("after.jsonl"), "touch /etc/sbx-after-attack; true");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(of_type(&read_log(&ws.path().join("after.jsonl")), "denial").iter().any(|d| d["path"] == "/etc/sbx-after-attack"));
+}
+
 /// Issue 22: a session killed with SIGKILL cannot clean up: its links go with its
 /// descriptors, and so does the lock on its slot, which the next session takes with its
 /// ring buffer (emptied of what the killed one left), so nothing grows.

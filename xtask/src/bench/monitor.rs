@@ -149,11 +149,14 @@ pub(super) fn monitor(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
         let out = Command::new(work.join("getppid_loop")).output()?;
         String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().context("getppid_loop's output")
     };
-    let (mut none, mut idle, mut attached) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut none, mut idle, mut attached, mut first) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         unpin_tracer();
         none.push(loop_ns()?);
+        // The first monitored session after boot (or a new sbx): it loads and pins.
+        let started = Instant::now();
         check(Command::new(sbx).args(["monitor", "--no-tui", "--", "true"]).stderr(Stdio::null()))?;
+        first.push(started.elapsed().as_secs_f64() * 1e3);
         idle.push(loop_ns()?);
         let mut session = Command::new(sbx)
             .args(["monitor", "--no-tui", "--", "sh", "-c", "echo ready; sleep 30"])
@@ -167,9 +170,10 @@ pub(super) fn monitor(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
         let _ = Command::new("kill").arg(session.id().to_string()).status();
         let _ = session.wait();
     }
-    for v in [&mut none, &mut idle, &mut attached] {
+    for v in [&mut none, &mut idle, &mut attached, &mut first] {
         v.sort_by(f64::total_cmp);
     }
+    figures.push(("true: sbx monitor --no-tui, first session (loads and pins) median ms".into(), percentile(&first, 0.5)));
     let (none, idle, attached) = (percentile(&none, 0.5), percentile(&idle, 0.5), percentile(&attached, 0.5));
     figures.push(("getppid outside sessions: ns per call, no tracer pinned".into(), none));
     figures.push(("getppid outside sessions: ns per call, pinned tracer idle (no session)".into(), idle));
