@@ -157,7 +157,7 @@ fn on_bpffs(path: &Path) -> bool {
     nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::FsType(BPF_FS_MAGIC as _))
 }
 
-/// Checks that `root` is a root-owned directory of mode 0700 on bpffs.
+/// Checks that `root` is a directory of root's with mode 0700 (no symlink).
 fn check_root(root: &Path) -> Result<(), EbpfError> {
     let meta = std::fs::symlink_metadata(root).map_err(|source| EbpfError::Pins { path: root.to_path_buf(), source })?;
     if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {
