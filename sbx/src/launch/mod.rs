@@ -13,6 +13,7 @@
 //!    over a file), last, so deny wins over allow for reads too.
 
 pub mod bwrap;
+pub mod direct;
 pub mod git;
 pub mod glob;
 // The connector's entry takes its socket from a number on its argv, and spawns with pre_exec.
@@ -85,7 +86,7 @@ pub fn namespaces_refused() -> Option<String> {
         _ => "sbx runs in a user namespace that may not create more (bwrap --disable-userns, user.max_user_namespaces)",
     };
     Some(format!(
-        "cannot create the namespaces a sandbox needs here (unshare: {}): {context}; run sbx outside it, or let this environment create user namespaces (for Docker, a seccomp profile that allows unshare and clone with namespace flags)",
+        "cannot create the namespaces a sandbox needs here (unshare: {}): {context}; run sbx outside it, or let this environment create user namespaces (for Docker, a seccomp profile that allows unshare and clone with namespace flags), or accept Landlock and seccomp alone with --no-namespaces",
         errno.desc()
     ))
 }
@@ -180,6 +181,8 @@ pub struct Plan {
     pub islands: Vec<PathBuf>,
     /// The directories bound onto themselves between a writable root and an island.
     pub pins: Vec<PathBuf>,
+    /// What this sandbox does not enforce (without namespaces, `direct::not_enforced`).
+    pub not_enforced: Vec<String>,
 }
 
 /// The network plan. `own_netns`: the sandbox gets a network namespace of its own (bwrap's
@@ -413,6 +416,36 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     // devices, /dev/pts and /dev/shm are mounts of their own and stay as they are.
     args.push(Arg::RemountRo("/dev".into()));
 
+    environment(&mut args, policy, facts, true);
+    args.push(Arg::JsonStatusFd(facts.status_fd));
+
+    let own_netns = args.contains(&Arg::UnshareNet);
+    let bwrap = Invocation {
+        args,
+        command: vec![
+            format!("/proc/self/fd/{}", facts.exe_fd).into(),
+            STAGE2_ARG.into(),
+            facts.plan_fd.to_string().into(),
+        ],
+    };
+    let stage2 = stage2::Plan { read: readable, list: Vec::new(), execute: executable, write: writable, command, report_fd: Some(facts.report_fd),
+        require_landlock: facts.require_landlock,
+        seccomp: crate::syscalls::FilterOptions { mediate_exec: policy.commands.active(), ..crate::syscalls::FilterOptions::for_network(&policy.net) },
+        control_fd: facts.control_fd,
+        notify: facts.notify,
+        net: net_plan(policy, own_netns),
+        max_tasks: facts.max_tasks,
+        foreground: facts.own_terminal,
+        direct: false,
+    };
+    Plan { bwrap, stage2, warnings, hidden, islands, pins, not_enforced: Vec::new() }
+}
+
+/// The command's working directory and environment, as bubblewrap arguments (`--chdir`,
+/// `--setenv`, `--unsetenv`; without namespaces, sbx applies them itself): the workspace,
+/// no variable of [`UNSAFE_ENV`], `SBX_SANDBOX=1`, the identity of the user it runs as, and
+/// with `proxy` the proxy's variables.
+fn environment(args: &mut Vec<Arg>, policy: &Policy, facts: &HostFacts, proxy: bool) {
     args.push(Arg::Chdir(policy.workspace.clone()));
     for var in UNSAFE_ENV {
         args.push(Arg::UnsetEnv((*var).into()));
@@ -428,6 +461,9 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         for var in ["SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SUDO_HOME", "DOAS_USER", "MAIL"] {
             args.push(Arg::UnsetEnv(var.into()));
         }
+    }
+    if !proxy {
+        return;
     }
     // The only way out is sbx's proxy; a program that ignores these has no
     // route and fails closed.
@@ -445,27 +481,6 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     ] {
         args.push(Arg::SetEnv(name.into(), value.into()));
     }
-    args.push(Arg::JsonStatusFd(facts.status_fd));
-
-    let own_netns = args.contains(&Arg::UnshareNet);
-    let bwrap = Invocation {
-        args,
-        command: vec![
-            format!("/proc/self/fd/{}", facts.exe_fd).into(),
-            STAGE2_ARG.into(),
-            facts.plan_fd.to_string().into(),
-        ],
-    };
-    let stage2 = stage2::Plan { read: readable, execute: executable, write: writable, command, report_fd: Some(facts.report_fd),
-        require_landlock: facts.require_landlock,
-        seccomp: crate::syscalls::FilterOptions { mediate_exec: policy.commands.active(), ..crate::syscalls::FilterOptions::for_network(&policy.net) },
-        control_fd: facts.control_fd,
-        notify: facts.notify,
-        net: net_plan(policy, own_netns),
-        max_tasks: facts.max_tasks,
-        foreground: facts.own_terminal,
-    };
-    Plan { bwrap, stage2, warnings, hidden, islands, pins }
 }
 
 /// Every path this session protects inside its writable paths, existing or not: the

@@ -30,7 +30,7 @@
 //! | `workspace` | string | the writable project directory |
 //! | `home` | string or null | the invoking user's home, as `~` in the policy |
 //! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `allow_execute` (when not empty), `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains`, `allow_private_resolution` |
-//! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool} |
+//! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool}; without namespaces (`--no-namespaces`: `bwrap` not enforced), `not_enforced`: what is not, one phrase each |
 //! | `observation` | object | `kernel_tracer`: whether sbx's kernel tracer ran (file denials with paths, processes); when it did not, `reason`, one sentence (not root; the kernel refused the tracer's maps or programs; ...). Without it, no file denial is in the log, whatever the command did. Absent in logs of earlier versions |
 //!
 //! ## `denial`
@@ -652,7 +652,7 @@ mod tests {
             command: vec!["true".into()],
             policy,
             sources: vec!["built-in default".into()],
-            enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: LandlockStatus::Full }), seccomp: true, blocked_syscalls: 52, netns: true },
+            enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: LandlockStatus::Full }), seccomp: true, blocked_syscalls: 52, netns: true, ..Enforcement::default() },
             unenforced_limits: Vec::new(),
             observation: crate::sandbox::Observation { kernel_tracer: false, reason: Some("the kernel tracer needs root".into()) },
         }));

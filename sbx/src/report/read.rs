@@ -125,6 +125,7 @@ fn session_start(s: &SessionStartLine) -> SessionStart {
         enforcement.seccomp = e.seccomp.enforced;
         enforcement.blocked_syscalls = e.seccomp.blocked_syscalls;
         enforcement.netns = e.netns.enforced;
+        enforcement.not_enforced = e.not_enforced.clone();
         for (key, limit) in e.limits.iter().flatten() {
             let Some(kind) = Kind::ALL.into_iter().find(|k| k.key() == key) else { continue };
             let l = &mut policy.limits;
@@ -171,7 +172,7 @@ mod tests {
                 command: vec!["sh".into(), "-c".into(), "x y".into()],
                 policy,
                 sources: vec!["built-in default".into()],
-                enforcement: Enforcement { landlock: Some(LandlockReport { abi: 6, status: LandlockStatus::Partial }), seccomp: true, blocked_syscalls: 52, netns: true },
+                enforcement: Enforcement { landlock: Some(LandlockReport { abi: 6, status: LandlockStatus::Partial }), seccomp: true, blocked_syscalls: 52, netns: true, ..Enforcement::default() },
                 unenforced_limits: vec![(Kind::Memory, "no cgroup".into())],
                 observation: Observation { kernel_tracer: false, reason: Some("not root".into()) },
             })),

@@ -102,12 +102,14 @@ pub enum SessionError {
 pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
     // Inside another sandbox or a container that forbids namespaces: one sentence, before
     // anything is made.
-    if let Some(why) = launch::namespaces_refused() {
+    if opts.launch.direct.is_none()
+        && let Some(why) = launch::namespaces_refused()
+    {
         return Err(LaunchError::NoNamespaces(why).into());
     }
     let (policy, _walked) = prepare(policy, &opts)?;
     let policy = &policy;
-    let protections = Protections::take(policy);
+    let protections = Protections::take(policy, opts.launch.direct.is_some());
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
         None => None,

@@ -240,7 +240,21 @@ impl SandboxPids {
     /// process of its pid namespace before bwrap, which waits for it, exits; so when the
     /// launch ends, nothing of the command runs any more (the exit checks rely on it).
     /// bwrap itself when pid 1 is not known yet (--die-with-parent takes the rest).
+    /// Without namespaces (`--no-namespaces`) pid 1 is stage-2's init, whose death kills
+    /// nothing: everything below it is killed first, a few passes in case of a fork in
+    /// between.
     pub(super) fn kill(&self) {
+        if let Some(init) = self.init.get() {
+            for _ in 0..4 {
+                let below = launch::descendants(init);
+                if below.is_empty() {
+                    break;
+                }
+                for pid in below {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
         let target = self.init.get().or(self.bwrap.get().map(|b| b as i32));
         if let Some(pid) = target {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);

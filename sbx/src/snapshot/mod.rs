@@ -126,6 +126,9 @@ impl Snapshot {
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
     snapshot: Snapshot,
+    /// Directories watched with everything in them (`Guard::take_deep`): no mount keeps
+    /// them read-only.
+    deep: Vec<PathBuf>,
     /// Where a quarantine directory for this session is made when one is needed.
     quarantine_root: Option<PathBuf>,
 }
@@ -139,7 +142,19 @@ impl Guard {
             let named_policy = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
             !named_policy && (std::fs::symlink_metadata(p).is_ok() || p.parent().is_some_and(Path::is_dir))
         });
-        Self { snapshot: Snapshot::take(watched), quarantine_root }
+        Self { snapshot: Snapshot::take(watched), deep: Vec::new(), quarantine_root }
+    }
+
+    /// [`Guard::take`], and every directory among `paths` (or that appears at one of them)
+    /// is watched with everything in it, down to [`DEEP_ENTRIES`] entries: for a sandbox
+    /// without namespaces (`--no-namespaces`), where no read-only mount keeps them.
+    pub fn take_deep(paths: impl IntoIterator<Item = PathBuf>, quarantine_root: Option<PathBuf>) -> Self {
+        let paths: Vec<PathBuf> = paths.into_iter().collect();
+        let mut guard = Self::take(paths.iter().cloned(), quarantine_root);
+        guard.deep = paths.into_iter().filter(|p| guard.snapshot.states.contains_key(p)).collect();
+        let inside: Vec<PathBuf> = guard.deep.iter().flat_map(|d| entries_below(d)).collect();
+        guard.snapshot.states.extend(Snapshot::take(inside).states);
+        guard
     }
 
     /// Compares every watched path with its snapshot; quarantines what the command left
@@ -152,13 +167,22 @@ impl Guard {
     /// [`Guard::verify`], with the session's quarantine directory (made on first use).
     pub fn verify_into(&self, quarantine: &mut Quarantine) -> Vec<crate::report::Tamper> {
         let mut out = Vec::new();
-        for (path, change) in self.snapshot.changes([]) {
+        let mut moved: Vec<PathBuf> = Vec::new();
+        let found: Vec<PathBuf> = self.deep.iter().flat_map(|d| entries_below(d)).collect();
+        for (path, change) in self.snapshot.changes(found) {
+            // Inside a directory moved to the quarantine already, with it.
+            if moved.iter().any(|m| path.starts_with(m)) {
+                continue;
+            }
             let before = self.snapshot.states.get(&path).unwrap_or(&State::Missing);
-            let (action, moved, error) = match quarantine.dir() {
+            let (action, moved_to, error) = match quarantine.dir() {
                 Err(e) => (TamperAction::Reported, None, Some(e)),
                 Ok(q) => settle(&path, before, &q),
             };
-            out.push(crate::report::Tamper { path, change, action, quarantine: moved, error, diff: Vec::new() });
+            if action != TamperAction::Reported && matches!(change, Change::Created | Change::Replaced) {
+                moved.push(path.clone());
+            }
+            out.push(crate::report::Tamper { path, change, action, quarantine: moved_to, error, diff: Vec::new() });
         }
         out
     }
@@ -167,6 +191,30 @@ impl Guard {
     pub fn quarantine_root(&self) -> Option<PathBuf> {
         self.quarantine_root.clone()
     }
+}
+
+/// Entries below a deep-watched directory ([`Guard::take_deep`]), at most this many each.
+pub const DEEP_ENTRIES: usize = 10_000;
+
+/// Every path below `dir` (not following symlinks), parents first, at most
+/// [`DEEP_ENTRIES`]; none when `dir` is not a directory.
+fn entries_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut queue = vec![dir.to_path_buf()];
+    while let Some(d) = queue.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            if out.len() >= DEEP_ENTRIES {
+                return out;
+            }
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                queue.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// One session's quarantine directory, made the first time something goes there.

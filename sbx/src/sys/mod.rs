@@ -153,6 +153,56 @@ pub fn become_user(uid: u32, gid: u32, groups: &[libc::gid_t]) -> io::Result<()>
     Ok(())
 }
 
+/// Drops every capability for good: the bounding set (so that no exec, not even of a
+/// set-uid or file-capability program, gets one back), the ambient, inheritable, permitted and
+/// effective sets. For a process without capabilities (an ordinary user) this is a no-op.
+/// Used where no user namespace holds them (`--no-namespaces`).
+pub fn drop_capabilities() -> io::Result<()> {
+    // The highest capability this kernel knows; bwrap's --cap-drop ALL does the same walk.
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(63);
+    // SAFETY: prctl and capget/capset with integer arguments and pointers to live locals.
+    unsafe {
+        for cap in 0..=last {
+            // Dropping from the bounding set needs CAP_SETPCAP: without it, there is nothing
+            // to drop but what the sets below clear (a process without capabilities).
+            if libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) == 1
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+            {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EPERM) {
+                    return Err(e);
+                }
+            }
+        }
+        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) != 0 {
+            let e = io::Error::last_os_error();
+            // EINVAL: a kernel without ambient capabilities.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+        // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = Header { version: 0x2008_0522, pid: 0 };
+        let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        if libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// What already confines this process (a container, another sandbox, sbx itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Confinement {

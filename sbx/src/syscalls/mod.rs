@@ -416,6 +416,37 @@ pub static MEDIATED_EXEC: &[Blocked] = &[
     },
 ];
 
+/// IPC that only an IPC namespace would make the sandbox's own: without one
+/// (`--no-namespaces`), System V shared memory, semaphores and message queues, and POSIX
+/// message queues, are the host's (another process of the user's could be attached to them).
+/// POSIX shared memory lives in /dev/shm, which Landlock keeps read-only there.
+pub static HOST_IPC: &[Blocked] = &[
+    always("shmget", libc::SYS_shmget, "System V shared memory (the host's: sbx runs without namespaces)"),
+    always("shmat", libc::SYS_shmat, "System V shared memory (the host's: sbx runs without namespaces)"),
+    always("shmctl", libc::SYS_shmctl, "System V shared memory (the host's: sbx runs without namespaces)"),
+    always("semget", libc::SYS_semget, "System V semaphores (the host's: sbx runs without namespaces)"),
+    always("semop", libc::SYS_semop, "System V semaphores (the host's: sbx runs without namespaces)"),
+    always("semtimedop", libc::SYS_semtimedop, "System V semaphores (the host's: sbx runs without namespaces)"),
+    always("semctl", libc::SYS_semctl, "System V semaphores (the host's: sbx runs without namespaces)"),
+    always("msgget", libc::SYS_msgget, "System V message queues (the host's: sbx runs without namespaces)"),
+    always("msgsnd", libc::SYS_msgsnd, "System V message queues (the host's: sbx runs without namespaces)"),
+    always("msgrcv", libc::SYS_msgrcv, "System V message queues (the host's: sbx runs without namespaces)"),
+    always("msgctl", libc::SYS_msgctl, "System V message queues (the host's: sbx runs without namespaces)"),
+    always("mq_open", libc::SYS_mq_open, "POSIX message queues (the host's: sbx runs without namespaces)"),
+    always("mq_unlink", libc::SYS_mq_unlink, "POSIX message queues (the host's: sbx runs without namespaces)"),
+];
+
+/// IPv4 and IPv6 sockets, refused when the sandbox has no network namespace and the user
+/// did not choose an unfiltered network (`--no-namespaces`): an IP socket would be the host's
+/// network, with no proxy in the way.
+pub static IP_SOCKETS: &[Blocked] = &[Blocked {
+    name: "socket",
+    nr: libc::SYS_socket,
+    condition: Condition::ArgIs { arg: 0, values: &[libc::AF_INET as u32, libc::AF_INET6 as u32] },
+    outcome: Outcome::Deny,
+    reason: "IP networking (sbx runs without namespaces and without --unfiltered-network: no network)",
+}];
+
 /// The type bits of socket(2)'s and socketpair(2)'s `type` argument (the kernel's
 /// `SOCK_TYPE_MASK`); the bits above are `SOCK_NONBLOCK` and `SOCK_CLOEXEC`.
 const SOCK_TYPE_MASK: u32 = 0xf;
@@ -432,6 +463,13 @@ pub struct FilterOptions {
     /// Add the [`MEDIATED_EXEC`] entries: every exec is notified (command rules), so the
     /// filter needs a listener and a supervisor that decides execs.
     pub mediate_exec: bool,
+    /// The sandbox shares the host's namespaces (`--no-namespaces`): add the
+    /// [`HOST_IPC`] entries, since System V and POSIX message-queue IPC would be the host's.
+    pub shared_host: bool,
+    /// No network at all (`--no-namespaces` without `--unfiltered-network`): add the
+    /// [`IP_SOCKETS`] entries, since without a network namespace an IP socket would be the
+    /// host's network.
+    pub no_ip: bool,
 }
 
 impl FilterOptions {
@@ -443,7 +481,9 @@ impl FilterOptions {
             (false, false) => &[],
         };
         let exec: &'static [Blocked] = if self.mediate_exec { MEDIATED_EXEC } else { &[] };
-        BLOCKED.iter().chain(unix).chain(exec)
+        let ipc: &'static [Blocked] = if self.shared_host { HOST_IPC } else { &[] };
+        let ip: &'static [Blocked] = if self.no_ip { IP_SOCKETS } else { &[] };
+        BLOCKED.iter().chain(unix).chain(exec).chain(ipc).chain(ip)
     }
 
     /// Whether the filter notifies syscalls whatever the deny action: a supervisor must

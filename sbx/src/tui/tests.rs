@@ -34,7 +34,7 @@ fn start(landlock: LandlockStatus, seccomp: bool) -> report::Event {
         command: command(),
         policy: Policy::builtin("/w".into(), Some("/h".into())),
         sources: vec!["built-in default".into()],
-        enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, blocked_syscalls: 52, netns: true },
+        enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, blocked_syscalls: 52, netns: true, ..Enforcement::default() },
         unenforced_limits: Vec::new(),
         observation: crate::sandbox::Observation { kernel_tracer: true, reason: None },
     }))

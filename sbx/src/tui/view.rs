@@ -279,9 +279,12 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
             };
             let onoff = |name: &str, on: bool| (format!("{name} {}", if on { "on" } else { "OFF" }), on);
             let mut layers = vec![(ll_text, ll_ok), onoff("seccomp", e.seccomp), onoff("netns", e.netns)];
-            // bwrap is always enforced once a session has started: the first
-            // to go when room is short.
-            if !narrow {
+            // bwrap is enforced once a session has started, but with --no-namespaces: the
+            // first to go when room is short; without it, what is not enforced is said
+            // whatever the room (it runs past the edge when short).
+            if !e.not_enforced.is_empty() {
+                layers.push((format!("no namespaces, not enforced: {}", e.not_enforced.iter().map(|w| crate::termtext::escape(w)).collect::<Vec<_>>().join("; ")), false));
+            } else if !narrow {
                 layers.push(onoff("bwrap", true));
             }
             if !narrow {

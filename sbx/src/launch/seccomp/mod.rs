@@ -140,7 +140,7 @@ impl FilterOptions {
     /// answers ENOENT as the host would. Refusing socket(2) itself instead made every glibc
     /// lookup (its nscd probe) a denial, and a denial of what was never going to be reached.
     pub fn for_network(net: &crate::policy::NetPolicy) -> FilterOptions {
-        FilterOptions { block_unix_sockets: !net.allow_all_unix_sockets, mediate_unix_connect: !net.allow_all_unix_sockets, mediate_exec: false }
+        FilterOptions { block_unix_sockets: !net.allow_all_unix_sockets, mediate_unix_connect: !net.allow_all_unix_sockets, ..FilterOptions::default() }
     }
 }
 

@@ -1,0 +1,225 @@
+//! The plan without namespaces (`--no-namespaces`), for containers and sandboxes where no
+//! namespace can be created: Landlock and seccomp only, applied by stage-2, which sbx starts
+//! itself instead of bubblewrap.
+//!
+//! What a mount did, Landlock does where it can:
+//! - **Root**: refused. The command would own the host's system files, and Landlock does
+//!   not cover chmod, chown nor ACLs; `--user NAME` (or sudo from that user) runs it as a user.
+//! - **denyRead**: Landlock grants only, so a
+//!   hidden path is left out by granting reads on each of its siblings, and on the siblings
+//!   of each of its ancestors, instead of on their parent. A directory on the way to a
+//!   hidden path can still be listed (the names in it, not the contents), and an entry
+//!   created beside one after the start cannot be read. A hidden path inside a writable
+//!   directory cannot be left out that way (writing there is granted on the whole
+//!   directory), so that is refused at start.
+//! - **/dev**: the host's; only the harmless devices (null, zero, full, random, urandom, tty,
+//!   ptmx, pts) are reachable. No block device is readable, not even as root.
+//! - **/tmp**: a directory of the session's own in the host's /tmp (`TMPDIR`), removed at
+//!   the end; /tmp itself and /dev/shm are read-only.
+//! - **Network**: none (IP sockets refused by seccomp, TCP by Landlock), or unfiltered when
+//!   the user chose it (`--unfiltered-network`): never unfiltered by default.
+//!
+//! What is not enforced is said in [`not_enforced`], which the banner, `session_start` and
+//! the dashboard show.
+
+use super::*;
+
+/// The network of a sandbox without namespaces: there is no loopback of its own for the
+/// proxy to listen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// No IP socket at all.
+    None,
+    /// The host's network, unfiltered (`--unfiltered-network`).
+    Unfiltered,
+}
+
+/// The devices the command may use; every other node of the host's /dev is out of reach.
+const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/ptmx", "/dev/pts"];
+
+/// What a sandbox without namespaces does not enforce, one phrase each, for the banner,
+/// `session_start` and the dashboard.
+pub fn not_enforced(network: Network, islands: &[PathBuf]) -> Vec<String> {
+    let mut out = vec![
+        "no namespaces: the command sees the host's processes (Landlock still keeps it from signalling or tracing them) and its /proc".to_string(),
+        "no private /tmp: TMPDIR is a directory of the session's own, /tmp and /dev/shm are the host's, read-only".to_string(),
+        "denyRead hides contents, not names: the directories on the way to a hidden path can be listed".to_string(),
+        "modes of the user's own files outside the writable paths can be changed (Landlock does not cover chmod)".to_string(),
+        "if sbx itself is killed (SIGKILL), processes the command left running are not stopped (they stay confined)".to_string(),
+    ];
+    out.push(match network {
+        Network::None => "network: none (no proxy without a network namespace; --unfiltered-network gives the host's network)".to_string(),
+        Network::Unfiltered => "network: the host's, unfiltered (--unfiltered-network): no domain rule applies".to_string(),
+    });
+    if !islands.is_empty() {
+        out.push(format!(
+            "the {} protected paths inside the writable ones (.git/hooks and config, shell startup files, editor and agent configuration) are not read-only: a change is undone at the end (a missing one created is moved away at once), so a host program that runs one meanwhile would run the change",
+            islands.len()
+        ));
+    }
+    out
+}
+
+/// Resolves `policy` into a plan for stage-2 started directly, with `tmp` as the session's
+/// temporary directory (made by the caller). Errors name what cannot be enforced here.
+pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network: Network, tmp: &Path) -> Result<Plan, LaunchError> {
+    // The command would be uid 0, the owner of the host's system files: Landlock does not
+    // cover chmod, chown nor ACLs, which only a read-only mount kept from it.
+    if facts.hide_host_secrets {
+        return Err(LaunchError::NoNamespaces(
+            "--no-namespaces cannot run a command as root: it would own the host's system files, and Landlock does not cover changes of their modes and owners; run it as a user (--user NAME, or sudo from that user)".into(),
+        ));
+    }
+    let probe = facts.probe;
+    let exists = |p: &Path| probe(p) != PathKind::Missing;
+    let plain = |p: &Path| (facts.canonical)(p).as_deref() == Some(p);
+    let mut warnings = Vec::new();
+    let expand = |list: &[PathBuf], warnings: &mut Vec<String>| -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for path in list {
+            if crate::policy::is_glob(path) {
+                let e = (facts.expand)(path);
+                if e.truncated {
+                    warnings.push(format!("the rule {} matched more than {} entries deep; only the first part of the tree is covered", path.display(), glob::MAX_ENTRIES));
+                }
+                out.extend(e.matches);
+            } else {
+                out.push(path.clone());
+            }
+        }
+        out
+    };
+    let allow_read = expand(&policy.fs.allow_read, &mut warnings);
+    let allow_execute = expand(&policy.fs.allow_execute, &mut warnings);
+    let mut hidden: Vec<PathBuf> = expand(&policy.fs.deny_read, &mut warnings).into_iter().filter(|p| exists(p)).collect();
+    let allow_write = expand(&policy.fs.allow_write, &mut warnings);
+    let deny_write = expand(&policy.fs.deny_write, &mut warnings);
+    // The host's /dev is hidden but for a few devices, granted below.
+    hidden.push("/dev".into());
+    hidden.sort();
+    hidden.dedup();
+
+    // Writable: the workspace, allowWrite (the real paths only, as with namespaces), the
+    // session's temporary directory; denyWrite and the hidden paths win.
+    let mut writable = vec![tmp.to_path_buf()];
+    let mut wanted = vec![policy.workspace.clone()];
+    wanted.extend(allow_write.iter().cloned());
+    for path in wanted {
+        if !exists(&path) || deny_write.iter().any(|d| path.starts_with(d)) || hidden.iter().any(|h| path.starts_with(h)) {
+            continue;
+        }
+        if !plain(&path) {
+            warnings.push(format!(
+                "the allowWrite entry {} is or goes through a symbolic link, so it is not made writable (a command could have planted the link); name the real path instead",
+                crate::termtext::path(&path)
+            ));
+            continue;
+        }
+        writable.push(path);
+    }
+    if let Some(h) = hidden.iter().find(|h| h.as_path() != Path::new("/dev") && writable.iter().any(|w| h.starts_with(w))) {
+        return Err(LaunchError::NoNamespaces(format!(
+            "--no-namespaces cannot hide {} (denyRead): it is inside a writable directory, where Landlock cannot refuse reads of one path; move it out of the workspace, or run sbx where namespaces work",
+            crate::termtext::path(h)
+        )));
+    }
+
+    // Readable: the whole view (or, under defaultDenyRead, the system paths, allowRead and
+    // the workspace), less the hidden paths.
+    let roots: Vec<PathBuf> = if policy.fs.default_deny_read {
+        SYSTEM_READ.iter().map(PathBuf::from).chain(allow_read.iter().cloned()).chain([policy.workspace.clone()]).filter(|p| exists(p)).collect()
+    } else {
+        vec!["/".into()]
+    };
+    let mut read = Vec::new();
+    let mut list = Vec::new();
+    for root in &roots {
+        readable_except(root, &hidden, &mut read, &mut list);
+    }
+    let execute: Vec<PathBuf> = allow_execute.into_iter().filter(|p| exists(p) && !hidden.iter().any(|h| p.starts_with(h))).collect();
+    writable.extend(DEVICES.iter().map(PathBuf::from).filter(|p| exists(p)));
+    list.push("/dev".into());
+
+
+    let mut args = Vec::new();
+    environment(&mut args, policy, facts, false);
+    args.push(Arg::SetEnv("TMPDIR".into(), tmp.into()));
+    let seccomp = crate::syscalls::FilterOptions {
+        mediate_exec: policy.commands.active(),
+        shared_host: true,
+        no_ip: network == Network::None,
+        ..crate::syscalls::FilterOptions::for_network(&policy.net)
+    };
+    let stage2 = stage2::Plan {
+        read,
+        list,
+        execute,
+        write: writable,
+        command,
+        report_fd: Some(facts.report_fd),
+        require_landlock: facts.require_landlock,
+        seccomp,
+        control_fd: facts.control_fd,
+        notify: facts.notify,
+        net: stage2::NetPlan { allow_local_binding: network == Network::Unfiltered && policy.net.allow_local_binding, ..Default::default() },
+        max_tasks: facts.max_tasks,
+        foreground: facts.own_terminal,
+        direct: true,
+    };
+    hidden.retain(|h| h.as_path() != Path::new("/dev"));
+    Ok(Plan {
+        bwrap: Invocation { args, command: Vec::new() },
+        stage2,
+        warnings,
+        hidden,
+        // Not mount points here: the exit checks restore them (`snapshot::Guard::take_deep`).
+        islands: Vec::new(),
+        pins: Vec::new(),
+        not_enforced: not_enforced(network, &protected_paths(policy, &facts.git_paths)),
+    })
+}
+
+/// Landlock rules that make `root` readable but for the `hidden` paths: `root` itself when
+/// nothing hidden is inside it; otherwise each entry of it, recursively, and `root` listable
+/// (into `list`). Symbolic links get no rule: a rule on one would be a rule on its target
+/// (Landlock opens the path), and the target is ruled where it lies.
+fn readable_except(root: &Path, hidden: &[PathBuf], read: &mut Vec<PathBuf>, list: &mut Vec<PathBuf>) {
+    if hidden.iter().any(|h| root.starts_with(h)) {
+        return;
+    }
+    if !hidden.iter().any(|h| h.starts_with(root)) {
+        read.push(root.to_path_buf());
+        return;
+    }
+    list.push(root.to_path_buf());
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_symlink() {
+            continue;
+        }
+        readable_except(&entry.path(), hidden, read, list);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_paths_are_left_out_by_granting_their_siblings() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for p in ["a/secret", "a/b/c", "a/b/d", "e"] {
+            std::fs::create_dir_all(d.join(p)).unwrap();
+        }
+        std::fs::write(d.join("a/file"), "x").unwrap();
+        std::os::unix::fs::symlink(d.join("a/secret"), d.join("a/link")).unwrap();
+        let (mut read, mut list) = (Vec::new(), Vec::new());
+        readable_except(d, &[d.join("a/secret"), d.join("a/b/d")], &mut read, &mut list);
+        read.sort();
+        list.sort();
+        assert_eq!(read, [d.join("a/b/c"), d.join("a/file"), d.join("e")]);
+        assert_eq!(list, [d.to_path_buf(), d.join("a"), d.join("a/b")]);
+    }
+}
