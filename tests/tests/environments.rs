@@ -107,3 +107,139 @@ fn confined_the_same(setpriv: &[&str]) {
     let events = sbx_integration_tests::read_log(&ws.path().join("audit.jsonl"));
     assert!(events.iter().any(|e| e["type"] == "denial" && e["path"] == "/etc/z"), "{setpriv:?}: {events:?}");
 }
+
+/// `sbx run --no-namespaces ARGS` inside a bubblewrap that may not create user namespaces
+/// (`--disable-userns`): where sbx cannot create its own, as in a container.
+fn in_nested_userns(ws: &Workspace, args: &[&str]) -> std::process::Output {
+    let bwrap = require_tool("bwrap");
+    let mut cmd = ws.sbx_at(&bwrap, ["--unshare-user", "--disable-userns", "--dev-bind", "/", "/", "--"]);
+    cmd.arg(public_sbx()).args(args);
+    cmd.output().unwrap()
+}
+
+/// Issue 17, containers: where namespaces cannot be created, `--no-namespaces` runs the
+/// command under Landlock and seccomp alone and says what it does not enforce. Attacked as
+/// a command would: a hidden directory read directly, through a symlink and a hard link;
+/// writes outside the writable paths; the network; a signal to a host process of the same
+/// user; the host's System V IPC; a daemon left behind; git hooks and config planted for
+/// the host; every check made on the host's state afterwards.
+#[test]
+fn no_namespaces_confines_with_landlock_and_seccomp_alone() {
+    require_root!();
+    let u = test_user();
+    let ws = Workspace::new(As::User);
+    let owned = |p: &std::path::Path| sbx_integration_tests::chown(p, u.uid, u.gid);
+    // The user's own files outside the workspace: a secret the policy hides, a directory
+    // it may not write.
+    let outside = tempfile::Builder::new().prefix("sbx-it-outside").tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::write(secret.join("key"), "TOPSECRET").unwrap();
+    for p in [outside.path(), &secret, &secret.join("key")] {
+        owned(p);
+    }
+    ws.write("sbx.jsonc", &format!(r#"{{ "filesystem": {{ "denyRead": ["{}"] }} }}"#, secret.display()));
+    let git = |args: &[&str]| {
+        let mut cmd = Command::new("git");
+        sbx_integration_tests::as_test_user(cmd.args(args).current_dir(ws.path()).env("HOME", &u.home));
+        assert!(cmd.status().unwrap().success(), "git {args:?}");
+    };
+    git(&["init", "-q", "."]);
+    let config_before = std::fs::read(ws.path().join(".git/config")).unwrap();
+    // A process of the same user on the host, which the command must not signal.
+    let mut neighbour = Command::new("sleep");
+    sbx_integration_tests::as_test_user(neighbour.arg("60"));
+    let mut neighbour = neighbour.spawn().unwrap();
+    let marker = format!("sbx-it-daemon-{}", std::process::id());
+    let script = format!(
+        r#"cat {s}/key && echo LEAK-direct
+ls {s} >/dev/null && echo listed
+ln -s {s} lnk; cat lnk/key && echo LEAK-symlink
+ln {s}/key hl 2>/dev/null; cat hl 2>/dev/null && echo LEAK-hardlink
+echo ok > inside && cat inside
+echo x > {o}/planted && echo LEAK-outside
+echo x > /tmp/sbx-it-planted-$$ && echo LEAK-tmp
+echo t > "$TMPDIR/t" && cat "$TMPDIR/t" && echo "tmpdir=$TMPDIR"
+kill -0 {n} && echo LEAK-signal
+python3 -c '
+import ctypes, socket
+try:
+    socket.create_connection(("127.0.0.1", 9)); print("LEAK-net")
+except OSError as e: print("net:", e.errno)
+libc = ctypes.CDLL(None, use_errno=True)
+print("shmget:", libc.shmget(0, 4096, 0o1600), ctypes.get_errno())
+'
+echo evil > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit
+git config core.fsmonitor 'touch /tmp/pwned'
+(setsid sh -c 'exec -a {m} sleep 300' &)
+echo end"#,
+        s = secret.display(),
+        o = outside.path().display(),
+        n = neighbour.id(),
+        m = marker,
+    );
+    let out = in_nested_userns(&ws, &["run", "--memory", "off", "--log", "audit.jsonl", "--no-namespaces", "--", "sh", "-c", &script]);
+    let _ = neighbour.kill();
+    let _ = neighbour.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success() && stdout.ends_with("end\n"), "{}", text(&out));
+    assert!(!stdout.contains("LEAK") && !stdout.contains("TOPSECRET"), "{}", text(&out));
+    for expected in ["listed\n", "ok\n", "t\ntmpdir=", "net: 1\n", "shmget: -1 1\n"] {
+        assert!(stdout.contains(expected), "{expected:?}: {}", text(&out));
+    }
+    // The session's TMPDIR is gone, and nothing was written outside.
+    let tmpdir = stdout.lines().find_map(|l| l.strip_prefix("tmpdir=")).unwrap();
+    assert!(tmpdir.starts_with("/tmp/sbx-tmp-") && !std::path::Path::new(tmpdir).exists(), "{tmpdir}");
+    assert!(!outside.path().join("planted").exists());
+    // No process of the sandbox outlives it, not even a setsid'd daemon.
+    let left = Command::new("pgrep").args(["-f", &marker]).output().unwrap();
+    assert!(left.stdout.is_empty(), "left running: {}", String::from_utf8_lossy(&left.stdout));
+    // The planted hook is gone and the config is the original, each reported.
+    assert!(!ws.path().join(".git/hooks/pre-commit").exists(), "{}", text(&out));
+    assert_eq!(std::fs::read(ws.path().join(".git/config")).unwrap(), config_before, "{}", text(&out));
+    assert!(stderr.contains(".git/hooks/pre-commit was created during the session") && stderr.contains(".git/config"), "{}", text(&out));
+    // Said at start, and in the log, what is not enforced.
+    assert!(stderr.contains("sbx: not enforced without namespaces: network: none"), "{}", text(&out));
+    let events = sbx_integration_tests::read_log(&ws.path().join("audit.jsonl"));
+    let e = &events[0]["enforcement"];
+    assert_eq!((e["bwrap"]["enforced"].as_bool(), e["netns"]["enforced"].as_bool(), e["landlock"]["enforced"].as_str()), (Some(false), Some(false), Some("full")), "{e}");
+    let missing: Vec<&str> = e["not_enforced"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
+    assert!(missing.iter().any(|w| w.starts_with("network: none")) && missing.iter().any(|w| w.contains("no private /tmp")), "{missing:?}");
+    assert!(events.iter().any(|e| e["type"] == "denial" && e["syscall"] == "shmget"), "{events:?}");
+
+    // --require netns cannot be had without namespaces; -p neither.
+    let out = in_nested_userns(&ws, &["run", "--no-namespaces", "--require", "netns", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--require netns: --no-namespaces runs without a network namespace"), "{}", text(&out));
+    // Without the flag, the sentence names it as a way out.
+    let out = in_nested_userns(&ws, &["run", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-namespaces"), "{}", text(&out));
+    // The unfiltered network only when asked for: a server on the host's loopback.
+    let (port, hits) = sbx_integration_tests::http_server();
+    let get = format!("import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/').read().decode().strip())");
+    let out = in_nested_userns(&ws, &["run", "--memory", "off", "--no-namespaces", "--unfiltered-network", "--", "python3", "-c", &get]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{}", text(&out));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("network: the host's, unfiltered"), "{}", text(&out));
+
+    // Root (sudo) running it as the user: the kernel tracer observes what Landlock refused.
+    let mut cmd = Command::new(sbx_integration_tests::sbx_bin());
+    cmd.args(["run", "--memory", "off", "--user", u.name, "--log", "root.jsonl", "--no-namespaces", "--", "sh", "-c"])
+        .arg(format!("id -u; cat {}/key", secret.display()))
+        .current_dir(ws.path());
+    let out = cmd.output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", u.uid), "{}", text(&out));
+    let events = sbx_integration_tests::read_log(&ws.path().join("root.jsonl"));
+    assert_eq!(events[0]["observation"]["kernel_tracer"], true, "{events:?}");
+    let key = secret.join("key").display().to_string();
+    assert!(events.iter().any(|e| e["type"] == "denial" && e["path"] == key.as_str() && e["source"] == "landlock"), "{events:?}");
+
+    // As root, the command would own the host's files: refused in one sentence.
+    let root_ws = Workspace::new(As::Root);
+    let out = in_nested_userns(&root_ws, &["run", "--no-namespaces", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("sbx: --no-namespaces cannot run a command as root") && err.lines().count() == 1, "{err}");
+}

@@ -23,7 +23,8 @@ pub struct Attribution {
     /// Landlock's readable and writable roots.
     pub read_roots: Vec<PathBuf>,
     pub write_roots: Vec<PathBuf>,
-    /// The paths denyRead hides (mode 000, read-only).
+    /// The paths denyRead hides (mode 000, read-only; without namespaces, left out of
+    /// Landlock's roots).
     pub hidden: Vec<PathBuf>,
     /// The seccomp table, as compiled for this session.
     pub seccomp: FilterOptions,
@@ -257,7 +258,8 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
     } else if nr == SYS_BIND && errno == "EACCES" && attr.landlock {
         (Source::Landlock, "TCP ports may not be bound in a sandbox that shares the host's network (allowLocalBinding)".to_string())
     } else if errno == "EACCES" && effective.is_some_and(|p| under_any(p, &attr.hidden)) {
-        (Source::Mount, "the path is hidden by the policy (denyRead)".to_string())
+        // Without namespaces (`seccomp.shared_host`), Landlock hides them, not a mount.
+        (if attr.seccomp.shared_host { Source::Landlock } else { Source::Mount }, "the path is hidden by the policy (denyRead)".to_string())
     } else if errno == "EROFS" {
         (Source::Mount, "the path is on a read-only mount of the sandbox's view".to_string())
     } else if errno == "EACCES" && attr.landlock && effective.is_some_and(|p| {
@@ -389,6 +391,10 @@ mod tests {
         // A hidden file.
         let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &a).unwrap();
         assert_eq!((d.source, d.operation.map(Operation::as_str)), (Source::Mount, Some("read")));
+        // Without namespaces, Landlock hides it.
+        let direct = Attribution { seccomp: FilterOptions { shared_host: true, ..FilterOptions::default() }, ..attr() };
+        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &direct).unwrap();
+        assert_eq!((d.source, d.operation.map(Operation::as_str)), (Source::Landlock, Some("read")));
         // mount is on seccomp's list.
         let d = denial(&raw(165, -1, [0; 6], "", 0), &a).unwrap();
         assert_eq!((d.source, d.syscall.as_deref()), (Source::Seccomp, Some("mount")));

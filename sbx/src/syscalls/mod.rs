@@ -651,7 +651,8 @@ mod tests {
 
     #[test]
     fn syscall_name_round_trips_every_table_entry() {
-        for b in blocked() {
+        let all = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, shared_host: true, no_ip: true };
+        for b in blocked().iter().chain(all.entries()).chain(UNIX_SOCKETS) {
             assert_eq!(syscall_name(b.nr), Some(b.name), "nr {}", b.nr);
         }
     }
