@@ -277,6 +277,7 @@ fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool, crate::t
     check_required(&args.require)?;
     let direct = args.no_namespaces.then_some(if args.unfiltered_network { launch::direct::Network::Unfiltered } else { launch::direct::Network::None });
     if direct.is_some() {
+        launch::direct::check_user(run_as.is_none() && nix::unistd::geteuid().is_root())?;
         if args.require.contains(&Layer::Netns) {
             return Err(LaunchError::Required("netns", "--no-namespaces runs without a network namespace").into());
         }

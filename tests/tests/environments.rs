@@ -208,6 +208,24 @@ echo end"#,
     assert!(missing.iter().any(|w| w.starts_with("network: none")) && missing.iter().any(|w| w.contains("no private /tmp")), "{missing:?}");
     assert!(events.iter().any(|e| e["type"] == "denial" && e["syscall"] == "shmget"), "{events:?}");
 
+    // No tmpfs to size; no RLIMIT_NPROC that would count the user's other processes.
+    let limits = &e["limits"];
+    assert_eq!((limits["tmpSize"]["enforced"].as_bool(), limits["pids"]["enforced"].as_bool()), (Some(false), Some(false)), "{limits}");
+
+    // A hidden path inside the writable workspace cannot be left out of Landlock's roots:
+    // refused before anything runs, in one sentence.
+    let inner = tempfile::Builder::new().prefix("sbx-it-ws").tempdir_in(ws.path()).unwrap();
+    owned(inner.path());
+    std::fs::write(inner.path().join(".env"), "TOKEN").unwrap();
+    std::fs::write(inner.path().join("sbx.jsonc"), r#"{ "filesystem": { "denyRead": ["./.env"] } }"#).unwrap();
+    for p in [".env", "sbx.jsonc"] {
+        owned(&inner.path().join(p));
+    }
+    let mut cmd = ws.sbx_at(&require_tool("bwrap"), ["--unshare-user", "--disable-userns", "--dev-bind", "/", "/", "--"]);
+    let out = cmd.arg(public_sbx()).args(["run", "--memory", "off", "--no-namespaces", "--", "cat", ".env"]).current_dir(inner.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-namespaces cannot hide") && out.stdout.is_empty(), "{}", text(&out));
+
     // --require netns cannot be had without namespaces; -p neither.
     let out = in_nested_userns(&ws, &["run", "--no-namespaces", "--require", "netns", "--", "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", text(&out));

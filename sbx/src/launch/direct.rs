@@ -60,16 +60,23 @@ pub fn not_enforced(network: Network, islands: &[PathBuf]) -> Vec<String> {
     out
 }
 
-/// Resolves `policy` into a plan for stage-2 started directly, with `tmp` as the session's
-/// temporary directory (made by the caller). Errors name what cannot be enforced here.
-pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network: Network, tmp: &Path) -> Result<Plan, LaunchError> {
-    // The command would be uid 0, the owner of the host's system files: Landlock does not
-    // cover chmod, chown nor ACLs, which only a read-only mount kept from it.
-    if facts.hide_host_secrets {
+/// Refuses a command that would run as root (`as_root`: sbx is root and runs it as
+/// itself): uid 0 owns the host's system files, and Landlock does not cover chmod, chown nor
+/// ACLs, which only a read-only mount kept from it. Checked before anything starts, and
+/// again by [`plan`].
+pub fn check_user(as_root: bool) -> Result<(), LaunchError> {
+    if as_root {
         return Err(LaunchError::NoNamespaces(
             "--no-namespaces cannot run a command as root: it would own the host's system files, and Landlock does not cover changes of their modes and owners; run it as a user (--user NAME, or sudo from that user)".into(),
         ));
     }
+    Ok(())
+}
+
+/// Resolves `policy` into a plan for stage-2 started directly, with `tmp` as the session's
+/// temporary directory (made by the caller). Errors name what cannot be enforced here.
+pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network: Network, tmp: &Path) -> Result<Plan, LaunchError> {
+    check_user(facts.hide_host_secrets)?;
     let probe = facts.probe;
     let exists = |p: &Path| probe(p) != PathKind::Missing;
     let plain = |p: &Path| (facts.canonical)(p).as_deref() == Some(p);

@@ -446,10 +446,7 @@ fn init(report: &mut Option<File>, control: Option<&std::os::fd::OwnedFd>) -> Re
     use nix::unistd::{ForkResult, fork};
     // Orphans of the command (a double fork, a daemon) become ours, not the host's init's,
     // so that reap finds them.
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(format!("cannot become the sandbox's subreaper: {}", std::io::Error::last_os_error()));
-    }
+    crate::sys::become_subreaper().map_err(|e| format!("cannot become the sandbox's subreaper: {e}"))?;
     // SAFETY: stage-2 is single-threaded (no runtime has started in this process), so the
     // child may run any code.
     match unsafe { fork() }.map_err(|e| format!("cannot fork the sandbox's init: {e}"))? {
@@ -470,8 +467,9 @@ fn init(report: &mut Option<File>, control: Option<&std::os::fd::OwnedFd>) -> Re
 /// command's status (128+N for a signal). Dies with sbx (`PR_SET_PDEATHSIG`).
 fn reap(command: nix::unistd::Pid) -> ! {
     use nix::sys::wait::{WaitStatus, waitpid};
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // sbx gone, the init goes too (what its command left is then not stopped: said in
+    // `direct::not_enforced`).
+    let _ = crate::sys::die_with_parent();
     let mut code = None;
     loop {
         match waitpid(None, None) {

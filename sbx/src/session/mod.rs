@@ -151,7 +151,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         net_tx,
     )?;
     let _entered = runtime.enter();
-    let (cgroup, unenforced) = session_cgroup(&policy.limits, opts.trace != Trace::Off);
+    let direct = opts.launch.direct.is_some();
+    let (cgroup, unenforced) = session_cgroup(&policy.limits, opts.trace != Trace::Off, direct);
     // Why the kernel tracer did not run, once known (`start_tracer`).
     let not_observed = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let traced = match opts.trace {
@@ -165,7 +166,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     launch_opts.git_paths = Some(protections.git_paths.clone());
     launch_opts.cgroup_procs_fds = cgroup.as_ref().map(SessionCgroup::procs_fds).unwrap_or_default();
     launch_opts.cgroup_tasks_fds = cgroup.as_ref().map(SessionCgroup::tasks_fds).unwrap_or_default();
-    launch_opts.max_tasks = policy.limits.pids.filter(|_| !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids));
+    launch_opts.max_tasks = policy.limits.pids.filter(|_| !direct && !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids));
     launch_opts.start_gate = traced.as_ref().map(|load| load.gate.clone());
     let tracer_rx = traced.map(|load| load.tracer);
     let limits_state = LimitsState { limits: policy.limits, unenforced, counted: std::cell::Cell::new(cgroup::Counters::default()), timed_out: std::cell::Cell::new(false) };

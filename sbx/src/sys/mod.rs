@@ -203,6 +203,25 @@ pub fn drop_capabilities() -> io::Result<()> {
     Ok(())
 }
 
+/// Makes this process the subreaper of its descendants: an orphan below it is reparented
+/// to it, not to the host's init (`PR_SET_CHILD_SUBREAPER`).
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// This process is killed when its parent thread dies (`PR_SET_PDEATHSIG`, SIGKILL).
+pub fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// What already confines this process (a container, another sandbox, sbx itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Confinement {

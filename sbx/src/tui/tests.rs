@@ -204,6 +204,23 @@ fn few_denials() -> App {
     app
 }
 
+/// Without namespaces (`--no-namespaces`), the header says netns is off and what is not
+/// enforced, in place of bwrap.
+#[test]
+fn without_namespaces_the_header_says_what_is_not_enforced() {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    let mut e = start(LandlockStatus::Full, true);
+    if let report::Event::SessionStart(s) = &mut e {
+        s.enforcement.netns = false;
+        s.enforcement.not_enforced = vec!["network: none".into(), "no private /tmp".into()];
+    }
+    app.update(Msg::Event(e, at(0)));
+    let s = screen(&app, 120, 40);
+    show(&s);
+    assert_eq!(s[1], "enforcement: landlock full (ABI 7)  seccomp on  netns OFF  no namespaces, not enforced: network: none; no private /tmp");
+}
+
 #[test]
 fn empty_session() {
     let now = Instant::now();
