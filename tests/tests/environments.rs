@@ -242,17 +242,34 @@ echo end"#,
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("network: the host's, unfiltered"), "{}", text(&out));
 
-    // Root (sudo) running it as the user: the kernel tracer observes what Landlock refused.
-    let mut cmd = Command::new(sbx_integration_tests::sbx_bin());
-    cmd.args(["run", "--memory", "off", "--user", u.name, "--log", "root.jsonl", "--no-namespaces", "--", "sh", "-c"])
-        .arg(format!("id -u; cat {}/key", secret.display()))
-        .current_dir(ws.path());
-    let out = cmd.output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", u.uid), "{}", text(&out));
-    let events = sbx_integration_tests::read_log(&ws.path().join("root.jsonl"));
-    assert_eq!(events[0]["observation"]["kernel_tracer"], true, "{events:?}");
-    let key = secret.join("key").display().to_string();
-    assert!(events.iter().any(|e| e["type"] == "denial" && e["path"] == key.as_str() && e["source"] == "landlock"), "{events:?}");
+    // Under a real sudo (and with --user from root), the command runs as the user and the
+    // kernel tracer observes what Landlock refused.
+    require_tool("sudo");
+    let _sudo = SudoRule::allow(&public_sbx());
+    let script = format!("id -u; cat {}/key", secret.display());
+    for how in ["sudo", "--user"] {
+        let log = ws.path().join(format!("root-{}.jsonl", how.trim_start_matches('-')));
+        let run = ["run", "--memory", "off", "--no-namespaces", "--log"];
+        let mut cmd = if how == "sudo" {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u.name, "--", "sudo", "-n"]).arg(public_sbx()).args(run);
+            c
+        } else {
+            let mut c = Command::new(sbx_integration_tests::sbx_bin());
+            c.args(run).env_remove("SUDO_UID");
+            c
+        };
+        cmd.arg(&log);
+        if how == "--user" {
+            cmd.args(["--user", u.name]);
+        }
+        let out = cmd.args(["--", "sh", "-c", &script]).current_dir(ws.path()).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", u.uid), "{how}: {}", text(&out));
+        let events = sbx_integration_tests::read_log(&log);
+        assert_eq!(events[0]["observation"]["kernel_tracer"], true, "{how}: {events:?}");
+        let key = secret.join("key").display().to_string();
+        assert!(events.iter().any(|e| e["type"] == "denial" && e["path"] == key.as_str() && e["source"] == "landlock"), "{how}: {events:?}");
+    }
 
     // As root, the command would own the host's files: refused in one sentence.
     let root_ws = Workspace::new(As::Root);
