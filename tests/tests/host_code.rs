@@ -769,3 +769,40 @@ fn a_placeholder_outlives_the_first_of_two_sessions() {
     assert!(first.wait().unwrap().success());
     assert!(!w.join(".git/hooks").exists(), "a placeholder was left");
 }
+
+/// Package caches (issue 13's class of files the host runs later): under `-t code` the
+/// command writes `~/.cache`, `~/.npm` and cargo's registry in copies of the sandboxes' own
+/// (`privateWrite`), never the host's, so a host tool that trusts its cache (a pip wheel,
+/// a crate's build.rs) never runs what the command put there. The copy persists for the
+/// user's next sandbox, and sbx's store itself is out of the command's sight.
+#[test]
+fn package_caches_are_the_sandboxes_own_never_the_hosts() {
+    require_root!();
+    for who in WHO {
+        let home_dir = own_dir(who);
+        let home = home_dir.path();
+        plant(who, home, ".cache/pip/wheels/original.whl", "host's\n");
+        let build_rs = plant(who, home, ".cargo/registry/src/index/foo-1.0/build.rs", "fn main() {}\n");
+        let ws = Workspace::new(who);
+        let poison = "cat ~/.cache/pip/wheels/original.whl 2>/dev/null || echo no-host-wheel
+            mkdir -p ~/.cache/pip/wheels && echo evil > ~/.cache/pip/wheels/evil.whl
+            mkdir -p ~/.cargo/registry/src/index/foo-1.0 && echo 'fn main() { evil() }' > ~/.cargo/registry/src/index/foo-1.0/build.rs
+            mkdir -p ~/.npm/_cacache && echo evil > ~/.npm/_cacache/x
+            ls ~/.local/state/sbx/private 2>/dev/null && echo LEAK-store
+            echo done";
+        let run = |script: &str| ws.sbx(["run", "-t", "code", "--", "/bin/sh", "-c", script]).env("HOME", home).output().unwrap();
+        let out = run(poison);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "no-host-wheel\ndone\n", "{who:?}: {}", text(&out));
+        // The host's caches are as they were.
+        assert_eq!(read(&home.join(".cache/pip/wheels/original.whl")), "host's\n", "{who:?}");
+        assert_eq!(read(&build_rs), "fn main() {}\n", "{who:?}");
+        for f in [".cache/pip/wheels/evil.whl", ".npm/_cacache"] {
+            assert!(!home.join(f).exists(), "{who:?}: {f} is on the host: {}", text(&out));
+        }
+        // ~/.npm (written "~/.npm/") was made as the mount point, empty.
+        assert_eq!(std::fs::read_dir(home.join(".npm")).unwrap().count(), 0, "{who:?}");
+        // The user's next sandbox finds its own copy.
+        let out = run("cat ~/.cache/pip/wheels/evil.whl ~/.npm/_cacache/x");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "evil\nevil\n", "{who:?}: {}", text(&out));
+    }
+}

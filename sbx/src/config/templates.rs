@@ -140,15 +140,17 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
     "allowLocalBinding": true,
   },
   "filesystem": {
-    "allowWrite": [
-      // Caches, package stores, logs and update checks, from each tool's
-      // documentation. Never a PATH directory (~/.cargo/bin, ~/.bun/bin,
-      // ~/.yarn/bin, ~/.local/share/pnpm itself: sbx keeps them read-only
-      // anyway) nor executable configuration (~/.npmrc, ~/.cargo/config.toml,
-      // ~/.gradle/init.d, ~/.m2/settings.xml, ~/.yarnrc).
-      // A trailing "/" names a directory sbx creates when it is missing, so that
-      // a fresh user's first install works (only these, not every tool's).
-      // ~/.cache holds pip, uv, poetry, pnpm, yarn classic, Go's build cache.
+    // Caches, package stores, logs and update checks, from each tool's
+    // documentation: the command writes them in copies of its own that sbx keeps
+    // for your sandboxes (sbx's privateWrite, in ~/.local/state/sbx/private),
+    // never in yours: a host tool that trusts its cache (cargo's registry
+    // sources with their build.rs, pip's built wheels, Go's build cache,
+    // Gradle's compiled scripts) must not run what a sandboxed command put there.
+    // The first install in a sandbox downloads again; later ones use the copy.
+    // ~/.cache holds pip, uv, poetry, pnpm, yarn classic, Go's build cache.
+    // A trailing "/" names a directory sbx creates when it is missing, so that
+    // a fresh user's first install works (only these, not every tool's).
+    "privateWrite": [
       "~/.cache/",
       // npm: _cacache, _npx, _logs, _update-notifier-last-checked (npm's
       // configuration is ~/.npmrc, outside).
@@ -156,22 +158,26 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "~/.local/share/pnpm/store",
       "~/.local/state/pnpm",
       "~/.yarn/berry",
-      // Bun's package cache only: ~/.bun/bin is on PATH, so a program planted
-      // there would run outside the sandbox.
+      // Bun's package cache only: ~/.bun/bin is on PATH.
       "~/.bun/install/cache",
-      // Cargo: the registry, git checkouts and the lock and cache-tracking
-      // files (files: writable when they exist; ~/.cargo itself holds
-      // config.toml, so it is not).
       "~/.cargo/registry",
       "~/.cargo/git",
-      "~/.cargo/.package-cache",
-      "~/.cargo/.package-cache-mutate",
-      "~/.cargo/.global-cache",
       "~/go/pkg/mod",
       // Gradle's and Maven's dependency caches (not ~/.gradle/wrapper, whose
       // distributions ./gradlew runs on the host).
       "~/.gradle/caches",
       "~/.m2/repository",
+    ],
+    "allowWrite": [
+      // Never a PATH directory (~/.cargo/bin, ~/.bun/bin, ~/.yarn/bin,
+      // ~/.local/share/pnpm itself: sbx keeps them read-only anyway) nor
+      // executable configuration (~/.npmrc, ~/.cargo/config.toml,
+      // ~/.gradle/init.d, ~/.m2/settings.xml, ~/.yarnrc).
+      // Cargo's lock and cache-tracking files (files: writable when they
+      // exist; ~/.cargo itself holds config.toml, so it is not).
+      "~/.cargo/.package-cache",
+      "~/.cargo/.package-cache-mutate",
+      "~/.cargo/.global-cache",
       // The agents' own state
       "~/.claude",
       "~/.claude.json",

@@ -98,6 +98,7 @@ fn parses_every_field() {
                     allow_write: strings(&["~/.cache"]),
                     deny_write: strings(&["**/.env"]),
                     allow_git_config: true,
+                    private_write: Vec::new(),
                 },
                 ssh: Default::default(),
                 command: CommandConfig {
@@ -514,7 +515,8 @@ fn template_contents() {
     ] {
         assert!(code.filesystem.deny_read.iter().any(|x| x == p), "{p}");
     }
-    // Issue 18, point 3: each tool's caches, logs and state are writable...
+    // Issue 18, point 3: each tool's caches, logs and state are writable, in copies of
+    // the sandbox's own (a host tool trusts its cache: issue 13)...
     for p in [
         "~/.cache/",
         "~/.npm/",
@@ -522,12 +524,15 @@ fn template_contents() {
         "~/.yarn/berry",
         "~/.bun/install/cache",
         "~/.cargo/registry",
-        "~/.cargo/.package-cache-mutate",
-        "~/.cargo/.global-cache",
+        "~/.cargo/git",
         "~/go/pkg/mod",
         "~/.gradle/caches",
         "~/.m2/repository",
     ] {
+        assert!(code.filesystem.private_write.iter().any(|x| x == p), "{p}");
+        assert!(!code.filesystem.allow_write.iter().any(|x| Path::new(p).starts_with(x.trim_end_matches('/'))), "{p} is the host's");
+    }
+    for p in ["~/.cargo/.package-cache-mutate", "~/.cargo/.global-cache"] {
         assert!(code.filesystem.allow_write.iter().any(|x| x == p), "{p}");
     }
     // ... and no PATH directory or executable configuration is, nor anything above one.
@@ -553,7 +558,7 @@ fn template_contents() {
         "~/go/bin",
         "~/.bashrc",
     ] {
-        let w = code.filesystem.allow_write.iter().find(|x| Path::new(never).starts_with(x.trim_end_matches('/')));
+        let w = code.filesystem.allow_write.iter().chain(&code.filesystem.private_write).find(|x| Path::new(never).starts_with(x.trim_end_matches('/')));
         assert_eq!(w, None, "{never} is writable under code");
     }
     // Claude Code signs in at platform.claude.com (issue 18, point 6).

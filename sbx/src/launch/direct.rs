@@ -131,6 +131,10 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
         )));
     }
 
+    if !policy.fs.private_write.is_empty() {
+        warnings.push("the privateWrite directories are read-only without namespaces: no mount can give the command a copy of its own".into());
+    }
+
     // Readable: the whole view (or, under defaultDenyRead, the system paths, allowRead and
     // the workspace), less the hidden paths.
     let roots: Vec<PathBuf> = if policy.fs.default_deny_read {

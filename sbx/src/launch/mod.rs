@@ -368,6 +368,24 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         writable.push(path);
     }
 
+    // 3b. privateWrite: the store sbx keeps for the sandboxes of this user, bound where the
+    // command expects the directory, so that what it writes there (a package cache) is never
+    // what the host's tools read. Both must be plain directories (made by
+    // `missing::create_private_dirs`).
+    for (dir, store) in policy.private_dirs() {
+        let ready = |p: &Path| probe(p) == PathKind::Dir && plain(p);
+        if probe(&dir) == PathKind::Missing {
+            // Not on this host, and not to be made (no trailing `/`): nothing to bind.
+            continue;
+        }
+        if ready(&dir) && ready(&store) {
+            args.push(Arg::Bind { src: store, dst: dir.clone() });
+            writable.push(dir);
+        } else {
+            warnings.push(format!("the privateWrite directory {} is not writable: it or its store is not a plain directory", crate::termtext::path(&dir)));
+        }
+    }
+
     // 4. Read-only islands inside writable directories: the mandatory protections, the
     // git administrative files of the workspace's repositories, denyWrite. Every directory
     // between a writable root and an island is first bound onto itself: the kernel refuses
@@ -662,6 +680,24 @@ mod tests {
         assert_eq!(plan.warnings.len(), 1);
         assert!(plan.warnings[0].starts_with("the allowWrite entry /w/a/out is or goes through a symbolic link"), "{}", plan.warnings[0]);
         assert!(!plan.stage2.write.contains(&PathBuf::from("/w/a/out")));
+    }
+
+    /// privateWrite: the store is bound where the command expects the directory, after the
+    /// writable binds (so that it wins over an allowWrite of the same path), and is a write
+    /// root; a directory or store that is missing or a symlink is not bound, with a warning.
+    #[test]
+    fn private_write_binds_the_store_over_the_directory() {
+        let mut policy = Policy::builtin("/w".into(), Some("/h".into()));
+        policy.fs.private_write = vec!["/h/.cache".into(), "/h/.npm".into()];
+        policy.fs.allow_write = vec!["/h/.cache".into()];
+        let pairs = policy.private_dirs();
+        let mut f = facts(|p| if p.starts_with("/h") || p == Path::new("/w") { PathKind::Dir } else { PathKind::Missing });
+        f.canonical = |p| (!p.ends_with(".npm")).then(|| p.to_path_buf());
+        let plan = plan(&policy, vec!["true".into()], &f);
+        let store = pairs[0].1.display().to_string();
+        assert_eq!(mounts_after_tmp(&plan)[..9], ["--bind", "/w", "/w", "--bind", "/h/.cache", "/h/.cache", "--bind", store.as_str(), "/h/.cache"]);
+        assert!(plan.stage2.write.contains(&PathBuf::from("/h/.cache")) && !plan.stage2.write.contains(&PathBuf::from("/h/.npm")));
+        assert_eq!(plan.warnings, ["the privateWrite directory /h/.npm is not writable: it or its store is not a plain directory"]);
     }
 
     /// limits.tmpSize sizes /dev/shm and /tmp; /dev itself is read-only in the end, so

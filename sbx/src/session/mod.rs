@@ -328,6 +328,13 @@ fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Wal
     for warning in crate::missing::create_write_dirs(&policy) {
         eprintln!("sbx: warning: {warning}");
     }
+    // privateWrite: sbx's store for each, and the mount point, made now (not without
+    // namespaces, where nothing is mounted and they stay read-only).
+    if opts.launch.direct.is_none() {
+        for warning in crate::missing::create_private_dirs(&policy) {
+            eprintln!("sbx: warning: {warning}");
+        }
+    }
     Ok((policy, walked))
 }
 
