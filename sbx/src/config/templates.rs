@@ -365,8 +365,13 @@ pub const STARTER: &str = r#"// sbx policy file. sbx uses the nearest sbx.jsonc 
     // Paths never readable, e.g. ["~/.ssh", "**/.env"].
     "denyRead": [],
     // Paths writable besides the working directory and the private /tmp,
-    // e.g. ["~/.cache"].
+    // e.g. ["~/.config/myapp"]: the host's own, shared with the sandbox.
     "allowWrite": [],
+    // Directories of your home the command writes in copies of its own that
+    // sbx keeps for your sandboxes, never yours: caches your tools trust,
+    // e.g. ["~/.cache/", "~/.cargo/registry"] (a trailing "/": created
+    // when missing).
+    "privateWrite": [],
     // Paths never writable, even inside allowWrite, e.g. ["**/.git/hooks"].
     "denyWrite": [],
     // Allow access to your git configuration (~/.gitconfig, ~/.config/git).
