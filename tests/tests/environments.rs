@@ -146,10 +146,20 @@ fn no_namespaces_confines_with_landlock_and_seccomp_alone() {
     };
     git(&["init", "-q", "."]);
     let config_before = std::fs::read(ws.path().join(".git/config")).unwrap();
-    // A process of the same user on the host, which the command must not signal.
-    let mut neighbour = Command::new("sleep");
-    sbx_integration_tests::as_test_user(neighbour.arg("60"));
+    // A process of the same user on the host, which the command must not signal, with a
+    // terminal of the user's (a pty `script` made), which the command must not write to.
+    require_tool("script");
+    let mut neighbour = Command::new("script");
+    sbx_integration_tests::as_test_user(neighbour.args(["-qfc", "sleep 60", "/dev/null"]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()));
     let mut neighbour = neighbour.spawn().unwrap();
+    let users_pty = (0..50).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::read_dir("/dev/pts").unwrap().flatten().map(|e| e.path()).find(|p| {
+            use std::os::unix::fs::MetadataExt as _;
+            p.file_name().unwrap().to_str().unwrap().parse::<u32>().is_ok() && std::fs::metadata(p).is_ok_and(|m| m.uid() == u.uid)
+        })
+    });
+    assert!(users_pty.is_some(), "script made no terminal of the user's");
     let marker = format!("sbx-it-daemon-{}", std::process::id());
     let script = format!(
         r#"cat {s}/key && echo LEAK-direct
@@ -161,6 +171,8 @@ echo x > {o}/planted && echo LEAK-outside
 echo x > /tmp/sbx-it-planted-$$ && echo LEAK-tmp
 echo t > "$TMPDIR/t" && cat "$TMPDIR/t" && echo "tmpdir=$TMPDIR"
 kill -0 {n} && echo LEAK-signal
+for t in /dev/pts/[0-9]*; do echo x 2>/dev/null > "$t" && echo LEAK-terminal; done
+cat /dev/sda /dev/vda /dev/mem 2>/dev/null | head -c1 | grep -q . && echo LEAK-device
 python3 -c '
 import ctypes, socket
 try:

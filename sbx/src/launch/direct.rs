@@ -34,15 +34,19 @@ pub enum Network {
     Unfiltered,
 }
 
-/// The devices the command may use; every other node of the host's /dev is out of reach.
-const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/ptmx", "/dev/pts"];
+/// The devices the command may use; every other node of the host's /dev is out of reach,
+/// the host's other terminals (`/dev/pts/*`) included: only the command's own
+/// (`terminals`), where a program of it could otherwise write escape sequences to another
+/// terminal of the user's. So a terminal it makes (openpty opens `/dev/pts/N` by its
+/// name) cannot be opened: said in [`not_enforced`].
+const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/ptmx"];
 
 /// What a sandbox without namespaces does not enforce, one phrase each, for the banner,
 /// `session_start` and the dashboard.
 pub fn not_enforced(network: Network, islands: &[PathBuf]) -> Vec<String> {
     let mut out = vec![
         "no namespaces: the command sees the host's processes (Landlock still keeps it from signalling or tracing them) and its /proc".to_string(),
-        "no private /tmp: TMPDIR is a directory of the session's own, /tmp and /dev/shm are the host's, read-only".to_string(),
+        "no private /tmp: TMPDIR is a directory of the session's own, /tmp is the host's, read-only; no /dev/shm; no terminal but the command's own (the host's other terminals are the user's), so none made by openpty, script or pexpect".to_string(),
         "denyRead hides contents, not names: the directories on the way to a hidden path can be listed".to_string(),
         "modes of the user's own files outside the writable paths can be changed (Landlock does not cover chmod)".to_string(),
         "if sbx itself is killed (SIGKILL), processes the command left running are not stopped (they stay confined)".to_string(),
@@ -75,7 +79,9 @@ pub fn check_user(as_root: bool) -> Result<(), LaunchError> {
 
 /// Resolves `policy` into a plan for stage-2 started directly, with `tmp` as the session's
 /// temporary directory (made by the caller). Errors name what cannot be enforced here.
-pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network: Network, tmp: &Path) -> Result<Plan, LaunchError> {
+/// `terminals`: the command's own terminal devices (`/dev/pts/N` of its stdin, stdout or
+/// stderr, or the dashboard's pty).
+pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network: Network, tmp: &Path, terminals: &[PathBuf]) -> Result<Plan, LaunchError> {
     check_user(facts.hide_host_secrets)?;
     let probe = facts.probe;
     let exists = |p: &Path| probe(p) != PathKind::Missing;
@@ -149,6 +155,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
     }
     let execute: Vec<PathBuf> = allow_execute.into_iter().filter(|p| exists(p) && !hidden.iter().any(|h| p.starts_with(h))).collect();
     writable.extend(DEVICES.iter().map(PathBuf::from).filter(|p| exists(p)));
+    writable.extend(terminals.iter().filter(|t| t.starts_with("/dev/pts/")).cloned());
     list.push("/dev".into());
 
 

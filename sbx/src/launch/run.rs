@@ -236,7 +236,15 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         }),
     };
     let plan = match (options.direct, &tmp) {
-        (Some(network), Some(tmp)) => direct::plan(policy, command, &facts, network, &tmp.0)?,
+        (Some(network), Some(tmp)) => {
+            // The command's terminal: the dashboard's pty, or what sbx's stdio is.
+            let fds: Vec<RawFd> = match &options.terminal {
+                Some(t) => vec![t.as_raw_fd()],
+                None => vec![0, 1, 2],
+            };
+            let terminals: Vec<PathBuf> = fds.into_iter().filter_map(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()).collect();
+            direct::plan(policy, command, &facts, network, &tmp.0, &terminals)?
+        }
         _ => plan(policy, command, &facts),
     };
     for w in &plan.warnings {
