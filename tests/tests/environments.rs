@@ -135,10 +135,15 @@ fn no_namespaces_confines_with_landlock_and_seccomp_alone() {
     let secret = outside.path().join("secret");
     std::fs::create_dir(&secret).unwrap();
     std::fs::write(secret.join("key"), "TOPSECRET").unwrap();
-    for p in [outside.path(), &secret, &secret.join("key")] {
+    // A second secret hidden by the name of a symlink to it.
+    let linked = outside.path().join("linked-secret");
+    std::fs::create_dir(&linked).unwrap();
+    std::fs::write(linked.join("key"), "TOPSECRET").unwrap();
+    std::os::unix::fs::symlink(&linked, outside.path().join("link")).unwrap();
+    for p in [outside.path(), &secret, &secret.join("key"), &linked, &linked.join("key")] {
         owned(p);
     }
-    ws.write("sbx.jsonc", &format!(r#"{{ "filesystem": {{ "denyRead": ["{}"] }} }}"#, secret.display()));
+    ws.write("sbx.jsonc", &format!(r#"{{ "filesystem": {{ "denyRead": ["{}", "{}/link"] }} }}"#, secret.display(), outside.path().display()));
     let git = |args: &[&str]| {
         let mut cmd = Command::new("git");
         sbx_integration_tests::as_test_user(cmd.args(args).current_dir(ws.path()).env("HOME", &u.home));
@@ -163,6 +168,7 @@ fn no_namespaces_confines_with_landlock_and_seccomp_alone() {
     let marker = format!("sbx-it-daemon-{}", std::process::id());
     let script = format!(
         r#"cat {s}/key && echo LEAK-direct
+cat {o}/link/key {o}/linked-secret/key && echo LEAK-linked
 ls {s} >/dev/null && echo listed
 ln -s {s} lnk; cat lnk/key && echo LEAK-symlink
 ln {s}/key hl 2>/dev/null; cat hl 2>/dev/null && echo LEAK-hardlink

@@ -13,9 +13,10 @@
 //!   directory cannot be left out that way (writing there is granted on the whole
 //!   directory), so that is refused at start.
 //! - **/dev**: the host's; only the harmless devices (null, zero, full, random, urandom, tty,
-//!   ptmx, pts) are reachable. No block device is readable, not even as root.
+//!   ptmx) and the command's own terminal are reachable: no block device, no other terminal
+//!   of the user's, no /dev/shm.
 //! - **/tmp**: a directory of the session's own in the host's /tmp (`TMPDIR`), removed at
-//!   the end; /tmp itself and /dev/shm are read-only.
+//!   the end; /tmp itself is read-only.
 //! - **Network**: none (IP sockets refused by seccomp, TCP by Landlock), or unfiltered when
 //!   the user chose it (`--unfiltered-network`): never unfiltered by default.
 //!
@@ -105,6 +106,10 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
     let allow_read = expand(&policy.fs.allow_read, &mut warnings);
     let allow_execute = expand(&policy.fs.allow_execute, &mut warnings);
     let mut hidden: Vec<PathBuf> = expand(&policy.fs.deny_read, &mut warnings).into_iter().filter(|p| exists(p)).collect();
+    // A hidden path that is or goes through a symlink is hidden where it leads too: the walk
+    // below grants nothing to a link, but would grant its target, where it lies.
+    let real: Vec<PathBuf> = hidden.iter().filter_map(|h| (facts.canonical)(h).filter(|r| r != h)).collect();
+    hidden.extend(real);
     let allow_write = expand(&policy.fs.allow_write, &mut warnings);
     let deny_write = expand(&policy.fs.deny_write, &mut warnings);
     // The host's /dev is hidden but for a few devices, granted below.
@@ -157,7 +162,6 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
     writable.extend(DEVICES.iter().map(PathBuf::from).filter(|p| exists(p)));
     writable.extend(terminals.iter().filter(|t| t.starts_with("/dev/pts/")).cloned());
     list.push("/dev".into());
-
 
     let mut args = Vec::new();
     environment(&mut args, policy, facts, false);
