@@ -468,8 +468,11 @@ fn init(report: &mut Option<File>, control: Option<&std::os::fd::OwnedFd>) -> Re
 fn reap(command: nix::unistd::Pid) -> ! {
     use nix::sys::wait::{WaitStatus, waitpid};
     // sbx gone, the init goes too (what its command left is then not stopped: said in
-    // `direct::not_enforced`).
+    // `direct::not_enforced`). Signals to the command's process group (sbx's relay, the
+    // terminal's Ctrl-C) are not for it: it would die before the command, and what the
+    // command left would be the host's init's.
     let _ = crate::sys::die_with_parent();
+    let _ = crate::sys::ignore_job_signals();
     let mut code = None;
     loop {
         match waitpid(None, None) {

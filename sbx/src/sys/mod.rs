@@ -96,6 +96,19 @@ pub fn ignore_interrupts(ignore: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Ignores every signal a terminal or sbx's relay sends to a process group (INT, QUIT, TERM,
+/// HUP, TSTP, TTIN, TTOU, PIPE), as a pid 1 does: for the init of a sandbox without
+/// namespaces, which shares the command's process group and must outlive it.
+pub fn ignore_job_signals() -> io::Result<()> {
+    for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGPIPE] {
+        // SAFETY: signal with SIG_IGN installs no handler code.
+        if unsafe { libc::signal(sig, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Sets FD_CLOEXEC on every descriptor from `first` up, so that nothing sbx
 /// inherited or opened leaks into the command it execs.
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {
