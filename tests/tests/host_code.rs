@@ -806,3 +806,33 @@ fn package_caches_are_the_sandboxes_own_never_the_hosts() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "evil\nevil\n", "{who:?}: {}", text(&out));
     }
 }
+
+/// A repository the command makes runs nothing on the host, however it is reached: a
+/// gitlink `.git` file naming a bare gitdir the command configured (core.fsmonitor), and a
+/// new repository whose config is a symlink to a file of the command's. Both found by an
+/// attacker's pass; the host's `git status` in each runs no canary afterwards.
+#[test]
+fn new_repositories_reached_through_gitlinks_or_symlinked_configs_run_nothing() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        git(who, ws.path(), &["init", "-q", "."]);
+        let canaries = own_dir(who);
+        let c = canaries.path();
+        let script = format!(
+            "set -e; git init -q --bare vendor/.lib.git; git --git-dir=vendor/.lib.git config core.fsmonitor 'touch {c}/gitlink'; \
+             git --git-dir=vendor/.lib.git config core.worktree ../lib; mkdir -p vendor/lib; printf 'gitdir: ../.lib.git\\n' > vendor/lib/.git; \
+             git init -q sub; printf '[core]\\n\\tfsmonitor = touch {c}/symlinked\\n' > notes.txt; rm sub/.git/config; ln -s ../../notes.txt sub/.git/config; echo done",
+            c = c.display()
+        );
+        let out = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("vendor/.lib.git/config") && err.contains("sub/.git/config"), "{who:?}: {}", text(&out));
+        for repo in ["vendor/lib", "sub"] {
+            git(who, &ws.path().join(repo), &["status", "--short"]);
+        }
+        let fired: Vec<_> = ["gitlink", "symlinked"].into_iter().filter(|f| c.join(f).exists()).collect();
+        assert!(fired.is_empty(), "{who:?}: {fired:?} ran on the host: {}", text(&out));
+    }
+}

@@ -173,11 +173,12 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       // ~/.local/share/pnpm itself: sbx keeps them read-only anyway) nor
       // executable configuration (~/.npmrc, ~/.cargo/config.toml,
       // ~/.gradle/init.d, ~/.m2/settings.xml, ~/.yarnrc).
-      // Cargo's lock and cache-tracking files (files: writable when they
-      // exist; ~/.cargo itself holds config.toml, so it is not).
+      // Cargo's lock files (files: writable when they exist; ~/.cargo itself
+      // holds config.toml, so it is not). Not its last-use database
+      // (~/.cargo/.global-cache): the host's cargo deletes the paths it
+      // names when it cleans its caches, and the sandbox's registry is its own.
       "~/.cargo/.package-cache",
       "~/.cargo/.package-cache-mutate",
-      "~/.cargo/.global-cache",
       // The agents' own state
       "~/.claude",
       "~/.claude.json",

@@ -155,8 +155,12 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
     };
     let mut read = Vec::new();
     let mut list = Vec::new();
+    // Landlock's rules belong to inodes: a rule on another name of a directory on the way
+    // to a hidden path (a bind mount of an ancestor) would grant the hidden path through
+    // every name. Those inodes get no rule of their own.
+    let guarded = guarded_inodes(&hidden);
     for root in &roots {
-        readable_except(root, &hidden, &mut read, &mut list);
+        readable_except(root, &hidden, &guarded, &mut read, &mut list);
     }
     let execute: Vec<PathBuf> = allow_execute.into_iter().filter(|p| exists(p) && !hidden.iter().any(|h| p.starts_with(h))).collect();
     writable.extend(DEVICES.iter().map(PathBuf::from).filter(|p| exists(p)));
@@ -205,8 +209,14 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
 /// nothing hidden is inside it; otherwise each entry of it, recursively, and `root` listable
 /// (into `list`). Symbolic links get no rule: a rule on one would be a rule on its target
 /// (Landlock opens the path), and the target is ruled where it lies.
-fn readable_except(root: &Path, hidden: &[PathBuf], read: &mut Vec<PathBuf>, list: &mut Vec<PathBuf>) {
+fn readable_except(root: &Path, hidden: &[PathBuf], guarded: &std::collections::HashSet<(u64, u64)>, read: &mut Vec<PathBuf>, list: &mut Vec<PathBuf>) {
+    use std::os::unix::fs::MetadataExt as _;
     if hidden.iter().any(|h| root.starts_with(h)) {
+        return;
+    }
+    // Another name of a hidden path or of a directory on the way to one.
+    let on_the_way = hidden.iter().any(|h| h.starts_with(root));
+    if !on_the_way && std::fs::metadata(root).is_ok_and(|m| guarded.contains(&(m.dev(), m.ino()))) {
         return;
     }
     if !hidden.iter().any(|h| h.starts_with(root)) {
@@ -220,8 +230,14 @@ fn readable_except(root: &Path, hidden: &[PathBuf], read: &mut Vec<PathBuf>, lis
         if kind.is_symlink() {
             continue;
         }
-        readable_except(&entry.path(), hidden, read, list);
+        readable_except(&entry.path(), hidden, guarded, read, list);
     }
+}
+
+/// The inodes of the hidden paths and of every directory above one.
+fn guarded_inodes(hidden: &[PathBuf]) -> std::collections::HashSet<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    hidden.iter().flat_map(|h| h.ancestors()).filter_map(|p| std::fs::metadata(p).ok()).map(|m| (m.dev(), m.ino())).collect()
 }
 
 #[cfg(test)]
@@ -238,10 +254,17 @@ mod tests {
         std::fs::write(d.join("a/file"), "x").unwrap();
         std::os::unix::fs::symlink(d.join("a/secret"), d.join("a/link")).unwrap();
         let (mut read, mut list) = (Vec::new(), Vec::new());
-        readable_except(d, &[d.join("a/secret"), d.join("a/b/d")], &mut read, &mut list);
+        let hidden = [d.join("a/secret"), d.join("a/b/d")];
+        readable_except(d, &hidden, &guarded_inodes(&hidden), &mut read, &mut list);
         read.sort();
         list.sort();
         assert_eq!(read, [d.join("a/b/c"), d.join("a/file"), d.join("e")]);
         assert_eq!(list, [d.to_path_buf(), d.join("a"), d.join("a/b")]);
+        // A second name of a directory on the way (a bind mount in real life: its inode is
+        // the same) gets no rule, which would grant everything below that inode.
+        let guarded: std::collections::HashSet<(u64, u64)> = guarded_inodes(&hidden).into_iter().chain(guarded_inodes(&[d.join("e")])).collect();
+        let (mut read, mut list) = (Vec::new(), Vec::new());
+        readable_except(d, &hidden, &guarded, &mut read, &mut list);
+        assert!(!read.contains(&d.join("e")), "{read:?}");
     }
 }

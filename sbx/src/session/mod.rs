@@ -308,8 +308,12 @@ fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Wal
     crate::missing::remove_stale();
     let mut policy = policy.clone();
     // As another user (`identity`), root's directories are out of the command's reach,
-    // and bubblewrap (that user) could not mount over them.
-    let own_dirs = if opts.launch.run_as.is_some() { Vec::new() } else { crate::state::hidden_in_sandbox() };
+    // and bubblewrap (that user) could not mount over them; that user's own sbx directory
+    // (their logs' keys, their quarantine, the privateWrite store) is hidden instead.
+    let own_dirs = match &opts.launch.run_as {
+        Some(_) => crate::snapshot::quarantine_root(policy.home.as_deref()).and_then(|q| q.parent().map(std::path::Path::to_path_buf)).filter(|d| d.is_dir()).into_iter().collect(),
+        None => crate::state::hidden_in_sandbox(),
+    };
     for dir in own_dirs {
         // Already hidden by the policy's own denyRead (`~/.local`, say): a mask inside
         // that empty, read-only directory could not be made.

@@ -56,7 +56,19 @@ impl Protections {
         let created_watch = RefCell::new(missing::Watch::start(&files));
         let new_repos = snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config);
         let quarantine_root = snapshot::quarantine_root(policy.home.as_deref());
-        let guard = if direct { snapshot::Guard::take_deep(protected, quarantine_root) } else { snapshot::Guard::take(protected, quarantine_root) };
+        let guard = if direct {
+            // The directories between a writable root and a protected path (`.git`): no pin
+            // keeps them from being renamed or replaced here.
+            let roots = policy.writable();
+            let above: std::collections::BTreeSet<PathBuf> = protected
+                .iter()
+                .filter_map(|p| roots.iter().filter(|r| p.starts_with(r)).max_by_key(|r| r.components().count()).map(|r| (p, r)))
+                .flat_map(|(p, r)| p.ancestors().skip(1).take_while(move |a| *a != r.as_path()).map(std::path::Path::to_path_buf))
+                .collect();
+            snapshot::Guard::take_deep(protected, above, quarantine_root)
+        } else {
+            snapshot::Guard::take(protected, quarantine_root)
+        };
         let quarantine = RefCell::new(snapshot::Quarantine::new(guard.quarantine_root()));
         let agent_config = agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace, &policy.writable());
         Self {
