@@ -324,3 +324,63 @@ echo end"#,
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("sbx: --no-namespaces cannot run a command as root") && err.lines().count() == 1, "{err}");
 }
+
+/// Without namespaces the protected paths are restored at the end, not read-only: the
+/// attacker's pass tried to get past that check. A renamed `.git` with a gitlink to an
+/// evil gitdir in its place, a hard link to a hook (a later session would write through
+/// it), a hooks directory made world-writable, a hook hidden among 5,000 files (settled as a whole directory), and a FIFO
+/// in the hooks directory when the quarantine is on another filesystem (a copy would block
+/// on it for good). After the run the host's git runs no canary, and sbx ended.
+#[test]
+fn no_namespaces_exit_checks_hold_against_renames_links_modes_floods_and_fifos() {
+    require_root!();
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let u = test_user();
+    // The workspace on a tmpfs of the test's own, the quarantine in the user's home on disk.
+    struct Tmpfs(tempfile::TempDir);
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+        }
+    }
+    let tmpfs = Tmpfs(tempfile::Builder::new().prefix("sbx-it-tmpfs").tempdir().unwrap());
+    assert!(Command::new("mount").args(["-t", "tmpfs", "-o", "size=256m,mode=0755", "sbx-it"]).arg(tmpfs.0.path()).status().unwrap().success());
+    let ws = Workspace::new_in(As::User, tmpfs.0.path());
+    let git = |args: &[&str]| {
+        let mut cmd = Command::new("git");
+        sbx_integration_tests::as_test_user(cmd.args(args).current_dir(ws.path()).env("HOME", &u.home).env("GIT_CONFIG_NOSYSTEM", "1"));
+        cmd.output().unwrap()
+    };
+    assert!(git(&["init", "-q", "."]).status.success());
+    ws.write(".git/hooks/pre-commit", "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(ws.path().join(".git/hooks/pre-commit"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config_before = std::fs::read(ws.path().join(".git/config")).unwrap();
+    let hook_ino = std::fs::metadata(ws.path().join(".git/hooks/pre-commit")).unwrap().ino();
+    let canaries = tempfile::Builder::new().prefix("sbx-it-canary").tempdir().unwrap();
+    sbx_integration_tests::chown(canaries.path(), u.uid, u.gid);
+    let c = canaries.path().display();
+    let script = format!(
+        "ln .git/hooks/pre-commit .keep-me; chmod 777 .git/hooks; mkfifo .git/hooks/0-block; \
+         i=0; while [ $i -lt 5000 ]; do : > .git/hooks/f$i; i=$((i+1)); done; printf '#!/bin/sh\\ntouch {c}/flood\\n' > .git/hooks/post-commit; chmod +x .git/hooks/post-commit; \
+         mv .git .git-orig; mkdir evil.git; cp -r .git-orig/. evil.git/; rm -rf evil.git/hooks; \
+         git --git-dir=evil.git config core.fsmonitor 'touch {c}/gitlink'; git --git-dir=evil.git config core.worktree ..; printf 'gitdir: evil.git\\n' > .git; echo done"
+    );
+    let out = ws.sbx(["run", "--memory", "off", "--no-namespaces", "--", "sh", "-c", &script]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{}", text(&out));
+    // .git is the original again, with its config; the gitlink went to the quarantine.
+    assert!(ws.path().join(".git").is_dir(), "{}", text(&out));
+    assert_eq!(std::fs::read(ws.path().join(".git/config")).unwrap(), config_before);
+    // The hook is a file of its own again (the link keeps the old inode), the directory's
+    // mode is back, the flood's hook and the FIFO are gone.
+    let hook = std::fs::metadata(ws.path().join(".git/hooks/pre-commit")).unwrap();
+    assert!(hook.ino() != hook_ino && hook.nlink() == 1, "{}", text(&out));
+    assert_eq!(std::fs::metadata(ws.path().join(".git/hooks")).unwrap().mode() & 0o777, 0o755, "{}", text(&out));
+    for gone in [".git/hooks/post-commit", ".git/hooks/0-block", ".git/hooks/f4999"] {
+        assert!(std::fs::symlink_metadata(ws.path().join(gone)).is_err(), "{gone}: {}", text(&out));
+    }
+    // The host's git runs nothing of the command's.
+    let _ = git(&["status", "--short"]);
+    let _ = git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x"]);
+    let fired: Vec<_> = ["flood", "gitlink"].into_iter().filter(|f| canaries.path().join(f).exists()).collect();
+    assert!(fired.is_empty(), "{fired:?} ran on the host: {}", text(&out));
+}

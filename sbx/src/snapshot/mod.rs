@@ -203,13 +203,19 @@ impl Guard {
         let mut found = Vec::new();
         for d in &self.deep {
             match entries_below(d) {
-                Some(entries) => found.extend(entries),
-                // More entries than can be checked one by one (a flood to hide one among
-                // them): the whole directory goes to the quarantine.
-                None => {
+                Some(entries) if entries.iter().filter(|e| !self.snapshot.states.contains_key(*e)).count() <= FLOOD => found.extend(entries),
+                // More new entries than are worth settling one by one (a flood to hide one
+                // among them, or to make this check slow): the whole directory goes to the
+                // quarantine, and what it held at start is put back.
+                _ => {
                     let (action, moved_to, error) = match quarantine.dir() {
                         Err(e) => (TamperAction::Reported, None, Some(e)),
                         Ok(q) => settle(d, &State::Missing, &q),
+                    };
+                    let (action, error) = match (action, self.rebuild(d)) {
+                        (TamperAction::Quarantined, Ok(())) => (TamperAction::Restored, error),
+                        (action, Err(e)) => (action, error.or(Some(e))),
+                        (action, Ok(())) => (action, error),
                     };
                     moved.push(d.clone());
                     out.push(crate::report::Tamper { path: d.clone(), change: Change::Replaced, action, quarantine: moved_to, error, diff: Vec::new() });
@@ -246,11 +252,36 @@ impl Guard {
         (out, put_back)
     }
 
+    /// Makes `dir` again as the snapshot had it: the directories with their modes and the
+    /// files whose content is known (a larger one cannot be put back, and is said to be).
+    fn rebuild(&self, dir: &Path) -> Result<(), String> {
+        if std::fs::symlink_metadata(dir).is_ok() {
+            return Err(format!("{} is there again", dir.display()));
+        }
+        let mut lost = 0;
+        for (path, state) in self.snapshot.states.range(dir.to_path_buf()..).take_while(|(p, _)| p.starts_with(dir)) {
+            let made = match state {
+                State::Dir { mode, .. } => std::fs::create_dir(path).and_then(|()| crate::fsio::set_mode_no_follow(path, *mode)),
+                State::File { content: Some(content), mode, .. } => restore(path, content, *mode),
+                State::Missing => Ok(()),
+                _ => Err(std::io::Error::other("not a small file")),
+            };
+            if made.is_err() {
+                lost += 1;
+            }
+        }
+        if lost > 0 { Err(format!("{lost} of the original entries could not be put back")) } else { Ok(()) }
+    }
+
     /// Where this session's quarantine directory goes.
     pub fn quarantine_root(&self) -> Option<PathBuf> {
         self.quarantine_root.clone()
     }
 }
+
+/// New entries in a deep-watched directory beyond which it is settled whole
+/// ([`Guard::take_deep`]).
+pub const FLOOD: usize = 1_000;
 
 /// Entries below a deep-watched directory ([`Guard::take_deep`]), at most this many each.
 pub const DEEP_ENTRIES: usize = 200_000;
@@ -363,11 +394,19 @@ pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (TamperA
     let mut moved = None;
     if now != State::Missing {
         // A second one at the same path (a command that kept making it) gets `.1`, `.2`, ...
-        let first = quarantine.join(path.strip_prefix("/").unwrap_or(path));
-        let dest = (0..)
-            .map(|n| if n == 0 { first.clone() } else { PathBuf::from(format!("{}.{n}", first.display())) })
-            .find(|d| std::fs::symlink_metadata(d).is_err())
-            .unwrap_or(first);
+        let unique = |first: PathBuf| {
+            (0..)
+                .map(|n| if n == 0 { first.clone() } else { PathBuf::from(format!("{}.{n}", first.display())) })
+                .find(|d| std::fs::symlink_metadata(d).is_err())
+                .unwrap_or(first)
+        };
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let mut dest = unique(quarantine.join(rel));
+        // A file quarantined earlier where a directory of this path would go (a `.git` file
+        // that stood where `.git` was): this one goes flat, its path in its name.
+        if dest.parent().is_some_and(|p| p.ancestors().any(|a| a.starts_with(quarantine) && std::fs::symlink_metadata(a).is_ok_and(|m| !m.is_dir()))) {
+            dest = unique(quarantine.join("flat").join(rel.to_string_lossy().replace('/', "%")));
+        }
         let result = dest.parent().map_or(Ok(()), |p| mkdir_owned(p).map_err(std::io::Error::other)).and_then(|()| move_path(path, &dest));
         match result {
             Ok(()) => moved = Some(dest),
