@@ -7,9 +7,11 @@
 //!   not cover chmod, chown nor ACLs; `--user NAME` (or sudo from that user) runs it as a user.
 //! - **denyRead**: Landlock grants only, so a
 //!   hidden path is left out by granting reads on each of its siblings, and on the siblings
-//!   of each of its ancestors, instead of on their parent. A directory on the way to a
-//!   hidden path can still be listed (the names in it, not the contents), and an entry
-//!   created beside one after the start cannot be read. A hidden path inside a writable
+//!   of each of its ancestors, instead of on their parent. Listing is granted on the
+//!   directories on the way, and a Landlock rule covers everything below it: the names
+//!   (sizes, link targets) of everything there can be listed, the hidden path's too, not
+//!   read; an entry created beside one after the start cannot be read. No rule is given to
+//!   another name (a bind mount) of a directory on the way: rules belong to inodes. A hidden path inside a writable
 //!   directory cannot be left out that way (writing there is granted on the whole
 //!   directory), so that is refused at start.
 //! - **/dev**: the host's; only the harmless devices (null, zero, full, random, urandom, tty,
@@ -48,7 +50,7 @@ pub fn not_enforced(network: Network, islands: &[PathBuf]) -> Vec<String> {
     let mut out = vec![
         "no namespaces: the command sees the host's processes (Landlock still keeps it from signalling or tracing them) and its /proc".to_string(),
         "no private /tmp: TMPDIR is a directory of the session's own, /tmp is the host's, read-only; no /dev/shm; no terminal but the command's own (the host's other terminals are the user's), so none made by openpty, script or pexpect".to_string(),
-        "denyRead hides contents, not names: the directories on the way to a hidden path can be listed".to_string(),
+        "denyRead hides contents, not names: everything below a directory on the way to a hidden path can be listed (names, sizes, link targets), the hidden path's own entries too".to_string(),
         "modes of the user's own files outside the writable paths can be changed (Landlock does not cover chmod)".to_string(),
         "if sbx itself is killed (SIGKILL), processes the command left running are not stopped (they stay confined)".to_string(),
     ];
