@@ -100,6 +100,7 @@ const TAG_MAX_TASKS: u8 = 15;
 const TAG_MEDIATE_EXEC: u8 = 16;
 const TAG_EXECUTE: u8 = 17;
 const TAG_FOREGROUND: u8 = 18;
+const TAG_TRANSPARENT_EGRESS: u8 = 19;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -135,6 +136,9 @@ impl Plan {
         }
         if self.seccomp.mediate_exec {
             put(TAG_MEDIATE_EXEC, b"");
+        }
+        if self.seccomp.transparent_egress {
+            put(TAG_TRANSPARENT_EGRESS, b"");
         }
         if let Some(fd) = self.control_fd {
             put(TAG_CONTROL_FD, fd.to_string().as_bytes());
@@ -186,6 +190,7 @@ impl Plan {
                 TAG_BLOCK_UNIX_SOCKETS => plan.seccomp.block_unix_sockets = true,
                 TAG_MEDIATE_UNIX_CONNECT => plan.seccomp.mediate_unix_connect = true,
                 TAG_MEDIATE_EXEC => plan.seccomp.mediate_exec = true,
+                TAG_TRANSPARENT_EGRESS => plan.seccomp.transparent_egress = true,
                 TAG_CONTROL_FD => {
                     let fd = parse_fd(body).ok_or("bad control fd")?;
                     plan.control_fd = Some(fd);
@@ -534,7 +539,7 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
             report_fd: Some(9),
             require_landlock: true,
-            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true },
+            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, transparent_egress: true },
             control_fd: Some(12),
             notify: true,
             net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },

@@ -461,6 +461,7 @@ fn source_color(s: crate::report::Source) -> Color {
         Source::Dac => Color::Cyan,
         Source::Limit => Color::LightRed,
         Source::Command => Color::LightMagenta,
+        Source::Dns => Color::LightCyan,
         Source::Other => Color::Gray,
     }
 }

@@ -508,7 +508,7 @@ fn unix_rules_refuse_unix_sockets_and_datagram_pairs_only() {
 
 #[test]
 fn mediated_unix_sockets_allow_stream_sockets_and_notify_connect() {
-    let mediated = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: false };
+    let mediated = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: false, transparent_egress: false };
     let prog = compile_with(DenyAction::Errno, &mediated).expect("compile_with");
     let socket = |family: libc::c_int, ty: libc::c_int| {
         move || sys(libc::SYS_socket, [family as libc::c_ulong, ty as libc::c_ulong, 0, 0, 0, 0])
@@ -551,9 +551,9 @@ fn mediated_unix_sockets_allow_stream_sockets_and_notify_connect() {
 fn socket_families_and_types_are_an_allow_list() {
     const NONBLOCK: libc::c_int = libc::SOCK_NONBLOCK;
     const CLOEXEC: libc::c_int = libc::SOCK_CLOEXEC;
-    let blocked = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: false, mediate_exec: false })
+    let blocked = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: false, mediate_exec: false, transparent_egress: false })
         .expect("blocked");
-    let mediated = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true })
+    let mediated = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, transparent_egress: false })
         .expect("mediated");
     let all_unix = deny_prog();
     const EPERM: i32 = libc::EPERM;
@@ -944,7 +944,7 @@ fn user_notif_hands_mount_to_the_supervisor() {
 
 #[test]
 fn command_rules_notify_every_exec_in_the_prologue() {
-    let options = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true };
+    let options = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, transparent_egress: false };
     assert!(options.notifies() && FilterOptions { mediate_unix_connect: false, ..options }.notifies());
     let prologue = prologue_with(&options).expect("prologue_with");
     let notify = |nr: libc::c_long| [jump(BPF_JEQ_K, u32::try_from(nr).expect("nr"), 0, 1), stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF)];
