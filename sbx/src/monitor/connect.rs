@@ -577,7 +577,10 @@ fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_net
         && (domain == libc::AF_INET || domain == libc::AF_INET6)
     {
         let host = sys::socket_netns_cookie(&sock).is_ok_and(|c| c == host_netns);
-        let target = inet_address(&addr).filter(|(ip, _)| !sandbox_local(*ip));
+        let kind = sys::socket_type(&sock).unwrap_or(-1);
+        // Datagram sockets stay in the sandbox's network: UDP other than sbx's DNS has no
+        // route out (the kernel tracer reports it); only TCP is carried out on the host.
+        let target = inet_address(&addr).filter(|(ip, _)| !sandbox_local(*ip) && (host || kind == libc::SOCK_STREAM));
         let Some((ip, port)) = target else {
             if host {
                 // AF_UNSPEC (a disconnect), loopback (the host's), or a malformed address:
@@ -594,7 +597,6 @@ fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_net
             return Verdict::Gone;
         }
         let fd = fd as u32 as i32;
-        let kind = sys::socket_type(&sock).unwrap_or(-1);
         let protocol = sys::socket_protocol(&sock).unwrap_or(-1);
         return Verdict::Direct(DirectConnect { sock, addr, ip, port, domain, kind, protocol, host, fd, cloexec: fd_cloexec(req.pid, fd) });
     }

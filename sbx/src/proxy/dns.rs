@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(parse_query(&opcode), Err(Malformed { id: Some((0x1234, Rcode::NotImp)) }));
         let truncated = query("a.example", TYPE_A);
         assert!(parse_query(&truncated[..truncated.len() - 2]).is_err());
-        let long = [["a"; 1].join(""); 130].join(".");
+        let long = ["a"; 130].join(".");
         assert!(parse_query(&query(&long, TYPE_A)).is_err(), "a name over 255 bytes");
     }
 
