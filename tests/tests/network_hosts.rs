@@ -1021,3 +1021,122 @@ print("race", "ok" if outcomes <= {{"ok", "ECONNREFUSED"}} else sorted(outcomes)
         assert!(table.contains("sendto") && table.contains("setsockopt"), "{who:?}: {table:?}");
     }
 }
+
+/// An sshd in a test host's namespace, on port 22, accepting `root` with one
+/// key; git repositories under `dir` are reachable by path. Killed on drop.
+struct Sshd {
+    child: Child,
+}
+
+impl Sshd {
+    fn start(host: &TestHost, authorized: &Path) -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        let dir = host.dir.path();
+        let key = dir.join("ssh_host_ed25519_key");
+        let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).output().unwrap();
+        assert!(out.status.success(), "ssh-keygen: {}", text(&out));
+        fs::create_dir_all("/run/sshd").unwrap();
+        let config = format!(
+            "Port 22\nListenAddress 0.0.0.0\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\nLogLevel ERROR\n",
+            key.display(),
+            authorized.display()
+        );
+        let conf = dir.join("sshd_config");
+        fs::write(&conf, config).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &host.netns])
+            .arg(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        // Ready once it accepts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((host.addr().as_str(), 22)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start in {}", host.netns);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { child }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 21: `git clone` over ssh to an allowed `name:22`, `ssh` itself, and
+/// Node's built-in fetch (which ignores the proxy variables) work without the
+/// proxy; ssh to a port the rule does not allow is refused, as root and as a
+/// user.
+#[test]
+fn ssh_git_and_node_fetch_reach_allowed_names_directly() {
+    require_tools();
+    require_tool("ssh");
+    require_tool("git");
+    require_tool("node");
+    if !Path::new("/usr/sbin/sshd").exists() {
+        sbx_integration_tests::skip!("/usr/sbin/sshd is not installed (openssh-server; cargo xtask provision installs it)");
+    }
+    let host = TestHost::start(|h| vec![(h.name("git"), h.addr())]);
+    let name = host.name("git");
+    // The repository on the test host's side, and the client's key.
+    let remote = host.dir.path().join("repo.git");
+    let seed = host.dir.path().join("seed");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+    };
+    run(Command::new("git").args(["init", "-q", "-b", "main"]).arg(&seed));
+    fs::write(seed.join("README"), "over ssh\n").unwrap();
+    run(Command::new("git").arg("-C").arg(&seed).args(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "one"]));
+    run(Command::new("git").arg("-C").arg(&seed).args(["add", "README"]));
+    run(Command::new("git").arg("-C").arg(&seed).args(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "two"]));
+    run(Command::new("git").args(["clone", "-q", "--bare"]).arg(&seed).arg(&remote));
+    let client_key = host.dir.path().join("client_key");
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&client_key));
+    let authorized = host.dir.path().join("authorized_keys");
+    fs::copy(client_key.with_extension("pub"), &authorized).unwrap();
+    let _sshd = Sshd::start(&host, &authorized);
+
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("key", &fs::read_to_string(&client_key).unwrap());
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{name}:22", "{name}:80"] }} }}"#));
+        let ssh = "ssh -i key -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=10";
+        let script = format!(
+            "chmod 600 key
+             {ssh} root@{name} echo remote says hi; echo \"ssh exit=$?\"
+             GIT_SSH_COMMAND='{ssh}' git clone -q ssh://root@{name}{remote} clone && cat clone/README; echo \"git exit=$?\"
+             {ssh} -p 2222 root@{name} true 2>/dev/null; echo \"ssh-2222 exit=$?\"
+             node -e 'fetch(\"http://{name}/node\").then(r => r.text()).then(t => console.log(t.trim()), e => console.log(\"fetch failed\", e.cause && e.cause.code))'",
+            remote = remote.display()
+        );
+        let lock = HostLock::take();
+        let (out, events) = monitor(&ws, &script);
+        drop(lock);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("remote says hi\nssh exit=0\nover ssh\ngit exit=0\nssh-2222 exit=255\nhello from http {name} /node\n"),
+            "{who:?}: {}",
+            text(&out)
+        );
+        let decisions = net_decisions(&events);
+        assert_eq!(
+            decisions,
+            [
+                decision("direct", &name, 22, "allowed"),
+                decision("direct", &name, 22, "allowed"),
+                decision("direct", &name, 2222, "denied"),
+                decision("direct", &name, 80, "allowed"),
+            ],
+            "{who:?}"
+        );
+    }
+}
