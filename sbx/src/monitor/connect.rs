@@ -15,9 +15,10 @@
 //! 1. takes a duplicate of the caller's socket with `pidfd_getfd` (the same open file: what is
 //!    done to it is done to the caller's socket, with its type, flags and options) and copies
 //!    the address out of the caller's memory once;
-//! 2. decides on that socket's family (`SO_DOMAIN`) and that copy. A socket that is not
-//!    `AF_UNIX` is connected as asked: the sandbox's network namespace has only loopback, so
-//!    the namespace, not this check, is what keeps TCP in. For `AF_UNIX`: abstract names are
+//! 2. decides on that socket's family (`SO_DOMAIN`) and that copy. An IPv4 or IPv6 stream
+//!    socket to an address outside the sandbox goes to transparent egress (below); one to
+//!    the sandbox's loopback, a datagram socket and other families are connected as asked
+//!    (the sandbox's network namespace has only loopback). For `AF_UNIX`: abstract names are
 //!    refused; a path is resolved as the caller sees it (`openat2` beneath
 //!    `/proc/PID/root`, `RESOLVE_IN_ROOT`, relative paths from `/proc/PID/cwd`) and opened
 //!    `O_PATH`; it is allowed when that file is a socket and is the same inode (device and
@@ -29,6 +30,22 @@
 //!    checked (a rename or a new file at the path after the check changes nothing);
 //! 4. answers with connect's own result (`0` or its errno); a refused path or abstract name
 //!    gets `EPERM` and a [`SeccompDenial`] (source seccomp, with the path).
+//!
+//! # Transparent egress
+//!
+//! A TCP connect to an address outside the sandbox is decided by `proxy::egress` (the names
+//! sbx's DNS gave that address for, with the port; or the address as an IP literal). When
+//! allowed, the supervisor creates a socket of the caller's family, type and protocol in its
+//! own network namespace (the host's), copies the caller's socket options and file status
+//! flags, connects it (a blocking caller's answer waits for the handshake, at most
+//! [`DIRECT_TIMEOUT`]; a non-blocking one gets `EINPROGRESS` at once) and installs it at the
+//! caller's descriptor number (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SETFD`,
+//! close-on-exec as the caller's was), then answers. A refused destination gets
+//! `ECONNREFUSED` and a `net` event. Such a host socket (told apart by its network
+//! namespace's cookie, `SO_NETNS_COOKIE`) is never pointed elsewhere: a connect on it is
+//! decided again (allowed destinations only; `AF_UNSPEC`, loopback: EPERM), and bind(2) and
+//! listen(2) on it are refused ([`decide_bind`], which carries them out on any other socket,
+//! since the filter cannot tell them apart).
 //!
 //! Consequences: the server sees the supervisor (sbx, same uid as the command for an
 //! unprivileged user) as its peer in `SO_PEERCRED`. Steps 1 and 2 run on tokio's blocking

@@ -382,6 +382,31 @@ mod tests {
         assert_eq!(rcode_and_count(&e.answer(&query("198.18.0.2", 1), "c").await.unwrap()), (3, 0));
     }
 
+    /// `--ask`: a name no rule decides is answered by DNS, and asked about at connect time,
+    /// with its port; a denied name is never asked about.
+    #[tokio::test]
+    async fn ask_decides_unlisted_names_at_connect_time() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(64);
+        let (asks, mut asked) = tokio::sync::mpsc::channel::<crate::proxy::ask::AskRequest>(4);
+        let config = ProxyConfig {
+            denied_domains: vec!["rebind.example.com".into()],
+            ask: Some(crate::proxy::ask::Asker { requests: asks, wait: std::time::Duration::from_secs(5) }),
+            ..ProxyConfig::default()
+        };
+        let e = Egress::new(&Proxy::new(&config, Arc::new(Fixed), tx).unwrap());
+        let answerer = tokio::spawn(async move {
+            let r = asked.recv().await.unwrap();
+            let seen = (r.host.clone(), r.port, r.protocol);
+            r.reply.send(crate::proxy::ask::Answer::AllowOnce).unwrap();
+            seen
+        });
+        assert_eq!(rcode_and_count(&e.answer(&query("api.example.com", 1), "c").await.unwrap()), (0, 1));
+        assert_eq!(rcode_and_count(&e.answer(&query("rebind.example.com", 1), "c").await.unwrap()), (3, 0), "denied: no question");
+        let d = e.decide("198.18.0.2".parse().unwrap(), 8443, "c").await;
+        assert_eq!((d.allowed, d.host.as_str(), d.rule.as_str()), (true, "api.example.com", "asked: allowed once"));
+        assert_eq!(answerer.await.unwrap(), ("api.example.com".to_string(), 8443, Protocol::Direct));
+    }
+
     #[test]
     fn the_memory_is_bounded() {
         let mut a = Answered::default();
