@@ -48,8 +48,10 @@
 //! since the filter cannot tell them apart).
 //!
 //! Consequences: the server sees the supervisor (sbx, same uid as the command for an
-//! unprivileged user) as its peer in `SO_PEERCRED`. Steps 1 and 2 run on tokio's blocking
-//! pool (they read `/proc` and the caller's memory), briefly; the connect itself holds no
+//! unprivileged user) as its peer in `SO_PEERCRED`. Steps 1 and 2 run on sbx's runtime
+//! thread (a few syscalls that do not block) up to the resolution of a Unix path, which runs
+//! on tokio's blocking pool (it reads `/proc` and the caller's file system); the connect
+//! itself holds no
 //! thread: it is made non-blocking (`O_NONBLOCK` on the socket for the duration, the
 //! caller's flags put back after) and waited for in a task, so a connect that would block
 //! (a full backlog, a slow TCP peer) costs a timer, not a thread.
@@ -147,8 +149,11 @@ enum Verdict {
     Connect { sock: OwnedFd, addr: Vec<u8>, _target: Option<OwnedFd> },
     /// Refused by the policy: EPERM and an event.
     Refused { what: Refused, requested: Vec<u8>, resolved: Option<PathBuf> },
-    /// A TCP (or UDP) connect to an address outside the sandbox: transparent egress decides.
+    /// A TCP connect to an address outside the sandbox: transparent egress decides.
     Direct(DirectConnect),
+    /// The decision must resolve a Unix path (`/proc`, the caller's file system): to be made
+    /// again on tokio's blocking pool.
+    Blocking,
     /// The notification is no longer valid (the caller was interrupted or killed, and its pid
     /// may be another process's by now): nothing was done and nothing is answered.
     Gone,
@@ -268,7 +273,7 @@ fn sandbox_local(ip: std::net::IpAddr) -> bool {
 /// listen with the caller's backlog, bind to the address copied once. A Unix socket's path
 /// is created in the directory as the caller sees it (resolved beneath `/proc/PID/root`),
 /// by sbx's own credentials, through `/proc/self/fd/N/NAME` of that directory.
-fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, still_valid: impl Fn() -> bool) -> Verdict {
+fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool) -> Verdict {
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
     let listen = i64::from(req.data.nr) == libc::SYS_listen;
     let pidfd = match sys::pidfd_open(req.pid) {
@@ -310,6 +315,9 @@ fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, still_valid: 
             return Verdict::Gone;
         }
         return Verdict::Connected(sys::bind_raw(&sock, &addr));
+    }
+    if !may_block {
+        return Verdict::Blocking;
     }
     let raw = &addr[2..];
     let path = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
@@ -375,17 +383,25 @@ impl Mediator {
         tokio::spawn(async move {
             let Ok(_permit) = turn.acquire_owned().await else { return };
             let (policy, listener) = (m.policy.clone(), m.listener.clone());
-            let Ok(deciding) = m.deciding.clone().acquire_owned().await else { return };
             let host_netns = m.egress.as_ref().map(|e| e.host_netns);
-            let decided = tokio::task::spawn_blocking(move || {
+            let decide_now = move |may_block: bool| {
                 let still_valid = || sys::notif_id_valid(listener.as_raw_fd(), req.id).unwrap_or(false);
                 match i64::from(req.data.nr) {
-                    libc::SYS_bind | libc::SYS_listen => decide_bind(&req, host_netns, still_valid),
-                    _ => decide(&req, policy.as_deref(), host_netns, still_valid),
+                    libc::SYS_bind | libc::SYS_listen => decide_bind(&req, host_netns, may_block, still_valid),
+                    _ => decide(&req, policy.as_deref(), host_netns, may_block, still_valid),
                 }
-            })
-            .await;
-            drop(deciding);
+            };
+            // Here first: everything but a Unix path's resolution is a few syscalls that do
+            // not block (a TCP connect costs no trip to the blocking pool); a path, there.
+            let decided = match decide_now.clone()(false) {
+                Verdict::Blocking => {
+                    let Ok(deciding) = m.deciding.clone().acquire_owned().await else { return };
+                    let decided = tokio::task::spawn_blocking(move || decide_now(true)).await;
+                    drop(deciding);
+                    decided
+                }
+                v => Ok(v),
+            };
             let verdict = match decided {
                 Ok(Verdict::Connect { sock, addr, _target }) => {
                     let one_at_a_time = m.lock_of(&sock);
@@ -469,7 +485,7 @@ impl Mediator {
             Verdict::Gone => return,
             Verdict::Connected(r) => (r, None),
             // Not reached: `dispatch` connects first.
-            Verdict::Connect { .. } | Verdict::Direct(_) => (Err(libc::EIO), None),
+            Verdict::Connect { .. } | Verdict::Direct(_) | Verdict::Blocking => (Err(libc::EIO), None),
             Verdict::Refused { what, requested, resolved } => (Err(libc::EPERM), Some(denial(req, what, &requested, resolved))),
         };
         // Gone or failed, the caller has nothing more to get.
@@ -563,7 +579,7 @@ fn sockaddr_un(path: &[u8]) -> Vec<u8> {
 /// again after everything read through `/proc/PID` and the caller's memory and before the
 /// connect (the caller could have been killed and its pid reused meanwhile). Every other
 /// failure is answered with an errno: a caller without an answer would wait for ever.
-fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_netns: Option<u64>, still_valid: impl Fn() -> bool) -> Verdict {
+fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool) -> Verdict {
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
     let pidfd = match sys::pidfd_open(req.pid) {
         Ok(p) => p,
@@ -629,6 +645,9 @@ fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_net
     let raw = &addr[2..];
     if raw[0] == 0 {
         return Verdict::Refused { what: Refused::Abstract, requested: raw[1..].to_vec(), resolved: None };
+    }
+    if !may_block {
+        return Verdict::Blocking;
     }
     let path = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
     let requested = Path::new(OsStr::from_bytes(path));
@@ -742,7 +761,7 @@ mod tests {
     fn decided(path: &Path, policy: &UnixSocketPolicy) -> Verdict {
         let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
         let addr = sockaddr_un(path.as_os_str().as_bytes());
-        decide(&request(&sock, &addr), Some(policy), None, || true)
+        decide(&request(&sock, &addr), Some(policy), None, true, || true)
     }
 
     /// Issue 18, point 2: glibc's nscd probe and a path that is not there are answered as the
