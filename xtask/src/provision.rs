@@ -75,6 +75,9 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
             ("curl", "curl"),
             ("openssl", "openssl"),
             ("npm", "npm"),
+            // git over ssh to a test host under transparent egress (issue 21); Debian's
+            // package does not start the service without an init system.
+            ("sshd", "openssh-server"),
             // The dashboard's terminal tests compare full-screen programs.
             ("vim", "vim"),
             ("less", "less"),

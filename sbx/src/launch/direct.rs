@@ -176,6 +176,9 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
         mediate_exec: policy.commands.active(),
         shared_host: true,
         no_ip: network == Network::None,
+        // No network namespace of its own, so no outside to reach by name: none, or the
+        // host's, unfiltered.
+        transparent_egress: false,
         ..crate::syscalls::FilterOptions::for_network(&policy.net)
     };
     let stage2 = stage2::Plan {

@@ -146,7 +146,16 @@ pub struct HostFacts {
     /// `USER`, `LOGNAME` and `HOME`, and `PATH` without the directories of sbx's own home
     /// (root's, out of their reach).
     pub run_as: Option<(String, PathBuf, OsString)>,
+    /// Transparent egress: descriptors holding the sandbox's `/etc/resolv.conf` (sbx's DNS
+    /// at 127.0.0.1) and `/etc/hosts` (loopback names only, so that every other name is
+    /// asked of sbx's DNS), bound over the host's ([`RESOLV_CONF`], [`HOSTS`]).
+    pub name_files: Option<(RawFd, RawFd)>,
 }
+
+/// The sandbox's `/etc/resolv.conf` under transparent egress: sbx's DNS, inside.
+pub const RESOLV_CONF: &str = "# sbx: names are resolved by sbx, under the sandbox's network policy\nnameserver 127.0.0.1\n";
+/// The sandbox's `/etc/hosts` under transparent egress: loopback names only.
+pub const HOSTS: &str = "# sbx: other names are resolved by sbx's DNS (127.0.0.1)\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
@@ -434,6 +443,21 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     // devices, /dev/pts and /dev/shm are mounts of their own and stay as they are.
     args.push(Arg::RemountRo("/dev".into()));
 
+    // Names: sbx's DNS inside (transparent egress). A file that is a symlink on the host
+    // is replaced where it leads, when that is a file.
+    if let Some((resolv, hosts)) = facts.name_files {
+        for (fd, path) in [(resolv, "/etc/resolv.conf"), (hosts, "/etc/hosts")] {
+            let path = Path::new(path);
+            let dst = match probe(path) {
+                PathKind::File => Some(path.to_path_buf()),
+                PathKind::Symlink => (facts.canonical)(path).filter(|p| probe(p) == PathKind::File),
+                _ => None,
+            };
+            if let Some(dst) = dst {
+                args.push(Arg::RoBindData { fd, dst });
+            }
+        }
+    }
     environment(&mut args, policy, facts, true);
     args.push(Arg::JsonStatusFd(facts.status_fd));
 
@@ -536,7 +560,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, own_terminal: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), read_link: |_| None, git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()), run_as: None }
+        HostFacts { stdin_is_tty: false, own_terminal: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), read_link: |_| None, git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()), run_as: None, name_files: None }
     }
 
     fn fake_host(path: &Path) -> PathKind {

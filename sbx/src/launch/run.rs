@@ -31,6 +31,9 @@ pub struct Started {
     /// per `net.local_ports` entry, told apart by their port.
     pub net_listeners: Vec<OwnedFd>,
     pub net: stage2::NetPlan,
+    /// Transparent egress: sbx's DNS inside the sandbox, UDP then TCP (listening) on
+    /// 127.0.0.1:53 (`inbound::dns_sockets`); empty without it.
+    pub dns_sockets: Vec<OwnedFd>,
 }
 
 /// How the command ended.
@@ -209,6 +212,10 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     // The plan's descriptor numbers are needed before the plan exists; the
     // memfd for it is created with a placeholder and filled afterwards.
     let plan_file = sys::memfd_with(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
+    // Transparent egress (always on: the sandbox has a network namespace of its own): the
+    // sandbox's resolv.conf and hosts, read by bwrap from these.
+    let resolv = sys::memfd_with(c"sbx-resolv.conf", RESOLV_CONF.as_bytes()).map_err(io_err("create a memfd"))?;
+    let hosts = sys::memfd_with(c"sbx-hosts", HOSTS.as_bytes()).map_err(io_err("create a memfd"))?;
     let facts = HostFacts {
         stdin_is_tty: options.terminal.is_some() || sys::is_tty(&io::stdin()),
         own_terminal: options.terminal.is_some(),
@@ -234,6 +241,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
             let kept = std::env::split_paths(&path).filter(|d| own_home.as_ref().is_none_or(|h| !d.starts_with(h)));
             (r.name.clone(), r.home.clone(), std::env::join_paths(kept).unwrap_or(path))
         }),
+        name_files: Some((resolv.as_raw_fd(), hosts.as_raw_fd())),
     };
     let plan = match (options.direct, &tmp) {
         (Some(network), Some(tmp)) => {
@@ -291,7 +299,9 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     } else {
         cmd.arg("--args").arg(handoff.args.as_raw_fd().to_string()).arg("--").args(&plan.bwrap.command);
     }
-    let inherited: [RawFd; 6] = [
+    let inherited: [RawFd; 8] = [
+        resolv.as_raw_fd(),
+        hosts.as_raw_fd(),
         handoff.args.as_raw_fd(),
         handoff.exe.as_raw_fd(),
         handoff.plan.as_raw_fd(),
@@ -382,11 +392,28 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         // bwrap failed before it made the sandbox: stage-2's report says so below.
         (false, _, _) => None,
     };
+    // sbx's DNS inside, bound by a connector while bwrap builds the sandbox; before the
+    // command starts.
+    let dns = match (plan.stage2.seccomp.transparent_egress, sandbox_init) {
+        (true, Some(init)) => Some(tokio::task::spawn_blocking(move || inbound::dns_sockets(init))),
+        _ => None,
+    };
     // Stage-2 waits for one byte before it execs the command: sent once the
     // gate opens (it sits in the socket until stage-2 gets there).
     if let Some(gate) = &options.start_gate {
         gate.notified().await;
     }
+    let dns_sockets = match dns {
+        Some(dns) => match dns.await.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r) {
+            Ok(fds) => fds,
+            Err(source) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(LaunchError::Io { what: "bind sbx's DNS inside the sandbox", source });
+            }
+        },
+        None => Vec::new(),
+    };
     if let Some(joined) = joined {
         let joined = joined.await.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r);
         if let Err(source) = joined {
@@ -450,6 +477,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     let started = Started {
         listener,
         net_listeners,
+        dns_sockets,
         net: plan.stage2.net.clone(),
         enforcement,
         exec_ns,

@@ -111,6 +111,7 @@ const TAG_DIRECT: u8 = 19;
 const TAG_SHARED_HOST: u8 = 20;
 const TAG_NO_IP: u8 = 21;
 const TAG_LIST: u8 = 22;
+const TAG_TRANSPARENT_EGRESS: u8 = 23;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -158,6 +159,9 @@ impl Plan {
         }
         if self.direct {
             put(TAG_DIRECT, b"");
+        }
+        if self.seccomp.transparent_egress {
+            put(TAG_TRANSPARENT_EGRESS, b"");
         }
         if let Some(fd) = self.control_fd {
             put(TAG_CONTROL_FD, fd.to_string().as_bytes());
@@ -213,6 +217,7 @@ impl Plan {
                 TAG_SHARED_HOST => plan.seccomp.shared_host = true,
                 TAG_NO_IP => plan.seccomp.no_ip = true,
                 TAG_DIRECT => plan.direct = true,
+                TAG_TRANSPARENT_EGRESS => plan.seccomp.transparent_egress = true,
                 TAG_CONTROL_FD => {
                     let fd = parse_fd(body).ok_or("bad control fd")?;
                     plan.control_fd = Some(fd);
@@ -634,7 +639,7 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
             report_fd: Some(9),
             require_landlock: true,
-            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, shared_host: true, no_ip: true },
+            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, shared_host: true, no_ip: true, transparent_egress: true },
             control_fd: Some(12),
             notify: true,
             net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },

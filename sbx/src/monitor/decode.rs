@@ -241,9 +241,9 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
     let (source, reason) = if errno == "ENETUNREACH" {
         let dns = matches!(addr, Some(SockAddr::Inet(_, 53)));
         let why = if dns {
-            "a DNS query: the sandbox's network has only loopback, and names are resolved by sbx's proxy (through HTTP_PROXY, HTTPS_PROXY, ALL_PROXY)"
+            "a DNS query to a server other than sbx's: the sandbox's network has only loopback, and names are resolved by sbx's DNS at 127.0.0.1 (its /etc/resolv.conf) or by the proxy"
         } else {
-            "a direct connection that bypassed sbx's proxy: the sandbox's network has only loopback, and the way out is the proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY)"
+            "traffic with no route: the sandbox's network has only loopback; TCP connections are decided by sbx (transparent egress, or the proxy), and UDP other than sbx's DNS has no way out"
         };
         (Source::Netns, why.to_string())
     } else if protected.is_some() {
@@ -423,7 +423,7 @@ mod tests {
         let d = denial(&with_addr(42, -101, &inet4([198, 18, 0, 2], 443)), &a).unwrap();
         assert_eq!((d.source, d.errno.as_deref(), d.operation.map(Operation::as_str)), (Source::Netns, Some("ENETUNREACH"), Some("connect")));
         assert_eq!((d.host.as_deref(), d.port), (Some("198.18.0.2"), Some(443)));
-        assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.contains("bypassed sbx's proxy")), "{:?}", d.detail);
+        assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.contains("has no way out")), "{:?}", d.detail);
         assert_eq!(d.short(), "connect 198.18.0.2:443");
         // sendto(..., [2001:db8::1]:53) -> a DNS query.
         let mut v6 = [&(libc::AF_INET6 as u16).to_ne_bytes()[..], &53u16.to_be_bytes(), &[0; 4]].concat();

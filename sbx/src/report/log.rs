@@ -215,6 +215,7 @@ pub fn encode(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             time,
             kind: EventType::Net,
             v,
+            via: n.via.map(str::to_owned),
         }),
         Event::Policy(p) => Line::Policy(PolicyLine {
             action: p.action,

@@ -314,6 +314,8 @@ pub struct NetLine {
     #[serde(rename = "type")]
     pub kind: EventType,
     pub v: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// `process`.

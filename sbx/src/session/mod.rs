@@ -196,6 +196,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 let started = &mut running.started;
                 sandbox.set(started);
                 serve_network(&proxy, std::mem::take(&mut started.net_listeners), &started.net);
+                // Transparent egress: sbx's DNS inside, and the supervisor's direct connects.
+                let egress = serve_dns(&proxy, std::mem::take(&mut started.dns_sockets));
                 serve_inbound(inbound, started.sandbox_init, &proxy);
                 if let Some(listener) = started.listener.take() {
                     // Unless allowAllUnixSockets, the filter notifies connect(2), which the
@@ -204,6 +206,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                     let mediation = notify::Mediation {
                         unix: started.seccomp.mediate_unix_connect.then(|| notify::UnixSocketPolicy { allowed: policy.net.allow_unix_sockets.clone() }),
                         commands: started.seccomp.mediate_exec.then(|| policy.commands.clone()),
+                        egress: egress.filter(|_| started.seccomp.transparent_egress),
                     };
                     match notify::Supervisor::spawn_mediating(listener, seccomp_tx, notify::Limits::default(), mediation) {
                         Ok(s) => {

@@ -447,6 +447,83 @@ pub static IP_SOCKETS: &[Blocked] = &[Blocked {
     reason: "IP networking (sbx runs without namespaces and without --unfiltered-network: no network)",
 }];
 
+/// Transparent egress (`monitor::connect`, `proxy::egress`): the supervisor connects a TCP
+/// socket to an allowed destination in the host's network namespace and installs it in
+/// place of the program's. Such a socket must never be pointed anywhere else nor opened to
+/// the host's network, so: bind(2) and listen(2) are notified (refused on a host socket,
+/// carried out by the supervisor on any other); a send that connects (`MSG_FASTOPEN`) and
+/// the socket options that connect on the first write (`TCP_FASTOPEN_CONNECT`), change
+/// the route (`SO_BINDTODEVICE`, `SO_BINDTOIFINDEX`, `SO_MARK`) or repair a connection
+/// (`TCP_REPAIR`) are refused on every socket (the sandbox's own network has one interface
+/// and needs none of them). connect(2) is notified too ([`EGRESS_CONNECT`]).
+pub static EGRESS: &[Blocked] = &[
+    Blocked {
+        name: "bind",
+        nr: libc::SYS_bind,
+        condition: Condition::Always,
+        outcome: Outcome::Notify,
+        reason: "binding a socket of the host's network (transparent egress)",
+    },
+    Blocked {
+        name: "listen",
+        nr: libc::SYS_listen,
+        condition: Condition::Always,
+        outcome: Outcome::Notify,
+        reason: "listening on a socket of the host's network (transparent egress)",
+    },
+    Blocked {
+        name: "sendto",
+        nr: libc::SYS_sendto,
+        condition: Condition::ArgHasAnyBit { arg: 3, bits: libc::MSG_FASTOPEN as u32 },
+        outcome: Outcome::Deny,
+        reason: "a send that connects (MSG_FASTOPEN), which the supervisor would not see",
+    },
+    Blocked {
+        name: "sendmsg",
+        nr: libc::SYS_sendmsg,
+        condition: Condition::ArgHasAnyBit { arg: 2, bits: libc::MSG_FASTOPEN as u32 },
+        outcome: Outcome::Deny,
+        reason: "a send that connects (MSG_FASTOPEN), which the supervisor would not see",
+    },
+    Blocked {
+        name: "sendmmsg",
+        nr: libc::SYS_sendmmsg,
+        condition: Condition::ArgHasAnyBit { arg: 3, bits: libc::MSG_FASTOPEN as u32 },
+        outcome: Outcome::Deny,
+        reason: "a send that connects (MSG_FASTOPEN), which the supervisor would not see",
+    },
+    Blocked {
+        name: "setsockopt",
+        nr: libc::SYS_setsockopt,
+        condition: Condition::All(&[
+            Condition::ArgIs { arg: 1, values: &[libc::SOL_SOCKET as u32] },
+            Condition::ArgIs { arg: 2, values: &[libc::SO_BINDTODEVICE as u32, libc::SO_MARK as u32, 62] },
+        ]),
+        outcome: Outcome::Deny,
+        reason: "socket options that change a connection's route (SO_BINDTODEVICE, SO_BINDTOIFINDEX, SO_MARK)",
+    },
+    Blocked {
+        name: "setsockopt",
+        nr: libc::SYS_setsockopt,
+        condition: Condition::All(&[
+            Condition::ArgIs { arg: 1, values: &[libc::IPPROTO_TCP as u32] },
+            Condition::ArgIs { arg: 2, values: &[libc::TCP_FASTOPEN_CONNECT as u32, libc::TCP_REPAIR as u32] },
+        ]),
+        outcome: Outcome::Deny,
+        reason: "TCP options that connect on the first write or repair a connection (TCP_FASTOPEN_CONNECT, TCP_REPAIR)",
+    },
+];
+
+/// connect(2), notified for transparent egress when the Unix-socket rules do not notify it
+/// already (`allowAllUnixSockets`).
+pub static EGRESS_CONNECT: &[Blocked] = &[Blocked {
+    name: "connect",
+    nr: libc::SYS_connect,
+    condition: Condition::Always,
+    outcome: Outcome::Notify,
+    reason: "a connection to an address outside the sandbox (transparent egress decides it)",
+}];
+
 /// The type bits of socket(2)'s and socketpair(2)'s `type` argument (the kernel's
 /// `SOCK_TYPE_MASK`); the bits above are `SOCK_NONBLOCK` and `SOCK_CLOEXEC`.
 const SOCK_TYPE_MASK: u32 = 0xf;
@@ -470,6 +547,9 @@ pub struct FilterOptions {
     /// [`IP_SOCKETS`] entries, since without a network namespace an IP socket would be the
     /// host's network.
     pub no_ip: bool,
+    /// Add the [`EGRESS`] entries (and [`EGRESS_CONNECT`] unless connect is notified
+    /// already): transparent egress, decided by the supervisor.
+    pub transparent_egress: bool,
 }
 
 impl FilterOptions {
@@ -483,13 +563,15 @@ impl FilterOptions {
         let exec: &'static [Blocked] = if self.mediate_exec { MEDIATED_EXEC } else { &[] };
         let ipc: &'static [Blocked] = if self.shared_host { HOST_IPC } else { &[] };
         let ip: &'static [Blocked] = if self.no_ip { IP_SOCKETS } else { &[] };
-        BLOCKED.iter().chain(unix).chain(exec).chain(ipc).chain(ip)
+        let egress: &'static [Blocked] = if self.transparent_egress { EGRESS } else { &[] };
+        let connect: &'static [Blocked] = if self.transparent_egress && !self.mediate_unix_connect { EGRESS_CONNECT } else { &[] };
+        BLOCKED.iter().chain(unix).chain(exec).chain(ipc).chain(ip).chain(egress).chain(connect)
     }
 
     /// Whether the filter notifies syscalls whatever the deny action: a supervisor must
     /// then run.
     pub fn notifies(&self) -> bool {
-        self.mediate_unix_connect || self.mediate_exec
+        self.mediate_unix_connect || self.mediate_exec || self.transparent_egress
     }
 }
 
@@ -651,7 +733,7 @@ mod tests {
 
     #[test]
     fn syscall_name_round_trips_every_table_entry() {
-        let all = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, shared_host: true, no_ip: true };
+        let all = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, shared_host: true, no_ip: true, transparent_egress: true };
         for b in blocked().iter().chain(all.entries()).chain(UNIX_SOCKETS) {
             assert_eq!(syscall_name(b.nr), Some(b.name), "nr {}", b.nr);
         }

@@ -89,6 +89,7 @@ fn seccomp_mount() -> report::Event {
 fn net(host: &str, port: u16, allowed: bool, rule: &str) -> report::Event {
     report::Event::Net(Net {
         protocol: "connect",
+        via: Some("proxy"),
         host: host.into(),
         port,
         allowed,

@@ -308,7 +308,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
         for s in SOURCES {
             let n = app.denials[source_index(s)];
             // Limits and command rules are rarely hit: their counters appear when one is.
-            if n > 0 || (tier == Tier::Wide && !matches!(s, crate::report::Source::Limit | crate::report::Source::Command)) {
+            if n > 0 || (tier == Tier::Wide && !matches!(s, crate::report::Source::Limit | crate::report::Source::Command | crate::report::Source::Dns)) {
                 parts.push(format!("{} {}", s.as_str(), count(n)));
             }
         }
@@ -464,6 +464,7 @@ fn source_color(s: crate::report::Source) -> Color {
         Source::Dac => Color::Cyan,
         Source::Limit => Color::LightRed,
         Source::Command => Color::LightMagenta,
+        Source::Dns => Color::LightCyan,
         Source::Other => Color::Gray,
     }
 }
