@@ -273,7 +273,11 @@ fn sandbox_local(ip: std::net::IpAddr) -> bool {
 /// listen with the caller's backlog, bind to the address copied once. A Unix socket's path
 /// is created in the directory as the caller sees it (resolved beneath `/proc/PID/root`),
 /// by sbx's own credentials, through `/proc/self/fd/N/NAME` of that directory.
-fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool) -> Verdict {
+fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool, creds: Option<&sys::Creds>) -> Verdict {
+    let as_caller = |f: &dyn Fn() -> Result<(), i32>| match creds {
+        Some(c) => sys::as_caller(c, f).and_then(|r| r),
+        None => f(),
+    };
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
     let listen = i64::from(req.data.nr) == libc::SYS_listen;
     let pidfd = match sys::pidfd_open(req.pid) {
@@ -295,7 +299,7 @@ fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bo
         return Verdict::Refused { what: Refused::HostSocket(what), requested: Vec::new(), resolved: None };
     }
     if listen {
-        return Verdict::Connected(sys::listen_raw(&sock, addr_ptr as u32 as i32));
+        return Verdict::Connected(as_caller(&|| sys::listen_raw(&sock, addr_ptr as u32 as i32)));
     }
     let len = addr_len as u32 as usize;
     if len > size_of::<libc::sockaddr_storage>() {
@@ -314,7 +318,7 @@ fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bo
         if !still_valid() {
             return Verdict::Gone;
         }
-        return Verdict::Connected(sys::bind_raw(&sock, &addr));
+        return Verdict::Connected(as_caller(&|| sys::bind_raw(&sock, &addr)));
     }
     if !may_block {
         return Verdict::Blocking;
@@ -352,7 +356,8 @@ fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bo
     if !still_valid() {
         return Verdict::Gone;
     }
-    Verdict::Connected(sys::bind_raw(&sock, &sockaddr_un(&via)))
+    let named = sockaddr_un(&via);
+    Verdict::Connected(as_caller(&|| sys::bind_raw(&sock, &named)))
 }
 
 impl Mediator {
@@ -384,10 +389,15 @@ impl Mediator {
             let Ok(_permit) = turn.acquire_owned().await else { return };
             let (policy, listener) = (m.policy.clone(), m.listener.clone());
             let host_netns = m.egress.as_ref().map(|e| e.host_netns);
+            // Under sudo or --user, sbx is root and the caller is not: what sbx connects or
+            // binds for it is done with the caller's identity (a root-only socket listed in
+            // allowUnixSockets, a netlink multicast group, a socket file's owner).
+            let creds = sys::foreign_creds(req.pid);
+            let bind_creds = creds.clone();
             let decide_now = move |may_block: bool| {
                 let still_valid = || sys::notif_id_valid(listener.as_raw_fd(), req.id).unwrap_or(false);
                 match i64::from(req.data.nr) {
-                    libc::SYS_bind | libc::SYS_listen => decide_bind(&req, host_netns, may_block, still_valid),
+                    libc::SYS_bind | libc::SYS_listen => decide_bind(&req, host_netns, may_block, still_valid, bind_creds.as_ref()),
                     _ => decide(&req, policy.as_deref(), host_netns, may_block, still_valid),
                 }
             };
@@ -406,7 +416,7 @@ impl Mediator {
                 Ok(Verdict::Connect { sock, addr, _target }) => {
                     let one_at_a_time = m.lock_of(&sock);
                     let _held = one_at_a_time.lock().await;
-                    Verdict::Connected(connect_async(&sock, &addr).await)
+                    Verdict::Connected(connect_async(&sock, &addr, creds.as_ref()).await)
                 }
                 Ok(Verdict::Direct(direct)) => match &m.egress {
                     Some(egress) => {
@@ -457,7 +467,7 @@ impl Mediator {
             // A host socket (connected once by sbx, its connection over) to an allowed
             // destination; or a socket the kernel will refuse anyway (listening, connected);
             // or UDP, which stays in the sandbox (its network has no route out).
-            let r = connect_async(&d.sock, &d.addr).await;
+            let r = connect_async(&d.sock, &d.addr, sys::foreign_creds(req.pid).as_ref()).await;
             if d.host {
                 egress.policy.report(&decision, d.ip, d.port, &client, r.err().map(|e| format!("connect failed: {}", errno_text(e))).as_deref());
             }
@@ -523,7 +533,7 @@ impl Drop for Flags<'_> {
 /// connect(2) of the caller's socket without blocking a thread: non-blocking for the
 /// duration; a caller whose socket blocks waits here (for at most [`ATTEMPT_TIMEOUT`]) as it
 /// would have in the kernel: TCP until the handshake ends, Unix until the backlog has room.
-async fn connect_async(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
+async fn connect_async(sock: &OwnedFd, addr: &[u8], creds: Option<&sys::Creds>) -> Result<(), i32> {
     let flags = match fcntl(sock, FcntlArg::F_GETFL) {
         Ok(f) => OFlag::from_bits_retain(f),
         Err(e) => return Err(e as i32),
@@ -536,7 +546,11 @@ async fn connect_async(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
     let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;
     let mut pause = Duration::from_millis(2);
     loop {
-        match sys::connect_raw(sock, addr) {
+        let attempt = match creds {
+            Some(c) => sys::as_caller(c, || sys::connect_raw(sock, addr)).and_then(|r| r),
+            None => sys::connect_raw(sock, addr),
+        };
+        match attempt {
             Err(libc::EAGAIN) if blocking && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
                 pause = (pause * 2).min(RETRY_MAX);

@@ -216,6 +216,68 @@ pub fn drop_capabilities() -> io::Result<()> {
     Ok(())
 }
 
+/// The effective identity of another process (uid, gid, supplementary groups), for acting
+/// on its behalf with its own permissions ([`as_caller`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// The identity of process `pid` when sbx, as root, would otherwise act for it with more
+/// than its own: it is another user (under sudo or `--user`). None when sbx is not root or
+/// the process is root too (nothing to lower), or its status cannot be read.
+pub fn foreign_creds(pid: u32) -> Option<Creds> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.split_whitespace().filter_map(|x| x.parse::<u32>().ok()).collect::<Vec<_>>());
+    // Uid: real, effective, saved, filesystem: the effective one decides.
+    let uid = *field("Uid:")?.get(1)?;
+    let gid = *field("Gid:")?.get(1)?;
+    let groups = field("Groups:").unwrap_or_default();
+    (uid != 0).then_some(Creds { uid, gid, groups })
+}
+
+/// Runs `f` with this thread's effective uid, gid and groups set to `creds` (raw system
+/// calls change the calling thread only; glibc's wrappers would change every thread), so
+/// that what `f` does is checked, and owned, as that user's: a Unix socket connected or
+/// bound for a sandboxed process of another user than root is theirs, not root's. The
+/// effective capabilities go with the effective uid 0 and come back with it. `Err(EPERM)`
+/// without running `f` when the identity cannot be taken; root's is put back after, and if
+/// that fails the process aborts rather than go on as the user. `f` must not yield (no
+/// other task may run with these credentials).
+pub fn as_caller<T>(creds: &Creds, f: impl FnOnce() -> T) -> Result<T, i32> {
+    // SAFETY: raw getgroups/setgroups/setresgid/setresuid with integers and live buffers.
+    unsafe {
+        let mut saved = [0 as libc::gid_t; 256];
+        let n = libc::syscall(libc::SYS_getgroups, saved.len(), saved.as_mut_ptr());
+        if n < 0 {
+            return Err(libc::EPERM);
+        }
+        let restore = || {
+            let ok = libc::syscall(libc::SYS_setresuid, u32::MAX, 0u32, u32::MAX) == 0
+                && libc::syscall(libc::SYS_setresgid, u32::MAX, 0u32, u32::MAX) == 0
+                && libc::syscall(libc::SYS_setgroups, n as usize, saved.as_ptr()) == 0;
+            if !ok {
+                std::process::abort();
+            }
+        };
+        let lowered = libc::syscall(libc::SYS_setgroups, creds.groups.len(), creds.groups.as_ptr()) == 0
+            && libc::syscall(libc::SYS_setresgid, u32::MAX, creds.gid, u32::MAX) == 0
+            && libc::syscall(libc::SYS_setresuid, u32::MAX, creds.uid, u32::MAX) == 0;
+        if !lowered {
+            restore();
+            return Err(libc::EPERM);
+        }
+        let out = f();
+        restore();
+        Ok(out)
+    }
+}
+
 /// Makes this process the subreaper of its descendants: an orphan below it is reparented
 /// to it, not to the host's init (`PR_SET_CHILD_SUBREAPER`).
 pub fn become_subreaper() -> io::Result<()> {
