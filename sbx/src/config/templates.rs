@@ -69,8 +69,8 @@ const DEFAULT: &str = r#"// The built-in default policy: no network access, the 
 const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, opencode, ...).
 // Follows fence's "code" template. Differences: no "*.amazonaws.com" (it
 // would let a process upload to any S3 bucket), no writes to ~/.config or
-// ~/.local/share (autostart entries and systemd user units there run outside
-// the sandbox), no writes to .git/hooks, and credentials such as ~/.npmrc and
+// ~/.local/share but opencode's own directories (autostart entries and
+// systemd user units there run outside the sandbox), no writes to .git/hooks, and credentials such as ~/.npmrc and
 // **/.env are unreadable, not merely unwritable.
 {
   "network": {
@@ -87,6 +87,8 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "api.openai.com",
       "auth.openai.com",
       "chatgpt.com",
+      // Codex asks for its feature flags at start.
+      "ab.chatgpt.com",
       "oauth2.googleapis.com",
       "accounts.google.com",
       "cloudcode-pa.googleapis.com",
@@ -97,9 +99,14 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "api.cohere.ai",
       "api.together.xyz",
       "openrouter.ai",
-      // Agent services
+      // gemini-cli's usage statistics (Clearcut), sent every few seconds
+      // unless its privacy.usageStatisticsEnabled is false; disable-telemetry
+      // denies it.
+      "play.googleapis.com",
+      // Agent services: opencode's own models, its model list
+      // (models.opencode.ai) and its sign-in.
       "opencode.ai",
-      "api.opencode.ai",
+      "*.opencode.ai",
       "ampcode.com",
       "*.ampcode.com",
       "*.factory.ai",
@@ -172,16 +179,31 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       // distributions ./gradlew runs on the host).
       "~/.gradle/caches",
       "~/.m2/repository",
-      // The agents' own state
-      "~/.claude",
+      // The agents' own state, created when missing (a trailing "/") for the
+      // agents sbx's tests start (Claude Code, Codex, gemini-cli, opencode,
+      // aider). What of it runs commands on the host (hooks, MCP servers,
+      // notify commands) sbx compares before and after the session and puts
+      // back (see "host code" in the README).
+      "~/.claude/",
       "~/.claude.json",
-      "~/.codex",
+      "~/.codex/",
       "~/.cursor",
       "~/.opencode",
-      "~/.gemini",
+      "~/.gemini/",
       "~/.factory",
       "~/.copilot",
       "~/.amp",
+      // opencode's data (sessions, logs, its database, sign-in) and state,
+      // and its configuration directory, which it will not start without
+      // writing: its opencode.json(c) is compared and put back like the
+      // other agents' settings; the plugins, tools and packages it loads on
+      // the host there stay read-only (denyWrite below).
+      "~/.local/share/opencode/",
+      "~/.local/state/opencode/",
+      "~/.config/opencode/",
+      // aider's caches and analytics id (its chat history and tags cache
+      // are in the project).
+      "~/.aider/",
     ],
     "denyRead": [
       // Keys and cloud credentials
@@ -213,6 +235,20 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "**/*.pfx",
       // Hooks run outside the sandbox the next time you use git.
       "**/.git/hooks",
+      // Code the agents load on the host, inside their writable state:
+      // opencode's plugins, custom tools and the packages they import,
+      // gemini-cli's extensions (MCP servers) and custom commands (shell
+      // injections), Codex's command rules.
+      "~/.config/opencode/node_modules",
+      "~/.config/opencode/package.json",
+      "~/.config/opencode/bun.lock",
+      "~/.config/opencode/plugin",
+      "~/.config/opencode/plugins",
+      "~/.config/opencode/tool",
+      "~/.config/opencode/tools",
+      "~/.gemini/extensions",
+      "~/.gemini/commands",
+      "~/.codex/rules",
     ],
   },
 }
@@ -235,6 +271,9 @@ const CODE_STRICT: &str = r#"// Like "code", but nothing outside the system path
       "~/.opencode",
       "~/.gemini",
       "~/.factory",
+      "~/.local/share/opencode",
+      "~/.local/state/opencode",
+      "~/.aider",
       // XDG config and caches (credentials there stay denied by "code")
       "~/.config",
       "~/.cache",
@@ -285,6 +324,8 @@ const DISABLE_TELEMETRY: &str = r#"// Allow every domain except analytics, telem
       "statsig.com",
       "*.statsig.com",
       "statsig.anthropic.com",
+      // gemini-cli's usage statistics
+      "play.googleapis.com",
       "*.segment.io",
       "*.segment.com",
       "*.amplitude.com",
