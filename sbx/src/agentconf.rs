@@ -106,6 +106,10 @@ pub const IN_HOME: &[Known] = &[
     whole(".config/opencode/opencode.json"),
     whole(".config/opencode/opencode.jsonc"),
     whole(".config/opencode/config.json"),
+    // The packages opencode installs (and so runs the install scripts of) on the host:
+    // its plugins' dependencies, and where they come from.
+    whole(".config/opencode/package.json"),
+    whole(".config/opencode/bun.lock"),
     whole(".aider.conf.yml"),
     whole(".continue/config.json"),
     whole(".continue/config.yaml"),

@@ -195,9 +195,10 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "~/.amp",
       // opencode's data (sessions, logs, its database, sign-in) and state,
       // and its configuration directory, which it will not start without
-      // writing: its opencode.json(c) is compared and put back like the
-      // other agents' settings; the plugins, tools and packages it loads on
-      // the host there stay read-only (denyWrite below).
+      // writing: its opencode.json(c) and package.json are compared and put
+      // back like the other agents' settings; the plugins, tools and packages
+      // it loads on the host there stay read-only whatever a policy says (as
+      // do gemini-cli's extensions and commands, Codex's rules).
       "~/.local/share/opencode/",
       "~/.local/state/opencode/",
       "~/.config/opencode/",
@@ -235,20 +236,6 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "**/*.pfx",
       // Hooks run outside the sandbox the next time you use git.
       "**/.git/hooks",
-      // Code the agents load on the host, inside their writable state:
-      // opencode's plugins, custom tools and the packages they import,
-      // gemini-cli's extensions (MCP servers) and custom commands (shell
-      // injections), Codex's command rules.
-      "~/.config/opencode/node_modules",
-      "~/.config/opencode/package.json",
-      "~/.config/opencode/bun.lock",
-      "~/.config/opencode/plugin",
-      "~/.config/opencode/plugins",
-      "~/.config/opencode/tool",
-      "~/.config/opencode/tools",
-      "~/.gemini/extensions",
-      "~/.gemini/commands",
-      "~/.codex/rules",
     ],
   },
 }
