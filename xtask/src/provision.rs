@@ -237,9 +237,9 @@ struct Agent {
     env: &'static str,
 }
 
-/// First installs measured on this machine's network (`cargo xtask test` on a fresh
-/// machine): codex about 40 s (424 MB, its musl binary and voice resources),
-/// opencode 30 s, gemini-cli 10 s, aider 70 s (pip, 150 packages).
+/// First installs measured here with empty npm and pip caches: codex 10 s (424 MB: its
+/// musl binary and voice resources), opencode 11 s (354 MB), gemini-cli 5 s, aider 129 s
+/// (pip, about 150 packages; 69 s with pip's cache); later runs find them in place.
 const AGENTS: &[Agent] = &[
     Agent {
         name: "codex",
