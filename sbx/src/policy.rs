@@ -98,6 +98,18 @@ pub const HOME_PROTECTED: &[&str] = &[
     "go/bin",
     ".pyenv/shims",
     ".rbenv/shims",
+    // Code the coding agents load on the host from inside their own state, which the
+    // coding templates make writable: opencode's plugins, custom tools and the packages
+    // they import, gemini-cli's extensions (MCP servers) and custom commands (shell
+    // injections), Codex's command rules (what it may run unasked).
+    ".config/opencode/node_modules",
+    ".config/opencode/plugin",
+    ".config/opencode/plugins",
+    ".config/opencode/tool",
+    ".config/opencode/tools",
+    ".gemini/extensions",
+    ".gemini/commands",
+    ".codex/rules",
 ];
 
 /// Environment variables removed before the command starts: each changes

@@ -121,6 +121,9 @@ fn under_sudo_what_sbx_writes_in_the_users_home_stays_theirs() {
     let mut planted = Planted(Vec::new());
     let _sudo = SudoRule::allow(&sbx);
     let claude = u.home.join(".claude");
+    // `-t code` makes the agents' state directories, empty, in the home of whoever runs it
+    // (the other tests' runs as this user): such a one is not the user's state.
+    let _ = std::fs::remove_dir(&claude);
     assert!(!claude.exists(), "the test user has a ~/.claude already");
     std::fs::create_dir(&claude).unwrap();
     sbx_integration_tests::chown(&claude, u.uid, u.gid);

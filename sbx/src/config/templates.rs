@@ -69,8 +69,8 @@ const DEFAULT: &str = r#"// The built-in default policy: no network access, the 
 const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, opencode, ...).
 // Follows fence's "code" template. Differences: no "*.amazonaws.com" (it
 // would let a process upload to any S3 bucket), no writes to ~/.config or
-// ~/.local/share (autostart entries and systemd user units there run outside
-// the sandbox), no writes to .git/hooks, and credentials such as ~/.npmrc and
+// ~/.local/share but opencode's own directories (autostart entries and
+// systemd user units there run outside the sandbox), no writes to .git/hooks, and credentials such as ~/.npmrc and
 // **/.env are unreadable, not merely unwritable.
 {
   "network": {
@@ -87,6 +87,8 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "api.openai.com",
       "auth.openai.com",
       "chatgpt.com",
+      // Codex asks for its feature flags at start.
+      "ab.chatgpt.com",
       "oauth2.googleapis.com",
       "accounts.google.com",
       "cloudcode-pa.googleapis.com",
@@ -97,9 +99,14 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "api.cohere.ai",
       "api.together.xyz",
       "openrouter.ai",
-      // Agent services
+      // gemini-cli's usage statistics (Clearcut), sent every few seconds
+      // unless its privacy.usageStatisticsEnabled is false; disable-telemetry
+      // denies it.
+      "play.googleapis.com",
+      // Agent services: opencode's own models, its model list
+      // (models.opencode.ai) and its sign-in.
       "opencode.ai",
-      "api.opencode.ai",
+      "*.opencode.ai",
       "ampcode.com",
       "*.ampcode.com",
       "*.factory.ai",
@@ -179,16 +186,32 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       // names when it cleans its caches, and the sandbox's registry is its own.
       "~/.cargo/.package-cache",
       "~/.cargo/.package-cache-mutate",
-      // The agents' own state
-      "~/.claude",
+      // The agents' own state, created when missing (a trailing "/") for the
+      // agents sbx's tests start (Claude Code, Codex, gemini-cli, opencode,
+      // aider). What of it runs commands on the host (hooks, MCP servers,
+      // notify commands) sbx compares before and after the session and puts
+      // back (see "host code" in the README).
+      "~/.claude/",
       "~/.claude.json",
-      "~/.codex",
+      "~/.codex/",
       "~/.cursor",
       "~/.opencode",
-      "~/.gemini",
+      "~/.gemini/",
       "~/.factory",
       "~/.copilot",
       "~/.amp",
+      // opencode's data (sessions, logs, its database, sign-in) and state,
+      // and its configuration directory, which it will not start without
+      // writing: its opencode.json(c) and package.json are compared and put
+      // back like the other agents' settings; the plugins, tools and packages
+      // it loads on the host there stay read-only whatever a policy says (as
+      // do gemini-cli's extensions and commands, Codex's rules).
+      "~/.local/share/opencode/",
+      "~/.local/state/opencode/",
+      "~/.config/opencode/",
+      // aider's caches and analytics id (its chat history and tags cache
+      // are in the project).
+      "~/.aider/",
     ],
     "denyRead": [
       // Keys and cloud credentials
@@ -242,6 +265,9 @@ const CODE_STRICT: &str = r#"// Like "code", but nothing outside the system path
       "~/.opencode",
       "~/.gemini",
       "~/.factory",
+      "~/.local/share/opencode",
+      "~/.local/state/opencode",
+      "~/.aider",
       // XDG config and caches (credentials there stay denied by "code")
       "~/.config",
       "~/.cache",
@@ -292,6 +318,8 @@ const DISABLE_TELEMETRY: &str = r#"// Allow every domain except analytics, telem
       "statsig.com",
       "*.statsig.com",
       "statsig.anthropic.com",
+      // gemini-cli's usage statistics
+      "play.googleapis.com",
       "*.segment.io",
       "*.segment.com",
       "*.amplitude.com",

@@ -459,6 +459,10 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         }
     }
     environment(&mut args, policy, facts, true);
+    // The sandbox's temporary directory is its private /tmp. Without TMPDIR, SQLite
+    // (Codex's state, Python's sqlite3) tries /var/tmp first, read-only here: a refused
+    // write check on every start for what /tmp would have served.
+    args.push(Arg::SetEnv("TMPDIR".into(), "/tmp".into()));
     args.push(Arg::JsonStatusFd(facts.status_fd));
 
     let own_netns = args.contains(&Arg::UnshareNet);
@@ -610,6 +614,7 @@ mod tests {
         ] {
             expected.extend(["--setenv".into(), k.into(), v.into()]);
         }
+        expected.extend(["--setenv", "TMPDIR", "/tmp"].iter().map(Into::into));
         expected.extend(["--json-status-fd", "12", "--", "/proc/self/fd/10", STAGE2_ARG, "11"].iter().map(Into::into));
         assert_eq!(plan.bwrap.argv(), expected);
         assert_eq!(plan.stage2.read, ["/", "/dev", "/proc", "/tmp"].map(PathBuf::from));

@@ -233,6 +233,13 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
         protected = Some(hint);
     }
 
+    // access(2) asking whether a path on a read-only mount is writable: a question, not an
+    // attempt. Programs ask it to choose where to write (SQLite's temporary directory,
+    // litellm's tokenizer cache) and go elsewhere; a write that follows is reported as itself.
+    // access, faccessat, faccessat2
+    if matches!(nr, 21 | 269 | 439) && op == Some(Operation::Write) && errno == "EROFS" {
+        return None;
+    }
     let addr = sock_addr(ev);
     let in_seccomp_table = attr.seccomp.entries().any(|b| b.nr == nr);
     let effective = path.as_deref().or(requested.as_deref().map(Path::new));
@@ -395,6 +402,12 @@ mod tests {
         let direct = Attribution { seccomp: FilterOptions { shared_host: true, ..FilterOptions::default() }, ..attr() };
         let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &direct).unwrap();
         assert_eq!((d.source, d.operation.map(Operation::as_str)), (Source::Landlock, Some("read")));
+        // access("/var/tmp", W_OK|X_OK) and faccessat2(AT_FDCWD, "/opt/x", W_OK) -> EROFS: a
+        // question answered, no denial; asked of a hidden path, or for reading, it is one.
+        assert!(denial(&raw(21, -30, [0, 3, 0, 0, 0, 0], "/var/tmp", entered), &a).is_none());
+        assert!(denial(&raw(439, -30, [AT_FDCWD as u64, 0, 2, 0, 0, 0], "/opt/x", entered), &a).is_none());
+        assert!(denial(&raw(269, -13, [AT_FDCWD as u64, 0, 2, 0, 0, 0], "/h/secret/key", entered), &a).is_some());
+        assert!(denial(&raw(21, -30, [0, 4, 0, 0, 0, 0], "/var/tmp", entered), &a).is_some());
         // mount is on seccomp's list.
         let d = denial(&raw(165, -1, [0; 6], "", 0), &a).unwrap();
         assert_eq!((d.source, d.syscall.as_deref()), (Source::Seccomp, Some("mount")));
