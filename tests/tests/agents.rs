@@ -127,13 +127,18 @@ fn run_case(case: &Case) {
             events.iter().filter(|e| e["type"] == "denial" && !case.protections.iter().any(|p| (p.matches)(e))).collect();
         let why: Vec<&str> = case.protections.iter().map(|p| p.why).collect();
         assert!(unexplained.is_empty(), "{ctx}: denials that are no protection ({why:?}): {unexplained:#?}\n{all}");
+        // The template lets each agent's hosts through: none is refused, and the agent
+        // reached at least one (which of them it asks for before it ends varies with the
+        // machine's load: codex's plugin list is a background request).
+        let net: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "net").collect();
         for host in case.allowed {
-            assert!(
-                events.iter().any(|e| e["type"] == "net" && e["host"] == *host && e["decision"] == "allowed"),
-                "{ctx}: the proxy did not let {host} through: {:?}",
-                events.iter().filter(|e| e["type"] == "net").collect::<Vec<_>>()
-            );
+            assert!(!net.iter().any(|e| e["host"] == *host && e["decision"] != "allowed"), "{ctx}: {host} was refused: {net:?}");
         }
+        assert!(
+            net.iter().any(|e| e["decision"] == "allowed" && case.allowed.iter().any(|h| e["host"] == *h)),
+            "{ctx}: none of {:?} was reached: {net:?}",
+            case.allowed
+        );
     }
 }
 
@@ -163,7 +168,7 @@ fn codex_runs_under_the_code_template() {
         env: &[("OPENAI_API_KEY", "sk-test")],
         says: "401 Unauthorized",
         state: &[(".codex/sessions", ".jsonl"), (".codex", ".sqlite")],
-        allowed: &["chatgpt.com"],
+        allowed: &["chatgpt.com", "github.com"],
         protections: &[NESTED_SANDBOX],
     });
 }
