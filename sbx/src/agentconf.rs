@@ -93,11 +93,23 @@ pub const IN_HOME: &[Known] = &[
     keys(".claude/settings.json", CLAUDE_SETTINGS),
     keys(".claude/settings.local.json", CLAUDE_SETTINGS),
     whole(".codex/config.toml"),
+    // Codex's lifecycle hooks, and the variables it loads from its home.
+    whole(".codex/hooks.json"),
+    whole(".codex/.env"),
     whole(".cursor/mcp.json"),
     whole(".cursor/cli-config.json"),
     whole(".gemini/settings.json"),
+    // gemini-cli loads these variables into its own process (NODE_OPTIONS would run
+    // code), and a trusted folder's settings (its MCP servers) apply.
+    whole(".gemini/.env"),
+    whole(".gemini/trustedFolders.json"),
     whole(".config/opencode/opencode.json"),
     whole(".config/opencode/opencode.jsonc"),
+    whole(".config/opencode/config.json"),
+    // The packages opencode installs (and so runs the install scripts of) on the host:
+    // its plugins' dependencies, and where they come from.
+    whole(".config/opencode/package.json"),
+    whole(".config/opencode/bun.lock"),
     whole(".aider.conf.yml"),
     whole(".continue/config.json"),
     whole(".continue/config.yaml"),

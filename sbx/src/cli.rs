@@ -180,6 +180,13 @@ pub struct RunArgs {
     pub ports: Vec<PortSpec>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Where no namespace can be created (a container, another sandbox): run with Landlock
+    /// and seccomp only, and no network. What is not enforced is said at start and in the log.
+    #[arg(long)]
+    pub no_namespaces: bool,
+    /// With --no-namespaces: the host's network, unfiltered (no domain rule applies).
+    #[arg(long, requires = "no_namespaces")]
+    pub unfiltered_network: bool,
     /// Accept `/`, the home directory, a parent of it or a system directory as the
     /// workspace (the mandatory protections of the home still apply).
     #[arg(long)]

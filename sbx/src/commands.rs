@@ -275,6 +275,16 @@ fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool, crate::t
         );
     }
     check_required(&args.require)?;
+    let direct = args.no_namespaces.then_some(if args.unfiltered_network { launch::direct::Network::Unfiltered } else { launch::direct::Network::None });
+    if direct.is_some() {
+        launch::direct::check_user(run_as.is_none() && nix::unistd::geteuid().is_root())?;
+        if args.require.contains(&Layer::Netns) {
+            return Err(LaunchError::Required("netns", "--no-namespaces runs without a network namespace").into());
+        }
+        if let Some(p) = args.ports.first() {
+            anyhow::bail!("-p {}: --no-namespaces has no loopback of the sandbox's own to expose", p.port);
+        }
+    }
     // `sbx run --log` traces too: a log without the kernel's denials would
     // mislead whoever reads it. `sbx monitor` always traces.
     let (trace, ring_bytes, summary, dashboard, dashboard_start) = match monitor {
@@ -291,6 +301,7 @@ fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool, crate::t
             // their arguments by the seccomp supervisor.
             notify: summary,
             run_as,
+            direct,
             ..launch::Options::default()
         },
         sources: loaded.chain.iter().map(|part| part.origin.label()).collect(),

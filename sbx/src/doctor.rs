@@ -88,6 +88,10 @@ pub fn run() -> Report {
     }
     checks.push(landlock());
     checks.push(seccomp());
+    // Where no namespace can be made: whether --no-namespaces can confine the command.
+    if crate::launch::namespaces_refused().is_some() {
+        checks.push(no_namespaces());
+    }
     checks.push(btf());
     checks.push(tracefs());
     checks.push(cgroup2());
@@ -181,6 +185,22 @@ fn namespace(name: &'static str, flag: &str, consequence: &str, bwrap: Option<&P
             }),
         ),
         Err(e) => Check::bad(name, Verdict::Fail, format!("cannot run bwrap: {e}"), consequence, "apt-get install bubblewrap"),
+    }
+}
+
+/// `--no-namespaces`, where namespaces are refused: Landlock and seccomp alone (what it does
+/// not enforce is `launch::direct::not_enforced`, said by `run` at start).
+fn no_namespaces() -> Check {
+    let name = "no-namespaces mode";
+    match sys::landlock_abi() {
+        0 => Check::bad(name, Verdict::Fail, "no Landlock: --no-namespaces would leave the filesystem to file permissions", "sbx cannot confine a command here", "run sbx where namespaces or Landlock work"),
+        abi => Check::bad(
+            name,
+            Verdict::Warn,
+            format!("`sbx run --no-namespaces` confines with Landlock ABI {abi} and seccomp alone"),
+            "no pid, ipc or mount isolation, no private /tmp, no network but none or unfiltered; protected files are restored at exit, not read-only (sbx run says all of it at start)",
+            "run sbx outside this sandbox or container for the full sandbox",
+        ),
     }
 }
 

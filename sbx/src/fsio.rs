@@ -329,13 +329,24 @@ pub fn read_no_follow(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Sets the permission bits of `path` without following a symlink there (a directory or
+/// file is opened with `O_PATH | O_NOFOLLOW` and changed through `/proc/self/fd`).
+pub fn set_mode_no_follow(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)?;
+    if f.metadata()?.file_type().is_symlink() {
+        return Err(io::Error::other("it is a symbolic link"));
+    }
+    std::fs::set_permissions(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)), std::fs::Permissions::from_mode(mode))
+}
+
 /// Creates `dir` and the directories missing above it, outermost first, each with the
 /// permissions `mode(the directory, the mode of the one it is made in)` and, when sbx is
 /// root, the owner of the directory it is made in: `sudo sbx ...` making a directory in a
 /// user's tree (a quarantine, a placeholder) leaves it theirs. Returns the directories
 /// made, and the directory and error that stopped it if one did.
 pub fn mkdir_owned(dir: &Path, mode: impl Fn(&Path, u32) -> u32) -> (Vec<PathBuf>, Result<(), (PathBuf, io::Error)>) {
-    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
     let missing: Vec<&Path> = dir.ancestors().take_while(|a| std::fs::symlink_metadata(a).is_err()).collect();
     let mut made = Vec::new();
     for d in missing.into_iter().rev() {
@@ -348,10 +359,16 @@ pub fn mkdir_owned(dir: &Path, mode: impl Fn(&Path, u32) -> u32) -> (Vec<PathBuf
             return (made, Err((d.to_path_buf(), e)));
         }
         made.push(d.to_path_buf());
+        // Through a descriptor of what was made, not its name: a process of the user's
+        // could put a symlink in its place meanwhile (the directory is in their tree).
+        let dirfd = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(d) {
+            Ok(f) => f,
+            Err(e) => return (made, Err((d.to_path_buf(), e))),
+        };
         if nix::unistd::geteuid().is_root() {
-            let _ = std::os::unix::fs::lchown(d, Some(parent.uid()), Some(parent.gid()));
+            let _ = std::os::unix::fs::fchown(&dirfd, Some(parent.uid()), Some(parent.gid()));
         }
-        if let Err(e) = std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode(d, parent.mode()))) {
+        if let Err(e) = dirfd.set_permissions(std::fs::Permissions::from_mode(mode(d, parent.mode()))) {
             return (made, Err((d.to_path_buf(), e)));
         }
     }

@@ -323,6 +323,35 @@ pub fn create_write_dirs(policy: &Policy) -> Vec<String> {
     warnings
 }
 
+/// The `privateWrite` directories (`Policy::private_dirs`) that exist, or that are to be
+/// created (written with a trailing `/`: the directory itself is made as the mount point):
+/// sbx's store for each is made (mode 0700, the user's). Returns the warnings.
+pub fn create_private_dirs(policy: &Policy) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (dir, store) in policy.private_dirs() {
+        if std::fs::symlink_metadata(&dir).is_err() && !policy.fs.create_dirs.contains(&dir) {
+            continue;
+        }
+        for (what, path) in [("its store", &store), ("it", &dir)] {
+            if std::fs::symlink_metadata(path).is_ok() {
+                continue;
+            }
+            let Some(existing) = path.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok()) else { continue };
+            let failed = if existing.canonicalize().ok().as_deref() != Some(existing) || !existing.is_dir() {
+                format!("{} is not a plain directory", crate::termtext::path(existing))
+            } else {
+                match crate::snapshot::mkdir_owned(path) {
+                    Ok(()) => continue,
+                    Err(e) => crate::termtext::escape(&e).into_owned(),
+                }
+            };
+            warnings.push(format!("the privateWrite directory {} is not writable: {what} could not be created ({failed})", crate::termtext::path(&dir)));
+            break;
+        }
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@ pub enum PolicyError {
     WritablePolicyFile { file: PathBuf, writable: PathBuf },
     #[error("the workspace {} is {why}, where a command could change what runs outside the sandbox later; run sbx from a project directory, or pass --unsafe-workspace to accept it", .workspace.display())]
     UnsafeWorkspace { workspace: PathBuf, why: &'static str },
+    #[error("\"filesystem.privateWrite\" entry {value:?}: {why}")]
+    PrivateWrite { value: String, why: &'static str },
 }
 
 /// System directories that are never a project: a workspace at or under one is refused
@@ -96,6 +98,18 @@ pub const HOME_PROTECTED: &[&str] = &[
     "go/bin",
     ".pyenv/shims",
     ".rbenv/shims",
+    // Code the coding agents load on the host from inside their own state, which the
+    // coding templates make writable: opencode's plugins, custom tools and the packages
+    // they import, gemini-cli's extensions (MCP servers) and custom commands (shell
+    // injections), Codex's command rules (what it may run unasked).
+    ".config/opencode/node_modules",
+    ".config/opencode/plugin",
+    ".config/opencode/plugins",
+    ".config/opencode/tool",
+    ".config/opencode/tools",
+    ".gemini/extensions",
+    ".gemini/commands",
+    ".codex/rules",
 ];
 
 /// Environment variables removed before the command starts: each changes
@@ -147,11 +161,16 @@ pub struct FsPolicy {
     pub allow_write: Vec<PathBuf>,
     pub deny_write: Vec<PathBuf>,
     pub allow_git_config: bool,
-    /// allowWrite entries written with a trailing `/` inside the home directory (not the
+    /// allowWrite and privateWrite entries written with a trailing `/` inside the home directory (not the
     /// home itself, not globs): directories sbx creates before the sandbox starts when they
     /// are missing (`missing::create_write_dirs`), so that a fresh user's first
     /// `npm install` finds `~/.npm`.
     pub create_dirs: Vec<PathBuf>,
+    /// `privateWrite` (sbx's): directories inside the home that the command sees and writes
+    /// as a copy of its own, kept by sbx for the sandboxes of this user
+    /// (`launch::private_store`), never the host's: a package cache the host's tools read
+    /// (cargo's registry sources, pip's wheels, Go's build cache) cannot be poisoned.
+    pub private_write: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -264,12 +283,30 @@ impl Policy {
             create_dirs: fs
                 .allow_write
                 .iter()
+                .chain(&fs.private_write)
                 .filter(|v| v.ends_with('/') && !is_glob(Path::new(v.as_str())))
                 .map(|v| resolve_path("allowWrite", v, &workspace, home.as_deref()))
                 .collect::<Result<Vec<_>, _>>()?
                 .into_iter()
                 .filter(|p| home.as_ref().is_some_and(|h| p.starts_with(h) && p != h))
                 .collect(),
+            private_write: fs
+                .private_write
+                .iter()
+                .map(|v| {
+                    let p = resolve_path("privateWrite", v, &workspace, home.as_deref())?;
+                    let why = if is_glob(&p) {
+                        "a pattern; name a directory"
+                    } else if !home.as_ref().is_some_and(|h| p.starts_with(h) && p != *h) {
+                        "not a directory inside your home (privateWrite is for caches there)"
+                    } else if workspace.starts_with(&p) || p.starts_with(&workspace) {
+                        "the workspace, inside it or a parent of it, which must stay the host's"
+                    } else {
+                        return Ok(p);
+                    };
+                    Err(PolicyError::PrivateWrite { value: v.clone(), why })
+                })
+                .collect::<Result<_, _>>()?,
         };
         let net = NetPolicy {
             allowed_domains: config.network.allowed_domains.clone(),
@@ -306,6 +343,17 @@ impl Policy {
     }
 
     /// Directories and files the command may write, before deny rules.
+    /// Each `privateWrite` directory and the directory of sbx's store that the sandbox sees
+    /// there instead: `<state>/sbx/private/<the path without its leading />`, where `<state>`
+    /// is `$XDG_STATE_HOME` or the home's `.local/state` (the user's, under sudo). None
+    /// without a home.
+    pub fn private_dirs(&self) -> Vec<(PathBuf, PathBuf)> {
+        let state = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute());
+        let Some(state) = state.or_else(|| self.home.as_ref().map(|h| h.join(".local/state"))) else { return Vec::new() };
+        let store = normalize(&state).join("sbx/private");
+        self.fs.private_write.iter().map(|p| (p.clone(), store.join(p.strip_prefix("/").unwrap_or(p)))).collect()
+    }
+
     pub fn writable(&self) -> Vec<PathBuf> {
         let mut out = vec![self.workspace.clone()];
         out.extend(self.fs.allow_write.iter().cloned());
@@ -440,6 +488,31 @@ mod tests {
         assert!(!is_glob(&p.fs.deny_read[0]));
         let err = Policy::from_config(&c, "/w".into(), None).unwrap_err();
         assert_eq!(err.to_string(), "\"filesystem.denyRead\" entry \"~/.ssh\" uses `~` but HOME is not set");
+    }
+
+    /// privateWrite: directories inside the home, each with its store; a pattern, a path
+    /// outside the home, the home itself and the workspace's line are refused in one sentence.
+    #[test]
+    fn private_write_is_for_directories_inside_the_home() {
+        let mut c = Config::default();
+        c.filesystem.private_write = vec!["~/.cache".into(), "~/.cargo/registry/".into()];
+        let p = Policy::from_config(&c, "/h/w".into(), Some("/h".into())).unwrap();
+        assert_eq!(p.fs.private_write, ["/h/.cache", "/h/.cargo/registry"].map(PathBuf::from));
+        let dirs = p.private_dirs();
+        let store = dirs[0].1.parent().unwrap().parent().unwrap().to_path_buf();
+        assert!(store.ends_with("sbx/private"), "{dirs:?}");
+        assert_eq!(dirs[1], (PathBuf::from("/h/.cargo/registry"), store.join("h/.cargo/registry")));
+        for (value, why) in [
+            ("~/.cache/**/x*", "a pattern; name a directory"),
+            ("/var/cache", "not a directory inside your home (privateWrite is for caches there)"),
+            ("~", "not a directory inside your home (privateWrite is for caches there)"),
+            (".", "the workspace, inside it or a parent of it, which must stay the host's"),
+            ("/h/w/target", "the workspace, inside it or a parent of it, which must stay the host's"),
+        ] {
+            c.filesystem.private_write = vec![value.into()];
+            let err = Policy::from_config(&c, "/h/w".into(), Some("/h".into())).unwrap_err();
+            assert_eq!(err.to_string(), format!("\"filesystem.privateWrite\" entry {value:?}: {why}"));
+        }
     }
 
     /// Issue 18, point 3: only allowWrite entries written with a trailing `/` inside the home

@@ -54,6 +54,9 @@ pub struct Enforcement {
     /// The network namespace: bwrap's `--unshare-net` fails the launch if it
     /// cannot be created, so reaching stage-2 proves it.
     pub netns: bool,
+    /// What this sandbox does not enforce, one phrase each: empty, but without namespaces
+    /// (`--no-namespaces`), where there is no bubblewrap.
+    pub not_enforced: Vec<String>,
 }
 
 /// Landlock's outcome, as data: the ABI used and how fully it was enforced.

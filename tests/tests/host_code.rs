@@ -769,3 +769,70 @@ fn a_placeholder_outlives_the_first_of_two_sessions() {
     assert!(first.wait().unwrap().success());
     assert!(!w.join(".git/hooks").exists(), "a placeholder was left");
 }
+
+/// Package caches (issue 13's class of files the host runs later): under `-t code` the
+/// command writes `~/.cache`, `~/.npm` and cargo's registry in copies of the sandboxes' own
+/// (`privateWrite`), never the host's, so a host tool that trusts its cache (a pip wheel,
+/// a crate's build.rs) never runs what the command put there. The copy persists for the
+/// user's next sandbox, and sbx's store itself is out of the command's sight.
+#[test]
+fn package_caches_are_the_sandboxes_own_never_the_hosts() {
+    require_root!();
+    for who in WHO {
+        let home_dir = own_dir(who);
+        let home = home_dir.path();
+        plant(who, home, ".cache/pip/wheels/original.whl", "host's\n");
+        let build_rs = plant(who, home, ".cargo/registry/src/index/foo-1.0/build.rs", "fn main() {}\n");
+        let ws = Workspace::new(who);
+        let poison = "cat ~/.cache/pip/wheels/original.whl 2>/dev/null || echo no-host-wheel
+            mkdir -p ~/.cache/pip/wheels && echo evil > ~/.cache/pip/wheels/evil.whl
+            mkdir -p ~/.cargo/registry/src/index/foo-1.0 && echo 'fn main() { evil() }' > ~/.cargo/registry/src/index/foo-1.0/build.rs
+            mkdir -p ~/.npm/_cacache && echo evil > ~/.npm/_cacache/x
+            ls ~/.local/state/sbx/private 2>/dev/null && echo LEAK-store
+            echo done";
+        let run = |script: &str| ws.sbx(["run", "-t", "code", "--", "/bin/sh", "-c", script]).env("HOME", home).output().unwrap();
+        let out = run(poison);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "no-host-wheel\ndone\n", "{who:?}: {}", text(&out));
+        // The host's caches are as they were.
+        assert_eq!(read(&home.join(".cache/pip/wheels/original.whl")), "host's\n", "{who:?}");
+        assert_eq!(read(&build_rs), "fn main() {}\n", "{who:?}");
+        for f in [".cache/pip/wheels/evil.whl", ".npm/_cacache"] {
+            assert!(!home.join(f).exists(), "{who:?}: {f} is on the host: {}", text(&out));
+        }
+        // ~/.npm (written "~/.npm/") was made as the mount point, empty.
+        assert_eq!(std::fs::read_dir(home.join(".npm")).unwrap().count(), 0, "{who:?}");
+        // The user's next sandbox finds its own copy.
+        let out = run("cat ~/.cache/pip/wheels/evil.whl ~/.npm/_cacache/x");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "evil\nevil\n", "{who:?}: {}", text(&out));
+    }
+}
+
+/// A repository the command makes runs nothing on the host, however it is reached: a
+/// gitlink `.git` file naming a bare gitdir the command configured (core.fsmonitor), and a
+/// new repository whose config is a symlink to a file of the command's. Both found by an
+/// attacker's pass; the host's `git status` in each runs no canary afterwards.
+#[test]
+fn new_repositories_reached_through_gitlinks_or_symlinked_configs_run_nothing() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        git(who, ws.path(), &["init", "-q", "."]);
+        let canaries = own_dir(who);
+        let c = canaries.path();
+        let script = format!(
+            "set -e; git init -q --bare vendor/.lib.git; git --git-dir=vendor/.lib.git config core.fsmonitor 'touch {c}/gitlink'; \
+             git --git-dir=vendor/.lib.git config core.worktree ../lib; mkdir -p vendor/lib; printf 'gitdir: ../.lib.git\\n' > vendor/lib/.git; \
+             git init -q sub; printf '[core]\\n\\tfsmonitor = touch {c}/symlinked\\n' > notes.txt; rm sub/.git/config; ln -s ../../notes.txt sub/.git/config; echo done",
+            c = c.display()
+        );
+        let out = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("vendor/.lib.git/config") && err.contains("sub/.git/config"), "{who:?}: {}", text(&out));
+        for repo in ["vendor/lib", "sub"] {
+            git(who, &ws.path().join(repo), &["status", "--short"]);
+        }
+        let fired: Vec<_> = ["gitlink", "symlinked"].into_iter().filter(|f| c.join(f).exists()).collect();
+        assert!(fired.is_empty(), "{who:?}: {fired:?} ran on the host: {}", text(&out));
+    }
+}

@@ -519,7 +519,7 @@ fn denied_unlisted_and_ip_literal_destinations_never_reach_the_server() {
 }
 
 #[test]
-fn traffic_that_ignores_the_proxy_has_no_route() {
+fn traffic_that_ignores_the_proxy_reaches_only_allowed_destinations() {
     require_tools();
     let host = TestHost::start(|h| vec![(h.name("web"), h.addr())]);
     let (web, addr) = (host.name("web"), host.addr());
@@ -563,7 +563,8 @@ attempt("abstract", abstract)
     for all_unix in [false, true] {
         // With allowAllUnixSockets seccomp lets the socket be created, and
         // the connect itself must fail.
-        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}"], "allowAllUnixSockets": {all_unix} }} }}"#));
+        // The name is allowed on 443 only: a direct connection to it on 80 is refused.
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}:443"], "allowAllUnixSockets": {all_unix} }} }}"#));
         let script = format!(
             "curl -sS --noproxy '*' --max-time 10 http://{addr}/ 2>/dev/null; echo \"direct-http exit=$?\"
              curl -sS --noproxy '*' --max-time 10 http://{web}/ 2>/dev/null; echo \"direct-name exit=$?\"
@@ -571,21 +572,36 @@ attempt("abstract", abstract)
              python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).connect((\"{addr}\", 53))' 2>/dev/null; echo \"dns exit=$?\"
              python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b\"x\"], [], 0, (\"{addr}\", 9001))' 2>/dev/null; echo \"sendmsg exit=$?\""
         );
+        // Another test's host rewrites /etc/hosts by rename, which detaches the
+        // sandbox's own /etc/hosts (a mount on the old file): not while this runs.
+        let lock = HostLock::take();
         let (out, events) = monitor(&ws, &script);
+        drop(lock);
         assert!(out.status.success(), "{}", text(&out));
-        // curl 7: could not connect (the name resolves through /etc/hosts,
-        // but there is no route). The abstract socket: EPERM from seccomp
-        // (socket(AF_UNIX)); with allowAllUnixSockets, ECONNREFUSED (the
-        // sandbox's own network namespace has no such listener).
+        // curl 7: could not connect (transparent egress refuses a TCP connect
+        // to an address no allowed name gave, or to a port the rule does not
+        // allow: ECONNREFUSED); UDP has no route. The abstract socket: EPERM
+        // from seccomp (socket(AF_UNIX)); with allowAllUnixSockets,
+        // ECONNREFUSED (the sandbox's own network namespace has no such
+        // listener).
         let abstract_result = if all_unix { "ECONNREFUSED" } else { "EPERM" };
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            format!("direct-http exit=7\ndirect-name exit=7\ntcp ENETUNREACH\nudp ENETUNREACH\nabstract {abstract_result}\ndns exit=1\nsendmsg exit=1\n"),
+            format!("direct-http exit=7\ndirect-name exit=7\ntcp ECONNREFUSED\nudp ENETUNREACH\nabstract {abstract_result}\ndns exit=1\nsendmsg exit=1\n"),
             "allowAllUnixSockets {all_unix}: {}",
             text(&out)
         );
-        assert!(net_decisions(&events).is_empty(), "nothing went through the proxy: {events:?}");
-        // Each attempt is a denial of the sandbox's network, with the
+        // Each TCP connect was decided by transparent egress, and refused.
+        assert_eq!(
+            net_decisions(&events),
+            // (After curl asked for the name, its address is the name's.)
+            [decision("direct", &addr, 80, "denied"), decision("direct", &web, 80, "denied"), decision("direct", &web, 9000, "denied")],
+            "allowAllUnixSockets {all_unix}: {events:?}"
+        );
+        for e in events.iter().filter(|e| e["type"] == "net") {
+            assert_eq!(e["via"], "direct", "{e}");
+        }
+        // Each datagram is a denial of the sandbox's network, with the
         // address it was given and why there was no route.
         let network: BTreeSet<_> = events
             .iter()
@@ -595,14 +611,14 @@ attempt("abstract", abstract)
                 assert!(e["errno"] == "ENETUNREACH" && e["operation"] == op, "{e}");
                 let reason = e["detail"]["reason"].as_str().unwrap();
                 let dns = e["port"] == 53;
-                assert!(reason.contains(if dns { "a DNS query" } else { "bypassed sbx's proxy" }), "{e}");
+                assert!(reason.contains(if dns { "a DNS query" } else { "UDP other than sbx's DNS has no way out" }), "{e}");
                 let comm = e["comm"].as_str().unwrap();
                 let comm = if comm.starts_with("python") { "python" } else { comm };
                 (comm.to_string(), e["syscall"].as_str().unwrap().to_string(), e["host"].as_str().unwrap().to_string(), e["port"].as_u64().unwrap())
             })
             .collect();
         let want: BTreeSet<_> =
-            [("curl", "connect", 80), ("python", "connect", 9000), ("python", "sendto", 9000), ("python", "connect", 53), ("python", "sendmsg", 9001)]
+            [("python", "sendto", 9000), ("python", "connect", 53), ("python", "sendmsg", 9001)]
             .into_iter()
             .map(|(comm, call, port)| (comm.to_string(), call.to_string(), addr.to_string(), port))
             .collect();
@@ -610,7 +626,6 @@ attempt("abstract", abstract)
         // `policy suggest` explains them and proposes nothing for them.
         let suggest = ws.sbx(["policy", "suggest", "--from"]).arg(ws.path().join("audit.jsonl")).output().unwrap();
         let said = String::from_utf8_lossy(&suggest.stdout);
-        assert!(said.contains(&format!("{addr}:9000")) && said.contains("a direct connection that bypassed the proxy"), "{}", text(&suggest));
         assert!(said.contains(&format!("{addr}:53")) && said.contains("a DNS query from the sandbox"), "{}", text(&suggest));
         let seccomp: Vec<_> = events.iter().filter(|e| e["type"] == "denial" && e["source"] == "seccomp").collect();
         // The Unix socket is created (issue 18: socket(2) is no denial); its connect to the
@@ -731,4 +746,397 @@ fn names_that_resolve_to_private_addresses_are_refused() {
     assert_eq!(start["policy"]["allow_private_resolution"], serde_json::json!([private]));
     let net: Vec<_> = events.iter().filter(|e| e["type"] == "net").collect();
     assert_eq!((&net[0]["decision"], &net[0]["resolved"]), (&"allowed".into(), &private_addr.as_str().into()), "{net:?}");
+}
+
+/// Issue 21: programs that ignore the proxy variables reach allowed names and
+/// ports directly (transparent egress: sbx's DNS in the sandbox, connect(2)
+/// carried out on the host), and nothing else; as root and as a user.
+#[test]
+fn transparent_egress_reaches_allowed_names_and_ports_and_nothing_else() {
+    require_tools();
+    let host = TestHost::start(|h| vec![(h.name("web"), h.addr()), (h.name("other"), h.addr()), (h.name("private"), h.private_addr())]);
+    let (web, other, private, addr) = (host.name("web"), host.name("other"), host.name("private"), host.addr());
+    let client_py = format!(
+        r#"import errno, select, socket, struct, sys
+def attempt(name, f):
+    try:
+        print(name, f())
+    except socket.gaierror as e:
+        print(name, "gaierror", e.errno)
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, e.errno))
+def get(sock, path):
+    sock.sendall(f"GET {{path}} HTTP/1.0\r\nHost: {web}\r\n\r\n".encode())
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data.decode().split("\r\n\r\n", 1)[1].strip()
+        data += chunk
+def literal():
+    # Before any name gave this address: an IP literal the policy does not list.
+    return socket.create_connection(("{addr}", 80), timeout=5).close()
+def blocking():
+    with socket.create_connection(("{web}", 80), timeout=10) as s:
+        return get(s, "/blocking")
+def nonblocking():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    rc = s.connect_ex((socket.gethostbyname("{web}"), 80))
+    ep = select.epoll()
+    ep.register(s.fileno(), select.EPOLLOUT)
+    ready = ep.poll(10)
+    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    import fcntl, os
+    nonblocking = fcntl.fcntl(s.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK != 0
+    cloexec = fcntl.fcntl(s.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC != 0
+    s.setblocking(True)
+    return f"{{errno.errorcode.get(rc, rc)}} {{ready == [(s.fileno(), select.EPOLLOUT)]}} soerror={{err}} nonblocking={{nonblocking}} cloexec={{cloexec}} {{get(s, '/epoll')}}"
+def port():
+    return socket.create_connection(("{web}", 9000), timeout=5).close()
+def unlisted():
+    return socket.getaddrinfo("{other}", 80)
+def private():
+    return socket.getaddrinfo("{private}", 80)
+def dns_tcp():
+    q = struct.pack(">HHHHHH", 7, 0x100, 1, 0, 0, 0) + b"".join(bytes([len(l)]) + l.encode() for l in "{web}".split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+    with socket.create_connection(("127.0.0.1", 53), timeout=5) as s:
+        s.sendall(struct.pack(">H", len(q)) + q)
+        n = struct.unpack(">H", s.recv(2))[0]
+        a = s.recv(n)
+    return socket.inet_ntoa(a[-4:])
+def udp():
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("{addr}", 9000))
+attempt("literal", literal)
+attempt("blocking", blocking)
+attempt("nonblocking", nonblocking)
+attempt("port", port)
+attempt("unlisted", unlisted)
+attempt("private", private)
+attempt("dns-tcp", dns_tcp)
+attempt("udp", udp)
+"#
+    );
+    for who in [As::Root, As::User] {
+        let before = host.events().len();
+        let ws = Workspace::new(who);
+        ws.write("client.py", &client_py);
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}:80", "{private}"] }} }}"#));
+        // The client first: the IP literal is tried before any name gave that address.
+        let script = "python3 client.py; curl -sS --noproxy '*' --max-time 10 http://".to_string() + &web + "/curl; echo \" curl exit=$?\"";
+        // Another test's host rewrites /etc/hosts by rename, which detaches the
+        // sandbox's own /etc/hosts (a mount on the old file): not while this runs.
+        let lock = HostLock::take();
+        let (out, events) = monitor(&ws, &script);
+        drop(lock);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "literal ECONNREFUSED\n\
+                 blocking hello from http {web} /blocking\n\
+                 nonblocking EINPROGRESS True soerror=0 nonblocking=True cloexec=True hello from http {web} /epoll\n\
+                 port ECONNREFUSED\n\
+                 unlisted gaierror -2\n\
+                 private gaierror -2\n\
+                 dns-tcp {addr}\n\
+                 udp ENETUNREACH\n\
+                 hello from http {web} /curl\n curl exit=0\n"
+            ),
+            "{who:?}: {}",
+            text(&out)
+        );
+        // The server saw the three allowed connections, from the host's end
+        // of the veth (the program's socket is the host's, connected by sbx),
+        // and nothing on 9000.
+        let seen = host.wait_events(before + 3);
+        std::thread::sleep(Duration::from_millis(200));
+        let from = host.host_side();
+        assert_eq!(host.events()[before..], [format!("tcp 80 {from}"), format!("tcp 80 {from}"), format!("tcp 80 {from}")], "{who:?}: {seen:?}");
+        assert_eq!(
+            net_decisions(&events),
+            [
+                decision("direct", &addr, 80, "denied"),
+                decision("direct", &web, 80, "allowed"),
+                decision("direct", &web, 80, "allowed"),
+                decision("direct", &web, 9000, "denied"),
+                decision("direct", &web, 80, "allowed"),
+            ],
+            "{who:?}"
+        );
+        for e in events.iter().filter(|e| e["type"] == "net") {
+            assert_eq!((e["via"].as_str(), e["resolved"].as_str()), (Some("direct"), Some(addr.as_str())), "{who:?}: {e}");
+        }
+        let proxy: Vec<(String, u64)> =
+            events.iter().filter(|e| e["type"] == "denial" && e["source"] == "proxy").map(|e| (e["host"].as_str().unwrap().to_string(), e["port"].as_u64().unwrap())).collect();
+        assert_eq!(proxy, [(addr.clone(), 80), (web.clone(), 9000)], "{who:?}");
+        // DNS: the unlisted name and the allowed name that resolves to a
+        // private address (the rebinding defence) were refused, each query
+        // type a denial of source dns.
+        let dns: BTreeSet<(String, String)> = events
+            .iter()
+            .filter(|e| e["type"] == "denial" && e["source"] == "dns")
+            .map(|e| {
+                if e["host"] == private.as_str() {
+                    assert!(e["detail"]["rule"].as_str().unwrap().contains("DNS rebinding defence"), "{e}");
+                } else {
+                    assert_eq!(e["detail"]["rule"], "no rule allows it", "{e}");
+                }
+                (e["host"].as_str().unwrap().to_string(), e["detail"]["qtype"].as_str().unwrap().to_string())
+            })
+            .collect();
+        let q = |h: &str, t: &str| (h.to_string(), t.to_string());
+        assert_eq!(dns, BTreeSet::from([q(&other, "A"), q(&other, "AAAA"), q(&private, "A"), q(&private, "AAAA")]), "{who:?}");
+        assert!(events.iter().any(|e| e["type"] == "denial" && e["source"] == "netns" && e["port"] == 9000) || who == As::User, "{who:?}: the tracer saw the datagram");
+    }
+}
+
+/// Issue 21's security rules, as an attacker with a socket of the host's
+/// network (one sbx connected for the program): it cannot be disconnected,
+/// reconnected elsewhere, bound, made to listen, connected by a send
+/// (MSG_FASTOPEN, TCP_FASTOPEN_CONNECT) or rerouted (SO_BINDTODEVICE,
+/// SO_MARK); and the decision is made on one copy of the address, which
+/// another thread rewrites in a loop. The server records every connection.
+#[test]
+fn a_host_socket_cannot_be_turned_against_the_policy() {
+    require_tools();
+    let host = TestHost::start(|h| vec![(h.name("web"), h.addr())]);
+    let (web, addr) = (host.name("web"), host.addr());
+    let attack_py = format!(
+        r#"import ctypes, errno, socket, struct, threading
+libc = ctypes.CDLL(None, use_errno=True)
+# The name's address, from sbx's DNS.
+ADDR = socket.gethostbyname("{web}")
+assert ADDR == "{addr}"
+def attempt(name, f):
+    try:
+        print(name, f())
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, e.errno))
+def raw_connect(fd, family, port):
+    sa = struct.pack("=HH4s8x", family, socket.htons(port), socket.inet_aton(ADDR))
+    if libc.connect(fd, sa, len(sa)) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, errno.errorcode.get(e, e))
+    return "ok"
+# A host socket whose connection failed: allowed port 81, where nothing listens.
+dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+print("dead-connect", errno.errorcode.get(dead.connect_ex((ADDR, 81)), "0"))
+import select; select.select([], [dead], [], 5)
+print("dead-error", errno.errorcode.get(dead.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), "0"))
+dead.setblocking(True)
+attempt("listen", lambda: dead.listen(8))
+attempt("bind", lambda: dead.bind(("0.0.0.0", 0)))
+attempt("reconnect-unlisted-port", lambda: dead.connect((ADDR, 9000)))
+attempt("reconnect-loopback", lambda: dead.connect(("127.0.0.1", 3128)))
+attempt("fastopen-send", lambda: dead.sendto(b"GET / HTTP/1.0\r\n\r\n", socket.MSG_FASTOPEN, (ADDR, 9000)))
+attempt("fastopen-connect", lambda: dead.setsockopt(socket.IPPROTO_TCP, 30, 1))
+attempt("bindtodevice", lambda: dead.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo"))
+attempt("mark", lambda: dead.setsockopt(socket.SOL_SOCKET, 36, 1))
+attempt("dead-listens", lambda: dead.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+# A connected host socket: disconnect (AF_UNSPEC) refused; it stays connected.
+live = socket.create_connection(("{web}", 80), timeout=5)
+attempt("unspec", lambda: raw_connect(live.fileno(), socket.AF_UNSPEC, 0))
+live.sendall(b"GET /still HTTP/1.0\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    chunk = live.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print("live", data.split(b"\r\n\r\n", 1)[1].decode().strip())
+# The address is copied once: another thread flips the port between the
+# allowed 80 and 9000 while connects go on.
+buf = ctypes.create_string_buffer(struct.pack("=HH4s8x", socket.AF_INET, socket.htons(80), socket.inet_aton(ADDR)), 16)
+stop = False
+def flip():
+    good, bad = socket.htons(80), socket.htons(9000)
+    while not stop:
+        struct.pack_into("=H", buf, 2, bad)
+        struct.pack_into("=H", buf, 2, good)
+t = threading.Thread(target=flip)
+t.start()
+outcomes = set()
+for _ in range(300):
+    s = socket.socket()
+    rc = libc.connect(s.fileno(), buf, 16)
+    outcomes.add("ok" if rc == 0 else errno.errorcode.get(ctypes.get_errno()))
+    s.close()
+stop = True
+t.join()
+print("race", "ok" if outcomes <= {{"ok", "ECONNREFUSED"}} else sorted(outcomes))
+"#
+    );
+    for who in [As::Root, As::User] {
+        let before = host.events().len();
+        let ws = Workspace::new(who);
+        ws.write("attack.py", &attack_py);
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}:80", "{web}:81"] }} }}"#));
+        // Another test's host rewrites /etc/hosts by rename, which detaches the
+        // sandbox's own /etc/hosts (a mount on the old file): not while this runs.
+        let lock = HostLock::take();
+        let (out, events) = monitor(&ws, "python3 attack.py");
+        drop(lock);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                "dead-connect EINPROGRESS\n\
+                 dead-error ECONNREFUSED\n\
+                 listen EPERM\n\
+                 bind EPERM\n\
+                 reconnect-unlisted-port ECONNREFUSED\n\
+                 reconnect-loopback EPERM\n\
+                 fastopen-send EPERM\n\
+                 fastopen-connect EPERM\n\
+                 bindtodevice EPERM\n\
+                 mark EPERM\n\
+                 dead-listens 0\n\
+                 unspec EPERM\n\
+                 live hello from http x /still\n\
+                 race ok\n"
+            ),
+            "{who:?}: {}",
+            text(&out)
+        );
+        // Nothing ever reached port 9000; port 80 saw the live connection
+        // and the race's allowed ones, all from the host's end.
+        std::thread::sleep(Duration::from_millis(300));
+        let seen: Vec<String> = host.events()[before..].to_vec();
+        assert!(!seen.is_empty() && seen.iter().all(|e| *e == format!("tcp 80 {}", host.host_side())), "{who:?}: {seen:?}");
+        // The supervisor reported each refusal on the host socket.
+        let refused: BTreeSet<String> = events
+            .iter()
+            .filter(|e| e["type"] == "denial" && e["source"] == "seccomp")
+            .filter_map(|e| {
+                let reason = e["detail"]["reason"].as_str().unwrap_or("");
+                reason.starts_with("transparent egress").then(|| e["syscall"].as_str().unwrap().to_string())
+            })
+            .collect();
+        assert_eq!(refused, BTreeSet::from(["bind".to_string(), "connect".to_string(), "listen".to_string()]), "{who:?}: {events:?}");
+        let table: BTreeSet<String> = events
+            .iter()
+            .filter(|e| e["type"] == "denial" && e["source"] == "seccomp" && e["detail"]["reason"].as_str().is_none_or(|r| !r.starts_with("transparent egress")))
+            .filter_map(|e| e["syscall"].as_str().map(str::to_string))
+            .collect();
+        assert!(table.contains("sendto") && table.contains("setsockopt"), "{who:?}: {table:?}");
+    }
+}
+
+/// An sshd in a test host's namespace, on port 22, accepting `root` with one
+/// key; git repositories under `dir` are reachable by path. Killed on drop.
+struct Sshd {
+    child: Child,
+}
+
+impl Sshd {
+    fn start(host: &TestHost, authorized: &Path) -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        let dir = host.dir.path();
+        let key = dir.join("ssh_host_ed25519_key");
+        let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).output().unwrap();
+        assert!(out.status.success(), "ssh-keygen: {}", text(&out));
+        fs::create_dir_all("/run/sshd").unwrap();
+        let config = format!(
+            "Port 22\nListenAddress 0.0.0.0\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\nLogLevel ERROR\n",
+            key.display(),
+            authorized.display()
+        );
+        let conf = dir.join("sshd_config");
+        fs::write(&conf, config).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &host.netns])
+            .arg(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        // Ready once it accepts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((host.addr().as_str(), 22)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start in {}", host.netns);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { child }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 21: `git clone` over ssh to an allowed `name:22`, `ssh` itself, and
+/// Node's built-in fetch (which ignores the proxy variables) work without the
+/// proxy; ssh to a port the rule does not allow is refused, as root and as a
+/// user.
+#[test]
+fn ssh_git_and_node_fetch_reach_allowed_names_directly() {
+    require_tools();
+    require_tool("ssh");
+    require_tool("git");
+    require_tool("node");
+    if !Path::new("/usr/sbin/sshd").exists() {
+        sbx_integration_tests::skip!("/usr/sbin/sshd is not installed (openssh-server; cargo xtask provision installs it)");
+    }
+    let host = TestHost::start(|h| vec![(h.name("git"), h.addr())]);
+    let name = host.name("git");
+    // The repository on the test host's side, and the client's key.
+    let remote = host.dir.path().join("repo.git");
+    let seed = host.dir.path().join("seed");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+    };
+    run(Command::new("git").args(["init", "-q", "-b", "main"]).arg(&seed));
+    fs::write(seed.join("README"), "over ssh\n").unwrap();
+    run(Command::new("git").arg("-C").arg(&seed).args(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "one"]));
+    run(Command::new("git").arg("-C").arg(&seed).args(["add", "README"]));
+    run(Command::new("git").arg("-C").arg(&seed).args(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "two"]));
+    run(Command::new("git").args(["clone", "-q", "--bare"]).arg(&seed).arg(&remote));
+    let client_key = host.dir.path().join("client_key");
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&client_key));
+    let authorized = host.dir.path().join("authorized_keys");
+    fs::copy(client_key.with_extension("pub"), &authorized).unwrap();
+    let _sshd = Sshd::start(&host, &authorized);
+
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("key", &fs::read_to_string(&client_key).unwrap());
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{name}:22", "{name}:80"] }} }}"#));
+        let ssh = "ssh -i key -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=10";
+        let script = format!(
+            "chmod 600 key
+             {ssh} root@{name} echo remote says hi; echo \"ssh exit=$?\"
+             GIT_SSH_COMMAND='{ssh}' git clone -q ssh://root@{name}{remote} clone && cat clone/README; echo \"git exit=$?\"
+             {ssh} -p 2222 root@{name} true 2>/dev/null; echo \"ssh-2222 exit=$?\"
+             node -e 'fetch(\"http://{name}/node\").then(r => r.text()).then(t => console.log(t.trim()), e => console.log(\"fetch failed\", e.cause && e.cause.code))'",
+            remote = remote.display()
+        );
+        let lock = HostLock::take();
+        let (out, events) = monitor(&ws, &script);
+        drop(lock);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("remote says hi\nssh exit=0\nover ssh\ngit exit=0\nssh-2222 exit=255\nhello from http {name} /node\n"),
+            "{who:?}: {}",
+            text(&out)
+        );
+        let decisions = net_decisions(&events);
+        assert_eq!(
+            decisions,
+            [
+                decision("direct", &name, 22, "allowed"),
+                decision("direct", &name, 22, "allowed"),
+                decision("direct", &name, 2222, "denied"),
+                decision("direct", &name, 80, "allowed"),
+            ],
+            "{who:?}"
+        );
+    }
 }

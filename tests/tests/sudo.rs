@@ -121,6 +121,9 @@ fn under_sudo_what_sbx_writes_in_the_users_home_stays_theirs() {
     let mut planted = Planted(Vec::new());
     let _sudo = SudoRule::allow(&sbx);
     let claude = u.home.join(".claude");
+    // `-t code` makes the agents' state directories, empty, in the home of whoever runs it
+    // (the other tests' runs as this user): such a one is not the user's state.
+    let _ = std::fs::remove_dir(&claude);
     assert!(!claude.exists(), "the test user has a ~/.claude already");
     std::fs::create_dir(&claude).unwrap();
     sbx_integration_tests::chown(&claude, u.uid, u.gid);
@@ -156,4 +159,53 @@ fn under_sudo_what_sbx_writes_in_the_users_home_stays_theirs() {
     let out = ws.sbx(["run", "--", "true"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let _ = std::fs::remove_dir_all(quarantine_session);
+}
+
+/// Under `--user` (or sudo) sbx is root and the command is not: a Unix socket the mediator
+/// connects for the command is connected with the command's identity, not root's. A
+/// root-only socket listed in allowUnixSockets stays out of reach (EACCES, as without sbx),
+/// and the server of a socket the user may use sees the user as its peer, not root (an
+/// attacker's pass found root there: D-Bus would have taken the command for root).
+#[test]
+fn mediated_unix_connects_carry_the_users_identity_not_roots() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt as _;
+    let u = test_user();
+    // In /var/tmp: the sandbox's /tmp is its own.
+    let dir = tempfile::Builder::new().prefix("sbx-it-sockets").tempdir_in("/var/tmp").unwrap();
+    let root_only = dir.path().join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (root_sock, user_sock) = (root_only.join("s"), open.join("s"));
+    let peers = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    for path in [&root_sock, &user_sock] {
+        let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+        let mode = if path == &user_sock { 0o777 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let peers = peers.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let mut cred = libc::ucred { pid: 0, uid: u32::MAX, gid: 0 };
+                let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+                // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+                unsafe { libc::getsockopt(std::os::fd::AsRawFd::as_raw_fd(&conn), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) };
+                peers.lock().unwrap().push(cred.uid);
+            }
+        });
+    }
+    let ws = Workspace::new(As::User);
+    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowUnixSockets": ["{}", "{}"] }} }}"#, root_sock.display(), user_sock.display()));
+    let script = format!(
+        "import socket\nfor p in ['{}', '{}']:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p); print('connected')\n    except OSError as e: print('refused', e.errno)\n",
+        root_sock.display(),
+        user_sock.display()
+    );
+    let out = Command::new(public_sbx()).args(["run", "--user", u.name, "--", "python3", "-c", &script]).current_dir(ws.path()).env_remove("SUDO_UID").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("refused {}\nconnected\n", libc::EACCES), "{}", text(&out));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(*peers.lock().unwrap(), [u.uid], "the server's peers");
 }

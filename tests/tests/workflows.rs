@@ -189,13 +189,14 @@ fn cargo_new_with_a_crates_io_dependency_builds() {
          printf 'fn main() { println!(\"{}\", itoa::Buffer::new().format(42)); }\\n' > src/main.rs; \
          cargo build -q 2>&1; ./target/debug/demo",
     );
-    // cargo records when it last used each crate in ~/.cargo/.global-cache (an SQLite file
-    // the template makes writable); when a record is due (its timestamps are minutes
-    // coarse), SQLite creates a rollback journal beside it, in ~/.cargo, which stays
-    // read-only (it holds ~/.cargo/env and config.toml, which the host runs or reads).
-    // cargo then skips the record and builds on: that one refusal is known and left.
-    let journal = home.join(".cargo/.global-cache-journal");
-    let denials: Vec<_> = denials.into_iter().filter(|d| !(d["errno"] == "EROFS" && d["path"] == journal.to_str().unwrap())).collect();
+    // cargo records when it last used each crate in ~/.cargo/.global-cache, an SQLite file
+    // that stays read-only: the host's cargo deletes the paths it names when it cleans its
+    // caches (a planted row would delete any file of the user's), and the sandbox's registry
+    // is its own (privateWrite). cargo then skips the record and builds on: that refusal
+    // (the database, or the rollback journal SQLite creates beside it, in ~/.cargo) is a
+    // protection, and the only one.
+    let tracker = [home.join(".cargo/.global-cache"), home.join(".cargo/.global-cache-journal")];
+    let denials: Vec<_> = denials.into_iter().filter(|d| !(d["errno"] == "EROFS" && tracker.iter().any(|t| d["path"] == t.to_str().unwrap()))).collect();
     assert_clean(As::Root, "cargo", &out, &denials, &[]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end().lines().last(), Some("42"), "{}", text(&out));
     assert!(Path::new(&ws.path().join("demo/Cargo.lock")).exists());

@@ -178,6 +178,9 @@ fn test(root: &Path, tools: &provision::Tools, unit_only: bool, filter: &[OsStri
     if let Some(claude) = &tools.claude {
         cmd.env("SBX_TEST_CLAUDE", claude);
     }
+    for (var, bin) in &tools.agents {
+        cmd.env(var, bin);
+    }
     check(&mut cmd)
 }
 

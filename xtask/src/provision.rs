@@ -2,9 +2,11 @@
 //! package archive, rustup's components, crates.io and (for the tests) npm.
 //!
 //! - bubblewrap (and, for the tests, the tools they drive) from apt-get;
-//! - for the tests, a real agent CLI (Claude Code, pinned) from the npm
-//!   registry, under `/opt/sbx-test/agents/claude-code-<version>`, readable by
-//!   everyone (the tests run it as root and as another user, inside sandboxes);
+//! - for the tests, real agent CLIs, pinned: Claude Code, Codex, opencode and
+//!   gemini-cli from the npm registry, aider from PyPI (in a virtual
+//!   environment), each under `/opt/sbx-test/agents/<name>-<version>`, readable
+//!   by everyone (the tests run them as root and as another user, inside
+//!   sandboxes), installed once;
 //! - the nightly toolchain's `rust-src` component (for `-Z build-std=core`);
 //! - bpf-linker 0.13.0 built from crates.io against the nightly toolchain's
 //!   own libLLVM, cached under `$XDG_CACHE_HOME/sbx/bpf-linker/<key>`, where
@@ -41,6 +43,9 @@ pub struct Tools {
     bpf_linker_bin: PathBuf,
     /// The agent CLI the integration tests start (`Needs::Test` only).
     pub claude: Option<PathBuf>,
+    /// The other agent CLIs (`Needs::Test` only): the environment variable that
+    /// names each for the tests, and its program.
+    pub agents: Vec<(&'static str, PathBuf)>,
 }
 
 impl Tools {
@@ -75,6 +80,9 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
             ("curl", "curl"),
             ("openssl", "openssl"),
             ("npm", "npm"),
+            // git over ssh to a test host under transparent egress (issue 21); Debian's
+            // package does not start the service without an init system.
+            ("sshd", "openssh-server"),
             // The dashboard's terminal tests compare full-screen programs.
             ("vim", "vim"),
             ("less", "less"),
@@ -91,6 +99,9 @@ pub fn host(_root: &Path, needs: Needs) -> Result<Tools> {
     let mut tools = bpf_linker()?;
     if needs == Needs::Test && is_root() {
         tools.claude = Some(claude_code()?);
+        for agent in AGENTS {
+            tools.agents.push((agent.env, agent.install()?));
+        }
     }
     eprintln!("xtask: provisioned in {:.1?}", started.elapsed());
     Ok(tools)
@@ -207,6 +218,136 @@ fn claude_code() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Where an agent comes from.
+enum Source {
+    /// An npm package, installed without its install scripts, for linux-x64.
+    Npm(&'static str),
+    /// A PyPI package, installed into a virtual environment of Debian's python3 (a
+    /// python under /root would not run for the tests' other user, nor in a sandbox
+    /// that hides /root).
+    PyPi(&'static str),
+}
+
+/// An agent CLI the integration tests start under the coding templates.
+struct Agent {
+    /// The directory's name: `/opt/sbx-test/agents/<name>-<version>`.
+    name: &'static str,
+    version: &'static str,
+    source: Source,
+    /// The program, relative to the directory.
+    bin: &'static str,
+    /// The variable that gives the tests its path.
+    env: &'static str,
+}
+
+/// First installs measured here with empty npm and pip caches: codex 10 s (424 MB: its
+/// musl binary and voice resources), opencode 11 s (354 MB), gemini-cli 5 s, aider 129 s
+/// (pip, about 150 packages; 69 s with pip's cache); later runs find them in place.
+const AGENTS: &[Agent] = &[
+    Agent {
+        name: "codex",
+        version: "0.171.0",
+        source: Source::Npm("@openai/codex"),
+        bin: "node_modules/@openai/codex/bin/codex.js",
+        env: "SBX_TEST_CODEX",
+    },
+    Agent {
+        name: "opencode",
+        version: "1.18.33",
+        source: Source::Npm("opencode-ai"),
+        bin: "node_modules/opencode-linux-x64/bin/opencode",
+        env: "SBX_TEST_OPENCODE",
+    },
+    Agent {
+        name: "gemini-cli",
+        version: "0.61.0",
+        source: Source::Npm("@google/gemini-cli"),
+        bin: "node_modules/@google/gemini-cli/bundle/gemini.js",
+        env: "SBX_TEST_GEMINI",
+    },
+    Agent {
+        name: "aider",
+        version: "0.86.2",
+        source: Source::PyPi("aider-chat"),
+        bin: "bin/aider",
+        env: "SBX_TEST_AIDER",
+    },
+];
+
+/// Written last: a directory without it is an interrupted install, made again.
+const INSTALLED: &str = ".sbx-installed";
+
+impl Agent {
+    /// Installs the agent unless it is there already; its program.
+    fn install(&self) -> Result<PathBuf> {
+        let dir = PathBuf::from(format!("/opt/sbx-test/agents/{}-{}", self.name, self.version));
+        let bin = dir.join(self.bin);
+        if dir.join(INSTALLED).is_file() && bin.is_file() {
+            return Ok(bin);
+        }
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing the interrupted install {}", dir.display()))?;
+        }
+        let started = Instant::now();
+        let spec = match self.source {
+            Source::Npm(package) => format!("{package}@{}", self.version),
+            Source::PyPi(package) => format!("{package}=={}", self.version),
+        };
+        eprintln!("xtask: installing {spec} into {}", dir.display());
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        match self.source {
+            Source::Npm(_) => {
+                let status = Command::new("npm")
+                    .args(["install", "--ignore-scripts", "--no-audit", "--no-fund", "--os=linux", "--cpu=x64", "--prefix"])
+                    .arg(&dir)
+                    .arg(&spec)
+                    .status()
+                    .context("running npm install")?;
+                if !status.success() {
+                    bail!("npm install {spec} failed: {status}");
+                }
+            }
+            Source::PyPi(_) => {
+                // Debian's python3 makes virtual environments with python3-venv only.
+                let has_venv = Command::new("/usr/bin/python3").args(["-c", "import ensurepip"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+                if !has_venv {
+                    let status = Command::new("apt-get")
+                        .args(["install", "-y", "-q", "--no-install-recommends", "python3-venv"])
+                        .env("DEBIAN_FRONTEND", "noninteractive")
+                        .status()
+                        .context("running apt-get install python3-venv")?;
+                    if !status.success() {
+                        bail!("apt-get install python3-venv failed: {status}");
+                    }
+                }
+                let status = Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&dir).status().context("running python3 -m venv")?;
+                if !status.success() {
+                    bail!("/usr/bin/python3 -m venv {} failed: {status} (Debian's python3-venv is needed)", dir.display());
+                }
+                let status = Command::new(dir.join("bin/pip"))
+                    .args(["install", "--no-input", "--quiet", "--disable-pip-version-check"])
+                    .arg(&spec)
+                    .status()
+                    .context("running pip install")?;
+                if !status.success() {
+                    bail!("pip install {spec} failed: {status}");
+                }
+            }
+        }
+        if !bin.is_file() {
+            bail!("installing {spec} did not install {}", bin.display());
+        }
+        // Readable and runnable by the tests' unprivileged user.
+        let status = Command::new("chmod").args(["-R", "a+rX"]).arg(&dir).status().context("running chmod")?;
+        if !status.success() {
+            bail!("chmod -R a+rX {} failed", dir.display());
+        }
+        fs::write(dir.join(INSTALLED), &spec).with_context(|| format!("writing {}", dir.join(INSTALLED).display()))?;
+        eprintln!("xtask: installed {spec} in {:.1?}", started.elapsed());
+        Ok(bin)
+    }
+}
+
 fn rust_src() -> Result<()> {
     let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]))
         .context("the nightly toolchain is needed to build the eBPF programs (`rustup toolchain install nightly`)")?;
@@ -252,7 +393,7 @@ fn bpf_linker() -> Result<Tools> {
     let nightly = Nightly::query().map_err(anyhow::Error::msg)?;
     let prefix = nightly.cache_prefix(&cache_home().map_err(anyhow::Error::msg)?);
     let bin_dir = prefix.join("bin");
-    let tools = Tools { bpf_linker_bin: bin_dir.clone(), claude: None };
+    let tools = Tools { bpf_linker_bin: bin_dir.clone(), claude: None, agents: Vec::new() };
     let linker = bin_dir.join("bpf-linker");
     if works(&linker) {
         return Ok(tools);

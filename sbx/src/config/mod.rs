@@ -152,6 +152,9 @@ pub struct FilesystemConfig {
     pub allow_write: Vec<String>,
     pub deny_write: Vec<String>,
     pub allow_git_config: bool,
+    /// sbx's: directories the command writes in a copy of its own (caches), never the host's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub private_write: Vec<String>,
 }
 
 impl Config {
@@ -187,6 +190,7 @@ impl Config {
         union(&mut f.deny_read, &c.deny_read);
         union(&mut f.allow_write, &c.allow_write);
         union(&mut f.deny_write, &c.deny_write);
+        union(&mut f.private_write, &c.private_write);
         f.allow_git_config |= c.allow_git_config;
 
         // Lists add up; useDefaults is the nearest file's that sets it (fence: unset is true).

@@ -114,6 +114,7 @@ pub(super) const FILESYSTEM: &[Field] = &[
     fence("strictDenyRead", Kind::Bool),
     fence("wslInterop", Kind::OptBool),
     sbx("allowExecute", Kind::PathList),
+    sbx("privateWrite", Kind::PathList),
 ];
 
 /// sbx's own section; fence has no resource limits.
@@ -202,6 +203,7 @@ pub fn strings_mut<'a>(config: &'a mut Config, key: &str) -> Option<&'a mut Vec<
         "filesystem.denyRead" => &mut fs.deny_read,
         "filesystem.allowWrite" => &mut fs.allow_write,
         "filesystem.denyWrite" => &mut fs.deny_write,
+        "filesystem.privateWrite" => &mut fs.private_write,
         _ => return None,
     })
 }

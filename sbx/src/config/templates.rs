@@ -69,8 +69,8 @@ const DEFAULT: &str = r#"// The built-in default policy: no network access, the 
 const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, opencode, ...).
 // Follows fence's "code" template. Differences: no "*.amazonaws.com" (it
 // would let a process upload to any S3 bucket), no writes to ~/.config or
-// ~/.local/share (autostart entries and systemd user units there run outside
-// the sandbox), no writes to .git/hooks, and credentials such as ~/.npmrc and
+// ~/.local/share but opencode's own directories (autostart entries and
+// systemd user units there run outside the sandbox), no writes to .git/hooks, and credentials such as ~/.npmrc and
 // **/.env are unreadable, not merely unwritable.
 {
   "network": {
@@ -87,6 +87,8 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "api.openai.com",
       "auth.openai.com",
       "chatgpt.com",
+      // Codex asks for its feature flags at start.
+      "ab.chatgpt.com",
       "oauth2.googleapis.com",
       "accounts.google.com",
       "cloudcode-pa.googleapis.com",
@@ -97,9 +99,14 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "api.cohere.ai",
       "api.together.xyz",
       "openrouter.ai",
-      // Agent services
+      // gemini-cli's usage statistics (Clearcut), sent every few seconds
+      // unless its privacy.usageStatisticsEnabled is false; disable-telemetry
+      // denies it.
+      "play.googleapis.com",
+      // Agent services: opencode's own models, its model list
+      // (models.opencode.ai) and its sign-in.
       "opencode.ai",
-      "api.opencode.ai",
+      "*.opencode.ai",
       "ampcode.com",
       "*.ampcode.com",
       "*.factory.ai",
@@ -140,15 +147,17 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
     "allowLocalBinding": true,
   },
   "filesystem": {
-    "allowWrite": [
-      // Caches, package stores, logs and update checks, from each tool's
-      // documentation. Never a PATH directory (~/.cargo/bin, ~/.bun/bin,
-      // ~/.yarn/bin, ~/.local/share/pnpm itself: sbx keeps them read-only
-      // anyway) nor executable configuration (~/.npmrc, ~/.cargo/config.toml,
-      // ~/.gradle/init.d, ~/.m2/settings.xml, ~/.yarnrc).
-      // A trailing "/" names a directory sbx creates when it is missing, so that
-      // a fresh user's first install works (only these, not every tool's).
-      // ~/.cache holds pip, uv, poetry, pnpm, yarn classic, Go's build cache.
+    // Caches, package stores, logs and update checks, from each tool's
+    // documentation: the command writes them in copies of its own that sbx keeps
+    // for your sandboxes (sbx's privateWrite, in ~/.local/state/sbx/private),
+    // never in yours: a host tool that trusts its cache (cargo's registry
+    // sources with their build.rs, pip's built wheels, Go's build cache,
+    // Gradle's compiled scripts) must not run what a sandboxed command put there.
+    // The first install in a sandbox downloads again; later ones use the copy.
+    // ~/.cache holds pip, uv, poetry, pnpm, yarn classic, Go's build cache.
+    // A trailing "/" names a directory sbx creates when it is missing, so that
+    // a fresh user's first install works (only these, not every tool's).
+    "privateWrite": [
       "~/.cache/",
       // npm: _cacache, _npx, _logs, _update-notifier-last-checked (npm's
       // configuration is ~/.npmrc, outside).
@@ -156,32 +165,53 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       "~/.local/share/pnpm/store",
       "~/.local/state/pnpm",
       "~/.yarn/berry",
-      // Bun's package cache only: ~/.bun/bin is on PATH, so a program planted
-      // there would run outside the sandbox.
+      // Bun's package cache only: ~/.bun/bin is on PATH.
       "~/.bun/install/cache",
-      // Cargo: the registry, git checkouts and the lock and cache-tracking
-      // files (files: writable when they exist; ~/.cargo itself holds
-      // config.toml, so it is not).
       "~/.cargo/registry",
       "~/.cargo/git",
-      "~/.cargo/.package-cache",
-      "~/.cargo/.package-cache-mutate",
-      "~/.cargo/.global-cache",
       "~/go/pkg/mod",
       // Gradle's and Maven's dependency caches (not ~/.gradle/wrapper, whose
       // distributions ./gradlew runs on the host).
       "~/.gradle/caches",
       "~/.m2/repository",
-      // The agents' own state
-      "~/.claude",
+    ],
+    "allowWrite": [
+      // Never a PATH directory (~/.cargo/bin, ~/.bun/bin, ~/.yarn/bin,
+      // ~/.local/share/pnpm itself: sbx keeps them read-only anyway) nor
+      // executable configuration (~/.npmrc, ~/.cargo/config.toml,
+      // ~/.gradle/init.d, ~/.m2/settings.xml, ~/.yarnrc).
+      // Cargo's lock files (files: writable when they exist; ~/.cargo itself
+      // holds config.toml, so it is not). Not its last-use database
+      // (~/.cargo/.global-cache): the host's cargo deletes the paths it
+      // names when it cleans its caches, and the sandbox's registry is its own.
+      "~/.cargo/.package-cache",
+      "~/.cargo/.package-cache-mutate",
+      // The agents' own state, created when missing (a trailing "/") for the
+      // agents sbx's tests start (Claude Code, Codex, gemini-cli, opencode,
+      // aider). What of it runs commands on the host (hooks, MCP servers,
+      // notify commands) sbx compares before and after the session and puts
+      // back (see "host code" in the README).
+      "~/.claude/",
       "~/.claude.json",
-      "~/.codex",
+      "~/.codex/",
       "~/.cursor",
       "~/.opencode",
-      "~/.gemini",
+      "~/.gemini/",
       "~/.factory",
       "~/.copilot",
       "~/.amp",
+      // opencode's data (sessions, logs, its database, sign-in) and state,
+      // and its configuration directory, which it will not start without
+      // writing: its opencode.json(c) and package.json are compared and put
+      // back like the other agents' settings; the plugins, tools and packages
+      // it loads on the host there stay read-only whatever a policy says (as
+      // do gemini-cli's extensions and commands, Codex's rules).
+      "~/.local/share/opencode/",
+      "~/.local/state/opencode/",
+      "~/.config/opencode/",
+      // aider's caches and analytics id (its chat history and tags cache
+      // are in the project).
+      "~/.aider/",
     ],
     "denyRead": [
       // Keys and cloud credentials
@@ -235,6 +265,9 @@ const CODE_STRICT: &str = r#"// Like "code", but nothing outside the system path
       "~/.opencode",
       "~/.gemini",
       "~/.factory",
+      "~/.local/share/opencode",
+      "~/.local/state/opencode",
+      "~/.aider",
       // XDG config and caches (credentials there stay denied by "code")
       "~/.config",
       "~/.cache",
@@ -285,6 +318,8 @@ const DISABLE_TELEMETRY: &str = r#"// Allow every domain except analytics, telem
       "statsig.com",
       "*.statsig.com",
       "statsig.anthropic.com",
+      // gemini-cli's usage statistics
+      "play.googleapis.com",
       "*.segment.io",
       "*.segment.com",
       "*.amplitude.com",
@@ -359,8 +394,13 @@ pub const STARTER: &str = r#"// sbx policy file. sbx uses the nearest sbx.jsonc 
     // Paths never readable, e.g. ["~/.ssh", "**/.env"].
     "denyRead": [],
     // Paths writable besides the working directory and the private /tmp,
-    // e.g. ["~/.cache"].
+    // e.g. ["~/.config/myapp"]: the host's own, shared with the sandbox.
     "allowWrite": [],
+    // Directories of your home the command writes in copies of its own that
+    // sbx keeps for your sandboxes, never yours: caches your tools trust,
+    // e.g. ["~/.cache/", "~/.cargo/registry"] (a trailing "/": created
+    // when missing).
+    "privateWrite": [],
     // Paths never writable, even inside allowWrite, e.g. ["**/.git/hooks"].
     "denyWrite": [],
     // Allow access to your git configuration (~/.gitconfig, ~/.config/git).

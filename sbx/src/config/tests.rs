@@ -98,6 +98,7 @@ fn parses_every_field() {
                     allow_write: strings(&["~/.cache"]),
                     deny_write: strings(&["**/.env"]),
                     allow_git_config: true,
+                    private_write: Vec::new(),
                 },
                 ssh: Default::default(),
                 command: CommandConfig {
@@ -514,7 +515,8 @@ fn template_contents() {
     ] {
         assert!(code.filesystem.deny_read.iter().any(|x| x == p), "{p}");
     }
-    // Issue 18, point 3: each tool's caches, logs and state are writable...
+    // Issue 18, point 3: each tool's caches, logs and state are writable, in copies of
+    // the sandbox's own (a host tool trusts its cache: issue 13)...
     for p in [
         "~/.cache/",
         "~/.npm/",
@@ -522,14 +524,15 @@ fn template_contents() {
         "~/.yarn/berry",
         "~/.bun/install/cache",
         "~/.cargo/registry",
-        "~/.cargo/.package-cache-mutate",
-        "~/.cargo/.global-cache",
+        "~/.cargo/git",
         "~/go/pkg/mod",
         "~/.gradle/caches",
         "~/.m2/repository",
     ] {
-        assert!(code.filesystem.allow_write.iter().any(|x| x == p), "{p}");
+        assert!(code.filesystem.private_write.iter().any(|x| x == p), "{p}");
+        assert!(!code.filesystem.allow_write.iter().any(|x| Path::new(p).starts_with(x.trim_end_matches('/'))), "{p} is the host's");
     }
+    assert!(code.filesystem.allow_write.iter().any(|x| x == "~/.cargo/.package-cache-mutate"));
     // ... and no PATH directory or executable configuration is, nor anything above one.
     for never in [
         "~/.npmrc",
@@ -552,8 +555,10 @@ fn template_contents() {
         "~/.config/pypoetry",
         "~/go/bin",
         "~/.bashrc",
+        // cargo's last-use database: the host's cargo deletes the paths it names.
+        "~/.cargo/.global-cache",
     ] {
-        let w = code.filesystem.allow_write.iter().find(|x| Path::new(never).starts_with(x.trim_end_matches('/')));
+        let w = code.filesystem.allow_write.iter().chain(&code.filesystem.private_write).find(|x| Path::new(never).starts_with(x.trim_end_matches('/')));
         assert_eq!(w, None, "{never} is writable under code");
     }
     // Claude Code signs in at platform.claude.com (issue 18, point 6).

@@ -44,6 +44,8 @@ pub enum Arg {
     UnsetEnv(OsString),
     /// bwrap writes JSON documents (child-pid, exit-code) here.
     JsonStatusFd(RawFd),
+    /// A read-only file at `dst` with the content of descriptor `fd` (bwrap reads it).
+    RoBindData { fd: RawFd, dst: PathBuf },
 }
 
 impl Arg {
@@ -76,6 +78,7 @@ impl Arg {
             Arg::SetEnv(k, v) => push(&[s("--setenv"), k, v]),
             Arg::UnsetEnv(k) => push(&[s("--unsetenv"), k]),
             Arg::JsonStatusFd(fd) => push(&[s("--json-status-fd"), OsStr::new(&fd.to_string())]),
+            Arg::RoBindData { fd, dst } => push(&[s("--ro-bind-data"), OsStr::new(&fd.to_string()), dst.as_os_str()]),
         }
     }
 }

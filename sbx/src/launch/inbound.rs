@@ -75,6 +75,37 @@ impl Drop for Connector {
     }
 }
 
+/// The port sbx's DNS listens on inside the sandbox (UDP and TCP, 127.0.0.1).
+pub const DNS_PORT: u16 = 53;
+
+/// Transparent egress: the sockets of sbx's DNS inside the sandbox whose pid 1 is `init`,
+/// UDP and TCP (listening) on 127.0.0.1:53. Port 53 needs `CAP_NET_BIND_SERVICE` in the
+/// user namespace that owns the sandbox's network namespace, which stage-2 (in a nested
+/// one, without capabilities) does not have; a connector started for it joins that user
+/// namespace (sbx's, as root), binds them, sends them back and exits. They are bound with
+/// `IP_FREEBIND`: the sandbox's loopback may not be up yet. Blocking.
+pub fn dns_sockets(init: i32) -> io::Result<Vec<OwnedFd>> {
+    use std::io::Write as _;
+    let (mut ours, theirs) = UnixStream::pair()?;
+    let fd = theirs.as_raw_fd();
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg(CONNECTOR_ARG).arg(init.to_string()).arg(fd.to_string());
+    // SAFETY: only fcntl on an integer captured by value.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || sys::inherit(fd));
+    }
+    let mut child = cmd.spawn()?;
+    drop(theirs);
+    let fds = ours.write_all(&0u16.to_le_bytes()).and_then(|()| sys::recv_fds(&ours));
+    drop(ours);
+    let _ = child.wait();
+    let fds = fds?;
+    if fds.len() != 2 {
+        return Err(io::Error::other("the connector could not bind port 53 inside the sandbox"));
+    }
+    Ok(fds)
+}
+
 /// The connector's entry point: `sbx __sbx_connector INIT_PID FD`.
 pub fn main(init: &OsStr, fd: &OsStr) -> ! {
     let code = match serve(init, fd) {
@@ -108,6 +139,18 @@ fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
             return Ok(());
         }
         let port = u16::from_le_bytes(port);
+        if port == 0 {
+            // sbx's DNS (`dns_sockets`).
+            let bound = sys::loopback_freebind(libc::SOCK_DGRAM, DNS_PORT).and_then(|udp| Ok((udp, sys::loopback_freebind(libc::SOCK_STREAM, DNS_PORT)?)));
+            match bound {
+                Ok((udp, tcp)) => sys::send_fds(&sock, &[udp.as_raw_fd(), tcp.as_raw_fd()])?,
+                Err(e) => {
+                    eprintln!("sbx: cannot bind sbx's DNS inside the sandbox: {e}");
+                    sys::send_fds(&sock, &[])?;
+                }
+            }
+            continue;
+        }
         // The command's server may listen on either loopback address.
         let stream = std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))
             .or_else(|_| std::net::TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port)));

@@ -13,6 +13,7 @@
 //!    over a file), last, so deny wins over allow for reads too.
 
 pub mod bwrap;
+pub mod direct;
 pub mod git;
 pub mod glob;
 // The connector's entry takes its socket from a number on its argv, and spawns with pre_exec.
@@ -85,7 +86,7 @@ pub fn namespaces_refused() -> Option<String> {
         _ => "sbx runs in a user namespace that may not create more (bwrap --disable-userns, user.max_user_namespaces)",
     };
     Some(format!(
-        "cannot create the namespaces a sandbox needs here (unshare: {}): {context}; run sbx outside it, or let this environment create user namespaces (for Docker, a seccomp profile that allows unshare and clone with namespace flags)",
+        "cannot create the namespaces a sandbox needs here (unshare: {}): {context}; run sbx outside it, or let this environment create user namespaces (for Docker, a seccomp profile that allows unshare and clone with namespace flags), or accept Landlock and seccomp alone with --no-namespaces",
         errno.desc()
     ))
 }
@@ -145,7 +146,16 @@ pub struct HostFacts {
     /// `USER`, `LOGNAME` and `HOME`, and `PATH` without the directories of sbx's own home
     /// (root's, out of their reach).
     pub run_as: Option<(String, PathBuf, OsString)>,
+    /// Transparent egress: descriptors holding the sandbox's `/etc/resolv.conf` (sbx's DNS
+    /// at 127.0.0.1) and `/etc/hosts` (loopback names only, so that every other name is
+    /// asked of sbx's DNS), bound over the host's ([`RESOLV_CONF`], [`HOSTS`]).
+    pub name_files: Option<(RawFd, RawFd)>,
 }
+
+/// The sandbox's `/etc/resolv.conf` under transparent egress: sbx's DNS, inside.
+pub const RESOLV_CONF: &str = "# sbx: names are resolved by sbx, under the sandbox's network policy\nnameserver 127.0.0.1\n";
+/// The sandbox's `/etc/hosts` under transparent egress: loopback names only.
+pub const HOSTS: &str = "# sbx: other names are resolved by sbx's DNS (127.0.0.1)\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
@@ -180,6 +190,8 @@ pub struct Plan {
     pub islands: Vec<PathBuf>,
     /// The directories bound onto themselves between a writable root and an island.
     pub pins: Vec<PathBuf>,
+    /// What this sandbox does not enforce (without namespaces, `direct::not_enforced`).
+    pub not_enforced: Vec<String>,
 }
 
 /// The network plan. `own_netns`: the sandbox gets a network namespace of its own (bwrap's
@@ -365,6 +377,24 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         writable.push(path);
     }
 
+    // 3b. privateWrite: the store sbx keeps for the sandboxes of this user, bound where the
+    // command expects the directory, so that what it writes there (a package cache) is never
+    // what the host's tools read. Both must be plain directories (made by
+    // `missing::create_private_dirs`).
+    for (dir, store) in policy.private_dirs() {
+        let ready = |p: &Path| probe(p) == PathKind::Dir && plain(p);
+        if probe(&dir) == PathKind::Missing {
+            // Not on this host, and not to be made (no trailing `/`): nothing to bind.
+            continue;
+        }
+        if ready(&dir) && ready(&store) {
+            args.push(Arg::Bind { src: store, dst: dir.clone() });
+            writable.push(dir);
+        } else {
+            warnings.push(format!("the privateWrite directory {} is not writable: it or its store is not a plain directory", crate::termtext::path(&dir)));
+        }
+    }
+
     // 4. Read-only islands inside writable directories: the mandatory protections, the
     // git administrative files of the workspace's repositories, denyWrite. Every directory
     // between a writable root and an island is first bound onto itself: the kernel refuses
@@ -413,6 +443,55 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     // devices, /dev/pts and /dev/shm are mounts of their own and stay as they are.
     args.push(Arg::RemountRo("/dev".into()));
 
+    // Names: sbx's DNS inside (transparent egress). A file that is a symlink on the host
+    // is replaced where it leads, when that is a file.
+    if let Some((resolv, hosts)) = facts.name_files {
+        for (fd, path) in [(resolv, "/etc/resolv.conf"), (hosts, "/etc/hosts")] {
+            let path = Path::new(path);
+            let dst = match probe(path) {
+                PathKind::File => Some(path.to_path_buf()),
+                PathKind::Symlink => (facts.canonical)(path).filter(|p| probe(p) == PathKind::File),
+                _ => None,
+            };
+            if let Some(dst) = dst {
+                args.push(Arg::RoBindData { fd, dst });
+            }
+        }
+    }
+    environment(&mut args, policy, facts, true);
+    // The sandbox's temporary directory is its private /tmp. Without TMPDIR, SQLite
+    // (Codex's state, Python's sqlite3) tries /var/tmp first, read-only here: a refused
+    // write check on every start for what /tmp would have served.
+    args.push(Arg::SetEnv("TMPDIR".into(), "/tmp".into()));
+    args.push(Arg::JsonStatusFd(facts.status_fd));
+
+    let own_netns = args.contains(&Arg::UnshareNet);
+    let bwrap = Invocation {
+        args,
+        command: vec![
+            format!("/proc/self/fd/{}", facts.exe_fd).into(),
+            STAGE2_ARG.into(),
+            facts.plan_fd.to_string().into(),
+        ],
+    };
+    let stage2 = stage2::Plan { read: readable, list: Vec::new(), execute: executable, write: writable, command, report_fd: Some(facts.report_fd),
+        require_landlock: facts.require_landlock,
+        seccomp: crate::syscalls::FilterOptions { mediate_exec: policy.commands.active(), ..crate::syscalls::FilterOptions::for_network(&policy.net) },
+        control_fd: facts.control_fd,
+        notify: facts.notify,
+        net: net_plan(policy, own_netns),
+        max_tasks: facts.max_tasks,
+        foreground: facts.own_terminal,
+        direct: false,
+    };
+    Plan { bwrap, stage2, warnings, hidden, islands, pins, not_enforced: Vec::new() }
+}
+
+/// The command's working directory and environment, as bubblewrap arguments (`--chdir`,
+/// `--setenv`, `--unsetenv`; without namespaces, sbx applies them itself): the workspace,
+/// no variable of [`UNSAFE_ENV`], `SBX_SANDBOX=1`, the identity of the user it runs as, and
+/// with `proxy` the proxy's variables.
+fn environment(args: &mut Vec<Arg>, policy: &Policy, facts: &HostFacts, proxy: bool) {
     args.push(Arg::Chdir(policy.workspace.clone()));
     for var in UNSAFE_ENV {
         args.push(Arg::UnsetEnv((*var).into()));
@@ -428,6 +507,9 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         for var in ["SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SUDO_HOME", "DOAS_USER", "MAIL"] {
             args.push(Arg::UnsetEnv(var.into()));
         }
+    }
+    if !proxy {
+        return;
     }
     // The only way out is sbx's proxy; a program that ignores these has no
     // route and fails closed.
@@ -445,27 +527,6 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     ] {
         args.push(Arg::SetEnv(name.into(), value.into()));
     }
-    args.push(Arg::JsonStatusFd(facts.status_fd));
-
-    let own_netns = args.contains(&Arg::UnshareNet);
-    let bwrap = Invocation {
-        args,
-        command: vec![
-            format!("/proc/self/fd/{}", facts.exe_fd).into(),
-            STAGE2_ARG.into(),
-            facts.plan_fd.to_string().into(),
-        ],
-    };
-    let stage2 = stage2::Plan { read: readable, execute: executable, write: writable, command, report_fd: Some(facts.report_fd),
-        require_landlock: facts.require_landlock,
-        seccomp: crate::syscalls::FilterOptions { mediate_exec: policy.commands.active(), ..crate::syscalls::FilterOptions::for_network(&policy.net) },
-        control_fd: facts.control_fd,
-        notify: facts.notify,
-        net: net_plan(policy, own_netns),
-        max_tasks: facts.max_tasks,
-        foreground: facts.own_terminal,
-    };
-    Plan { bwrap, stage2, warnings, hidden, islands, pins }
 }
 
 /// Every path this session protects inside its writable paths, existing or not: the
@@ -503,7 +564,7 @@ mod tests {
     use super::*;
 
     fn facts(probe: fn(&Path) -> PathKind) -> HostFacts {
-        HostFacts { stdin_is_tty: false, own_terminal: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), read_link: |_| None, git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()), run_as: None }
+        HostFacts { stdin_is_tty: false, own_terminal: false, exe_fd: 10, plan_fd: 11, status_fd: 12, report_fd: 13, require_landlock: false, control_fd: None, notify: false, probe, expand: |_| glob::Expansion::default(), read_link: |_| None, git_paths: Vec::new(), masked_file: "/masked".into(), hide_host_secrets: false, max_tasks: None, canonical: |p| Some(p.to_path_buf()), run_as: None, name_files: None }
     }
 
     fn fake_host(path: &Path) -> PathKind {
@@ -553,6 +614,7 @@ mod tests {
         ] {
             expected.extend(["--setenv".into(), k.into(), v.into()]);
         }
+        expected.extend(["--setenv", "TMPDIR", "/tmp"].iter().map(Into::into));
         expected.extend(["--json-status-fd", "12", "--", "/proc/self/fd/10", STAGE2_ARG, "11"].iter().map(Into::into));
         assert_eq!(plan.bwrap.argv(), expected);
         assert_eq!(plan.stage2.read, ["/", "/dev", "/proc", "/tmp"].map(PathBuf::from));
@@ -647,6 +709,24 @@ mod tests {
         assert_eq!(plan.warnings.len(), 1);
         assert!(plan.warnings[0].starts_with("the allowWrite entry /w/a/out is or goes through a symbolic link"), "{}", plan.warnings[0]);
         assert!(!plan.stage2.write.contains(&PathBuf::from("/w/a/out")));
+    }
+
+    /// privateWrite: the store is bound where the command expects the directory, after the
+    /// writable binds (so that it wins over an allowWrite of the same path), and is a write
+    /// root; a directory or store that is missing or a symlink is not bound, with a warning.
+    #[test]
+    fn private_write_binds_the_store_over_the_directory() {
+        let mut policy = Policy::builtin("/w".into(), Some("/h".into()));
+        policy.fs.private_write = vec!["/h/.cache".into(), "/h/.npm".into()];
+        policy.fs.allow_write = vec!["/h/.cache".into()];
+        let pairs = policy.private_dirs();
+        let mut f = facts(|p| if p.starts_with("/h") || p == Path::new("/w") { PathKind::Dir } else { PathKind::Missing });
+        f.canonical = |p| (!p.ends_with(".npm")).then(|| p.to_path_buf());
+        let plan = plan(&policy, vec!["true".into()], &f);
+        let store = pairs[0].1.display().to_string();
+        assert_eq!(mounts_after_tmp(&plan)[..9], ["--bind", "/w", "/w", "--bind", "/h/.cache", "/h/.cache", "--bind", store.as_str(), "/h/.cache"]);
+        assert!(plan.stage2.write.contains(&PathBuf::from("/h/.cache")) && !plan.stage2.write.contains(&PathBuf::from("/h/.npm")));
+        assert_eq!(plan.warnings, ["the privateWrite directory /h/.npm is not writable: it or its store is not a plain directory"]);
     }
 
     /// limits.tmpSize sizes /dev/shm and /tmp; /dev itself is read-only in the end, so

@@ -31,6 +31,9 @@ pub struct Started {
     /// per `net.local_ports` entry, told apart by their port.
     pub net_listeners: Vec<OwnedFd>,
     pub net: stage2::NetPlan,
+    /// Transparent egress: sbx's DNS inside the sandbox, UDP then TCP (listening) on
+    /// 127.0.0.1:53 (`inbound::dns_sockets`); empty without it.
+    pub dns_sockets: Vec<OwnedFd>,
 }
 
 /// How the command ended.
@@ -128,6 +131,9 @@ pub struct Options {
     /// The git administrative paths of the workspace's repositories, when the caller
     /// found them already (`git::admin_paths`); none: found here.
     pub git_paths: Option<Vec<PathBuf>>,
+    /// `--no-namespaces`: no bubblewrap; stage-2 is started directly and applies Landlock
+    /// and seccomp alone (`direct`), with this network.
+    pub direct: Option<direct::Network>,
 }
 
 /// A sandbox whose command is starting: what the layers enforced, and bwrap to wait for.
@@ -143,6 +149,33 @@ pub struct Running {
     /// kill it with SIGPIPE).
     _pipes: (BufReader<tokio::net::unix::pipe::Receiver>, BufReader<tokio::net::unix::pipe::Receiver>, std::os::unix::net::UnixStream),
     _masked: MaskedFile,
+    _tmp: Option<SessionTmp>,
+}
+
+/// The session's temporary directory without namespaces (`TMPDIR`): made in the host's /tmp
+/// with a name no one can guess, mode 0700, the command's; removed with everything in it.
+struct SessionTmp(PathBuf);
+
+impl SessionTmp {
+    fn create(run_as: Option<&crate::identity::RunAs>) -> io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| io::Error::other(e.to_string()))?;
+        let path = std::env::temp_dir().join(format!("sbx-tmp-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        // Fails if anything is there already: never someone else's directory.
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        let tmp = Self(path);
+        if let Some(who) = run_as {
+            std::os::unix::fs::lchown(&tmp.0, Some(who.uid), Some(who.gid))?;
+        }
+        Ok(tmp)
+    }
+}
+
+impl Drop for SessionTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Running {
@@ -162,7 +195,11 @@ impl Running {
 /// before), with what the layers enforced. Dropping the result kills bwrap, and so the
 /// sandbox; [`Running::wait`] waits for the command.
 pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -> Result<Running, LaunchError> {
-    let bwrap_path = find_bwrap()?;
+    let bwrap_path = if options.direct.is_some() { PathBuf::from("/proc/self/exe") } else { find_bwrap()? };
+    let tmp = match options.direct {
+        Some(_) => Some(SessionTmp::create(options.run_as.as_ref()).map_err(io_err("create the session's temporary directory"))?),
+        None => None,
+    };
     let signals = Signals::catch()?;
     let masked = MaskedFile::create(options.run_as.is_some()).map_err(io_err("create the file that masks hidden files"))?;
     let exe = File::open("/proc/self/exe").map_err(io_err("open sbx's own executable"))?;
@@ -175,6 +212,10 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     // The plan's descriptor numbers are needed before the plan exists; the
     // memfd for it is created with a placeholder and filled afterwards.
     let plan_file = sys::memfd_with(c"sbx-stage2-plan", b"").map_err(io_err("create a memfd"))?;
+    // Transparent egress (always on: the sandbox has a network namespace of its own): the
+    // sandbox's resolv.conf and hosts, read by bwrap from these.
+    let resolv = sys::memfd_with(c"sbx-resolv.conf", RESOLV_CONF.as_bytes()).map_err(io_err("create a memfd"))?;
+    let hosts = sys::memfd_with(c"sbx-hosts", HOSTS.as_bytes()).map_err(io_err("create a memfd"))?;
     let facts = HostFacts {
         stdin_is_tty: options.terminal.is_some() || sys::is_tty(&io::stdin()),
         own_terminal: options.terminal.is_some(),
@@ -200,10 +241,25 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
             let kept = std::env::split_paths(&path).filter(|d| own_home.as_ref().is_none_or(|h| !d.starts_with(h)));
             (r.name.clone(), r.home.clone(), std::env::join_paths(kept).unwrap_or(path))
         }),
+        name_files: Some((resolv.as_raw_fd(), hosts.as_raw_fd())),
     };
-    let plan = plan(policy, command, &facts);
+    let plan = match (options.direct, &tmp) {
+        (Some(network), Some(tmp)) => {
+            // The command's terminal: the dashboard's pty, or what sbx's stdio is.
+            let fds: Vec<RawFd> = match &options.terminal {
+                Some(t) => vec![t.as_raw_fd()],
+                None => vec![0, 1, 2],
+            };
+            let terminals: Vec<PathBuf> = fds.into_iter().filter_map(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()).collect();
+            direct::plan(policy, command, &facts, network, &tmp.0, &terminals)?
+        }
+        _ => plan(policy, command, &facts),
+    };
     for w in &plan.warnings {
         eprintln!("sbx: warning: {w}");
+    }
+    for w in &plan.not_enforced {
+        eprintln!("sbx: not enforced without namespaces: {w}");
     }
     {
         use std::io::{Seek as _, Write as _};
@@ -215,8 +271,37 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     let handoff = Handoff { args, exe, plan: plan_file, report_w, status_w, control: control_theirs };
 
     let mut cmd = tokio::process::Command::new(&bwrap_path);
-    cmd.arg("--args").arg(handoff.args.as_raw_fd().to_string()).arg("--").args(&plan.bwrap.command);
-    let inherited: [RawFd; 6] = [
+    if options.direct.is_some() {
+        // sbx itself, as stage-2, with what bubblewrap would have set.
+        cmd.arg(STAGE2_ARG).arg(handoff.plan.as_raw_fd().to_string());
+        for arg in &plan.bwrap.args {
+            match arg {
+                Arg::Chdir(dir) => {
+                    cmd.current_dir(dir);
+                }
+                Arg::SetEnv(name, value) => {
+                    cmd.env(name, value);
+                }
+                Arg::UnsetEnv(name) => {
+                    cmd.env_remove(name);
+                }
+                _ => {}
+            }
+        }
+        if !(options.terminal.is_some() || sys::is_tty(&io::stdin())) {
+            // bwrap's --new-session: a session of its own, away from sbx's terminal.
+            // SAFETY: setsid is async-signal-safe.
+            #[allow(unsafe_code)]
+            unsafe {
+                cmd.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
+            }
+        }
+    } else {
+        cmd.arg("--args").arg(handoff.args.as_raw_fd().to_string()).arg("--").args(&plan.bwrap.command);
+    }
+    let inherited: [RawFd; 8] = [
+        resolv.as_raw_fd(),
+        hosts.as_raw_fd(),
         handoff.args.as_raw_fd(),
         handoff.exe.as_raw_fd(),
         handoff.plan.as_raw_fd(),
@@ -283,15 +368,16 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     );
     let report = tokio::net::unix::pipe::Receiver::from_owned_fd(report_r).map_err(io_err("read stage-2's report"))?;
 
-    // bwrap's first status document names the sandbox's pid 1 on the host.
+    // bwrap's first status document names the sandbox's pid 1 on the host; without
+    // bubblewrap, stage-2's init is the child.
     let mut first = String::new();
-    let sandbox_init = match status.read_line(&mut first).await {
+    let sandbox_init = if options.direct.is_some() { child.id().map(|pid| pid as i32) } else { match status.read_line(&mut first).await {
         Ok(n) if n > 0 => serde_json::from_str::<serde_json::Value>(&first)
             .ok()
             .and_then(|v| v.get("child-pid").and_then(serde_json::Value::as_i64))
             .map(|pid| pid as i32),
         _ => None,
-    };
+    } };
     // The sandbox joins the session's unified cgroup while bubblewrap builds
     // it: a move through cgroup.procs waits for an RCU grace period
     // (milliseconds), which would otherwise come before bwrap could start.
@@ -306,11 +392,28 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         // bwrap failed before it made the sandbox: stage-2's report says so below.
         (false, _, _) => None,
     };
+    // sbx's DNS inside, bound by a connector while bwrap builds the sandbox; before the
+    // command starts.
+    let dns = match (plan.stage2.seccomp.transparent_egress, sandbox_init) {
+        (true, Some(init)) => Some(tokio::task::spawn_blocking(move || inbound::dns_sockets(init))),
+        _ => None,
+    };
     // Stage-2 waits for one byte before it execs the command: sent once the
     // gate opens (it sits in the socket until stage-2 gets there).
     if let Some(gate) = &options.start_gate {
         gate.notified().await;
     }
+    let dns_sockets = match dns {
+        Some(dns) => match dns.await.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r) {
+            Ok(fds) => fds,
+            Err(source) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(LaunchError::Io { what: "bind sbx's DNS inside the sandbox", source });
+            }
+        },
+        None => Vec::new(),
+    };
     if let Some(joined) = joined {
         let joined = joined.await.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r);
         if let Err(source) = joined {
@@ -352,7 +455,8 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     }
     // Stage-2 runs only once bwrap has created every namespace it was asked
     // for, --unshare-net included.
-    enforcement.netns = enforcement.landlock.is_some();
+    enforcement.netns = enforcement.landlock.is_some() && options.direct.is_none();
+    enforcement.not_enforced = plan.not_enforced.clone();
 
     let Some(exec_ns) = reached_exec else {
         let _ = child.wait().await;
@@ -373,6 +477,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     let started = Started {
         listener,
         net_listeners,
+        dns_sockets,
         net: plan.stage2.net.clone(),
         enforcement,
         exec_ns,
@@ -386,7 +491,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         seccomp: plan.stage2.seccomp,
     };
     let new_session = !(options.terminal.is_some() || sys::is_tty(&io::stdin()));
-    Ok(Running { started, sandbox_init, child, signals, new_session, _pipes: (status, report, control_ours), _masked: masked })
+    Ok(Running { started, sandbox_init, child, signals, new_session, _pipes: (status, report, control_ours), _masked: masked, _tmp: tmp })
 }
 
 /// Waits for bwrap, passing INT, TERM, HUP and QUIT on to the command (bwrap's

@@ -31,6 +31,8 @@ use crate::sandbox::{LandlockReport, LandlockStatus};
 pub struct Plan {
     /// Hierarchies the command may read (and execute from).
     pub read: Vec<PathBuf>,
+    /// Directories the command may list, not read (the way to a hidden path, `launch::direct`).
+    pub list: Vec<PathBuf>,
     /// Hierarchies whose files the command may run and read, without listing a directory
     /// (`allowExecute`).
     pub execute: Vec<PathBuf>,
@@ -62,6 +64,11 @@ pub struct Plan {
     /// it would under a shell, and not bwrap, which would die of it and end
     /// the session whatever the command does with SIGINT.
     pub foreground: bool,
+    /// No namespaces (`--no-namespaces`): stage-2 was started by sbx itself, not by
+    /// bubblewrap. It drops every capability, and forks: the parent stays as the sandbox's
+    /// init (a subreaper that outlives nothing of the command, see [`reap`]), the child
+    /// confines itself and execs the command.
+    pub direct: bool,
 }
 
 /// The ports stage-2 listens on inside the sandbox's network namespace; sbx
@@ -100,6 +107,11 @@ const TAG_MAX_TASKS: u8 = 15;
 const TAG_MEDIATE_EXEC: u8 = 16;
 const TAG_EXECUTE: u8 = 17;
 const TAG_FOREGROUND: u8 = 18;
+const TAG_DIRECT: u8 = 19;
+const TAG_SHARED_HOST: u8 = 20;
+const TAG_NO_IP: u8 = 21;
+const TAG_LIST: u8 = 22;
+const TAG_TRANSPARENT_EGRESS: u8 = 23;
 
 impl Plan {
     pub fn encode(&self) -> Vec<u8> {
@@ -118,6 +130,9 @@ impl Plan {
         for p in &self.execute {
             put(TAG_EXECUTE, p.as_os_str().as_bytes());
         }
+        for p in &self.list {
+            put(TAG_LIST, p.as_os_str().as_bytes());
+        }
         for a in &self.command {
             put(TAG_ARG, a.as_bytes());
         }
@@ -135,6 +150,18 @@ impl Plan {
         }
         if self.seccomp.mediate_exec {
             put(TAG_MEDIATE_EXEC, b"");
+        }
+        if self.seccomp.shared_host {
+            put(TAG_SHARED_HOST, b"");
+        }
+        if self.seccomp.no_ip {
+            put(TAG_NO_IP, b"");
+        }
+        if self.direct {
+            put(TAG_DIRECT, b"");
+        }
+        if self.seccomp.transparent_egress {
+            put(TAG_TRANSPARENT_EGRESS, b"");
         }
         if let Some(fd) = self.control_fd {
             put(TAG_CONTROL_FD, fd.to_string().as_bytes());
@@ -176,6 +203,7 @@ impl Plan {
             match tag {
                 TAG_READ => plan.read.push(os().into()),
                 TAG_EXECUTE => plan.execute.push(os().into()),
+                TAG_LIST => plan.list.push(os().into()),
                 TAG_WRITE => plan.write.push(os().into()),
                 TAG_ARG => plan.command.push(os()),
                 TAG_REPORT_FD => {
@@ -186,6 +214,10 @@ impl Plan {
                 TAG_BLOCK_UNIX_SOCKETS => plan.seccomp.block_unix_sockets = true,
                 TAG_MEDIATE_UNIX_CONNECT => plan.seccomp.mediate_unix_connect = true,
                 TAG_MEDIATE_EXEC => plan.seccomp.mediate_exec = true,
+                TAG_SHARED_HOST => plan.seccomp.shared_host = true,
+                TAG_NO_IP => plan.seccomp.no_ip = true,
+                TAG_DIRECT => plan.direct = true,
+                TAG_TRANSPARENT_EGRESS => plan.seccomp.transparent_egress = true,
                 TAG_CONTROL_FD => {
                     let fd = parse_fd(body).ok_or("bad control fd")?;
                     plan.control_fd = Some(fd);
@@ -295,21 +327,34 @@ fn run(plan_fd: &OsStr) -> Result<Never, (u8, String)> {
         // SAFETY: as for the plan descriptor.
         unsafe { File::from_raw_fd(fd) }
     });
+    let control = plan.control_fd.map(|fd| {
+        // SAFETY: sbx outside passed this socket for us alone.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    });
+    if plan.direct {
+        // No user namespace to lose them in: every capability goes (root's too), before
+        // anything else, in the init and the command alike.
+        let direct = crate::sys::drop_capabilities()
+            .map_err(|e| format!("cannot drop the capabilities: {e}"))
+            .and_then(|()| init(&mut report, control.as_ref()));
+        if let Err(e) = direct {
+            if let Some(f) = report.as_mut() {
+                let _ = f.write_all(Report::Failed.line().as_bytes());
+            }
+            return Err(setup(e));
+        }
+    }
     let mut say = |r: Report| {
         if let Some(f) = report.as_mut() {
             let _ = f.write_all(r.line().as_bytes());
         }
     };
-
-    let control = plan.control_fd.map(|fd| {
-        // SAFETY: sbx outside passed this socket for us alone.
-        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
-    });
     let result = (|| {
         // The proxy's ports, bound before Landlock can refuse TCP binds, and
-        // handed to sbx outside, which serves them.
+        // handed to sbx outside, which serves them. Without namespaces there is no
+        // loopback of the sandbox's own, so no proxy.
         if let Some(control) = &control {
-            let listeners = open_listeners(&plan.net).map_err(setup)?;
+            let listeners = if plan.direct { Vec::new() } else { open_listeners(&plan.net).map_err(setup)? };
             let fds: Vec<RawFd> = listeners.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
             crate::sys::send_all_fds(control, &fds).map_err(|e| setup(format!("cannot hand the proxy's sockets to sbx: {e}")))?;
         }
@@ -396,6 +441,60 @@ fn open_listeners(net: &NetPlan) -> Result<Vec<std::os::fd::OwnedFd>, String> {
         }
     }
     Ok(out)
+}
+
+/// Without namespaces (`Plan::direct`), the sandbox's init: forks; the child returns and
+/// goes on to confine itself and exec the command; the parent never returns (see [`reap`]).
+/// It is what bubblewrap's pid 1 is otherwise: sbx outside signals the command through it
+/// (`launch::command_pid`) and waits for it.
+fn init(report: &mut Option<File>, control: Option<&std::os::fd::OwnedFd>) -> Result<(), String> {
+    use nix::unistd::{ForkResult, fork};
+    // Orphans of the command (a double fork, a daemon) become ours, not the host's init's,
+    // so that reap finds them.
+    crate::sys::become_subreaper().map_err(|e| format!("cannot become the sandbox's subreaper: {e}"))?;
+    // SAFETY: stage-2 is single-threaded (no runtime has started in this process), so the
+    // child may run any code.
+    match unsafe { fork() }.map_err(|e| format!("cannot fork the sandbox's init: {e}"))? {
+        ForkResult::Child => Ok(()),
+        ForkResult::Parent { child } => {
+            // The command's pipe and socket are the child's: EOF must come when it execs.
+            drop(report.take());
+            if let Some(fd) = control {
+                let _ = nix::unistd::close(std::os::fd::AsRawFd::as_raw_fd(fd));
+            }
+            reap(child)
+        }
+    }
+}
+
+/// The init's life: reaps whatever ends, and once the command itself has ended, kills and
+/// reaps everything it left (as the end of a pid namespace would), then exits with the
+/// command's status (128+N for a signal). Dies with sbx (`PR_SET_PDEATHSIG`).
+fn reap(command: nix::unistd::Pid) -> ! {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    // sbx gone, the init goes too (what its command left is then not stopped: said in
+    // `direct::not_enforced`). Signals to the command's process group (sbx's relay, the
+    // terminal's Ctrl-C) are not for it: it would die before the command, and what the
+    // command left would be the host's init's.
+    let _ = crate::sys::die_with_parent();
+    let _ = crate::sys::ignore_job_signals();
+    let mut code = None;
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, c)) if pid == command => code = Some(c),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == command => code = Some(128 + sig as i32),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            // No child left.
+            Err(_) => break,
+        }
+        if code.is_some() {
+            for pid in super::descendants(std::process::id() as i32) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    std::process::exit(code.unwrap_or(i32::from(crate::EXIT_SETUP)))
 }
 
 /// Puts this process (the command, once it execs) in a process group of its
@@ -494,7 +593,11 @@ fn apply_landlock(plan: &Plan) -> Result<LandlockReport, landlock::RulesetError>
     // Without allowLocalBinding in a sandbox sharing the host's network, every TCP bind is
     // refused (ABI 4+): the proxy's ports were bound before this point.
     let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(AccessFs::from_all(abi))?;
-    if !plan.net.allow_local_binding {
+    if plan.seccomp.no_ip {
+        // No network (`--no-namespaces`): no TCP bind or connect at all (ABI 4+), beside
+        // the seccomp filter's refusal of IP sockets.
+        ruleset = ruleset.handle_access(landlock::AccessNet::BindTcp | landlock::AccessNet::ConnectTcp)?;
+    } else if !plan.net.allow_local_binding {
         ruleset = ruleset.handle_access(landlock::AccessNet::BindTcp)?;
     }
     let status = ruleset
@@ -502,12 +605,13 @@ fn apply_landlock(plan: &Plan) -> Result<LandlockReport, landlock::RulesetError>
         .create()?
         .add_rules(rules(&plan.read, AccessFs::from_read(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
         .add_rules(rules(&plan.execute, AccessFs::Execute | AccessFs::ReadFile).into_iter().map(Ok::<_, landlock::RulesetError>))?
+        .add_rules(rules(&plan.list, AccessFs::ReadDir.into()).into_iter().map(Ok::<_, landlock::RulesetError>))?
         .add_rules(rules(&plan.write, AccessFs::from_all(abi)).into_iter().map(Ok::<_, landlock::RulesetError>))?
         .add_rules(
             plan.net
                 .bind_ports
                 .iter()
-                .filter(|_| !plan.net.allow_local_binding)
+                .filter(|_| !plan.net.allow_local_binding && !plan.seccomp.no_ip)
                 .map(|&port| Ok::<_, landlock::RulesetError>(landlock::NetPort::new(port, landlock::AccessNet::BindTcp))),
         )?
         // Keep Landlock's audit records after the exec of the command (ABI 7).
@@ -530,16 +634,18 @@ mod tests {
         let plan = Plan {
             read: vec!["/".into()],
             execute: vec!["/nix/store".into()],
+            list: vec!["/home".into()],
             write: vec![OsString::from_vec(vec![b'/', 0xfe]).into(), "/w s".into()],
             command: vec!["sh".into(), "-c".into(), "echo 'a b'".into(), "".into()],
             report_fd: Some(9),
             require_landlock: true,
-            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true },
+            seccomp: crate::syscalls::FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, shared_host: true, no_ip: true, transparent_egress: true },
             control_fd: Some(12),
             notify: true,
             net: NetPlan { http_port: 3128, socks_port: 1080, local_ports: vec![5432, 11434], allow_local_binding: true, bind_ports: vec![8000] },
             max_tasks: Some(4096),
             foreground: true,
+            direct: true,
         };
         assert_eq!(Plan::decode(&plan.encode()).unwrap(), plan);
         assert!(Plan::decode(&[TAG_READ, 9, 0, 0, 0, b'/']).is_err());

@@ -15,9 +15,10 @@
 //! 1. takes a duplicate of the caller's socket with `pidfd_getfd` (the same open file: what is
 //!    done to it is done to the caller's socket, with its type, flags and options) and copies
 //!    the address out of the caller's memory once;
-//! 2. decides on that socket's family (`SO_DOMAIN`) and that copy. A socket that is not
-//!    `AF_UNIX` is connected as asked: the sandbox's network namespace has only loopback, so
-//!    the namespace, not this check, is what keeps TCP in. For `AF_UNIX`: abstract names are
+//! 2. decides on that socket's family (`SO_DOMAIN`) and that copy. An IPv4 or IPv6 stream
+//!    socket to an address outside the sandbox goes to transparent egress (below); one to
+//!    the sandbox's loopback, a datagram socket and other families are connected as asked
+//!    (the sandbox's network namespace has only loopback). For `AF_UNIX`: abstract names are
 //!    refused; a path is resolved as the caller sees it (`openat2` beneath
 //!    `/proc/PID/root`, `RESOLVE_IN_ROOT`, relative paths from `/proc/PID/cwd`) and opened
 //!    `O_PATH`; it is allowed when that file is a socket and is the same inode (device and
@@ -30,9 +31,27 @@
 //! 4. answers with connect's own result (`0` or its errno); a refused path or abstract name
 //!    gets `EPERM` and a [`SeccompDenial`] (source seccomp, with the path).
 //!
+//! # Transparent egress
+//!
+//! A TCP connect to an address outside the sandbox is decided by `proxy::egress` (the names
+//! sbx's DNS gave that address for, with the port; or the address as an IP literal). When
+//! allowed, the supervisor creates a socket of the caller's family, type and protocol in its
+//! own network namespace (the host's), copies the caller's socket options and file status
+//! flags, connects it (a blocking caller's answer waits for the handshake, at most
+//! [`DIRECT_TIMEOUT`]; a non-blocking one gets `EINPROGRESS` at once) and installs it at the
+//! caller's descriptor number (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SETFD`,
+//! close-on-exec as the caller's was), then answers. A refused destination gets
+//! `ECONNREFUSED` and a `net` event. Such a host socket (told apart by its network
+//! namespace's cookie, `SO_NETNS_COOKIE`) is never pointed elsewhere: a connect on it is
+//! decided again (allowed destinations only; `AF_UNSPEC`, loopback: EPERM), and bind(2) and
+//! listen(2) on it are refused ([`decide_bind`], which carries them out on any other socket,
+//! since the filter cannot tell them apart).
+//!
 //! Consequences: the server sees the supervisor (sbx, same uid as the command for an
-//! unprivileged user) as its peer in `SO_PEERCRED`. Steps 1 and 2 run on tokio's blocking
-//! pool (they read `/proc` and the caller's memory), briefly; the connect itself holds no
+//! unprivileged user) as its peer in `SO_PEERCRED`. Steps 1 and 2 run on sbx's runtime
+//! thread (a few syscalls that do not block) up to the resolution of a Unix path, which runs
+//! on tokio's blocking pool (it reads `/proc` and the caller's file system); the connect
+//! itself holds no
 //! thread: it is made non-blocking (`O_NONBLOCK` on the socket for the duration, the
 //! caller's flags put back after) and waited for in a task, so a connect that would block
 //! (a full backlog, a slow TCP peer) costs a timer, not a thread.
@@ -76,7 +95,9 @@ pub struct UnixSocketPolicy {
 #[derive(Clone)]
 pub(crate) struct Mediator {
     listener: Arc<OwnedFd>,
-    policy: Arc<UnixSocketPolicy>,
+    /// None: every Unix socket is allowed (`allowAllUnixSockets`), connect(2) is mediated
+    /// for transparent egress only.
+    policy: Option<Arc<UnixSocketPolicy>>,
     tx: mpsc::Sender<SeccompDenial>,
     /// Per thread group: the connects it may have mediated at once.
     turns: Arc<Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>>,
@@ -84,6 +105,17 @@ pub(crate) struct Mediator {
     sockets: Arc<Mutex<HashMap<(u64, u64), OneAtATime>>>,
     /// Decisions running on tokio's blocking pool at once, for every process together.
     deciding: Arc<tokio::sync::Semaphore>,
+    /// Transparent egress: TCP connects to allowed destinations carried out on the host.
+    egress: Option<Egress>,
+}
+
+/// What transparent egress needs: the decision, and how to tell a socket of sbx's own
+/// network namespace (one the supervisor installed) from one of the sandbox's.
+#[derive(Clone)]
+struct Egress {
+    policy: Arc<crate::proxy::egress::Egress>,
+    /// `SO_NETNS_COOKIE` of sbx's (the host's) network namespace.
+    host_netns: u64,
 }
 
 /// Held while a socket is being connected.
@@ -117,6 +149,11 @@ enum Verdict {
     Connect { sock: OwnedFd, addr: Vec<u8>, _target: Option<OwnedFd> },
     /// Refused by the policy: EPERM and an event.
     Refused { what: Refused, requested: Vec<u8>, resolved: Option<PathBuf> },
+    /// A TCP connect to an address outside the sandbox: transparent egress decides.
+    Direct(DirectConnect),
+    /// The decision must resolve a Unix path (`/proc`, the caller's file system): to be made
+    /// again on tokio's blocking pool.
+    Blocking,
     /// The notification is no longer valid (the caller was interrupted or killed, and its pid
     /// may be another process's by now): nothing was done and nothing is answered.
     Gone,
@@ -126,13 +163,220 @@ enum Verdict {
 enum Refused {
     Abstract,
     NotListed,
+    /// An operation on a socket of the host's network namespace (one sbx connected for the
+    /// program) that could point it elsewhere or open it to the host's network.
+    HostSocket(&'static str),
+}
+
+/// A connect(2) transparent egress decides.
+#[derive(Debug)]
+struct DirectConnect {
+    /// The caller's socket (a duplicate).
+    sock: OwnedFd,
+    /// The address, as copied once.
+    addr: Vec<u8>,
+    ip: std::net::IpAddr,
+    port: u16,
+    domain: i32,
+    kind: i32,
+    protocol: i32,
+    /// The socket is one of the host's network namespace (sbx installed it).
+    host: bool,
+    /// The caller's descriptor number, and whether it is close-on-exec.
+    fd: i32,
+    cloexec: bool,
+}
+
+enum Installed {
+    Connected,
+    InProgress,
+    /// The caller went away before the socket could be installed.
+    Gone,
+}
+
+fn errno_text(e: i32) -> String {
+    io::Error::from_raw_os_error(e).to_string()
+}
+
+/// Transparent egress, the connect itself: a socket of the host's network namespace of the
+/// caller's family, type and protocol, with its options and file status flags, connected
+/// (not blocking: a caller whose socket blocks gets the result of the handshake, a
+/// non-blocking one `EINPROGRESS` at once, as from the kernel), then installed at the
+/// caller's descriptor number with `SECCOMP_IOCTL_NOTIF_ADDFD` (`SECCOMP_ADDFD_FLAG_SETFD`),
+/// which closes the caller's own socket. A connect that failed installs nothing.
+async fn direct(d: &DirectConnect, listener: i32, id: u64) -> Result<Installed, i32> {
+    let host = sys::new_socket(d.domain, d.kind | libc::SOCK_NONBLOCK, d.protocol).map_err(|e| errno(&e))?;
+    sys::copy_socket_options(&d.sock, &host, d.domain == libc::AF_INET6);
+    let flags = fcntl(&d.sock, FcntlArg::F_GETFL).map(OFlag::from_bits_retain).map_err(|e| e as i32)?;
+    let blocking = !flags.contains(OFlag::O_NONBLOCK);
+    let connected = match sys::connect_raw(&host, &d.addr) {
+        Ok(()) => true,
+        Err(libc::EINPROGRESS) if blocking => {
+            let deadline = tokio::time::Instant::now() + DIRECT_TIMEOUT;
+            match wait_connected(&host, deadline).await {
+                Ok(()) => true,
+                Err(libc::EINPROGRESS) => return Err(libc::ETIMEDOUT),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(libc::EINPROGRESS) => false,
+        Err(e) => return Err(e),
+    };
+    // The caller's file status flags (O_NONBLOCK and the rest that apply to a socket).
+    fcntl(&host, FcntlArg::F_SETFL(flags)).map_err(|e| e as i32)?;
+    match sys::notif_addfd_at(listener, id, &host, d.fd, d.cloexec) {
+        Ok(true) => Ok(if connected { Installed::Connected } else { Installed::InProgress }),
+        Ok(false) => Ok(Installed::Gone),
+        Err(e) => Err(errno(&e)),
+    }
+}
+
+/// The longest a blocking caller's direct connect waits for the handshake: then
+/// `ETIMEDOUT`, and nothing installed.
+pub const DIRECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether the caller's descriptor `fd` is close-on-exec (`/proc/PID/fdinfo`).
+fn fd_cloexec(pid: u32, fd: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok()))
+        .is_some_and(|f| f & libc::O_CLOEXEC as u32 != 0)
+}
+
+/// The IP address and port of a copied `sockaddr_in` or `sockaddr_in6`.
+fn inet_address(addr: &[u8]) -> Option<(std::net::IpAddr, u16)> {
+    let family = u16::from_ne_bytes([*addr.first()?, *addr.get(1)?]);
+    let port = u16::from_be_bytes([*addr.get(2)?, *addr.get(3)?]);
+    match i32::from(family) {
+        libc::AF_INET => {
+            let o: [u8; 4] = addr.get(4..8)?.try_into().ok()?;
+            Some((std::net::IpAddr::from(o), port))
+        }
+        libc::AF_INET6 if addr.len() >= 24 => {
+            let o: [u8; 16] = addr.get(8..24)?.try_into().ok()?;
+            Some((std::net::IpAddr::from(o), port))
+        }
+        _ => None,
+    }
+}
+
+/// Addresses that name the sandbox's own network: loopback and the unspecified address
+/// (which connect(2) takes as loopback).
+fn sandbox_local(ip: std::net::IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ip.is_loopback() || ip.is_unspecified()
+}
+
+/// bind(2) and listen(2) under transparent egress: refused on a socket of the host's network
+/// namespace (one whose connection ended could otherwise listen on the host, or take a host
+/// port), carried out by the supervisor on the caller's socket (a duplicate) otherwise:
+/// listen with the caller's backlog, bind to the address copied once. A Unix socket's path
+/// is created in the directory as the caller sees it (resolved beneath `/proc/PID/root`),
+/// by sbx's own credentials, through `/proc/self/fd/N/NAME` of that directory.
+fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool, creds: Option<&sys::Creds>) -> Verdict {
+    let as_caller = |f: &dyn Fn() -> Result<(), i32>| match creds {
+        Some(c) => sys::as_caller(c, f).and_then(|r| r),
+        None => f(),
+    };
+    let [fd, addr_ptr, addr_len, ..] = req.data.args;
+    let listen = i64::from(req.data.nr) == libc::SYS_listen;
+    let pidfd = match sys::pidfd_open(req.pid) {
+        Ok(p) => p,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
+    };
+    if !still_valid() {
+        return Verdict::Gone;
+    }
+    let sock = match sys::pidfd_getfd(&pidfd, fd as u32 as i32) {
+        Ok(s) => s,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
+    };
+    if nix::sys::stat::fstat(&sock).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFSOCK) {
+        return Verdict::Connected(Err(libc::ENOTSOCK));
+    }
+    if host_netns.is_some_and(|h| sys::socket_netns_cookie(&sock).is_ok_and(|c| c == h)) {
+        let what = if listen { "listen on a socket of the host's network (sbx connected it for the program)" } else { "bind a socket of the host's network (sbx connected it for the program)" };
+        return Verdict::Refused { what: Refused::HostSocket(what), requested: Vec::new(), resolved: None };
+    }
+    if listen {
+        return Verdict::Connected(as_caller(&|| sys::listen_raw(&sock, addr_ptr as u32 as i32)));
+    }
+    let len = addr_len as u32 as usize;
+    if len > size_of::<libc::sockaddr_storage>() {
+        return Verdict::Connected(Err(libc::EINVAL));
+    }
+    let mut addr = vec![0u8; len];
+    match sys::read_process_memory(req.pid, addr_ptr, &mut addr) {
+        Ok(n) if n == len => {}
+        _ => return Verdict::Connected(Err(libc::EFAULT)),
+    }
+    let domain = sys::socket_domain(&sock).unwrap_or(-1);
+    let family = addr.get(..2).map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
+    // Unix paths: everything else binds as given (an abstract name is the sandbox's own:
+    // the namespace of abstract names is the network namespace's).
+    if domain != libc::AF_UNIX || family != Some(libc::AF_UNIX) || len <= 2 || addr[2] == 0 {
+        if !still_valid() {
+            return Verdict::Gone;
+        }
+        return Verdict::Connected(as_caller(&|| sys::bind_raw(&sock, &addr)));
+    }
+    if !may_block {
+        return Verdict::Blocking;
+    }
+    let raw = &addr[2..];
+    let path = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+    let requested = Path::new(OsStr::from_bytes(path));
+    let in_sandbox = if requested.is_absolute() {
+        requested.to_path_buf()
+    } else {
+        match std::fs::read_link(format!("/proc/{}/cwd", req.pid)) {
+            Ok(cwd) => cwd.join(requested),
+            Err(e) => return Verdict::Connected(Err(errno(&e))),
+        }
+    };
+    let (Some(parent), Some(name)) = (in_sandbox.parent(), in_sandbox.file_name()) else {
+        return Verdict::Connected(Err(libc::EINVAL));
+    };
+    let root = match std::fs::File::open(format!("/proc/{}/root", req.pid)) {
+        Ok(r) => r,
+        Err(e) => return Verdict::Connected(Err(errno(&e))),
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let dir = match openat2(root.as_fd(), parent, how) {
+        Ok(d) => d,
+        Err(e) => return Verdict::Connected(Err(e as i32)),
+    };
+    let mut via = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    via.extend_from_slice(name.as_bytes());
+    if via.len() >= 108 {
+        return Verdict::Connected(Err(libc::ENAMETOOLONG));
+    }
+    if !still_valid() {
+        return Verdict::Gone;
+    }
+    let named = sockaddr_un(&via);
+    Verdict::Connected(as_caller(&|| sys::bind_raw(&sock, &named)))
 }
 
 impl Mediator {
-    pub(crate) fn new(listener: &OwnedFd, policy: UnixSocketPolicy, tx: mpsc::Sender<SeccompDenial>) -> io::Result<Mediator> {
+    pub(crate) fn new(listener: &OwnedFd, policy: Option<UnixSocketPolicy>, tx: mpsc::Sender<SeccompDenial>, egress: Option<Arc<crate::proxy::egress::Egress>>) -> io::Result<Mediator> {
         let listener = Arc::new(listener.try_clone()?);
         let deciding = Arc::new(tokio::sync::Semaphore::new(DECIDING));
-        Ok(Mediator { listener, policy: Arc::new(policy), tx, turns: Arc::default(), sockets: Arc::default(), deciding })
+        let egress = match egress {
+            Some(policy) => {
+                let probe = sys::new_socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+                Some(Egress { policy, host_netns: sys::socket_netns_cookie(&probe)? })
+            }
+            None => None,
+        };
+        Ok(Mediator { listener, policy: policy.map(Arc::new), tx, turns: Arc::default(), sockets: Arc::default(), deciding, egress })
+    }
+
+    /// Whether bind(2) and listen(2) are mediated too (transparent egress).
+    pub(crate) fn mediates_bind(&self) -> bool {
+        self.egress.is_some()
     }
 
     /// Mediates one connect notification, once its process has a turn ([`PER_PROCESS`]):
@@ -144,15 +388,44 @@ impl Mediator {
         tokio::spawn(async move {
             let Ok(_permit) = turn.acquire_owned().await else { return };
             let (policy, listener) = (m.policy.clone(), m.listener.clone());
-            let Ok(deciding) = m.deciding.clone().acquire_owned().await else { return };
-            let decided = tokio::task::spawn_blocking(move || decide(&req, &policy, || sys::notif_id_valid(listener.as_raw_fd(), req.id).unwrap_or(false))).await;
-            drop(deciding);
+            let host_netns = m.egress.as_ref().map(|e| e.host_netns);
+            // Under sudo or --user, sbx is root and the caller is not: what sbx connects or
+            // binds for it is done with the caller's identity (a root-only socket listed in
+            // allowUnixSockets, a netlink multicast group, a socket file's owner).
+            let creds = sys::foreign_creds(req.pid);
+            let bind_creds = creds.clone();
+            let decide_now = move |may_block: bool| {
+                let still_valid = || sys::notif_id_valid(listener.as_raw_fd(), req.id).unwrap_or(false);
+                match i64::from(req.data.nr) {
+                    libc::SYS_bind | libc::SYS_listen => decide_bind(&req, host_netns, may_block, still_valid, bind_creds.as_ref()),
+                    _ => decide(&req, policy.as_deref(), host_netns, may_block, still_valid),
+                }
+            };
+            // Here first: everything but a Unix path's resolution is a few syscalls that do
+            // not block (a TCP connect costs no trip to the blocking pool); a path, there.
+            let decided = match decide_now.clone()(false) {
+                Verdict::Blocking => {
+                    let Ok(deciding) = m.deciding.clone().acquire_owned().await else { return };
+                    let decided = tokio::task::spawn_blocking(move || decide_now(true)).await;
+                    drop(deciding);
+                    decided
+                }
+                v => Ok(v),
+            };
             let verdict = match decided {
                 Ok(Verdict::Connect { sock, addr, _target }) => {
                     let one_at_a_time = m.lock_of(&sock);
                     let _held = one_at_a_time.lock().await;
-                    Verdict::Connected(connect_async(&sock, &addr).await)
+                    Verdict::Connected(connect_async(&sock, &addr, creds.as_ref()).await)
                 }
+                Ok(Verdict::Direct(direct)) => match &m.egress {
+                    Some(egress) => {
+                        let one_at_a_time = m.lock_of(&direct.sock);
+                        let _held = one_at_a_time.lock().await;
+                        m.direct(egress, &req, direct).await
+                    }
+                    None => Verdict::Connected(Err(libc::EIO)),
+                },
                 Ok(v) => v,
                 // The decision panicked: the caller must still get an answer.
                 Err(_) => Verdict::Connected(Err(libc::EIO)),
@@ -179,6 +452,42 @@ impl Mediator {
         turns.entry(tgid).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_PROCESS))).clone()
     }
 
+    /// A connect of the caller's socket to a destination outside the sandbox: decided by
+    /// the egress policy; allowed, carried out on the host (see [`direct`]).
+    async fn direct(&self, egress: &Egress, req: &libc::seccomp_notif, d: DirectConnect) -> Verdict {
+        let client = format!("pid={}", req.pid);
+        let decision = egress.policy.decide(d.ip, d.port, &client).await;
+        if !decision.allowed {
+            egress.policy.report(&decision, d.ip, d.port, &client, None);
+            // A host socket whose connection ended may not be pointed anywhere else.
+            return Verdict::Connected(Err(libc::ECONNREFUSED));
+        }
+        let tcp = d.kind == libc::SOCK_STREAM && (d.protocol == 0 || d.protocol == libc::IPPROTO_TCP);
+        if d.host || !tcp || sys::socket_listens(&d.sock).unwrap_or(true) || sys::socket_has_peer(&d.sock) {
+            // A host socket (connected once by sbx, its connection over) to an allowed
+            // destination; or a socket the kernel will refuse anyway (listening, connected);
+            // or UDP, which stays in the sandbox (its network has no route out).
+            let r = connect_async(&d.sock, &d.addr, sys::foreign_creds(req.pid).as_ref()).await;
+            if d.host {
+                egress.policy.report(&decision, d.ip, d.port, &client, r.err().map(|e| format!("connect failed: {}", errno_text(e))).as_deref());
+            }
+            return Verdict::Connected(r);
+        }
+        let result = direct(&d, self.listener.as_raw_fd(), req.id).await;
+        let outcome = match &result {
+            Ok(Installed::Connected) => None,
+            Ok(Installed::InProgress) => None,
+            Ok(Installed::Gone) => return Verdict::Gone,
+            Err(e) => Some(format!("connect failed: {}", errno_text(*e))),
+        };
+        egress.policy.report(&decision, d.ip, d.port, &client, outcome.as_deref());
+        Verdict::Connected(match result {
+            Ok(Installed::Connected) => Ok(()),
+            Ok(_) => Err(libc::EINPROGRESS),
+            Err(e) => Err(e),
+        })
+    }
+
     /// Answers the notification with the verdict and reports a refusal.
     fn answer(&self, req: &libc::seccomp_notif, verdict: Verdict) {
         let listener = self.listener.as_raw_fd();
@@ -186,7 +495,7 @@ impl Mediator {
             Verdict::Gone => return,
             Verdict::Connected(r) => (r, None),
             // Not reached: `dispatch` connects first.
-            Verdict::Connect { .. } => (Err(libc::EIO), None),
+            Verdict::Connect { .. } | Verdict::Direct(_) | Verdict::Blocking => (Err(libc::EIO), None),
             Verdict::Refused { what, requested, resolved } => (Err(libc::EPERM), Some(denial(req, what, &requested, resolved))),
         };
         // Gone or failed, the caller has nothing more to get.
@@ -224,7 +533,7 @@ impl Drop for Flags<'_> {
 /// connect(2) of the caller's socket without blocking a thread: non-blocking for the
 /// duration; a caller whose socket blocks waits here (for at most [`ATTEMPT_TIMEOUT`]) as it
 /// would have in the kernel: TCP until the handshake ends, Unix until the backlog has room.
-async fn connect_async(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
+async fn connect_async(sock: &OwnedFd, addr: &[u8], creds: Option<&sys::Creds>) -> Result<(), i32> {
     let flags = match fcntl(sock, FcntlArg::F_GETFL) {
         Ok(f) => OFlag::from_bits_retain(f),
         Err(e) => return Err(e as i32),
@@ -237,7 +546,11 @@ async fn connect_async(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
     let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;
     let mut pause = Duration::from_millis(2);
     loop {
-        match sys::connect_raw(sock, addr) {
+        let attempt = match creds {
+            Some(c) => sys::as_caller(c, || sys::connect_raw(sock, addr)).and_then(|r| r),
+            None => sys::connect_raw(sock, addr),
+        };
+        match attempt {
             Err(libc::EAGAIN) if blocking && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
                 pause = (pause * 2).min(RETRY_MAX);
@@ -280,7 +593,7 @@ fn sockaddr_un(path: &[u8]) -> Vec<u8> {
 /// again after everything read through `/proc/PID` and the caller's memory and before the
 /// connect (the caller could have been killed and its pid reused meanwhile). Every other
 /// failure is answered with an errno: a caller without an answer would wait for ever.
-fn decide(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: impl Fn() -> bool) -> Verdict {
+fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool) -> Verdict {
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
     let pidfd = match sys::pidfd_open(req.pid) {
         Ok(p) => p,
@@ -307,9 +620,37 @@ fn decide(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: imp
         Err(e) => return Verdict::Connected(Err(errno(&e))),
     };
     let family = addr.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]));
+    if let Some(host_netns) = host_netns
+        && (domain == libc::AF_INET || domain == libc::AF_INET6)
+    {
+        let host = sys::socket_netns_cookie(&sock).is_ok_and(|c| c == host_netns);
+        let kind = sys::socket_type(&sock).unwrap_or(-1);
+        // Datagram sockets stay in the sandbox's network: UDP other than sbx's DNS has no
+        // route out (the kernel tracer reports it); only TCP is carried out on the host.
+        let target = inet_address(&addr).filter(|(ip, _)| !sandbox_local(*ip) && (host || kind == libc::SOCK_STREAM));
+        let Some((ip, port)) = target else {
+            if host {
+                // AF_UNSPEC (a disconnect), loopback (the host's), or a malformed address:
+                // a host socket is never pointed anywhere but an allowed destination.
+                let what = if family == Some(libc::AF_UNSPEC as u16) { "disconnect a socket of the host's network (AF_UNSPEC)" } else { "connect a socket of the host's network to the sandbox's loopback" };
+                return Verdict::Refused { what: Refused::HostSocket(what), requested: Vec::new(), resolved: None };
+            }
+            if !still_valid() {
+                return Verdict::Gone;
+            }
+            return Verdict::Connect { sock, addr, _target: None };
+        };
+        if !still_valid() {
+            return Verdict::Gone;
+        }
+        let fd = fd as u32 as i32;
+        let protocol = sys::socket_protocol(&sock).unwrap_or(-1);
+        return Verdict::Direct(DirectConnect { sock, addr, ip, port, domain, kind, protocol, host, fd, cloexec: fd_cloexec(req.pid, fd) });
+    }
     // Not a Unix socket, or an address the kernel refuses for one (no path, another family):
-    // connect as asked; nothing here can name a socket file.
-    if domain != libc::AF_UNIX || family != Some(libc::AF_UNIX as u16) || len <= 2 {
+    // connect as asked; nothing here can name a socket file. Every Unix socket allowed
+    // (`allowAllUnixSockets`): the same.
+    if policy.is_none() || domain != libc::AF_UNIX || family != Some(libc::AF_UNIX as u16) || len <= 2 {
         if !still_valid() {
             return Verdict::Gone;
         }
@@ -318,6 +659,9 @@ fn decide(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: imp
     let raw = &addr[2..];
     if raw[0] == 0 {
         return Verdict::Refused { what: Refused::Abstract, requested: raw[1..].to_vec(), resolved: None };
+    }
+    if !may_block {
+        return Verdict::Blocking;
     }
     let path = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
     let requested = Path::new(OsStr::from_bytes(path));
@@ -331,6 +675,7 @@ fn decide(req: &libc::seccomp_notif, policy: &UnixSocketPolicy, still_valid: imp
         }
     };
     let nscd = |p: &Path| NAME_SERVICE_SOCKETS.iter().any(|s| p == Path::new(s));
+    let Some(policy) = policy else { return Verdict::Connected(Err(libc::EIO)) };
     if nscd(&in_sandbox) && !policy.allowed.iter().any(|p| nscd(p)) {
         // glibc probes nscd before every user, group or host lookup and reads the files when
         // the socket is absent. nscd answers host lookups, which would resolve names past the
@@ -379,6 +724,21 @@ fn denial(req: &libc::seccomp_notif, what: Refused, requested: &[u8], resolved: 
     let (name, reason) = match what {
         Refused::Abstract => (format!("@{shown:?}"), "abstract Unix sockets are not reachable (allowUnixSockets lists paths)"),
         Refused::NotListed => (format!("{shown:?}"), "the socket is not in allowUnixSockets"),
+        Refused::HostSocket(why) => {
+            let nr = i64::from(req.data.nr);
+            let syscall = crate::syscalls::syscall_name(nr).unwrap_or("connect");
+            return SeccompDenial {
+                pid: req.pid,
+                syscall_nr: nr,
+                syscall,
+                summary: format!("{syscall}({fd}, ...)"),
+                detail: vec![("fd", fd.to_string()), ("reason", format!("transparent egress: a program may not {why}"))],
+                path: None,
+                requested_path: None,
+                comm: std::fs::read_to_string(format!("/proc/{}/comm", req.pid)).ok().map(|c| c.trim_end().to_owned()),
+                command: None,
+            };
+        }
     };
     SeccompDenial {
         pid: req.pid,
@@ -415,7 +775,7 @@ mod tests {
     fn decided(path: &Path, policy: &UnixSocketPolicy) -> Verdict {
         let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
         let addr = sockaddr_un(path.as_os_str().as_bytes());
-        decide(&request(&sock, &addr), policy, || true)
+        decide(&request(&sock, &addr), Some(policy), None, true, || true)
     }
 
     /// Issue 18, point 2: glibc's nscd probe and a path that is not there are answered as the

@@ -23,7 +23,8 @@ pub struct Attribution {
     /// Landlock's readable and writable roots.
     pub read_roots: Vec<PathBuf>,
     pub write_roots: Vec<PathBuf>,
-    /// The paths denyRead hides (mode 000, read-only).
+    /// The paths denyRead hides (mode 000, read-only; without namespaces, left out of
+    /// Landlock's roots).
     pub hidden: Vec<PathBuf>,
     /// The seccomp table, as compiled for this session.
     pub seccomp: FilterOptions,
@@ -232,6 +233,13 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
         protected = Some(hint);
     }
 
+    // access(2) asking whether a path on a read-only mount is writable: a question, not an
+    // attempt. Programs ask it to choose where to write (SQLite's temporary directory,
+    // litellm's tokenizer cache) and go elsewhere; a write that follows is reported as itself.
+    // access, faccessat, faccessat2
+    if matches!(nr, 21 | 269 | 439) && op == Some(Operation::Write) && errno == "EROFS" {
+        return None;
+    }
     let addr = sock_addr(ev);
     let in_seccomp_table = attr.seccomp.entries().any(|b| b.nr == nr);
     let effective = path.as_deref().or(requested.as_deref().map(Path::new));
@@ -240,9 +248,9 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
     let (source, reason) = if errno == "ENETUNREACH" {
         let dns = matches!(addr, Some(SockAddr::Inet(_, 53)));
         let why = if dns {
-            "a DNS query: the sandbox's network has only loopback, and names are resolved by sbx's proxy (through HTTP_PROXY, HTTPS_PROXY, ALL_PROXY)"
+            "a DNS query to a server other than sbx's: the sandbox's network has only loopback, and names are resolved by sbx's DNS at 127.0.0.1 (its /etc/resolv.conf) or by the proxy"
         } else {
-            "a direct connection that bypassed sbx's proxy: the sandbox's network has only loopback, and the way out is the proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY)"
+            "traffic with no route: the sandbox's network has only loopback; TCP connections are decided by sbx (transparent egress, or the proxy), and UDP other than sbx's DNS has no way out"
         };
         (Source::Netns, why.to_string())
     } else if protected.is_some() {
@@ -257,7 +265,8 @@ pub fn denial(ev: &RawEvent, attr: &Attribution) -> Option<Denial> {
     } else if nr == SYS_BIND && errno == "EACCES" && attr.landlock {
         (Source::Landlock, "TCP ports may not be bound in a sandbox that shares the host's network (allowLocalBinding)".to_string())
     } else if errno == "EACCES" && effective.is_some_and(|p| under_any(p, &attr.hidden)) {
-        (Source::Mount, "the path is hidden by the policy (denyRead)".to_string())
+        // Without namespaces (`seccomp.shared_host`), Landlock hides them, not a mount.
+        (if attr.seccomp.shared_host { Source::Landlock } else { Source::Mount }, "the path is hidden by the policy (denyRead)".to_string())
     } else if errno == "EROFS" {
         (Source::Mount, "the path is on a read-only mount of the sandbox's view".to_string())
     } else if errno == "EACCES" && attr.landlock && effective.is_some_and(|p| {
@@ -390,6 +399,16 @@ mod tests {
         // A hidden file.
         let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &a).unwrap();
         assert_eq!((d.source, d.operation.map(Operation::as_str)), (Source::Mount, Some("read")));
+        // Without namespaces, Landlock hides it.
+        let direct = Attribution { seccomp: FilterOptions { shared_host: true, ..FilterOptions::default() }, ..attr() };
+        let d = denial(&raw(257, -13, [AT_FDCWD as u64, 0, 0, 0, 0, 0], "/h/secret/key", entered), &direct).unwrap();
+        assert_eq!((d.source, d.operation.map(Operation::as_str)), (Source::Landlock, Some("read")));
+        // access("/var/tmp", W_OK|X_OK) and faccessat2(AT_FDCWD, "/opt/x", W_OK) -> EROFS: a
+        // question answered, no denial; asked of a hidden path, or for reading, it is one.
+        assert!(denial(&raw(21, -30, [0, 3, 0, 0, 0, 0], "/var/tmp", entered), &a).is_none());
+        assert!(denial(&raw(439, -30, [AT_FDCWD as u64, 0, 2, 0, 0, 0], "/opt/x", entered), &a).is_none());
+        assert!(denial(&raw(269, -13, [AT_FDCWD as u64, 0, 2, 0, 0, 0], "/h/secret/key", entered), &a).is_some());
+        assert!(denial(&raw(21, -30, [0, 4, 0, 0, 0, 0], "/var/tmp", entered), &a).is_some());
         // mount is on seccomp's list.
         let d = denial(&raw(165, -1, [0; 6], "", 0), &a).unwrap();
         assert_eq!((d.source, d.syscall.as_deref()), (Source::Seccomp, Some("mount")));
@@ -418,7 +437,7 @@ mod tests {
         let d = denial(&with_addr(42, -101, &inet4([198, 18, 0, 2], 443)), &a).unwrap();
         assert_eq!((d.source, d.errno.as_deref(), d.operation.map(Operation::as_str)), (Source::Netns, Some("ENETUNREACH"), Some("connect")));
         assert_eq!((d.host.as_deref(), d.port), (Some("198.18.0.2"), Some(443)));
-        assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.contains("bypassed sbx's proxy")), "{:?}", d.detail);
+        assert!(d.detail.iter().any(|(k, v)| k == "reason" && v.contains("has no way out")), "{:?}", d.detail);
         assert_eq!(d.short(), "connect 198.18.0.2:443");
         // sendto(..., [2001:db8::1]:53) -> a DNS query.
         let mut v6 = [&(libc::AF_INET6 as u16).to_ne_bytes()[..], &53u16.to_be_bytes(), &[0; 4]].concat();

@@ -77,6 +77,7 @@ pub(crate) async fn open_upstream(
             rule,
             resolved,
             client: client.to_owned(),
+            dns_type: None,
         });
     };
     let host = match host {

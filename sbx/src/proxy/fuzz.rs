@@ -267,6 +267,8 @@ fn event_summary(events: &[NetEvent]) -> String {
                 Protocol::Socks5 => "socks5",
                 Protocol::Forward => "forward",
                 Protocol::Inbound => "inbound",
+                Protocol::Direct => "direct",
+                Protocol::Dns => "dns",
             };
             let verdict = if e.allowed { "allowed" } else { "denied" };
             format!(" | {proto} {:?} port {} {verdict} ({})", e.host, e.port, e.rule)

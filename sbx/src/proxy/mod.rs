@@ -14,6 +14,8 @@
 
 pub mod ask;
 mod conn;
+pub mod dns;
+pub mod egress;
 #[cfg(test)]
 mod fuzz;
 mod http;
@@ -93,6 +95,11 @@ pub enum Protocol {
     Forward,
     /// A connection from the host to a port exposed with `-p`.
     Inbound,
+    /// A connect(2) from the sandbox to an address, carried out on the host
+    /// (transparent egress, [`egress`]).
+    Direct,
+    /// A query to sbx's DNS in the sandbox ([`egress`]); only refusals are events.
+    Dns,
 }
 
 impl Protocol {
@@ -104,6 +111,18 @@ impl Protocol {
             Protocol::Socks5 => "socks5",
             Protocol::Forward => "forward",
             Protocol::Inbound => "inbound",
+            Protocol::Direct => "direct",
+            Protocol::Dns => "dns",
+        }
+    }
+
+    /// The path a connection took out (`net.via` of the log schema): `direct` for
+    /// transparent egress, `proxy` for the proxy's front ends; none for inbound and DNS.
+    pub fn via(self) -> Option<&'static str> {
+        match self {
+            Protocol::Http | Protocol::Connect | Protocol::Socks5 | Protocol::Forward => Some("proxy"),
+            Protocol::Direct => Some("direct"),
+            Protocol::Inbound | Protocol::Dns => None,
         }
     }
 }
@@ -125,8 +144,11 @@ pub struct NetEvent {
     pub rule: String,
     /// The address connected to (or refused); `None` if denied before resolution.
     pub resolved: Option<IpAddr>,
-    /// The client: `ip:port` for TCP, `unix:pid=N,uid=N` for Unix sockets.
+    /// The client: `ip:port` for TCP, `unix:pid=N,uid=N` for Unix sockets, `pid=N` for a
+    /// direct connection.
     pub client: String,
+    /// A DNS query's type (`A`, `AAAA`, ...), for protocol [`Protocol::Dns`].
+    pub dns_type: Option<String>,
 }
 
 /// Errors building a [`Proxy`].
@@ -254,6 +276,7 @@ where
         rule: decision.rule.clone(),
         resolved: Some(IpAddr::from([127, 0, 0, 1])),
         client: peer,
+        dns_type: None,
     };
     if !decision.allowed {
         inner.emit(event);

@@ -139,10 +139,11 @@ pub fn encode(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             Line::SessionStart(Box::new(SessionStartLine {
                 command: Some(s.command.iter().map(|a| a.to_string_lossy().into_owned()).collect()),
                 enforcement: Some(EnforcementWire {
-                    bwrap: Enforced { enforced: true },
+                    bwrap: Enforced { enforced: e.not_enforced.is_empty() },
                     landlock: LandlockWire { abi: e.landlock.map_or(0, |l| l.abi), enforced: e.landlock.map_or("none", |l| l.status.as_str()).to_owned() },
                     limits: Some(limits_wire(&p.limits, &s.unenforced_limits)),
                     netns: Enforced { enforced: e.netns },
+                    not_enforced: e.not_enforced.clone(),
                     seccomp: SeccompWire { blocked_syscalls: e.blocked_syscalls, enforced: e.seccomp },
                 }),
                 home: p.home.as_deref().map(lossy_path),
@@ -214,6 +215,7 @@ pub fn encode(seq: u64, time: SystemTime, event: &Event, counts: &Counts, starte
             time,
             kind: EventType::Net,
             v,
+            via: n.via.map(str::to_owned),
         }),
         Event::Policy(p) => Line::Policy(PolicyLine {
             action: p.action,

@@ -30,7 +30,7 @@
 //! | `workspace` | string | the writable project directory |
 //! | `home` | string or null | the invoking user's home, as `~` in the policy |
 //! | `policy` | object | `sources` (where each part of the policy came from), `default_deny_read`, `allow_read`, `allow_execute` (when not empty), `deny_read`, `allow_write`, `deny_write` (as given, resolved to absolute paths), `allow_git_config`, `allowed_domains`, `denied_domains`, `allow_private_resolution` |
-//! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool} |
+//! | `enforcement` | object | one entry per layer: `landlock` {`enforced`: `"full"`, `"partial"` or `"none"`, `abi`}, `seccomp` {`enforced`: bool, `blocked_syscalls`: number}, `netns` {`enforced`: bool}, `bwrap` {`enforced`: bool}; without namespaces (`--no-namespaces`: `bwrap` not enforced), `not_enforced`: what is not, one phrase each |
 //! | `observation` | object | `kernel_tracer`: whether sbx's kernel tracer ran (file denials with paths, processes); when it did not, `reason`, one sentence (not root; the kernel refused the tracer's maps or programs; ...). Without it, no file denial is in the log, whatever the command did. Absent in logs of earlier versions |
 //!
 //! ## `denial`
@@ -39,7 +39,7 @@
 //!
 //! | field | type | meaning |
 //! |-------|------|---------|
-//! | `source` | string | the layer that most likely refused it: `landlock`, `seccomp`, `proxy`, `mount` (a read-only or hidden part of the sandbox's view), `dac` (file permissions), `netns` (the sandbox's network namespace: a connection or datagram to an address other than loopback, which only the proxy reaches; a DNS query is one, to port 53), `other` |
+//! | `source` | string | the layer that most likely refused it: `landlock`, `seccomp`, `proxy`, `mount` (a read-only or hidden part of the sandbox's view), `dac` (file permissions), `netns` (the sandbox's network namespace: a datagram to an address other than loopback, or a connection the supervisor did not see), `dns` (sbx's DNS in the sandbox refused a name: `host` is the name, `detail.qtype` the query type, `detail.rule` why), `command` (a command rule), `limit`, `other` |
 //! | `syscall` | string | e.g. `openat` |
 //! | `errno` | string | e.g. `EACCES`, `EPERM`, `EROFS`, `ENETUNREACH` |
 //! | `operation` | string | `read`, `write`, `create`, `delete`, `rename`, `modify`, `exec`, `connect`, `send` (a datagram to an address) |
@@ -51,13 +51,15 @@
 //! | `detail` | object | source-specific fields: `reason` (why this layer); `path_unresolved` (a relative request); `second_path`, `second_requested_path` (rename, link); `address` (a Unix socket address given to connect, bind or a send; `@name` is abstract); for seccomp, `call` (the call in C-like form, e.g. `mount("tmpfs", "/mnt", "tmpfs", 0, NULL)`) and the decoded arguments by name |
 //!
 //! ## `net`
-//! One decision of sbx's proxy (allowed or denied). A denial is also a
+//! One decision of sbx's egress policy (allowed or denied), made by the
+//! proxy or on a direct connect(2) (transparent egress). A denial is also a
 //! `denial` event with source `proxy`.
 //!
 //! | field | type | meaning |
 //! |-------|------|---------|
-//! | `protocol` | string | `http` (absolute-URI forwarding), `connect` (HTTP CONNECT tunnel), `socks5`, `forward` (allowLocalOutboundPorts) |
-//! | `host`, `port` | string, number | the destination as requested |
+//! | `protocol` | string | `http` (absolute-URI forwarding), `connect` (HTTP CONNECT tunnel), `socks5`, `forward` (allowLocalOutboundPorts), `direct` (a connect(2) to an address, carried out on the host), `inbound` (`-p`) |
+//! | `via` | string | `proxy` (through sbx's proxy) or `direct` (transparent egress: the program's socket is connected to the destination itself); absent for `inbound` and in logs of earlier versions |
+//! | `host`, `port` | string, number | the destination as requested (`direct`: the name sbx's DNS gave the address for, or the address) |
 //! | `decision` | string | `allowed` or `denied` |
 //! | `rule` | string | the rule that decided, e.g. `allowedDomains: *.github.com`, `no rule allows it` |
 //! | `resolved` | string | the address connected to, when allowed |
@@ -293,6 +295,8 @@ pub enum Source {
     Limit,
     /// A command rule (`command.deny`, fence's default list) refused an exec.
     Command,
+    /// sbx's DNS in the sandbox refused a query (transparent egress).
+    Dns,
     /// Also what a source this version does not know, or none, reads as.
     #[default]
     #[serde(other)]
@@ -310,6 +314,7 @@ impl Source {
             Source::Netns => "netns",
             Source::Limit => "limit",
             Source::Command => "command",
+            Source::Dns => "dns",
             Source::Other => "other",
         }
     }
@@ -459,6 +464,8 @@ impl Denial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Net {
     pub protocol: &'static str,
+    /// `proxy` or `direct` (transparent egress); none for inbound connections.
+    pub via: Option<&'static str>,
     pub host: String,
     pub port: u16,
     pub allowed: bool,
@@ -652,7 +659,7 @@ mod tests {
             command: vec!["true".into()],
             policy,
             sources: vec!["built-in default".into()],
-            enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: LandlockStatus::Full }), seccomp: true, blocked_syscalls: 52, netns: true },
+            enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: LandlockStatus::Full }), seccomp: true, blocked_syscalls: 52, netns: true, ..Enforcement::default() },
             unenforced_limits: Vec::new(),
             observation: crate::sandbox::Observation { kernel_tracer: false, reason: Some("the kernel tracer needs root".into()) },
         }));

@@ -38,7 +38,8 @@ impl Line {
             Line::Net(n) => {
                 let t = time(&n.time);
                 let net = Net {
-                    protocol: known(&n.protocol, &["http", "connect", "socks5", "forward"]),
+                    protocol: known(&n.protocol, &["http", "connect", "socks5", "forward", "direct", "inbound"]),
+                    via: n.via.as_deref().map(|v| known(v, &["proxy", "direct"])),
                     host: n.host,
                     port: n.port,
                     allowed: n.decision == Decision::Allowed,
@@ -125,6 +126,7 @@ fn session_start(s: &SessionStartLine) -> SessionStart {
         enforcement.seccomp = e.seccomp.enforced;
         enforcement.blocked_syscalls = e.seccomp.blocked_syscalls;
         enforcement.netns = e.netns.enforced;
+        enforcement.not_enforced = e.not_enforced.clone();
         for (key, limit) in e.limits.iter().flatten() {
             let Some(kind) = Kind::ALL.into_iter().find(|k| k.key() == key) else { continue };
             let l = &mut policy.limits;
@@ -171,7 +173,7 @@ mod tests {
                 command: vec!["sh".into(), "-c".into(), "x y".into()],
                 policy,
                 sources: vec!["built-in default".into()],
-                enforcement: Enforcement { landlock: Some(LandlockReport { abi: 6, status: LandlockStatus::Partial }), seccomp: true, blocked_syscalls: 52, netns: true },
+                enforcement: Enforcement { landlock: Some(LandlockReport { abi: 6, status: LandlockStatus::Partial }), seccomp: true, blocked_syscalls: 52, netns: true, ..Enforcement::default() },
                 unenforced_limits: vec![(Kind::Memory, "no cgroup".into())],
                 observation: Observation { kernel_tracer: false, reason: Some("not root".into()) },
             })),
@@ -189,7 +191,7 @@ mod tests {
                 port: None,
                 detail: vec![("a".into(), "1".into()), ("reason".into(), "why".into())],
             }),
-            Event::Net(Net { protocol: "connect", host: "example.com".into(), port: 443, allowed: true, rule: "allowedDomains: example.com".into(), resolved: Some("93.184.216.34".parse().unwrap()), client: "10.0.0.2:4000".into() }),
+            Event::Net(Net { protocol: "connect", via: Some("proxy"), host: "example.com".into(), port: 443, allowed: true, rule: "allowedDomains: example.com".into(), resolved: Some("93.184.216.34".parse().unwrap()), client: "10.0.0.2:4000".into() }),
             Event::Process(Process { action: ProcessAction::Exec, pid: 7, ppid: Some(1), comm: "cat".into(), argv: vec!["cat".into(), "f".into()], exe: Some("/usr/bin/cat".into()) }),
             Event::Process(Process { action: ProcessAction::Exit, pid: 7, ppid: None, comm: "cat".into(), argv: Vec::new(), exe: None }),
             Event::Loss(Loss { source: "ebpf", count: 3 }),

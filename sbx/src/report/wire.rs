@@ -192,6 +192,9 @@ pub struct EnforcementWire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<BTreeMap<String, LimitWire>>,
     pub netns: Enforced,
+    /// What is not enforced (without namespaces); absent when everything is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_enforced: Vec<String>,
     pub seccomp: SeccompWire,
 }
 
@@ -311,6 +314,8 @@ pub struct NetLine {
     #[serde(rename = "type")]
     pub kind: EventType,
     pub v: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// `process`.

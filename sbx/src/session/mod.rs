@@ -102,12 +102,14 @@ pub enum SessionError {
 pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
     // Inside another sandbox or a container that forbids namespaces: one sentence, before
     // anything is made.
-    if let Some(why) = launch::namespaces_refused() {
+    if opts.launch.direct.is_none()
+        && let Some(why) = launch::namespaces_refused()
+    {
         return Err(LaunchError::NoNamespaces(why).into());
     }
     let (policy, _walked) = prepare(policy, &opts)?;
     let policy = &policy;
-    let protections = Protections::take(policy);
+    let protections = Protections::take(policy, opts.launch.direct.is_some());
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
         None => None,
@@ -149,7 +151,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         net_tx,
     )?;
     let _entered = runtime.enter();
-    let (cgroup, unenforced) = session_cgroup(&policy.limits, opts.trace != Trace::Off);
+    let direct = opts.launch.direct.is_some();
+    let (cgroup, unenforced) = session_cgroup(&policy.limits, opts.trace != Trace::Off, direct);
     // Why the kernel tracer did not run, once known (`start_tracer`).
     let not_observed = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let traced = match opts.trace {
@@ -163,7 +166,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     launch_opts.git_paths = Some(protections.git_paths.clone());
     launch_opts.cgroup_procs_fds = cgroup.as_ref().map(SessionCgroup::procs_fds).unwrap_or_default();
     launch_opts.cgroup_tasks_fds = cgroup.as_ref().map(SessionCgroup::tasks_fds).unwrap_or_default();
-    launch_opts.max_tasks = policy.limits.pids.filter(|_| !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids));
+    launch_opts.max_tasks = policy.limits.pids.filter(|_| !direct && !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids));
     launch_opts.start_gate = traced.as_ref().map(|load| load.gate.clone());
     let tracer_rx = traced.map(|load| load.tracer);
     let limits_state = LimitsState { limits: policy.limits, unenforced, counted: std::cell::Cell::new(cgroup::Counters::default()), timed_out: std::cell::Cell::new(false) };
@@ -193,6 +196,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 let started = &mut running.started;
                 sandbox.set(started);
                 serve_network(&proxy, std::mem::take(&mut started.net_listeners), &started.net);
+                // Transparent egress: sbx's DNS inside, and the supervisor's direct connects.
+                let egress = serve_dns(&proxy, std::mem::take(&mut started.dns_sockets));
                 serve_inbound(inbound, started.sandbox_init, &proxy);
                 if let Some(listener) = started.listener.take() {
                     // Unless allowAllUnixSockets, the filter notifies connect(2), which the
@@ -201,6 +206,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                     let mediation = notify::Mediation {
                         unix: started.seccomp.mediate_unix_connect.then(|| notify::UnixSocketPolicy { allowed: policy.net.allow_unix_sockets.clone() }),
                         commands: started.seccomp.mediate_exec.then(|| policy.commands.clone()),
+                        egress: egress.filter(|_| started.seccomp.transparent_egress),
                     };
                     match notify::Supervisor::spawn_mediating(listener, seccomp_tx, notify::Limits::default(), mediation) {
                         Ok(s) => {
@@ -305,8 +311,12 @@ fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Wal
     crate::missing::remove_stale();
     let mut policy = policy.clone();
     // As another user (`identity`), root's directories are out of the command's reach,
-    // and bubblewrap (that user) could not mount over them.
-    let own_dirs = if opts.launch.run_as.is_some() { Vec::new() } else { crate::state::hidden_in_sandbox() };
+    // and bubblewrap (that user) could not mount over them; that user's own sbx directory
+    // (their logs' keys, their quarantine, the privateWrite store) is hidden instead.
+    let own_dirs = match &opts.launch.run_as {
+        Some(_) => crate::snapshot::quarantine_root(policy.home.as_deref()).and_then(|q| q.parent().map(std::path::Path::to_path_buf)).filter(|d| d.is_dir()).into_iter().collect(),
+        None => crate::state::hidden_in_sandbox(),
+    };
     for dir in own_dirs {
         // Already hidden by the policy's own denyRead (`~/.local`, say): a mask inside
         // that empty, read-only directory could not be made.
@@ -324,6 +334,13 @@ fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Wal
     // plan binds them.
     for warning in crate::missing::create_write_dirs(&policy) {
         eprintln!("sbx: warning: {warning}");
+    }
+    // privateWrite: sbx's store for each, and the mount point, made now (not without
+    // namespaces, where nothing is mounted and they stay read-only).
+    if opts.launch.direct.is_none() {
+        for warning in crate::missing::create_private_dirs(&policy) {
+            eprintln!("sbx: warning: {warning}");
+        }
     }
     Ok((policy, walked))
 }

@@ -33,7 +33,9 @@ pub(super) struct Findings {
 impl Protections {
     /// Takes every snapshot and makes every placeholder: before anything of the
     /// sandbox starts.
-    pub(super) fn take(policy: &Policy) -> Self {
+    /// `direct`: no namespaces (`--no-namespaces`), so no read-only mount: no placeholders,
+    /// and the protected directories are watched with everything in them.
+    pub(super) fn take(policy: &Policy, direct: bool) -> Self {
         let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
         // Protected names missing at start: directories get a placeholder (which the plan
         // then mounts read-only), files a watch for the session (`missing`).
@@ -43,13 +45,30 @@ impl Protections {
         // `.config/sbx` matters in the home only: no `.config` appears in a project for it.
         let ws_config = (policy.home.as_ref() != Some(&policy.workspace)).then(|| policy.workspace.join(".config/sbx"));
         let dirs: Vec<PathBuf> = dirs.into_iter().filter(|p| Some(p) != ws_config.as_ref()).collect();
-        let placeholders = missing::Placeholders::make(&dirs, &policy.writable());
+        let placeholders = missing::Placeholders::make(if direct { &[] } else { &dirs }, &policy.writable());
         // Policy files are left to the policy-file report (`--ask` writes one itself).
         let is_policy_file = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
-        let files: Vec<PathBuf> = files.into_iter().filter(|p| !is_policy_file(p)).collect();
+        let mut files: Vec<PathBuf> = files.into_iter().filter(|p| !is_policy_file(p)).collect();
+        // Without a placeholder mounted over a missing directory, its name is watched too.
+        if direct {
+            files.extend(dirs.iter().cloned());
+        }
         let created_watch = RefCell::new(missing::Watch::start(&files));
         let new_repos = snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config);
-        let guard = snapshot::Guard::take(protected, snapshot::quarantine_root(policy.home.as_deref()));
+        let quarantine_root = snapshot::quarantine_root(policy.home.as_deref());
+        let guard = if direct {
+            // The directories between a writable root and a protected path (`.git`): no pin
+            // keeps them from being renamed or replaced here.
+            let roots = policy.writable();
+            let above: std::collections::BTreeSet<PathBuf> = protected
+                .iter()
+                .filter_map(|p| roots.iter().filter(|r| p.starts_with(r)).max_by_key(|r| r.components().count()).map(|r| (p, r)))
+                .flat_map(|(p, r)| p.ancestors().skip(1).take_while(move |a| *a != r.as_path()).map(std::path::Path::to_path_buf))
+                .collect();
+            snapshot::Guard::take_deep(protected, above, quarantine_root)
+        } else {
+            snapshot::Guard::take(protected, quarantine_root)
+        };
         let quarantine = RefCell::new(snapshot::Quarantine::new(guard.quarantine_root()));
         let agent_config = agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace, &policy.writable());
         Self {

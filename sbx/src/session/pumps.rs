@@ -154,6 +154,28 @@ pub(super) fn serve_network(proxy: &Proxy, listeners: Vec<std::os::fd::OwnedFd>,
     }
 }
 
+/// Transparent egress: serves sbx's DNS on the sockets bound inside the sandbox (UDP, then
+/// TCP), under the proxy's policy; the egress state the supervisor decides direct connects
+/// with. None without the sockets.
+pub(super) fn serve_dns(proxy: &Proxy, sockets: Vec<std::os::fd::OwnedFd>) -> Option<std::sync::Arc<proxy::egress::Egress>> {
+    let mut sockets = sockets.into_iter();
+    let (udp, tcp) = (sockets.next()?, sockets.next()?);
+    let egress = proxy::egress::Egress::new(proxy);
+    let udp = std::net::UdpSocket::from(udp);
+    let tcp = std::net::TcpListener::from(tcp);
+    let served = udp.set_nonblocking(true).and_then(|()| tcp.set_nonblocking(true)).and_then(|()| {
+        let udp = tokio::net::UdpSocket::from_std(udp)?;
+        let tcp = tokio::net::TcpListener::from_std(tcp)?;
+        drop(tokio::spawn(proxy::egress::serve_dns_udp(udp, egress.clone())));
+        drop(tokio::spawn(proxy::egress::serve_dns_tcp(tcp, egress.clone())));
+        Ok(())
+    });
+    if let Err(e) = served {
+        eprintln!("sbx: warning: sbx's DNS in the sandbox is not served: {e}");
+    }
+    Some(egress)
+}
+
 /// `-p`: relays each connection to a host listener to the same port on the
 /// sandbox's loopback, through the connector process.
 pub(super) fn serve_inbound(listeners: Vec<std::net::TcpListener>, sandbox_init: Option<i32>, proxy: &Proxy) {
@@ -196,6 +218,7 @@ pub(super) fn serve_inbound(listeners: Vec<std::net::TcpListener>, sandbox_init:
                         },
                         resolved: None,
                         client: peer.to_string(),
+                        dns_type: None,
                     });
                     if let Ok(mut inside) = result {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut inside).await;
@@ -240,7 +263,21 @@ impl SandboxPids {
     /// process of its pid namespace before bwrap, which waits for it, exits; so when the
     /// launch ends, nothing of the command runs any more (the exit checks rely on it).
     /// bwrap itself when pid 1 is not known yet (--die-with-parent takes the rest).
+    /// Without namespaces (`--no-namespaces`) pid 1 is stage-2's init, whose death kills
+    /// nothing: everything below it is killed first, a few passes in case of a fork in
+    /// between.
     pub(super) fn kill(&self) {
+        if let Some(init) = self.init.get() {
+            for _ in 0..4 {
+                let below = launch::descendants(init);
+                if below.is_empty() {
+                    break;
+                }
+                for pid in below {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
         let target = self.init.get().or(self.bwrap.get().map(|b| b as i32));
         if let Some(pid) = target {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);

@@ -257,8 +257,30 @@ impl Sink {
 
     pub(super) fn net(&mut self, n: NetEvent) {
         let protocol = n.protocol.as_str();
+        if n.protocol == crate::proxy::Protocol::Dns {
+            // sbx's DNS reports its refusals only: a denial of its own source.
+            if !n.allowed {
+                self.emit(&Event::Denial(Denial {
+                    source: report::Source::Dns,
+                    syscall: None,
+                    errno: None,
+                    operation: None,
+                    pid: None,
+                    tid: None,
+                    comm: None,
+                    path: None,
+                    requested_path: None,
+                    host: Some(n.host),
+                    port: None,
+                    detail: vec![("qtype".to_string(), n.dns_type.unwrap_or_default()), ("rule".to_string(), n.rule), ("client".to_string(), n.client)],
+                }));
+                self.flush();
+            }
+            return;
+        }
         let event = report::Net {
             protocol,
+            via: n.protocol.via(),
             host: n.host,
             port: n.port,
             allowed: n.allowed,

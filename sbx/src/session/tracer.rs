@@ -4,15 +4,29 @@ use super::*;
 
 /// Creates the session's cgroups and applies the limits; says in one line
 /// which limits are not enforced and why. `None` when no cgroup could be had.
-pub(super) fn session_cgroup(limits: &Limits, for_tracer: bool) -> (Option<SessionCgroup>, Vec<(limits::Kind, String)>) {
-    let (cgroup, unenforced) = cgroup::for_session(limits, for_tracer);
-    if let Some((_, why)) = unenforced.first() {
-        let names: Vec<String> = unenforced.iter().map(|(k, _)| format!("{k} ({})", limits::format_value(*k, limits).unwrap_or_default())).collect();
+pub(super) fn session_cgroup(limits: &Limits, for_tracer: bool, direct: bool) -> (Option<SessionCgroup>, Vec<(limits::Kind, String)>) {
+    let (cgroup, mut unenforced) = cgroup::for_session(limits, for_tracer);
+    if direct {
+        // Without namespaces (`--no-namespaces`) there is no tmpfs to size, and RLIMIT_NPROC
+        // would count the user's processes outside the sandbox too.
+        if limits.tmp_size.is_some() {
+            unenforced.push((limits::Kind::TmpSize, "without namespaces, TMPDIR is a directory on the host's disk, not a sized tmpfs".into()));
+        }
+        if limits.pids.is_some() && !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids) {
+            unenforced.push((limits::Kind::Pids, "without namespaces and without a cgroup, no limit counts the sandbox's processes alone".into()));
+        }
+    }
+    // One line per reason.
+    let mut reasons: Vec<&str> = unenforced.iter().map(|(_, why)| why.as_str()).collect();
+    reasons.dedup();
+    for why in reasons {
+        let kinds: Vec<limits::Kind> = unenforced.iter().filter(|(_, w)| w == why).map(|(k, _)| *k).collect();
+        let names: Vec<String> = kinds.iter().map(|&k| format!("{k} ({})", limits::format_value(k, limits).unwrap_or_default())).collect();
         eprintln!(
             "sbx: warning: {} {} not enforced: {why}; set {} to off to silence this",
             names.join(" and "),
             if names.len() == 1 { "is" } else { "are" },
-            unenforced.iter().map(|(k, _)| k.flag()).collect::<Vec<_>>().join("/"),
+            kinds.iter().map(|k| k.flag()).collect::<Vec<_>>().join("/"),
         );
     }
     (cgroup, unenforced)

@@ -34,8 +34,10 @@ pub const POLICY_ENTRIES: usize = 50_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
     Missing,
-    File { dev: u64, ino: u64, mode: u32, len: u64, mtime_ns: i128, content: Option<Vec<u8>> },
-    Dir { dev: u64, ino: u64 },
+    /// `ctime_ns` changes with every write, chmod and link, and no program can set it back
+    /// (`touch -d` sets the mtime only); `nlink` tells a hard link made to the file.
+    File { dev: u64, ino: u64, mode: u32, len: u64, mtime_ns: i128, ctime_ns: i128, nlink: u64, content: Option<Vec<u8>> },
+    Dir { dev: u64, ino: u64, mode: u32 },
     Symlink { dev: u64, ino: u64, target: PathBuf },
     Other { dev: u64, ino: u64 },
 }
@@ -49,10 +51,11 @@ impl State {
         if t.is_symlink() {
             State::Symlink { dev, ino, target: std::fs::read_link(path).unwrap_or_default() }
         } else if t.is_dir() {
-            State::Dir { dev, ino }
+            State::Dir { dev, ino, mode: m.mode() & 0o7777 }
         } else if t.is_file() {
             let content = (m.len() <= MAX_CONTENT).then(|| read_no_follow(path)).flatten();
-            State::File { dev, ino, mode: m.mode() & 0o7777, len: m.len(), mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()), content }
+            let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+            State::File { dev, ino, mode: m.mode() & 0o7777, len: m.len(), mtime_ns: ns(m.mtime(), m.mtime_nsec()), ctime_ns: ns(m.ctime(), m.ctime_nsec()), nlink: m.nlink(), content }
         } else {
             State::Other { dev, ino }
         }
@@ -61,7 +64,7 @@ impl State {
     fn identity(&self) -> Option<(u64, u64)> {
         match self {
             State::Missing => None,
-            State::File { dev, ino, .. } | State::Dir { dev, ino } | State::Symlink { dev, ino, .. } | State::Other { dev, ino } => Some((*dev, *ino)),
+            State::File { dev, ino, .. } | State::Dir { dev, ino, .. } | State::Symlink { dev, ino, .. } | State::Other { dev, ino } => Some((*dev, *ino)),
         }
     }
 }
@@ -81,14 +84,21 @@ pub fn compare(before: &State, after: &State) -> Option<Change> {
         (State::Missing, _) => Some(Change::Created),
         (_, State::Missing) => Some(Change::Removed),
         _ if before.identity() != after.identity() || std::mem::discriminant(before) != std::mem::discriminant(after) => Some(Change::Replaced),
-        (State::File { mode: p1, len: l1, mtime_ns: m1, content: c1, .. }, State::File { mode: p2, len: l2, mtime_ns: m2, content: c2, .. }) => {
+        (
+            State::File { mode: p1, len: l1, mtime_ns: m1, ctime_ns: t1, nlink: n1, content: c1, .. },
+            State::File { mode: p2, len: l2, mtime_ns: m2, ctime_ns: t2, nlink: n2, content: c2, .. },
+        ) => {
+            // A large file rewritten in place with its mtime put back keeps its size: its
+            // ctime moved. A hard link made to it is a second name to write it through.
             let same = p1 == p2
+                && n1 == n2
                 && match (c1, c2) {
                     (Some(a), Some(b)) => a == b,
-                    _ => l1 == l2 && m1 == m2,
+                    _ => l1 == l2 && m1 == m2 && t1 == t2,
                 };
             (!same).then_some(Change::Changed)
         }
+        (State::Dir { mode: a, .. }, State::Dir { mode: b, .. }) => (a != b).then_some(Change::Changed),
         (State::Symlink { target: a, .. }, State::Symlink { target: b, .. }) => (a != b).then_some(Change::Changed),
         _ => None,
     }
@@ -126,6 +136,9 @@ impl Snapshot {
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
     snapshot: Snapshot,
+    /// Directories watched with everything in them (`Guard::take_deep`): no mount keeps
+    /// them read-only.
+    deep: Vec<PathBuf>,
     /// Where a quarantine directory for this session is made when one is needed.
     quarantine_root: Option<PathBuf>,
 }
@@ -139,7 +152,29 @@ impl Guard {
             let named_policy = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
             !named_policy && (std::fs::symlink_metadata(p).is_ok() || p.parent().is_some_and(Path::is_dir))
         });
-        Self { snapshot: Snapshot::take(watched), quarantine_root }
+        Self { snapshot: Snapshot::take(watched), deep: Vec::new(), quarantine_root }
+    }
+
+    /// [`Guard::take`], and every directory among `paths` (or that appears at one of them)
+    /// is watched with everything in it (up to [`DEEP_ENTRIES`] entries), and each of
+    /// `above` (the directories between a writable root and a protected path, `.git` say)
+    /// for itself: for a sandbox without namespaces (`--no-namespaces`), where no read-only
+    /// mount keeps them and no pin keeps a directory above one from being renamed.
+    pub fn take_deep(paths: impl IntoIterator<Item = PathBuf>, above: impl IntoIterator<Item = PathBuf>, quarantine_root: Option<PathBuf>) -> Self {
+        let paths: Vec<PathBuf> = paths.into_iter().collect();
+        let mut guard = Self::take(paths.iter().cloned(), quarantine_root);
+        guard.deep = paths.into_iter().filter(|p| guard.snapshot.states.contains_key(p)).collect();
+        let mut inside = Vec::new();
+        guard.deep.retain(|d| match entries_below(d) {
+            Some(entries) => {
+                inside.extend(entries);
+                true
+            }
+            // Too many to watch one by one (not a hooks directory): the directory itself only.
+            None => false,
+        });
+        guard.snapshot.states.extend(Snapshot::take(inside.into_iter().chain(above)).states);
+        guard
     }
 
     /// Compares every watched path with its snapshot; quarantines what the command left
@@ -151,22 +186,142 @@ impl Guard {
 
     /// [`Guard::verify`], with the session's quarantine directory (made on first use).
     pub fn verify_into(&self, quarantine: &mut Quarantine) -> Vec<crate::report::Tamper> {
+        let (mut out, put_back) = self.pass(quarantine);
+        // A directory put back (its renamed original) is checked again, inside.
+        if put_back {
+            out.extend(self.pass(quarantine).0);
+        }
+        out
+    }
+
+    /// One comparison of every watched path, settling each difference; true when a
+    /// directory was put back.
+    fn pass(&self, quarantine: &mut Quarantine) -> (Vec<crate::report::Tamper>, bool) {
         let mut out = Vec::new();
-        for (path, change) in self.snapshot.changes([]) {
+        let mut moved: Vec<PathBuf> = Vec::new();
+        let mut put_back = false;
+        let mut found = Vec::new();
+        for d in &self.deep {
+            match entries_below(d) {
+                Some(entries) if entries.iter().filter(|e| !self.snapshot.states.contains_key(*e)).count() <= FLOOD => found.extend(entries),
+                // More new entries than are worth settling one by one (a flood to hide one
+                // among them, or to make this check slow): the whole directory goes to the
+                // quarantine, and what it held at start is put back.
+                _ => {
+                    let (action, moved_to, error) = match quarantine.dir() {
+                        Err(e) => (TamperAction::Reported, None, Some(e)),
+                        Ok(q) => settle(d, &State::Missing, &q),
+                    };
+                    let (action, error) = match (action, self.rebuild(d)) {
+                        (TamperAction::Quarantined, Ok(())) => (TamperAction::Restored, error),
+                        (action, Err(e)) => (action, error.or(Some(e))),
+                        (action, Ok(())) => (action, error),
+                    };
+                    moved.push(d.clone());
+                    out.push(crate::report::Tamper { path: d.clone(), change: Change::Replaced, action, quarantine: moved_to, error, diff: Vec::new() });
+                }
+            }
+        }
+        for (path, change) in self.snapshot.changes(found) {
+            // Inside a directory moved to the quarantine already, with it.
+            if moved.iter().any(|m| path.starts_with(m)) {
+                continue;
+            }
             let before = self.snapshot.states.get(&path).unwrap_or(&State::Missing);
-            let (action, moved, error) = match quarantine.dir() {
+            let (mut action, moved_to, mut error) = match quarantine.dir() {
                 Err(e) => (TamperAction::Reported, None, Some(e)),
                 Ok(q) => settle(&path, before, &q),
             };
-            out.push(crate::report::Tamper { path, change, action, quarantine: moved, error, diff: Vec::new() });
+            if action != TamperAction::Reported && matches!(change, Change::Created | Change::Replaced) {
+                moved.push(path.clone());
+            }
+            // A directory renamed away (`mv .git .git-moved`, something else put in its
+            // place) is put back once its place is free, found by its inode beside it.
+            if let (State::Dir { dev, ino, .. }, Change::Replaced | Change::Removed) = (before, &change) {
+                match put_back_dir(&path, (*dev, *ino)) {
+                    Ok(true) => {
+                        (action, error, put_back) = (TamperAction::Restored, None, true);
+                        moved.push(path.clone());
+                    }
+                    Ok(false) => {}
+                    Err(e) => error = Some(e),
+                }
+            }
+            out.push(crate::report::Tamper { path, change, action, quarantine: moved_to, error, diff: Vec::new() });
         }
-        out
+        (out, put_back)
+    }
+
+    /// Makes `dir` again as the snapshot had it: the directories with their modes and the
+    /// files whose content is known (a larger one cannot be put back, and is said to be).
+    fn rebuild(&self, dir: &Path) -> Result<(), String> {
+        if std::fs::symlink_metadata(dir).is_ok() {
+            return Err(format!("{} is there again", dir.display()));
+        }
+        let mut lost = 0;
+        for (path, state) in self.snapshot.states.range(dir.to_path_buf()..).take_while(|(p, _)| p.starts_with(dir)) {
+            let made = match state {
+                State::Dir { mode, .. } => std::fs::create_dir(path).and_then(|()| crate::fsio::set_mode_no_follow(path, *mode)),
+                State::File { content: Some(content), mode, .. } => restore(path, content, *mode),
+                State::Missing => Ok(()),
+                _ => Err(std::io::Error::other("not a small file")),
+            };
+            if made.is_err() {
+                lost += 1;
+            }
+        }
+        if lost > 0 { Err(format!("{lost} of the original entries could not be put back")) } else { Ok(()) }
     }
 
     /// Where this session's quarantine directory goes.
     pub fn quarantine_root(&self) -> Option<PathBuf> {
         self.quarantine_root.clone()
     }
+}
+
+/// New entries in a deep-watched directory beyond which it is settled whole
+/// ([`Guard::take_deep`]).
+pub const FLOOD: usize = 1_000;
+
+/// Entries below a deep-watched directory ([`Guard::take_deep`]), at most this many each.
+pub const DEEP_ENTRIES: usize = 200_000;
+
+/// Every path below `dir` (not following symlinks), parents first; empty when `dir` is not
+/// a directory, none when there are more than [`DEEP_ENTRIES`].
+fn entries_below(dir: &Path) -> Option<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut queue = vec![dir.to_path_buf()];
+    while let Some(d) = queue.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            if out.len() >= DEEP_ENTRIES {
+                return None;
+            }
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                queue.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    Some(out)
+}
+
+/// Renames the directory with inode `id` found beside `path` (in its parent) back to
+/// `path`, once nothing is at `path`; true when it did.
+fn put_back_dir(path: &Path, id: (u64, u64)) -> Result<bool, String> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(false);
+    }
+    let Some(parent) = path.parent() else { return Ok(false) };
+    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(false) };
+    for entry in entries.flatten() {
+        let Ok(m) = std::fs::symlink_metadata(entry.path()) else { continue };
+        if m.is_dir() && (m.dev(), m.ino()) == id {
+            return std::fs::rename(entry.path(), path).map(|()| true).map_err(|e| format!("cannot rename {} back: {e}", entry.path().display()));
+        }
+    }
+    Ok(false)
 }
 
 /// One session's quarantine directory, made the first time something goes there.
@@ -219,15 +374,39 @@ pub fn quarantine_root(home: Option<&Path>) -> Option<PathBuf> {
 /// Moves what is at `path` now into the quarantine (keeping its absolute path below it)
 /// and puts the original file back when its content is known.
 pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (TamperAction, Option<PathBuf>, Option<String>) {
+    // A directory above it replaced by a symlink (possible without namespaces): moving or
+    // writing would act where the link leads, on files of someone else's choosing.
+    if let Some(parent) = path.parent()
+        && parent.canonicalize().ok().as_deref() != Some(parent)
+    {
+        return (TamperAction::Reported, None, Some(format!("left in place: {} is no longer a plain directory", parent.display())));
+    }
     let now = State::of(path);
+    // Only its mode changed (`chmod 777 .git/hooks`): put back.
+    if let (State::Dir { dev, ino, mode }, State::Dir { dev: d2, ino: i2, .. }) = (before, &now)
+        && (dev, ino) == (d2, i2)
+    {
+        return match crate::fsio::set_mode_no_follow(path, *mode) {
+            Ok(()) => (TamperAction::Restored, None, None),
+            Err(e) => (TamperAction::Reported, None, Some(format!("cannot put its mode back: {e}"))),
+        };
+    }
     let mut moved = None;
     if now != State::Missing {
         // A second one at the same path (a command that kept making it) gets `.1`, `.2`, ...
-        let first = quarantine.join(path.strip_prefix("/").unwrap_or(path));
-        let dest = (0..)
-            .map(|n| if n == 0 { first.clone() } else { PathBuf::from(format!("{}.{n}", first.display())) })
-            .find(|d| std::fs::symlink_metadata(d).is_err())
-            .unwrap_or(first);
+        let unique = |first: PathBuf| {
+            (0..)
+                .map(|n| if n == 0 { first.clone() } else { PathBuf::from(format!("{}.{n}", first.display())) })
+                .find(|d| std::fs::symlink_metadata(d).is_err())
+                .unwrap_or(first)
+        };
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let mut dest = unique(quarantine.join(rel));
+        // A file quarantined earlier where a directory of this path would go (a `.git` file
+        // that stood where `.git` was): this one goes flat, its path in its name.
+        if dest.parent().is_some_and(|p| p.ancestors().any(|a| a.starts_with(quarantine) && std::fs::symlink_metadata(a).is_ok_and(|m| !m.is_dir()))) {
+            dest = unique(quarantine.join("flat").join(rel.to_string_lossy().replace('/', "%")));
+        }
         let result = dest.parent().map_or(Ok(()), |p| mkdir_owned(p).map_err(std::io::Error::other)).and_then(|()| move_path(path, &dest));
         match result {
             Ok(()) => moved = Some(dest),
@@ -237,6 +416,8 @@ pub(crate) fn settle(path: &Path, before: &State, quarantine: &Path) -> (TamperA
     match before {
         State::File { content: Some(content), mode, .. } => match restore(path, content, *mode) {
             Ok(()) => (TamperAction::Restored, moved, None),
+            // Nothing was moved (it was removed): nothing is in the quarantine to name.
+            Err(e) if moved.is_none() => (TamperAction::Reported, None, Some(format!("cannot put the original back: {e}"))),
             Err(e) => (TamperAction::Quarantined, moved, Some(format!("cannot put the original back: {e}"))),
         },
         State::Missing => (TamperAction::Quarantined, moved, None),
@@ -266,8 +447,24 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
             copy_tree(&entry.path(), &to.join(entry.file_name()))?;
         }
         Ok(())
-    } else {
+    } else if m.is_file() {
         std::fs::copy(from, to).map(drop)
+    } else {
+        // A FIFO, socket or device: opening one to copy it could block for good (a FIFO
+        // with no writer) or reach a device. It goes as an empty file with its name, noted.
+        std::fs::write(to, format!("sbx: a {} was here; it was removed, not copied\n", kind_of(&m)))
+    }
+}
+
+fn kind_of(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = m.file_type();
+    if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "device"
     }
 }
 

@@ -58,6 +58,9 @@ pub struct NewRepositories {
     before: BTreeSet<PathBuf>,
     /// allowGitConfig: configuration is the command's to write, in new repositories too.
     config_allowed: bool,
+    /// The gitdirs that existed at start (the repositories' and their submodules'), by
+    /// their real paths: guarded as protected paths, never stripped as new ones.
+    known_gitdirs: Vec<PathBuf>,
 }
 
 impl NewRepositories {
@@ -66,17 +69,38 @@ impl NewRepositories {
             .iter()
             .filter_map(|p| p.ancestors().find(|a| a.file_name().is_some_and(|n| n == ".git")).and_then(Path::parent).map(Path::to_path_buf))
             .collect();
-        NewRepositories { workspace: workspace.to_path_buf(), before, config_allowed }
+        let known_gitdirs = git_paths
+            .iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "config" || n == "hooks" || n == "commondir"))
+            .filter_map(|p| p.parent())
+            .filter_map(|d| d.canonicalize().ok())
+            .collect();
+        NewRepositories { workspace: workspace.to_path_buf(), before, config_allowed, known_gitdirs }
     }
 
     /// The new repositories' runnable parts, moved to the quarantine.
     pub fn verify_into(&self, quarantine: &mut Quarantine) -> Vec<crate::report::Tamper> {
         let mut out = Vec::new();
         for repo in crate::launch::git::repositories(&self.workspace) {
-            let gitdir = repo.join(".git");
-            if self.before.contains(&repo) || !std::fs::symlink_metadata(&gitdir).is_ok_and(|m| m.is_dir()) {
+            if self.before.contains(&repo) {
                 continue;
             }
+            let dotgit = repo.join(".git");
+            let Ok(meta) = std::fs::symlink_metadata(&dotgit) else { continue };
+            // A gitlink (`gitdir: PATH`) the command wrote: the gitdir it names is checked
+            // as a new repository's own (git reads that configuration and runs those hooks
+            // for this work tree). A `.git` that is neither (a symlink, say) goes.
+            let gitdir = if meta.is_dir() {
+                dotgit
+            } else if let Some(target) = meta.is_file().then(|| gitlink_target(&dotgit)).flatten() {
+                if self.known_gitdirs.contains(&target) {
+                    continue;
+                }
+                target
+            } else {
+                out.push(quarantined(&dotgit, &State::Missing, Change::Created, Vec::new(), quarantine));
+                continue;
+            };
             let mut created: Vec<PathBuf> = ["commondir", "config.worktree"].iter().map(|f| gitdir.join(f)).filter(|p| p.symlink_metadata().is_ok()).collect();
             if let Ok(hooks) = std::fs::read_dir(gitdir.join("hooks")) {
                 created.extend(hooks.flatten().map(|e| e.path()).filter(|p| p.extension().is_none_or(|x| x != "sample")));
@@ -89,10 +113,20 @@ impl NewRepositories {
             if self.config_allowed {
                 continue;
             }
+            // A config that is not a plain file (a symlink to a file of the command's
+            // choosing, read through by git) goes whole.
+            match std::fs::symlink_metadata(&config) {
+                Err(_) => continue,
+                Ok(m) if !m.is_file() => {
+                    out.push(quarantined(&config, &State::Missing, Change::Created, Vec::new(), quarantine));
+                    continue;
+                }
+                Ok(_) => {}
+            }
             let Some(text) = super::read_no_follow(&config).map(|b| String::from_utf8_lossy(&b).into_owned()) else { continue };
             let (safe, dropped) = safe_config(&text);
             if !dropped.is_empty() {
-                let before = State::File { dev: 0, ino: 0, mode: 0o644, len: 0, mtime_ns: 0, content: Some(safe.into_bytes()) };
+                let before = State::File { dev: 0, ino: 0, mode: 0o644, len: 0, mtime_ns: 0, ctime_ns: 0, nlink: 1, content: Some(safe.into_bytes()) };
                 let mut t = quarantined(&config, &before, Change::Changed, dropped.into_iter().map(|k| format!("- {k}")).collect(), quarantine);
                 if t.action == TamperAction::Restored {
                     t.action = TamperAction::Stripped;
@@ -102,6 +136,14 @@ impl NewRepositories {
         }
         out
     }
+}
+
+/// The gitdir a gitlink file names (`gitdir: PATH`, relative to the file's directory), as
+/// a real path; none when the file says nothing of the kind or names nothing there.
+fn gitlink_target(file: &Path) -> Option<PathBuf> {
+    let text = String::from_utf8(super::read_no_follow(file)?).ok()?;
+    let named = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+    file.parent()?.join(named).canonicalize().ok().filter(|p| p.is_dir())
 }
 
 fn quarantined(path: &Path, before: &State, change: Change, diff: Vec<String>, quarantine: &mut Quarantine) -> crate::report::Tamper {

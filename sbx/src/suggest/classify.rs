@@ -184,6 +184,10 @@ impl Context<'_> {
             }
             "seccomp" => {
                 let what = d.call.clone().or_else(|| d.syscall.clone()).unwrap_or_else(|| "?".into());
+                // Transparent egress refused an operation on a socket of the host's network.
+                if d.reason.as_deref().is_some_and(|r| r.starts_with("transparent egress")) {
+                    return no("transparent egress: a socket sbx connected on the host is never bound, made to listen or pointed elsewhere, whatever the policy", what);
+                }
                 // A connect to a Unix socket that allowUnixSockets does not
                 // list (the supervisor resolved its path in the sandbox).
                 if d.syscall.as_deref() == Some("connect") {
@@ -221,15 +225,29 @@ impl Context<'_> {
                 let argv = crate::command_rules::join_words(&words);
                 Need::Add { key: "command.allow", entry: argv }
             }
+            // sbx's DNS refused a name: the connect that would have followed names the port,
+            // so nothing is proposed but the private-address opt-in.
+            "dns" => {
+                let name = d.host.clone().unwrap_or_else(|| "?".into());
+                let rule = d.rule.as_deref().unwrap_or(NO_RULE);
+                if rule.contains("DNS rebinding defence") {
+                    return match Host::parse(&name) {
+                        Ok(Host::Name(_)) if self.policy.net.allow_private_resolution.iter().any(|e| e == &name) => Need::Already,
+                        Ok(Host::Name(_)) => Need::Add { key: "network.allowPrivateResolution", entry: name },
+                        _ => no("the name resolved to a private address (DNS rebinding defence)", name),
+                    };
+                }
+                no(&format!("a name sbx's DNS refused ({rule}): allowedDomains takes it with the port the program connects to (name:port)"), name)
+            }
             "netns" => {
                 let what = match (&d.host, d.port) {
                     (Some(h), Some(p)) => crate::report::host_port(h, p),
                     _ => d.syscall.clone().unwrap_or_else(|| "?".into()),
                 };
                 if d.port == Some(53) {
-                    no("a DNS query from the sandbox, which has no network but loopback: names are resolved by the proxy, so the program should reach its hosts through HTTP_PROXY/ALL_PROXY", what)
+                    no("a DNS query from the sandbox to a server other than sbx's, which the sandbox's network does not reach: names are resolved by sbx's DNS at 127.0.0.1 (its /etc/resolv.conf)", what)
                 } else {
-                    no("a direct connection that bypassed the proxy: the sandbox has no network but loopback and no policy adds a route; the program should use HTTP_PROXY/HTTPS_PROXY/ALL_PROXY", what)
+                    no("a datagram (UDP) from the sandbox, which has no network but loopback: only TCP leaves it, decided by name (transparent egress or the proxy), and no policy adds a route", what)
                 }
             }
             _ if d.syscall.as_deref() == Some("bind") && d.path.is_none() => {

@@ -11,8 +11,8 @@ mod fdpass;
 mod notif;
 mod socket;
 
-pub use notif::{notif_continue, notif_id_valid, notif_recv, notif_send, pidfd_getfd, pidfd_open, read_process_memory};
-pub use socket::{connect_raw, socket_domain, socket_error};
+pub use notif::{notif_addfd_at, notif_continue, notif_id_valid, notif_recv, notif_send, pidfd_getfd, pidfd_open, read_process_memory};
+pub use socket::{bind_raw, connect_raw, copy_socket_options, listen_raw, loopback_freebind, new_socket, socket_domain, socket_error, socket_has_peer, socket_listens, socket_netns_cookie, socket_protocol, socket_type};
 pub use fdpass::{FDS_PER_MESSAGE, HandoverError, recv_all_fds, recv_fds, recv_listener, send_all_fds, send_fds, send_listener};
 
 use std::{
@@ -97,6 +97,19 @@ pub fn ignore_interrupts(ignore: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Ignores every signal a terminal or sbx's relay sends to a process group (INT, QUIT, TERM,
+/// HUP, TSTP, TTIN, TTOU, PIPE), as a pid 1 does: for the init of a sandbox without
+/// namespaces, which shares the command's process group and must outlive it.
+pub fn ignore_job_signals() -> io::Result<()> {
+    for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGPIPE] {
+        // SAFETY: signal with SIG_IGN installs no handler code.
+        if unsafe { libc::signal(sig, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Sets FD_CLOEXEC on every descriptor from `first` up, so that nothing sbx
 /// inherited or opened leaks into the command it execs.
 pub fn cloexec_from(first: RawFd) -> io::Result<()> {
@@ -150,6 +163,137 @@ pub fn become_user(uid: u32, gid: u32, groups: &[libc::gid_t]) -> io::Result<()>
         if libc::setgroups(groups.len(), groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
             return Err(io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+/// Drops every capability for good: the bounding set (so that no exec, not even of a
+/// set-uid or file-capability program, gets one back), the ambient, inheritable, permitted and
+/// effective sets. For a process without capabilities (an ordinary user) this is a no-op.
+/// Used where no user namespace holds them (`--no-namespaces`).
+pub fn drop_capabilities() -> io::Result<()> {
+    // The highest capability this kernel knows; bwrap's --cap-drop ALL does the same walk.
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(63);
+    // SAFETY: prctl and capget/capset with integer arguments and pointers to live locals.
+    unsafe {
+        for cap in 0..=last {
+            // Dropping from the bounding set needs CAP_SETPCAP: without it, there is nothing
+            // to drop but what the sets below clear (a process without capabilities).
+            if libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) == 1
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+            {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EPERM) {
+                    return Err(e);
+                }
+            }
+        }
+        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) != 0 {
+            let e = io::Error::last_os_error();
+            // EINVAL: a kernel without ambient capabilities.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+        // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = Header { version: 0x2008_0522, pid: 0 };
+        let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        if libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The effective identity of another process (uid, gid, supplementary groups), for acting
+/// on its behalf with its own permissions ([`as_caller`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// The identity of process `pid` when sbx, as root, would otherwise act for it with more
+/// than its own: it is another user (under sudo or `--user`). None when sbx is not root or
+/// the process is root too (nothing to lower), or its status cannot be read.
+pub fn foreign_creds(pid: u32) -> Option<Creds> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.split_whitespace().filter_map(|x| x.parse::<u32>().ok()).collect::<Vec<_>>());
+    // Uid: real, effective, saved, filesystem: the effective one decides.
+    let uid = *field("Uid:")?.get(1)?;
+    let gid = *field("Gid:")?.get(1)?;
+    let groups = field("Groups:").unwrap_or_default();
+    (uid != 0).then_some(Creds { uid, gid, groups })
+}
+
+/// Runs `f` with this thread's effective uid, gid and groups set to `creds` (raw system
+/// calls change the calling thread only; glibc's wrappers would change every thread), so
+/// that what `f` does is checked, and owned, as that user's: a Unix socket connected or
+/// bound for a sandboxed process of another user than root is theirs, not root's. The
+/// effective capabilities go with the effective uid 0 and come back with it. `Err(EPERM)`
+/// without running `f` when the identity cannot be taken; root's is put back after, and if
+/// that fails the process aborts rather than go on as the user. `f` must not yield (no
+/// other task may run with these credentials).
+pub fn as_caller<T>(creds: &Creds, f: impl FnOnce() -> T) -> Result<T, i32> {
+    // SAFETY: raw getgroups/setgroups/setresgid/setresuid with integers and live buffers.
+    unsafe {
+        let mut saved = [0 as libc::gid_t; 256];
+        let n = libc::syscall(libc::SYS_getgroups, saved.len(), saved.as_mut_ptr());
+        if n < 0 {
+            return Err(libc::EPERM);
+        }
+        let restore = || {
+            let ok = libc::syscall(libc::SYS_setresuid, u32::MAX, 0u32, u32::MAX) == 0
+                && libc::syscall(libc::SYS_setresgid, u32::MAX, 0u32, u32::MAX) == 0
+                && libc::syscall(libc::SYS_setgroups, n as usize, saved.as_ptr()) == 0;
+            if !ok {
+                std::process::abort();
+            }
+        };
+        let lowered = libc::syscall(libc::SYS_setgroups, creds.groups.len(), creds.groups.as_ptr()) == 0
+            && libc::syscall(libc::SYS_setresgid, u32::MAX, creds.gid, u32::MAX) == 0
+            && libc::syscall(libc::SYS_setresuid, u32::MAX, creds.uid, u32::MAX) == 0;
+        if !lowered {
+            restore();
+            return Err(libc::EPERM);
+        }
+        let out = f();
+        restore();
+        Ok(out)
+    }
+}
+
+/// Makes this process the subreaper of its descendants: an orphan below it is reparented
+/// to it, not to the host's init (`PR_SET_CHILD_SUBREAPER`).
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// This process is killed when its parent thread dies (`PR_SET_PDEATHSIG`, SIGKILL).
+pub fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -119,3 +119,30 @@ pub fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
     // SAFETY: a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
 }
+
+/// `SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SETFD`: puts `fd` (one of ours) at
+/// descriptor number `target` of the process that made notification `id`, replacing (and
+/// closing, in that process) what was there; `cloexec` gives it `O_CLOEXEC` there. `false`
+/// if the caller is gone (ENOENT). The notification is still to be answered.
+pub fn notif_addfd_at(listener: RawFd, id: u64, fd: &impl std::os::fd::AsRawFd, target: i32, cloexec: bool) -> io::Result<bool> {
+    let mut add = libc::seccomp_notif_addfd {
+        id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
+        srcfd: fd.as_raw_fd() as u32,
+        newfd: target as u32,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
+    loop {
+        // SAFETY: NOTIF_ADDFD reads one seccomp_notif_addfd.
+        let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD, &mut add) };
+        if rc >= 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ENOENT) => return Ok(false),
+            _ => return Err(err),
+        }
+    }
+}

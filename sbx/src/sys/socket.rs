@@ -39,3 +39,133 @@ pub fn socket_domain(sock: &OwnedFd) -> io::Result<i32> {
 pub fn socket_error(sock: &OwnedFd) -> io::Result<i32> {
     int_option(sock, libc::SO_ERROR)
 }
+
+fn option_at(sock: &OwnedFd, level: libc::c_int, option: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`.
+    let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), level, option, (&raw mut value).cast(), &mut len) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(value) }
+}
+
+/// The socket's type (`SO_TYPE`: `SOCK_STREAM`, `SOCK_DGRAM`, ...).
+pub fn socket_type(sock: &OwnedFd) -> io::Result<i32> {
+    int_option(sock, libc::SO_TYPE)
+}
+
+/// The socket's protocol (`SO_PROTOCOL`).
+pub fn socket_protocol(sock: &OwnedFd) -> io::Result<i32> {
+    int_option(sock, libc::SO_PROTOCOL)
+}
+
+/// Whether the socket listens (`SO_ACCEPTCONN`).
+pub fn socket_listens(sock: &OwnedFd) -> io::Result<bool> {
+    int_option(sock, libc::SO_ACCEPTCONN).map(|v| v != 0)
+}
+
+/// The cookie of the network namespace the socket belongs to (`SO_NETNS_COOKIE`, Linux
+/// 5.14): equal for two sockets exactly when they are in the same namespace.
+pub fn socket_netns_cookie(sock: &impl std::os::fd::AsRawFd) -> io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let mut value: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`.
+    let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, SO_NETNS_COOKIE, (&raw mut value).cast(), &mut len) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(value) }
+}
+
+/// Whether the socket has a peer (`getpeername` succeeds).
+pub fn socket_has_peer(sock: &OwnedFd) -> bool {
+    // SAFETY: sockaddr_storage is plain data.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getpeername writes at most `len` bytes into `addr`.
+    unsafe { libc::getpeername(sock.as_raw_fd(), (&raw mut addr).cast(), &mut len) == 0 }
+}
+
+/// A new socket of this process's network namespace, close-on-exec.
+pub fn new_socket(domain: i32, kind: i32, protocol: i32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) returns a new descriptor or -1.
+    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// bind(2) of `sock` to the raw `sockaddr` bytes `addr`; the errno on failure.
+pub fn bind_raw(sock: &OwnedFd, addr: &[u8]) -> Result<(), i32> {
+    // SAFETY: `addr` is readable for its whole length, which is what we pass.
+    let rc = unsafe { libc::bind(sock.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)) }
+}
+
+/// listen(2) on `sock`; the errno on failure.
+pub fn listen_raw(sock: &OwnedFd, backlog: i32) -> Result<(), i32> {
+    // SAFETY: listen takes a descriptor and an integer.
+    let rc = unsafe { libc::listen(sock.as_raw_fd(), backlog) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)) }
+}
+
+/// Copies the socket options a program commonly sets before connect(2) from `from` to
+/// `to` (each one that `from` can report and `to` accepts): `TCP_NODELAY`, keep-alive and
+/// its timers, `SO_LINGER`, the send and receive timeouts, `TCP_USER_TIMEOUT`,
+/// `SO_OOBINLINE`, `SO_PRIORITY`, and the type of service (`IP_TOS` or `IPV6_TCLASS`).
+pub fn copy_socket_options(from: &OwnedFd, to: &OwnedFd, ipv6: bool) {
+    let mut options: Vec<(libc::c_int, libc::c_int)> = vec![
+        (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+        (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+        (libc::SOL_SOCKET, libc::SO_OOBINLINE),
+        (libc::SOL_SOCKET, libc::SO_PRIORITY),
+    ];
+    options.push(if ipv6 { (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) } else { (libc::IPPROTO_IP, libc::IP_TOS) });
+    for (level, option) in options {
+        if let Ok(value) = option_at(from, level, option) {
+            let _ = set_option(to, level, option, &value.to_ne_bytes());
+        }
+    }
+    // Structures: copied as the bytes the kernel gave.
+    for option in [libc::SO_LINGER, libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        let mut buf = [0u8; 32];
+        let mut len = buf.len() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `buf`.
+        let rc = unsafe { libc::getsockopt(from.as_raw_fd(), libc::SOL_SOCKET, option, buf.as_mut_ptr().cast(), &mut len) };
+        if rc == 0 && buf[..len as usize].iter().any(|&b| b != 0) {
+            let _ = set_option(to, libc::SOL_SOCKET, option, &buf[..len as usize]);
+        }
+    }
+}
+
+fn set_option(sock: &OwnedFd, level: libc::c_int, option: libc::c_int, value: &[u8]) -> io::Result<()> {
+    // SAFETY: setsockopt reads `value.len()` bytes of `value`.
+    let rc = unsafe { libc::setsockopt(sock.as_raw_fd(), level, option, value.as_ptr().cast(), value.len() as libc::socklen_t) };
+    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// A socket of `kind` (`SOCK_DGRAM` or `SOCK_STREAM`, then listening) bound to
+/// 127.0.0.1:`port` with `IP_FREEBIND`, so that the bind succeeds before the namespace's
+/// loopback is up (bwrap brings it up while it builds the sandbox).
+pub fn loopback_freebind(kind: i32, port: u16) -> io::Result<OwnedFd> {
+    let sock = new_socket(libc::AF_INET, kind, 0)?;
+    set_option(&sock, libc::IPPROTO_IP, libc::IP_FREEBIND, &1i32.to_ne_bytes())?;
+    if kind == libc::SOCK_STREAM {
+        set_option(&sock, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32.to_ne_bytes())?;
+    }
+    // SAFETY: sockaddr_in is plain data.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_port = port.to_be();
+    sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    // SAFETY: sockaddr_in as bytes, for its size.
+    let bytes = unsafe { std::slice::from_raw_parts((&raw const sin).cast::<u8>(), size_of::<libc::sockaddr_in>()) };
+    bind_raw(&sock, bytes).map_err(io::Error::from_raw_os_error)?;
+    if kind == libc::SOCK_STREAM {
+        listen_raw(&sock, 128).map_err(io::Error::from_raw_os_error)?;
+    }
+    Ok(sock)
+}

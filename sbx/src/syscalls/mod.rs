@@ -416,6 +416,114 @@ pub static MEDIATED_EXEC: &[Blocked] = &[
     },
 ];
 
+/// IPC that only an IPC namespace would make the sandbox's own: without one
+/// (`--no-namespaces`), System V shared memory, semaphores and message queues, and POSIX
+/// message queues, are the host's (another process of the user's could be attached to them).
+/// POSIX shared memory lives in /dev/shm, which Landlock keeps read-only there.
+pub static HOST_IPC: &[Blocked] = &[
+    always("shmget", libc::SYS_shmget, "System V shared memory (the host's: sbx runs without namespaces)"),
+    always("shmat", libc::SYS_shmat, "System V shared memory (the host's: sbx runs without namespaces)"),
+    always("shmctl", libc::SYS_shmctl, "System V shared memory (the host's: sbx runs without namespaces)"),
+    always("semget", libc::SYS_semget, "System V semaphores (the host's: sbx runs without namespaces)"),
+    always("semop", libc::SYS_semop, "System V semaphores (the host's: sbx runs without namespaces)"),
+    always("semtimedop", libc::SYS_semtimedop, "System V semaphores (the host's: sbx runs without namespaces)"),
+    always("semctl", libc::SYS_semctl, "System V semaphores (the host's: sbx runs without namespaces)"),
+    always("msgget", libc::SYS_msgget, "System V message queues (the host's: sbx runs without namespaces)"),
+    always("msgsnd", libc::SYS_msgsnd, "System V message queues (the host's: sbx runs without namespaces)"),
+    always("msgrcv", libc::SYS_msgrcv, "System V message queues (the host's: sbx runs without namespaces)"),
+    always("msgctl", libc::SYS_msgctl, "System V message queues (the host's: sbx runs without namespaces)"),
+    always("mq_open", libc::SYS_mq_open, "POSIX message queues (the host's: sbx runs without namespaces)"),
+    always("mq_unlink", libc::SYS_mq_unlink, "POSIX message queues (the host's: sbx runs without namespaces)"),
+];
+
+/// IPv4 and IPv6 sockets, refused when the sandbox has no network namespace and the user
+/// did not choose an unfiltered network (`--no-namespaces`): an IP socket would be the host's
+/// network, with no proxy in the way.
+pub static IP_SOCKETS: &[Blocked] = &[Blocked {
+    name: "socket",
+    nr: libc::SYS_socket,
+    condition: Condition::ArgIs { arg: 0, values: &[libc::AF_INET as u32, libc::AF_INET6 as u32] },
+    outcome: Outcome::Deny,
+    reason: "IP networking (sbx runs without namespaces and without --unfiltered-network: no network)",
+}];
+
+/// Transparent egress (`monitor::connect`, `proxy::egress`): the supervisor connects a TCP
+/// socket to an allowed destination in the host's network namespace and installs it in
+/// place of the program's. Such a socket must never be pointed anywhere else nor opened to
+/// the host's network, so: bind(2) and listen(2) are notified (refused on a host socket,
+/// carried out by the supervisor on any other); a send that connects (`MSG_FASTOPEN`) and
+/// the socket options that connect on the first write (`TCP_FASTOPEN_CONNECT`), change
+/// the route (`SO_BINDTODEVICE`, `SO_BINDTOIFINDEX`, `SO_MARK`) or repair a connection
+/// (`TCP_REPAIR`) are refused on every socket (the sandbox's own network has one interface
+/// and needs none of them). connect(2) is notified too ([`EGRESS_CONNECT`]).
+pub static EGRESS: &[Blocked] = &[
+    Blocked {
+        name: "bind",
+        nr: libc::SYS_bind,
+        condition: Condition::Always,
+        outcome: Outcome::Notify,
+        reason: "binding a socket of the host's network (transparent egress)",
+    },
+    Blocked {
+        name: "listen",
+        nr: libc::SYS_listen,
+        condition: Condition::Always,
+        outcome: Outcome::Notify,
+        reason: "listening on a socket of the host's network (transparent egress)",
+    },
+    Blocked {
+        name: "sendto",
+        nr: libc::SYS_sendto,
+        condition: Condition::ArgHasAnyBit { arg: 3, bits: libc::MSG_FASTOPEN as u32 },
+        outcome: Outcome::Deny,
+        reason: "a send that connects (MSG_FASTOPEN), which the supervisor would not see",
+    },
+    Blocked {
+        name: "sendmsg",
+        nr: libc::SYS_sendmsg,
+        condition: Condition::ArgHasAnyBit { arg: 2, bits: libc::MSG_FASTOPEN as u32 },
+        outcome: Outcome::Deny,
+        reason: "a send that connects (MSG_FASTOPEN), which the supervisor would not see",
+    },
+    Blocked {
+        name: "sendmmsg",
+        nr: libc::SYS_sendmmsg,
+        condition: Condition::ArgHasAnyBit { arg: 3, bits: libc::MSG_FASTOPEN as u32 },
+        outcome: Outcome::Deny,
+        reason: "a send that connects (MSG_FASTOPEN), which the supervisor would not see",
+    },
+    Blocked {
+        name: "setsockopt",
+        nr: libc::SYS_setsockopt,
+        condition: Condition::All(&[
+            Condition::ArgIs { arg: 1, values: &[libc::SOL_SOCKET as u32] },
+            Condition::ArgIs { arg: 2, values: &[libc::SO_BINDTODEVICE as u32, libc::SO_MARK as u32, 62] },
+        ]),
+        outcome: Outcome::Deny,
+        reason: "socket options that change a connection's route (SO_BINDTODEVICE, SO_BINDTOIFINDEX, SO_MARK)",
+    },
+    Blocked {
+        name: "setsockopt",
+        nr: libc::SYS_setsockopt,
+        condition: Condition::All(&[
+            Condition::ArgIs { arg: 1, values: &[libc::IPPROTO_TCP as u32] },
+            Condition::ArgIs { arg: 2, values: &[libc::TCP_FASTOPEN_CONNECT as u32, libc::TCP_REPAIR as u32] },
+        ]),
+        outcome: Outcome::Deny,
+        reason: "TCP options that connect on the first write or repair a connection (TCP_FASTOPEN_CONNECT, TCP_REPAIR)",
+    },
+];
+
+/// connect(2), notified for transparent egress when the Unix-socket rules do not notify it
+/// already (`allowAllUnixSockets`).
+pub static EGRESS_CONNECT: &[Blocked] = &[Blocked {
+    name: "connect",
+    nr: libc::SYS_connect,
+    condition: Condition::Always,
+    outcome: Outcome::Notify,
+    reason: "a connection to an address outside the sandbox (transparent egress decides it)",
+}];
+
 /// The type bits of socket(2)'s and socketpair(2)'s `type` argument (the kernel's
 /// `SOCK_TYPE_MASK`); the bits above are `SOCK_NONBLOCK` and `SOCK_CLOEXEC`.
 const SOCK_TYPE_MASK: u32 = 0xf;
@@ -432,6 +540,16 @@ pub struct FilterOptions {
     /// Add the [`MEDIATED_EXEC`] entries: every exec is notified (command rules), so the
     /// filter needs a listener and a supervisor that decides execs.
     pub mediate_exec: bool,
+    /// The sandbox shares the host's namespaces (`--no-namespaces`): add the
+    /// [`HOST_IPC`] entries, since System V and POSIX message-queue IPC would be the host's.
+    pub shared_host: bool,
+    /// No network at all (`--no-namespaces` without `--unfiltered-network`): add the
+    /// [`IP_SOCKETS`] entries, since without a network namespace an IP socket would be the
+    /// host's network.
+    pub no_ip: bool,
+    /// Add the [`EGRESS`] entries (and [`EGRESS_CONNECT`] unless connect is notified
+    /// already): transparent egress, decided by the supervisor.
+    pub transparent_egress: bool,
 }
 
 impl FilterOptions {
@@ -443,13 +561,17 @@ impl FilterOptions {
             (false, false) => &[],
         };
         let exec: &'static [Blocked] = if self.mediate_exec { MEDIATED_EXEC } else { &[] };
-        BLOCKED.iter().chain(unix).chain(exec)
+        let ipc: &'static [Blocked] = if self.shared_host { HOST_IPC } else { &[] };
+        let ip: &'static [Blocked] = if self.no_ip { IP_SOCKETS } else { &[] };
+        let egress: &'static [Blocked] = if self.transparent_egress { EGRESS } else { &[] };
+        let connect: &'static [Blocked] = if self.transparent_egress && !self.mediate_unix_connect { EGRESS_CONNECT } else { &[] };
+        BLOCKED.iter().chain(unix).chain(exec).chain(ipc).chain(ip).chain(egress).chain(connect)
     }
 
     /// Whether the filter notifies syscalls whatever the deny action: a supervisor must
     /// then run.
     pub fn notifies(&self) -> bool {
-        self.mediate_unix_connect || self.mediate_exec
+        self.mediate_unix_connect || self.mediate_exec || self.transparent_egress
     }
 }
 
@@ -611,7 +733,8 @@ mod tests {
 
     #[test]
     fn syscall_name_round_trips_every_table_entry() {
-        for b in blocked() {
+        let all = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, shared_host: true, no_ip: true, transparent_egress: true };
+        for b in blocked().iter().chain(all.entries()).chain(UNIX_SOCKETS) {
             assert_eq!(syscall_name(b.nr), Some(b.name), "nr {}", b.nr);
         }
     }

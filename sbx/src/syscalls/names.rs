@@ -59,6 +59,20 @@ pub fn syscall_name(nr: i64) -> Option<&'static str> {
         #[cfg(target_arch = "x86_64")]
         libc::SYS_iopl => "iopl",
         libc::SYS_ioctl => "ioctl",
+        // Host IPC, blocked without namespaces.
+        libc::SYS_shmget => "shmget",
+        libc::SYS_shmat => "shmat",
+        libc::SYS_shmctl => "shmctl",
+        libc::SYS_semget => "semget",
+        libc::SYS_semop => "semop",
+        libc::SYS_semtimedop => "semtimedop",
+        libc::SYS_semctl => "semctl",
+        libc::SYS_msgget => "msgget",
+        libc::SYS_msgsnd => "msgsnd",
+        libc::SYS_msgrcv => "msgrcv",
+        libc::SYS_msgctl => "msgctl",
+        libc::SYS_mq_open => "mq_open",
+        libc::SYS_mq_unlink => "mq_unlink",
         // Files: opening, reading, writing.
         libc::SYS_openat => "openat",
         libc::SYS_openat2 => "openat2",

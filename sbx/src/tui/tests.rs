@@ -34,7 +34,7 @@ fn start(landlock: LandlockStatus, seccomp: bool) -> report::Event {
         command: command(),
         policy: Policy::builtin("/w".into(), Some("/h".into())),
         sources: vec!["built-in default".into()],
-        enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, blocked_syscalls: 52, netns: true },
+        enforcement: Enforcement { landlock: Some(LandlockReport { abi: 7, status: landlock }), seccomp, blocked_syscalls: 52, netns: true, ..Enforcement::default() },
         unenforced_limits: Vec::new(),
         observation: crate::sandbox::Observation { kernel_tracer: true, reason: None },
     }))
@@ -89,6 +89,7 @@ fn seccomp_mount() -> report::Event {
 fn net(host: &str, port: u16, allowed: bool, rule: &str) -> report::Event {
     report::Event::Net(Net {
         protocol: "connect",
+        via: Some("proxy"),
         host: host.into(),
         port,
         allowed,
@@ -202,6 +203,23 @@ fn few_denials() -> App {
     }
     app.update(Msg::Tick(now + Duration::from_secs(65)));
     app
+}
+
+/// Without namespaces (`--no-namespaces`), the header says netns is off and what is not
+/// enforced, in place of bwrap.
+#[test]
+fn without_namespaces_the_header_says_what_is_not_enforced() {
+    let now = Instant::now();
+    let mut app = App::new(&command(), now);
+    let mut e = start(LandlockStatus::Full, true);
+    if let report::Event::SessionStart(s) = &mut e {
+        s.enforcement.netns = false;
+        s.enforcement.not_enforced = vec!["network: none".into(), "no private /tmp".into()];
+    }
+    app.update(Msg::Event(e, at(0)));
+    let s = screen(&app, 120, 40);
+    show(&s);
+    assert_eq!(s[1], "enforcement: landlock full (ABI 7)  seccomp on  netns OFF  no namespaces, not enforced: network: none; no private /tmp");
 }
 
 #[test]

@@ -279,9 +279,12 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
             };
             let onoff = |name: &str, on: bool| (format!("{name} {}", if on { "on" } else { "OFF" }), on);
             let mut layers = vec![(ll_text, ll_ok), onoff("seccomp", e.seccomp), onoff("netns", e.netns)];
-            // bwrap is always enforced once a session has started: the first
-            // to go when room is short.
-            if !narrow {
+            // bwrap is enforced once a session has started, but with --no-namespaces: the
+            // first to go when room is short; without it, what is not enforced is said
+            // whatever the room (it runs past the edge when short).
+            if !e.not_enforced.is_empty() {
+                layers.push((format!("no namespaces, not enforced: {}", e.not_enforced.iter().map(|w| crate::termtext::escape(w)).collect::<Vec<_>>().join("; ")), false));
+            } else if !narrow {
                 layers.push(onoff("bwrap", true));
             }
             if !narrow {
@@ -305,7 +308,7 @@ fn render_header(app: &App, frame: &mut Frame, area: Rect, tier: Tier) {
         for s in SOURCES {
             let n = app.denials[source_index(s)];
             // Limits and command rules are rarely hit: their counters appear when one is.
-            if n > 0 || (tier == Tier::Wide && !matches!(s, crate::report::Source::Limit | crate::report::Source::Command)) {
+            if n > 0 || (tier == Tier::Wide && !matches!(s, crate::report::Source::Limit | crate::report::Source::Command | crate::report::Source::Dns)) {
                 parts.push(format!("{} {}", s.as_str(), count(n)));
             }
         }
@@ -461,6 +464,7 @@ fn source_color(s: crate::report::Source) -> Color {
         Source::Dac => Color::Cyan,
         Source::Limit => Color::LightRed,
         Source::Command => Color::LightMagenta,
+        Source::Dns => Color::LightCyan,
         Source::Other => Color::Gray,
     }
 }

@@ -188,22 +188,62 @@ fn which(program: &str) -> Result<OsString> {
         .with_context(|| format!("{program} is not on PATH"))
 }
 
+/// The reference of issue 22's goal (`sbx run -- true` within 1.3x of it): bubblewrap with
+/// the namespaces and the few mounts any sandbox makes, nothing of sbx's.
+const BARE_BWRAP: &[&str] = &["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--"];
+/// The goal: `sbx run -- true`, with the default policy and with `-t code`, at most this
+/// many times bare bubblewrap's median.
+const STARTUP_GOAL: f64 = 1.3;
+
 fn startup(sbx: &Path, runs: usize) -> Result<Report> {
     let truth = which("true")?;
     let bwrap = which("bwrap")?;
     let os = |s: &str| OsString::from(s);
-    let subjects = [
+    let bare: Vec<OsString> = std::iter::once(bwrap).chain(BARE_BWRAP.iter().map(|a| os(a))).chain([truth.clone()]).collect();
+    // Another build of sbx to compare with, in the same interleaved run (`SBX_BASELINE=PATH`,
+    // for a change's before and after).
+    let baseline = std::env::var_os("SBX_BASELINE").map(std::path::PathBuf::from);
+    let baseline_subjects = baseline.iter().flat_map(|b| {
+        [
+            Subject::new("baseline: sbx run -- true", vec![b.into(), os("run"), os("--"), truth.clone()]),
+            Subject::new("baseline: sbx run -t code -- true", vec![b.into(), os("run"), os("-t"), os("code"), os("--"), truth.clone()]),
+        ]
+    });
+    let subjects: Vec<Subject> = [
         Subject::new("sbx run -- true", vec![sbx.into(), os("run"), os("--"), truth.clone()]),
+        Subject::new("sbx run -t code -- true", vec![sbx.into(), os("run"), os("-t"), os("code"), os("--"), truth.clone()]),
         // What the limits cost at start-up: the session's cgroups (created, joined, removed)
         // and the sized tmpfs mounts; the same run with every limit off.
         Subject::new(
             "sbx run (limits off) -- true",
             vec![sbx.into(), os("run"), os("--memory"), os("off"), os("--pids"), os("off"), os("--tmp-size"), os("off"), os("--"), truth.clone()],
         ),
-        Subject::new("bwrap --unshare-all true", vec![bwrap, os("--ro-bind"), os("/"), os("/"), os("--unshare-all"), os("--"), truth.clone()]),
-        Subject::new("true", vec![truth]),
-    ];
-    measure("startup", &subjects, runs)
+        Subject::new("bwrap (bare) true", bare),
+        // The exec of sbx's binary alone: paid by sbx, and by stage-2 when it is sbx again.
+        Subject::new("sbx --version", vec![sbx.into(), os("--version")]),
+        Subject::new("true", vec![truth.clone()]),
+    ]
+    .into_iter()
+    .chain(baseline_subjects)
+    .collect();
+    let mut report = measure("startup", &subjects, runs)?;
+    let median = |name: &str| report.contenders.iter().find(|c| c.name == name).map(|c| c.median_ms).context("a startup contender");
+    let bare = median("bwrap (bare) true")?;
+    let mut against_bare = vec!["sbx run -t code -- true", "sbx run (limits off) -- true"];
+    if baseline.is_some() {
+        against_bare.extend(["baseline: sbx run -- true", "baseline: sbx run -t code -- true"]);
+    }
+    let against_bare: Vec<(&str, f64)> = against_bare.into_iter().map(|n| Ok((n, median(n)?))).collect::<Result<_>>()?;
+    let goals = [("sbx run -- true", median("sbx run -- true")?), ("sbx run -t code -- true", median("sbx run -t code -- true")?)];
+    for (name, of) in against_bare {
+        report.ratios.push(Ratio { of: name.into(), against: "bwrap (bare) true".into(), ratio: of / bare, added_ms: of - bare });
+    }
+    for (name, of) in goals {
+        let ratio = of / bare;
+        let verdict = if ratio <= STARTUP_GOAL { "meets" } else { "misses" };
+        report.notes.push(format!("{name}: {ratio:.2}x bare bwrap, {verdict} the goal of {STARTUP_GOAL}x"));
+    }
+    Ok(report)
 }
 
 fn check(cmd: &mut Command) -> Result<()> {

@@ -1,5 +1,8 @@
-//! The proxy's suite: throughput and connection rate through sbx's proxy against a direct
-//! loopback connection and a splice relay.
+//! The egress suite: throughput and connection rate of a client in the sandbox, through
+//! transparent egress (its own socket, connected by sbx on the host) and through sbx's proxy,
+//! against a direct connection and a splice relay. The server runs in a network namespace
+//! of the bench's own, on a veth pair: transparent egress serves addresses outside the
+//! sandbox's loopback, and no other address may be used.
 
 use super::*;
 
@@ -8,13 +11,62 @@ const PROXY_BIG: u64 = 256 << 20;
 /// Short requests per run of the connection-rate half of the proxy suite.
 const PROXY_CONNS: usize = 500;
 
-/// A minimal HTTP/1.1 server on 127.0.0.1 for the proxy suite: `GET /big`
-/// streams [`PROXY_BIG`] bytes, anything else gets an empty 200; every
-/// response closes its connection, so each request is a new connection.
-fn loopback_server() -> Result<u16> {
+/// The bench's network: a namespace joined to the host by a veth pair (198.18.X.1 on the
+/// host, 198.18.X.2 inside; the benchmarking range, never routed off this machine). Removed
+/// when dropped.
+struct BenchNet {
+    netns: String,
+    veth: String,
+    /// The namespace's address.
+    addr: std::net::Ipv4Addr,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip").args(args).output().context("running ip (iproute2)")?;
+    if !out.status.success() {
+        bail!("ip {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+impl BenchNet {
+    fn create() -> Result<BenchNet> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("the proxy suite needs root: its server runs in a network namespace it creates");
+        }
+        let pid = std::process::id();
+        let used = Command::new("ip").args(["-4", "-o", "addr", "show"]).output().context("running ip (iproute2)")?;
+        let used = String::from_utf8_lossy(&used.stdout).into_owned();
+        let x = (200..=250u8).find(|x| !used.contains(&format!(" 198.18.{x}."))).context("no free 198.18.X.0/30 for the bench's network")?;
+        let net = BenchNet { netns: format!("sbxbench-{pid}"), veth: format!("sxb{pid}"), addr: std::net::Ipv4Addr::new(198, 18, x, 2) };
+        let peer = format!("{}p", net.veth);
+        ip(&["netns", "add", &net.netns])?;
+        ip(&["link", "add", &net.veth, "type", "veth", "peer", "name", &peer])?;
+        ip(&["addr", "add", &format!("198.18.{x}.1/30"), "dev", &net.veth])?;
+        ip(&["link", "set", &peer, "netns", &net.netns])?;
+        ip(&["-n", &net.netns, "addr", "add", &format!("{}/30", net.addr), "dev", &peer])?;
+        ip(&["-n", &net.netns, "link", "set", &peer, "up"])?;
+        ip(&["-n", &net.netns, "link", "set", "lo", "up"])?;
+        ip(&["link", "set", &net.veth, "up"])?;
+        Ok(net)
+    }
+}
+
+impl Drop for BenchNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).stderr(Stdio::null()).status();
+    }
+}
+
+/// A minimal HTTP/1.1 server for the proxy suite, listening on the bench network's
+/// address inside its namespace: `GET /big` streams [`PROXY_BIG`] bytes, anything else
+/// gets an empty 200; every response closes its connection, so each request is a new
+/// connection.
+fn bench_server(net: &BenchNet) -> Result<u16> {
     use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the bench server on 127.0.0.1")?;
-    let port = listener.local_addr()?.port();
+    use std::os::fd::AsRawFd as _;
     let serve = |mut s: std::net::TcpStream| -> std::io::Result<()> {
         static CHUNK: [u8; 256 << 10] = [b'x'; 256 << 10];
         s.set_nodelay(true)?;
@@ -39,21 +91,30 @@ fn loopback_server() -> Result<u16> {
         // The request was read whole, so closing sends a FIN after the data.
         s.shutdown(std::net::Shutdown::Write)
     };
+    let ns = std::fs::File::open(format!("/var/run/netns/{}", net.netns)).context("opening the bench's network namespace")?;
+    let addr = net.addr;
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The listener is made on a thread that joined the namespace (setns moves only the
+    // calling thread); the connections it accepts are the namespace's wherever served.
     std::thread::spawn(move || {
+        // SAFETY: setns on an open namespace file, for this thread only.
+        let joined = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } == 0;
+        let listener = if joined { std::net::TcpListener::bind((addr, 0)).ok() } else { None };
+        let _ = tx.send(listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port()));
+        let Some(listener) = listener else { return };
         for stream in listener.incoming().flatten() {
             std::thread::spawn(move || serve(stream));
         }
     });
-    Ok(port)
+    rx.recv()?.context("starting the bench server in its network namespace")
 }
 
 /// The floor of any relay that terminates TCP, for the proxy suite: a
-/// listener on 127.0.0.1 that connects each client to `target` on 127.0.0.1
-/// and moves the bytes with splice(2) through a 256 KiB pipe per direction,
+/// listener on 127.0.0.1 that connects each client to `target` and moves the bytes with splice(2) through a 256 KiB pipe per direction,
 /// one blocking thread per direction: no policy, no sandbox, no async
 /// runtime. What sbx's proxy loses against this is sbx's own cost; what
 /// this loses against bare loopback is the second TCP connection's.
-fn splice_relay(target: u16) -> Result<u16> {
+fn splice_relay(target: std::net::SocketAddr) -> Result<u16> {
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -90,7 +151,7 @@ fn splice_relay(target: u16) -> Result<u16> {
     let port = listener.local_addr()?.port();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
-            let Ok(upstream) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+            let Ok(upstream) = TcpStream::connect(target) else { continue };
             let _ = (client.set_nodelay(true), upstream.set_nodelay(true));
             let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else { continue };
             std::thread::spawn(move || pump(&client, &upstream));
@@ -100,37 +161,38 @@ fn splice_relay(target: u16) -> Result<u16> {
     Ok(port)
 }
 
-/// The egress proxy against direct loopback, in one run: (a) the throughput
-/// of a 256 MiB download, (b) the cost of a connection (500 short requests,
-/// each on its own connection). Every client is curl; the sandboxed ones run
-/// inside `sbx run`, direct through the forwarded port
-/// (`allowLocalOutboundPorts`) or through the proxy (absolute-URI HTTP,
-/// CONNECT, SOCKS5), and the baselines are bare curl on the host's loopback
-/// and bare curl through [`splice_relay`], the least any relay costs here.
+/// Egress from the sandbox against a direct connection, in one run: (a) the throughput of
+/// a 256 MiB download, (b) the cost of a connection (500 short requests, each on its own
+/// connection). Every client is curl and every route ends at the same server, in the bench's
+/// network namespace over a veth pair: bare curl on the host, bare curl through
+/// [`splice_relay`] (the least any relay costs here), and inside `sbx run` by transparent
+/// egress (curl ignoring the proxy: its own socket, connected by sbx) and through the proxy
+/// (absolute-URI HTTP, CONNECT, SOCKS5).
 pub(super) fn proxy(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
     let work = root.join("target/bench/proxy-work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let port = loopback_server()?;
-    let relay = splice_relay(port)?;
-    // The bench's policy: the server's IP literal and its forwarded port.
+    let net = BenchNet::create()?;
+    let port = bench_server(&net)?;
+    let server = net.addr;
+    let relay = splice_relay(std::net::SocketAddr::from((server, port)))?;
+    // The bench's policy: the server's IP literal, on its port.
     std::fs::write(
         work.join("sbx.jsonc"),
-        format!(
-            "// Temporary policy of `cargo xtask bench proxy`.\n{{ \"network\": {{ \"allowedDomains\": [\"127.0.0.1:{port}\"], \"allowLocalOutboundPorts\": [{port}] }} }}\n"
-        ),
+        format!("// Temporary policy of `cargo xtask bench proxy`.\n{{ \"network\": {{ \"allowedDomains\": [\"{server}:{port}\"] }} }}\n"),
     )?;
     let runs = runs.clamp(5, 15);
     let os = |s: &str| OsString::from(s);
     // (name, inside sbx, how curl reaches the server)
     let routes: [(&str, bool, &str); 6] = [
-        ("bare curl, host loopback", false, "--noproxy '*'"),
+        ("bare curl, direct", false, "--noproxy '*'"),
         ("bare curl, minimal splice relay", false, "--noproxy '*' --connect-to ::127.0.0.1:RELAY"),
-        ("sbx run, forwarded port", true, "--noproxy '*'"),
+        ("sbx run, transparent egress", true, "--noproxy '*'"),
         ("sbx run, HTTP proxy", true, r#"--noproxy '' -x "$HTTP_PROXY""#),
         ("sbx run, HTTP CONNECT", true, r#"--noproxy '' -p -x "$HTTP_PROXY""#),
         ("sbx run, SOCKS5", true, r#"--noproxy '' -x "$ALL_PROXY""#),
     ];
+    const TRANSPARENT: usize = 2;
     let subjects = |label: &str, script: &dyn Fn(&str) -> String| -> Vec<Subject> {
         routes
             .iter()
@@ -145,7 +207,7 @@ pub(super) fn proxy(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
 
     // (a) Throughput: curl's own transfer time, so sandbox start-up is not in it.
     let big = subjects("256 MiB", &|how| {
-        format!("exec curl -sS {how} -o /dev/null -w '%{{size_download}} %{{time_total}} %{{http_code}}' http://127.0.0.1:{port}/big")
+        format!("exec curl -sS {how} -o /dev/null -w '%{{size_download}} %{{time_total}} %{{http_code}}' http://{server}:{port}/big")
     });
     let samples = sample(&big, runs, |out| match numbers(out)?[..] {
         [size, secs, code] if size as u64 == PROXY_BIG && code == 200.0 => Ok(secs * 1e3),
@@ -156,7 +218,7 @@ pub(super) fn proxy(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
     // (b) Connections: 500 requests in one curl (URL globbing), timed inside.
     let small = subjects("500 connections", &|how| {
         format!(
-            "t0=$(date +%s%N); n=$(curl -sS {how} -w '%{{http_code}}\\n' 'http://127.0.0.1:{port}/small/[1-{PROXY_CONNS}]' | grep -c '^200$'); t1=$(date +%s%N); echo \"$n $((t1 - t0))\""
+            "t0=$(date +%s%N); n=$(curl -sS {how} -w '%{{http_code}}\\n' 'http://{server}:{port}/small/[1-{PROXY_CONNS}]' | grep -c '^200$'); t1=$(date +%s%N); echo \"$n $((t1 - t0))\""
         )
     });
     let samples = sample(&small, runs, |out| match numbers(out)?[..] {
@@ -165,6 +227,7 @@ pub(super) fn proxy(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
     })?;
     contenders.extend(small.iter().zip(samples).map(|(s, v)| contender(s, v)));
     let _ = std::fs::remove_dir_all(&work);
+    drop(net);
 
     let n = routes.len();
     let mut ratios = Vec::new();
@@ -175,39 +238,33 @@ pub(super) fn proxy(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
         figures.push((format!("{}: MB/s", c.name), mbps(c)));
     }
     for (half, offset) in [("throughput", 0), ("connections", n)] {
-        let [bare, relay, forwarded] = [0, 1, 2].map(|i| &contenders[offset + i]);
-        for proxied in &contenders[offset + 1..offset + n] {
-            let route = proxied.name.split(": ").nth(1).unwrap_or_default();
-            // The relay against bare only; everything in the sandbox against all three.
-            let against = if proxied.name == relay.name { &[bare][..] } else { &[bare, relay, forwarded][..] };
-            for direct in against.iter().filter(|d| d.name != proxied.name) {
-                ratios.push(Ratio {
-                    of: proxied.name.clone(),
-                    against: direct.name.clone(),
-                    ratio: proxied.median_ms / direct.median_ms,
-                    added_ms: proxied.median_ms - direct.median_ms,
-                });
-                let against_route = direct.name.split(": ").nth(1).unwrap_or_default();
+        let [bare, relay] = [0, 1].map(|i| &contenders[offset + i]);
+        for (i, other) in contenders[offset + 1..offset + n].iter().enumerate() {
+            let route = other.name.split(": ").nth(1).unwrap_or_default();
+            // The relay against bare only; everything in the sandbox against both.
+            let against = if other.name == relay.name { &[bare][..] } else { &[bare, relay][..] };
+            for base in against {
+                ratios.push(Ratio { of: other.name.clone(), against: base.name.clone(), ratio: other.median_ms / base.median_ms, added_ms: other.median_ms - base.median_ms });
+                let against_route = base.name.split(": ").nth(1).unwrap_or_default();
                 figures.push(if half == "throughput" {
-                    (format!("throughput: {route} / {against_route} (%)"), mbps(proxied) / mbps(direct) * 100.0)
+                    (format!("throughput: {route} / {against_route} (%)"), mbps(other) / mbps(base) * 100.0)
                 } else {
-                    (
-                        format!("connections: {route}: added ms per connection over {against_route}"),
-                        proxied.median_ms - direct.median_ms,
-                    )
+                    (format!("connections: {route}: added ms per connection over {against_route}"), other.median_ms - base.median_ms)
                 });
             }
-            if proxied.name == relay.name || proxied.name == forwarded.name {
+            if other.name == relay.name {
                 continue;
             }
+            // Transparent egress: the direct connection's speed; the proxy: a relay's.
+            let (share, added_max) = if i + 1 == TRANSPARENT { (95.0, 0.3) } else { (80.0, 1.0) };
             if half == "throughput" {
-                let of_bare = mbps(proxied) / mbps(bare) * 100.0;
-                let verdict = if of_bare >= 80.0 { "met" } else { "NOT met" };
-                notes.push(format!("goal >= 80% of direct loopback throughput: {route} {of_bare:.0}% of bare: {verdict}"));
+                let of_bare = mbps(other) / mbps(bare) * 100.0;
+                let verdict = if of_bare >= share { "met" } else { "NOT met" };
+                notes.push(format!("goal >= {share:.0}% of direct throughput: {route} {of_bare:.0}% of bare: {verdict}"));
             } else {
-                let added = proxied.median_ms - bare.median_ms;
-                let verdict = if added < 1.0 { "met" } else { "NOT met" };
-                notes.push(format!("goal < 1 ms added per connection: {route} +{added:.3} ms over bare: {verdict}"));
+                let added = other.median_ms - bare.median_ms;
+                let verdict = if added < added_max { "met" } else { "NOT met" };
+                notes.push(format!("goal < {added_max} ms added per connection: {route} +{added:.3} ms over bare: {verdict}"));
             }
         }
     }

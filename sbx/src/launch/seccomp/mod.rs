@@ -139,8 +139,10 @@ impl FilterOptions {
     /// created, and its connect reaches only the listed paths, while a path that is not there
     /// answers ENOENT as the host would. Refusing socket(2) itself instead made every glibc
     /// lookup (its nscd probe) a denial, and a denial of what was never going to be reached.
+    /// Transparent egress is always on (the sandbox always has a network namespace of its
+    /// own): connect, bind and listen are notified (`syscalls::EGRESS`).
     pub fn for_network(net: &crate::policy::NetPolicy) -> FilterOptions {
-        FilterOptions { block_unix_sockets: !net.allow_all_unix_sockets, mediate_unix_connect: !net.allow_all_unix_sockets, mediate_exec: false }
+        FilterOptions { block_unix_sockets: !net.allow_all_unix_sockets, mediate_unix_connect: !net.allow_all_unix_sockets, transparent_egress: true, ..FilterOptions::default() }
     }
 }
 

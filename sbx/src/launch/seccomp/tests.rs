@@ -508,7 +508,7 @@ fn unix_rules_refuse_unix_sockets_and_datagram_pairs_only() {
 
 #[test]
 fn mediated_unix_sockets_allow_stream_sockets_and_notify_connect() {
-    let mediated = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: false };
+    let mediated = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: false, ..FilterOptions::default() };
     let prog = compile_with(DenyAction::Errno, &mediated).expect("compile_with");
     let socket = |family: libc::c_int, ty: libc::c_int| {
         move || sys(libc::SYS_socket, [family as libc::c_ulong, ty as libc::c_ulong, 0, 0, 0, 0])
@@ -551,9 +551,9 @@ fn mediated_unix_sockets_allow_stream_sockets_and_notify_connect() {
 fn socket_families_and_types_are_an_allow_list() {
     const NONBLOCK: libc::c_int = libc::SOCK_NONBLOCK;
     const CLOEXEC: libc::c_int = libc::SOCK_CLOEXEC;
-    let blocked = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: false, mediate_exec: false })
+    let blocked = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: false, mediate_exec: false, ..FilterOptions::default() })
         .expect("blocked");
-    let mediated = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true })
+    let mediated = compile_with(DenyAction::Errno, &FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, ..FilterOptions::default() })
         .expect("mediated");
     let all_unix = deny_prog();
     const EPERM: i32 = libc::EPERM;
@@ -944,7 +944,7 @@ fn user_notif_hands_mount_to_the_supervisor() {
 
 #[test]
 fn command_rules_notify_every_exec_in_the_prologue() {
-    let options = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true };
+    let options = FilterOptions { block_unix_sockets: true, mediate_unix_connect: true, mediate_exec: true, ..FilterOptions::default() };
     assert!(options.notifies() && FilterOptions { mediate_unix_connect: false, ..options }.notifies());
     let prologue = prologue_with(&options).expect("prologue_with");
     let notify = |nr: libc::c_long| [jump(BPF_JEQ_K, u32::try_from(nr).expect("nr"), 0, 1), stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF)];
@@ -952,4 +952,41 @@ fn command_rules_notify_every_exec_in_the_prologue() {
     assert_eq!(prologue[prologue.len() - 6..], tail[..]);
     let without = prologue_with(&FilterOptions { mediate_exec: false, ..options }).expect("prologue_with");
     assert_eq!(without.len(), prologue.len() - 4);
+}
+
+/// Without namespaces (`--no-namespaces`): IP sockets are refused unless the network is
+/// unfiltered, and the host's System V and POSIX message-queue IPC always; Unix stream
+/// sockets and everything else stay as the policy has them.
+#[test]
+fn without_namespaces_ip_sockets_and_host_ipc_are_refused() {
+    let base = FilterOptions { block_unix_sockets: true, ..FilterOptions::default() };
+    let none = compile_with(DenyAction::Errno, &FilterOptions { shared_host: true, no_ip: true, ..base }).expect("none");
+    let unfiltered = compile_with(DenyAction::Errno, &FilterOptions { shared_host: true, ..base }).expect("unfiltered");
+    let ns = compile_with(DenyAction::Errno, &base).expect("namespaces");
+    let socket = |family: libc::c_int, ty: libc::c_int| move || sys(libc::SYS_socket, [family as libc::c_ulong, ty as libc::c_ulong, 0, 0, 0, 0]);
+    // Lookups of keys and names that do not exist (nothing is created on the host): ENOENT
+    // from the kernel, EPERM from the filter.
+    const KEY: libc::c_ulong = 0x5b8_7e57;
+    let shmget = || sys(libc::SYS_shmget, [KEY, 4096, 0, 0, 0, 0]);
+    let semget = || sys(libc::SYS_semget, [KEY, 1, 0, 0, 0, 0]);
+    let msgget = || sys(libc::SYS_msgget, [KEY, 0, 0, 0, 0, 0]);
+    // The raw call takes the name without glibc's leading slash.
+    let name = c"sbx-test-no-such-queue";
+    let mq_open = move || sys(libc::SYS_mq_open, [name.as_ptr() as libc::c_ulong, libc::O_RDONLY as libc::c_ulong, 0, 0, 0, 0]);
+    for (what, prog, inet, ipc) in [("none", &none, libc::EPERM, libc::EPERM), ("unfiltered", &unfiltered, 0, libc::EPERM), ("namespaces", &ns, 0, libc::ENOENT)] {
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            for ty in [libc::SOCK_STREAM, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, libc::SOCK_RAW] {
+                // A raw socket needs CAP_NET_RAW, which the kernel refuses without the filter.
+                let want = if ty == libc::SOCK_RAW && inet == 0 { None } else { Some(inet) };
+                if let Some(want) = want {
+                    assert_eq!(run_child(Some(prog), socket(family, ty)), End::Exited(want), "{what}: socket({family}, {ty:#x})");
+                }
+            }
+        }
+        assert_eq!(run_child(Some(prog), socket(libc::AF_UNIX, libc::SOCK_STREAM)), End::Exited(libc::EPERM), "{what}: the Unix rules stay");
+        for (call, f) in [("shmget", &shmget as &dyn Fn() -> i32), ("semget", &semget), ("msgget", &msgget)] {
+            assert_eq!(run_child(Some(prog), f), End::Exited(ipc), "{what}: {call}");
+        }
+        assert_eq!(run_child(Some(prog), mq_open), End::Exited(ipc), "{what}: mq_open");
+    }
 }

@@ -214,7 +214,7 @@ impl Supervisor {
         limits: Limits,
         unix: Option<UnixSocketPolicy>,
     ) -> Result<Supervisor, NotifyError> {
-        Self::spawn_mediating(listener, tx, limits, Mediation { unix, commands: None })
+        Self::spawn_mediating(listener, tx, limits, Mediation { unix, commands: None, egress: None })
     }
 
     /// [`Supervisor::spawn`], mediating what `mediation` names.
@@ -275,7 +275,7 @@ pub async fn supervise_with(
     limits: Limits,
     unix: Option<UnixSocketPolicy>,
 ) -> Result<Stats, NotifyError> {
-    supervise_mediating(listener, tx, limits, Mediation { unix, commands: None }).await
+    supervise_mediating(listener, tx, limits, Mediation { unix, commands: None, egress: None }).await
 }
 
 /// What the supervisor decides instead of reporting, when the filter notifies it.
@@ -285,7 +285,12 @@ pub struct Mediation {
     pub unix: Option<UnixSocketPolicy>,
     /// execve(2) and execveat(2) under command rules ([`super::exec`]).
     pub commands: Option<crate::command_rules::CommandRules>,
+    /// Transparent egress: connect(2) to addresses outside the sandbox decided by the
+    /// egress policy and carried out on the host, bind(2) and listen(2) refused on the host
+    /// sockets that installs ([`super::connect`]).
+    pub egress: Option<std::sync::Arc<crate::proxy::egress::Egress>>,
 }
+
 
 /// [`supervise`], deciding what `mediation` names.
 pub async fn supervise_mediating(
@@ -294,13 +299,13 @@ pub async fn supervise_mediating(
     limits: Limits,
     mediation: Mediation,
 ) -> Result<Stats, NotifyError> {
-    let Mediation { unix, commands } = mediation;
+    let Mediation { unix, commands, egress } = mediation;
     let afd = crate::sys::async_fd(listener, Interest::READABLE).map_err(NotifyError::Register)?;
     let fd = afd.get_ref().as_raw_fd();
     let exec = commands.map(ExecDecider::new);
-    let mediator = match unix {
-        Some(policy) => Some(Mediator::new(afd.get_ref(), policy, tx.clone()).map_err(NotifyError::Register)?),
-        None => None,
+    let mediator = match (unix, egress) {
+        (None, None) => None,
+        (unix, egress) => Some(Mediator::new(afd.get_ref(), unix, tx.clone(), egress).map_err(NotifyError::Register)?),
     };
     let mut handler = Handler {
         fd,
@@ -386,7 +391,8 @@ impl Handler {
             return self.exec(exec.decide(&req), &req);
         }
         if let Some(mediator) = &self.mediator
-            && i64::from(req.data.nr) == libc::SYS_connect
+            && (i64::from(req.data.nr) == libc::SYS_connect
+                || (mediator.mediates_bind() && matches!(i64::from(req.data.nr), libc::SYS_bind | libc::SYS_listen)))
         {
             // A decision, made and answered on the blocking pool (see super::connect).
             mediator.dispatch(req);

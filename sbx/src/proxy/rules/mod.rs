@@ -389,6 +389,29 @@ impl Rules {
         }
     }
 
+    /// Whether a name may be resolved at all (sbx's DNS in the sandbox, before any port is
+    /// known): denied when a `deniedDomains` entry without a port matches; allowed when an
+    /// `allowedDomains` entry matches on some port (the connect is then decided with its port
+    /// by [`Rules::decide`]). The address policy is the one [`Rules::decide`] gives a name.
+    pub fn decide_name(&self, host: &Host) -> Decision {
+        if let Some(p) = self.denied.iter().find(|p| p.port.is_none() && p.matches(host, 0, true)) {
+            return Decision::deny(format!("deniedDomains: {}", p.text), DecisionKind::Rule);
+        }
+        let any_port = |p: &&Pattern| match p.port {
+            Some(port) => p.matches(host, port, false),
+            None => p.matches(host, 0, false),
+        };
+        let Some(p) = self.allowed.iter().find(any_port) else {
+            return Decision::deny(NO_RULE.to_owned(), DecisionKind::NoRule);
+        };
+        let addresses = match host {
+            Host::Ip(_) => AddressPolicy::Unchecked,
+            Host::Name(_) if self.private_ok.iter().any(|p| any_port(&p)) => AddressPolicy::PrivateAllowed,
+            Host::Name(_) => AddressPolicy::PublicOnly,
+        };
+        Decision { allowed: true, rule: allowed_by(&p.text), kind: DecisionKind::Rule, addresses }
+    }
+
     /// Normalises `raw` and decides; invalid hosts are denied with `invalid host name: ...`.
     pub fn decide_raw(&self, raw: &str, port: u16) -> (Option<Host>, Decision) {
         match Host::parse(raw) {

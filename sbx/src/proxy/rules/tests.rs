@@ -254,3 +254,27 @@ fn check_address_by_policy() {
     assert!(Rules::check_address(Unchecked, ip("169.254.169.254")).is_ok());
     assert!(Rules::check_address(Unchecked, ip("127.0.0.1")).is_ok());
 }
+
+/// sbx's DNS decides a name before any port is known: an allow entry on any port answers
+/// it, a deny entry only when it has no port (a port-specific deny is for the connect).
+#[test]
+fn decide_name_ignores_ports_except_to_deny() {
+    let r = Rules::new(
+        &["github.com:22".into(), "*.example.com:443".into(), "inside.corp".into()],
+        &["evil.example.com".into(), "mail.example.com:25".into()],
+        &["inside.corp".into()],
+        &[],
+    )
+    .unwrap();
+    let name = |n: &str| Host::Name(n.into());
+    let d = r.decide_name(&name("github.com"));
+    assert_eq!((d.allowed, d.rule.as_str(), d.addresses), (true, "allowedDomains: github.com:22", AddressPolicy::PublicOnly));
+    assert!(r.decide_name(&name("api.example.com")).allowed);
+    assert!(r.decide_name(&name("mail.example.com")).allowed, "denied on port 25 only");
+    let d = r.decide_name(&name("evil.example.com"));
+    assert_eq!((d.allowed, d.rule.as_str(), d.kind), (false, "deniedDomains: evil.example.com", DecisionKind::Rule));
+    let d = r.decide_name(&name("other.org"));
+    assert_eq!((d.allowed, d.kind), (false, DecisionKind::NoRule));
+    assert_eq!(r.decide_name(&name("inside.corp")).addresses, AddressPolicy::PrivateAllowed);
+    assert!(!r.decide_name(&name("example.com")).allowed, "the apex is not a subdomain");
+}

@@ -53,8 +53,8 @@ pub const ASK_ARM: Duration = Duration::from_millis(400);
 /// How long a status message (export done, export failed) stays.
 const STATUS_FOR: Duration = Duration::from_secs(8);
 
-pub(super) const SOURCES: [Source; 9] =
-    [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Netns, Source::Mount, Source::Dac, Source::Limit, Source::Command, Source::Other];
+pub(super) const SOURCES: [Source; 10] =
+    [Source::Landlock, Source::Seccomp, Source::Proxy, Source::Netns, Source::Mount, Source::Dac, Source::Limit, Source::Command, Source::Other, Source::Dns];
 
 pub(super) fn source_index(s: Source) -> usize {
     match s {
@@ -67,6 +67,7 @@ pub(super) fn source_index(s: Source) -> usize {
         Source::Limit => 6,
         Source::Command => 7,
         Source::Other => 8,
+        Source::Dns => 9,
     }
 }
 
