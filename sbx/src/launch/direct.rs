@@ -90,21 +90,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
     let exists = |p: &Path| probe(p) != PathKind::Missing;
     let plain = |p: &Path| (facts.canonical)(p).as_deref() == Some(p);
     let mut warnings = Vec::new();
-    let expand = |list: &[PathBuf], warnings: &mut Vec<String>| -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for path in list {
-            if crate::policy::is_glob(path) {
-                let e = (facts.expand)(path);
-                if e.truncated {
-                    warnings.push(format!("the rule {} matched more than {} entries deep; only the first part of the tree is covered", path.display(), glob::MAX_ENTRIES));
-                }
-                out.extend(e.matches);
-            } else {
-                out.push(path.clone());
-            }
-        }
-        out
-    };
+    let expand = |list: &[PathBuf], warnings: &mut Vec<String>| expand_rules(list, facts, warnings);
     let allow_read = expand(&policy.fs.allow_read, &mut warnings);
     let allow_execute = expand(&policy.fs.allow_execute, &mut warnings);
     let mut hidden: Vec<PathBuf> = expand(&policy.fs.deny_read, &mut warnings).into_iter().filter(|p| exists(p)).collect();
@@ -129,10 +115,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts, network:
             continue;
         }
         if !plain(&path) {
-            warnings.push(format!(
-                "the allowWrite entry {} is or goes through a symbolic link, so it is not made writable (a command could have planted the link); name the real path instead",
-                crate::termtext::path(&path)
-            ));
+            warnings.push(through_a_symlink(&path));
             continue;
         }
         writable.push(path);

@@ -209,6 +209,33 @@ fn net_plan(policy: &Policy, own_netns: bool) -> stage2::NetPlan {
     }
 }
 
+/// The paths `list`'s rules name on this host now: a glob rule expanded (a warning when its
+/// expansion was cut short), any other as it is.
+fn expand_rules(list: &[PathBuf], facts: &HostFacts, warnings: &mut Vec<String>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for path in list {
+        if crate::policy::is_glob(path) {
+            let e = (facts.expand)(path);
+            if e.truncated {
+                warnings.push(format!("the rule {} matched more than {} entries deep; only the first part of the tree is covered", path.display(), glob::MAX_ENTRIES));
+            }
+            out.extend(e.matches);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    out
+}
+
+/// The warning for an allowWrite entry that is or goes through a symlink, which is not made
+/// writable: a bind (or a Landlock rule) would follow it to wherever an earlier run pointed it.
+fn through_a_symlink(path: &Path) -> String {
+    format!(
+        "the allowWrite entry {} is or goes through a symbolic link, so it is not made writable (a command could have planted the link); name the real path instead",
+        crate::termtext::path(path)
+    )
+}
+
 /// The first argument that makes `sbx` run as stage-2.
 pub const STAGE2_ARG: &str = "__sbx_stage2";
 
@@ -219,25 +246,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
     let mut warnings = Vec::new();
     // Glob rules become the paths they match now. Files created later under
     // a glob are not covered by mounts; Landlock still confines writes.
-    let mut expand = |list: &[PathBuf]| -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for path in list {
-            if crate::policy::is_glob(path) {
-                let e = (facts.expand)(path);
-                if e.truncated {
-                    warnings.push(format!(
-                        "the rule {} matched more than {} entries deep; only the first part of the tree is covered",
-                        path.display(),
-                        glob::MAX_ENTRIES
-                    ));
-                }
-                out.extend(e.matches);
-            } else {
-                out.push(path.clone());
-            }
-        }
-        out
-    };
+    let mut expand = |list: &[PathBuf]| expand_rules(list, facts, &mut warnings);
     let allow_read = expand(&policy.fs.allow_read);
     let allow_execute = expand(&policy.fs.allow_execute);
     let deny_read = expand(&policy.fs.deny_read);
@@ -367,10 +376,7 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
             continue;
         }
         if !plain(&path) {
-            warnings.push(format!(
-                "the allowWrite entry {} is or goes through a symbolic link, so it is not made writable (a command could have planted the link); name the real path instead",
-                crate::termtext::path(&path)
-            ));
+            warnings.push(through_a_symlink(&path));
             continue;
         }
         args.push(Arg::Bind { src: path.clone(), dst: path.clone() });
