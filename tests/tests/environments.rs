@@ -384,3 +384,49 @@ fn no_namespaces_exit_checks_hold_against_renames_links_modes_floods_and_fifos()
     let fired: Vec<_> = ["flood", "gitlink"].into_iter().filter(|f| canaries.path().join(f).exists()).collect();
     assert!(fired.is_empty(), "{fired:?} ran on the host: {}", text(&out));
 }
+
+/// More of the attacker's pass, without namespaces: a large file on the user's PATH (too
+/// large to keep a copy of) rewritten in place with its mtime put back is still caught (its
+/// ctime moved) and moved away; as root running the command as the user, a `.git` replaced
+/// by a symlink to root's files never makes the exit check act on those files.
+#[test]
+fn no_namespaces_exit_checks_catch_a_rewritten_large_file_and_never_follow_a_symlinked_git() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt as _;
+    let u = test_user();
+    let ws = Workspace::new(As::User);
+    let git = |args: &[&str]| {
+        let mut cmd = Command::new("git");
+        sbx_integration_tests::as_test_user(cmd.args(args).current_dir(ws.path()).env("HOME", &u.home).env("GIT_CONFIG_NOSYSTEM", "1"));
+        cmd.output().unwrap()
+    };
+    assert!(git(&["init", "-q", "."]).status.success());
+    // A 300 KiB program in a directory of the user's PATH, inside the workspace.
+    let tool = ws.write("bin/tool", &format!("#!/bin/sh\necho original\n#{}\n", "x".repeat(300 * 1024)));
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Root's files that a symlinked .git would name.
+    let victim = tempfile::Builder::new().prefix("sbx-it-victim").tempdir_in("/var/tmp").unwrap();
+    std::fs::create_dir(victim.path().join("hooks")).unwrap();
+    std::fs::write(victim.path().join("config"), "root's\n").unwrap();
+    let script = format!(
+        "old=$(stat -c %y bin/tool); printf '#!/bin/sh\\necho evil   \\n' | dd of=bin/tool conv=notrunc status=none; touch -d \"$old\" bin/tool; \
+         mv .git .git-old && ln -s {} .git; echo done",
+        victim.path().display()
+    );
+    let path = format!("{}:/usr/bin:/bin", ws.path().join("bin").display());
+    let out = Command::new(sbx_integration_tests::sbx_bin())
+        .args(["run", "--memory", "off", "--user", u.name, "--no-namespaces", "--", "sh", "-c", &script])
+        .current_dir(ws.path())
+        .env("PATH", &path)
+        .env_remove("SUDO_UID")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{}", text(&out));
+    // The rewritten program is not where the host runs it.
+    let now = std::fs::read_to_string(&tool).unwrap_or_default();
+    assert!(!now.contains("evil"), "the rewritten program stayed: {}", text(&out));
+    // root's files are where they were, and .git is the repository again.
+    assert_eq!(std::fs::read_to_string(victim.path().join("config")).unwrap(), "root's\n", "{}", text(&out));
+    assert!(victim.path().join("hooks").is_dir());
+    assert!(ws.path().join(".git").is_dir() && !ws.path().join(".git").is_symlink(), "{}", text(&out));
+}

@@ -209,3 +209,25 @@ fn mediated_unix_connects_carry_the_users_identity_not_roots() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(*peers.lock().unwrap(), [u.uid], "the server's peers");
 }
+
+/// Under `--user` (and sudo) the user's own sbx directory (their logs' sealing keys, their
+/// quarantine) is hidden from the command, as root's is from a command of root's.
+#[test]
+fn the_users_own_sbx_directory_is_hidden_under_user() {
+    require_root!();
+    let u = test_user();
+    let state = u.home.join(".local/state/sbx");
+    std::fs::create_dir_all(&state).unwrap();
+    for d in [u.home.join(".local"), u.home.join(".local/state"), state.clone()] {
+        sbx_integration_tests::chown(&d, u.uid, u.gid);
+    }
+    let ws = Workspace::new(As::User);
+    let out = Command::new(public_sbx())
+        .args(["run", "--user", u.name, "--", "sh", "-c"])
+        .arg(format!("ls {} >/dev/null 2>&1 && echo LEAK || echo hidden", state.display()))
+        .current_dir(ws.path())
+        .env_remove("SUDO_UID")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hidden\n", "{}", text(&out));
+}
