@@ -273,23 +273,46 @@ fn sandbox_local(ip: std::net::IpAddr) -> bool {
 /// listen with the caller's backlog, bind to the address copied once. A Unix socket's path
 /// is created in the directory as the caller sees it (resolved beneath `/proc/PID/root`),
 /// by sbx's own credentials, through `/proc/self/fd/N/NAME` of that directory.
-fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool, creds: Option<&sys::Creds>) -> Verdict {
-    let as_caller = |f: &dyn Fn() -> Result<(), i32>| match creds {
+/// The caller's socket (a duplicate of descriptor `fd`, the same open file), taken through a
+/// pidfd made while the notification was still valid (the pid could have been reused
+/// before); the verdict to answer with when it cannot be had.
+fn callers_socket(req: &libc::seccomp_notif, fd: u64, still_valid: &impl Fn() -> bool) -> Result<OwnedFd, Verdict> {
+    let pidfd = sys::pidfd_open(req.pid).map_err(|e| Verdict::Connected(Err(errno(&e))))?;
+    if !still_valid() {
+        return Err(Verdict::Gone);
+    }
+    sys::pidfd_getfd(&pidfd, fd as u32 as i32).map_err(|e| Verdict::Connected(Err(errno(&e))))
+}
+
+/// The socket address the caller passed (`len` bytes at `ptr` of its memory), copied once:
+/// everything is decided on this copy.
+fn callers_address(req: &libc::seccomp_notif, ptr: u64, len: u64) -> Result<Vec<u8>, Verdict> {
+    let len = len as u32 as usize;
+    if len > size_of::<libc::sockaddr_storage>() {
+        return Err(Verdict::Connected(Err(libc::EINVAL)));
+    }
+    let mut addr = vec![0u8; len];
+    match sys::read_process_memory(req.pid, ptr, &mut addr) {
+        Ok(n) if n == len => Ok(addr),
+        _ => Err(Verdict::Connected(Err(libc::EFAULT))),
+    }
+}
+
+/// `f` (a connect, bind or listen sbx makes for the caller) with the caller's identity when
+/// it is another user's than sbx's root ([`sys::foreign_creds`]), else as it is.
+fn as_caller(creds: Option<&sys::Creds>, f: impl FnOnce() -> Result<(), i32>) -> Result<(), i32> {
+    match creds {
         Some(c) => sys::as_caller(c, f).and_then(|r| r),
         None => f(),
-    };
+    }
+}
+
+fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool, creds: Option<&sys::Creds>) -> Verdict {
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
     let listen = i64::from(req.data.nr) == libc::SYS_listen;
-    let pidfd = match sys::pidfd_open(req.pid) {
-        Ok(p) => p,
-        Err(e) => return Verdict::Connected(Err(errno(&e))),
-    };
-    if !still_valid() {
-        return Verdict::Gone;
-    }
-    let sock = match sys::pidfd_getfd(&pidfd, fd as u32 as i32) {
+    let sock = match callers_socket(req, fd, &still_valid) {
         Ok(s) => s,
-        Err(e) => return Verdict::Connected(Err(errno(&e))),
+        Err(v) => return v,
     };
     if nix::sys::stat::fstat(&sock).is_ok_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFSOCK) {
         return Verdict::Connected(Err(libc::ENOTSOCK));
@@ -299,17 +322,13 @@ fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bo
         return Verdict::Refused { what: Refused::HostSocket(what), requested: Vec::new(), resolved: None };
     }
     if listen {
-        return Verdict::Connected(as_caller(&|| sys::listen_raw(&sock, addr_ptr as u32 as i32)));
+        return Verdict::Connected(as_caller(creds, || sys::listen_raw(&sock, addr_ptr as u32 as i32)));
     }
-    let len = addr_len as u32 as usize;
-    if len > size_of::<libc::sockaddr_storage>() {
-        return Verdict::Connected(Err(libc::EINVAL));
-    }
-    let mut addr = vec![0u8; len];
-    match sys::read_process_memory(req.pid, addr_ptr, &mut addr) {
-        Ok(n) if n == len => {}
-        _ => return Verdict::Connected(Err(libc::EFAULT)),
-    }
+    let addr = match callers_address(req, addr_ptr, addr_len) {
+        Ok(a) => a,
+        Err(v) => return v,
+    };
+    let len = addr.len();
     let domain = sys::socket_domain(&sock).unwrap_or(-1);
     let family = addr.get(..2).map(|f| i32::from(u16::from_ne_bytes([f[0], f[1]])));
     // Unix paths: everything else binds as given (an abstract name is the sandbox's own:
@@ -318,7 +337,7 @@ fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bo
         if !still_valid() {
             return Verdict::Gone;
         }
-        return Verdict::Connected(as_caller(&|| sys::bind_raw(&sock, &addr)));
+        return Verdict::Connected(as_caller(creds, || sys::bind_raw(&sock, &addr)));
     }
     if !may_block {
         return Verdict::Blocking;
@@ -357,7 +376,7 @@ fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bo
         return Verdict::Gone;
     }
     let named = sockaddr_un(&via);
-    Verdict::Connected(as_caller(&|| sys::bind_raw(&sock, &named)))
+    Verdict::Connected(as_caller(creds, || sys::bind_raw(&sock, &named)))
 }
 
 impl Mediator {
@@ -422,7 +441,7 @@ impl Mediator {
                     Some(egress) => {
                         let one_at_a_time = m.lock_of(&direct.sock);
                         let _held = one_at_a_time.lock().await;
-                        m.direct(egress, &req, direct).await
+                        m.direct(egress, &req, direct, creds.as_ref()).await
                     }
                     None => Verdict::Connected(Err(libc::EIO)),
                 },
@@ -454,7 +473,7 @@ impl Mediator {
 
     /// A connect of the caller's socket to a destination outside the sandbox: decided by
     /// the egress policy; allowed, carried out on the host (see [`direct`]).
-    async fn direct(&self, egress: &Egress, req: &libc::seccomp_notif, d: DirectConnect) -> Verdict {
+    async fn direct(&self, egress: &Egress, req: &libc::seccomp_notif, d: DirectConnect, creds: Option<&sys::Creds>) -> Verdict {
         let client = format!("pid={}", req.pid);
         let decision = egress.policy.decide(d.ip, d.port, &client).await;
         if !decision.allowed {
@@ -467,7 +486,7 @@ impl Mediator {
             // A host socket (connected once by sbx, its connection over) to an allowed
             // destination; or a socket the kernel will refuse anyway (listening, connected);
             // or UDP, which stays in the sandbox (its network has no route out).
-            let r = connect_async(&d.sock, &d.addr, sys::foreign_creds(req.pid).as_ref()).await;
+            let r = connect_async(&d.sock, &d.addr, creds).await;
             if d.host {
                 egress.policy.report(&decision, d.ip, d.port, &client, r.err().map(|e| format!("connect failed: {}", errno_text(e))).as_deref());
             }
@@ -546,11 +565,7 @@ async fn connect_async(sock: &OwnedFd, addr: &[u8], creds: Option<&sys::Creds>) 
     let deadline = tokio::time::Instant::now() + ATTEMPT_TIMEOUT;
     let mut pause = Duration::from_millis(2);
     loop {
-        let attempt = match creds {
-            Some(c) => sys::as_caller(c, || sys::connect_raw(sock, addr)).and_then(|r| r),
-            None => sys::connect_raw(sock, addr),
-        };
-        match attempt {
+        match as_caller(creds, || sys::connect_raw(sock, addr)) {
             Err(libc::EAGAIN) if blocking && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
                 pause = (pause * 2).min(RETRY_MAX);
@@ -595,26 +610,15 @@ fn sockaddr_un(path: &[u8]) -> Vec<u8> {
 /// failure is answered with an errno: a caller without an answer would wait for ever.
 fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_netns: Option<u64>, may_block: bool, still_valid: impl Fn() -> bool) -> Verdict {
     let [fd, addr_ptr, addr_len, ..] = req.data.args;
-    let pidfd = match sys::pidfd_open(req.pid) {
-        Ok(p) => p,
-        Err(e) => return Verdict::Connected(Err(errno(&e))),
-    };
-    if !still_valid() {
-        return Verdict::Gone;
-    }
-    let sock = match sys::pidfd_getfd(&pidfd, fd as u32 as i32) {
+    let sock = match callers_socket(req, fd, &still_valid) {
         Ok(s) => s,
-        Err(e) => return Verdict::Connected(Err(errno(&e))),
+        Err(v) => return v,
     };
-    let len = addr_len as u32 as usize;
-    if len > size_of::<libc::sockaddr_storage>() {
-        return Verdict::Connected(Err(libc::EINVAL));
-    }
-    let mut addr = vec![0u8; len];
-    match sys::read_process_memory(req.pid, addr_ptr, &mut addr) {
-        Ok(n) if n == len => {}
-        _ => return Verdict::Connected(Err(libc::EFAULT)),
-    }
+    let addr = match callers_address(req, addr_ptr, addr_len) {
+        Ok(a) => a,
+        Err(v) => return v,
+    };
+    let len = addr.len();
     let domain = match sys::socket_domain(&sock) {
         Ok(d) => d,
         Err(e) => return Verdict::Connected(Err(errno(&e))),

@@ -66,10 +66,15 @@ pub fn notif_continue(listener: RawFd, id: u64) -> io::Result<bool> {
 }
 
 fn send_response(listener: RawFd, mut resp: libc::seccomp_notif_resp) -> io::Result<bool> {
+    // SAFETY: NOTIF_SEND reads one seccomp_notif_resp.
+    retry_notif(|| unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) })
+}
+
+/// Runs a notification ioctl again while it is interrupted: `false` when the notification
+/// is gone (ENOENT: the caller was interrupted or killed).
+fn retry_notif(mut ioctl: impl FnMut() -> libc::c_int) -> io::Result<bool> {
     loop {
-        // SAFETY: NOTIF_SEND reads one seccomp_notif_resp.
-        let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
-        if rc == 0 {
+        if ioctl() >= 0 {
             return Ok(true);
         }
         let err = io::Error::last_os_error();
@@ -132,17 +137,6 @@ pub fn notif_addfd_at(listener: RawFd, id: u64, fd: &impl std::os::fd::AsRawFd, 
         newfd: target as u32,
         newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
     };
-    loop {
-        // SAFETY: NOTIF_ADDFD reads one seccomp_notif_addfd.
-        let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD, &mut add) };
-        if rc >= 0 {
-            return Ok(true);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ENOENT) => return Ok(false),
-            _ => return Err(err),
-        }
-    }
+    // SAFETY: NOTIF_ADDFD reads one seccomp_notif_addfd.
+    retry_notif(|| unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD, &mut add) })
 }
