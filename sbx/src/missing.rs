@@ -308,19 +308,25 @@ impl Watch {
 pub fn create_write_dirs(policy: &Policy) -> Vec<String> {
     let mut warnings = Vec::new();
     for dir in &policy.fs.create_dirs {
-        if std::fs::symlink_metadata(dir).is_ok() {
-            continue;
-        }
-        let Some(existing) = dir.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok()) else { continue };
-        if existing.canonicalize().ok().as_deref() != Some(existing) || !existing.is_dir() {
-            warnings.push(format!("the allowWrite directory {} was not created: {} is not a plain directory", crate::termtext::path(dir), crate::termtext::path(existing)));
-            continue;
-        }
-        if let Err(e) = crate::snapshot::mkdir_owned(dir) {
-            warnings.push(format!("the allowWrite directory {} was not created: {}", crate::termtext::path(dir), crate::termtext::escape(&e)));
+        if let Err(why) = make_missing_dir(dir) {
+            warnings.push(format!("the allowWrite directory {} was not created: {why}", crate::termtext::path(dir)));
         }
     }
     warnings
+}
+
+/// Makes `dir` (and what is missing above it, with `snapshot::mkdir_owned`) when nothing is
+/// there; the reason, for a warning, when the directory it would be made in is not a plain
+/// directory (a symlink a command could have planted) or the making fails.
+fn make_missing_dir(dir: &Path) -> Result<(), String> {
+    if std::fs::symlink_metadata(dir).is_ok() {
+        return Ok(());
+    }
+    let Some(existing) = dir.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok()) else { return Ok(()) };
+    if existing.canonicalize().ok().as_deref() != Some(existing) || !existing.is_dir() {
+        return Err(format!("{} is not a plain directory", crate::termtext::path(existing)));
+    }
+    crate::snapshot::mkdir_owned(dir).map_err(|e| crate::termtext::escape(&e).into_owned())
 }
 
 /// The `privateWrite` directories (`Policy::private_dirs`) that exist, or that are to be
@@ -333,20 +339,10 @@ pub fn create_private_dirs(policy: &Policy) -> Vec<String> {
             continue;
         }
         for (what, path) in [("its store", &store), ("it", &dir)] {
-            if std::fs::symlink_metadata(path).is_ok() {
-                continue;
+            if let Err(failed) = make_missing_dir(path) {
+                warnings.push(format!("the privateWrite directory {} is not writable: {what} could not be created ({failed})", crate::termtext::path(&dir)));
+                break;
             }
-            let Some(existing) = path.ancestors().find(|a| std::fs::symlink_metadata(a).is_ok()) else { continue };
-            let failed = if existing.canonicalize().ok().as_deref() != Some(existing) || !existing.is_dir() {
-                format!("{} is not a plain directory", crate::termtext::path(existing))
-            } else {
-                match crate::snapshot::mkdir_owned(path) {
-                    Ok(()) => continue,
-                    Err(e) => crate::termtext::escape(&e).into_owned(),
-                }
-            };
-            warnings.push(format!("the privateWrite directory {} is not writable: {what} could not be created ({failed})", crate::termtext::path(&dir)));
-            break;
         }
     }
     warnings
