@@ -836,3 +836,22 @@ fn new_repositories_reached_through_gitlinks_or_symlinked_configs_run_nothing() 
         assert!(fired.is_empty(), "{who:?}: {fired:?} ran on the host: {}", text(&out));
     }
 }
+
+/// privateWrite never follows a symlink planted where the cache is: a `~/.cache` that is a
+/// link to another directory is not bound (a warning says why), so nothing the command
+/// writes lands where the link leads.
+#[test]
+fn a_private_cache_that_is_a_symlink_is_never_bound_through() {
+    require_root!();
+    for who in WHO {
+        let home_dir = own_dir(who);
+        let home = home_dir.path();
+        let victim = own_dir(who);
+        std::os::unix::fs::symlink(victim.path(), home.join(".cache")).unwrap();
+        let ws = Workspace::new(who);
+        let out = ws.sbx(["run", "-t", "code", "--", "/bin/sh", "-c", "echo evil > ~/.cache/planted; echo done"]).env("HOME", home).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
+        assert!(!victim.path().join("planted").exists(), "{who:?}: written through the link: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("privateWrite directory"), "{who:?}: {}", text(&out));
+    }
+}
