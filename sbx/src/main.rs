@@ -21,6 +21,10 @@ fn main() -> ExitCode {
             let init = args.next().unwrap_or_default();
             launch::inbound::main(&init, &args.next().unwrap_or_default())
         }
+        Some(a) if a == launch::remask::MASKER_ARG => {
+            let init = args.next().unwrap_or_default();
+            launch::remask::main(&init, &args.next().unwrap_or_default())
+        }
         _ => {}
     }
     let cli = match Cli::try_parse() {

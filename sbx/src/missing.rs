@@ -212,7 +212,8 @@ pub fn remove_stale() {
     }
 }
 
-/// The inotify watch over the directories of protected file names missing at start.
+/// The inotify watch over the directories of protected file names missing at start (and
+/// of hidden paths, which the host may replace: `launch::remask`).
 #[derive(Debug)]
 pub struct Watch {
     inotify: nix::sys::inotify::Inotify,
@@ -225,27 +226,35 @@ impl Watch {
     /// parent does; `None` when there is none (or inotify cannot be had, which the exit
     /// check then covers: a warning).
     pub fn start(files: &[PathBuf]) -> Option<Watch> {
+        let missing: Vec<PathBuf> = files.iter().filter(|f| std::fs::symlink_metadata(f).is_err()).cloned().collect();
+        Self::names(&missing, "protected names created during the session", "checked at exit only")
+    }
+
+    /// Watches the parent directory of each of `paths` (those whose parent exists) for
+    /// that name being created or renamed onto; `None` when there is none, or when inotify
+    /// cannot be had (a warning: the watch is for `what`, and without it, `otherwise`).
+    pub fn names(paths: &[PathBuf], what: &str, otherwise: &str) -> Option<Watch> {
         use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-        let missing: Vec<&PathBuf> = files.iter().filter(|f| std::fs::symlink_metadata(f).is_err() && f.parent().is_some_and(Path::is_dir)).collect();
-        if missing.is_empty() {
+        let paths: Vec<&PathBuf> = paths.iter().filter(|f| f.parent().is_some_and(Path::is_dir)).collect();
+        if paths.is_empty() {
             return None;
         }
         let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
             Ok(i) => i,
             Err(e) => {
-                eprintln!("sbx: warning: cannot watch for protected names created during the session (inotify: {e}); they are checked at exit only");
+                eprintln!("sbx: warning: cannot watch for {what} (inotify: {e}); {otherwise}");
                 return None;
             }
         };
         let mut dirs: BTreeMap<_, (PathBuf, BTreeSet<std::ffi::OsString>)> = BTreeMap::new();
         let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR | AddWatchFlags::IN_DONT_FOLLOW;
-        for f in missing {
+        for f in paths {
             let (Some(parent), Some(name)) = (f.parent(), f.file_name()) else { continue };
             match inotify.add_watch(parent, flags) {
                 Ok(wd) => {
                     dirs.entry(wd).or_insert_with(|| (parent.to_path_buf(), BTreeSet::new())).1.insert(name.to_os_string());
                 }
-                Err(e) => eprintln!("sbx: warning: cannot watch {} for protected names (inotify: {e}); checked at exit only", crate::termtext::path(parent)),
+                Err(e) => eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(parent)),
             }
         }
         Some(Watch { inotify, dirs })

@@ -154,6 +154,89 @@ fn deny_read_hides_by_every_route() {
     }
 }
 
+/// The processes whose argv holds `mark` and that live in another mount namespace than
+/// ours: the sandbox's.
+fn sandboxed_pids(mark: &str) -> Vec<u32> {
+    let ours = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(mark)))
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|ns| ns != ours))
+        .collect()
+}
+
+/// Issue 13: a denyRead file is hidden by a mount over it, which the kernel detaches when
+/// a program on the host replaces the file. Each way editors and tools replace one is
+/// tried while the command runs (vim: the old one moved aside and a new one written; a
+/// new file renamed over it; a directory moved aside and made again); the sandbox's own
+/// view (through /proc/PID/root) must hide each again, and the command, reading only
+/// then, gets none of the new secrets. It fails on a build without `launch::remask`.
+#[test]
+fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write(".env", "secret-1\n");
+        ws.write("config/.env", "secret-1\n");
+        ws.write("keys/old", "key-1\n");
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":[".env","config/.env","keys"]}}"#);
+        let mark = format!("sbx-remask-{}-{who:?}", std::process::id());
+        let script = format!(
+            ": {mark}; touch ready; until [ -e go ]; do sleep 0.02; done; cat .env; cat .env.orig; cat config/.env; ls keys; cat keys/new; cat keys.old/old; echo end"
+        );
+        let child = ws
+            .sbx(["run", "--", "/bin/sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ws.path().join("ready").exists() {
+            assert!(std::time::Instant::now() < deadline, "{who:?}: the command never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The host replaces them while the command runs.
+        std::fs::rename(ws.path().join(".env"), ws.path().join(".env.orig")).unwrap();
+        ws.write(".env", "secret-2\n");
+        ws.write("config/.env.tmp", "secret-3\n");
+        std::fs::rename(ws.path().join("config/.env.tmp"), ws.path().join("config/.env")).unwrap();
+        std::fs::rename(ws.path().join("keys"), ws.path().join("keys.old")).unwrap();
+        ws.write("keys/new", "key-2\n");
+        // What the sandbox sees now, read as root through its own mount namespace.
+        let pid = loop {
+            if let Some(pid) = sandboxed_pids(&mark).first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let inside = |rel: &str| format!("/proc/{pid}/root{}/{rel}", ws.path().display());
+        loop {
+            let hidden = [".env", "config/.env"].iter().all(|f| std::fs::read_to_string(inside(f)).is_ok_and(|s| s.is_empty()))
+                && std::fs::read_dir(inside("keys")).is_ok_and(|mut d| d.next().is_none());
+            if hidden {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{who:?}: the replaced files are still visible inside the sandbox");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
+        for secret in ["secret", "key"] {
+            assert!(!stdout.contains(secret), "{who:?}: the sandbox read a hidden file: {}", text(&out));
+        }
+        assert_eq!(stderr.matches("Permission denied").count(), 6, "{who:?}: {}", text(&out));
+        for path in [".env", "config/.env", "keys"] {
+            let line = format!("replaced the hidden path {}/{path} during the session; it was hidden again", ws.path().display());
+            assert!(stderr.contains(&line), "{who:?}: {path}: {}", text(&out));
+        }
+    }
+}
+
 #[test]
 fn default_deny_read_leaves_system_paths_and_the_workspace() {
     require_root!();

@@ -19,6 +19,9 @@ pub mod glob;
 // The connector's entry takes its socket from a number on its argv, and spawns with pre_exec.
 #[allow(unsafe_code)]
 pub mod inbound;
+// The masker's entry takes its socket from a number on its argv, and spawns with pre_exec.
+#[allow(unsafe_code)]
+pub mod remask;
 mod run;
 // install: prctl and seccomp(2) with a pointer to the program; its tests fork.
 #[allow(unsafe_code)]

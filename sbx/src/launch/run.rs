@@ -19,6 +19,9 @@ pub struct Started {
     pub read_roots: Vec<PathBuf>,
     /// The paths denyRead hides.
     pub hidden: Vec<PathBuf>,
+    /// What each hidden path was on the host just before bwrap hid it (`remask`); empty
+    /// without namespaces, where Landlock hides them.
+    pub hidden_files: Vec<super::remask::Target>,
     /// The read-only islands and their pins (`Plan::islands`, `Plan::pins`).
     pub islands: Vec<PathBuf>,
     pub pins: Vec<PathBuf>,
@@ -355,6 +358,8 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         }
     }
     cmd.kill_on_drop(true);
+    // What bwrap is about to hide, for the session's watch on the host's replacing it.
+    let hidden_files = if options.direct.is_some() { Vec::new() } else { plan.hidden.iter().filter_map(|p| super::remask::Target::at(p)).collect() };
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LaunchError::BwrapMissing(format!("{}: {e}", bwrap_path.display()))),
@@ -485,6 +490,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         sandbox_init,
         read_roots: plan.stage2.read.clone(),
         hidden: plan.hidden.clone(),
+        hidden_files,
         islands: plan.islands.clone(),
         pins: plan.pins.clone(),
         write_roots: plan.stage2.write.clone(),

@@ -195,6 +195,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 let mut running = launch::start(policy, command.clone(), &launch_opts).await?;
                 let started = &mut running.started;
                 sandbox.set(started);
+                protections.arm_hidden(started);
                 serve_network(&proxy, std::mem::take(&mut started.net_listeners), &started.net);
                 // Transparent egress: sbx's DNS inside, and the supervisor's direct connects.
                 let egress = serve_dns(&proxy, std::mem::take(&mut started.dns_sockets));
@@ -228,7 +229,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             (outcome, supervisor)
         };
         let session = async {
-            let ((outcome, supervisor), ebpf_lost, (), (), (), (), (), ()) = tokio::join!(
+            let ((outcome, supervisor), ebpf_lost, (), (), (), (), (), (), ()) = tokio::join!(
                 launch,
                 kernel_events(tracer_rx, &sink, done.clone()),
                 seccomp_events(seccomp_rx, &sink),
@@ -237,6 +238,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
                 limits_watch(cgroup.as_ref(), &limits_state, &sink, done.clone()),
                 timer(&limits_state, &sink, &sandbox, done.clone()),
                 protections.watch_created(&sink, &sandbox, done.clone()),
+                protections.watch_hidden(&sandbox, done.clone()),
             );
             let mut seccomp_dropped = 0;
             if let Some(s) = supervisor {

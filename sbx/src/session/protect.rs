@@ -21,6 +21,21 @@ pub(super) struct Protections {
     created_live: RefCell<Vec<report::Tamper>>,
     /// Why the command was stopped (the second protected name it created).
     stopped_for: RefCell<Option<String>>,
+    /// The watch over the hidden paths, for the host's replacing one (`launch::remask`):
+    /// set once the sandbox has started (`arm_hidden`), then taken by `watch_hidden`.
+    hidden: RefCell<Option<HiddenWatch>>,
+    hidden_armed: tokio::sync::Notify,
+    /// Hidden paths the host replaced while the command ran, each hidden again (how
+    /// many times).
+    rehidden: RefCell<BTreeMap<PathBuf, usize>>,
+}
+
+struct HiddenWatch {
+    watch: missing::Watch,
+    /// The host's file at each hidden path that the sandbox does not see.
+    known: BTreeMap<PathBuf, launch::remask::Target>,
+    /// The sandbox's pid 1 on the host (whose namespaces the masker joins).
+    init: i32,
 }
 
 /// What the protections found, for the exit lines.
@@ -28,6 +43,7 @@ pub(super) struct Findings {
     created_live: Vec<report::Tamper>,
     tampered: Vec<report::Tamper>,
     stopped_for: Option<String>,
+    rehidden: BTreeMap<PathBuf, usize>,
 }
 
 impl Protections {
@@ -81,6 +97,9 @@ impl Protections {
             agent_config,
             created_live: RefCell::new(Vec::new()),
             stopped_for: RefCell::new(None),
+            hidden: RefCell::new(None),
+            hidden_armed: tokio::sync::Notify::new(),
+            rehidden: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -131,6 +150,88 @@ impl Protections {
         let _ = std::thread::Builder::new().name("sbx-inotify-close".into()).spawn(move || drop((fd, w)));
     }
 
+    /// Once the sandbox has started: the hidden paths' directories watched, so that a file
+    /// the host puts at one while the command runs is hidden again (`watch_hidden`).
+    /// Without namespaces there is nothing to do: Landlock grants no read of a file that
+    /// was not there at start.
+    pub(super) fn arm_hidden(&self, started: &launch::Started) {
+        if let (false, Some(init)) = (started.hidden_files.is_empty(), started.sandbox_init) {
+            let watch = missing::Watch::names(
+                &started.hidden,
+                "hidden paths the host replaces during the session",
+                "a hidden file that a program outside replaces becomes readable in the sandbox",
+            );
+            if let Some(watch) = watch {
+                let known = started.hidden_files.iter().map(|t| (t.path.clone(), t.clone())).collect();
+                *self.hidden.borrow_mut() = Some(HiddenWatch { watch, known, init });
+            }
+        }
+        self.hidden_armed.notify_one();
+    }
+
+    /// While the command runs: a hidden path whose file the host replaces (a new file
+    /// created or renamed onto it, which detaches the mask inside) is hidden again at once
+    /// (`launch::remask`); one that cannot be stops the command. The files replaced between
+    /// the launch's look and the watch are found by comparing, first.
+    pub(super) async fn watch_hidden(&self, sandbox: &SandboxPids, mut done: Done) {
+        tokio::select! {
+            biased;
+            () = done.wait() => return,
+            () = self.hidden_armed.notified() => {}
+        }
+        let Some(mut hw) = self.hidden.borrow_mut().take() else { return };
+        let fd = match hw.watch.fd().and_then(|fd| crate::sys::async_fd(fd, tokio::io::Interest::READABLE)) {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!("cannot watch the hidden paths: {e}");
+                return;
+            }
+        };
+        let mut masker: Option<launch::remask::Masker> = None;
+        let mut check = |paths: Vec<PathBuf>, hw: &mut HiddenWatch| {
+            for path in paths {
+                let Some(now) = launch::remask::Target::at(&path) else { continue };
+                if hw.known.get(&path).is_some_and(|k| k.same_file(&now)) {
+                    continue;
+                }
+                let hidden = match masker.as_mut() {
+                    Some(m) => m.hide(&now),
+                    None => launch::remask::Masker::spawn(hw.init).and_then(|m| masker.insert(m).hide(&now)),
+                };
+                match hidden {
+                    Ok(launch::remask::Masked::Hidden) => *self.rehidden.borrow_mut().entry(path.clone()).or_default() += 1,
+                    Ok(launch::remask::Masked::NotSeen) => {}
+                    Err(e) => {
+                        eprintln!(
+                            "sbx: stopped the command: a program outside the sandbox replaced the hidden path {}, which could not be hidden again ({})",
+                            crate::termtext::path(&path),
+                            crate::termtext::escape(&e.to_string())
+                        );
+                        sandbox.kill();
+                    }
+                }
+                hw.known.insert(path, now);
+            }
+        };
+        let all: Vec<PathBuf> = hw.known.keys().cloned().collect();
+        check(all, &mut hw);
+        loop {
+            tokio::select! {
+                biased;
+                () = done.wait() => break,
+                ready = fd.readable() => {
+                    if let Ok(mut ready) = ready {
+                        ready.clear_ready();
+                    }
+                    let created = hw.watch.created();
+                    check(created, &mut hw);
+                }
+            }
+        }
+        hw.watch.stop();
+        let _ = std::thread::Builder::new().name("sbx-inotify-close".into()).spawn(move || drop((fd, hw)));
+    }
+
     /// Once every process of the sandbox is gone: the protected paths verified (changes
     /// restored or quarantined), new repositories stripped, agent configuration
     /// reverted unless kept (by `keep`, or by the user on the dashboard when `review`
@@ -159,7 +260,7 @@ impl Protections {
     /// The end: the placeholders go (the sandbox is gone, they are still empty).
     pub(super) fn finish(self, tampered: Vec<report::Tamper>) -> Findings {
         drop(self.placeholders);
-        Findings { created_live: self.created_live.into_inner(), tampered, stopped_for: self.stopped_for.into_inner() }
+        Findings { created_live: self.created_live.into_inner(), tampered, stopped_for: self.stopped_for.into_inner(), rehidden: self.rehidden.into_inner() }
     }
 }
 
@@ -175,6 +276,13 @@ impl Findings {
     pub(super) fn print(&self, keep_flag: bool) {
         if let Some(names) = &self.stopped_for {
             eprintln!("sbx: stopped the command: it created protected names that were missing at start, twice ({}); see the tamper lines", crate::termtext::escape(names));
+        }
+        for (path, n) in &self.rehidden {
+            let times = if *n > 1 { format!(" ({n} times)") } else { String::new() };
+            eprintln!(
+                "sbx: a program outside the sandbox replaced the hidden path {} during the session{times}; it was hidden again inside (a read in the sandbox at that moment could have seen it)",
+                crate::termtext::path(path)
+            );
         }
         for t in self.created_live.iter().chain(&self.tampered) {
             eprintln!("{}", tamper_line(t, keep_flag));

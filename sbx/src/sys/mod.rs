@@ -1,13 +1,14 @@
 //! The thin layer of raw system calls that neither `nix` nor `landlock`
 //! wrap the way sbx needs: descriptor passing (`fdpass`), the seccomp
 //! notification ioctls, process memory and pidfds (`notif`), sockets on raw
-//! addresses (`socket`), namespaces, polling, memfds, close_range, cgroup
+//! addresses (`socket`), the new mount API (`mount`), namespaces, polling, memfds, close_range, cgroup
 //! joins. The crate denies `unsafe_code`; this module is where it is allowed
 //! (the few other places are named in ARCHITECTURE.md), each block with its
 //! `SAFETY` reason.
 
 pub mod bpf;
 mod fdpass;
+pub mod mount;
 mod notif;
 mod socket;
 

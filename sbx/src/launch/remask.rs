@@ -1,0 +1,185 @@
+//! Hidden paths stay hidden when the host replaces them.
+//!
+//! A denyRead file is hidden by a mount over it in the sandbox's mount namespace. When a
+//! program on the host replaces it (an editor that saves by writing a new file and
+//! renaming it over the old one, `passwd` rewriting `/etc/shadow`), the kernel detaches
+//! that mount, and the new file would be readable in the running sandbox. The session
+//! watches the directories of the hidden paths (`missing::Watch`) and, for a path whose
+//! file changed, asks the *masker* to hide it again. sbx (multi-threaded, so unable to
+//! enter a user or mount namespace) starts it, on the first need, as a copy of itself
+//! that joins the sandbox's user and mount namespaces; for each request it opens the path
+//! as the sandbox sees it, checks that it is the very file the host has there now (device
+//! and inode: a path the command redirected with a symlink cannot make it mount over
+//! anything else), and mounts a fresh empty mask over it, read-only, with mode 000, as the
+//! launch does: a file from a tmpfs of its own (cloned from a detached mount, Linux 6.15),
+//! a directory as an empty tmpfs. It joins no pid namespace, so no process of the sandbox
+//! can see or signal it; it holds nothing but the masks.
+
+use std::{
+    ffi::OsStr,
+    io::{self, Read as _, Write as _},
+    os::{
+        fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::{ffi::OsStrExt as _, fs::MetadataExt as _, net::UnixStream},
+    },
+    path::{Path, PathBuf},
+};
+
+use crate::sys;
+
+/// The first argument that makes `sbx` run as the masker.
+pub const MASKER_ARG: &str = "__sbx_masker";
+
+/// A file of the host's, at a hidden path: what the sandbox must not see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub dir: bool,
+}
+
+impl Target {
+    /// What is at `path` on the host now (following a symlink, as the launch's mask
+    /// does), `None` when nothing is.
+    pub fn at(path: &Path) -> Option<Target> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(Target { path: path.to_path_buf(), dev: m.dev(), ino: m.ino(), dir: m.is_dir() })
+    }
+
+    /// The same file as `other`.
+    pub fn same_file(&self, other: &Target) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
+/// A running masker: one request at a time, each answered before the next.
+pub struct Masker {
+    sock: UnixStream,
+    child: std::process::Child,
+}
+
+/// What the masker did about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Masked {
+    /// A mask is over the file now.
+    Hidden,
+    /// The sandbox does not see that file at the path (it is hidden already, or the path
+    /// leads elsewhere there): nothing to do.
+    NotSeen,
+}
+
+impl Masker {
+    /// Starts the masker for the sandbox whose pid 1 is `init` (host pid).
+    pub fn spawn(init: i32) -> io::Result<Self> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let fd = theirs.as_raw_fd();
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        cmd.arg(MASKER_ARG).arg(init.to_string()).arg(fd.to_string());
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        // SAFETY: only fcntl on an integer captured by value.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || sys::inherit(fd));
+        }
+        let child = cmd.spawn()?;
+        drop(theirs);
+        ours.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        Ok(Self { sock: ours, child })
+    }
+
+    /// Hides `target` inside the sandbox. Blocking (well under a millisecond).
+    pub fn hide(&mut self, target: &Target) -> io::Result<Masked> {
+        let path = target.path.as_os_str().as_bytes();
+        let mut req = Vec::with_capacity(21 + path.len());
+        req.push(u8::from(target.dir));
+        req.extend_from_slice(&target.dev.to_le_bytes());
+        req.extend_from_slice(&target.ino.to_le_bytes());
+        req.extend_from_slice(&u32::try_from(path.len()).map_err(io::Error::other)?.to_le_bytes());
+        req.extend_from_slice(path);
+        self.sock.write_all(&req)?;
+        let mut answer = [0u8; 4];
+        self.sock.read_exact(&mut answer)?;
+        match i32::from_le_bytes(answer) {
+            1 => Ok(Masked::Hidden),
+            0 => Ok(Masked::NotSeen),
+            errno => Err(io::Error::from_raw_os_error(-errno)),
+        }
+    }
+}
+
+impl Drop for Masker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The masker's entry point: `sbx __sbx_masker INIT_PID FD`.
+pub fn main(init: &OsStr, fd: &OsStr) -> ! {
+    let code = match serve(init, fd) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sbx: the masker of hidden paths failed: {e}");
+            crate::EXIT_SETUP
+        }
+    };
+    std::process::exit(i32::from(code))
+}
+
+fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, "bad masker arguments");
+    let init: i32 = init.to_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let fd: i32 = fd.to_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    // SAFETY: sbx passed this socket for us alone.
+    let mut sock = unsafe { UnixStream::from_raw_fd(fd) };
+    // Root may enter the mount namespace directly; a user must first enter the user
+    // namespace that owns it (bwrap's outer one).
+    let mnt = std::fs::File::open(format!("/proc/{init}/ns/mnt"))?;
+    if sys::setns(&mnt, libc::CLONE_NEWNS).is_err() {
+        sys::setns(&sys::owning_userns(&mnt)?, libc::CLONE_NEWUSER)?;
+        sys::setns(&mnt, libc::CLONE_NEWNS)?;
+    }
+    // The file masks are clones of one empty file with mode 000 on a tmpfs of our own.
+    let files = sys::mount::detached_tmpfs("0", false)?;
+    sys::mount::create_empty_file(files.as_fd(), "m")?;
+    loop {
+        let mut head = [0u8; 21];
+        if sock.read_exact(&mut head).is_err() {
+            return Ok(());
+        }
+        let dir = head[0] == 1;
+        let dev = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));
+        let ino = u64::from_le_bytes(head[9..17].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(head[17..21].try_into().expect("4 bytes")) as usize;
+        if len > libc::PATH_MAX as usize {
+            return Err(bad());
+        }
+        let mut path = vec![0u8; len];
+        sock.read_exact(&mut path)?;
+        let target = Target { path: PathBuf::from(OsStr::from_bytes(&path)), dev, ino, dir };
+        let answer: i32 = match hide(&target, &files) {
+            Ok(Masked::Hidden) => 1,
+            Ok(Masked::NotSeen) => 0,
+            Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+        };
+        sock.write_all(&answer.to_le_bytes())?;
+    }
+}
+
+/// Inside the sandbox's mount namespace: a mask over `target`, if the sandbox sees that
+/// very file there.
+fn hide(target: &Target, files: &OwnedFd) -> io::Result<Masked> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let seen = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(&target.path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Masked::NotSeen),
+        Err(e) => return Err(e),
+    };
+    let m = seen.metadata()?;
+    if (m.dev(), m.ino()) != (target.dev, target.ino) || m.is_dir() != target.dir {
+        return Ok(Masked::NotSeen);
+    }
+    let mask = if target.dir { sys::mount::detached_tmpfs("0", true)? } else { sys::mount::clone_locked_down(files.as_fd(), "m")? };
+    sys::mount::move_mount_onto(mask.as_fd(), seen.as_fd())?;
+    Ok(Masked::Hidden)
+}
