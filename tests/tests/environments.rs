@@ -4,7 +4,7 @@
 
 use std::{os::unix::fs::PermissionsExt as _, process::Command};
 
-use sbx_integration_tests::{As, SudoRule, Workspace, public_sbx, require_root, require_tool, test_user, text};
+use sbx_integration_tests::{As, SudoRule, Workspace, chown, public_sbx, require_root, require_tool, test_user, text};
 
 fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} check: {report}"))
@@ -429,4 +429,43 @@ fn no_namespaces_exit_checks_catch_a_rewritten_large_file_and_never_follow_a_sym
     assert_eq!(std::fs::read_to_string(victim.path().join("config")).unwrap(), "root's\n", "{}", text(&out));
     assert!(victim.path().join("hooks").is_dir());
     assert!(ws.path().join(".git").is_dir() && !ws.path().join(".git").is_symlink(), "{}", text(&out));
+}
+
+/// Issue 13, without namespaces: a hidden file that the host replaces while the command
+/// runs stays unreadable, with no watch at all (Landlock grants reads on the files that
+/// were beside it at start; the new one is not one of them).
+#[test]
+fn no_namespaces_a_hidden_file_the_host_replaces_stays_unreadable() {
+    require_root!();
+    let ws = Workspace::new_in(As::User, "/var/tmp");
+    let dir = tempfile::Builder::new().prefix("sbx-it-secrets").tempdir_in("/var/tmp").unwrap();
+    let u = test_user();
+    for (name, body) in [("secret", "secret-1\n"), ("public", "public\n")] {
+        std::fs::write(dir.path().join(name), body).unwrap();
+        chown(&dir.path().join(name), u.uid, u.gid);
+    }
+    chown(dir.path(), u.uid, u.gid);
+    ws.write("sbx.jsonc", &format!(r#"{{ "filesystem": {{ "denyRead": ["{}/secret"] }} }}"#, dir.path().display()));
+    let d = dir.path().display();
+    let script = format!("touch ready; until [ -e go ]; do sleep 0.02; done; cat {d}/secret; cat {d}/public; echo end");
+    let child = ws
+        .sbx(["run", "--memory", "off", "--no-namespaces", "--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..1000 {
+        if ws.path().join("ready").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(dir.path().join("secret.new"), "secret-2\n").unwrap();
+    chown(&dir.path().join("secret.new"), u.uid, u.gid);
+    std::fs::rename(dir.path().join("secret.new"), dir.path().join("secret")).unwrap();
+    ws.write("go", "");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "public\nend\n", "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("secret: Permission denied"), "{}", text(&out));
 }
