@@ -237,6 +237,28 @@ fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
     }
 }
 
+/// A `denyWrite` path that does not exist at start cannot be mounted read-only: it is
+/// watched like the protected names (moved away the moment it appears, a second stops
+/// the command), for a file and for a directory, and nothing of it is left on the host.
+#[test]
+fn deny_write_on_a_missing_path_keeps_it_from_being_made() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyWrite":["out.txt","gen"]}}"#);
+        let script = "echo x > out.txt; for i in $(seq 100); do test -e out.txt || break; sleep 0.05; done; test -e out.txt && echo still-there; mkdir gen && echo y > gen/a; sleep 20; echo survived";
+        let out = ws.run_sh(script);
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(137), "{who:?}: {}", text(&out));
+        assert!(!stdout.contains("still-there") && !stdout.contains("survived"), "{who:?}: {}", text(&out));
+        assert!(stderr.contains("sbx: stopped the command: it created protected names that were missing at start, twice"), "{who:?}: {stderr}");
+        for name in ["out.txt", "gen"] {
+            assert!(!ws.path().join(name).exists(), "{who:?}: {name} is on the host");
+            assert!(stderr.contains(&format!("sbx: tamper: the protected path {} was created during the session; moved to", ws.path().join(name).display())), "{who:?}: {stderr}");
+        }
+    }
+}
+
 #[test]
 fn default_deny_read_leaves_system_paths_and_the_workspace() {
     require_root!();

@@ -65,6 +65,13 @@ impl Protections {
         // Policy files are left to the policy-file report (`--ask` writes one itself).
         let is_policy_file = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| crate::config::FILE_NAMES.contains(&n));
         let mut files: Vec<PathBuf> = files.into_iter().filter(|p| !is_policy_file(p)).collect();
+        // The user's denyWrite paths that do not exist, inside the writable ones: nothing
+        // can be mounted over them, so they are watched like protected names (what the
+        // command creates there is moved away at once, a second stops it).
+        let roots = policy.writable();
+        let denied: Vec<PathBuf> =
+            policy.fs.deny_write.iter().filter(|p| roots.iter().any(|r| p.starts_with(r)) && std::fs::symlink_metadata(p).is_err() && !files.contains(p)).cloned().collect();
+        files.extend(denied);
         // Without a placeholder mounted over a missing directory, its name is watched too.
         if direct {
             files.extend(dirs.iter().cloned());
