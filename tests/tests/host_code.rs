@@ -414,6 +414,42 @@ fn git_administrative_files_cannot_be_moved_or_rewritten() {
     }
 }
 
+/// A repository beyond the start's bounded walk (here seven levels down, deeper than its
+/// six) has no mounts, so the command can plant a hook and a `core.fsmonitor` there; at
+/// exit the walk goes further and what changed during the session goes (the hook to the
+/// quarantine, the config stripped), while the user's own hook stays. Afterwards the
+/// host's git in it runs nothing of the command's.
+#[test]
+fn a_repository_beyond_the_start_walk_is_checked_at_exit() {
+    require_root!();
+    sbx_integration_tests::require_tool("git");
+    for who in WHO {
+        let dir = own_dir(who);
+        let ws = Workspace::new(who);
+        let w = ws.path();
+        let deep = w.join("a/b/c/d/e/f/g");
+        plant(who, w, "a/b/c/d/e/f/g/x/", "");
+        let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
+        ok(git(who, w, &["init", "-q", "."]));
+        ok(git(who, &deep, &["init", "-q", "."]));
+        script(who, &deep.join(".git/hooks/post-commit"), &format!("#!/bin/sh\ntouch {}/users-own\n", dir.path().display()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let d = dir.path().display();
+        let attack = format!(
+            "cd a/b/c/d/e/f/g && printf '#!/bin/sh\ntouch {d}/hook\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && printf '[core]\n\tfsmonitor = touch {d}/fsmonitor\n' >> .git/config"
+        );
+        let out = ws.sbx(["run", "--", "/bin/sh", "-c", &attack]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{}/.git/hooks/pre-commit", deep.display())), "{who:?}: {stderr}");
+        assert!(stderr.contains(&format!("{}/.git/config, in a repository without read-only mounts (made in the session, or beyond the start's walk), has keys that run commands", deep.display())), "{who:?}: {stderr}");
+        ok(git(who, &deep, &["status", "--short"]));
+        ok(git(who, &deep, &["commit", "-q", "--allow-empty", "-m", "x"]));
+        assert!(!dir.path().join("hook").exists() && !dir.path().join("fsmonitor").exists(), "{who:?}: the host's git ran the command's code");
+        assert!(dir.path().join("users-own").exists(), "{who:?}: the user's own hook was taken away");
+    }
+}
+
 /// The exit verification, second layer: a protected name the mounts could not cover
 /// (`.git/commondir` did not exist, reproduction 2) is moved to the quarantine, and a
 /// protected file changed through a hard link made before the session is put back; each

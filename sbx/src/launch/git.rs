@@ -25,8 +25,14 @@ const GITDIR_FILES: &[&str] = &["hooks", "config", "commondir", "config.worktree
 /// existing or not: `plan` protects those that exist, the snapshot watches them all.
 /// Without `protect_config`, the `config` files are left out (`allowGitConfig`).
 pub fn admin_paths(root: &Path, protect_config: bool) -> Vec<PathBuf> {
+    admin_paths_walked(root, protect_config).0
+}
+
+/// [`admin_paths`], and whether the walk saw every repository (`Walk::complete`).
+pub fn admin_paths_walked(root: &Path, protect_config: bool) -> (Vec<PathBuf>, bool) {
     let mut out = Vec::new();
-    for repo in repositories(root) {
+    let walk = walk(root, MAX_DEPTH, MAX_ENTRIES);
+    for repo in walk.found {
         let dotgit = repo.join(".git");
         let gitdir = match std::fs::symlink_metadata(&dotgit) {
             Ok(m) if m.is_dir() => Some(dotgit.clone()),
@@ -43,14 +49,33 @@ pub fn admin_paths(root: &Path, protect_config: bool) -> Vec<PathBuf> {
     }
     let mut seen = std::collections::BTreeSet::new();
     out.retain(|p| seen.insert(p.clone()));
-    out
+    (out, walk.complete)
 }
 
-/// `root` and every directory below it (to [`MAX_DEPTH`], at most [`MAX_ENTRIES`]
-/// entries, skipping the dependency trees the glob walk skips) that holds a `.git`.
+/// The bounds of the exit check's walk (`snapshot::NewRepositories`) when the start's walk
+/// was cut short: the glob walk's (`glob`).
+pub const EXIT_MAX_DEPTH: usize = 24;
+pub const EXIT_MAX_ENTRIES: usize = 300_000;
+
+/// The repositories a walk found, and whether it saw the whole tree (dependency trees
+/// aside) or was cut short by its bounds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Walk {
+    pub found: Vec<PathBuf>,
+    pub complete: bool,
+}
+
+/// The repositories under `root` (`root` included), within the start's bounds.
 pub fn repositories(root: &Path) -> Vec<PathBuf> {
+    walk(root, MAX_DEPTH, MAX_ENTRIES).found
+}
+
+/// The directories under `root` (`root` included) that hold a `.git` entry, within
+/// `max_depth` levels and `max_entries` directory entries, dependency trees skipped.
+pub fn walk(root: &Path, max_depth: usize, max_entries: usize) -> Walk {
     let mut out = Vec::new();
     let mut seen = 0usize;
+    let mut complete = true;
     let mut stack = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = stack.pop() {
         if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
@@ -59,18 +84,23 @@ pub fn repositories(root: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
             seen += 1;
-            if seen > MAX_ENTRIES {
-                return out;
+            if seen > max_entries {
+                out.sort();
+                return Walk { found: out, complete: false };
             }
             let name = entry.file_name();
             let skipped = name.to_str().is_none_or(|n| super::glob::SKIPPED_DIRS.contains(&n));
-            if depth < MAX_DEPTH && !skipped && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((entry.path(), depth + 1));
+            if !skipped && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if depth < max_depth {
+                    stack.push((entry.path(), depth + 1));
+                } else {
+                    complete = false;
+                }
             }
         }
     }
     out.sort();
-    out
+    Walk { found: out, complete }
 }
 
 /// The administrative paths of one gitdir, its submodules' and its worktrees'.

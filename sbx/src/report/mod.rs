@@ -233,8 +233,9 @@ pub enum TamperAction {
     Reverted,
     /// Agent configuration: kept, by `--keep-agent-config` or at the dashboard.
     Kept,
-    /// The configuration of a repository the command created: the keys that run
-    /// something removed (listed in `diff`).
+    /// The configuration of a repository without read-only mounts (the command created
+    /// it, or it lies beyond the start's walk): the keys that run something removed
+    /// (listed in `diff`).
     Stripped,
 }
 

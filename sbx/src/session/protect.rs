@@ -52,7 +52,7 @@ impl Protections {
     /// `direct`: no namespaces (`--no-namespaces`), so no read-only mount: no placeholders,
     /// and the protected directories are watched with everything in them.
     pub(super) fn take(policy: &Policy, direct: bool) -> Self {
-        let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
+        let (git_paths, git_walk_complete) = launch::git::admin_paths_walked(&policy.workspace, !policy.fs.allow_git_config);
         // Protected names missing at start: directories get a placeholder (which the plan
         // then mounts read-only), files a watch for the session (`missing`).
         let protected = launch::protected_paths(policy, &git_paths);
@@ -77,7 +77,7 @@ impl Protections {
             files.extend(dirs.iter().cloned());
         }
         let created_watch = RefCell::new(missing::Watch::start(&files));
-        let new_repos = snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config);
+        let new_repos = snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config, git_walk_complete);
         let quarantine_root = snapshot::quarantine_root(policy.home.as_deref());
         let guard = if direct {
             // The directories between a writable root and a protected path (`.git`): no pin
@@ -307,7 +307,7 @@ fn tamper_line(t: &report::Tamper, keep_flag: bool) -> String {
     let left = || format!("left in place: {}", t.error.as_deref().unwrap_or("?"));
     if t.action == TamperAction::Stripped {
         return format!(
-            "sbx: tamper: {} of a repository the command created had keys that run commands; they were removed (the whole file is in {q}):",
+            "sbx: tamper: {}, in a repository without read-only mounts (made in the session, or beyond the start's walk), has keys that run commands; they were removed (the whole file is in {q}):",
             crate::termtext::path(&t.path)
         );
     }

@@ -52,7 +52,7 @@ pub const SAFE_KEYS: &[&str] = &[
 /// The repositories of the workspace at start, derived from their administrative paths
 /// (`launch::git::admin_paths` lists every repository's, existing or not), so that no
 /// second walk is needed at start.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewRepositories {
     workspace: PathBuf,
     before: BTreeSet<PathBuf>,
@@ -61,10 +61,17 @@ pub struct NewRepositories {
     /// The gitdirs that existed at start (the repositories' and their submodules'), by
     /// their real paths: guarded as protected paths, never stripped as new ones.
     known_gitdirs: Vec<PathBuf>,
+    /// The start's walk saw every repository. When it was cut short by its bounds, the
+    /// repositories beyond them had no mounts: the exit walk goes further
+    /// (`git::EXIT_MAX_DEPTH`, `git::EXIT_MAX_ENTRIES`), and in one that existed at start
+    /// what changed during the session is checked as a new repository's would be.
+    start_complete: bool,
+    /// When the session started, by the clock the filesystems stamp files with (coarse).
+    since: std::time::SystemTime,
 }
 
 impl NewRepositories {
-    pub fn take(workspace: &Path, git_paths: &[PathBuf], config_allowed: bool) -> NewRepositories {
+    pub fn take(workspace: &Path, git_paths: &[PathBuf], config_allowed: bool, start_complete: bool) -> NewRepositories {
         let before = git_paths
             .iter()
             .filter_map(|p| p.ancestors().find(|a| a.file_name().is_some_and(|n| n == ".git")).and_then(Path::parent).map(Path::to_path_buf))
@@ -75,18 +82,27 @@ impl NewRepositories {
             .filter_map(|p| p.parent())
             .filter_map(|d| d.canonicalize().ok())
             .collect();
-        NewRepositories { workspace: workspace.to_path_buf(), before, config_allowed, known_gitdirs }
+        NewRepositories { workspace: workspace.to_path_buf(), before, config_allowed, known_gitdirs, start_complete, since: coarse_now() }
     }
 
     /// The new repositories' runnable parts, moved to the quarantine.
     pub fn verify_into(&self, quarantine: &mut Quarantine) -> Vec<crate::report::Tamper> {
         let mut out = Vec::new();
-        for repo in crate::launch::git::repositories(&self.workspace) {
+        use crate::launch::git;
+        let walk = match self.start_complete {
+            true => git::walk(&self.workspace, git::MAX_DEPTH, git::MAX_ENTRIES),
+            false => git::walk(&self.workspace, git::EXIT_MAX_DEPTH, git::EXIT_MAX_ENTRIES),
+        };
+        for repo in walk.found {
             if self.before.contains(&repo) {
                 continue;
             }
             let dotgit = repo.join(".git");
             let Ok(meta) = std::fs::symlink_metadata(&dotgit) else { continue };
+            // A repository the start's walk did not reach, older than the session: only
+            // what changed during it is the command's (a hook the user had stays).
+            let old = !self.start_complete && meta.created().is_ok_and(|born| born < self.since);
+            let changed = |p: &Path| !old || changed_since(p, self.since);
             // A gitlink (`gitdir: PATH`) the command wrote: the gitdir it names is checked
             // as a new repository's own (git reads that configuration and runs those hooks
             // for this work tree). A `.git` that is neither (a symlink, say) goes.
@@ -101,16 +117,17 @@ impl NewRepositories {
                 out.push(quarantined(&dotgit, &State::Missing, Change::Created, Vec::new(), quarantine));
                 continue;
             };
-            let mut created: Vec<PathBuf> = ["commondir", "config.worktree"].iter().map(|f| gitdir.join(f)).filter(|p| p.symlink_metadata().is_ok()).collect();
+            let mut created: Vec<PathBuf> =
+                ["commondir", "config.worktree"].iter().map(|f| gitdir.join(f)).filter(|p| p.symlink_metadata().is_ok() && changed(p)).collect();
             if let Ok(hooks) = std::fs::read_dir(gitdir.join("hooks")) {
-                created.extend(hooks.flatten().map(|e| e.path()).filter(|p| p.extension().is_none_or(|x| x != "sample")));
+                created.extend(hooks.flatten().map(|e| e.path()).filter(|p| p.extension().is_none_or(|x| x != "sample") && changed(p)));
             }
             created.sort();
             for path in created {
                 out.push(quarantined(&path, &State::Missing, Change::Created, Vec::new(), quarantine));
             }
             let config = gitdir.join("config");
-            if self.config_allowed {
+            if self.config_allowed || !changed(&config) {
                 continue;
             }
             // A config that is not a plain file (a symlink to a file of the command's
@@ -136,6 +153,24 @@ impl NewRepositories {
         }
         out
     }
+}
+
+/// Now, by the coarse clock that stamps files (`CLOCK_REALTIME_COARSE`): a file changed
+/// after this call has a ctime no earlier.
+fn coarse_now() -> std::time::SystemTime {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_REALTIME_COARSE)
+        .ok()
+        .and_then(|t| std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(u64::try_from(t.tv_sec()).ok()?, u32::try_from(t.tv_nsec()).ok()?)))
+        .unwrap_or_else(std::time::SystemTime::now)
+}
+
+/// `path` (not followed) was made or changed at `since` or later (its ctime).
+fn changed_since(path: &Path, since: std::time::SystemTime) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(m) = std::fs::symlink_metadata(path) else { return false };
+    let ctime = u64::try_from(m.ctime()).ok().and_then(|s| std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(s, u32::try_from(m.ctime_nsec()).unwrap_or(0))));
+    ctime.is_none_or(|c| c >= since)
 }
 
 /// The gitdir a gitlink file names (`gitdir: PATH`, relative to the file's directory), as
@@ -243,13 +278,49 @@ mod tests {
         assert_eq!(dropped, ["user.name", "b", "[core.x]", "bare = true"]);
     }
 
+    /// Beyond the start's walk (here: deeper than its levels), a repository had no mounts:
+    /// at exit the walk goes further, and in one older than the session only what changed
+    /// during it goes (the user's own hook stays); a new one there is checked whole.
+    #[test]
+    fn repositories_beyond_the_start_walk_are_checked_at_exit_for_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().canonicalize().unwrap();
+        let deep = w.join("a/b/c/d/e/f/old");
+        std::fs::create_dir_all(deep.join(".git/hooks")).unwrap();
+        std::fs::write(deep.join(".git/hooks/post-commit"), "the user's own").unwrap();
+        std::fs::write(deep.join(".git/config"), "[core]\n\tbare = false\n\teditor = vim\n").unwrap();
+        let (paths, complete) = crate::launch::git::admin_paths_walked(&w, true);
+        assert!(!complete && !paths.iter().any(|p| p.starts_with(&deep)), "the start's walk stops above it");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let guard = NewRepositories::take(&w, &paths, false, complete);
+        // During the session.
+        std::fs::write(deep.join(".git/hooks/pre-commit"), "evil").unwrap();
+        std::fs::write(deep.join(".git/config"), "[core]\n\tbare = false\n\tfsmonitor = evil\n").unwrap();
+        let new = w.join("a/b/c/d/e/f/new");
+        std::fs::create_dir_all(new.join(".git/hooks")).unwrap();
+        std::fs::write(new.join(".git/hooks/post-checkout"), "evil").unwrap();
+        let mut q = Quarantine::new(Some(w.join("q")));
+        let got = guard.verify_into(&mut q);
+        let summary: Vec<_> = got.iter().map(|t| (t.path.strip_prefix(&w).unwrap().to_path_buf(), t.change, t.action)).collect();
+        assert_eq!(
+            summary,
+            [
+                (PathBuf::from("a/b/c/d/e/f/new/.git/hooks/post-checkout"), Change::Created, TamperAction::Quarantined),
+                (PathBuf::from("a/b/c/d/e/f/old/.git/hooks/pre-commit"), Change::Created, TamperAction::Quarantined),
+                (PathBuf::from("a/b/c/d/e/f/old/.git/config"), Change::Changed, TamperAction::Stripped),
+            ]
+        );
+        assert_eq!(std::fs::read_to_string(deep.join(".git/hooks/post-commit")).unwrap(), "the user's own");
+        assert_eq!(std::fs::read_to_string(deep.join(".git/config")).unwrap(), "[core]\n\tbare = false\n");
+    }
+
     #[test]
     fn hooks_and_unsafe_config_of_a_new_repository_are_quarantined() {
         let dir = tempfile::tempdir().unwrap();
         let w = dir.path().canonicalize().unwrap();
         std::fs::create_dir_all(w.join("old/.git/hooks")).unwrap();
         let old = crate::launch::git::admin_paths(&w, true);
-        let guard = NewRepositories::take(&w, &old, false);
+        let guard = NewRepositories::take(&w, &old, false, true);
         // During the session: the old repository gets a hook (its mounts would refuse
         // that; here only the new one is the check's business), a new one is made.
         std::fs::create_dir_all(w.join(".git/hooks")).unwrap();
