@@ -890,6 +890,60 @@ attempt("udp", udp)
     }
 }
 
+/// Issue 21: sbx's DNS answers an alias with a CNAME record to its canonical name (here a
+/// hosts-file line with two names: the first is canonical), which a program sees
+/// (`AI_CANONNAME`), and its connect is decided by the name it asked; an alias whose
+/// canonical name `deniedDomains` refuses is refused as that name would be, and reported.
+#[test]
+fn an_alias_is_answered_with_its_canonical_name_unless_that_is_denied() {
+    require_tools();
+    let host = TestHost::start(|h| {
+        vec![(format!("{} {}", h.name("canon"), h.name("alias")), h.addr()), (format!("{} {}", h.name("blocked"), h.name("front")), h.addr())]
+    });
+    let (canon, alias, blocked, front) = (host.name("canon"), host.name("alias"), host.name("blocked"), host.name("front"));
+    let client_py = format!(
+        r#"import socket
+print("canonical", socket.getaddrinfo("{alias}", 80, socket.AF_INET, socket.SOCK_STREAM, 0, socket.AI_CANONNAME)[0][3])
+with socket.create_connection(("{alias}", 80), timeout=10) as s:
+    s.sendall(b"GET /alias HTTP/1.0\r\nHost: {alias}\r\n\r\n")
+    print("get", s.makefile("rb").read().split(b"\r\n\r\n", 1)[1].decode().strip())
+try:
+    socket.getaddrinfo("{front}", 80)
+    print("front resolved")
+except socket.gaierror as e:
+    print("front gaierror", e.errno)
+"#
+    );
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("client.py", &client_py);
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{alias}:80", "{front}:80"], "deniedDomains": ["{blocked}"] }} }}"#));
+        // Another test's host rewrites /etc/hosts by rename, which detaches the
+        // sandbox's own /etc/hosts (a mount on the old file): not while this runs.
+        let lock = HostLock::take();
+        // The same alias through the HTTP proxy: refused there too.
+        let script = format!("python3 client.py; curl -s -o /dev/null -w 'proxy %{{http_code}}\\n' --max-time 10 -x \"$HTTP_PROXY\" http://{front}/");
+        let (out, events) = monitor(&ws, &script);
+        drop(lock);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("canonical {canon}\nget hello from http {alias} /alias\nfront gaierror -2\nproxy 403\n"),
+            "{who:?}: {}",
+            text(&out)
+        );
+        let decisions = net_decisions(&events);
+        assert_eq!(decisions[0], decision("direct", &alias, 80, "allowed"), "{who:?}");
+        assert_eq!(decisions[1..], [decision("http", &front, 80, "denied")], "{who:?}");
+        let refused: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "denial" && (e["source"] == "dns" || e["source"] == "proxy")).collect();
+        assert!(refused.iter().any(|e| e["source"] == "dns") && refused.iter().any(|e| e["source"] == "proxy"), "{who:?}: {refused:?}");
+        for e in refused {
+            assert_eq!(e["host"], front.as_str(), "{who:?}: {e}");
+            assert!(e["detail"]["rule"].as_str().unwrap().starts_with(&format!("an alias of {blocked}: ")), "{who:?}: {e}");
+        }
+    }
+}
+
 /// Issue 21's security rules, as an attacker with a socket of the host's
 /// network (one sbx connected for the program): it cannot be disconnected,
 /// reconnected elsewhere, bound, made to listen, connected by a send

@@ -95,7 +95,7 @@ pub(crate) async fn open_upstream(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
             SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
         ],
-        Host::Name(n) => match tokio::time::timeout_at(deadline, inner.resolver.resolve(n, port)).await {
+        Host::Name(n) => match tokio::time::timeout_at(deadline, inner.resolver.resolve_canonical(n)).await {
             Err(_) => {
                 emit(true, decision.rule, None);
                 return Err(OpenError::Timeout { target });
@@ -104,7 +104,12 @@ pub(crate) async fn open_upstream(
                 emit(true, decision.rule, None);
                 return Err(OpenError::Resolve { target, err });
             }
-            Ok(Ok(a)) => a,
+            // An alias of a name deniedDomains refuses is refused like it (as by sbx's DNS).
+            Ok(Ok((_, canonical))) if let Some(rule) = inner.rules.denied_alias(n, canonical.as_deref()) => {
+                emit(false, rule.clone(), None);
+                return Err(OpenError::Denied { target, rule });
+            }
+            Ok(Ok((a, _))) => a.into_iter().map(|a| SocketAddr::new(a.ip(), port)).collect(),
         },
     };
 

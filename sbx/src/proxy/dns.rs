@@ -1,7 +1,8 @@
 //! The DNS messages sbx's resolver in the sandbox reads and writes (RFC 1035), by hand and
 //! bounded: one question per query, no name compression in it, nothing kept of the rest
 //! (EDNS options are ignored; answers are short). Answers point at the question's name
-//! (`0xc00c`), carry A or AAAA records only, and a TTL of [`TTL`] seconds.
+//! (`0xc00c`), carry A or AAAA records (after a CNAME record to the name's canonical name,
+//! when it has another), and a TTL of [`TTL`] seconds.
 
 use std::net::IpAddr;
 
@@ -9,6 +10,8 @@ use std::net::IpAddr;
 pub const TYPE_A: u16 = 1;
 /// Query type AAAA (IPv6 address).
 pub const TYPE_AAAA: u16 = 28;
+/// Record type CNAME (the canonical name of an alias).
+pub const TYPE_CNAME: u16 = 5;
 const CLASS_IN: u16 = 1;
 /// The TTL of every answer: short, so that a program asks again (and the policy decides
 /// again) rather than keeping an address for long.
@@ -146,8 +149,9 @@ pub fn encode_error(id: u16, rcode: Rcode) -> Vec<u8> {
 
 /// The answer to `query`: `rcode`, and for NOERROR the addresses of the query's type
 /// among `addrs` (A: IPv4, AAAA: IPv6; none for other types), as many as fit in
-/// [`MAX_MESSAGE`] bytes.
-pub fn encode_answer(query: &Query, rcode: Rcode, addrs: &[IpAddr]) -> Vec<u8> {
+/// [`MAX_MESSAGE`] bytes; with `canonical` (a valid name other than the one asked), a
+/// CNAME record to it first, which then owns the addresses.
+pub fn encode_answer(query: &Query, rcode: Rcode, canonical: Option<&str>, addrs: &[IpAddr]) -> Vec<u8> {
     let records: Vec<Vec<u8>> = if rcode == Rcode::NoError {
         addrs
             .iter()
@@ -160,12 +164,29 @@ pub fn encode_answer(query: &Query, rcode: Rcode, addrs: &[IpAddr]) -> Vec<u8> {
     } else {
         Vec::new()
     };
-    let fits = (MAX_MESSAGE.saturating_sub(12 + query.question.len())) / (12 + 16);
+    let cname = canonical.filter(|_| rcode == Rcode::NoError).and_then(encode_name);
+    let head = 12 + query.question.len();
+    let cname_len = cname.as_ref().map_or(0, |c| 12 + c.len());
+    let fits = (MAX_MESSAGE.saturating_sub(head + cname_len)) / (12 + 16);
     let records = &records[..records.len().min(fits)];
-    let mut out = header(query.id, query.recursion_desired, rcode, 1, records.len() as u16);
+    let answers = records.len() + usize::from(cname.is_some());
+    let mut out = header(query.id, query.recursion_desired, rcode, 1, answers as u16);
     out.extend_from_slice(&query.question);
-    for rdata in records {
+    // The addresses' owner: the name asked (the question's, at 12), or the CNAME's target
+    // (its record data, after the record's fixed 12 bytes).
+    let mut owner = [0xc0, 0x0c];
+    if let Some(c) = &cname {
+        let at = (head + 12) as u16;
         out.extend_from_slice(&[0xc0, 0x0c]);
+        out.extend_from_slice(&TYPE_CNAME.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&TTL.to_be_bytes());
+        out.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        out.extend_from_slice(c);
+        owner = (0xc000 | at).to_be_bytes();
+    }
+    for rdata in records {
+        out.extend_from_slice(&owner);
         out.extend_from_slice(&query.qtype.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         out.extend_from_slice(&TTL.to_be_bytes());
@@ -173,6 +194,21 @@ pub fn encode_answer(query: &Query, rcode: Rcode, addrs: &[IpAddr]) -> Vec<u8> {
         out.extend_from_slice(rdata);
     }
     out
+}
+
+/// `name` as DNS labels (`3www7example3com0`); none when a label is empty or longer than
+/// 63 bytes, or the whole longer than 255.
+fn encode_name(name: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    for label in name.trim_end_matches('.').split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return None;
+        }
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    (out.len() <= 255).then_some(out)
 }
 
 #[cfg(test)]
@@ -197,7 +233,7 @@ mod tests {
         let q = parse_query(&query("Api.Example.com", TYPE_A)).unwrap();
         assert_eq!((q.id, q.name.as_str(), q.qtype, q.recursion_desired, q.is_internet()), (0x1234, "Api.Example.com", TYPE_A, true, true));
         let addrs: Vec<IpAddr> = vec!["198.18.0.2".parse().unwrap(), "2001:db8::1".parse().unwrap(), "198.18.0.3".parse().unwrap()];
-        let a = encode_answer(&q, Rcode::NoError, &addrs);
+        let a = encode_answer(&q, Rcode::NoError, None, &addrs);
         // Header: the id, QR|RD|RA, NOERROR, one question, two answers (the IPv4 ones).
         assert_eq!(&a[..12], &[0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0]);
         let answers = &a[12 + q.question.len()..];
@@ -205,10 +241,36 @@ mod tests {
         assert_eq!(&answers[..12], &[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
         assert_eq!(&answers[12..16], &[198, 18, 0, 2]);
         let q6 = parse_query(&query("example.com", TYPE_AAAA)).unwrap();
-        let a6 = encode_answer(&q6, Rcode::NoError, &addrs);
+        let a6 = encode_answer(&q6, Rcode::NoError, None, &addrs);
         assert_eq!(u16::from_be_bytes([a6[6], a6[7]]), 1);
-        let nx = encode_answer(&q6, Rcode::NxDomain, &addrs);
+        let nx = encode_answer(&q6, Rcode::NxDomain, None, &addrs);
         assert_eq!((nx[3] & 0xf, u16::from_be_bytes([nx[6], nx[7]])), (3, 0));
+    }
+
+    #[test]
+    fn an_alias_is_answered_with_a_cname_that_owns_the_addresses() {
+        let q = parse_query(&query("www.example.com", TYPE_A)).unwrap();
+        let addrs: Vec<IpAddr> = vec!["198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap()];
+        let a = encode_answer(&q, Rcode::NoError, Some("cdn.example.net."), &addrs);
+        assert_eq!(u16::from_be_bytes([a[6], a[7]]), 3, "a CNAME and two addresses");
+        let at = 12 + q.question.len();
+        let target = b"\x03cdn\x07example\x03net\x00";
+        assert_eq!(&a[at..at + 12], &[0xc0, 0x0c, 0, 5, 0, 1, 0, 0, 0, 30, 0, target.len() as u8]);
+        assert_eq!(&a[at + 12..at + 12 + target.len()], target);
+        // Each address is owned by the CNAME's target: a pointer to its record data.
+        let first = at + 12 + target.len();
+        let pointer = (0xc000 | (at + 12) as u16).to_be_bytes();
+        assert_eq!(&a[first..first + 4], &[pointer[0], pointer[1], 0, 1]);
+        assert_eq!(&a[first + 12..first + 16], &[198, 18, 0, 2]);
+        // An invalid name is no CNAME; an error has none.
+        let bad = encode_answer(&q, Rcode::NoError, Some("a..b"), &addrs);
+        assert_eq!(u16::from_be_bytes([bad[6], bad[7]]), 2);
+        let nx = encode_answer(&q, Rcode::NxDomain, Some("cdn.example.net"), &addrs);
+        assert_eq!(u16::from_be_bytes([nx[6], nx[7]]), 0);
+        // Still within a UDP message with a long target and many addresses.
+        let long = format!("{}.example", ["a".repeat(63), "b".repeat(63), "c".repeat(63)].join("."));
+        let many: Vec<IpAddr> = (0..100u8).map(|i| IpAddr::from([198, 18, 1, i])).collect();
+        assert!(encode_answer(&q, Rcode::NoError, Some(&long), &many).len() <= MAX_MESSAGE);
     }
 
     #[test]
@@ -236,7 +298,7 @@ mod tests {
     fn answers_fit_in_a_udp_message() {
         let q = parse_query(&query("many.example", TYPE_AAAA)).unwrap();
         let addrs: Vec<IpAddr> = (0..100u16).map(|i| IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i))).collect();
-        assert!(encode_answer(&q, Rcode::NoError, &addrs).len() <= MAX_MESSAGE);
+        assert!(encode_answer(&q, Rcode::NoError, None, &addrs).len() <= MAX_MESSAGE);
     }
 
     proptest! {
@@ -245,7 +307,7 @@ mod tests {
         fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             if let Ok(q) = parse_query(&bytes) {
                 let addrs: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(); 40];
-                prop_assert!(encode_answer(&q, Rcode::NoError, &addrs).len() <= MAX_MESSAGE.max(12 + q.question.len()));
+                prop_assert!(encode_answer(&q, Rcode::NoError, None, &addrs).len() <= MAX_MESSAGE.max(12 + q.question.len()));
             }
         }
     }

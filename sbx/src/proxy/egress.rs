@@ -186,7 +186,7 @@ impl Egress {
                 client: client.to_owned(),
                 dns_type: Some(dns::type_name(query.qtype)),
             });
-            Some(dns::encode_answer(&query, rcode, &[]))
+            Some(dns::encode_answer(&query, rcode, None, &[]))
         };
         let host = match Host::parse(&query.name) {
             Ok(Host::Name(n)) => n,
@@ -207,15 +207,24 @@ impl Egress {
         }
         if query.qtype != dns::TYPE_A && query.qtype != dns::TYPE_AAAA {
             // An allowed name, a type sbx does not answer: no records (NODATA).
-            return Some(dns::encode_answer(&query, Rcode::NoError, &[]));
+            return Some(dns::encode_answer(&query, Rcode::NoError, None, &[]));
         }
-        let resolved = tokio::time::timeout(self.inner.limits.connect_timeout, self.inner.resolver.resolve(&host, 0)).await;
-        let addrs: Vec<SocketAddr> = match resolved {
+        let resolved = tokio::time::timeout(self.inner.limits.connect_timeout, self.inner.resolver.resolve_canonical(&host)).await;
+        let (addrs, canonical): (Vec<SocketAddr>, Option<String>) = match resolved {
             Ok(Ok(a)) => a,
             // No such name on the host either (or its resolver failed): what it said.
-            Ok(Err(_)) => return Some(dns::encode_answer(&query, Rcode::NxDomain, &[])),
-            Err(_) => return Some(dns::encode_answer(&query, Rcode::ServFail, &[])),
+            Ok(Err(_)) => return Some(dns::encode_answer(&query, Rcode::NxDomain, None, &[])),
+            Err(_) => return Some(dns::encode_answer(&query, Rcode::ServFail, None, &[])),
         };
+        // The end of the name's CNAME chain, when it is another valid name: answered as a
+        // CNAME record; an alias of a name deniedDomains refuses is refused like it.
+        if let Some(rule) = self.inner.rules.denied_alias(&host, canonical.as_deref()) {
+            return refuse(rule, Rcode::NxDomain);
+        }
+        let canonical = canonical.and_then(|c| match Host::parse(c.trim_end_matches('.')) {
+            Ok(Host::Name(c)) if c != host => Some(c),
+            _ => None,
+        });
         let mut permitted: Vec<IpAddr> = Vec::new();
         let mut refused = None;
         for a in addrs {
@@ -239,7 +248,7 @@ impl Egress {
                 answered.remember(*ip, &host);
             }
         }
-        Some(dns::encode_answer(&query, Rcode::NoError, &permitted))
+        Some(dns::encode_answer(&query, Rcode::NoError, canonical.as_deref(), &permitted))
     }
 }
 
@@ -305,9 +314,22 @@ mod tests {
                     "api.example.com" => &["198.18.0.2", "2001:db8::2"],
                     "rebind.example.com" => &["10.0.0.5"],
                     "inside.example.com" => &["10.0.0.6"],
+                    "ads.example.org" => &["198.18.0.9"],
                     _ => return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such name")),
                 };
                 Ok(ips.iter().map(|i| SocketAddr::new(i.parse().unwrap(), port)).collect())
+            })
+        }
+
+        fn resolve_canonical<'a>(&'a self, host: &'a str) -> BoxFuture<'a, std::io::Result<(Vec<SocketAddr>, Option<String>)>> {
+            Box::pin(async move {
+                let canonical = match host {
+                    "www.example.com" | "alias.example.com" => Some("api.example.com".to_string()),
+                    "tracker.example.com" => Some("ads.example.org".to_string()),
+                    _ => None,
+                };
+                let name = canonical.as_deref().unwrap_or(host);
+                Ok((self.resolve(name, 0).await?, canonical))
             })
         }
     }
@@ -326,7 +348,7 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let config = ProxyConfig {
             allowed_domains: allowed.iter().map(|s| s.to_string()).collect(),
-            denied_domains: vec!["api.example.com:25".into()],
+            denied_domains: vec!["api.example.com:25".into(), "ads.example.org".into()],
             allow_private_resolution: vec!["inside.example.com".into()],
             ..ProxyConfig::default()
         };
@@ -336,6 +358,21 @@ mod tests {
 
     fn rcode_and_count(a: &[u8]) -> (u8, u16) {
         (a[3] & 0xf, u16::from_be_bytes([a[6], a[7]]))
+    }
+
+    /// An alias is answered with its CNAME; a connect to its address is decided by the name
+    /// asked; an alias of a name deniedDomains refuses is refused and reported.
+    #[tokio::test]
+    async fn aliases_are_answered_with_their_canonical_name_unless_it_is_denied() {
+        let (e, mut rx) = egress(&["www.example.com:443", "tracker.example.com"]);
+        let a = e.answer(&query("www.example.com", 1), "c").await.unwrap();
+        assert_eq!(rcode_and_count(&a), (0, 2), "a CNAME and an address");
+        assert!(a.windows(4).any(|w| w == b"\x03api"), "the CNAME names api.example.com");
+        let d = e.decide("198.18.0.2".parse().unwrap(), 443, "c").await;
+        assert!(d.allowed && d.host == "www.example.com", "decided by the name asked: {d:?}");
+        assert_eq!(rcode_and_count(&e.answer(&query("tracker.example.com", 1), "c").await.unwrap()), (3, 0));
+        let ev = rx.try_recv().unwrap();
+        assert!(!ev.allowed && ev.rule.starts_with("an alias of ads.example.org: "), "{}", ev.rule);
     }
 
     #[tokio::test]

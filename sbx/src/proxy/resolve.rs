@@ -12,6 +12,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Resolver: Send + Sync + 'static {
     /// Resolves `host` (lower-case ASCII) for `port`.
     fn resolve<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>>;
+
+    /// Resolves `host` with its canonical name (the end of its CNAME chain), where the
+    /// resolver knows one, for sbx's DNS inside the sandbox. By default, none.
+    fn resolve_canonical<'a>(&'a self, host: &'a str) -> BoxFuture<'a, io::Result<(Vec<SocketAddr>, Option<String>)>> {
+        Box::pin(async move { Ok((self.resolve(host, 0).await?, None)) })
+    }
 }
 
 /// The system resolver: `tokio::net::lookup_host` (getaddrinfo on a blocking thread).
@@ -21,5 +27,13 @@ pub struct SystemResolver;
 impl Resolver for SystemResolver {
     fn resolve<'a>(&'a self, host: &'a str, port: u16) -> BoxFuture<'a, io::Result<Vec<SocketAddr>>> {
         Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+
+    fn resolve_canonical<'a>(&'a self, host: &'a str) -> BoxFuture<'a, io::Result<(Vec<SocketAddr>, Option<String>)>> {
+        let host = host.to_owned();
+        Box::pin(async move {
+            let (ips, canonical) = tokio::task::spawn_blocking(move || crate::sys::lookup_canonical(&host)).await.map_err(io::Error::other)??;
+            Ok((ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(), canonical))
+        })
     }
 }

@@ -13,7 +13,7 @@ mod notif;
 mod socket;
 
 pub use notif::{notif_addfd_at, notif_continue, notif_id_valid, notif_recv, notif_send, pidfd_getfd, pidfd_open, read_process_memory};
-pub use socket::{bind_raw, connect_raw, copy_socket_options, listen_raw, loopback_freebind, new_socket, socket_domain, socket_error, socket_has_peer, socket_listens, socket_netns_cookie, socket_protocol, socket_type};
+pub use socket::{bind_raw, connect_raw, copy_socket_options, listen_raw, lookup_canonical, loopback_freebind, new_socket, socket_domain, socket_error, socket_has_peer, socket_listens, socket_netns_cookie, socket_protocol, socket_type};
 pub use fdpass::{FDS_PER_MESSAGE, HandoverError, recv_all_fds, recv_fds, recv_listener, send_all_fds, send_fds, send_listener};
 
 use std::{

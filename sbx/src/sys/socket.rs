@@ -169,3 +169,55 @@ pub fn loopback_freebind(kind: i32, port: u16) -> io::Result<OwnedFd> {
     }
     Ok(sock)
 }
+
+/// `getaddrinfo(3)` with `AI_CANONNAME`: the addresses of `host` (stream sockets, any
+/// family, in the resolver's order) and its canonical name, where the resolver gives one
+/// (the end of a CNAME chain, or the first name of a hosts-file line). Blocking.
+pub fn lookup_canonical(host: &str) -> io::Result<(Vec<std::net::IpAddr>, Option<String>)> {
+    let name = std::ffi::CString::new(host).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a host name with NUL"))?;
+    // SAFETY: a zeroed addrinfo is a valid hints structure (all fields empty).
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_flags = libc::AI_CANONNAME;
+    hints.ai_family = libc::AF_UNSPEC;
+    hints.ai_socktype = libc::SOCK_STREAM;
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: getaddrinfo reads the NUL-terminated name and the hints, and writes the list.
+    let rc = unsafe { libc::getaddrinfo(name.as_ptr(), std::ptr::null(), &hints, &mut list) };
+    if rc != 0 {
+        let why = if rc == libc::EAI_SYSTEM {
+            io::Error::last_os_error().to_string()
+        } else {
+            // SAFETY: gai_strerror returns a static NUL-terminated message.
+            unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(rc)) }.to_string_lossy().into_owned()
+        };
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{host}: {why}")));
+    }
+    let mut addrs = Vec::new();
+    let mut canonical = None;
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is an element of the list getaddrinfo returned, not yet freed.
+        let ai = unsafe { &*at };
+        if canonical.is_none() && !ai.ai_canonname.is_null() {
+            // SAFETY: ai_canonname is a NUL-terminated string owned by the list.
+            canonical = Some(unsafe { std::ffi::CStr::from_ptr(ai.ai_canonname) }.to_string_lossy().into_owned());
+        }
+        // SAFETY: ai_addr points to ai_addrlen bytes of a sockaddr of family ai_family.
+        let ip = unsafe {
+            match ai.ai_family {
+                libc::AF_INET => Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from_be((*(ai.ai_addr as *const libc::sockaddr_in)).sin_addr.s_addr)))),
+                libc::AF_INET6 => Some(std::net::IpAddr::V6(std::net::Ipv6Addr::from((*(ai.ai_addr as *const libc::sockaddr_in6)).sin6_addr.s6_addr))),
+                _ => None,
+            }
+        };
+        if let Some(ip) = ip
+            && !addrs.contains(&ip)
+        {
+            addrs.push(ip);
+        }
+        at = ai.ai_next;
+    }
+    // SAFETY: the list getaddrinfo returned, freed once.
+    unsafe { libc::freeaddrinfo(list) };
+    Ok((addrs, canonical))
+}

@@ -389,6 +389,20 @@ impl Rules {
         }
     }
 
+    /// The rule that refuses `canonical`, the canonical name (end of the CNAME chain) the
+    /// resolver gave for `host`, when `deniedDomains` refuses it for every port: an alias
+    /// of a denied name is refused like it. None when it is `host` itself, not a valid
+    /// name, or not denied.
+    pub fn denied_alias(&self, host: &str, canonical: Option<&str>) -> Option<String> {
+        let c = match Host::parse(canonical?.trim_end_matches('.')) {
+            Ok(Host::Name(c)) if c != host => c,
+            _ => return None,
+        };
+        let d = self.decide_name(&Host::Name(c.clone()));
+        (!d.allowed && d.kind == DecisionKind::Rule).then(|| format!("an alias of {c}: {}", d.rule))
+    }
+
+
     /// Whether a name may be resolved at all (sbx's DNS in the sandbox, before any port is
     /// known): denied when a `deniedDomains` entry without a port matches; allowed when an
     /// `allowedDomains` entry matches on some port (the connect is then decided with its port
