@@ -944,6 +944,54 @@ except socket.gaierror as e:
     }
 }
 
+/// The sandbox's own `/etc/hosts` (transparent egress: loopback names only, every other
+/// name asked of sbx's DNS) is a mount on the host's file, which the kernel detaches when
+/// the host replaces that file by rename (as these tests, editors and network managers
+/// do): sbx puts its own back at once (`launch::remask`), so the sandbox never falls back
+/// to the host's names. Checked through the sandbox's own view, then read inside.
+#[test]
+fn the_sandboxes_own_hosts_file_survives_the_host_replacing_its() {
+    require_tools();
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        let mark = format!("sbx-it-own-hosts-{}-{who:?}", std::process::id());
+        let script = format!(": {mark}; touch ready; until [ -e go ]; do sleep 0.02; done; cat /etc/hosts");
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ws.path().join("ready").exists() {
+            assert!(Instant::now() < deadline, "{who:?}: the command never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = loop {
+            let ours = fs::read_link("/proc/self/ns/mnt").unwrap();
+            let found = fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&mark))
+                    && fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|ns| ns != ours)
+            });
+            if let Some(pid) = found {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "{who:?}: no process of the sandbox found");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let inside = || fs::read_to_string(format!("/proc/{pid}/root/etc/hosts")).unwrap_or_default();
+        assert!(inside().starts_with("# sbx:"), "{who:?}: {}", inside());
+        {
+            let lock = HostLock::take();
+            rewrite_hosts(&lock, str::to_string);
+        }
+        while !inside().starts_with("# sbx:") {
+            assert!(Instant::now() < deadline, "{who:?}: the sandbox sees the host's /etc/hosts: {}", inside());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("# sbx: other names are resolved by sbx's DNS"), "{who:?}: {}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("replaced"), "{who:?}: no news of sbx's own files: {}", text(&out));
+    }
+}
+
 /// Issue 21's security rules, as an attacker with a socket of the host's
 /// network (one sbx connected for the program): it cannot be disconnected,
 /// reconnected elsewhere, bound, made to listen, connected by a send

@@ -1,4 +1,5 @@
-//! Hidden paths stay hidden when the host replaces them.
+//! Hidden paths stay hidden when the host replaces them, and the sandbox's own
+//! `/etc/resolv.conf` and `/etc/hosts` (transparent egress) stay its own.
 //!
 //! A denyRead file is hidden by a mount over it in the sandbox's mount namespace. When a
 //! program on the host replaces it (an editor that saves by writing a new file and
@@ -12,8 +13,9 @@
 //! and inode: a path the command redirected with a symlink cannot make it mount over
 //! anything else), and mounts a fresh empty mask over it, read-only, with mode 000, as the
 //! launch does: a file from a tmpfs of its own (cloned from a detached mount, Linux 6.15),
-//! a directory as an empty tmpfs. It joins no pid namespace, so no process of the sandbox
-//! can see or signal it; it holds nothing but the masks.
+//! a directory as an empty tmpfs; a file sbx gave the sandbox (its `/etc/resolv.conf`)
+//! as a new file with that content, read-only. It joins no pid namespace, so no process
+//! of the sandbox can see or signal it; it holds nothing but the masks.
 
 use std::{
     ffi::OsStr,
@@ -29,6 +31,15 @@ use crate::sys;
 
 /// The first argument that makes `sbx` run as the masker.
 pub const MASKER_ARG: &str = "__sbx_masker";
+
+/// A request: kind, device, inode, the path's length, the content's length; then the path
+/// and the content.
+const HEAD: usize = 1 + 8 + 8 + 4 + 4;
+const KIND_FILE: u8 = 0;
+const KIND_DIR: u8 = 1;
+const KIND_CONTENT: u8 = 2;
+/// The longest content a request carries (sbx's resolv.conf and hosts are a few lines).
+const MAX_CONTENT: usize = 64 * 1024;
 
 /// A file of the host's, at a hidden path: what the sandbox must not see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,15 +98,22 @@ impl Masker {
         Ok(Self { sock: ours, child })
     }
 
-    /// Hides `target` inside the sandbox. Blocking (well under a millisecond).
-    pub fn hide(&mut self, target: &Target) -> io::Result<Masked> {
+    /// Hides `target` inside the sandbox: under an empty mask, or under a read-only file
+    /// holding `content`. Blocking (well under a millisecond).
+    pub fn hide(&mut self, target: &Target, content: Option<&[u8]>) -> io::Result<Masked> {
         let path = target.path.as_os_str().as_bytes();
-        let mut req = Vec::with_capacity(21 + path.len());
-        req.push(u8::from(target.dir));
+        let mut req = Vec::with_capacity(HEAD + path.len() + content.map_or(0, <[u8]>::len));
+        req.push(match (target.dir, content) {
+            (true, _) => KIND_DIR,
+            (false, None) => KIND_FILE,
+            (false, Some(_)) => KIND_CONTENT,
+        });
         req.extend_from_slice(&target.dev.to_le_bytes());
         req.extend_from_slice(&target.ino.to_le_bytes());
         req.extend_from_slice(&u32::try_from(path.len()).map_err(io::Error::other)?.to_le_bytes());
+        req.extend_from_slice(&u32::try_from(content.map_or(0, <[u8]>::len)).map_err(io::Error::other)?.to_le_bytes());
         req.extend_from_slice(path);
+        req.extend_from_slice(content.unwrap_or_default());
         self.sock.write_all(&req)?;
         let mut answer = [0u8; 4];
         self.sock.read_exact(&mut answer)?;
@@ -143,21 +161,24 @@ fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
     let files = sys::mount::detached_tmpfs("0", false)?;
     sys::mount::create_empty_file(files.as_fd(), "m")?;
     loop {
-        let mut head = [0u8; 21];
+        let mut head = [0u8; HEAD];
         if sock.read_exact(&mut head).is_err() {
             return Ok(());
         }
-        let dir = head[0] == 1;
+        let kind = head[0];
         let dev = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));
         let ino = u64::from_le_bytes(head[9..17].try_into().expect("8 bytes"));
         let len = u32::from_le_bytes(head[17..21].try_into().expect("4 bytes")) as usize;
-        if len > libc::PATH_MAX as usize {
+        let content_len = u32::from_le_bytes(head[21..25].try_into().expect("4 bytes")) as usize;
+        if len > libc::PATH_MAX as usize || content_len > MAX_CONTENT || kind > KIND_CONTENT {
             return Err(bad());
         }
         let mut path = vec![0u8; len];
         sock.read_exact(&mut path)?;
-        let target = Target { path: PathBuf::from(OsStr::from_bytes(&path)), dev, ino, dir };
-        let answer: i32 = match hide(&target, &files) {
+        let mut content = vec![0u8; content_len];
+        sock.read_exact(&mut content)?;
+        let target = Target { path: PathBuf::from(OsStr::from_bytes(&path)), dev, ino, dir: kind == KIND_DIR };
+        let answer: i32 = match hide(&target, (kind == KIND_CONTENT).then_some(content.as_slice()), &files) {
             Ok(Masked::Hidden) => 1,
             Ok(Masked::NotSeen) => 0,
             Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
@@ -168,7 +189,7 @@ fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
 
 /// Inside the sandbox's mount namespace: a mask over `target`, if the sandbox sees that
 /// very file there.
-fn hide(target: &Target, files: &OwnedFd) -> io::Result<Masked> {
+fn hide(target: &Target, content: Option<&[u8]>, files: &OwnedFd) -> io::Result<Masked> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let seen = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH).open(&target.path) {
         Ok(f) => f,
@@ -179,7 +200,15 @@ fn hide(target: &Target, files: &OwnedFd) -> io::Result<Masked> {
     if (m.dev(), m.ino()) != (target.dev, target.ino) || m.is_dir() != target.dir {
         return Ok(Masked::NotSeen);
     }
-    let mask = if target.dir { sys::mount::detached_tmpfs("0", true)? } else { sys::mount::clone_locked_down(files.as_fd(), "m")? };
+    let mask = match (target.dir, content) {
+        (true, _) => sys::mount::detached_tmpfs("0", true)?,
+        (false, None) => sys::mount::clone_locked_down(files.as_fd(), "m")?,
+        (false, Some(content)) => {
+            let fs = sys::mount::detached_tmpfs("0755", false)?;
+            sys::mount::create_file_with(fs.as_fd(), "f", content)?;
+            sys::mount::clone_locked_down(fs.as_fd(), "f")?
+        }
+    };
     sys::mount::move_mount_onto(mask.as_fd(), seen.as_fd())?;
     Ok(Masked::Hidden)
 }

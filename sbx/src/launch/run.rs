@@ -22,6 +22,9 @@ pub struct Started {
     /// What each hidden path was on the host just before bwrap hid it (`remask`); empty
     /// without namespaces, where Landlock hides them.
     pub hidden_files: Vec<super::remask::Target>,
+    /// The host files the sandbox sees files of sbx's instead of (its `/etc/resolv.conf`
+    /// and `/etc/hosts`), as they were just before, with what it sees.
+    pub own_files: Vec<(super::remask::Target, &'static str)>,
     /// The read-only islands and their pins (`Plan::islands`, `Plan::pins`).
     pub islands: Vec<PathBuf>,
     pub pins: Vec<PathBuf>,
@@ -360,6 +363,17 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
     cmd.kill_on_drop(true);
     // What bwrap is about to hide, for the session's watch on the host's replacing it.
     let hidden_files = if options.direct.is_some() { Vec::new() } else { plan.hidden.iter().filter_map(|p| super::remask::Target::at(p)).collect() };
+    let own_files: Vec<(super::remask::Target, &'static str)> = plan
+        .bwrap
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            bwrap::Arg::RoBindData { fd, dst } if *fd == resolv.as_raw_fd() => Some((dst, RESOLV_CONF)),
+            bwrap::Arg::RoBindData { fd, dst } if *fd == hosts.as_raw_fd() => Some((dst, HOSTS)),
+            _ => None,
+        })
+        .filter_map(|(dst, content)| Some((super::remask::Target::at(dst)?, content)))
+        .collect();
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LaunchError::BwrapMissing(format!("{}: {e}", bwrap_path.display()))),
@@ -491,6 +505,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         read_roots: plan.stage2.read.clone(),
         hidden: plan.hidden.clone(),
         hidden_files,
+        own_files,
         islands: plan.islands.clone(),
         pins: plan.pins.clone(),
         write_roots: plan.stage2.write.clone(),

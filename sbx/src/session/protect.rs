@@ -32,8 +32,9 @@ pub(super) struct Protections {
 
 struct HiddenWatch {
     watch: missing::Watch,
-    /// The host's file at each hidden path that the sandbox does not see.
-    known: BTreeMap<PathBuf, launch::remask::Target>,
+    /// The host's file at each hidden path that the sandbox does not see, and what the
+    /// sandbox sees instead: nothing (a mask), or a file of sbx's (`Started::own_files`).
+    known: BTreeMap<PathBuf, (launch::remask::Target, Option<&'static str>)>,
     /// The sandbox's pid 1 on the host (whose namespaces the masker joins).
     init: i32,
 }
@@ -162,14 +163,20 @@ impl Protections {
     /// Without namespaces there is nothing to do: Landlock grants no read of a file that
     /// was not there at start.
     pub(super) fn arm_hidden(&self, started: &launch::Started) {
-        if let (false, Some(init)) = (started.hidden_files.is_empty(), started.sandbox_init) {
+        let known: BTreeMap<PathBuf, (launch::remask::Target, Option<&'static str>)> = started
+            .hidden_files
+            .iter()
+            .map(|t| (t.path.clone(), (t.clone(), None)))
+            .chain(started.own_files.iter().map(|(t, content)| (t.path.clone(), (t.clone(), Some(*content)))))
+            .collect();
+        if let (false, Some(init)) = (known.is_empty(), started.sandbox_init) {
+            let paths: Vec<PathBuf> = known.keys().cloned().collect();
             let watch = missing::Watch::names(
-                &started.hidden,
+                &paths,
                 "hidden paths the host replaces during the session",
                 "a hidden file that a program outside replaces becomes readable in the sandbox",
             );
             if let Some(watch) = watch {
-                let known = started.hidden_files.iter().map(|t| (t.path.clone(), t.clone())).collect();
                 *self.hidden.borrow_mut() = Some(HiddenWatch { watch, known, init });
             }
         }
@@ -198,26 +205,30 @@ impl Protections {
         let mut check = |paths: Vec<PathBuf>, hw: &mut HiddenWatch| {
             for path in paths {
                 let Some(now) = launch::remask::Target::at(&path) else { continue };
-                if hw.known.get(&path).is_some_and(|k| k.same_file(&now)) {
+                let Some((known, text)) = hw.known.get(&path).cloned() else { continue };
+                if known.same_file(&now) {
                     continue;
                 }
+                let content = text.map(str::as_bytes);
                 let hidden = match masker.as_mut() {
-                    Some(m) => m.hide(&now),
-                    None => launch::remask::Masker::spawn(hw.init).and_then(|m| masker.insert(m).hide(&now)),
+                    Some(m) => m.hide(&now, content),
+                    None => launch::remask::Masker::spawn(hw.init).and_then(|m| masker.insert(m).hide(&now, content)),
                 };
                 match hidden {
+                    // The sandbox's own files are no news: the host's changes to them are its own.
+                    Ok(launch::remask::Masked::Hidden) if content.is_some() => {}
                     Ok(launch::remask::Masked::Hidden) => *self.rehidden.borrow_mut().entry(path.clone()).or_default() += 1,
                     Ok(launch::remask::Masked::NotSeen) => {}
                     Err(e) => {
                         eprintln!(
-                            "sbx: stopped the command: a program outside the sandbox replaced the hidden path {}, which could not be hidden again ({})",
+                            "sbx: stopped the command: a program outside the sandbox replaced {}, which the sandbox must not see, and it could not be hidden again ({})",
                             crate::termtext::path(&path),
                             crate::termtext::escape(&e.to_string())
                         );
                         sandbox.kill();
                     }
                 }
-                hw.known.insert(path, now);
+                hw.known.insert(path, (now, text));
             }
         };
         let all: Vec<PathBuf> = hw.known.keys().cloned().collect();

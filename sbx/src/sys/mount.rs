@@ -40,7 +40,7 @@ pub fn detached_tmpfs(mode: &str, locked_down: bool) -> io::Result<OwnedFd> {
     let name = cstr("tmpfs");
     // SAFETY: fsopen reads the NUL-terminated name and returns a new descriptor.
     let fs = fd_or_error(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
-    for (key, value) in [("mode", mode), ("size", "4k"), ("nr_inodes", "4")] {
+    for (key, value) in [("mode", mode), ("size", "128k"), ("nr_inodes", "4")] {
         let (key, value) = (cstr(key), cstr(value));
         // SAFETY: fsconfig reads the two NUL-terminated strings.
         ok_or_error(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0) })?;
@@ -58,6 +58,15 @@ pub fn create_empty_file(at: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     // SAFETY: openat reads the NUL-terminated name and returns a new descriptor.
     let made = unsafe { libc::openat(at.as_raw_fd(), name.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC, 0) };
     fd_or_error(made as libc::c_long).map(drop)
+}
+
+/// Creates the file `name`, mode 0444, holding `content`, in the directory open as `at`.
+pub fn create_file_with(at: BorrowedFd<'_>, name: &str, content: &[u8]) -> io::Result<()> {
+    let name = cstr(name);
+    // SAFETY: openat reads the NUL-terminated name and returns a new descriptor.
+    let made = unsafe { libc::openat(at.as_raw_fd(), name.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC, 0o444) };
+    let file = std::fs::File::from(fd_or_error(made as libc::c_long)?);
+    std::io::Write::write_all(&mut &file, content)
 }
 
 /// A detached mount of `name` inside the mount `at` (`open_tree(OPEN_TREE_CLONE)`), made
