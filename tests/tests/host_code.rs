@@ -414,11 +414,11 @@ fn git_administrative_files_cannot_be_moved_or_rewritten() {
     }
 }
 
-/// A repository beyond the start's bounded walk (here seven levels down, deeper than its
-/// six) has no mounts, so the command can plant a hook and a `core.fsmonitor` there; at
-/// exit the walk goes further and what changed during the session goes (the hook to the
-/// quarantine, the config stripped), while the user's own hook stays. Afterwards the
-/// host's git in it runs nothing of the command's.
+/// A repository beyond the start's bounded walk (here behind a directory of more entries
+/// than it examines) has no mounts, so the command can plant a hook and a `core.fsmonitor`
+/// there; at exit the walk goes further and what changed during the session goes (the hook
+/// to the quarantine, the config stripped), while the user's own hook stays. Afterwards
+/// the host's git in it runs nothing of the command's.
 #[test]
 fn a_repository_beyond_the_start_walk_is_checked_at_exit() {
     require_root!();
@@ -427,8 +427,12 @@ fn a_repository_beyond_the_start_walk_is_checked_at_exit() {
         let dir = own_dir(who);
         let ws = Workspace::new(who);
         let w = ws.path();
-        let deep = w.join("a/b/c/d/e/f/g");
-        plant(who, w, "a/b/c/d/e/f/g/x/", "");
+        let deep = w.join("a/b/g");
+        std::fs::create_dir_all(w.join("many")).unwrap();
+        for i in 0..=20_000 {
+            std::fs::File::create(w.join(format!("many/{i}"))).unwrap();
+        }
+        plant(who, w, "a/b/g/x/", "");
         let ok = |out: std::process::Output| assert!(out.status.success(), "{}", text(&out));
         ok(git(who, w, &["init", "-q", "."]));
         ok(git(who, &deep, &["init", "-q", "."]));
@@ -436,7 +440,7 @@ fn a_repository_beyond_the_start_walk_is_checked_at_exit() {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let d = dir.path().display();
         let attack = format!(
-            "cd a/b/c/d/e/f/g && printf '#!/bin/sh\ntouch {d}/hook\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && printf '[core]\n\tfsmonitor = touch {d}/fsmonitor\n' >> .git/config"
+            "cd a/b/g && printf '#!/bin/sh\ntouch {d}/hook\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && printf '[core]\n\tfsmonitor = touch {d}/fsmonitor\n' >> .git/config"
         );
         let out = ws.sbx(["run", "--", "/bin/sh", "-c", &attack]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));

@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 
 /// Directory levels below the workspace searched for nested repositories.
-pub const MAX_DEPTH: usize = 6;
-/// Directory entries examined in that search.
+pub const MAX_DEPTH: usize = 24;
+/// Directory entries examined in that search (breadth first: the shallow repositories
+/// are found first when a large tree stops it).
 pub const MAX_ENTRIES: usize = 20_000;
 /// Levels of `.git/modules/*/modules/*` followed.
 const MAX_MODULE_DEPTH: usize = 4;
@@ -71,13 +72,14 @@ pub fn repositories(root: &Path) -> Vec<PathBuf> {
 }
 
 /// The directories under `root` (`root` included) that hold a `.git` entry, within
-/// `max_depth` levels and `max_entries` directory entries, dependency trees skipped.
+/// `max_depth` levels and `max_entries` directory entries, breadth first, dependency
+/// trees skipped.
 pub fn walk(root: &Path, max_depth: usize, max_entries: usize) -> Walk {
     let mut out = Vec::new();
     let mut seen = 0usize;
     let mut complete = true;
-    let mut stack = vec![(root.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = stack.pop() {
+    let mut queue = std::collections::VecDeque::from([(root.to_path_buf(), 0usize)]);
+    while let Some((dir, depth)) = queue.pop_front() {
         if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
             out.push(dir.clone());
         }
@@ -92,7 +94,7 @@ pub fn walk(root: &Path, max_depth: usize, max_entries: usize) -> Walk {
             let skipped = name.to_str().is_none_or(|n| super::glob::SKIPPED_DIRS.contains(&n));
             if !skipped && entry.file_type().is_ok_and(|t| t.is_dir()) {
                 if depth < max_depth {
-                    stack.push((entry.path(), depth + 1));
+                    queue.push_back((entry.path(), depth + 1));
                 } else {
                     complete = false;
                 }

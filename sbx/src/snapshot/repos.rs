@@ -278,25 +278,30 @@ mod tests {
         assert_eq!(dropped, ["user.name", "b", "[core.x]", "bare = true"]);
     }
 
-    /// Beyond the start's walk (here: deeper than its levels), a repository had no mounts:
-    /// at exit the walk goes further, and in one older than the session only what changed
-    /// during it goes (the user's own hook stays); a new one there is checked whole.
+    /// Beyond the start's walk (here: past its entries, a large directory first), a
+    /// repository had no mounts: at exit the walk goes further, and in one older than the
+    /// session only what changed during it goes (the user's own hook stays); a new one
+    /// there is checked whole.
     #[test]
     fn repositories_beyond_the_start_walk_are_checked_at_exit_for_what_changed() {
         let dir = tempfile::tempdir().unwrap();
         let w = dir.path().canonicalize().unwrap();
-        let deep = w.join("a/b/c/d/e/f/old");
+        std::fs::create_dir_all(w.join("many")).unwrap();
+        for i in 0..=crate::launch::git::MAX_ENTRIES {
+            std::fs::File::create(w.join(format!("many/{i}"))).unwrap();
+        }
+        let deep = w.join("a/b/old");
         std::fs::create_dir_all(deep.join(".git/hooks")).unwrap();
         std::fs::write(deep.join(".git/hooks/post-commit"), "the user's own").unwrap();
         std::fs::write(deep.join(".git/config"), "[core]\n\tbare = false\n\teditor = vim\n").unwrap();
         let (paths, complete) = crate::launch::git::admin_paths_walked(&w, true);
-        assert!(!complete && !paths.iter().any(|p| p.starts_with(&deep)), "the start's walk stops above it");
+        assert!(!complete && !paths.iter().any(|p| p.starts_with(&deep)), "the start's walk stops before it");
         std::thread::sleep(std::time::Duration::from_millis(30));
         let guard = NewRepositories::take(&w, &paths, false, complete);
         // During the session.
         std::fs::write(deep.join(".git/hooks/pre-commit"), "evil").unwrap();
         std::fs::write(deep.join(".git/config"), "[core]\n\tbare = false\n\tfsmonitor = evil\n").unwrap();
-        let new = w.join("a/b/c/d/e/f/new");
+        let new = w.join("a/b/new");
         std::fs::create_dir_all(new.join(".git/hooks")).unwrap();
         std::fs::write(new.join(".git/hooks/post-checkout"), "evil").unwrap();
         let mut q = Quarantine::new(Some(w.join("q")));
@@ -305,9 +310,9 @@ mod tests {
         assert_eq!(
             summary,
             [
-                (PathBuf::from("a/b/c/d/e/f/new/.git/hooks/post-checkout"), Change::Created, TamperAction::Quarantined),
-                (PathBuf::from("a/b/c/d/e/f/old/.git/hooks/pre-commit"), Change::Created, TamperAction::Quarantined),
-                (PathBuf::from("a/b/c/d/e/f/old/.git/config"), Change::Changed, TamperAction::Stripped),
+                (PathBuf::from("a/b/new/.git/hooks/post-checkout"), Change::Created, TamperAction::Quarantined),
+                (PathBuf::from("a/b/old/.git/hooks/pre-commit"), Change::Created, TamperAction::Quarantined),
+                (PathBuf::from("a/b/old/.git/config"), Change::Changed, TamperAction::Stripped),
             ]
         );
         assert_eq!(std::fs::read_to_string(deep.join(".git/hooks/post-commit")).unwrap(), "the user's own");
