@@ -16,6 +16,7 @@ pub mod bwrap;
 pub mod direct;
 pub mod git;
 pub mod glob;
+pub mod noroute;
 // The connector's entry takes its socket from a number on its argv, and spawns with pre_exec.
 #[allow(unsafe_code)]
 pub mod inbound;

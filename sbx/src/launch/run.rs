@@ -22,6 +22,8 @@ pub struct Started {
     /// What each hidden path was on the host just before bwrap hid it (`remask`); empty
     /// without namespaces, where Landlock hides them.
     pub hidden_files: Vec<super::remask::Target>,
+    /// The sandbox's network's no-route counters (`noroute`); none without namespaces.
+    pub no_routes: Option<super::noroute::NoRoutes>,
     /// The host files the sandbox sees files of sbx's instead of (its `/etc/resolv.conf`
     /// and `/etc/hosts`), as they were just before, with what it sees.
     pub own_files: Vec<(super::remask::Target, &'static str)>,
@@ -397,6 +399,8 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
             .map(|pid| pid as i32),
         _ => None,
     } };
+    // Its network's no-route counters, opened while it lives (they hold the namespace).
+    let no_routes = if options.direct.is_some() { None } else { sandbox_init.and_then(super::noroute::NoRoutes::open) };
     // The sandbox joins the session's unified cgroup while bubblewrap builds
     // it: a move through cgroup.procs waits for an RCU grace period
     // (milliseconds), which would otherwise come before bwrap could start.
@@ -506,6 +510,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         hidden: plan.hidden.clone(),
         hidden_files,
         own_files,
+        no_routes,
         islands: plan.islands.clone(),
         pins: plan.pins.clone(),
         write_roots: plan.stage2.write.clone(),

@@ -39,7 +39,7 @@
 //!
 //! | field | type | meaning |
 //! |-------|------|---------|
-//! | `source` | string | the layer that most likely refused it: `landlock`, `seccomp`, `proxy`, `mount` (a read-only or hidden part of the sandbox's view), `dac` (file permissions), `netns` (the sandbox's network namespace: a datagram to an address other than loopback, or a connection the supervisor did not see), `dns` (sbx's DNS in the sandbox refused a name: `host` is the name, `detail.qtype` the query type, `detail.rule` why), `command` (a command rule), `limit`, `other` |
+//! | `source` | string | the layer that most likely refused it: `landlock`, `seccomp`, `proxy`, `mount` (a read-only or hidden part of the sandbox's view), `dac` (file permissions), `netns` (the sandbox's network namespace: a datagram to an address other than loopback, or a connection the supervisor did not see; without the kernel tracer, one event at the end with `detail.count`, the packets its network could not route), `dns` (sbx's DNS in the sandbox refused a name: `host` is the name, `detail.qtype` the query type, `detail.rule` why), `command` (a command rule), `limit`, `other` |
 //! | `syscall` | string | e.g. `openat` |
 //! | `errno` | string | e.g. `EACCES`, `EPERM`, `EROFS`, `ENETUNREACH` |
 //! | `operation` | string | `read`, `write`, `create`, `delete`, `rename`, `modify`, `exec`, `connect`, `send` (a datagram to an address) |
@@ -450,6 +450,10 @@ impl Denial {
         }
         if let Some((_, call)) = self.detail.iter().find(|(k, _)| k == "call") {
             return call.clone();
+        }
+        // The sandbox's network's count of packets without a route (`launch::noroute`).
+        if let (Source::Netns, Some((_, n))) = (self.source, self.detail.iter().find(|(k, _)| k == "count")) {
+            return format!("{n} sent with no route");
         }
         let object = self.path.as_ref().map(|p| p.to_string_lossy().into_owned()).or_else(|| self.requested_path.clone());
         match (self.operation.map(Operation::as_str), object, self.syscall.as_deref()) {

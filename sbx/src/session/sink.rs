@@ -336,7 +336,35 @@ impl Sink {
     /// The session's last events (the tampers found after it, what each source lost,
     /// the end) and the exit summary; nothing when the command never started.
     pub(super) fn end(&mut self, tampers: &[report::Tamper], losses: [(&'static str, u64); 3], exit_code: u8) -> Option<String> {
-        self.started.as_ref()?;
+        let started = self.started.as_mut()?;
+        // Without the kernel tracer, which names each, what the sandbox's network could not
+        // route (UDP other than sbx's DNS, ICMP) is one denial with the count.
+        let no_route = started.no_routes.as_mut().map_or(0, launch::noroute::NoRoutes::since_start);
+        if !self.observation.kernel_tracer && no_route > 0 {
+            self.emit(&Event::Denial(Denial {
+                source: report::Source::Netns,
+                syscall: None,
+                errno: Some("ENETUNREACH".to_string()),
+                operation: Some(report::Operation::Send),
+                pid: None,
+                tid: None,
+                comm: None,
+                path: None,
+                requested_path: None,
+                host: None,
+                port: None,
+                detail: vec![
+                    ("count".to_string(), no_route.to_string()),
+                    (
+                        "reason".to_string(),
+                        format!(
+                            "{no_route} packet{} to addresses outside the sandbox had no route (UDP other than sbx's DNS, ICMP): the sandbox's network has only loopback; the kernel tracer (sbx monitor, or sudo) names each destination",
+                            if no_route == 1 { "" } else { "s" }
+                        ),
+                    ),
+                ],
+            }));
+        }
         for t in tampers {
             self.emit(&Event::Tamper(t.clone()));
         }
