@@ -13,7 +13,7 @@ use std::{
     ffi::OsStr,
     io::{self, Read as _},
     os::{
-        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        fd::{AsRawFd as _, OwnedFd},
         unix::net::UnixStream,
     },
 };
@@ -32,16 +32,7 @@ pub struct Connector {
 impl Connector {
     /// Starts the connector for the sandbox whose pid 1 is `init` (host pid).
     pub fn spawn(init: i32) -> io::Result<Self> {
-        let (ours, theirs) = UnixStream::pair()?;
-        let fd = theirs.as_raw_fd();
-        let mut cmd = std::process::Command::new("/proc/self/exe");
-        cmd.arg(CONNECTOR_ARG).arg(init.to_string()).arg(fd.to_string());
-        // SAFETY: only fcntl on an integer captured by value.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || sys::inherit(fd));
-        }
-        let child = cmd.spawn()?;
-        drop(theirs);
+        let (ours, child) = super::helper::spawn(CONNECTOR_ARG, init)?;
         ours.set_nonblocking(true)?;
         Ok(Self { sock: tokio::sync::Mutex::new(tokio::net::UnixStream::from_std(ours)?), child })
     }
@@ -86,16 +77,7 @@ pub const DNS_PORT: u16 = 53;
 /// `IP_FREEBIND`: the sandbox's loopback may not be up yet. Blocking.
 pub fn dns_sockets(init: i32) -> io::Result<Vec<OwnedFd>> {
     use std::io::Write as _;
-    let (mut ours, theirs) = UnixStream::pair()?;
-    let fd = theirs.as_raw_fd();
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg(CONNECTOR_ARG).arg(init.to_string()).arg(fd.to_string());
-    // SAFETY: only fcntl on an integer captured by value.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || sys::inherit(fd));
-    }
-    let mut child = cmd.spawn()?;
-    drop(theirs);
+    let (mut ours, mut child) = super::helper::spawn(CONNECTOR_ARG, init)?;
     let fds = ours.write_all(&0u16.to_le_bytes()).and_then(|()| sys::recv_fds(&ours));
     drop(ours);
     let _ = child.wait();
@@ -108,31 +90,11 @@ pub fn dns_sockets(init: i32) -> io::Result<Vec<OwnedFd>> {
 
 /// The connector's entry point: `sbx __sbx_connector INIT_PID FD`.
 pub fn main(init: &OsStr, fd: &OsStr) -> ! {
-    let code = match serve(init, fd) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("sbx: the inbound-port connector failed: {e}");
-            crate::EXIT_SETUP
-        }
-    };
-    std::process::exit(i32::from(code))
+    super::helper::main("inbound-port connector", init, fd, serve)
 }
 
-fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidInput, "bad connector arguments");
-    let init: i32 = init.to_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    let fd: i32 = fd.to_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    // SAFETY: sbx passed this socket for us alone.
-    let mut sock = unsafe { UnixStream::from_raw_fd(fd) };
-    // Root may enter the network namespace directly; a user must first
-    // enter the user namespace that owns it (bwrap's outer one: with
-    // --disable-userns the sandbox's processes sit in a nested one, which
-    // has no rights over the network namespace).
-    let net = std::fs::File::open(format!("/proc/{init}/ns/net"))?;
-    if sys::setns(&net, libc::CLONE_NEWNET).is_err() {
-        sys::setns(&sys::owning_userns(&net)?, libc::CLONE_NEWUSER)?;
-        sys::setns(&net, libc::CLONE_NEWNET)?;
-    }
+fn serve(init: i32, mut sock: UnixStream) -> io::Result<()> {
+    super::helper::join(init, "net", libc::CLONE_NEWNET)?;
     let mut port = [0u8; 2];
     loop {
         if sock.read_exact(&mut port).is_err() {

@@ -16,12 +16,11 @@ pub mod bwrap;
 pub mod direct;
 pub mod git;
 pub mod glob;
+// Spawns with pre_exec, and takes the socket passed by number on its argv.
+#[allow(unsafe_code)]
+mod helper;
 pub mod noroute;
-// The connector's entry takes its socket from a number on its argv, and spawns with pre_exec.
-#[allow(unsafe_code)]
 pub mod inbound;
-// The masker's entry takes its socket from a number on its argv, and spawns with pre_exec.
-#[allow(unsafe_code)]
 pub mod remask;
 mod run;
 // install: prctl and seccomp(2) with a pointer to the program; its tests fork.

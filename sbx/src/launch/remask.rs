@@ -21,7 +21,7 @@ use std::{
     ffi::OsStr,
     io::{self, Read as _, Write as _},
     os::{
-        fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
+        fd::{AsFd as _, OwnedFd},
         unix::{ffi::OsStrExt as _, fs::MetadataExt as _, net::UnixStream},
     },
     path::{Path, PathBuf},
@@ -83,17 +83,7 @@ pub enum Masked {
 impl Masker {
     /// Starts the masker for the sandbox whose pid 1 is `init` (host pid).
     pub fn spawn(init: i32) -> io::Result<Self> {
-        let (ours, theirs) = UnixStream::pair()?;
-        let fd = theirs.as_raw_fd();
-        let mut cmd = std::process::Command::new("/proc/self/exe");
-        cmd.arg(MASKER_ARG).arg(init.to_string()).arg(fd.to_string());
-        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-        // SAFETY: only fcntl on an integer captured by value.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || sys::inherit(fd));
-        }
-        let child = cmd.spawn()?;
-        drop(theirs);
+        let (ours, child) = super::helper::spawn(MASKER_ARG, init)?;
         ours.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         Ok(Self { sock: ours, child })
     }
@@ -134,29 +124,12 @@ impl Drop for Masker {
 
 /// The masker's entry point: `sbx __sbx_masker INIT_PID FD`.
 pub fn main(init: &OsStr, fd: &OsStr) -> ! {
-    let code = match serve(init, fd) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("sbx: the masker of hidden paths failed: {e}");
-            crate::EXIT_SETUP
-        }
-    };
-    std::process::exit(i32::from(code))
+    super::helper::main("masker of hidden paths", init, fd, serve)
 }
 
-fn serve(init: &OsStr, fd: &OsStr) -> io::Result<()> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidInput, "bad masker arguments");
-    let init: i32 = init.to_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    let fd: i32 = fd.to_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    // SAFETY: sbx passed this socket for us alone.
-    let mut sock = unsafe { UnixStream::from_raw_fd(fd) };
-    // Root may enter the mount namespace directly; a user must first enter the user
-    // namespace that owns it (bwrap's outer one).
-    let mnt = std::fs::File::open(format!("/proc/{init}/ns/mnt"))?;
-    if sys::setns(&mnt, libc::CLONE_NEWNS).is_err() {
-        sys::setns(&sys::owning_userns(&mnt)?, libc::CLONE_NEWUSER)?;
-        sys::setns(&mnt, libc::CLONE_NEWNS)?;
-    }
+fn serve(init: i32, mut sock: UnixStream) -> io::Result<()> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, "a bad request to the masker");
+    super::helper::join(init, "mnt", libc::CLONE_NEWNS)?;
     // The file masks are clones of one empty file with mode 000 on a tmpfs of our own.
     let files = sys::mount::detached_tmpfs("0", false)?;
     sys::mount::create_empty_file(files.as_fd(), "m")?;

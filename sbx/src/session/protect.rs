@@ -115,13 +115,7 @@ impl Protections {
     /// is moved to the quarantine at once and reported; the second stops the command.
     pub(super) async fn watch_created(&self, sink: &RefCell<Sink>, sandbox: &SandboxPids, mut done: Done) {
         let Some(w) = self.created_watch.borrow_mut().take() else { return };
-        let fd = match w.fd().and_then(|fd| crate::sys::async_fd(fd, tokio::io::Interest::READABLE)) {
-            Ok(fd) => fd,
-            Err(e) => {
-                tracing::warn!("cannot watch for protected names: {e}");
-                return;
-            }
-        };
+        let Some(fd) = watch_fd(&w, "protected names") else { return };
         let settle = |paths: Vec<PathBuf>| {
             for path in paths {
                 let (action, moved, error) = match self.quarantine.borrow_mut().dir() {
@@ -139,23 +133,9 @@ impl Protections {
                 }
             }
         };
-        loop {
-            tokio::select! {
-                biased;
-                () = done.wait() => break,
-                ready = fd.readable() => {
-                    if let Ok(mut ready) = ready {
-                        ready.clear_ready();
-                    }
-                    settle(w.created());
-                }
-            }
-        }
+        follow(&w, &fd, &mut done, settle).await;
         settle(w.created());
-        w.stop();
-        // The close waits for the kernel to free the marks: on a thread of its own, so
-        // that it overlaps the exit checks.
-        let _ = std::thread::Builder::new().name("sbx-inotify-close".into()).spawn(move || drop((fd, w)));
+        close(w, fd);
     }
 
     /// Once the sandbox has started: the hidden paths' directories watched, so that a file
@@ -193,26 +173,21 @@ impl Protections {
             () = done.wait() => return,
             () = self.hidden_armed.notified() => {}
         }
-        let Some(mut hw) = self.hidden.borrow_mut().take() else { return };
-        let fd = match hw.watch.fd().and_then(|fd| crate::sys::async_fd(fd, tokio::io::Interest::READABLE)) {
-            Ok(fd) => fd,
-            Err(e) => {
-                tracing::warn!("cannot watch the hidden paths: {e}");
-                return;
-            }
-        };
+        let Some(hw) = self.hidden.borrow_mut().take() else { return };
+        let Some(fd) = watch_fd(&hw.watch, "the hidden paths") else { return };
         let mut masker: Option<launch::remask::Masker> = None;
-        let mut check = |paths: Vec<PathBuf>, hw: &mut HiddenWatch| {
+        let HiddenWatch { watch, mut known, init } = hw;
+        let mut check = |paths: Vec<PathBuf>, known: &mut BTreeMap<PathBuf, (launch::remask::Target, Option<&'static str>)>| {
             for path in paths {
                 let Some(now) = launch::remask::Target::at(&path) else { continue };
-                let Some((known, text)) = hw.known.get(&path).cloned() else { continue };
-                if known.same_file(&now) {
+                let Some((before, text)) = known.get(&path).cloned() else { continue };
+                if before.same_file(&now) {
                     continue;
                 }
                 let content = text.map(str::as_bytes);
                 let hidden = match masker.as_mut() {
                     Some(m) => m.hide(&now, content),
-                    None => launch::remask::Masker::spawn(hw.init).and_then(|m| masker.insert(m).hide(&now, content)),
+                    None => launch::remask::Masker::spawn(init).and_then(|m| masker.insert(m).hide(&now, content)),
                 };
                 match hidden {
                     // The sandbox's own files are no news: the host's changes to them are its own.
@@ -228,26 +203,13 @@ impl Protections {
                         sandbox.kill();
                     }
                 }
-                hw.known.insert(path, (now, text));
+                known.insert(path, (now, text));
             }
         };
-        let all: Vec<PathBuf> = hw.known.keys().cloned().collect();
-        check(all, &mut hw);
-        loop {
-            tokio::select! {
-                biased;
-                () = done.wait() => break,
-                ready = fd.readable() => {
-                    if let Ok(mut ready) = ready {
-                        ready.clear_ready();
-                    }
-                    let created = hw.watch.created();
-                    check(created, &mut hw);
-                }
-            }
-        }
-        hw.watch.stop();
-        let _ = std::thread::Builder::new().name("sbx-inotify-close".into()).spawn(move || drop((fd, hw)));
+        let all: Vec<PathBuf> = known.keys().cloned().collect();
+        check(all, &mut known);
+        follow(&watch, &fd, &mut done, |paths| check(paths, &mut known)).await;
+        close(watch, fd);
     }
 
     /// Once every process of the sandbox is gone: the protected paths verified (changes
@@ -280,6 +242,41 @@ impl Protections {
         drop(self.placeholders);
         Findings { created_live: self.created_live.into_inner(), tampered, stopped_for: self.stopped_for.into_inner(), rehidden: self.rehidden.into_inner() }
     }
+}
+
+/// The watch's descriptor, registered with the session's reactor; none (a warning in the
+/// log) when that fails.
+fn watch_fd(w: &missing::Watch, what: &str) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    match w.fd().and_then(|fd| crate::sys::async_fd(fd, tokio::io::Interest::READABLE)) {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            tracing::warn!("cannot watch {what}: {e}");
+            None
+        }
+    }
+}
+
+/// Calls `on_events` with the watched paths each wake-up found, until the command has ended.
+async fn follow(w: &missing::Watch, fd: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>, done: &mut Done, mut on_events: impl FnMut(Vec<PathBuf>)) {
+    loop {
+        tokio::select! {
+            biased;
+            () = done.wait() => break,
+            ready = fd.readable() => {
+                if let Ok(mut ready) = ready {
+                    ready.clear_ready();
+                }
+                on_events(w.created());
+            }
+        }
+    }
+}
+
+/// Removes the watch's marks and closes it. The close waits for the kernel to free the
+/// marks: on a thread of its own, so that it overlaps the exit checks.
+fn close(w: missing::Watch, fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>) {
+    w.stop();
+    let _ = std::thread::Builder::new().name("sbx-inotify-close".into()).spawn(move || drop((fd, w)));
 }
 
 /// The dashboard, asked whether to keep changes to agent configuration.

@@ -184,25 +184,17 @@ impl Sink {
     /// A limit was reached: `count` times, with this effect.
     pub(super) fn limit(&mut self, kind: limits::Kind, limits: &Limits, count: u64, effect: String) {
         let value = limits::format_value(kind, limits).unwrap_or_default();
-        self.emit(&Event::Denial(Denial {
-            source: report::Source::Limit,
-            syscall: None,
-            errno: None,
-            operation: Some(report::Operation::Limit(kind)),
-            pid: None,
-            tid: None,
-            comm: None,
-            path: None,
-            requested_path: None,
-            host: None,
-            port: None,
-            detail: vec![
+        self.emit(&Event::Denial(of_session(
+            report::Source::Limit,
+            None,
+            report::Operation::Limit(kind),
+            vec![
                 ("limit".to_string(), kind.to_string()),
                 ("value".to_string(), value),
                 ("count".to_string(), count.to_string()),
                 ("effect".to_string(), effect),
             ],
-        }));
+        )));
         self.flush();
     }
 
@@ -341,29 +333,12 @@ impl Sink {
         // route (UDP other than sbx's DNS, ICMP) is one denial with the count.
         let no_route = started.no_routes.as_mut().map_or(0, launch::noroute::NoRoutes::since_start);
         if !self.observation.kernel_tracer && no_route > 0 {
-            self.emit(&Event::Denial(Denial {
-                source: report::Source::Netns,
-                syscall: None,
-                errno: Some("ENETUNREACH".to_string()),
-                operation: Some(report::Operation::Send),
-                pid: None,
-                tid: None,
-                comm: None,
-                path: None,
-                requested_path: None,
-                host: None,
-                port: None,
-                detail: vec![
-                    ("count".to_string(), no_route.to_string()),
-                    (
-                        "reason".to_string(),
-                        format!(
-                            "{no_route} packet{} to addresses outside the sandbox had no route (UDP other than sbx's DNS, ICMP): the sandbox's network has only loopback; the kernel tracer (sbx monitor, or sudo) names each destination",
-                            if no_route == 1 { "" } else { "s" }
-                        ),
-                    ),
-                ],
-            }));
+            let reason = format!(
+                "{no_route} packet{} to addresses outside the sandbox had no route (UDP other than sbx's DNS, ICMP): the sandbox's network has only loopback; the kernel tracer (sbx monitor, or sudo) names each destination",
+                if no_route == 1 { "" } else { "s" }
+            );
+            let detail = vec![("count".to_string(), no_route.to_string()), ("reason".to_string(), reason)];
+            self.emit(&Event::Denial(of_session(report::Source::Netns, Some("ENETUNREACH"), report::Operation::Send, detail)));
         }
         for t in tampers {
             self.emit(&Event::Tamper(t.clone()));
@@ -399,6 +374,25 @@ impl Sink {
             })
             .collect();
         format!("{total} denial{}: {}{unseen}", if total == 1 { "" } else { "s" }, parts.join(", "))
+    }
+}
+
+/// A denial of the whole session, counted rather than seen in one process: a limit
+/// reached, what the sandbox's network could not route.
+fn of_session(source: report::Source, errno: Option<&str>, operation: report::Operation, detail: Vec<(String, String)>) -> Denial {
+    Denial {
+        source,
+        syscall: None,
+        errno: errno.map(str::to_string),
+        operation: Some(operation),
+        pid: None,
+        tid: None,
+        comm: None,
+        path: None,
+        requested_path: None,
+        host: None,
+        port: None,
+        detail,
     }
 }
 
