@@ -423,13 +423,9 @@ pub fn plan(policy: &Policy, command: Vec<OsString>, facts: &HostFacts) -> Plan 
         .filter(|real| writable.iter().any(|w| real.starts_with(w)) && seen.insert(real.clone()))
         .collect();
     let mut pins = std::collections::BTreeSet::new();
-    // The hidden paths inside writable ones are pinned too: a directory above one that the
-    // command renamed would take the mask along, and a file the host then made at the old
-    // path would not be hidden (`remask` watches the directories as they were).
-    let hidden_within = deny_read.iter().filter(|p| probe(p) != PathKind::Missing).filter_map(|p| (facts.canonical)(p));
-    for protected in islands.iter().cloned().chain(hidden_within) {
-        let Some(root) = writable.iter().filter(|r| protected.starts_with(r)).max_by_key(|r| r.components().count()) else { continue };
-        pins.extend(protected.ancestors().skip(1).take_while(|a| a != root && a.starts_with(root)).map(Path::to_path_buf));
+    for island in &islands {
+        let Some(root) = writable.iter().filter(|r| island.starts_with(r)).max_by_key(|r| r.components().count()) else { continue };
+        pins.extend(island.ancestors().skip(1).take_while(|a| a != root && a.starts_with(root)).map(Path::to_path_buf));
     }
     let pins: Vec<PathBuf> = pins.into_iter().filter(|d| probe(d) == PathKind::Dir && plain(d)).collect();
     for dir in &pins {
