@@ -604,7 +604,8 @@ impl ClaudeState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(format!("cannot read {}: {e}", self.host.display())),
         };
-        crate::fsio::replace(&self.base, bytes.as_deref().unwrap_or(b"{}"), 0o600).map_err(|e| e.to_string())?;
+        // In sbx's private state directory; no fsync: it must outlive sbx, not the machine.
+        write_private(&self.base, bytes.as_deref().unwrap_or(b"{}"))?;
         if let Some(bytes) = bytes {
             let mut f = crate::fsio::create_new(&self.copy, 0o600).map_err(|e| e.to_string())?;
             // sbx as root for a user (`sudo`): the copy is the directory's owner's.
@@ -667,10 +668,17 @@ impl ClaudeState {
             let _ = std::fs::remove_file(&self.base);
             return Err(format!("{} was not a JSON object at the end, so it was removed and {} left as it was{saved}", self.copy.display(), self.host.display()));
         };
-        let base: Value = match Content::of(&self.base) {
-            Content::File(b) => serde_json::from_slice::<Value>(&b).ok().filter(Value::is_object).unwrap_or_else(|| Value::Object(serde_json::Map::new())),
-            _ => Value::Object(serde_json::Map::new()),
+        let base_bytes = match Content::of(&self.base) {
+            Content::File(b) => b,
+            _ => b"{}".to_vec(),
         };
+        if Content::of(&self.copy) == Content::File(base_bytes.clone()) {
+            // Nothing changed in the sandbox: nothing to merge.
+            let _ = std::fs::remove_file(&self.copy);
+            let _ = std::fs::remove_file(&self.base);
+            return Ok(None);
+        }
+        let base: Value = serde_json::from_slice::<Value>(&base_bytes).ok().filter(Value::is_object).unwrap_or_else(|| Value::Object(serde_json::Map::new()));
         let lock = HostLock::take(&self.host)?;
         let before = Content::of(&self.host);
         let mut theirs = match &before {
@@ -699,6 +707,20 @@ impl ClaudeState {
         let _ = std::fs::remove_file(&self.base);
         Ok(Some(before))
     }
+}
+
+/// Writes a file of sbx's state directory (mode 0600, never through a symlink).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Opens (creating) a lock file of sbx's state directory.
