@@ -629,3 +629,116 @@ time.sleep(600)
         assert_eq!(claude_leftovers(h), Vec::<String>::new(), "{who:?}: {all}");
     }
 }
+
+/// A `CLAUDE_CONFIG_DIR` of the user's own is theirs: the command gets it as it is and
+/// sbx copies nothing; with none, the command's is `~/.claude`.
+#[test]
+fn a_claude_config_dir_of_the_users_own_is_left_alone() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let prior = claude_prior(ws.path());
+        let home = claude_home(who, Some(&prior));
+        let h = home.path();
+        let own = h.join(".claude");
+        let script = "echo config-dir=$CLAUDE_CONFIG_DIR; ls -a $HOME/.claude";
+        let out = ws.sbx(["run", "-t", "code", "--", "sh", "-c", script]).env("HOME", h).env("CLAUDE_CONFIG_DIR", &own).output().unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {all}");
+        assert!(all.contains(&format!("config-dir={}\n", own.display())), "{who:?}: {all}");
+        assert!(!all.contains(".claude.json"), "{who:?}: sbx made a copy in the user's own directory: {all}");
+        assert_eq!(json_file(&h.join(".claude.json")), prior, "{who:?}");
+        // A `.claude.json` in ~/.claude that sbx did not make (that user's own, with
+        // CLAUDE_CONFIG_DIR=~/.claude elsewhere) is never taken for a copy: left as it is,
+        // the state file is not moved, and sbx says why.
+        std::fs::write(own.join(".claude.json"), "{\"numStartups\": 1000}").unwrap();
+        if who == As::User {
+            let u = test_user();
+            std::os::unix::fs::chown(own.join(".claude.json"), Some(u.uid), Some(u.gid)).unwrap();
+        }
+        let out = ws.sbx(["run", "-t", "code", "--", "sh", "-c", "echo config-dir=$CLAUDE_CONFIG_DIR"]).env("HOME", h).env_remove("CLAUDE_CONFIG_DIR").output().unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {all}");
+        assert!(all.contains("config-dir=\n"), "{who:?}: {all}");
+        assert!(all.contains("exists and sbx did not make it"), "{who:?}: {all}");
+        assert_eq!(std::fs::read_to_string(own.join(".claude.json")).unwrap(), "{\"numStartups\": 1000}", "{who:?}");
+        assert_eq!(json_file(&h.join(".claude.json")), prior, "{who:?}");
+    }
+}
+
+/// As an attacker: the copy replaced by a symbolic link to a file of the command's choosing
+/// (MCP servers in it) is never followed: `~/.claude.json` stays as it was, the link goes,
+/// the file it names is untouched, and sbx says the state was not merged.
+#[test]
+fn a_symlink_in_place_of_claude_codes_moved_state_is_not_followed() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let prior = claude_prior(ws.path());
+        let home = claude_home(who, Some(&prior));
+        let h = home.path();
+        let evil = r#"{"mcpServers": {"evil": {"command": "sh"}}}"#;
+        ws.write("evil.json", evil);
+        let script = "ln -sf \"$PWD/evil.json\" \"$CLAUDE_CONFIG_DIR/.claude.json\"";
+        let out = ws.sbx(["run", "-t", "code", "--", "sh", "-c", script]).env("HOME", h).env_remove("CLAUDE_CONFIG_DIR").output().unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {all}");
+        assert!(all.contains("Claude Code's state was not merged") && all.contains("was not a JSON object"), "{who:?}: {all}");
+        assert_eq!(json_file(&h.join(".claude.json")), prior, "{who:?}: {all}");
+        assert_eq!(std::fs::read_to_string(ws.path().join("evil.json")).unwrap(), evil, "{who:?}");
+        assert_eq!(claude_leftovers(h), Vec::<String>::new(), "{who:?}: {all}");
+    }
+}
+
+/// Two sessions at once share the copy: the first to end leaves it to the other, the last
+/// merges both sessions' state into `~/.claude.json`.
+#[test]
+fn concurrent_sessions_share_claude_codes_state_and_the_last_merges_it() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let prior = claude_prior(ws.path());
+        let home = claude_home(who, Some(&prior));
+        let h = home.path();
+        // Each session sets its key in the copy (as Claude Code would: read, change, rename),
+        // says so, and waits for its go.
+        let session = |name: &str| {
+            let script = format!(
+                r#"
+import json, os, time
+c = os.environ["CLAUDE_CONFIG_DIR"] + "/.claude.json"
+while not os.path.exists("turn-{name}"): time.sleep(0.05)
+d = json.load(open(c)); d["{name}"] = True
+open(c + ".tmp", "w").write(json.dumps(d)); os.rename(c + ".tmp", c)
+open("done-{name}", "w").close()
+while not os.path.exists("go-{name}"): time.sleep(0.05)
+"#
+            );
+            ws.sbx(["run", "-t", "code", "--", "python3", "-c", &script])
+                .env("HOME", h)
+                .env_remove("CLAUDE_CONFIG_DIR")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let mut a = session("a");
+        std::fs::write(ws.path().join("turn-a"), "").unwrap();
+        wait_for(&ws.path().join("done-a"), &mut a);
+        let mut b = session("b");
+        std::fs::write(ws.path().join("turn-b"), "").unwrap();
+        wait_for(&ws.path().join("done-b"), &mut b);
+        // The first ends: the other still uses the copy.
+        std::fs::write(ws.path().join("go-a"), "").unwrap();
+        let out = a.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        assert!(h.join(".claude/.claude.json").is_file(), "{who:?}: the copy went while a session still used it");
+        assert_eq!(json_file(&h.join(".claude.json")), prior, "{who:?}: merged before the last session ended");
+        std::fs::write(ws.path().join("go-b"), "").unwrap();
+        let out = b.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let state = json_file(&h.join(".claude.json"));
+        assert_eq!((state["a"].clone(), state["b"].clone(), state["numStartups"].clone()), (true.into(), true.into(), 7.into()), "{who:?}: {state:#}");
+        assert_eq!(claude_leftovers(h), Vec::<String>::new(), "{who:?}");
+    }
+}
