@@ -570,12 +570,13 @@ impl ClaudeState {
                     ));
                 }
                 // Left by a session that was killed: its state goes home, not what it would run.
-                state.merge(true)?;
-                eprintln!(
-                    "sbx: Claude Code's state left in {} by an interrupted session was merged into {} (without changes to its hooks, MCP servers and permissions)",
-                    crate::termtext::path(&state.copy),
-                    crate::termtext::path(&state.host)
-                );
+                if state.merge(true)?.is_some() {
+                    eprintln!(
+                        "sbx: Claude Code's state left in {} by an interrupted session was merged into {} (without changes to its hooks, MCP servers and permissions)",
+                        crate::termtext::path(&state.copy),
+                        crate::termtext::path(&state.host)
+                    );
+                }
             }
             state.seed()?;
             users.relock(nix::fcntl::FlockArg::LockShared).map_err(|e| format!("cannot lock {}: {e}", users_path.display()))?;
