@@ -189,6 +189,11 @@ pub struct Change {
     after: Content,
     /// What the file becomes when the change is reverted: `None` removes it.
     reverted: Option<Vec<u8>>,
+    /// The file holds `reverted` already (what the merge of Claude Code's state wrote):
+    /// reverting leaves it, keeping sets [`Change::apply`] in it.
+    pending: bool,
+    /// The changed keys and their new values (`None`: removed).
+    apply: Vec<(Vec<String>, Option<Value>)>,
 }
 
 impl AgentConfig {
@@ -216,7 +221,12 @@ impl AgentConfig {
         self.files
             .iter()
             .filter_map(|w| match rebased {
-                Some(r) if r.path == w.path => change_of(&Watched { before: r.before.clone(), ..w.clone() }, Content::of(&w.path)),
+                Some(r) if r.path == w.path => match &r.after {
+                    // The merge wrote the file without what runs: the change is the command's
+                    // intent, which keeping applies.
+                    Some(after) => change_of(&Watched { before: r.before.clone(), ..w.clone() }, after.clone()).map(|c| Change { pending: true, ..c }),
+                    None => change_of(&Watched { before: r.before.clone(), ..w.clone() }, Content::of(&w.path)),
+                },
                 _ => change_of(w, Content::of(&w.path)),
             })
             .collect()
@@ -236,7 +246,7 @@ fn change_of(w: &Watched, after: Content) -> Option<Change> {
     };
     let whole = |reverted: Option<Vec<u8>>| {
         let diff = whole_diff(&w.before, &after);
-        Some(Change { path: w.path.clone(), change: kind, keys: Vec::new(), diff, after: after.clone(), reverted })
+        Some(Change { path: w.path.clone(), change: kind, keys: Vec::new(), diff, after: after.clone(), reverted, pending: false, apply: Vec::new() })
     };
     let before_bytes = match &w.before {
         Content::File(b) => Some(b.clone()),
@@ -281,7 +291,8 @@ fn change_of(w: &Watched, after: Content) -> Option<Change> {
         bytes.push(b'\n');
         Some(bytes)
     };
-    Some(Change { path: w.path.clone(), change: kind, keys: changed.iter().map(|k| show_key(k)).collect(), diff, after, reverted })
+    let apply = changed.iter().map(|k| ((*k).clone(), new.get(*k).cloned())).collect();
+    Some(Change { path: w.path.clone(), change: kind, keys: changed.iter().map(|k| show_key(k)).collect(), diff, after, reverted, pending: false, apply })
 }
 
 /// The values at `keys` in `v`, with every `*` expanded, by concrete key path.
@@ -428,6 +439,20 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
         diff: change.diff.clone(),
     };
     if keep {
+        if change.pending {
+            // What the merge of Claude Code's state held back, into the file as it is now.
+            let applied = HostLock::take(&change.path).and_then(|_lock| {
+                let Content::File(bytes) = Content::of(&change.path) else { return Err(format!("{} is no longer a file", change.path.display())) };
+                let mut now = serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object).ok_or_else(|| format!("{} is no longer a JSON object", change.path.display()))?;
+                for (k, v) in &change.apply {
+                    set_path(&mut now, k, v.clone());
+                }
+                crate::fsio::replace(&change.path, &json_bytes(&now), 0o600).map_err(|e| e.to_string())
+            });
+            if let Err(e) = applied {
+                return tamper(TamperAction::Reported, None, Some(format!("cannot keep it: {e}")));
+            }
+        }
         return tamper(TamperAction::Kept, None, None);
     }
     let q = match quarantine.dir() {
@@ -459,6 +484,8 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
         }
     }
     let applied = match &change.reverted {
+        // Written so already (and since, maybe, by the agent on the host).
+        _ if change.pending => Ok(()),
         Some(bytes) => crate::fsio::replace(&change.path, bytes, 0o600).map_err(|e| e.to_string()),
         None => match std::fs::remove_file(&change.path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot remove it: {e}")),
@@ -493,8 +520,10 @@ const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(10);
 /// applied, what Claude Code on the host changed meanwhile is kept), under Claude
 /// Code's own lock, and removes the copy. The host's file itself stays read-only during
 /// the session: a Claude Code started on the host meanwhile reads nothing the command
-/// wrote, and what the merge brings in is compared ([`CLAUDE_STATE`]) like any agent
-/// configuration. A copy left by a session that was killed is merged by the next one,
+/// wrote. The merge writes the sandbox's changes but those to the keys that run
+/// something ([`CLAUDE_STATE`]): those are a change of agent configuration like any
+/// other (a `tamper` event with a diff), applied only when the user keeps it
+/// ([`settle`]). A copy left by a session that was killed is merged by the next one,
 /// without its keys that run commands.
 #[derive(Debug)]
 pub struct ClaudeState {
@@ -520,6 +549,9 @@ pub struct ClaudeState {
 pub struct Rebased {
     path: PathBuf,
     before: Content,
+    /// What the merge would have written with the keys that run something (it wrote the
+    /// file without their changes).
+    after: Option<Content>,
 }
 
 impl ClaudeState {
@@ -570,7 +602,7 @@ impl ClaudeState {
                     ));
                 }
                 // Left by a session that was killed: its state goes home, not what it would run.
-                if state.merge(true)?.is_some() {
+                if state.merge()?.is_some() {
                     eprintln!(
                         "sbx: Claude Code's state left in {} by an interrupted session was merged into {} (without changes to its hooks, MCP servers and permissions)",
                         crate::termtext::path(&state.copy),
@@ -625,15 +657,18 @@ impl ClaudeState {
     /// when another session still uses the copy), for [`AgentConfig::changes`]; `None` when
     /// the command could write `~/.claude.json` itself (it is judged from the start).
     pub fn finish(mut self) -> (Option<Rebased>, Option<String>) {
-        let rebase = |before: Option<Content>, host: &Path, writable: bool| {
-            (!writable).then(|| Rebased { path: host.to_path_buf(), before: before.unwrap_or_else(|| Content::of(host)) })
+        let rebase = |merged: Option<(Content, Content)>, host: &Path, writable: bool| {
+            (!writable).then(|| match merged {
+                Some((before, after)) => Rebased { path: host.to_path_buf(), before, after: Some(after) },
+                None => Rebased { path: host.to_path_buf(), before: Content::of(host), after: None },
+            })
         };
         let merged = (|| {
             let _serial = lock_file(&self.mutex, nix::fcntl::FlockArg::LockExclusive)?;
             let Some(users) = self.users.take() else { return Ok(None) };
             let file = users.unlock().map_err(|(_, e)| format!("cannot unlock {}: {e}", self.mutex.display()))?;
             match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(_last) => self.merge(false),
+                Ok(_last) => self.merge(),
                 // Another session still uses the copy: the last one merges it.
                 Err(_) => Ok(None),
             }
@@ -644,11 +679,12 @@ impl ClaudeState {
         }
     }
 
-    /// The copy into `~/.claude.json` (`host_exec`: the keys of [`CLAUDE_STATE`] stay as
-    /// the host's file has them), under Claude Code's lock; then the copy and the base
-    /// go. Returns what `~/.claude.json` held before. On error both stay, for the next
-    /// session.
-    fn merge(&self, host_exec: bool) -> Result<Option<Content>, String> {
+    /// The copy into `~/.claude.json`, under Claude Code's lock, without the changes to
+    /// the keys of [`CLAUDE_STATE`] (they stay as the host's file has them until the user
+    /// keeps them: [`settle`]); then the copy and the base go. Returns what `~/.claude.json`
+    /// held before and what the whole merge would be. On error both stay, for the next
+    /// session (but a copy that is no JSON object).
+    fn merge(&self) -> Result<Option<(Content, Content)>, String> {
         let ours = match Content::of(&self.copy) {
             Content::Missing => {
                 let _ = std::fs::remove_file(&self.base);
@@ -692,22 +728,26 @@ impl ClaudeState {
         };
         let original = theirs.clone();
         merge3(Some(&base), &ours, &mut theirs);
-        if host_exec {
-            let kept = exec_parts(Some(&original), CLAUDE_STATE);
-            for k in exec_parts(Some(&theirs), CLAUDE_STATE).keys().chain(kept.keys()).cloned().collect::<Vec<_>>() {
-                set_path(&mut theirs, &k, kept.get(&k).cloned());
-            }
+        let whole = json_bytes(&theirs);
+        let kept = exec_parts(Some(&original), CLAUDE_STATE);
+        for k in exec_parts(Some(&theirs), CLAUDE_STATE).keys().chain(kept.keys()).cloned().collect::<Vec<_>>() {
+            set_path(&mut theirs, &k, kept.get(&k).cloned());
         }
         if theirs != original || before == Content::Missing {
-            let mut bytes = serde_json::to_vec_pretty(&theirs).unwrap_or_default();
-            bytes.push(b'\n');
-            crate::fsio::replace(&self.host, &bytes, 0o600).map_err(|e| e.to_string())?;
+            crate::fsio::replace(&self.host, &json_bytes(&theirs), 0o600).map_err(|e| e.to_string())?;
         }
         drop(lock);
         let _ = std::fs::remove_file(&self.copy);
         let _ = std::fs::remove_file(&self.base);
-        Ok(Some(before))
+        Ok(Some((before, Content::File(whole))))
     }
+}
+
+/// A JSON value as Claude Code writes it: indented by two spaces, with a final newline.
+fn json_bytes(v: &Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(v).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Writes a file of sbx's state directory (mode 0600, never through a symlink).

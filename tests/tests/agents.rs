@@ -742,3 +742,41 @@ while not os.path.exists("go-{name}"): time.sleep(0.05)
         assert_eq!(claude_leftovers(h), Vec::<String>::new(), "{who:?}");
     }
 }
+
+/// `--keep-agent-config`: the MCP server the command put in Claude Code's moved state is
+/// applied to `~/.claude.json` (the merge itself writes the state without it), and reported.
+#[test]
+fn keeping_claude_codes_moved_configuration_applies_it() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let prior = claude_prior(ws.path());
+        let home = claude_home(who, Some(&prior));
+        let h = home.path();
+        let log = h.join("audit.jsonl");
+        let script = r#"
+import json, os
+c = os.environ["CLAUDE_CONFIG_DIR"] + "/.claude.json"
+d = json.load(open(c)); d["numStartups"] = 5; d["mcpServers"]["kept"] = {"command": "k"}
+open(c + ".tmp", "w").write(json.dumps(d)); os.rename(c + ".tmp", c)
+"#;
+        let out = ws
+            .sbx(["run", "-t", "code", "--keep-agent-config", "--log"])
+            .arg(&log)
+            .args(["--", "python3", "-c", script])
+            .env("HOME", h)
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .output()
+            .unwrap();
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {all}");
+        assert!(all.contains("kept (--keep-agent-config)") && all.contains("+ mcpServers:"), "{who:?}: {all}");
+        let state = json_file(&h.join(".claude.json"));
+        assert_eq!(state["numStartups"], 5, "{who:?}: {state:#}");
+        assert_eq!(state["mcpServers"]["kept"], serde_json::json!({"command": "k"}), "{who:?}: {state:#}");
+        assert_eq!(state["mcpServers"]["mine"], prior["mcpServers"]["mine"], "{who:?}: {state:#}");
+        let events = read_log(&log);
+        assert!(events.iter().any(|e| e["type"] == "tamper" && e["action"] == "kept" && e["path"] == h.join(".claude.json").to_str().unwrap()), "{who:?}: {events:#?}");
+        assert_eq!(claude_leftovers(h), Vec::<String>::new(), "{who:?}");
+    }
+}
