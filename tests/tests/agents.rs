@@ -442,6 +442,9 @@ fn claude_code_runs_under_the_code_template() {
             assert!(unexplained.is_empty(), "{ctx}: denials that are no protection ({}): {unexplained:#?}\n{all}", SANDBOX_INIT.why);
             let tampered: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "tamper").collect();
             assert!(tampered.is_empty(), "{ctx}: the agent's own state taken for a change of what runs: {tampered:#?}");
+            // Its telemetry goes to api.anthropic.com, through the proxy: nothing is refused.
+            let refused: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "net" && e["decision"] != "allowed").collect();
+            assert!(refused.is_empty(), "{ctx}: {refused:#?}");
             // Its state, on the host: what 2.1.197 writes on every start, and a session.
             let state = json_file(&h.join(".claude.json"));
             for key in ["firstStartTime", "migrationVersion", "userID"] {
