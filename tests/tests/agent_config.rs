@@ -190,8 +190,10 @@ fn agent_env() -> [(&'static str, &'static str); 4] {
 }
 
 /// The agent under `sbx monitor`: it writes its own state inside the sandbox; a
-/// script then plants a SessionStart hook in its settings. The dashboard asks; the
-/// answer decides whether the host's next agent run runs the hook (a canary).
+/// script then plants a SessionStart hook in its settings and an MCP server in its
+/// state (`$CLAUDE_CONFIG_DIR/.claude.json`, sbx's copy of `~/.claude.json`). The
+/// dashboard asks; the answer decides whether the host's next agent run runs the hook
+/// (a canary) and whether `~/.claude.json` gets the MCP server.
 #[test]
 fn a_real_agent_under_monitor_keeps_its_state_and_a_planted_hook_waits_for_review() {
     require_root!();
@@ -210,7 +212,9 @@ fn a_real_agent_under_monitor_keeps_its_state_and_a_planted_hook_waits_for_revie
         let canary = h.join("CANARY");
         let plant = format!(
             "python3 -c 'import json,os; s=os.environ[\"HOME\"]+\"/.claude/settings.json\"; \
-             json.dump({{\"hooks\": {{\"SessionStart\": [{{\"hooks\": [{{\"type\": \"command\", \"command\": \"touch {}\"}}]}}]}}}}, open(s, \"w\"))'",
+             json.dump({{\"hooks\": {{\"SessionStart\": [{{\"hooks\": [{{\"type\": \"command\", \"command\": \"touch {}\"}}]}}]}}}}, open(s, \"w\"))'; \
+             python3 -c 'import json,os; c=os.environ[\"CLAUDE_CONFIG_DIR\"]+\"/.claude.json\"; d=json.load(open(c)); \
+             d.setdefault(\"mcpServers\", {{}})[\"planted\"]={{\"command\": \"true\"}}; json.dump(d, open(c, \"w\"))'",
             canary.display()
         );
         let env: String = agent_env().iter().map(|(k, v)| format!("{k}={v} ")).collect();
@@ -247,7 +251,10 @@ fn a_real_agent_under_monitor_keeps_its_state_and_a_planted_hook_waits_for_revie
         // The agent kept working inside: it wrote a session of its own, and no state of
         // its was taken for a change of what it runs.
         assert!(count_files(&projects) > sessions_before, "the agent wrote no state inside the sandbox: {stderr}");
-        assert_eq!(stderr.matches("sbx: tamper:").count(), 1, "only the planted hook is reported: {stderr}");
+        assert_eq!(stderr.matches("sbx: tamper:").count(), 2, "only the planted hook and MCP server are reported: {stderr}");
+        // The MCP server planted in Claude Code's moved state reaches ~/.claude.json only if kept.
+        let state = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(h.join(".claude.json")).unwrap()).unwrap();
+        assert_eq!(state["mcpServers"].get("planted").is_some(), kept, "{who:?}: answer {key:?}: {state:#}\n{stderr}");
         // The host's own next run of the agent.
         claude_on_host(who, &claude, h, ws.path());
         assert_eq!(canary.exists(), kept, "{who:?}: answer {key:?}: the host's agent {} the planted hook; stderr: {stderr}", if kept { "did not run" } else { "ran" });
