@@ -30,6 +30,7 @@ use std::{
 };
 
 use serde_json::Value;
+use sha2::Digest as _;
 
 /// Keys of Claude Code's `settings.json` / `settings.local.json` (home and
 /// project) whose values run commands or widen what the agent may run.
@@ -188,6 +189,11 @@ pub struct Change {
     after: Content,
     /// What the file becomes when the change is reverted: `None` removes it.
     reverted: Option<Vec<u8>>,
+    /// The file holds `reverted` already (what the merge of Claude Code's state wrote):
+    /// reverting leaves it, keeping sets [`Change::apply`] in it.
+    pending: bool,
+    /// The changed keys and their new values (`None`: removed).
+    apply: Vec<(Vec<String>, Option<Value>)>,
 }
 
 impl AgentConfig {
@@ -209,9 +215,21 @@ impl AgentConfig {
         AgentConfig { files }
     }
 
-    /// The files whose commands changed since [`AgentConfig::take`].
-    pub fn changes(&self) -> Vec<Change> {
-        self.files.iter().filter_map(|w| change_of(w, Content::of(&w.path))).collect()
+    /// The files whose commands changed since [`AgentConfig::take`] (since the merge of
+    /// Claude Code's state, for the file `rebased` names).
+    pub fn changes(&self, rebased: Option<&Rebased>) -> Vec<Change> {
+        self.files
+            .iter()
+            .filter_map(|w| match rebased {
+                Some(r) if r.path == w.path => match &r.after {
+                    // The merge wrote the file without what runs: the change is the command's
+                    // intent, which keeping applies.
+                    Some(after) => change_of(&Watched { before: r.before.clone(), ..w.clone() }, after.clone()).map(|c| Change { pending: true, ..c }),
+                    None => change_of(&Watched { before: r.before.clone(), ..w.clone() }, Content::of(&w.path)),
+                },
+                _ => change_of(w, Content::of(&w.path)),
+            })
+            .collect()
     }
 }
 
@@ -228,7 +246,7 @@ fn change_of(w: &Watched, after: Content) -> Option<Change> {
     };
     let whole = |reverted: Option<Vec<u8>>| {
         let diff = whole_diff(&w.before, &after);
-        Some(Change { path: w.path.clone(), change: kind, keys: Vec::new(), diff, after: after.clone(), reverted })
+        Some(Change { path: w.path.clone(), change: kind, keys: Vec::new(), diff, after: after.clone(), reverted, pending: false, apply: Vec::new() })
     };
     let before_bytes = match &w.before {
         Content::File(b) => Some(b.clone()),
@@ -273,7 +291,8 @@ fn change_of(w: &Watched, after: Content) -> Option<Change> {
         bytes.push(b'\n');
         Some(bytes)
     };
-    Some(Change { path: w.path.clone(), change: kind, keys: changed.iter().map(|k| show_key(k)).collect(), diff, after, reverted })
+    let apply = changed.iter().map(|k| ((*k).clone(), new.get(*k).cloned())).collect();
+    Some(Change { path: w.path.clone(), change: kind, keys: changed.iter().map(|k| show_key(k)).collect(), diff, after, reverted, pending: false, apply })
 }
 
 /// The values at `keys` in `v`, with every `*` expanded, by concrete key path.
@@ -420,6 +439,20 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
         diff: change.diff.clone(),
     };
     if keep {
+        if change.pending {
+            // What the merge of Claude Code's state held back, into the file as it is now.
+            let applied = HostLock::take(&change.path).and_then(|_lock| {
+                let Content::File(bytes) = Content::of(&change.path) else { return Err(format!("{} is no longer a file", change.path.display())) };
+                let mut now = serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object).ok_or_else(|| format!("{} is no longer a JSON object", change.path.display()))?;
+                for (k, v) in &change.apply {
+                    set_path(&mut now, k, v.clone());
+                }
+                crate::fsio::replace(&change.path, &json_bytes(&now), 0o600).map_err(|e| e.to_string())
+            });
+            if let Err(e) = applied {
+                return tamper(TamperAction::Reported, None, Some(format!("cannot keep it: {e}")));
+            }
+        }
         return tamper(TamperAction::Kept, None, None);
     }
     let q = match quarantine.dir() {
@@ -451,6 +484,8 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
         }
     }
     let applied = match &change.reverted {
+        // Written so already (and since, maybe, by the agent on the host).
+        _ if change.pending => Ok(()),
         Some(bytes) => crate::fsio::replace(&change.path, bytes, 0o600).map_err(|e| e.to_string()),
         None => match std::fs::remove_file(&change.path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot remove it: {e}")),
@@ -460,6 +495,355 @@ pub fn settle(change: &Change, keep: bool, quarantine: &mut crate::snapshot::Qua
     match applied {
         Ok(()) => tamper(TamperAction::Reverted, kept_copy, None),
         Err(e) => tamper(TamperAction::Reported, kept_copy, Some(e)),
+    }
+}
+
+/// Claude Code's state file in the home, and its name inside `CLAUDE_CONFIG_DIR`.
+pub const CLAUDE_STATE_FILE: &str = ".claude.json";
+
+/// How long another process may hold Claude Code's lock on `~/.claude.json` before it is
+/// taken for stale (Claude Code's own rule: proper-lockfile's ten seconds, refreshed
+/// while held).
+const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Claude Code's state file, moved into its own directory for the session.
+///
+/// Claude Code rewrites `~/.claude.json` through a lock directory and a temporary file
+/// beside it (`~/.claude.json.lock`, `~/.claude.json.tmp.<pid>.<n>`) and a rename: none
+/// of which the read-only home allows. With `CLAUDE_CONFIG_DIR` set to `~/.claude` (which
+/// is what its directory is anyway) the file is `~/.claude/.claude.json`, and everything
+/// else stays where it was. So when the policy makes `~/.claude` writable, sbx copies
+/// `~/.claude.json` there before the command starts (the *copy*; what it copied, the
+/// *base*, is kept in sbx's state directory, which the sandbox cannot see), sets the
+/// variable for the command, and when the last session using the copy ends merges it
+/// back into `~/.claude.json` (three ways, object by object: what the sandbox changed is
+/// applied, what Claude Code on the host changed meanwhile is kept), under Claude
+/// Code's own lock, and removes the copy. The host's file itself stays read-only during
+/// the session: a Claude Code started on the host meanwhile reads nothing the command
+/// wrote. The merge writes the sandbox's changes but those to the keys that run
+/// something ([`CLAUDE_STATE`]): those are a change of agent configuration like any
+/// other (a `tamper` event with a diff), applied only when the user keeps it
+/// ([`settle`]). A copy left by a session that was killed is merged by the next one,
+/// without its keys that run commands.
+#[derive(Debug)]
+pub struct ClaudeState {
+    /// `~/.claude.json`.
+    host: PathBuf,
+    /// `~/.claude`: the command's `CLAUDE_CONFIG_DIR`.
+    dir: PathBuf,
+    /// `~/.claude/.claude.json`.
+    copy: PathBuf,
+    /// The host's file as the copy started from (`{}` when there was none).
+    base: PathBuf,
+    /// Serialises the start and the end of the sessions that share the copy.
+    mutex: PathBuf,
+    /// Held shared while the session runs: the last one out merges.
+    users: Option<nix::fcntl::Flock<std::fs::File>>,
+    /// The policy lets the command write `~/.claude.json` itself.
+    host_writable: bool,
+}
+
+/// What `~/.claude.json` held just before the session's own merge: the changes that
+/// [`AgentConfig::changes`] judges there are the merge's, not the host's meanwhile.
+#[derive(Debug, Clone)]
+pub struct Rebased {
+    path: PathBuf,
+    before: Content,
+    /// What the merge would have written with the keys that run something (it wrote the
+    /// file without their changes).
+    after: Option<Content>,
+}
+
+impl ClaudeState {
+    /// Moves Claude Code's state file for this session when the policy makes `~/.claude`
+    /// writable and the user did not choose a `CLAUDE_CONFIG_DIR` of their own (or keeps a
+    /// legacy `~/.claude/.config.json`, which Claude Code would use instead). `Err`: a
+    /// sentence why it is not moved although it could have been (the session goes on).
+    pub fn start(policy: &crate::policy::Policy) -> Result<Option<ClaudeState>, String> {
+        if std::env::var_os("CLAUDE_CONFIG_DIR").is_some() {
+            return Ok(None);
+        }
+        let Some(home) = policy.home.as_deref() else { return Ok(None) };
+        let dir = home.join(".claude");
+        let copy = dir.join(CLAUDE_STATE_FILE);
+        let host = home.join(CLAUDE_STATE_FILE);
+        let writable = policy.writable();
+        let read_only = policy.read_only_within_writable();
+        let covered = |p: &Path| writable.iter().any(|w| p.starts_with(w)) && !read_only.iter().any(|r| p.starts_with(r));
+        if !covered(&copy) || home == policy.workspace {
+            return Ok(None);
+        }
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) || std::fs::symlink_metadata(dir.join(".config.json")).is_ok() {
+            return Ok(None);
+        }
+        let store = crate::state::state_dir().map_err(|e| e.to_string())?;
+        let key: String = sha2::Sha256::digest(copy.as_os_str().as_encoded_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let mutex = store.join(format!("claude-{key}.lock"));
+        let base = store.join(format!("claude-{key}.base.json"));
+        let users_path = store.join(format!("claude-{key}.users"));
+        let _serial = lock_file(&mutex, nix::fcntl::FlockArg::LockExclusive)?;
+        let users_file = open_lock(&users_path)?;
+        let (users, alone) = match nix::fcntl::Flock::lock(users_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => (l, true),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                (nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockShared).map_err(|(_, e)| format!("cannot lock {}: {e}", users_path.display()))?, false)
+            }
+            Err((_, e)) => return Err(format!("cannot lock {}: {e}", users_path.display())),
+        };
+        let state = ClaudeState { host_writable: covered(&host), host, dir, copy, base, mutex, users: None };
+        let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+        if alone {
+            if exists(&state.copy) {
+                if !exists(&state.base) {
+                    return Err(format!(
+                        "{} exists and sbx did not make it, so Claude Code's state stays in {} (read-only in the sandbox); move the file away, or set CLAUDE_CONFIG_DIR",
+                        state.copy.display(),
+                        state.host.display()
+                    ));
+                }
+                // Left by a session that was killed: its state goes home, not what it would run.
+                if state.merge()?.is_some() {
+                    eprintln!(
+                        "sbx: Claude Code's state left in {} by an interrupted session was merged into {} (without changes to its hooks, MCP servers and permissions)",
+                        crate::termtext::path(&state.copy),
+                        crate::termtext::path(&state.host)
+                    );
+                }
+            }
+            state.seed()?;
+            users.relock(nix::fcntl::FlockArg::LockShared).map_err(|e| format!("cannot lock {}: {e}", users_path.display()))?;
+        } else if !exists(&state.copy) {
+            state.seed()?;
+        }
+        Ok(Some(ClaudeState { users: Some(users), ..state }))
+    }
+
+    /// The command's `CLAUDE_CONFIG_DIR`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `~/.claude.json`, which the merge writes: watched by [`AgentConfig::take`].
+    pub fn host(&self) -> &Path {
+        &self.host
+    }
+
+    /// The copy, from the host's file (none when there is none: Claude Code starts afresh),
+    /// and the base it is merged against.
+    fn seed(&self) -> Result<(), String> {
+        let bytes = match crate::fsio::read_no_follow(&self.host, MAX_BYTES) {
+            Ok(b) if b.len() as u64 <= MAX_BYTES => Some(b),
+            Ok(_) => return Err(format!("{} is larger than {MAX_BYTES} bytes", self.host.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("cannot read {}: {e}", self.host.display())),
+        };
+        // In sbx's private state directory; no fsync: it must outlive sbx, not the machine.
+        write_private(&self.base, bytes.as_deref().unwrap_or(b"{}"))?;
+        if let Some(bytes) = bytes {
+            let mut f = crate::fsio::create_new(&self.copy, 0o600).map_err(|e| e.to_string())?;
+            // sbx as root for a user (`sudo`): the copy is the directory's owner's.
+            if nix::unistd::geteuid().is_root()
+                && let Ok(owner) = std::fs::metadata(&self.dir)
+            {
+                std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid())).map_err(|e| format!("cannot set the owner of {}: {e}", self.copy.display()))?;
+            }
+            std::io::Write::write_all(&mut f, &bytes).map_err(|e| format!("cannot write {}: {e}", self.copy.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Once the session's processes are gone: the last session using the copy merges it
+    /// into `~/.claude.json` and removes it. What `~/.claude.json` held just before (or now,
+    /// when another session still uses the copy), for [`AgentConfig::changes`]; `None` when
+    /// the command could write `~/.claude.json` itself (it is judged from the start).
+    pub fn finish(mut self) -> (Option<Rebased>, Option<String>) {
+        let rebase = |merged: Option<(Content, Content)>, host: &Path, writable: bool| {
+            (!writable).then(|| match merged {
+                Some((before, after)) => Rebased { path: host.to_path_buf(), before, after: Some(after) },
+                None => Rebased { path: host.to_path_buf(), before: Content::of(host), after: None },
+            })
+        };
+        let merged = (|| {
+            let _serial = lock_file(&self.mutex, nix::fcntl::FlockArg::LockExclusive)?;
+            let Some(users) = self.users.take() else { return Ok(None) };
+            let file = users.unlock().map_err(|(_, e)| format!("cannot unlock {}: {e}", self.mutex.display()))?;
+            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(_last) => self.merge(),
+                // Another session still uses the copy: the last one merges it.
+                Err(_) => Ok(None),
+            }
+        })();
+        match merged {
+            Ok(before) => (rebase(before, &self.host, self.host_writable), None),
+            Err(e) => (rebase(None, &self.host, self.host_writable), Some(e)),
+        }
+    }
+
+    /// The copy into `~/.claude.json`, under Claude Code's lock, without the changes to
+    /// the keys of [`CLAUDE_STATE`] (they stay as the host's file has them until the user
+    /// keeps them: [`settle`]); then the copy and the base go. Returns what `~/.claude.json`
+    /// held before and what the whole merge would be. On error both stay, for the next
+    /// session (but a copy that is no JSON object).
+    fn merge(&self) -> Result<Option<(Content, Content)>, String> {
+        let ours = match Content::of(&self.copy) {
+            Content::Missing => {
+                let _ = std::fs::remove_file(&self.base);
+                return Ok(None);
+            }
+            Content::File(b) => serde_json::from_slice::<Value>(&b).ok().filter(Value::is_object),
+            Content::Other(_) => None,
+        };
+        let Some(ours) = ours else {
+            // Not what Claude Code writes: kept for the user in sbx's state directory (not
+            // read again), out of Claude Code's way.
+            let kept = self.base.with_extension(format!("unmerged-{}", std::process::id()));
+            let saved = match Content::of(&self.copy) {
+                Content::File(b) => crate::fsio::replace(&kept, &b, 0o600).map(|()| format!("; what it held is in {}", kept.display())).unwrap_or_default(),
+                _ => String::new(),
+            };
+            let _ = std::fs::remove_file(&self.copy);
+            let _ = std::fs::remove_file(&self.base);
+            return Err(format!("{} was not a JSON object at the end, so it was removed and {} left as it was{saved}", self.copy.display(), self.host.display()));
+        };
+        let base_bytes = match Content::of(&self.base) {
+            Content::File(b) => b,
+            _ => b"{}".to_vec(),
+        };
+        if Content::of(&self.copy) == Content::File(base_bytes.clone()) {
+            // Nothing changed in the sandbox: nothing to merge.
+            let _ = std::fs::remove_file(&self.copy);
+            let _ = std::fs::remove_file(&self.base);
+            return Ok(None);
+        }
+        let base: Value = serde_json::from_slice::<Value>(&base_bytes).ok().filter(Value::is_object).unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+        let lock = HostLock::take(&self.host)?;
+        let before = Content::of(&self.host);
+        let mut theirs = match &before {
+            Content::Missing => Value::Object(serde_json::Map::new()),
+            Content::File(b) => serde_json::from_slice::<Value>(b)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| format!("{} is not a JSON object: Claude Code's state of the session stays in {}", self.host.display(), self.copy.display()))?,
+            Content::Other(what) => return Err(format!("{} is {what}: Claude Code's state of the session stays in {}", self.host.display(), self.copy.display())),
+        };
+        let original = theirs.clone();
+        merge3(Some(&base), &ours, &mut theirs);
+        let whole = json_bytes(&theirs);
+        let kept = exec_parts(Some(&original), CLAUDE_STATE);
+        for k in exec_parts(Some(&theirs), CLAUDE_STATE).keys().chain(kept.keys()).cloned().collect::<Vec<_>>() {
+            set_path(&mut theirs, &k, kept.get(&k).cloned());
+        }
+        if theirs != original || before == Content::Missing {
+            crate::fsio::replace(&self.host, &json_bytes(&theirs), 0o600).map_err(|e| e.to_string())?;
+        }
+        drop(lock);
+        let _ = std::fs::remove_file(&self.copy);
+        let _ = std::fs::remove_file(&self.base);
+        Ok(Some((before, Content::File(whole))))
+    }
+}
+
+/// A JSON value as Claude Code writes it: indented by two spaces, with a final newline.
+fn json_bytes(v: &Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(v).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Writes a file of sbx's state directory (mode 0600, never through a symlink).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Opens (creating) a lock file of sbx's state directory.
+fn open_lock(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+fn lock_file(path: &Path, arg: nix::fcntl::FlockArg) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    nix::fcntl::Flock::lock(open_lock(path)?, arg).map_err(|(_, e)| format!("cannot lock {}: {e}", path.display()))
+}
+
+/// Claude Code's lock on its state file: the directory `<file>.lock` (proper-lockfile's
+/// protocol), taken for stale when it was not refreshed for [`LOCK_STALE`].
+struct HostLock(PathBuf);
+
+impl HostLock {
+    fn take(file: &Path) -> Result<HostLock, String> {
+        let mut path = file.as_os_str().to_owned();
+        path.push(".lock");
+        let path = PathBuf::from(path);
+        let deadline = std::time::Instant::now() + LOCK_STALE + LOCK_STALE;
+        loop {
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(HostLock(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::symlink_metadata(&path).ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age > LOCK_STALE);
+                    if stale {
+                        let _ = std::fs::remove_dir(&path);
+                        continue;
+                    }
+                }
+                Err(e) => return Err(format!("cannot lock {}: {e}", file.display())),
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{} stayed locked by another process ({})", file.display(), path.display()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A three-way merge of JSON objects: what `ours` changed from `base` is applied to
+/// `theirs`, object by object (an object both still hold is merged key by key; any other
+/// value changed, added or removed in `ours` replaces or removes `theirs`'s).
+fn merge3(base: Option<&Value>, ours: &Value, theirs: &mut Value) {
+    let (Some(o), Some(t)) = (ours.as_object(), theirs.as_object_mut()) else {
+        *theirs = ours.clone();
+        return;
+    };
+    let empty = serde_json::Map::new();
+    let b = base.and_then(Value::as_object).unwrap_or(&empty);
+    for (k, ov) in o {
+        let bv = b.get(k);
+        if bv == Some(ov) {
+            continue;
+        }
+        match t.get_mut(k) {
+            Some(tv) if ov.is_object() && tv.is_object() && bv.is_some_and(Value::is_object) => merge3(bv, ov, tv),
+            _ => {
+                t.insert(k.clone(), ov.clone());
+            }
+        }
+    }
+    for k in b.keys() {
+        if !o.contains_key(k) {
+            t.remove(k);
+        }
     }
 }
 
@@ -528,6 +912,29 @@ mod tests {
         let c = change_of(&w, after("model = \"a\"\nnotify = [\"sh\", \"-c\", \"evil\"]\n[x]\ny = 1\n")).unwrap();
         assert_eq!(c.diff, vec!["+ notify = [\"sh\", \"-c\", \"evil\"]"]);
         assert_eq!(c.reverted.as_deref(), Some(b"model = \"a\"\n[x]\ny = 1\n".as_slice()));
+    }
+
+    #[test]
+    fn the_sandboxs_changes_are_merged_and_the_hosts_kept() {
+        use serde_json::json;
+        let base = json!({"numStartups": 1, "tips": {"a": 1, "b": 1}, "projects": {"/w": {"history": [], "x": 1}, "/o": {"x": 1}}, "gone": 1});
+        // The sandbox: a new start, a tip changed, its project's history, a key removed, one added.
+        let ours = json!({"numStartups": 2, "tips": {"a": 2, "b": 1}, "projects": {"/w": {"history": ["hi"], "x": 1}, "/o": {"x": 1}}, "new": true});
+        // The host meanwhile: another tip, another project, a key of its own.
+        let mut theirs = json!({"numStartups": 1, "tips": {"a": 1, "b": 5}, "projects": {"/w": {"history": [], "x": 1}, "/o": {"x": 3}, "/h": {}}, "gone": 1, "host": 1});
+        merge3(Some(&base), &ours, &mut theirs);
+        assert_eq!(
+            theirs,
+            json!({"numStartups": 2, "tips": {"a": 2, "b": 5}, "projects": {"/w": {"history": ["hi"], "x": 1}, "/o": {"x": 3}, "/h": {}}, "new": true, "host": 1})
+        );
+        // Both changed the same value: the sandbox's is the later one.
+        let mut theirs = json!({"numStartups": 7});
+        merge3(Some(&json!({"numStartups": 1})), &json!({"numStartups": 2}), &mut theirs);
+        assert_eq!(theirs, json!({"numStartups": 2}));
+        // No base (no file on the host at the start): everything the sandbox wrote is new.
+        let mut theirs = json!({});
+        merge3(None, &json!({"userID": "u"}), &mut theirs);
+        assert_eq!(theirs, json!({"userID": "u"}));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::{
 use crate::policy::{PROTECTED_FILES, Policy};
 
 /// The file names among [`crate::policy::HOME_PROTECTED`] (the rest are directories).
-const HOME_PROTECTED_FILES: &[&str] = &[".xprofile", ".xsessionrc", ".pam_environment"];
+const HOME_PROTECTED_FILES: &[&str] = &[".xprofile", ".xsessionrc", ".pam_environment", ".claude/.config.json"];
 /// The names of git's administrative files (`launch::git`); its other paths (`hooks`,
 /// the directory `core.hooksPath` names) are directories.
 const GIT_FILES: &[&str] = &["config", "commondir", "config.worktree", ".git"];

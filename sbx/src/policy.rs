@@ -110,6 +110,9 @@ pub const HOME_PROTECTED: &[&str] = &[
     ".gemini/extensions",
     ".gemini/commands",
     ".codex/rules",
+    // Claude Code's legacy state file: where it exists, Claude Code on the host reads it
+    // instead of ~/.claude.json (its MCP servers, its trusted projects).
+    ".claude/.config.json",
 ];
 
 /// Environment variables removed before the command starts: each changes

@@ -190,9 +190,10 @@ const CODE: &str = r#"// For AI coding agents (Claude Code, Codex, Copilot, open
       // agents sbx's tests start (Claude Code, Codex, gemini-cli, opencode,
       // aider). What of it runs commands on the host (hooks, MCP servers,
       // notify commands) sbx compares before and after the session and puts
-      // back (see "host code" in the README).
+      // back (see "host code" in the README). Not ~/.claude.json: Claude Code
+      // writes its state in a copy in ~/.claude that sbx merges back after the
+      // session (CLAUDE_CONFIG_DIR; see "Claude Code" in the README).
       "~/.claude/",
-      "~/.claude.json",
       "~/.codex/",
       "~/.cursor",
       "~/.opencode",

@@ -142,6 +142,9 @@ pub struct Options {
     /// `--no-namespaces`: no bubblewrap; stage-2 is started directly and applies Landlock
     /// and seccomp alone (`direct`), with this network.
     pub direct: Option<direct::Network>,
+    /// Variables set for the command (after sbx's own): Claude Code's `CLAUDE_CONFIG_DIR`
+    /// when its state file is moved for the session (`agentconf::ClaudeState`).
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 /// A sandbox whose command is starting: what the layers enforced, and bwrap to wait for.
@@ -251,7 +254,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         }),
         name_files: Some((resolv.as_raw_fd(), hosts.as_raw_fd())),
     };
-    let plan = match (options.direct, &tmp) {
+    let mut plan = match (options.direct, &tmp) {
         (Some(network), Some(tmp)) => {
             // The command's terminal: the dashboard's pty, or what sbx's stdio is.
             let fds: Vec<RawFd> = match &options.terminal {
@@ -263,6 +266,7 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         }
         _ => plan(policy, command, &facts),
     };
+    plan.bwrap.args.extend(options.env.iter().map(|(k, v)| Arg::SetEnv(k.clone(), v.clone())));
     for w in &plan.warnings {
         eprintln!("sbx: warning: {w}");
     }

@@ -164,6 +164,9 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     };
     let mut launch_opts = opts.launch.clone();
     launch_opts.git_paths = Some(protections.git_paths.clone());
+    if let Some(dir) = protections.claude_config_dir() {
+        launch_opts.env.push(("CLAUDE_CONFIG_DIR".into(), dir.into()));
+    }
     launch_opts.cgroup_procs_fds = cgroup.as_ref().map(SessionCgroup::procs_fds).unwrap_or_default();
     launch_opts.cgroup_tasks_fds = cgroup.as_ref().map(SessionCgroup::tasks_fds).unwrap_or_default();
     launch_opts.max_tasks = policy.limits.pids.filter(|_| !direct && !cgroup.as_ref().is_some_and(SessionCgroup::enforces_pids));

@@ -17,6 +17,8 @@ pub(super) struct Protections {
     guard: snapshot::Guard,
     quarantine: RefCell<snapshot::Quarantine>,
     agent_config: agentconf::AgentConfig,
+    /// Claude Code's state file, moved into `~/.claude` for the session (`agentconf`).
+    claude: RefCell<Option<agentconf::ClaudeState>>,
     /// Protected names the command created while it ran, each moved away at once.
     created_live: RefCell<Vec<report::Tamper>>,
     /// Why the command was stopped (the second protected name it created).
@@ -94,7 +96,13 @@ impl Protections {
             snapshot::Guard::take(protected, quarantine_root)
         };
         let quarantine = RefCell::new(snapshot::Quarantine::new(guard.quarantine_root()));
-        let agent_config = agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace, &policy.writable());
+        let claude = agentconf::ClaudeState::start(policy).unwrap_or_else(|e| {
+            eprintln!("sbx: warning: {}", crate::termtext::escape(&e));
+            None
+        });
+        // What the merge of Claude Code's state writes is compared like what the command writes.
+        let watched: Vec<PathBuf> = policy.writable().into_iter().chain(claude.as_ref().map(|c| c.host().to_path_buf())).collect();
+        let agent_config = agentconf::AgentConfig::take(policy.home.as_deref(), &policy.workspace, &watched);
         Self {
             git_paths,
             placeholders,
@@ -103,12 +111,18 @@ impl Protections {
             guard,
             quarantine,
             agent_config,
+            claude: RefCell::new(claude),
             created_live: RefCell::new(Vec::new()),
             stopped_for: RefCell::new(None),
             hidden: RefCell::new(None),
             hidden_armed: tokio::sync::Notify::new(),
             rehidden: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// The command's `CLAUDE_CONFIG_DIR`, when Claude Code's state file is moved there.
+    pub(super) fn claude_config_dir(&self) -> Option<PathBuf> {
+        self.claude.borrow().as_ref().map(|c| c.dir().to_path_buf())
     }
 
     /// While the command runs: a protected name that was missing at start and appears
@@ -223,7 +237,16 @@ impl Protections {
             tampers.extend(self.new_repos.verify_into(&mut quarantine));
             tampers
         };
-        let changes = self.agent_config.changes();
+        let rebased = match self.claude.borrow_mut().take().map(agentconf::ClaudeState::finish) {
+            Some((rebased, error)) => {
+                if let Some(e) = error {
+                    eprintln!("sbx: warning: Claude Code's state was not merged: {}", crate::termtext::escape(&e));
+                }
+                rebased
+            }
+            None => None,
+        };
+        let changes = self.agent_config.changes(rebased.as_ref());
         // A dashboard that is gone (quit, failed) keeps nothing.
         let keep = match review {
             Some(Review { ui, answer }) if !changes.is_empty() && !keep => {

@@ -52,7 +52,8 @@ pub(super) fn runs_outside(path: &Path, home: Option<&Path>, workspace: &Path, p
         return Some(format!("{} is on your PATH: a program placed there runs outside the sandbox", d.display()));
     }
     if let Some(home) = home {
-        for name in crate::policy::HOME_PROTECTED {
+        // Those inside agent configuration (`~/.claude/.config.json`) are said so below.
+        for name in crate::policy::HOME_PROTECTED.iter().filter(|n| !AGENT_CONFIG.iter().any(|a| Path::new(n).starts_with(a))) {
             if hit(&home.join(name)) {
                 let what = match *name {
                     ".config/autostart" => "desktop autostart entries run at your next login",
