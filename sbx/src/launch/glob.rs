@@ -98,15 +98,23 @@ impl Drop for Walked {
 
 /// One pattern of a walk.
 struct Pattern<'a> {
-    matcher: Option<globset::GlobMatcher>,
     /// Its literal components: a skipped tree it names is entered for it.
     named: Vec<&'a str>,
     /// Only `**` reaches below the pattern's own number of components.
     unbounded: bool,
 }
 
+/// The part of `pattern` below its literal directory `base`, as glob text (`**/.env` of
+/// `/w/**/.env`): what a path relative to `base` is matched against. `None` when it is not
+/// UTF-8 (such a pattern matches nothing, as before).
+fn relative_glob(pattern: &Path, base: &Path) -> Option<String> {
+    let below: Vec<&str> = pattern.components().skip(base.components().count()).map(|c| c.as_os_str().to_str()).collect::<Option<_>>()?;
+    Some(below.join("/"))
+}
+
 /// Expands `patterns`, in order: the patterns that start from the same literal directory share
-/// one walk (and its [`MAX_ENTRIES`]).
+/// one walk (and its [`MAX_ENTRIES`]), and one matcher: a path relative to that directory,
+/// matched once against all of them (a name or an extension is a lookup, not a regex).
 pub fn expand_all(patterns: &[&Path]) -> Vec<Expansion> {
     let mut out: Vec<Expansion> = patterns.iter().map(|_| Expansion::default()).collect();
     let mut bases: Vec<(PathBuf, Vec<usize>)> = Vec::new();
@@ -118,20 +126,29 @@ pub fn expand_all(patterns: &[&Path]) -> Vec<Expansion> {
         }
     }
     for (base, members) in bases {
+        let mut set = globset::GlobSetBuilder::new();
+        // The set's index of each glob → the member it is for.
+        let mut of_glob = Vec::new();
         let compiled: Vec<Pattern> = members
             .iter()
-            .map(|&i| {
+            .enumerate()
+            .map(|(k, &i)| {
                 let p = patterns[i];
-                let matcher = p.to_str().and_then(|t| globset::GlobBuilder::new(t).literal_separator(true).build().ok()).map(|g| g.compile_matcher());
+                if let Some(glob) = relative_glob(p, &base).and_then(|t| globset::GlobBuilder::new(&t).literal_separator(true).build().ok()) {
+                    set.add(glob);
+                    of_glob.push(k);
+                }
                 let named: Vec<&str> = p.components().filter_map(|c| match c {
                     Component::Normal(s) => s.to_str(),
                     _ => None,
                 }).collect();
                 let unbounded = named.contains(&"**");
-                Pattern { matcher, named, unbounded }
+                Pattern { named, unbounded }
             })
             .collect();
-        walk(&base, &compiled, |k, e| match e {
+        // Each glob was built alone above: the set of them builds.
+        let set = set.build().unwrap_or_else(|_| globset::GlobSet::empty());
+        walk(&base, &compiled, &set, &of_glob, |k, e| match e {
             Found::Match(path) => out[members[k]].matches.push(path),
             Found::Truncated => out[members[k]].truncated = true,
             Found::TooDeep => out[members[k]].too_deep = true,
@@ -149,13 +166,15 @@ enum Found {
     TooDeep,
 }
 
-/// One bounded walk from `base` for `patterns`; each directory carries the patterns it was
+/// One bounded walk from `base` for `patterns`, whose globs (relative to `base`) are `set`,
+/// glob `g` being the pattern `of_glob[g]`; each directory carries the patterns it was
 /// entered for (a skipped tree only for those that name it).
-fn walk(base: &Path, patterns: &[Pattern], mut found: impl FnMut(usize, Found)) {
+fn walk(base: &Path, patterns: &[Pattern], set: &globset::GlobSet, of_glob: &[usize], mut found: impl FnMut(usize, Found)) {
     let all: Vec<usize> = (0..patterns.len()).collect();
     let mut seen = 0usize;
-    let mut stack = vec![(base.to_path_buf(), 0usize, all)];
-    while let Some((dir, depth, active)) = stack.pop() {
+    let mut hits = Vec::new();
+    let mut stack = vec![(base.to_path_buf(), PathBuf::new(), 0usize, all)];
+    while let Some((dir, rel, depth, active)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
             seen += 1;
@@ -165,16 +184,17 @@ fn walk(base: &Path, patterns: &[Pattern], mut found: impl FnMut(usize, Found)) 
                 }
                 return;
             }
-            let path = entry.path();
-            for &k in &active {
-                if patterns[k].matcher.as_ref().is_some_and(|m| m.is_match(&path)) {
-                    found(k, Found::Match(path.clone()));
+            let name = entry.file_name();
+            let rel = rel.join(&name);
+            set.matches_candidate_into(&globset::Candidate::new(&rel), &mut hits);
+            for &g in &hits {
+                if active.contains(&of_glob[g]) {
+                    found(of_glob[g], Found::Match(entry.path()));
                 }
             }
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let name = entry.file_name();
             let name = name.to_string_lossy();
             let skipped = SKIPPED_DIRS.contains(&name.as_ref());
             let below: Vec<usize> = active.iter().copied().filter(|&k| !skipped || patterns[k].named.contains(&name.as_ref())).collect();
@@ -182,7 +202,7 @@ fn walk(base: &Path, patterns: &[Pattern], mut found: impl FnMut(usize, Found)) 
                 continue;
             }
             if depth < MAX_DEPTH {
-                stack.push((path, depth + 1, below));
+                stack.push((entry.path(), rel, depth + 1, below));
             } else {
                 for k in below.into_iter().filter(|&k| patterns[k].unbounded) {
                     found(k, Found::TooDeep);
@@ -254,6 +274,59 @@ mod tests {
         std::fs::write(root.join("d/k"), "").unwrap();
         std::fs::write(root.join("d/e/k"), "").unwrap();
         assert_eq!(expand(&root.join("d/*")).matches, [root.join("d/e"), root.join("d/k")]);
+    }
+
+    /// The matcher of a directory's patterns, relative to it, matches what each whole
+    /// pattern matches against whole paths (the walk's skipped trees aside): names,
+    /// extensions, prefixes, classes, alternates, `*` against `/`, `**` at each place.
+    #[test]
+    fn relative_matching_agrees_with_whole_patterns() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let files = [
+            ".env", "a/.env", "a/.env.local", "a/.envrc", "a/b/k.pem", "a/b/c/x.key", "a/b/c/.env", "ab/x", "ab/y/x", "b/a/b.txt",
+            "a/q/r/b/z.txt", "node_modules/m/.env", "node_modules/m/k.pem", ".git/hooks/pre-commit", "w/.git/hooks/x", "w/.git/objects/aa/bb",
+            "sub/sub/f", "d/e/k", "d/k", "[x]/.env", "e f/g h.pem",
+        ];
+        for p in files {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "").unwrap();
+        }
+        let patterns = [
+            "**/.env", "**/.env.*", "**/*.pem", "**/*.key", "**/.git/hooks", "d/*", "d/*/k", "**/sub/**", "a/**/b/*.txt", "{a,b}/**/.env",
+            "**/[ab]*.key", "**", "*", "node_modules/**/*.pem", "a?/x", "**/b", "a/*/*", "**/.git/**", "**/?.pem", "**/*.{pem,key}", "**/g h.pem",
+        ];
+        // Every entry below the root, and whether a skipped tree not named by the pattern
+        // lies on its way (the walk does not enter those).
+        let mut all = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                }
+                all.push(e.path());
+            }
+        }
+        for p in patterns {
+            let pattern = root.join(p);
+            let whole = globset::GlobBuilder::new(pattern.to_str().unwrap()).literal_separator(true).build().unwrap().compile_matcher();
+            let base = literal_prefix(&pattern);
+            let mut want: Vec<PathBuf> = all
+                .iter()
+                .filter(|path| path.starts_with(&base) && *path != &base)
+                .filter(|path| {
+                    let rel = path.strip_prefix(&base).unwrap();
+                    let parents: Vec<_> = rel.parent().into_iter().flat_map(|r| r.components()).collect();
+                    parents.iter().all(|c| !SKIPPED_DIRS.contains(&c.as_os_str().to_str().unwrap()) || p.split('/').any(|n| n == c.as_os_str()))
+                })
+                .filter(|path| whole.is_match(path))
+                .cloned()
+                .collect();
+            want.sort();
+            assert_eq!(expand(&pattern).matches, want, "{p}");
+        }
     }
 
     /// Patterns from one directory share a walk and still get what each would alone: a
