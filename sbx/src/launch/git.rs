@@ -25,8 +25,14 @@ const GITDIR_FILES: &[&str] = &["hooks", "config", "commondir", "config.worktree
 /// existing or not: `plan` protects those that exist, the snapshot watches them all.
 /// Without `protect_config`, the `config` files are left out (`allowGitConfig`).
 pub fn admin_paths(root: &Path, protect_config: bool) -> Vec<PathBuf> {
+    admin_paths_of(root, repositories(root), protect_config)
+}
+
+/// [`admin_paths`] of the repositories `repos` found under `root` (by [`repositories`], or
+/// by a glob walk that carried a [`Search`] from `root`).
+pub fn admin_paths_of(root: &Path, repos: Vec<PathBuf>, protect_config: bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for repo in repositories(root) {
+    for repo in repos {
         let dotgit = repo.join(".git");
         let gitdir = match std::fs::symlink_metadata(&dotgit) {
             Ok(m) if m.is_dir() => Some(dotgit.clone()),
@@ -49,28 +55,66 @@ pub fn admin_paths(root: &Path, protect_config: bool) -> Vec<PathBuf> {
 /// `root` and every directory below it (to [`MAX_DEPTH`], at most [`MAX_ENTRIES`]
 /// entries, skipping the dependency trees the glob walk skips) that holds a `.git`.
 pub fn repositories(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut seen = 0usize;
+    let mut search = Search::default();
     let mut stack = vec![(root.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = stack.pop() {
-        if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
-            out.push(dir.clone());
-        }
+    'walk: while let Some((dir, depth)) = stack.pop() {
+        search.enter(&dir);
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
-            seen += 1;
-            if seen > MAX_ENTRIES {
-                return out;
-            }
-            let name = entry.file_name();
-            let skipped = name.to_str().is_none_or(|n| super::glob::SKIPPED_DIRS.contains(&n));
-            if depth < MAX_DEPTH && !skipped && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((entry.path(), depth + 1));
+            match search.entry(&entry, depth) {
+                None => break 'walk,
+                Some(true) => stack.push((entry.path(), depth + 1)),
+                Some(false) => {}
             }
         }
     }
-    out.sort();
-    out
+    search.finish()
+}
+
+/// The search for repositories of [`repositories`], one directory at a time, so that a
+/// walk of the same tree in the same order (the glob rules' walk from the workspace,
+/// `glob::Walked`) can carry it and the workspace is read once: it enters the directories
+/// this one says, at the depth it says, and stops feeding it when it is capped.
+#[derive(Debug, Default)]
+pub struct Search {
+    found: Vec<PathBuf>,
+    seen: usize,
+    capped: bool,
+}
+
+impl Search {
+    /// A directory of the search, before its entries: a repository when it holds a `.git`.
+    pub fn enter(&mut self, dir: &Path) {
+        if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
+            self.found.push(dir.to_path_buf());
+        }
+    }
+
+    /// One entry of a directory of the search at `depth`: whether the search enters it
+    /// (at `depth + 1`), or `None` when the search is over ([`MAX_ENTRIES`] reached).
+    pub fn entry(&mut self, entry: &std::fs::DirEntry, depth: usize) -> Option<bool> {
+        self.seen += 1;
+        if self.seen > MAX_ENTRIES {
+            self.capped = true;
+            return None;
+        }
+        let name = entry.file_name();
+        let skipped = name.to_str().is_none_or(|n| super::glob::SKIPPED_DIRS.contains(&n));
+        Some(depth < MAX_DEPTH && !skipped && entry.file_type().is_ok_and(|t| t.is_dir()))
+    }
+
+    /// The search stopped at [`MAX_ENTRIES`]: nothing more is to be fed to it.
+    pub fn capped(&self) -> bool {
+        self.capped
+    }
+
+    /// The repositories found (sorted when the search was not cut short).
+    pub fn finish(mut self) -> Vec<PathBuf> {
+        if !self.capped {
+            self.found.sort();
+        }
+        self.found
+    }
 }
 
 /// The administrative paths of one gitdir, its submodules' and its worktrees'.

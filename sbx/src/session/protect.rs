@@ -34,9 +34,14 @@ impl Protections {
     /// Takes every snapshot and makes every placeholder: before anything of the
     /// sandbox starts.
     /// `direct`: no namespaces (`--no-namespaces`), so no read-only mount: no placeholders,
-    /// and the protected directories are watched with everything in them.
-    pub(super) fn take(policy: &Policy, direct: bool) -> Self {
-        let git_paths = launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config);
+    /// and the protected directories are watched with everything in them. `repositories`:
+    /// the workspace's git repositories when the glob rules' walk found them just before
+    /// (`glob::Walked`); else they are looked for here.
+    pub(super) fn take(policy: &Policy, direct: bool, repositories: Option<Vec<PathBuf>>) -> Self {
+        let git_paths = match repositories {
+            Some(repos) => launch::git::admin_paths_of(&policy.workspace, repos, !policy.fs.allow_git_config),
+            None => launch::git::admin_paths(&policy.workspace, !policy.fs.allow_git_config),
+        };
         // Protected names missing at start: directories get a placeholder (which the plan
         // then mounts read-only), files a watch for the session (`missing`).
         let protected = launch::protected_paths(policy, &git_paths);
