@@ -868,3 +868,46 @@ fn a_private_cache_that_is_a_symlink_is_never_bound_through() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("privateWrite directory"), "{who:?}: {}", text(&out));
     }
 }
+
+/// Issue 18: each warning of `-t code` is printed once. A home whose agent and cache
+/// directories are symlinks (a dotfile manager's, or planted) gets one sentence for each
+/// entry that is not made writable, and no sentence twice (both plans and the glob rules'
+/// walk used to repeat some).
+#[test]
+fn each_warning_of_the_code_template_is_printed_once() {
+    require_root!();
+    for who in WHO {
+        let home_dir = own_dir(who);
+        let home = home_dir.path();
+        let real = own_dir(who);
+        for name in [".npm", ".claude", ".config", ".cache", ".codex"] {
+            plant(who, real.path(), &format!("{name}/"), "");
+            std::os::unix::fs::symlink(real.path().join(name), home.join(name)).unwrap();
+        }
+        let ws = Workspace::new(who);
+        git(who, ws.path(), &["init", "-q", "."]);
+        ws.write(".env", "TOKEN=x\n");
+        let out = ws.sbx(["run", "-t", "code", "--", "true"]).env("HOME", home).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sbx: warning: ")).collect();
+        let h = home.display();
+        let expected = [
+            format!("the allowWrite directory {h}/.config/opencode was not created"),
+            format!("the allowWrite entry {h}/.claude is or goes through a symbolic link"),
+            format!("the allowWrite entry {h}/.codex is or goes through a symbolic link"),
+            format!("the privateWrite directory {h}/.cache is not writable"),
+            format!("the privateWrite directory {h}/.npm is not writable"),
+        ];
+        for e in &expected {
+            assert_eq!(warnings.iter().filter(|w| w.contains(e.as_str())).count(), 1, "{who:?}: {e:?} not printed exactly once: {stderr}");
+        }
+        let mut unique = warnings.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), warnings.len(), "{who:?}: a warning printed twice: {stderr}");
+        // As a user without a delegated cgroup, the limits say they are not enforced (once).
+        let others = warnings.iter().filter(|w| !expected.iter().any(|e| w.contains(e.as_str())) && !(who == As::User && w.contains("is not enforced: no cgroup is delegated")));
+        assert_eq!(others.count(), 0, "{who:?}: warnings besides the expected ones: {stderr}");
+    }
+}
