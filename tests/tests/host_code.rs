@@ -400,16 +400,26 @@ fn git_administrative_files_cannot_be_moved_or_rewritten() {
         assert!(out.status.success(), "{who:?}: the control attack failed: {}", text(&out));
         assert_eq!(host_git_canaries(who, control.path(), control_dir.path()), VECTORS, "{who:?}: the control attack did not reach the host's git");
 
-        let dir = own_dir(who);
-        let ws = repositories(who);
-        let out = ws.sbx(["run", "--", "/bin/sh", "-c", &attack(dir.path())]).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("Device or resource busy"), "{who:?}: the renames were not refused: {stderr}");
-        assert_eq!(host_git_canaries(who, ws.path(), dir.path()), Vec::<&str>::new(), "{who:?}: the host's git ran the command's code: {}", text(&out));
-        for repo in ["", "sub", "vendor/lib", "m", "n"] {
-            let out = git(who, &ws.path().join(repo), &["status", "--short"]);
-            assert!(out.status.success(), "{who:?}: git status in {repo:?} fails after the session: {}", text(&out));
+        // The default policy, and `-t code`, whose glob rules' walk of the workspace is the one
+        // that finds the repositories (`glob::Walked`).
+        for template in [&[][..], &["-t", "code"]] {
+            let dir = own_dir(who);
+            let home = own_dir(who);
+            let ws = repositories(who);
+            let out = ws.sbx(["run"].iter().chain(template).chain(&["--", "/bin/sh", "-c", &attack(dir.path())])).env("HOME", home.path()).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{who:?} {template:?}: {}", text(&out));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("Device or resource busy"), "{who:?} {template:?}: the renames were not refused: {stderr}");
+            assert_eq!(host_git_canaries(who, ws.path(), dir.path()), Vec::<&str>::new(), "{who:?} {template:?}: the host's git ran the command's code: {}", text(&out));
+            for repo in ["", "sub", "vendor/lib", "m", "n"] {
+                let out = git(who, &ws.path().join(repo), &["status", "--short"]);
+                assert!(out.status.success(), "{who:?} {template:?}: git status in {repo:?} fails after the session: {}", text(&out));
+            }
+            // The first layer, not only the exit check: while the command runs, the nested
+            // repository's and the submodule's administrative files are read-only.
+            let write = "for f in vendor/lib/.git/config vendor/lib/.git/hooks/x .git/modules/m/config sub/.git/hooks/x; do (echo >> $f) 2>/dev/null && echo WROTE $f; done; true";
+            let out = ws.sbx(["run"].iter().chain(template).chain(&["--", "/bin/sh", "-c", write])).env("HOME", home.path()).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{who:?} {template:?}: {}", text(&out));
         }
     }
 }
@@ -854,9 +864,12 @@ fn package_caches_are_the_sandboxes_own_never_the_hosts() {
 #[test]
 fn new_repositories_reached_through_gitlinks_or_symlinked_configs_run_nothing() {
     require_root!();
-    for who in WHO {
+    // The default policy, and `-t code`, whose glob rules' walk found the repositories at
+    // start: the search at the end walks anew and finds the new ones.
+    for (who, template) in WHO.into_iter().flat_map(|w| [(w, &[][..]), (w, &["-t", "code"][..])]) {
         let ws = Workspace::new(who);
         git(who, ws.path(), &["init", "-q", "."]);
+        let home = own_dir(who);
         let canaries = own_dir(who);
         let c = canaries.path();
         let script = format!(
@@ -865,15 +878,15 @@ fn new_repositories_reached_through_gitlinks_or_symlinked_configs_run_nothing() 
              git init -q sub; printf '[core]\\n\\tfsmonitor = touch {c}/symlinked\\n' > notes.txt; rm sub/.git/config; ln -s ../../notes.txt sub/.git/config; echo done",
             c = c.display()
         );
-        let out = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
+        let out = ws.sbx(["run"].iter().chain(template).chain(&["--", "/bin/sh", "-c", &script])).env("HOME", home.path()).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?} {template:?}: {}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("vendor/.lib.git/config") && err.contains("sub/.git/config"), "{who:?}: {}", text(&out));
+        assert!(err.contains("vendor/.lib.git/config") && err.contains("sub/.git/config"), "{who:?} {template:?}: {}", text(&out));
         for repo in ["vendor/lib", "sub"] {
             git(who, &ws.path().join(repo), &["status", "--short"]);
         }
         let fired: Vec<_> = ["gitlink", "symlinked"].into_iter().filter(|f| c.join(f).exists()).collect();
-        assert!(fired.is_empty(), "{who:?}: {fired:?} ran on the host: {}", text(&out));
+        assert!(fired.is_empty(), "{who:?} {template:?}: {fired:?} ran on the host: {}", text(&out));
     }
 }
 
@@ -893,5 +906,49 @@ fn a_private_cache_that_is_a_symlink_is_never_bound_through() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{who:?}: {}", text(&out));
         assert!(!victim.path().join("planted").exists(), "{who:?}: written through the link: {}", text(&out));
         assert!(String::from_utf8_lossy(&out.stderr).contains("privateWrite directory"), "{who:?}: {}", text(&out));
+    }
+}
+
+/// Issue 18: each warning of `-t code` is printed once. A home whose agent and cache
+/// directories are symlinks (a dotfile manager's, or planted) gets one sentence for each
+/// entry that is not made writable, and no sentence twice (both plans and the glob rules'
+/// walk used to repeat some).
+#[test]
+fn each_warning_of_the_code_template_is_printed_once() {
+    require_root!();
+    for who in WHO {
+        let home_dir = own_dir(who);
+        let home = home_dir.path();
+        let real = own_dir(who);
+        for name in [".npm", ".claude", ".config", ".cache", ".codex"] {
+            plant(who, real.path(), &format!("{name}/"), "");
+            std::os::unix::fs::symlink(real.path().join(name), home.join(name)).unwrap();
+        }
+        let ws = Workspace::new(who);
+        git(who, ws.path(), &["init", "-q", "."]);
+        ws.write(".env", "TOKEN=x\n");
+        let out = ws.sbx(["run", "-t", "code", "--", "true"]).env("HOME", home).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sbx: warning: ")).collect();
+        let h = home.display();
+        let expected = [
+            format!("the allowWrite directory {h}/.config/opencode was not created"),
+            format!("the allowWrite entry {h}/.claude is or goes through a symbolic link"),
+            format!("the allowWrite entry {h}/.codex is or goes through a symbolic link"),
+            format!("the privateWrite directory {h}/.cache is not writable"),
+            format!("the privateWrite directory {h}/.npm is not writable"),
+        ];
+        for e in &expected {
+            assert_eq!(warnings.iter().filter(|w| w.contains(e.as_str())).count(), 1, "{who:?}: {e:?} not printed exactly once: {stderr}");
+        }
+        let mut unique = warnings.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), warnings.len(), "{who:?}: a warning printed twice: {stderr}");
+        // As a user without a delegated cgroup, the limits say they are not enforced (once).
+        let limits = |w: &str| who == As::User && w.contains("is not enforced: no cgroup is delegated");
+        let others = warnings.iter().filter(|w| !(expected.iter().any(|e| w.contains(e.as_str())) || limits(w)));
+        assert_eq!(others.count(), 0, "{who:?}: warnings besides the expected ones: {stderr}");
     }
 }

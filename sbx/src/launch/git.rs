@@ -26,14 +26,14 @@ const GITDIR_FILES: &[&str] = &["hooks", "config", "commondir", "config.worktree
 /// existing or not: `plan` protects those that exist, the snapshot watches them all.
 /// Without `protect_config`, the `config` files are left out (`allowGitConfig`).
 pub fn admin_paths(root: &Path, protect_config: bool) -> Vec<PathBuf> {
-    admin_paths_walked(root, protect_config).0
+    admin_paths_of(root, &repositories(root).found, protect_config)
 }
 
-/// [`admin_paths`], and whether the walk saw every repository (`Walk::complete`).
-pub fn admin_paths_walked(root: &Path, protect_config: bool) -> (Vec<PathBuf>, bool) {
+/// [`admin_paths`] of the repositories `repos` found under `root` (by [`repositories`], or
+/// by a glob walk that carried a [`Search`] from `root`).
+pub fn admin_paths_of(root: &Path, repos: &[PathBuf], protect_config: bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let walk = walk(root, MAX_DEPTH, MAX_ENTRIES);
-    for repo in walk.found {
+    for repo in repos {
         let dotgit = repo.join(".git");
         let gitdir = match std::fs::symlink_metadata(&dotgit) {
             Ok(m) if m.is_dir() => Some(dotgit.clone()),
@@ -45,12 +45,12 @@ pub fn admin_paths_walked(root: &Path, protect_config: bool) -> (Vec<PathBuf>, b
             _ => None,
         };
         if let Some(g) = gitdir {
-            gitdir_paths(&g, &repo, protect_config, 0, &mut out);
+            gitdir_paths(&g, repo, protect_config, 0, &mut out);
         }
     }
     let mut seen = std::collections::BTreeSet::new();
     out.retain(|p| seen.insert(p.clone()));
-    (out, walk.complete)
+    out
 }
 
 /// The bounds of the exit check's walk (`snapshot::NewRepositories`) when the start's walk
@@ -58,7 +58,7 @@ pub fn admin_paths_walked(root: &Path, protect_config: bool) -> (Vec<PathBuf>, b
 pub const EXIT_MAX_DEPTH: usize = 24;
 pub const EXIT_MAX_ENTRIES: usize = 300_000;
 
-/// The repositories a walk found, and whether it saw the whole tree (dependency trees
+/// The repositories a search found, and whether it saw the whole tree (dependency trees
 /// aside) or was cut short by its bounds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Walk {
@@ -67,42 +67,92 @@ pub struct Walk {
 }
 
 /// The repositories under `root` (`root` included), within the start's bounds.
-pub fn repositories(root: &Path) -> Vec<PathBuf> {
-    walk(root, MAX_DEPTH, MAX_ENTRIES).found
+pub fn repositories(root: &Path) -> Walk {
+    walk(root, Search::default())
 }
 
 /// The directories under `root` (`root` included) that hold a `.git` entry, within
-/// `max_depth` levels and `max_entries` directory entries, breadth first, dependency
-/// trees skipped.
-pub fn walk(root: &Path, max_depth: usize, max_entries: usize) -> Walk {
-    let mut out = Vec::new();
-    let mut seen = 0usize;
-    let mut complete = true;
+/// `search`'s bounds, breadth first.
+pub fn walk(root: &Path, mut search: Search) -> Walk {
     let mut queue = std::collections::VecDeque::from([(root.to_path_buf(), 0usize)]);
-    while let Some((dir, depth)) = queue.pop_front() {
-        if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
-            out.push(dir.clone());
-        }
+    'walk: while let Some((dir, depth)) = queue.pop_front() {
+        search.enter(&dir);
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
-            seen += 1;
-            if seen > max_entries {
-                out.sort();
-                return Walk { found: out, complete: false };
-            }
-            let name = entry.file_name();
-            let skipped = name.to_str().is_none_or(|n| super::glob::SKIPPED_DIRS.contains(&n));
-            if !skipped && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                if depth < max_depth {
-                    queue.push_back((entry.path(), depth + 1));
-                } else {
-                    complete = false;
-                }
+            match search.entry(&entry, depth) {
+                None => break 'walk,
+                Some(true) => queue.push_back((entry.path(), depth + 1)),
+                Some(false) => {}
             }
         }
     }
-    out.sort();
-    Walk { found: out, complete }
+    search.finish()
+}
+
+/// The search for repositories of [`repositories`], one directory at a time, so that a
+/// walk of the same tree in the same order (breadth first: the glob rules' walk from the
+/// workspace, `glob::Walked`) can carry it and the workspace is read once: it enters the
+/// directories this one says, at the depth it says, and stops feeding it when it is
+/// capped. Breadth first, the shallow repositories are found first when a large tree
+/// stops it.
+#[derive(Debug)]
+pub struct Search {
+    found: Vec<PathBuf>,
+    seen: usize,
+    max_depth: usize,
+    max_entries: usize,
+    capped: bool,
+    /// A directory was left out for its depth.
+    too_deep: bool,
+}
+
+impl Default for Search {
+    /// The start's bounds: [`MAX_DEPTH`], [`MAX_ENTRIES`].
+    fn default() -> Self {
+        Search::bounded(MAX_DEPTH, MAX_ENTRIES)
+    }
+}
+
+impl Search {
+    /// A search to `max_depth` levels and `max_entries` entries.
+    pub fn bounded(max_depth: usize, max_entries: usize) -> Self {
+        Search { found: Vec::new(), seen: 0, max_depth, max_entries, capped: false, too_deep: false }
+    }
+
+    /// A directory of the search, before its entries: a repository when it holds a `.git`.
+    pub fn enter(&mut self, dir: &Path) {
+        if std::fs::symlink_metadata(dir.join(".git")).is_ok() {
+            self.found.push(dir.to_path_buf());
+        }
+    }
+
+    /// One entry of a directory of the search at `depth`: whether the search enters it
+    /// (at `depth + 1`), or `None` when the search is over (its entries reached).
+    pub fn entry(&mut self, entry: &std::fs::DirEntry, depth: usize) -> Option<bool> {
+        self.seen += 1;
+        if self.seen > self.max_entries {
+            self.capped = true;
+            return None;
+        }
+        let name = entry.file_name();
+        let skipped = name.to_str().is_none_or(|n| super::glob::SKIPPED_DIRS.contains(&n));
+        let dir = !skipped && entry.file_type().is_ok_and(|t| t.is_dir());
+        if dir && depth >= self.max_depth {
+            self.too_deep = true;
+        }
+        Some(dir && depth < self.max_depth)
+    }
+
+    /// The search stopped at its entries: nothing more is to be fed to it.
+    pub fn capped(&self) -> bool {
+        self.capped
+    }
+
+    /// The repositories found, sorted, and whether the search saw the whole tree.
+    pub fn finish(mut self) -> Walk {
+        self.found.sort();
+        Walk { complete: !self.capped && !self.too_deep, found: self.found }
+    }
 }
 
 /// The administrative paths of one gitdir, its submodules' and its worktrees'.

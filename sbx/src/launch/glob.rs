@@ -77,16 +77,31 @@ pub fn expand(pattern: &Path) -> Expansion {
 /// The expansions of a session's glob rules, walked once before anything starts (one walk per
 /// literal directory, whatever the number of patterns from it) and read by [`expand`] (the
 /// deny rules' check, then the plan) until this is dropped.
-pub struct Walked(());
+pub struct Walked {
+    /// The workspace and its repositories as they were at start, when the walk from the
+    /// workspace carried the search for them (`git::Search`).
+    repositories: Option<(PathBuf, super::git::Walk)>,
+}
 
 static WALKED: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, Expansion>>> = std::sync::Mutex::new(None);
 
 impl Walked {
-    pub fn walk(patterns: &[PathBuf]) -> Walked {
+    /// Walks `patterns`' globs; the walk that starts from `workspace`, when a pattern starts
+    /// there (`**/.env`), also looks for its git repositories, so that the workspace is read
+    /// once for both.
+    pub fn walk(patterns: &[PathBuf], workspace: &Path) -> Walked {
         let globs: Vec<&Path> = patterns.iter().map(PathBuf::as_path).filter(|p| crate::policy::is_glob(p)).collect();
-        let map = globs.iter().map(|p| p.to_path_buf()).zip(expand_all(&globs)).collect();
+        let (expansions, repositories) = expand_all_with(&globs, Some(workspace));
+        let map = globs.iter().map(|p| p.to_path_buf()).zip(expansions).collect();
         *WALKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(map);
-        Walked(())
+        Walked { repositories: repositories.map(|r| (workspace.to_path_buf(), r)) }
+    }
+
+    /// The repositories under `root` at the time of the walk (`git::repositories`), when the
+    /// walk found them; a search made later (the new repositories at the end of a session)
+    /// walks again.
+    pub fn repositories(&self, root: &Path) -> Option<super::git::Walk> {
+        self.repositories.as_ref().filter(|(w, _)| w == root).map(|(_, r)| r.clone())
     }
 }
 
@@ -98,16 +113,31 @@ impl Drop for Walked {
 
 /// One pattern of a walk.
 struct Pattern<'a> {
-    matcher: Option<globset::GlobMatcher>,
     /// Its literal components: a skipped tree it names is entered for it.
     named: Vec<&'a str>,
     /// Only `**` reaches below the pattern's own number of components.
     unbounded: bool,
 }
 
+/// The part of `pattern` below its literal directory `base`, as glob text (`**/.env` of
+/// `/w/**/.env`): what a path relative to `base` is matched against. `None` when it is not
+/// UTF-8 (such a pattern matches nothing, as before).
+fn relative_glob(pattern: &Path, base: &Path) -> Option<String> {
+    let below: Vec<&str> = pattern.components().skip(base.components().count()).map(|c| c.as_os_str().to_str()).collect::<Option<_>>()?;
+    Some(below.join("/"))
+}
+
 /// Expands `patterns`, in order: the patterns that start from the same literal directory share
-/// one walk (and its [`MAX_ENTRIES`]).
+/// one walk (and its [`MAX_ENTRIES`]), and one matcher: a path relative to that directory,
+/// matched once against all of them (a name or an extension is a lookup, not a regex).
 pub fn expand_all(patterns: &[&Path]) -> Vec<Expansion> {
+    expand_all_with(patterns, None).0
+}
+
+/// [`expand_all`], and, when a pattern starts from `repositories_of`, the git repositories
+/// below it (`git::repositories`, found by the same walk).
+fn expand_all_with(patterns: &[&Path], repositories_of: Option<&Path>) -> (Vec<Expansion>, Option<super::git::Walk>) {
+    let mut repositories = None;
     let mut out: Vec<Expansion> = patterns.iter().map(|_| Expansion::default()).collect();
     let mut bases: Vec<(PathBuf, Vec<usize>)> = Vec::new();
     for (i, p) in patterns.iter().enumerate() {
@@ -118,29 +148,43 @@ pub fn expand_all(patterns: &[&Path]) -> Vec<Expansion> {
         }
     }
     for (base, members) in bases {
+        let mut set = globset::GlobSetBuilder::new();
+        // The set's index of each glob → the member it is for.
+        let mut of_glob = Vec::new();
         let compiled: Vec<Pattern> = members
             .iter()
-            .map(|&i| {
+            .enumerate()
+            .map(|(k, &i)| {
                 let p = patterns[i];
-                let matcher = p.to_str().and_then(|t| globset::GlobBuilder::new(t).literal_separator(true).build().ok()).map(|g| g.compile_matcher());
+                if let Some(glob) = relative_glob(p, &base).and_then(|t| globset::GlobBuilder::new(&t).literal_separator(true).build().ok()) {
+                    set.add(glob);
+                    of_glob.push(k);
+                }
                 let named: Vec<&str> = p.components().filter_map(|c| match c {
                     Component::Normal(s) => s.to_str(),
                     _ => None,
                 }).collect();
                 let unbounded = named.contains(&"**");
-                Pattern { matcher, named, unbounded }
+                Pattern { named, unbounded }
             })
             .collect();
-        walk(&base, &compiled, |k, e| match e {
+        // Each glob was built alone above: the set of them builds.
+        let set = set.build().unwrap_or_else(|_| globset::GlobSet::empty());
+        let mut search = (repositories_of == Some(base.as_path())).then(super::git::Search::default);
+        let whole = walk(&base, &compiled, &set, &of_glob, search.as_mut(), |k, e| match e {
             Found::Match(path) => out[members[k]].matches.push(path),
             Found::Truncated => out[members[k]].truncated = true,
             Found::TooDeep => out[members[k]].too_deep = true,
         });
+        // A walk cut short before the search was done leaves it to a walk of its own.
+        if let Some(s) = search.filter(|s| whole || s.capped()) {
+            repositories = Some(s.finish());
+        }
     }
     for e in &mut out {
         e.matches.sort();
     }
-    out
+    (out, repositories)
 }
 
 enum Found {
@@ -149,13 +193,26 @@ enum Found {
     TooDeep,
 }
 
-/// One bounded walk from `base` for `patterns`; each directory carries the patterns it was
-/// entered for (a skipped tree only for those that name it).
-fn walk(base: &Path, patterns: &[Pattern], mut found: impl FnMut(usize, Found)) {
+/// One bounded walk from `base` for `patterns`, whose globs (relative to `base`) are `set`,
+/// glob `g` being the pattern `of_glob[g]`; each directory carries the patterns it was
+/// entered for (a skipped tree only for those that name it), and whether `search` (a
+/// search for git repositories from `base`) entered it. Returns false when the walk was
+/// cut short ([`MAX_ENTRIES`]).
+///
+/// The search sees the directories it enters in the order of a walk of its own: this walk
+/// enters every one of them (they are never skipped trees, and never deeper than this walk
+/// goes), and the directories it enters for the patterns alone hold none of them.
+fn walk(base: &Path, patterns: &[Pattern], set: &globset::GlobSet, of_glob: &[usize], mut search: Option<&mut super::git::Search>, mut found: impl FnMut(usize, Found)) -> bool {
     let all: Vec<usize> = (0..patterns.len()).collect();
     let mut seen = 0usize;
-    let mut stack = vec![(base.to_path_buf(), 0usize, all)];
-    while let Some((dir, depth, active)) = stack.pop() {
+    let mut hits = Vec::new();
+    // Breadth first, as the search for repositories goes on its own.
+    let mut queue = std::collections::VecDeque::from([(base.to_path_buf(), PathBuf::new(), 0usize, all, search.is_some())]);
+    while let Some((dir, rel, depth, active, searched)) = queue.pop_front() {
+        let searched = searched && search.as_ref().is_some_and(|s| !s.capped());
+        if searched && let Some(s) = search.as_mut() {
+            s.enter(&dir);
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
             seen += 1;
@@ -163,26 +220,29 @@ fn walk(base: &Path, patterns: &[Pattern], mut found: impl FnMut(usize, Found)) 
                 for k in 0..patterns.len() {
                     found(k, Found::Truncated);
                 }
-                return;
+                return false;
             }
-            let path = entry.path();
-            for &k in &active {
-                if patterns[k].matcher.as_ref().is_some_and(|m| m.is_match(&path)) {
-                    found(k, Found::Match(path.clone()));
+            // The search's bounds are its own: past its cap it is over.
+            let search_enters = searched && search.as_mut().and_then(|s| if s.capped() { None } else { s.entry(&entry, depth) }).unwrap_or(false);
+            let name = entry.file_name();
+            let rel = rel.join(&name);
+            set.matches_candidate_into(&globset::Candidate::new(&rel), &mut hits);
+            for &g in &hits {
+                if active.contains(&of_glob[g]) {
+                    found(of_glob[g], Found::Match(entry.path()));
                 }
             }
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let name = entry.file_name();
             let name = name.to_string_lossy();
             let skipped = SKIPPED_DIRS.contains(&name.as_ref());
             let below: Vec<usize> = active.iter().copied().filter(|&k| !skipped || patterns[k].named.contains(&name.as_ref())).collect();
-            if below.is_empty() {
+            if below.is_empty() && !search_enters {
                 continue;
             }
             if depth < MAX_DEPTH {
-                stack.push((path, depth + 1, below));
+                queue.push_back((entry.path(), rel, depth + 1, below, search_enters));
             } else {
                 for k in below.into_iter().filter(|&k| patterns[k].unbounded) {
                     found(k, Found::TooDeep);
@@ -190,6 +250,7 @@ fn walk(base: &Path, patterns: &[Pattern], mut found: impl FnMut(usize, Found)) 
             }
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -256,6 +317,93 @@ mod tests {
         assert_eq!(expand(&root.join("d/*")).matches, [root.join("d/e"), root.join("d/k")]);
     }
 
+    /// The matcher of a directory's patterns, relative to it, matches what each whole
+    /// pattern matches against whole paths (the walk's skipped trees aside): names,
+    /// extensions, prefixes, classes, alternates, `*` against `/`, `**` at each place.
+    #[test]
+    fn relative_matching_agrees_with_whole_patterns() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let files = [
+            ".env", "a/.env", "a/.env.local", "a/.envrc", "a/b/k.pem", "a/b/c/x.key", "a/b/c/.env", "ab/x", "ab/y/x", "b/a/b.txt",
+            "a/q/r/b/z.txt", "node_modules/m/.env", "node_modules/m/k.pem", ".git/hooks/pre-commit", "w/.git/hooks/x", "w/.git/objects/aa/bb",
+            "sub/sub/f", "d/e/k", "d/k", "[x]/.env", "e f/g h.pem",
+        ];
+        for p in files {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "").unwrap();
+        }
+        let patterns = [
+            "**/.env", "**/.env.*", "**/*.pem", "**/*.key", "**/.git/hooks", "d/*", "d/*/k", "**/sub/**", "a/**/b/*.txt", "{a,b}/**/.env",
+            "**/[ab]*.key", "**", "*", "node_modules/**/*.pem", "a?/x", "**/b", "a/*/*", "**/.git/**", "**/?.pem", "**/*.{pem,key}", "**/g h.pem",
+        ];
+        // Every entry below the root, and whether a skipped tree not named by the pattern
+        // lies on its way (the walk does not enter those).
+        let mut all = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                }
+                all.push(e.path());
+            }
+        }
+        for p in patterns {
+            let pattern = root.join(p);
+            let whole = globset::GlobBuilder::new(pattern.to_str().unwrap()).literal_separator(true).build().unwrap().compile_matcher();
+            let base = literal_prefix(&pattern);
+            let mut want: Vec<PathBuf> = all
+                .iter()
+                .filter(|path| path.starts_with(&base) && *path != &base)
+                .filter(|path| {
+                    let rel = path.strip_prefix(&base).unwrap();
+                    let parents: Vec<_> = rel.parent().into_iter().flat_map(|r| r.components()).collect();
+                    parents.iter().all(|c| !SKIPPED_DIRS.contains(&c.as_os_str().to_str().unwrap()) || p.split('/').any(|n| n == c.as_os_str()))
+                })
+                .filter(|path| whole.is_match(path))
+                .cloned()
+                .collect();
+            want.sort();
+            assert_eq!(expand(&pattern).matches, want, "{p}");
+        }
+    }
+
+    /// The walk from the workspace finds the repositories a search of its own finds, in the
+    /// same order, with the same bounds: nested and linked ones (seven levels down too),
+    /// none in skipped trees, and the same cut past its cap of entries. Without a
+    /// pattern from the workspace, it finds none (the search walks on its own then).
+    #[test]
+    fn the_walk_from_the_workspace_finds_its_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in [".git/hooks", ".git/objects/aa", "vendor/lib/.git/hooks", "node_modules/x/.git", "a/b/c/d/e/.git", "a/b/c/d/e/f/.git", "a/b/c/d/e/f/g/.git", "p/q/.git", "z/.git"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/.git"), "gitdir: ../.git/modules/sub\n").unwrap();
+        std::fs::write(root.join(".env"), "").unwrap();
+        let patterns = [root.join("**/.env"), root.join("**/.git/hooks"), root.join("**/*.pem")];
+        let walked = Walked::walk(&patterns, root);
+        let own = crate::launch::git::repositories(root);
+        let rel = |w: &crate::launch::git::Walk| w.found.iter().map(|r| r.strip_prefix(root).unwrap().to_str().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(rel(&own), ["", "a/b/c/d/e", "a/b/c/d/e/f", "a/b/c/d/e/f/g", "p/q", "sub", "vendor/lib", "z"]);
+        assert!(own.complete);
+        assert_eq!(walked.repositories(root), Some(own));
+        assert_eq!(walked.repositories(&root.join("a")), None, "another directory's search is its own");
+        drop(walked);
+        // Past the search's cap: the same repositories, cut at the same place.
+        for i in 0..crate::launch::git::MAX_ENTRIES {
+            std::fs::write(root.join(format!("p/f{i}")), "").unwrap();
+        }
+        let own = crate::launch::git::repositories(root);
+        assert!(own.found.len() < 8 && !own.complete, "{own:?}");
+        assert_eq!(Walked::walk(&patterns, root).repositories(root), Some(own));
+        // No pattern starts from the workspace: no search was made.
+        assert_eq!(Walked::walk(&[root.join("p/*.pem")], root).repositories(root), None);
+    }
+
     /// Patterns from one directory share a walk and still get what each would alone: a
     /// skipped tree is entered only for the pattern that names it.
     #[test]
@@ -277,7 +425,7 @@ mod tests {
         assert_eq!(together[2].matches, [root.join("node_modules/x/y.pem")]);
         assert_eq!(together[3].matches, [root.join(".git/hooks")]);
         // The session's walk is what `expand` reads while it lives, and only then.
-        let walked = Walked::walk(&patterns);
+        let walked = Walked::walk(&patterns, root);
         std::fs::write(root.join("a/late.pem"), "").unwrap();
         assert_eq!(expand(&patterns[1]).matches, [root.join("a/k.pem")]);
         drop(walked);

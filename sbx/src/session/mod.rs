@@ -107,9 +107,9 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     {
         return Err(LaunchError::NoNamespaces(why).into());
     }
-    let (policy, _walked) = prepare(policy, &opts)?;
+    let (policy, walked) = prepare(policy, &opts)?;
     let policy = &policy;
-    let protections = Protections::take(policy, opts.launch.direct.is_some());
+    let protections = Protections::take(policy, opts.launch.direct.is_some(), walked.repositories(&policy.workspace));
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
         None => None,
@@ -333,7 +333,7 @@ fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Wal
     // walk cannot cover refuses before anything starts (the dashboard too).
     let fs = &policy.fs;
     let rules: Vec<PathBuf> = [&fs.allow_read, &fs.allow_execute, &fs.deny_read, &fs.allow_write, &fs.deny_write].into_iter().flatten().cloned().collect();
-    let walked = launch::glob::Walked::walk(&rules);
+    let walked = launch::glob::Walked::walk(&rules, &policy.workspace);
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
     // allowWrite directories written `~/x/` that are missing: made now, so that the
     // plan binds them.

@@ -53,9 +53,12 @@ impl Protections {
     /// Takes every snapshot and makes every placeholder: before anything of the
     /// sandbox starts.
     /// `direct`: no namespaces (`--no-namespaces`), so no read-only mount: no placeholders,
-    /// and the protected directories are watched with everything in them.
-    pub(super) fn take(policy: &Policy, direct: bool) -> Self {
-        let (git_paths, git_walk_complete) = launch::git::admin_paths_walked(&policy.workspace, !policy.fs.allow_git_config);
+    /// and the protected directories are watched with everything in them. `repositories`:
+    /// the workspace's git repositories when the glob rules' walk found them just before
+    /// (`glob::Walked`); else they are looked for here.
+    pub(super) fn take(policy: &Policy, direct: bool, repositories: Option<launch::git::Walk>) -> Self {
+        let walk = repositories.unwrap_or_else(|| launch::git::repositories(&policy.workspace));
+        let git_paths = launch::git::admin_paths_of(&policy.workspace, &walk.found, !policy.fs.allow_git_config);
         // Protected names missing at start: directories get a placeholder (which the plan
         // then mounts read-only), files a watch for the session (`missing`).
         let protected = launch::protected_paths(policy, &git_paths);
@@ -80,7 +83,7 @@ impl Protections {
             files.extend(dirs.iter().cloned());
         }
         let created_watch = RefCell::new(missing::Watch::start(&files));
-        let new_repos = snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config, git_walk_complete);
+        let new_repos = snapshot::NewRepositories::take(&policy.workspace, &git_paths, policy.fs.allow_git_config, walk.complete);
         let quarantine_root = snapshot::quarantine_root(policy.home.as_deref());
         let guard = if direct {
             // The directories between a writable root and a protected path (`.git`): no pin

@@ -90,8 +90,8 @@ impl NewRepositories {
         let mut out = Vec::new();
         use crate::launch::git;
         let walk = match self.start_complete {
-            true => git::walk(&self.workspace, git::MAX_DEPTH, git::MAX_ENTRIES),
-            false => git::walk(&self.workspace, git::EXIT_MAX_DEPTH, git::EXIT_MAX_ENTRIES),
+            true => git::repositories(&self.workspace),
+            false => git::walk(&self.workspace, git::Search::bounded(git::EXIT_MAX_DEPTH, git::EXIT_MAX_ENTRIES)),
         };
         for repo in walk.found {
             if self.before.contains(&repo) {
@@ -294,7 +294,8 @@ mod tests {
         std::fs::create_dir_all(deep.join(".git/hooks")).unwrap();
         std::fs::write(deep.join(".git/hooks/post-commit"), "the user's own").unwrap();
         std::fs::write(deep.join(".git/config"), "[core]\n\tbare = false\n\teditor = vim\n").unwrap();
-        let (paths, complete) = crate::launch::git::admin_paths_walked(&w, true);
+        let walk = crate::launch::git::repositories(&w);
+        let (paths, complete) = (crate::launch::git::admin_paths_of(&w, &walk.found, true), walk.complete);
         assert!(!complete && !paths.iter().any(|p| p.starts_with(&deep)), "the start's walk stops before it");
         std::thread::sleep(std::time::Duration::from_millis(30));
         let guard = NewRepositories::take(&w, &paths, false, complete);

@@ -80,9 +80,9 @@ struct Ratio {
 impl Report {
     fn print(&self) {
         println!("\n== bench {} ({} runs each, interleaved) ==", self.suite, self.runs);
-        println!("{:<28} {:>10} {:>10} {:>10}", "contender", "median ms", "p10 ms", "p90 ms");
+        println!("{:<46} {:>10} {:>10} {:>10}", "contender", "median ms", "p10 ms", "p90 ms");
         for c in &self.contenders {
-            println!("{:<28} {:>10.3} {:>10.3} {:>10.3}", c.name, c.median_ms, c.p10_ms, c.p90_ms);
+            println!("{:<46} {:>10.3} {:>10.3} {:>10.3}", c.name, c.median_ms, c.p10_ms, c.p90_ms);
         }
         for r in &self.ratios {
             println!("{} / {}: {:.2}x (+{:.3} ms)", r.of, r.against, r.ratio, r.added_ms);
@@ -96,32 +96,42 @@ impl Report {
     }
 }
 
-/// One command to time: its name, argv and working directory.
+/// One command to time: its name, argv, working directory and environment additions.
 struct Subject {
     name: String,
     argv: Vec<OsString>,
     cwd: Option<std::path::PathBuf>,
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Subject {
     fn new(name: impl Into<String>, argv: Vec<OsString>) -> Self {
-        Self { name: name.into(), argv, cwd: None }
+        Self { name: name.into(), argv, cwd: None, env: Vec::new() }
     }
     fn in_dir(mut self, dir: &Path) -> Self {
         self.cwd = Some(dir.to_path_buf());
         self
+    }
+    fn with_env(mut self, var: &str, value: impl Into<OsString>) -> Self {
+        self.env.push((var.into(), value.into()));
+        self
+    }
+    /// The command, with its directory and environment.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.argv[0]);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        cmd.args(&self.argv[1..]).envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
     }
 }
 
 fn time_once(s: &Subject) -> Result<Duration> {
     let argv = &s.argv;
     let started = Instant::now();
-    let mut cmd = Command::new(&argv[0]);
-    if let Some(dir) = &s.cwd {
-        cmd.current_dir(dir);
-    }
-    let status = cmd
-        .args(&argv[1..])
+    let status = s
+        .command()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -130,7 +140,7 @@ fn time_once(s: &Subject) -> Result<Duration> {
     let elapsed = started.elapsed();
     if !status.success() {
         // Run again with stderr visible so the failure explains itself.
-        let _ = Command::new(&argv[0]).args(&argv[1..]).status();
+        let _ = s.command().status();
         bail!("{argv:?} failed: {status}");
     }
     Ok(elapsed)
@@ -194,30 +204,44 @@ const BARE_BWRAP: &[&str] = &["--ro-bind", "/", "/", "--dev", "/dev", "--proc", 
 /// The goal: `sbx run -- true`, with the default policy and with `-t code`, at most this
 /// many times bare bubblewrap's median.
 const STARTUP_GOAL: f64 = 1.3;
+/// Issue 18's goal: `sbx run -t code -- true` in a home of 200,000 files ([`home`]) at most
+/// this many times `sbx run -- true`'s median there.
+const GLOB_GOAL: f64 = 1.5;
 
 fn startup(sbx: &Path, runs: usize) -> Result<Report> {
     let truth = which("true")?;
     let bwrap = which("bwrap")?;
     let os = |s: &str| OsString::from(s);
     let bare: Vec<OsString> = std::iter::once(bwrap).chain(BARE_BWRAP.iter().map(|a| os(a))).chain([truth.clone()]).collect();
+    // Issue 18's condition: a home of 200,000 files with the workspace, a git repository,
+    // in it (the default policy's walks of the workspace, and `-t code`'s glob rules and
+    // placeholders). The other subjects start where the bench runs, as they always did.
+    let (home, workspace) = home::ensure()?;
+    let in_home = |s: Subject| {
+        let name = format!("{} [200k home]", s.name);
+        Subject { name, ..s.in_dir(&workspace).with_env("HOME", &home) }
+    };
+    let default = |bin: &Path, prefix: &str| Subject::new(format!("{prefix}sbx run -- true"), vec![bin.into(), os("run"), os("--"), truth.clone()]);
+    let code = |bin: &Path, prefix: &str| Subject::new(format!("{prefix}sbx run -t code -- true"), vec![bin.into(), os("run"), os("-t"), os("code"), os("--"), truth.clone()]);
     // Another build of sbx to compare with, in the same interleaved run (`SBX_BASELINE=PATH`,
     // for a change's before and after).
     let baseline = std::env::var_os("SBX_BASELINE").map(std::path::PathBuf::from);
     let baseline_subjects = baseline.iter().flat_map(|b| {
-        [
-            Subject::new("baseline: sbx run -- true", vec![b.into(), os("run"), os("--"), truth.clone()]),
-            Subject::new("baseline: sbx run -t code -- true", vec![b.into(), os("run"), os("-t"), os("code"), os("--"), truth.clone()]),
-        ]
+        let prefix = "baseline: ";
+        [default(b, prefix), code(b, prefix), in_home(default(b, prefix)), in_home(code(b, prefix))]
     });
+    let warnings = warnings_once(&in_home(code(sbx, "")))?;
     let subjects: Vec<Subject> = [
-        Subject::new("sbx run -- true", vec![sbx.into(), os("run"), os("--"), truth.clone()]),
-        Subject::new("sbx run -t code -- true", vec![sbx.into(), os("run"), os("-t"), os("code"), os("--"), truth.clone()]),
+        default(sbx, ""),
+        code(sbx, ""),
         // What the limits cost at start-up: the session's cgroups (created, joined, removed)
         // and the sized tmpfs mounts; the same run with every limit off.
         Subject::new(
             "sbx run (limits off) -- true",
             vec![sbx.into(), os("run"), os("--memory"), os("off"), os("--pids"), os("off"), os("--tmp-size"), os("off"), os("--"), truth.clone()],
         ),
+        in_home(default(sbx, "")),
+        in_home(code(sbx, "")),
         Subject::new("bwrap (bare) true", bare),
         // The exec of sbx's binary alone: paid by sbx, and by stage-2 when it is sbx again.
         Subject::new("sbx --version", vec![sbx.into(), os("--version")]),
@@ -243,7 +267,42 @@ fn startup(sbx: &Path, runs: usize) -> Result<Report> {
         let verdict = if ratio <= STARTUP_GOAL { "meets" } else { "misses" };
         report.notes.push(format!("{name}: {ratio:.2}x bare bwrap, {verdict} the goal of {STARTUP_GOAL}x"));
     }
+    // Issue 18: the glob rules of `-t code` against the default policy, in the same home.
+    let mut pairs = vec![""];
+    if baseline.is_some() {
+        pairs.push("baseline: ");
+    }
+    for prefix in pairs {
+        let (of, against) = (format!("{prefix}sbx run -t code -- true [200k home]"), format!("{prefix}sbx run -- true [200k home]"));
+        let (o, a) = (median(&of)?, median(&against)?);
+        let verdict = if o / a <= GLOB_GOAL { "meets" } else { "misses" };
+        report.notes.push(format!("{of} / {against}: {:.2}x, {verdict} issue 18's goal of {GLOB_GOAL}x", o / a));
+        report.ratios.push(Ratio { of, against, ratio: o / a, added_ms: o - a });
+    }
+    report.notes.push(warnings);
     Ok(report)
+}
+
+/// Runs `s` once and says whether each of its warnings was printed once (issue 18), quoting
+/// them.
+fn warnings_once(s: &Subject) -> Result<String> {
+    let out = s.command().stdin(Stdio::null()).output().with_context(|| format!("starting {:?}", s.argv))?;
+    if !out.status.success() {
+        bail!("{:?} failed: {}\n{}", s.argv, out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+    let mut twice: Vec<&str> = warnings.iter().copied().filter(|w| warnings.iter().filter(|o| *o == w).count() > 1).collect();
+    twice.dedup();
+    let mut text = match (warnings.len(), twice.is_empty()) {
+        (0, _) => format!("{}: no warning", s.name),
+        (n, true) => format!("{}: {n} warnings, each printed once", s.name),
+        (n, false) => format!("{}: {n} warnings, {} of them printed more than once (misses issue 18's goal)", s.name, twice.len()),
+    };
+    for w in warnings {
+        text.push_str(&format!("\n  {w}"));
+    }
+    Ok(text)
 }
 
 fn check(cmd: &mut Command) -> Result<()> {
@@ -256,12 +315,8 @@ fn check(cmd: &mut Command) -> Result<()> {
 
 /// Runs a subject and returns its stdout; a failure carries its stderr.
 fn output_once(s: &Subject) -> Result<String> {
-    let mut cmd = Command::new(&s.argv[0]);
-    if let Some(dir) = &s.cwd {
-        cmd.current_dir(dir);
-    }
-    let out = cmd
-        .args(&s.argv[1..])
+    let out = s
+        .command()
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("starting {:?}", s.argv))?;
@@ -295,6 +350,7 @@ fn numbers(out: &str) -> Result<Vec<f64>> {
     out.split_whitespace().map(|w| w.parse::<f64>().with_context(|| format!("{w:?} is not a number"))).collect()
 }
 
+mod home;
 mod monitor;
 mod notify;
 mod proxy;
