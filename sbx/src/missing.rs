@@ -235,7 +235,10 @@ impl Watch {
     /// cannot be had (a warning: the watch is for `what`, and without it, `otherwise`).
     pub fn names(paths: &[PathBuf], what: &str, otherwise: &str) -> Option<Watch> {
         use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-        let paths: Vec<&PathBuf> = paths.iter().filter(|f| f.parent().is_some_and(Path::is_dir)).collect();
+        // Each name in its directory's real path (a directory reached through a symlink is
+        // watched where it is).
+        let paths: Vec<(PathBuf, &std::ffi::OsStr)> =
+            paths.iter().filter_map(|f| Some((std::fs::canonicalize(f.parent()?).ok().filter(|d| d.is_dir())?, f.file_name()?))).collect();
         if paths.is_empty() {
             return None;
         }
@@ -248,13 +251,12 @@ impl Watch {
         };
         let mut dirs: BTreeMap<_, (PathBuf, BTreeSet<std::ffi::OsString>)> = BTreeMap::new();
         let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR | AddWatchFlags::IN_DONT_FOLLOW;
-        for f in paths {
-            let (Some(parent), Some(name)) = (f.parent(), f.file_name()) else { continue };
-            match inotify.add_watch(parent, flags) {
+        for (parent, name) in paths {
+            match inotify.add_watch(&parent, flags) {
                 Ok(wd) => {
-                    dirs.entry(wd).or_insert_with(|| (parent.to_path_buf(), BTreeSet::new())).1.insert(name.to_os_string());
+                    dirs.entry(wd).or_insert_with(|| (parent.clone(), BTreeSet::new())).1.insert(name.to_os_string());
                 }
-                Err(e) => eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(parent)),
+                Err(e) => eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(&parent)),
             }
         }
         Some(Watch { inotify, dirs })

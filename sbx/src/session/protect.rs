@@ -160,11 +160,14 @@ impl Protections {
     /// Without namespaces there is nothing to do: Landlock grants no read of a file that
     /// was not there at start.
     pub(super) fn arm_hidden(&self, started: &launch::Started) {
+        // By the real path of their directory, as the watch reports them.
+        let real = |p: &std::path::Path| p.parent().and_then(|d| std::fs::canonicalize(d).ok()).zip(p.file_name()).map_or_else(|| p.to_path_buf(), |(d, n)| d.join(n));
         let known: BTreeMap<PathBuf, (launch::remask::Target, Option<&'static str>)> = started
             .hidden_files
             .iter()
-            .map(|t| (t.path.clone(), (t.clone(), None)))
-            .chain(started.own_files.iter().map(|(t, content)| (t.path.clone(), (t.clone(), Some(*content)))))
+            .map(|t| (t.clone(), None))
+            .chain(started.own_files.iter().map(|(t, content)| (t.clone(), Some(*content))))
+            .map(|(t, content)| (real(&t.path), (launch::remask::Target { path: real(&t.path), ..t }, content)))
             .collect();
         if let (false, Some(init)) = (known.is_empty(), started.sandbox_init) {
             let paths: Vec<PathBuf> = known.keys().cloned().collect();
