@@ -244,7 +244,7 @@ fn typing_into_the_command_while_a_prompt_is_up(who: As) {
     ws.write("fetch.py", FETCH_PY);
     let log = ws.path().join("audit.jsonl");
     let script = format!(
-        "(/usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied) & read line; echo \"got-$line\"; wait; sleep 60"
+        "(/usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-\"ok\" || echo fetch-\"denied\") & read line; echo \"got-$line\"; wait; sleep 60"
     );
     let t = start(&ws, "typing", &format!("--ask --log {}", log.display()), &script);
     t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
@@ -293,7 +293,7 @@ fn always_into_a_fifo(who: As) {
     let ws = Workspace::new(who);
     ws.write("fetch.py", FETCH_PY);
     let log = ws.path().join("audit.jsonl");
-    let script = format!("mkfifo sbx.jsonc; /usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied; sleep 60");
+    let script = format!("mkfifo sbx.jsonc; /usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-\"ok\" || echo fetch-\"denied\"; sleep 60");
     let t = start(&ws, "fifo", &format!("--ask --log {}", log.display()), &script);
     t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
     assert!(ws.path().join("sbx.jsonc").metadata().unwrap().file_type().is_fifo());
@@ -365,7 +365,7 @@ fn an_always_answer_never_writes_through_a_planted_policy_symlink() {
     let victim = victims.path().join("settings.json");
     std::fs::write(&victim, "{}\n").unwrap();
     let log = ws.path().join("audit.jsonl");
-    let script = format!("ln -s {} sbx.jsonc; /usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied; sleep 60", victim.display());
+    let script = format!("ln -s {} sbx.jsonc; /usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-\"ok\" || echo fetch-\"denied\"; sleep 60", victim.display());
     let t = start(&ws, "link", &format!("--ask --log {}", log.display()), &script);
     t.wait_for("the prompt", |s| s.contains(&format!("Reach 127.0.0.1:{port}")));
     t.keys(&["Tab"]);
@@ -745,7 +745,7 @@ fn a_prompt_waits_while_zoomed_and_typing_answers_nothing() {
     ws.write("fetch.py", FETCH_PY);
     let log = ws.path().join("audit.jsonl");
     let script = format!(
-        "(/usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-ok || echo fetch-denied) & read line; echo \"got-$line\"; wait; sleep 60"
+        "(/usr/bin/python3 fetch.py http://127.0.0.1:{port}/ 2>/dev/null && echo fetch-\"ok\" || echo fetch-\"denied\") & read line; echo \"got-$line\"; wait; sleep 60"
     );
     let t = start(&ws, "zoomask", &format!("--zoom --ask --log {}", log.display()), &script);
     let screen = t.wait_for("the status line", |s| s.contains(&format!("request to 127.0.0.1:{port} held: Ctrl-], Tab to answer")));
