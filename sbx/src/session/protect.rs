@@ -32,8 +32,13 @@ pub(super) struct Protections {
     rehidden: RefCell<BTreeMap<PathBuf, usize>>,
 }
 
+/// How long the command runs before the hidden paths are watched. An inotify instance
+/// costs its close, which waits for the kernel to free its marks (about 8 ms here, paid at
+/// exit): a command that ends before this pays nothing. One that runs on is checked at once
+/// for what the host replaced meanwhile (by comparing inodes), then watched.
+const HIDDEN_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
 struct HiddenWatch {
-    watch: missing::Watch,
     /// The host's file at each hidden path that the sandbox does not see, and what the
     /// sandbox sees instead: nothing (a mask), or a file of sbx's (`Started::own_files`).
     known: BTreeMap<PathBuf, (launch::remask::Target, Option<&'static str>)>,
@@ -170,23 +175,16 @@ impl Protections {
             .map(|(t, content)| (real(&t.path), (launch::remask::Target { path: real(&t.path), ..t }, content)))
             .collect();
         if let (false, Some(init)) = (known.is_empty(), started.sandbox_init) {
-            let paths: Vec<PathBuf> = known.keys().cloned().collect();
-            let watch = missing::Watch::names(
-                &paths,
-                "hidden paths the host replaces during the session",
-                "a hidden file that a program outside replaces becomes readable in the sandbox",
-            );
-            if let Some(watch) = watch {
-                *self.hidden.borrow_mut() = Some(HiddenWatch { watch, known, init });
-            }
+            *self.hidden.borrow_mut() = Some(HiddenWatch { known, init });
         }
         self.hidden_armed.notify_one();
     }
 
     /// While the command runs: a hidden path whose file the host replaces (a new file
     /// created or renamed onto it, which detaches the mask inside) is hidden again at once
-    /// (`launch::remask`); one that cannot be stops the command. The files replaced between
-    /// the launch's look and the watch are found by comparing, first.
+    /// (`launch::remask`); one that cannot be stops the command. The watch starts once the
+    /// command has run for [`HIDDEN_WATCH_AFTER`]; the files replaced before (since the
+    /// launch's look) are found by comparing, first.
     pub(super) async fn watch_hidden(&self, sandbox: &SandboxPids, mut done: Done) {
         tokio::select! {
             biased;
@@ -194,9 +192,21 @@ impl Protections {
             () = self.hidden_armed.notified() => {}
         }
         let Some(hw) = self.hidden.borrow_mut().take() else { return };
-        let Some(fd) = watch_fd(&hw.watch, "the hidden paths") else { return };
+        tokio::select! {
+            biased;
+            () = done.wait() => return,
+            () = tokio::time::sleep(HIDDEN_WATCH_AFTER) => {}
+        }
+        let paths: Vec<PathBuf> = hw.known.keys().cloned().collect();
+        let watch = missing::Watch::names(
+            &paths,
+            "hidden paths the host replaces during the session",
+            "a hidden file that a program outside replaces becomes readable in the sandbox",
+        );
+        let Some(watch) = watch else { return };
+        let Some(fd) = watch_fd(&watch, "the hidden paths") else { return };
         let mut masker: Option<launch::remask::Masker> = None;
-        let HiddenWatch { watch, mut known, init } = hw;
+        let HiddenWatch { mut known, init } = hw;
         let mut check = |paths: Vec<PathBuf>, known: &mut BTreeMap<PathBuf, (launch::remask::Target, Option<&'static str>)>| {
             for path in paths {
                 let Some(now) = launch::remask::Target::at(&path) else { continue };
