@@ -343,15 +343,9 @@ fn decide_bind(req: &libc::seccomp_notif, host_netns: Option<u64>, may_block: bo
         return Verdict::Blocking;
     }
     let raw = &addr[2..];
-    let path = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
-    let requested = Path::new(OsStr::from_bytes(path));
-    let in_sandbox = if requested.is_absolute() {
-        requested.to_path_buf()
-    } else {
-        match std::fs::read_link(format!("/proc/{}/cwd", req.pid)) {
-            Ok(cwd) => cwd.join(requested),
-            Err(e) => return Verdict::Connected(Err(errno(&e))),
-        }
+    let (_, in_sandbox) = match unix_path(req, raw) {
+        Ok(p) => p,
+        Err(v) => return v,
     };
     let (Some(parent), Some(name)) = (in_sandbox.parent(), in_sandbox.file_name()) else {
         return Verdict::Connected(Err(libc::EINVAL));
@@ -667,16 +661,9 @@ fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_net
     if !may_block {
         return Verdict::Blocking;
     }
-    let path = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
-    let requested = Path::new(OsStr::from_bytes(path));
-    // The path as the caller sees it, from its root.
-    let in_sandbox = if requested.is_absolute() {
-        requested.to_path_buf()
-    } else {
-        match std::fs::read_link(format!("/proc/{}/cwd", req.pid)) {
-            Ok(cwd) => cwd.join(requested),
-            Err(e) => return Verdict::Connected(Err(errno(&e))),
-        }
+    let (path, in_sandbox) = match unix_path(req, raw) {
+        Ok(p) => p,
+        Err(v) => return v,
     };
     let nscd = |p: &Path| NAME_SERVICE_SOCKETS.iter().any(|s| p == Path::new(s));
     let Some(policy) = policy else { return Verdict::Connected(Err(libc::EIO)) };
@@ -719,6 +706,20 @@ fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_net
     }
     let via = format!("/proc/self/fd/{}", target.as_raw_fd());
     Verdict::Connect { sock, addr: sockaddr_un(via.as_bytes()), _target: Some(target) }
+}
+
+/// The path of a Unix socket address (`raw`, after the family), up to its NUL, and that
+/// path as the caller sees it from its root (a relative one from its working directory).
+fn unix_path<'a>(req: &libc::seccomp_notif, raw: &'a [u8]) -> Result<(&'a [u8], PathBuf), Verdict> {
+    let path = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+    let requested = Path::new(OsStr::from_bytes(path));
+    if requested.is_absolute() {
+        return Ok((path, requested.to_path_buf()));
+    }
+    match std::fs::read_link(format!("/proc/{}/cwd", req.pid)) {
+        Ok(cwd) => Ok((path, cwd.join(requested))),
+        Err(e) => Err(Verdict::Connected(Err(errno(&e)))),
+    }
 }
 
 fn denial(req: &libc::seccomp_notif, what: Refused, requested: &[u8], resolved: Option<PathBuf>) -> SeccompDenial {
