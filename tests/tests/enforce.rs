@@ -237,6 +237,52 @@ fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
     }
 }
 
+/// As an attacker, against the re-hiding: the command moves a hidden file's directory
+/// away and leaves a symlink in its place, so that the host's next save of the secret goes
+/// through the link. sbx hides the file the host wrote, wherever the link leads, and mounts
+/// nothing on any other file: the command reads none of the new secret, and what it can
+/// read is unchanged.
+#[test]
+fn a_symlink_planted_above_a_hidden_file_leads_the_re_hiding_nowhere_else() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("config/.env", "secret-1\n");
+        ws.write("decoy", "decoy\n");
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["config/.env"]}}"#);
+        let mark = format!("sbx-remask-link-{}-{who:?}", std::process::id());
+        let script = format!("mv config moved && ln -s moved config && : {mark}; touch ready; until [ -e go ]; do sleep 0.02; done; cat config/.env; cat moved/.env; cat decoy; echo end");
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ws.path().join("ready").exists() {
+            assert!(std::time::Instant::now() < deadline, "{who:?}: the command never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // The host saves the secret by its old path, through the command's link.
+        ws.write("config/.env.tmp", "secret-2\n");
+        std::fs::rename(ws.path().join("config/.env.tmp"), ws.path().join("config/.env")).unwrap();
+        // The sandbox's own view, read as root, until the new file is hidden there.
+        let pid = loop {
+            if let Some(pid) = sandboxed_pids(&mark).first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let inside = format!("/proc/{pid}/root{}/moved/.env", ws.path().display());
+        while !std::fs::read_to_string(&inside).is_ok_and(|s| s.is_empty()) {
+            assert!(std::time::Instant::now() < deadline, "{who:?}: the file the host wrote is visible inside");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.ends_with("decoy\nend\n"), "{who:?}: {}", text(&out));
+        assert!(!stdout.contains("secret"), "{who:?}: the sandbox read a hidden file: {}", text(&out));
+        assert_eq!(read(&ws.path().join("moved/.env")), "secret-2\n", "{who:?}: the host's file is its own");
+    }
+}
+
 /// A `denyWrite` path that does not exist at start cannot be mounted read-only: it is
 /// watched like the protected names (moved away the moment it appears, a second stops
 /// the command), for a file and for a directory, and nothing of it is left on the host.
