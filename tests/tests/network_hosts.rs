@@ -767,6 +767,8 @@ def attempt(name, f):
         print(name, errno.errorcode.get(e.errno, e.errno))
 def get(sock, path):
     sock.sendall(f"GET {{path}} HTTP/1.0\r\nHost: {web}\r\n\r\n".encode())
+    return read(sock)
+def read(sock):
     data = b""
     while True:
         chunk = sock.recv(4096)
@@ -791,6 +793,29 @@ def nonblocking():
     cloexec = fcntl.fcntl(s.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC != 0
     s.setblocking(True)
     return f"{{errno.errorcode.get(rc, rc)}} {{ready == [(s.fileno(), select.EPOLLOUT)]}} soerror={{err}} nonblocking={{nonblocking}} cloexec={{cloexec}} {{get(s, '/epoll')}}"
+def registered():
+    # Registered with two epoll instances before the connect (as Netty does): the
+    # registrations follow the socket sbx installs, under the same number and flags.
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    ep, ep2 = select.epoll(), select.epoll()
+    ep.register(s.fileno(), select.EPOLLOUT | select.EPOLLET)
+    ep2.register(s.fileno(), select.EPOLLIN)
+    rc = s.connect_ex((socket.gethostbyname("{web}"), 80))
+    writable = ep.poll(5)
+    ep.modify(s.fileno(), select.EPOLLIN)
+    s.sendall(f"GET /registered HTTP/1.0\r\nHost: {web}\r\n\r\n".encode())
+    readable = ep2.poll(5)
+    ep.unregister(s.fileno())
+    ep2.unregister(s.fileno())
+    s.setblocking(True)
+    return f"{{errno.errorcode.get(rc, rc)}} {{writable == [(s.fileno(), select.EPOLLOUT)]}} {{readable == [(s.fileno(), select.EPOLLIN)]}} {{read(s)}}"
+def duplicated():
+    # A duplicate made before the connect names the connected socket too.
+    import os
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    d = socket.socket(fileno=os.dup(s.fileno()))
+    s.connect((socket.gethostbyname("{web}"), 80))
+    return f"{{d.getpeername() == s.getpeername()}} {{get(d, '/duplicated')}}"
 def port():
     return socket.create_connection(("{web}", 9000), timeout=5).close()
 def unlisted():
@@ -809,6 +834,8 @@ def udp():
 attempt("literal", literal)
 attempt("blocking", blocking)
 attempt("nonblocking", nonblocking)
+attempt("registered", registered)
+attempt("duplicated", duplicated)
 attempt("port", port)
 attempt("unlisted", unlisted)
 attempt("private", private)
@@ -835,6 +862,8 @@ attempt("udp", udp)
                 "literal ECONNREFUSED\n\
                  blocking hello from http {web} /blocking\n\
                  nonblocking EINPROGRESS True soerror=0 nonblocking=True cloexec=True hello from http {web} /epoll\n\
+                 registered EINPROGRESS True True hello from http {web} /registered\n\
+                 duplicated True hello from http {web} /duplicated\n\
                  port ECONNREFUSED\n\
                  unlisted gaierror -2\n\
                  private gaierror -2\n\
@@ -845,17 +874,19 @@ attempt("udp", udp)
             "{who:?}: {}",
             text(&out)
         );
-        // The server saw the three allowed connections, from the host's end
+        // The server saw the five allowed connections, from the host's end
         // of the veth (the program's socket is the host's, connected by sbx),
         // and nothing on 9000.
-        let seen = host.wait_events(before + 3);
+        let seen = host.wait_events(before + 5);
         std::thread::sleep(Duration::from_millis(200));
         let from = host.host_side();
-        assert_eq!(host.events()[before..], [format!("tcp 80 {from}"), format!("tcp 80 {from}"), format!("tcp 80 {from}")], "{who:?}: {seen:?}");
+        assert_eq!(host.events()[before..], vec![format!("tcp 80 {from}"); 5], "{who:?}: {seen:?}");
         assert_eq!(
             net_decisions(&events),
             [
                 decision("direct", &addr, 80, "denied"),
+                decision("direct", &web, 80, "allowed"),
+                decision("direct", &web, 80, "allowed"),
                 decision("direct", &web, 80, "allowed"),
                 decision("direct", &web, 80, "allowed"),
                 decision("direct", &web, 9000, "denied"),

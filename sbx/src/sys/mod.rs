@@ -1,12 +1,13 @@
 //! The thin layer of raw system calls that neither `nix` nor `landlock`
 //! wrap the way sbx needs: descriptor passing (`fdpass`), the seccomp
 //! notification ioctls, process memory and pidfds (`notif`), sockets on raw
-//! addresses (`socket`), the new mount API (`mount`), namespaces, polling, memfds, close_range, cgroup
+//! addresses (`socket`), other processes' epoll registrations (`epoll`), the new mount API (`mount`), namespaces, polling, memfds, close_range, cgroup
 //! joins. The crate denies `unsafe_code`; this module is where it is allowed
 //! (the few other places are named in ARCHITECTURE.md), each block with its
 //! `SAFETY` reason.
 
 pub mod bpf;
+mod epoll;
 mod fdpass;
 pub mod mount;
 mod notif;
@@ -14,6 +15,7 @@ mod socket;
 
 pub use notif::{notif_addfd_at, notif_continue, notif_id_valid, notif_recv, notif_send, pidfd_getfd, pidfd_open, read_process_memory};
 pub use socket::{bind_raw, connect_raw, copy_socket_options, listen_raw, lookup_canonical, loopback_freebind, new_socket, socket_domain, socket_error, socket_has_peer, socket_listens, socket_netns_cookie, socket_protocol, socket_type};
+pub use epoll::{EpollEntry, move_epoll_entries};
 pub use fdpass::{FDS_PER_MESSAGE, HandoverError, recv_all_fds, recv_fds, recv_listener, send_all_fds, send_fds, send_listener};
 
 use std::{

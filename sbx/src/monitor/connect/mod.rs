@@ -83,6 +83,8 @@ use tokio::sync::mpsc;
 
 use super::notify::SeccompDenial;
 
+mod references;
+
 /// The listed socket paths (`allowUnixSockets`), absolute host paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnixSocketPolicy {
@@ -185,6 +187,8 @@ struct DirectConnect {
     /// The caller's descriptor number, and whether it is close-on-exec.
     fd: i32,
     cloexec: bool,
+    /// The caller's other references to the socket, which follow it when it is replaced.
+    references: references::References,
 }
 
 enum Installed {
@@ -225,23 +229,22 @@ async fn direct(d: &DirectConnect, listener: i32, id: u64) -> Result<Installed, 
     // The caller's file status flags (O_NONBLOCK and the rest that apply to a socket).
     fcntl(&host, FcntlArg::F_SETFL(flags)).map_err(|e| e as i32)?;
     match sys::notif_addfd_at(listener, id, &host, d.fd, d.cloexec) {
-        Ok(true) => Ok(if connected { Installed::Connected } else { Installed::InProgress }),
-        Ok(false) => Ok(Installed::Gone),
-        Err(e) => Err(errno(&e)),
+        Ok(true) => {}
+        Ok(false) => return Ok(Installed::Gone),
+        Err(e) => return Err(errno(&e)),
     }
+    // What else named the old socket names the new one (`references`). A duplicate the
+    // caller closed meanwhile gets nothing; one it reused gets the allowed socket.
+    for &(fd, cloexec) in &d.references.duplicates {
+        let _ = sys::notif_addfd_at(listener, id, &host, fd, cloexec);
+    }
+    sys::move_epoll_entries(&d.references.epoll, &d.sock, &host).map_err(|e| errno(&e))?;
+    Ok(if connected { Installed::Connected } else { Installed::InProgress })
 }
 
 /// The longest a blocking caller's direct connect waits for the handshake: then
 /// `ETIMEDOUT`, and nothing installed.
 pub const DIRECT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Whether the caller's descriptor `fd` is close-on-exec (`/proc/PID/fdinfo`).
-fn fd_cloexec(pid: u32, fd: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok()))
-        .is_some_and(|f| f & libc::O_CLOEXEC as u32 != 0)
-}
 
 /// The IP address and port of a copied `sockaddr_in` or `sockaddr_in6`.
 fn inet_address(addr: &[u8]) -> Option<(std::net::IpAddr, u16)> {
@@ -638,12 +641,20 @@ fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_net
             }
             return Verdict::Connect { sock, addr, _target: None };
         };
+        let fd = fd as u32 as i32;
+        let protocol = sys::socket_protocol(&sock).unwrap_or(-1);
+        // Read before the replacement, and only for a socket it will replace; through a
+        // pidfd made before the check below (which makes what was read the caller's).
+        let references = if !host && kind == libc::SOCK_STREAM {
+            sys::pidfd_open(req.pid).map(|pidfd| references::of(req.pid, &pidfd, &sock, fd)).unwrap_or_default()
+        } else {
+            references::References::default()
+        };
+        let cloexec = references::cloexec(req.pid, fd);
         if !still_valid() {
             return Verdict::Gone;
         }
-        let fd = fd as u32 as i32;
-        let protocol = sys::socket_protocol(&sock).unwrap_or(-1);
-        return Verdict::Direct(DirectConnect { sock, addr, ip, port, domain, kind, protocol, host, fd, cloexec: fd_cloexec(req.pid, fd) });
+        return Verdict::Direct(DirectConnect { sock, addr, ip, port, domain, kind, protocol, host, fd, cloexec, references });
     }
     // Not a Unix socket, or an address the kernel refuses for one (no path, another family):
     // connect as asked; nothing here can name a socket file. Every Unix socket allowed

@@ -1,0 +1,133 @@
+//! Moving another process's epoll registrations from one open file to another, under the
+//! descriptor numbers that process knows them by: for the connect mediator
+//! (`monitor::connect`), which replaces a program's socket with one it connected on the host.
+//!
+//! An epoll instance keys each registration by the open file *and* the descriptor number
+//! it was added under, and the kernel takes neither from the epoll owner's descriptor table
+//! when it adds one: `epoll_ctl` looks the number up in the table of the thread that calls
+//! it. So the registrations are moved by a thread of sbx with a descriptor table of its own
+//! (`unshare(CLONE_FILES)`), in which each number is made to name first the old file (to
+//! delete its registration) and then the new one (to add it with the same events and data).
+//! That table is a copy, and goes when the thread ends: sbx's own descriptors are untouched.
+
+use std::{
+    io,
+    os::fd::{AsRawFd as _, OwnedFd, RawFd},
+};
+
+/// One registration of a program's epoll instance, as `/proc/PID/fdinfo` shows it.
+#[derive(Debug)]
+pub struct EpollEntry {
+    /// The instance (a duplicate of the program's descriptor: the same open file).
+    pub epoll: OwnedFd,
+    /// The descriptor number the file is registered under.
+    pub fd: RawFd,
+    /// The events and flags (`EPOLLET`, `EPOLLONESHOT`, ...) and the data, as registered.
+    pub events: u32,
+    pub data: u64,
+}
+
+/// Moves every entry's registration from `old` to `new` (both ours, open files): deletes
+/// the one of `old` under the entry's number and adds `new` under it with the same events
+/// and data. The first failure to add is returned (the entries before it are moved).
+pub fn move_epoll_entries(entries: &[EpollEntry], old: &OwnedFd, new: &OwnedFd) -> io::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    std::thread::scope(|s| s.spawn(|| in_own_table(entries, old.as_raw_fd(), new.as_raw_fd())).join()).unwrap_or_else(|_| Err(io::Error::other("the epoll thread panicked")))
+}
+
+/// The work of [`move_epoll_entries`], in the calling thread, which it gives a descriptor
+/// table of its own first. Nothing here closes a descriptor by its number: numbers in this
+/// table name sbx's files only in this copy, and the copy is freed with the thread.
+fn in_own_table(entries: &[EpollEntry], old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: unshare(CLONE_FILES) gives this thread a copy of the descriptor table; it reads
+    // and writes no memory.
+    if unsafe { libc::unshare(libc::CLONE_FILES) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Our files at numbers above every number we are about to overwrite.
+    let above = entries.iter().map(|e| e.fd).max().unwrap_or(0).saturating_add(1);
+    let dup_above = |fd: RawFd| -> io::Result<RawFd> {
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor of this table; no memory involved.
+        let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n) }
+    };
+    let (old, new) = (dup_above(old)?, dup_above(new)?);
+    for e in entries {
+        let epoll = dup_above(e.epoll.as_raw_fd())?;
+        let at = |file: RawFd| -> io::Result<()> {
+            // SAFETY: dup2 between two numbers of this (private) table.
+            if unsafe { libc::dup2(file, e.fd) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        };
+        at(old)?;
+        // SAFETY: EPOLL_CTL_DEL ignores the event pointer (NULL is allowed since 2.6.9).
+        if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, e.fd, std::ptr::null_mut()) } < 0 {
+            let err = io::Error::last_os_error();
+            // Already gone (the program deleted it meanwhile): add the new one all the same.
+            if err.raw_os_error() != Some(libc::ENOENT) {
+                return Err(err);
+            }
+        }
+        at(new)?;
+        let mut event = libc::epoll_event { events: e.events, u64: e.data };
+        // SAFETY: EPOLL_CTL_ADD reads one epoll_event.
+        if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, e.fd, &mut event) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd as _, FromRawFd as _};
+
+    fn epoll() -> OwnedFd {
+        // SAFETY: epoll_create1 returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: a fresh descriptor nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    }
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
+    }
+
+    fn wait(ep: &OwnedFd) -> Vec<(u32, u64)> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        // SAFETY: epoll_wait writes at most 4 events.
+        let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), 4, 1000) };
+        events[..n.max(0) as usize].iter().map(|e| (e.events, e.u64)).collect()
+    }
+
+    /// A registration made under number N for one pipe is moved to another pipe under the
+    /// same number, with its events and data; this thread's own descriptors are untouched,
+    /// and the program-side calls on N (MOD, DEL through a table where N is the new file)
+    /// find it.
+    #[test]
+    fn a_registration_moves_to_the_new_file_under_the_same_number_and_data() {
+        let (old_r, _old_w) = pipe();
+        let (new_r, new_w) = pipe();
+        let ep = epoll();
+        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0xfeed_beef_0042 };
+        // SAFETY: EPOLL_CTL_ADD reads one epoll_event.
+        assert_eq!(unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, old_r.as_raw_fd(), &mut event) }, 0);
+        let number = old_r.as_raw_fd();
+        let entry = EpollEntry { epoll: ep.try_clone().unwrap(), fd: number, events: libc::EPOLLIN as u32, data: 0xfeed_beef_0042 };
+        let ino = |fd: std::os::fd::BorrowedFd| nix::sys::stat::fstat(fd).unwrap().st_ino;
+        let old_ino = ino(old_r.as_fd());
+        move_epoll_entries(&[entry], &old_r, &new_r).unwrap();
+        // Our own table still has the old pipe at that number.
+        assert_eq!(ino(old_r.as_fd()), old_ino);
+        assert_ne!(ino(new_r.as_fd()), old_ino);
+        nix::unistd::write(&new_w, b"x").unwrap();
+        assert_eq!(wait(&ep), [(libc::EPOLLIN as u32, 0xfeed_beef_0042)]);
+        // The old registration is gone: deleting (old, number) here finds nothing.
+        // SAFETY: as above.
+        let rc = unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, number, std::ptr::null_mut()) };
+        assert_eq!((rc, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ENOENT)));
+    }
+}
