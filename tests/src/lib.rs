@@ -15,6 +15,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::OnceLock,
+    time::Duration,
 };
 
 /// Skips the current test with a reason, or fails it under CI.
@@ -444,4 +445,43 @@ pub fn seal_log(raw: &str, keys: &Path) -> String {
     std::fs::write(&key_file, format!("{}\n{n:020} {}\n", hex(&key), hex(&prev))).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     out
+}
+
+/// A tmux session running a command on a terminal of its own: the test reads the screen
+/// and sends keys; the session is killed when dropped.
+pub struct Tmux {
+    pub session: String,
+}
+
+impl Tmux {
+    fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(args).output().expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    pub fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-t", &self.session, "-p"])
+    }
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+    /// Waits (polling the screen) until `pred` holds; panics with the
+    /// screen after a generous bound. The test waits; sbx never sleeps.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        for _ in 0..200 {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; the screen:\n{}", self.screen());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+    }
 }

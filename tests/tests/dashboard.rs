@@ -3,44 +3,7 @@
 
 use std::{os::unix::fs::FileTypeExt as _, process::Command, time::Duration};
 
-use sbx_integration_tests::{As, FETCH_PY, Workspace, http_server, public_sbx, read_log, require_root, require_tool, sbx_bin, test_user};
-
-struct Tmux {
-    session: String,
-}
-
-impl Tmux {
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").args(args).output().expect("tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-t", &self.session, "-p"])
-    }
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", &self.session];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-    /// Waits (polling the screen) until `pred` holds; panics with the
-    /// screen after a generous bound. The test waits; sbx never sleeps.
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        for _ in 0..200 {
-            let screen = self.screen();
-            if pred(&screen) {
-                return screen;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("timed out waiting for {what}; the screen:\n{}", self.screen());
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
-    }
-}
+use sbx_integration_tests::{As, FETCH_PY, Tmux, Workspace, http_server, public_sbx, read_log, require_root, require_tool, sbx_bin, test_user};
 
 #[test]
 fn the_dashboard_shows_denials_takes_keys_and_restores_the_terminal() {

@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sbx_integration_tests::{As, Workspace, read_log, require_root, require_tool, text};
+use sbx_integration_tests::{As, Tmux, Workspace, read_log, require_root, require_tool, text};
 
 /// The servers inside the namespace, all bound to 0.0.0.0 so that every
 /// address of the namespace (198.18.X.2 and 10.255.X.2) is served: HTTP on
@@ -928,6 +928,50 @@ attempt("udp", udp)
             ),
         }
     }
+}
+
+/// Issue 21, `--ask` under transparent egress: a name no rule decides is answered by sbx's
+/// DNS, and the program's own connect (curl ignoring every proxy) is held at the dashboard
+/// until the user answers; allowed once, it reaches the test host directly, and the log
+/// says so (a `policy` event and a `net` event with `via: direct`). Nothing reaches the host
+/// before the answer.
+#[test]
+fn ask_holds_a_direct_connect_at_the_dashboard_until_answered() {
+    require_tools();
+    require_tool("tmux");
+    let host = TestHost::start(|h| vec![(h.name("asked"), h.addr())]);
+    let (asked, addr) = (host.name("asked"), host.addr());
+    let ws = Workspace::new(As::Root);
+    ws.write("sbx.jsonc", r#"{ "network": { "allowedDomains": [] } }"#);
+    let log = ws.path().join("audit.jsonl");
+    let script = format!("curl -sS --noproxy \"*\" --max-time 60 http://{asked}/asked && echo fetch-\"ok\"; sleep 60");
+    let shell = format!("cd {} && {} monitor --ask --log {} -- sh -c '{script}'; sleep 30", ws.path().display(), sbx_integration_tests::sbx_bin().display(), log.display());
+    let before = host.events().len();
+    // The sandbox's /etc/hosts is a mount on the host's file: no other test's host
+    // rewrites it while this runs.
+    let lock = HostLock::take();
+    let t = Tmux { session: format!("sbx-askdirect-{}", std::process::id()) };
+    assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell]).status().unwrap().success());
+    let screen = t.wait_for("the prompt", |s| s.contains(&format!("Reach {asked}:80 (direct)?")));
+    assert_eq!(host.events().len(), before, "nothing reaches the host before the answer: {screen}");
+    t.keys(&["Tab"]);
+    t.wait_for("the prompt to take the keyboard", |s| s.contains("answering"));
+    std::thread::sleep(Duration::from_millis(600));
+    t.keys(&["a"]);
+    let screen = t.wait_for("the fetch", |s| s.contains("fetch-ok"));
+    assert!(screen.contains(&format!("hello from http {asked} /asked")), "{screen}");
+    t.keys(&["q"]);
+    t.wait_for("the quit confirmation", |s| s.contains("kill the command and quit?"));
+    t.keys(&["y"]);
+    t.wait_for("the session's end", |_| read_log(&log).iter().any(|e| e["type"] == "session_end"));
+    drop(lock);
+    assert_eq!(host.events()[before..], [format!("tcp 80 {}", host.host_side())]);
+    let events = read_log(&log);
+    let policy: Vec<(&str, &str)> = events.iter().filter(|e| e["type"] == "policy").map(|e| (e["action"].as_str().unwrap(), e["host"].as_str().unwrap())).collect();
+    assert_eq!(policy, [("allow_once", asked.as_str())]);
+    let net: Vec<&serde_json::Value> = events.iter().filter(|e| e["type"] == "net").collect();
+    assert_eq!(net.len(), 1, "{net:?}");
+    assert_eq!((net[0]["host"].as_str(), net[0]["decision"].as_str(), net[0]["via"].as_str(), net[0]["resolved"].as_str()), (Some(asked.as_str()), Some("allowed"), Some("direct"), Some(addr.as_str())), "{}", net[0]);
 }
 
 /// Issue 21: sbx's DNS answers an alias with a CNAME record to its canonical name (here a
