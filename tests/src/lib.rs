@@ -454,7 +454,21 @@ pub struct Tmux {
 }
 
 impl Tmux {
-    fn tmux(&self, args: &[&str]) -> String {
+    /// A detached tmux session of `cols` x `rows` running `shell`.
+    pub fn start(name: &str, cols: u16, rows: u16, shell: &str) -> Self {
+        let t = Tmux { session: format!("sbx-{name}-{}", std::process::id()) };
+        let (x, y) = (cols.to_string(), rows.to_string());
+        assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", &x, "-y", &y, shell]).status().unwrap().success());
+        t
+    }
+    /// The screen's rows, trailing blanks removed.
+    pub fn rows(&self) -> Vec<String> {
+        self.screen().lines().map(|l| l.trim_end().to_string()).collect()
+    }
+    pub fn resize(&self, cols: u16, rows: u16) {
+        self.tmux(&["resize-window", "-t", &self.session, "-x", &cols.to_string(), "-y", &rows.to_string()]);
+    }
+    pub fn tmux(&self, args: &[&str]) -> String {
         let out = Command::new("tmux").args(args).output().expect("tmux");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

@@ -408,23 +408,6 @@ fn piped_stdin_goes_to_the_command_and_keys_still_reach_the_dashboard() {
     }
 }
 
-impl Tmux {
-    /// A detached tmux session of `cols` x `rows` running `shell`.
-    fn start(name: &str, cols: u16, rows: u16, shell: &str) -> Self {
-        let t = Tmux { session: format!("sbx-{name}-{}", std::process::id()) };
-        let (x, y) = (cols.to_string(), rows.to_string());
-        assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", &x, "-y", &y, shell]).status().unwrap().success());
-        t
-    }
-    /// The screen's rows, trailing blanks removed.
-    fn rows(&self) -> Vec<String> {
-        self.screen().lines().map(|l| l.trim_end().to_string()).collect()
-    }
-    fn resize(&self, cols: u16, rows: u16) {
-        self.tmux(&["resize-window", "-t", &self.session, "-x", &cols.to_string(), "-y", &rows.to_string()]);
-    }
-}
-
 /// The output pane's inside on a dashboard screen (rows between its
 /// borders, trailing blanks removed) and its size (columns, rows).
 fn output_pane(screen: &str) -> Option<(Vec<String>, (u16, u16))> {

@@ -950,8 +950,7 @@ fn ask_holds_a_direct_connect_at_the_dashboard_until_answered() {
     // The sandbox's /etc/hosts is a mount on the host's file: no other test's host
     // rewrites it while this runs.
     let lock = HostLock::take();
-    let t = Tmux { session: format!("sbx-askdirect-{}", std::process::id()) };
-    assert!(Command::new("tmux").args(["new-session", "-d", "-s", &t.session, "-x", "120", "-y", "40", &shell]).status().unwrap().success());
+    let t = Tmux::start("askdirect", 120, 40, &shell);
     let screen = t.wait_for("the prompt", |s| s.contains(&format!("Reach {asked}:80 (direct)?")));
     assert_eq!(host.events().len(), before, "nothing reaches the host before the answer: {screen}");
     t.keys(&["Tab"]);
