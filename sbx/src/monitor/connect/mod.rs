@@ -40,7 +40,10 @@
 //! flags, connects it (a blocking caller's answer waits for the handshake, at most
 //! [`DIRECT_TIMEOUT`]; a non-blocking one gets `EINPROGRESS` at once) and installs it at the
 //! caller's descriptor number (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SETFD`,
-//! close-on-exec as the caller's was), then answers. A refused destination gets
+//! close-on-exec as the caller's was), and at every other number of the caller that named
+//! the same socket, moves the socket's registrations in the caller's epoll instances to it
+//! ([`references`]: a program that registers before it connects, as Netty does, sees the
+//! connect complete), then answers. A refused destination gets
 //! `ECONNREFUSED` and a `net` event. Such a host socket (told apart by its network
 //! namespace's cookie, `SO_NETNS_COOKIE`) is never pointed elsewhere: a connect on it is
 //! decided again (allowed destinations only; `AF_UNSPEC`, loopback: EPERM), and bind(2) and
@@ -187,7 +190,10 @@ struct DirectConnect {
     /// The caller's descriptor number, and whether it is close-on-exec.
     fd: i32,
     cloexec: bool,
-    /// The caller's other references to the socket, which follow it when it is replaced.
+    /// The caller, for reading its other references to the socket (only when sbx will
+    /// replace the socket), taken while the notification was valid.
+    caller: Option<OwnedFd>,
+    /// Those references, which follow the socket when it is replaced.
     references: references::References,
 }
 
@@ -489,6 +495,15 @@ impl Mediator {
             }
             return Verdict::Connected(r);
         }
+        // The caller's other references to the socket, read before the replacement, on the
+        // blocking pool: the table can be long. (Used only if the replacement is made,
+        // which proves the caller alive, and so `/proc/PID` its, all along.)
+        let mut d = d;
+        if let (Some(pidfd), Ok(sock)) = (d.caller.take(), d.sock.try_clone()) {
+            let (pid, fd) = (req.pid, d.fd);
+            let Ok(_deciding) = self.deciding.clone().acquire_owned().await else { return Verdict::Connected(Err(libc::EIO)) };
+            d.references = tokio::task::spawn_blocking(move || references::of(pid, &pidfd, &sock, fd)).await.unwrap_or_default();
+        }
         let result = direct(&d, self.listener.as_raw_fd(), req.id).await;
         let outcome = match &result {
             Ok(Installed::Connected) => None,
@@ -643,18 +658,14 @@ fn decide(req: &libc::seccomp_notif, policy: Option<&UnixSocketPolicy>, host_net
         };
         let fd = fd as u32 as i32;
         let protocol = sys::socket_protocol(&sock).unwrap_or(-1);
-        // Read before the replacement, and only for a socket it will replace; through a
-        // pidfd made before the check below (which makes what was read the caller's).
-        let references = if !host && kind == libc::SOCK_STREAM {
-            sys::pidfd_open(req.pid).map(|pidfd| references::of(req.pid, &pidfd, &sock, fd)).unwrap_or_default()
-        } else {
-            references::References::default()
-        };
+        // A pidfd made before the check below (so it is the caller's), for a socket sbx may
+        // replace.
+        let caller = if !host && kind == libc::SOCK_STREAM { sys::pidfd_open(req.pid).ok() } else { None };
         let cloexec = references::cloexec(req.pid, fd);
         if !still_valid() {
             return Verdict::Gone;
         }
-        return Verdict::Direct(DirectConnect { sock, addr, ip, port, domain, kind, protocol, host, fd, cloexec, references });
+        return Verdict::Direct(DirectConnect { sock, addr, ip, port, domain, kind, protocol, host, fd, cloexec, caller, references: references::References::default() });
     }
     // Not a Unix socket, or an address the kernel refuses for one (no path, another family):
     // connect as asked; nothing here can name a socket file. Every Unix socket allowed
