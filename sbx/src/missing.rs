@@ -217,8 +217,11 @@ pub fn remove_stale() {
 #[derive(Debug)]
 pub struct Watch {
     inotify: nix::sys::inotify::Inotify,
-    /// Watch descriptor → the directory and the protected names in it.
-    dirs: BTreeMap<nix::sys::inotify::WatchDescriptor, (PathBuf, BTreeSet<std::ffi::OsString>)>,
+    /// Watch descriptor → the directory and the names watched in it.
+    dirs: std::cell::RefCell<BTreeMap<nix::sys::inotify::WatchDescriptor, (PathBuf, BTreeSet<std::ffi::OsString>)>>,
+    /// A watch of chains ([`Watch::chains`]): each watched path, and the directory its
+    /// chain is watched from.
+    chains: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Watch {
@@ -234,7 +237,7 @@ impl Watch {
     /// that name being created or renamed onto; `None` when there is none, or when inotify
     /// cannot be had (a warning: the watch is for `what`, and without it, `otherwise`).
     pub fn names(paths: &[PathBuf], what: &str, otherwise: &str) -> Option<Watch> {
-        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        use nix::sys::inotify::{InitFlags, Inotify};
         // Each name in its directory's real path (a directory reached through a symlink is
         // watched where it is).
         let paths: Vec<(PathBuf, &std::ffi::OsStr)> =
@@ -249,17 +252,75 @@ impl Watch {
                 return None;
             }
         };
-        let mut dirs: BTreeMap<_, (PathBuf, BTreeSet<std::ffi::OsString>)> = BTreeMap::new();
-        let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR | AddWatchFlags::IN_DONT_FOLLOW;
+        let watch = Watch { inotify, dirs: Default::default(), chains: Vec::new() };
         for (parent, name) in paths {
-            match inotify.add_watch(&parent, flags) {
-                Ok(wd) => {
-                    dirs.entry(wd).or_insert_with(|| (parent.clone(), BTreeSet::new())).1.insert(name.to_os_string());
-                }
-                Err(e) => eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(&parent)),
+            if let Err(e) = watch.add(&parent, name) {
+                eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(&parent));
             }
         }
-        Some(Watch { inotify, dirs })
+        Some(watch)
+    }
+
+    /// Watches each of `paths` and every directory on its way down from the deepest of
+    /// `roots` above it: a path is reported (by [`Watch::created`]) when it is created or
+    /// renamed onto, and also when a directory on its way is, since a directory renamed
+    /// away takes its watch along (then the new chain is watched). For paths that must be
+    /// followed while the directories above them can be renamed (the hidden paths inside
+    /// a writable tree, `launch::remask`). `None` as for [`Watch::names`].
+    pub fn chains(paths: &[PathBuf], roots: &[PathBuf], what: &str, otherwise: &str) -> Option<Watch> {
+        use nix::sys::inotify::{InitFlags, Inotify};
+        let roots: Vec<PathBuf> = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
+        let chains: Vec<(PathBuf, PathBuf)> = paths
+            .iter()
+            .filter_map(|p| {
+                let real = std::fs::canonicalize(p.parent()?).ok()?.join(p.file_name()?);
+                let top = roots.iter().filter(|r| real.starts_with(r) && real != **r).max_by_key(|r| r.components().count()).cloned();
+                Some((real.clone(), top.unwrap_or_else(|| real.parent().unwrap_or(&real).to_path_buf())))
+            })
+            .collect();
+        if chains.is_empty() {
+            return None;
+        }
+        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("sbx: warning: cannot watch for {what} (inotify: {e}); {otherwise}");
+                return None;
+            }
+        };
+        let watch = Watch { inotify, dirs: Default::default(), chains };
+        for (path, top) in &watch.chains {
+            if let Err((dir, e)) = watch.arm(path, top) {
+                eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(&dir));
+            }
+        }
+        Some(watch)
+    }
+
+    /// Watches `dir` for `name` being created or renamed onto.
+    fn add(&self, dir: &Path, name: &std::ffi::OsStr) -> nix::Result<()> {
+        use nix::sys::inotify::AddWatchFlags;
+        let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR | AddWatchFlags::IN_DONT_FOLLOW;
+        let wd = self.inotify.add_watch(dir, flags)?;
+        // The same directory by another name (it was renamed) keeps its first name: events
+        // there are about the old chain, and the new chain has its own directories.
+        self.dirs.borrow_mut().entry(wd).or_insert_with(|| (dir.to_path_buf(), BTreeSet::new())).1.insert(name.to_os_string());
+        Ok(())
+    }
+
+    /// Watches the directories from `top` down to `path`'s, as far as they exist (real
+    /// directories, not links), each for the next name on the way.
+    fn arm(&self, path: &Path, top: &Path) -> Result<(), (PathBuf, nix::Error)> {
+        let Ok(below) = path.strip_prefix(top) else { return Ok(()) };
+        let mut dir = top.to_path_buf();
+        for name in below.iter() {
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                break;
+            }
+            self.add(&dir, name).map_err(|e| (dir.clone(), e))?;
+            dir.push(name);
+        }
+        Ok(())
     }
 
     /// The protected paths that exist now, from the events queued so far (after an
@@ -275,10 +336,15 @@ impl Watch {
                         if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                             rescan = true;
                         }
-                        if let (Some((dir, names)), Some(name)) = (self.dirs.get(&e.wd), e.name)
-                            && names.contains(&name)
-                        {
-                            out.insert(dir.join(name));
+                        let seen = self.dirs.borrow().get(&e.wd).zip(e.name).filter(|((_, names), name)| names.contains(name)).map(|((dir, _), name)| dir.join(name));
+                        if let Some(seen) = seen {
+                            // A directory on the way of a chain: the paths below it are
+                            // watched again along the new one, and looked at.
+                            for (path, top) in self.chains.iter().filter(|(p, _)| p.starts_with(&seen) && *p != seen) {
+                                let _ = self.arm(path, top);
+                                out.insert(path.clone());
+                            }
+                            out.insert(seen);
                         }
                     }
                 }
@@ -286,11 +352,17 @@ impl Watch {
             }
         }
         if rescan {
-            for (dir, names) in self.dirs.values() {
-                out.extend(names.iter().map(|n| dir.join(n)).filter(|p| std::fs::symlink_metadata(p).is_ok()));
+            for (path, top) in &self.chains {
+                let _ = self.arm(path, top);
             }
+            for (dir, names) in self.dirs.borrow().values() {
+                out.extend(names.iter().map(|n| dir.join(n)));
+            }
+            out.extend(self.chains.iter().map(|(p, _)| p.clone()));
         }
-        out.into_iter().filter(|p| std::fs::symlink_metadata(p).is_ok()).collect()
+        // Only the watched paths themselves, as they are now.
+        let watched = |p: &PathBuf| self.chains.is_empty() || self.chains.iter().any(|(c, _)| c == p);
+        out.into_iter().filter(|p| watched(p) && std::fs::symlink_metadata(p).is_ok()).collect()
     }
 }
 
@@ -299,7 +371,7 @@ impl Watch {
     /// marks (an SRCU grace period, ~8 ms here); removing them first lets that happen in
     /// the background while the session does its exit checks, and the close is then short.
     pub fn stop(&self) {
-        for wd in self.dirs.keys() {
+        for wd in self.dirs.borrow().keys() {
             let _ = self.inotify.rm_watch(*wd);
         }
     }
@@ -394,6 +466,31 @@ mod tests {
         std::fs::write(&list, format!("{} {} {}\n{} {} {}\n", m(&a).dev(), m(&a).ino(), a.display(), m(&b).dev(), m(&b).ino() + 1, b.display())).unwrap();
         remove_listed(&list);
         assert!(!a.exists() && b.exists());
+    }
+
+    /// A chain is followed down from its top: a directory on the way moved away and made
+    /// again is watched in its new form, and the path in it is reported when it appears
+    /// (or is there already); other names are not.
+    #[test]
+    fn a_chain_follows_its_path_through_directories_moved_and_made_again() {
+        let top = tempfile::tempdir().unwrap();
+        let t = std::fs::canonicalize(top.path()).unwrap();
+        std::fs::create_dir_all(t.join("a/b")).unwrap();
+        std::fs::write(t.join("a/b/.env"), "1").unwrap();
+        let watch = Watch::chains(&[t.join("a/b/.env")], &[t.clone()], "test", "test").unwrap();
+        assert_eq!(watch.created(), Vec::<PathBuf>::new());
+        std::fs::rename(t.join("a"), t.join("moved")).unwrap();
+        std::fs::create_dir_all(t.join("a/b")).unwrap();
+        assert_eq!(watch.created(), Vec::<PathBuf>::new(), "nothing at the path yet");
+        std::fs::write(t.join("a/b/other"), "").unwrap();
+        std::fs::write(t.join("a/b/.env"), "2").unwrap();
+        assert_eq!(watch.created(), vec![t.join("a/b/.env")]);
+        // Made again with the file already in it: reported when the directory appears.
+        std::fs::rename(t.join("a"), t.join("moved2")).unwrap();
+        std::fs::create_dir_all(t.join("staging/b")).unwrap();
+        std::fs::write(t.join("staging/b/.env"), "3").unwrap();
+        std::fs::rename(t.join("staging"), t.join("a")).unwrap();
+        assert_eq!(watch.created(), vec![t.join("a/b/.env")]);
     }
 
     #[test]

@@ -283,6 +283,64 @@ fn a_symlink_planted_above_a_hidden_file_leads_the_re_hiding_nowhere_else() {
     }
 }
 
+/// As an attacker, against the re-hiding: once the watch runs, the command moves a hidden
+/// file's directory away (one level up, and two) and makes it again, empty, so that the
+/// host's next save of the secret lands in a directory the watch never saw. sbx follows
+/// the path, not the directory: the new files are hidden inside, the command reads none of
+/// them, and the moved masks still hide the old ones.
+#[test]
+fn a_hidden_files_directory_moved_away_and_made_again_is_still_watched() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("config/.env", "secret-1\n");
+        ws.write("deep/er/.env", "secret-1\n");
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["config/.env","deep/er/.env"]}}"#);
+        let mark = format!("sbx-remask-moved-{}-{who:?}", std::process::id());
+        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
+        let script = format!(
+            ": {mark}; touch ready; {}; mv config moved && mkdir config && mv deep deep2 && mkdir -p deep/er && touch remade; {}; cat config/.env; cat moved/.env; cat deep/er/.env; cat deep2/er/.env; echo end",
+            wait("armed"),
+            wait("go")
+        );
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let wait_for = |f: &str| {
+            while !ws.path().join(f).exists() {
+                assert!(std::time::Instant::now() < deadline, "{who:?}: no {f}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait_for("ready");
+        // Past the moment the hidden paths are watched (100 ms into the command).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        ws.write("armed", "");
+        wait_for("remade");
+        // The host saves the secrets at their paths, in the directories the command made.
+        ws.write("config/.env", "secret-2\n");
+        ws.write("deep/er/.env.tmp", "secret-2\n");
+        std::fs::rename(ws.path().join("deep/er/.env.tmp"), ws.path().join("deep/er/.env")).unwrap();
+        let pid = loop {
+            if let Some(pid) = sandboxed_pids(&mark).first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let inside = |rel: &str| format!("/proc/{pid}/root{}/{rel}", ws.path().display());
+        while !["config/.env", "deep/er/.env"].iter().all(|f| std::fs::read_to_string(inside(f)).is_ok_and(|s| s.is_empty())) {
+            assert!(std::time::Instant::now() < deadline, "{who:?}: the files the host wrote are visible inside the sandbox");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
+        assert!(!stdout.contains("secret"), "{who:?}: the sandbox read a hidden file: {}", text(&out));
+        assert_eq!(read(&ws.path().join("config/.env")), "secret-2\n", "{who:?}: the host's file is its own");
+    }
+}
+
 /// A `denyWrite` path that does not exist at start cannot be mounted read-only: it is
 /// watched like the protected names (moved away the moment it appears, a second stops
 /// the command), for a file and for a directory, and nothing of it is left on the host.

@@ -796,6 +796,10 @@ def nonblocking():
 def registered():
     # Registered with two epoll instances before the connect (as Netty does): the
     # registrations follow the socket sbx installs, under the same number and flags.
+    # (With a long descriptor table, which sbx reads on its blocking pool; the duplicate
+    # below is found in a short one.)
+    import os
+    extra = [os.open("/dev/null", os.O_RDONLY) for _ in range(100)]
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     ep, ep2 = select.epoll(), select.epoll()
     ep.register(s.fileno(), select.EPOLLOUT | select.EPOLLET)
@@ -807,6 +811,8 @@ def registered():
     readable = ep2.poll(5)
     ep.unregister(s.fileno())
     ep2.unregister(s.fileno())
+    for fd in extra:
+        os.close(fd)
     s.setblocking(True)
     return f"{{errno.errorcode.get(rc, rc)}} {{writable == [(s.fileno(), select.EPOLLOUT)]}} {{readable == [(s.fileno(), select.EPOLLIN)]}} {{read(s)}}"
 def duplicated():

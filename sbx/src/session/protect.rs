@@ -26,6 +26,9 @@ pub(super) struct Protections {
     /// The watch over the hidden paths, for the host's replacing one (`launch::remask`):
     /// set once the sandbox has started (`arm_hidden`), then taken by `watch_hidden`.
     hidden: RefCell<Option<HiddenWatch>>,
+    /// The writable roots, from which the hidden paths' directories are watched (the
+    /// command can rename those).
+    writable: Vec<PathBuf>,
     hidden_armed: tokio::sync::Notify,
     /// Hidden paths the host replaced while the command ran, each hidden again (how
     /// many times).
@@ -123,6 +126,7 @@ impl Protections {
             created_live: RefCell::new(Vec::new()),
             stopped_for: RefCell::new(None),
             hidden: RefCell::new(None),
+            writable: policy.writable(),
             hidden_armed: tokio::sync::Notify::new(),
             rehidden: RefCell::new(BTreeMap::new()),
         }
@@ -198,8 +202,9 @@ impl Protections {
             () = tokio::time::sleep(HIDDEN_WATCH_AFTER) => {}
         }
         let paths: Vec<PathBuf> = hw.known.keys().cloned().collect();
-        let watch = missing::Watch::names(
+        let watch = missing::Watch::chains(
             &paths,
+            &self.writable,
             "hidden paths the host replaces during the session",
             "a hidden file that a program outside replaces becomes readable in the sandbox",
         );

@@ -495,14 +495,21 @@ impl Mediator {
             }
             return Verdict::Connected(r);
         }
-        // The caller's other references to the socket, read before the replacement, on the
-        // blocking pool: the table can be long. (Used only if the replacement is made,
-        // which proves the caller alive, and so `/proc/PID` its, all along.)
+        // The caller's other references to the socket, read before the replacement: here
+        // for a short table, on the blocking pool for a long one. (Used only if the
+        // replacement is made, which proves the caller alive, and so `/proc/PID` its, all
+        // along.)
         let mut d = d;
-        if let (Some(pidfd), Ok(sock)) = (d.caller.take(), d.sock.try_clone()) {
+        if let Some(pidfd) = d.caller.take() {
             let (pid, fd) = (req.pid, d.fd);
-            let Ok(_deciding) = self.deciding.clone().acquire_owned().await else { return Verdict::Connected(Err(libc::EIO)) };
-            d.references = tokio::task::spawn_blocking(move || references::of(pid, &pidfd, &sock, fd)).await.unwrap_or_default();
+            match references::of(pid, &pidfd, &d.sock, fd, references::QUICK) {
+                Some(found) => d.references = found,
+                None => {
+                    let Ok(sock) = d.sock.try_clone() else { return Verdict::Connected(Err(libc::EMFILE)) };
+                    let Ok(_deciding) = self.deciding.clone().acquire_owned().await else { return Verdict::Connected(Err(libc::EIO)) };
+                    d.references = tokio::task::spawn_blocking(move || references::of(pid, &pidfd, &sock, fd, usize::MAX)).await.ok().flatten().unwrap_or_default();
+                }
+            }
         }
         let result = direct(&d, self.listener.as_raw_fd(), req.id).await;
         let outcome = match &result {

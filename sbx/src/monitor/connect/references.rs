@@ -28,17 +28,24 @@ pub(super) struct References {
     pub epoll: Vec<sys::EpollEntry>,
 }
 
+/// Descriptors read at most on sbx's runtime thread; a longer table is read on the
+/// blocking pool.
+pub(super) const QUICK: usize = 64;
+
 /// The references to `sock` (a duplicate of the caller's descriptor `fd`) in the table of
 /// thread `pid`, whose descriptors are taken through `pidfd`. What cannot be read is left
-/// out: the connect itself goes on.
-pub(super) fn of(pid: u32, pidfd: &OwnedFd, sock: &OwnedFd, fd: i32) -> References {
+/// out: the connect itself goes on. `None` when the table has more than `most` descriptors.
+pub(super) fn of(pid: u32, pidfd: &OwnedFd, sock: &OwnedFd, fd: i32, most: usize) -> Option<References> {
     let mut found = References::default();
-    let Ok(st) = nix::sys::stat::fstat(sock) else { return found };
+    let Ok(st) = nix::sys::stat::fstat(sock) else { return Some(found) };
     let link = format!("socket:[{}]", st.st_ino);
     // fdinfo prints the target's device as the kernel encodes it (major << 20 | minor).
     let sdev = (u64::from(libc::major(st.st_dev)) << 20) | u64::from(libc::minor(st.st_dev));
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return found };
-    for entry in entries.flatten() {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Some(found) };
+    for (i, entry) in entries.flatten().enumerate() {
+        if i >= most {
+            return None;
+        }
         let Some(n) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
         let Ok(target) = std::fs::read_link(entry.path()) else { continue };
         let target = target.as_os_str().as_encoded_bytes();
@@ -57,7 +64,7 @@ pub(super) fn of(pid: u32, pidfd: &OwnedFd, sock: &OwnedFd, fd: i32) -> Referenc
             }
         }
     }
-    found
+    Some(found)
 }
 
 /// Whether the caller's descriptor `fd` is close-on-exec (`/proc/PID/fdinfo`).
@@ -127,7 +134,8 @@ mod tests {
         ep.add(&dup, EpollEvent::new(flags, 22)).unwrap();
         let pid = std::process::id();
         let pidfd = sys::pidfd_open(pid).unwrap();
-        let found = of(pid, &pidfd, &sock, sock.as_raw_fd());
+        let found = of(pid, &pidfd, &sock, sock.as_raw_fd(), usize::MAX).unwrap();
+        assert!(of(pid, &pidfd, &sock, sock.as_raw_fd(), 1).is_none(), "more than one descriptor");
         assert_eq!(found.duplicates, [(dup.as_raw_fd(), false)]);
         let mut regs: Vec<(i32, u32, u64)> = found.epoll.iter().map(|e| (e.fd, e.events, e.data)).collect();
         regs.sort();
