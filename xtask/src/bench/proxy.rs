@@ -184,20 +184,30 @@ pub(super) fn proxy(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
     let runs = runs.clamp(5, 15);
     let os = |s: &str| OsString::from(s);
     // (name, inside sbx, how curl reaches the server)
-    let routes: [(&str, bool, &str); 6] = [
-        ("bare curl, direct", false, "--noproxy '*'"),
-        ("bare curl, minimal splice relay", false, "--noproxy '*' --connect-to ::127.0.0.1:RELAY"),
-        ("sbx run, transparent egress", true, "--noproxy '*'"),
-        ("sbx run, HTTP proxy", true, r#"--noproxy '' -x "$HTTP_PROXY""#),
-        ("sbx run, HTTP CONNECT", true, r#"--noproxy '' -p -x "$HTTP_PROXY""#),
-        ("sbx run, SOCKS5", true, r#"--noproxy '' -x "$ALL_PROXY""#),
+    // Another build of sbx's transparent egress, for a change's before and after
+    // (`SBX_BASELINE=PATH`), last.
+    let baseline = std::env::var_os("SBX_BASELINE").map(std::path::PathBuf::from);
+    let mut routes: Vec<(&str, Option<&Path>, &str)> = vec![
+        ("bare curl, direct", None, "--noproxy '*'"),
+        ("bare curl, minimal splice relay", None, "--noproxy '*' --connect-to ::127.0.0.1:RELAY"),
+        ("sbx run, transparent egress", Some(sbx), "--noproxy '*'"),
+        ("sbx run, HTTP proxy", Some(sbx), r#"--noproxy '' -x "$HTTP_PROXY""#),
+        ("sbx run, HTTP CONNECT", Some(sbx), r#"--noproxy '' -p -x "$HTTP_PROXY""#),
+        ("sbx run, SOCKS5", Some(sbx), r#"--noproxy '' -x "$ALL_PROXY""#),
     ];
+    if let Some(b) = &baseline {
+        routes.push(("baseline sbx run, transparent egress", Some(b), "--noproxy '*'"));
+    }
     const TRANSPARENT: usize = 2;
+    const BASELINE: usize = 6;
     let subjects = |label: &str, script: &dyn Fn(&str) -> String| -> Vec<Subject> {
         routes
             .iter()
             .map(|(name, in_sbx, how)| {
-                let mut argv: Vec<OsString> = if *in_sbx { vec![sbx.into(), os("run"), os("--")] } else { Vec::new() };
+                let mut argv: Vec<OsString> = match in_sbx {
+                    Some(bin) => vec![bin.into(), os("run"), os("--")],
+                    None => Vec::new(),
+                };
                 let how = how.replace("RELAY", &relay.to_string());
                 argv.extend([os("/bin/sh"), os("-c"), OsString::from(script(&how))]);
                 Subject::new(format!("{label}: {name}"), argv).in_dir(&work)
@@ -252,7 +262,7 @@ pub(super) fn proxy(root: &Path, sbx: &Path, runs: usize) -> Result<Report> {
                     (format!("connections: {route}: added ms per connection over {against_route}"), other.median_ms - base.median_ms)
                 });
             }
-            if other.name == relay.name {
+            if other.name == relay.name || i + 1 == BASELINE {
                 continue;
             }
             // Transparent egress: the direct connection's speed; the proxy: a relay's.
