@@ -1045,6 +1045,9 @@ fn the_sandboxes_own_hosts_file_survives_the_host_replacing_its() {
         let ws = Workspace::new(who);
         let mark = format!("sbx-it-own-hosts-{}-{who:?}", std::process::id());
         let script = format!(": {mark}; touch ready; until [ -e go ]; do sleep 0.02; done; cat /etc/hosts");
+        // No other test's host rewrites /etc/hosts before this one does (the sandbox would
+        // see the host's file until sbx puts its own back).
+        let lock = HostLock::take();
         let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while !ws.path().join("ready").exists() {
@@ -1065,10 +1068,8 @@ fn the_sandboxes_own_hosts_file_survives_the_host_replacing_its() {
         };
         let inside = || fs::read_to_string(format!("/proc/{pid}/root/etc/hosts")).unwrap_or_default();
         assert!(inside().starts_with("# sbx:"), "{who:?}: {}", inside());
-        {
-            let lock = HostLock::take();
-            rewrite_hosts(&lock, str::to_string);
-        }
+        rewrite_hosts(&lock, str::to_string);
+        drop(lock);
         while !inside().starts_with("# sbx:") {
             assert!(Instant::now() < deadline, "{who:?}: the sandbox sees the host's /etc/hosts: {}", inside());
             std::thread::sleep(Duration::from_millis(20));
