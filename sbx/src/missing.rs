@@ -477,7 +477,7 @@ mod tests {
         let t = std::fs::canonicalize(top.path()).unwrap();
         std::fs::create_dir_all(t.join("a/b")).unwrap();
         std::fs::write(t.join("a/b/.env"), "1").unwrap();
-        let watch = Watch::chains(&[t.join("a/b/.env")], &[t.clone()], "test", "test").unwrap();
+        let watch = Watch::chains(&[t.join("a/b/.env")], std::slice::from_ref(&t), "test", "test").unwrap();
         assert_eq!(watch.created(), Vec::<PathBuf>::new());
         std::fs::rename(t.join("a"), t.join("moved")).unwrap();
         std::fs::create_dir_all(t.join("a/b")).unwrap();
