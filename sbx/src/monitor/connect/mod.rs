@@ -244,7 +244,12 @@ async fn direct(d: &DirectConnect, listener: i32, id: u64) -> Result<Installed, 
     for &(fd, cloexec) in &d.references.duplicates {
         let _ = sys::notif_addfd_at(listener, id, &host, fd, cloexec);
     }
-    sys::move_epoll_entries(&d.references.epoll, &d.sock, &host).map_err(|e| errno(&e))?;
+    // The socket is the caller's now, connected or connecting: a registration that could not
+    // be moved (a number beyond sbx's hard limit, the program's epoll changed meanwhile)
+    // changes nothing of the answer.
+    if let Err(e) = d.references.move_epoll(&d.sock, &host) {
+        tracing::debug!("transparent egress: an epoll registration of descriptor {} not moved: {e}", d.fd);
+    }
     Ok(if connected { Installed::Connected } else { Installed::InProgress })
 }
 
@@ -502,14 +507,15 @@ impl Mediator {
         let mut d = d;
         if let Some(pidfd) = d.caller.take() {
             let (pid, fd) = (req.pid, d.fd);
-            match references::of(pid, &pidfd, &d.sock, fd, references::QUICK) {
+            match references::of(pid, &d.sock, fd, true) {
                 Some(found) => d.references = found,
                 None => {
                     let Ok(sock) = d.sock.try_clone() else { return Verdict::Connected(Err(libc::EMFILE)) };
                     let Ok(_deciding) = self.deciding.clone().acquire_owned().await else { return Verdict::Connected(Err(libc::EIO)) };
-                    d.references = tokio::task::spawn_blocking(move || references::of(pid, &pidfd, &sock, fd, usize::MAX)).await.ok().flatten().unwrap_or_default();
+                    d.references = tokio::task::spawn_blocking(move || references::of(pid, &sock, fd, false)).await.ok().flatten().unwrap_or_default();
                 }
             }
+            d.references.caller = Some(pidfd);
         }
         let result = direct(&d, self.listener.as_raw_fd(), req.id).await;
         let outcome = match &result {
