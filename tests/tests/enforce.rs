@@ -341,6 +341,61 @@ fn a_hidden_files_directory_moved_away_and_made_again_is_still_watched() {
     }
 }
 
+/// As an attacker, against the re-hiding's chains: two hidden files in two directories;
+/// the command moves the second's directory aside and the first's directory into its place.
+/// The watched directory now on the second path is the one watched for the first: sbx must
+/// follow it under its new name, and hide the file the host then saves at the second path
+/// (it must not look for it at the first path, where nothing is any more).
+#[test]
+fn a_watched_directory_moved_onto_another_hidden_files_path_is_followed_there() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("a/.env", "secret-a\n");
+        ws.write("b/.env", "secret-b\n");
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["a/.env","b/.env"]}}"#);
+        let mark = format!("sbx-remask-swap-{}-{who:?}", std::process::id());
+        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
+        let script = format!(": {mark}; touch ready; {}; mv b b-old && mv a b && touch remade; {}; cat b/.env; echo end", wait("armed"), wait("go"));
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let wait_for = |f: &str| {
+            while !ws.path().join(f).exists() {
+                assert!(std::time::Instant::now() < deadline, "{who:?}: no {f}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait_for("ready");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        ws.write("armed", "");
+        wait_for("remade");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The host saves the second secret at its path, by a rename, as editors do.
+        ws.write("b/.env.tmp", "secret-2\n");
+        std::fs::rename(ws.path().join("b/.env.tmp"), ws.path().join("b/.env")).unwrap();
+        let pid = loop {
+            if let Some(pid) = sandboxed_pids(&mark).first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let inside = format!("/proc/{pid}/root{}/b/.env", ws.path().display());
+        let hidden_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !std::fs::read_to_string(&inside).is_ok_and(|s| s.is_empty()) {
+            if std::time::Instant::now() > hidden_deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
+        assert!(!stdout.contains("secret"), "{who:?}: the sandbox read the file the host saved at a hidden path: {}", text(&out));
+    }
+}
+
 /// The inotify watches (`inotify wd:` lines of their fdinfo) that sbx's processes for the
 /// command marked `mark` hold.
 fn sbx_inotify_watches(mark: &str) -> usize {
