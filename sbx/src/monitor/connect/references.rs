@@ -47,8 +47,9 @@ pub(super) const QUICK: usize = 64;
 const QUICK_FDINFO: usize = 64 * 1024;
 /// Bytes of one epoll instance's fdinfo read at most (some 3,000 registrations).
 const MOST_FDINFO: u64 = 256 * 1024;
-/// Registrations of the socket moved at most; the rest stay with the old socket (a
-/// program that registers one socket under more numbers than this has no use for them).
+/// Registrations of the socket moved at most, and duplicates replaced at most; the rest
+/// stay with the old socket (a program that names one socket by more numbers than this has
+/// no use for them).
 pub(super) const MOST_REGISTRATIONS: usize = 1024;
 
 /// The references to `sock` (a duplicate of the caller's descriptor `fd`) in the table of
@@ -71,7 +72,11 @@ pub(super) fn of(pid: u32, sock: &OwnedFd, fd: i32, quick: bool) -> Option<Refer
         let Ok(target) = std::fs::read_link(entry.path()) else { continue };
         let target = target.as_os_str().as_encoded_bytes();
         if target == link.as_bytes() && n != fd {
-            found.duplicates.push((n, cloexec(pid, n)));
+            // Each costs an ADDFD, which the caller's thread carries out while sbx's runtime
+            // waits: at most as many as registrations.
+            if found.duplicates.len() < MOST_REGISTRATIONS {
+                found.duplicates.push((n, cloexec(pid, n)));
+            }
         } else if target == b"anon_inode:[eventpoll]" && found.epoll.len() < MOST_REGISTRATIONS {
             let Some(info) = fdinfo(pid, n) else { continue };
             fdinfo_read += info.len();
