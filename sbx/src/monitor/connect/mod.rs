@@ -247,7 +247,7 @@ async fn direct(d: &DirectConnect, listener: i32, id: u64) -> Result<Installed, 
     // The socket is the caller's now, connected or connecting: a registration that could not
     // be moved (a number beyond sbx's hard limit, the program's epoll changed meanwhile)
     // changes nothing of the answer.
-    if let Err(e) = d.references.move_epoll(&d.sock, &host) {
+    if let Some(Err(e)) = d.caller.as_ref().map(|caller| d.references.move_epoll(caller, &d.sock, &host)) {
         tracing::debug!("transparent egress: an epoll registration of descriptor {} not moved: {e}", d.fd);
     }
     Ok(if connected { Installed::Connected } else { Installed::InProgress })
@@ -505,7 +505,7 @@ impl Mediator {
         // replacement is made, which proves the caller alive, and so `/proc/PID` its, all
         // along.)
         let mut d = d;
-        if let Some(pidfd) = d.caller.take() {
+        if d.caller.is_some() {
             let (pid, fd) = (req.pid, d.fd);
             match references::of(pid, &d.sock, fd, true) {
                 Some(found) => d.references = found,
@@ -515,7 +515,6 @@ impl Mediator {
                     d.references = tokio::task::spawn_blocking(move || references::of(pid, &sock, fd, false)).await.ok().flatten().unwrap_or_default();
                 }
             }
-            d.references.caller = Some(pidfd);
         }
         let result = direct(&d, self.listener.as_raw_fd(), req.id).await;
         let outcome = match &result {

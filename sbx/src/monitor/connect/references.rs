@@ -34,9 +34,6 @@ pub(super) struct References {
     /// was added under, so a short table can hold tens of thousands of them, and a
     /// descriptor of sbx's for each filled sbx's table).
     pub epoll: Vec<(i32, Registration)>,
-    /// The caller (a pidfd made while its notification was valid), whose epoll instances
-    /// are taken through it.
-    pub caller: Option<OwnedFd>,
 }
 
 /// Descriptors read at most on sbx's runtime thread; a longer table is read on the
@@ -99,10 +96,10 @@ fn fdinfo(pid: u32, n: i32) -> Option<String> {
 }
 
 impl References {
-    /// Moves the registrations found from `old` to `new` in the caller's epoll instances,
-    /// taken now, one descriptor of sbx's per instance for the duration.
-    pub fn move_epoll(&self, old: &OwnedFd, new: &OwnedFd) -> std::io::Result<()> {
-        let Some(caller) = &self.caller else { return Ok(()) };
+    /// Moves the registrations found from `old` to `new` in the epoll instances of the
+    /// caller (a pidfd made while its notification was valid), taken now, one descriptor of
+    /// sbx's per instance for the duration.
+    pub fn move_epoll(&self, caller: &OwnedFd, old: &OwnedFd, new: &OwnedFd) -> std::io::Result<()> {
         let mut instances: HashMap<i32, Option<Arc<OwnedFd>>> = HashMap::new();
         let mut entries = Vec::with_capacity(self.epoll.len());
         for (n, r) in &self.epoll {
