@@ -396,6 +396,60 @@ fn a_watched_directory_moved_onto_another_hidden_files_path_is_followed_there() 
     }
 }
 
+/// As an attacker, against the re-hiding's start: before the watch starts (the command's
+/// first 100 ms), the command moves a hidden file's directory aside and leaves a symlink to
+/// it at its name, then, once the watch runs, puts the directory back. The watch must
+/// follow the hidden path as it was at the launch, not where a symlink of the command's
+/// led when the watch started: the file the host then saves at the path is hidden.
+#[test]
+fn a_symlink_left_at_a_hidden_files_directory_before_the_watch_starts_misleads_nothing() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("config/.env", "secret-1\n");
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["config/.env"]}}"#);
+        let mark = format!("sbx-remask-early-{}-{who:?}", std::process::id());
+        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
+        let script = format!(
+            ": {mark}; mv config config-moved && ln -s config-moved config && touch ready; {}; rm config && mv config-moved config && touch remade; {}; cat config/.env; echo end",
+            wait("armed"),
+            wait("go")
+        );
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let wait_for = |f: &str| {
+            while !ws.path().join(f).exists() {
+                assert!(std::time::Instant::now() < deadline, "{who:?}: no {f}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait_for("ready");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        ws.write("armed", "");
+        wait_for("remade");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        ws.write("config/.env.tmp", "secret-2\n");
+        std::fs::rename(ws.path().join("config/.env.tmp"), ws.path().join("config/.env")).unwrap();
+        let pid = loop {
+            if let Some(pid) = sandboxed_pids(&mark).first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let inside = format!("/proc/{pid}/root{}/config/.env", ws.path().display());
+        let hidden_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !std::fs::read_to_string(&inside).is_ok_and(|s| s.is_empty()) && std::time::Instant::now() < hidden_deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
+        assert!(!stdout.contains("secret"), "{who:?}: the sandbox read the file the host saved at a hidden path: {}", text(&out));
+    }
+}
+
 /// The inotify watches (`inotify wd:` lines of their fdinfo) that sbx's processes for the
 /// command marked `mark` hold.
 fn sbx_inotify_watches(mark: &str) -> usize {
