@@ -264,7 +264,8 @@ impl Watch {
         Some(watch)
     }
 
-    /// Watches each of `paths` and every directory on its way down from the deepest of
+    /// Watches each of `paths` (real paths: their directories' symlinks resolved) and
+    /// every directory on its way down from the deepest of
     /// `roots` above it: a path is reported (by [`Watch::created`]) when it is created or
     /// renamed onto, and also when a directory on its way is, since a directory renamed
     /// away takes its watch along (then the new chain is watched). For paths that must be
@@ -273,12 +274,14 @@ impl Watch {
     pub fn chains(paths: &[PathBuf], roots: &[PathBuf], what: &str, otherwise: &str) -> Option<Watch> {
         use nix::sys::inotify::{InitFlags, Inotify};
         let roots: Vec<PathBuf> = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
+        // The paths as given (real paths, found before the command ran): resolving them
+        // again now would follow a symlink the command left on the way meanwhile, and watch
+        // where it leads instead.
         let chains: Vec<(PathBuf, PathBuf)> = paths
             .iter()
-            .filter_map(|p| {
-                let real = std::fs::canonicalize(p.parent()?).ok()?.join(p.file_name()?);
-                let top = roots.iter().filter(|r| real.starts_with(r) && real != **r).max_by_key(|r| r.components().count()).cloned();
-                Some((real.clone(), top.unwrap_or_else(|| real.parent().unwrap_or(&real).to_path_buf())))
+            .map(|real| {
+                let top = roots.iter().filter(|r| real.starts_with(r) && *real != **r).max_by_key(|r| r.components().count()).cloned();
+                (real.clone(), top.unwrap_or_else(|| real.parent().unwrap_or(real).to_path_buf()))
             })
             .collect();
         if chains.is_empty() {
