@@ -37,7 +37,13 @@ pub fn move_epoll_entries(entries: &[EpollEntry], old: &OwnedFd, new: &OwnedFd) 
     if entries.is_empty() {
         return Ok(());
     }
-    std::thread::scope(|s| s.spawn(|| in_own_table(entries, old.as_raw_fd(), new.as_raw_fd())).join()).unwrap_or_else(|_| Err(io::Error::other("the epoll thread panicked")))
+    // Builder::spawn_scoped: a thread that cannot be made (the user's process limit, which
+    // the sandbox's processes count against when sbx is the same user) is an error, not a
+    // panic of the supervisor's task.
+    std::thread::scope(|s| {
+        let thread = std::thread::Builder::new().spawn_scoped(s, || in_own_table(entries, old.as_raw_fd(), new.as_raw_fd()))?;
+        thread.join().unwrap_or_else(|_| Err(io::Error::other("the epoll thread panicked")))
+    })
 }
 
 /// The work of [`move_epoll_entries`], in the calling thread, which it gives a descriptor
