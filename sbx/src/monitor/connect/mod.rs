@@ -501,7 +501,7 @@ impl Mediator {
             return Verdict::Connected(r);
         }
         // The caller's other references to the socket, read before the replacement: here
-        // for a short table, on the blocking pool for a long one. (Used only if the
+        // for a short table without epoll instances, on the blocking pool otherwise. (Used only if the
         // replacement is made, which proves the caller alive, and so `/proc/PID` its, all
         // along.)
         let mut d = d;

@@ -39,9 +39,6 @@ pub(super) struct References {
 /// Descriptors read at most on sbx's runtime thread; a longer table is read on the
 /// blocking pool.
 pub(super) const QUICK: usize = 64;
-/// Bytes of epoll fdinfo read at most on sbx's runtime thread, all instances together;
-/// more are read on the blocking pool.
-const QUICK_FDINFO: usize = 64 * 1024;
 /// Bytes of one epoll instance's fdinfo read at most (some 3,000 registrations).
 const MOST_FDINFO: u64 = 256 * 1024;
 /// Registrations of the socket moved at most, and duplicates replaced at most; the rest
@@ -51,8 +48,10 @@ pub(super) const MOST_REGISTRATIONS: usize = 1024;
 
 /// The references to `sock` (a duplicate of the caller's descriptor `fd`) in the table of
 /// thread `pid`. What cannot be read is left out: the connect itself goes on. `quick`:
-/// `None` when the table has more than [`QUICK`] descriptors or its epoll instances more
-/// than [`QUICK_FDINFO`] bytes of registrations (to be read again, not quick, elsewhere).
+/// `None` when the table has more than [`QUICK`] descriptors or an epoll instance (to be
+/// read again, not quick, elsewhere): the kernel renders an instance's fdinfo whole at
+/// every read, however little is read, and a program can give one instance hundreds of
+/// thousands of registrations (a second of the runtime thread per connect).
 pub(super) fn of(pid: u32, sock: &OwnedFd, fd: i32, quick: bool) -> Option<References> {
     let mut found = References::default();
     let Ok(st) = nix::sys::stat::fstat(sock) else { return Some(found) };
@@ -60,7 +59,6 @@ pub(super) fn of(pid: u32, sock: &OwnedFd, fd: i32, quick: bool) -> Option<Refer
     // fdinfo prints the target's device as the kernel encodes it (major << 20 | minor).
     let sdev = (u64::from(libc::major(st.st_dev)) << 20) | u64::from(libc::minor(st.st_dev));
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Some(found) };
-    let mut fdinfo_read = 0;
     for (i, entry) in entries.flatten().enumerate() {
         if quick && i >= QUICK {
             return None;
@@ -75,11 +73,10 @@ pub(super) fn of(pid: u32, sock: &OwnedFd, fd: i32, quick: bool) -> Option<Refer
                 found.duplicates.push((n, cloexec(pid, n)));
             }
         } else if target == b"anon_inode:[eventpoll]" && found.epoll.len() < MOST_REGISTRATIONS {
-            let Some(info) = fdinfo(pid, n) else { continue };
-            fdinfo_read += info.len();
-            if quick && fdinfo_read > QUICK_FDINFO {
+            if quick {
                 return None;
             }
+            let Some(info) = fdinfo(pid, n) else { continue };
             let room = MOST_REGISTRATIONS - found.epoll.len();
             found.epoll.extend(info.lines().filter_map(registration).filter(|r| r.ino == st.st_ino && r.sdev == sdev).take(room).map(|r| (n, r)));
         }
