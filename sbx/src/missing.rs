@@ -222,6 +222,9 @@ pub struct Watch {
     /// A watch of chains ([`Watch::chains`]): each watched path, and the directory its
     /// chain is watched from.
     chains: Vec<(PathBuf, PathBuf)>,
+    /// Each watched directory's path → its watch: the directory that was at a path before
+    /// (moved away, removed) is no longer watched once another is there.
+    paths: std::cell::RefCell<BTreeMap<PathBuf, nix::sys::inotify::WatchDescriptor>>,
 }
 
 impl Watch {
@@ -252,7 +255,7 @@ impl Watch {
                 return None;
             }
         };
-        let watch = Watch { inotify, dirs: Default::default(), chains: Vec::new() };
+        let watch = Watch { inotify, dirs: Default::default(), chains: Vec::new(), paths: Default::default() };
         for (parent, name) in paths {
             if let Err(e) = watch.add(&parent, name) {
                 eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(&parent));
@@ -261,7 +264,8 @@ impl Watch {
         Some(watch)
     }
 
-    /// Watches each of `paths` and every directory on its way down from the deepest of
+    /// Watches each of `paths` (real paths: their directories' symlinks resolved) and
+    /// every directory on its way down from the deepest of
     /// `roots` above it: a path is reported (by [`Watch::created`]) when it is created or
     /// renamed onto, and also when a directory on its way is, since a directory renamed
     /// away takes its watch along (then the new chain is watched). For paths that must be
@@ -270,12 +274,14 @@ impl Watch {
     pub fn chains(paths: &[PathBuf], roots: &[PathBuf], what: &str, otherwise: &str) -> Option<Watch> {
         use nix::sys::inotify::{InitFlags, Inotify};
         let roots: Vec<PathBuf> = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
+        // The paths as given (real paths, found before the command ran): resolving them
+        // again now would follow a symlink the command left on the way meanwhile, and watch
+        // where it leads instead.
         let chains: Vec<(PathBuf, PathBuf)> = paths
             .iter()
-            .filter_map(|p| {
-                let real = std::fs::canonicalize(p.parent()?).ok()?.join(p.file_name()?);
-                let top = roots.iter().filter(|r| real.starts_with(r) && real != **r).max_by_key(|r| r.components().count()).cloned();
-                Some((real.clone(), top.unwrap_or_else(|| real.parent().unwrap_or(&real).to_path_buf())))
+            .map(|real| {
+                let top = roots.iter().filter(|r| real.starts_with(r) && *real != **r).max_by_key(|r| r.components().count()).cloned();
+                (real.clone(), top.unwrap_or_else(|| real.parent().unwrap_or(real).to_path_buf()))
             })
             .collect();
         if chains.is_empty() {
@@ -288,7 +294,7 @@ impl Watch {
                 return None;
             }
         };
-        let watch = Watch { inotify, dirs: Default::default(), chains };
+        let watch = Watch { inotify, dirs: Default::default(), chains, paths: Default::default() };
         for (path, top) in &watch.chains {
             if let Err((dir, e)) = watch.arm(path, top) {
                 eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(&dir));
@@ -302,10 +308,38 @@ impl Watch {
         use nix::sys::inotify::AddWatchFlags;
         let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ONLYDIR | AddWatchFlags::IN_DONT_FOLLOW;
         let wd = self.inotify.add_watch(dir, flags)?;
-        // The same directory by another name (it was renamed) keeps its first name: events
-        // there are about the old chain, and the new chain has its own directories.
-        self.dirs.borrow_mut().entry(wd).or_insert_with(|| (dir.to_path_buf(), BTreeSet::new())).1.insert(name.to_os_string());
+        let (mut dirs, mut paths) = (self.dirs.borrow_mut(), self.paths.borrow_mut());
+        // A directory watched under another name was moved here: it is this path's now
+        // (events in it are about the names below `dir`), and no longer the old path's,
+        // whose chain has its own directories.
+        let entry = dirs.entry(wd).or_insert_with(|| (dir.to_path_buf(), BTreeSet::new()));
+        if entry.0 != dir {
+            if paths.get(&entry.0) == Some(&wd) {
+                paths.remove(&entry.0);
+            }
+            *entry = (dir.to_path_buf(), BTreeSet::new());
+        }
+        entry.1.insert(name.to_os_string());
+        // The directory that was at this path before (moved away, removed) is watched no
+        // more: a command renaming directories in a loop would otherwise leave a watch on
+        // each (charged to sbx's user, root's being the whole host's).
+        if let Some(before) = paths.insert(dir.to_path_buf(), wd)
+            && before != wd
+        {
+            let _ = self.inotify.rm_watch(before);
+            dirs.remove(&before);
+        }
         Ok(())
+    }
+
+    /// Forgets a watch the kernel removed (its directory was deleted, or `add` removed it).
+    fn forget(&self, wd: nix::sys::inotify::WatchDescriptor) {
+        if let Some((dir, _)) = self.dirs.borrow_mut().remove(&wd) {
+            let mut paths = self.paths.borrow_mut();
+            if paths.get(&dir) == Some(&wd) {
+                paths.remove(&dir);
+            }
+        }
     }
 
     /// Watches the directories from `top` down to `path`'s, as far as they exist (real
@@ -335,6 +369,10 @@ impl Watch {
                     for e in events {
                         if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                             rescan = true;
+                        }
+                        if e.mask.contains(AddWatchFlags::IN_IGNORED) {
+                            self.forget(e.wd);
+                            continue;
                         }
                         let seen = self.dirs.borrow().get(&e.wd).zip(e.name).filter(|((_, names), name)| names.contains(name)).map(|((dir, _), name)| dir.join(name));
                         if let Some(seen) = seen {

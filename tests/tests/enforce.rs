@@ -341,6 +341,165 @@ fn a_hidden_files_directory_moved_away_and_made_again_is_still_watched() {
     }
 }
 
+/// As an attacker, against the re-hiding's chains: two hidden files in two directories;
+/// the command moves the second's directory aside and the first's directory into its place.
+/// The watched directory now on the second path is the one watched for the first: sbx must
+/// follow it under its new name, and hide the file the host then saves at the second path
+/// (it must not look for it at the first path, where nothing is any more).
+#[test]
+fn a_watched_directory_moved_onto_another_hidden_files_path_is_followed_there() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("a/.env", "secret-a\n");
+        ws.write("b/.env", "secret-b\n");
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["a/.env","b/.env"]}}"#);
+        let mark = format!("sbx-remask-swap-{}-{who:?}", std::process::id());
+        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
+        let script = format!(": {mark}; touch ready; {}; mv b b-old && mv a b && touch remade; {}; cat b/.env; echo end", wait("armed"), wait("go"));
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let wait_for = |f: &str| {
+            while !ws.path().join(f).exists() {
+                assert!(std::time::Instant::now() < deadline, "{who:?}: no {f}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait_for("ready");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        ws.write("armed", "");
+        wait_for("remade");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The host saves the second secret at its path, by a rename, as editors do.
+        ws.write("b/.env.tmp", "secret-2\n");
+        std::fs::rename(ws.path().join("b/.env.tmp"), ws.path().join("b/.env")).unwrap();
+        let pid = loop {
+            if let Some(pid) = sandboxed_pids(&mark).first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let inside = format!("/proc/{pid}/root{}/b/.env", ws.path().display());
+        let hidden_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !std::fs::read_to_string(&inside).is_ok_and(|s| s.is_empty()) {
+            if std::time::Instant::now() > hidden_deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
+        assert!(!stdout.contains("secret"), "{who:?}: the sandbox read the file the host saved at a hidden path: {}", text(&out));
+    }
+}
+
+/// As an attacker, against the re-hiding's start: before the watch starts (the command's
+/// first 100 ms), the command moves a hidden file's directory aside and leaves a symlink to
+/// it at its name, then, once the watch runs, puts the directory back. The watch must
+/// follow the hidden path as it was at the launch, not where a symlink of the command's
+/// led when the watch started: the file the host then saves at the path is hidden.
+#[test]
+fn a_symlink_left_at_a_hidden_files_directory_before_the_watch_starts_misleads_nothing() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("config/.env", "secret-1\n");
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["config/.env"]}}"#);
+        let mark = format!("sbx-remask-early-{}-{who:?}", std::process::id());
+        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
+        let script = format!(
+            ": {mark}; mv config config-moved && ln -s config-moved config && touch ready; {}; rm config && mv config-moved config && touch remade; {}; cat config/.env; echo end",
+            wait("armed"),
+            wait("go")
+        );
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let wait_for = |f: &str| {
+            while !ws.path().join(f).exists() {
+                assert!(std::time::Instant::now() < deadline, "{who:?}: no {f}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        wait_for("ready");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        ws.write("armed", "");
+        wait_for("remade");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        ws.write("config/.env.tmp", "secret-2\n");
+        std::fs::rename(ws.path().join("config/.env.tmp"), ws.path().join("config/.env")).unwrap();
+        let pid = loop {
+            if let Some(pid) = sandboxed_pids(&mark).first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let inside = format!("/proc/{pid}/root{}/config/.env", ws.path().display());
+        let hidden_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !std::fs::read_to_string(&inside).is_ok_and(|s| s.is_empty()) && std::time::Instant::now() < hidden_deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
+        assert!(!stdout.contains("secret"), "{who:?}: the sandbox read the file the host saved at a hidden path: {}", text(&out));
+    }
+}
+
+/// The inotify watches (`inotify wd:` lines of their fdinfo) that sbx's processes for the
+/// command marked `mark` hold.
+fn sbx_inotify_watches(mark: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(mark)))
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.file_name().is_some_and(|n| n.to_string_lossy().starts_with("sbx"))))
+        .flat_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fdinfo")).into_iter().flatten().flatten())
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|info| info.lines().filter(|l| l.starts_with("inotify wd:")).count())
+        .sum()
+}
+
+/// As an attacker, against the re-hiding's chains: the command renames a hidden file's
+/// directory away and makes it again, thousands of times, keeping every old one. sbx
+/// watches each new directory (it is on the hidden path's way); a watch it left on every
+/// old one would grow without bound, in the kernel and charged to sbx's user (root's
+/// inotify watches are the whole host's: `fs.inotify.max_user_watches`), and once that
+/// limit is reached the next directory could not be watched at all. The directories that
+/// left the path are no longer watched: sbx's watches stay few.
+#[test]
+fn renaming_a_hidden_files_directory_away_in_a_loop_leaves_no_watch_behind() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        ws.write("sub/.env", "secret-1\n");
+        ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["sub/.env"]}}"#);
+        let mark = format!("sbx-remask-loop-{}-{who:?}", std::process::id());
+        let loop_py = "import os, time\nfor i in range(2000):\n    os.rename('sub', f'old/{i}')\n    os.mkdir('sub')\n    time.sleep(0.001)\nopen('looped', 'w').close()\n";
+        ws.write("loop.py", loop_py);
+        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
+        let script = format!(": {mark}; mkdir old; sleep 0.5; python3 loop.py; {}; echo end", wait("go"));
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !ws.path().join("looped").exists() {
+            assert!(std::time::Instant::now() < deadline, "{who:?}: the loop did not end");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let watches = sbx_inotify_watches(&mark);
+        ws.write("go", "");
+        let out = child.wait_with_output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with("end\n"), "{who:?}: {}", text(&out));
+        assert!(watches > 0, "{who:?}: no watch of sbx's found");
+        assert!(watches < 100, "{who:?}: sbx holds {watches} inotify watches after 2000 renames");
+    }
+}
+
 /// A `denyWrite` path that does not exist at start cannot be mounted read-only: it is
 /// watched like the protected names (moved away the moment it appears, a second stops
 /// the command), for a file and for a directory, and nothing of it is left on the host.

@@ -1332,3 +1332,132 @@ fn ssh_git_and_node_fetch_reach_allowed_names_directly() {
         );
     }
 }
+
+/// As an attacker, against what follows a socket transparent egress replaces: an epoll
+/// registration outlives the number it was added under (it goes with the open file), so a
+/// program with a short descriptor table can give its socket tens of thousands of
+/// registrations (a duplicate at each number, registered, closed), in a few epoll
+/// instances. sbx must neither run out of descriptors of its own (one per registration
+/// would fill its table, and then its own socket for the connect cannot be made) nor answer
+/// with a failure a connect it made and installed: a registration under a number sbx's
+/// own table cannot hold (the last one the limit allows) is no reason to lie.
+#[test]
+fn many_or_far_epoll_registrations_neither_exhaust_sbx_nor_falsify_the_answer() {
+    require_tools();
+    let host = TestHost::start(|h| vec![(h.name("web"), h.addr())]);
+    let web = host.name("web");
+    let attack_py = format!(
+        r#"import errno, os, resource, select, socket, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ADDR = socket.gethostbyname("{web}")
+def attempt(name, f):
+    try:
+        print(name, f())
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, e.errno))
+def get(s):
+    s.sendall(b"GET /x HTTP/1.0\r\nHost: x\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data.split(b"\r\n\r\n", 1)[1].decode().strip()
+        data += chunk
+def many():
+    s = socket.socket()
+    eps = [select.epoll() for _ in range(4)]
+    for ep in eps:
+        for n in range(1000, min(hard, 7500)):
+            os.dup2(s.fileno(), n)
+            ep.register(n, select.EPOLLIN)
+            os.close(n)
+    start = time.monotonic()
+    s.connect((ADDR, 80))
+    took = time.monotonic() - start
+    return f"{{get(s)}} fast={{took < 3}}"
+def far():
+    s = socket.socket()
+    ep = select.epoll()
+    os.dup2(s.fileno(), hard - 1)
+    ep.register(hard - 1, select.EPOLLIN)
+    os.close(hard - 1)
+    try:
+        s.connect((ADDR, 80))
+        rc = "ok"
+    except OSError as e:
+        rc = errno.errorcode.get(e.errno, e.errno)
+    try:
+        peer = s.getpeername()[1]
+    except OSError:
+        peer = None
+    return f"{{rc}} peer={{peer}}"
+attempt("many", many)
+attempt("far", far)
+"#
+    );
+    for who in [As::Root, As::User] {
+        let ws = Workspace::new(who);
+        ws.write("attack.py", &attack_py);
+        ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}:80"] }} }}"#));
+        let lock = HostLock::take();
+        let (out, _events) = monitor(&ws, "python3 attack.py");
+        drop(lock);
+        assert!(out.status.success(), "{who:?}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "many hello from http x /x fast=True\nfar ok peer=80\n", "{who:?}: {}", text(&out));
+    }
+}
+
+/// As an attacker, against the supervisor's one thread: the kernel renders an epoll
+/// instance's fdinfo whole at every read, however little is read, and a program with a
+/// short descriptor table can give one instance hundreds of thousands of registrations
+/// (a registration is keyed by file and number, and outlives the number: a few ballast
+/// sockets, each registered under every number the limit allows, each closed). If sbx read that on its runtime thread for each connect, every
+/// connect would freeze the proxy, the DNS and every other mediation for about a second: a
+/// lookup made meanwhile by another thread must stay quick.
+#[test]
+fn a_huge_epoll_instance_does_not_stall_the_supervisor() {
+    require_tools();
+    let host = TestHost::start(|h| vec![(h.name("web"), h.addr())]);
+    let web = host.name("web");
+    let attack_py = format!(
+        r#"import os, resource, select, socket, threading, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ADDR = socket.gethostbyname("{web}")
+ep = select.epoll()
+ballast = [socket.socket() for _ in range(max(1, 600000 // (hard - 1000)))]
+for b in ballast:
+    for n in range(1000, min(hard, 601000)):
+        os.dup2(b.fileno(), n)
+        ep.register(n, select.EPOLLIN)
+        os.close(n)
+stop = False
+def connects():
+    while not stop:
+        s = socket.socket()
+        s.connect((ADDR, 80))
+        s.close()
+t = threading.Thread(target=connects)
+t.start()
+time.sleep(0.5)
+worst = 0
+for _ in range(20):
+    start = time.monotonic()
+    socket.getaddrinfo("{web}", 80)
+    worst = max(worst, time.monotonic() - start)
+    time.sleep(0.05)
+stop = True
+t.join()
+print("slowest lookup under 300 ms:", worst < 0.3, round(worst * 1000))
+"#
+    );
+    let ws = Workspace::new(As::Root);
+    ws.write("attack.py", &attack_py);
+    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}:80"] }} }}"#));
+    let lock = HostLock::take();
+    let (out, _events) = monitor(&ws, "python3 attack.py");
+    drop(lock);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("slowest lookup under 300 ms: True"), "{}", text(&out));
+}

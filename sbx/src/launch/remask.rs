@@ -58,6 +58,13 @@ impl Target {
         Some(Target { path: path.to_path_buf(), dev: m.dev(), ino: m.ino(), dir: m.is_dir() })
     }
 
+    /// [`Target::at`], named by the real path of its directory (symlinks above it
+    /// resolved now).
+    pub fn at_real(path: &Path) -> Option<Target> {
+        let real = std::fs::canonicalize(path.parent()?).ok()?.join(path.file_name()?);
+        Some(Target { path: real.clone(), ..Self::at(&real)? })
+    }
+
     /// The same file as `other`.
     pub fn same_file(&self, other: &Target) -> bool {
         (self.dev, self.ino) == (other.dev, other.ino)

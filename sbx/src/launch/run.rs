@@ -367,8 +367,9 @@ pub async fn start(policy: &Policy, command: Vec<OsString>, options: &Options) -
         }
     }
     cmd.kill_on_drop(true);
-    // What bwrap is about to hide, for the session's watch on the host's replacing it.
-    let hidden_files = if options.direct.is_some() { Vec::new() } else { plan.hidden.iter().filter_map(|p| super::remask::Target::at(p)).collect() };
+    // What bwrap is about to hide, for the session's watch on the host's replacing it: by
+    // its real path now, before the command can plant a symlink on the way.
+    let hidden_files = if options.direct.is_some() { Vec::new() } else { plan.hidden.iter().filter_map(|p| super::remask::Target::at_real(p)).collect() };
     let own_files: Vec<(super::remask::Target, &'static str)> = plan
         .bwrap
         .args

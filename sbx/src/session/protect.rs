@@ -169,14 +169,16 @@ impl Protections {
     /// Without namespaces there is nothing to do: Landlock grants no read of a file that
     /// was not there at start.
     pub(super) fn arm_hidden(&self, started: &launch::Started) {
-        // By the real path of their directory, as the watch reports them.
+        // By the real path of their directory, as the watch reports them: the hidden files'
+        // as the launch found it, before the command ran (resolved now, a symlink the
+        // command planted on the way would be followed); sbx's own files are outside the
+        // command's reach.
         let real = |p: &std::path::Path| p.parent().and_then(|d| std::fs::canonicalize(d).ok()).zip(p.file_name()).map_or_else(|| p.to_path_buf(), |(d, n)| d.join(n));
         let known: BTreeMap<PathBuf, (launch::remask::Target, Option<&'static str>)> = started
             .hidden_files
             .iter()
-            .map(|t| (t.clone(), None))
-            .chain(started.own_files.iter().map(|(t, content)| (t.clone(), Some(*content))))
-            .map(|(t, content)| (real(&t.path), (launch::remask::Target { path: real(&t.path), ..t }, content)))
+            .map(|t| (t.path.clone(), (t.clone(), None)))
+            .chain(started.own_files.iter().map(|(t, content)| (real(&t.path), (launch::remask::Target { path: real(&t.path), ..t.clone() }, Some(*content)))))
             .collect();
         if let (false, Some(init)) = (known.is_empty(), started.sandbox_init) {
             *self.hidden.borrow_mut() = Some(HiddenWatch { known, init });

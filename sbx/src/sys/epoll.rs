@@ -11,15 +11,18 @@
 //! That table is a copy, and goes when the thread ends: sbx's own descriptors are untouched.
 
 use std::{
+    collections::{HashMap, HashSet},
     io,
     os::fd::{AsRawFd as _, OwnedFd, RawFd},
+    sync::Arc,
 };
 
 /// One registration of a program's epoll instance, as `/proc/PID/fdinfo` shows it.
 #[derive(Debug)]
 pub struct EpollEntry {
-    /// The instance (a duplicate of the program's descriptor: the same open file).
-    pub epoll: OwnedFd,
+    /// The instance (a duplicate of the program's descriptor: the same open file), shared
+    /// by the entries of one instance.
+    pub epoll: Arc<OwnedFd>,
     /// The descriptor number the file is registered under.
     pub fd: RawFd,
     /// The events and flags (`EPOLLET`, `EPOLLONESHOT`, ...) and the data, as registered.
@@ -29,12 +32,18 @@ pub struct EpollEntry {
 
 /// Moves every entry's registration from `old` to `new` (both ours, open files): deletes
 /// the one of `old` under the entry's number and adds `new` under it with the same events
-/// and data. The first failure to add is returned (the entries before it are moved).
+/// and data. Every entry is tried; the first failure is returned.
 pub fn move_epoll_entries(entries: &[EpollEntry], old: &OwnedFd, new: &OwnedFd) -> io::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    std::thread::scope(|s| s.spawn(|| in_own_table(entries, old.as_raw_fd(), new.as_raw_fd())).join()).unwrap_or_else(|_| Err(io::Error::other("the epoll thread panicked")))
+    // Builder::spawn_scoped: a thread that cannot be made (the user's process limit, which
+    // the sandbox's processes count against when sbx is the same user) is an error, not a
+    // panic of the supervisor's task.
+    std::thread::scope(|s| {
+        let thread = std::thread::Builder::new().spawn_scoped(s, || in_own_table(entries, old.as_raw_fd(), new.as_raw_fd()))?;
+        thread.join().unwrap_or_else(|_| Err(io::Error::other("the epoll thread panicked")))
+    })
 }
 
 /// The work of [`move_epoll_entries`], in the calling thread, which it gives a descriptor
@@ -46,37 +55,78 @@ fn in_own_table(entries: &[EpollEntry], old: RawFd, new: RawFd) -> io::Result<()
     if unsafe { libc::unshare(libc::CLONE_FILES) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // Our files at numbers above every number we are about to overwrite.
-    let above = entries.iter().map(|e| e.fd).max().unwrap_or(0).saturating_add(1);
-    let dup_above = |fd: RawFd| -> io::Result<RawFd> {
-        // SAFETY: F_DUPFD_CLOEXEC on a descriptor of this table; no memory involved.
-        let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, above) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n) }
-    };
-    let (old, new) = (dup_above(old)?, dup_above(new)?);
-    for e in entries {
-        let epoll = dup_above(e.epoll.as_raw_fd())?;
-        let at = |file: RawFd| -> io::Result<()> {
-            // SAFETY: dup2 between two numbers of this (private) table.
-            if unsafe { libc::dup2(file, e.fd) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-        };
-        at(old)?;
-        // SAFETY: EPOLL_CTL_DEL ignores the event pointer (NULL is allowed since 2.6.9).
-        if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, e.fd, std::ptr::null_mut()) } < 0 {
-            let err = io::Error::last_os_error();
-            // Already gone (the program deleted it meanwhile): add the new one all the same.
-            if err.raw_os_error() != Some(libc::ENOENT) {
-                return Err(err);
+    // The numbers about to be overwritten; our files are held at numbers outside them (the
+    // lowest free ones: a registration may be under the last number the limit allows).
+    let numbers: HashSet<RawFd> = entries.iter().map(|e| e.fd).collect();
+    if let Some(&most) = numbers.iter().max() {
+        allow_number(most);
+    }
+    let hold = |fd: RawFd| -> io::Result<RawFd> {
+        loop {
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor of this table; no memory involved. A
+            // number among `numbers` is left as it is (overwritten later): at most as many
+            // tries as there are numbers.
+            let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if !numbers.contains(&n) {
+                return Ok(n);
             }
         }
-        at(new)?;
-        let mut event = libc::epoll_event { events: e.events, u64: e.data };
-        // SAFETY: EPOLL_CTL_ADD reads one epoll_event.
-        if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, e.fd, &mut event) } < 0 {
-            return Err(io::Error::last_os_error());
+    };
+    let (old, new) = (hold(old)?, hold(new)?);
+    let mut held: HashMap<RawFd, RawFd> = HashMap::new();
+    let mut first = None;
+    for e in entries {
+        let epoll = match held.get(&e.epoll.as_raw_fd()) {
+            Some(&h) => Ok(h),
+            None => hold(e.epoll.as_raw_fd()).inspect(|&h| {
+                held.insert(e.epoll.as_raw_fd(), h);
+            }),
+        };
+        if let Err(err) = epoll.and_then(|epoll| move_one(epoll, e, old, new)) {
+            first.get_or_insert(err);
         }
     }
+    first.map_or(Ok(()), Err)
+}
+
+/// One registration moved: `old` put at its number and deleted, `new` put there and added.
+fn move_one(epoll: RawFd, e: &EpollEntry, old: RawFd, new: RawFd) -> io::Result<()> {
+    let at = |file: RawFd| -> io::Result<()> {
+        // SAFETY: dup2 between two numbers of this (private) table.
+        if unsafe { libc::dup2(file, e.fd) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    };
+    at(old)?;
+    // SAFETY: EPOLL_CTL_DEL ignores the event pointer (NULL is allowed since 2.6.9).
+    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, e.fd, std::ptr::null_mut()) } < 0 {
+        let err = io::Error::last_os_error();
+        // Already gone (the program deleted it meanwhile): add the new one all the same.
+        if err.raw_os_error() != Some(libc::ENOENT) {
+            return Err(err);
+        }
+    }
+    at(new)?;
+    let mut event = libc::epoll_event { events: e.events, u64: e.data };
+    // SAFETY: EPOLL_CTL_ADD reads one epoll_event.
+    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, e.fd, &mut event) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
+}
+
+/// The program's numbers are below its own limit, which may be above sbx's soft one (a
+/// JVM raises its soft limit to the hard one): sbx's soft limit is raised to its hard one
+/// when `most` is beyond it (for the whole process: a limit, not a resource).
+fn allow_number(most: RawFd) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 && limit.rlim_cur <= most as libc::rlim_t && limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads one rlimit.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
 }
 
 #[cfg(test)]
@@ -116,7 +166,7 @@ mod tests {
         // SAFETY: EPOLL_CTL_ADD reads one epoll_event.
         assert_eq!(unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, old_r.as_raw_fd(), &mut event) }, 0);
         let number = old_r.as_raw_fd();
-        let entry = EpollEntry { epoll: ep.try_clone().unwrap(), fd: number, events: libc::EPOLLIN as u32, data: 0xfeed_beef_0042 };
+        let entry = EpollEntry { epoll: std::sync::Arc::new(ep.try_clone().unwrap()), fd: number, events: libc::EPOLLIN as u32, data: 0xfeed_beef_0042 };
         let ino = |fd: std::os::fd::BorrowedFd| nix::sys::stat::fstat(fd).unwrap().st_ino;
         let old_ino = ino(old_r.as_fd());
         move_epoll_entries(&[entry], &old_r, &new_r).unwrap();

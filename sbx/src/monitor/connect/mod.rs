@@ -244,7 +244,12 @@ async fn direct(d: &DirectConnect, listener: i32, id: u64) -> Result<Installed, 
     for &(fd, cloexec) in &d.references.duplicates {
         let _ = sys::notif_addfd_at(listener, id, &host, fd, cloexec);
     }
-    sys::move_epoll_entries(&d.references.epoll, &d.sock, &host).map_err(|e| errno(&e))?;
+    // The socket is the caller's now, connected or connecting: a registration that could not
+    // be moved (a number beyond sbx's hard limit, the program's epoll changed meanwhile)
+    // changes nothing of the answer.
+    if let Some(Err(e)) = d.caller.as_ref().map(|caller| d.references.move_epoll(caller, &d.sock, &host)) {
+        tracing::debug!("transparent egress: an epoll registration of descriptor {} not moved: {e}", d.fd);
+    }
     Ok(if connected { Installed::Connected } else { Installed::InProgress })
 }
 
@@ -496,18 +501,18 @@ impl Mediator {
             return Verdict::Connected(r);
         }
         // The caller's other references to the socket, read before the replacement: here
-        // for a short table, on the blocking pool for a long one. (Used only if the
+        // for a short table without epoll instances, on the blocking pool otherwise. (Used only if the
         // replacement is made, which proves the caller alive, and so `/proc/PID` its, all
         // along.)
         let mut d = d;
-        if let Some(pidfd) = d.caller.take() {
+        if d.caller.is_some() {
             let (pid, fd) = (req.pid, d.fd);
-            match references::of(pid, &pidfd, &d.sock, fd, references::QUICK) {
+            match references::of(pid, &d.sock, fd, true) {
                 Some(found) => d.references = found,
                 None => {
                     let Ok(sock) = d.sock.try_clone() else { return Verdict::Connected(Err(libc::EMFILE)) };
                     let Ok(_deciding) = self.deciding.clone().acquire_owned().await else { return Verdict::Connected(Err(libc::EIO)) };
-                    d.references = tokio::task::spawn_blocking(move || references::of(pid, &pidfd, &sock, fd, usize::MAX)).await.ok().flatten().unwrap_or_default();
+                    d.references = tokio::task::spawn_blocking(move || references::of(pid, &sock, fd, false)).await.ok().flatten().unwrap_or_default();
                 }
             }
         }

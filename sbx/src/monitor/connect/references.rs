@@ -14,7 +14,10 @@
 //! Only the calling process's table is read: a copy of the socket held by another process
 //! (inherited through `fork` before the connect) keeps the old, unconnected socket.
 
+use std::collections::HashMap;
+use std::io::Read as _;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use crate::sys;
 
@@ -24,18 +27,32 @@ pub(super) struct References {
     /// Every other descriptor number of the caller naming the socket, and whether each is
     /// close-on-exec.
     pub duplicates: Vec<(i32, bool)>,
-    /// Every registration of the socket in the caller's epoll instances.
-    pub epoll: Vec<sys::EpollEntry>,
+    /// The registrations of the socket in the caller's epoll instances (at most
+    /// [`MOST_REGISTRATIONS`]), each with the caller's number for its instance. The
+    /// instances are taken from the caller only when the registrations are moved: sbx
+    /// holds none of them while the connect is made (a registration outlives the number it
+    /// was added under, so a short table can hold tens of thousands of them, and a
+    /// descriptor of sbx's for each filled sbx's table).
+    pub epoll: Vec<(i32, Registration)>,
 }
 
 /// Descriptors read at most on sbx's runtime thread; a longer table is read on the
 /// blocking pool.
 pub(super) const QUICK: usize = 64;
+/// Bytes of one epoll instance's fdinfo read at most (some 3,000 registrations).
+const MOST_FDINFO: u64 = 256 * 1024;
+/// Registrations of the socket moved at most, and duplicates replaced at most; the rest
+/// stay with the old socket (a program that names one socket by more numbers than this has
+/// no use for them).
+pub(super) const MOST_REGISTRATIONS: usize = 1024;
 
 /// The references to `sock` (a duplicate of the caller's descriptor `fd`) in the table of
-/// thread `pid`, whose descriptors are taken through `pidfd`. What cannot be read is left
-/// out: the connect itself goes on. `None` when the table has more than `most` descriptors.
-pub(super) fn of(pid: u32, pidfd: &OwnedFd, sock: &OwnedFd, fd: i32, most: usize) -> Option<References> {
+/// thread `pid`. What cannot be read is left out: the connect itself goes on. `quick`:
+/// `None` when the table has more than [`QUICK`] descriptors or an epoll instance (to be
+/// read again, not quick, elsewhere): the kernel renders an instance's fdinfo whole at
+/// every read, however little is read, and a program can give one instance hundreds of
+/// thousands of registrations (a second of the runtime thread per connect).
+pub(super) fn of(pid: u32, sock: &OwnedFd, fd: i32, quick: bool) -> Option<References> {
     let mut found = References::default();
     let Ok(st) = nix::sys::stat::fstat(sock) else { return Some(found) };
     let link = format!("socket:[{}]", st.st_ino);
@@ -43,28 +60,53 @@ pub(super) fn of(pid: u32, pidfd: &OwnedFd, sock: &OwnedFd, fd: i32, most: usize
     let sdev = (u64::from(libc::major(st.st_dev)) << 20) | u64::from(libc::minor(st.st_dev));
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Some(found) };
     for (i, entry) in entries.flatten().enumerate() {
-        if i >= most {
+        if quick && i >= QUICK {
             return None;
         }
         let Some(n) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
         let Ok(target) = std::fs::read_link(entry.path()) else { continue };
         let target = target.as_os_str().as_encoded_bytes();
         if target == link.as_bytes() && n != fd {
-            found.duplicates.push((n, cloexec(pid, n)));
-        } else if target == b"anon_inode:[eventpoll]" {
-            let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{n}")) else { continue };
-            let registrations: Vec<Registration> = info.lines().filter_map(registration).filter(|r| r.ino == st.st_ino && r.sdev == sdev).collect();
-            if registrations.is_empty() {
-                continue;
+            // Each costs an ADDFD, which the caller's thread carries out while sbx's runtime
+            // waits: at most as many as registrations.
+            if found.duplicates.len() < MOST_REGISTRATIONS {
+                found.duplicates.push((n, cloexec(pid, n)));
             }
-            let Ok(epoll) = sys::pidfd_getfd(pidfd, n) else { continue };
-            for r in registrations {
-                let Ok(epoll) = epoll.try_clone() else { continue };
-                found.epoll.push(sys::EpollEntry { epoll, fd: r.fd, events: r.events, data: r.data });
+        } else if target == b"anon_inode:[eventpoll]" && found.epoll.len() < MOST_REGISTRATIONS {
+            if quick {
+                return None;
             }
+            let Some(info) = fdinfo(pid, n) else { continue };
+            let room = MOST_REGISTRATIONS - found.epoll.len();
+            found.epoll.extend(info.lines().filter_map(registration).filter(|r| r.ino == st.st_ino && r.sdev == sdev).take(room).map(|r| (n, r)));
         }
     }
     Some(found)
+}
+
+/// The whole lines of the first [`MOST_FDINFO`] bytes of the caller's fdinfo of `n`.
+fn fdinfo(pid: u32, n: i32) -> Option<String> {
+    let mut info = String::new();
+    std::fs::File::open(format!("/proc/{pid}/fdinfo/{n}")).ok()?.take(MOST_FDINFO).read_to_string(&mut info).ok()?;
+    info.truncate(info.rfind('\n').map_or(0, |i| i + 1));
+    Some(info)
+}
+
+impl References {
+    /// Moves the registrations found from `old` to `new` in the epoll instances of the
+    /// caller (a pidfd made while its notification was valid), taken now, one descriptor of
+    /// sbx's per instance for the duration.
+    pub fn move_epoll(&self, caller: &OwnedFd, old: &OwnedFd, new: &OwnedFd) -> std::io::Result<()> {
+        let mut instances: HashMap<i32, Option<Arc<OwnedFd>>> = HashMap::new();
+        let mut entries = Vec::with_capacity(self.epoll.len());
+        for (n, r) in &self.epoll {
+            let instance = instances.entry(*n).or_insert_with(|| sys::pidfd_getfd(caller, *n).ok().map(Arc::new));
+            if let Some(epoll) = instance {
+                entries.push(sys::EpollEntry { epoll: epoll.clone(), fd: r.fd, events: r.events, data: r.data });
+            }
+        }
+        sys::move_epoll_entries(&entries, old, new)
+    }
 }
 
 /// Whether the caller's descriptor `fd` is close-on-exec (`/proc/PID/fdinfo`).
@@ -77,7 +119,7 @@ pub(super) fn cloexec(pid: u32, fd: i32) -> bool {
 
 /// One line of an epoll instance's fdinfo.
 #[derive(Debug, PartialEq, Eq)]
-struct Registration {
+pub(super) struct Registration {
     fd: i32,
     events: u32,
     data: u64,
@@ -133,11 +175,10 @@ mod tests {
         ep.add(&sock, EpollEvent::new(flags, 11)).unwrap();
         ep.add(&dup, EpollEvent::new(flags, 22)).unwrap();
         let pid = std::process::id();
-        let pidfd = sys::pidfd_open(pid).unwrap();
-        let found = of(pid, &pidfd, &sock, sock.as_raw_fd(), usize::MAX).unwrap();
-        assert!(of(pid, &pidfd, &sock, sock.as_raw_fd(), 1).is_none(), "more than one descriptor");
+        let found = of(pid, &sock, sock.as_raw_fd(), false).unwrap();
         assert_eq!(found.duplicates, [(dup.as_raw_fd(), false)]);
-        let mut regs: Vec<(i32, u32, u64)> = found.epoll.iter().map(|e| (e.fd, e.events, e.data)).collect();
+        assert!(found.epoll.iter().all(|(n, _)| *n == ep.0.as_raw_fd()));
+        let mut regs: Vec<(i32, u32, u64)> = found.epoll.iter().map(|(_, r)| (r.fd, r.events, r.data)).collect();
         regs.sort();
         // The kernel adds EPOLLERR and EPOLLHUP to every registration (and reports them).
         let events = (flags | EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP).bits() as u32;
