@@ -240,7 +240,6 @@ impl Watch {
     /// that name being created or renamed onto; `None` when there is none, or when inotify
     /// cannot be had (a warning: the watch is for `what`, and without it, `otherwise`).
     pub fn names(paths: &[PathBuf], what: &str, otherwise: &str) -> Option<Watch> {
-        use nix::sys::inotify::{InitFlags, Inotify};
         // Each name in its directory's real path (a directory reached through a symlink is
         // watched where it is).
         let paths: Vec<(PathBuf, &std::ffi::OsStr)> =
@@ -248,14 +247,7 @@ impl Watch {
         if paths.is_empty() {
             return None;
         }
-        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
-            Ok(i) => i,
-            Err(e) => {
-                eprintln!("sbx: warning: cannot watch for {what} (inotify: {e}); {otherwise}");
-                return None;
-            }
-        };
-        let watch = Watch { inotify, dirs: Default::default(), chains: Vec::new(), paths: Default::default() };
+        let watch = Watch::new(Vec::new(), what, otherwise)?;
         for (parent, name) in paths {
             if let Err(e) = watch.add(&parent, name) {
                 eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(&parent));
@@ -272,7 +264,6 @@ impl Watch {
     /// followed while the directories above them can be renamed (the hidden paths inside
     /// a writable tree, `launch::remask`). `None` as for [`Watch::names`].
     pub fn chains(paths: &[PathBuf], roots: &[PathBuf], what: &str, otherwise: &str) -> Option<Watch> {
-        use nix::sys::inotify::{InitFlags, Inotify};
         let roots: Vec<PathBuf> = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
         // The paths as given (real paths, found before the command ran): resolving them
         // again now would follow a symlink the command left on the way meanwhile, and watch
@@ -287,20 +278,25 @@ impl Watch {
         if chains.is_empty() {
             return None;
         }
-        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
-            Ok(i) => i,
-            Err(e) => {
-                eprintln!("sbx: warning: cannot watch for {what} (inotify: {e}); {otherwise}");
-                return None;
-            }
-        };
-        let watch = Watch { inotify, dirs: Default::default(), chains, paths: Default::default() };
+        let watch = Watch::new(chains, what, otherwise)?;
         for (path, top) in &watch.chains {
             if let Err((dir, e)) = watch.arm(path, top) {
                 eprintln!("sbx: warning: cannot watch {} for {what} (inotify: {e}); {otherwise}", crate::termtext::path(&dir));
             }
         }
         Some(watch)
+    }
+
+    /// An inotify instance watching nothing yet; `None` (a warning) when none can be had.
+    fn new(chains: Vec<(PathBuf, PathBuf)>, what: &str, otherwise: &str) -> Option<Watch> {
+        use nix::sys::inotify::{InitFlags, Inotify};
+        match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+            Ok(inotify) => Some(Watch { inotify, dirs: Default::default(), chains, paths: Default::default() }),
+            Err(e) => {
+                eprintln!("sbx: warning: cannot watch for {what} (inotify: {e}); {otherwise}");
+                None
+            }
+        }
     }
 
     /// Watches `dir` for `name` being created or renamed onto.

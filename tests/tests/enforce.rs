@@ -167,6 +167,72 @@ fn sandboxed_pids(mark: &str) -> Vec<u32> {
         .collect()
 }
 
+/// A command of the re-hiding tests, marked so that its processes can be found: it runs
+/// `script` after `: MARK;` under `sbx run`, its output piped; every wait is bounded by one
+/// deadline.
+struct Marked<'a> {
+    ws: &'a Workspace,
+    who: As,
+    mark: String,
+    child: std::process::Child,
+    deadline: std::time::Instant,
+}
+
+impl<'a> Marked<'a> {
+    fn start(ws: &'a Workspace, who: As, name: &str, script: &str) -> Self {
+        let mark = format!("sbx-remask-{name}-{}-{who:?}", std::process::id());
+        let script = format!(": {mark}; {script}");
+        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        Marked { ws, who, mark, child, deadline: std::time::Instant::now() + std::time::Duration::from_secs(20) }
+    }
+
+    /// Waits until the command has made `file` in the workspace.
+    fn wait_for(&self, file: &str) {
+        while !self.ws.path().join(file).exists() {
+            assert!(std::time::Instant::now() < self.deadline, "{:?}: no {file}", self.who);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// `rel` in the workspace as the sandbox sees it (through a process of its own).
+    fn inside(&self, rel: &str) -> String {
+        let pid = loop {
+            if let Some(pid) = sandboxed_pids(&self.mark).first() {
+                break *pid;
+            }
+            assert!(std::time::Instant::now() < self.deadline, "{:?}: no process of the sandbox found", self.who);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        format!("/proc/{pid}/root{}/{rel}", self.ws.path().display())
+    }
+
+    /// Waits until every file of `rels` reads empty inside (hidden by a mask); panics
+    /// after the deadline when `must`, else gives up after 3 s (and the command's own
+    /// reads are the test).
+    fn wait_hidden(&self, rels: &[&str], must: bool) {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !rels.iter().all(|r| std::fs::read_to_string(self.inside(r)).is_ok_and(|s| s.is_empty())) {
+            if must {
+                assert!(std::time::Instant::now() < self.deadline, "{:?}: the files the host wrote are visible inside the sandbox", self.who);
+            } else if std::time::Instant::now() > give_up {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the command go on (`go`) and returns its output.
+    fn finish(self) -> std::process::Output {
+        self.ws.write("go", "");
+        self.child.wait_with_output().unwrap()
+    }
+}
+
+/// `until [ -e FILE ]` in the command's script.
+fn until(file: &str) -> String {
+    format!("until [ -e {file} ]; do sleep 0.02; done")
+}
+
 /// Issue 13: a denyRead file is hidden by a mount over it, which the kernel detaches when
 /// a program on the host replaces the file. Each way editors and tools replace one is
 /// tried while the command runs (vim: the old one moved aside and a new one written; a
@@ -182,21 +248,9 @@ fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
         ws.write("config/.env", "secret-1\n");
         ws.write("keys/old", "key-1\n");
         ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":[".env","config/.env","keys"]}}"#);
-        let mark = format!("sbx-remask-{}-{who:?}", std::process::id());
-        let script = format!(
-            ": {mark}; touch ready; until [ -e go ]; do sleep 0.02; done; cat .env; cat .env.orig; cat config/.env; ls keys; cat keys/new; cat keys.old/old; echo end"
-        );
-        let child = ws
-            .sbx(["run", "--", "/bin/sh", "-c", &script])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !ws.path().join("ready").exists() {
-            assert!(std::time::Instant::now() < deadline, "{who:?}: the command never started");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let script = format!("touch ready; {}; cat .env; cat .env.orig; cat config/.env; ls keys; cat keys/new; cat keys.old/old; echo end", until("go"));
+        let cmd = Marked::start(&ws, who, "replaced", &script);
+        cmd.wait_for("ready");
         // The host replaces them while the command runs.
         std::fs::rename(ws.path().join(".env"), ws.path().join(".env.orig")).unwrap();
         ws.write(".env", "secret-2\n");
@@ -205,25 +259,12 @@ fn a_hidden_file_the_host_replaces_during_the_session_stays_hidden() {
         std::fs::rename(ws.path().join("keys"), ws.path().join("keys.old")).unwrap();
         ws.write("keys/new", "key-2\n");
         // What the sandbox sees now, read as root through its own mount namespace.
-        let pid = loop {
-            if let Some(pid) = sandboxed_pids(&mark).first() {
-                break *pid;
-            }
-            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let inside = |rel: &str| format!("/proc/{pid}/root{}/{rel}", ws.path().display());
-        loop {
-            let hidden = [".env", "config/.env"].iter().all(|f| std::fs::read_to_string(inside(f)).is_ok_and(|s| s.is_empty()))
-                && std::fs::read_dir(inside("keys")).is_ok_and(|mut d| d.next().is_none());
-            if hidden {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{who:?}: the replaced files are still visible inside the sandbox");
+        cmd.wait_hidden(&[".env", "config/.env"], true);
+        while !std::fs::read_dir(cmd.inside("keys")).is_ok_and(|mut d| d.next().is_none()) {
+            assert!(std::time::Instant::now() < cmd.deadline, "{who:?}: the replaced directory is still visible inside the sandbox");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        ws.write("go", "");
-        let out = child.wait_with_output().unwrap();
+        let out = cmd.finish();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
         for secret in ["secret", "key"] {
@@ -250,32 +291,15 @@ fn a_symlink_planted_above_a_hidden_file_leads_the_re_hiding_nowhere_else() {
         ws.write("config/.env", "secret-1\n");
         ws.write("decoy", "decoy\n");
         ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["config/.env"]}}"#);
-        let mark = format!("sbx-remask-link-{}-{who:?}", std::process::id());
-        let script = format!("mv config moved && ln -s moved config && : {mark}; touch ready; until [ -e go ]; do sleep 0.02; done; cat config/.env; cat moved/.env; cat decoy; echo end");
-        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !ws.path().join("ready").exists() {
-            assert!(std::time::Instant::now() < deadline, "{who:?}: the command never started");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let script = format!("mv config moved && ln -s moved config && touch ready; {}; cat config/.env; cat moved/.env; cat decoy; echo end", until("go"));
+        let cmd = Marked::start(&ws, who, "link", &script);
+        cmd.wait_for("ready");
         // The host saves the secret by its old path, through the command's link.
         ws.write("config/.env.tmp", "secret-2\n");
         std::fs::rename(ws.path().join("config/.env.tmp"), ws.path().join("config/.env")).unwrap();
         // The sandbox's own view, read as root, until the new file is hidden there.
-        let pid = loop {
-            if let Some(pid) = sandboxed_pids(&mark).first() {
-                break *pid;
-            }
-            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let inside = format!("/proc/{pid}/root{}/moved/.env", ws.path().display());
-        while !std::fs::read_to_string(&inside).is_ok_and(|s| s.is_empty()) {
-            assert!(std::time::Instant::now() < deadline, "{who:?}: the file the host wrote is visible inside");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        ws.write("go", "");
-        let out = child.wait_with_output().unwrap();
+        cmd.wait_hidden(&["moved/.env"], true);
+        let out = cmd.finish();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.ends_with("decoy\nend\n"), "{who:?}: {}", text(&out));
         assert!(!stdout.contains("secret"), "{who:?}: the sandbox read a hidden file: {}", text(&out));
@@ -296,44 +320,23 @@ fn a_hidden_files_directory_moved_away_and_made_again_is_still_watched() {
         ws.write("config/.env", "secret-1\n");
         ws.write("deep/er/.env", "secret-1\n");
         ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["config/.env","deep/er/.env"]}}"#);
-        let mark = format!("sbx-remask-moved-{}-{who:?}", std::process::id());
-        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
         let script = format!(
-            ": {mark}; touch ready; {}; mv config moved && mkdir config && mv deep deep2 && mkdir -p deep/er && touch remade; {}; cat config/.env; cat moved/.env; cat deep/er/.env; cat deep2/er/.env; echo end",
-            wait("armed"),
-            wait("go")
+            "touch ready; {}; mv config moved && mkdir config && mv deep deep2 && mkdir -p deep/er && touch remade; {}; cat config/.env; cat moved/.env; cat deep/er/.env; cat deep2/er/.env; echo end",
+            until("armed"),
+            until("go")
         );
-        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let wait_for = |f: &str| {
-            while !ws.path().join(f).exists() {
-                assert!(std::time::Instant::now() < deadline, "{who:?}: no {f}");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        };
-        wait_for("ready");
+        let cmd = Marked::start(&ws, who, "moved", &script);
+        cmd.wait_for("ready");
         // Past the moment the hidden paths are watched (100 ms into the command).
         std::thread::sleep(std::time::Duration::from_millis(500));
         ws.write("armed", "");
-        wait_for("remade");
+        cmd.wait_for("remade");
         // The host saves the secrets at their paths, in the directories the command made.
         ws.write("config/.env", "secret-2\n");
         ws.write("deep/er/.env.tmp", "secret-2\n");
         std::fs::rename(ws.path().join("deep/er/.env.tmp"), ws.path().join("deep/er/.env")).unwrap();
-        let pid = loop {
-            if let Some(pid) = sandboxed_pids(&mark).first() {
-                break *pid;
-            }
-            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let inside = |rel: &str| format!("/proc/{pid}/root{}/{rel}", ws.path().display());
-        while !["config/.env", "deep/er/.env"].iter().all(|f| std::fs::read_to_string(inside(f)).is_ok_and(|s| s.is_empty())) {
-            assert!(std::time::Instant::now() < deadline, "{who:?}: the files the host wrote are visible inside the sandbox");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        ws.write("go", "");
-        let out = child.wait_with_output().unwrap();
+        cmd.wait_hidden(&["config/.env", "deep/er/.env"], true);
+        let out = cmd.finish();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
         assert!(!stdout.contains("secret"), "{who:?}: the sandbox read a hidden file: {}", text(&out));
@@ -354,42 +357,18 @@ fn a_watched_directory_moved_onto_another_hidden_files_path_is_followed_there() 
         ws.write("a/.env", "secret-a\n");
         ws.write("b/.env", "secret-b\n");
         ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["a/.env","b/.env"]}}"#);
-        let mark = format!("sbx-remask-swap-{}-{who:?}", std::process::id());
-        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
-        let script = format!(": {mark}; touch ready; {}; mv b b-old && mv a b && touch remade; {}; cat b/.env; echo end", wait("armed"), wait("go"));
-        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let wait_for = |f: &str| {
-            while !ws.path().join(f).exists() {
-                assert!(std::time::Instant::now() < deadline, "{who:?}: no {f}");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        };
-        wait_for("ready");
+        let script = format!("touch ready; {}; mv b b-old && mv a b && touch remade; {}; cat b/.env; echo end", until("armed"), until("go"));
+        let cmd = Marked::start(&ws, who, "swap", &script);
+        cmd.wait_for("ready");
         std::thread::sleep(std::time::Duration::from_millis(500));
         ws.write("armed", "");
-        wait_for("remade");
+        cmd.wait_for("remade");
         std::thread::sleep(std::time::Duration::from_millis(200));
         // The host saves the second secret at its path, by a rename, as editors do.
         ws.write("b/.env.tmp", "secret-2\n");
         std::fs::rename(ws.path().join("b/.env.tmp"), ws.path().join("b/.env")).unwrap();
-        let pid = loop {
-            if let Some(pid) = sandboxed_pids(&mark).first() {
-                break *pid;
-            }
-            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let inside = format!("/proc/{pid}/root{}/b/.env", ws.path().display());
-        let hidden_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        while !std::fs::read_to_string(&inside).is_ok_and(|s| s.is_empty()) {
-            if std::time::Instant::now() > hidden_deadline {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        ws.write("go", "");
-        let out = child.wait_with_output().unwrap();
+        cmd.wait_hidden(&["b/.env"], false);
+        let out = cmd.finish();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
         assert!(!stdout.contains("secret"), "{who:?}: the sandbox read the file the host saved at a hidden path: {}", text(&out));
@@ -408,42 +387,21 @@ fn a_symlink_left_at_a_hidden_files_directory_before_the_watch_starts_misleads_n
         let ws = Workspace::new(who);
         ws.write("config/.env", "secret-1\n");
         ws.write("sbx.jsonc", r#"{"filesystem":{"denyRead":["config/.env"]}}"#);
-        let mark = format!("sbx-remask-early-{}-{who:?}", std::process::id());
-        let wait = |f: &str| format!("until [ -e {f} ]; do sleep 0.02; done");
         let script = format!(
-            ": {mark}; mv config config-moved && ln -s config-moved config && touch ready; {}; rm config && mv config-moved config && touch remade; {}; cat config/.env; echo end",
-            wait("armed"),
-            wait("go")
+            "mv config config-moved && ln -s config-moved config && touch ready; {}; rm config && mv config-moved config && touch remade; {}; cat config/.env; echo end",
+            until("armed"),
+            until("go")
         );
-        let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let wait_for = |f: &str| {
-            while !ws.path().join(f).exists() {
-                assert!(std::time::Instant::now() < deadline, "{who:?}: no {f}");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        };
-        wait_for("ready");
+        let cmd = Marked::start(&ws, who, "early", &script);
+        cmd.wait_for("ready");
         std::thread::sleep(std::time::Duration::from_millis(500));
         ws.write("armed", "");
-        wait_for("remade");
+        cmd.wait_for("remade");
         std::thread::sleep(std::time::Duration::from_millis(200));
         ws.write("config/.env.tmp", "secret-2\n");
         std::fs::rename(ws.path().join("config/.env.tmp"), ws.path().join("config/.env")).unwrap();
-        let pid = loop {
-            if let Some(pid) = sandboxed_pids(&mark).first() {
-                break *pid;
-            }
-            assert!(std::time::Instant::now() < deadline, "{who:?}: no process of the sandbox found");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
-        let inside = format!("/proc/{pid}/root{}/config/.env", ws.path().display());
-        let hidden_deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        while !std::fs::read_to_string(&inside).is_ok_and(|s| s.is_empty()) && std::time::Instant::now() < hidden_deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        ws.write("go", "");
-        let out = child.wait_with_output().unwrap();
+        cmd.wait_hidden(&["config/.env"], false);
+        let out = cmd.finish();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.ends_with("end\n"), "{who:?}: {}", text(&out));
         assert!(!stdout.contains("secret"), "{who:?}: the sandbox read the file the host saved at a hidden path: {}", text(&out));

