@@ -70,6 +70,9 @@ pub struct Options {
     /// `--keep-agent-config`: changes to agent configuration that runs commands
     /// (`agentconf`) are reported and kept instead of reverted.
     pub keep_agent_config: bool,
+    /// The workspace's git repositories, when the caller's walk of it found them just
+    /// before (`snapshot::policy_files_and_repositories`): not walked for again.
+    pub repositories: Option<launch::git::Walk>,
 }
 
 /// Where `--ask`'s "always" answers are written, and how long a held
@@ -98,8 +101,18 @@ pub enum SessionError {
     Inbound { addr: std::net::SocketAddr, source: io::Error },
 }
 
+/// How a session ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// The status to exit with.
+    pub code: u8,
+    /// The workspace's policy files at the end (`snapshot::policy_files`), when the exit
+    /// checks walked the workspace for them.
+    pub policy_files: Option<Vec<PathBuf>>,
+}
+
 /// Runs `command` in the sandbox under `policy`; returns the exit status.
-pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
+pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<Ended, SessionError> {
     // Inside another sandbox or a container that forbids namespaces: one sentence, before
     // anything is made.
     if opts.launch.direct.is_none()
@@ -109,7 +122,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     }
     let (policy, walked) = prepare(policy, &opts)?;
     let policy = &policy;
-    let protections = Protections::take(policy, opts.launch.direct.is_some(), walked.repositories(&policy.workspace));
+    let protections = Protections::take(policy, opts.launch.direct.is_some(), walked.repositories(&policy.workspace).or_else(|| opts.repositories.clone()));
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
         None => None,
@@ -296,12 +309,13 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         eprintln!("sbx: {line}");
     }
     findings.print(opts.keep_agent_config);
+    let policy_files = findings.policy_files;
     if let (Some(e), Some(log)) = (&log_error, &sink.log) {
         eprintln!("sbx: warning: could not write the log {}: {}", crate::termtext::path(&log.path), crate::termtext::escape(&e.to_string()));
     }
     let code = limits_state.exit_code(&outcome);
     outcome?;
-    Ok(code)
+    Ok(Ended { code, policy_files })
 }
 
 /// The host made ready for a session, before anything is taken or started: sbx's private
