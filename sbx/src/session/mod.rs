@@ -204,7 +204,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<End
     sink.borrow_mut().ui = ui_tx.clone();
     let sandbox = SandboxPids::default();
     let (done_tx, done) = Done::new();
-    let (outcome, lost, summary, tampered) = runtime.block_on(async {
+    let (outcome, lost, summary, tampered, tracer_end) = runtime.block_on(async {
         let launch = async {
             let mut supervisor = None;
             let outcome = async {
@@ -245,7 +245,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<End
             (outcome, supervisor)
         };
         let session = async {
-            let ((outcome, supervisor), ebpf_lost, (), (), (), (), (), (), ()) = tokio::join!(
+            let ((outcome, supervisor), (ebpf_lost, tracer_end), (), (), (), (), (), (), ()) = tokio::join!(
                 launch,
                 kernel_events(tracer_rx, &sink, done.clone()),
                 seccomp_events(seccomp_rx, &sink),
@@ -272,7 +272,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<End
             if let Some(ui) = &ui_tx {
                 let _ = ui.send(tui::Msg::Exited(code)).await;
             }
-            (outcome, losses.iter().map(|(_, n)| n).sum::<u64>(), summary, tampered)
+            (outcome, losses.iter().map(|(_, n)| n).sum::<u64>(), summary, tampered, tracer_end)
         };
         let dashboard = async {
             let Some(master) = pty_master.as_ref() else { return };
@@ -291,6 +291,10 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<End
         tokio::join!(session, dashboard).0
     });
 
+    // The tracer is detached before its cgroup goes.
+    if let Some(end) = tracer_end {
+        let _ = end.join();
+    }
     drop(cgroup);
     let findings = protections.finish(tampered);
     let mut sink = sink.into_inner();

@@ -349,11 +349,12 @@ pub(super) async fn net_events(mut rx: tokio::sync::mpsc::Receiver<NetEvent>, si
 }
 
 /// The kernel tracer's events, in batches, until the command has ended, then drained.
-/// Returns how many the ring buffer lost; the tracer is detached at the end, before the
-/// cgroup goes.
-pub(super) async fn kernel_events(tracer: Option<tokio::sync::oneshot::Receiver<Option<Tracer>>>, sink: &RefCell<Sink>, mut done: Done) -> u64 {
-    let Some(rx) = tracer else { return 0 };
-    let Ok(Some(mut tracer)) = rx.await else { return 0 };
+/// Returns how many the ring buffer lost, and the tracer's release (its links closed, its
+/// slot given back, its ring unmapped: most of a millisecond), begun on a thread of its
+/// own so that it overlaps the exit checks: joined before the cgroup goes.
+pub(super) async fn kernel_events(tracer: Option<tokio::sync::oneshot::Receiver<Option<Tracer>>>, sink: &RefCell<Sink>, mut done: Done) -> (u64, Option<std::thread::JoinHandle<()>>) {
+    let Some(rx) = tracer else { return (0, None) };
+    let Ok(Some(mut tracer)) = rx.await else { return (0, None) };
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -373,7 +374,8 @@ pub(super) async fn kernel_events(tracer: Option<tokio::sync::oneshot::Receiver<
     }
     tracer.drain_now(&mut batch);
     sink.borrow_mut().kernel(&batch);
-    tracer.lost()
+    let lost = tracer.lost();
+    (lost, std::thread::Builder::new().name("sbx-tracer-end".into()).spawn(move || drop(tracer)).ok())
 }
 
 /// What the command writes to its pty, to the dashboard.
