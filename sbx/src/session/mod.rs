@@ -291,9 +291,12 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<End
         tokio::join!(session, dashboard).0
     });
 
-    // The tracer is detached before its cgroup goes.
+    // The tracer is detached before its cgroup goes, and the sandbox is gone.
     if let Some(end) = tracer_end {
         let _ = end.join();
+    }
+    if cgroup.is_some() {
+        sandbox.wait_gone(std::time::Duration::from_millis(100));
     }
     drop(cgroup);
     let findings = protections.finish(tampered);

@@ -251,12 +251,27 @@ impl Done {
 pub(super) struct SandboxPids {
     bwrap: std::cell::Cell<Option<u32>>,
     init: std::cell::Cell<Option<i32>>,
+    /// A pidfd of the sandbox's pid 1, opened while it lives ([`SandboxPids::wait_gone`]).
+    init_fd: RefCell<Option<std::os::fd::OwnedFd>>,
 }
 
 impl SandboxPids {
     pub(super) fn set(&self, started: &Started) {
         self.bwrap.set(started.bwrap_pid);
         self.init.set(started.sandbox_init);
+        *self.init_fd.borrow_mut() = started.sandbox_init.and_then(|pid| crate::sys::pidfd_open(pid as u32).ok());
+    }
+
+    /// Waits, at most `bound`, until the sandbox's pid 1 is gone. bwrap exits once pid 1
+    /// has told it the command's status, while pid 1 still takes the sandbox down (the
+    /// rest of its pid namespace, its mounts): the session's cgroups can be removed only
+    /// after (woken by the kernel, not by polling the removal).
+    pub(super) fn wait_gone(&self, bound: std::time::Duration) {
+        use std::os::fd::AsFd as _;
+        let Some(fd) = self.init_fd.borrow_mut().take() else { return };
+        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ms = u16::try_from(bound.as_millis()).unwrap_or(u16::MAX);
+        let _ = nix::poll::poll(&mut fds, ms);
     }
 
     /// Kills the whole sandbox: its pid 1, whose death makes the kernel kill every
