@@ -321,7 +321,11 @@ fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool, crate::t
     // finds the workspace's repositories for the session too: the workspace is read once.
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
     let chain_files = chain_files(&loaded);
-    let (files, repositories) = crate::snapshot::policy_files_and_repositories(&policy.workspace, Some(launch::git::Search::default()));
+    // (Unless the glob rules' walk from the workspace finds the repositories.)
+    let fs = &policy.fs;
+    let rules = [&fs.allow_read, &fs.allow_execute, &fs.deny_read, &fs.allow_write, &fs.deny_write].into_iter().flatten();
+    let search = (!launch::glob::walks_from(rules, &policy.workspace)).then(launch::git::Search::default);
+    let (files, repositories) = crate::snapshot::policy_files_and_repositories(&policy.workspace, search);
     let watched = crate::snapshot::Snapshot::take(files.into_iter().chain(chain_files.clone()));
     let ended = session::run(&policy, command, session::Options { repositories, ..options })?;
     report_policy_files(&watched, &policy.workspace, ended.policy_files, ask_config.as_ref());

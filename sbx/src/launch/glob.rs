@@ -85,6 +85,12 @@ pub struct Walked {
 
 static WALKED: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, Expansion>>> = std::sync::Mutex::new(None);
 
+/// Whether the glob rules' walk ([`Walked::walk`]) of `rules` starts from `workspace`, and
+/// so finds its git repositories.
+pub fn walks_from<'a>(rules: impl IntoIterator<Item = &'a PathBuf>, workspace: &Path) -> bool {
+    rules.into_iter().any(|p| crate::policy::is_glob(p) && literal_prefix(p) == workspace)
+}
+
 impl Walked {
     /// Walks `patterns`' globs; the walk that starts from `workspace`, when a pattern starts
     /// there (`**/.env`), also looks for its git repositories, so that the workspace is read
@@ -256,6 +262,15 @@ fn walk(base: &Path, patterns: &[Pattern], set: &globset::GlobSet, of_glob: &[us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walk_from_the_workspace_is_known_from_the_rules() {
+        let w = Path::new("/w");
+        assert!(walks_from(&[PathBuf::from("/w/**/.env"), PathBuf::from("/etc/x")], w));
+        assert!(!walks_from(&[PathBuf::from("/w/src/*.rs")], w), "from /w/src");
+        assert!(!walks_from(&[PathBuf::from("/w/.env")], w), "not a glob");
+        assert!(!walks_from(&[PathBuf::from("/v/**/.env")], w));
+    }
 
     #[test]
     fn expands_double_star_and_skips_dependency_trees() {
