@@ -321,13 +321,24 @@ fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool, crate::t
     // finds the workspace's repositories for the session too: the workspace is read once.
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
     let chain_files = chain_files(&loaded);
-    // (Unless the glob rules' walk from the workspace finds the repositories.)
+    // When the glob rules walk from the workspace (-t code's **/.env), that walk, which
+    // finds the repositories, carries the search for policy files instead (it is the
+    // session's: made here, before the session, as its snapshot is).
     let fs = &policy.fs;
-    let rules = [&fs.allow_read, &fs.allow_execute, &fs.deny_read, &fs.allow_write, &fs.deny_write].into_iter().flatten();
-    let search = (!launch::glob::walks_from(rules, &policy.workspace)).then(launch::git::Search::default);
-    let (files, repositories) = crate::snapshot::policy_files_and_repositories(&policy.workspace, search);
+    let rules: Vec<PathBuf> = [&fs.allow_read, &fs.allow_execute, &fs.deny_read, &fs.allow_write, &fs.deny_write].into_iter().flatten().cloned().collect();
+    let (files, repositories, walked) = if launch::glob::walks_from(&rules, &policy.workspace) {
+        let mut walked = launch::glob::Walked::walk_with(&rules, &policy.workspace, Some(crate::snapshot::policy_search()));
+        let files = match walked.names() {
+            Some(found) => crate::snapshot::policy_files_with(&policy.workspace, found),
+            None => crate::snapshot::policy_files(&policy.workspace),
+        };
+        (files, None, Some(walked))
+    } else {
+        let (files, repositories) = crate::snapshot::policy_files_and_repositories(&policy.workspace, Some(launch::git::Search::default()));
+        (files, repositories, None)
+    };
     let watched = crate::snapshot::Snapshot::take(files.into_iter().chain(chain_files.clone()));
-    let ended = session::run(&policy, command, session::Options { repositories, ..options })?;
+    let ended = session::run(&policy, command, session::Options { repositories, ..options }, walked)?;
     report_policy_files(&watched, &policy.workspace, ended.policy_files, ask_config.as_ref());
     Ok(ExitCode::from(ended.code))
 }
@@ -402,7 +413,7 @@ pub fn learn(args: LearnArgs) -> anyhow::Result<ExitCode> {
             keep_agent_config: false,
             repositories: None,
         };
-        let ended = session::run(&policy, command.clone(), options)?;
+        let ended = session::run(&policy, command.clone(), options, None)?;
         report_policy_files(&watched, &policy.workspace, ended.policy_files, None);
         Ok(ended.code)
     };

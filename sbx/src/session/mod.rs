@@ -111,8 +111,9 @@ pub struct Ended {
     pub policy_files: Option<Vec<PathBuf>>,
 }
 
-/// Runs `command` in the sandbox under `policy`; returns the exit status.
-pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<Ended, SessionError> {
+/// Runs `command` in the sandbox under `policy`; returns the exit status. `walked`: the
+/// glob rules' walk, when the caller made it already (with a search of its own).
+pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options, walked: Option<launch::glob::Walked>) -> Result<Ended, SessionError> {
     // Inside another sandbox or a container that forbids namespaces: one sentence, before
     // anything is made.
     if opts.launch.direct.is_none()
@@ -120,7 +121,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<End
     {
         return Err(LaunchError::NoNamespaces(why).into());
     }
-    let (policy, walked) = prepare(policy, &opts)?;
+    let (policy, walked) = prepare(policy, &opts, walked)?;
     let policy = &policy;
     let protections = Protections::take(policy, opts.launch.direct.is_some(), walked.repositories(&policy.workspace).or_else(|| opts.repositories.clone()));
     let log = match &opts.log {
@@ -330,7 +331,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<End
 /// session left there go now), the glob walk's check of the deny rules, the `allowWrite`
 /// directories to make. Returns the policy with sbx's own directories hidden, and the glob
 /// rules' walk, which the plan reads while it lives.
-fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Walked), SessionError> {
+fn prepare(policy: &Policy, opts: &Options, walked: Option<launch::glob::Walked>) -> Result<(Policy, launch::glob::Walked), SessionError> {
     crate::state::state_dir()?;
     crate::state::runtime_dir()?;
     crate::state::remove_stale();
@@ -354,7 +355,7 @@ fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Wal
     // walk cannot cover refuses before anything starts (the dashboard too).
     let fs = &policy.fs;
     let rules: Vec<PathBuf> = [&fs.allow_read, &fs.allow_execute, &fs.deny_read, &fs.allow_write, &fs.deny_write].into_iter().flatten().cloned().collect();
-    let walked = launch::glob::Walked::walk(&rules, &policy.workspace);
+    let walked = walked.unwrap_or_else(|| launch::glob::Walked::walk(&rules, &policy.workspace));
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
     // allowWrite directories written `~/x/` that are missing: made now, so that the
     // plan binds them.

@@ -496,15 +496,12 @@ pub fn policy_files(workspace: &Path) -> Vec<PathBuf> {
 /// are never ones it would enter (they are shallower than its depth and not skipped, so
 /// it enters them too while it goes on).
 pub fn policy_files_and_repositories(workspace: &Path, mut search: Option<crate::launch::git::Search>) -> (Vec<PathBuf>, Option<crate::launch::git::Walk>) {
-    let names = crate::config::FILE_NAMES;
-    let mut out: Vec<PathBuf> = workspace.ancestors().flat_map(|d| names.iter().map(move |n| d.join(n))).collect();
-    let mut seen = 0usize;
-    let mut policy_over = false;
+    let mut names = policy_search();
     // (directory, depth, entered for the search, entered for the policy files)
     let mut queue = std::collections::VecDeque::from([(workspace.to_path_buf(), 0usize, search.is_some(), true)]);
     while let Some((dir, depth, for_search, for_policy)) = queue.pop_front() {
         let for_search = for_search && search.as_ref().is_some_and(|s| !s.capped());
-        let for_policy = for_policy && !policy_over;
+        let for_policy = for_policy && !names.over();
         if !for_search && !for_policy {
             continue;
         }
@@ -514,26 +511,27 @@ pub fn policy_files_and_repositories(workspace: &Path, mut search: Option<crate:
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
             let search_enters = for_search && search.as_mut().and_then(|s| if s.capped() { None } else { s.entry(&entry, depth) }).unwrap_or(false);
-            let mut policy_enters = false;
-            if for_policy && !policy_over {
-                seen += 1;
-                if seen > POLICY_ENTRIES {
-                    policy_over = true;
-                } else if let Some(name) = entry.file_name().to_str() {
-                    let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                    if is_dir && depth < POLICY_DEPTH && !crate::launch::glob::SKIPPED_DIRS.contains(&name) {
-                        policy_enters = true;
-                    } else if !is_dir && names.contains(&name) && depth > 0 {
-                        out.push(entry.path());
-                    }
-                }
-            }
+            let policy_enters = for_policy && names.entry(&entry, depth);
             if search_enters || policy_enters {
                 queue.push_back((entry.path(), depth + 1, search_enters, policy_enters));
             }
         }
     }
-    (out, search.map(crate::launch::git::Search::finish))
+    (policy_files_with(workspace, names.finish()), search.map(crate::launch::git::Search::finish))
+}
+
+/// The search for policy files below a workspace, for a walk of it to carry
+/// (`launch::glob::Walked::walk_with`): [`POLICY_DEPTH`] levels, [`POLICY_ENTRIES`]
+/// entries.
+pub fn policy_search() -> crate::launch::glob::NameSearch {
+    crate::launch::glob::NameSearch::new(&crate::config::FILE_NAMES, POLICY_DEPTH, POLICY_ENTRIES)
+}
+
+/// [`policy_files`] of `workspace`, given what [`policy_search`] found below it: with the
+/// names where one would be found from the workspace, in it and each of its parents.
+pub fn policy_files_with(workspace: &Path, found: Vec<PathBuf>) -> Vec<PathBuf> {
+    let names = crate::config::FILE_NAMES;
+    workspace.ancestors().flat_map(|d| names.iter().map(move |n| d.join(n))).chain(found).collect()
 }
 
 #[cfg(test)]
@@ -645,6 +643,11 @@ mod tests {
         let mut capped_files = capped_files;
         capped_files.sort();
         assert_eq!(capped_files, files);
+        // Carried by the glob rules' walk from the workspace instead: the same files.
+        let mut walked = crate::launch::glob::Walked::walk_with(&[ws.join("**/.env")], ws, Some(policy_search()));
+        let mut carried = policy_files_with(ws, walked.names().expect("the walk went to the search's end"));
+        carried.sort();
+        assert_eq!(carried, files);
     }
 
     #[test]
