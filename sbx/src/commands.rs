@@ -313,16 +313,34 @@ fn sandboxed(args: RunArgs, monitor: Option<(session::Trace, u32, bool, crate::t
         dashboard_start,
         keep_agent_config: args.keep_agent_config,
         ask: ask.map(|timeout| session::AskOptions { config: loaded.edit_target(&policy.workspace), timeout }),
+        repositories: None,
     };
     // A policy file the command creates or changes in the workspace is read by a later
     // run: every one (and every file of the chain) is compared after the session, in
-    // every mode. (`--ask` writes its own answers to `ask_config`.)
+    // every mode. (`--ask` writes its own answers to `ask_config`.) The walk for them
+    // finds the workspace's repositories for the session too: the workspace is read once.
     let ask_config = options.ask.as_ref().map(|a| a.config.clone());
     let chain_files = chain_files(&loaded);
-    let watched = crate::snapshot::Snapshot::take(crate::snapshot::policy_files(&policy.workspace).into_iter().chain(chain_files.clone()));
-    let code = session::run(&policy, command, options)?;
-    report_policy_files(&watched, &policy.workspace, ask_config.as_ref());
-    Ok(ExitCode::from(code))
+    // When the glob rules walk from the workspace (-t code's **/.env), that walk, which
+    // finds the repositories, carries the search for policy files instead (it is the
+    // session's: made here, before the session, as its snapshot is).
+    let fs = &policy.fs;
+    let rules: Vec<PathBuf> = [&fs.allow_read, &fs.allow_execute, &fs.deny_read, &fs.allow_write, &fs.deny_write].into_iter().flatten().cloned().collect();
+    let (files, repositories, walked) = if launch::glob::walks_from(&rules, &policy.workspace) {
+        let mut walked = launch::glob::Walked::walk_with(&rules, &policy.workspace, Some(crate::snapshot::policy_search()));
+        let files = match walked.names() {
+            Some(found) => crate::snapshot::policy_files_with(&policy.workspace, found),
+            None => crate::snapshot::policy_files(&policy.workspace),
+        };
+        (files, None, Some(walked))
+    } else {
+        let (files, repositories) = crate::snapshot::policy_files_and_repositories(&policy.workspace, Some(launch::git::Search::default()));
+        (files, repositories, None)
+    };
+    let watched = crate::snapshot::Snapshot::take(files.into_iter().chain(chain_files.clone()));
+    let ended = session::run(&policy, command, session::Options { repositories, ..options }, walked)?;
+    report_policy_files(&watched, &policy.workspace, ended.policy_files, ask_config.as_ref());
+    Ok(ExitCode::from(ended.code))
 }
 
 /// The files of the policy chain, as the walk for policy files spells them (so that one
@@ -339,9 +357,10 @@ fn chain_files(loaded: &config::Loaded) -> Vec<PathBuf> {
 }
 
 /// A warning for each policy file of `workspace` (or of the chain) created, changed or
-/// removed since `before`: a later run reads it.
-fn report_policy_files(before: &crate::snapshot::Snapshot, workspace: &std::path::Path, ask_config: Option<&PathBuf>) {
-    for (file, change) in before.changes(crate::snapshot::policy_files(workspace)) {
+/// removed since `before`: a later run reads it. `now`: the workspace's policy files now,
+/// when the session's exit checks found them; else they are looked for here.
+fn report_policy_files(before: &crate::snapshot::Snapshot, workspace: &std::path::Path, now: Option<Vec<PathBuf>>, ask_config: Option<&PathBuf>) {
+    for (file, change) in before.changes(now.unwrap_or_else(|| crate::snapshot::policy_files(workspace))) {
         let dir = file.parent().unwrap_or(workspace);
         let reader = if dir == workspace { "the next sbx run here reads it".to_string() } else { format!("an sbx run in {} reads it", crate::termtext::path(dir)) };
         let note = if Some(&file) == ask_config { " (your --ask answers are written there too)" } else { "" };
@@ -392,10 +411,11 @@ pub fn learn(args: LearnArgs) -> anyhow::Result<ExitCode> {
             dashboard_start: crate::tui::Start::Dashboard,
             ask: None,
             keep_agent_config: false,
+            repositories: None,
         };
-        let code = session::run(&policy, command.clone(), options)?;
-        report_policy_files(&watched, &policy.workspace, None);
-        Ok(code)
+        let ended = session::run(&policy, command.clone(), options, None)?;
+        report_policy_files(&watched, &policy.workspace, ended.policy_files, None);
+        Ok(ended.code)
     };
     let learned = crate::learn::learn(crate::learn::Request {
         command: command.clone(),

@@ -81,20 +81,93 @@ pub struct Walked {
     /// The workspace and its repositories as they were at start, when the walk from the
     /// workspace carried the search for them (`git::Search`).
     repositories: Option<(PathBuf, super::git::Walk)>,
+    /// What a [`NameSearch`] carried by the walk from the workspace found, when it was
+    /// given one and the walk went as far as the search's own bounds.
+    names: Option<Vec<PathBuf>>,
+}
+
+/// A search for files of given names below a directory, carried by a walk of it (the
+/// policy files, `snapshot::policy_files`): at depths 1 to `max_depth` (the directory's
+/// own entries left out), within `max_entries` entries, dependency trees
+/// ([`SKIPPED_DIRS`]) skipped.
+#[derive(Debug)]
+pub struct NameSearch {
+    names: &'static [&'static str],
+    max_depth: usize,
+    max_entries: usize,
+    seen: usize,
+    over: bool,
+    found: Vec<PathBuf>,
+}
+
+impl NameSearch {
+    pub fn new(names: &'static [&'static str], max_depth: usize, max_entries: usize) -> Self {
+        NameSearch { names, max_depth, max_entries, seen: 0, over: false, found: Vec::new() }
+    }
+
+    /// One entry of a directory at `depth` (0: the walk's own): whether the search enters
+    /// it.
+    pub fn entry(&mut self, entry: &std::fs::DirEntry, depth: usize) -> bool {
+        if self.over {
+            return false;
+        }
+        self.seen += 1;
+        if self.seen > self.max_entries {
+            self.over = true;
+            return false;
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { return false };
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            return depth < self.max_depth && !SKIPPED_DIRS.contains(&name);
+        }
+        if depth > 0 && self.names.contains(&name) {
+            self.found.push(entry.path());
+        }
+        false
+    }
+
+    /// The search reached its entries: nothing more is to be fed to it.
+    pub fn over(&self) -> bool {
+        self.over
+    }
+
+    /// The files found, in the order of the walk.
+    pub fn finish(self) -> Vec<PathBuf> {
+        self.found
+    }
 }
 
 static WALKED: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, Expansion>>> = std::sync::Mutex::new(None);
+
+/// Whether the glob rules' walk ([`Walked::walk`]) of `rules` starts from `workspace`, and
+/// so finds its git repositories.
+pub fn walks_from<'a>(rules: impl IntoIterator<Item = &'a PathBuf>, workspace: &Path) -> bool {
+    rules.into_iter().any(|p| crate::policy::is_glob(p) && literal_prefix(p) == workspace)
+}
 
 impl Walked {
     /// Walks `patterns`' globs; the walk that starts from `workspace`, when a pattern starts
     /// there (`**/.env`), also looks for its git repositories, so that the workspace is read
     /// once for both.
     pub fn walk(patterns: &[PathBuf], workspace: &Path) -> Walked {
+        Self::walk_with(patterns, workspace, None)
+    }
+
+    /// [`Walked::walk`], the walk from the workspace carrying `names` too (found by
+    /// [`Walked::names`]).
+    pub fn walk_with(patterns: &[PathBuf], workspace: &Path, names: Option<NameSearch>) -> Walked {
         let globs: Vec<&Path> = patterns.iter().map(PathBuf::as_path).filter(|p| crate::policy::is_glob(p)).collect();
-        let (expansions, repositories) = expand_all_with(&globs, Some(workspace));
+        let (expansions, repositories, names) = expand_all_with(&globs, Some(workspace), names);
         let map = globs.iter().map(|p| p.to_path_buf()).zip(expansions).collect();
         *WALKED.lock().unwrap_or_else(|e| e.into_inner()) = Some(map);
-        Walked { repositories: repositories.map(|r| (workspace.to_path_buf(), r)) }
+        Walked { repositories: repositories.map(|r| (workspace.to_path_buf(), r)), names }
+    }
+
+    /// What the [`NameSearch`] given to [`Walked::walk_with`] found, when the walk from the
+    /// workspace carried it to its end (taken once).
+    pub fn names(&mut self) -> Option<Vec<PathBuf>> {
+        self.names.take()
     }
 
     /// The repositories under `root` at the time of the walk (`git::repositories`), when the
@@ -131,13 +204,16 @@ fn relative_glob(pattern: &Path, base: &Path) -> Option<String> {
 /// one walk (and its [`MAX_ENTRIES`]), and one matcher: a path relative to that directory,
 /// matched once against all of them (a name or an extension is a lookup, not a regex).
 pub fn expand_all(patterns: &[&Path]) -> Vec<Expansion> {
-    expand_all_with(patterns, None).0
+    expand_all_with(patterns, None, None).0
 }
 
 /// [`expand_all`], and, when a pattern starts from `repositories_of`, the git repositories
 /// below it (`git::repositories`, found by the same walk).
-fn expand_all_with(patterns: &[&Path], repositories_of: Option<&Path>) -> (Vec<Expansion>, Option<super::git::Walk>) {
+/// With `names`, the search carried by the same walk (its finds, when the walk went as far
+/// as the search's bounds).
+fn expand_all_with(patterns: &[&Path], repositories_of: Option<&Path>, mut names: Option<NameSearch>) -> (Vec<Expansion>, Option<super::git::Walk>, Option<Vec<PathBuf>>) {
     let mut repositories = None;
+    let mut named = None;
     let mut out: Vec<Expansion> = patterns.iter().map(|_| Expansion::default()).collect();
     let mut bases: Vec<(PathBuf, Vec<usize>)> = Vec::new();
     for (i, p) in patterns.iter().enumerate() {
@@ -170,8 +246,10 @@ fn expand_all_with(patterns: &[&Path], repositories_of: Option<&Path>) -> (Vec<E
             .collect();
         // Each glob was built alone above: the set of them builds.
         let set = set.build().unwrap_or_else(|_| globset::GlobSet::empty());
-        let mut search = (repositories_of == Some(base.as_path())).then(super::git::Search::default);
-        let whole = walk(&base, &compiled, &set, &of_glob, search.as_mut(), |k, e| match e {
+        let from_workspace = repositories_of == Some(base.as_path());
+        let mut search = from_workspace.then(super::git::Search::default);
+        let mut files = names.take_if(|_| from_workspace);
+        let whole = walk(&base, &compiled, &set, &of_glob, search.as_mut(), files.as_mut(), |k, e| match e {
             Found::Match(path) => out[members[k]].matches.push(path),
             Found::Truncated => out[members[k]].truncated = true,
             Found::TooDeep => out[members[k]].too_deep = true,
@@ -180,11 +258,14 @@ fn expand_all_with(patterns: &[&Path], repositories_of: Option<&Path>) -> (Vec<E
         if let Some(s) = search.filter(|s| whole || s.capped()) {
             repositories = Some(s.finish());
         }
+        if let Some(f) = files.filter(|f| whole || f.over()) {
+            named = Some(f.finish());
+        }
     }
     for e in &mut out {
         e.matches.sort();
     }
-    (out, repositories)
+    (out, repositories, named)
 }
 
 enum Found {
@@ -202,14 +283,24 @@ enum Found {
 /// The search sees the directories it enters in the order of a walk of its own: this walk
 /// enters every one of them (they are never skipped trees, and never deeper than this walk
 /// goes), and the directories it enters for the patterns alone hold none of them.
-fn walk(base: &Path, patterns: &[Pattern], set: &globset::GlobSet, of_glob: &[usize], mut search: Option<&mut super::git::Search>, mut found: impl FnMut(usize, Found)) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    base: &Path,
+    patterns: &[Pattern],
+    set: &globset::GlobSet,
+    of_glob: &[usize],
+    mut search: Option<&mut super::git::Search>,
+    mut names: Option<&mut NameSearch>,
+    mut found: impl FnMut(usize, Found),
+) -> bool {
     let all: Vec<usize> = (0..patterns.len()).collect();
     let mut seen = 0usize;
     let mut hits = Vec::new();
     // Breadth first, as the search for repositories goes on its own.
-    let mut queue = std::collections::VecDeque::from([(base.to_path_buf(), PathBuf::new(), 0usize, all, search.is_some())]);
-    while let Some((dir, rel, depth, active, searched)) = queue.pop_front() {
+    let mut queue = std::collections::VecDeque::from([(base.to_path_buf(), PathBuf::new(), 0usize, all, search.is_some(), names.is_some())]);
+    while let Some((dir, rel, depth, active, searched, named)) = queue.pop_front() {
         let searched = searched && search.as_ref().is_some_and(|s| !s.capped());
+        let named = named && names.as_ref().is_some_and(|n| !n.over());
         if searched && let Some(s) = search.as_mut() {
             s.enter(&dir);
         }
@@ -224,6 +315,7 @@ fn walk(base: &Path, patterns: &[Pattern], set: &globset::GlobSet, of_glob: &[us
             }
             // The search's bounds are its own: past its cap it is over.
             let search_enters = searched && search.as_mut().and_then(|s| if s.capped() { None } else { s.entry(&entry, depth) }).unwrap_or(false);
+            let names_enter = named && names.as_mut().is_some_and(|n| n.entry(&entry, depth));
             let name = entry.file_name();
             let rel = rel.join(&name);
             set.matches_candidate_into(&globset::Candidate::new(&rel), &mut hits);
@@ -238,11 +330,11 @@ fn walk(base: &Path, patterns: &[Pattern], set: &globset::GlobSet, of_glob: &[us
             let name = name.to_string_lossy();
             let skipped = SKIPPED_DIRS.contains(&name.as_ref());
             let below: Vec<usize> = active.iter().copied().filter(|&k| !skipped || patterns[k].named.contains(&name.as_ref())).collect();
-            if below.is_empty() && !search_enters {
+            if below.is_empty() && !search_enters && !names_enter {
                 continue;
             }
             if depth < MAX_DEPTH {
-                queue.push_back((entry.path(), rel, depth + 1, below, search_enters));
+                queue.push_back((entry.path(), rel, depth + 1, below, search_enters, names_enter));
             } else {
                 for k in below.into_iter().filter(|&k| patterns[k].unbounded) {
                     found(k, Found::TooDeep);
@@ -256,6 +348,32 @@ fn walk(base: &Path, patterns: &[Pattern], set: &globset::GlobSet, of_glob: &[us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walk_from_the_workspace_carries_a_search_for_names_within_its_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in ["a/sbx.jsonc", "a/b/c/d/e/f/g/h/i/sbx.jsonc", "node_modules/sbx.jsonc", "sbx.jsonc", "x/.env"] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), "").unwrap();
+        }
+        let mut walked = Walked::walk_with(&[root.join("**/.env")], root, Some(NameSearch::new(&["sbx.jsonc"], 8, 1000)));
+        assert_eq!(walked.names(), Some(vec![root.join("a/sbx.jsonc")]), "not in the root itself, not 9 levels down, not in node_modules");
+        assert_eq!(walked.names(), None, "taken once");
+        let mut other = Walked::walk_with(&[root.join("x/*.env")], root, Some(NameSearch::new(&["sbx.jsonc"], 8, 1000)));
+        assert_eq!(other.names(), None, "no walk from the workspace carried it");
+        let mut short = Walked::walk_with(&[root.join("**/.env")], root, Some(NameSearch::new(&["sbx.jsonc"], 8, 2)));
+        assert_eq!(short.names(), Some(Vec::new()), "over after its 2 entries");
+    }
+
+    #[test]
+    fn the_walk_from_the_workspace_is_known_from_the_rules() {
+        let w = Path::new("/w");
+        assert!(walks_from(&[PathBuf::from("/w/**/.env"), PathBuf::from("/etc/x")], w));
+        assert!(!walks_from(&[PathBuf::from("/w/src/*.rs")], w), "from /w/src");
+        assert!(!walks_from(&[PathBuf::from("/w/.env")], w), "not a glob");
+        assert!(!walks_from(&[PathBuf::from("/v/**/.env")], w));
+    }
 
     #[test]
     fn expands_double_star_and_skips_dependency_trees() {

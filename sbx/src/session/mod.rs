@@ -70,6 +70,9 @@ pub struct Options {
     /// `--keep-agent-config`: changes to agent configuration that runs commands
     /// (`agentconf`) are reported and kept instead of reverted.
     pub keep_agent_config: bool,
+    /// The workspace's git repositories, when the caller's walk of it found them just
+    /// before (`snapshot::policy_files_and_repositories`): not walked for again.
+    pub repositories: Option<launch::git::Walk>,
 }
 
 /// Where `--ask`'s "always" answers are written, and how long a held
@@ -98,8 +101,19 @@ pub enum SessionError {
     Inbound { addr: std::net::SocketAddr, source: io::Error },
 }
 
-/// Runs `command` in the sandbox under `policy`; returns the exit status.
-pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8, SessionError> {
+/// How a session ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// The status to exit with.
+    pub code: u8,
+    /// The workspace's policy files at the end (`snapshot::policy_files`), when the exit
+    /// checks walked the workspace for them.
+    pub policy_files: Option<Vec<PathBuf>>,
+}
+
+/// Runs `command` in the sandbox under `policy`; returns the exit status. `walked`: the
+/// glob rules' walk, when the caller made it already (with a search of its own).
+pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options, walked: Option<launch::glob::Walked>) -> Result<Ended, SessionError> {
     // Inside another sandbox or a container that forbids namespaces: one sentence, before
     // anything is made.
     if opts.launch.direct.is_none()
@@ -107,9 +121,9 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     {
         return Err(LaunchError::NoNamespaces(why).into());
     }
-    let (policy, walked) = prepare(policy, &opts)?;
+    let (policy, walked) = prepare(policy, &opts, walked)?;
     let policy = &policy;
-    let protections = Protections::take(policy, opts.launch.direct.is_some(), walked.repositories(&policy.workspace));
+    let protections = Protections::take(policy, opts.launch.direct.is_some(), walked.repositories(&policy.workspace).or_else(|| opts.repositories.clone()));
     let log = match &opts.log {
         Some(path) => Some(LogWriter::spawn(Log::create(path).map_err(|e| SessionError::Log { path: path.clone(), detail: e.detail() })?)?),
         None => None,
@@ -191,7 +205,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
     sink.borrow_mut().ui = ui_tx.clone();
     let sandbox = SandboxPids::default();
     let (done_tx, done) = Done::new();
-    let (outcome, lost, summary, tampered) = runtime.block_on(async {
+    let (outcome, lost, summary, tampered, tracer_end) = runtime.block_on(async {
         let launch = async {
             let mut supervisor = None;
             let outcome = async {
@@ -232,7 +246,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             (outcome, supervisor)
         };
         let session = async {
-            let ((outcome, supervisor), ebpf_lost, (), (), (), (), (), (), ()) = tokio::join!(
+            let ((outcome, supervisor), (ebpf_lost, tracer_end), (), (), (), (), (), (), ()) = tokio::join!(
                 launch,
                 kernel_events(tracer_rx, &sink, done.clone()),
                 seccomp_events(seccomp_rx, &sink),
@@ -259,7 +273,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
             if let Some(ui) = &ui_tx {
                 let _ = ui.send(tui::Msg::Exited(code)).await;
             }
-            (outcome, losses.iter().map(|(_, n)| n).sum::<u64>(), summary, tampered)
+            (outcome, losses.iter().map(|(_, n)| n).sum::<u64>(), summary, tampered, tracer_end)
         };
         let dashboard = async {
             let Some(master) = pty_master.as_ref() else { return };
@@ -278,6 +292,13 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         tokio::join!(session, dashboard).0
     });
 
+    // The tracer is detached before its cgroup goes, and the sandbox is gone.
+    if let Some(end) = tracer_end {
+        let _ = end.join();
+    }
+    if cgroup.is_some() {
+        sandbox.wait_gone(std::time::Duration::from_millis(100));
+    }
     drop(cgroup);
     let findings = protections.finish(tampered);
     let mut sink = sink.into_inner();
@@ -296,12 +317,13 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
         eprintln!("sbx: {line}");
     }
     findings.print(opts.keep_agent_config);
+    let policy_files = findings.policy_files;
     if let (Some(e), Some(log)) = (&log_error, &sink.log) {
         eprintln!("sbx: warning: could not write the log {}: {}", crate::termtext::path(&log.path), crate::termtext::escape(&e.to_string()));
     }
     let code = limits_state.exit_code(&outcome);
     outcome?;
-    Ok(code)
+    Ok(Ended { code, policy_files })
 }
 
 /// The host made ready for a session, before anything is taken or started: sbx's private
@@ -309,7 +331,7 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options) -> Result<u8,
 /// session left there go now), the glob walk's check of the deny rules, the `allowWrite`
 /// directories to make. Returns the policy with sbx's own directories hidden, and the glob
 /// rules' walk, which the plan reads while it lives.
-fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Walked), SessionError> {
+fn prepare(policy: &Policy, opts: &Options, walked: Option<launch::glob::Walked>) -> Result<(Policy, launch::glob::Walked), SessionError> {
     crate::state::state_dir()?;
     crate::state::runtime_dir()?;
     crate::state::remove_stale();
@@ -333,7 +355,7 @@ fn prepare(policy: &Policy, opts: &Options) -> Result<(Policy, launch::glob::Wal
     // walk cannot cover refuses before anything starts (the dashboard too).
     let fs = &policy.fs;
     let rules: Vec<PathBuf> = [&fs.allow_read, &fs.allow_execute, &fs.deny_read, &fs.allow_write, &fs.deny_write].into_iter().flatten().cloned().collect();
-    let walked = launch::glob::Walked::walk(&rules, &policy.workspace);
+    let walked = walked.unwrap_or_else(|| launch::glob::Walked::walk(&rules, &policy.workspace));
     launch::glob::check_deny_rules(&policy.fs, launch::glob::expand).map_err(LaunchError::from)?;
     // allowWrite directories written `~/x/` that are missing: made now, so that the
     // plan binds them.

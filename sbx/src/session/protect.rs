@@ -33,6 +33,9 @@ pub(super) struct Protections {
     /// Hidden paths the host replaced while the command ran, each hidden again (how
     /// many times).
     rehidden: RefCell<BTreeMap<PathBuf, usize>>,
+    /// The workspace's policy files at exit, found by the walk for new repositories
+    /// (`verify`).
+    policy_files: RefCell<Option<Vec<PathBuf>>>,
 }
 
 /// How long the command runs before the hidden paths are watched. An inotify instance
@@ -55,6 +58,9 @@ pub(super) struct Findings {
     tampered: Vec<report::Tamper>,
     stopped_for: Option<String>,
     rehidden: BTreeMap<PathBuf, usize>,
+    /// The workspace's policy files at exit (`snapshot::policy_files`), when the exit
+    /// checks walked the workspace.
+    pub(super) policy_files: Option<Vec<PathBuf>>,
 }
 
 impl Protections {
@@ -62,8 +68,9 @@ impl Protections {
     /// sandbox starts.
     /// `direct`: no namespaces (`--no-namespaces`), so no read-only mount: no placeholders,
     /// and the protected directories are watched with everything in them. `repositories`:
-    /// the workspace's git repositories when the glob rules' walk found them just before
-    /// (`glob::Walked`); else they are looked for here.
+    /// the workspace's git repositories when a walk of it found them just before (the glob
+    /// rules', `glob::Walked`, or the caller's for policy files); else they are looked for
+    /// here.
     pub(super) fn take(policy: &Policy, direct: bool, repositories: Option<launch::git::Walk>) -> Self {
         let walk = repositories.unwrap_or_else(|| launch::git::repositories(&policy.workspace));
         let git_paths = launch::git::admin_paths_of(&policy.workspace, &walk.found, !policy.fs.allow_git_config);
@@ -129,6 +136,7 @@ impl Protections {
             writable: policy.writable(),
             hidden_armed: tokio::sync::Notify::new(),
             rehidden: RefCell::new(BTreeMap::new()),
+            policy_files: RefCell::new(None),
         }
     }
 
@@ -257,7 +265,9 @@ impl Protections {
         let mut tampers = {
             let mut quarantine = self.quarantine.borrow_mut();
             let mut tampers = self.guard.verify_into(&mut quarantine);
-            tampers.extend(self.new_repos.verify_into(&mut quarantine));
+            let (new_repos, policy_files) = self.new_repos.verify_into(&mut quarantine);
+            tampers.extend(new_repos);
+            *self.policy_files.borrow_mut() = Some(policy_files);
             tampers
         };
         let rebased = match self.claude.borrow_mut().take().map(agentconf::ClaudeState::finish) {
@@ -286,7 +296,7 @@ impl Protections {
     /// The end: the placeholders go (the sandbox is gone, they are still empty).
     pub(super) fn finish(self, tampered: Vec<report::Tamper>) -> Findings {
         drop(self.placeholders);
-        Findings { created_live: self.created_live.into_inner(), tampered, stopped_for: self.stopped_for.into_inner(), rehidden: self.rehidden.into_inner() }
+        Findings { created_live: self.created_live.into_inner(), tampered, stopped_for: self.stopped_for.into_inner(), rehidden: self.rehidden.into_inner(), policy_files: self.policy_files.into_inner() }
     }
 }
 

@@ -251,12 +251,27 @@ impl Done {
 pub(super) struct SandboxPids {
     bwrap: std::cell::Cell<Option<u32>>,
     init: std::cell::Cell<Option<i32>>,
+    /// A pidfd of the sandbox's pid 1, opened while it lives ([`SandboxPids::wait_gone`]).
+    init_fd: RefCell<Option<std::os::fd::OwnedFd>>,
 }
 
 impl SandboxPids {
     pub(super) fn set(&self, started: &Started) {
         self.bwrap.set(started.bwrap_pid);
         self.init.set(started.sandbox_init);
+        *self.init_fd.borrow_mut() = started.sandbox_init.and_then(|pid| crate::sys::pidfd_open(pid as u32).ok());
+    }
+
+    /// Waits, at most `bound`, until the sandbox's pid 1 is gone. bwrap exits once pid 1
+    /// has told it the command's status, while pid 1 still takes the sandbox down (the
+    /// rest of its pid namespace, its mounts): the session's cgroups can be removed only
+    /// after (woken by the kernel, not by polling the removal).
+    pub(super) fn wait_gone(&self, bound: std::time::Duration) {
+        use std::os::fd::AsFd as _;
+        let Some(fd) = self.init_fd.borrow_mut().take() else { return };
+        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ms = u16::try_from(bound.as_millis()).unwrap_or(u16::MAX);
+        let _ = nix::poll::poll(&mut fds, ms);
     }
 
     /// Kills the whole sandbox: its pid 1, whose death makes the kernel kill every
@@ -349,11 +364,12 @@ pub(super) async fn net_events(mut rx: tokio::sync::mpsc::Receiver<NetEvent>, si
 }
 
 /// The kernel tracer's events, in batches, until the command has ended, then drained.
-/// Returns how many the ring buffer lost; the tracer is detached at the end, before the
-/// cgroup goes.
-pub(super) async fn kernel_events(tracer: Option<tokio::sync::oneshot::Receiver<Option<Tracer>>>, sink: &RefCell<Sink>, mut done: Done) -> u64 {
-    let Some(rx) = tracer else { return 0 };
-    let Ok(Some(mut tracer)) = rx.await else { return 0 };
+/// Returns how many the ring buffer lost, and the tracer's release (its links closed, its
+/// slot given back, its ring unmapped: most of a millisecond), begun on a thread of its
+/// own so that it overlaps the exit checks: joined before the cgroup goes.
+pub(super) async fn kernel_events(tracer: Option<tokio::sync::oneshot::Receiver<Option<Tracer>>>, sink: &RefCell<Sink>, mut done: Done) -> (u64, Option<std::thread::JoinHandle<()>>) {
+    let Some(rx) = tracer else { return (0, None) };
+    let Ok(Some(mut tracer)) = rx.await else { return (0, None) };
     let mut batch = Vec::new();
     loop {
         tokio::select! {
@@ -373,7 +389,8 @@ pub(super) async fn kernel_events(tracer: Option<tokio::sync::oneshot::Receiver<
     }
     tracer.drain_now(&mut batch);
     sink.borrow_mut().kernel(&batch);
-    tracer.lost()
+    let lost = tracer.lost();
+    (lost, std::thread::Builder::new().name("sbx-tracer-end".into()).spawn(move || drop(tracer)).ok())
 }
 
 /// What the command writes to its pty, to the dashboard.

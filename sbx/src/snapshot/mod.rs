@@ -482,32 +482,56 @@ fn restore(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
 }
 
 /// The policy files (`sbx.jsonc`, `sbx.json`) in `workspace` and its subdirectories down
-/// to [`POLICY_DEPTH`] levels (at most [`POLICY_ENTRIES`] entries examined, skipping the
-/// dependency trees the glob walk skips), and the names where one would be found from the
-/// workspace: in it and each of its parents.
+/// to [`POLICY_DEPTH`] levels (at most [`POLICY_ENTRIES`] entries examined, breadth first,
+/// skipping the dependency trees the glob walk skips), and the names where one would be
+/// found from the workspace: in it and each of its parents.
 pub fn policy_files(workspace: &Path) -> Vec<PathBuf> {
-    let names = crate::config::FILE_NAMES;
-    let mut out: Vec<PathBuf> = workspace.ancestors().flat_map(|d| names.iter().map(move |n| d.join(n))).collect();
-    let mut seen = 0usize;
-    let mut stack = vec![(workspace.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = stack.pop() {
+    policy_files_and_repositories(workspace, None).0
+}
+
+/// [`policy_files`], and, with `search` (a search for git repositories from `workspace`,
+/// `launch::git::walk`), the repositories it finds: one walk of the workspace for both,
+/// each within its own bounds. The search sees the directories it enters in the order of
+/// a walk of its own (breadth first): the directories entered for the policy files alone
+/// are never ones it would enter (they are shallower than its depth and not skipped, so
+/// it enters them too while it goes on).
+pub fn policy_files_and_repositories(workspace: &Path, mut search: Option<crate::launch::git::Search>) -> (Vec<PathBuf>, Option<crate::launch::git::Walk>) {
+    let mut names = policy_search();
+    // (directory, depth, entered for the search, entered for the policy files)
+    let mut queue = std::collections::VecDeque::from([(workspace.to_path_buf(), 0usize, search.is_some(), true)]);
+    while let Some((dir, depth, for_search, for_policy)) = queue.pop_front() {
+        let for_search = for_search && search.as_ref().is_some_and(|s| !s.capped());
+        let for_policy = for_policy && !names.over();
+        if !for_search && !for_policy {
+            continue;
+        }
+        if for_search && let Some(s) = search.as_mut() {
+            s.enter(&dir);
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
-            seen += 1;
-            if seen > POLICY_ENTRIES {
-                return out;
-            }
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if is_dir && depth < POLICY_DEPTH && !crate::launch::glob::SKIPPED_DIRS.contains(&name) {
-                stack.push((entry.path(), depth + 1));
-            } else if !is_dir && names.contains(&name) && depth > 0 {
-                out.push(entry.path());
+            let search_enters = for_search && search.as_mut().and_then(|s| if s.capped() { None } else { s.entry(&entry, depth) }).unwrap_or(false);
+            let policy_enters = for_policy && names.entry(&entry, depth);
+            if search_enters || policy_enters {
+                queue.push_back((entry.path(), depth + 1, search_enters, policy_enters));
             }
         }
     }
-    out
+    (policy_files_with(workspace, names.finish()), search.map(crate::launch::git::Search::finish))
+}
+
+/// The search for policy files below a workspace, for a walk of it to carry
+/// (`launch::glob::Walked::walk_with`): [`POLICY_DEPTH`] levels, [`POLICY_ENTRIES`]
+/// entries.
+pub fn policy_search() -> crate::launch::glob::NameSearch {
+    crate::launch::glob::NameSearch::new(&crate::config::FILE_NAMES, POLICY_DEPTH, POLICY_ENTRIES)
+}
+
+/// [`policy_files`] of `workspace`, given what [`policy_search`] found below it: with the
+/// names where one would be found from the workspace, in it and each of its parents.
+pub fn policy_files_with(workspace: &Path, found: Vec<PathBuf>) -> Vec<PathBuf> {
+    let names = crate::config::FILE_NAMES;
+    workspace.ancestors().flat_map(|d| names.iter().map(move |n| d.join(n))).chain(found).collect()
 }
 
 #[cfg(test)]
@@ -586,6 +610,44 @@ mod tests {
         assert!(!w.join(".git/commondir").exists() && !w.join(".vscode").exists());
         assert_eq!(std::fs::read_to_string(session.join(w.join(".vscode/tasks.json").strip_prefix("/").unwrap())).unwrap(), "{}");
         assert!(w.join("new/.git/hooks").exists() && w.join("sbx.jsonc").exists());
+    }
+
+    #[test]
+    fn one_walk_finds_the_policy_files_and_the_same_repositories_as_a_search_of_its_own() {
+        use crate::launch::git;
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path();
+        for d in ["a/.git", "a/b/c/.git", "node_modules/x/.git", "d/e/f/g/h/i/j/k/l/.git", "m/.git"] {
+            std::fs::create_dir_all(ws.join(d)).unwrap();
+        }
+        for f in ["a/sbx.jsonc", "a/b/c/sbx.json", "d/e/f/g/h/i/j/sbx.jsonc", "d/e/f/g/h/i/j/k/l/sbx.jsonc", "node_modules/x/sbx.jsonc"] {
+            std::fs::write(ws.join(f), "{}").unwrap();
+        }
+        let (files, repos) = policy_files_and_repositories(ws, Some(git::Search::default()));
+        assert_eq!(repos, Some(git::repositories(ws)), "the same repositories as the search alone");
+        let repos = repos.unwrap();
+        assert!(repos.complete);
+        assert!(repos.found.contains(&ws.join("d/e/f/g/h/i/j/k/l")), "deeper than the policy files' depth: {:?}", repos.found);
+        assert!(!repos.found.iter().any(|r| r.starts_with(ws.join("node_modules"))));
+        let mut alone = policy_files(ws);
+        let mut files = files;
+        alone.sort();
+        files.sort();
+        assert_eq!(files, alone, "the same policy files as the walk for them alone");
+        assert!(files.contains(&ws.join("a/sbx.jsonc")) && files.contains(&ws.join("a/b/c/sbx.json")) && files.contains(&ws.join("d/e/f/g/h/i/j/sbx.jsonc")));
+        assert!(!files.contains(&ws.join("d/e/f/g/h/i/j/k/l/sbx.jsonc")), "below POLICY_DEPTH");
+        // A search stopped by its bounds early: the policy files are still all found.
+        let (capped_files, capped) = policy_files_and_repositories(ws, Some(git::Search::bounded(git::MAX_DEPTH, 3)));
+        assert_eq!(capped, Some(git::walk(ws, git::Search::bounded(git::MAX_DEPTH, 3))));
+        assert!(!capped.unwrap().complete);
+        let mut capped_files = capped_files;
+        capped_files.sort();
+        assert_eq!(capped_files, files);
+        // Carried by the glob rules' walk from the workspace instead: the same files.
+        let mut walked = crate::launch::glob::Walked::walk_with(&[ws.join("**/.env")], ws, Some(policy_search()));
+        let mut carried = policy_files_with(ws, walked.names().expect("the walk went to the search's end"));
+        carried.sort();
+        assert_eq!(carried, files);
     }
 
     #[test]

@@ -85,14 +85,17 @@ impl NewRepositories {
         NewRepositories { workspace: workspace.to_path_buf(), before, config_allowed, known_gitdirs, start_complete, since: coarse_now() }
     }
 
-    /// The new repositories' runnable parts, moved to the quarantine.
-    pub fn verify_into(&self, quarantine: &mut Quarantine) -> Vec<crate::report::Tamper> {
+    /// The new repositories' runnable parts, moved to the quarantine; with the workspace's
+    /// policy files as they are now (`super::policy_files`), found by the same walk.
+    pub fn verify_into(&self, quarantine: &mut Quarantine) -> (Vec<crate::report::Tamper>, Vec<PathBuf>) {
         let mut out = Vec::new();
         use crate::launch::git;
-        let walk = match self.start_complete {
-            true => git::repositories(&self.workspace),
-            false => git::walk(&self.workspace, git::Search::bounded(git::EXIT_MAX_DEPTH, git::EXIT_MAX_ENTRIES)),
+        let search = match self.start_complete {
+            true => git::Search::default(),
+            false => git::Search::bounded(git::EXIT_MAX_DEPTH, git::EXIT_MAX_ENTRIES),
         };
+        let (policy_files, walk) = super::policy_files_and_repositories(&self.workspace, Some(search));
+        let walk = walk.unwrap_or_default();
         for repo in walk.found {
             if self.before.contains(&repo) {
                 continue;
@@ -151,7 +154,7 @@ impl NewRepositories {
                 out.push(t);
             }
         }
-        out
+        (out, policy_files)
     }
 }
 
@@ -306,7 +309,7 @@ mod tests {
         std::fs::create_dir_all(new.join(".git/hooks")).unwrap();
         std::fs::write(new.join(".git/hooks/post-checkout"), "evil").unwrap();
         let mut q = Quarantine::new(Some(w.join("q")));
-        let got = guard.verify_into(&mut q);
+        let (got, _) = guard.verify_into(&mut q);
         let summary: Vec<_> = got.iter().map(|t| (t.path.strip_prefix(&w).unwrap().to_path_buf(), t.change, t.action)).collect();
         assert_eq!(
             summary,
@@ -335,7 +338,7 @@ mod tests {
         std::fs::write(w.join(".git/config"), "[core]\n\tbare = false\n\tfsmonitor = evil\n").unwrap();
         std::fs::write(w.join("old/.git/hooks/post-checkout"), "left to the mounts").unwrap();
         let mut q = Quarantine::new(Some(w.join("q")));
-        let got = guard.verify_into(&mut q);
+        let (got, _) = guard.verify_into(&mut q);
         let summary: Vec<_> = got.iter().map(|t| (t.path.strip_prefix(&w).unwrap().to_path_buf(), t.change, t.action, t.diff.clone())).collect();
         assert_eq!(
             summary,
