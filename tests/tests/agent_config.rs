@@ -117,6 +117,40 @@ open(h + "/.codex/config.toml", "a").write('notify = ["sh", "-c", "id"]\n')
     }
 }
 
+/// As an attacker, against the exit check's timing: the command leaves a process behind
+/// that keeps planting a hook (after 200 others, so that the kernel reaches it last when it
+/// takes the sandbox down), and ends. bwrap exits as soon as the sandbox's pid 1 has the
+/// command's status, while pid 1 is still taking the rest of the sandbox down; a check
+/// made in that moment could be followed by one more write. sbx checks only once every
+/// process of the sandbox is gone: the settings are the user's afterwards, in every run.
+#[test]
+fn a_process_left_behind_cannot_write_after_the_exit_check() {
+    require_root!();
+    for who in WHO {
+        let ws = Workspace::new(who);
+        let home = fake_home(who, &[(".claude/settings.json", r#"{"model": "opus"}"#)]);
+        let h = home.path();
+        ws.write(
+            "plant.py",
+            &format!(
+                "import json, os\np = os.environ['HOME'] + '/.claude/settings.json'\nwhile True:\n    with open(p, 'w') as f:\n        json.dump({{'model': 'opus', 'hooks': {HOOK}}}, f)\n"
+            ),
+        );
+        for round in 0..3 {
+            let out = ws
+                .sbx(["run", "-t", "code", "--", "sh", "-c", "for i in $(seq 200); do sleep 100 & done; python3 plant.py & sleep 0.3"])
+                .env("HOME", h)
+                .env_remove("CLAUDE_CONFIG_DIR")
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{who:?}: {}", text(&out));
+            std::thread::sleep(Duration::from_millis(300));
+            let settings = json(&h.join(".claude/settings.json"));
+            assert_eq!(settings, serde_json::json!({"model": "opus"}), "{who:?}, run {round}: the hook planted after the check stayed: {}", text(&out));
+        }
+    }
+}
+
 /// The same files replaced by a symlink, a FIFO, or renamed over: whatever is at the
 /// path at the end is compared, moved away and the original put back; sbx never
 /// follows the symlink or waits on the FIFO.

@@ -265,7 +265,8 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options, walked: Optio
                 }
             }
             let code = limits_state.exit_code(&outcome);
-            // Every process of the sandbox is gone (its pid namespace ended with bwrap).
+            // Every process of the sandbox is gone before anything is checked.
+            sandbox.ended(std::time::Duration::from_secs(1)).await;
             let review = ui_tx.as_ref().map(|ui| Review { ui, answer: &mut review_rx });
             let tampered = protections.verify(opts.keep_agent_config, review).await;
             let losses = [("ebpf", ebpf_lost), ("seccomp", seccomp_dropped), ("proxy", proxy.dropped_events())];
@@ -295,9 +296,6 @@ pub fn run(policy: &Policy, command: Vec<OsString>, opts: Options, walked: Optio
     // The tracer is detached before its cgroup goes, and the sandbox is gone.
     if let Some(end) = tracer_end {
         let _ = end.join();
-    }
-    if cgroup.is_some() {
-        sandbox.wait_gone(std::time::Duration::from_millis(100));
     }
     drop(cgroup);
     let findings = protections.finish(tampered);

@@ -251,7 +251,7 @@ impl Done {
 pub(super) struct SandboxPids {
     bwrap: std::cell::Cell<Option<u32>>,
     init: std::cell::Cell<Option<i32>>,
-    /// A pidfd of the sandbox's pid 1, opened while it lives ([`SandboxPids::wait_gone`]).
+    /// A pidfd of the sandbox's pid 1, opened while it lives ([`SandboxPids::ended`]).
     init_fd: RefCell<Option<std::os::fd::OwnedFd>>,
 }
 
@@ -262,21 +262,29 @@ impl SandboxPids {
         *self.init_fd.borrow_mut() = started.sandbox_init.and_then(|pid| crate::sys::pidfd_open(pid as u32).ok());
     }
 
-    /// Waits, at most `bound`, until the sandbox's pid 1 is gone. bwrap exits once pid 1
-    /// has told it the command's status, while pid 1 still takes the sandbox down (the
-    /// rest of its pid namespace, its mounts): the session's cgroups can be removed only
-    /// after (woken by the kernel, not by polling the removal).
-    pub(super) fn wait_gone(&self, bound: std::time::Duration) {
-        use std::os::fd::AsFd as _;
+    /// Waits until the sandbox's pid 1 is gone, and with it every process of its pid
+    /// namespace: the kernel kills and reaps them all before pid 1's end is told. bwrap
+    /// exits as soon as pid 1 has sent it the command's status, so the launch's end does
+    /// not mean that: a process the command left behind runs until pid 1 has taken it down,
+    /// and the exit checks must not start before (it could write after them). Pid 1 not
+    /// gone within `bound` is killed, and waited for again.
+    pub(super) async fn ended(&self, bound: std::time::Duration) {
         let Some(fd) = self.init_fd.borrow_mut().take() else { return };
-        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let ms = u16::try_from(bound.as_millis()).unwrap_or(u16::MAX);
-        let _ = nix::poll::poll(&mut fds, ms);
+        let fd = match crate::sys::async_fd(fd, tokio::io::Interest::READABLE) {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!("cannot wait for the sandbox's pid 1: {e}");
+                return;
+            }
+        };
+        if tokio::time::timeout(bound, fd.readable()).await.is_err() {
+            self.kill();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), fd.readable()).await;
+        }
     }
 
     /// Kills the whole sandbox: its pid 1, whose death makes the kernel kill every
-    /// process of its pid namespace before bwrap, which waits for it, exits; so when the
-    /// launch ends, nothing of the command runs any more (the exit checks rely on it).
+    /// process of its pid namespace (the exit checks wait for that: [`SandboxPids::ended`]).
     /// bwrap itself when pid 1 is not known yet (--die-with-parent takes the rest).
     /// Without namespaces (`--no-namespaces`) pid 1 is stage-2's init, whose death kills
     /// nothing: everything below it is killed first, a few passes in case of a fork in
