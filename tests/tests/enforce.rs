@@ -174,7 +174,9 @@ struct Marked<'a> {
     ws: &'a Workspace,
     who: As,
     mark: String,
-    child: std::process::Child,
+    /// Taken by `finish`; killed on drop otherwise (a test that failed leaves nothing
+    /// waiting for a `go` that never comes).
+    child: Option<std::process::Child>,
     deadline: std::time::Instant,
 }
 
@@ -183,7 +185,7 @@ impl<'a> Marked<'a> {
         let mark = format!("sbx-remask-{name}-{}-{who:?}", std::process::id());
         let script = format!(": {mark}; {script}");
         let child = ws.sbx(["run", "--", "/bin/sh", "-c", &script]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        Marked { ws, who, mark, child, deadline: std::time::Instant::now() + std::time::Duration::from_secs(20) }
+        Marked { ws, who, mark, child: Some(child), deadline: std::time::Instant::now() + std::time::Duration::from_secs(20) }
     }
 
     /// Waits until the command has made `file` in the workspace.
@@ -222,9 +224,18 @@ impl<'a> Marked<'a> {
     }
 
     /// Lets the command go on (`go`) and returns its output.
-    fn finish(self) -> std::process::Output {
+    fn finish(mut self) -> std::process::Output {
         self.ws.write("go", "");
-        self.child.wait_with_output().unwrap()
+        self.child.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Marked<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
