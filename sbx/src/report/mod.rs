@@ -432,6 +432,12 @@ pub fn host_port(host: &str, port: u16) -> String {
 }
 
 impl Denial {
+    /// A denial of `source` that says nothing else yet: the fields a source has are set
+    /// over it (`Denial { host, ..Denial::of(source) }`).
+    pub fn of(source: Source) -> Denial {
+        Denial { source, syscall: None, errno: None, operation: None, pid: None, tid: None, comm: None, path: None, requested_path: None, host: None, port: None, detail: Vec::new() }
+    }
+
     /// A few words for the exit summary: "write /etc/x", "mount", "evil.example",
     /// "connect 10.0.0.1:443".
     pub fn short(&self) -> String {
@@ -705,7 +711,7 @@ mod tests {
             port: Some(443),
             detail: vec![("reason".into(), "why".into()), ("call".into(), "open(\"x\")".into()), ("reason".into(), "last wins".into())],
         };
-        let bare = Denial { source: Source::Proxy, syscall: None, errno: None, operation: None, pid: None, tid: None, comm: None, path: None, requested_path: None, host: None, port: None, detail: Vec::new() };
+        let bare = Denial::of(Source::Proxy);
         let line = |d| serde_json::to_string(&encode(7, time, &Event::Denial(d), &Counts::default(), Instant::now())).unwrap();
         assert_eq!(
             line(full),

@@ -389,18 +389,13 @@ mod tests {
 
     fn denial(source: report::Source, path: Option<Vec<u8>>, host: Option<String>, call: Option<String>) -> Denial {
         Denial {
-            source,
             syscall: Some("openat".into()),
-            errno: None,
             operation: Some("create".into()),
-            pid: None,
-            tid: None,
-            comm: None,
             path: path.map(|p| PathBuf::from(OsString::from_vec(p))),
-            requested_path: None,
             host,
             port: Some(443),
             detail: call.map(|c| vec![("call".to_string(), c)]).unwrap_or_default(),
+            ..Denial::of(source)
         }
     }
 

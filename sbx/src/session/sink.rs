@@ -253,18 +253,9 @@ impl Sink {
             // sbx's DNS reports its refusals only: a denial of its own source.
             if !n.allowed {
                 self.emit(&Event::Denial(Denial {
-                    source: report::Source::Dns,
-                    syscall: None,
-                    errno: None,
-                    operation: None,
-                    pid: None,
-                    tid: None,
-                    comm: None,
-                    path: None,
-                    requested_path: None,
                     host: Some(n.host),
-                    port: None,
                     detail: vec![("qtype".to_string(), n.dns_type.unwrap_or_default()), ("rule".to_string(), n.rule), ("client".to_string(), n.client)],
+                    ..Denial::of(report::Source::Dns)
                 }));
                 self.flush();
             }
@@ -283,18 +274,11 @@ impl Sink {
         self.emit(&Event::Net(event.clone()));
         if !event.allowed {
             self.emit(&Event::Denial(Denial {
-                source: report::Source::Proxy,
-                syscall: None,
-                errno: None,
                 operation: Some(report::Operation::Connect),
-                pid: None,
-                tid: None,
-                comm: None,
-                path: None,
-                requested_path: None,
                 host: Some(event.host),
                 port: Some(event.port),
                 detail: vec![("rule".to_string(), event.rule), ("protocol".to_string(), protocol.to_string())],
+                ..Denial::of(report::Source::Proxy)
             }));
         }
         self.flush();
@@ -380,20 +364,7 @@ impl Sink {
 /// A denial of the whole session, counted rather than seen in one process: a limit
 /// reached, what the sandbox's network could not route.
 fn of_session(source: report::Source, errno: Option<&str>, operation: report::Operation, detail: Vec<(String, String)>) -> Denial {
-    Denial {
-        source,
-        syscall: None,
-        errno: errno.map(str::to_string),
-        operation: Some(operation),
-        pid: None,
-        tid: None,
-        comm: None,
-        path: None,
-        requested_path: None,
-        host: None,
-        port: None,
-        detail,
-    }
+    Denial { errno: errno.map(str::to_string), operation: Some(operation), detail, ..Denial::of(source) }
 }
 
 /// The exit summary's line: every example is the command's choice (paths,

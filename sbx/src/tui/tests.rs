@@ -40,23 +40,6 @@ fn start(landlock: LandlockStatus, seccomp: bool) -> report::Event {
     }))
 }
 
-fn denial(source: Source) -> Denial {
-    Denial {
-        source,
-        syscall: None,
-        errno: None,
-        operation: None,
-        pid: None,
-        tid: None,
-        comm: None,
-        path: None,
-        requested_path: None,
-        host: None,
-        port: None,
-        detail: Vec::new(),
-    }
-}
-
 fn landlock_write(path: &str, pid: u32, comm: &str) -> report::Event {
     report::Event::Denial(Denial {
         syscall: Some("openat".into()),
@@ -68,7 +51,7 @@ fn landlock_write(path: &str, pid: u32, comm: &str) -> report::Event {
         path: Some(PathBuf::from(path)),
         requested_path: Some(path.trim_start_matches("/etc/").into()),
         detail: vec![("reason".into(), "not under a writable root".into())],
-        ..denial(Source::Landlock)
+        ..Denial::of(Source::Landlock)
     })
 }
 
@@ -82,7 +65,7 @@ fn seccomp_mount() -> report::Event {
             ("call".into(), r#"mount("tmpfs", "/mnt", "tmpfs", 0, NULL)"#.into()),
             ("reason".into(), "mount is blocked by the seccomp filter".into()),
         ],
-        ..denial(Source::Seccomp)
+        ..Denial::of(Source::Seccomp)
     })
 }
 
@@ -105,7 +88,7 @@ fn proxy_denial(host: &str, port: u16) -> report::Event {
         host: Some(host.into()),
         port: Some(port),
         detail: vec![("rule".into(), "no rule allows it".into()), ("protocol".into(), "connect".into())],
-        ..denial(Source::Proxy)
+        ..Denial::of(Source::Proxy)
     })
 }
 
